@@ -1,0 +1,17 @@
+package canon
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
+
+// EmailGeneral is Email without the ASCII fast path, for FuzzEmailFastPath.
+func EmailGeneral(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if !utf8.ValidString(s) {
+		return "", invalid("not valid UTF-8")
+	}
+	return slow(strings.ToLower(norm.NFC.String(s)))
+}
