@@ -1,0 +1,94 @@
+# breachd: `make run` to try it, `make test` before every commit.
+
+GO            ?= go
+BIN           := $(CURDIR)/bin
+TOOLS         := $(BIN)/tools
+DATA          ?= $(CURDIR)/data
+ADDR          ?= 127.0.0.1:7355
+DEMO_CSV      := $(CURDIR)/demo/segapass.csv
+DEMO_MANIFEST := $(CURDIR)/demo/segapass.manifest.json
+DEMO_RECORDS  ?= 1290775
+
+# Pinned code generators and tools; `make proto` installs exactly these.
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+STATICCHECK_VERSION        := v0.8.2
+BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
+
+PROTO_FILES := proto/breachd/v1/breachd.proto
+
+.PHONY: all run build test bench fuzz proto proto-check lint tidy-check clean tools
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# run builds, creates and imports the demo corpus on first use, then serves it.
+run: build
+	@if [ ! -d "$(DATA)" ]; then \
+	  echo "first run: generating the synthetic Sega Pass corpus ($(DEMO_RECORDS) rows) and importing it into $(DATA)"; \
+	  $(BIN)/corpusgen --records $(DEMO_RECORDS) --out $(DEMO_CSV) && \
+	  $(BIN)/breachd import --data $(DATA) --manifest $(DEMO_MANIFEST) $(DEMO_CSV) || { rm -rf "$(DATA)"; exit 1; }; \
+	fi
+	@echo
+	@echo "try it from another terminal:"
+	@echo "  $(BIN)/breachctl check --addr $(ADDR) \"$$($(BIN)/corpusgen --records 1 --print-first)\" nobody@example.com"
+	@echo "  grpcurl -plaintext -d '{\"email_sha256\":\"'$$($(BIN)/breachctl hash --base64 nobody@example.com)'\"}' $(ADDR) breachd.v1.ExposureService/Check"
+	@echo
+	$(BIN)/breachd serve --data $(DATA) --addr $(ADDR)
+
+test:
+	$(GO) test -race -count=1 ./...
+
+bench:
+	$(GO) run ./bench/cmd/benchrun --out bench/RESULTS.md
+
+# fuzz runs every fuzz target briefly; FUZZTIME=5m for a longer soak.
+FUZZTIME ?= 15s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
+
+$(TOOLS)/protoc-gen-go:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+
+$(TOOLS)/protoc-gen-go-grpc:
+	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+$(TOOLS)/staticcheck:
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(TOOLS)/benchstat:
+	GOBIN=$(TOOLS) $(GO) install golang.org/x/perf/cmd/benchstat@$(BENCHSTAT_VERSION)
+
+tools: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc $(TOOLS)/staticcheck $(TOOLS)/benchstat
+
+# proto regenerates the committed Go code from the .proto files. It needs
+# Debian's protobuf-compiler (installed here if missing) and the pinned plugins.
+proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
+	@command -v protoc >/dev/null || { apt-get update -qq && apt-get install -y -qq protobuf-compiler; }
+	PATH=$(TOOLS):$$PATH protoc -I proto -I /usr/include \
+	  --go_out=proto --go_opt=paths=source_relative \
+	  --go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+	  $(PROTO_FILES)
+
+# proto-check fails when the committed generated code differs from what
+# `make proto` produces.
+proto-check: proto
+	@git diff --exit-code -- proto/ || { echo "generated code is stale: run 'make proto' and commit"; exit 1; }
+
+lint: $(TOOLS)/staticcheck
+	$(GO) vet ./...
+	$(TOOLS)/staticcheck ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+tidy-check:
+	$(GO) mod tidy
+	@git diff --exit-code -- go.mod go.sum || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
+
+clean:
+	rm -rf $(BIN) $(DEMO_CSV)
