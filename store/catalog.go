@@ -1,0 +1,101 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/breachd/breachd"
+)
+
+// Key layout. Every key starts with a one-byte keyspace tag, leaving room for
+// later indexes (password digests, keyed digests) beside the email one.
+const (
+	tagEmail   = 'e' // 'e' + SHA-256 of canonical email -> segment ids, 4 bytes each
+	tagBreach  = 'b' // 'b' + breach name -> breachRecord (JSON)
+	tagSegment = 's' // 's' + segment id (uint32 BE) -> segmentRecord (JSON)
+	tagMeta    = 'm' // 'm' + name -> metadata
+)
+
+var keyVersion = []byte("mcorpus_version")
+
+const emailKeySize = 1 + breachd.DigestSize
+
+func emailKey(d *breachd.Digest) [emailKeySize]byte {
+	var k [emailKeySize]byte
+	k[0] = tagEmail
+	copy(k[1:], d[:])
+	return k
+}
+
+func breachKey(name string) []byte { return append([]byte{tagBreach}, name...) }
+
+func segmentKey(id uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{tagSegment}, id)
+}
+
+// segmentRecord is the state of one import of a breach.
+type segmentRecord struct {
+	Breach    string `json:"breach"`
+	Committed bool   `json:"committed"`
+}
+
+// breachRecord is a catalogue entry at rest.
+type breachRecord struct {
+	breachd.Breach
+	AccountCount int64 `json:"AccountCount"`
+}
+
+// catalog is an immutable snapshot of the committed corpus: which segments
+// are visible and to which breach each belongs. Lookups load it once and use
+// it throughout, so an answer never mixes two corpus versions.
+type catalog struct {
+	version  uint64
+	segments map[uint32]*Breach // committed segments only
+	segNames map[uint32]string  // committed segment -> breach name
+	byName   map[string]*Breach
+	sorted   []*Breach // by name
+}
+
+// Breach is a catalogue entry: the breach record plus what the store knows of it.
+// Values returned by the store are shared and must not be modified.
+type Breach struct {
+	breachd.Breach
+	// AccountCount is the number of distinct digests stored for the breach.
+	AccountCount int64
+}
+
+func newCatalog(version uint64, breaches map[string]*Breach, segs map[uint32]string) *catalog {
+	c := &catalog{version: version, segments: make(map[uint32]*Breach, len(segs)), segNames: segs, byName: breaches}
+	for id, name := range segs {
+		if b := breaches[name]; b != nil {
+			c.segments[id] = b
+		}
+	}
+	for _, b := range breaches {
+		c.sorted = append(c.sorted, b)
+	}
+	slices.SortFunc(c.sorted, func(a, b *Breach) int { return strings.Compare(a.Name, b.Name) })
+	return c
+}
+
+// resolve appends to dst the visible breaches named by a membership value,
+// each once, ordered by name.
+func (c *catalog) resolve(dst []*Breach, val []byte) ([]*Breach, error) {
+	if len(val)%4 != 0 {
+		return dst, fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(val))
+	}
+	start := len(dst)
+	for i := 0; i < len(val); i += 4 {
+		b := c.segments[binary.BigEndian.Uint32(val[i:])]
+		if b == nil || slices.Contains(dst[start:], b) {
+			continue
+		}
+		dst = append(dst, b)
+	}
+	if len(dst)-start > 1 {
+		slices.SortFunc(dst[start:], func(a, b *Breach) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return dst, nil
+}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/breachd/breachd"
+)
+
+// Lookup returns the visible breaches that digest d appears in, ordered by
+// name (empty when it is not exposed), and the corpus version the answer was
+// computed against.
+func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*Breach, uint64, error) {
+	if err := s.acquire(); err != nil {
+		return nil, 0, err
+	}
+	defer s.release()
+	c := s.cat.Load()
+	if !s.filter.Load().test(d[:]) {
+		return nil, c.version, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	bs, err := s.get(txn, c, &d, nil)
+	return bs, c.version, err
+}
+
+// get confirms a filter "maybe" in Badger and appends the breaches to dst.
+func (s *Store) get(txn *badger.Txn, c *catalog, d *breachd.Digest, dst []*Breach) ([]*Breach, error) {
+	k := emailKey(d)
+	item, err := txn.Get(k[:])
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return dst, nil
+	}
+	if err != nil {
+		return dst, classify("get", err)
+	}
+	err = item.Value(func(v []byte) error {
+		var err error
+		dst, err = c.resolve(dst, v)
+		return err
+	})
+	return dst, err
+}
+
+// LookupBatch looks up a batch of digests packed back to back (32 bytes each)
+// in one read transaction. It calls hit, in ascending order, for each digest
+// that is exposed; the slice it passes is reused between calls. It returns the
+// corpus version that every answer in the batch was computed against.
+func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, breaches []*Breach)) (uint64, error) {
+	if len(packed)%breachd.DigestSize != 0 {
+		return 0, breachd.ErrInvalidDigest
+	}
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	c := s.cat.Load()
+	n := len(packed) / breachd.DigestSize
+	// Test the whole batch under one read lock, then confirm the maybes in
+	// Badger without holding it, so an import is never held up by a batch.
+	maybe := s.filter.Load().testPacked(packed, make([]int32, 0, n/16+8))
+	if len(maybe) == 0 {
+		return c.version, nil
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	var buf []*Breach
+	for j, i := range maybe {
+		if j%256 == 0 {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
+		}
+		var err error
+		buf, err = s.get(txn, c, (*breachd.Digest)(packed[int(i)*breachd.DigestSize:]), buf[:0])
+		if err != nil {
+			return 0, err
+		}
+		if len(buf) > 0 {
+			hit(int(i), buf)
+		}
+	}
+	return c.version, nil
+}

@@ -1,0 +1,379 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+)
+
+// digests returns n distinct deterministic digests for a named set.
+func digests(set string, n int) []breachd.Digest {
+	out := make([]breachd.Digest, n)
+	for i := range out {
+		out[i] = sha256.Sum256(binary.BigEndian.AppendUint64([]byte(set), uint64(i)))
+	}
+	return out
+}
+
+func breach(name string) breachd.Breach {
+	return breachd.Breach{Name: name, Title: name + " breach", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
+}
+
+func open(tb testing.TB, dir string, opts store.Options) *store.Store {
+	tb.Helper()
+	s, err := store.Open(dir, opts)
+	if err != nil {
+		tb.Fatalf("Open(%s) = %v", dir, err)
+	}
+	return s
+}
+
+func importAll(tb testing.TB, s *store.Store, b breachd.Breach, ds []breachd.Digest, batch int) store.ImportStats {
+	tb.Helper()
+	ctx := context.Background()
+	imp, err := s.BeginImport(ctx, b)
+	if err != nil {
+		tb.Fatalf("BeginImport(%s) = %v", b.Name, err)
+	}
+	defer imp.Abort()
+	for len(ds) > 0 {
+		n := min(batch, len(ds))
+		if err := imp.Add(ctx, ds[:n]); err != nil {
+			tb.Fatalf("Add = %v", err)
+		}
+		ds = ds[n:]
+	}
+	st, err := imp.Commit(ctx)
+	if err != nil {
+		tb.Fatalf("Commit = %v", err)
+	}
+	return st
+}
+
+func names(bs []*store.Breach) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+// wantBreaches checks that every digest in ds is found in exactly want.
+func wantBreaches(tb testing.TB, s *store.Store, ds []breachd.Digest, want ...string) {
+	tb.Helper()
+	for _, d := range ds {
+		got, _, err := s.Lookup(context.Background(), d)
+		if err != nil {
+			tb.Fatalf("Lookup(%x) = %v", d, err)
+		}
+		if !slices.Equal(names(got), want) {
+			tb.Fatalf("Lookup(%x) = %v, want %v", d, names(got), want)
+		}
+	}
+}
+
+func TestImportAndLookup(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{})
+	defer s.Close()
+	a, b := digests("a", 3000), digests("b", 2000)
+	both := digests("both", 500)
+
+	st := importAll(t, s, breach("Alpha"), append(slices.Clone(a), both...), 700)
+	if st.NewAccounts != 3500 || st.KnownAccounts != 0 || st.Duplicates != 0 || st.Version != 1 {
+		t.Fatalf("first import stats = %+v", st)
+	}
+	st = importAll(t, s, breach("Beta"), append(slices.Clone(b), both...), 1000)
+	if st.NewAccounts != 2000 || st.KnownAccounts != 500 || st.Version != 2 {
+		t.Fatalf("second import stats = %+v", st)
+	}
+	wantBreaches(t, s, a, "Alpha")
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, both, "Alpha", "Beta")
+	wantBreaches(t, s, digests("absent", 5000))
+
+	bs, v := s.Breaches()
+	if v != 2 || !slices.Equal(names(bs), []string{"Alpha", "Beta"}) {
+		t.Fatalf("Breaches() = %v, %d", names(bs), v)
+	}
+	if bs[0].AccountCount != 3500 || bs[1].AccountCount != 2500 {
+		t.Fatalf("account counts = %d, %d, want 3500, 2500", bs[0].AccountCount, bs[1].AccountCount)
+	}
+	if _, _, err := s.Breach("Gamma"); !errors.Is(err, store.ErrUnknownBreach) {
+		t.Fatalf("Breach(Gamma) = %v, want ErrUnknownBreach", err)
+	}
+	if got := s.Stats().Keys; got != 5500 {
+		t.Fatalf("Stats().Keys = %d, want 5500", got)
+	}
+}
+
+func TestReimportIsIdempotent(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{})
+	defer s.Close()
+	ds := digests("a", 2000)
+	// Repeats inside one dump are duplicates too.
+	importAll(t, s, breach("Alpha"), append(slices.Clone(ds), ds[:100]...), 300)
+	st := importAll(t, s, breach("Alpha"), ds, 512)
+	if st.Duplicates != 2000 || st.NewAccounts != 0 || st.KnownAccounts != 0 {
+		t.Fatalf("re-import stats = %+v, want all duplicates", st)
+	}
+	b, _, err := s.Breach("Alpha")
+	if err != nil || b.AccountCount != 2000 {
+		t.Fatalf("Breach(Alpha) = %+v, %v, want 2000 accounts", b, err)
+	}
+	wantBreaches(t, s, ds, "Alpha")
+}
+
+func TestUncommittedImportIsInvisible(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := open(t, dir, store.Options{})
+	a, b := digests("a", 1000), digests("b", 1000)
+	importAll(t, s, breach("Alpha"), a, 1000)
+
+	imp, err := s.BeginImport(ctx, breach("Beta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := imp.Add(ctx, append(slices.Clone(b), a[:10]...)); err != nil {
+		t.Fatal(err)
+	}
+	wantBreaches(t, s, b)
+	wantBreaches(t, s, a[:10], "Alpha")
+	if _, _, err := s.Breach("Beta"); !errors.Is(err, store.ErrUnknownBreach) {
+		t.Fatalf("pending breach is in the catalogue: %v", err)
+	}
+	imp.Abort()
+	if err := imp.Add(ctx, b); !errors.Is(err, store.ErrImportDone) {
+		t.Fatalf("Add after Abort = %v, want ErrImportDone", err)
+	}
+	wantBreaches(t, s, b)
+
+	// After a restart the abandoned rows are still invisible, and importing
+	// the breach again completes it.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, store.Options{})
+	defer s.Close()
+	wantBreaches(t, s, b)
+	st := importAll(t, s, breach("Beta"), b, 400)
+	if st.Version != 2 {
+		t.Fatalf("version after re-import = %d, want 2", st.Version)
+	}
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, a[:10], "Alpha")
+}
+
+func TestReopen(t *testing.T) {
+	a, b := digests("a", 4000), digests("b", 4000)
+	tests := []struct {
+		name   string
+		damage func(t *testing.T, dir string, older []byte)
+		want   string // what the store must log at reopen
+	}{
+		{"clean", func(*testing.T, string, []byte) {}, "bloom filter loaded"},
+		{"filter deleted", func(t *testing.T, dir string, _ []byte) {
+			if err := os.Remove(filepath.Join(dir, "breachd.bloom")); err != nil {
+				t.Fatal(err)
+			}
+		}, "rebuilding bloom filter"},
+		{"filter corrupt", func(t *testing.T, dir string, _ []byte) {
+			p := filepath.Join(dir, "breachd.bloom")
+			buf, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			buf[len(buf)/2] ^= 0xff
+			if err := os.WriteFile(p, buf, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "rebuilding bloom filter"},
+		{"filter stale", func(t *testing.T, dir string, older []byte) {
+			// As after a crash between a write and the filter's save.
+			if err := os.WriteFile(filepath.Join(dir, "breachd.bloom"), older, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "rebuilding bloom filter"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, dir, store.Options{})
+			importAll(t, s, breach("Alpha"), a, 1000)
+			older, err := os.ReadFile(filepath.Join(dir, "breachd.bloom"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			importAll(t, s, breach("Beta"), b, 1000)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			tt.damage(t, dir, older)
+
+			var logs bytes.Buffer
+			s = open(t, dir, store.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			defer s.Close()
+			if !strings.Contains(logs.String(), tt.want) {
+				t.Errorf("reopen logged %q, want %q", logs.String(), tt.want)
+			}
+			wantBreaches(t, s, a, "Alpha")
+			wantBreaches(t, s, b, "Beta")
+			wantBreaches(t, s, digests("absent", 2000))
+			if st := s.Stats(); st.Keys != 8000 || st.Version != 2 || st.Breaches != 2 {
+				t.Fatalf("Stats() after reopen = %+v", st)
+			}
+		})
+	}
+}
+
+func TestFilterGrows(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, store.Options{ExpectedKeys: 1024})
+	ds := digests("a", 20000)
+	importAll(t, s, breach("Alpha"), ds, 2500)
+	wantBreaches(t, s, ds, "Alpha")
+	fs := s.Stats().Filter
+	if fs.Capacity < 20000 {
+		t.Fatalf("filter capacity = %d after 20000 keys, want it grown", fs.Capacity)
+	}
+	if fs.EstimatedFPR > 2*fs.TargetFPR {
+		t.Fatalf("estimated FPR %.5f is over twice the target %.5f", fs.EstimatedFPR, fs.TargetFPR)
+	}
+	s.Close()
+	s = open(t, dir, store.Options{ExpectedKeys: 1024})
+	defer s.Close()
+	wantBreaches(t, s, ds, "Alpha")
+}
+
+// TestVisibilityIsAtomic runs lookups while a breach is imported and checks
+// that every answer is consistent with the corpus version it reports: a digest
+// of the breach being imported is exposed if and only if the version includes
+// the import. Run with -race.
+func TestVisibilityIsAtomic(t *testing.T) {
+	ctx := t.Context()
+	s := open(t, t.TempDir(), store.Options{ExpectedKeys: 4096})
+	defer s.Close()
+	a, b := digests("a", 3000), digests("b", 20000)
+	importAll(t, s, breach("Alpha"), a, 1000)
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				got, v, err := s.Lookup(ctx, a[i%len(a)])
+				if err != nil || !slices.Equal(names(got), []string{"Alpha"}) {
+					errs <- errors.New("Alpha digest not found during import")
+					return
+				}
+				got, v, err = s.Lookup(ctx, b[(i*7919)%len(b)])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if exposed := len(got) > 0; exposed != (v >= 2) {
+					errs <- errors.New("Beta digest visibility does not match corpus version")
+					return
+				}
+			}
+		}()
+	}
+	importAll(t, s, breach("Beta"), b, 1000) // grows the filter mid-import too
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	wantBreaches(t, s, b, "Beta")
+}
+
+func TestLookupBatch(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{})
+	defer s.Close()
+	present := digests("a", 100)
+	importAll(t, s, breach("Alpha"), present, 100)
+	absent := digests("absent", 300)
+	var packed []byte
+	var want []int
+	for i := 0; i < 400; i++ {
+		if i%4 == 0 {
+			packed = append(packed, present[i/4][:]...)
+			want = append(want, i)
+		} else {
+			packed = append(packed, absent[i-i/4-1][:]...)
+		}
+	}
+	var got []int
+	v, err := s.LookupBatch(context.Background(), packed, func(i int, bs []*store.Breach) {
+		if !slices.Equal(names(bs), []string{"Alpha"}) {
+			t.Errorf("hit %d = %v", i, names(bs))
+		}
+		got = append(got, i)
+	})
+	if err != nil || v != 1 {
+		t.Fatalf("LookupBatch = %d, %v", v, err)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("LookupBatch hits = %v, want %v", got, want)
+	}
+	if _, err := s.LookupBatch(context.Background(), packed[:33], nil); !errors.Is(err, breachd.ErrInvalidDigest) {
+		t.Fatalf("LookupBatch(33 bytes) = %v, want ErrInvalidDigest", err)
+	}
+}
+
+func TestImportsAreSerialised(t *testing.T) {
+	s := open(t, t.TempDir(), store.Options{})
+	defer s.Close()
+	imp, err := s.BeginImport(t.Context(), breach("Alpha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := s.BeginImport(ctx, breach("Beta")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second BeginImport = %v, want it to wait and fail with the context", err)
+	}
+	imp.Abort()
+	imp2, err := s.BeginImport(t.Context(), breach("Beta"))
+	if err != nil {
+		t.Fatalf("BeginImport after Abort = %v", err)
+	}
+	imp2.Abort()
+}
+
+func TestErrors(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, store.Options{})
+	if _, err := s.BeginImport(t.Context(), breachd.Breach{Name: "bad name"}); !errors.Is(err, breachd.ErrInvalidBreach) {
+		t.Fatalf("BeginImport(bad name) = %v, want ErrInvalidBreach", err)
+	}
+	if _, err := store.Open(dir, store.Options{}); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Lookup(t.Context(), breachd.Digest{}); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Lookup after Close = %v, want ErrClosed", err)
+	}
+	if err := s.Close(); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("second Close = %v, want ErrClosed", err)
+	}
+}
