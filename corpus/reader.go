@@ -1,0 +1,310 @@
+package corpus
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+)
+
+// Format is the shape of a dump.
+type Format int
+
+const (
+	// FormatAuto detects the format from the first non-blank line.
+	FormatAuto Format = iota
+	// FormatCSV is comma-separated with a header row naming the columns.
+	FormatCSV
+	// FormatEmails is one email address per line.
+	FormatEmails
+	// FormatSHA256 is one hex SHA-256 digest of a canonical email per line.
+	FormatSHA256
+)
+
+func (f Format) String() string {
+	switch f {
+	case FormatCSV:
+		return "csv"
+	case FormatEmails:
+		return "emails"
+	case FormatSHA256:
+		return "sha256"
+	}
+	return "auto"
+}
+
+// ParseFormat parses a --format value.
+func ParseFormat(s string) (Format, error) {
+	for _, f := range []Format{FormatAuto, FormatCSV, FormatEmails, FormatSHA256} {
+		if s == f.String() {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails or sha256", s)
+}
+
+// MaxLineBytes is the longest line a dump may have; longer lines are rejected.
+const MaxLineBytes = 64 << 10
+
+// Options configure a Reader.
+type Options struct {
+	Format Format
+	// Column names the CSV column that holds the email. Default "email".
+	Column string
+}
+
+// Stats counts what a Reader has read.
+type Stats struct {
+	Rows     int64 // non-blank data rows (the CSV header is not a row)
+	Accepted int64
+	Rejected int64
+}
+
+// Reader reads account digests from a dump.
+type Reader struct {
+	br     *bufio.Reader
+	opts   Options
+	format Format
+	col    int   // CSV: index of the email column
+	line   int64 // number of the last line read, from 1
+	stats  Stats
+	peeked []byte // first non-blank line, read during detection
+	// OnReject, if set, is called for each rejected row. Reasons never
+	// contain the row's content.
+	OnReject func(line int64, reason string)
+}
+
+// ErrNoColumn is returned when a CSV header lacks the email column.
+var ErrNoColumn = errors.New("no email column")
+
+// NewReader detects compression and format, reads the CSV header if any, and
+// returns a Reader positioned at the first data row.
+func NewReader(r io.Reader, opts Options) (*Reader, error) {
+	if opts.Column == "" {
+		opts.Column = "email"
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		br = bufio.NewReaderSize(zr, 256<<10)
+	}
+	rd := &Reader{br: br, opts: opts, format: opts.Format}
+	first, err := rd.nextLine()
+	if err == io.EOF {
+		return rd, nil // an empty dump: nothing to read
+	}
+	if err != nil {
+		return nil, err
+	}
+	first = bytes.TrimPrefix(first, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	if rd.format == FormatAuto {
+		rd.format = detect(first, opts.Column)
+	}
+	if rd.format == FormatCSV {
+		fields, ok := splitCSV(first, nil)
+		if !ok {
+			return nil, fmt.Errorf("line %d: malformed CSV header", rd.line)
+		}
+		rd.col = -1
+		for i, f := range fields {
+			if strings.EqualFold(strings.TrimSpace(f), opts.Column) {
+				rd.col = i
+				break
+			}
+		}
+		if rd.col < 0 {
+			return nil, fmt.Errorf("%w: the CSV header has no column named %q (use --column)", ErrNoColumn, opts.Column)
+		}
+		return rd, nil
+	}
+	rd.peeked = first
+	return rd, nil
+}
+
+// Format returns the format being read (detected, if it was FormatAuto).
+func (r *Reader) Format() Format { return r.format }
+
+// Stats returns the counts so far.
+func (r *Reader) Stats() Stats { return r.stats }
+
+func detect(first []byte, column string) Format {
+	if len(bytes.TrimSpace(first)) == 2*breachd.DigestSize {
+		if _, err := hex.DecodeString(string(bytes.TrimSpace(first))); err == nil {
+			return FormatSHA256
+		}
+	}
+	if fields, ok := splitCSV(first, nil); ok && len(fields) > 1 {
+		for _, f := range fields {
+			if strings.EqualFold(strings.TrimSpace(f), column) {
+				return FormatCSV
+			}
+		}
+	}
+	return FormatEmails
+}
+
+// nextLine returns the next non-blank line without its line ending. A line
+// longer than MaxLineBytes is returned as errLongLine after skipping it.
+func (r *Reader) nextLine() ([]byte, error) {
+	for {
+		line, err := r.br.ReadSlice('\n')
+		if len(line) == 0 && err != nil {
+			return nil, err // io.EOF, or a read error
+		}
+		r.line++
+		if err == bufio.ErrBufferFull || len(line) > MaxLineBytes {
+			for err == bufio.ErrBufferFull {
+				_, err = r.br.ReadSlice('\n')
+			}
+			if err != nil && err != io.EOF {
+				return nil, err
+			}
+			return nil, errLongLine
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		if len(bytes.TrimSpace(line)) == 0 {
+			if err == io.EOF {
+				return nil, io.EOF
+			}
+			continue
+		}
+		return line, nil
+	}
+}
+
+var errLongLine = errors.New("line longer than 64 KiB")
+
+// Read fills dst (up to its capacity) with digests of accepted rows and
+// returns it. It returns io.EOF, with no digests, at the end of the dump.
+// Rejected rows are counted and reported to OnReject; they never stop a read.
+func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
+	dst = dst[:0]
+	var fields []string
+	for len(dst) < cap(dst) {
+		var line []byte
+		if r.peeked != nil {
+			line, r.peeked = r.peeked, nil
+		} else {
+			var err error
+			line, err = r.nextLine()
+			if err == errLongLine {
+				r.stats.Rows++
+				r.reject(err.Error())
+				continue
+			}
+			if err == io.EOF {
+				if len(dst) == 0 {
+					return dst, io.EOF
+				}
+				return dst, nil
+			}
+			if err != nil {
+				return dst, fmt.Errorf("line %d: %w", r.line, err)
+			}
+		}
+		r.stats.Rows++
+		var d breachd.Digest
+		var reason string
+		d, fields, reason = r.parse(line, fields)
+		if reason != "" {
+			r.reject(reason)
+			continue
+		}
+		r.stats.Accepted++
+		dst = append(dst, d)
+	}
+	return dst, nil
+}
+
+func (r *Reader) reject(reason string) {
+	r.stats.Rejected++
+	if r.OnReject != nil {
+		r.OnReject(r.line, reason)
+	}
+}
+
+// parse turns one row into a digest, or a reason it was rejected.
+func (r *Reader) parse(line []byte, scratch []string) (breachd.Digest, []string, string) {
+	switch r.format {
+	case FormatSHA256:
+		d, err := breachd.ParseDigest(string(bytes.TrimSpace(line)))
+		if err != nil {
+			return d, scratch, err.Error()
+		}
+		return d, scratch, ""
+	case FormatCSV:
+		fields, ok := splitCSV(line, scratch[:0])
+		if !ok {
+			return breachd.Digest{}, fields, "malformed CSV: unterminated quote"
+		}
+		if r.col >= len(fields) {
+			return breachd.Digest{}, fields, fmt.Sprintf("missing email column: row has %d fields", len(fields))
+		}
+		d, err := canon.Digest(fields[r.col])
+		if err != nil {
+			return d, fields, err.Error()
+		}
+		return d, fields, ""
+	default:
+		d, err := canon.Digest(string(line))
+		if err != nil {
+			return d, scratch, err.Error()
+		}
+		return d, scratch, ""
+	}
+}
+
+// splitCSV splits one line of RFC 4180 CSV. Quoted fields may contain commas
+// and doubled quotes but not line breaks: a row is a line, so one malformed
+// row can never swallow the rows after it. It reports false for an
+// unterminated quote or text after a closing quote.
+func splitCSV(line []byte, dst []string) ([]string, bool) {
+	for {
+		if len(line) > 0 && line[0] == '"' {
+			var b strings.Builder
+			i := 1
+			for {
+				j := bytes.IndexByte(line[i:], '"')
+				if j < 0 {
+					return dst, false
+				}
+				b.Write(line[i : i+j])
+				i += j + 1
+				if i < len(line) && line[i] == '"' {
+					b.WriteByte('"')
+					i++
+					continue
+				}
+				break
+			}
+			dst = append(dst, b.String())
+			if i == len(line) {
+				return dst, true
+			}
+			if line[i] != ',' {
+				return dst, false
+			}
+			line = line[i+1:]
+			continue
+		}
+		j := bytes.IndexByte(line, ',')
+		if j < 0 {
+			return append(dst, string(line)), true
+		}
+		dst = append(dst, string(line[:j]))
+		line = line[j+1:]
+	}
+}

@@ -1,0 +1,227 @@
+package corpus_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/corpus"
+)
+
+type rejection struct {
+	Line   int64
+	Reason string
+}
+
+func readAll(tb testing.TB, in io.Reader, opts corpus.Options) ([]breachd.Digest, []rejection, corpus.Stats, corpus.Format) {
+	tb.Helper()
+	r, err := corpus.NewReader(in, opts)
+	if err != nil {
+		tb.Fatalf("NewReader = %v", err)
+	}
+	var rejs []rejection
+	r.OnReject = func(line int64, reason string) { rejs = append(rejs, rejection{line, reason}) }
+	var all []breachd.Digest
+	buf := make([]breachd.Digest, 0, 3) // small batches exercise batch boundaries
+	for {
+		got, err := r.Read(buf)
+		all = append(all, got...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			tb.Fatalf("Read = %v", err)
+		}
+	}
+	return all, rejs, r.Stats(), r.Format()
+}
+
+func sum(tb testing.TB, email string) breachd.Digest {
+	tb.Helper()
+	d, err := canon.Digest(email)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return d
+}
+
+func TestReader(t *testing.T) {
+	hexA := sum(t, "a@example.com").String()
+	tests := []struct {
+		name       string
+		in         string
+		opts       corpus.Options
+		wantFormat corpus.Format
+		want       []string // emails whose digests must come out, in order
+		wantRej    []int64  // rejected line numbers
+	}{
+		{
+			name:       "csv",
+			in:         "email,name,date_of_birth,encrypted_password\r\nA@Example.com,Ann,1980-01-01,xx\r\n\" b@example.com \",\"Smith, Bob\",1970-02-02,yy\r\nbad-row,Carl,1990-01-01,zz\r\n\"unterminated,Dan,1,2\r\nshort\r\n\r\nc@example.org,Cy,,\r\n",
+			wantFormat: corpus.FormatCSV,
+			want:       []string{"a@example.com", "b@example.com", "c@example.org"},
+			wantRej:    []int64{4, 5, 6},
+		},
+		{
+			name:       "csv other column",
+			in:         "id,mail\n1,x@example.com\n2,\n",
+			opts:       corpus.Options{Column: "mail"},
+			wantFormat: corpus.FormatCSV,
+			want:       []string{"x@example.com"},
+			wantRej:    []int64{3},
+		},
+		{
+			name:       "csv column not first, quoted with doubled quotes",
+			in:         "name,email\n\"O\"\"Neil\",o@example.com\n",
+			wantFormat: corpus.FormatCSV,
+			want:       []string{"o@example.com"},
+		},
+		{
+			name:       "emails with BOM and blank lines",
+			in:         "\xef\xbb\xbfOne@Example.com\n\n  two@example.com  \nnot an email\nthree@example.com",
+			wantFormat: corpus.FormatEmails,
+			want:       []string{"one@example.com", "two@example.com", "three@example.com"},
+			wantRej:    []int64{4},
+		},
+		{
+			name:       "sha256",
+			in:         hexA + "\n" + strings.ToUpper(hexA) + "\nzz\n" + hexA[:10] + "\n",
+			wantFormat: corpus.FormatSHA256,
+			want:       []string{"a@example.com", "a@example.com"},
+			wantRej:    []int64{3, 4},
+		},
+		{
+			name:       "long line rejected, next kept",
+			in:         "a@example.com\n" + strings.Repeat("x", corpus.MaxLineBytes+10) + "\nb@example.com\n",
+			wantFormat: corpus.FormatEmails,
+			want:       []string{"a@example.com", "b@example.com"},
+			wantRej:    []int64{2},
+		},
+		{
+			name:       "empty",
+			in:         "",
+			wantFormat: corpus.FormatAuto,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, rejs, st, format := readAll(t, strings.NewReader(tt.in), tt.opts)
+			if format != tt.wantFormat {
+				t.Errorf("format = %v, want %v", format, tt.wantFormat)
+			}
+			var want []breachd.Digest
+			for _, e := range tt.want {
+				want = append(want, sum(t, e))
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("digests = %x, want %x", got, want)
+			}
+			var lines []int64
+			for _, r := range rejs {
+				lines = append(lines, r.Line)
+				if r.Reason == "" {
+					t.Errorf("line %d rejected without a reason", r.Line)
+				}
+			}
+			if !slices.Equal(lines, tt.wantRej) {
+				t.Errorf("rejected lines = %v (%v), want %v", lines, rejs, tt.wantRej)
+			}
+			if st.Accepted != int64(len(want)) || st.Rejected != int64(len(tt.wantRej)) || st.Rows != st.Accepted+st.Rejected {
+				t.Errorf("stats = %+v", st)
+			}
+		})
+	}
+}
+
+func TestReaderGzip(t *testing.T) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	fmt.Fprint(zw, "email,name\na@example.com,A\nb@example.com,B\n")
+	zw.Close()
+	got, _, _, format := readAll(t, &buf, corpus.Options{})
+	if format != corpus.FormatCSV || len(got) != 2 || got[1] != sum(t, "b@example.com") {
+		t.Fatalf("gzip read = %v, %x", format, got)
+	}
+}
+
+func TestReaderNoColumn(t *testing.T) {
+	_, err := corpus.NewReader(strings.NewReader("mail,name\nx@example.com,X\n"), corpus.Options{Format: corpus.FormatCSV})
+	if !errors.Is(err, corpus.ErrNoColumn) {
+		t.Fatalf("NewReader = %v, want ErrNoColumn", err)
+	}
+}
+
+// FuzzReader feeds arbitrary dumps through every format: the reader must
+// never fail on content, and every row must be accepted or rejected.
+func FuzzReader(f *testing.F) {
+	f.Add("email,name\na@b.c,x\n\"q\"\"\",y\n", 0)
+	f.Add("a@example.com\n\nB@EXAMPLE.COM\r\n", 2)
+	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3)
+	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1)
+	f.Fuzz(func(t *testing.T, dump string, format int) {
+		opts := corpus.Options{Format: corpus.Format(uint(format) % 4)}
+		r, err := corpus.NewReader(strings.NewReader(dump), opts)
+		if err != nil {
+			return // a header problem is reported up front
+		}
+		var rejected int64
+		r.OnReject = func(int64, string) { rejected++ }
+		var n int64
+		buf := make([]breachd.Digest, 0, 7)
+		for {
+			got, err := r.Read(buf)
+			n += int64(len(got))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Read = %v", err)
+			}
+		}
+		st := r.Stats()
+		if st.Accepted != n || st.Rejected != rejected || st.Rows != st.Accepted+st.Rejected {
+			t.Fatalf("stats %+v, digests %d, rejections %d", st, n, rejected)
+		}
+	})
+}
+
+func TestParseManifest(t *testing.T) {
+	tests := []struct {
+		name, in string
+		ok       bool
+	}{
+		{"ok", `{"Name":"SegaPass","Title":"Sega Pass","BreachDate":"2011-06-17","PwnCount":1290775,"DataClasses":["Email addresses"]}`, true},
+		{"unknown field", `{"Name":"SegaPass","Title":"Sega Pass","Accounts":1}`, false},
+		{"invalid", `{"Name":"","Title":"x"}`, false},
+		{"two objects", `{"Name":"a","Title":"x"}{"Name":"b","Title":"y"}`, false},
+		{"not json", `Name: a`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := corpus.ParseManifest(strings.NewReader(tt.in))
+			if (err == nil) != tt.ok {
+				t.Fatalf("ParseManifest = %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+}
+
+func FuzzParseManifest(f *testing.F) {
+	f.Add(`{"Name":"SegaPass","Title":"Sega Pass","BreachDate":"2011-06-17"}`)
+	f.Add(`{"Name":"x"}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := corpus.ParseManifest(strings.NewReader(s))
+		if err == nil {
+			if verr := b.Validate(); verr != nil {
+				t.Fatalf("ParseManifest accepted an invalid breach: %v", verr)
+			}
+		}
+	})
+}
