@@ -99,3 +99,13 @@ func (c *catalog) resolve(dst []*Breach, val []byte) ([]*Breach, error) {
 	}
 	return dst, nil
 }
+
+// visible reports whether a membership value names any committed segment.
+func (c *catalog) visible(val []byte) bool {
+	for i := 0; i+4 <= len(val); i += 4 {
+		if c.segments[binary.BigEndian.Uint32(val[i:])] != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -132,6 +132,7 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 	st.Duplicates = uint64(len(digests) - len(ds))
 
 	f := s.filter.Load()
+	c := s.cat.Load()
 	keys := make([][]byte, 0, len(ds))
 	vals := make([][]byte, 0, len(ds))
 	var fresh [][]byte // digests new to the store, for the filter
@@ -162,10 +163,14 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 			keys = append(keys, k[:])
 			vals = append(vals, binary.BigEndian.AppendUint32(old, imp.seg))
 			if old == nil {
-				st.NewAccounts++
 				fresh = append(fresh, k[1:])
-			} else {
+			}
+			// Rows left by an abandoned import are stored but were never
+			// visible: the account is new to anyone asking.
+			if c.visible(old) {
 				st.KnownAccounts++
+			} else {
+				st.NewAccounts++
 			}
 		}
 		return nil
@@ -185,7 +190,7 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 	if err := wb.Flush(); err != nil {
 		return classify("write batch", err)
 	}
-	total := s.keys.Add(st.NewAccounts)
+	total := s.keys.Add(uint64(len(fresh)))
 	imp.stats.Received += st.Received
 	imp.stats.Duplicates += st.Duplicates
 	imp.stats.NewAccounts += st.NewAccounts

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/breachd/breachd"
+	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/store"
+)
+
+// Corpus is what the exposure service needs from the store.
+type Corpus interface {
+	Lookup(ctx context.Context, d breachd.Digest) ([]*store.Breach, uint64, error)
+	LookupBatch(ctx context.Context, packed []byte, hit func(i int, breaches []*store.Breach)) (uint64, error)
+	Breaches() ([]*store.Breach, uint64)
+	Breach(name string) (*store.Breach, uint64, error)
+}
+
+// Exposure implements breachdv1.ExposureServiceServer.
+type Exposure struct {
+	breachdv1.UnimplementedExposureServiceServer
+	corpus Corpus
+	log    *slog.Logger
+
+	// summaries caches the answer form of each catalogue entry. Entries are
+	// immutable and replaced (not changed) on import, so the pointer is the key.
+	summaries sync.Map // *store.Breach -> *breachdv1.BreachSummary
+}
+
+var _ breachdv1.ExposureServiceServer = (*Exposure)(nil)
+
+// NewExposure returns the exposure service over corpus.
+func NewExposure(corpus Corpus, log *slog.Logger) *Exposure {
+	return &Exposure{corpus: corpus, log: log}
+}
+
+// Check answers for one digest.
+func (s *Exposure) Check(ctx context.Context, req *breachdv1.CheckRequest) (*breachdv1.CheckResponse, error) {
+	d, err := validateCheck(req)
+	if err != nil {
+		return nil, err
+	}
+	bs, version, err := s.corpus.Lookup(ctx, d)
+	if err != nil {
+		return nil, toStatus(s.log, "Check", err)
+	}
+	resp := &breachdv1.CheckResponse{Exposed: len(bs) > 0, CorpusVersion: version}
+	if len(bs) > 0 {
+		resp.Breaches = make([]*breachdv1.BreachSummary, len(bs))
+		for i, b := range bs {
+			resp.Breaches[i] = s.summary(b)
+		}
+	}
+	return resp, nil
+}
+
+func (s *Exposure) summary(b *store.Breach) *breachdv1.BreachSummary {
+	if v, ok := s.summaries.Load(b); ok {
+		return v.(*breachdv1.BreachSummary)
+	}
+	sum := &breachdv1.BreachSummary{Name: b.Name, Title: b.Title, BreachDate: b.BreachDate, DataClasses: b.DataClasses}
+	v, _ := s.summaries.LoadOrStore(b, sum)
+	return v.(*breachdv1.BreachSummary)
+}
+
+// CheckStream answers each batch of digests, in order, with one response.
+func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServer) error {
+	ctx := stream.Context()
+	req := new(breachdv1.CheckStreamRequest)
+	for {
+		req.Reset()
+		if err := stream.RecvMsg(req); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		packed := req.GetEmailSha256()
+		if err := validateBatch("CheckStreamRequest", packed); err != nil {
+			return err
+		}
+		resp := &breachdv1.CheckStreamResponse{Count: uint32(len(packed) / breachd.DigestSize)}
+		version, err := s.corpus.LookupBatch(ctx, packed, func(i int, bs []*store.Breach) {
+			e := &breachdv1.Exposure{Index: uint32(i), BreachNames: make([]string, len(bs))}
+			for j, b := range bs {
+				e.BreachNames[j] = b.Name
+			}
+			resp.Exposures = append(resp.Exposures, e)
+		})
+		if err != nil {
+			return toStatus(s.log, "CheckStream", err)
+		}
+		resp.CorpusVersion = version
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// ListBreaches returns the catalogue.
+func (s *Exposure) ListBreaches(ctx context.Context, _ *breachdv1.ListBreachesRequest) (*breachdv1.ListBreachesResponse, error) {
+	bs, version := s.corpus.Breaches()
+	resp := &breachdv1.ListBreachesResponse{CorpusVersion: version, Breaches: make([]*breachdv1.Breach, len(bs))}
+	for i, b := range bs {
+		resp.Breaches[i] = breachToProto(b)
+	}
+	return resp, nil
+}
+
+// GetBreach returns one breach.
+func (s *Exposure) GetBreach(ctx context.Context, req *breachdv1.GetBreachRequest) (*breachdv1.GetBreachResponse, error) {
+	if err := validateGetBreach(req); err != nil {
+		return nil, err
+	}
+	b, version, err := s.corpus.Breach(req.GetName())
+	if err != nil {
+		return nil, toStatus(s.log, "GetBreach", err)
+	}
+	return &breachdv1.GetBreachResponse{Breach: breachToProto(b), CorpusVersion: version}, nil
+}
+
+func breachToProto(b *store.Breach) *breachdv1.Breach {
+	p := &breachdv1.Breach{
+		Name: b.Name, Title: b.Title, Domain: b.Domain, BreachDate: b.BreachDate,
+		PwnCount: b.PwnCount, Description: b.Description, DataClasses: b.DataClasses,
+		IsVerified: b.IsVerified, IsSensitive: b.IsSensitive, AccountCount: b.AccountCount,
+	}
+	if !b.AddedDate.IsZero() {
+		p.AddedDate = timestamppb.New(b.AddedDate)
+	}
+	return p
+}
