@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/server"
+	"github.com/breachd/breachd/store"
+)
+
+// serveStore serves a real store holding the given emails in breach "Alpha"
+// on 127.0.0.1 and returns its address.
+func serveStore(t *testing.T, emails ...string) string {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	imp, err := st.BeginImport(ctx, breachd.Breach{Name: "Alpha", Title: "Alpha Inc.", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses", "Names"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []breachd.Digest
+	for _, e := range emails {
+		d, err := canon.Digest(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	if err := imp.Add(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imp.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(st, server.Options{})
+	go srv.Serve(lis)
+	t.Cleanup(func() {
+		srv.Shutdown(context.Background())
+		st.Close()
+	})
+	return lis.Addr().String()
+}
+
+func TestCheck(t *testing.T) {
+	addr := serveStore(t, "alice@example.com")
+	var stdout bytes.Buffer
+	err := run(t.Context(), []string{"check", "--addr", addr, " Alice@EXAMPLE.com", "bob@example.com", "not-an-email"}, &stdout, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ` Alice@EXAMPLE.com: exposed in 1 breach(es)
+  Alpha (Alpha Inc., 2011-06-17): Email addresses, Names
+bob@example.com: not exposed
+not-an-email: invalid email: no @
+corpus version 1
+`
+	if got := stdout.String(); got != want {
+		t.Fatalf("check output:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestCheckNoDaemon(t *testing.T) {
+	err := run(t.Context(), []string{"check", "--addr", "127.0.0.1:1", "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("check without a daemon = %v, want an error naming the address", err)
+	}
+}
+
+func TestHash(t *testing.T) {
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"hash", " Alice@Example.COM"}, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	want := "canonical  alice@example.com\nsha256     ff8d9819fc0e12bf0d24892e45987e249a28dce836a85cad60e28eaaa8c6d976\n"
+	if stdout.String() != want {
+		t.Fatalf("hash output = %q, want %q", stdout.String(), want)
+	}
+	stdout.Reset()
+	run(t.Context(), []string{"hash", "--base64", "alice@example.com"}, &stdout, &bytes.Buffer{})
+	if stdout.String() != "/42YGfwOEr8NJIkuRZh+JJoo3Og2qFytYOKOqqjG2XY=\n" {
+		t.Fatalf("hash --base64 = %q", stdout.String())
+	}
+	if err := run(t.Context(), []string{"hash", "nope"}, &stdout, &bytes.Buffer{}); err == nil {
+		t.Fatal("hash of an invalid email succeeded")
+	}
+}

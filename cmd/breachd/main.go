@@ -1,0 +1,89 @@
+// Command breachd is the credential-exposure lookup daemon.
+//
+//	breachd serve  --data DIR [--addr 127.0.0.1:7355]
+//	breachd import (--data DIR | --addr ADDR) --manifest FILE DUMP
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "breachd:", err)
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `usage: breachd <command> [flags]
+
+commands:
+  serve    serve the corpus over gRPC
+  import   add a breach dump to the corpus (directly, or through a running daemon)
+
+Run 'breachd <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		c, err := parseServe(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, c, stdout, newLogger(stderr, c.logLevel, true))
+	case "import":
+		c, err := parseImport(args[1:], stderr)
+		if err != nil {
+			return err
+		}
+		return importDump(ctx, c, stdout, newLogger(stderr, c.logLevel, false))
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "breachd: unknown command %q\n\n%s", args[0], usage)
+	return errUsage
+}
+
+// newLogger returns JSON logs for the daemon and text logs for the CLI.
+func newLogger(w io.Writer, level slog.Level, json bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// levelFlag parses --log-level.
+type levelFlag struct{ l *slog.Level }
+
+func (f levelFlag) String() string {
+	if f.l == nil {
+		return "info"
+	}
+	return strings.ToLower(f.l.String())
+}
+func (f levelFlag) Set(s string) error { return f.l.UnmarshalText([]byte(s)) }

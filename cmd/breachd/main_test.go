@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/synth"
+)
+
+// corpusFiles writes a synthetic dump, its manifest and its ground truth.
+type corpusFiles struct {
+	dump, manifest string
+	accounts       []string // canonical emails that must be found
+	stats          synth.Stats
+}
+
+func writeCorpus(t *testing.T, dir, name string, opts synth.Options) corpusFiles {
+	t.Helper()
+	var dump, acc bytes.Buffer
+	opts.Accounts = &acc
+	st, err := synth.Generate(&dump, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := corpusFiles{dump: filepath.Join(dir, name+".csv"), manifest: filepath.Join(dir, name+".json"), stats: st}
+	c.accounts = strings.Fields(acc.String())
+	if err := os.WriteFile(c.dump, dump.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := fmt.Sprintf(`{"Name":%q,"Title":"%s title","BreachDate":"2011-06-17","DataClasses":["Email addresses","Passwords"],"PwnCount":%d}`, name, name, st.Rows)
+	if err := os.WriteFile(c.manifest, []byte(m), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func runOK(t *testing.T, args ...string) string {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("breachd %s = %v\nstderr: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// daemon is a running `breachd serve`.
+type daemon struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startDaemon(t *testing.T, dir string) *daemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	d := &daemon{cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := run(ctx, []string{"serve", "--data", dir, "--addr", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
+		pw.Close()
+		d.done <- err
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		cancel()
+		t.Fatalf("daemon did not start: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	m := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("no address in %q", line)
+	}
+	d.addr = m[1]
+	t.Cleanup(func() { d.stop(t) })
+	return d
+}
+
+// stop shuts the daemon down as SIGINT would and checks it stopped cleanly.
+func (d *daemon) stop(t *testing.T) {
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	d.cancel = nil
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("daemon stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("daemon did not stop within 30s")
+	}
+}
+
+func dial(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// checkAll streams the digests of emails and returns, per email, the breach
+// names it was found in, and the corpus version.
+func checkAll(t *testing.T, conn *grpc.ClientConn, emails []string) ([][]string, uint64) {
+	t.Helper()
+	stream, err := breachdv1.NewExposureServiceClient(conn).CheckStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([][]string, len(emails))
+	var version uint64
+	for start := 0; start < len(emails); start += 5000 {
+		end := min(start+5000, len(emails))
+		var packed []byte
+		for _, e := range emails[start:end] {
+			d := sha256.Sum256([]byte(e)) // ground truth is already canonical
+			packed = append(packed, d[:]...)
+		}
+		if err := stream.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.GetExposures() {
+			out[start+int(e.GetIndex())] = e.GetBreachNames()
+		}
+		version = resp.GetCorpusVersion()
+	}
+	stream.CloseSend()
+	return out, version
+}
+
+func wantAll(t *testing.T, conn *grpc.ClientConn, what string, emails []string, want ...string) {
+	t.Helper()
+	got, _ := checkAll(t, conn, emails)
+	for i, g := range got {
+		if !slices.Equal(g, want) {
+			t.Fatalf("%s: %s found in %v, want %v", what, emails[i], g, want)
+		}
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	sega := writeCorpus(t, tmp, "SegaPass", synth.Options{Seed: 1, Records: 6000})
+	other := writeCorpus(t, tmp, "Other", synth.Options{Seed: 2, Records: 3000, Domain: "other.example"})
+	outsiders := writeCorpus(t, tmp, "Outsiders", synth.Options{Seed: 3, Records: 2000, Domain: "never.example"}).accounts
+
+	// Offline import reports what it read and rejected.
+	out := runOK(t, "import", "--data", data, "--manifest", sega.manifest, "--batch", "1000", sega.dump)
+	for _, want := range []string{
+		fmt.Sprintf("rows read  %d", sega.stats.Rows),
+		fmt.Sprintf("rejected  %d", sega.stats.Malformed),
+		fmt.Sprintf("new accounts  %d", len(sega.accounts)),
+		"rejected line ",
+	} {
+		if !regexp.MustCompile(strings.ReplaceAll(want, "  ", `\s+`)).MatchString(out) {
+			t.Errorf("import summary lacks %q:\n%s", want, out)
+		}
+	}
+
+	d := startDaemon(t, data)
+	conn := dial(t, d.addr)
+	wantAll(t, conn, "after import", sega.accounts, "SegaPass")
+	wantAll(t, conn, "outsiders", outsiders)
+
+	// A direct import cannot touch a served corpus; it points to --addr.
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"import", "--data", data, "--manifest", other.manifest, other.dump}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "--addr") {
+		t.Fatalf("import --data into a served corpus = %v, want advice to use --addr", err)
+	}
+
+	// A second breach, imported through the daemon, shares some accounts.
+	shared := sega.accounts[:100]
+	f, err := os.OpenFile(other.dump, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range shared {
+		fmt.Fprintf(f, "%s,Shared,2000-01-01,x\n", strings.ToUpper(e))
+	}
+	f.Close()
+	runOK(t, "import", "--addr", d.addr, "--manifest", other.manifest, other.dump)
+	wantAll(t, conn, "second breach", other.accounts, "Other")
+	wantAll(t, conn, "shared", shared, "Other", "SegaPass")
+	wantAll(t, conn, "first breach", sega.accounts[100:], "SegaPass")
+	_, version := checkAll(t, conn, outsiders[:1])
+	if version != 2 {
+		t.Fatalf("corpus version = %d, want 2", version)
+	}
+
+	health, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || health.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health = %v, %v", health, err)
+	}
+	d.stop(t)
+
+	// After a restart everything is still there.
+	d = startDaemon(t, data)
+	conn = dial(t, d.addr)
+	wantAll(t, conn, "after restart", sega.accounts[100:], "SegaPass")
+	wantAll(t, conn, "after restart", other.accounts, "Other")
+	wantAll(t, conn, "after restart", shared, "Other", "SegaPass")
+	wantAll(t, conn, "after restart", outsiders)
+	list, err := breachdv1.NewExposureServiceClient(conn).ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{})
+	if err != nil || len(list.GetBreaches()) != 2 {
+		t.Fatalf("ListBreaches = %v, %v", list, err)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := [][]string{
+		nil,
+		{"bogus"},
+		{"serve"},
+		{"import", "--data", "x", "dump"},                              // no manifest
+		{"import", "--data", "x", "--addr", "y", "--manifest", "m", "d"}, // both targets
+		{"import", "--data", "x", "--manifest", "m", "--format", "xml", "d"},
+	}
+	for _, args := range tests {
+		err := run(t.Context(), args, io.Discard, io.Discard)
+		if err != errUsage {
+			t.Errorf("run(%q) = %v, want errUsage", args, err)
+		}
+	}
+}
+
+func TestImportErrors(t *testing.T) {
+	tmp := t.TempDir()
+	c := writeCorpus(t, tmp, "A", synth.Options{Seed: 1, Records: 10})
+	bad := filepath.Join(tmp, "bad.json")
+	os.WriteFile(bad, []byte(`{"Name":"has space","Title":"x"}`), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing dump", []string{"import", "--data", filepath.Join(tmp, "d"), "--manifest", c.manifest, filepath.Join(tmp, "nope.csv")}, "no such file"},
+		{"invalid manifest", []string{"import", "--data", filepath.Join(tmp, "d"), "--manifest", bad, c.dump}, "invalid breach"},
+		{"no email column", []string{"import", "--data", filepath.Join(tmp, "d"), "--manifest", c.manifest, "--format", "csv", "--column", "mail", c.dump}, `no column named "mail"`},
+		{"no daemon", []string{"import", "--addr", "127.0.0.1:1", "--manifest", c.manifest, c.dump}, "daemon"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(t.Context(), tt.args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("run = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
