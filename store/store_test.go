@@ -277,12 +277,12 @@ func TestVisibilityIsAtomic(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
-				got, v, err := s.Lookup(ctx, a[i%len(a)])
+				got, _, err := s.Lookup(ctx, a[i%len(a)])
 				if err != nil || !slices.Equal(names(got), []string{"Alpha"}) {
 					errs <- errors.New("Alpha digest not found during import")
 					return
 				}
-				got, v, err = s.Lookup(ctx, b[(i*7919)%len(b)])
+				got, v, err := s.Lookup(ctx, b[(i*7919)%len(b)])
 				if err != nil {
 					errs <- err
 					return
