@@ -236,7 +236,7 @@ func TestUsage(t *testing.T) {
 		nil,
 		{"bogus"},
 		{"serve"},
-		{"import", "--data", "x", "dump"},                              // no manifest
+		{"import", "--data", "x", "dump"}, // no manifest
 		{"import", "--data", "x", "--addr", "y", "--manifest", "m", "d"}, // both targets
 		{"import", "--data", "x", "--manifest", "m", "--format", "xml", "d"},
 	}
