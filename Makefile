@@ -32,10 +32,11 @@ run: build
 	  $(BIN)/breachd import --data $(DATA) --manifest $(DEMO_MANIFEST) $(DEMO_CSV) || { rm -rf "$(DATA)"; exit 1; }; \
 	fi
 	@echo
-	@echo "try it from another terminal:"
-	@echo "  $(BIN)/breachctl check --addr $(ADDR) \"$$($(BIN)/corpusgen --records 1 --print-first)\" nobody@example.com"
-	@echo "  grpcurl -plaintext -d '{\"email_sha256\":\"'$$($(BIN)/breachctl hash --base64 nobody@example.com)'\"}' $(ADDR) breachd.v1.ExposureService/Check"
-	@echo
+	@sample=$$($(BIN)/corpusgen --sample 1); \
+	echo "try it from another terminal:"; \
+	echo "  $(BIN)/breachctl check --addr $(ADDR) $$sample nobody@example.com"; \
+	echo "  grpcurl -plaintext -d '{\"email_sha256\":\"'$$($(BIN)/breachctl hash --base64 $$sample)'\"}' $(ADDR) breachd.v1.ExposureService/Check"; \
+	echo
 	$(BIN)/breachd serve --data $(DATA) --addr $(ADDR)
 
 test:
