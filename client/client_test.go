@@ -1,0 +1,136 @@
+package client_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/client"
+)
+
+func TestCheckDigestsOrderAndCount(t *testing.T) {
+	var present []string
+	for i := range 3000 {
+		present = append(present, fmt.Sprintf("user%d@example.com", i))
+	}
+	conn, stop := demoServer(map[string][]string{"Alpha": present})
+	defer stop()
+	// 10,007 digests: every third is present; odd sizes exercise partial batches.
+	var want []bool
+	var ds []breachd.Digest
+	for i := range 10007 {
+		if i%3 == 0 && i/3 < len(present) {
+			d, _ := canon.Digest(present[i/3])
+			ds, want = append(ds, d), append(want, true)
+		} else {
+			ds, want = append(ds, sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i)))), append(want, false)
+		}
+	}
+	for _, batch := range []int{1, 777, 10000} {
+		t.Run(fmt.Sprint("batch=", batch), func(t *testing.T) {
+			c := client.New(conn, client.WithBatchSize(batch), client.WithInFlight(3))
+			n := 0
+			for r, err := range c.CheckDigests(t.Context(), func(yield func(breachd.Digest) bool) {
+				for _, d := range ds {
+					if !yield(d) {
+						return
+					}
+				}
+			}) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Index != int64(n) || r.Exposed != want[n] || r.CorpusVersion != 1 {
+					t.Fatalf("result %d = %+v, want index %d exposed %v", n, r, n, want[n])
+				}
+				n++
+				if batch == 1 && n == 50 {
+					break // stopping early must not hang or leak
+				}
+			}
+			if batch != 1 && n != len(ds) {
+				t.Fatalf("got %d results, want %d", n, len(ds))
+			}
+		})
+	}
+}
+
+func TestCheckInvalidEmail(t *testing.T) {
+	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
+	defer stop()
+	_, err := client.New(conn).Check(t.Context(), "not an email")
+	if !errors.Is(err, canon.ErrInvalidEmail) {
+		t.Fatalf("Check(invalid) = %v, want canon.ErrInvalidEmail", err)
+	}
+}
+
+func TestBreaches(t *testing.T) {
+	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}, "Beta": {"a@example.com", "b@example.com"}})
+	defer stop()
+	bs, v, err := client.New(conn).Breaches(t.Context())
+	if err != nil || v != 2 || len(bs) != 2 || bs[1].Name != "Beta" || bs[1].AccountCount != 2 {
+		t.Fatalf("Breaches = %+v, %d, %v", bs, v, err)
+	}
+}
+
+// TestRetryUnavailable points the client at a port where nothing listens:
+// every attempt is UNAVAILABLE, so it retries and then returns a wrapped status.
+func TestRetryUnavailable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := client.New(conn, client.WithRetries(2, 10*time.Millisecond))
+	start := time.Now()
+	_, err = c.CheckDigest(t.Context(), breachd.Digest{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("CheckDigest = %v, want UNAVAILABLE", err)
+	}
+	var ce *client.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %T does not wrap *client.Error", err)
+	}
+	if time.Since(start) < 30*time.Millisecond {
+		t.Fatalf("returned after %v: did not back off 10ms+20ms", time.Since(start))
+	}
+
+	// A cancelled context stops the retries at once.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	c = client.New(conn, client.WithRetries(5, time.Hour))
+	if _, err := c.CheckDigest(ctx, breachd.Digest{}); err == nil {
+		t.Fatal("CheckDigest with a cancelled context succeeded")
+	}
+}
+
+func TestCheckDigestInvalidArgumentNotRetried(t *testing.T) {
+	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
+	defer stop()
+	// An empty stream batch cannot be sent through the client, so use the
+	// error path of a real call: a cancelled context is returned, not retried.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := client.New(conn, client.WithRetries(5, time.Hour)).CheckDigest(ctx, breachd.Digest{})
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("CheckDigest(cancelled) = %v, want CANCELED", err)
+	}
+}
