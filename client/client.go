@@ -145,8 +145,8 @@ func (c *Client) Breaches(ctx context.Context) ([]CatalogEntry, uint64, error) {
 	out := make([]CatalogEntry, 0, len(resp.GetBreaches()))
 	for _, b := range resp.GetBreaches() {
 		out = append(out, CatalogEntry{
-			Breach:   Breach{Name: b.GetName(), Title: b.GetTitle(), BreachDate: b.GetBreachDate(), DataClasses: b.GetDataClasses()},
-			Domain:   b.GetDomain(), PwnCount: b.GetPwnCount(), AccountCount: b.GetAccountCount(),
+			Breach: Breach{Name: b.GetName(), Title: b.GetTitle(), BreachDate: b.GetBreachDate(), DataClasses: b.GetDataClasses()},
+			Domain: b.GetDomain(), PwnCount: b.GetPwnCount(), AccountCount: b.GetAccountCount(),
 			Description: b.GetDescription(), IsVerified: b.GetIsVerified(), IsSensitive: b.GetIsSensitive(),
 		})
 	}
