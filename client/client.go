@@ -225,12 +225,22 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 				yield(BulkResult{}, fmt.Errorf("breachd CheckStream: answer for %d digests, sent %d", resp.GetCount(), n))
 				return
 			}
-			ex := resp.GetExposures()
+			idx, set, sets := resp.GetExposedIndex(), resp.GetBreachSet(), resp.GetBreachSets()
+			if len(idx) != len(set) {
+				cancel()
+				yield(BulkResult{}, fmt.Errorf("breachd CheckStream: %d exposed positions but %d breach sets", len(idx), len(set)))
+				return
+			}
 			for i := 0; i < n; i++ {
 				r := BulkResult{Index: base + int64(i), CorpusVersion: resp.GetCorpusVersion()}
-				if len(ex) > 0 && int(ex[0].GetIndex()) == i {
-					r.Exposed, r.BreachNames = true, ex[0].GetBreachNames()
-					ex = ex[1:]
+				if len(idx) > 0 && int(idx[0]) == i {
+					if int(set[0]) >= len(sets) {
+						cancel()
+						yield(BulkResult{}, fmt.Errorf("breachd CheckStream: breach set %d of %d", set[0], len(sets)))
+						return
+					}
+					r.Exposed, r.BreachNames = true, sets[set[0]].GetNames()
+					idx, set = idx[1:], set[1:]
 				}
 				if !yield(r, nil) {
 					cancel()

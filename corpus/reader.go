@@ -143,6 +143,9 @@ func detect(first []byte, column string) Format {
 			return FormatSHA256
 		}
 	}
+	if strings.EqualFold(string(bytes.TrimSpace(first)), column) {
+		return FormatCSV // a one-column CSV: just the header
+	}
 	if fields, ok := splitCSV(first, nil); ok && len(fields) > 1 {
 		for _, f := range fields {
 			if strings.EqualFold(strings.TrimSpace(f), column) {
@@ -236,35 +239,84 @@ func (r *Reader) reject(reason string) {
 	}
 }
 
+// field extracts the account field of one row, or a reason it has none.
+func (r *Reader) field(line []byte, scratch []string) (string, []string, string) {
+	if r.format != FormatCSV {
+		return string(line), scratch, ""
+	}
+	fields, ok := splitCSV(line, scratch[:0])
+	if !ok {
+		return "", fields, "malformed CSV: unterminated quote"
+	}
+	if r.col >= len(fields) {
+		return "", fields, fmt.Sprintf("missing email column: row has %d fields", len(fields))
+	}
+	return fields[r.col], fields, ""
+}
+
 // parse turns one row into a digest, or a reason it was rejected.
 func (r *Reader) parse(line []byte, scratch []string) (breachd.Digest, []string, string) {
-	switch r.format {
-	case FormatSHA256:
-		d, err := breachd.ParseDigest(string(bytes.TrimSpace(line)))
-		if err != nil {
-			return d, scratch, err.Error()
-		}
-		return d, scratch, ""
-	case FormatCSV:
-		fields, ok := splitCSV(line, scratch[:0])
-		if !ok {
-			return breachd.Digest{}, fields, "malformed CSV: unterminated quote"
-		}
-		if r.col >= len(fields) {
-			return breachd.Digest{}, fields, fmt.Sprintf("missing email column: row has %d fields", len(fields))
-		}
-		d, err := canon.Digest(fields[r.col])
-		if err != nil {
-			return d, fields, err.Error()
-		}
-		return d, fields, ""
-	default:
-		d, err := canon.Digest(string(line))
-		if err != nil {
-			return d, scratch, err.Error()
-		}
-		return d, scratch, ""
+	v, scratch, reason := r.field(line, scratch)
+	if reason != "" {
+		return breachd.Digest{}, scratch, reason
 	}
+	var d breachd.Digest
+	var err error
+	if r.format == FormatSHA256 {
+		d, err = breachd.ParseDigest(strings.TrimSpace(v))
+	} else {
+		d, err = canon.Digest(v)
+	}
+	if err != nil {
+		return d, scratch, err.Error()
+	}
+	return d, scratch, ""
+}
+
+// Row is one data row of a dump: the field that holds the account (the email
+// or hex digest) exactly as written, or why the row has none.
+type Row struct {
+	Line   int64
+	Value  string
+	Reject string // set when the row is malformed (bad CSV, missing column, too long)
+}
+
+// ReadRows fills dst (up to its capacity) with raw rows, leaving validation
+// of the values to the caller; it is for tools that report on every row, such
+// as a bulk checker. It returns io.EOF, with no rows, at the end. Stats count
+// rows read; Accepted and Rejected are left to the caller.
+func (r *Reader) ReadRows(dst []Row) ([]Row, error) {
+	dst = dst[:0]
+	var fields []string
+	for len(dst) < cap(dst) {
+		var line []byte
+		if r.peeked != nil {
+			line, r.peeked = r.peeked, nil
+		} else {
+			var err error
+			line, err = r.nextLine()
+			if err == errLongLine {
+				r.stats.Rows++
+				dst = append(dst, Row{Line: r.line, Reject: err.Error()})
+				continue
+			}
+			if err == io.EOF {
+				if len(dst) == 0 {
+					return dst, io.EOF
+				}
+				return dst, nil
+			}
+			if err != nil {
+				return dst, fmt.Errorf("line %d: %w", r.line, err)
+			}
+		}
+		r.stats.Rows++
+		var row Row
+		row.Line = r.line
+		row.Value, fields, row.Reject = r.field(line, fields)
+		dst = append(dst, row)
+	}
+	return dst, nil
 }
 
 // splitCSV splits one line of RFC 4180 CSV. Quoted fields may contain commas

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -86,12 +87,20 @@ func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServe
 			return err
 		}
 		resp := &breachdv1.CheckStreamResponse{Count: uint32(len(packed) / breachd.DigestSize)}
+		var sets [][]*store.Breach // distinct breach sets in this batch; few
 		version, err := s.corpus.LookupBatch(ctx, packed, func(i int, bs []*store.Breach) {
-			e := &breachdv1.Exposure{Index: uint32(i), BreachNames: make([]string, len(bs))}
-			for j, b := range bs {
-				e.BreachNames[j] = b.Name
+			set := slices.IndexFunc(sets, func(x []*store.Breach) bool { return slices.Equal(x, bs) })
+			if set < 0 {
+				set = len(sets)
+				sets = append(sets, slices.Clone(bs))
+				names := make([]string, len(bs))
+				for j, b := range bs {
+					names[j] = b.Name
+				}
+				resp.BreachSets = append(resp.BreachSets, &breachdv1.BreachSet{Names: names})
 			}
-			resp.Exposures = append(resp.Exposures, e)
+			resp.ExposedIndex = append(resp.ExposedIndex, uint32(i))
+			resp.BreachSet = append(resp.BreachSet, uint32(set))
 		})
 		if err != nil {
 			return toStatus(s.log, "CheckStream", err)

@@ -166,11 +166,10 @@ func TestCheckStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var idx []uint32
-		for _, e := range resp.GetExposures() {
-			idx = append(idx, e.GetIndex())
-			if !slices.Equal(e.GetBreachNames(), []string{"Alpha"}) {
-				t.Fatalf("batch %d index %d breaches = %v", b, e.GetIndex(), e.GetBreachNames())
+		idx := resp.GetExposedIndex()
+		for j, set := range resp.GetBreachSet() {
+			if names := resp.GetBreachSets()[set].GetNames(); !slices.Equal(names, []string{"Alpha"}) {
+				t.Fatalf("batch %d index %d breaches = %v", b, idx[j], names)
 			}
 		}
 		if resp.GetCount() != 1000 || resp.GetCorpusVersion() != 1 || !slices.Equal(idx, wantIdx[b]) {

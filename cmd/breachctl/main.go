@@ -1,7 +1,12 @@
 // Command breachctl is the command-line client of breachd.
 //
-//	breachctl check  --addr ADDR EMAIL...
-//	breachctl hash   EMAIL
+//	breachctl check    [--addr ADDR] EMAIL...
+//	breachctl check    [--addr ADDR] --file PATH [--out PATH] [--format csv|jsonl] [--resume] ...
+//	breachctl breaches [--addr ADDR]
+//	breachctl hash     EMAIL
+//
+// Exit codes: 0 success; 1 connection or server error; 2 usage error;
+// 3 exposed accounts found and --fail-on-exposed was given.
 package main
 
 import (
@@ -15,6 +20,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,14 +28,15 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd/canon"
-	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/client"
 )
 
 // Exit codes.
 const (
-	exitOK    = 0
-	exitError = 1 // connection or server errors
-	exitUsage = 2
+	exitOK      = 0
+	exitError   = 1 // connection or server errors
+	exitUsage   = 2
+	exitExposed = 3 // --fail-on-exposed and something was exposed
 )
 
 func main() {
@@ -41,6 +48,8 @@ func main() {
 		os.Exit(exitOK)
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, errUsage):
 		os.Exit(exitUsage)
+	case errors.Is(err, errExposed):
+		os.Exit(exitExposed)
 	default:
 		fmt.Fprintln(os.Stderr, "breachctl:", err)
 		os.Exit(exitError)
@@ -52,8 +61,9 @@ var errUsage = errors.New("usage")
 const usage = `usage: breachctl <command> [flags]
 
 commands:
-  check   check email addresses against a breachd daemon
-  hash    print the canonical form and digest of an email address
+  check     check email addresses (arguments, or a whole file) against a breachd daemon
+  breaches  list the daemon's breach catalogue
+  hash      print the canonical form and digest of an email address
 
 Run 'breachctl <command> -h' for a command's flags.
 `
@@ -83,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return check(ctx, args[1:], stdout, stderr)
 	case "hash":
 		return hash(args[1:], stdout, stderr)
+	case "breaches":
+		return breaches(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -96,15 +108,33 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cc connConfig
 	cc.register(fs)
+	var bc bulkConfig
+	fs.StringVar(&bc.file, "file", "", "check every row of this file (- for stdin): CSV with a header, or one email per line; gzip is detected")
+	fs.StringVar(&bc.column, "column", "email", "CSV column holding the email")
+	fs.BoolVar(&bc.digests, "digests", false, "the file holds hex SHA-256 digests of canonical emails, one per line")
+	fs.StringVar(&bc.out, "out", "-", "report file, - for stdout")
+	fs.StringVar(&bc.format, "format", "csv", "report format: csv or jsonl")
+	fs.BoolVar(&bc.onlyExposed, "only-exposed", false, "report only exposed rows")
+	fs.BoolVar(&bc.resume, "resume", false, "make the run resumable: run the same command again after an interruption to continue (needs --file PATH and --out PATH)")
+	fs.BoolVar(&bc.failOnExposed, "fail-on-exposed", false, "exit with status 3 when any account is exposed")
+	fs.IntVar(&bc.batch, "batch", 2000, "digests per stream message (at most 10000)")
+	fs.IntVar(&bc.inFlight, "in-flight", 4, "stream batches awaiting answers at once")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: breachctl check [--addr HOST:PORT] EMAIL...\n\nFlags:")
+		fmt.Fprintln(stderr, "usage: breachctl check [flags] EMAIL...\n       breachctl check [flags] --file PATH [--out PATH]\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() == 0 {
+	switch {
+	case bc.file == "" && fs.NArg() == 0, bc.file != "" && fs.NArg() > 0:
 		fs.Usage()
+		return errUsage
+	case bc.resume && (bc.file == "-" || bc.file == "" || bc.out == "-"):
+		fmt.Fprintln(stderr, "breachctl check: --resume needs --file PATH and --out PATH (not stdin or stdout)")
+		return errUsage
+	case bc.format != "csv" && bc.format != "jsonl":
+		fmt.Fprintf(stderr, "breachctl check: unknown --format %q: want csv or jsonl\n", bc.format)
 		return errUsage
 	}
 	conn, err := cc.dial()
@@ -112,32 +142,92 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer conn.Close()
-	client := breachdv1.NewExposureServiceClient(conn)
+	cl := client.New(conn, client.WithBatchSize(bc.batch), client.WithInFlight(bc.inFlight))
+	if bc.file != "" {
+		if err := bulkCheck(ctx, bc, cl, stderr, isTerminal(stderr)); err != nil {
+			if errors.Is(err, errExposed) {
+				return err
+			}
+			return fmt.Errorf("check against %s: %w", cc.addr, err)
+		}
+		return nil
+	}
 	var version uint64
+	var exposed bool
 	for _, email := range fs.Args() {
-		d, err := canon.Digest(email)
-		if err != nil {
+		cctx, cancel := context.WithTimeout(ctx, cc.timeout)
+		r, err := cl.Check(cctx, email)
+		cancel()
+		if errors.Is(err, canon.ErrInvalidEmail) {
 			fmt.Fprintf(stdout, "%s: %v\n", email, err)
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, cc.timeout)
-		resp, err := client.Check(cctx, &breachdv1.CheckRequest{EmailSha256: d[:]})
-		cancel()
 		if err != nil {
 			return fmt.Errorf("check against %s: %s", cc.addr, status.Convert(err).Message())
 		}
-		version = resp.GetCorpusVersion()
-		if !resp.GetExposed() {
+		version = r.CorpusVersion
+		if !r.Exposed {
 			fmt.Fprintf(stdout, "%s: not exposed\n", email)
 			continue
 		}
-		fmt.Fprintf(stdout, "%s: exposed in %d breach(es)\n", email, len(resp.GetBreaches()))
-		for _, b := range resp.GetBreaches() {
-			fmt.Fprintf(stdout, "  %s (%s, %s): %s\n", b.GetName(), b.GetTitle(), b.GetBreachDate(), strings.Join(b.GetDataClasses(), ", "))
+		exposed = true
+		fmt.Fprintf(stdout, "%s: exposed in %d breach(es)\n", email, len(r.Breaches))
+		for _, b := range r.Breaches {
+			fmt.Fprintf(stdout, "  %s (%s, %s): %s\n", b.Name, b.Title, b.BreachDate, strings.Join(b.DataClasses, ", "))
 		}
 	}
 	fmt.Fprintf(stdout, "corpus version %d\n", version)
+	if bc.failOnExposed && exposed {
+		return errExposed
+	}
 	return nil
+}
+
+func breaches(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("breachctl breaches", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cc connConfig
+	cc.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: breachctl breaches [--addr HOST:PORT]")
+		return errUsage
+	}
+	conn, err := cc.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, cc.timeout)
+	defer cancel()
+	bs, version, err := client.New(conn).Breaches(cctx)
+	if err != nil {
+		return fmt.Errorf("list breaches at %s: %s", cc.addr, status.Convert(err).Message())
+	}
+	writeBreaches(stdout, bs, version)
+	return nil
+}
+
+func writeBreaches(w io.Writer, bs []client.CatalogEntry, version uint64) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tTITLE\tBREACH DATE\tACCOUNTS\tDATA CLASSES")
+	for _, b := range bs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", b.Name, b.Title, b.BreachDate, b.AccountCount, strings.Join(b.DataClasses, ", "))
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d breaches, corpus version %d\n", len(bs), version)
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 func hash(args []string, stdout, stderr io.Writer) error {

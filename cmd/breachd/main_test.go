@@ -142,8 +142,8 @@ func checkAll(t *testing.T, conn *grpc.ClientConn, emails []string) ([][]string,
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, e := range resp.GetExposures() {
-			out[start+int(e.GetIndex())] = e.GetBreachNames()
+		for j, i := range resp.GetExposedIndex() {
+			out[start+int(i)] = resp.GetBreachSets()[resp.GetBreachSet()[j]].GetNames()
 		}
 		version = resp.GetCorpusVersion()
 	}

@@ -252,10 +252,15 @@ type CheckStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The number of digests in the batch this answers.
 	Count uint32 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
-	// One entry per exposed digest, in ascending index order; digests not listed
-	// are not exposed. Breach details are in ListBreaches/GetBreach.
-	Exposures     []*Exposure `protobuf:"bytes,2,rep,name=exposures,proto3" json:"exposures,omitempty"`
-	CorpusVersion uint64      `protobuf:"varint,3,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	// Positions (from 0, ascending) of the exposed digests in the batch; any
+	// position not listed is not exposed.
+	ExposedIndex []uint32 `protobuf:"varint,2,rep,packed,name=exposed_index,json=exposedIndex,proto3" json:"exposed_index,omitempty"`
+	// For each entry of exposed_index, the index into breach_sets of the
+	// breaches that digest appears in. Packed numbers keep an answer to a few
+	// bytes per hit; the distinct sets are sent once per batch.
+	BreachSet     []uint32     `protobuf:"varint,3,rep,packed,name=breach_set,json=breachSet,proto3" json:"breach_set,omitempty"`
+	BreachSets    []*BreachSet `protobuf:"bytes,4,rep,name=breach_sets,json=breachSets,proto3" json:"breach_sets,omitempty"`
+	CorpusVersion uint64       `protobuf:"varint,5,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -297,9 +302,23 @@ func (x *CheckStreamResponse) GetCount() uint32 {
 	return 0
 }
 
-func (x *CheckStreamResponse) GetExposures() []*Exposure {
+func (x *CheckStreamResponse) GetExposedIndex() []uint32 {
 	if x != nil {
-		return x.Exposures
+		return x.ExposedIndex
+	}
+	return nil
+}
+
+func (x *CheckStreamResponse) GetBreachSet() []uint32 {
+	if x != nil {
+		return x.BreachSet
+	}
+	return nil
+}
+
+func (x *CheckStreamResponse) GetBreachSets() []*BreachSet {
+	if x != nil {
+		return x.BreachSets
 	}
 	return nil
 }
@@ -311,30 +330,29 @@ func (x *CheckStreamResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
-type Exposure struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Position of the digest in its batch, from 0.
-	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// Names of the breaches it appears in, ordered by name.
-	BreachNames   []string `protobuf:"bytes,2,rep,name=breach_names,json=breachNames,proto3" json:"breach_names,omitempty"`
+// BreachSet is a set of breach names, ordered by name. Details are in
+// ListBreaches/GetBreach.
+type BreachSet struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *Exposure) Reset() {
-	*x = Exposure{}
+func (x *BreachSet) Reset() {
+	*x = BreachSet{}
 	mi := &file_breachd_v1_breachd_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *Exposure) String() string {
+func (x *BreachSet) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*Exposure) ProtoMessage() {}
+func (*BreachSet) ProtoMessage() {}
 
-func (x *Exposure) ProtoReflect() protoreflect.Message {
+func (x *BreachSet) ProtoReflect() protoreflect.Message {
 	mi := &file_breachd_v1_breachd_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -346,21 +364,14 @@ func (x *Exposure) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use Exposure.ProtoReflect.Descriptor instead.
-func (*Exposure) Descriptor() ([]byte, []int) {
+// Deprecated: Use BreachSet.ProtoReflect.Descriptor instead.
+func (*BreachSet) Descriptor() ([]byte, []int) {
 	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{5}
 }
 
-func (x *Exposure) GetIndex() uint32 {
+func (x *BreachSet) GetNames() []string {
 	if x != nil {
-		return x.Index
-	}
-	return 0
-}
-
-func (x *Exposure) GetBreachNames() []string {
-	if x != nil {
-		return x.BreachNames
+		return x.Names
 	}
 	return nil
 }
@@ -927,14 +938,17 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"breachDate\x12!\n" +
 	"\fdata_classes\x18\x04 \x03(\tR\vdataClasses\"7\n" +
 	"\x12CheckStreamRequest\x12!\n" +
-	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\"\x86\x01\n" +
+	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\"\xce\x01\n" +
 	"\x13CheckStreamResponse\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\rR\x05count\x122\n" +
-	"\texposures\x18\x02 \x03(\v2\x14.breachd.v1.ExposureR\texposures\x12%\n" +
-	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\"C\n" +
-	"\bExposure\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\rR\x05index\x12!\n" +
-	"\fbreach_names\x18\x02 \x03(\tR\vbreachNames\"\xf1\x02\n" +
+	"\x05count\x18\x01 \x01(\rR\x05count\x12#\n" +
+	"\rexposed_index\x18\x02 \x03(\rR\fexposedIndex\x12\x1d\n" +
+	"\n" +
+	"breach_set\x18\x03 \x03(\rR\tbreachSet\x126\n" +
+	"\vbreach_sets\x18\x04 \x03(\v2\x15.breachd.v1.BreachSetR\n" +
+	"breachSets\x12%\n" +
+	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\"!\n" +
+	"\tBreachSet\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\xf1\x02\n" +
 	"\x06Breach\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x16\n" +
@@ -1003,7 +1017,7 @@ var file_breachd_v1_breachd_proto_goTypes = []any{
 	(*BreachSummary)(nil),         // 2: breachd.v1.BreachSummary
 	(*CheckStreamRequest)(nil),    // 3: breachd.v1.CheckStreamRequest
 	(*CheckStreamResponse)(nil),   // 4: breachd.v1.CheckStreamResponse
-	(*Exposure)(nil),              // 5: breachd.v1.Exposure
+	(*BreachSet)(nil),             // 5: breachd.v1.BreachSet
 	(*Breach)(nil),                // 6: breachd.v1.Breach
 	(*ListBreachesRequest)(nil),   // 7: breachd.v1.ListBreachesRequest
 	(*ListBreachesResponse)(nil),  // 8: breachd.v1.ListBreachesResponse
@@ -1016,7 +1030,7 @@ var file_breachd_v1_breachd_proto_goTypes = []any{
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	2,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
-	5,  // 1: breachd.v1.CheckStreamResponse.exposures:type_name -> breachd.v1.Exposure
+	5,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
 	14, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
 	6,  // 3: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
 	6,  // 4: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach

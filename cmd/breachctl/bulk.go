@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/corpus"
+)
+
+type bulkConfig struct {
+	file          string
+	column        string
+	digests       bool
+	out           string
+	format        string
+	onlyExposed   bool
+	resume        bool
+	failOnExposed bool
+	batch         int
+	inFlight      int
+}
+
+// counters are the run's totals; they survive a resume in the checkpoint.
+type counters struct {
+	Rows    int64 `json:"rows"`    // input rows done (written or skipped)
+	Exposed int64 `json:"exposed"` // rows found exposed
+	Invalid int64 `json:"invalid"` // rows that could not be checked
+}
+
+// chunk is a run of consecutive input rows, hashed by a worker.
+type chunk struct {
+	rows    []corpus.Row
+	digests []breachd.Digest // per row; meaningful where rows[i].Reject == ""
+	valid   int              // rows with a digest
+	done    chan struct{}    // closed when hashed
+}
+
+const chunkRows = 4096
+
+// bulkCheck checks every row of the input and writes a report.
+func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stderr io.Writer, tty bool) error {
+	start := time.Now()
+	in, size, err := openInput(c.file)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	countIn := &countingReader{r: in}
+	opts := corpus.Options{Column: c.column}
+	if c.digests {
+		opts.Format = corpus.FormatSHA256
+	}
+	rd, err := corpus.NewReader(countIn, opts)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.file, err)
+	}
+	rw, err := newRowWriter(c.format)
+	if err != nil {
+		return err
+	}
+
+	out, err := openOutput(c, size)
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	tot := out.resumed
+	skip := tot.Rows
+	if skip > 0 {
+		fmt.Fprintf(stderr, "breachctl: resuming at input row %d\n", skip+1)
+	} else {
+		rw.header(out.w)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs before wg.Wait: stops every stage on an early return
+
+	// Stage 1: read rows into chunks, in order.
+	toHash := make(chan *chunk, 2*runtime.GOMAXPROCS(0))
+	ordered := make(chan *chunk, 4*runtime.GOMAXPROCS(0))
+	readErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(toHash)
+		defer close(ordered)
+		readErr <- readChunks(ctx, rd, skip, toHash, ordered)
+	}()
+	// Stage 2: canonicalise and hash in parallel.
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ch := range toHash {
+				hashChunk(ch, c.digests)
+			}
+		}()
+	}
+	// Stage 3: hand each hashed chunk, in order, to the writer (through an
+	// unbounded queue, so this never waits for it) and then to the stream.
+	fed := make(chan *chunk)
+	toStream := make(chan *chunk, 2)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer close(fed)
+		defer close(toStream)
+		for ch := range ordered {
+			<-ch.done
+			for _, q := range []chan<- *chunk{fed, toStream} {
+				select {
+				case q <- ch:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	queue := make(chan *chunk)
+	go func() {
+		defer wg.Done()
+		forward(ctx, fed, queue)
+	}()
+	digests := func(yield func(breachd.Digest) bool) {
+		for ch := range toStream {
+			if ch.valid == 0 {
+				continue
+			}
+			for i := range ch.rows {
+				if ch.rows[i].Reject == "" && !yield(ch.digests[i]) {
+					return
+				}
+			}
+		}
+	}
+
+	// Progress, on a terminal only.
+	var done atomic.Int64
+	var exposed atomic.Int64
+	if tty {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			progress(ctx, stderr, start, &done, &exposed, countIn, size)
+		}()
+	}
+
+	// Stage 4: pair answers with rows, in order, and write the report.
+	next, stop := iter.Pull2(cl.CheckDigests(ctx, digests))
+	defer stop()
+	var version uint64
+	lastCheckpoint := time.Now()
+	var row outRow
+	for ch := range queue {
+		for i := range ch.rows {
+			r := &ch.rows[i]
+			row = outRow{line: r.Line, value: r.Value, reason: r.Reject}
+			if r.Reject == "" {
+				res, err, ok := next()
+				if !ok {
+					return fmt.Errorf("the daemon's answers ended early")
+				}
+				if err != nil {
+					return bulkError(err, c)
+				}
+				version = res.CorpusVersion
+				row.exposed, row.breaches = res.Exposed, res.BreachNames
+			}
+			tot.Rows++
+			switch {
+			case row.reason != "":
+				tot.Invalid++
+			case row.exposed:
+				tot.Exposed++
+			}
+			if !c.onlyExposed || row.exposed {
+				rw.row(out.w, &row)
+			}
+		}
+		done.Store(tot.Rows)
+		exposed.Store(tot.Exposed)
+		if c.resume && time.Since(lastCheckpoint) > time.Second {
+			if err := out.checkpoint(tot, version); err != nil {
+				return err
+			}
+			lastCheckpoint = time.Now()
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return bulkError(err, c)
+	}
+	if err := <-readErr; err != nil {
+		return fmt.Errorf("%s: %w", c.file, err)
+	}
+	// The last answers may still be pending only if something went wrong.
+	if _, err, ok := next(); ok && err != nil {
+		return bulkError(err, c)
+	}
+	if err := out.finish(); err != nil {
+		return err
+	}
+	cancel()
+	elapsed := time.Since(start)
+	if tty {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	fmt.Fprintf(stderr, "checked %d rows: %d exposed, %d invalid, in %s (%d rows/s), corpus version %d\n",
+		tot.Rows, tot.Exposed, tot.Invalid, elapsed.Round(time.Millisecond), int64(float64(tot.Rows-skip)/elapsed.Seconds()), version)
+	if c.failOnExposed && tot.Exposed > 0 {
+		return errExposed
+	}
+	return nil
+}
+
+var errExposed = errors.New("exposed accounts found")
+
+func bulkError(err error, c bulkConfig) error {
+	if c.resume {
+		return fmt.Errorf("%w\nrun the same command again to resume", err)
+	}
+	return err
+}
+
+func readChunks(ctx context.Context, rd *corpus.Reader, skip int64, toHash, ordered chan<- *chunk) error {
+	for {
+		ch := &chunk{rows: make([]corpus.Row, 0, chunkRows), done: make(chan struct{})}
+		rows, err := rd.ReadRows(ch.rows)
+		if skip > 0 { // already in the report from an earlier run
+			n := min(skip, int64(len(rows)))
+			rows, skip = rows[n:], skip-n
+		}
+		ch.rows = rows
+		if len(rows) > 0 {
+			for _, q := range []chan<- *chunk{toHash, ordered} {
+				select {
+				case q <- ch:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func hashChunk(ch *chunk, hexDigests bool) {
+	ch.digests = make([]breachd.Digest, len(ch.rows))
+	for i := range ch.rows {
+		r := &ch.rows[i]
+		if r.Reject != "" {
+			continue
+		}
+		var err error
+		if hexDigests {
+			ch.digests[i], err = breachd.ParseDigest(strings.TrimSpace(r.Value))
+		} else {
+			ch.digests[i], err = canon.Digest(r.Value)
+		}
+		if err != nil {
+			r.Reject = err.Error()
+			continue
+		}
+		ch.valid++
+	}
+	close(ch.done)
+}
+
+// forward passes chunks from in to out through an unbounded queue. The
+// writer needs a chunk's rows before the answers for its digests arrive, and
+// the stream only sends a batch once it is full, so the feeder must never
+// wait for the writer. The queue holds the rows between the oldest
+// unanswered digest and the newest one sent: the client's in-flight limit
+// bounds it, plus any run of rows with no valid digest.
+func forward(ctx context.Context, in <-chan *chunk, out chan<- *chunk) {
+	defer close(out)
+	var q []*chunk
+	for in != nil || len(q) > 0 {
+		var send chan<- *chunk
+		var head *chunk
+		if len(q) > 0 {
+			send, head = out, q[0]
+		}
+		select {
+		case ch, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			q = append(q, ch)
+		case send <- head:
+			q[0] = nil
+			q = q[1:]
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func openInput(path string) (io.ReadCloser, int64, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), 0, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// progress redraws one status line on stderr until ctx is done.
+func progress(ctx context.Context, w io.Writer, start time.Time, done, exposed *atomic.Int64, in *countingReader, size int64) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		el := time.Since(start).Seconds()
+		rows := done.Load()
+		line := fmt.Sprintf("\r\033[K%d rows  %d rows/s  %d exposed", rows, int64(float64(rows)/el), exposed.Load())
+		if read := in.n.Load(); size > 0 && read > 0 {
+			frac := min(float64(read)/float64(size), 1)
+			eta := time.Duration(el * (1 - frac) / frac * float64(time.Second))
+			line += fmt.Sprintf("  %3.0f%%  ETA %s", 100*frac, eta.Round(time.Second))
+		}
+		io.WriteString(w, line)
+	}
+}
+
+// bufSize is the report writer's buffer.
+const bufSize = 1 << 20
+
+func newBuffered(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, bufSize) }

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// outRow is one line of a bulk report.
+type outRow struct {
+	line     int64
+	value    string   // the identifier as it appeared in the input
+	exposed  bool     // meaningful when reason == ""
+	breaches []string // breach names, when exposed
+	reason   string   // why the row could not be checked
+}
+
+// rowWriter writes report rows in one format.
+type rowWriter interface {
+	header(w *bufio.Writer)
+	row(w *bufio.Writer, r *outRow)
+}
+
+func newRowWriter(format string) (rowWriter, error) {
+	switch format {
+	case "csv":
+		return csvWriter{}, nil
+	case "jsonl":
+		return jsonlWriter{}, nil
+	}
+	return nil, fmt.Errorf("unknown --format %q: want csv or jsonl", format)
+}
+
+// csvWriter writes: line,identifier,exposed,breaches,error (breaches joined by ';').
+type csvWriter struct{}
+
+func (csvWriter) header(w *bufio.Writer) { w.WriteString("line,identifier,exposed,breaches,error\n") }
+
+func (csvWriter) row(w *bufio.Writer, r *outRow) {
+	var b [20]byte
+	w.Write(strconv.AppendInt(b[:0], r.line, 10))
+	w.WriteByte(',')
+	writeCSVField(w, r.value)
+	switch {
+	case r.reason != "":
+		w.WriteString(",,,")
+		writeCSVField(w, r.reason)
+	case r.exposed:
+		w.WriteString(",yes,")
+		writeCSVField(w, strings.Join(r.breaches, ";"))
+		w.WriteByte(',')
+	default:
+		w.WriteString(",no,,")
+	}
+	w.WriteByte('\n')
+}
+
+func writeCSVField(w *bufio.Writer, s string) {
+	if !strings.ContainsAny(s, ",\"\r\n") {
+		w.WriteString(s)
+		return
+	}
+	w.WriteByte('"')
+	w.WriteString(strings.ReplaceAll(s, `"`, `""`))
+	w.WriteByte('"')
+}
+
+// jsonlWriter writes one JSON object per row:
+// {"line":1,"identifier":"a@example.com","exposed":true,"breaches":["SegaPass"]}
+// {"line":2,"identifier":"x","error":"invalid email: no @"}
+type jsonlWriter struct{}
+
+func (jsonlWriter) header(*bufio.Writer) {}
+
+func (jsonlWriter) row(w *bufio.Writer, r *outRow) {
+	var b [20]byte
+	w.WriteString(`{"line":`)
+	w.Write(strconv.AppendInt(b[:0], r.line, 10))
+	w.WriteString(`,"identifier":`)
+	writeJSONString(w, r.value)
+	switch {
+	case r.reason != "":
+		w.WriteString(`,"error":`)
+		writeJSONString(w, r.reason)
+	case r.exposed:
+		w.WriteString(`,"exposed":true,"breaches":[`)
+		for i, name := range r.breaches {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			writeJSONString(w, name)
+		}
+		w.WriteByte(']')
+	default:
+		w.WriteString(`,"exposed":false`)
+	}
+	w.WriteString("}\n")
+}
+
+// writeJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD,
+// as encoding/json does.
+func writeJSONString(w *bufio.Writer, s string) {
+	const hex = "0123456789abcdef"
+	w.WriteByte('"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			w.WriteString(s[start:i])
+			switch c {
+			case '"', '\\':
+				w.WriteByte('\\')
+				w.WriteByte(c)
+			case '\n':
+				w.WriteString(`\n`)
+			case '\r':
+				w.WriteString(`\r`)
+			case '\t':
+				w.WriteString(`\t`)
+			default:
+				w.WriteString(`\u00`)
+				w.WriteByte(hex[c>>4])
+				w.WriteByte(hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			w.WriteString(s[start:i])
+			w.WriteString(`\ufffd`)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	w.WriteString(s[start:])
+	w.WriteByte('"')
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// A resumable run keeps a checkpoint next to its report: how many input rows
+// are done and how many report bytes they produced. It is written only after
+// the report is flushed and synced, and replaced atomically, so after any
+// interruption the report holds at least what the checkpoint says. Resuming
+// truncates the report to the checkpoint's length and skips that many input
+// rows: no row is lost and none is written twice.
+type checkpoint struct {
+	Fingerprint   string   `json:"fingerprint"` // the run's input and options
+	OutBytes      int64    `json:"out_bytes"`
+	Totals        counters `json:"totals"`
+	CorpusVersion uint64   `json:"corpus_version"`
+}
+
+func checkpointPath(out string) string { return out + ".resume" }
+
+// fingerprint identifies a run: the same input file (path, size, mtime) and
+// the options that shape the report.
+func fingerprint(c bulkConfig, size int64) (string, error) {
+	abs, err := filepath.Abs(c.file)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(c.file)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%v\x00%s\x00%v", abs, size, fi.ModTime().UnixNano(), c.column, c.digests, c.format, c.onlyExposed)
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// output is the report file (or stdout) with its checkpoint.
+type output struct {
+	f       *os.File // nil for stdout
+	cw      *countingWriter
+	w       *bufio.Writer
+	cpPath  string // "" when not resumable
+	fp      string
+	resumed counters
+}
+
+func openOutput(c bulkConfig, inSize int64) (*output, error) {
+	if c.out == "-" {
+		cw := &countingWriter{w: os.Stdout}
+		return &output{cw: cw, w: newBuffered(cw)}, nil
+	}
+	o := &output{}
+	if c.resume {
+		fp, err := fingerprint(c, inSize)
+		if err != nil {
+			return nil, err
+		}
+		o.fp, o.cpPath = fp, checkpointPath(c.out)
+		if cp, err := readCheckpoint(o.cpPath); err == nil && cp.Fingerprint == fp {
+			f, err := os.OpenFile(c.out, os.O_RDWR, 0)
+			if err != nil {
+				return nil, fmt.Errorf("resume: %w", err)
+			}
+			fi, err := f.Stat()
+			if err == nil && fi.Size() < cp.OutBytes {
+				err = fmt.Errorf("%s is shorter (%d bytes) than its checkpoint says (%d); delete %s to start over", c.out, fi.Size(), cp.OutBytes, o.cpPath)
+			}
+			if err == nil {
+				err = f.Truncate(cp.OutBytes)
+			}
+			if err == nil {
+				_, err = f.Seek(cp.OutBytes, io.SeekStart)
+			}
+			if err != nil {
+				f.Close()
+				return nil, fmt.Errorf("resume: %w", err)
+			}
+			o.f, o.resumed = f, cp.Totals
+			o.cw = &countingWriter{w: f, n: cp.OutBytes}
+			o.w = newBuffered(o.cw)
+			return o, nil
+		} else if err == nil {
+			return nil, fmt.Errorf("%s belongs to a run with other input or options; delete it to start over", o.cpPath)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("resume: %w", err)
+		}
+	}
+	f, err := os.Create(c.out)
+	if err != nil {
+		return nil, err
+	}
+	o.f = f
+	o.cw = &countingWriter{w: f}
+	o.w = newBuffered(o.cw)
+	return o, nil
+}
+
+func readCheckpoint(path string) (checkpoint, error) {
+	var cp checkpoint
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cp, err
+	}
+	if err := json.Unmarshal(b, &cp); err != nil {
+		return cp, fmt.Errorf("%s: %w", path, err)
+	}
+	return cp, nil
+}
+
+// checkpoint makes the report durable up to now and records it.
+func (o *output) checkpoint(tot counters, version uint64) error {
+	if err := o.w.Flush(); err != nil {
+		return err
+	}
+	if o.f == nil || o.cpPath == "" {
+		return nil
+	}
+	if err := o.f.Sync(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(checkpoint{Fingerprint: o.fp, OutBytes: o.cw.n, Totals: tot, CorpusVersion: version})
+	if err != nil {
+		return err
+	}
+	tmp := o.cpPath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, o.cpPath)
+}
+
+// finish flushes the report and removes the checkpoint: the run is complete.
+func (o *output) finish() error {
+	if err := o.w.Flush(); err != nil {
+		return err
+	}
+	if o.f != nil {
+		if err := o.f.Sync(); err != nil {
+			return err
+		}
+	}
+	if o.cpPath != "" {
+		if err := os.Remove(o.cpPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// close flushes what is buffered (an interrupted run keeps its rows up to the
+// last checkpoint either way) and closes the file.
+func (o *output) close() {
+	o.w.Flush()
+	if o.f != nil {
+		o.f.Close()
+	}
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
