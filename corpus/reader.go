@@ -244,9 +244,9 @@ func (r *Reader) field(line []byte, scratch []string) (string, []string, string)
 	if r.format != FormatCSV {
 		return string(line), scratch, ""
 	}
-	fields, ok := splitCSV(line, scratch[:0])
-	if !ok {
-		return "", fields, "malformed CSV: unterminated quote"
+	fields, reason := splitCSVReason(line, scratch[:0])
+	if reason != "" {
+		return "", fields, reason
 	}
 	if r.col >= len(fields) {
 		return "", fields, fmt.Sprintf("missing email column: row has %d fields", len(fields))
@@ -324,6 +324,11 @@ func (r *Reader) ReadRows(dst []Row) ([]Row, error) {
 // row can never swallow the rows after it. It reports false for an
 // unterminated quote or text after a closing quote.
 func splitCSV(line []byte, dst []string) ([]string, bool) {
+	fields, reason := splitCSVReason(line, dst)
+	return fields, reason == ""
+}
+
+func splitCSVReason(line []byte, dst []string) ([]string, string) {
 	for {
 		if len(line) > 0 && line[0] == '"' {
 			var b strings.Builder
@@ -331,7 +336,7 @@ func splitCSV(line []byte, dst []string) ([]string, bool) {
 			for {
 				j := bytes.IndexByte(line[i:], '"')
 				if j < 0 {
-					return dst, false
+					return dst, "malformed CSV: unterminated quote"
 				}
 				b.Write(line[i : i+j])
 				i += j + 1
@@ -344,17 +349,17 @@ func splitCSV(line []byte, dst []string) ([]string, bool) {
 			}
 			dst = append(dst, b.String())
 			if i == len(line) {
-				return dst, true
+				return dst, ""
 			}
 			if line[i] != ',' {
-				return dst, false
+				return dst, "malformed CSV: text after a closing quote"
 			}
 			line = line[i+1:]
 			continue
 		}
 		j := bytes.IndexByte(line, ',')
 		if j < 0 {
-			return append(dst, string(line)), true
+			return append(dst, string(line)), ""
 		}
 		dst = append(dst, string(line[:j]))
 		line = line[j+1:]

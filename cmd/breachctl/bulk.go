@@ -50,8 +50,11 @@ type chunk struct {
 
 const chunkRows = 4096
 
+// checkpointEvery is how often a resumable run records its progress.
+var checkpointEvery = time.Second
+
 // bulkCheck checks every row of the input and writes a report.
-func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stderr io.Writer, tty bool) error {
+func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, stderr io.Writer, tty bool) error {
 	start := time.Now()
 	in, size, err := openInput(c.file)
 	if err != nil {
@@ -72,7 +75,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stderr io.W
 		return err
 	}
 
-	out, err := openOutput(c, size)
+	out, err := openOutput(c, size, stdout)
 	if err != nil {
 		return err
 	}
@@ -195,7 +198,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stderr io.W
 		}
 		done.Store(tot.Rows)
 		exposed.Store(tot.Exposed)
-		if c.resume && time.Since(lastCheckpoint) > time.Second {
+		if c.resume && time.Since(lastCheckpoint) > checkpointEvery {
 			if err := out.checkpoint(tot, version); err != nil {
 				return err
 			}

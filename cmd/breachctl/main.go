@@ -144,7 +144,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer conn.Close()
 	cl := client.New(conn, client.WithBatchSize(bc.batch), client.WithInFlight(bc.inFlight))
 	if bc.file != "" {
-		if err := bulkCheck(ctx, bc, cl, stderr, isTerminal(stderr)); err != nil {
+		if err := bulkCheck(ctx, bc, cl, stdout, stderr, isTerminal(stderr)); err != nil {
 			if errors.Is(err, errExposed) {
 				return err
 			}

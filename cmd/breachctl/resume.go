@@ -53,9 +53,9 @@ type output struct {
 	resumed counters
 }
 
-func openOutput(c bulkConfig, inSize int64) (*output, error) {
+func openOutput(c bulkConfig, inSize int64, stdout io.Writer) (*output, error) {
 	if c.out == "-" {
-		cw := &countingWriter{w: os.Stdout}
+		cw := &countingWriter{w: stdout}
 		return &output{cw: cw, w: newBuffered(cw)}, nil
 	}
 	o := &output{}

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/synth"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+const goldenInput = `email,name
+alice@example.com,Alice
+ BOB@Example.com ,Bob
+carol@example.com,"Carol, the third"
+not-an-email,Nobody
+"broken,Quote
+"dave,with,comma"@example.com,Dave
+alice@example.com,Alice again
+erin@b\u00fccher.example,Erin
+`
+
+func TestBulkGolden(t *testing.T) {
+	addr := serveStore(t, "alice@example.com", "bob@example.com", "erin@bücher.example")
+	in := filepath.Join(t.TempDir(), "in.csv")
+	os.WriteFile(in, []byte(strings.ReplaceAll(goldenInput, `\u00fc`, "ü")), 0o644)
+	for _, tt := range []struct {
+		golden string
+		args   []string
+	}{
+		{"check.csv.golden", []string{"--format", "csv"}},
+		{"check.jsonl.golden", []string{"--format", "jsonl"}},
+		{"check-only-exposed.csv.golden", []string{"--only-exposed"}},
+	} {
+		t.Run(tt.golden, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"check", "--addr", addr, "--file", in}, tt.args...)
+			if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+				t.Fatalf("run = %v\n%s", err, stderr.String())
+			}
+			golden(t, tt.golden, stdout.Bytes())
+			if !strings.Contains(stderr.String(), "checked 8 rows: 4 exposed, 3 invalid") {
+				t.Errorf("summary = %q", stderr.String())
+			}
+		})
+	}
+	// Every JSON line is valid JSON.
+	var stdout bytes.Buffer
+	run(t.Context(), []string{"check", "--addr", addr, "--file", in, "--format", "jsonl"}, &stdout, &bytes.Buffer{})
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
+			t.Fatalf("invalid JSON line %q: %v", line, err)
+		}
+	}
+}
+
+func TestBreachesGolden(t *testing.T) {
+	addr := serveStore(t, "alice@example.com", "bob@example.com")
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"breaches", "--addr", addr}, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "breaches.golden", stdout.Bytes())
+}
+
+func TestFailOnExposed(t *testing.T) {
+	addr := serveStore(t, "alice@example.com")
+	in := filepath.Join(t.TempDir(), "in.txt")
+	os.WriteFile(in, []byte("nobody@example.com\n"), 0o644)
+	args := []string{"check", "--addr", addr, "--fail-on-exposed", "--file", in, "--out", filepath.Join(t.TempDir(), "out.csv")}
+	if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatalf("no exposure: run = %v, want nil", err)
+	}
+	os.WriteFile(in, []byte("nobody@example.com\nAlice@example.com\n"), 0o644)
+	if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errExposed) {
+		t.Fatalf("exposure: run = %v, want errExposed", err)
+	}
+}
+
+// sweep is a corpus in the daemon plus an input mixing its dump with
+// accounts that are not in it.
+type sweep struct {
+	addr      string
+	input     string
+	corpus    map[string]bool // canonical accounts in the corpus
+	outsiders map[string]bool
+	malformed int
+	rows      int
+}
+
+func newSweep(t *testing.T, corpusRows, outsiderRows int) *sweep {
+	t.Helper()
+	dir := t.TempDir()
+	var dump, acc bytes.Buffer
+	st, err := synth.Generate(&dump, synth.Options{Seed: 5, Records: corpusRows, Accounts: &acc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := strings.Fields(acc.String())
+	var odump, oacc bytes.Buffer
+	if _, err := synth.Generate(&odump, synth.Options{Seed: 6, Records: outsiderRows, Accounts: &oacc, Domain: "outside.example", DirtyPercent: -1}); err != nil {
+		t.Fatal(err)
+	}
+	s := &sweep{addr: serveStore(t, accounts...), corpus: map[string]bool{}, outsiders: map[string]bool{},
+		malformed: st.Malformed, rows: corpusRows + outsiderRows}
+	for _, a := range accounts {
+		s.corpus[a] = true
+	}
+	for _, a := range strings.Fields(oacc.String()) {
+		s.outsiders[a] = true
+	}
+	s.input = filepath.Join(dir, "sweep.csv")
+	rest := odump.Bytes()[bytes.IndexByte(odump.Bytes(), '\n')+1:] // drop the second header
+	os.WriteFile(s.input, append(dump.Bytes(), rest...), 0o644)
+	return s
+}
+
+type reportLine struct {
+	Line       int64
+	Identifier string
+	Exposed    bool
+	Breaches   []string
+	Error      string
+}
+
+func readReport(t *testing.T, path string) []reportLine {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []reportLine
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var r reportLine
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("report line %q: %v", sc.Text(), err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestBulkSweep checks a whole sweep: every corpus row is exposed in the
+// right breach, every other row is not, invalid rows are reported, and rows
+// come out in input order.
+func TestBulkSweep(t *testing.T) {
+	s := newSweep(t, 20000, 10000)
+	out := filepath.Join(t.TempDir(), "report.jsonl")
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"check", "--addr", s.addr, "--file", s.input, "--format", "jsonl", "--out", out, "--batch", "777"}, &bytes.Buffer{}, &stderr)
+	if err != nil {
+		t.Fatalf("run = %v\n%s", err, stderr.String())
+	}
+	report := readReport(t, out)
+	if len(report) != s.rows {
+		t.Fatalf("report has %d rows, want %d", len(report), s.rows)
+	}
+	invalid := 0
+	for i, r := range report {
+		if i > 0 && r.Line <= report[i-1].Line {
+			t.Fatalf("report out of order at %d: line %d after %d", i, r.Line, report[i-1].Line)
+		}
+		if r.Error != "" {
+			invalid++
+			continue
+		}
+		c, err := canon.Email(r.Identifier)
+		if err != nil {
+			t.Fatalf("row %d %q checked but invalid: %v", r.Line, r.Identifier, err)
+		}
+		switch {
+		case s.corpus[c]:
+			if !r.Exposed || !slices.Equal(r.Breaches, []string{"Alpha"}) {
+				t.Fatalf("corpus row %d %q: exposed=%v %v", r.Line, r.Identifier, r.Exposed, r.Breaches)
+			}
+		case s.outsiders[c]:
+			if r.Exposed {
+				t.Fatalf("outsider row %d %q reported exposed", r.Line, r.Identifier)
+			}
+		default:
+			t.Fatalf("row %d %q is neither in the corpus nor an outsider", r.Line, r.Identifier)
+		}
+	}
+	if invalid != s.malformed {
+		t.Fatalf("%d invalid rows, want %d", invalid, s.malformed)
+	}
+}
+
+// TestResume interrupts a resumable run part-way, then runs the same
+// command again, and checks the report equals that of a clean run.
+func TestResume(t *testing.T) {
+	s := newSweep(t, 30000, 20000)
+	dir := t.TempDir()
+	clean := filepath.Join(dir, "clean.csv")
+	if err := run(t.Context(), []string{"check", "--addr", s.addr, "--file", s.input, "--out", clean}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(clean)
+
+	old := checkpointEvery
+	checkpointEvery = 0
+	defer func() { checkpointEvery = old }()
+	out := filepath.Join(dir, "resumed.csv")
+	args := []string{"check", "--addr", s.addr, "--file", s.input, "--out", out, "--resume", "--batch", "500", "--in-flight", "1"}
+	for attempt := 0; ; attempt++ {
+		if attempt > 50 {
+			t.Fatal("run never completed")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		// Interrupt as soon as the checkpoint has moved on.
+		go func() {
+			defer cancel()
+			before, _ := os.ReadFile(checkpointPath(out))
+			for ctx.Err() == nil {
+				now, _ := os.ReadFile(checkpointPath(out))
+				if len(now) > 0 && !bytes.Equal(now, before) {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		err := run(ctx, args, &bytes.Buffer{}, &bytes.Buffer{})
+		cancel()
+		if err == nil {
+			if attempt == 0 {
+				t.Fatal("the first run was never interrupted")
+			}
+			break
+		}
+		// As if the process died after flushing rows its checkpoint does not cover.
+		f, _ := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprintln(f, "999999,garbage@example.com,no,,")
+		f.Close()
+	}
+	got, _ := os.ReadFile(out)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("resumed report (%d bytes) differs from a clean run (%d bytes)", len(got), len(want))
+	}
+	if _, err := os.Stat(checkpointPath(out)); !os.IsNotExist(err) {
+		t.Fatalf("checkpoint left behind after completion: %v", err)
+	}
+}
+
+func TestResumeUsage(t *testing.T) {
+	err := run(t.Context(), []string{"check", "--resume", "--file", "-", "--out", "x"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err != errUsage {
+		t.Fatalf("--resume with stdin = %v, want errUsage", err)
+	}
+}
