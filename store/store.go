@@ -24,8 +24,12 @@ type Options struct {
 	// ExpectedKeys sizes the Bloom filter before the first import. The filter
 	// is rebuilt larger when the corpus outgrows it. Default 2,000,000.
 	ExpectedKeys uint64
-	// BlockCacheSize is Badger's block cache in bytes. Default 64 MiB.
+	// BlockCacheSize is Badger's block cache in bytes. Default 64 MiB;
+	// negative disables it.
 	BlockCacheSize int64
+	// BlockSize is the size of Badger's table blocks, applied to tables
+	// written from now on. Default 4 KiB.
+	BlockSize int
 }
 
 func (o *Options) setDefaults() {
@@ -40,6 +44,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.BlockCacheSize == 0 {
 		o.BlockCacheSize = 64 << 20
+	}
+	if o.BlockCacheSize < 0 {
+		o.BlockCacheSize = 0
+	}
+	if o.BlockSize <= 0 {
+		o.BlockSize = 4 << 10
 	}
 }
 
@@ -68,6 +78,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // digests are random: nothing to compress
 		WithBlockCacheSize(opts.BlockCacheSize).
+		WithBlockSize(opts.BlockSize).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false). // the store serialises its writers itself
 		WithMetricsEnabled(false)
