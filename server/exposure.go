@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/breachd/breachd"
@@ -71,45 +73,122 @@ func (s *Exposure) summary(b *store.Breach) *breachdv1.BreachSummary {
 }
 
 // CheckStream answers each batch of digests, in order, with one response.
+// Batches that arrive while others are being answered are looked up in
+// parallel (one worker per core), so a client with several batches in flight
+// keeps every core busy; answers still leave in arrival order.
 func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServer) error {
-	ctx := stream.Context()
-	req := new(breachdv1.CheckStreamRequest)
-	for {
-		req.Reset()
-		if err := stream.RecvMsg(req); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		packed := req.GetEmailSha256()
-		if err := validateBatch("CheckStreamRequest", packed); err != nil {
-			return err
-		}
-		resp := &breachdv1.CheckStreamResponse{Count: uint32(len(packed) / breachd.DigestSize)}
-		var sets [][]*store.Breach // distinct breach sets in this batch; few
-		version, err := s.corpus.LookupBatch(ctx, packed, func(i int, bs []*store.Breach) {
-			set := slices.IndexFunc(sets, func(x []*store.Breach) bool { return slices.Equal(x, bs) })
-			if set < 0 {
-				set = len(sets)
-				sets = append(sets, slices.Clone(bs))
-				names := make([]string, len(bs))
-				for j, b := range bs {
-					names[j] = b.Name
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	type job struct {
+		packed []byte
+		err    error // validation error: ends the stream when its turn comes
+		out    chan *breachdv1.CheckStreamResponse
+		outErr chan error
+	}
+	workers := runtime.GOMAXPROCS(0)
+	jobs := make(chan *job, workers)
+	order := make(chan *job, 2*workers)
+	// The receiver ends when the client closes its side, or when the stream
+	// ends (this handler returns).
+	go func() {
+		defer close(jobs)
+		defer close(order)
+		for {
+			req := new(breachdv1.CheckStreamRequest)
+			if err := stream.RecvMsg(req); err != nil {
+				if !errors.Is(err, io.EOF) {
+					j := &job{err: err}
+					select {
+					case order <- j:
+					case <-ctx.Done():
+					}
 				}
-				resp.BreachSets = append(resp.BreachSets, &breachdv1.BreachSet{Names: names})
+				return
 			}
-			resp.ExposedIndex = append(resp.ExposedIndex, uint32(i))
-			resp.BreachSet = append(resp.BreachSet, uint32(set))
-		})
-		if err != nil {
-			return toStatus(s.log, "CheckStream", err)
+			j := &job{packed: req.GetEmailSha256(), out: make(chan *breachdv1.CheckStreamResponse, 1), outErr: make(chan error, 1)}
+			j.err = validateBatch("CheckStreamRequest", j.packed)
+			select {
+			case order <- j:
+			case <-ctx.Done():
+				return
+			}
+			if j.err != nil {
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
 		}
-		resp.CorpusVersion = version
-		if err := stream.Send(resp); err != nil {
-			return err
+	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: unblocks the workers
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var j *job
+				select {
+				case j = <-jobs:
+				case <-ctx.Done(): // the handler returned; the receiver may still be blocked
+					return
+				}
+				if j == nil {
+					return
+				}
+				resp, err := s.answer(ctx, j.packed)
+				if err != nil {
+					j.outErr <- err
+				} else {
+					j.out <- resp
+				}
+			}
+		}()
+	}
+	for j := range order {
+		if j.err != nil {
+			return j.err
+		}
+		select {
+		case resp := <-j.out:
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		case err := <-j.outErr:
+			return toStatus(s.log, "CheckStream", err)
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+	return nil
+}
+
+// answer looks up one validated batch.
+func (s *Exposure) answer(ctx context.Context, packed []byte) (*breachdv1.CheckStreamResponse, error) {
+	resp := &breachdv1.CheckStreamResponse{Count: uint32(len(packed) / breachd.DigestSize)}
+	var sets [][]*store.Breach // distinct breach sets in this batch; few
+	version, err := s.corpus.LookupBatch(ctx, packed, func(i int, bs []*store.Breach) {
+		set := slices.IndexFunc(sets, func(x []*store.Breach) bool { return slices.Equal(x, bs) })
+		if set < 0 {
+			set = len(sets)
+			sets = append(sets, slices.Clone(bs))
+			names := make([]string, len(bs))
+			for j, b := range bs {
+				names[j] = b.Name
+			}
+			resp.BreachSets = append(resp.BreachSets, &breachdv1.BreachSet{Names: names})
+		}
+		resp.ExposedIndex = append(resp.ExposedIndex, uint32(i))
+		resp.BreachSet = append(resp.BreachSet, uint32(set))
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.CorpusVersion = version
+	return resp, nil
 }
 
 // ListBreaches returns the catalogue.
