@@ -42,8 +42,14 @@ run: build
 test:
 	$(GO) test -race -count=1 ./...
 
-bench:
-	$(GO) run ./bench/cmd/benchrun --out bench/RESULTS.md
+# bench runs the quick set: store and digest benchmarks (5 runs, medians by
+# benchstat) and the end-to-end bulk sweep (5 runs). Copy what matters into
+# bench/RESULTS.md with the machine's details.
+bench: $(TOOLS)/benchstat
+	@mkdir -p bench/out
+	$(GO) test -run '^$$' -bench . -count 6 ./store ./canon | tee bench/out/go.txt
+	$(TOOLS)/benchstat bench/out/go.txt
+	bash bench/sweep.sh 5
 
 # fuzz runs every fuzz target briefly; FUZZTIME=5m for a longer soak.
 FUZZTIME ?= 15s
