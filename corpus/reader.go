@@ -190,6 +190,38 @@ func (r *Reader) nextLine() ([]byte, error) {
 
 var errLongLine = errors.New("line longer than 64 KiB")
 
+// nextRow returns the next data row's line, counting it (a too-long line,
+// returned as errLongLine, counts too). It returns io.EOF at the end.
+func (r *Reader) nextRow() ([]byte, error) {
+	if r.peeked != nil {
+		line := r.peeked
+		r.peeked = nil
+		r.stats.Rows++
+		return line, nil
+	}
+	line, err := r.nextLine()
+	switch {
+	case err == errLongLine:
+		r.stats.Rows++
+		return nil, err
+	case err == io.EOF:
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("line %d: %w", r.line, err)
+	}
+	r.stats.Rows++
+	return line, nil
+}
+
+// endOfBatch turns io.EOF into nil when the batch has rows: the caller sees
+// the end on its next call, with an empty batch.
+func endOfBatch(n int, err error) error {
+	if err == io.EOF && n > 0 {
+		return nil
+	}
+	return err
+}
+
 // Read fills dst (up to its capacity) with digests of accepted rows and
 // returns it. It returns io.EOF, with no digests, at the end of the dump.
 // Rejected rows are counted and reported to OnReject; they never stop a read.
@@ -197,28 +229,14 @@ func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
 	dst = dst[:0]
 	var fields []string
 	for len(dst) < cap(dst) {
-		var line []byte
-		if r.peeked != nil {
-			line, r.peeked = r.peeked, nil
-		} else {
-			var err error
-			line, err = r.nextLine()
-			if err == errLongLine {
-				r.stats.Rows++
-				r.reject(err.Error())
-				continue
-			}
-			if err == io.EOF {
-				if len(dst) == 0 {
-					return dst, io.EOF
-				}
-				return dst, nil
-			}
-			if err != nil {
-				return dst, fmt.Errorf("line %d: %w", r.line, err)
-			}
+		line, err := r.nextRow()
+		if err == errLongLine {
+			r.reject(err.Error())
+			continue
 		}
-		r.stats.Rows++
+		if err != nil {
+			return dst, endOfBatch(len(dst), err)
+		}
 		var d breachd.Digest
 		var reason string
 		d, fields, reason = r.parse(line, fields)
@@ -289,28 +307,14 @@ func (r *Reader) ReadRows(dst []Row) ([]Row, error) {
 	dst = dst[:0]
 	var fields []string
 	for len(dst) < cap(dst) {
-		var line []byte
-		if r.peeked != nil {
-			line, r.peeked = r.peeked, nil
-		} else {
-			var err error
-			line, err = r.nextLine()
-			if err == errLongLine {
-				r.stats.Rows++
-				dst = append(dst, Row{Line: r.line, Reject: err.Error()})
-				continue
-			}
-			if err == io.EOF {
-				if len(dst) == 0 {
-					return dst, io.EOF
-				}
-				return dst, nil
-			}
-			if err != nil {
-				return dst, fmt.Errorf("line %d: %w", r.line, err)
-			}
+		line, err := r.nextRow()
+		if err == errLongLine {
+			dst = append(dst, Row{Line: r.line, Reject: err.Error()})
+			continue
 		}
-		r.stats.Rows++
+		if err != nil {
+			return dst, endOfBatch(len(dst), err)
+		}
 		var row Row
 		row.Line = r.line
 		row.Value, fields, row.Reject = r.field(line, fields)
