@@ -276,22 +276,14 @@ func (c *Client) send(ctx context.Context, stream grpc.BidiStreamingClient[breac
 		packed = append(packed, d[:]...)
 		if len(packed) == cap(packed) {
 			if err := flush(); err != nil {
-				return sendError(err)
+				return nil // the receiver reports the stream's status
 			}
 		}
 	}
 	if len(packed) > 0 {
 		if err := flush(); err != nil {
-			return sendError(err)
+			return nil
 		}
 	}
 	return stream.CloseSend()
-}
-
-// sendError hides io.EOF from Send: the receiver reports the real status.
-func sendError(err error) error {
-	if errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
 }

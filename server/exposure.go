@@ -214,10 +214,18 @@ func (s *Exposure) GetBreach(ctx context.Context, req *breachdv1.GetBreachReques
 }
 
 func breachToProto(b *store.Breach) *breachdv1.Breach {
+	p := BreachToProto(&b.Breach)
+	p.AccountCount = b.AccountCount
+	return p
+}
+
+// BreachToProto converts a breach record to its wire form (without the
+// account count, which only the store knows).
+func BreachToProto(b *breachd.Breach) *breachdv1.Breach {
 	p := &breachdv1.Breach{
 		Name: b.Name, Title: b.Title, Domain: b.Domain, BreachDate: b.BreachDate,
 		PwnCount: b.PwnCount, Description: b.Description, DataClasses: b.DataClasses,
-		IsVerified: b.IsVerified, IsSensitive: b.IsSensitive, AccountCount: b.AccountCount,
+		IsVerified: b.IsVerified, IsSensitive: b.IsSensitive,
 	}
 	if !b.AddedDate.IsZero() {
 		p.AddedDate = timestamppb.New(b.AddedDate)

@@ -138,10 +138,9 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 	var fresh [][]byte // digests new to the store, for the filter
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i := range ds {
-			d := &ds[i]
+			k := emailKey(&ds[i])
 			var old []byte
-			if f.test(d[:]) {
-				k := emailKey(d)
+			if f.test(k[1:]) {
 				item, err := txn.Get(k[:])
 				switch {
 				case err == nil:
@@ -159,7 +158,6 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 				st.Duplicates++
 				continue
 			}
-			k := emailKey(d)
 			keys = append(keys, k[:])
 			vals = append(vals, binary.BigEndian.AppendUint32(old, imp.seg))
 			if old == nil {

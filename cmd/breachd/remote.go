@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
@@ -40,13 +39,7 @@ func beginRemote(ctx context.Context, addr string, b breachd.Breach, batch int) 
 		return nil, fmt.Errorf("daemon at %s: %w", addr, err)
 	}
 	r := &remoteImport{conn: conn, stream: stream, cancel: cancel, batch: min(batch, server.MaxBatch)}
-	pb := &breachdv1.Breach{
-		Name: b.Name, Title: b.Title, Domain: b.Domain, BreachDate: b.BreachDate, PwnCount: b.PwnCount,
-		Description: b.Description, DataClasses: b.DataClasses, IsVerified: b.IsVerified, IsSensitive: b.IsSensitive,
-	}
-	if !b.AddedDate.IsZero() {
-		pb.AddedDate = timestamppb.New(b.AddedDate)
-	}
+	pb := server.BreachToProto(&b)
 	if err := r.send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Breach{Breach: pb}}); err != nil {
 		r.Abort()
 		return nil, err

@@ -78,39 +78,37 @@ func generate(_ context.Context, c config, stdout, stderr io.Writer) error {
 		_, err := synth.Generate(stdout, opts)
 		return err
 	}
-	{
-		if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
-			return err
-		}
-		tmp := c.out + ".tmp"
-		f, err := os.Create(tmp)
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp)
-		defer f.Close()
-		if c.accounts != "" {
-			af, err := os.Create(c.accounts)
-			if err != nil {
-				return err
-			}
-			defer af.Close()
-			opts.Accounts = af
-		}
-		st, err := synth.Generate(f, opts)
-		if err != nil {
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, c.out); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "corpusgen: wrote %s: %d rows, %d accounts, %d duplicates, %d malformed\n",
-			c.out, st.Rows, st.Accounts, st.Duplicates, st.Malformed)
-		return nil
+	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
+		return err
 	}
+	tmp := c.out + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	defer f.Close()
+	if c.accounts != "" {
+		af, err := os.Create(c.accounts)
+		if err != nil {
+			return err
+		}
+		defer af.Close()
+		opts.Accounts = af
+	}
+	st, err := synth.Generate(f, opts)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, c.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "corpusgen: wrote %s: %d rows, %d accounts, %d duplicates, %d malformed\n",
+		c.out, st.Rows, st.Accounts, st.Duplicates, st.Malformed)
+	return nil
 }
 
 var errEnough = errors.New("enough lines")
