@@ -2,11 +2,14 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -101,51 +104,77 @@ func BenchmarkLookup(b *testing.B) {
 			}{"block1k-nocache", store.Options{BlockSize: 1 << 10, BlockCacheSize: -1}},
 		)
 	}
-	absent := digests("absent", 1<<16)
 	for _, cfg := range configs {
 		s, present := benchStore(b, cfg.name, cfg.opts)
 		keys := fmt.Sprintf("keys=%s", human(len(present)))
-		mixed := make([]breachd.Digest, 1<<16)
-		for i := range mixed {
-			if i%20 == 0 {
-				mixed[i] = present[(i*7919)%len(present)]
-			} else {
-				mixed[i] = absent[i]
-			}
-		}
 		for _, bc := range []struct {
 			name string
-			ds   []breachd.Digest
+			gen  func(seed uint64) func() breachd.Digest
 		}{
-			{"absent", absent},
-			{"present", present},
-			{"mixed95", mixed},
+			{"absent", absentGen},
+			{"present", presentGen(present)},
+			{"mixed95", mixedGen(present)},
 		} {
 			b.Run(fmt.Sprintf("opts=%s/%s/%s", cfg.name, keys, bc.name), func(b *testing.B) {
 				ctx := context.Background()
+				next := bc.gen(1)
 				b.ReportAllocs()
-				i := 0
 				for b.Loop() {
-					if _, _, err := s.Lookup(ctx, bc.ds[(i*7919)%len(bc.ds)]); err != nil {
+					if _, _, err := s.Lookup(ctx, next()); err != nil {
 						b.Fatal(err)
 					}
-					i++
 				}
 			})
 			b.Run(fmt.Sprintf("opts=%s/%s/%s/parallel", cfg.name, keys, bc.name), func(b *testing.B) {
 				ctx := context.Background()
+				var seed atomic.Uint64
 				b.ReportAllocs()
 				b.RunParallel(func(pb *testing.PB) {
-					i := 0
+					next := bc.gen(seed.Add(1))
 					for pb.Next() {
-						if _, _, err := s.Lookup(ctx, bc.ds[(i*7919)%len(bc.ds)]); err != nil {
+						if _, _, err := s.Lookup(ctx, next()); err != nil {
 							b.Error(err)
 							return
 						}
-						i++
 					}
 				})
 			})
+		}
+	}
+}
+
+// absentGen returns a source of random digests that are not in the corpus
+// (a collision with 2^20-odd stored SHA-256 outputs is not going to happen).
+// Digests are made on the fly, as a request decodes them: reading them from
+// a table larger than the cache would add a cache miss production never pays.
+func absentGen(seed uint64) func() breachd.Digest {
+	r := rand.New(rand.NewPCG(seed, 0x5e6a))
+	return func() (d breachd.Digest) {
+		for i := 0; i < len(d); i += 8 {
+			binary.LittleEndian.PutUint64(d[i:], r.Uint64())
+		}
+		return d
+	}
+}
+
+// presentGen returns a source of stored digests, picked at random.
+func presentGen(present []breachd.Digest) func(uint64) func() breachd.Digest {
+	return func(seed uint64) func() breachd.Digest {
+		r := rand.New(rand.NewPCG(seed, 0x9e37))
+		return func() breachd.Digest { return present[r.IntN(len(present))] }
+	}
+}
+
+// mixedGen returns a source that is present one time in 20.
+func mixedGen(present []breachd.Digest) func(uint64) func() breachd.Digest {
+	return func(seed uint64) func() breachd.Digest {
+		abs, pre := absentGen(seed), presentGen(present)(seed)
+		var i int
+		return func() breachd.Digest {
+			if i++; i%20 == 0 {
+				return pre()
+			}
+			return abs()
 		}
 	}
 }

@@ -2,91 +2,173 @@ package store
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
 
-	"github.com/bits-and-blooms/bloom/v3"
+	"github.com/bits-and-blooms/bitset"
 )
 
-// filter is a Bloom filter over account digests that is safe for concurrent
-// use: lookups test it under a read lock, imports add whole batches under the
-// write lock.
+// filter is a cache-line-blocked Bloom filter over account digests, laid out
+// over the bits-and-blooms bit set. Every digest maps to one 512-bit block (a
+// 64-byte cache line) and sets or tests k bits inside it, so a test touches
+// one cache line however large the filter grows.
+//
+// Digests are SHA-256 outputs, already uniformly random, so the filter hashes
+// nothing: the first 8 bytes pick the block and the next 24 give up to 21
+// 9-bit probe positions.
+//
+// It is safe for concurrent use without locks: add sets bits with atomic OR,
+// tests read words atomically (a plain load on amd64 and arm64). A digest
+// added before its row is written to Badger is therefore never missed.
 type filter struct {
-	mu  sync.RWMutex
-	bf  *bloom.BloomFilter // guarded by mu
-	cap uint64             // keys the filter was sized for; immutable
-	fpr float64            // target false-positive rate at cap; immutable
+	set    *bitset.BitSet
+	words  []uint64 // set's words: blocks*blockWords
+	blocks uint64
+	k      int
+	cap    uint64  // keys the filter was sized for; immutable
+	fpr    float64 // target false-positive rate at cap; immutable
 }
 
+const (
+	blockBits  = 512
+	blockWords = blockBits / 64
+	probeBits  = 9 // log2(blockBits)
+	maxProbes  = 3 * (64 / probeBits)
+)
+
+// newFilter sizes a filter for capacity keys at false-positive rate fpr.
 func newFilter(capacity uint64, fpr float64) *filter {
-	if capacity < 1024 {
-		capacity = 1024
-	}
-	return &filter{bf: bloom.NewWithEstimates(uint(capacity), fpr), cap: capacity, fpr: fpr}
+	capacity = max(capacity, 1024)
+	blocks, k := blockedSize(capacity, fpr)
+	set := bitset.From(makeWords(blocks * blockWords))
+	return &filter{set: set, words: set.Words(), blocks: blocks, k: k, cap: capacity, fpr: fpr}
 }
 
+// blockedSize returns the fewest blocks, and the probe count, that keep the
+// false-positive rate at n keys at or under fpr.
+func blockedSize(n uint64, fpr float64) (blocks uint64, k int) {
+	for kk := 1; kk <= maxProbes; kk++ {
+		// The rate falls as blocks grow: binary search the smallest count.
+		lo, hi := uint64(1), max(n, 1)*64/blockBits+1 // 64 bits per key is always enough
+		if blockedFPR(hi, kk, n) > fpr {
+			continue
+		}
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			if blockedFPR(mid, kk, n) <= fpr {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		if blocks == 0 || lo < blocks {
+			blocks, k = lo, kk
+		}
+	}
+	if blocks == 0 { // fpr below what 21 probes reach at 64 bits per key
+		return max(n, 1)*64/blockBits + 1, maxProbes
+	}
+	return blocks, k
+}
+
+// blockedFPR is the false-positive rate of a blocked filter with the given
+// shape holding n keys: the rate of a one-block filter, averaged over the
+// Poisson-distributed number of keys that land in a block.
+func blockedFPR(blocks uint64, k int, n uint64) float64 {
+	lambda := float64(n) / float64(blocks)
+	if lambda == 0 {
+		return 0
+	}
+	hi := int(lambda + 12*math.Sqrt(lambda) + 24)
+	lo := max(0, int(lambda-12*math.Sqrt(lambda)))
+	var sum float64
+	for j := lo; j <= hi; j++ {
+		lg, _ := math.Lgamma(float64(j) + 1)
+		p := math.Exp(float64(j)*math.Log(lambda) - lambda - lg)
+		set := 1 - math.Pow(1-1.0/blockBits, float64(j*k))
+		sum += p * math.Pow(set, float64(k))
+	}
+	return sum
+}
+
+// locate splits a digest into its block's first word and its probe source.
+func (f *filter) locate(key []byte) (base uint64, src [3]uint64) {
+	_ = key[31]
+	hi, _ := bits.Mul64(binary.LittleEndian.Uint64(key), f.blocks)
+	src[0] = binary.LittleEndian.Uint64(key[8:])
+	src[1] = binary.LittleEndian.Uint64(key[16:])
+	src[2] = binary.LittleEndian.Uint64(key[24:])
+	return hi * blockWords, src
+}
+
+// test reports whether the 32-byte key may be in the filter.
 func (f *filter) test(key []byte) bool {
-	f.mu.RLock()
-	ok := f.bf.Test(key)
-	f.mu.RUnlock()
-	return ok
+	base, src := f.locate(key)
+	block := f.words[base : base+blockWords : base+blockWords]
+	for i := range f.k {
+		p := (src[i/7] >> (probeBits * (i % 7))) & (blockBits - 1)
+		if atomic.LoadUint64(&block[p>>6])&(1<<(p&63)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *filter) add(key []byte) {
+	base, src := f.locate(key)
+	block := f.words[base : base+blockWords : base+blockWords]
+	for i := range f.k {
+		p := (src[i/7] >> (probeBits * (i % 7))) & (blockBits - 1)
+		atomic.OrUint64(&block[p>>6], 1<<(p&63))
+	}
 }
 
 // testPacked appends to dst the positions of the 32-byte keys in packed that
-// may be present, testing them all under one read lock.
+// may be present.
 func (f *filter) testPacked(packed []byte, dst []int32) []int32 {
-	f.mu.RLock()
 	for i := 0; i*32 < len(packed); i++ {
-		if f.bf.Test(packed[i*32 : (i+1)*32]) {
+		if f.test(packed[i*32 : (i+1)*32]) {
 			dst = append(dst, int32(i))
 		}
 	}
-	f.mu.RUnlock()
 	return dst
-}
-
-func (f *filter) addMany(keys [][]byte) {
-	f.mu.Lock()
-	for _, k := range keys {
-		f.bf.Add(k)
-	}
-	f.mu.Unlock()
 }
 
 // FilterStats describes the Bloom filter.
 type FilterStats struct {
 	Bits      uint64  // size of the bit set
-	Hashes    uint64  // number of hash functions
+	Bytes     uint64  // memory it takes
+	Hashes    uint64  // bits set per digest, all in one 512-bit block
 	Capacity  uint64  // keys it was sized for
 	TargetFPR float64 // false-positive rate it was sized for at Capacity
 	Keys      uint64  // distinct digests it holds
 	// EstimatedFPR is the theoretical false-positive rate at Keys.
 	EstimatedFPR float64
+	// FalsePositives counts lookups since Open that the filter passed to
+	// Badger for a digest that is not stored.
+	FalsePositives uint64
 }
 
 func (f *filter) stats(keys uint64) FilterStats {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	m, k := uint64(f.bf.Cap()), uint64(f.bf.K())
-	est := math.Pow(1-math.Exp(-float64(k)*float64(keys)/float64(m)), float64(k))
-	return FilterStats{Bits: m, Hashes: k, Capacity: f.cap, TargetFPR: f.fpr, Keys: keys, EstimatedFPR: est}
+	return FilterStats{Bits: f.blocks * blockBits, Bytes: f.blocks * blockBits / 8, Hashes: uint64(f.k),
+		Capacity: f.cap, TargetFPR: f.fpr, Keys: keys, EstimatedFPR: blockedFPR(f.blocks, f.k, keys)}
 }
 
-// The filter file: a fixed header, the library's own encoding of the filter,
-// and a CRC-32C of everything before it.
+// The filter file: a fixed header, the bit set's own encoding, and a CRC-32C
+// of everything before it.
 const (
 	filterFile    = "breachd.bloom"
 	filterMagic   = "BRDBLOOM"
-	filterFormat  = 1
-	filterHdrSize = 8 + 4 + 8 + 8 + 8 + 8
+	filterFormat  = 2 // 1 was the bits-and-blooms BloomFilter encoding
+	filterHdrSize = 8 + 4 + 8 + 8 + 8 + 8 + 8 + 8
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -97,6 +179,8 @@ type filterHeader struct {
 	keys        uint64  // distinct digests in the filter
 	capacity    uint64  // keys the filter was sized for
 	fpr         float64 // target false-positive rate
+	blocks      uint64
+	k           uint64
 }
 
 func (h filterHeader) marshal() []byte {
@@ -107,14 +191,16 @@ func (h filterHeader) marshal() []byte {
 	b = binary.BigEndian.AppendUint64(b, h.keys)
 	b = binary.BigEndian.AppendUint64(b, h.capacity)
 	b = binary.BigEndian.AppendUint64(b, math.Float64bits(h.fpr))
+	b = binary.BigEndian.AppendUint64(b, h.blocks)
+	b = binary.BigEndian.AppendUint64(b, h.k)
 	return b
 }
 
 // save writes the filter atomically: temp file, fsync, rename, fsync dir.
+// No digest may be added while it runs (callers hold the import token, or
+// are closing the store).
 func (f *filter) save(dir string, h filterHeader) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	h.capacity, h.fpr = f.cap, f.fpr
+	h.capacity, h.fpr, h.blocks, h.k = f.cap, f.fpr, f.blocks, uint64(f.k)
 	tmp, err := os.CreateTemp(dir, filterFile+".tmp*")
 	if err != nil {
 		return err
@@ -126,7 +212,7 @@ func (f *filter) save(dir string, h filterHeader) error {
 		tmp.Close()
 		return err
 	}
-	if _, err := f.bf.WriteTo(bw); err != nil {
+	if _, err := f.set.WriteTo(bw); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -162,22 +248,24 @@ func syncDir(dir string) error {
 
 var errNoFilter = errors.New("no saved filter")
 
-// loadFilter reads a saved filter and its header, verifying the checksum.
+// loadFilter reads a saved filter and its header, verifying the checksum as
+// it streams the file into the bit set (a 100M-key filter is 190 MB: it is
+// not read into memory twice).
 func loadFilter(dir string) (*filter, filterHeader, error) {
 	var h filterHeader
-	b, err := os.ReadFile(filepath.Join(dir, filterFile))
+	file, err := os.Open(filepath.Join(dir, filterFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, h, errNoFilter
 	}
 	if err != nil {
 		return nil, h, err
 	}
-	if len(b) < filterHdrSize+4 || string(b[:8]) != filterMagic {
+	defer file.Close()
+	crc := crc32.New(castagnoli)
+	r := io.TeeReader(bufio.NewReaderSize(file, 1<<20), crc)
+	b := make([]byte, filterHdrSize)
+	if _, err := io.ReadFull(r, b); err != nil || string(b[:8]) != filterMagic {
 		return nil, h, errors.New("not a filter file")
-	}
-	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
-	if crc32.Checksum(body, castagnoli) != sum {
-		return nil, h, errors.New("checksum mismatch")
 	}
 	if v := binary.BigEndian.Uint32(b[8:]); v != filterFormat {
 		return nil, h, fmt.Errorf("format %d, want %d", v, filterFormat)
@@ -186,9 +274,27 @@ func loadFilter(dir string) (*filter, filterHeader, error) {
 	h.keys = binary.BigEndian.Uint64(b[20:])
 	h.capacity = binary.BigEndian.Uint64(b[28:])
 	h.fpr = math.Float64frombits(binary.BigEndian.Uint64(b[36:]))
-	bf := &bloom.BloomFilter{}
-	if _, err := bf.ReadFrom(bytes.NewReader(body[filterHdrSize:])); err != nil {
+	h.blocks = binary.BigEndian.Uint64(b[44:])
+	h.k = binary.BigEndian.Uint64(b[52:])
+	if h.k < 1 || h.k > maxProbes || h.blocks == 0 || h.blocks > 1<<40 {
+		return nil, h, fmt.Errorf("bad shape: %d blocks, %d probes", h.blocks, h.k)
+	}
+	if st, err := file.Stat(); err != nil || st.Size() != int64(filterHdrSize+8+h.blocks*blockBits/8+4) {
+		return nil, h, errors.New("truncated or oversized")
+	}
+	// ReadFrom fills the words it is given when they are large enough.
+	set := bitset.From(makeWords(h.blocks * blockWords))
+	if _, err := set.ReadFrom(r); err != nil {
 		return nil, h, fmt.Errorf("decode: %w", err)
 	}
-	return &filter{bf: bf, cap: h.capacity, fpr: h.fpr}, h, nil
+	if words := set.Words(); uint64(len(words)) != h.blocks*blockWords {
+		return nil, h, fmt.Errorf("bit set of %d words, want %d", len(words), h.blocks*blockWords)
+	}
+	var sum [4]byte
+	want := crc.Sum32()
+	if _, err := io.ReadFull(r, sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != want {
+		return nil, h, errors.New("checksum mismatch")
+	}
+	f := &filter{set: set, words: set.Words(), blocks: h.blocks, k: int(h.k), cap: h.capacity, fpr: h.fpr}
+	return f, h, nil
 }

@@ -177,7 +177,9 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 		return classify("read batch", err)
 	}
 	// The filter learns a digest before Badger stores it: no false negatives.
-	f.addMany(fresh)
+	for _, k := range fresh {
+		f.add(k)
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for i := range keys {

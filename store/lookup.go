@@ -13,14 +13,20 @@ import (
 // name (empty when it is not exposed), and the corpus version the answer was
 // computed against.
 func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*Breach, uint64, error) {
-	if err := s.acquire(); err != nil {
-		return nil, 0, err
+	// The common case, a digest the filter rejects, takes no lock: the
+	// filter stays valid after Close, and Close only needs to wait for
+	// calls that use Badger.
+	if s.closed.Load() {
+		return nil, 0, ErrClosed
 	}
-	defer s.release()
 	c := s.cat.Load()
 	if !s.filter.Load().test(d[:]) {
 		return nil, c.version, nil
 	}
+	if err := s.acquire(); err != nil {
+		return nil, 0, err
+	}
+	defer s.release()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	bs, err := s.get(txn, c, &d, nil)
@@ -32,6 +38,7 @@ func (s *Store) get(txn *badger.Txn, c *catalog, d *breachd.Digest, dst []*Breac
 	k := emailKey(d)
 	item, err := txn.Get(k[:])
 	if errors.Is(err, badger.ErrKeyNotFound) {
+		s.falsePositives.Add(1)
 		return dst, nil
 	}
 	if err != nil {
@@ -53,18 +60,19 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 	if len(packed)%breachd.DigestSize != 0 {
 		return 0, breachd.ErrInvalidDigest
 	}
-	if err := s.acquire(); err != nil {
-		return 0, err
+	if s.closed.Load() {
+		return 0, ErrClosed
 	}
-	defer s.release()
 	c := s.cat.Load()
 	n := len(packed) / breachd.DigestSize
-	// Test the whole batch under one read lock, then confirm the maybes in
-	// Badger without holding it, so an import is never held up by a batch.
 	maybe := s.filter.Load().testPacked(packed, make([]int32, 0, n/16+8))
 	if len(maybe) == 0 {
 		return c.version, nil
 	}
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 	var buf []*Breach

@@ -67,8 +67,13 @@ type Store struct {
 
 	importSem chan struct{} // holds one token while an import runs
 
-	closeMu sync.RWMutex // guards closed; held for reading by every call in flight
-	closed  bool
+	// closeMu is held for reading by every call that touches Badger, so
+	// Close waits for them. closed is also read without it on the lookup fast
+	// path, which touches only the filter.
+	closeMu sync.RWMutex
+	closed  atomic.Bool
+
+	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 }
 
 // Open opens (creating if needed) the corpus in dir.
@@ -211,21 +216,18 @@ func (s *Store) rebuildFilter(ctx context.Context, minCap uint64) error {
 	}
 	capacity := max(s.opts.ExpectedKeys, 2*n, minCap)
 	f := newFilter(capacity, s.opts.FalsePositiveRate)
-	batch := make([][]byte, 0, 4096)
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
 		defer it.Close()
+		var i int
 		for it.Rewind(); it.Valid(); it.Next() {
-			batch = append(batch, it.Item().KeyCopy(nil)[1:])
-			if len(batch) == cap(batch) {
+			if i++; i%4096 == 0 {
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				f.addMany(batch)
-				batch = batch[:0]
 			}
+			f.add(it.Item().Key()[1:])
 		}
-		f.addMany(batch)
 		return nil
 	})
 	if err != nil {
@@ -248,7 +250,7 @@ func (s *Store) saveFilter() error {
 // acquire marks a call in flight; it fails once the store is closed.
 func (s *Store) acquire() error {
 	s.closeMu.RLock()
-	if s.closed {
+	if s.closed.Load() {
 		s.closeMu.RUnlock()
 		return ErrClosed
 	}
@@ -262,10 +264,10 @@ func (s *Store) release() { s.closeMu.RUnlock() }
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	if s.closed {
+	if s.closed.Load() {
 		return ErrClosed
 	}
-	s.closed = true
+	s.closed.Store(true)
 	var errs []error
 	if err := s.saveFilter(); err != nil {
 		errs = append(errs, fmt.Errorf("save bloom filter: %w", err))
@@ -310,8 +312,10 @@ func (s *Store) Stats() Stats {
 	c := s.cat.Load()
 	keys := s.keys.Load()
 	lsm, vlog := s.db.Size()
+	fs := s.filter.Load().stats(keys)
+	fs.FalsePositives = s.falsePositives.Load()
 	return Stats{Keys: keys, Version: c.version, Breaches: len(c.sorted),
-		Filter: s.filter.Load().stats(keys), LSMBytes: lsm, VLogSize: vlog}
+		Filter: fs, LSMBytes: lsm, VLogSize: vlog}
 }
 
 // badgerLogger routes Badger's logs into slog. Badger's informational chatter

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+func key(prefix byte, i int) []byte {
+	var b [9]byte
+	b[0] = prefix
+	binary.BigEndian.PutUint64(b[1:], uint64(i))
+	s := sha256.Sum256(b[:])
+	return s[:]
+}
+
+func TestBlockedSize(t *testing.T) {
+	for _, tc := range []struct {
+		n                  uint64
+		fpr                float64
+		minBits, maxBits   float64 // bits per key
+		minProbes, maxProb int
+	}{
+		// A plain Bloom filter needs 9.6 bits per key at 1%, 14.4 at 0.1%
+		// and 28.8 at 1e-6; blocking costs some more.
+		{1_000_000, 0.01, 9.6, 12, 5, 9},
+		{2_000_000, 0.001, 14.4, 17.5, 8, 13},
+		{100_000_000, 0.001, 14.4, 17.5, 8, 13},
+		{1_000_000, 1e-6, 28.8, 40, 15, maxProbes},
+	} {
+		blocks, k := blockedSize(tc.n, tc.fpr)
+		perKey := float64(blocks*blockBits) / float64(tc.n)
+		if perKey < tc.minBits || perKey > tc.maxBits || k < tc.minProbes || k > tc.maxProb {
+			t.Errorf("blockedSize(%d, %g) = %.2f bits per key, %d probes; want %.1f..%.1f bits, %d..%d probes",
+				tc.n, tc.fpr, perKey, k, tc.minBits, tc.maxBits, tc.minProbes, tc.maxProb)
+		}
+		t.Logf("n=%d fpr=%g: %.2f bits per key, %d probes", tc.n, tc.fpr, perKey, k)
+		if got := blockedFPR(blocks, k, tc.n); got > tc.fpr {
+			t.Errorf("blockedFPR at the chosen shape = %g, over the target %g", got, tc.fpr)
+		}
+	}
+}
+
+// TestFilterRates checks that the filter never forgets a key and that its
+// measured false-positive rate at capacity is close to the target.
+func TestFilterRates(t *testing.T) {
+	const n, probes = 200_000, 1_000_000
+	for _, fpr := range []float64{0.01, 0.001} {
+		f := newFilter(n, fpr)
+		for i := range n {
+			f.add(key('p', i))
+		}
+		for i := range n {
+			if !f.test(key('p', i)) {
+				t.Fatalf("fpr %g: key %d added but not found", fpr, i)
+			}
+		}
+		var fp int
+		for i := range probes {
+			if f.test(key('a', i)) {
+				fp++
+			}
+		}
+		got := float64(fp) / probes
+		// The count is binomial: allow five standard deviations around
+		// the model's rate, which itself is at most the target.
+		want := blockedFPR(f.blocks, f.k, n)
+		t.Logf("target %g: measured %.5f, model %.5f", fpr, got, want)
+		sd := math.Sqrt(want * (1 - want) / probes)
+		if math.Abs(got-want) > 5*sd || got > fpr*1.1 {
+			t.Errorf("fpr %g: measured %.5f over %d absent keys, model %.5f (target %g)", fpr, got, probes, want, fpr)
+		}
+	}
+}
+
+func TestFilterSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	f := newFilter(5000, 0.001)
+	for i := range 5000 {
+		f.add(key('p', i))
+	}
+	if err := f.save(dir, filterHeader{dataVersion: 7, keys: 5000}); err != nil {
+		t.Fatal(err)
+	}
+	g, h, err := loadFilter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.dataVersion != 7 || h.keys != 5000 || h.capacity != f.cap || h.fpr != f.fpr {
+		t.Fatalf("header = %+v", h)
+	}
+	if g.blocks != f.blocks || g.k != f.k || !g.set.Equal(f.set) {
+		t.Fatalf("loaded filter differs: %d blocks %d probes, want %d and %d", g.blocks, g.k, f.blocks, f.k)
+	}
+	for i := range 5000 {
+		if !g.test(key('p', i)) {
+			t.Fatalf("key %d lost in save and load", i)
+		}
+	}
+}
+
+// BenchmarkFilterTest measures the filter alone, full to its capacity, for
+// random absent digests: the cost of the lookup fast path without the store.
+func BenchmarkFilterTest(b *testing.B) {
+	for _, n := range []uint64{1_290_775, 10_000_000, 100_000_000} {
+		b.Run(human(n), func(b *testing.B) {
+			f := newFilter(n, 0.001)
+			r := rand.New(rand.NewPCG(n, 1))
+			var k [32]byte
+			next := func() []byte {
+				for i := 0; i < len(k); i += 8 {
+					binary.LittleEndian.PutUint64(k[i:], r.Uint64())
+				}
+				return k[:]
+			}
+			for range n {
+				f.add(next())
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				f.test(next())
+			}
+		})
+	}
+}
+
+func human(n uint64) string {
+	return "keys=" + strconv.FormatFloat(float64(n)/1e6, 'g', 3, 64) + "M"
+}

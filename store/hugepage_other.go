@@ -1,0 +1,5 @@
+//go:build !linux
+
+package store
+
+func makeWords(n uint64) []uint64 { return make([]uint64, n) }
