@@ -82,26 +82,20 @@ func TestMain(m *testing.M) {
 // (the filter answers), present digests (Badger confirms), and a stream of
 // 95% absent, 5% present.
 func BenchmarkLookup(b *testing.B) {
-	configs := []struct {
+	type config struct {
 		name string
 		opts store.Options
-	}{
-		{"default", store.Options{}},
 	}
+	configs := []config{{"default", store.Options{}}}
+	// BREACHD_BENCH_OPTIONS=1 adds the Badger layouts that were tried
+	// against the default, to re-run the comparison.
 	if os.Getenv("BREACHD_BENCH_OPTIONS") != "" {
 		configs = append(configs,
-			struct {
-				name string
-				opts store.Options
-			}{"nocache", store.Options{BlockCacheSize: -1}},
-			struct {
-				name string
-				opts store.Options
-			}{"block1k", store.Options{BlockSize: 1 << 10}},
-			struct {
-				name string
-				opts store.Options
-			}{"block1k-nocache", store.Options{BlockSize: 1 << 10, BlockCacheSize: -1}},
+			config{"cache64m-block4k", store.Options{BlockCacheSize: 64 << 20, BlockSize: 4 << 10}},
+			config{"nocache-block4k", store.Options{BlockCacheSize: -1, BlockSize: 4 << 10}},
+			config{"nocache-block1k", store.Options{BlockCacheSize: -1, BlockSize: 1 << 10}},
+			config{"nocache-block16k", store.Options{BlockCacheSize: -1, BlockSize: 16 << 10}},
+			config{"nocache-block64k", store.Options{BlockCacheSize: -1, BlockSize: 64 << 10}},
 		)
 	}
 	for _, cfg := range configs {
