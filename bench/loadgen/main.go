@@ -1,0 +1,115 @@
+// Command loadgen drives a real breachd daemon over loopback and reports, as
+// Markdown, what a user pays for a lookup on top of gRPC itself:
+//
+//   - unary Check QPS and p50/p99/p999 latency at several concurrencies,
+//     alternated round by round with the server's own gRPC health Check (the
+//     no-op baseline), and the ratio of the two;
+//   - Check latency under an open-loop load at 80% of the peak Check QPS,
+//     measured from each call's scheduled start, so a stall is not hidden;
+//   - CheckStream digests/s with several batches in flight;
+//   - the daemon's RSS.
+//
+// Checks are 95% absent digests (random) and 5% present ones taken from the
+// dump given with --corpus; every answer is verified.
+//
+//	loadgen --breachd bin/breachd --data DIR --corpus demo/segapass.csv
+//	loadgen --addr 127.0.0.1:7355 --corpus demo/segapass.csv
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	addr        string
+	breachd     string
+	data        string
+	corpus      string
+	concurrency []int
+	duration    time.Duration
+	rounds      int
+	absent      float64
+	streams     int
+	batch       int
+	inFlight    int
+}
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	var conc string
+	fs.StringVar(&c.addr, "addr", "", "address of a running daemon; without it loadgen starts --breachd on --data")
+	fs.StringVar(&c.breachd, "breachd", "bin/breachd", "daemon binary to start")
+	fs.StringVar(&c.data, "data", "", "corpus directory the started daemon serves")
+	fs.StringVar(&c.corpus, "corpus", "", "dump whose accounts are in the corpus (present digests come from it)")
+	fs.StringVar(&conc, "concurrency", "1,8,64,128", "unary callers, comma separated")
+	fs.DurationVar(&c.duration, "duration", 2*time.Second, "length of each measurement")
+	fs.IntVar(&c.rounds, "rounds", 3, "rounds per measurement; medians are reported")
+	fs.Float64Var(&c.absent, "absent", 0.95, "fraction of checks for digests not in the corpus")
+	fs.IntVar(&c.streams, "streams", 2, "concurrent CheckStream streams")
+	fs.IntVar(&c.batch, "batch", 1000, "digests per CheckStream batch")
+	fs.IntVar(&c.inFlight, "in-flight", 8, "batches in flight per stream")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	for _, s := range strings.Split(conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("--concurrency: %q is not a positive number", s)
+		}
+		c.concurrency = append(c.concurrency, n)
+	}
+	if (c.addr == "") == (c.data == "") {
+		return c, errors.New("give either --addr or --data")
+	}
+	if c.rounds < 1 || c.duration <= 0 || c.streams < 1 || c.batch < 1 || c.batch > 10_000 || c.inFlight < 1 ||
+		c.absent < 0 || c.absent > 1 {
+		return c, errors.New("--rounds, --duration, --streams and --in-flight must be positive, --batch 1..10000, --absent 0..1")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parse(args, stderr)
+	if err != nil {
+		return err
+	}
+	var d *daemon
+	if c.addr == "" {
+		if d, err = startDaemon(ctx, c.breachd, c.data, stderr); err != nil {
+			return err
+		}
+		defer d.stop()
+		c.addr = d.addr
+	}
+	l, err := newLoad(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer l.close()
+	return l.report(ctx, stdout, d)
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/server"
+	"github.com/breachd/breachd/store"
+)
+
+// TestRun drives a real in-process daemon holding the accounts of a small
+// dump, and checks that every section is reported.
+func TestRun(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "data"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var dump bytes.Buffer
+	var ds []breachd.Digest
+	for i := range 500 {
+		email := fmt.Sprintf("user%d@example.com", i)
+		fmt.Fprintln(&dump, email)
+		d, err := canon.Digest(email)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	dumpFile := filepath.Join(dir, "dump.txt")
+	if err := os.WriteFile(dumpFile, dump.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	imp, err := st.BeginImport(ctx, breachd.Breach{Name: "Test", Title: "Test", BreachDate: "2011-06-17"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := imp.Add(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := imp.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(st, server.Options{Logger: slog.New(slog.DiscardHandler)})
+	go srv.Serve(lis)
+	defer srv.Shutdown(ctx)
+
+	var out, errOut bytes.Buffer
+	args := []string{"--addr", lis.Addr().String(), "--corpus", dumpFile, "--absent", "0.5",
+		"--duration", "100ms", "--rounds", "1", "--concurrency", "1,4", "--batch", "100"}
+	if err := run(ctx, args, &out, &errOut); err != nil {
+		t.Fatalf("run = %v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"500 present digests", "| 1 |", "| 4 |", "50% of peak", "80% of peak", "| 2 | 100 | 8 |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	for _, args := range [][]string{
+		{},                             // neither --addr nor --data
+		{"--addr", "x", "--data", "y"}, // both
+		{"--addr", "x", "--concurrency", "0"},
+		{"--addr", "x", "--batch", "10001"},
+		{"--addr", "x", "--absent", "2"},
+	} {
+		if _, err := parse(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parse(%q) accepted", args)
+		}
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	r := result{calls: 1000}
+	for i := range 1000 {
+		r.lat = append(r.lat, 1+time.Duration(i))
+	}
+	if r.pct(0.5) != 501 || r.pct(0.99) != 991 || r.pct(0.999) != 1000 {
+		t.Fatalf("p50, p99, p999 = %d, %d, %d", r.pct(0.5), r.pct(0.99), r.pct(0.999))
+	}
+	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
+		t.Fatalf("median = %v, want 2.5", m)
+	}
+}
