@@ -182,3 +182,32 @@ func human(n int) string {
 	}
 	return strconv.Itoa(n)
 }
+
+// BenchmarkLookupBatch measures LookupBatch for batches of 1,000 digests,
+// 95% absent: the store's share of a CheckStream batch.
+func BenchmarkLookupBatch(b *testing.B) {
+	s, present := benchStore(b, "default", store.Options{})
+	next := mixedGen(present)(7)
+	batches := make([][]byte, 64)
+	for i := range batches {
+		for range 1000 {
+			d := next()
+			batches[i] = append(batches[i], d[:]...)
+		}
+	}
+	ctx := context.Background()
+	b.Run(fmt.Sprintf("keys=%s/mixed95/batch=1000", human(len(present))), func(b *testing.B) {
+		b.ReportAllocs()
+		i, hits := 0, 0
+		for b.Loop() {
+			if _, err := s.LookupBatch(ctx, batches[i%len(batches)], func(int, []*store.Breach) { hits++ }); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+		if want := 50 * i; hits != want {
+			b.Fatalf("%d hits in %d batches, want %d", hits, i, want)
+		}
+		b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "digests/s")
+	})
+}
