@@ -43,6 +43,9 @@ type Import struct {
 	seg     uint32
 	mine    map[uint32]bool // this import's segment and the breach's committed ones
 	started time.Time
+	isBulk  bool // first import into the store: see bulk.go
+
+	bulk []breachd.Digest // buffered rows of a bulk load; guarded by mu
 
 	mu    sync.Mutex // guards stats and done
 	stats ImportStats
@@ -75,6 +78,12 @@ func (s *Store) beginImport(b breachd.Breach) (*Import, error) {
 	defer s.release()
 	imp := &Import{s: s, breach: b, mine: map[uint32]bool{}, started: time.Now()}
 	imp.stats.Breach = b.Name
+	if s.cat.Load().version == 0 {
+		imp.isBulk, imp.seg = true, 1
+		imp.mine[imp.seg] = true
+		s.log.Info("import started", "breach", b.Name, "segment", imp.seg, "bulk", true)
+		return imp, nil
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		var last uint32
 		err := scan(txn, tagSegment, func(k, v []byte) error {
@@ -123,6 +132,10 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 		return err
 	}
 	defer s.release()
+	if imp.isBulk {
+		imp.addBulk(digests)
+		return nil
+	}
 
 	ds := slices.Clone(digests)
 	slices.SortFunc(ds, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
@@ -236,6 +249,13 @@ func (imp *Import) Commit(ctx context.Context) (ImportStats, error) {
 	}
 	defer s.release()
 
+	var bulkFilter *filter
+	if imp.isBulk {
+		var err error
+		if bulkFilter, err = imp.commitBulk(ctx); err != nil {
+			return imp.stats, err
+		}
+	}
 	old := s.cat.Load()
 	rec := breachRecord{Breach: imp.breach}
 	if prev := old.byName[imp.breach.Name]; prev != nil {
@@ -269,6 +289,10 @@ func (imp *Import) Commit(ctx context.Context) (ImportStats, error) {
 	if err != nil {
 		return imp.stats, classify("commit import", err)
 	}
+	if bulkFilter != nil { // the filter learns the digests before lookups may see them
+		s.filter.Store(bulkFilter)
+		s.keys.Store(imp.stats.NewAccounts)
+	}
 	breaches := maps.Clone(old.byName)
 	breaches[rec.Name] = &Breach{Breach: rec.Breach, AccountCount: rec.AccountCount}
 	segs := maps.Clone(old.segNames)
@@ -296,6 +320,7 @@ func (imp *Import) Abort() {
 		return
 	}
 	imp.finish()
+	imp.bulk = nil
 	imp.s.log.Warn("import abandoned", "breach", imp.breach.Name, "received", imp.stats.Received)
 }
 

@@ -20,7 +20,9 @@ func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*Breach, uint64
 		return nil, 0, ErrClosed
 	}
 	c := s.cat.Load()
-	if !s.filter.Load().test(d[:]) {
+	// An empty catalogue (before the first import commits) answers no: it
+	// never reads Badger while a first import bulk-loads it.
+	if len(c.segments) == 0 || !s.filter.Load().test(d[:]) {
 		return nil, c.version, nil
 	}
 	if err := s.acquire(); err != nil {
@@ -64,6 +66,9 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 		return 0, ErrClosed
 	}
 	c := s.cat.Load()
+	if len(c.segments) == 0 {
+		return c.version, nil
+	}
 	n := len(packed) / breachd.DigestSize
 	maybe := s.filter.Load().testPacked(packed, make([]int32, 0, n/16+8))
 	if len(maybe) == 0 {

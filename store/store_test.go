@@ -243,6 +243,9 @@ func TestFilterGrows(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, store.Options{ExpectedKeys: 1024})
 	ds := digests("a", 20000)
+	// The first import is a bulk load and sizes its filter itself: start
+	// with a small one so that the second grows the filter as it goes.
+	importAll(t, s, breach("Seed"), digests("seed", 10), 10)
 	importAll(t, s, breach("Alpha"), ds, 2500)
 	wantBreaches(t, s, ds, "Alpha")
 	fs := s.Stats().Filter
@@ -376,4 +379,70 @@ func TestErrors(t *testing.T) {
 	if err := s.Close(); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("second Close = %v, want ErrClosed", err)
 	}
+}
+
+// TestFirstImport covers the bulk load of the first import: lookups during
+// it never see its rows before the commit, an abandoned one leaves nothing
+// behind, and duplicates within the dump are counted.
+func TestFirstImport(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	s := open(t, dir, store.Options{})
+	a, b := digests("a", 5000), digests("b", 30000)
+
+	imp, err := s.BeginImport(ctx, breach("Abandoned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := imp.Add(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	imp.Abort()
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				got, v, err := s.Lookup(ctx, b[(i*7919)%len(b)])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if exposed := len(got) > 0; exposed != (v >= 1) {
+					errs <- errors.New("Beta digest visibility does not match corpus version")
+					return
+				}
+			}
+		}()
+	}
+	st := importAll(t, s, breach("Beta"), append(slices.Clone(b), b[:100]...), 7000)
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if st.Received != 30100 || st.Duplicates != 100 || st.NewAccounts != 30000 || st.Version != 1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, a)
+	if got := s.Stats().Keys; got != 30000 {
+		t.Fatalf("Stats().Keys = %d, want 30000: the abandoned rows are gone", got)
+	}
+	// The next import is an ordinary one and links known accounts.
+	st = importAll(t, s, breach("Gamma"), append(slices.Clone(a), b[:10]...), 1000)
+	if st.NewAccounts != 5000 || st.KnownAccounts != 10 {
+		t.Fatalf("second import stats = %+v", st)
+	}
+	s.Close()
+	s = open(t, dir, store.Options{})
+	defer s.Close()
+	wantBreaches(t, s, a, "Gamma")
+	wantBreaches(t, s, b[:10], "Beta", "Gamma")
+	wantBreaches(t, s, b[10:], "Beta")
 }
