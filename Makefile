@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test bench fuzz proto proto-check lint tidy-check clean tools
+.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools
 
 all: build
 
@@ -42,14 +42,15 @@ run: build
 test:
 	$(GO) test -race -count=1 ./...
 
-# bench runs the quick set: store and digest benchmarks (5 runs, medians by
-# benchstat) and the end-to-end bulk sweep (5 runs). Copy what matters into
-# bench/RESULTS.md with the machine's details.
-bench: $(TOOLS)/benchstat
-	@mkdir -p bench/out
-	$(GO) test -run '^$$' -bench . -count 6 ./store ./canon | tee bench/out/go.txt
-	$(TOOLS)/benchstat bench/out/go.txt
-	bash bench/sweep.sh 5
+# bench runs the quick set and writes bench/RESULTS.md: Go benchmarks (6 runs,
+# benchstat medians), the corpus import, the load generator and the bulk sweep.
+bench: build $(TOOLS)/benchstat
+	bash bench/run.sh
+
+# bench-growth measures 1.29M and 10M keys into bench/GROWTH.md; add
+# BENCH_100M=1 for 100M keys (about 13 GB of disk).
+bench-growth: build $(TOOLS)/benchstat
+	bash bench/growth.sh
 
 # fuzz runs every fuzz target briefly; FUZZTIME=5m for a longer soak.
 FUZZTIME ?= 15s

@@ -112,11 +112,21 @@ func BenchmarkLookup(b *testing.B) {
 			b.Run(fmt.Sprintf("opts=%s/%s/%s", cfg.name, keys, bc.name), func(b *testing.B) {
 				ctx := context.Background()
 				next := bc.gen(1)
+				fp := s.Stats().Filter.FalsePositives
 				b.ReportAllocs()
 				for b.Loop() {
 					if _, _, err := s.Lookup(ctx, next()); err != nil {
 						b.Fatal(err)
 					}
+				}
+				if bc.name == "absent" {
+					// Every absent digest the filter passes is a false
+					// positive: this is the filter's measured rate.
+					fs := s.Stats().Filter
+					b.ReportMetric(float64(fs.FalsePositives-fp)/float64(b.N), "false-pos/op")
+					b.ReportMetric(fs.EstimatedFPR, "model-fpr")
+					b.ReportMetric(fs.TargetFPR, "target-fpr")
+					b.ReportMetric(float64(fs.Bytes)/(1<<20), "filter-MiB")
 				}
 			})
 			b.Run(fmt.Sprintf("opts=%s/%s/%s/parallel", cfg.name, keys, bc.name), func(b *testing.B) {

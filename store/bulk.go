@@ -46,7 +46,10 @@ func (imp *Import) commitBulk(ctx context.Context) (*filter, error) {
 	imp.stats.Duplicates = imp.stats.Received - uint64(len(ds))
 	imp.stats.NewAccounts = uint64(len(ds))
 
-	f := newFilter(max(s.opts.ExpectedKeys, 2*uint64(len(ds))), s.opts.FalsePositiveRate)
+	// Room for a quarter more keys at the target rate; later imports rebuild
+	// it larger when the corpus outgrows it by half.
+	n := uint64(len(ds))
+	f := newFilter(max(s.opts.ExpectedKeys, n+n/4), s.opts.FalsePositiveRate)
 	for i := range ds {
 		f.add(ds[i][:])
 	}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench/run.sh: the quick benchmark set behind `make bench`. It writes
+# bench/RESULTS.md: the machine, the commands, benchstat medians with their
+# spread over COUNT runs, the import of the Sega-shaped corpus, the load
+# generator's report and the bulk sweep. About 6 minutes on 2 cores.
+#
+# Usage: bench/run.sh [COUNT]   (default 6 runs per Go benchmark)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/lib.sh
+COUNT=${1:-6}
+OUT=bench/out
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+mkdir -p "$OUT"
+go build -o bin/ ./cmd/... ./bench/loadgen
+test -f demo/segapass.csv || bin/corpusgen --out demo/segapass.csv
+
+GOBENCH="go test -run ^\$ -bench . -count $COUNT ./store ./canon ./bench"
+echo "== $GOBENCH" >&2
+$GOBENCH | tee "$OUT/go.txt" >&2
+
+echo "== import, 3 runs" >&2
+IMPORTS=$(for i in 1 2 3; do import_row demo/segapass.csv "$WORK/data" demo/segapass.manifest.json "$i"; done)
+
+echo "== loadgen" >&2
+LOADGEN="bin/loadgen --data $WORK/data --corpus demo/segapass.csv --rounds 3 --duration 2s"
+LOAD=$($LOADGEN)
+
+echo "== sweep" >&2
+SWEEP=$(bash bench/sweep.sh 5)
+
+{
+  echo "# Benchmark results"
+  echo
+  echo "Written by \`make bench\` (bench/run.sh); how to read them, the targets and the analysis are in bench/README.md."
+  echo
+  machine
+  echo
+  echo "## Go benchmarks"
+  echo
+  echo "Command: \`$GOBENCH\`, summarised by \`benchstat\` (median ± 95% confidence interval over $COUNT runs)."
+  echo "Store benchmarks use a store of 1,290,775 random digests; absent digests are generated per call."
+  echo
+  echo '```'
+  bin/tools/benchstat "$OUT/go.txt"
+  echo '```'
+  echo
+  echo "## Import of the Sega-shaped corpus"
+  echo
+  echo "Command: \`/usr/bin/time bin/breachd import --data DIR --manifest demo/segapass.manifest.json demo/segapass.csv\`"
+  echo "into a fresh DIR; the dump is \`bin/corpusgen\` with seed 2011 ($(stat -c %s demo/segapass.csv) bytes)."
+  echo
+  import_header
+  echo "$IMPORTS"
+  echo
+  echo "## Load generator"
+  echo
+  echo "Command: \`$LOADGEN\` (the daemon serves the corpus imported above)."
+  echo
+  echo "$LOAD"
+  echo
+  echo "## Bulk sweep"
+  echo
+  echo "Command: \`bash bench/sweep.sh 5\`: \`breachctl check\` over 2,290,775 rows (the corpus plus 1,000,000"
+  echo "outsiders), CSV in, JSON Lines out, against \`breachd serve\` on this machine."
+  echo
+  echo '```'
+  echo "$SWEEP"
+  echo '```'
+} > bench/RESULTS.md
+echo "wrote bench/RESULTS.md" >&2
