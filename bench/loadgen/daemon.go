@@ -75,11 +75,17 @@ func (d *daemon) stop() {
 	}
 }
 
-// memory returns the daemon's resident set now and at its peak, in bytes.
-func (d *daemon) memory() (rss, peak int64, err error) {
+// memory is the daemon's resident memory, in bytes.
+type memory struct {
+	rss, peak  int64 // resident now, and at the peak
+	anon, file int64 // of rss: heap and stacks; mapped files (Badger's tables, reclaimable)
+}
+
+func (d *daemon) memory() (memory, error) {
+	var m memory
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0, err
+		return m, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
@@ -89,10 +95,14 @@ func (d *daemon) memory() (rss, peak int64, err error) {
 		kb, _ := strconv.ParseInt(f[1], 10, 64)
 		switch f[0] {
 		case "VmRSS:":
-			rss = kb << 10
+			m.rss = kb << 10
 		case "VmHWM:":
-			peak = kb << 10
+			m.peak = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
+		case "RssFile:":
+			m.file = kb << 10
 		}
 	}
-	return rss, peak, nil
+	return m, nil
 }

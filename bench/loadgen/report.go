@@ -92,9 +92,10 @@ func (l *load) report(ctx context.Context, w io.Writer, d *daemon) error {
 	fmt.Fprintf(w, "| %d | %d | %d | %.0f | %.0f | %.0f |\n\n", c.streams, c.batch, c.inFlight, median(rates), rates[0], rates[len(rates)-1])
 
 	if d != nil {
-		rss, peakRSS, err := d.memory()
-		if err == nil {
-			fmt.Fprintf(w, "Daemon memory after the run: RSS %.0f MiB, peak RSS %.0f MiB.\n", float64(rss)/(1<<20), float64(peakRSS)/(1<<20))
+		if m, err := d.memory(); err == nil {
+			mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+			fmt.Fprintf(w, "Daemon memory after the run: RSS %.0f MiB (anonymous %.0f, mapped files %.0f), peak RSS %.0f MiB.\n",
+				mib(m.rss), mib(m.anon), mib(m.file), mib(m.peak))
 		}
 	}
 	return nil
