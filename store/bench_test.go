@@ -92,7 +92,6 @@ func BenchmarkLookup(b *testing.B) {
 	if os.Getenv("BREACHD_BENCH_OPTIONS") != "" {
 		configs = append(configs,
 			config{"cache64m-block4k", store.Options{BlockCacheSize: 64 << 20, BlockSize: 4 << 10}},
-			config{"nocache-block4k", store.Options{BlockCacheSize: -1, BlockSize: 4 << 10}},
 			config{"nocache-block1k", store.Options{BlockCacheSize: -1, BlockSize: 1 << 10}},
 			config{"nocache-block16k", store.Options{BlockCacheSize: -1, BlockSize: 16 << 10}},
 			config{"nocache-block64k", store.Options{BlockCacheSize: -1, BlockSize: 64 << 10}},

@@ -24,8 +24,10 @@ type Options struct {
 	// ExpectedKeys sizes the Bloom filter before the first import. The filter
 	// is rebuilt larger when the corpus outgrows it. Default 2,000,000.
 	ExpectedKeys uint64
-	// BlockCacheSize is Badger's block cache in bytes. Default 64 MiB;
-	// negative disables it.
+	// BlockCacheSize is Badger's block cache in bytes. Default 0, off: the
+	// tables are uncompressed and read through mmap, so the cache only adds
+	// work (1% hit ratio under load; present lookups 15-30% faster and 5
+	// allocations fewer without it, see bench/README.md).
 	BlockCacheSize int64
 	// BlockSize is the size of Badger's table blocks, applied to tables
 	// written from now on. Default 4 KiB.
@@ -41,9 +43,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.ExpectedKeys == 0 {
 		o.ExpectedKeys = 2_000_000
-	}
-	if o.BlockCacheSize == 0 {
-		o.BlockCacheSize = 64 << 20
 	}
 	if o.BlockCacheSize < 0 {
 		o.BlockCacheSize = 0
