@@ -6,6 +6,7 @@
 # generator to read the daemon's RSS. Writes bench/GROWTH.md.
 #
 # Usage: bench/growth.sh            1.29M and 10M keys (about 10 minutes)
+#        SIZES="100000000" OUT=bench/GROWTH-100M.md bench/growth.sh   chosen sizes, elsewhere
 #        BENCH_100M=1 bench/growth.sh   adds 100M keys: about 13 GB of disk
 #                                       (a 6.6 GB dump and the corpus) and 8 GB of RAM
 set -euo pipefail
@@ -15,8 +16,9 @@ COUNT=${COUNT:-3}
 WORK=${WORK:-$(mktemp -d)}
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p bench/out
-SIZES="1290775 10000000"
+SIZES=${SIZES:-"1290775 10000000"}
 [ -n "${BENCH_100M:-}" ] && SIZES="$SIZES 100000000"
+OUT=${OUT:-bench/GROWTH.md}
 go build -o bin/ ./cmd/... ./bench/loadgen
 
 IMPORTS="" LOADS=""
@@ -62,5 +64,5 @@ done
   echo "\`bin/loadgen --concurrency 64 --rounds 1 --duration 2s\` against a daemon serving each corpus."
   echo
   printf '%s' "$LOADS"
-} > bench/GROWTH.md
-echo "wrote bench/GROWTH.md" >&2
+} > "$OUT"
+echo "wrote $OUT" >&2
