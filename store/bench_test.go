@@ -125,7 +125,7 @@ func BenchmarkLookup(b *testing.B) {
 					b.ReportMetric(float64(fs.FalsePositives-fp)/float64(b.N), "false-pos/op")
 					b.ReportMetric(fs.EstimatedFPR, "model-fpr")
 					b.ReportMetric(fs.TargetFPR, "target-fpr")
-					b.ReportMetric(float64(fs.Bytes)/(1<<20), "filter-MiB")
+					b.ReportMetric(float64(fs.Bits/8)/(1<<20), "filter-MiB")
 				}
 			})
 			b.Run(fmt.Sprintf("opts=%s/%s/%s/parallel", cfg.name, keys, bc.name), func(b *testing.B) {

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"slices"
 	"time"
 
@@ -58,7 +59,7 @@ func (imp *Import) commitBulk(ctx context.Context) (*filter, error) {
 	if err := sw.Prepare(); err != nil {
 		return nil, classify("prepare bulk load", err)
 	}
-	val := segmentValue(imp.seg)
+	val := binary.BigEndian.AppendUint32(nil, imp.seg)
 	for lo := 0; lo < len(ds); lo += bulkBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -80,8 +81,4 @@ func (imp *Import) commitBulk(ctx context.Context) (*filter, error) {
 	imp.bulk = nil
 	s.log.Info("bulk load written", "breach", imp.breach.Name, "digests", len(ds), "duration", time.Since(start))
 	return f, nil
-}
-
-func segmentValue(seg uint32) []byte {
-	return []byte{byte(seg >> 24), byte(seg >> 16), byte(seg >> 8), byte(seg)}
 }

@@ -99,22 +99,32 @@ func blockedFPR(blocks uint64, k int, n uint64) float64 {
 	return sum
 }
 
-// locate splits a digest into its block's first word and its probe source.
-func (f *filter) locate(key []byte) (base uint64, src [3]uint64) {
-	_ = key[31]
+// blockBase returns the index of the first word of the key's block.
+func (f *filter) blockBase(key []byte) uint64 {
 	hi, _ := bits.Mul64(binary.LittleEndian.Uint64(key), f.blocks)
+	return hi * blockWords
+}
+
+// locate returns the key's block and the source of its probe positions.
+func (f *filter) locate(key []byte) (block []uint64, src [3]uint64) {
+	_ = key[31]
+	base := f.blockBase(key)
 	src[0] = binary.LittleEndian.Uint64(key[8:])
 	src[1] = binary.LittleEndian.Uint64(key[16:])
 	src[2] = binary.LittleEndian.Uint64(key[24:])
-	return hi * blockWords, src
+	return f.words[base : base+blockWords : base+blockWords], src
+}
+
+// probe is the i-th bit position (0..511) in the block: 7 per source word.
+func probe(src *[3]uint64, i int) uint64 {
+	return (src[i/7] >> (probeBits * (i % 7))) & (blockBits - 1)
 }
 
 // test reports whether the 32-byte key may be in the filter.
 func (f *filter) test(key []byte) bool {
-	base, src := f.locate(key)
-	block := f.words[base : base+blockWords : base+blockWords]
+	block, src := f.locate(key)
 	for i := range f.k {
-		p := (src[i/7] >> (probeBits * (i % 7))) & (blockBits - 1)
+		p := probe(&src, i)
 		if atomic.LoadUint64(&block[p>>6])&(1<<(p&63)) == 0 {
 			return false
 		}
@@ -123,10 +133,9 @@ func (f *filter) test(key []byte) bool {
 }
 
 func (f *filter) add(key []byte) {
-	base, src := f.locate(key)
-	block := f.words[base : base+blockWords : base+blockWords]
+	block, src := f.locate(key)
 	for i := range f.k {
-		p := (src[i/7] >> (probeBits * (i % 7))) & (blockBits - 1)
+		p := probe(&src, i)
 		atomic.OrUint64(&block[p>>6], 1<<(p&63))
 	}
 }
@@ -141,8 +150,7 @@ func (f *filter) testPacked(packed []byte, dst []int32) []int32 {
 	for lo := 0; lo < n; lo += window {
 		hi := min(lo+window, n)
 		for i := lo; i < hi; i++ {
-			h, _ := bits.Mul64(binary.LittleEndian.Uint64(packed[i*32:]), f.blocks)
-			_ = atomic.LoadUint64(&f.words[h*blockWords]) // an atomic load is never elided
+			_ = atomic.LoadUint64(&f.words[f.blockBase(packed[i*32:])]) // an atomic load is never elided
 		}
 		for i := lo; i < hi; i++ {
 			if f.test(packed[i*32 : (i+1)*32]) {
@@ -156,7 +164,6 @@ func (f *filter) testPacked(packed []byte, dst []int32) []int32 {
 // FilterStats describes the Bloom filter.
 type FilterStats struct {
 	Bits      uint64  // size of the bit set
-	Bytes     uint64  // memory it takes
 	Hashes    uint64  // bits set per digest, all in one 512-bit block
 	Capacity  uint64  // keys it was sized for
 	TargetFPR float64 // false-positive rate it was sized for at Capacity
@@ -169,7 +176,7 @@ type FilterStats struct {
 }
 
 func (f *filter) stats(keys uint64) FilterStats {
-	return FilterStats{Bits: f.blocks * blockBits, Bytes: f.blocks * blockBits / 8, Hashes: uint64(f.k),
+	return FilterStats{Bits: f.blocks * blockBits, Hashes: uint64(f.k),
 		Capacity: f.cap, TargetFPR: f.fpr, Keys: keys, EstimatedFPR: blockedFPR(f.blocks, f.k, keys)}
 }
 
@@ -298,7 +305,8 @@ func loadFilter(dir string) (*filter, filterHeader, error) {
 	if _, err := set.ReadFrom(r); err != nil {
 		return nil, h, fmt.Errorf("decode: %w", err)
 	}
-	if words := set.Words(); uint64(len(words)) != h.blocks*blockWords {
+	words := set.Words()
+	if uint64(len(words)) != h.blocks*blockWords {
 		return nil, h, fmt.Errorf("bit set of %d words, want %d", len(words), h.blocks*blockWords)
 	}
 	var sum [4]byte
@@ -306,6 +314,6 @@ func loadFilter(dir string) (*filter, filterHeader, error) {
 	if _, err := io.ReadFull(r, sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != want {
 		return nil, h, errors.New("checksum mismatch")
 	}
-	f := &filter{set: set, words: set.Words(), blocks: h.blocks, k: int(h.k), cap: h.capacity, fpr: h.fpr}
+	f := &filter{set: set, words: words, blocks: h.blocks, k: int(h.k), cap: h.capacity, fpr: h.fpr}
 	return f, h, nil
 }

@@ -139,14 +139,31 @@ func (r result) pct(p float64) time.Duration {
 }
 
 func merge(rs []result) result {
-	var m result
-	for _, r := range rs {
-		m.calls += r.calls
-		m.elapsed += r.elapsed
-		m.lat = append(m.lat, r.lat...)
+	var elapsed time.Duration
+	lats := make([][]time.Duration, len(rs))
+	for i, r := range rs {
+		elapsed += r.elapsed
+		lats[i] = r.lat
 	}
-	slices.Sort(m.lat)
+	m, _ := gather(elapsed, lats, nil)
 	return m
+}
+
+// gather ends a measurement: the first error a worker reported, or all the
+// workers' latencies as one sorted result.
+func gather(elapsed time.Duration, lats [][]time.Duration, errs chan error) (result, error) {
+	select {
+	case err := <-errs:
+		return result{}, err
+	default:
+	}
+	r := result{elapsed: elapsed}
+	for _, lat := range lats {
+		r.lat = append(r.lat, lat...)
+	}
+	r.calls = len(r.lat)
+	slices.Sort(r.lat)
+	return r, nil
 }
 
 // closedLoop runs n callers, each calling again as soon as its call returns.
@@ -180,19 +197,7 @@ func closedLoop(ctx context.Context, n int, dur time.Duration, mk func(int) call
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errs:
-		return result{}, err
-	default:
-	}
-	r := result{elapsed: elapsed}
-	for _, lat := range lats {
-		r.lat = append(r.lat, lat...)
-	}
-	r.calls = len(r.lat)
-	slices.Sort(r.lat)
-	return r, nil
+	return gather(time.Since(start), lats, errs)
 }
 
 // openLoop starts calls at a fixed rate whatever the answers' latency, and
@@ -243,18 +248,7 @@ func openLoop(ctx context.Context, rate float64, dur time.Duration, workers int,
 	t.Stop()
 	close(due)
 	wg.Wait()
-	select {
-	case err := <-errs:
-		return result{}, err
-	default:
-	}
-	r := result{elapsed: time.Since(start)}
-	for _, lat := range lats {
-		r.lat = append(r.lat, lat...)
-	}
-	r.calls = len(r.lat)
-	slices.Sort(r.lat)
-	return r, nil
+	return gather(time.Since(start), lats, errs)
 }
 
 // streamLoad keeps c.streams CheckStream streams busy with c.inFlight
