@@ -2,14 +2,19 @@ package breachd
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"time"
+	"unicode/utf8"
 )
 
 // DigestSize is the length in bytes of an account digest (SHA-256).
 const DigestSize = 32
+
+// MaxBatch is the most digests one batch may carry, in a bulk check or an
+// import: big enough to amortise a round trip, small enough (320 KB) that one
+// message never approaches a transport's size limit.
+const MaxBatch = 10_000
 
 // Digest is the SHA-256 of a canonical email address (see package canon). It is
 // the only form in which an account is ever stored or sent over the wire.
@@ -17,9 +22,6 @@ type Digest [DigestSize]byte
 
 // String returns the lower-case hex form of d.
 func (d Digest) String() string { return hex.EncodeToString(d[:]) }
-
-// ErrInvalidDigest is returned (wrapped) for text or bytes that are not a digest.
-var ErrInvalidDigest = errors.New("invalid digest")
 
 // ParseDigest parses a 64-character hex SHA-256 digest, upper or lower case.
 func ParseDigest(s string) (Digest, error) {
@@ -43,6 +45,21 @@ func DigestFromBytes(b []byte) (Digest, error) {
 	return d, nil
 }
 
+// ValidateBatch checks a batch of digests packed back to back (32 bytes
+// each): 1 to MaxBatch whole digests.
+func ValidateBatch(packed []byte) error {
+	n := len(packed)
+	switch {
+	case n == 0:
+		return fmt.Errorf("%w: empty, want 1 to %d digests", ErrInvalidBatch, MaxBatch)
+	case n%DigestSize != 0:
+		return fmt.Errorf("%w: got %d bytes, want a multiple of %d (digests packed back to back)", ErrInvalidBatch, n, DigestSize)
+	case n/DigestSize > MaxBatch:
+		return fmt.Errorf("%w: got %d digests, want at most %d per batch: split it", ErrInvalidBatch, n/DigestSize, MaxBatch)
+	}
+	return nil
+}
+
 // Breach describes one breach in the catalogue. Its fields follow the breach
 // model users know from Have I Been Pwned, so that manifests and answers read
 // the same way.
@@ -59,25 +76,134 @@ type Breach struct {
 	IsSensitive bool      `json:"IsSensitive"`
 }
 
-// ErrInvalidBreach is returned (wrapped) for a breach record that cannot be stored.
-var ErrInvalidBreach = errors.New("invalid breach")
+// Limits on a breach record. They keep every catalogue entry small (about
+// 21 KB at most), so that a page of the catalogue always fits one message.
+const (
+	MaxNameLen        = 64
+	MaxTitleLen       = 256
+	MaxDomainLen      = 253 // the longest DNS name
+	MaxDescriptionLen = 16 << 10
+	MaxDataClasses    = 64
+	MaxDataClassLen   = 64
+)
 
 var breachName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// ValidateName checks a breach name: 1 to 64 letters, digits, '.', '_' or
+// '-', starting with a letter or digit.
+func ValidateName(name string) error {
+	if !breachName.MatchString(name) {
+		return fmt.Errorf("%w: Name %s must be 1-%d characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+			ErrInvalidBreach, Quote(name), MaxNameLen)
+	}
+	return nil
+}
+
 // Validate reports the first problem with b, or nil.
 func (b *Breach) Validate() error {
-	switch {
-	case !breachName.MatchString(b.Name):
-		return fmt.Errorf("%w: Name %q must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInvalidBreach, b.Name)
-	case b.Title == "":
-		return fmt.Errorf("%w: breach %s: Title is empty", ErrInvalidBreach, b.Name)
-	case b.PwnCount < 0:
-		return fmt.Errorf("%w: breach %s: PwnCount is negative", ErrInvalidBreach, b.Name)
+	if err := ValidateName(b.Name); err != nil {
+		return err
+	}
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: breach %s: %s", ErrInvalidBreach, b.Name, fmt.Sprintf(format, a...))
+	}
+	text := func(field, v string, limit int) error {
+		switch {
+		case len(v) > limit:
+			return bad("%s is %d bytes, want at most %d", field, len(v), limit)
+		case !utf8.ValidString(v):
+			return bad("%s is not valid UTF-8", field)
+		}
+		return nil
+	}
+	if b.Title == "" {
+		return bad("Title is empty")
+	}
+	for _, f := range []struct {
+		name, v string
+		limit   int
+	}{{"Title", b.Title, MaxTitleLen}, {"Domain", b.Domain, MaxDomainLen}, {"Description", b.Description, MaxDescriptionLen}} {
+		if err := text(f.name, f.v, f.limit); err != nil {
+			return err
+		}
+	}
+	if b.PwnCount < 0 {
+		return bad("PwnCount is negative")
 	}
 	if b.BreachDate != "" {
 		if _, err := time.Parse(time.DateOnly, b.BreachDate); err != nil {
-			return fmt.Errorf("%w: breach %s: BreachDate %q is not YYYY-MM-DD", ErrInvalidBreach, b.Name, b.BreachDate)
+			return bad("BreachDate %s is not YYYY-MM-DD", Quote(b.BreachDate))
+		}
+	}
+	if len(b.DataClasses) > MaxDataClasses {
+		return bad("%d DataClasses, want at most %d", len(b.DataClasses), MaxDataClasses)
+	}
+	for i, c := range b.DataClasses {
+		if c == "" {
+			return bad("DataClasses[%d] is empty", i)
+		}
+		if err := text(fmt.Sprintf("DataClasses[%d]", i), c, MaxDataClassLen); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// CatalogEntry is a breach in the catalogue: its record plus what the corpus
+// knows of it. Entries handed out by a corpus are shared and immutable.
+type CatalogEntry struct {
+	Breach
+	// AccountCount is the number of distinct digests stored for the breach.
+	AccountCount int64
+}
+
+// Exposure is the answer for one digest.
+type Exposure struct {
+	// Breaches the account appears in, ordered by name; empty when it is not exposed.
+	Breaches []*CatalogEntry
+	// CorpusVersion is the version of the corpus the answer was computed against.
+	CorpusVersion uint64
+}
+
+// Exposed reports whether the account appears in any breach.
+func (e Exposure) Exposed() bool { return len(e.Breaches) > 0 }
+
+// BatchExposure is the answer for a batch of digests, packed: only the
+// exposed positions are listed, each with an index into the batch's few
+// distinct breach sets.
+type BatchExposure struct {
+	Count   int               // digests in the batch
+	Exposed []uint32          // positions of exposed digests, ascending
+	SetOf   []uint32          // for each entry of Exposed, an index into Sets
+	Sets    [][]*CatalogEntry // distinct breach sets, each ordered by name
+	// CorpusVersion is the version every answer in the batch was computed against.
+	CorpusVersion uint64
+}
+
+// ImportStats counts what an import did.
+type ImportStats struct {
+	Breach string
+	// Received is the number of digests the import was given.
+	Received uint64
+	// Duplicates were already recorded for this breach: repeats within the
+	// dump, or rows of an earlier import of the same breach.
+	Duplicates uint64
+	// NewAccounts were in no breach before.
+	NewAccounts uint64
+	// KnownAccounts were already stored for other breaches and are now linked
+	// to this one as well.
+	KnownAccounts uint64
+	// Version is the corpus version after the commit (0 before it).
+	Version uint64
+}
+
+// OptionError reports an invalid configuration value, naming the option.
+type OptionError struct {
+	Option string // e.g. "FalsePositiveRate"
+	Value  any
+	Want   string // what a valid value looks like
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("invalid option %s = %v: want %s", e.Option, e.Value, e.Want)
 }

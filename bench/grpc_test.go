@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,13 +11,11 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
-	"github.com/breachd/breachd/server"
-	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/server/servertest"
 )
 
 // corpusKeys is the corpus size: the Sega Pass account count unless
@@ -72,40 +68,23 @@ func startDaemon(n int) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(filepath.Join(dir, "data"), store.Options{})
+	srv, err := servertest.Start(filepath.Join(dir, "data"), servertest.Options{})
 	if err != nil {
 		return err
 	}
-	ctx := context.Background()
 	present := digests("present", n)
-	imp, err := st.BeginImport(ctx, breachd.Breach{Name: "Bench", Title: "Bench", BreachDate: "2011-06-17",
-		DataClasses: []string{"Email addresses"}})
-	if err != nil {
+	b := breachd.Breach{Name: "Bench", Title: "Bench", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
+	if _, err := srv.Import(context.Background(), b, present); err != nil {
 		return err
 	}
-	for i := 0; i < n; i += 100_000 {
-		if err := imp.Add(ctx, present[i:min(i+100_000, n)]); err != nil {
-			return err
-		}
-	}
-	if _, err := imp.Commit(ctx); err != nil {
-		return err
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	srv := server.New(st, server.Options{Logger: slog.New(slog.DiscardHandler)})
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := srv.Dial()
 	if err != nil {
 		return err
 	}
 	fix = fixture{conn: conn, present: present, absent: digests("absent", 1<<16)}
 	fixDone = func() {
 		conn.Close()
-		srv.Shutdown(context.Background())
-		st.Close()
+		srv.Close()
 		os.RemoveAll(dir)
 	}
 	return nil

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,9 +18,6 @@ import (
 	"github.com/breachd/breachd/canon"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
-
-// MaxBatch is the most digests the server accepts in one stream message.
-const MaxBatch = 10_000
 
 // Breach is a breach an account appears in.
 type Breach struct {
@@ -53,8 +52,9 @@ func (e *Error) GRPCStatus() *status.Status { return status.Convert(e.err) }
 
 // Client calls a breachd daemon. It is safe for concurrent use.
 type Client struct {
-	expo breachdv1.ExposureServiceClient
-	opts options
+	expo  breachdv1.ExposureServiceClient
+	admin breachdv1.AdminServiceClient
+	opts  options
 }
 
 type options struct {
@@ -68,8 +68,11 @@ type options struct {
 type Option func(*options)
 
 // WithBatchSize sets how many digests the bulk call packs per message
-// (1 to MaxBatch; default 2,000).
-func WithBatchSize(n int) Option { return func(o *options) { o.batch = max(1, min(n, MaxBatch)) } }
+// (default 2,000). Values outside 1 to breachd.MaxBatch, which the server
+// would refuse, are clamped to that range.
+func WithBatchSize(n int) Option {
+	return func(o *options) { o.batch = max(1, min(n, breachd.MaxBatch)) }
+}
 
 // WithInFlight sets how many bulk batches may await an answer at once
 // (default 4): enough to keep both ends busy, bounded so memory is too.
@@ -88,7 +91,7 @@ func New(conn grpc.ClientConnInterface, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Client{expo: breachdv1.NewExposureServiceClient(conn), opts: o}
+	return &Client{expo: breachdv1.NewExposureServiceClient(conn), admin: breachdv1.NewAdminServiceClient(conn), opts: o}
 }
 
 // Check canonicalises and hashes email locally and asks whether it is
@@ -131,26 +134,126 @@ type CatalogEntry struct {
 	IsSensitive  bool
 }
 
-// Breaches returns the daemon's catalogue, ordered by name, and its version.
+// Breaches returns the daemon's whole catalogue, ordered by name, and its
+// version. It follows the pages of ListBreaches; if the catalogue changes
+// between two pages it starts again, so the answer is one version's.
 func (c *Client) Breaches(ctx context.Context) ([]CatalogEntry, uint64, error) {
-	var resp *breachdv1.ListBreachesResponse
-	err := c.retry(ctx, "ListBreaches", func() error {
-		var err error
-		resp, err = c.expo.ListBreaches(ctx, &breachdv1.ListBreachesRequest{})
-		return err
-	})
+	for attempt := 0; ; attempt++ {
+		var out []CatalogEntry
+		var version uint64
+		tok, changed := "", false
+		for {
+			var resp *breachdv1.ListBreachesResponse
+			err := c.retry(ctx, "ListBreaches", func() error {
+				var err error
+				resp, err = c.expo.ListBreaches(ctx, &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok})
+				return err
+			})
+			if err != nil {
+				return nil, 0, err
+			}
+			if tok != "" && resp.GetCorpusVersion() != version {
+				changed = true
+			}
+			version = resp.GetCorpusVersion()
+			for _, b := range resp.GetBreaches() {
+				e := b.ToDomain()
+				out = append(out, CatalogEntry{
+					Breach: Breach{Name: e.Name, Title: e.Title, BreachDate: e.BreachDate, DataClasses: e.DataClasses},
+					Domain: e.Domain, PwnCount: e.PwnCount, AccountCount: e.AccountCount,
+					Description: e.Description, IsVerified: e.IsVerified, IsSensitive: e.IsSensitive,
+				})
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if !changed || attempt == 2 {
+			return out, version, nil
+		}
+	}
+}
+
+// maxPageSize is the largest catalogue page the server hands out.
+const maxPageSize = 100
+
+// ErrOutcomeUnknown is wrapped by Import's error when the connection failed
+// after the commit was sent: the breach may or may not have been committed.
+// The corpus version (Breaches) tells; importing again is idempotent.
+var ErrOutcomeUnknown = errors.New("import outcome unknown")
+
+// Import streams breach b and the digests batches yields (of any size: they
+// are sent in messages of at most breachd.MaxBatch) to the daemon's
+// AdminService, then commits: the breach becomes visible all at once. If
+// batches yields an error, or ctx ends, before the commit, the stream is
+// cancelled and the daemon commits nothing. Imports are not retried.
+func (c *Client) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
+	ctx, cancel := context.WithCancel(ctx) // cancelling drops the daemon's import
+	defer cancel()
+	stream, err := c.admin.ImportBreach(ctx)
 	if err != nil {
-		return nil, 0, err
+		return breachd.ImportStats{}, &Error{Op: "ImportBreach", err: err}
 	}
-	out := make([]CatalogEntry, 0, len(resp.GetBreaches()))
-	for _, b := range resp.GetBreaches() {
-		out = append(out, CatalogEntry{
-			Breach: Breach{Name: b.GetName(), Title: b.GetTitle(), BreachDate: b.GetBreachDate(), DataClasses: b.GetDataClasses()},
-			Domain: b.GetDomain(), PwnCount: b.GetPwnCount(), AccountCount: b.GetAccountCount(),
-			Description: b.GetDescription(), IsVerified: b.GetIsVerified(), IsSensitive: b.GetIsSensitive(),
-		})
+	// send sends one message; when the daemon has already ended the stream
+	// it returns the daemon's status rather than io.EOF.
+	send := func(m *breachdv1.ImportBreachRequest) error {
+		err := stream.Send(m)
+		if errors.Is(err, io.EOF) {
+			if _, err = stream.CloseAndRecv(); err == nil {
+				err = status.Error(codes.Internal, "the daemon ended the import early")
+			}
+		}
+		if err != nil {
+			return &Error{Op: "ImportBreach", err: err}
+		}
+		return nil
 	}
-	return out, resp.GetCorpusVersion(), nil
+	if err := send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Breach{Breach: breachdv1.BreachFromDomain(&b)}}); err != nil {
+		return breachd.ImportStats{}, err
+	}
+	var sent uint64
+	packed := make([]byte, 0, breachd.MaxBatch*breachd.DigestSize)
+	for ds, err := range batches {
+		if err != nil {
+			return breachd.ImportStats{}, err
+		}
+		for chunk := range slices.Chunk(ds, breachd.MaxBatch) {
+			packed = packed[:0]
+			for i := range chunk {
+				packed = append(packed, chunk[i][:]...)
+			}
+			if err := send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_EmailSha256{EmailSha256: packed}}); err != nil {
+				return breachd.ImportStats{}, err
+			}
+			sent += uint64(len(chunk))
+		}
+	}
+	commit := &breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Commit{Commit: &breachdv1.ImportCommit{DigestCount: sent}}}
+	if err := stream.Send(commit); err != nil && !errors.Is(err, io.EOF) {
+		return breachd.ImportStats{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, &Error{Op: "ImportBreach", err: err})
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		err = &Error{Op: "ImportBreach", err: err}
+		if !daemonVerdict(status.Code(err)) {
+			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return breachd.ImportStats{}, err
+	}
+	return breachd.ImportStats{Breach: resp.GetName(), Received: resp.GetReceived(), Duplicates: resp.GetDuplicates(),
+		NewAccounts: resp.GetNewAccounts(), KnownAccounts: resp.GetKnownAccounts(), Version: resp.GetCorpusVersion()}, nil
+}
+
+// daemonVerdict reports whether a status with this code, received after the
+// commit was sent, is the daemon's refusal to commit (so nothing was) rather
+// than a failure of the connection, which leaves the outcome unknown.
+func daemonVerdict(code codes.Code) bool {
+	switch code {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.ResourceExhausted, codes.NotFound,
+		codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.AlreadyExists:
+		return true
+	}
+	return false
 }
 
 // retry runs call, retrying UNAVAILABLE with exponential backoff while ctx allows.

@@ -134,3 +134,55 @@ func TestCheckDigestInvalidArgumentNotRetried(t *testing.T) {
 		t.Fatalf("CheckDigest(cancelled) = %v, want CANCELED", err)
 	}
 }
+
+// TestImport imports through the client in uneven batches, then checks the
+// outcomes a caller must tell apart: the daemon's refusal (nothing
+// committed), and a connection lost after the commit was sent (unknown).
+func TestImport(t *testing.T) {
+	d, err := startDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	c := client.New(d.conn)
+	var ds []breachd.Digest
+	for i := range 25_003 {
+		ds = append(ds, sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i))))
+	}
+	b := breachd.Breach{Name: "Alpha", Title: "Alpha"}
+	st, err := c.Import(t.Context(), b, func(yield func([]breachd.Digest, error) bool) {
+		_ = yield(ds[:3], nil) && yield(ds[3:22_000], nil) && yield(ds[22_000:], nil) // more than one message's worth
+	})
+	if err != nil || st.Received != 25_003 || st.NewAccounts != 25_003 || st.Version != 1 {
+		t.Fatalf("Import = %+v, %v; want 25003 new accounts at version 1", st, err)
+	}
+
+	// A source that fails: the stream is cancelled, nothing is committed.
+	errSource := errors.New("dump unreadable")
+	_, err = c.Import(t.Context(), breachd.Breach{Name: "Beta", Title: "Beta"}, func(yield func([]breachd.Digest, error) bool) {
+		_ = yield(ds[:10], nil) && yield(nil, errSource)
+	})
+	if !errors.Is(err, errSource) {
+		t.Fatalf("Import with a failing source = %v, want %v", err, errSource)
+	}
+	// The daemon refuses: a verdict, not an unknown outcome.
+	_, err = c.Import(t.Context(), breachd.Breach{Name: "Empty", Title: "Empty"}, func(func([]breachd.Digest, error) bool) {})
+	if status.Code(err) != codes.InvalidArgument || errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Fatalf("empty Import = %v, want INVALID_ARGUMENT and a known outcome", err)
+	}
+	bs, version, err := c.Breaches(t.Context())
+	if err != nil || version != 1 || len(bs) != 1 {
+		t.Fatalf("Breaches = %v, %d, %v; want only Alpha at version 1", bs, version, err)
+	}
+
+	// The daemon goes away after the last batch was sent, before the
+	// commit: the caller cannot know whether it committed.
+	_, err = c.Import(t.Context(), breachd.Breach{Name: "Gamma", Title: "Gamma"}, func(yield func([]breachd.Digest, error) bool) {
+		if yield(ds[:10], nil) {
+			d.srv.GRPC.Stop()
+		}
+	})
+	if !errors.Is(err, client.ErrOutcomeUnknown) {
+		t.Fatalf("Import with the daemon stopped before the commit = %v, want ErrOutcomeUnknown", err)
+	}
+}

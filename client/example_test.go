@@ -3,74 +3,98 @@ package client_test
 import (
 	"context"
 	"fmt"
+	"iter"
 	"log"
-	"net"
+	"maps"
 	"os"
 	"slices"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/server"
-	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/server/servertest"
 )
 
-// demoServer serves a real store holding each breach's emails on 127.0.0.1
-// and returns a connection to it and a function that tears everything down.
-func demoServer(breaches map[string][]string) (*grpc.ClientConn, func()) {
+// demo is a real daemon on 127.0.0.1, with the AdminService on.
+type demo struct {
+	dir  string
+	srv  *servertest.Server
+	conn *grpc.ClientConn
+}
+
+func startDemo() (*demo, error) {
 	dir, err := os.MkdirTemp("", "breachd-example")
 	if err != nil {
-		log.Fatal(err)
+		return nil, err
 	}
-	st, err := store.Open(dir, store.Options{})
+	srv, err := servertest.Start(dir, servertest.Options{Admin: true})
+	if err != nil {
+		return nil, err
+	}
+	conn, err := srv.Dial()
+	if err != nil {
+		return nil, err
+	}
+	return &demo{dir: dir, srv: srv, conn: conn}, nil
+}
+
+func (d *demo) stop() {
+	d.conn.Close()
+	d.srv.Close()
+	os.RemoveAll(d.dir)
+}
+
+// demoServer starts a demo daemon and imports each breach's emails through
+// the client. It returns a connection and a function that tears it down.
+func demoServer(breaches map[string][]string) (*grpc.ClientConn, func()) {
+	d, err := startDemo()
 	if err != nil {
 		log.Fatal(err)
 	}
-	ctx := context.Background()
-	var names []string
-	for name := range breaches {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		imp, err := st.BeginImport(ctx, breachd.Breach{Name: name, Title: name, BreachDate: "2011-06-17", DataClasses: []string{"Email addresses", "Passwords"}})
-		if err != nil {
+	c := client.New(d.conn)
+	for _, name := range slices.Sorted(maps.Keys(breaches)) {
+		b := breachd.Breach{Name: name, Title: name, BreachDate: "2011-06-17", DataClasses: []string{"Email addresses", "Passwords"}}
+		if _, err := c.Import(context.Background(), b, emailBatches(breaches[name])); err != nil {
 			log.Fatal(err)
 		}
+	}
+	return d.conn, d.stop
+}
+
+// emailBatches yields the digests of emails as one batch.
+func emailBatches(emails []string) iter.Seq2[[]breachd.Digest, error] {
+	return func(yield func([]breachd.Digest, error) bool) {
 		var ds []breachd.Digest
-		for _, e := range breaches[name] {
+		for _, e := range emails {
 			d, err := canon.Digest(e)
 			if err != nil {
-				log.Fatal(err)
+				yield(nil, err)
+				return
 			}
 			ds = append(ds, d)
 		}
-		if err := imp.Add(ctx, ds); err != nil {
-			log.Fatal(err)
-		}
-		if _, err := imp.Commit(ctx); err != nil {
-			log.Fatal(err)
-		}
+		yield(ds, nil)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+}
+
+func ExampleClient_Import() {
+	d, err := startDemo()
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := server.New(st, server.Options{})
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer d.stop()
+
+	c := client.New(d.conn)
+	b := breachd.Breach{Name: "SegaPass", Title: "Sega Pass", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
+	st, err := c.Import(context.Background(), b, emailBatches([]string{"alice@example.com", "bob@example.com", "Alice@Example.com"}))
 	if err != nil {
 		log.Fatal(err)
 	}
-	return conn, func() {
-		conn.Close()
-		srv.Shutdown(ctx)
-		st.Close()
-		os.RemoveAll(dir)
-	}
+	fmt.Printf("%s: %d received, %d new, %d duplicates, corpus version %d\n", st.Breach, st.Received, st.NewAccounts, st.Duplicates, st.Version)
+	// Output:
+	// SegaPass: 3 received, 2 new, 1 duplicates, corpus version 1
 }
 
 func ExampleClient_Check() {

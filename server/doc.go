@@ -1,6 +1,8 @@
-// Package server implements breachd's gRPC services over the corpus: the
-// ExposureService that answers lookups and the AdminService that imports
-// breaches into a running daemon. It also assembles the *grpc.Server with the
-// daemon's interceptors, limits, health and reflection. Requests are validated
-// in validate.go and every error leaves through toStatus in errors.go.
+// Package server is breachd's gRPC adapter: the ExposureService that answers
+// lookups and the AdminService that imports breaches into a running daemon,
+// each a thin layer over the use cases of package service. It decodes the
+// wire form (validate.go), turns every error into a status through one table
+// (errors.go), and offers the pieces the caller assembles a *grpc.Server
+// from: Limits (message sizes, streams, keepalive), the recovery and logging
+// Interceptors, Register and Shutdown. It never imports package store.
 package server

@@ -2,11 +2,13 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"net"
 	"runtime/debug"
 	"time"
 
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -15,150 +17,158 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/service"
 )
 
-// Limits on what one client can make the daemon hold.
-const (
-	// MaxRecvMsgSize fits one full batch (MaxBatch digests) with room to spare.
-	MaxRecvMsgSize = 1 << 20
-	// DefaultMaxConcurrentStreams bounds the calls in flight per connection.
-	DefaultMaxConcurrentStreams = 1024
-)
-
-// Store is everything the daemon's services need from the corpus.
-type Store interface {
-	Corpus
-	Importer
-}
-
-// Options configure New.
-type Options struct {
-	Logger *slog.Logger
-	// Admin registers the AdminService. Off unless asked for.
-	Admin bool
-	// MaxConcurrentStreams per connection. Default DefaultMaxConcurrentStreams.
+// Limits bound what one client can make the daemon hold. Start from
+// DefaultLimits; Validate refuses values that cannot work.
+type Limits struct {
+	// MaxRecvMsgSize is the largest request in bytes; it must fit a full
+	// batch (breachd.MaxBatch digests, 320,000 bytes) and its framing.
+	MaxRecvMsgSize int
+	// MaxSendMsgSize is the largest answer in bytes (a full catalogue page
+	// is about 2 MB).
+	MaxSendMsgSize int
+	// MaxConcurrentStreams bounds the calls in flight on one connection.
 	MaxConcurrentStreams uint32
+	// MaxConnectionIdle closes connections with no call for this long.
+	MaxConnectionIdle time.Duration
+	// KeepaliveTime is how long a connection may be quiet before the server
+	// pings it; KeepaliveTimeout how long it waits for the answer.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// MinPingInterval refuses clients that ping more often than this.
+	MinPingInterval time.Duration
 }
 
-// Server is the daemon's gRPC server: the services, health and reflection.
-type Server struct {
-	grpc   *grpc.Server
-	health *health.Server
-	log    *slog.Logger
+// minRecvMsgSize fits one full batch of digests plus protobuf framing.
+const minRecvMsgSize = breachd.MaxBatch*breachd.DigestSize + 1024
+
+// DefaultLimits returns the daemon's limits unless configured otherwise.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxRecvMsgSize:       1 << 20,
+		MaxSendMsgSize:       4 << 20,
+		MaxConcurrentStreams: 1024,
+		MaxConnectionIdle:    15 * time.Minute, // reclaim abandoned connections
+		KeepaliveTime:        2 * time.Minute,
+		KeepaliveTimeout:     20 * time.Second,
+		MinPingInterval:      10 * time.Second,
+	}
 }
 
-// New assembles the gRPC server over st.
-func New(st Store, opts Options) *Server {
+// Validate reports the first unusable limit as a *breachd.OptionError.
+func (l Limits) Validate() error {
+	switch {
+	case l.MaxRecvMsgSize < minRecvMsgSize || l.MaxRecvMsgSize > 64<<20:
+		return &breachd.OptionError{Option: "MaxRecvMsgSize", Value: l.MaxRecvMsgSize, Want: fmt.Sprintf("%d bytes (one full batch) to 64 MiB", minRecvMsgSize)}
+	case l.MaxSendMsgSize < 3<<20 || l.MaxSendMsgSize > 64<<20:
+		return &breachd.OptionError{Option: "MaxSendMsgSize", Value: l.MaxSendMsgSize, Want: "3 MiB (one full catalogue page) to 64 MiB"}
+	case l.MaxConcurrentStreams < 1:
+		return &breachd.OptionError{Option: "MaxConcurrentStreams", Value: l.MaxConcurrentStreams, Want: "at least 1"}
+	case l.MaxConnectionIdle <= 0:
+		return &breachd.OptionError{Option: "MaxConnectionIdle", Value: l.MaxConnectionIdle, Want: "a positive duration"}
+	case l.KeepaliveTime < time.Second:
+		return &breachd.OptionError{Option: "KeepaliveTime", Value: l.KeepaliveTime, Want: "at least 1s"}
+	case l.KeepaliveTimeout < time.Second:
+		return &breachd.OptionError{Option: "KeepaliveTimeout", Value: l.KeepaliveTimeout, Want: "at least 1s"}
+	case l.MinPingInterval <= 0:
+		return &breachd.OptionError{Option: "MinPingInterval", Value: l.MinPingInterval, Want: "a positive duration"}
+	}
+	return nil
+}
+
+// ServerOptions returns the grpc.ServerOptions that apply l.
+func (l Limits) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
+		grpc.MaxSendMsgSize(l.MaxSendMsgSize),
+		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			MaxConnectionIdle: l.MaxConnectionIdle,
+			Time:              l.KeepaliveTime,
+			Timeout:           l.KeepaliveTimeout,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             l.MinPingInterval,
+			PermitWithoutStream: true,
+		}),
+	}
+}
+
+// Interceptors returns the first links of the daemon's chains, in order:
+// recovery (a panic becomes Internal, logged with its stack), then logging
+// (method, code and duration of each finished call, never its payload;
+// ordinary outcomes at debug level so a busy daemon stays quiet). The caller
+// appends authentication, quotas and the rest after them.
+func Interceptors(log *slog.Logger) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	rec := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in handler", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+		return status.Error(codes.Internal, "internal error")
+	})
+	logger := logging.LoggerFunc(func(ctx context.Context, level logging.Level, msg string, fields ...any) {
+		log.Log(ctx, slog.Level(level), msg, fields...)
+	})
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(callLevel),
+	}
+	return []grpc.UnaryServerInterceptor{recovery.UnaryServerInterceptor(rec), logging.UnaryServerInterceptor(logger, logOpts...)},
+		[]grpc.StreamServerInterceptor{recovery.StreamServerInterceptor(rec), logging.StreamServerInterceptor(logger, logOpts...)}
+}
+
+// callLevel is the log level of a finished call with this code.
+func callLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.ResourceExhausted, codes.Unavailable:
+		return logging.LevelWarn
+	}
+	return logging.LevelDebug
+}
+
+// Options configure Register.
+type Options struct {
+	Logger *slog.Logger // nil discards
+	// Admin registers the AdminService, which changes the corpus.
+	Admin bool
+}
+
+// Register registers breachd's services on gs, a server the caller built
+// (with its credentials, limits and interceptors): the ExposureService, the
+// AdminService if asked for, health (grpc.health.v1, SERVING) and
+// reflection. It returns the health server, for Shutdown.
+func Register(gs *grpc.Server, svc *service.Service, opts Options) *health.Server {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if opts.MaxConcurrentStreams == 0 {
-		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
-	}
-	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(recoverUnary(log), logUnary(log)),
-		grpc.ChainStreamInterceptor(recoverStream(log), logStream(log)),
-		grpc.MaxRecvMsgSize(MaxRecvMsgSize),
-		grpc.MaxConcurrentStreams(opts.MaxConcurrentStreams),
-		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle: 15 * time.Minute, // reclaim abandoned connections
-			Time:              2 * time.Minute,  // ping an idle client to check it is alive
-			Timeout:           20 * time.Second,
-		}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
-			MinTime:             10 * time.Second, // refuse clients that ping more often
-			PermitWithoutStream: true,
-		}),
-	)
-	breachdv1.RegisterExposureServiceServer(gs, NewExposure(st, log))
+	breachdv1.RegisterExposureServiceServer(gs, NewExposure(svc, log))
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	hs.SetServingStatus(breachdv1.ExposureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	if opts.Admin {
-		breachdv1.RegisterAdminServiceServer(gs, NewAdmin(st, log))
+		breachdv1.RegisterAdminServiceServer(gs, NewAdmin(svc, log))
 		hs.SetServingStatus(breachdv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	}
 	reflection.Register(gs)
-	return &Server{grpc: gs, health: hs, log: log}
+	return hs
 }
 
-// Serve accepts connections on lis until Shutdown.
-func (s *Server) Serve(lis net.Listener) error { return s.grpc.Serve(lis) }
-
-// Shutdown marks the server NOT_SERVING, lets calls in flight finish until ctx
-// is done, then closes whatever is left.
-func (s *Server) Shutdown(ctx context.Context) {
-	s.health.Shutdown()
+// Shutdown marks every service NOT_SERVING, lets calls in flight finish
+// until ctx is done, then closes whatever is left.
+func Shutdown(ctx context.Context, gs *grpc.Server, hs *health.Server, log *slog.Logger) {
+	hs.Shutdown()
 	done := make(chan struct{})
 	go func() {
-		s.grpc.GracefulStop()
+		gs.GracefulStop()
 		close(done)
 	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.log.Warn("graceful stop timed out; closing remaining calls")
-		s.grpc.Stop()
+		log.Warn("graceful stop timed out; closing remaining calls")
+		gs.Stop()
 		<-done
-	}
-}
-
-func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(ctx, req)
-	}
-}
-
-func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(srv, ss)
-	}
-}
-
-// logCall logs a finished call: method, code and duration, never its payload.
-// Ordinary outcomes go to debug level so a busy daemon stays quiet.
-func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
-	code := status.Code(err)
-	level := slog.LevelDebug
-	switch code {
-	case codes.Internal, codes.Unknown, codes.DataLoss, codes.ResourceExhausted, codes.Unavailable:
-		level = slog.LevelWarn
-	}
-	if !log.Enabled(ctx, level) {
-		return
-	}
-	log.LogAttrs(ctx, level, "call", slog.String("method", method), slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)))
-}
-
-func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := time.Now()
-		resp, err := handler(ctx, req)
-		logCall(ctx, log, info.FullMethod, start, err)
-		return resp, err
-	}
-}
-
-func logStream(log *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		start := time.Now()
-		err := handler(srv, ss)
-		logCall(ss.Context(), log, info.FullMethod, start, err)
-		return err
 	}
 }

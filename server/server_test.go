@@ -4,24 +4,27 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"net"
+	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 	"github.com/breachd/breachd/server"
+	"github.com/breachd/breachd/server/servertest"
+	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
 )
 
@@ -45,50 +48,40 @@ var alpha = breachd.Breach{Name: "Alpha", Title: "Alpha Inc.", BreachDate: "2011
 
 type fixture struct {
 	st     *store.Store
-	srv    *server.Server
 	conn   *grpc.ClientConn
 	expo   breachdv1.ExposureServiceClient
 	admin  breachdv1.AdminServiceClient
 	health healthpb.HealthClient
 }
 
-// newFixture serves a real store over bufconn, with alpha imported from
+// newFixture serves a real store with servertest, with alpha imported from
 // digests("a", nAlpha).
 func newFixture(tb testing.TB, nAlpha int, opts server.Options) *fixture {
 	tb.Helper()
-	st, err := store.Open(tb.TempDir(), store.Options{})
+	so := store.DefaultOptions()
+	so.ExpectedKeys = 4096
+	srv, err := servertest.Start(tb.TempDir(), servertest.Options{Admin: opts.Admin, Store: &so})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { srv.Close() })
 	if nAlpha > 0 {
-		ctx := context.Background()
-		imp, err := st.BeginImport(ctx, alpha)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := imp.Add(ctx, digests("a", nAlpha)); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := imp.Commit(ctx); err != nil {
+		if _, err := srv.Import(context.Background(), alpha, digests("a", nAlpha)); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	srv := server.New(st, opts)
-	lis := bufconn.Listen(1 << 20)
-	go srv.Serve(lis)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := srv.Dial()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		conn.Close()
-		srv.Shutdown(context.Background())
-		st.Close()
-	})
-	return &fixture{st: st, srv: srv, conn: conn, expo: breachdv1.NewExposureServiceClient(conn),
+	tb.Cleanup(func() { conn.Close() })
+	return &fixture{st: srv.Store, conn: conn, expo: breachdv1.NewExposureServiceClient(conn),
 		admin: breachdv1.NewAdminServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+}
+
+// one yields ds as a single batch.
+func one(ds []breachd.Digest) iter.Seq2[[]breachd.Digest, error] {
+	return func(yield func([]breachd.Digest, error) bool) { yield(ds, nil) }
 }
 
 func wantCode(tb testing.TB, err error, code codes.Code, msg string) {
@@ -191,9 +184,9 @@ func TestCheckStreamInvalid(t *testing.T) {
 		packed []byte
 		msg    string
 	}{
-		{"empty batch", nil, "empty batch"},
+		{"empty batch", nil, "CheckStreamRequest.email_sha256: invalid batch: empty, want 1 to 10000 digests"},
 		{"ragged", make([]byte, 95), "got 95 bytes, want a multiple of 32"},
-		{"oversized", make([]byte, 32*(server.MaxBatch+1)), "got 10001 digests, want at most 10000"},
+		{"oversized", make([]byte, 32*(breachd.MaxBatch+1)), "got 10001 digests, want at most 10000"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,9 +220,91 @@ func TestBreaches(t *testing.T) {
 		t.Fatalf("GetBreach diff (-list +get):\n%s", diff)
 	}
 	_, err = f.expo.GetBreach(t.Context(), &breachdv1.GetBreachRequest{Name: "Nope"})
-	wantCode(t, err, codes.NotFound, `unknown breach: "Nope"`)
+	wantCode(t, err, codes.NotFound, `unknown breach "Nope"`)
 	_, err = f.expo.GetBreach(t.Context(), &breachdv1.GetBreachRequest{})
-	wantCode(t, err, codes.InvalidArgument, "GetBreachRequest.name")
+	wantCode(t, err, codes.InvalidArgument, "GetBreachRequest.name: empty")
+	// A huge name is refused with a message that quotes only its start.
+	_, err = f.expo.GetBreach(t.Context(), &breachdv1.GetBreachRequest{Name: strings.Repeat("x", 500_000)})
+	wantCode(t, err, codes.InvalidArgument, "GetBreachRequest.name: ")
+	if n := len(status.Convert(err).Message()); n > 300 {
+		t.Fatalf("GetBreach(500 KB name) message is %d bytes, want a short one", n)
+	}
+}
+
+// TestListBreachesPages imports more breaches than a page holds and follows
+// the page tokens (AIP-158).
+func TestListBreachesPages(t *testing.T) {
+	f := newFixture(t, 0, server.Options{})
+	var want []string
+	for i := range 120 {
+		b := breachd.Breach{Name: fmt.Sprintf("B%03d", i), Title: "t"}
+		if _, err := f.st.Import(t.Context(), b, one(digests(b.Name, 1))); err != nil { // straight into the store: quicker
+			t.Fatal(err)
+		}
+		want = append(want, b.Name)
+	}
+	for _, tc := range []struct {
+		size  int32
+		pages []int
+	}{{0, []int{50, 50, 20}}, {7, nil}, {500, []int{100, 20}}} {
+		t.Run(fmt.Sprint("size=", tc.size), func(t *testing.T) {
+			var got []string
+			var sizes []int
+			tok := ""
+			for {
+				resp, err := f.expo.ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{PageSize: tc.size, PageToken: tok})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, b := range resp.GetBreaches() {
+					got = append(got, b.GetName())
+				}
+				sizes = append(sizes, len(resp.GetBreaches()))
+				if resp.GetCorpusVersion() != 120 {
+					t.Fatalf("page corpus version = %d, want 120", resp.GetCorpusVersion())
+				}
+				if tok = resp.GetNextPageToken(); tok == "" {
+					break
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("pages hold %v, want %v", got, want)
+			}
+			if tc.pages != nil && !slices.Equal(sizes, tc.pages) {
+				t.Fatalf("page sizes = %v, want %v", sizes, tc.pages)
+			}
+		})
+	}
+	_, err := f.expo.ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{PageSize: -1})
+	wantCode(t, err, codes.InvalidArgument, "ListBreachesRequest.page_size: got -1")
+	_, err = f.expo.ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{PageToken: "bogus"})
+	wantCode(t, err, codes.InvalidArgument, "ListBreachesRequest.page_token")
+}
+
+// TestFullPageFits checks that a page of the largest breaches the field
+// limits allow stays under the message limits of both ends.
+func TestFullPageFits(t *testing.T) {
+	big := func(n int) string { return strings.Repeat("é", n/2) } // 2 bytes per rune
+	classes := make([]string, breachd.MaxDataClasses)
+	for i := range classes {
+		classes[i] = big(breachd.MaxDataClassLen)
+	}
+	b := breachd.CatalogEntry{AccountCount: 1 << 40, Breach: breachd.Breach{
+		Name: strings.Repeat("N", breachd.MaxNameLen), Title: big(breachd.MaxTitleLen), Domain: big(breachd.MaxDomainLen - 1),
+		BreachDate: "2011-06-17", AddedDate: time.Now(), PwnCount: 1 << 40, Description: big(breachd.MaxDescriptionLen),
+		DataClasses: classes, IsVerified: true, IsSensitive: true,
+	}}
+	if err := b.Validate(); err != nil {
+		t.Fatalf("the largest breach is invalid: %v", err)
+	}
+	resp := &breachdv1.ListBreachesResponse{CorpusVersion: 1 << 60, NextPageToken: strings.Repeat("x", 100)}
+	for range service.MaxPageSize {
+		resp.Breaches = append(resp.Breaches, breachdv1.EntryFromDomain(&b))
+	}
+	const clientDefault = 4 << 20 // grpc-go's default receive limit
+	if n := proto.Size(resp); n > clientDefault || n > server.DefaultLimits().MaxSendMsgSize {
+		t.Fatalf("a full page of maximal breaches is %d bytes, over a 4 MiB limit", n)
+	}
 }
 
 func TestHealth(t *testing.T) {
@@ -332,6 +407,25 @@ func TestAdminImportWhileServing(t *testing.T) {
 	resp, err = f.expo.Check(ctx, &breachdv1.CheckRequest{EmailSha256: b[4999][:]})
 	if err != nil || !resp.GetExposed() || resp.GetBreaches()[0].GetName() != "Beta" || resp.GetCorpusVersion() != 2 {
 		t.Fatalf("Check after import = %v, %v", resp, err)
+	}
+}
+
+// TestImportStreamEndings covers streams that end in ways that must commit
+// nothing, each with INVALID_ARGUMENT and a message.
+func TestImportStreamEndings(t *testing.T) {
+	f := newFixture(t, 10, server.Options{Admin: true})
+	stream, err := f.admin.ImportBreach(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.CloseAndRecv()
+	wantCode(t, err, codes.InvalidArgument, "the stream ended before its first message")
+
+	_, err = importStream(t, f.admin, &breachdv1.Breach{Name: "Empty", Title: "Empty"}, nil, 0)
+	wantCode(t, err, codes.InvalidArgument, "import received no digests for breach Empty: nothing was committed")
+	list, err := f.expo.ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{})
+	if err != nil || list.GetCorpusVersion() != 1 || len(list.GetBreaches()) != 1 {
+		t.Fatalf("after the refused imports ListBreaches = %v, %v; want only Alpha at version 1", list, err)
 	}
 }
 

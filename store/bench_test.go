@@ -52,7 +52,7 @@ func benchStore(b *testing.B, name string, opts store.Options) (*store.Store, []
 	dir, ok := benchBuilt[name]
 	if !ok {
 		dir = filepath.Join(benchDir, fmt.Sprintf("%s-%d", name, n))
-		s, err := store.Open(dir, opts)
+		s, err := store.Open(context.Background(), dir, opts)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -62,7 +62,7 @@ func benchStore(b *testing.B, name string, opts store.Options) (*store.Store, []
 		}
 		benchBuilt[name] = dir
 	}
-	s, err := store.Open(dir, opts)
+	s, err := store.Open(context.Background(), dir, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,15 +86,15 @@ func BenchmarkLookup(b *testing.B) {
 		name string
 		opts store.Options
 	}
-	configs := []config{{"default", store.Options{}}}
+	configs := []config{{"default", store.DefaultOptions()}}
 	// BREACHD_BENCH_OPTIONS=1 adds the Badger layouts that were tried
 	// against the default, to re-run the comparison.
 	if os.Getenv("BREACHD_BENCH_OPTIONS") != "" {
 		configs = append(configs,
-			config{"cache64m-block4k", store.Options{BlockCacheSize: 64 << 20, BlockSize: 4 << 10}},
-			config{"nocache-block1k", store.Options{BlockCacheSize: -1, BlockSize: 1 << 10}},
-			config{"nocache-block16k", store.Options{BlockCacheSize: -1, BlockSize: 16 << 10}},
-			config{"nocache-block64k", store.Options{BlockCacheSize: -1, BlockSize: 64 << 10}},
+			config{"cache64m-block4k", badgerOptions(64<<20, 4<<10)},
+			config{"nocache-block1k", badgerOptions(0, 1<<10)},
+			config{"nocache-block16k", badgerOptions(0, 16<<10)},
+			config{"nocache-block64k", badgerOptions(0, 64<<10)},
 		)
 	}
 	for _, cfg := range configs {
@@ -182,6 +182,12 @@ func mixedGen(present []breachd.Digest) func(uint64) func() breachd.Digest {
 	}
 }
 
+func badgerOptions(cache int64, block int) store.Options {
+	o := store.DefaultOptions()
+	o.BlockCacheSize, o.BlockSize = cache, block
+	return o
+}
+
 func human(n int) string {
 	switch {
 	case n >= 1_000_000:
@@ -195,7 +201,7 @@ func human(n int) string {
 // BenchmarkLookupBatch measures LookupBatch for batches of 1,000 digests,
 // 95% absent: the store's share of a CheckStream batch.
 func BenchmarkLookupBatch(b *testing.B) {
-	s, present := benchStore(b, "default", store.Options{})
+	s, present := benchStore(b, "default", store.DefaultOptions())
 	next := mixedGen(present)(7)
 	batches := make([][]byte, 64)
 	for i := range batches {
@@ -209,7 +215,7 @@ func BenchmarkLookupBatch(b *testing.B) {
 		b.ReportAllocs()
 		i, hits := 0, 0
 		for b.Loop() {
-			if _, err := s.LookupBatch(ctx, batches[i%len(batches)], func(int, []*store.Breach) { hits++ }); err != nil {
+			if _, err := s.LookupBatch(ctx, batches[i%len(batches)], func(int, []*breachd.CatalogEntry) { hits++ }); err != nil {
 				b.Fatal(err)
 			}
 			i++

@@ -28,14 +28,14 @@ import (
 // bulkBatch is how many rows go to the StreamWriter per buffer.
 const bulkBatch = 1 << 16
 
-func (imp *Import) addBulk(digests []breachd.Digest) {
+func (imp *importTx) addBulk(digests []breachd.Digest) {
 	imp.bulk = append(imp.bulk, digests...)
 	imp.stats.Received += uint64(len(digests))
 }
 
 // commitBulk writes the buffered digests, builds the filter for them, and
 // returns it to be swapped in with the catalogue.
-func (imp *Import) commitBulk(ctx context.Context) (*filter, error) {
+func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	s := imp.s
 	start := time.Now()
 	// Sorting in place and keeping the result makes a retried Commit (after,

@@ -52,22 +52,14 @@ type breachRecord struct {
 // it throughout, so an answer never mixes two corpus versions.
 type catalog struct {
 	version  uint64
-	segments map[uint32]*Breach // committed segments only
-	segNames map[uint32]string  // committed segment -> breach name
-	byName   map[string]*Breach
-	sorted   []*Breach // by name
+	segments map[uint32]*breachd.CatalogEntry // committed segments only
+	segNames map[uint32]string                // committed segment -> breach name
+	byName   map[string]*breachd.CatalogEntry
+	sorted   []*breachd.CatalogEntry // by name
 }
 
-// Breach is a catalogue entry: the breach record plus what the store knows of it.
-// Values returned by the store are shared and must not be modified.
-type Breach struct {
-	breachd.Breach
-	// AccountCount is the number of distinct digests stored for the breach.
-	AccountCount int64
-}
-
-func newCatalog(version uint64, breaches map[string]*Breach, segs map[uint32]string) *catalog {
-	c := &catalog{version: version, segments: make(map[uint32]*Breach, len(segs)), segNames: segs, byName: breaches}
+func newCatalog(version uint64, breaches map[string]*breachd.CatalogEntry, segs map[uint32]string) *catalog {
+	c := &catalog{version: version, segments: make(map[uint32]*breachd.CatalogEntry, len(segs)), segNames: segs, byName: breaches}
 	for id, name := range segs {
 		if b := breaches[name]; b != nil {
 			c.segments[id] = b
@@ -76,13 +68,13 @@ func newCatalog(version uint64, breaches map[string]*Breach, segs map[uint32]str
 	for _, b := range breaches {
 		c.sorted = append(c.sorted, b)
 	}
-	slices.SortFunc(c.sorted, func(a, b *Breach) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.sorted, func(a, b *breachd.CatalogEntry) int { return strings.Compare(a.Name, b.Name) })
 	return c
 }
 
 // resolve appends to dst the visible breaches named by a membership value,
 // each once, ordered by name.
-func (c *catalog) resolve(dst []*Breach, val []byte) ([]*Breach, error) {
+func (c *catalog) resolve(dst []*breachd.CatalogEntry, val []byte) ([]*breachd.CatalogEntry, error) {
 	if len(val)%4 != 0 {
 		return dst, fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(val))
 	}
@@ -95,7 +87,7 @@ func (c *catalog) resolve(dst []*Breach, val []byte) ([]*Breach, error) {
 		dst = append(dst, b)
 	}
 	if len(dst)-start > 1 {
-		slices.SortFunc(dst[start:], func(a, b *Breach) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(dst[start:], func(a, b *breachd.CatalogEntry) int { return strings.Compare(a.Name, b.Name) })
 	}
 	return dst, nil
 }

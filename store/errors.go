@@ -5,21 +5,16 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+
+	"github.com/breachd/breachd"
 )
 
-// Domain errors. The server maps them to gRPC codes in one place.
+// Errors of the store itself; the use cases see breachd's kinds.
 var (
-	// ErrClosed is returned by every call on a closed store.
-	ErrClosed = errors.New("store is closed")
-	// ErrUnknownBreach is returned for a breach name that is not in the catalogue.
-	ErrUnknownBreach = errors.New("unknown breach")
 	// ErrLocked is returned by Open when another process holds the data directory.
-	ErrLocked = errors.New("data directory is in use by another process")
-	// ErrNoSpace is returned when the disk is full; nothing committed is lost.
-	ErrNoSpace = errors.New("no space left on device")
-	// ErrImportDone is returned by calls on an import that was committed or aborted.
-	ErrImportDone = errors.New("import already finished")
-	// ErrCorrupt is returned when stored data cannot be decoded.
+	ErrLocked = breachd.NewError(breachd.ErrFailedPrecondition, "data directory is in use by another process")
+	// ErrCorrupt is returned when stored data cannot be decoded. It has no
+	// kind: adapters treat it as internal.
 	ErrCorrupt = errors.New("corrupt data")
 )
 
@@ -32,7 +27,7 @@ func classify(op string, err error) error {
 	msg := err.Error()
 	switch {
 	case errors.Is(err, syscall.ENOSPC) || strings.Contains(msg, "no space left on device"):
-		return fmt.Errorf("%s: %w (%v)", op, ErrNoSpace, err)
+		return fmt.Errorf("%s: %w (%v)", op, breachd.ErrNoSpace, err)
 	case strings.Contains(msg, "Cannot acquire directory lock"):
 		return fmt.Errorf("%s: %w", op, ErrLocked)
 	}

@@ -6,7 +6,10 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -83,23 +86,88 @@ func TestFilterSaveLoad(t *testing.T) {
 	for i := range 5000 {
 		f.add(key('p', i))
 	}
-	if err := f.save(dir, filterHeader{dataVersion: 7, keys: 5000}); err != nil {
+	if err := f.save(dir, filterHeader{corpusVersion: 7, keys: 5000}); err != nil {
 		t.Fatal(err)
 	}
 	g, h, err := loadFilter(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.dataVersion != 7 || h.keys != 5000 || h.capacity != f.cap || h.fpr != f.fpr {
+	if h.corpusVersion != 7 || h.keys != 5000 || h.capacity != f.cap || h.fpr != f.fpr {
 		t.Fatalf("header = %+v", h)
 	}
-	if g.blocks != f.blocks || g.k != f.k || !g.set.Equal(f.set) {
+	if g.blocks != f.blocks || g.k != f.k || !g.bf.Equal(f.bf) {
 		t.Fatalf("loaded filter differs: %d blocks %d probes, want %d and %d", g.blocks, g.k, f.blocks, f.k)
 	}
 	for i := range 5000 {
 		if !g.test(key('p', i)) {
 			t.Fatalf("key %d lost in save and load", i)
 		}
+	}
+}
+
+// TestFilterClone checks that a clone holds everything its source does and
+// that adding to it leaves the source, which lookups may be reading, as it was.
+func TestFilterClone(t *testing.T) {
+	f := newFilter(4000, 0.001)
+	for i := range 2000 {
+		f.add(key('p', i))
+	}
+	c, err := f.clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if !c.test(key('p', i)) {
+			t.Fatalf("clone lost key %d", i)
+		}
+	}
+	before := append([]uint64(nil), f.words...)
+	for i := range 2000 {
+		c.add(key('q', i))
+	}
+	if !slices.Equal(before, f.words) {
+		t.Fatal("adding to the clone changed the source filter")
+	}
+	for i := range 2000 {
+		if !c.test(key('q', i)) {
+			t.Fatalf("clone lost added key %d", i)
+		}
+	}
+}
+
+// TestFilterLoadRejects covers files that must not be used: an older format
+// and a length field inside the encoding that disagrees with the header.
+func TestFilterLoadRejects(t *testing.T) {
+	dir := t.TempDir()
+	f := newFilter(5000, 0.001)
+	if err := f.save(dir, filterHeader{corpusVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, filterFile)
+	good, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte)
+		want   string
+	}{
+		{"format 2", func(b []byte) { binary.BigEndian.PutUint32(b[8:], 2) }, "format 2, want 3"},
+		{"encoded m", func(b []byte) { binary.BigEndian.PutUint64(b[filterHdrSize:], 512) }, "does not match the header"},
+		{"one bit", func(b []byte) { b[len(b)-100] ^= 1 }, "checksum mismatch"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := slices.Clone(good)
+			tc.damage(b)
+			if err := os.WriteFile(p, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := loadFilter(dir); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("loadFilter = %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }
 

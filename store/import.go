@@ -7,9 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -17,27 +17,52 @@ import (
 	"github.com/breachd/breachd"
 )
 
-// ImportStats counts what an import did.
-type ImportStats struct {
-	Breach string
-	// Received is the number of digests passed to Add.
-	Received uint64
-	// Duplicates were already recorded for this breach: repeats within the
-	// dump, or rows of an earlier import of the same breach.
-	Duplicates uint64
-	// NewAccounts were in no breach before.
-	NewAccounts uint64
-	// KnownAccounts were already stored for other breaches and are now linked
-	// to this one as well.
-	KnownAccounts uint64
-	// Version is the corpus version after the commit (0 before it).
-	Version uint64
+// Import adds breach b to the corpus from batches of digests, waiting (as
+// long as ctx allows) for any import already running to finish. The rows are
+// stored under a pending segment that lookups ignore; when batches ends
+// without an error they are committed and become visible all at once. If
+// batches yields an error, ctx ends or storing fails, nothing becomes
+// visible, and importing the breach again completes it. Adding a digest twice
+// is harmless.
+func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
+	if err := b.Validate(); err != nil {
+		return breachd.ImportStats{}, err
+	}
+	select {
+	case s.importSem <- struct{}{}:
+	case <-ctx.Done():
+		return breachd.ImportStats{}, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	}
+	defer func() { <-s.importSem }()
+	imp, err := s.beginImport(b)
+	if err != nil {
+		return breachd.ImportStats{}, err
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			s.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
+		}
+	}()
+	for ds, err := range batches {
+		if err != nil {
+			return imp.stats, err
+		}
+		if err := ctx.Err(); err != nil {
+			return imp.stats, err
+		}
+		if err := imp.add(ctx, ds); err != nil {
+			return imp.stats, err
+		}
+	}
+	st, err := imp.commit(ctx)
+	committed = err == nil
+	return st, err
 }
 
-// Import adds one breach to the corpus. Rows added with Add are stored under
-// a pending segment that lookups ignore; Commit makes them all visible at
-// once. Only one import runs at a time. An Import is not safe for concurrent use.
-type Import struct {
+// importTx is one running import. Only Import drives it, from one goroutine,
+// while holding the import token.
+type importTx struct {
 	s       *Store
 	breach  breachd.Breach
 	seg     uint32
@@ -45,38 +70,20 @@ type Import struct {
 	started time.Time
 	isBulk  bool // first import into the store: see bulk.go
 
-	bulk []breachd.Digest // buffered rows of a bulk load; guarded by mu
-
-	mu    sync.Mutex // guards stats and done
-	stats ImportStats
-	done  bool
+	bulk []breachd.Digest // buffered rows of a bulk load
+	// filter is a private copy of the published filter plus this import's
+	// digests, made at the first add. Commit publishes it; until then no
+	// lookup reads it, so it is written without atomics or locks.
+	filter *filter
+	stats  breachd.ImportStats
 }
 
-// BeginImport starts an import of breach b, waiting (as long as ctx allows)
-// for any import already running to finish.
-func (s *Store) BeginImport(ctx context.Context, b breachd.Breach) (*Import, error) {
-	if err := b.Validate(); err != nil {
-		return nil, err
-	}
-	select {
-	case s.importSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the running import: %w", ctx.Err())
-	}
-	imp, err := s.beginImport(b)
-	if err != nil {
-		<-s.importSem
-		return nil, err
-	}
-	return imp, nil
-}
-
-func (s *Store) beginImport(b breachd.Breach) (*Import, error) {
+func (s *Store) beginImport(b breachd.Breach) (*importTx, error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
 	defer s.release()
-	imp := &Import{s: s, breach: b, mine: map[uint32]bool{}, started: time.Now()}
+	imp := &importTx{s: s, breach: b, mine: map[uint32]bool{}, started: time.Now()}
 	imp.stats.Breach = b.Name
 	if s.cat.Load().version == 0 {
 		imp.isBulk, imp.seg = true, 1
@@ -116,17 +123,8 @@ func (s *Store) beginImport(b breachd.Breach) (*Import, error) {
 	return imp, nil
 }
 
-// Add stores a batch of digests for the breach. They stay invisible to
-// lookups until Commit. Adding a digest twice is harmless.
-func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
-	imp.mu.Lock()
-	defer imp.mu.Unlock()
-	if imp.done {
-		return ErrImportDone
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// add stores a batch of digests under the import's pending segment.
+func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 	s := imp.s
 	if err := s.acquire(); err != nil {
 		return err
@@ -136,23 +134,34 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 		imp.addBulk(digests)
 		return nil
 	}
+	if imp.filter == nil {
+		f, err := s.filter.Load().clone()
+		if err != nil {
+			return err
+		}
+		imp.filter = f
+	}
 
 	ds := slices.Clone(digests)
 	slices.SortFunc(ds, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
 	ds = slices.Compact(ds)
-	var st ImportStats
+	var st breachd.ImportStats
 	st.Received = uint64(len(digests))
 	st.Duplicates = uint64(len(digests) - len(ds))
 
-	f := s.filter.Load()
+	f := imp.filter
 	c := s.cat.Load()
 	keys := make([][]byte, 0, len(ds))
 	vals := make([][]byte, 0, len(ds))
-	var fresh [][]byte // digests new to the store, for the filter
+	var fresh [][]byte // digests not stored before, for the filter
 	err := s.db.View(func(txn *badger.Txn) error {
 		for i := range ds {
 			k := emailKey(&ds[i])
 			var old []byte
+			// The private filter holds every committed digest and this
+			// import's own: a "no" means nothing to merge with. (Rows of an
+			// abandoned import may be missed; they were never visible and
+			// are simply replaced.)
 			if f.test(k[1:]) {
 				item, err := txn.Get(k[:])
 				switch {
@@ -176,8 +185,6 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 			if old == nil {
 				fresh = append(fresh, k[1:])
 			}
-			// Rows left by an abandoned import are stored but were never
-			// visible: the account is new to anyone asking.
 			if c.visible(old) {
 				st.KnownAccounts++
 			} else {
@@ -189,10 +196,6 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 	if err != nil {
 		return classify("read batch", err)
 	}
-	// The filter learns a digest before Badger stores it: no false negatives.
-	for _, k := range fresh {
-		f.add(k)
-	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for i := range keys {
@@ -203,20 +206,27 @@ func (imp *Import) Add(ctx context.Context, digests []breachd.Digest) error {
 	if err := wb.Flush(); err != nil {
 		return classify("write batch", err)
 	}
-	total := s.keys.Add(uint64(len(fresh)))
+	for _, k := range fresh {
+		f.add(k)
+	}
 	imp.stats.Received += st.Received
 	imp.stats.Duplicates += st.Duplicates
 	imp.stats.NewAccounts += st.NewAccounts
 	imp.stats.KnownAccounts += st.KnownAccounts
-	// Keep the filter's false-positive rate near its target as the corpus grows.
-	if total > f.cap+f.cap/2 {
-		return s.rebuildFilter(ctx, 2*total)
+	// Keep the false-positive rate near its target as the corpus grows: the
+	// rebuilt filter holds every stored digest, this import's included.
+	if total := s.keys.Load() + imp.stats.NewAccounts; total > f.cap+f.cap/2 {
+		nf, _, err := s.rebuildFilter(ctx, c, 2*total)
+		if err != nil {
+			return err
+		}
+		imp.filter = nf
 	}
 	return nil
 }
 
 // has reports whether a membership value already names this breach.
-func (imp *Import) has(val []byte) bool {
+func (imp *importTx) has(val []byte) bool {
 	for i := 0; i+4 <= len(val); i += 4 {
 		if imp.mine[binary.BigEndian.Uint32(val[i:])] {
 			return true
@@ -225,21 +235,9 @@ func (imp *Import) has(val []byte) bool {
 	return false
 }
 
-// Stats returns the counts so far.
-func (imp *Import) Stats() ImportStats {
-	imp.mu.Lock()
-	defer imp.mu.Unlock()
-	return imp.stats
-}
-
-// Commit makes every row added so far visible at once, records the breach in
-// the catalogue and bumps the corpus version.
-func (imp *Import) Commit(ctx context.Context) (ImportStats, error) {
-	imp.mu.Lock()
-	defer imp.mu.Unlock()
-	if imp.done {
-		return imp.stats, ErrImportDone
-	}
+// commit makes every row added so far visible at once, records the breach in
+// the catalogue, bumps the corpus version and saves the filter.
+func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 	if err := ctx.Err(); err != nil {
 		return imp.stats, err
 	}
@@ -249,12 +247,12 @@ func (imp *Import) Commit(ctx context.Context) (ImportStats, error) {
 	}
 	defer s.release()
 
-	var bulkFilter *filter
 	if imp.isBulk {
-		var err error
-		if bulkFilter, err = imp.commitBulk(ctx); err != nil {
+		f, err := imp.commitBulk(ctx)
+		if err != nil {
 			return imp.stats, err
 		}
+		imp.filter = f
 	}
 	old := s.cat.Load()
 	rec := breachRecord{Breach: imp.breach}
@@ -289,18 +287,20 @@ func (imp *Import) Commit(ctx context.Context) (ImportStats, error) {
 	if err != nil {
 		return imp.stats, classify("commit import", err)
 	}
-	if bulkFilter != nil { // the filter learns the digests before lookups may see them
-		s.filter.Store(bulkFilter)
-		s.keys.Store(imp.stats.NewAccounts)
+	// Publish: the filter first, so that a lookup that sees the new
+	// catalogue also sees the new digests.
+	if imp.filter != nil {
+		s.filter.Store(imp.filter)
 	}
+	s.keys.Add(imp.stats.NewAccounts)
 	breaches := maps.Clone(old.byName)
-	breaches[rec.Name] = &Breach{Breach: rec.Breach, AccountCount: rec.AccountCount}
+	breaches[rec.Name] = &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
 	segs := maps.Clone(old.segNames)
 	segs[imp.seg] = rec.Name
 	s.cat.Store(newCatalog(version, breaches, segs))
-
-	imp.finish()
 	imp.stats.Version = version
+
+	// Still holding the import token: nothing changes the filter meanwhile.
 	if err := s.saveFilter(); err != nil {
 		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 	}
@@ -308,24 +308,4 @@ func (imp *Import) Commit(ctx context.Context) (ImportStats, error) {
 		"new_accounts", imp.stats.NewAccounts, "known_accounts", imp.stats.KnownAccounts,
 		"duplicates", imp.stats.Duplicates, "corpus_version", version, "duration", time.Since(imp.started))
 	return imp.stats, nil
-}
-
-// Abort ends the import without making its rows visible. The rows stay
-// stored under a pending segment; importing the breach again completes it.
-// Abort after Commit does nothing.
-func (imp *Import) Abort() {
-	imp.mu.Lock()
-	defer imp.mu.Unlock()
-	if imp.done {
-		return
-	}
-	imp.finish()
-	imp.bulk = nil
-	imp.s.log.Warn("import abandoned", "breach", imp.breach.Name, "received", imp.stats.Received)
-}
-
-// finish releases the import token; callers hold imp.mu.
-func (imp *Import) finish() {
-	imp.done = true
-	<-imp.s.importSem
 }

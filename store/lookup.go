@@ -12,14 +12,14 @@ import (
 // Lookup returns the visible breaches that digest d appears in, ordered by
 // name (empty when it is not exposed), and the corpus version the answer was
 // computed against.
-func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*Breach, uint64, error) {
+func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.CatalogEntry, uint64, error) {
 	// The common case, a digest the filter rejects, takes no lock: the
 	// filter stays valid after Close, and Close only needs to wait for
 	// calls that use Badger.
 	if s.closed.Load() {
-		return nil, 0, ErrClosed
+		return nil, 0, breachd.ErrClosed
 	}
-	c := s.cat.Load()
+	c := s.cat.Load() // before the filter: see Store.filter
 	// An empty catalogue (before the first import commits) answers no: it
 	// never reads Badger while a first import bulk-loads it.
 	if len(c.segments) == 0 || !s.filter.Load().test(d[:]) {
@@ -36,7 +36,7 @@ func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*Breach, uint64
 }
 
 // get confirms a filter "maybe" in Badger and appends the breaches to dst.
-func (s *Store) get(txn *badger.Txn, c *catalog, d *breachd.Digest, dst []*Breach) ([]*Breach, error) {
+func (s *Store) get(txn *badger.Txn, c *catalog, d *breachd.Digest, dst []*breachd.CatalogEntry) ([]*breachd.CatalogEntry, error) {
 	k := emailKey(d)
 	item, err := txn.Get(k[:])
 	if errors.Is(err, badger.ErrKeyNotFound) {
@@ -58,12 +58,12 @@ func (s *Store) get(txn *badger.Txn, c *catalog, d *breachd.Digest, dst []*Breac
 // in one read transaction. It calls hit, in ascending order, for each digest
 // that is exposed; the slice it passes is reused between calls. It returns the
 // corpus version that every answer in the batch was computed against.
-func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, breaches []*Breach)) (uint64, error) {
+func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, breaches []*breachd.CatalogEntry)) (uint64, error) {
 	if len(packed)%breachd.DigestSize != 0 {
 		return 0, breachd.ErrInvalidDigest
 	}
 	if s.closed.Load() {
-		return 0, ErrClosed
+		return 0, breachd.ErrClosed
 	}
 	c := s.cat.Load()
 	if len(c.segments) == 0 {
@@ -80,7 +80,7 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 	defer s.release()
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	var buf []*Breach
+	var buf []*breachd.CatalogEntry
 	for j, i := range maybe {
 		if j%256 == 0 {
 			if err := ctx.Err(); err != nil {

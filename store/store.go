@@ -13,43 +13,53 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/breachd/breachd"
 )
 
-// Options configure a Store. The zero value is usable.
+// Options configure a Store. Start from DefaultOptions; Open refuses invalid
+// values rather than replacing them.
 type Options struct {
-	// Logger receives the store's own events (never digests). Default: discard.
+	// Logger receives the store's own events (never digests). Nil discards them.
 	Logger *slog.Logger
-	// FalsePositiveRate is the Bloom filter's target rate. Default 0.001.
+	// FalsePositiveRate is the Bloom filter's target rate at capacity, in (0, 1).
 	FalsePositiveRate float64
-	// ExpectedKeys sizes the Bloom filter before the first import. The filter
-	// is rebuilt larger when the corpus outgrows it. Default 2,000,000.
+	// ExpectedKeys sizes the Bloom filter before the first import (at least
+	// 1). The filter is rebuilt larger when the corpus outgrows it.
 	ExpectedKeys uint64
-	// BlockCacheSize is Badger's block cache in bytes. Default 0, off: the
+	// BlockCacheSize is Badger's block cache in bytes, 0 for none. The
 	// tables are uncompressed and read through mmap, so the cache only adds
 	// work (1% hit ratio under load; present lookups 15-30% faster and 5
 	// allocations fewer without it, see bench/README.md).
 	BlockCacheSize int64
-	// BlockSize is the size of Badger's table blocks, applied to tables
-	// written from now on. Default 4 KiB.
+	// BlockSize is the size of Badger's table blocks in bytes, applied to
+	// tables written from now on.
 	BlockSize int
 }
 
-func (o *Options) setDefaults() {
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
+// DefaultOptions returns the options the daemon uses unless told otherwise.
+func DefaultOptions() Options {
+	return Options{
+		FalsePositiveRate: 0.001,
+		ExpectedKeys:      2_000_000,
+		BlockCacheSize:    0,
+		BlockSize:         4 << 10,
 	}
-	if o.FalsePositiveRate <= 0 || o.FalsePositiveRate >= 1 {
-		o.FalsePositiveRate = 0.001
+}
+
+// Validate reports the first invalid option as a *breachd.OptionError.
+func (o Options) Validate() error {
+	switch {
+	case !(o.FalsePositiveRate > 0 && o.FalsePositiveRate < 1):
+		return &breachd.OptionError{Option: "FalsePositiveRate", Value: o.FalsePositiveRate, Want: "a rate between 0 and 1, exclusive (e.g. 0.001)"}
+	case o.ExpectedKeys < 1:
+		return &breachd.OptionError{Option: "ExpectedKeys", Value: o.ExpectedKeys, Want: "at least 1"}
+	case o.BlockCacheSize < 0:
+		return &breachd.OptionError{Option: "BlockCacheSize", Value: o.BlockCacheSize, Want: "0 (no cache) or more bytes"}
+	case o.BlockSize < 512 || o.BlockSize > 1<<20:
+		return &breachd.OptionError{Option: "BlockSize", Value: o.BlockSize, Want: "512 bytes to 1 MiB"}
 	}
-	if o.ExpectedKeys == 0 {
-		o.ExpectedKeys = 2_000_000
-	}
-	if o.BlockCacheSize < 0 {
-		o.BlockCacheSize = 0
-	}
-	if o.BlockSize <= 0 {
-		o.BlockSize = 4 << 10
-	}
+	return nil
 }
 
 // Store is the breach corpus. It is safe for concurrent use; imports are
@@ -60,9 +70,13 @@ type Store struct {
 	log  *slog.Logger
 	opts Options
 
-	filter atomic.Pointer[filter]  // swapped whole when rebuilt larger
-	cat    atomic.Pointer[catalog] // swapped whole when an import commits
-	keys   atomic.Uint64           // distinct digests stored
+	// Published state. Each is replaced whole and never changed once
+	// stored, so lookups read it without locks. A commit stores the filter
+	// before the catalogue, and lookups load the catalogue before the
+	// filter: a lookup that sees a segment also sees its digests.
+	filter atomic.Pointer[filter]
+	cat    atomic.Pointer[catalog]
+	keys   atomic.Uint64 // distinct digests in committed breaches
 
 	importSem chan struct{} // holds one token while an import runs
 
@@ -75,9 +89,15 @@ type Store struct {
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 }
 
-// Open opens (creating if needed) the corpus in dir.
-func Open(dir string, opts Options) (*Store, error) {
-	opts.setDefaults()
+// Open opens (creating if needed) the corpus in dir. Rebuilding the Bloom
+// filter, when the saved one does not match the data, stops when ctx is done.
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithCompression(options.None). // digests are random: nothing to compress
@@ -95,7 +115,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if err := s.loadOrRebuildFilter(); err != nil {
+	if err := s.loadOrRebuildFilter(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -103,7 +123,7 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 func (s *Store) loadCatalog() error {
-	breaches := map[string]*Breach{}
+	breaches := map[string]*breachd.CatalogEntry{}
 	segs := map[uint32]string{}
 	var version uint64
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -127,7 +147,7 @@ func (s *Store) loadCatalog() error {
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("%w: breach record: %v", ErrCorrupt, err)
 			}
-			breaches[r.Name] = &Breach{Breach: r.Breach, AccountCount: r.AccountCount}
+			breaches[r.Name] = &breachd.CatalogEntry{Breach: r.Breach, AccountCount: r.AccountCount}
 			return nil
 		})
 		if err != nil {
@@ -164,19 +184,22 @@ func scan(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
 	return nil
 }
 
-// loadOrRebuildFilter uses the saved filter when it was saved from exactly the
-// data on disk, and rebuilds it from Badger otherwise.
-func (s *Store) loadOrRebuildFilter() error {
+// loadOrRebuildFilter uses the saved filter when it was saved at the corpus
+// version on disk, and rebuilds it from Badger otherwise. A filter saved at a
+// commit holds every digest of every committed breach, so rows that an
+// interrupted import left behind (invisible, since never committed) do not
+// make it stale.
+func (s *Store) loadOrRebuildFilter(ctx context.Context) error {
 	f, h, err := loadFilter(s.dir)
-	maxVersion := s.db.MaxVersion()
+	c := s.cat.Load()
 	reason := ""
 	switch {
 	case errors.Is(err, errNoFilter):
 		reason = "no saved filter"
 	case err != nil:
 		reason = "saved filter unreadable: " + err.Error()
-	case h.dataVersion != maxVersion:
-		reason = "saved filter is older than the data"
+	case h.corpusVersion != c.version:
+		reason = "saved filter is from another corpus version"
 	case h.fpr != s.opts.FalsePositiveRate:
 		reason = "false-positive rate changed"
 	case h.keys > h.capacity:
@@ -188,35 +211,47 @@ func (s *Store) loadOrRebuildFilter() error {
 		s.log.Info("bloom filter loaded", "keys", h.keys)
 		return nil
 	}
-	if maxVersion == 0 { // empty store: nothing to rebuild from
+	if c.version == 0 { // nothing committed: nothing to rebuild from
 		s.filter.Store(newFilter(s.opts.ExpectedKeys, s.opts.FalsePositiveRate))
 		return nil
 	}
 	s.log.Warn("rebuilding bloom filter from data", "reason", reason)
-	return s.rebuildFilter(context.Background(), 0)
+	f, n, err := s.rebuildFilter(ctx, c, 0)
+	if err != nil {
+		return err
+	}
+	s.filter.Store(f)
+	s.keys.Store(n)
+	if err := s.saveFilter(); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
+	return nil
 }
 
 // rebuildFilter builds a new filter from every stored digest, sized for at
-// least minCap keys, and swaps it in. Callers must hold the import token or be
-// in Open: no digest may be written while it runs.
-func (s *Store) rebuildFilter(ctx context.Context, minCap uint64) error {
+// least minCap keys, and returns it with the number of digests that belong
+// to a breach committed in c. It adds the rows of pending imports too: a
+// superset is always safe, and the running import needs its own rows in.
+// Callers hold the import token or are in Open: no digest is written meanwhile.
+func (s *Store) rebuildFilter(ctx context.Context, c *catalog, minCap uint64) (*filter, uint64, error) {
 	start := time.Now()
-	var n uint64
+	var stored uint64
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			n++
+			stored++
 		}
 		return nil
 	})
 	if err != nil {
-		return classify("count digests", err)
+		return nil, 0, classify("count digests", err)
 	}
-	capacity := max(s.opts.ExpectedKeys, 2*n, minCap)
+	capacity := max(s.opts.ExpectedKeys, 2*stored, minCap)
 	f := newFilter(capacity, s.opts.FalsePositiveRate)
+	var visible uint64
 	err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
 		defer it.Close()
 		var i int
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -225,24 +260,30 @@ func (s *Store) rebuildFilter(ctx context.Context, minCap uint64) error {
 					return err
 				}
 			}
-			f.add(it.Item().Key()[1:])
+			item := it.Item()
+			f.add(item.Key()[1:])
+			if err := item.Value(func(v []byte) error {
+				if c.visible(v) {
+					visible++
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return classify("rebuild filter", err)
+		return nil, 0, classify("rebuild filter", err)
 	}
-	s.filter.Store(f)
-	s.keys.Store(n)
-	s.log.Info("bloom filter rebuilt", "keys", n, "capacity", capacity, "duration", time.Since(start))
-	if err := s.saveFilter(); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
-	return nil
+	s.log.Info("bloom filter rebuilt", "keys", stored, "committed_keys", visible, "capacity", capacity, "duration", time.Since(start))
+	return f, visible, nil
 }
 
+// saveFilter saves the published filter. Callers hold the import token, or
+// are closing the store: the filter and catalogue do not change meanwhile.
 func (s *Store) saveFilter() error {
-	h := filterHeader{dataVersion: s.db.MaxVersion(), keys: s.keys.Load()}
+	h := filterHeader{corpusVersion: s.cat.Load().version, keys: s.keys.Load()}
 	return s.filter.Load().save(s.dir, h)
 }
 
@@ -251,7 +292,7 @@ func (s *Store) acquire() error {
 	s.closeMu.RLock()
 	if s.closed.Load() {
 		s.closeMu.RUnlock()
-		return ErrClosed
+		return breachd.ErrClosed
 	}
 	return nil
 }
@@ -264,7 +305,7 @@ func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed.Load() {
-		return ErrClosed
+		return breachd.ErrClosed
 	}
 	s.closed.Store(true)
 	var errs []error
@@ -281,24 +322,30 @@ func (s *Store) Close() error {
 func (s *Store) Version() uint64 { return s.cat.Load().version }
 
 // Breaches returns the catalogue ordered by name, and its version.
-func (s *Store) Breaches() ([]*Breach, uint64) {
+func (s *Store) Breaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error) {
+	if s.closed.Load() {
+		return nil, 0, breachd.ErrClosed
+	}
 	c := s.cat.Load()
-	return c.sorted, c.version
+	return c.sorted, c.version, nil
 }
 
-// Breach returns one catalogue entry, or ErrUnknownBreach.
-func (s *Store) Breach(name string) (*Breach, uint64, error) {
+// Breach returns one catalogue entry, or an error wrapping breachd.ErrUnknownBreach.
+func (s *Store) Breach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error) {
+	if s.closed.Load() {
+		return nil, 0, breachd.ErrClosed
+	}
 	c := s.cat.Load()
 	b := c.byName[name]
 	if b == nil {
-		return nil, c.version, fmt.Errorf("%w: %q", ErrUnknownBreach, name)
+		return nil, c.version, fmt.Errorf("%w %s", breachd.ErrUnknownBreach, breachd.Quote(name))
 	}
 	return b, c.version, nil
 }
 
 // Stats describes the corpus.
 type Stats struct {
-	Keys     uint64 // distinct digests stored
+	Keys     uint64 // distinct digests in committed breaches
 	Version  uint64
 	Breaches int
 	Filter   FilterStats
@@ -317,11 +364,18 @@ func (s *Store) Stats() Stats {
 		Filter: fs, LSMBytes: lsm, VLogSize: vlog}
 }
 
-// badgerLogger routes Badger's logs into slog. Badger's informational chatter
-// goes to debug level.
+// badgerLogger routes Badger's logs into slog under one constant message;
+// Badger's text goes in "detail" (a second "msg" key would make JSON
+// handlers write two). Its informational chatter goes to debug level.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger", "msg", fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger", "msg", fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug("badger", "msg", fmt.Sprintf(f, a...)) }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug("badger", "msg", fmt.Sprintf(f, a...)) }
+func (b badgerLogger) log(level slog.Level, f string, a []any) {
+	if b.l.Enabled(context.Background(), level) {
+		b.l.Log(context.Background(), level, "badger", "detail", fmt.Sprintf(f, a...))
+	}
+}
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug, f, a) }

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"iter"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,38 +34,55 @@ func breach(name string) breachd.Breach {
 	return breachd.Breach{Name: name, Title: name + " breach", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
 }
 
+// options returns the default options with the filter sized for n keys
+// before the first import (0 keeps the default).
+func options(n uint64) store.Options {
+	o := store.DefaultOptions()
+	if n > 0 {
+		o.ExpectedKeys = n
+	}
+	return o
+}
+
+func withLogger(l *slog.Logger) store.Options {
+	o := store.DefaultOptions()
+	o.Logger = l
+	return o
+}
+
 func open(tb testing.TB, dir string, opts store.Options) *store.Store {
 	tb.Helper()
-	s, err := store.Open(dir, opts)
+	s, err := store.Open(context.Background(), dir, opts)
 	if err != nil {
 		tb.Fatalf("Open(%s) = %v", dir, err)
 	}
 	return s
 }
 
-func importAll(tb testing.TB, s *store.Store, b breachd.Breach, ds []breachd.Digest, batch int) store.ImportStats {
-	tb.Helper()
-	ctx := context.Background()
-	imp, err := s.BeginImport(ctx, b)
-	if err != nil {
-		tb.Fatalf("BeginImport(%s) = %v", b.Name, err)
-	}
-	defer imp.Abort()
-	for len(ds) > 0 {
-		n := min(batch, len(ds))
-		if err := imp.Add(ctx, ds[:n]); err != nil {
-			tb.Fatalf("Add = %v", err)
+// batches yields ds in batches of n, then end (nil: the import commits).
+func batches(ds []breachd.Digest, n int, end error) iter.Seq2[[]breachd.Digest, error] {
+	return func(yield func([]breachd.Digest, error) bool) {
+		for c := range slices.Chunk(ds, n) {
+			if !yield(c, nil) {
+				return
+			}
 		}
-		ds = ds[n:]
+		if end != nil {
+			yield(nil, end)
+		}
 	}
-	st, err := imp.Commit(ctx)
+}
+
+func importAll(tb testing.TB, s *store.Store, b breachd.Breach, ds []breachd.Digest, batch int) breachd.ImportStats {
+	tb.Helper()
+	st, err := s.Import(context.Background(), b, batches(ds, batch, nil))
 	if err != nil {
-		tb.Fatalf("Commit = %v", err)
+		tb.Fatalf("Import(%s) = %v", b.Name, err)
 	}
 	return st
 }
 
-func names(bs []*store.Breach) []string {
+func names(bs []*breachd.CatalogEntry) []string {
 	var out []string
 	for _, b := range bs {
 		out = append(out, b.Name)
@@ -86,7 +105,7 @@ func wantBreaches(tb testing.TB, s *store.Store, ds []breachd.Digest, want ...st
 }
 
 func TestImportAndLookup(t *testing.T) {
-	s := open(t, t.TempDir(), store.Options{})
+	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	a, b := digests("a", 3000), digests("b", 2000)
 	both := digests("both", 500)
@@ -104,14 +123,14 @@ func TestImportAndLookup(t *testing.T) {
 	wantBreaches(t, s, both, "Alpha", "Beta")
 	wantBreaches(t, s, digests("absent", 5000))
 
-	bs, v := s.Breaches()
-	if v != 2 || !slices.Equal(names(bs), []string{"Alpha", "Beta"}) {
+	bs, v, err := s.Breaches(t.Context())
+	if err != nil || v != 2 || !slices.Equal(names(bs), []string{"Alpha", "Beta"}) {
 		t.Fatalf("Breaches() = %v, %d", names(bs), v)
 	}
 	if bs[0].AccountCount != 3500 || bs[1].AccountCount != 2500 {
 		t.Fatalf("account counts = %d, %d, want 3500, 2500", bs[0].AccountCount, bs[1].AccountCount)
 	}
-	if _, _, err := s.Breach("Gamma"); !errors.Is(err, store.ErrUnknownBreach) {
+	if _, _, err := s.Breach(t.Context(), "Gamma"); !errors.Is(err, breachd.ErrUnknownBreach) || !errors.Is(err, breachd.ErrNotFound) {
 		t.Fatalf("Breach(Gamma) = %v, want ErrUnknownBreach", err)
 	}
 	if got := s.Stats().Keys; got != 5500 {
@@ -120,7 +139,7 @@ func TestImportAndLookup(t *testing.T) {
 }
 
 func TestReimportIsIdempotent(t *testing.T) {
-	s := open(t, t.TempDir(), store.Options{})
+	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	ds := digests("a", 2000)
 	// Repeats inside one dump are duplicates too.
@@ -129,7 +148,7 @@ func TestReimportIsIdempotent(t *testing.T) {
 	if st.Duplicates != 2000 || st.NewAccounts != 0 || st.KnownAccounts != 0 {
 		t.Fatalf("re-import stats = %+v, want all duplicates", st)
 	}
-	b, _, err := s.Breach("Alpha")
+	b, _, err := s.Breach(t.Context(), "Alpha")
 	if err != nil || b.AccountCount != 2000 {
 		t.Fatalf("Breach(Alpha) = %+v, %v, want 2000 accounts", b, err)
 	}
@@ -137,44 +156,54 @@ func TestReimportIsIdempotent(t *testing.T) {
 }
 
 func TestUncommittedImportIsInvisible(t *testing.T) {
-	ctx := context.Background()
+	ctx := t.Context()
 	dir := t.TempDir()
-	s := open(t, dir, store.Options{})
+	s := open(t, dir, options(0))
 	a, b := digests("a", 1000), digests("b", 1000)
 	importAll(t, s, breach("Alpha"), a, 1000)
 
-	imp, err := s.BeginImport(ctx, breach("Beta"))
-	if err != nil {
-		t.Fatal(err)
+	// The batches are stored, then the source fails: lookups meanwhile and
+	// afterwards see none of them.
+	errDump := errors.New("dump truncated")
+	pending := func(yield func([]breachd.Digest, error) bool) {
+		if !yield(append(slices.Clone(b), a[:10]...), nil) {
+			return
+		}
+		wantBreaches(t, s, b)
+		wantBreaches(t, s, a[:10], "Alpha")
+		if _, _, err := s.Breach(ctx, "Beta"); !errors.Is(err, breachd.ErrUnknownBreach) {
+			t.Errorf("pending breach is in the catalogue: %v", err)
+		}
+		yield(nil, errDump)
 	}
-	if err := imp.Add(ctx, append(slices.Clone(b), a[:10]...)); err != nil {
-		t.Fatal(err)
+	if _, err := s.Import(ctx, breach("Beta"), pending); !errors.Is(err, errDump) {
+		t.Fatalf("Import with a failing source = %v, want %v", err, errDump)
 	}
 	wantBreaches(t, s, b)
-	wantBreaches(t, s, a[:10], "Alpha")
-	if _, _, err := s.Breach("Beta"); !errors.Is(err, store.ErrUnknownBreach) {
-		t.Fatalf("pending breach is in the catalogue: %v", err)
+	if v := s.Version(); v != 1 {
+		t.Fatalf("version after an abandoned import = %d, want 1", v)
 	}
-	imp.Abort()
-	if err := imp.Add(ctx, b); !errors.Is(err, store.ErrImportDone) {
-		t.Fatalf("Add after Abort = %v, want ErrImportDone", err)
-	}
-	wantBreaches(t, s, b)
 
 	// After a restart the abandoned rows are still invisible, and importing
 	// the breach again completes it.
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = open(t, dir, store.Options{})
+	s = open(t, dir, options(0))
 	defer s.Close()
 	wantBreaches(t, s, b)
+	if got := s.Stats().Keys; got != 1000 {
+		t.Fatalf("Stats().Keys = %d, want 1000: abandoned rows are not counted", got)
+	}
 	st := importAll(t, s, breach("Beta"), b, 400)
-	if st.Version != 2 {
-		t.Fatalf("version after re-import = %d, want 2", st.Version)
+	if st.Version != 2 || st.NewAccounts != 1000 {
+		t.Fatalf("re-import stats = %+v, want version 2 and 1000 new accounts", st)
 	}
 	wantBreaches(t, s, b, "Beta")
 	wantBreaches(t, s, a[:10], "Alpha")
+	if got := s.Stats().Keys; got != 2000 {
+		t.Fatalf("Stats().Keys = %d, want 2000", got)
+	}
 }
 
 func TestReopen(t *testing.T) {
@@ -211,7 +240,7 @@ func TestReopen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s := open(t, dir, store.Options{})
+			s := open(t, dir, options(0))
 			importAll(t, s, breach("Alpha"), a, 1000)
 			older, err := os.ReadFile(filepath.Join(dir, "breachd.bloom"))
 			if err != nil {
@@ -224,7 +253,7 @@ func TestReopen(t *testing.T) {
 			tt.damage(t, dir, older)
 
 			var logs bytes.Buffer
-			s = open(t, dir, store.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			s = open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			defer s.Close()
 			if !strings.Contains(logs.String(), tt.want) {
 				t.Errorf("reopen logged %q, want %q", logs.String(), tt.want)
@@ -241,7 +270,7 @@ func TestReopen(t *testing.T) {
 
 func TestFilterGrows(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, store.Options{ExpectedKeys: 1024})
+	s := open(t, dir, options(1024))
 	ds := digests("a", 20000)
 	// The first import is a bulk load and sizes its filter itself: start
 	// with a small one so that the second grows the filter as it goes.
@@ -256,7 +285,7 @@ func TestFilterGrows(t *testing.T) {
 		t.Fatalf("estimated FPR %.5f is over twice the target %.5f", fs.EstimatedFPR, fs.TargetFPR)
 	}
 	s.Close()
-	s = open(t, dir, store.Options{ExpectedKeys: 1024})
+	s = open(t, dir, options(1024))
 	defer s.Close()
 	wantBreaches(t, s, ds, "Alpha")
 }
@@ -267,7 +296,7 @@ func TestFilterGrows(t *testing.T) {
 // the import. Run with -race.
 func TestVisibilityIsAtomic(t *testing.T) {
 	ctx := t.Context()
-	s := open(t, t.TempDir(), store.Options{ExpectedKeys: 4096})
+	s := open(t, t.TempDir(), options(4096))
 	defer s.Close()
 	a, b := digests("a", 3000), digests("b", 20000)
 	importAll(t, s, breach("Alpha"), a, 1000)
@@ -308,7 +337,7 @@ func TestVisibilityIsAtomic(t *testing.T) {
 }
 
 func TestLookupBatch(t *testing.T) {
-	s := open(t, t.TempDir(), store.Options{})
+	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	present := digests("a", 100)
 	importAll(t, s, breach("Alpha"), present, 100)
@@ -324,7 +353,7 @@ func TestLookupBatch(t *testing.T) {
 		}
 	}
 	var got []int
-	v, err := s.LookupBatch(context.Background(), packed, func(i int, bs []*store.Breach) {
+	v, err := s.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) {
 		if !slices.Equal(names(bs), []string{"Alpha"}) {
 			t.Errorf("hit %d = %v", i, names(bs))
 		}
@@ -342,41 +371,49 @@ func TestLookupBatch(t *testing.T) {
 }
 
 func TestImportsAreSerialised(t *testing.T) {
-	s := open(t, t.TempDir(), store.Options{})
+	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
-	imp, err := s.BeginImport(t.Context(), breach("Alpha"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	started, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, err := s.Import(t.Context(), breach("Alpha"), func(yield func([]breachd.Digest, error) bool) {
+			close(started)
+			<-release
+			yield(digests("a", 10), nil)
+		})
+		first <- err
+	}()
+	<-started
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.BeginImport(ctx, breach("Beta")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("second BeginImport = %v, want it to wait and fail with the context", err)
+	if _, err := s.Import(ctx, breach("Beta"), batches(digests("b", 10), 10, nil)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("second Import = %v, want it to wait and fail with the context", err)
 	}
-	imp.Abort()
-	imp2, err := s.BeginImport(t.Context(), breach("Beta"))
-	if err != nil {
-		t.Fatalf("BeginImport after Abort = %v", err)
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first Import = %v", err)
 	}
-	imp2.Abort()
+	if st := importAll(t, s, breach("Beta"), digests("b", 10), 10); st.Version != 2 {
+		t.Fatalf("Import after the first = %+v, want version 2", st)
+	}
 }
 
 func TestErrors(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, store.Options{})
-	if _, err := s.BeginImport(t.Context(), breachd.Breach{Name: "bad name"}); !errors.Is(err, breachd.ErrInvalidBreach) {
-		t.Fatalf("BeginImport(bad name) = %v, want ErrInvalidBreach", err)
+	s := open(t, dir, options(0))
+	if _, err := s.Import(t.Context(), breachd.Breach{Name: "bad name"}, batches(nil, 1, nil)); !errors.Is(err, breachd.ErrInvalidBreach) {
+		t.Fatalf("Import(bad name) = %v, want ErrInvalidBreach", err)
 	}
-	if _, err := store.Open(dir, store.Options{}); !errors.Is(err, store.ErrLocked) {
+	if _, err := store.Open(t.Context(), dir, options(0)); !errors.Is(err, store.ErrLocked) {
 		t.Fatalf("second Open = %v, want ErrLocked", err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Lookup(t.Context(), breachd.Digest{}); !errors.Is(err, store.ErrClosed) {
+	if _, _, err := s.Lookup(t.Context(), breachd.Digest{}); !errors.Is(err, breachd.ErrClosed) || !errors.Is(err, breachd.ErrUnavailable) {
 		t.Fatalf("Lookup after Close = %v, want ErrClosed", err)
 	}
-	if err := s.Close(); !errors.Is(err, store.ErrClosed) {
+	if err := s.Close(); !errors.Is(err, breachd.ErrClosed) {
 		t.Fatalf("second Close = %v, want ErrClosed", err)
 	}
 }
@@ -387,17 +424,12 @@ func TestErrors(t *testing.T) {
 func TestFirstImport(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	s := open(t, dir, store.Options{})
+	s := open(t, dir, options(0))
 	a, b := digests("a", 5000), digests("b", 30000)
 
-	imp, err := s.BeginImport(ctx, breach("Abandoned"))
-	if err != nil {
-		t.Fatal(err)
+	if _, err := s.Import(ctx, breach("Abandoned"), batches(a, 1000, context.Canceled)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("abandoned first Import = %v", err)
 	}
-	if err := imp.Add(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	imp.Abort()
 
 	var stop atomic.Bool
 	var wg sync.WaitGroup
@@ -440,9 +472,125 @@ func TestFirstImport(t *testing.T) {
 		t.Fatalf("second import stats = %+v", st)
 	}
 	s.Close()
-	s = open(t, dir, store.Options{})
+	s = open(t, dir, options(0))
 	defer s.Close()
 	wantBreaches(t, s, a, "Gamma")
 	wantBreaches(t, s, b[:10], "Beta", "Gamma")
 	wantBreaches(t, s, b[10:], "Beta")
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*store.Options)
+		option string
+	}{
+		{"fpr too high", func(o *store.Options) { o.FalsePositiveRate = 5 }, "FalsePositiveRate"},
+		{"fpr zero", func(o *store.Options) { o.FalsePositiveRate = 0 }, "FalsePositiveRate"},
+		{"fpr NaN", func(o *store.Options) { o.FalsePositiveRate = math.NaN() }, "FalsePositiveRate"},
+		{"no expected keys", func(o *store.Options) { o.ExpectedKeys = 0 }, "ExpectedKeys"},
+		{"negative cache", func(o *store.Options) { o.BlockCacheSize = -1 }, "BlockCacheSize"},
+		{"tiny block", func(o *store.Options) { o.BlockSize = 10 }, "BlockSize"},
+	}
+	if err := store.DefaultOptions().Validate(); err != nil {
+		t.Fatalf("DefaultOptions().Validate() = %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := store.DefaultOptions()
+			tt.change(&o)
+			dir := filepath.Join(t.TempDir(), "data")
+			_, err := store.Open(t.Context(), dir, o)
+			var oe *breachd.OptionError
+			if !errors.As(err, &oe) || oe.Option != tt.option {
+				t.Fatalf("Open with %s = %v, want an OptionError naming %s", tt.name, err, tt.option)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("Open with invalid options created %s", dir)
+			}
+		})
+	}
+}
+
+// TestBackToBackImports runs an import that waits for the running one while
+// that one commits. The waiting import must not change the filter that the
+// commit is saving (run with -race), and the saved filter must be usable at
+// the next start without a rebuild.
+func TestBackToBackImports(t *testing.T) {
+	dir := t.TempDir()
+	var logs syncBuffer
+	s := open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	a, b, c := digests("a", 20000), digests("b", 20000), digests("c", 20000)
+	importAll(t, s, breach("Alpha"), a, 5000)
+	var wg sync.WaitGroup
+	for _, x := range []struct {
+		name string
+		ds   []breachd.Digest
+	}{{"Beta", b}, {"Gamma", c}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Import(context.Background(), breach(x.name), batches(x.ds, 20000, nil)); err != nil {
+				t.Errorf("Import(%s) = %v", x.name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	s = open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	defer s.Close()
+	if got := logs.String(); !strings.Contains(got, "bloom filter loaded") {
+		t.Fatalf("reopen logged %q, want the saved filter loaded", got)
+	}
+	wantBreaches(t, s, a, "Alpha")
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, c, "Gamma")
+}
+
+// TestBadgerLogs checks that Badger's messages, passed through slog's JSON
+// handler, make valid records with one "msg" each.
+func TestBadgerLogs(t *testing.T) {
+	var logs syncBuffer
+	s := open(t, t.TempDir(), withLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	importAll(t, s, breach("Alpha"), digests("a", 100), 100)
+	s.Close()
+	var badger int
+	for line := range strings.Lines(logs.String()) {
+		if n := strings.Count(line, `"msg":`); n != 1 {
+			t.Errorf("log line has %d msg keys: %s", n, line)
+		}
+		if strings.Contains(line, `"msg":"badger"`) {
+			badger++
+		}
+	}
+	if badger == 0 {
+		t.Fatalf("no Badger lines at debug level in:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the store's concurrent logging.
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }

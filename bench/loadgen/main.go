@@ -28,6 +28,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/breachd/breachd"
 )
 
 func main() {
@@ -86,7 +88,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	if (c.addr == "") == (c.data == "") {
 		return c, errors.New("give either --addr or --data")
 	}
-	if c.rounds < 1 || c.duration <= 0 || c.streams < 1 || c.batch < 1 || c.batch > 10_000 || c.inFlight < 1 ||
+	if c.rounds < 1 || c.duration <= 0 || c.streams < 1 || c.batch < 1 || c.batch > breachd.MaxBatch || c.inFlight < 1 ||
 		c.absent < 0 || c.absent > 1 {
 		return c, errors.New("--rounds, --duration, --streams and --in-flight must be positive, --batch 1..10000, --absent 0..1")
 	}

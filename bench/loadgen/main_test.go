@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,19 +12,18 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/server"
-	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/server/servertest"
 )
 
 // TestRun drives a real in-process daemon holding the accounts of a small
 // dump, and checks that every section is reported.
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "data"), store.Options{})
+	srv, err := servertest.Start(filepath.Join(dir, "data"), servertest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	defer srv.Close()
 	var dump bytes.Buffer
 	var ds []breachd.Digest
 	for i := range 500 {
@@ -43,26 +40,12 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	imp, err := st.BeginImport(ctx, breachd.Breach{Name: "Test", Title: "Test", BreachDate: "2011-06-17"})
-	if err != nil {
+	if _, err := srv.Import(ctx, breachd.Breach{Name: "Test", Title: "Test", BreachDate: "2011-06-17"}, ds); err != nil {
 		t.Fatal(err)
 	}
-	if err := imp.Add(ctx, ds); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := imp.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(st, server.Options{Logger: slog.New(slog.DiscardHandler)})
-	go srv.Serve(lis)
-	defer srv.Shutdown(ctx)
 
 	var out, errOut bytes.Buffer
-	args := []string{"--addr", lis.Addr().String(), "--corpus", dumpFile, "--absent", "0.5",
+	args := []string{"--addr", srv.Addr, "--corpus", dumpFile, "--absent", "0.5",
 		"--duration", "100ms", "--rounds", "1", "--concurrency", "1,4", "--batch", "100"}
 	if err := run(ctx, args, &out, &errOut); err != nil {
 		t.Fatalf("run = %v\n%s", err, errOut.String())

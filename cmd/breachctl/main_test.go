@@ -2,30 +2,23 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/server"
-	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/server/servertest"
 )
 
 // serveStore serves a real store holding the given emails in breach "Alpha"
 // on 127.0.0.1 and returns its address.
 func serveStore(t *testing.T, emails ...string) string {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{})
+	srv, err := servertest.Start(t.TempDir(), servertest.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	imp, err := st.BeginImport(ctx, breachd.Breach{Name: "Alpha", Title: "Alpha Inc.", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses", "Names"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { srv.Close() })
 	var ds []breachd.Digest
 	for _, e := range emails {
 		d, err := canon.Digest(e)
@@ -34,23 +27,11 @@ func serveStore(t *testing.T, emails ...string) string {
 		}
 		ds = append(ds, d)
 	}
-	if err := imp.Add(ctx, ds); err != nil {
+	b := breachd.Breach{Name: "Alpha", Title: "Alpha Inc.", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses", "Names"}}
+	if _, err := srv.Import(t.Context(), b, ds); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := imp.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := server.New(st, server.Options{})
-	go srv.Serve(lis)
-	t.Cleanup(func() {
-		srv.Shutdown(context.Background())
-		st.Close()
-	})
-	return lis.Addr().String()
+	return srv.Addr
 }
 
 func TestCheck(t *testing.T) {

@@ -45,12 +45,13 @@ func fingerprint(c bulkConfig, size int64) (string, error) {
 
 // output is the report file (or stdout) with its checkpoint.
 type output struct {
-	f       *os.File // nil for stdout
-	cw      *countingWriter
-	w       *bufio.Writer
-	cpPath  string // "" when not resumable
-	fp      string
-	resumed counters
+	f        *os.File // nil for stdout
+	unsynced bool     // f is not a regular file: never fsync it
+	cw       *countingWriter
+	w        *bufio.Writer
+	cpPath   string // "" when not resumable
+	fp       string
+	resumed  counters
 }
 
 func openOutput(c bulkConfig, inSize int64, stdout io.Writer) (*output, error) {
@@ -99,6 +100,9 @@ func openOutput(c bulkConfig, inSize int64, stdout io.Writer) (*output, error) {
 		return nil, err
 	}
 	o.f = f
+	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
+		o.unsynced = true // /dev/null, a pipe: fsync fails with EINVAL and means nothing
+	}
 	o.cw = &countingWriter{w: f}
 	o.w = newBuffered(o.cw)
 	return o, nil
@@ -124,7 +128,7 @@ func (o *output) checkpoint(tot counters, version uint64) error {
 	if o.f == nil || o.cpPath == "" {
 		return nil
 	}
-	if err := o.f.Sync(); err != nil {
+	if err := o.sync(); err != nil {
 		return err
 	}
 	b, err := json.Marshal(checkpoint{Fingerprint: o.fp, OutBytes: o.cw.n, Totals: tot, CorpusVersion: version})
@@ -143,10 +147,8 @@ func (o *output) finish() error {
 	if err := o.w.Flush(); err != nil {
 		return err
 	}
-	if o.f != nil {
-		if err := o.f.Sync(); err != nil {
-			return err
-		}
+	if err := o.sync(); err != nil {
+		return err
 	}
 	if o.cpPath != "" {
 		if err := os.Remove(o.cpPath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -154,6 +156,14 @@ func (o *output) finish() error {
 		}
 	}
 	return nil
+}
+
+// sync makes the report durable, if it is a file.
+func (o *output) sync() error {
+	if o.f == nil || o.unsynced {
+		return nil
+	}
+	return o.f.Sync()
 }
 
 // close flushes what is buffered (an interrupted run keeps its rows up to the

@@ -6,13 +6,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
 )
 
@@ -37,7 +45,7 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs.StringVar(&c.manifest, "manifest", "", "breach manifest, JSON (required)")
 	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
-	fs.IntVar(&c.batch, "batch", 10_000, "digests per write batch (at most 10000 through a daemon)")
+	fs.IntVar(&c.batch, "batch", breachd.MaxBatch, fmt.Sprintf("digests per batch, 1 to %d", breachd.MaxBatch))
 	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr HOST:PORT) --manifest FILE DUMP\n\nDUMP is a file or - for stdin; gzip is detected. Flags:")
@@ -51,7 +59,11 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		fmt.Fprintln(stderr, "breachd import:", err)
 		return c, errUsage
 	}
-	if fs.NArg() != 1 || c.manifest == "" || (c.data == "") == (c.addr == "") || c.batch < 1 {
+	if c.batch < 1 || c.batch > breachd.MaxBatch {
+		fmt.Fprintf(stderr, "breachd import: invalid --batch %d: want 1 to %d\n", c.batch, breachd.MaxBatch)
+		return c, errUsage
+	}
+	if fs.NArg() != 1 || c.manifest == "" || (c.data == "") == (c.addr == "") {
 		fs.Usage()
 		return c, errUsage
 	}
@@ -59,12 +71,9 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	return c, nil
 }
 
-// importSession is one breach import, into a local store or through a daemon.
-type importSession interface {
-	Add(ctx context.Context, digests []breachd.Digest) error
-	Commit(ctx context.Context) (store.ImportStats, error)
-	Abort()
-}
+// importer runs one import, into a local store (service.Service.Import) or
+// through a daemon (client.Client.Import).
+type importer func(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error)
 
 // rejectSamples is how many rejected rows the summary lists by line number.
 const rejectSamples = 5
@@ -73,6 +82,9 @@ type rejected struct {
 	line   int64
 	reason string
 }
+
+// errNoRows ends an import whose dump gave no digest at all.
+var errNoRows = errors.New("no row of the dump was accepted")
 
 func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
@@ -100,15 +112,18 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		}
 	}
 
-	var sess importSession
+	var run importer
 	if c.addr != "" {
-		rs, err := beginRemote(ctx, c.addr, b, c.batch)
+		conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return err
 		}
-		sess = rs
+		defer conn.Close()
+		run = client.New(conn).Import
 	} else {
-		st, err := store.Open(c.data, store.Options{Logger: log})
+		so := store.DefaultOptions()
+		so.Logger = log
+		st, err := store.Open(ctx, c.data, so)
 		if errors.Is(err, store.ErrLocked) {
 			return fmt.Errorf("%s is in use by a running daemon: import through it with --addr instead of --data", c.data)
 		}
@@ -116,35 +131,48 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 			return err
 		}
 		defer st.Close()
-		imp, err := st.BeginImport(ctx, b)
-		if err != nil {
-			return err
-		}
-		sess = imp
+		run = service.New(st).Import
 	}
-	defer sess.Abort() // no-op after a commit
 
-	buf := make([]breachd.Digest, 0, c.batch)
-	for {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", b.Name, err)
-		}
-		ds, err := rd.Read(buf)
-		if len(ds) > 0 {
-			if err := sess.Add(ctx, ds); err != nil {
-				return fmt.Errorf("import of %s failed; nothing was made visible: %w", b.Name, err)
+	var readErr error // a failure of the dump itself, as opposed to the import
+	batches := func(yield func([]breachd.Digest, error) bool) {
+		buf := make([]breachd.Digest, 0, c.batch)
+		for {
+			ds, err := rd.Read(buf)
+			if len(ds) > 0 && !yield(ds, nil) {
+				return
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				readErr = fmt.Errorf("%s: %w", c.dump, err)
+				yield(nil, readErr)
+				return
 			}
 		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.dump, err)
+		if rd.Stats().Accepted == 0 {
+			readErr = errNoRows
+			yield(nil, readErr)
 		}
 	}
-	st, err := sess.Commit(ctx)
-	if err != nil {
-		return fmt.Errorf("import of %s failed at commit; nothing was made visible: %w", b.Name, err)
+	st, err := run(ctx, b, batches)
+	switch {
+	case errors.Is(err, errNoRows):
+		return noRowsError(c, b.Name, rd, samples)
+	case errors.Is(err, client.ErrOutcomeUnknown):
+		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s).\n"+
+			"Check with 'breachctl breaches --addr %s' (the breach is listed and the corpus version has grown if it was); importing again is safe, it is idempotent",
+			b.Name, c.addr, status.Convert(err).Message(), c.addr)
+	case err != nil && readErr != nil:
+		return fmt.Errorf("import of %s stopped; nothing was made visible: %w", b.Name, readErr)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", b.Name, ctx.Err())
+	case err != nil:
+		if c.addr != "" {
+			err = fmt.Errorf("daemon at %s: %s", c.addr, status.Convert(err).Message())
+		}
+		return fmt.Errorf("import of %s failed; nothing was made visible: %w", b.Name, err)
 	}
 	elapsed := time.Since(start)
 	log.Info("import finished", "breach", b.Name, "rows", rd.Stats().Rows, "duration", elapsed)
@@ -152,7 +180,26 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	return nil
 }
 
-func printSummary(w io.Writer, name, dump string, rd *corpus.Reader, st store.ImportStats, samples []rejected, elapsed time.Duration) {
+// noRowsError explains an import that accepted nothing, with the likely
+// causes for the format that was read.
+func noRowsError(c importConfig, name string, rd *corpus.Reader, samples []rejected) error {
+	rs := rd.Stats()
+	var why strings.Builder
+	fmt.Fprintf(&why, "import of %s: no row of %s was accepted (%d rows read as %s, %d rejected); nothing was committed",
+		name, c.dump, rs.Rows, rd.Format(), rs.Rejected)
+	for _, s := range samples {
+		fmt.Fprintf(&why, "\n  rejected line %d: %s", s.line, s.reason)
+	}
+	switch {
+	case rs.Rows == 0:
+		why.WriteString("\nthe dump has no data rows: is it the right file?")
+	case rd.Format() == corpus.FormatEmails:
+		fmt.Fprintf(&why, "\nif the dump is a CSV, its header needs a column named %q (--column), or pass --format csv or --format sha256", c.column)
+	}
+	return errors.New(why.String())
+}
+
+func printSummary(w io.Writer, name, dump string, rd *corpus.Reader, st breachd.ImportStats, samples []rejected, elapsed time.Duration) {
 	rs := rd.Stats()
 	fmt.Fprintf(w, "imported %s from %s (%s) in %s\n", name, dump, rd.Format(), elapsed.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -376,7 +376,8 @@ func (x *BreachSet) GetNames() []string {
 	return nil
 }
 
-// Breach follows the breach model of Have I Been Pwned.
+// Breach follows the breach model of Have I Been Pwned. Limits: title 256
+// bytes, domain 253, description 16 KiB, at most 64 data classes of 64 bytes.
 type Breach struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -504,7 +505,12 @@ func (x *Breach) GetAccountCount() int64 {
 }
 
 type ListBreachesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most breaches to return: 0 means 50, more than 100 means 100;
+	// negative is INVALID_ARGUMENT.
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Empty for the first page; otherwise next_page_token from the previous answer.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -539,10 +545,27 @@ func (*ListBreachesRequest) Descriptor() ([]byte, []int) {
 	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{7}
 }
 
+func (x *ListBreachesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBreachesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListBreachesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Breaches      []*Breach              `protobuf:"bytes,1,rep,name=breaches,proto3" json:"breaches,omitempty"`
-	CorpusVersion uint64                 `protobuf:"varint,2,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Breaches []*Breach              `protobuf:"bytes,1,rep,name=breaches,proto3" json:"breaches,omitempty"`
+	// The corpus version this page was read at.
+	CorpusVersion uint64 `protobuf:"varint,2,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	// Pass as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,3,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -591,9 +614,17 @@ func (x *ListBreachesResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
+func (x *ListBreachesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 type GetBreachRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -964,11 +995,15 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"isVerified\x12!\n" +
 	"\fis_sensitive\x18\n" +
 	" \x01(\bR\visSensitive\x12#\n" +
-	"\raccount_count\x18\v \x01(\x03R\faccountCount\"\x15\n" +
-	"\x13ListBreachesRequest\"m\n" +
+	"\raccount_count\x18\v \x01(\x03R\faccountCount\"Q\n" +
+	"\x13ListBreachesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\x95\x01\n" +
 	"\x14ListBreachesResponse\x12.\n" +
 	"\bbreaches\x18\x01 \x03(\v2\x12.breachd.v1.BreachR\bbreaches\x12%\n" +
-	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"&\n" +
+	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\x12&\n" +
+	"\x0fnext_page_token\x18\x03 \x01(\tR\rnextPageToken\"&\n" +
 	"\x10GetBreachRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
 	"\x11GetBreachResponse\x12*\n" +

@@ -46,7 +46,8 @@ type ExposureServiceClient interface {
 	// several batches ahead to keep the pipe full; HTTP/2 flow control bounds how
 	// far ahead a client can get.
 	CheckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CheckStreamRequest, CheckStreamResponse], error)
-	// ListBreaches returns the breach catalogue, ordered by name.
+	// ListBreaches returns the breach catalogue, ordered by name, a page at a
+	// time (AIP-158): follow next_page_token until it is empty.
 	ListBreaches(ctx context.Context, in *ListBreachesRequest, opts ...grpc.CallOption) (*ListBreachesResponse, error)
 	// GetBreach returns one breach; NOT_FOUND if the name is not in the catalogue.
 	GetBreach(ctx context.Context, in *GetBreachRequest, opts ...grpc.CallOption) (*GetBreachResponse, error)
@@ -119,7 +120,8 @@ type ExposureServiceServer interface {
 	// several batches ahead to keep the pipe full; HTTP/2 flow control bounds how
 	// far ahead a client can get.
 	CheckStream(grpc.BidiStreamingServer[CheckStreamRequest, CheckStreamResponse]) error
-	// ListBreaches returns the breach catalogue, ordered by name.
+	// ListBreaches returns the breach catalogue, ordered by name, a page at a
+	// time (AIP-158): follow next_page_token until it is empty.
 	ListBreaches(context.Context, *ListBreachesRequest) (*ListBreachesResponse, error)
 	// GetBreach returns one breach; NOT_FOUND if the name is not in the catalogue.
 	GetBreach(context.Context, *GetBreachRequest) (*GetBreachResponse, error)

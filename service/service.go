@@ -1,0 +1,194 @@
+package service
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+
+	"github.com/breachd/breachd"
+)
+
+// Store is what the use cases need from the corpus at rest. Every answer
+// carries the corpus version it was computed against.
+type Store interface {
+	// Lookup returns the breaches d appears in, ordered by name (empty when
+	// it is not exposed).
+	Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.CatalogEntry, uint64, error)
+	// LookupBatch looks up digests packed back to back and calls hit, in
+	// ascending order, for each exposed one; hit's slice is reused.
+	LookupBatch(ctx context.Context, packed []byte, hit func(i int, breaches []*breachd.CatalogEntry)) (uint64, error)
+	// Breaches returns the whole catalogue ordered by name.
+	Breaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error)
+	// Breach returns one entry or an error wrapping breachd.ErrUnknownBreach.
+	Breach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error)
+	// Import stores the digests batches yields and commits them, all
+	// visible at once, when it ends without an error; otherwise nothing
+	// becomes visible.
+	Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error)
+}
+
+// Service runs the use cases over a Store. It is safe for concurrent use.
+type Service struct {
+	store Store
+}
+
+// New returns the use cases over st.
+func New(st Store) *Service { return &Service{store: st} }
+
+// Check answers for one digest.
+func (s *Service) Check(ctx context.Context, d breachd.Digest) (breachd.Exposure, error) {
+	bs, version, err := s.store.Lookup(ctx, d)
+	if err != nil {
+		return breachd.Exposure{}, err
+	}
+	return breachd.Exposure{Breaches: bs, CorpusVersion: version}, nil
+}
+
+// CheckBatch answers for a batch of 1 to breachd.MaxBatch digests packed back
+// to back. The answer lists the exposed positions, each with an index into
+// the batch's distinct breach sets, so a hit costs a few bytes however many
+// breaches it names.
+func (s *Service) CheckBatch(ctx context.Context, packed []byte) (breachd.BatchExposure, error) {
+	if err := breachd.ValidateBatch(packed); err != nil {
+		return breachd.BatchExposure{}, err
+	}
+	ans := breachd.BatchExposure{Count: len(packed) / breachd.DigestSize}
+	version, err := s.store.LookupBatch(ctx, packed, func(i int, bs []*breachd.CatalogEntry) {
+		set := slices.IndexFunc(ans.Sets, func(x []*breachd.CatalogEntry) bool { return slices.Equal(x, bs) })
+		if set < 0 { // the sets in a batch are few: a scan beats a map
+			set = len(ans.Sets)
+			ans.Sets = append(ans.Sets, slices.Clone(bs))
+		}
+		ans.Exposed = append(ans.Exposed, uint32(i))
+		ans.SetOf = append(ans.SetOf, uint32(set))
+	})
+	if err != nil {
+		return breachd.BatchExposure{}, err
+	}
+	ans.CorpusVersion = version
+	return ans, nil
+}
+
+// Catalogue pages. A maximal entry (breachd's field limits) is about 21 KB,
+// so a page of MaxPageSize entries stays near 2 MB, well inside a 4 MiB
+// message limit.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 100
+)
+
+// PageRequest asks for one page of the catalogue, in the manner of Google's
+// AIP-158: Size 0 means DefaultPageSize, more than MaxPageSize means
+// MaxPageSize, a negative size is invalid; Token is empty for the first page
+// and otherwise a NextToken from an earlier answer.
+type PageRequest struct {
+	Size  int
+	Token string
+}
+
+// BreachPage is one page of the catalogue, ordered by name.
+type BreachPage struct {
+	Breaches []*breachd.CatalogEntry
+	// NextToken asks for the next page; empty on the last one.
+	NextToken string
+	// CorpusVersion is the version this page was read at. Pages are
+	// consistent on their own; a catalogue that changes between two pages
+	// goes on after the last name returned.
+	CorpusVersion uint64
+}
+
+// tokenPrefix versions the page token's format.
+const tokenPrefix = "n1:"
+
+// ListBreaches returns one page of the catalogue.
+func (s *Service) ListBreaches(ctx context.Context, req PageRequest) (BreachPage, error) {
+	size := req.Size
+	switch {
+	case size < 0:
+		return BreachPage{}, breachd.Errorf(breachd.ErrInvalidArgument, "page_size: got %d, want 0 (the default, %d) or more", size, DefaultPageSize)
+	case size == 0:
+		size = DefaultPageSize
+	case size > MaxPageSize:
+		size = MaxPageSize
+	}
+	after, err := parseToken(req.Token)
+	if err != nil {
+		return BreachPage{}, err
+	}
+	all, version, err := s.store.Breaches(ctx)
+	if err != nil {
+		return BreachPage{}, err
+	}
+	start, _ := slices.BinarySearchFunc(all, after, func(e *breachd.CatalogEntry, name string) int {
+		return strings.Compare(e.Name, name)
+	})
+	if start < len(all) && after != "" && all[start].Name == after {
+		start++
+	}
+	end := min(start+size, len(all))
+	page := BreachPage{Breaches: all[start:end:end], CorpusVersion: version}
+	if end < len(all) {
+		page.NextToken = base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + all[end-1].Name))
+	}
+	return page, nil
+}
+
+// parseToken returns the last name of the previous page ("" for none).
+func parseToken(tok string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	name, ok := strings.CutPrefix(string(raw), tokenPrefix)
+	if err != nil || !ok || breachd.ValidateName(name) != nil {
+		return "", breachd.Errorf(breachd.ErrInvalidArgument, "page_token: %s is not a token from an earlier answer; start again with an empty token",
+			breachd.Quote(tok))
+	}
+	return name, nil
+}
+
+// GetBreach returns one catalogue entry and the corpus version.
+func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error) {
+	if name == "" {
+		return nil, 0, breachd.Errorf(breachd.ErrInvalidArgument, "name: empty, want a breach name")
+	}
+	if breachd.ValidateName(name) != nil {
+		return nil, 0, breachd.Errorf(breachd.ErrInvalidArgument, "name: %s is not a breach name: want 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
+			breachd.Quote(name), breachd.MaxNameLen)
+	}
+	return s.store.Breach(ctx, name)
+}
+
+// Import adds breach b from batches of 1 to breachd.MaxBatch digests and
+// commits it when batches ends without an error. An import that received no
+// digest fails with breachd.ErrEmptyImport and commits nothing; so does one
+// whose batches yield an error, or whose ctx ends.
+func (s *Service) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
+	if err := b.Validate(); err != nil {
+		return breachd.ImportStats{}, err
+	}
+	checked := func(yield func([]breachd.Digest, error) bool) {
+		var n int
+		for ds, err := range batches {
+			if err == nil {
+				switch {
+				case len(ds) == 0:
+					err = fmt.Errorf("%w: empty, want 1 to %d digests", breachd.ErrInvalidBatch, breachd.MaxBatch)
+				case len(ds) > breachd.MaxBatch:
+					err = fmt.Errorf("%w: got %d digests, want at most %d per batch: split it", breachd.ErrInvalidBatch, len(ds), breachd.MaxBatch)
+				}
+			}
+			if !yield(ds, err) || err != nil {
+				return
+			}
+			n += len(ds)
+		}
+		if n == 0 {
+			yield(nil, fmt.Errorf("%w for breach %s: nothing was committed", breachd.ErrEmptyImport, b.Name))
+		}
+	}
+	return s.store.Import(ctx, b, checked)
+}
