@@ -76,6 +76,10 @@ type Reader struct {
 	line   int64 // number of the last line read, from 1
 	stats  Stats
 	peeked []byte // first non-blank line, read during detection
+	// long holds the numbers of over-long lines met before the first
+	// usable one, during detection; they are rejected as the first rows.
+	long   []int64
+	longAt int64 // number of the over-long line nextRow just skipped
 	// OnReject, if set, is called for each rejected row. Reasons never
 	// contain the row's content.
 	OnReject func(line int64, reason string)
@@ -100,11 +104,20 @@ func NewReader(r io.Reader, opts Options) (*Reader, error) {
 	}
 	rd := &Reader{br: br, opts: opts, format: opts.Format}
 	first, err := rd.nextLine()
+	for err == errLongLine {
+		if rd.format == FormatCSV {
+			return nil, fmt.Errorf("line %d: the CSV header is longer than 64 KiB", rd.line)
+		}
+		// Not a row anyone could mean: reject it and detect the format
+		// from the next line.
+		rd.long = append(rd.long, rd.line)
+		first, err = rd.nextLine()
+	}
 	if err == io.EOF {
-		return rd, nil // an empty dump: nothing to read
+		return rd, nil // an empty dump, or only over-long lines: nothing to read
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("line %d: %w", rd.line, err)
 	}
 	first = bytes.TrimPrefix(first, []byte("\xef\xbb\xbf")) // UTF-8 BOM
 	if rd.format == FormatAuto {
@@ -193,6 +206,11 @@ var errLongLine = errors.New("line longer than 64 KiB")
 // nextRow returns the next data row's line, counting it (a too-long line,
 // returned as errLongLine, counts too). It returns io.EOF at the end.
 func (r *Reader) nextRow() ([]byte, error) {
+	if len(r.long) > 0 {
+		r.longAt, r.long = r.long[0], r.long[1:]
+		r.stats.Rows++
+		return nil, errLongLine
+	}
 	if r.peeked != nil {
 		line := r.peeked
 		r.peeked = nil
@@ -202,6 +220,7 @@ func (r *Reader) nextRow() ([]byte, error) {
 	line, err := r.nextLine()
 	switch {
 	case err == errLongLine:
+		r.longAt = r.line
 		r.stats.Rows++
 		return nil, err
 	case err == io.EOF:
@@ -231,7 +250,7 @@ func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
 	for len(dst) < cap(dst) {
 		line, err := r.nextRow()
 		if err == errLongLine {
-			r.reject(err.Error())
+			r.rejectAt(r.longAt, err.Error())
 			continue
 		}
 		if err != nil {
@@ -250,10 +269,12 @@ func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
 	return dst, nil
 }
 
-func (r *Reader) reject(reason string) {
+func (r *Reader) reject(reason string) { r.rejectAt(r.line, reason) }
+
+func (r *Reader) rejectAt(line int64, reason string) {
 	r.stats.Rejected++
 	if r.OnReject != nil {
-		r.OnReject(r.line, reason)
+		r.OnReject(line, reason)
 	}
 }
 
@@ -309,7 +330,7 @@ func (r *Reader) ReadRows(dst []Row) ([]Row, error) {
 	for len(dst) < cap(dst) {
 		line, err := r.nextRow()
 		if err == errLongLine {
-			dst = append(dst, Row{Line: r.line, Reject: err.Error()})
+			dst = append(dst, Row{Line: r.longAt, Reject: err.Error()})
 			continue
 		}
 		if err != nil {

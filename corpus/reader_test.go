@@ -105,6 +105,19 @@ func TestReader(t *testing.T) {
 			wantRej:    []int64{2},
 		},
 		{
+			name:       "long first lines rejected, format from the next",
+			in:         strings.Repeat("x", corpus.MaxLineBytes+1) + "\n\n" + strings.Repeat("y", 3*corpus.MaxLineBytes) + "\n" + hexA + "\nzz\n",
+			wantFormat: corpus.FormatSHA256,
+			want:       []string{"a@example.com"},
+			wantRej:    []int64{1, 3, 5},
+		},
+		{
+			name:       "only a long line",
+			in:         strings.Repeat("x", corpus.MaxLineBytes+1),
+			wantFormat: corpus.FormatAuto,
+			wantRej:    []int64{1},
+		},
+		{
 			name:       "empty",
 			in:         "",
 			wantFormat: corpus.FormatAuto,
@@ -148,6 +161,14 @@ func TestReaderGzip(t *testing.T) {
 	got, _, _, format := readAll(t, &buf, corpus.Options{})
 	if format != corpus.FormatCSV || len(got) != 2 || got[1] != sum(t, "b@example.com") {
 		t.Fatalf("gzip read = %v, %x", format, got)
+	}
+}
+
+func TestReaderLongCSVHeader(t *testing.T) {
+	in := strings.Repeat("h", corpus.MaxLineBytes+1) + "\na@example.com\n"
+	_, err := corpus.NewReader(strings.NewReader(in), corpus.Options{Format: corpus.FormatCSV})
+	if err == nil || !strings.Contains(err.Error(), "line 1: the CSV header is longer than 64 KiB") {
+		t.Fatalf("NewReader(long CSV header) = %v, want an error naming line 1", err)
 	}
 }
 
