@@ -107,6 +107,20 @@ func TestFailOnExposed(t *testing.T) {
 	}
 }
 
+// TestOutDevNull checks that a report to a device (nothing to fsync) works.
+func TestOutDevNull(t *testing.T) {
+	addr := serveStore(t, "alice@example.com")
+	in := filepath.Join(t.TempDir(), "in.txt")
+	if err := os.WriteFile(in, []byte("alice@example.com\nnobody@example.com\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	err := run(t.Context(), []string{"check", "--addr", addr, "--file", in, "--out", os.DevNull}, &bytes.Buffer{}, &stderr)
+	if err != nil || !strings.Contains(stderr.String(), "checked 2 rows: 1 exposed") {
+		t.Fatalf("check --out %s = %v, stderr %q", os.DevNull, err, stderr.String())
+	}
+}
+
 // sweep is a corpus in the daemon plus an input mixing its dump with
 // accounts that are not in it.
 type sweep struct {

@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -245,6 +246,72 @@ func TestUsage(t *testing.T) {
 		if err != errUsage {
 			t.Errorf("run(%q) = %v, want errUsage", args, err)
 		}
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve", "--data", t.TempDir(), "--fpr", "5"}, "invalid --fpr 5: want a rate between 0 and 1"},
+		{[]string{"serve", "--data", t.TempDir(), "--fpr", "0"}, "invalid --fpr 0"},
+		{[]string{"serve", "--data", t.TempDir(), "--shutdown-timeout", "0s"}, "invalid --shutdown-timeout"},
+	} {
+		err := run(t.Context(), tc.args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("run(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+	var stderr bytes.Buffer
+	if err := run(t.Context(), []string{"import", "--data", "d", "--manifest", "m", "--batch", "10001", "x"}, io.Discard, &stderr); err != errUsage ||
+		!strings.Contains(stderr.String(), "invalid --batch 10001: want 1 to 10000") {
+		t.Errorf("import --batch 10001 = %v, %q; want a usage error naming --batch", err, stderr.String())
+	}
+}
+
+// TestImportNothingAccepted covers dumps from which no row is accepted: the
+// import fails with a message that says why, and commits nothing, offline
+// and through a daemon.
+func TestImportNothingAccepted(t *testing.T) {
+	tmp := t.TempDir()
+	c := writeCorpus(t, tmp, "A", synth.Options{Seed: 1, Records: 10})
+	files := map[string]string{
+		"garbage.bin": "\x00\x01\x02\xff\xfe binary \x00 garbage\n\x13\x37\n",
+		"empty.csv":   "",
+		"nocol.csv":   "mail,name\na@example.com,A\nb@example.com,B\n",
+	}
+	data := filepath.Join(tmp, "data")
+	runOK(t, "import", "--data", data, "--manifest", c.manifest, c.dump)
+	d := startDaemon(t, data)
+	for name, content := range files {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, target := range [][]string{{"--data", filepath.Join(tmp, "fresh-"+name)}, {"--addr", d.addr}} {
+			args := append(append([]string{"import"}, target...), "--manifest", c.manifest, p)
+			err := run(t.Context(), args, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "no row of "+p+" was accepted") || !strings.Contains(err.Error(), "nothing was committed") {
+				t.Errorf("%s into %s: run = %v, want the no-rows error", name, target[0], err)
+			}
+		}
+	}
+	conn := dial(t, d.addr)
+	list, err := breachdv1.NewExposureServiceClient(conn).ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{})
+	if err != nil || list.GetCorpusVersion() != 1 {
+		t.Fatalf("after the refused imports ListBreaches = %v, %v; want version 1", list, err)
+	}
+	d.stop(t)
+	for name := range files {
+		st, err := store.Open(t.Context(), filepath.Join(tmp, "fresh-"+name), store.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := st.Version(); v != 0 {
+			t.Errorf("%s: the refused offline import left corpus version %d, want 0", name, v)
+		}
+		st.Close()
 	}
 }
 
