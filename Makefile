@@ -53,11 +53,15 @@ bench-growth: build $(TOOLS)/benchstat
 	bash bench/growth.sh
 
 # fuzz runs every fuzz target briefly; FUZZTIME=5m for a longer soak.
-FUZZTIME ?= 15s
+# FUZZMINIMIZE bounds how long the fuzzer may minimise each new input: left
+# unbounded (60s each) it spent whole runs of FuzzEmailFastPath minimising.
+FUZZTIME     ?= 15s
+FUZZMINIMIZE ?= 10x
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
-	    echo "== $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+	    echo "== $$pkg $$f"; \
+	    $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE); \
 	  done; \
 	done
 

@@ -68,19 +68,27 @@ func (e *kindError) Unwrap() []error {
 	return []error{e.kind, e.wrapped}
 }
 
-// quoteMax is how many bytes of a caller's string an error message quotes.
-const quoteMax = 64
+// quoteMax bounds the quoted form of a caller's string in an error message.
+const quoteMax = 80
 
-// Quote returns s quoted for an error message, cut to its first 64 bytes (at
-// a rune boundary) with the full length noted, so that a huge or hostile
-// value never makes a huge message.
+// Quote returns s quoted for an error message. A long or hostile value is
+// cut (at a rune boundary) so that its quoted form, escapes included, stays
+// within 80 bytes, and its full length is noted: a message never grows with
+// what the caller sent.
 func Quote(s string) string {
-	if len(s) <= quoteMax {
-		return strconv.Quote(s)
+	q := strconv.Quote(s)
+	if len(q) <= quoteMax {
+		return q
 	}
-	cut := quoteMax
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	// Grow the prefix a rune at a time (an invalid byte counts as one) while
+	// its quoted form leaves room for the length note.
+	cut := 0
+	for cut < len(s) {
+		_, size := utf8.DecodeRuneInString(s[cut:])
+		if len(strconv.Quote(s[:cut+size])) > quoteMax-8 {
+			break
+		}
+		cut += size
 	}
 	return strconv.Quote(s[:cut]) + "... (" + strconv.Itoa(len(s)) + " bytes)"
 }

@@ -104,57 +104,6 @@ func wantBreaches(tb testing.TB, s *store.Store, ds []breachd.Digest, want ...st
 	}
 }
 
-func TestImportAndLookup(t *testing.T) {
-	s := open(t, t.TempDir(), options(0))
-	defer s.Close()
-	a, b := digests("a", 3000), digests("b", 2000)
-	both := digests("both", 500)
-
-	st := importAll(t, s, breach("Alpha"), append(slices.Clone(a), both...), 700)
-	if st.NewAccounts != 3500 || st.KnownAccounts != 0 || st.Duplicates != 0 || st.Version != 1 {
-		t.Fatalf("first import stats = %+v", st)
-	}
-	st = importAll(t, s, breach("Beta"), append(slices.Clone(b), both...), 1000)
-	if st.NewAccounts != 2000 || st.KnownAccounts != 500 || st.Version != 2 {
-		t.Fatalf("second import stats = %+v", st)
-	}
-	wantBreaches(t, s, a, "Alpha")
-	wantBreaches(t, s, b, "Beta")
-	wantBreaches(t, s, both, "Alpha", "Beta")
-	wantBreaches(t, s, digests("absent", 5000))
-
-	bs, v, err := s.Breaches(t.Context())
-	if err != nil || v != 2 || !slices.Equal(names(bs), []string{"Alpha", "Beta"}) {
-		t.Fatalf("Breaches() = %v, %d", names(bs), v)
-	}
-	if bs[0].AccountCount != 3500 || bs[1].AccountCount != 2500 {
-		t.Fatalf("account counts = %d, %d, want 3500, 2500", bs[0].AccountCount, bs[1].AccountCount)
-	}
-	if _, _, err := s.Breach(t.Context(), "Gamma"); !errors.Is(err, breachd.ErrUnknownBreach) || !errors.Is(err, breachd.ErrNotFound) {
-		t.Fatalf("Breach(Gamma) = %v, want ErrUnknownBreach", err)
-	}
-	if got := s.Stats().Keys; got != 5500 {
-		t.Fatalf("Stats().Keys = %d, want 5500", got)
-	}
-}
-
-func TestReimportIsIdempotent(t *testing.T) {
-	s := open(t, t.TempDir(), options(0))
-	defer s.Close()
-	ds := digests("a", 2000)
-	// Repeats inside one dump are duplicates too.
-	importAll(t, s, breach("Alpha"), append(slices.Clone(ds), ds[:100]...), 300)
-	st := importAll(t, s, breach("Alpha"), ds, 512)
-	if st.Duplicates != 2000 || st.NewAccounts != 0 || st.KnownAccounts != 0 {
-		t.Fatalf("re-import stats = %+v, want all duplicates", st)
-	}
-	b, _, err := s.Breach(t.Context(), "Alpha")
-	if err != nil || b.AccountCount != 2000 {
-		t.Fatalf("Breach(Alpha) = %+v, %v, want 2000 accounts", b, err)
-	}
-	wantBreaches(t, s, ds, "Alpha")
-}
-
 func TestUncommittedImportIsInvisible(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -288,52 +237,6 @@ func TestFilterGrows(t *testing.T) {
 	s = open(t, dir, options(1024))
 	defer s.Close()
 	wantBreaches(t, s, ds, "Alpha")
-}
-
-// TestVisibilityIsAtomic runs lookups while a breach is imported and checks
-// that every answer is consistent with the corpus version it reports: a digest
-// of the breach being imported is exposed if and only if the version includes
-// the import. Run with -race.
-func TestVisibilityIsAtomic(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, t.TempDir(), options(4096))
-	defer s.Close()
-	a, b := digests("a", 3000), digests("b", 20000)
-	importAll(t, s, breach("Alpha"), a, 1000)
-
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	for w := 0; w < 3; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				got, _, err := s.Lookup(ctx, a[i%len(a)])
-				if err != nil || !slices.Equal(names(got), []string{"Alpha"}) {
-					errs <- errors.New("Alpha digest not found during import")
-					return
-				}
-				got, v, err := s.Lookup(ctx, b[(i*7919)%len(b)])
-				if err != nil {
-					errs <- err
-					return
-				}
-				if exposed := len(got) > 0; exposed != (v >= 2) {
-					errs <- errors.New("Beta digest visibility does not match corpus version")
-					return
-				}
-			}
-		}()
-	}
-	importAll(t, s, breach("Beta"), b, 1000) // grows the filter mid-import too
-	stop.Store(true)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	wantBreaches(t, s, b, "Beta")
 }
 
 func TestLookupBatch(t *testing.T) {
