@@ -14,6 +14,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
 )
 
 // benchKeys is the corpus size of the store benchmarks: the Sega Pass count
@@ -37,12 +38,12 @@ var (
 	benchMu    sync.Mutex
 )
 
-// benchStore returns a store of n keys, digests("bench", n), built once per
+// benchStore returns a store of n keys, storetest.Digests("bench", n), built once per
 // process and options; it is reopened for each benchmark.
 func benchStore(b *testing.B, name string, opts store.Options) (*store.Store, []breachd.Digest) {
 	b.Helper()
 	n := benchKeys(b)
-	ds := digests("bench", n)
+	ds := storetest.Digests("bench", n)
 	benchOnce.Do(func() { benchDir, benchErr = os.MkdirTemp("", "breachd-bench") })
 	if benchErr != nil {
 		b.Fatal(benchErr)
@@ -56,7 +57,7 @@ func benchStore(b *testing.B, name string, opts store.Options) (*store.Store, []
 		if err != nil {
 			b.Fatal(err)
 		}
-		importAll(b, s, breach("Bench"), ds, 100_000)
+		importAll(b, s, storetest.Breach("Bench"), ds, 100_000)
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}

@@ -1,14 +1,15 @@
 // Package store owns the breach corpus at rest: account digests and their
-// breach membership in Badger, guarded by a Bloom filter that answers the
-// common "not exposed" case without touching Badger. It is the only package
-// that imports Badger or the Bloom filter.
+// breach membership in Badger, guarded by a Bloom filter (bits-and-blooms'
+// bloom/v3) that answers the common "not exposed" case without touching
+// Badger. It is the only package that imports Badger or the Bloom filter, and
+// it implements service.Store: it speaks breachd's vocabulary and errors.
 //
-// Answers are exact. The filter contains every stored digest at all times (a
-// digest is added to it before it is written), so a "no" from the filter is
-// final; a "maybe" is confirmed in Badger.
-//
-// An import writes its rows under a new, pending segment id. Lookups ignore
-// segments that are not committed, and committing swaps in a new in-memory
-// catalogue in one atomic store, so a breach becomes visible all at once,
-// after every row is stored, while lookups go on being answered.
+// Answers are exact. The published filter holds every digest of every
+// committed breach, so a "no" from it is final; a "maybe" is confirmed in
+// Badger. Published filters and catalogues are immutable: an import writes
+// its rows under a new, pending segment id that lookups ignore, adds its
+// digests to a private copy of the filter, and its commit publishes the
+// filter and then the catalogue, each in one atomic store. A breach becomes
+// visible all at once, after every row is stored, while lookups go on being
+// answered without locks.
 package store

@@ -126,32 +126,32 @@ func (f *filter) blockWord(key []byte) uint64 {
 	return hi * blockWords
 }
 
-// locations fills locs with the key's k bit locations, all in its block,
-// and returns them.
-func (f *filter) locations(key []byte, locs *[maxProbes]uint64) []uint64 {
+// source returns the first bit of the key's block and the three words its
+// bit locations in that block come from.
+func (f *filter) source(key []byte) (base uint64, src [3]uint64) {
 	_ = key[31]
-	base := f.blockWord(key) * 64
-	src := [3]uint64{
+	return f.blockWord(key) * 64, [3]uint64{
 		binary.LittleEndian.Uint64(key[8:]),
 		binary.LittleEndian.Uint64(key[16:]),
 		binary.LittleEndian.Uint64(key[24:]),
 	}
-	for i := range f.k {
-		// 7 positions of 9 bits per source word.
-		locs[i] = base + (src[i/7]>>(probeBits*(i%7)))&(blockBits-1)
-	}
-	return locs[:f.k]
 }
 
-// test reports whether the 32-byte key may be in the filter. It tests the
-// BloomFilter's bit set directly: TestLocations would reduce each location
-// modulo the filter's size, a 64-bit division that cannot start until the
-// location is known and that made the absent lookup 25-40% slower (bench/README.md).
+// location is the key's i-th bit location: 7 positions of 9 bits per source word.
+func location(base uint64, src *[3]uint64, i int) uint {
+	return uint(base + (src[i/7]>>(probeBits*(i%7)))&(blockBits-1))
+}
+
+// test reports whether the 32-byte key may be in the filter. Locations are
+// made one at a time and tested on the BloomFilter's bit set, so a digest
+// that is absent costs about two of them: TestLocations would want them all
+// made first and would reduce each modulo the filter's size, a division
+// before every load; that made the absent lookup 25-85% slower (bench/README.md).
 func (f *filter) test(key []byte) bool {
-	var locs [maxProbes]uint64
+	base, src := f.source(key)
 	set := f.bf.BitSet()
-	for _, l := range f.locations(key, &locs) {
-		if !set.Test(uint(l)) {
+	for i := range f.k {
+		if !set.Test(location(base, &src, i)) {
 			return false
 		}
 	}
@@ -160,10 +160,10 @@ func (f *filter) test(key []byte) bool {
 
 // add sets the key's bits. Only for a filter no lookup reads yet.
 func (f *filter) add(key []byte) {
-	var locs [maxProbes]uint64
+	base, src := f.source(key)
 	set := f.bf.BitSet()
-	for _, l := range f.locations(key, &locs) {
-		set.Set(uint(l))
+	for i := range f.k {
+		set.Set(location(base, &src, i))
 	}
 }
 

@@ -3,10 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
-	"iter"
 	"log/slog"
 	"math"
 	"os"
@@ -19,20 +16,8 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
 )
-
-// digests returns n distinct deterministic digests for a named set.
-func digests(set string, n int) []breachd.Digest {
-	out := make([]breachd.Digest, n)
-	for i := range out {
-		out[i] = sha256.Sum256(binary.BigEndian.AppendUint64([]byte(set), uint64(i)))
-	}
-	return out
-}
-
-func breach(name string) breachd.Breach {
-	return breachd.Breach{Name: name, Title: name + " breach", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
-}
 
 // options returns the default options with the filter sized for n keys
 // before the first import (0 keeps the default).
@@ -59,23 +44,9 @@ func open(tb testing.TB, dir string, opts store.Options) *store.Store {
 	return s
 }
 
-// batches yields ds in batches of n, then end (nil: the import commits).
-func batches(ds []breachd.Digest, n int, end error) iter.Seq2[[]breachd.Digest, error] {
-	return func(yield func([]breachd.Digest, error) bool) {
-		for c := range slices.Chunk(ds, n) {
-			if !yield(c, nil) {
-				return
-			}
-		}
-		if end != nil {
-			yield(nil, end)
-		}
-	}
-}
-
 func importAll(tb testing.TB, s *store.Store, b breachd.Breach, ds []breachd.Digest, batch int) breachd.ImportStats {
 	tb.Helper()
-	st, err := s.Import(context.Background(), b, batches(ds, batch, nil))
+	st, err := s.Import(context.Background(), b, storetest.Batches(ds, batch, nil))
 	if err != nil {
 		tb.Fatalf("Import(%s) = %v", b.Name, err)
 	}
@@ -108,8 +79,8 @@ func TestUncommittedImportIsInvisible(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	s := open(t, dir, options(0))
-	a, b := digests("a", 1000), digests("b", 1000)
-	importAll(t, s, breach("Alpha"), a, 1000)
+	a, b := storetest.Digests("a", 1000), storetest.Digests("b", 1000)
+	importAll(t, s, storetest.Breach("Alpha"), a, 1000)
 
 	// The batches are stored, then the source fails: lookups meanwhile and
 	// afterwards see none of them.
@@ -125,7 +96,7 @@ func TestUncommittedImportIsInvisible(t *testing.T) {
 		}
 		yield(nil, errDump)
 	}
-	if _, err := s.Import(ctx, breach("Beta"), pending); !errors.Is(err, errDump) {
+	if _, err := s.Import(ctx, storetest.Breach("Beta"), pending); !errors.Is(err, errDump) {
 		t.Fatalf("Import with a failing source = %v, want %v", err, errDump)
 	}
 	wantBreaches(t, s, b)
@@ -144,7 +115,7 @@ func TestUncommittedImportIsInvisible(t *testing.T) {
 	if got := s.Stats().Keys; got != 1000 {
 		t.Fatalf("Stats().Keys = %d, want 1000: abandoned rows are not counted", got)
 	}
-	st := importAll(t, s, breach("Beta"), b, 400)
+	st := importAll(t, s, storetest.Breach("Beta"), b, 400)
 	if st.Version != 2 || st.NewAccounts != 1000 {
 		t.Fatalf("re-import stats = %+v, want version 2 and 1000 new accounts", st)
 	}
@@ -156,7 +127,7 @@ func TestUncommittedImportIsInvisible(t *testing.T) {
 }
 
 func TestReopen(t *testing.T) {
-	a, b := digests("a", 4000), digests("b", 4000)
+	a, b := storetest.Digests("a", 4000), storetest.Digests("b", 4000)
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, dir string, older []byte)
@@ -190,12 +161,12 @@ func TestReopen(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := open(t, dir, options(0))
-			importAll(t, s, breach("Alpha"), a, 1000)
+			importAll(t, s, storetest.Breach("Alpha"), a, 1000)
 			older, err := os.ReadFile(filepath.Join(dir, "breachd.bloom"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			importAll(t, s, breach("Beta"), b, 1000)
+			importAll(t, s, storetest.Breach("Beta"), b, 1000)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -209,7 +180,7 @@ func TestReopen(t *testing.T) {
 			}
 			wantBreaches(t, s, a, "Alpha")
 			wantBreaches(t, s, b, "Beta")
-			wantBreaches(t, s, digests("absent", 2000))
+			wantBreaches(t, s, storetest.Digests("absent", 2000))
 			if st := s.Stats(); st.Keys != 8000 || st.Version != 2 || st.Breaches != 2 {
 				t.Fatalf("Stats() after reopen = %+v", st)
 			}
@@ -220,11 +191,11 @@ func TestReopen(t *testing.T) {
 func TestFilterGrows(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, options(1024))
-	ds := digests("a", 20000)
+	ds := storetest.Digests("a", 20000)
 	// The first import is a bulk load and sizes its filter itself: start
 	// with a small one so that the second grows the filter as it goes.
-	importAll(t, s, breach("Seed"), digests("seed", 10), 10)
-	importAll(t, s, breach("Alpha"), ds, 2500)
+	importAll(t, s, storetest.Breach("Seed"), storetest.Digests("seed", 10), 10)
+	importAll(t, s, storetest.Breach("Alpha"), ds, 2500)
 	wantBreaches(t, s, ds, "Alpha")
 	fs := s.Stats().Filter
 	if fs.Capacity < 20000 {
@@ -242,9 +213,9 @@ func TestFilterGrows(t *testing.T) {
 func TestLookupBatch(t *testing.T) {
 	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
-	present := digests("a", 100)
-	importAll(t, s, breach("Alpha"), present, 100)
-	absent := digests("absent", 300)
+	present := storetest.Digests("a", 100)
+	importAll(t, s, storetest.Breach("Alpha"), present, 100)
+	absent := storetest.Digests("absent", 300)
 	var packed []byte
 	var want []int
 	for i := 0; i < 400; i++ {
@@ -279,24 +250,24 @@ func TestImportsAreSerialised(t *testing.T) {
 	started, release := make(chan struct{}), make(chan struct{})
 	first := make(chan error, 1)
 	go func() {
-		_, err := s.Import(t.Context(), breach("Alpha"), func(yield func([]breachd.Digest, error) bool) {
+		_, err := s.Import(t.Context(), storetest.Breach("Alpha"), func(yield func([]breachd.Digest, error) bool) {
 			close(started)
 			<-release
-			yield(digests("a", 10), nil)
+			yield(storetest.Digests("a", 10), nil)
 		})
 		first <- err
 	}()
 	<-started
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.Import(ctx, breach("Beta"), batches(digests("b", 10), 10, nil)); !errors.Is(err, context.Canceled) {
+	if _, err := s.Import(ctx, storetest.Breach("Beta"), storetest.Batches(storetest.Digests("b", 10), 10, nil)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("second Import = %v, want it to wait and fail with the context", err)
 	}
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatalf("first Import = %v", err)
 	}
-	if st := importAll(t, s, breach("Beta"), digests("b", 10), 10); st.Version != 2 {
+	if st := importAll(t, s, storetest.Breach("Beta"), storetest.Digests("b", 10), 10); st.Version != 2 {
 		t.Fatalf("Import after the first = %+v, want version 2", st)
 	}
 }
@@ -304,7 +275,7 @@ func TestImportsAreSerialised(t *testing.T) {
 func TestErrors(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir, options(0))
-	if _, err := s.Import(t.Context(), breachd.Breach{Name: "bad name"}, batches(nil, 1, nil)); !errors.Is(err, breachd.ErrInvalidBreach) {
+	if _, err := s.Import(t.Context(), breachd.Breach{Name: "bad name"}, storetest.Batches(nil, 1, nil)); !errors.Is(err, breachd.ErrInvalidBreach) {
 		t.Fatalf("Import(bad name) = %v, want ErrInvalidBreach", err)
 	}
 	if _, err := store.Open(t.Context(), dir, options(0)); !errors.Is(err, store.ErrLocked) {
@@ -328,9 +299,9 @@ func TestFirstImport(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
 	s := open(t, dir, options(0))
-	a, b := digests("a", 5000), digests("b", 30000)
+	a, b := storetest.Digests("a", 5000), storetest.Digests("b", 30000)
 
-	if _, err := s.Import(ctx, breach("Abandoned"), batches(a, 1000, context.Canceled)); !errors.Is(err, context.Canceled) {
+	if _, err := s.Import(ctx, storetest.Breach("Abandoned"), storetest.Batches(a, 1000, context.Canceled)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("abandoned first Import = %v", err)
 	}
 
@@ -354,7 +325,7 @@ func TestFirstImport(t *testing.T) {
 			}
 		}()
 	}
-	st := importAll(t, s, breach("Beta"), append(slices.Clone(b), b[:100]...), 7000)
+	st := importAll(t, s, storetest.Breach("Beta"), append(slices.Clone(b), b[:100]...), 7000)
 	stop.Store(true)
 	wg.Wait()
 	close(errs)
@@ -370,7 +341,7 @@ func TestFirstImport(t *testing.T) {
 		t.Fatalf("Stats().Keys = %d, want 30000: the abandoned rows are gone", got)
 	}
 	// The next import is an ordinary one and links known accounts.
-	st = importAll(t, s, breach("Gamma"), append(slices.Clone(a), b[:10]...), 1000)
+	st = importAll(t, s, storetest.Breach("Gamma"), append(slices.Clone(a), b[:10]...), 1000)
 	if st.NewAccounts != 5000 || st.KnownAccounts != 10 {
 		t.Fatalf("second import stats = %+v", st)
 	}
@@ -423,8 +394,8 @@ func TestBackToBackImports(t *testing.T) {
 	dir := t.TempDir()
 	var logs syncBuffer
 	s := open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	a, b, c := digests("a", 20000), digests("b", 20000), digests("c", 20000)
-	importAll(t, s, breach("Alpha"), a, 5000)
+	a, b, c := storetest.Digests("a", 20000), storetest.Digests("b", 20000), storetest.Digests("c", 20000)
+	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
 	var wg sync.WaitGroup
 	for _, x := range []struct {
 		name string
@@ -433,7 +404,7 @@ func TestBackToBackImports(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.Import(context.Background(), breach(x.name), batches(x.ds, 20000, nil)); err != nil {
+			if _, err := s.Import(context.Background(), storetest.Breach(x.name), storetest.Batches(x.ds, 20000, nil)); err != nil {
 				t.Errorf("Import(%s) = %v", x.name, err)
 			}
 		}()
@@ -458,7 +429,7 @@ func TestBackToBackImports(t *testing.T) {
 func TestBadgerLogs(t *testing.T) {
 	var logs syncBuffer
 	s := open(t, t.TempDir(), withLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	importAll(t, s, breach("Alpha"), digests("a", 100), 100)
+	importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 100), 100)
 	s.Close()
 	var badger int
 	for line := range strings.Lines(logs.String()) {

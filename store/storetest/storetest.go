@@ -58,12 +58,13 @@ func Digests(set string, n int) []breachd.Digest {
 	return out
 }
 
-func breach(name string) breachd.Breach {
+// Breach returns a valid breach record named name.
+func Breach(name string) breachd.Breach {
 	return breachd.Breach{Name: name, Title: name + " breach", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
 }
 
-// batches yields ds in batches of n, then end (nil: commit).
-func batches(ds []breachd.Digest, n int, end error) iter.Seq2[[]breachd.Digest, error] {
+// Batches yields ds in batches of n, then end (nil: the import commits).
+func Batches(ds []breachd.Digest, n int, end error) iter.Seq2[[]breachd.Digest, error] {
 	return func(yield func([]breachd.Digest, error) bool) {
 		for c := range slices.Chunk(ds, n) {
 			if !yield(c, nil) {
@@ -78,7 +79,7 @@ func batches(ds []breachd.Digest, n int, end error) iter.Seq2[[]breachd.Digest, 
 
 func importAll(tb testing.TB, b Backend, name string, ds []breachd.Digest) breachd.ImportStats {
 	tb.Helper()
-	st, err := b.Import(context.Background(), breach(name), batches(ds, 997, nil))
+	st, err := b.Import(context.Background(), Breach(name), Batches(ds, 997, nil))
 	if err != nil {
 		tb.Fatalf("Import(%s) = %v", name, err)
 	}
@@ -247,12 +248,12 @@ func interruptedImport(t *testing.T, open Opener) {
 		run  func() error
 	}{
 		{"source error", func() error {
-			_, err := b.Import(context.Background(), breach("Beta"), batches(append(slices.Clone(fresh), a[:100]...), 1000, errSource))
+			_, err := b.Import(context.Background(), Breach("Beta"), Batches(append(slices.Clone(fresh), a[:100]...), 1000, errSource))
 			return err
 		}},
 		{"context cancelled", func() error {
 			ctx, cancel := context.WithCancel(context.Background())
-			_, err := b.Import(ctx, breach("Beta"), func(yield func([]breachd.Digest, error) bool) {
+			_, err := b.Import(ctx, Breach("Beta"), func(yield func([]breachd.Digest, error) bool) {
 				if yield(fresh[:1000], nil) {
 					cancel()
 					yield(fresh[1000:], nil)
@@ -286,7 +287,7 @@ func reopen(t *testing.T, open Opener) {
 	a, bb := Digests("a", 4000), Digests("b", 4000)
 	importAll(t, b, "Alpha", a)
 	importAll(t, b, "Beta", append(slices.Clone(bb), a[:10]...))
-	if _, err := b.Import(context.Background(), breach("Gamma"), batches(Digests("g", 100), 50, errors.New("stop"))); err == nil {
+	if _, err := b.Import(context.Background(), Breach("Gamma"), Batches(Digests("g", 100), 50, errors.New("stop"))); err == nil {
 		t.Fatal("interrupted Import = nil")
 	}
 	if err := b.Close(); err != nil {
