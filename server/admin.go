@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
@@ -14,15 +15,43 @@ import (
 // Admin implements breachdv1.AdminServiceServer over the use cases.
 type Admin struct {
 	breachdv1.UnimplementedAdminServiceServer
-	svc *service.Service
-	log *slog.Logger
+	svc  *service.Service
+	log  *slog.Logger
+	idle time.Duration // an import stream silent this long is ended
 }
 
 var _ breachdv1.AdminServiceServer = (*Admin)(nil)
 
-// NewAdmin returns the admin service over svc.
-func NewAdmin(svc *service.Service, log *slog.Logger) *Admin {
-	return &Admin{svc: svc, log: log}
+// NewAdmin returns the admin service over svc; an import stream that sends
+// nothing for idle is ended, which frees the import lock.
+func NewAdmin(svc *service.Service, log *slog.Logger, idle time.Duration) *Admin {
+	return &Admin{svc: svc, log: log, idle: idle}
+}
+
+// recvIdle receives the stream's messages on a goroutine of its own, so that
+// a silent client can be timed out; it ends with the stream.
+func recvIdle(stream breachdv1.AdminService_ImportBreachServer) <-chan recvd {
+	out := make(chan recvd)
+	go func() {
+		defer close(out)
+		for {
+			req, err := stream.Recv()
+			select {
+			case out <- recvd{req, err}:
+			case <-stream.Context().Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out
+}
+
+type recvd struct {
+	req *breachdv1.ImportBreachRequest
+	err error
 }
 
 // ImportBreach runs one streamed import; see the proto for the protocol.
@@ -42,10 +71,24 @@ func (s *Admin) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) e
 	// The protocol: digest batches, then a commit whose count must match.
 	// Any other ending yields an error, and the use case commits nothing.
 	var received uint64
+	msgs := recvIdle(stream)
+	timer := time.NewTimer(s.idle)
+	defer timer.Stop()
 	batches := func(yield func([]breachd.Digest, error) bool) {
 		batch := make([]breachd.Digest, 0, breachd.MaxBatch)
 		for {
-			req, err := stream.Recv()
+			timer.Reset(s.idle)
+			var req *breachdv1.ImportBreachRequest
+			var err error
+			select {
+			case m := <-msgs:
+				req, err = m.req, m.err
+			case <-timer.C:
+				s.log.Warn("import stream idle; ended", "breach", b.Name, "idle", s.idle, "received", received)
+				yield(nil, breachd.Errorf(breachd.ErrFailedPrecondition, "ImportBreachRequest: nothing arrived for %s after %d digests; the import of %s was ended and nothing was made visible, import it again",
+					s.idle, received, b.Name))
+				return
+			}
 			if errors.Is(err, io.EOF) {
 				yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportBreachRequest: stream ended after %d digests without a commit; breach %s was not made visible, import it again",
 					received, b.Name))

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/breachd/breachd"
 )
@@ -49,10 +52,22 @@ func toStatus(log *slog.Logger, method string, err error) error {
 	}
 	for _, m := range codeOf {
 		if errors.Is(err, m.kind) {
-			if m.code == codes.ResourceExhausted || m.code == codes.Unavailable {
+			if m.code == codes.Unavailable || errors.Is(err, breachd.ErrNoSpace) {
 				log.Warn("call refused", "method", method, "code", m.code.String(), "err", err)
 			}
-			return status.Error(m.code, err.Error()+advice[m.code])
+			st := status.New(m.code, err.Error()+advice[m.code])
+			// A refusal that knows when to retry says so, in the form
+			// gRPC clients read (google.rpc.RetryInfo).
+			var ra interface{ RetryAfter() time.Duration }
+			if errors.As(err, &ra) {
+				if d, derr := st.WithDetails(
+					&errdetails.RetryInfo{RetryDelay: durationpb.New(ra.RetryAfter())},
+					&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{Description: err.Error()}}},
+				); derr == nil {
+					st = d
+				}
+			}
+			return st.Err()
 		}
 	}
 	log.Error("internal error", "method", method, "err", err)

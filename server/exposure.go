@@ -5,9 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"runtime"
 	"sync"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
@@ -18,8 +18,12 @@ import (
 // Exposure implements breachdv1.ExposureServiceServer over the use cases.
 type Exposure struct {
 	breachdv1.UnimplementedExposureServiceServer
-	svc *service.Service
-	log *slog.Logger
+	svc  *service.Service
+	log  *slog.Logger
+	pool *pool // answers the batches of every bulk stream
+
+	draining  chan struct{} // closed when shutdown starts: bulk streams end
+	drainOnce sync.Once
 
 	// summaries caches the answer form of each catalogue entry. Entries are
 	// immutable and replaced (not changed) on import, so the pointer is the key.
@@ -28,10 +32,14 @@ type Exposure struct {
 
 var _ breachdv1.ExposureServiceServer = (*Exposure)(nil)
 
-// NewExposure returns the exposure service over svc.
-func NewExposure(svc *service.Service, log *slog.Logger) *Exposure {
-	return &Exposure{svc: svc, log: log}
+// NewExposure returns the exposure service over svc, answering bulk
+// batches on a pool of workers goroutines.
+func NewExposure(svc *service.Service, log *slog.Logger, workers int) *Exposure {
+	return &Exposure{svc: svc, log: log, pool: newPool(workers), draining: make(chan struct{})}
 }
+
+// drain tells every bulk stream to end.
+func (s *Exposure) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // Check answers for one digest.
 func (s *Exposure) Check(ctx context.Context, req *breachdv1.CheckRequest) (*breachdv1.CheckResponse, error) {
@@ -64,91 +72,77 @@ func (s *Exposure) summary(b *breachd.CatalogEntry) *breachdv1.BreachSummary {
 
 // CheckStream answers each batch of digests, in order, with one response.
 // Batches that arrive while others are being answered are looked up in
-// parallel (one worker per core), so a client with several batches in flight
-// keeps every core busy; answers still leave in arrival order.
+// parallel on the process-wide pool, so a client with several batches in
+// flight keeps the cores busy; answers still leave in arrival order. The
+// receiver waits for a free worker, so no stream queues more than a few
+// batches. When the server starts shutting down the stream ends with
+// UNAVAILABLE after the answers already sent.
 func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	type job struct {
-		packed []byte
-		err    error // a receive error: ends the stream when its turn comes
-		out    chan *breachdv1.CheckStreamResponse
-		outErr chan error
+		err  error // a receive error: ends the stream when its turn comes
+		resp *breachdv1.CheckStreamResponse
+		done chan struct{} // closed when resp or err is set
 	}
-	workers := runtime.GOMAXPROCS(0)
-	jobs := make(chan *job, workers)
-	order := make(chan *job, 2*workers)
-	// The receiver ends when the client closes its side, or when the stream
-	// ends (this handler returns).
+	order := make(chan *job, 2*s.pool.size) // answers awaited, in order
 	go func() {
-		defer close(jobs)
 		defer close(order)
 		for {
 			req := new(breachdv1.CheckStreamRequest)
 			if err := stream.RecvMsg(req); err != nil {
 				if !errors.Is(err, io.EOF) {
+					j := &job{err: err, done: make(chan struct{})}
+					close(j.done)
 					select {
-					case order <- &job{err: err}:
+					case order <- j:
 					case <-ctx.Done():
 					}
 				}
 				return
 			}
-			j := &job{packed: req.GetEmailSha256(), out: make(chan *breachdv1.CheckStreamResponse, 1), outErr: make(chan error, 1)}
+			j := &job{done: make(chan struct{})}
 			select {
 			case order <- j:
 			case <-ctx.Done():
 				return
 			}
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
+			if !s.pool.run(ctx.Done(), func() {
+				defer close(j.done)
+				j.resp, j.err = s.answer(ctx, req.GetEmailSha256())
+			}) {
 				return
 			}
 		}
 	}()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel() // runs first: unblocks the workers
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				var j *job
-				select {
-				case j = <-jobs:
-				case <-ctx.Done(): // the handler returned; the receiver may still be blocked
-					return
-				}
-				if j == nil {
-					return
-				}
-				resp, err := s.answer(ctx, j.packed)
-				if err != nil {
-					j.outErr <- err
-				} else {
-					j.out <- resp
-				}
-			}
-		}()
-	}
+	batches := 0
 	for j := range order {
-		if j.err != nil {
-			return toStatus(s.log, "CheckStream", j.err)
-		}
 		select {
-		case resp := <-j.out:
-			if err := stream.Send(resp); err != nil {
-				return toStatus(s.log, "CheckStream", err)
-			}
-		case err := <-j.outErr:
-			return toStatus(s.log, "CheckStream", err)
+		case <-j.done:
+		case <-s.draining:
+			return s.drained(batches)
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}
+		if j.err != nil {
+			return toStatus(s.log, "CheckStream", j.err)
+		}
+		if err := stream.Send(j.resp); err != nil {
+			return toStatus(s.log, "CheckStream", err)
+		}
+		batches++
+		select {
+		case <-s.draining:
+			return s.drained(batches)
+		default:
+		}
 	}
 	return nil
+}
+
+func (s *Exposure) drained(batches int) error {
+	return status.Errorf(codes.Unavailable, "the server is shutting down: the stream ended after %d answered batches; "+
+		"resume against another instance or later (breachctl check --resume continues where it stopped)", batches)
 }
 
 // answer checks one batch and packs the answer.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -152,33 +153,67 @@ type Options struct {
 	Logger *slog.Logger // nil discards
 	// Admin registers the AdminService, which changes the corpus.
 	Admin bool
+	// ImportIdleTimeout ends an import stream that sends nothing for this
+	// long, freeing the import lock. 0 means DefaultImportIdleTimeout.
+	ImportIdleTimeout time.Duration
+	// Workers is the size of the process-wide pool that answers bulk
+	// batches, shared by every stream. 0 means one per core.
+	Workers int
+}
+
+// DefaultImportIdleTimeout is how long an import stream may stay silent.
+const DefaultImportIdleTimeout = time.Minute
+
+// Services are breachd's services registered on a server.
+type Services struct {
+	health   *health.Server
+	exposure *Exposure
+	admin    bool
 }
 
 // Register registers breachd's services on gs, a server the caller built
 // (with its credentials, limits and interceptors): the ExposureService, the
-// AdminService if asked for, health (grpc.health.v1, SERVING) and
-// reflection. It returns the health server, for Shutdown.
-func Register(gs *grpc.Server, svc *service.Service, opts Options) *health.Server {
+// AdminService if asked for, health (grpc.health.v1) and reflection. Health
+// says NOT_SERVING until the caller calls Serving, once the corpus is open.
+func Register(gs *grpc.Server, svc *service.Service, opts Options) *Services {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	breachdv1.RegisterExposureServiceServer(gs, NewExposure(svc, log))
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(gs, hs)
-	hs.SetServingStatus(breachdv1.ExposureService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	if opts.ImportIdleTimeout <= 0 {
+		opts.ImportIdleTimeout = DefaultImportIdleTimeout
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	s := &Services{health: health.NewServer(), exposure: NewExposure(svc, log, opts.Workers), admin: opts.Admin}
+	breachdv1.RegisterExposureServiceServer(gs, s.exposure)
+	healthpb.RegisterHealthServer(gs, s.health)
 	if opts.Admin {
-		breachdv1.RegisterAdminServiceServer(gs, NewAdmin(svc, log))
-		hs.SetServingStatus(breachdv1.AdminService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+		breachdv1.RegisterAdminServiceServer(gs, NewAdmin(svc, log, opts.ImportIdleTimeout))
 	}
 	reflection.Register(gs)
-	return hs
+	s.setStatus(healthpb.HealthCheckResponse_NOT_SERVING)
+	return s
 }
 
-// Shutdown marks every service NOT_SERVING, lets calls in flight finish
-// until ctx is done, then closes whatever is left.
-func Shutdown(ctx context.Context, gs *grpc.Server, hs *health.Server, log *slog.Logger) {
-	hs.Shutdown()
+func (s *Services) setStatus(st healthpb.HealthCheckResponse_ServingStatus) {
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(breachdv1.ExposureService_ServiceDesc.ServiceName, st)
+	if s.admin {
+		s.health.SetServingStatus(breachdv1.AdminService_ServiceDesc.ServiceName, st)
+	}
+}
+
+// Serving marks every service SERVING.
+func (s *Services) Serving() { s.setStatus(healthpb.HealthCheckResponse_SERVING) }
+
+// Shutdown marks every service NOT_SERVING, tells bulk streams to end (they
+// end with UNAVAILABLE, which a resumable sweep resumes from), lets calls in
+// flight finish until ctx is done, then closes whatever is left.
+func (s *Services) Shutdown(ctx context.Context, gs *grpc.Server, log *slog.Logger) {
+	s.health.Shutdown()
+	s.exposure.drain()
 	done := make(chan struct{})
 	go func() {
 		gs.GracefulStop()
@@ -191,4 +226,5 @@ func Shutdown(ctx context.Context, gs *grpc.Server, hs *health.Server, log *slog
 		gs.Stop()
 		<-done
 	}
+	s.exposure.pool.stop()
 }

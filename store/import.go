@@ -40,8 +40,12 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	}
 	committed := false
 	defer func() {
+		s.importReceived.Store(0)
 		if !committed {
+			s.imports.WithLabelValues("abandoned").Inc()
 			s.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
+		} else {
+			s.imports.WithLabelValues("committed").Inc()
 		}
 	}()
 	for ds, err := range batches {
@@ -54,6 +58,7 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 		if err := imp.add(ctx, ds); err != nil {
 			return imp.stats, err
 		}
+		s.importReceived.Add(uint64(len(ds)))
 	}
 	st, err := imp.commit(ctx)
 	committed = err == nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breachd/breachd"
 )
@@ -35,6 +36,9 @@ type Options struct {
 	// BlockSize is the size of Badger's table blocks in bytes, applied to
 	// tables written from now on.
 	BlockSize int
+	// Registerer receives the corpus gauges (accounts, breaches, version,
+	// filter shape and false positives, import progress). Nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // DefaultOptions returns the options the daemon uses unless told otherwise.
@@ -87,6 +91,8 @@ type Store struct {
 	closed  atomic.Bool
 
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
+	importReceived atomic.Uint64 // digests the running import has received
+	imports        *prometheus.CounterVec
 }
 
 // Open opens (creating if needed) the corpus in dir. Rebuilding the Bloom
@@ -110,7 +116,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, classify("open "+dir, err)
 	}
-	s := &Store{db: db, dir: dir, log: opts.Logger, opts: opts, importSem: make(chan struct{}, 1)}
+	s := &Store{db: db, dir: dir, log: opts.Logger, opts: opts, importSem: make(chan struct{}, 1),
+		imports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_imports_total",
+			Help: "Imports that ended, by result: committed or abandoned."}, []string{"result"})}
 	if err := s.loadCatalog(); err != nil {
 		db.Close()
 		return nil, err
@@ -118,6 +126,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err := s.loadOrRebuildFilter(ctx); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if opts.Registerer != nil {
+		if err := s.registerMetrics(opts.Registerer); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }

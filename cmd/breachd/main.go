@@ -1,7 +1,9 @@
 // Command breachd is the credential-exposure lookup daemon.
 //
-//	breachd serve  --data DIR [--addr 127.0.0.1:7355]
+//	breachd serve  --data DIR [--addr 127.0.0.1:7355] [--tls-cert FILE --tls-key FILE [--client-ca FILE]] [--metrics-addr ADDR] [--config FILE]
 //	breachd import (--data DIR | --addr ADDR) --manifest FILE DUMP
+//	breachd keys   create|list|revoke --data DIR ...
+//	breachd config print [serve's flags]
 package main
 
 import (
@@ -38,6 +40,8 @@ const usage = `usage: breachd <command> [flags]
 commands:
   serve    serve the corpus over gRPC
   import   add a breach dump to the corpus (directly, or through a running daemon)
+  keys     create, list and revoke API keys
+  config   print the effective configuration of 'serve' (config print [serve's flags])
 
 Run 'breachd <command> -h' for a command's flags.
 `
@@ -53,7 +57,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return serve(ctx, c, stdout, newLogger(stderr, c.logLevel, true))
+		return serve(ctx, c, stdout, newLogger(stderr, c.logLevel(), true))
+	case "keys":
+		return keys(args[1:], stdout, stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "print" {
+			fmt.Fprintln(stderr, "usage: breachd config print [--config FILE] [serve's flags]")
+			return errUsage
+		}
+		c, err := loadConfig("breachd config print", args[2:], stderr, os.Getenv)
+		if err != nil {
+			return err
+		}
+		if c.Data != "" { // print is also for checking: validate what can be
+			if err := c.validate(); err != nil {
+				return err
+			}
+		}
+		return c.print(stdout)
 	case "import":
 		c, err := parseImport(args[1:], stderr)
 		if err != nil {

@@ -236,7 +236,10 @@ func TestUsage(t *testing.T) {
 	tests := [][]string{
 		nil,
 		{"bogus"},
-		{"serve"},
+		{"serve", "extra-argument"},
+		{"keys"},
+		{"keys", "create", "--data", "x"}, // no name or scopes
+		{"config"},
 		{"import", "--data", "x", "dump"}, // no manifest
 		{"import", "--data", "x", "--addr", "y", "--manifest", "m", "d"}, // both targets
 		{"import", "--data", "x", "--manifest", "m", "--format", "xml", "d"},
@@ -254,9 +257,13 @@ func TestInvalidOptions(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve", "--data", t.TempDir(), "--fpr", "5"}, "invalid --fpr 5: want a rate between 0 and 1"},
-		{[]string{"serve", "--data", t.TempDir(), "--fpr", "0"}, "invalid --fpr 0"},
-		{[]string{"serve", "--data", t.TempDir(), "--shutdown-timeout", "0s"}, "invalid --shutdown-timeout"},
+		{[]string{"serve", "--data", t.TempDir(), "--fpr", "5"}, "invalid fpr = 5 (--fpr, BREACHD_FPR, key fpr in --config): want a rate between 0 and 1"},
+		{[]string{"serve", "--data", t.TempDir(), "--fpr", "0"}, "invalid fpr = 0"},
+		{[]string{"serve", "--data", t.TempDir(), "--fpr", "x"}, `invalid --fpr: "x" is not a number`},
+		{[]string{"serve", "--data", t.TempDir(), "--shutdown-timeout", "0s"}, "invalid shutdown_timeout = 0s (--shutdown-timeout"},
+		{[]string{"serve"}, "invalid data"},
+		{[]string{"serve", "--data", t.TempDir(), "--addr", "0.0.0.0:0"}, "refusing to listen on 0.0.0.0:0 without TLS and authentication"},
+		{[]string{"serve", "--data", t.TempDir(), "--tls-cert", "c.pem"}, "invalid tls.key"},
 	} {
 		err := run(t.Context(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -267,6 +274,91 @@ func TestInvalidOptions(t *testing.T) {
 	if err := run(t.Context(), []string{"import", "--data", "d", "--manifest", "m", "--batch", "10001", "x"}, io.Discard, &stderr); err != errUsage ||
 		!strings.Contains(stderr.String(), "invalid --batch 10001: want 1 to 10000") {
 		t.Errorf("import --batch 10001 = %v, %q; want a usage error naming --batch", err, stderr.String())
+	}
+}
+
+// TestConfigSources checks the precedence of the configuration's sources
+// (flag over environment over file over default), that every key of the
+// file is known, and that errors name the key.
+func TestConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "breachd.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("data: /from/file\naddr: 127.0.0.1:1\nfpr: 0.01\nquota:\n  rate: 5\n  burst: 50\n")
+	env := map[string]string{"BREACHD_ADDR": "127.0.0.1:2", "BREACHD_QUOTA_BURST": "70", "BREACHD_IMPORT_IDLE_TIMEOUT": "30s"}
+	c, err := loadConfig("t", []string{"--config", file, "--fpr", "0.02"}, io.Discard, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Data != "/from/file" || c.Addr != "127.0.0.1:2" || c.FPR != 0.02 || c.Quota.Rate != 5 || c.Quota.Burst != 70 ||
+		c.Import.IdleTimeout != duration(30*time.Second) || c.Quota.MaxStreams != defaultConfig().Quota.MaxStreams {
+		t.Fatalf("config = %+v", c)
+	}
+	write("data: x\nquota:\n  rat: 5\n")
+	if _, err := loadConfig("t", []string{"--config", file}, io.Discard, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "field rat not found") {
+		t.Fatalf("misspelt key: %v, want an error naming it", err)
+	}
+	env = map[string]string{"BREACHD_QUOTA_RATE": "fast"}
+	if _, err := loadConfig("t", nil, io.Discard, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "invalid quota.rate (BREACHD_QUOTA_RATE)") {
+		t.Fatalf("bad env value: %v", err)
+	}
+	write("data: x\nquota:\n  rate: -1\n")
+	c, err = loadConfig("t", []string{"--config", file}, io.Discard, func(string) string { return "" })
+	if err == nil {
+		err = c.validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "invalid quota.rate = -1 (BREACHD_QUOTA_RATE, key quota.rate in --config)") {
+		t.Fatalf("invalid quota.rate: %v", err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"config", "print", "--data", dir, "--fpr", "0.005"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"data: " + dir, "fpr: 0.005", "shutdown_timeout: 10s", "max_stream_wait: 5s", "client_auth: require"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("config print lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestKeysCommands creates, lists and revokes keys, and checks that only a
+// hash of each key is stored.
+func TestKeysCommands(t *testing.T) {
+	dir := t.TempDir()
+	out := runOK(t, "keys", "create", "--data", dir, "--name", "signup", "--scopes", "check", "--rate", "10", "--burst", "20")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, "bdk_") || len(key) < 40 {
+		t.Fatalf("the last line of keys create is %q, want the key", key)
+	}
+	stored, err := os.ReadFile(filepath.Join(dir, "keys.json"))
+	if err != nil || strings.Contains(string(stored), key) || strings.Contains(string(stored), key[4:]) {
+		t.Fatalf("keys.json holds the key itself (or cannot be read: %v)", err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "keys.json")); st.Mode().Perm() != 0o600 {
+		t.Errorf("keys.json mode = %v, want 0600", st.Mode().Perm())
+	}
+	runOK(t, "keys", "create", "--data", dir, "--name", "sweeper", "--scopes", "check,bulk")
+	if err := run(t.Context(), []string{"keys", "create", "--data", dir, "--name", "signup", "--scopes", "check"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("a second key named signup: %v", err)
+	}
+	if err := run(t.Context(), []string{"keys", "create", "--data", dir, "--name", "x", "--scopes", "check,root"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), `unknown scope "root"`) {
+		t.Fatalf("unknown scope: %v", err)
+	}
+	list := runOK(t, "keys", "list", "--data", dir)
+	if !regexp.MustCompile(`signup\s+check\s+10\s+20`).MatchString(list) || !regexp.MustCompile(`sweeper\s+check,bulk\s+default\s+default`).MatchString(list) {
+		t.Fatalf("keys list:\n%s", list)
+	}
+	runOK(t, "keys", "revoke", "--data", dir, "--name", "signup")
+	if list := runOK(t, "keys", "list", "--data", dir); strings.Contains(list, "signup") {
+		t.Fatalf("revoked key still listed:\n%s", list)
+	}
+	if err := run(t.Context(), []string{"keys", "revoke", "--data", dir, "--name", "signup"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no key named") {
+		t.Fatalf("revoking twice: %v", err)
 	}
 }
 

@@ -3,81 +3,167 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
 )
 
-type serveConfig struct {
-	data            string
-	addr            string
-	admin           bool
-	store           store.Options
-	limits          server.Limits
-	shutdownTimeout time.Duration
-	logLevel        slog.Level
-}
-
-// serveFlags names the flag behind each option, for error messages.
-var serveFlags = map[string]string{
-	"FalsePositiveRate": "--fpr",
-}
-
-func parseServe(args []string, stderr io.Writer) (serveConfig, error) {
-	fs := flag.NewFlagSet("breachd serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c := serveConfig{logLevel: slog.LevelInfo, store: store.DefaultOptions(), limits: server.DefaultLimits()}
-	fs.StringVar(&c.data, "data", "", "corpus directory (required)")
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:7355", "listen address; keep it on loopback until the API has authentication")
-	fs.BoolVar(&c.admin, "admin", true, "serve the AdminService (imports through the daemon); -admin=false switches it off")
-	fs.Float64Var(&c.store.FalsePositiveRate, "fpr", c.store.FalsePositiveRate, "Bloom filter target false-positive rate, between 0 and 1")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long calls in flight may take to finish at shutdown")
-	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+func parseServe(args []string, stderr io.Writer) (config, error) {
+	c, err := loadConfig("breachd serve", args, stderr, os.Getenv)
+	if err != nil {
 		return c, err
 	}
-	if c.data == "" || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: breachd serve --data DIR [--addr HOST:PORT] [flags]")
-		fs.PrintDefaults()
-		return c, errUsage
-	}
-	if c.shutdownTimeout <= 0 {
-		return c, fmt.Errorf("invalid --shutdown-timeout %v: want a positive duration", c.shutdownTimeout)
-	}
-	for _, err := range []error{c.store.Validate(), c.limits.Validate()} {
-		if err != nil {
-			return c, flagError(err, serveFlags)
-		}
-	}
-	return c, nil
+	return c, c.validate()
 }
 
-// flagError words an invalid option by the flag that set it.
-func flagError(err error, flags map[string]string) error {
-	var oe *breachd.OptionError
-	if errors.As(err, &oe) {
-		if f, ok := flags[oe.Option]; ok {
-			return fmt.Errorf("invalid %s %v: want %s", f, oe.Value, oe.Want)
-		}
-	}
-	return err
-}
-
-func serve(ctx context.Context, c serveConfig, stdout io.Writer, log *slog.Logger) error {
-	start := time.Now()
-	c.store.Logger = log
-	st, err := store.Open(ctx, c.data, c.store)
+// isLoopback reports whether a listen address keeps to this machine.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) error {
+	secure := c.TLS.Cert != ""
+	if !secure && !isLoopback(c.Addr) {
+		return fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
+			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The chain, in a fixed order: recovery, logging, metrics, then
+	// authentication and quotas (with TLS only), then the handlers, which
+	// validate their requests.
+	unary, stream := server.Interceptors(log)
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(grpcMetrics)
+	unary = append(unary, grpcMetrics.UnaryServerInterceptor())
+	stream = append(stream, grpcMetrics.StreamServerInterceptor())
+	opts := c.limits().ServerOptions()
+	var reloadTLS, reloadKeys func() error
+	if secure {
+		tlsFiles, err := certs.Load(certs.Files{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, Auth: certs.ClientAuth(c.TLS.ClientAuth)}, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := tlsFiles.Watch(ctx); err != nil {
+				log.Error("watching TLS files failed; reload them with SIGHUP", "err", err)
+			}
+		}()
+		reloadTLS = tlsFiles.Reload
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsFiles.ServerConfig())))
+
+		var keys *auth.Keyring
+		if c.Auth.APIKeys {
+			if keys, err = auth.OpenKeyring(c.Data, log); err != nil {
+				return err
+			}
+			go keys.Watch(ctx, time.Duration(c.Auth.KeysReload))
+			reloadKeys = func() error { _, err := keys.Reload(); return err }
+		}
+		var ids []auth.CertIdentity
+		for _, m := range c.Auth.MTLSIdentities {
+			ci, _ := m.principal() // validated
+			ids = append(ids, ci)
+		}
+		authn, err := auth.NewAuthenticator(keys, ids)
+		if err != nil {
+			return err
+		}
+		limiter, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams)
+		if err != nil {
+			return keyError(err)
+		}
+		guard, err := server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg,
+			Reflection: c.Auth.Reflection, MaxStreamWait: time.Duration(c.Quota.MaxStreamWait)})
+		if err != nil {
+			return err
+		}
+		gu, gs := guard.Interceptors()
+		unary, stream = append(unary, gu...), append(stream, gs...)
+		if (keys == nil || keys.Len() == 0) && len(ids) == 0 {
+			log.Warn("no API keys and no mTLS identities: every call will be refused until you run 'breachd keys create'")
+		}
+	}
+	opts = append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	gs := grpc.NewServer(opts...)
+	var corpus openingStore
+	svcs := server.Register(gs, service.New(&corpus), server.Options{Logger: log, Admin: c.Admin,
+		ImportIdleTimeout: time.Duration(c.Import.IdleTimeout)})
+	grpcMetrics.InitializeMetrics(gs)
+
+	lis, err := net.Listen("tcp", c.Addr)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 2)
+	go func() { served <- gs.Serve(lis) }() // NOT_SERVING until the corpus is open
+	var metricsSrv *http.Server
+	if c.MetricsAddr != "" {
+		mlis, err := net.Listen("tcp", c.MetricsAddr)
+		if err != nil {
+			gs.Stop()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := metricsSrv.Serve(mlis); !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("metrics listener: %w", err)
+			}
+		}()
+		log.Info("metrics", "addr", mlis.Addr().String())
+	}
+	stop := func() {
+		log.Info("shutting down", "timeout", c.ShutdownTimeout)
+		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(c.ShutdownTimeout))
+		defer cancel()
+		svcs.Shutdown(sctx, gs, log)
+		if metricsSrv != nil {
+			metricsSrv.Shutdown(sctx)
+		}
+	}
+
+	start := time.Now()
+	so := c.storeOptions()
+	so.Logger, so.Registerer = log, reg
+	st, err := store.Open(ctx, c.Data, so)
+	if err != nil {
+		stop()
 		return err
 	}
 	defer func() {
@@ -85,40 +171,93 @@ func serve(ctx context.Context, c serveConfig, stdout io.Writer, log *slog.Logge
 			log.Error("closing store failed", "err", err)
 		}
 	}()
+	corpus.open(st)
+	svcs.Serving()
 	stats := st.Stats()
-	log.Info("corpus opened", "breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version,
-		"duration", time.Since(start))
-
-	lis, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return err
-	}
-	if ip, ok := lis.Addr().(*net.TCPAddr); ok && !ip.IP.IsLoopback() {
-		log.Warn("listening beyond loopback: the API has no authentication yet", "admin", c.admin)
-	}
-	// The chain, in order: recovery, logging; authentication and quotas go
-	// after them.
-	unary, stream := server.Interceptors(log)
-	gs := grpc.NewServer(append(c.limits.ServerOptions(),
-		grpc.ChainUnaryInterceptor(unary...),
-		grpc.ChainStreamInterceptor(stream...))...)
-	hs := server.Register(gs, service.New(st), server.Options{Logger: log, Admin: c.admin})
-	served := make(chan error, 1)
-	go func() { served <- gs.Serve(lis) }()
-	log.Info("serving", "addr", lis.Addr().String(), "admin", c.admin)
+	log.Info("serving", "addr", lis.Addr().String(), "tls", secure, "mtls", c.TLS.ClientCA != "", "admin", c.Admin,
+		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "open_duration", time.Since(start))
 	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s\n",
 		stats.Breaches, stats.Keys, stats.Version, lis.Addr())
 
-	select {
-	case err := <-served: // the listener failed
-		return err
-	case <-ctx.Done():
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case err := <-served: // a listener failed
+			stop()
+			return err
+		case <-hup:
+			for what, reload := range map[string]func() error{"TLS files": reloadTLS, "API keys": reloadKeys} {
+				if reload == nil {
+					continue
+				}
+				if err := reload(); err != nil {
+					log.Error("reload on SIGHUP failed; keeping what was in use", "what", what, "err", err)
+				}
+			}
+		case <-ctx.Done():
+			stop()
+			log.Info("stopped")
+			return nil
+		}
 	}
-	log.Info("shutting down", "timeout", c.shutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
-	defer cancel()
-	server.Shutdown(sctx, gs, hs, log)
-	<-served
-	log.Info("stopped")
-	return nil
+}
+
+// openingStore is the corpus as the services see it while it opens (which
+// takes minutes for a large corpus whose filter must be rebuilt): until
+// open, every call is UNAVAILABLE, and health says NOT_SERVING.
+type openingStore struct {
+	st atomic.Pointer[store.Store]
+}
+
+var errOpening = breachd.NewError(breachd.ErrUnavailable, "the corpus is still opening")
+
+func (o *openingStore) open(st *store.Store) { o.st.Store(st) }
+
+func (o *openingStore) get() (*store.Store, error) {
+	if st := o.st.Load(); st != nil {
+		return st, nil
+	}
+	return nil, errOpening
+}
+
+func (o *openingStore) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.CatalogEntry, uint64, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Lookup(ctx, d)
+}
+
+func (o *openingStore) LookupBatch(ctx context.Context, packed []byte, hit func(int, []*breachd.CatalogEntry)) (uint64, error) {
+	st, err := o.get()
+	if err != nil {
+		return 0, err
+	}
+	return st.LookupBatch(ctx, packed, hit)
+}
+
+func (o *openingStore) Breaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Breaches(ctx)
+}
+
+func (o *openingStore) Breach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Breach(ctx, name)
+}
+
+func (o *openingStore) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
+	st, err := o.get()
+	if err != nil {
+		return breachd.ImportStats{}, err
+	}
+	return st.Import(ctx, b, batches)
 }

@@ -8,7 +8,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/health"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/server"
@@ -22,7 +21,7 @@ type Server struct {
 	Store   *store.Store // the corpus it serves
 	Service *service.Service
 	GRPC    *grpc.Server
-	health  *health.Server
+	svcs    *server.Services
 	served  chan error
 }
 
@@ -58,8 +57,9 @@ func Start(dir string, opts Options) (*Server, error) {
 	unary, stream := server.Interceptors(log)
 	gs := grpc.NewServer(append(server.DefaultLimits().ServerOptions(),
 		grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))...)
-	hs := server.Register(gs, svc, server.Options{Logger: log, Admin: opts.Admin})
-	s := &Server{Addr: lis.Addr().String(), Store: st, Service: svc, GRPC: gs, health: hs, served: make(chan error, 1)}
+	svcs := server.Register(gs, svc, server.Options{Logger: log, Admin: opts.Admin})
+	svcs.Serving()
+	s := &Server{Addr: lis.Addr().String(), Store: st, Service: svc, GRPC: gs, svcs: svcs, served: make(chan error, 1)}
 	go func() { s.served <- gs.Serve(lis) }()
 	return s, nil
 }
@@ -89,7 +89,7 @@ func (s *Server) Import(ctx context.Context, b breachd.Breach, ds []breachd.Dige
 func (s *Server) Close() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // no grace: tests want it gone
-	server.Shutdown(ctx, s.GRPC, s.health, slog.New(slog.DiscardHandler))
+	s.svcs.Shutdown(ctx, s.GRPC, slog.New(slog.DiscardHandler))
 	err := <-s.served
 	if errors.Is(err, grpc.ErrServerStopped) {
 		err = nil

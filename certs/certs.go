@@ -1,0 +1,166 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// ClientAuth says what a configured client CA asks of clients.
+type ClientAuth string
+
+const (
+	// RequireClientCert: every client presents a certificate the CA signed.
+	RequireClientCert ClientAuth = "require"
+	// VerifyIfGiven: a certificate, if presented, must verify; clients may
+	// instead authenticate with an API key.
+	VerifyIfGiven ClientAuth = "verify-if-given"
+)
+
+// Files names the PEM files.
+type Files struct {
+	Cert, Key string
+	ClientCA  string     // optional: turns on mutual TLS
+	Auth      ClientAuth // with ClientCA; default RequireClientCert
+}
+
+// Reloader serves the current certificate and client CA.
+type Reloader struct {
+	files Files
+	log   *slog.Logger
+	cert  atomic.Pointer[tls.Certificate]
+	pool  atomic.Pointer[x509.CertPool]
+	loads atomic.Uint64
+}
+
+// Load reads the files once; it fails if they do not make a usable pair.
+func Load(f Files, log *slog.Logger) (*Reloader, error) {
+	if f.Cert == "" || f.Key == "" {
+		return nil, errors.New("TLS needs both a certificate and a key file")
+	}
+	switch f.Auth {
+	case "":
+		f.Auth = RequireClientCert
+	case RequireClientCert, VerifyIfGiven:
+	default:
+		return nil, fmt.Errorf("client auth %q: want %q or %q", f.Auth, RequireClientCert, VerifyIfGiven)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Reloader{files: f, log: log}
+	if err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Reload reads the files again and swaps them in; on error the ones in use stay.
+func (r *Reloader) Reload() error {
+	cert, err := tls.LoadX509KeyPair(r.files.Cert, r.files.Key)
+	if err != nil {
+		return fmt.Errorf("TLS certificate %s and key %s: %w", r.files.Cert, r.files.Key, err)
+	}
+	if cert.Leaf == nil && len(cert.Certificate) > 0 {
+		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
+	}
+	var pool *x509.CertPool
+	if r.files.ClientCA != "" {
+		pem, err := os.ReadFile(r.files.ClientCA)
+		if err != nil {
+			return fmt.Errorf("client CA: %w", err)
+		}
+		pool = x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("client CA %s: no PEM certificate in it", r.files.ClientCA)
+		}
+	}
+	r.cert.Store(&cert)
+	r.pool.Store(pool)
+	r.loads.Add(1)
+	attrs := []any{"cert", r.files.Cert}
+	if cert.Leaf != nil {
+		attrs = append(attrs, "subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter)
+	}
+	r.log.Info("TLS certificate loaded", attrs...)
+	return nil
+}
+
+// Loads counts successful loads (1 after Load).
+func (r *Reloader) Loads() uint64 { return r.loads.Load() }
+
+// ServerConfig returns a TLS configuration that always uses the current
+// certificate and client CA.
+func (r *Reloader) ServerConfig() *tls.Config {
+	base := &tls.Config{MinVersion: tls.VersionTLS12}
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{*r.cert.Load()},
+			NextProtos:   []string{"h2"},
+		}
+		if pool := r.pool.Load(); pool != nil {
+			c.ClientCAs = pool
+			c.ClientAuth = tls.RequireAndVerifyClientCert
+			if r.files.Auth == VerifyIfGiven {
+				c.ClientAuth = tls.VerifyClientCertIfGiven
+			}
+		}
+		return c, nil
+	}
+	return base
+}
+
+// Watch reloads when anything changes in the directories of the files,
+// until ctx is done. Changes that come together (a secret update writes
+// several files) are taken as one after a short pause.
+func (r *Reloader) Watch(ctx context.Context) error {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	dirs := map[string]bool{}
+	for _, f := range []string{r.files.Cert, r.files.Key, r.files.ClientCA} {
+		if f != "" {
+			dirs[filepath.Dir(f)] = true
+		}
+	}
+	for d := range dirs {
+		if err := w.Add(d); err != nil {
+			return fmt.Errorf("watch %s: %w", d, err)
+		}
+	}
+	const settle = 200 * time.Millisecond
+	var pending <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case _, ok := <-w.Events:
+			if !ok {
+				return nil
+			}
+			pending = time.After(settle)
+		case err, ok := <-w.Errors:
+			if !ok {
+				return nil
+			}
+			r.log.Warn("watching TLS files failed", "err", err)
+		case <-pending:
+			pending = nil
+			if err := r.Reload(); err != nil {
+				r.log.Error("reloading TLS files failed; keeping the certificate in use", "err", err)
+			}
+		}
+	}
+}

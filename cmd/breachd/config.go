@@ -1,0 +1,399 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/quota"
+	"github.com/breachd/breachd/server"
+	"github.com/breachd/breachd/store"
+)
+
+// config is the daemon's configuration. Each value comes from, in rising
+// precedence: its default, the YAML file (--config or BREACHD_CONFIG), the
+// environment (BREACHD_ and the key's path in capitals, e.g.
+// BREACHD_QUOTA_RATE), and the flags that exist for it.
+type config struct {
+	Data            string   `yaml:"data" help:"corpus directory (required)"`
+	Addr            string   `yaml:"addr" help:"gRPC listen address; beyond loopback it needs TLS and authentication"`
+	Admin           bool     `yaml:"admin" help:"serve the AdminService (imports through the daemon)"`
+	MetricsAddr     string   `yaml:"metrics_addr" help:"Prometheus /metrics listen address; empty for none"`
+	FPR             float64  `yaml:"fpr" help:"Bloom filter target false-positive rate, between 0 and 1"`
+	ShutdownTimeout duration `yaml:"shutdown_timeout" help:"how long calls in flight may take to finish at shutdown"`
+	LogLevel        string   `yaml:"log_level" help:"debug, info, warn or error"`
+	TLS             struct {
+		Cert       string `yaml:"cert" help:"PEM certificate (chain); with key, turns on TLS and authentication"`
+		Key        string `yaml:"key" help:"PEM private key"`
+		ClientCA   string `yaml:"client_ca" help:"PEM CA for client certificates; turns on mutual TLS"`
+		ClientAuth string `yaml:"client_auth" help:"with client_ca: require (every client shows a certificate) or verify-if-given (API keys too)"`
+	} `yaml:"tls"`
+	Auth struct {
+		APIKeys        bool           `yaml:"api_keys" help:"accept API keys from DATA/keys.json ('breachd keys')"`
+		KeysReload     duration       `yaml:"keys_reload" help:"how often the key file is re-read (a revoked key stops working within this)"`
+		Reflection     bool           `yaml:"reflection" help:"allow server reflection to authenticated callers"`
+		MTLSIdentities []mtlsIdentity `yaml:"mtls_identities" help:"client certificates and the principals they map to"`
+	} `yaml:"auth"`
+	Quota struct {
+		Rate          float64  `yaml:"rate" help:"default tokens per second per principal (a call costs 1, a bulk batch its digest count)"`
+		Burst         int      `yaml:"burst" help:"default bucket size per principal"`
+		MaxStreams    int      `yaml:"max_streams" help:"concurrent streams per principal"`
+		MaxStreamWait duration `yaml:"max_stream_wait" help:"how long a bulk batch may wait for quota before RESOURCE_EXHAUSTED"`
+	} `yaml:"quota"`
+	Limits struct {
+		MaxRecvMsgSize       int      `yaml:"max_recv_msg_size" help:"largest request, bytes"`
+		MaxSendMsgSize       int      `yaml:"max_send_msg_size" help:"largest answer, bytes"`
+		MaxConcurrentStreams uint32   `yaml:"max_concurrent_streams" help:"calls in flight per connection"`
+		MaxConnectionIdle    duration `yaml:"max_connection_idle" help:"close connections idle this long"`
+		KeepaliveTime        duration `yaml:"keepalive_time" help:"ping a quiet connection after this long"`
+		KeepaliveTimeout     duration `yaml:"keepalive_timeout" help:"wait this long for the ping's answer"`
+		MinPingInterval      duration `yaml:"min_ping_interval" help:"refuse clients that ping more often"`
+	} `yaml:"limits"`
+	Import struct {
+		IdleTimeout duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
+	} `yaml:"import"`
+}
+
+// mtlsIdentity maps client certificates to a principal.
+type mtlsIdentity struct {
+	Match  string   `yaml:"match"` // CN=NAME, DNS:NAME or URI:URI
+	Name   string   `yaml:"name"`
+	Scopes []string `yaml:"scopes"`
+	Rate   float64  `yaml:"rate,omitempty"`
+	Burst  int      `yaml:"burst,omitempty"`
+}
+
+func defaultConfig() config {
+	so, lim := store.DefaultOptions(), server.DefaultLimits()
+	var c config
+	c.Addr = "127.0.0.1:7355"
+	c.Admin = true
+	c.FPR = so.FalsePositiveRate
+	c.ShutdownTimeout = duration(10 * time.Second)
+	c.LogLevel = "info"
+	c.TLS.ClientAuth = string(certs.RequireClientCert)
+	c.Auth.APIKeys = true
+	c.Auth.KeysReload = duration(2 * time.Second)
+	c.Auth.Reflection = true
+	c.Quota.Rate, c.Quota.Burst = 1000, 20_000
+	c.Quota.MaxStreams = 8
+	c.Quota.MaxStreamWait = duration(5 * time.Second)
+	c.Limits.MaxRecvMsgSize = lim.MaxRecvMsgSize
+	c.Limits.MaxSendMsgSize = lim.MaxSendMsgSize
+	c.Limits.MaxConcurrentStreams = lim.MaxConcurrentStreams
+	c.Limits.MaxConnectionIdle = duration(lim.MaxConnectionIdle)
+	c.Limits.KeepaliveTime = duration(lim.KeepaliveTime)
+	c.Limits.KeepaliveTimeout = duration(lim.KeepaliveTimeout)
+	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
+	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
+	return c
+}
+
+// duration is a time.Duration written as "10s" in YAML and the environment.
+type duration time.Duration
+
+func (d duration) String() string                    { return time.Duration(d).String() }
+func (d duration) MarshalYAML() (any, error)         { return d.String(), nil }
+func (d *duration) UnmarshalYAML(n *yaml.Node) error { return d.set(n.Value) }
+func (d *duration) set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 10s or 2m", s)
+	}
+	*d = duration(v)
+	return nil
+}
+
+// serveFlags are the flags of 'breachd serve': each sets one key.
+var serveFlags = []struct{ name, key string }{
+	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"},
+	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
+	{"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
+}
+
+// loadConfig builds the configuration of 'breachd serve' (and 'config
+// print') from its sources. usage is true for a usage error (already shown).
+func loadConfig(name string, args []string, stderr io.Writer, env func(string) string) (config, error) {
+	c := defaultConfig()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", env("BREACHD_CONFIG"), "YAML configuration file (keys as in 'breachd config print')")
+	vals := map[string]*string{}
+	for _, f := range serveFlags {
+		vals[f.name] = new(string)
+		help, def := keyHelp(f.key, c)
+		fs.Func(f.name, fmt.Sprintf("%s (key %s, default %s)", help, f.key, def), func(s string) error { *vals[f.name] = s; return nil })
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		fs.PrintDefaults()
+		return c, errUsage
+	}
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true) // a misspelt key is an error, not a silent default
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", *file, err)
+		}
+	}
+	if err := walkKeys(&c, "", func(key string, v reflect.Value) error {
+		if s := env(envName(key)); s != "" {
+			if err := setValue(v, s); err != nil {
+				return fmt.Errorf("invalid %s (%s): %w", key, envName(key), err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return c, err
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, sf := range serveFlags {
+			if sf.name == f.Name && ferr == nil {
+				_ = walkKeys(&c, "", func(key string, v reflect.Value) error {
+					if key == sf.key {
+						if err := setValue(v, *vals[sf.name]); err != nil {
+							ferr = fmt.Errorf("invalid --%s: %w", sf.name, err)
+						}
+					}
+					return nil
+				})
+			}
+		}
+	})
+	if ferr != nil {
+		return c, ferr
+	}
+	return c, nil
+}
+
+func envName(key string) string {
+	return "BREACHD_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))
+}
+
+// keyHelp returns a key's help text and its value in c, for flag usage.
+func keyHelp(key string, c config) (help, value string) {
+	_ = walkFields(reflect.ValueOf(&c).Elem(), "", func(k string, f reflect.StructField, v reflect.Value) error {
+		if k == key {
+			help, value = f.Tag.Get("help"), fmt.Sprint(v.Interface())
+		}
+		return nil
+	})
+	if value == "" {
+		value = `""`
+	}
+	return help, value
+}
+
+// walkKeys calls fn for every scalar key of c (lists are file-only).
+func walkKeys(c *config, _ string, fn func(key string, v reflect.Value) error) error {
+	return walkFields(reflect.ValueOf(c).Elem(), "", func(k string, _ reflect.StructField, v reflect.Value) error { return fn(k, v) })
+}
+
+func walkFields(v reflect.Value, prefix string, fn func(key string, f reflect.StructField, v reflect.Value) error) error {
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := prefix + strings.Split(f.Tag.Get("yaml"), ",")[0]
+		fv := v.Field(i)
+		switch {
+		case fv.Kind() == reflect.Struct:
+			if err := walkFields(fv, key+".", fn); err != nil {
+				return err
+			}
+		case fv.Kind() == reflect.Slice:
+		default:
+			if err := fn(key, f, fv); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setValue sets a scalar from its text form.
+func setValue(v reflect.Value, s string) error {
+	if d, ok := v.Addr().Interface().(*duration); ok {
+		return d.set(s)
+	}
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", s)
+		}
+		v.SetBool(b)
+	case reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", s)
+		}
+		v.SetInt(int64(n))
+	case reflect.Uint32:
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number from 0 to %d", s, uint32(1<<32-1))
+		}
+		v.SetUint(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		v.SetFloat(f)
+	default:
+		return fmt.Errorf("cannot be set from text")
+	}
+	return nil
+}
+
+// optionKeys names the configuration key behind each package's option.
+var optionKeys = map[string]string{
+	"FalsePositiveRate":    "fpr",
+	"MaxRecvMsgSize":       "limits.max_recv_msg_size",
+	"MaxSendMsgSize":       "limits.max_send_msg_size",
+	"MaxConcurrentStreams": "limits.max_concurrent_streams",
+	"MaxConnectionIdle":    "limits.max_connection_idle",
+	"KeepaliveTime":        "limits.keepalive_time",
+	"KeepaliveTimeout":     "limits.keepalive_timeout",
+	"MinPingInterval":      "limits.min_ping_interval",
+	"Quota.Rate":           "quota.rate",
+	"Quota.Burst":          "quota.burst",
+	"Quota.MaxStreams":     "quota.max_streams",
+}
+
+// keyError words an invalid option by its configuration key, and the flag
+// and variable that set it.
+func keyError(err error) error {
+	var oe *breachd.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	key, ok := optionKeys[oe.Option]
+	if !ok {
+		return err
+	}
+	return fmt.Errorf("invalid %s = %v (%s): want %s", key, oe.Value, sources(key), oe.Want)
+}
+
+// sources lists where a key can be set.
+func sources(key string) string {
+	out := []string{}
+	for _, f := range serveFlags {
+		if f.key == key {
+			out = append(out, "--"+f.name)
+		}
+	}
+	return strings.Join(append(out, envName(key), "key "+key+" in --config"), ", ")
+}
+
+// validate checks what no package checks for it, and every package's options.
+func (c *config) validate() error {
+	bad := func(key string, v any, want string) error {
+		return fmt.Errorf("invalid %s = %v (%s): want %s", key, v, sources(key), want)
+	}
+	var lvl slog.Level
+	switch {
+	case c.Data == "":
+		return bad("data", `""`, "the corpus directory")
+	case c.ShutdownTimeout <= 0:
+		return bad("shutdown_timeout", c.ShutdownTimeout, "a positive duration")
+	case lvl.UnmarshalText([]byte(c.LogLevel)) != nil:
+		return bad("log_level", c.LogLevel, "debug, info, warn or error")
+	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
+		return bad("tls.key", c.TLS.Key, "a key with tls.cert, or neither")
+	case c.TLS.ClientCA != "" && c.TLS.Cert == "":
+		return bad("tls.client_ca", c.TLS.ClientCA, "tls.cert and tls.key as well: mutual TLS is TLS")
+	case c.TLS.ClientAuth != string(certs.RequireClientCert) && c.TLS.ClientAuth != string(certs.VerifyIfGiven):
+		return bad("tls.client_auth", c.TLS.ClientAuth, "require or verify-if-given")
+	case c.Auth.KeysReload < duration(100*time.Millisecond):
+		return bad("auth.keys_reload", c.Auth.KeysReload, "at least 100ms")
+	case c.Quota.MaxStreamWait < 0:
+		return bad("quota.max_stream_wait", c.Quota.MaxStreamWait, "0 or a positive duration")
+	case c.Import.IdleTimeout <= 0:
+		return bad("import.idle_timeout", c.Import.IdleTimeout, "a positive duration")
+	}
+	for i, m := range c.Auth.MTLSIdentities {
+		if _, err := m.principal(); err != nil {
+			return fmt.Errorf("invalid auth.mtls_identities[%d]: %w", i, err)
+		}
+	}
+	so := c.storeOptions()
+	if _, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams); err != nil {
+		return keyError(err)
+	}
+	for _, err := range []error{so.Validate(), c.limits().Validate()} {
+		if err != nil {
+			return keyError(err)
+		}
+	}
+	return nil
+}
+
+func (m mtlsIdentity) principal() (auth.CertIdentity, error) {
+	scopes, err := auth.ParseScopes(strings.Join(m.Scopes, ","))
+	if err != nil {
+		return auth.CertIdentity{}, err
+	}
+	ci := auth.CertIdentity{Match: m.Match, Principal: auth.Principal{Name: m.Name, Scopes: scopes, Rate: m.Rate, Burst: m.Burst}}
+	return ci, auth.ValidateCertIdentity(ci)
+}
+
+func (c *config) storeOptions() store.Options {
+	so := store.DefaultOptions()
+	so.FalsePositiveRate = c.FPR
+	return so
+}
+
+func (c *config) quotaLimits() quota.Limits {
+	return quota.Limits{Rate: c.Quota.Rate, Burst: c.Quota.Burst}
+}
+
+func (c *config) limits() server.Limits {
+	return server.Limits{
+		MaxRecvMsgSize: c.Limits.MaxRecvMsgSize, MaxSendMsgSize: c.Limits.MaxSendMsgSize,
+		MaxConcurrentStreams: c.Limits.MaxConcurrentStreams, MaxConnectionIdle: time.Duration(c.Limits.MaxConnectionIdle),
+		KeepaliveTime: time.Duration(c.Limits.KeepaliveTime), KeepaliveTimeout: time.Duration(c.Limits.KeepaliveTimeout),
+		MinPingInterval: time.Duration(c.Limits.MinPingInterval),
+	}
+}
+
+func (c *config) logLevel() slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.LogLevel))
+	return l
+}
+
+// print writes the effective configuration as YAML. Values that are
+// secrets (none yet: keys live hashed in the key file, and TLS keys are
+// named by path) would be redacted here.
+func (c config) print(w io.Writer) error {
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return err
+	}
+	return enc.Close()
+}

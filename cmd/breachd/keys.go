@@ -1,0 +1,94 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/breachd/breachd/auth"
+)
+
+const keysUsage = `usage: breachd keys <create|list|revoke> --data DIR [flags]
+
+  create --name NAME --scopes check,bulk,admin [--rate N --burst N]
+         prints the new key once, as the last line; only its hash is kept
+  list   the keys' names, scopes and quotas (never the keys)
+  revoke --name NAME
+         a running daemon stops accepting the key within seconds
+`
+
+func keys(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, keysUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("breachd keys "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "corpus directory whose keys.json to change (required)")
+	name := fs.String("name", "", "the principal the key identifies")
+	scopes := fs.String("scopes", "", "comma-separated: check (Check, ListBreaches, GetBreach), bulk (CheckStream), admin (imports)")
+	rate := fs.Float64("rate", 0, "this key's quota in tokens per second (a call costs 1, a bulk batch its digest count); 0: the daemon's default")
+	burst := fs.Int("burst", 0, "this key's bucket size; 0: the daemon's default")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	usage := func(msg string) error {
+		fmt.Fprintf(stderr, "breachd keys %s: %s\n\n%s", args[0], msg, keysUsage)
+		return errUsage
+	}
+	if *data == "" || fs.NArg() > 0 {
+		return usage("--data is required, and nothing else goes after the flags")
+	}
+	switch args[0] {
+	case "create":
+		if *name == "" || *scopes == "" {
+			return usage("--name and --scopes are required")
+		}
+		sc, err := auth.ParseScopes(*scopes)
+		if err != nil {
+			return err
+		}
+		key, err := auth.CreateKey(*data, *name, sc, *rate, *burst)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created key %s with scopes %s; store it now, it is not shown again:\n%s\n", *name, joinScopes(sc), key)
+	case "list":
+		ks, err := auth.ListKeys(*data)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSCOPES\tRATE\tBURST\tCREATED")
+		for _, k := range ks {
+			r, b := "default", "default"
+			if k.Rate > 0 {
+				r, b = fmt.Sprint(k.Rate), fmt.Sprint(k.Burst)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Name, joinScopes(k.Scopes), r, b, k.Created.Format(time.RFC3339))
+		}
+		tw.Flush()
+	case "revoke":
+		if *name == "" {
+			return usage("--name is required")
+		}
+		if err := auth.RevokeKey(*data, *name); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked key %s\n", *name)
+	default:
+		return usage(fmt.Sprintf("unknown command %q", args[0]))
+	}
+	return nil
+}
+
+func joinScopes(sc []auth.Scope) string {
+	s := make([]string, len(sc))
+	for i, x := range sc {
+		s[i] = string(x)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,153 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/breachd/breachd"
+)
+
+// Limits are a token bucket's shape: Rate tokens per second, up to Burst.
+type Limits struct {
+	Rate  float64
+	Burst int
+}
+
+// Validate reports an unusable shape as a *breachd.OptionError.
+func (l Limits) Validate(prefix string) error {
+	switch {
+	case !(l.Rate > 0) || math.IsInf(l.Rate, 0):
+		return &breachd.OptionError{Option: prefix + "Rate", Value: l.Rate, Want: "a positive number of requests (digests) per second"}
+	case l.Burst < 1:
+		return &breachd.OptionError{Option: prefix + "Burst", Value: l.Burst, Want: "at least 1"}
+	}
+	return nil
+}
+
+// ExceededError is a refusal: the quota is used up for now.
+type ExceededError struct {
+	Principal string
+	Cost      int
+	Limits    Limits
+	After     time.Duration // when the cost will be available
+}
+
+func (e *ExceededError) Error() string {
+	return fmt.Sprintf("quota exceeded for principal %s: %g per second, burst %d; retry in %s",
+		breachd.Quote(e.Principal), e.Limits.Rate, e.Limits.Burst, e.After.Round(time.Millisecond))
+}
+
+// Unwrap gives the error its kind.
+func (e *ExceededError) Unwrap() error { return breachd.ErrQuotaExceeded }
+
+// RetryAfter says when to try again.
+func (e *ExceededError) RetryAfter() time.Duration { return e.After }
+
+// Limiter holds the buckets of every principal seen. It is safe for
+// concurrent use.
+type Limiter struct {
+	def        Limits
+	maxStreams int
+
+	mu      sync.Mutex         // guards buckets and streams
+	buckets map[string]*bucket // by principal name
+	streams map[string]int     // open streams by principal name
+}
+
+type bucket struct {
+	lim    *rate.Limiter
+	limits Limits
+}
+
+// New returns a limiter with default limits def for principals that have
+// none of their own, and at most maxStreams concurrent streams per principal.
+func New(def Limits, maxStreams int) (*Limiter, error) {
+	if err := def.Validate("Quota."); err != nil {
+		return nil, err
+	}
+	if maxStreams < 1 {
+		return nil, &breachd.OptionError{Option: "Quota.MaxStreams", Value: maxStreams, Want: "at least 1"}
+	}
+	return &Limiter{def: def, maxStreams: maxStreams, buckets: map[string]*bucket{}, streams: map[string]int{}}, nil
+}
+
+// bucket returns the principal's bucket, made (or remade, when its limits
+// changed, as after a key was re-created) with own limits, or the defaults.
+func (l *Limiter) bucket(name string, own Limits) *bucket {
+	lim := l.def
+	if own.Rate > 0 && own.Burst > 0 {
+		lim = own
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[name]
+	if b == nil || b.limits != lim {
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst), limits: lim}
+		l.buckets[name] = b
+	}
+	return b
+}
+
+// Take charges cost tokens to the principal now, or refuses with an
+// *ExceededError saying when they will be there. A cost above the burst can
+// never be paid and is refused as such.
+func (l *Limiter) Take(name string, own Limits, cost int) error {
+	return l.Wait(context.Background(), name, own, cost, 0)
+}
+
+// Wait charges cost tokens, waiting up to maxWait (and while ctx lasts) for
+// them: this paces a bulk stream to its quota instead of failing it. When
+// the wait would be longer it charges nothing and refuses like Take.
+func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, maxWait time.Duration) error {
+	b := l.bucket(name, own)
+	if cost > b.limits.Burst {
+		return breachd.Errorf(breachd.ErrQuotaExceeded, "a request of %d exceeds principal %s's burst of %d: send smaller batches",
+			cost, breachd.Quote(name), b.limits.Burst)
+	}
+	now := time.Now()
+	r := b.lim.ReserveN(now, cost)
+	d := r.DelayFrom(now)
+	if d == 0 {
+		return nil
+	}
+	if d > maxWait {
+		r.CancelAt(now)
+		return &ExceededError{Principal: name, Cost: cost, Limits: b.limits, After: d}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return ctx.Err()
+	}
+}
+
+// OpenStream counts a stream of the principal's, refusing one beyond the
+// cap; the caller calls the returned function when the stream ends.
+func (l *Limiter) OpenStream(name string) (release func(), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.streams[name] >= l.maxStreams {
+		return nil, breachd.Errorf(breachd.ErrQuotaExceeded, "principal %s already has %d streams open, the most allowed: wait for one to end",
+			breachd.Quote(name), l.maxStreams)
+	}
+	l.streams[name]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.streams[name]--; l.streams[name] == 0 {
+				delete(l.streams, name)
+			}
+		})
+	}, nil
+}

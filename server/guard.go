@@ -1,0 +1,238 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/selector"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
+	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/quota"
+)
+
+// methodScopes is the scope each method needs. A method of breachd's that
+// is missing here is refused to everyone: the table must name it.
+var methodScopes = map[string]auth.Scope{
+	breachdv1.ExposureService_Check_FullMethodName:        auth.ScopeCheck,
+	breachdv1.ExposureService_ListBreaches_FullMethodName: auth.ScopeCheck,
+	breachdv1.ExposureService_GetBreach_FullMethodName:    auth.ScopeCheck,
+	breachdv1.ExposureService_CheckStream_FullMethodName:  auth.ScopeBulk,
+	breachdv1.AdminService_ImportBreach_FullMethodName:    auth.ScopeAdmin,
+}
+
+// Services that need no identity, and ones that need an identity but no scope.
+const (
+	healthService = "grpc.health.v1.Health"
+)
+
+func isReflection(service string) bool {
+	return strings.HasPrefix(service, "grpc.reflection.")
+}
+
+// GuardOptions configure a Guard.
+type GuardOptions struct {
+	Logger *slog.Logger
+	// Registerer receives the guard's counters (auth failures, quota
+	// refusals, by principal). Nil registers nothing.
+	Registerer prometheus.Registerer
+	// Reflection allows server reflection to any authenticated caller;
+	// false refuses it to everyone.
+	Reflection bool
+	// MaxStreamWait is how long a bulk stream's batch may wait for its
+	// principal's quota (pacing the stream) before it is refused with
+	// RetryInfo. 0 refuses at once.
+	MaxStreamWait time.Duration
+}
+
+// Guard authenticates calls, checks their scope, charges their quota and
+// writes the audit log. Its interceptors go after recovery, logging and
+// metrics in the chain.
+type Guard struct {
+	authn *auth.Authenticator
+	quota *quota.Limiter
+	opts  GuardOptions
+	log   *slog.Logger
+
+	authFailures *prometheus.CounterVec // by reason and principal
+	quotaRefused *prometheus.CounterVec // by principal
+}
+
+// NewGuard returns a guard over an authenticator and a limiter.
+func NewGuard(a *auth.Authenticator, q *quota.Limiter, opts GuardOptions) (*Guard, error) {
+	g := &Guard{authn: a, quota: q, opts: opts, log: opts.Logger}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	g.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "breachd_auth_failures_total",
+		Help: "Calls refused as unauthenticated or without the scope they need, by reason and principal (\"-\" when unknown).",
+	}, []string{"reason", "principal"})
+	g.quotaRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "breachd_quota_refusals_total",
+		Help: "Calls or stream batches refused because the principal's quota or stream cap was used up, by principal.",
+	}, []string{"principal"})
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{g.authFailures, g.quotaRefused} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return g, nil
+}
+
+// guarded reports whether a call to this service goes through the guard.
+var guarded = selector.MatchFunc(func(_ context.Context, c interceptors.CallMeta) bool {
+	return c.Service != healthService
+})
+
+// Interceptors returns the guard's interceptors: authentication and scopes
+// (go-grpc-middleware's auth, skipped for health by its selector), then quotas.
+func (g *Guard) Interceptors() ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	return []grpc.UnaryServerInterceptor{
+			selector.UnaryServerInterceptor(grpcauth.UnaryServerInterceptor(g.authenticate), guarded),
+			selector.UnaryServerInterceptor(g.unaryQuota, guarded),
+		}, []grpc.StreamServerInterceptor{
+			selector.StreamServerInterceptor(grpcauth.StreamServerInterceptor(g.authenticate), guarded),
+			selector.StreamServerInterceptor(g.streamQuota, guarded),
+		}
+}
+
+// authenticate finds the caller's principal (an API key in 'authorization:
+// Bearer', else a verified client certificate), checks the method's scope
+// and puts the principal in the context. Refusals are audited.
+func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
+	method, _ := grpc.Method(ctx)
+	p, err := g.identify(ctx)
+	if err != nil {
+		g.refuse(ctx, method, "unauthenticated", "-", err)
+		return nil, toStatus(g.log, method, err)
+	}
+	service := strings.SplitN(strings.TrimPrefix(method, "/"), "/", 2)[0]
+	switch scope, ok := methodScopes[method]; {
+	case ok:
+		err = auth.Require(p, scope, method)
+	case isReflection(service) && g.opts.Reflection:
+	case isReflection(service):
+		err = breachd.Errorf(breachd.ErrPermissionDenied, "server reflection is switched off on this daemon")
+	default:
+		err = breachd.Errorf(breachd.ErrPermissionDenied, "method %s is not open to anyone", breachd.Quote(method))
+	}
+	if err != nil {
+		g.refuse(ctx, method, "permission_denied", p.Name, err)
+		return nil, toStatus(g.log, method, err)
+	}
+	if methodScopes[method] == auth.ScopeAdmin {
+		g.log.InfoContext(ctx, "admin call", "principal", p.Name, "via", p.Via, "peer", peerAddr(ctx), "method", method)
+	}
+	return auth.NewContext(ctx, p), nil
+}
+
+func (g *Guard) identify(ctx context.Context) (*auth.Principal, error) {
+	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get("authorization")) > 0 {
+		key, err := grpcauth.AuthFromMD(ctx, "bearer")
+		if err != nil {
+			return nil, breachd.Errorf(breachd.ErrUnauthenticated, "the authorization header is malformed: send 'authorization: Bearer KEY'")
+		}
+		return g.authn.FromKey(key)
+	}
+	if cert := clientCert(ctx); cert != nil {
+		return g.authn.FromCert(cert)
+	}
+	return nil, breachd.Errorf(breachd.ErrUnauthenticated,
+		"no credential: send 'authorization: Bearer KEY' with a key from 'breachd keys create', or a client certificate")
+}
+
+// clientCert returns the verified client certificate of the connection, if any.
+func clientCert(ctx context.Context) *x509.Certificate {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return info.State.VerifiedChains[0][0]
+}
+
+func peerAddr(ctx context.Context) string {
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		return pr.Addr.String()
+	}
+	return "-"
+}
+
+// refuse audits a refused call: never the credential itself.
+func (g *Guard) refuse(ctx context.Context, method, reason, principal string, err error) {
+	g.authFailures.WithLabelValues(reason, principal).Inc()
+	g.log.WarnContext(ctx, "call refused", "reason", reason, "principal", principal, "peer", peerAddr(ctx), "method", method, "err", err)
+}
+
+func limits(p *auth.Principal) quota.Limits { return quota.Limits{Rate: p.Rate, Burst: p.Burst} }
+
+// unaryQuota charges one token per call.
+func (g *Guard) unaryQuota(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	p, ok := auth.FromContext(ctx)
+	if !ok {
+		return handler(ctx, req) // reflection without a principal cannot happen: authenticate ran
+	}
+	if err := g.quota.Take(p.Name, limits(p), 1); err != nil {
+		g.quotaRefused.WithLabelValues(p.Name).Inc()
+		return nil, toStatus(g.log, info.FullMethod, err)
+	}
+	return handler(ctx, req)
+}
+
+// streamQuota caps the principal's open streams and charges each bulk
+// batch its digest count as it arrives, pacing the stream to the quota
+// for up to MaxStreamWait per batch.
+func (g *Guard) streamQuota(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	p, ok := auth.FromContext(ss.Context())
+	if !ok {
+		return handler(srv, ss)
+	}
+	release, err := g.quota.OpenStream(p.Name)
+	if err != nil {
+		g.quotaRefused.WithLabelValues(p.Name).Inc()
+		return toStatus(g.log, info.FullMethod, err)
+	}
+	defer release()
+	return handler(srv, &chargedStream{ServerStream: ss, g: g, p: p, method: info.FullMethod})
+}
+
+// chargedStream charges the quota for each bulk batch it receives.
+type chargedStream struct {
+	grpc.ServerStream
+	g      *Guard
+	p      *auth.Principal
+	method string
+}
+
+func (s *chargedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	req, ok := m.(*breachdv1.CheckStreamRequest)
+	if !ok {
+		return nil
+	}
+	cost := max(1, len(req.GetEmailSha256())/breachd.DigestSize)
+	if err := s.g.quota.Wait(s.Context(), s.p.Name, limits(s.p), cost, s.g.opts.MaxStreamWait); err != nil {
+		s.g.quotaRefused.WithLabelValues(s.p.Name).Inc()
+		return toStatus(s.g.log, s.method, err)
+	}
+	return nil
+}
