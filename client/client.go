@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -256,26 +257,51 @@ func daemonVerdict(code codes.Code) bool {
 	return false
 }
 
-// retry runs call, retrying UNAVAILABLE with exponential backoff while ctx allows.
+// retry runs call, retrying UNAVAILABLE with exponential backoff, and
+// RESOURCE_EXHAUSTED that carries RetryInfo (a quota) after the delay it
+// names, while ctx allows. Quota waits do not count as retries: a long sweep
+// paced by its quota must not fail.
 func (c *Client) retry(ctx context.Context, op string, call func() error) error {
 	wait := c.opts.backoff
-	for attempt := 0; ; attempt++ {
+	for attempt := 0; ; {
 		err := call()
 		if err == nil {
 			return nil
 		}
-		if status.Code(err) != codes.Unavailable || attempt >= c.opts.retries {
+		var delay time.Duration
+		switch d, quota := RetryDelay(err); {
+		case quota:
+			delay = d
+		case status.Code(err) == codes.Unavailable && attempt < c.opts.retries:
+			delay = wait
+			wait *= 2
+			attempt++
+		default:
 			return &Error{Op: op, err: err}
 		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return &Error{Op: op, err: status.FromContextError(ctx.Err()).Err()}
 		case <-t.C:
 		}
-		wait *= 2
 	}
+}
+
+// RetryDelay returns the delay a RESOURCE_EXHAUSTED error's RetryInfo
+// names, and whether it names one.
+func RetryDelay(err error) (time.Duration, bool) {
+	st := status.Convert(err)
+	if st.Code() != codes.ResourceExhausted {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
 }
 
 // BulkResult is the answer for one digest of a bulk call.

@@ -14,7 +14,7 @@ func (s *Store) registerMetrics(reg prometheus.Registerer) error {
 		gauge("breachd_corpus_accounts", "Distinct account digests in committed breaches.", func() float64 { return float64(s.keys.Load()) }),
 		gauge("breachd_corpus_breaches", "Breaches in the catalogue.", func() float64 { return float64(len(s.cat.Load().sorted)) }),
 		gauge("breachd_corpus_version", "The corpus version: it grows by one with every committed import.", func() float64 { return float64(s.cat.Load().version) }),
-		gauge("breachd_bloom_filter_bits", "Size of the Bloom filter's bit set.", func() float64 { return float64(s.filter.Load().blocks * blockBits) }),
+		gauge("breachd_bloom_filter_size_bytes", "Size of the Bloom filter's bit set.", func() float64 { return float64(s.filter.Load().blocks * blockBits / 8) }),
 		gauge("breachd_bloom_filter_capacity_keys", "Keys the Bloom filter was sized for.", func() float64 { return float64(s.filter.Load().cap) }),
 		gauge("breachd_bloom_filter_estimated_fpr", "The Bloom filter's model false-positive rate at its current number of keys.", func() float64 {
 			f := s.filter.Load()

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd/canon"
@@ -63,38 +63,71 @@ const usage = `usage: breachctl <command> [flags]
 commands:
   check     check email addresses (arguments, or a whole file) against a breachd daemon
   breaches  list the daemon's breach catalogue
+  health    ask the daemon's gRPC health service (exit 0 when SERVING): for probes
   hash      print the canonical form and digest of an email address
+
+Connection flags (--addr, --tls, --ca, --cert, --key, --api-key-file, --timeout) go
+before or after the command; the API key comes from --api-key-file or BREACHD_API_KEY.
 
 Run 'breachctl <command> -h' for a command's flags.
 `
 
-// conn holds the connection flags every command that talks to a daemon shares.
+// connConfig holds the connection flags every command that talks to a
+// daemon shares. They may also come before the command
+// ('breachctl --ca FILE --api-key-file FILE check ...').
 type connConfig struct {
-	addr    string
-	timeout time.Duration
+	addr       string
+	timeout    time.Duration
+	tls        bool
+	ca         string
+	cert, key  string
+	apiKeyFile string
 }
 
+func defaultConn() connConfig { return connConfig{addr: "127.0.0.1:7355", timeout: 10 * time.Second} }
+
 func (c *connConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:7355", "address of the breachd daemon")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline for each call")
+	fs.StringVar(&c.addr, "addr", c.addr, "address of the breachd daemon")
+	fs.DurationVar(&c.timeout, "timeout", c.timeout, "deadline for each call")
+	fs.BoolVar(&c.tls, "tls", c.tls, "use TLS with the system's roots (--ca or --cert imply TLS)")
+	fs.StringVar(&c.ca, "ca", c.ca, "PEM CA the daemon's certificate is checked against (turns on TLS)")
+	fs.StringVar(&c.cert, "cert", c.cert, "PEM client certificate for mutual TLS (with --key)")
+	fs.StringVar(&c.key, "key", c.key, "PEM key of the client certificate")
+	fs.StringVar(&c.apiKeyFile, "api-key-file", c.apiKeyFile, "file holding the API key (or set BREACHD_API_KEY); never pass a key on the command line")
 }
 
 func (c *connConfig) dial() (*grpc.ClientConn, error) {
-	return grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	key, err := client.ReadAPIKey(c.apiKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(c.addr, client.DialOptions{TLS: c.tls, CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, APIKey: key})
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cc := defaultConn()
+	if len(args) > 0 && strings.HasPrefix(args[0], "-") && args[0] != "-h" && args[0] != "--help" {
+		fs := flag.NewFlagSet("breachctl", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		cc.register(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		args = fs.Args()
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
 	switch args[0] {
 	case "check":
-		return check(ctx, args[1:], stdout, stderr)
+		return check(ctx, cc, args[1:], stdout, stderr)
 	case "hash":
 		return hash(args[1:], stdout, stderr)
 	case "breaches":
-		return breaches(ctx, args[1:], stdout, stderr)
+		return breaches(ctx, cc, args[1:], stdout, stderr)
+	case "health":
+		return health(ctx, cc, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -103,10 +136,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errUsage
 }
 
-func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("breachctl check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cc connConfig
 	cc.register(fs)
 	var bc bulkConfig
 	fs.StringVar(&bc.file, "file", "", "check every row of this file (- for stdin): CSV with a header, or one email per line; gzip is detected")
@@ -183,10 +215,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func breaches(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func breaches(ctx context.Context, cc connConfig, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("breachctl breaches", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cc connConfig
 	cc.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -219,6 +250,35 @@ func writeBreaches(w io.Writer, bs []client.CatalogEntry, version uint64) {
 	tw.Flush()
 	fmt.Fprintf(w, "%d breaches, corpus version %d\n", len(bs), version)
 }
+
+// health asks the gRPC health service, for container and probe checks.
+func health(ctx context.Context, cc connConfig, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("breachctl health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cc.register(fs)
+	service := fs.String("service", "", "the service to ask about; empty for the daemon as a whole")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	conn, err := cc.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, cc.timeout)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{Service: *service})
+	if err != nil {
+		return fmt.Errorf("health of %s: %s", cc.addr, status.Convert(err).Message())
+	}
+	fmt.Fprintln(stdout, resp.GetStatus())
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return errNotServing
+	}
+	return nil
+}
+
+var errNotServing = errors.New("not serving")
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {

@@ -13,8 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
@@ -27,6 +25,8 @@ import (
 type importConfig struct {
 	data     string
 	addr     string
+	dial     client.DialOptions
+	keyFile  string
 	manifest string
 	format   corpus.Format
 	column   string
@@ -42,6 +42,11 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	var format string
 	fs.StringVar(&c.data, "data", "", "corpus directory to import into directly (the daemon must not be running on it)")
 	fs.StringVar(&c.addr, "addr", "", "address of a running daemon to import through, e.g. 127.0.0.1:7355")
+	fs.BoolVar(&c.dial.TLS, "tls", false, "with --addr: use TLS with the system's roots (--ca or --cert imply TLS)")
+	fs.StringVar(&c.dial.CAFile, "ca", "", "with --addr: PEM CA the daemon's certificate is checked against")
+	fs.StringVar(&c.dial.CertFile, "cert", "", "with --addr: PEM client certificate for mutual TLS")
+	fs.StringVar(&c.dial.KeyFile, "key", "", "with --addr: PEM key of the client certificate")
+	fs.StringVar(&c.keyFile, "api-key-file", "", "with --addr: file holding an API key with the admin scope (or set BREACHD_API_KEY)")
 	fs.StringVar(&c.manifest, "manifest", "", "breach manifest, JSON (required)")
 	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
@@ -114,7 +119,10 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 
 	var run importer
 	if c.addr != "" {
-		conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if c.dial.APIKey, err = client.ReadAPIKey(c.keyFile); err != nil {
+			return err
+		}
+		conn, err := client.Dial(c.addr, c.dial)
 		if err != nil {
 			return err
 		}

@@ -62,18 +62,20 @@ func runOK(t *testing.T, args ...string) string {
 
 // daemon is a running `breachd serve`.
 type daemon struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	addr    string
+	metrics string // host:port of /metrics, when asked for
+	cancel  context.CancelFunc
+	done    chan error
 }
 
-func startDaemon(t *testing.T, dir string) *daemon {
+func startDaemon(t *testing.T, dir string, extra ...string) *daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	d := &daemon{cancel: cancel, done: make(chan error, 1)}
+	args := append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	go func() {
-		err := run(ctx, []string{"serve", "--data", dir, "--addr", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
+		err := run(ctx, args, pw, io.Discard)
 		pw.Close()
 		d.done <- err
 	}()
@@ -88,6 +90,9 @@ func startDaemon(t *testing.T, dir string) *daemon {
 		t.Fatalf("no address in %q", line)
 	}
 	d.addr = m[1]
+	if m := regexp.MustCompile(`metrics on http://(127\.0\.0\.1:\d+)/metrics`).FindStringSubmatch(line); m != nil {
+		d.metrics = m[1]
+	}
 	t.Cleanup(func() { d.stop(t) })
 	return d
 }

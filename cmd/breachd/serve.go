@@ -132,6 +132,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	served := make(chan error, 2)
 	go func() { served <- gs.Serve(lis) }() // NOT_SERVING until the corpus is open
 	var metricsSrv *http.Server
+	metricsNote := ""
 	if c.MetricsAddr != "" {
 		mlis, err := net.Listen("tcp", c.MetricsAddr)
 		if err != nil {
@@ -147,6 +148,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 			}
 		}()
 		log.Info("metrics", "addr", mlis.Addr().String())
+		metricsNote = fmt.Sprintf(", metrics on http://%s/metrics", mlis.Addr())
 	}
 	stop := func() {
 		log.Info("shutting down", "timeout", c.ShutdownTimeout)
@@ -176,8 +178,8 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	stats := st.Stats()
 	log.Info("serving", "addr", lis.Addr().String(), "tls", secure, "mtls", c.TLS.ClientCA != "", "admin", c.Admin,
 		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "open_duration", time.Since(start))
-	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s\n",
-		stats.Breaches, stats.Keys, stats.Version, lis.Addr())
+	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s\n",
+		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), metricsNote)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
