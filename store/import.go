@@ -96,6 +96,19 @@ func (s *Store) beginImport(b breachd.Breach) (*importTx, error) {
 		s.log.Info("import started", "breach", b.Name, "segment", imp.seg, "bulk", true)
 		return imp, nil
 	}
+	if err := imp.newSegment(); err != nil {
+		return nil, err
+	}
+	s.log.Info("import started", "breach", b.Name, "segment", imp.seg)
+	return imp, nil
+}
+
+// newSegment records a new pending segment for the import, after every
+// segment id in use (committed or left by an interrupted import), and
+// notes the breach's committed segments.
+func (imp *importTx) newSegment() error {
+	s, b := imp.s, imp.breach
+	clear(imp.mine)
 	err := s.db.Update(func(txn *badger.Txn) error {
 		var last uint32
 		err := scan(txn, tagSegment, func(k, v []byte) error {
@@ -121,16 +134,43 @@ func (s *Store) beginImport(b breachd.Breach) (*importTx, error) {
 		}
 		return txn.Set(segmentKey(imp.seg), v)
 	})
-	if err != nil {
-		return nil, classify("begin import", err)
+	return classify("begin import", err)
+}
+
+// leaveBulk turns a bulk load whose buffer would pass MaxBulkDigests into
+// an ordinary import: a segment of its own and write batches, starting with
+// what was buffered. Memory stays bounded; the corpus is the same.
+func (imp *importTx) leaveBulk(ctx context.Context) error {
+	s := imp.s
+	buffered := imp.bulk
+	imp.bulk, imp.isBulk = nil, false
+	imp.stats = breachd.ImportStats{Breach: imp.breach.Name}
+	if err := s.acquire(); err != nil {
+		return err
 	}
-	s.log.Info("import started", "breach", b.Name, "segment", imp.seg)
-	return imp, nil
+	err := imp.newSegment()
+	s.release()
+	if err != nil {
+		return err
+	}
+	s.log.Info("bulk load over its memory bound; going on with write batches", "breach", imp.breach.Name,
+		"buffered", len(buffered), "max_bulk_digests", s.opts.MaxBulkDigests, "segment", imp.seg)
+	for c := range slices.Chunk(buffered, breachd.MaxBatch) {
+		if err := imp.add(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // add stores a batch of digests under the import's pending segment.
 func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 	s := imp.s
+	if max := s.opts.MaxBulkDigests; imp.isBulk && max > 0 && len(imp.bulk)+len(digests) > max {
+		if err := imp.leaveBulk(ctx); err != nil {
+			return err
+		}
+	}
 	if err := s.acquire(); err != nil {
 		return err
 	}

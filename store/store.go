@@ -36,6 +36,11 @@ type Options struct {
 	// BlockSize is the size of Badger's table blocks in bytes, applied to
 	// tables written from now on.
 	BlockSize int
+	// MaxBulkDigests bounds the digests a first import (a bulk load)
+	// buffers in memory, 32 bytes each; past it the import goes on through
+	// ordinary write batches, slower but in bounded memory. 0 means no
+	// bound (the offline importer); a daemon sets one.
+	MaxBulkDigests int
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer
@@ -62,6 +67,8 @@ func (o Options) Validate() error {
 		return &breachd.OptionError{Option: "BlockCacheSize", Value: o.BlockCacheSize, Want: "0 (no cache) or more bytes"}
 	case o.BlockSize < 512 || o.BlockSize > 1<<20:
 		return &breachd.OptionError{Option: "BlockSize", Value: o.BlockSize, Want: "512 bytes to 1 MiB"}
+	case o.MaxBulkDigests < 0:
+		return &breachd.OptionError{Option: "MaxBulkDigests", Value: o.MaxBulkDigests, Want: "0 (no bound) or more digests"}
 	}
 	return nil
 }

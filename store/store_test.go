@@ -468,3 +468,26 @@ func (s *syncBuffer) Reset() {
 	defer s.mu.Unlock()
 	s.b.Reset()
 }
+
+// TestBulkBound checks a first import past MaxBulkDigests: exact counts,
+// exact answers, and an earlier one abandoned past the bound left invisible.
+func TestBulkBound(t *testing.T) {
+	dir := t.TempDir()
+	o := options(0)
+	o.MaxBulkDigests = 1000
+	s := open(t, dir, o)
+	defer s.Close()
+	a, b := storetest.Digests("a", 3000), storetest.Digests("b", 5000)
+	if _, err := s.Import(t.Context(), storetest.Breach("Abandoned"), storetest.Batches(a, 700, context.Canceled)); err == nil {
+		t.Fatal("abandoned import = nil")
+	}
+	st := importAll(t, s, storetest.Breach("Beta"), append(slices.Clone(b), b[:300]...), 700)
+	if st.Received != 5300 || st.Duplicates != 300 || st.NewAccounts != 5000 || st.Version != 1 {
+		t.Fatalf("stats = %+v, want 5300 received, 300 duplicates, 5000 new at version 1", st)
+	}
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, a)
+	if got := s.Stats().Keys; got != 5000 {
+		t.Fatalf("Stats().Keys = %d, want 5000", got)
+	}
+}

@@ -63,7 +63,8 @@ type config struct {
 		MinPingInterval      duration `yaml:"min_ping_interval" help:"refuse clients that ping more often"`
 	} `yaml:"limits"`
 	Import struct {
-		IdleTimeout duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
+		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
+		MaxPendingDigests int      `yaml:"max_pending_digests" help:"digests a first import may buffer in memory (32 bytes each) before it goes on with write batches"`
 	} `yaml:"import"`
 }
 
@@ -99,6 +100,7 @@ func defaultConfig() config {
 	c.Limits.KeepaliveTimeout = duration(lim.KeepaliveTimeout)
 	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
+	c.Import.MaxPendingDigests = 4_000_000 // 128 MiB
 	return c
 }
 
@@ -272,6 +274,7 @@ func setValue(v reflect.Value, s string) error {
 // optionKeys names the configuration key behind each package's option.
 var optionKeys = map[string]string{
 	"FalsePositiveRate":    "fpr",
+	"MaxBulkDigests":       "import.max_pending_digests",
 	"MaxRecvMsgSize":       "limits.max_recv_msg_size",
 	"MaxSendMsgSize":       "limits.max_send_msg_size",
 	"MaxConcurrentStreams": "limits.max_concurrent_streams",
@@ -364,6 +367,7 @@ func (m mtlsIdentity) principal() (auth.CertIdentity, error) {
 func (c *config) storeOptions() store.Options {
 	so := store.DefaultOptions()
 	so.FalsePositiveRate = c.FPR
+	so.MaxBulkDigests = c.Import.MaxPendingDigests
 	return so
 }
 
