@@ -312,107 +312,193 @@ type BulkResult struct {
 	CorpusVersion uint64
 }
 
-// CheckDigests checks a sequence of digests over one stream and yields an
+// CheckDigests checks a sequence of digests over a stream and yields an
 // answer for each, in input order. It packs digests into batches and keeps a
 // bounded number of batches in flight, so neither end waits for the other.
-// Stopping the iteration early cancels the stream. A failure is yielded once,
-// as the last pair, after every answer that arrived before it; streams are
-// not retried (callers that need to survive a lost connection resume from
-// the last index they received).
+// Stopping the iteration early cancels the stream. When the daemon refuses a
+// batch for the caller's quota (RESOURCE_EXHAUSTED with RetryInfo) it waits
+// as told, opens a new stream and sends the unanswered batches again: a long
+// sweep is paced, not failed. Any other failure is yielded once, as the last
+// pair, after every answer that arrived before it; callers that need to
+// survive a lost connection resume from the last index they received.
 func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Digest]) iter.Seq2[BulkResult, error] {
 	return func(yield func(BulkResult, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		stream, err := c.expo.CheckStream(ctx)
-		if err != nil {
-			yield(BulkResult{}, &Error{Op: "CheckStream", err: err})
-			return
-		}
-		// sizes carries each sent batch's size to the receiver; its capacity
-		// bounds the batches in flight.
-		sizes := make(chan int, c.opts.inFlight)
-		sendErr := make(chan error, 1)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(sizes)
-			sendErr <- c.send(ctx, stream, digests, sizes)
-		}()
-		defer wg.Wait()
-
+		next, stop := iter.Pull(digests)
+		defer stop()
+		b := &bulk{c: c, next: next, slots: make(chan struct{}, c.opts.inFlight)}
 		var base int64
-		for n := range sizes {
-			resp, err := stream.Recv()
-			if err != nil {
-				cancel()
-				yield(BulkResult{}, &Error{Op: "CheckStream", err: err})
+		for {
+			err := b.stream(ctx, func(n int, resp *breachdv1.CheckStreamResponse) bool {
+				ok := answers(resp, n, base, yield)
+				base += int64(n)
+				return ok
+			})
+			if err == nil || errors.Is(err, errStopped) {
 				return
 			}
-			if int(resp.GetCount()) != n {
-				cancel()
-				yield(BulkResult{}, fmt.Errorf("breachd CheckStream: answer for %d digests, sent %d", resp.GetCount(), n))
+			delay, quota := RetryDelay(err)
+			if !quota {
+				yield(BulkResult{}, err)
 				return
 			}
-			idx, set, sets := resp.GetExposedIndex(), resp.GetBreachSet(), resp.GetBreachSets()
-			if len(idx) != len(set) {
-				cancel()
-				yield(BulkResult{}, fmt.Errorf("breachd CheckStream: %d exposed positions but %d breach sets", len(idx), len(set)))
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				yield(BulkResult{}, &Error{Op: "CheckStream", err: status.FromContextError(ctx.Err()).Err()})
 				return
+			case <-t.C:
 			}
-			for i := 0; i < n; i++ {
-				r := BulkResult{Index: base + int64(i), CorpusVersion: resp.GetCorpusVersion()}
-				if len(idx) > 0 && int(idx[0]) == i {
-					if int(set[0]) >= len(sets) {
-						cancel()
-						yield(BulkResult{}, fmt.Errorf("breachd CheckStream: breach set %d of %d", set[0], len(sets)))
-						return
-					}
-					r.Exposed, r.BreachNames = true, sets[set[0]].GetNames()
-					idx, set = idx[1:], set[1:]
-				}
-				if !yield(r, nil) {
-					cancel()
-					return
-				}
-			}
-			base += int64(n)
-		}
-		if err := <-sendErr; err != nil && !errors.Is(err, context.Canceled) {
-			yield(BulkResult{}, err)
 		}
 	}
 }
 
-// send packs digests into batches and sends them, announcing each batch's
-// size on sizes before it goes out.
-func (c *Client) send(ctx context.Context, stream grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse],
-	digests iter.Seq[breachd.Digest], sizes chan<- int) error {
-	packed := make([]byte, 0, c.opts.batch*breachd.DigestSize)
-	flush := func() error {
-		select {
-		case sizes <- len(packed) / breachd.DigestSize:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		// The message owns its slice until Send returns; a new one is cheaper
-		// than a copy and keeps batches independent.
-		err := stream.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed})
-		packed = make([]byte, 0, c.opts.batch*breachd.DigestSize)
-		return err
+// errStopped ends a stream whose caller stopped iterating.
+var errStopped = errors.New("caller stopped")
+
+// bulk is the state of a bulk check that outlives each of its streams.
+type bulk struct {
+	c     *Client
+	next  func() (breachd.Digest, bool) // the source, pulled by one sender at a time
+	slots chan struct{}                 // one per batch in flight: bounds pending
+
+	mu      sync.Mutex // guards pending and drained
+	pending [][]byte   // batches sent and not yet answered, oldest first
+	drained bool       // the source is exhausted
+}
+
+// stream runs one stream: it sends the pending batches again, then new
+// ones, and passes each answer, in order, with its batch's size, to onAnswer
+// (false stops). It returns nil when every digest was answered.
+func (b *bulk) stream(ctx context.Context, onAnswer func(n int, resp *breachdv1.CheckStreamResponse) bool) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := b.c.expo.CheckStream(sctx)
+	if err != nil {
+		return &Error{Op: "CheckStream", err: err}
 	}
-	for d := range digests {
-		packed = append(packed, d[:]...)
-		if len(packed) == cap(packed) {
-			if err := flush(); err != nil {
-				return nil // the receiver reports the stream's status
-			}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: stops the sender
+	b.mu.Lock()
+	resend := slices.Clone(b.pending)
+	b.mu.Unlock()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.send(sctx, st, resend)
+	}()
+	for {
+		resp, err := st.Recv()
+		b.mu.Lock()
+		var head []byte
+		if len(b.pending) > 0 {
+			head = b.pending[0]
 		}
-	}
-	if len(packed) > 0 {
-		if err := flush(); err != nil {
+		b.mu.Unlock()
+		switch {
+		case errors.Is(err, io.EOF) && head == nil:
 			return nil
+		case errors.Is(err, io.EOF):
+			return fmt.Errorf("breachd CheckStream: the stream ended with %d batches unanswered", len(b.pending))
+		case err != nil:
+			return &Error{Op: "CheckStream", err: err}
+		case head == nil:
+			return errors.New("breachd CheckStream: an answer to no batch")
+		}
+		n := len(head) / breachd.DigestSize
+		if int(resp.GetCount()) != n {
+			return fmt.Errorf("breachd CheckStream: answer for %d digests, sent %d", resp.GetCount(), n)
+		}
+		if err := checkAnswer(resp, n); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		b.pending = b.pending[1:]
+		b.mu.Unlock()
+		<-b.slots
+		if !onAnswer(n, resp) {
+			return errStopped
 		}
 	}
-	return stream.CloseSend()
+}
+
+// send sends again the batches of an earlier stream, then packs the
+// source's digests into batches and sends them, waiting for a free slot for
+// each; it closes the sending side when the source is exhausted.
+func (b *bulk) send(ctx context.Context, st grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse], resend [][]byte) {
+	for _, packed := range resend {
+		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed}) != nil {
+			return // the receiver reports the stream's status
+		}
+	}
+	for {
+		b.mu.Lock()
+		drained := b.drained
+		b.mu.Unlock()
+		if drained {
+			st.CloseSend()
+			return
+		}
+		select {
+		case b.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		// The message owns its slice until answered; a new one per batch
+		// keeps batches independent.
+		packed := make([]byte, 0, b.c.opts.batch*breachd.DigestSize)
+		for len(packed) < cap(packed) {
+			d, ok := b.next()
+			if !ok {
+				b.mu.Lock()
+				b.drained = true
+				b.mu.Unlock()
+				break
+			}
+			packed = append(packed, d[:]...)
+		}
+		if len(packed) == 0 {
+			<-b.slots
+			continue // drained: close on the next turn
+		}
+		b.mu.Lock()
+		b.pending = append(b.pending, packed)
+		b.mu.Unlock()
+		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed}) != nil {
+			return
+		}
+	}
+}
+
+// checkAnswer checks that a packed answer is well formed for n digests.
+func checkAnswer(resp *breachdv1.CheckStreamResponse, n int) error {
+	idx, set, sets := resp.GetExposedIndex(), resp.GetBreachSet(), resp.GetBreachSets()
+	if len(idx) != len(set) {
+		return fmt.Errorf("breachd CheckStream: %d exposed positions but %d breach sets", len(idx), len(set))
+	}
+	for i := range idx {
+		if int(idx[i]) >= n || (i > 0 && idx[i] <= idx[i-1]) || int(set[i]) >= len(sets) {
+			return fmt.Errorf("breachd CheckStream: malformed answer at exposed position %d", i)
+		}
+	}
+	return nil
+}
+
+// answers yields the results of one checked answer; false if the caller stopped.
+func answers(resp *breachdv1.CheckStreamResponse, n int, base int64, yield func(BulkResult, error) bool) bool {
+	idx, set, sets := resp.GetExposedIndex(), resp.GetBreachSet(), resp.GetBreachSets()
+	for i := 0; i < n; i++ {
+		r := BulkResult{Index: base + int64(i), CorpusVersion: resp.GetCorpusVersion()}
+		if len(idx) > 0 && int(idx[0]) == i {
+			r.Exposed, r.BreachNames = true, sets[set[0]].GetNames()
+			idx, set = idx[1:], set[1:]
+		}
+		if !yield(r, nil) {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,7 @@ import (
 	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
@@ -267,7 +270,9 @@ func TestCertificateRotation(t *testing.T) {
 // time + burst succeed, the rest are RESOURCE_EXHAUSTED with RetryInfo.
 // A bulk batch larger than the burst is refused.
 func TestQuota(t *testing.T) {
-	s := startSecure(t, "")
+	// Batches are refused at once rather than paced, to make the client
+	// resume its bulk stream.
+	s := startSecure(t, "quota:\n  max_stream_wait: 0s\n")
 	const rate, burst = 40, 10
 	key := s.createKey(t, "limited", "check,bulk", "--rate", fmt.Sprint(rate), "--burst", fmt.Sprint(burst))
 	time.Sleep(500 * time.Millisecond) // the daemon re-reads keys every 200ms
@@ -320,12 +325,31 @@ func TestQuota(t *testing.T) {
 		t.Fatalf("a batch over the burst = %v, want RESOURCE_EXHAUSTED saying so", err)
 	}
 
-	// The client library waits for RetryInfo instead of failing.
-	cl := client.New(conn, client.WithRetries(0, time.Millisecond))
+	// The client library waits for RetryInfo instead of failing: unary
+	// calls, and a bulk sweep whose stream is refused again and again.
+	cl := client.New(conn, client.WithRetries(0, time.Millisecond), client.WithBatchSize(burst), client.WithInFlight(2))
 	for i := range 3 * burst {
 		if _, err := cl.CheckDigest(t.Context(), [32]byte{byte(i)}); err != nil {
 			t.Fatalf("client call %d at the quota = %v, want it to wait and succeed", i, err)
 		}
+	}
+	emails := append(slices.Clone(s.sega.accounts[:60]), "nobody1@example.com", "nobody2@example.com")
+	var ds []breachd.Digest
+	for _, e := range emails {
+		ds = append(ds, sha256.Sum256([]byte(e)))
+	}
+	n := 0
+	for r, err := range cl.CheckDigests(t.Context(), slices.Values(ds)) {
+		if err != nil {
+			t.Fatalf("bulk sweep at the quota failed after %d answers: %v", n, err)
+		}
+		if r.Index != int64(n) || r.Exposed != (n < 60) {
+			t.Fatalf("answer %d = %+v", n, r)
+		}
+		n++
+	}
+	if n != len(ds) {
+		t.Fatalf("%d answers for %d digests", n, len(ds))
 	}
 }
 
