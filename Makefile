@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools
+.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit
 
 all: build
 
@@ -97,6 +97,13 @@ lint: $(TOOLS)/staticcheck
 	$(GO) vet ./...
 	$(TOOLS)/staticcheck ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# verify-unit checks the systemd unit with systemd-analyze (pointed at the
+# binary just built, since it checks that ExecStart exists).
+verify-unit: build
+	@command -v systemd-analyze >/dev/null || { apt-get update -qq && apt-get install -y -qq systemd; }
+	@tmp=$$(mktemp -d) && sed 's#/usr/local/bin/breachd#$(BIN)/breachd#' deploy/breachd.service > $$tmp/breachd.service && \
+	  systemd-analyze verify $$tmp/breachd.service && systemd-analyze security --offline=yes $$tmp/breachd.service | tail -1; rm -rf $$tmp
 
 tidy-check:
 	$(GO) mod tidy

@@ -163,6 +163,17 @@ func update(dir string, fn func([]KeyInfo) ([]KeyInfo, error)) error {
 		tmp.Close()
 		return err
 	}
+	// Run as root (an operator managing a systemd service with a dynamic
+	// user), the file takes the data directory's owner, or the daemon
+	// could not read it.
+	if fi, err := os.Stat(dir); err == nil && os.Geteuid() == 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
+				tmp.Close()
+				return err
+			}
+		}
+	}
 	if _, err := tmp.Write(append(b, '\n')); err != nil {
 		tmp.Close()
 		return err

@@ -22,6 +22,9 @@ type DialOptions struct {
 	CAFile   string
 	CertFile string // client certificate for mutual TLS, with KeyFile
 	KeyFile  string
+	// ServerName is the name the daemon's certificate is checked against;
+	// "" means the host of the address.
+	ServerName string
 	// APIKey is sent as 'authorization: Bearer KEY' on every call; only
 	// over TLS. Read it with ReadAPIKey, never from a command line.
 	APIKey string
@@ -36,10 +39,12 @@ func Dial(addr string, o DialOptions) (*grpc.ClientConn, error) {
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if secure {
-		creds, err := TLS(o.CAFile, o.CertFile, o.KeyFile)
+		cfg, err := TLSConfig(o.CAFile, o.CertFile, o.KeyFile)
 		if err != nil {
 			return nil, err
 		}
+		cfg.ServerName = o.ServerName
+		creds := credentials.NewTLS(cfg)
 		opts = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	}
 	if o.APIKey != "" {
@@ -48,9 +53,9 @@ func Dial(addr string, o DialOptions) (*grpc.ClientConn, error) {
 	return grpc.NewClient(addr, opts...)
 }
 
-// TLS returns transport credentials trusting caFile (PEM; "" for the
-// system's roots) and presenting certFile and keyFile if given.
-func TLS(caFile, certFile, keyFile string) (credentials.TransportCredentials, error) {
+// TLSConfig returns a client TLS configuration trusting caFile (PEM; ""
+// for the system's roots) and presenting certFile and keyFile if given.
+func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
@@ -72,7 +77,7 @@ func TLS(caFile, certFile, keyFile string) (credentials.TransportCredentials, er
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 // APIKey returns per-call credentials that send key as a bearer token.

@@ -54,9 +54,10 @@ type Limiter struct {
 	def        Limits
 	maxStreams int
 
-	mu      sync.Mutex         // guards buckets and streams
-	buckets map[string]*bucket // by principal name
-	streams map[string]int     // open streams by principal name
+	buckets sync.Map // principal name -> *bucket; read on every call without a lock
+
+	mu      sync.Mutex     // guards streams
+	streams map[string]int // open streams by principal name
 }
 
 type bucket struct {
@@ -73,7 +74,7 @@ func New(def Limits, maxStreams int) (*Limiter, error) {
 	if maxStreams < 1 {
 		return nil, &breachd.OptionError{Option: "Quota.MaxStreams", Value: maxStreams, Want: "at least 1"}
 	}
-	return &Limiter{def: def, maxStreams: maxStreams, buckets: map[string]*bucket{}, streams: map[string]int{}}, nil
+	return &Limiter{def: def, maxStreams: maxStreams, streams: map[string]int{}}, nil
 }
 
 // bucket returns the principal's bucket, made (or remade, when its limits
@@ -83,13 +84,11 @@ func (l *Limiter) bucket(name string, own Limits) *bucket {
 	if own.Rate > 0 && own.Burst > 0 {
 		lim = own
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.buckets[name]
-	if b == nil || b.limits != lim {
-		b = &bucket{lim: rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst), limits: lim}
-		l.buckets[name] = b
+	if v, ok := l.buckets.Load(name); ok && v.(*bucket).limits == lim {
+		return v.(*bucket)
 	}
+	b := &bucket{lim: rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst), limits: lim}
+	l.buckets.Store(name, b) // a race here at worst starts a bucket twice
 	return b
 }
 

@@ -81,10 +81,24 @@ type connConfig struct {
 	tls        bool
 	ca         string
 	cert, key  string
+	serverName string
 	apiKeyFile string
 }
 
-func defaultConn() connConfig { return connConfig{addr: "127.0.0.1:7355", timeout: 10 * time.Second} }
+// defaultConn returns the connection defaults, which the environment may
+// set (BREACHCTL_ADDR, BREACHCTL_CA, BREACHCTL_CERT, BREACHCTL_KEY,
+// BREACHCTL_SERVER_NAME, BREACHCTL_TLS): handy in containers and probes.
+func defaultConn() connConfig {
+	c := connConfig{addr: "127.0.0.1:7355", timeout: 10 * time.Second}
+	for env, v := range map[string]*string{"BREACHCTL_ADDR": &c.addr, "BREACHCTL_CA": &c.ca, "BREACHCTL_CERT": &c.cert,
+		"BREACHCTL_KEY": &c.key, "BREACHCTL_SERVER_NAME": &c.serverName} {
+		if s := os.Getenv(env); s != "" {
+			*v = s
+		}
+	}
+	c.tls = os.Getenv("BREACHCTL_TLS") == "true"
+	return c
+}
 
 func (c *connConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", c.addr, "address of the breachd daemon")
@@ -93,6 +107,7 @@ func (c *connConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ca, "ca", c.ca, "PEM CA the daemon's certificate is checked against (turns on TLS)")
 	fs.StringVar(&c.cert, "cert", c.cert, "PEM client certificate for mutual TLS (with --key)")
 	fs.StringVar(&c.key, "key", c.key, "PEM key of the client certificate")
+	fs.StringVar(&c.serverName, "server-name", c.serverName, "name to check the daemon's certificate against (default: the host of --addr)")
 	fs.StringVar(&c.apiKeyFile, "api-key-file", c.apiKeyFile, "file holding the API key (or set BREACHD_API_KEY); never pass a key on the command line")
 }
 
@@ -101,7 +116,7 @@ func (c *connConfig) dial() (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.Dial(c.addr, client.DialOptions{TLS: c.tls, CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, APIKey: key})
+	return client.Dial(c.addr, client.DialOptions{TLS: c.tls, CAFile: c.ca, CertFile: c.cert, KeyFile: c.key, ServerName: c.serverName, APIKey: key})
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/certs/certstest"
+	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server/servertest"
 )
 
@@ -75,5 +80,60 @@ func TestHash(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"hash", "nope"}, &stdout, &bytes.Buffer{}); err == nil {
 		t.Fatal("hash of an invalid email succeeded")
+	}
+}
+
+// TestTLSAndAPIKey checks breachctl against a daemon that wants TLS and an
+// API key: the key from --api-key-file or BREACHD_API_KEY, the connection
+// flags before or after the command, and what a missing key says.
+func TestTLSAndAPIKey(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	ca := certstest.NewCA(t, dir, "ca")
+	cert, key, _ := ca.Issue(t, "server", certstest.Server("breachd"))
+	apiKey, err := auth.CreateKey(data, "ctl", []auth.Scope{auth.ScopeCheck}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "api-key")
+	if err := os.WriteFile(keyFile, []byte(apiKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := servertest.Start(data, servertest.Options{Secure: &servertest.Secure{CertFile: cert, KeyFile: key,
+		Quota: quota.Limits{Rate: 1000, Burst: 1000}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	d, _ := canon.Digest("alice@example.com")
+	if _, err := srv.Import(t.Context(), breachd.Breach{Name: "Alpha", Title: "Alpha"}, []breachd.Digest{d}); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--ca", ca.File, "--api-key-file", keyFile, "check", "--addr", srv.Addr, "alice@example.com"},
+		{"check", "--addr", srv.Addr, "--ca", ca.File, "--api-key-file", keyFile, "alice@example.com"},
+	} {
+		var out bytes.Buffer
+		if err := run(t.Context(), args, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), "exposed in 1 breach") {
+			t.Fatalf("breachctl %q = %v, %q", args, err, out.String())
+		}
+	}
+	t.Setenv("BREACHD_API_KEY", apiKey)
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"breaches", "--addr", srv.Addr, "--ca", ca.File}, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), "Alpha") {
+		t.Fatalf("breaches with BREACHD_API_KEY = %v, %q", err, out.String())
+	}
+	t.Setenv("BREACHD_API_KEY", "")
+	err = run(t.Context(), []string{"check", "--addr", srv.Addr, "--ca", ca.File, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "no credential") {
+		t.Fatalf("check without a key = %v, want the daemon's 'no credential' message", err)
+	}
+	err = run(t.Context(), []string{"check", "--addr", srv.Addr, "--api-key-file", keyFile, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "only sent over TLS") {
+		t.Fatalf("an API key without TLS = %v, want a refusal to send it", err)
+	}
+	var hout bytes.Buffer
+	if err := run(t.Context(), []string{"health", "--addr", srv.Addr, "--ca", ca.File}, &hout, &bytes.Buffer{}); err != nil || strings.TrimSpace(hout.String()) != "SERVING" {
+		t.Fatalf("health = %v, %q", err, hout.String())
 	}
 }

@@ -5,11 +5,16 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
@@ -26,11 +31,24 @@ type Server struct {
 }
 
 // Options configure Start. The zero value serves the ExposureService only,
-// over a store with store.DefaultOptions.
+// over a store with store.DefaultOptions, in plaintext.
 type Options struct {
 	Admin  bool           // register the AdminService too
 	Store  *store.Options // nil: store.DefaultOptions()
 	Logger *slog.Logger   // nil: discard
+	// Secure, if set, serves over TLS with authentication and quotas, as
+	// 'breachd serve --tls-cert ...' does.
+	Secure *Secure
+}
+
+// Secure is the TLS and authentication of a server. API keys are read from
+// the data directory's key file at Start (create them before).
+type Secure struct {
+	CertFile, KeyFile string
+	ClientCA          string
+	Identities        []auth.CertIdentity
+	Quota             quota.Limits // every principal's default
+	MaxStreams        int          // per principal; 0 means 8
 }
 
 // Start opens (creating) a store in dir and serves it.
@@ -55,13 +73,53 @@ func Start(dir string, opts Options) (*Server, error) {
 	}
 	svc := service.New(st)
 	unary, stream := server.Interceptors(log)
-	gs := grpc.NewServer(append(server.DefaultLimits().ServerOptions(),
-		grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))...)
+	sopts := server.DefaultLimits().ServerOptions()
+	if sec := opts.Secure; sec != nil {
+		creds, gu, gst, err := secure(dir, sec, log)
+		if err != nil {
+			st.Close()
+			lis.Close()
+			return nil, err
+		}
+		sopts = append(sopts, creds)
+		unary, stream = append(unary, gu...), append(stream, gst...)
+	}
+	gs := grpc.NewServer(append(sopts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))...)
 	svcs := server.Register(gs, svc, server.Options{Logger: log, Admin: opts.Admin})
 	svcs.Serving()
 	s := &Server{Addr: lis.Addr().String(), Store: st, Service: svc, GRPC: gs, svcs: svcs, served: make(chan error, 1)}
 	go func() { s.served <- gs.Serve(lis) }()
 	return s, nil
+}
+
+// secure returns the TLS credentials and guard interceptors of sec.
+func secure(dir string, sec *Secure, log *slog.Logger) (grpc.ServerOption, []grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor, error) {
+	files, err := certs.Load(certs.Files{Cert: sec.CertFile, Key: sec.KeyFile, ClientCA: sec.ClientCA, Auth: certs.VerifyIfGiven}, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keys, err := auth.OpenKeyring(dir, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	authn, err := auth.NewAuthenticator(keys, sec.Identities)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	maxStreams := sec.MaxStreams
+	if maxStreams == 0 {
+		maxStreams = 8
+	}
+	limiter, err := quota.New(sec.Quota, maxStreams)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	guard, err := server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Reflection: true, MaxStreamWait: 5 * time.Second})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	u, st := guard.Interceptors()
+	return grpc.Creds(credentials.NewTLS(files.ServerConfig())), u, st, nil
 }
 
 // Dial returns a plaintext client connection to the server.
