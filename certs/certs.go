@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -9,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,6 +43,9 @@ type Reloader struct {
 	cert  atomic.Pointer[tls.Certificate]
 	pool  atomic.Pointer[x509.CertPool]
 	loads atomic.Uint64
+
+	mu   sync.Mutex // guards last
+	last []byte     // the certificate chain and CA last loaded, to log only changes
 }
 
 // Load reads the files once; it fails if they do not make a usable pair.
@@ -87,6 +93,21 @@ func (r *Reloader) Reload() error {
 	r.cert.Store(&cert)
 	r.pool.Store(pool)
 	r.loads.Add(1)
+	var seen []byte
+	for _, der := range cert.Certificate {
+		seen = append(seen, der...)
+	}
+	if r.files.ClientCA != "" {
+		pem, _ := os.ReadFile(r.files.ClientCA)
+		seen = append(seen, pem...)
+	}
+	r.mu.Lock()
+	same := bytes.Equal(seen, r.last)
+	r.last = seen
+	r.mu.Unlock()
+	if same {
+		return nil
+	}
 	attrs := []any{"cert", r.files.Cert}
 	if cert.Leaf != nil {
 		attrs = append(attrs, "subject", cert.Leaf.Subject.String(), "not_after", cert.Leaf.NotAfter)
@@ -129,11 +150,17 @@ func (r *Reloader) Watch(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	dirs := map[string]bool{}
+	dirs, names := map[string]bool{}, map[string]bool{}
 	for _, f := range []string{r.files.Cert, r.files.Key, r.files.ClientCA} {
 		if f != "" {
 			dirs[filepath.Dir(f)] = true
+			names[filepath.Clean(f)] = true
 		}
+	}
+	// A change concerns us if it touches one of the files, or is
+	// Kubernetes swapping the "..data" symlink the files point through.
+	ours := func(name string) bool {
+		return names[filepath.Clean(name)] || strings.HasPrefix(filepath.Base(name), "..")
 	}
 	for d := range dirs {
 		if err := w.Add(d); err != nil {
@@ -146,11 +173,13 @@ func (r *Reloader) Watch(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case _, ok := <-w.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
 			}
-			pending = time.After(settle)
+			if ours(ev.Name) {
+				pending = time.After(settle)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
