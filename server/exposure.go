@@ -116,7 +116,19 @@ func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServe
 		}
 	}()
 	batches := 0
-	for j := range order {
+	for {
+		var j *job
+		select {
+		case next, ok := <-order:
+			if !ok {
+				return nil
+			}
+			j = next
+		case <-s.draining: // also while the client sends nothing
+			return s.drained(batches)
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
 		select {
 		case <-j.done:
 		case <-s.draining:
@@ -131,13 +143,7 @@ func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServe
 			return toStatus(s.log, "CheckStream", err)
 		}
 		batches++
-		select {
-		case <-s.draining:
-			return s.drained(batches)
-		default:
-		}
 	}
-	return nil
 }
 
 func (s *Exposure) drained(batches int) error {

@@ -452,3 +452,76 @@ func TestAdminImportInvalid(t *testing.T) {
 	_, err = stream.CloseAndRecv()
 	wantCode(t, err, codes.InvalidArgument, "want a multiple of 32")
 }
+
+// TestShutdownEndsBulkStreams checks that shutdown does not wait for a bulk
+// stream to end by itself: the stream ends with UNAVAILABLE, saying how to
+// resume, and shutdown returns long before its bound.
+func TestShutdownEndsBulkStreams(t *testing.T) {
+	srv, err := servertest.Start(t.TempDir(), servertest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.Import(t.Context(), alpha, digests("a", 10)); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := srv.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stream, err := breachdv1.NewExposureServiceClient(conn).CheckStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&breachdv1.CheckStreamRequest{EmailSha256: pack(digests("a", 5))}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	_, err = stream.Recv()
+	wantCode(t, err, codes.Unavailable, "resume")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("shutdown took %v with a bulk stream open, want it ended at once", d)
+	}
+}
+
+// TestImportIdleTimeout checks that an import stream that goes silent is
+// ended, and frees the import lock for the next import.
+func TestImportIdleTimeout(t *testing.T) {
+	srv, err := servertest.Start(t.TempDir(), servertest.Options{Admin: true, ImportIdleTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := srv.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	admin := breachdv1.NewAdminServiceClient(conn)
+	stream, err := admin.ImportBreach(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream.Send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Breach{Breach: &breachdv1.Breach{Name: "Idle", Title: "Idle"}}})
+	stream.Send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_EmailSha256{EmailSha256: pack(digests("i", 3))}})
+	for !srv.Store.Importing() { // it holds the import lock
+		time.Sleep(time.Millisecond)
+	}
+	// ... and sends nothing more. The next import waits for the lock, then runs.
+	resp, err := importStream(t, admin, &breachdv1.Breach{Name: "Next", Title: "Next"}, digests("n", 10), 10)
+	if err != nil || resp.GetCorpusVersion() != 1 {
+		t.Fatalf("import after an idle one = %v, %v", resp, err)
+	}
+	_, err = stream.CloseAndRecv()
+	wantCode(t, err, codes.FailedPrecondition, "nothing arrived for 300ms after 3 digests")
+}

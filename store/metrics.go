@@ -23,7 +23,7 @@ func (s *Store) registerMetrics(reg prometheus.Registerer) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "breachd_bloom_false_positives_total",
 			Help: "Lookups the Bloom filter passed to Badger for a digest that is not stored."}, func() float64 { return float64(s.falsePositives.Load()) }),
 		gauge("breachd_import_running", "1 while an import is running, else 0.", func() float64 {
-			if len(s.importSem) > 0 {
+			if s.Importing() {
 				return 1
 			}
 			return 0

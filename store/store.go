@@ -339,6 +339,9 @@ func (s *Store) Close() error {
 	return errors.Join(errs...)
 }
 
+// Importing reports whether an import is running.
+func (s *Store) Importing() bool { return len(s.importSem) > 0 }
+
 // Version returns the corpus version: it grows by one with every committed import.
 func (s *Store) Version() uint64 { return s.cat.Load().version }
 

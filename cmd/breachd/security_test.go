@@ -272,7 +272,7 @@ func TestCertificateRotation(t *testing.T) {
 func TestQuota(t *testing.T) {
 	// Batches are refused at once rather than paced, to make the client
 	// resume its bulk stream.
-	s := startSecure(t, "quota:\n  max_stream_wait: 0s\n")
+	s := startSecure(t, "quota:\n  max_stream_wait: 0s\n  max_streams: 2\n")
 	const rate, burst = 40, 10
 	key := s.createKey(t, "limited", "check,bulk", "--rate", fmt.Sprint(rate), "--burst", fmt.Sprint(burst))
 	time.Sleep(500 * time.Millisecond) // the daemon re-reads keys every 200ms
@@ -323,6 +323,32 @@ func TestQuota(t *testing.T) {
 	st.Send(&breachdv1.CheckStreamRequest{EmailSha256: make([]byte, 32*(burst+1))})
 	if _, err := st.Recv(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("a batch over the burst = %v, want RESOURCE_EXHAUSTED saying so", err)
+	}
+
+	// A principal may hold max_streams streams at once.
+	time.Sleep(time.Second) // refill the bucket: only the stream cap may refuse
+	var open []grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse]
+	for range 3 {
+		st, err := expo.CheckStream(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Send(&breachdv1.CheckStreamRequest{EmailSha256: make([]byte, 32)})
+		open = append(open, st)
+	}
+	codesSeen := map[codes.Code]int{}
+	for _, st := range open {
+		_, err := st.Recv()
+		codesSeen[status.Code(err)]++
+		if status.Code(err) == codes.ResourceExhausted && !strings.Contains(err.Error(), "streams open") {
+			t.Errorf("a stream over the cap = %v, want it to name the cap", err)
+		}
+	}
+	for _, st := range open {
+		st.CloseSend()
+	}
+	if codesSeen[codes.OK] != 2 || codesSeen[codes.ResourceExhausted] != 1 {
+		t.Fatalf("3 streams with a cap of 2: %v", codesSeen)
 	}
 
 	// The client library waits for RetryInfo instead of failing: unary

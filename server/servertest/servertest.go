@@ -39,6 +39,8 @@ type Options struct {
 	// Secure, if set, serves over TLS with authentication and quotas, as
 	// 'breachd serve --tls-cert ...' does.
 	Secure *Secure
+	// ImportIdleTimeout as in server.Options.
+	ImportIdleTimeout time.Duration
 }
 
 // Secure is the TLS and authentication of a server. API keys are read from
@@ -85,7 +87,7 @@ func Start(dir string, opts Options) (*Server, error) {
 		unary, stream = append(unary, gu...), append(stream, gst...)
 	}
 	gs := grpc.NewServer(append(sopts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))...)
-	svcs := server.Register(gs, svc, server.Options{Logger: log, Admin: opts.Admin})
+	svcs := server.Register(gs, svc, server.Options{Logger: log, Admin: opts.Admin, ImportIdleTimeout: opts.ImportIdleTimeout})
 	svcs.Serving()
 	s := &Server{Addr: lis.Addr().String(), Store: st, Service: svc, GRPC: gs, svcs: svcs, served: make(chan error, 1)}
 	go func() { s.served <- gs.Serve(lis) }()
@@ -140,6 +142,14 @@ func (s *Server) Import(ctx context.Context, b breachd.Breach, ds []breachd.Dige
 			ds = ds[n:]
 		}
 	})
+}
+
+// Shutdown runs the daemon's shutdown (health NOT_SERVING, bulk streams
+// told to end, calls in flight given until ctx is done) and closes the store.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.svcs.Shutdown(ctx, s.GRPC, slog.New(slog.DiscardHandler))
+	<-s.served
+	return s.Store.Close()
 }
 
 // Close stops serving at once (health NOT_SERVING, open calls cut) and
