@@ -275,6 +275,10 @@ func health(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: breachctl health [--addr HOST:PORT] [--service NAME]")
+		return errUsage
+	}
 	conn, err := cc.dial()
 	if err != nil {
 		return err
