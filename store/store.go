@@ -97,6 +97,9 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  atomic.Bool
 
+	bgCancel context.CancelFunc // stops the background collection; Close calls it
+	bg       sync.WaitGroup     // the background collection, if any
+
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 	importReceived atomic.Uint64 // digests the running import has received
 	imports        *prometheus.CounterVec
@@ -139,6 +142,19 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 			db.Close()
 			return nil, err
 		}
+	}
+	// What interrupted imports or deletes left is collected in the
+	// background: answers are right meanwhile, and imports wait for it.
+	bgCtx, cancel := context.WithCancel(context.Background())
+	s.bgCancel = cancel
+	if s.needsCollect() {
+		s.bg.Add(1)
+		go func() {
+			defer s.bg.Done()
+			if _, err := s.Collect(bgCtx); err != nil && bgCtx.Err() == nil {
+				s.log.Warn("collecting what interrupted imports left failed; it stays invisible and is tried at the next start", "err", err)
+			}
+		}()
 	}
 	return s, nil
 }
@@ -323,6 +339,10 @@ func (s *Store) release() { s.closeMu.RUnlock() }
 // Close waits for calls in flight, saves the Bloom filter and closes Badger.
 // An import still running is abandoned: its rows stay invisible.
 func (s *Store) Close() error {
+	if s.bgCancel != nil {
+		s.bgCancel()
+		s.bg.Wait()
+	}
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed.Load() {

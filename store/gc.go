@@ -1,0 +1,293 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/breachd/breachd"
+)
+
+// keyCollect marks that rows of deleted breaches may remain to collect: a
+// crash between a delete's commit and its collection leaves it set.
+var keyCollect = []byte("mcollect_pending")
+
+// CollectStats counts what Collect removed.
+type CollectStats struct {
+	Segments  int    // records of interrupted imports removed
+	Rewritten uint64 // rows that lost segment ids no committed breach owns
+	Deleted   uint64 // rows removed: no committed breach holds them any more
+	TempFiles int    // leftover filter files removed
+}
+
+// Collect removes what no committed breach owns: the rows and segment
+// records of interrupted imports, the rows of deleted breaches, and filter
+// files left by a save that was interrupted. Answers do not change: none of
+// it was visible. It waits for a running import and holds off the next.
+func (s *Store) Collect(ctx context.Context) (CollectStats, error) {
+	select {
+	case s.importSem <- struct{}{}:
+	case <-ctx.Done():
+		return CollectStats{}, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	}
+	defer func() { <-s.importSem }()
+	if err := s.acquire(); err != nil {
+		return CollectStats{}, err
+	}
+	defer s.release()
+	st, _, err := s.collect(ctx, nil)
+	return st, err
+}
+
+// collect does Collect's work; callers hold the import token and a call
+// slot. It also counts the removed rows that held a segment of gone (a
+// breach just deleted): they were visible until then.
+func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats, uint64, error) {
+	start := time.Now()
+	var st CollectStats
+	c := s.cat.Load()
+	var pending [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, tagSegment, func(k, v []byte) error {
+			var r segmentRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+			}
+			if !r.Committed {
+				pending = append(pending, append([]byte(nil), k...))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return st, 0, classify("collect", err)
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var wasVisible uint64
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
+		defer it.Close()
+		var i int
+		for it.Rewind(); it.Valid(); it.Next() {
+			if i++; i%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			item := it.Item()
+			var kept []byte
+			var dropped, hadGone bool
+			err := item.Value(func(v []byte) error {
+				if len(v)%4 != 0 {
+					return fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(v))
+				}
+				for j := 0; j < len(v); j += 4 {
+					id := binary.BigEndian.Uint32(v[j:])
+					if _, ok := c.segNames[id]; ok {
+						kept = binary.BigEndian.AppendUint32(kept, id)
+						continue
+					}
+					dropped = true
+					hadGone = hadGone || gone[id]
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if !dropped {
+				continue
+			}
+			k := item.KeyCopy(nil)
+			if len(kept) == 0 {
+				err, st.Deleted = wb.Delete(k), st.Deleted+1
+				if hadGone {
+					wasVisible++
+				}
+			} else {
+				err, st.Rewritten = wb.Set(k, kept), st.Rewritten+1
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		for _, k := range pending {
+			if err = wb.Delete(k); err != nil {
+				break
+			}
+		}
+	}
+	if err == nil {
+		err = wb.Delete(keyCollect)
+	}
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return st, 0, classify("collect", err)
+	}
+	st.Segments = len(pending)
+	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
+	for _, p := range tmps {
+		if os.Remove(p) == nil {
+			st.TempFiles++
+		}
+	}
+	if st != (CollectStats{}) {
+		s.log.Info("collected", "segments", st.Segments, "rewritten", st.Rewritten, "deleted", st.Deleted,
+			"temp_files", st.TempFiles, "duration", time.Since(start))
+	}
+	return st, wasVisible, nil
+}
+
+// needsCollect reports whether Open found something to collect: records of
+// interrupted imports, an unfinished delete, or leftover filter files.
+func (s *Store) needsCollect() bool {
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		if _, err := txn.Get(keyCollect); err == nil {
+			found = true
+			return nil
+		}
+		return scan(txn, tagSegment, func(_, v []byte) error {
+			var r segmentRecord
+			if json.Unmarshal(v, &r) == nil && !r.Committed {
+				found = true
+			}
+			return nil
+		})
+	})
+	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
+	return err == nil && (found || len(tmps) > 0)
+}
+
+// DeleteBreach removes breach name from every answer at once, then deletes
+// the rows no committed breach holds any more. It returns the accounts that
+// are no longer in any breach, and the new corpus version.
+func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
+	select {
+	case s.importSem <- struct{}{}:
+	case <-ctx.Done():
+		return 0, 0, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	}
+	defer func() { <-s.importSem }()
+	if err := s.acquire(); err != nil {
+		return 0, 0, err
+	}
+	defer s.release()
+	old := s.cat.Load()
+	if old.byName[name] == nil {
+		return 0, old.version, fmt.Errorf("%w %s", breachd.ErrUnknownBreach, breachd.Quote(name))
+	}
+	gone := map[uint32]bool{}
+	segs := maps.Clone(old.segNames)
+	for id, n := range old.segNames {
+		if n == name {
+			gone[id] = true
+			delete(segs, id)
+		}
+	}
+	version = old.version + 1
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for id := range gone {
+			if err := txn.Delete(segmentKey(id)); err != nil {
+				return err
+			}
+		}
+		if err := txn.Delete(breachKey(name)); err != nil {
+			return err
+		}
+		if err := txn.Set(keyCollect, []byte{1}); err != nil {
+			return err
+		}
+		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return 0, old.version, classify("delete breach", err)
+	}
+	breaches := maps.Clone(old.byName)
+	delete(breaches, name)
+	s.cat.Store(newCatalog(version, breaches, segs)) // the breach is gone from every answer from here
+	s.log.Info("breach deleted", "breach", name, "corpus_version", version)
+	_, removed, err = s.collect(ctx, gone)
+	if err != nil {
+		// The breach is gone already; its rows are collected at the next start.
+		s.log.Warn("collecting a deleted breach's rows failed; they are invisible and will be collected at the next start", "breach", name, "err", err)
+		return 0, version, nil
+	}
+	s.keys.Add(^(removed - 1)) // minus removed
+	if err := s.saveFilter(); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
+	return removed, version, nil
+}
+
+// UpdateBreach replaces the catalogue entry of a breach already in the
+// corpus (its account count stays; a zero AddedDate keeps the old one).
+func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
+	if err := b.Validate(); err != nil {
+		return nil, 0, err
+	}
+	select {
+	case s.importSem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	}
+	defer func() { <-s.importSem }()
+	if err := s.acquire(); err != nil {
+		return nil, 0, err
+	}
+	defer s.release()
+	old := s.cat.Load()
+	prev := old.byName[b.Name]
+	if prev == nil {
+		return nil, old.version, fmt.Errorf("%w %s: import it first", breachd.ErrUnknownBreach, breachd.Quote(b.Name))
+	}
+	if b.AddedDate.IsZero() {
+		b.AddedDate = prev.AddedDate
+	}
+	rec := breachRecord{Breach: b, AccountCount: prev.AccountCount}
+	version := old.version + 1
+	err := s.db.Update(func(txn *badger.Txn) error {
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(breachKey(b.Name), v); err != nil {
+			return err
+		}
+		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return nil, old.version, classify("update breach", err)
+	}
+	e := &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
+	breaches := maps.Clone(old.byName)
+	breaches[b.Name] = e
+	s.cat.Store(newCatalog(version, breaches, old.segNames))
+	s.log.Info("breach updated", "breach", b.Name, "corpus_version", version)
+	if err := s.saveFilter(); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
+	return e, version, nil
+}
