@@ -175,6 +175,27 @@ func (c *Client) Breaches(ctx context.Context) ([]CatalogEntry, uint64, error) {
 	}
 }
 
+// DeleteBreach removes breach name from the daemon's corpus (AdminService)
+// and returns the accounts no longer in any breach and the new corpus
+// version. It is not retried.
+func (c *Client) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
+	resp, err := c.admin.DeleteBreach(ctx, &breachdv1.DeleteBreachRequest{Name: name})
+	if err != nil {
+		return 0, 0, &Error{Op: "DeleteBreach", err: err}
+	}
+	return resp.GetAccountsRemoved(), resp.GetCorpusVersion(), nil
+}
+
+// UpdateBreach corrects the catalogue entry of a breach in the daemon's
+// corpus and returns it as stored, with the new corpus version.
+func (c *Client) UpdateBreach(ctx context.Context, b breachd.Breach) (breachd.CatalogEntry, uint64, error) {
+	resp, err := c.admin.UpdateBreach(ctx, &breachdv1.UpdateBreachRequest{Breach: breachdv1.BreachFromDomain(&b)})
+	if err != nil {
+		return breachd.CatalogEntry{}, 0, &Error{Op: "UpdateBreach", err: err}
+	}
+	return resp.GetBreach().ToDomain(), resp.GetCorpusVersion(), nil
+}
+
 // maxPageSize is the largest catalogue page the server hands out.
 const maxPageSize = 100
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -135,4 +136,28 @@ func (s *Admin) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) e
 		Name: st.Breach, Received: st.Received, Duplicates: st.Duplicates,
 		NewAccounts: st.NewAccounts, KnownAccounts: st.KnownAccounts, CorpusVersion: st.Version,
 	})
+}
+
+// DeleteBreach removes a breach from the corpus.
+func (s *Admin) DeleteBreach(ctx context.Context, req *breachdv1.DeleteBreachRequest) (*breachdv1.DeleteBreachResponse, error) {
+	removed, version, err := s.svc.DeleteBreach(ctx, req.GetName())
+	if err != nil {
+		return nil, toStatus(s.log, "DeleteBreach", inMessage("DeleteBreachRequest", err))
+	}
+	return &breachdv1.DeleteBreachResponse{Name: req.GetName(), AccountsRemoved: removed, CorpusVersion: version}, nil
+}
+
+// UpdateBreach corrects a breach's catalogue entry.
+func (s *Admin) UpdateBreach(ctx context.Context, req *breachdv1.UpdateBreachRequest) (*breachdv1.UpdateBreachResponse, error) {
+	if req.GetBreach() == nil {
+		return nil, toStatus(s.log, "UpdateBreach", breachd.Errorf(breachd.ErrInvalidArgument, "UpdateBreachRequest.breach: missing"))
+	}
+	e, version, err := s.svc.UpdateBreach(ctx, req.GetBreach().ToDomain().Breach)
+	if errors.Is(err, breachd.ErrInvalidBreach) {
+		err = inField("UpdateBreachRequest.breach", err)
+	}
+	if err != nil {
+		return nil, toStatus(s.log, "UpdateBreach", err)
+	}
+	return &breachdv1.UpdateBreachResponse{Breach: breachdv1.EntryFromDomain(e), CorpusVersion: version}, nil
 }

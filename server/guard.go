@@ -28,6 +28,8 @@ var methodScopes = map[string]auth.Scope{
 	breachdv1.ExposureService_GetBreach_FullMethodName:    auth.ScopeCheck,
 	breachdv1.ExposureService_CheckStream_FullMethodName:  auth.ScopeBulk,
 	breachdv1.AdminService_ImportBreach_FullMethodName:    auth.ScopeAdmin,
+	breachdv1.AdminService_DeleteBreach_FullMethodName:    auth.ScopeAdmin,
+	breachdv1.AdminService_UpdateBreach_FullMethodName:    auth.ScopeAdmin,
 }
 
 // Health needs no identity; reflection needs one but no scope.

@@ -1,5 +1,5 @@
 // Package service holds breachd's use cases: check one digest, check a batch,
-// list and get breaches, import a breach. They speak the root package's
+// list and get breaches, import, delete and correct a breach. They speak the root package's
 // vocabulary (digests, catalogue entries, exposures, import counts) and
 // return its kinds of error; no protobuf, HTTP or Badger type crosses this
 // line. Rules that hold whatever the transport (batch limits, breach name

@@ -28,6 +28,11 @@ type Store interface {
 	// visible at once, when it ends without an error; otherwise nothing
 	// becomes visible.
 	Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error)
+	// DeleteBreach removes a breach from every answer at once and returns
+	// the accounts no longer in any breach, and the new corpus version.
+	DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error)
+	// UpdateBreach replaces the catalogue entry of a breach in the corpus.
+	UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error)
 }
 
 // Service runs the use cases over a Store. It is safe for concurrent use.
@@ -152,14 +157,39 @@ func parseToken(tok string) (string, error) {
 
 // GetBreach returns one catalogue entry and the corpus version.
 func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error) {
-	if name == "" {
-		return nil, 0, breachd.Errorf(breachd.ErrInvalidArgument, "name: empty, want a breach name")
-	}
-	if breachd.ValidateName(name) != nil {
-		return nil, 0, breachd.Errorf(breachd.ErrInvalidArgument, "name: %s is not a breach name: want 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
-			breachd.Quote(name), breachd.MaxNameLen)
+	if err := validName(name); err != nil {
+		return nil, 0, err
 	}
 	return s.store.Breach(ctx, name)
+}
+
+func validName(name string) error {
+	if name == "" {
+		return breachd.Errorf(breachd.ErrInvalidArgument, "name: empty, want a breach name")
+	}
+	if breachd.ValidateName(name) != nil {
+		return breachd.Errorf(breachd.ErrInvalidArgument, "name: %s is not a breach name: want 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
+			breachd.Quote(name), breachd.MaxNameLen)
+	}
+	return nil
+}
+
+// DeleteBreach removes breach name from every answer at once; accounts no
+// other breach holds are deleted. It returns how many, and the new version.
+func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
+	if err := validName(name); err != nil {
+		return 0, 0, err
+	}
+	return s.store.DeleteBreach(ctx, name)
+}
+
+// UpdateBreach corrects the catalogue entry of a breach in the corpus:
+// everything but its accounts, which only an import changes.
+func (s *Service) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
+	if err := b.Validate(); err != nil {
+		return nil, 0, err
+	}
+	return s.store.UpdateBreach(ctx, b)
 }
 
 // Import adds breach b from batches of 1 to breachd.MaxBatch digests and

@@ -19,14 +19,10 @@ import (
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/corpus"
 	"github.com/breachd/breachd/service"
-	"github.com/breachd/breachd/store"
 )
 
 type importConfig struct {
-	data     string
-	addr     string
-	dial     client.DialOptions
-	keyFile  string
+	target
 	manifest string
 	format   corpus.Format
 	column   string
@@ -40,13 +36,7 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs.SetOutput(stderr)
 	c := importConfig{logLevel: slog.LevelWarn}
 	var format string
-	fs.StringVar(&c.data, "data", "", "corpus directory to import into directly (the daemon must not be running on it)")
-	fs.StringVar(&c.addr, "addr", "", "address of a running daemon to import through, e.g. 127.0.0.1:7355")
-	fs.BoolVar(&c.dial.TLS, "tls", false, "with --addr: use TLS with the system's roots (--ca or --cert imply TLS)")
-	fs.StringVar(&c.dial.CAFile, "ca", "", "with --addr: PEM CA the daemon's certificate is checked against")
-	fs.StringVar(&c.dial.CertFile, "cert", "", "with --addr: PEM client certificate for mutual TLS")
-	fs.StringVar(&c.dial.KeyFile, "key", "", "with --addr: PEM key of the client certificate")
-	fs.StringVar(&c.keyFile, "api-key-file", "", "with --addr: file holding an API key with the admin scope (or set BREACHD_API_KEY)")
+	c.target.register(fs)
 	fs.StringVar(&c.manifest, "manifest", "", "breach manifest, JSON (required)")
 	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
@@ -68,7 +58,7 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		fmt.Fprintf(stderr, "breachd import: invalid --batch %d: want 1 to %d\n", c.batch, breachd.MaxBatch)
 		return c, errUsage
 	}
-	if fs.NArg() != 1 || c.manifest == "" || (c.data == "") == (c.addr == "") {
+	if fs.NArg() != 1 || c.manifest == "" || !c.valid() {
 		fs.Usage()
 		return c, errUsage
 	}
@@ -119,22 +109,14 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 
 	var run importer
 	if c.addr != "" {
-		if c.dial.APIKey, err = client.ReadAPIKey(c.keyFile); err != nil {
-			return err
-		}
-		conn, err := client.Dial(c.addr, c.dial)
+		cl, conn, err := c.connect()
 		if err != nil {
 			return err
 		}
 		defer conn.Close()
-		run = client.New(conn).Import
+		run = cl.Import
 	} else {
-		so := store.DefaultOptions()
-		so.Logger = log
-		st, err := store.Open(ctx, c.data, so)
-		if errors.Is(err, store.ErrLocked) {
-			return fmt.Errorf("%s is in use by a running daemon: import through it with --addr instead of --data", c.data)
-		}
+		st, err := c.open(ctx, log)
 		if err != nil {
 			return err
 		}
@@ -178,7 +160,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", b.Name, ctx.Err())
 	case err != nil:
 		if c.addr != "" {
-			err = fmt.Errorf("daemon at %s: %s", c.addr, status.Convert(err).Message())
+			err = c.remoteError(err)
 		}
 		return fmt.Errorf("import of %s failed; nothing was made visible: %w", b.Name, err)
 	}

@@ -3,6 +3,8 @@
 //	breachd serve  --data DIR [--addr 127.0.0.1:7355] [--tls-cert FILE --tls-key FILE [--client-ca FILE]] [--metrics-addr ADDR] [--config FILE]
 //	breachd import (--data DIR | --addr ADDR) --manifest FILE DUMP
 //	breachd keys   create|list|revoke --data DIR ...
+//	breachd breach delete NAME | update --manifest FILE  (--data DIR | --addr ADDR)
+//	breachd gc     --data DIR
 //	breachd config print [serve's flags]
 package main
 
@@ -41,6 +43,8 @@ commands:
   serve    serve the corpus over gRPC
   import   add a breach dump to the corpus (directly, or through a running daemon)
   keys     create, list and revoke API keys
+  breach   delete a breach, or correct its catalogue entry (directly, or through a running daemon)
+  gc       collect what interrupted imports left in a corpus directory (a daemon does it at start)
   config   print the effective configuration of 'serve' (config print [serve's flags])
 
 Run 'breachd <command> -h' for a command's flags.
@@ -60,6 +64,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, c, stdout, newLogger(stderr, c.logLevel(), true))
 	case "keys":
 		return keys(args[1:], stdout, stderr)
+	case "breach":
+		return breachCmd(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
+	case "gc":
+		return gc(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "config":
 		if len(args) < 2 || args[1] != "print" {
 			fmt.Fprintln(stderr, "usage: breachd config print [--config FILE] [serve's flags]")

@@ -237,12 +237,66 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
+// TestBreachCommands deletes and corrects breaches offline and through a
+// daemon, and collects an interrupted import.
+func TestBreachCommands(t *testing.T) {
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	a := writeCorpus(t, tmp, "Alpha", synth.Options{Seed: 1, Records: 1500})
+	b := writeCorpus(t, tmp, "Beta", synth.Options{Seed: 2, Records: 1000, Domain: "beta.example"})
+	runOK(t, "import", "--data", data, "--manifest", a.manifest, a.dump)
+	runOK(t, "import", "--data", data, "--manifest", b.manifest, b.dump)
+	// An import interrupted by its source (a dump cut short by a bad gzip
+	// stream) leaves rows that gc collects.
+	cut := filepath.Join(tmp, "cut.csv.gz")
+	if err := os.WriteFile(cut, []byte("\x1f\x8b\x08\x00garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t.Context(), []string{"import", "--data", data, "--manifest", a.manifest, cut}, io.Discard, io.Discard); err == nil {
+		t.Fatal("import of a broken gzip = nil")
+	}
+	if out := runOK(t, "gc", "--data", data); !strings.Contains(out, "collected") {
+		t.Fatalf("gc printed %q", out)
+	}
+
+	if out := runOK(t, "breach", "delete", "--data", data, "Beta"); !regexp.MustCompile(`deleted Beta: \d+ accounts in no other breach removed; corpus version 3`).MatchString(out) {
+		t.Fatalf("breach delete printed %q", out)
+	}
+	d := startDaemon(t, data)
+	conn := dial(t, d.addr)
+	wantAll(t, conn, "after the delete", b.accounts)
+	wantAll(t, conn, "the other breach", a.accounts, "Alpha")
+	fixed := filepath.Join(tmp, "alpha-fixed.json")
+	if err := os.WriteFile(fixed, []byte(`{"Name":"Alpha","Title":"Alpha (corrected)","BreachDate":"2011-06-17"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOK(t, "breach", "update", "--addr", d.addr, "--manifest", fixed); !strings.Contains(out, "updated Alpha; corpus version 4") {
+		t.Fatalf("breach update printed %q", out)
+	}
+	got, err := breachdv1.NewExposureServiceClient(conn).GetBreach(t.Context(), &breachdv1.GetBreachRequest{Name: "Alpha"})
+	if err != nil || got.GetBreach().GetTitle() != "Alpha (corrected)" || got.GetBreach().GetAccountCount() != int64(len(a.accounts)) {
+		t.Fatalf("GetBreach after the update = %v, %v", got, err)
+	}
+	if out := runOK(t, "breach", "delete", "--addr", d.addr, "Alpha"); !strings.Contains(out, fmt.Sprintf("deleted Alpha: %d accounts", len(a.accounts))) {
+		t.Fatalf("breach delete through the daemon printed %q", out)
+	}
+	wantAll(t, conn, "after deleting both", a.accounts)
+	err = run(t.Context(), []string{"breach", "delete", "--addr", d.addr, "Alpha"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `unknown breach "Alpha"`) {
+		t.Fatalf("deleting twice = %v", err)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	tests := [][]string{
 		nil,
 		{"bogus"},
 		{"serve", "extra-argument"},
 		{"keys"},
+		{"breach"},
+		{"breach", "delete", "--data", "x"}, // no name
+		{"breach", "update", "--data", "x", "--addr", "y"}, // both targets
+		{"gc"},
 		{"keys", "create", "--data", "x"}, // no name or scopes
 		{"config"},
 		{"import", "--data", "x", "dump"}, // no manifest

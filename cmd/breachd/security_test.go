@@ -136,6 +136,14 @@ var calls = map[string]func(t *testing.T, conn *grpc.ClientConn, s *secureDaemon
 		_, err = st.CloseAndRecv()
 		return err
 	},
+	"DeleteBreach": func(t *testing.T, conn *grpc.ClientConn, _ *secureDaemon) error {
+		_, err := breachdv1.NewAdminServiceClient(conn).DeleteBreach(t.Context(), &breachdv1.DeleteBreachRequest{Name: "NotThere"})
+		return err
+	},
+	"UpdateBreach": func(t *testing.T, conn *grpc.ClientConn, _ *secureDaemon) error {
+		_, err := breachdv1.NewAdminServiceClient(conn).UpdateBreach(t.Context(), &breachdv1.UpdateBreachRequest{Breach: &breachdv1.Breach{Name: "SegaPass", Title: "SegaPass title"}})
+		return err
+	},
 	"Health": func(t *testing.T, conn *grpc.ClientConn, _ *secureDaemon) error {
 		_, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 		return err
@@ -163,26 +171,28 @@ func TestAuthMatrix(t *testing.T) {
 	)
 	// For "wrong scope", each RPC is called with a key lacking its scope.
 	wrong := map[string]string{"Check": "bulker", "ListBreaches": "bulker", "GetBreach": "admin", "CheckStream": "checker",
-		"ImportBreach": "bulker", "Health": "bulker", "Reflection": "bulker"}
+		"ImportBreach": "bulker", "DeleteBreach": "checker", "UpdateBreach": "bulker", "Health": "bulker", "Reflection": "bulker"}
 	right := map[string]string{"Check": "checker", "ListBreaches": "checker", "GetBreach": "checker", "CheckStream": "bulker",
-		"ImportBreach": "admin", "Health": "checker", "Reflection": "checker"}
+		"ImportBreach": "admin", "DeleteBreach": "admin", "UpdateBreach": "admin", "Health": "checker", "Reflection": "checker"}
+	// Past authentication, deleting a breach that is not there is NOT_FOUND.
+	const notFound = codes.NotFound
 	creds := []struct {
 		name string
 		conn func(rpc string) *grpc.ClientConn
 		want map[string]codes.Code
 	}{
 		{"no credential", func(string) *grpc.ClientConn { return s.dial(t, "", false) },
-			map[string]codes.Code{"Check": unauth, "ListBreaches": unauth, "GetBreach": unauth, "CheckStream": unauth, "ImportBreach": unauth, "Health": ok, "Reflection": unauth}},
+			map[string]codes.Code{"Check": unauth, "ListBreaches": unauth, "GetBreach": unauth, "CheckStream": unauth, "ImportBreach": unauth, "DeleteBreach": unauth, "UpdateBreach": unauth, "Health": ok, "Reflection": unauth}},
 		{"unknown key", func(string) *grpc.ClientConn { return s.dial(t, "bdk_"+strings.Repeat("A", 43), false) },
-			map[string]codes.Code{"Check": unauth, "ListBreaches": unauth, "GetBreach": unauth, "CheckStream": unauth, "ImportBreach": unauth, "Health": ok, "Reflection": unauth}},
+			map[string]codes.Code{"Check": unauth, "ListBreaches": unauth, "GetBreach": unauth, "CheckStream": unauth, "ImportBreach": unauth, "DeleteBreach": unauth, "UpdateBreach": unauth, "Health": ok, "Reflection": unauth}},
 		{"revoked key", func(string) *grpc.ClientConn { return s.dial(t, s.keys["revoked"], false) },
-			map[string]codes.Code{"Check": unauth, "ListBreaches": unauth, "GetBreach": unauth, "CheckStream": unauth, "ImportBreach": unauth, "Health": ok, "Reflection": unauth}},
+			map[string]codes.Code{"Check": unauth, "ListBreaches": unauth, "GetBreach": unauth, "CheckStream": unauth, "ImportBreach": unauth, "DeleteBreach": unauth, "UpdateBreach": unauth, "Health": ok, "Reflection": unauth}},
 		{"wrong scope", func(rpc string) *grpc.ClientConn { return s.dial(t, s.keys[wrong[rpc]], false) },
-			map[string]codes.Code{"Check": denied, "ListBreaches": denied, "GetBreach": denied, "CheckStream": denied, "ImportBreach": denied, "Health": ok, "Reflection": ok}},
+			map[string]codes.Code{"Check": denied, "ListBreaches": denied, "GetBreach": denied, "CheckStream": denied, "ImportBreach": denied, "DeleteBreach": denied, "UpdateBreach": denied, "Health": ok, "Reflection": ok}},
 		{"right scope", func(rpc string) *grpc.ClientConn { return s.dial(t, s.keys[right[rpc]], false) },
-			map[string]codes.Code{"Check": ok, "ListBreaches": ok, "GetBreach": ok, "CheckStream": ok, "ImportBreach": ok, "Health": ok, "Reflection": ok}},
+			map[string]codes.Code{"Check": ok, "ListBreaches": ok, "GetBreach": ok, "CheckStream": ok, "ImportBreach": ok, "DeleteBreach": notFound, "UpdateBreach": ok, "Health": ok, "Reflection": ok}},
 		{"mTLS identity", func(string) *grpc.ClientConn { return s.dial(t, "", true) },
-			map[string]codes.Code{"Check": ok, "ListBreaches": ok, "GetBreach": ok, "CheckStream": denied, "ImportBreach": denied, "Health": ok, "Reflection": ok}},
+			map[string]codes.Code{"Check": ok, "ListBreaches": ok, "GetBreach": ok, "CheckStream": denied, "ImportBreach": denied, "DeleteBreach": denied, "UpdateBreach": denied, "Health": ok, "Reflection": ok}},
 	}
 	messages := map[string]string{}
 	for _, c := range creds {

@@ -263,3 +263,19 @@ func (o *openingStore) Import(ctx context.Context, b breachd.Breach, batches ite
 	}
 	return st.Import(ctx, b, batches)
 }
+
+func (o *openingStore) DeleteBreach(ctx context.Context, name string) (uint64, uint64, error) {
+	st, err := o.get()
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.DeleteBreach(ctx, name)
+}
+
+func (o *openingStore) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
+	st, err := o.get()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.UpdateBreach(ctx, b)
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, open Opener) {
 		{"VisibleAllAtOnce", visibleAllAtOnce},
 		{"InterruptedImportChangesNothing", interruptedImport},
 		{"ReopenKeepsEverything", reopen},
+		{"DeleteIsAtomicAndKept", deleteBreach},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
 	}
@@ -302,5 +303,66 @@ func reopen(t *testing.T, open Opener) {
 	// And it goes on working: versions keep growing from where they were.
 	if st := importAll(t, b, "Gamma", Digests("g", 100)); st.Version != 3 || st.NewAccounts != 100 {
 		t.Fatalf("import after reopen = %+v, want 100 new accounts at version 3", st)
+	}
+}
+
+// deleteBreach deletes a breach while lookups run: its own accounts are
+// exposed exactly while the version is before the delete, shared ones keep
+// the other breach throughout, and the deletion survives a reopen.
+func deleteBreach(t *testing.T, open Opener) {
+	dir := t.TempDir()
+	b := open(t, dir)
+	a, own := Digests("a", 2000), Digests("own", 5000)
+	importAll(t, b, "Alpha", a)
+	importAll(t, b, "Beta", append(slices.Clone(own), a[:500]...))
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; !stop.Load(); i++ {
+				got, v, err := b.Lookup(context.Background(), own[(i*7919)%len(own)])
+				if err == nil && (len(got) > 0) != (v < 3) {
+					err = fmt.Errorf("a Beta-only account exposed=%v at version %d", len(got) > 0, v)
+				}
+				if err == nil {
+					got, _, err = b.Lookup(context.Background(), a[i%500])
+					if err == nil && !slices.Contains(names(got), "Alpha") {
+						err = errors.New("a shared account lost Alpha during the delete")
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	removed, v, err := b.DeleteBreach(context.Background(), "Beta")
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if err != nil || removed != 5000 || v != 3 {
+		t.Fatalf("DeleteBreach(Beta) = %d, %d, %v; want 5000 removed at version 3", removed, v, err)
+	}
+	if _, _, err := b.DeleteBreach(context.Background(), "Beta"); !errors.Is(err, breachd.ErrNotFound) {
+		t.Fatalf("deleting twice = %v, want ErrNotFound", err)
+	}
+	want(t, b, own)
+	want(t, b, a, "Alpha")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = open(t, dir)
+	defer b.Close()
+	want(t, b, own)
+	want(t, b, a, "Alpha")
+	if v := version(t, b); v != 3 {
+		t.Fatalf("version after reopen = %d, want 3", v)
 	}
 }

@@ -718,6 +718,208 @@ func (x *GetBreachResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
+type DeleteBreachRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteBreachRequest) Reset() {
+	*x = DeleteBreachRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBreachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBreachRequest) ProtoMessage() {}
+
+func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBreachRequest.ProtoReflect.Descriptor instead.
+func (*DeleteBreachRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteBreachRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteBreachResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Accounts that were in no other breach, now deleted.
+	AccountsRemoved uint64 `protobuf:"varint,2,opt,name=accounts_removed,json=accountsRemoved,proto3" json:"accounts_removed,omitempty"`
+	CorpusVersion   uint64 `protobuf:"varint,3,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DeleteBreachResponse) Reset() {
+	*x = DeleteBreachResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteBreachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteBreachResponse) ProtoMessage() {}
+
+func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteBreachResponse.ProtoReflect.Descriptor instead.
+func (*DeleteBreachResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DeleteBreachResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteBreachResponse) GetAccountsRemoved() uint64 {
+	if x != nil {
+		return x.AccountsRemoved
+	}
+	return 0
+}
+
+func (x *DeleteBreachResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
+type UpdateBreachRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The corrected record; account_count is ignored.
+	Breach        *Breach `protobuf:"bytes,1,opt,name=breach,proto3" json:"breach,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateBreachRequest) Reset() {
+	*x = UpdateBreachRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateBreachRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateBreachRequest) ProtoMessage() {}
+
+func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateBreachRequest.ProtoReflect.Descriptor instead.
+func (*UpdateBreachRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UpdateBreachRequest) GetBreach() *Breach {
+	if x != nil {
+		return x.Breach
+	}
+	return nil
+}
+
+type UpdateBreachResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Breach        *Breach                `protobuf:"bytes,1,opt,name=breach,proto3" json:"breach,omitempty"`
+	CorpusVersion uint64                 `protobuf:"varint,2,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateBreachResponse) Reset() {
+	*x = UpdateBreachResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateBreachResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateBreachResponse) ProtoMessage() {}
+
+func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateBreachResponse.ProtoReflect.Descriptor instead.
+func (*UpdateBreachResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *UpdateBreachResponse) GetBreach() *Breach {
+	if x != nil {
+		return x.Breach
+	}
+	return nil
+}
+
+func (x *UpdateBreachResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
 type ImportBreachRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -732,7 +934,7 @@ type ImportBreachRequest struct {
 
 func (x *ImportBreachRequest) Reset() {
 	*x = ImportBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +946,7 @@ func (x *ImportBreachRequest) String() string {
 func (*ImportBreachRequest) ProtoMessage() {}
 
 func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +959,7 @@ func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachRequest.ProtoReflect.Descriptor instead.
 func (*ImportBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ImportBreachRequest) GetPart() isImportBreachRequest_Part {
@@ -827,7 +1029,7 @@ type ImportCommit struct {
 
 func (x *ImportCommit) Reset() {
 	*x = ImportCommit{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1041,7 @@ func (x *ImportCommit) String() string {
 func (*ImportCommit) ProtoMessage() {}
 
 func (x *ImportCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1054,7 @@ func (x *ImportCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportCommit.ProtoReflect.Descriptor instead.
 func (*ImportCommit) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ImportCommit) GetDigestCount() uint64 {
@@ -880,7 +1082,7 @@ type ImportBreachResponse struct {
 
 func (x *ImportBreachResponse) Reset() {
 	*x = ImportBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +1094,7 @@ func (x *ImportBreachResponse) String() string {
 func (*ImportBreachResponse) ProtoMessage() {}
 
 func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +1107,7 @@ func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachResponse.ProtoReflect.Descriptor instead.
 func (*ImportBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ImportBreachResponse) GetName() string {
@@ -1008,6 +1210,17 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
 	"\x11GetBreachResponse\x12*\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12%\n" +
+	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\")\n" +
+	"\x13DeleteBreachRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"|\n" +
+	"\x14DeleteBreachResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x10accounts_removed\x18\x02 \x01(\x04R\x0faccountsRemoved\x12%\n" +
+	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\"A\n" +
+	"\x13UpdateBreachRequest\x12*\n" +
+	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\"i\n" +
+	"\x14UpdateBreachResponse\x12*\n" +
+	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12%\n" +
 	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\xa4\x01\n" +
 	"\x13ImportBreachRequest\x12,\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachH\x00R\x06breach\x12#\n" +
@@ -1029,9 +1242,11 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x05Check\x12\x18.breachd.v1.CheckRequest\x1a\x19.breachd.v1.CheckResponse\x12R\n" +
 	"\vCheckStream\x12\x1e.breachd.v1.CheckStreamRequest\x1a\x1f.breachd.v1.CheckStreamResponse(\x010\x01\x12Q\n" +
 	"\fListBreaches\x12\x1f.breachd.v1.ListBreachesRequest\x1a .breachd.v1.ListBreachesResponse\x12H\n" +
-	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2c\n" +
+	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2\x89\x02\n" +
 	"\fAdminService\x12S\n" +
-	"\fImportBreach\x12\x1f.breachd.v1.ImportBreachRequest\x1a .breachd.v1.ImportBreachResponse(\x01B7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
+	"\fImportBreach\x12\x1f.breachd.v1.ImportBreachRequest\x1a .breachd.v1.ImportBreachResponse(\x01\x12Q\n" +
+	"\fDeleteBreach\x12\x1f.breachd.v1.DeleteBreachRequest\x1a .breachd.v1.DeleteBreachResponse\x12Q\n" +
+	"\fUpdateBreach\x12\x1f.breachd.v1.UpdateBreachRequest\x1a .breachd.v1.UpdateBreachResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
 
 var (
 	file_breachd_v1_breachd_proto_rawDescOnce sync.Once
@@ -1045,7 +1260,7 @@ func file_breachd_v1_breachd_proto_rawDescGZIP() []byte {
 	return file_breachd_v1_breachd_proto_rawDescData
 }
 
-var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_breachd_v1_breachd_proto_goTypes = []any{
 	(*CheckRequest)(nil),          // 0: breachd.v1.CheckRequest
 	(*CheckResponse)(nil),         // 1: breachd.v1.CheckResponse
@@ -1058,34 +1273,44 @@ var file_breachd_v1_breachd_proto_goTypes = []any{
 	(*ListBreachesResponse)(nil),  // 8: breachd.v1.ListBreachesResponse
 	(*GetBreachRequest)(nil),      // 9: breachd.v1.GetBreachRequest
 	(*GetBreachResponse)(nil),     // 10: breachd.v1.GetBreachResponse
-	(*ImportBreachRequest)(nil),   // 11: breachd.v1.ImportBreachRequest
-	(*ImportCommit)(nil),          // 12: breachd.v1.ImportCommit
-	(*ImportBreachResponse)(nil),  // 13: breachd.v1.ImportBreachResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*DeleteBreachRequest)(nil),   // 11: breachd.v1.DeleteBreachRequest
+	(*DeleteBreachResponse)(nil),  // 12: breachd.v1.DeleteBreachResponse
+	(*UpdateBreachRequest)(nil),   // 13: breachd.v1.UpdateBreachRequest
+	(*UpdateBreachResponse)(nil),  // 14: breachd.v1.UpdateBreachResponse
+	(*ImportBreachRequest)(nil),   // 15: breachd.v1.ImportBreachRequest
+	(*ImportCommit)(nil),          // 16: breachd.v1.ImportCommit
+	(*ImportBreachResponse)(nil),  // 17: breachd.v1.ImportBreachResponse
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	2,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
 	5,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
-	14, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
+	18, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
 	6,  // 3: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
 	6,  // 4: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
-	6,  // 5: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	12, // 6: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	0,  // 7: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	3,  // 8: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	7,  // 9: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	9,  // 10: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	11, // 11: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	1,  // 12: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	4,  // 13: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	8,  // 14: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	10, // 15: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	13, // 16: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	6,  // 5: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
+	6,  // 6: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	6,  // 7: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	16, // 8: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	0,  // 9: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	3,  // 10: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	7,  // 11: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	9,  // 12: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	15, // 13: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	11, // 14: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	13, // 15: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	1,  // 16: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	4,  // 17: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	8,  // 18: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	10, // 19: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	17, // 20: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	12, // 21: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	14, // 22: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	16, // [16:23] is the sub-list for method output_type
+	9,  // [9:16] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }
@@ -1093,7 +1318,7 @@ func file_breachd_v1_breachd_proto_init() {
 	if File_breachd_v1_breachd_proto != nil {
 		return
 	}
-	file_breachd_v1_breachd_proto_msgTypes[11].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[15].OneofWrappers = []any{
 		(*ImportBreachRequest_Breach)(nil),
 		(*ImportBreachRequest_EmailSha256)(nil),
 		(*ImportBreachRequest_Commit)(nil),
@@ -1104,7 +1329,7 @@ func file_breachd_v1_breachd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_breachd_v1_breachd_proto_rawDesc), len(file_breachd_v1_breachd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

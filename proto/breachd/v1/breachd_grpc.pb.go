@@ -262,6 +262,8 @@ var ExposureService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	AdminService_ImportBreach_FullMethodName = "/breachd.v1.AdminService/ImportBreach"
+	AdminService_DeleteBreach_FullMethodName = "/breachd.v1.AdminService/DeleteBreach"
+	AdminService_UpdateBreach_FullMethodName = "/breachd.v1.AdminService/UpdateBreach"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -279,6 +281,13 @@ type AdminServiceClient interface {
 	// does not match, changes nothing that lookups can see. Re-importing a breach
 	// is idempotent. Imports are serialised: a second one waits for the first.
 	ImportBreach(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportBreachRequest, ImportBreachResponse], error)
+	// DeleteBreach removes a breach from every answer at once; accounts that no
+	// other breach holds are deleted from the corpus. NOT_FOUND if the name is
+	// not in the catalogue.
+	DeleteBreach(ctx context.Context, in *DeleteBreachRequest, opts ...grpc.CallOption) (*DeleteBreachResponse, error)
+	// UpdateBreach corrects a breach's catalogue entry: every field but its
+	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
+	UpdateBreach(ctx context.Context, in *UpdateBreachRequest, opts ...grpc.CallOption) (*UpdateBreachResponse, error)
 }
 
 type adminServiceClient struct {
@@ -302,6 +311,26 @@ func (c *adminServiceClient) ImportBreach(ctx context.Context, opts ...grpc.Call
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_ImportBreachClient = grpc.ClientStreamingClient[ImportBreachRequest, ImportBreachResponse]
 
+func (c *adminServiceClient) DeleteBreach(ctx context.Context, in *DeleteBreachRequest, opts ...grpc.CallOption) (*DeleteBreachResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteBreachResponse)
+	err := c.cc.Invoke(ctx, AdminService_DeleteBreach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) UpdateBreach(ctx context.Context, in *UpdateBreachRequest, opts ...grpc.CallOption) (*UpdateBreachResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateBreachResponse)
+	err := c.cc.Invoke(ctx, AdminService_UpdateBreach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -317,6 +346,13 @@ type AdminServiceServer interface {
 	// does not match, changes nothing that lookups can see. Re-importing a breach
 	// is idempotent. Imports are serialised: a second one waits for the first.
 	ImportBreach(grpc.ClientStreamingServer[ImportBreachRequest, ImportBreachResponse]) error
+	// DeleteBreach removes a breach from every answer at once; accounts that no
+	// other breach holds are deleted from the corpus. NOT_FOUND if the name is
+	// not in the catalogue.
+	DeleteBreach(context.Context, *DeleteBreachRequest) (*DeleteBreachResponse, error)
+	// UpdateBreach corrects a breach's catalogue entry: every field but its
+	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
+	UpdateBreach(context.Context, *UpdateBreachRequest) (*UpdateBreachResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -329,6 +365,12 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) ImportBreach(grpc.ClientStreamingServer[ImportBreachRequest, ImportBreachResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportBreach not implemented")
+}
+func (UnimplementedAdminServiceServer) DeleteBreach(context.Context, *DeleteBreachRequest) (*DeleteBreachResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteBreach not implemented")
+}
+func (UnimplementedAdminServiceServer) UpdateBreach(context.Context, *UpdateBreachRequest) (*UpdateBreachResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateBreach not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -358,13 +400,58 @@ func _AdminService_ImportBreach_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_ImportBreachServer = grpc.ClientStreamingServer[ImportBreachRequest, ImportBreachResponse]
 
+func _AdminService_DeleteBreach_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteBreachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).DeleteBreach(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_DeleteBreach_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).DeleteBreach(ctx, req.(*DeleteBreachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_UpdateBreach_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateBreachRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UpdateBreach(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UpdateBreach_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UpdateBreach(ctx, req.(*UpdateBreachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var AdminService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "breachd.v1.AdminService",
 	HandlerType: (*AdminServiceServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "DeleteBreach",
+			Handler:    _AdminService_DeleteBreach_Handler,
+		},
+		{
+			MethodName: "UpdateBreach",
+			Handler:    _AdminService_UpdateBreach_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "ImportBreach",

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
+	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/service"
+	"github.com/breachd/breachd/store"
+)
+
+// target is where a corpus-changing command acts: a corpus directory
+// (daemon stopped) or a running daemon's AdminService.
+type target struct {
+	data    string
+	addr    string
+	dial    client.DialOptions
+	keyFile string
+}
+
+func (t *target) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.data, "data", "", "corpus directory to change directly (the daemon must not be running on it)")
+	fs.StringVar(&t.addr, "addr", "", "address of a running daemon to go through, e.g. 127.0.0.1:7355")
+	fs.BoolVar(&t.dial.TLS, "tls", false, "with --addr: use TLS with the system's roots (--ca or --cert imply TLS)")
+	fs.StringVar(&t.dial.CAFile, "ca", "", "with --addr: PEM CA the daemon's certificate is checked against")
+	fs.StringVar(&t.dial.CertFile, "cert", "", "with --addr: PEM client certificate for mutual TLS")
+	fs.StringVar(&t.dial.KeyFile, "key", "", "with --addr: PEM key of the client certificate")
+	fs.StringVar(&t.keyFile, "api-key-file", "", "with --addr: file holding an API key with the admin scope (or set BREACHD_API_KEY)")
+}
+
+func (t *target) valid() bool { return (t.data == "") != (t.addr == "") }
+
+// connect returns a client of the daemon at t.addr.
+func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
+	var err error
+	if t.dial.APIKey, err = client.ReadAPIKey(t.keyFile); err != nil {
+		return nil, nil, err
+	}
+	conn, err := client.Dial(t.addr, t.dial)
+	if err != nil {
+		return nil, nil, err
+	}
+	return client.New(conn), conn, nil
+}
+
+// open opens the corpus at t.data for a command that changes it.
+func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+	so := store.DefaultOptions()
+	so.Logger = log
+	st, err := store.Open(ctx, t.data, so)
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
+	}
+	return st, err
+}
+
+// remoteError words a daemon's refusal.
+func (t *target) remoteError(err error) error {
+	return fmt.Errorf("daemon at %s: %s", t.addr, status.Convert(err).Message())
+}
+
+const breachUsage = `usage: breachd breach <delete|update> (--data DIR | --addr HOST:PORT [connection flags]) ...
+
+  delete NAME              remove the breach from every answer at once; accounts in no
+                           other breach are deleted
+  update --manifest FILE   correct the catalogue entry of the breach the manifest names
+                           (every field but its accounts)
+`
+
+func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	if len(args) == 0 || (args[0] != "delete" && args[0] != "update") {
+		fmt.Fprint(stderr, breachUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("breachd breach "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var t target
+	t.register(fs)
+	manifest := fs.String("manifest", "", "with update: the corrected breach manifest, JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
+	if !t.valid() {
+		return usage()
+	}
+	var c *client.Client
+	var svc *service.Service
+	if t.addr != "" {
+		cl, conn, err := t.connect()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		c = cl
+	} else {
+		st, err := t.open(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		svc = service.New(st)
+	}
+	switch args[0] {
+	case "delete":
+		if fs.NArg() != 1 || *manifest != "" {
+			return usage()
+		}
+		name := fs.Arg(0)
+		var removed, version uint64
+		var err error
+		if c != nil {
+			removed, version, err = c.DeleteBreach(ctx, name)
+			if err != nil {
+				return t.remoteError(err)
+			}
+		} else if removed, version, err = svc.DeleteBreach(ctx, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted %s: %d accounts in no other breach removed; corpus version %d\n", name, removed, version)
+	case "update":
+		if fs.NArg() != 0 || *manifest == "" {
+			return usage()
+		}
+		b, err := corpus.ReadManifest(*manifest)
+		if err != nil {
+			return err
+		}
+		var version uint64
+		if c != nil {
+			if _, version, err = c.UpdateBreach(ctx, b); err != nil {
+				return t.remoteError(err)
+			}
+		} else if _, version, err = svc.UpdateBreach(ctx, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "updated %s; corpus version %d\n", b.Name, version)
+	}
+	return nil
+}
+
+// gc collects what interrupted imports and deletes left in a corpus
+// directory (a daemon does it by itself at start).
+func gc(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
+	fs := flag.NewFlagSet("breachd gc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", "", "corpus directory (the daemon must not be running on it)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *data == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: breachd gc --data DIR")
+		return errUsage
+	}
+	t := target{data: *data}
+	st, err := t.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cs, err := st.Collect(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "collected %d interrupted imports: %d rows deleted, %d rows rewritten, %d leftover files removed\n",
+		cs.Segments, cs.Deleted, cs.Rewritten, cs.TempFiles)
+	return nil
+}
