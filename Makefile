@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit
+.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test
 
 all: build
 
@@ -51,6 +51,12 @@ bench: build $(TOOLS)/benchstat
 # BENCH_100M=1 for 100M keys (about 13 GB of disk).
 bench-growth: build $(TOOLS)/benchstat
 	bash bench/growth.sh
+
+# crash-test kills importers, deletes and collections with SIGKILL at random
+# moments and checks every reopen (store/crash_test.go); make test runs 4.
+CRASH_RUNS ?= 100
+crash-test:
+	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^TestCrash$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'
 
 # fuzz runs every fuzz target briefly; FUZZTIME=5m for a longer soak.
 # FUZZMINIMIZE bounds how long the fuzzer may minimise each new input: left

@@ -71,7 +71,7 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	var wasVisible uint64
+	var wasVisible, committed uint64 // rows removed that were visible until now; rows a committed breach holds
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
 		defer it.Close()
@@ -102,6 +102,9 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 			})
 			if err != nil {
 				return err
+			}
+			if len(kept) > 0 {
+				committed++
 			}
 			if !dropped {
 				continue
@@ -141,6 +144,9 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 		return st, 0, classify("collect", err)
 	}
 	st.Segments = len(pending)
+	// The scan saw every row with imports held off: the count of committed
+	// accounts is exact now, whatever an interrupted delete left behind.
+	s.keys.Store(committed)
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
 	for _, p := range tmps {
 		if os.Remove(p) == nil {
@@ -172,7 +178,7 @@ func (s *Store) needsCollect() bool {
 		})
 	})
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
-	return err == nil && (found || len(tmps) > 0)
+	return err == nil && (found || len(tmps) > 0 || (s.recount && s.cat.Load().version > 0))
 }
 
 // DeleteBreach removes breach name from every answer at once, then deletes
@@ -202,6 +208,9 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 		}
 	}
 	version = old.version + 1
+	if err := s.saveFilterAt(s.filter.Load(), version, s.keys.Load()); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
 	err = s.db.Update(func(txn *badger.Txn) error {
 		for id := range gone {
 			if err := txn.Delete(segmentKey(id)); err != nil {
@@ -226,14 +235,17 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 	delete(breaches, name)
 	s.cat.Store(newCatalog(version, breaches, segs)) // the breach is gone from every answer from here
 	s.log.Info("breach deleted", "breach", name, "corpus_version", version)
+	// The filter was saved at this version before the commit (it is
+	// unchanged: a superset is always right), so a crash during the
+	// collection below does not force a rebuild; the collection the marker
+	// starts at the next open recounts.
 	_, removed, err = s.collect(ctx, gone)
 	if err != nil {
 		// The breach is gone already; its rows are collected at the next start.
 		s.log.Warn("collecting a deleted breach's rows failed; they are invisible and will be collected at the next start", "breach", name, "err", err)
 		return 0, version, nil
 	}
-	s.keys.Add(^(removed - 1)) // minus removed
-	if err := s.saveFilter(); err != nil {
+	if err := s.saveFilter(); err != nil { // with the exact count
 		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 	}
 	return removed, version, nil
@@ -265,6 +277,9 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 	}
 	rec := breachRecord{Breach: b, AccountCount: prev.AccountCount}
 	version := old.version + 1
+	if err := s.saveFilterAt(s.filter.Load(), version, s.keys.Load()); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		v, err := json.Marshal(rec)
 		if err != nil {
@@ -286,8 +301,5 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 	breaches[b.Name] = e
 	s.cat.Store(newCatalog(version, breaches, old.segNames))
 	s.log.Info("breach updated", "breach", b.Name, "corpus_version", version)
-	if err := s.saveFilter(); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
 	return e, version, nil
 }

@@ -309,6 +309,15 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 		rec.AddedDate = time.Now().UTC().Truncate(time.Second)
 	}
 	version := old.version + 1
+	// Saved before the commit at the version it makes (see saveFilterAt):
+	// a crash on either side of the commit leaves a valid filter.
+	newFilter, newKeys := s.filter.Load(), s.keys.Load()+imp.stats.NewAccounts
+	if imp.filter != nil {
+		newFilter = imp.filter
+	}
+	if err := s.saveFilterAt(newFilter, version, newKeys); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		seg, err := json.Marshal(segmentRecord{Breach: imp.breach.Name, Committed: true})
 		if err != nil {
@@ -344,11 +353,6 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 	segs[imp.seg] = rec.Name
 	s.cat.Store(newCatalog(version, breaches, segs))
 	imp.stats.Version = version
-
-	// Still holding the import token: nothing changes the filter meanwhile.
-	if err := s.saveFilter(); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
 	s.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,
 		"new_accounts", imp.stats.NewAccounts, "known_accounts", imp.stats.KnownAccounts,
 		"duplicates", imp.stats.Duplicates, "corpus_version", version, "duration", time.Since(imp.started))

@@ -97,6 +97,7 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  atomic.Bool
 
+	recount  bool               // the saved filter's count is ahead of the corpus: collect recounts
 	bgCancel context.CancelFunc // stops the background collection; Close calls it
 	bg       sync.WaitGroup     // the background collection, if any
 
@@ -235,8 +236,8 @@ func (s *Store) loadOrRebuildFilter(ctx context.Context) error {
 		reason = "no saved filter"
 	case err != nil:
 		reason = "saved filter unreadable: " + err.Error()
-	case h.corpusVersion != c.version:
-		reason = "saved filter is from another corpus version"
+	case h.corpusVersion < c.version:
+		reason = "saved filter is older than the corpus"
 	case h.fpr != s.opts.FalsePositiveRate:
 		reason = "false-positive rate changed"
 	case h.keys > h.capacity:
@@ -245,6 +246,15 @@ func (s *Store) loadOrRebuildFilter(ctx context.Context) error {
 	if reason == "" {
 		s.filter.Store(f)
 		s.keys.Store(h.keys)
+		if h.corpusVersion > c.version {
+			// Saved for a commit that a crash stopped: the filter holds more
+			// than is committed (harmless), its count does not match; the
+			// collection at open recounts.
+			s.recount = true
+			if c.version == 0 {
+				s.keys.Store(0)
+			}
+		}
 		s.log.Info("bloom filter loaded", "keys", h.keys)
 		return nil
 	}
@@ -320,8 +330,17 @@ func (s *Store) rebuildFilter(ctx context.Context, c *catalog, minCap uint64) (*
 // saveFilter saves the published filter. Callers hold the import token, or
 // are closing the store: the filter and catalogue do not change meanwhile.
 func (s *Store) saveFilter() error {
-	h := filterHeader{corpusVersion: s.cat.Load().version, keys: s.keys.Load()}
-	return s.filter.Load().save(s.dir, h)
+	return s.saveFilterAt(s.filter.Load(), s.cat.Load().version, s.keys.Load())
+}
+
+// saveFilterAt saves f as the filter of corpus version v with keys committed
+// digests. A change to the corpus saves its filter at the version it is
+// about to commit, before committing: a filter holds every digest committed
+// at its version and all before (it never loses a bit), so after a crash on
+// either side of the commit the saved filter is still valid and no rebuild
+// is needed.
+func (s *Store) saveFilterAt(f *filter, v, keys uint64) error {
+	return f.save(s.dir, filterHeader{corpusVersion: v, keys: keys})
 }
 
 // acquire marks a call in flight; it fails once the store is closed.

@@ -1,0 +1,268 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+// The crash harness. TestCrash runs the work below in a child process (this
+// test binary, re-executed), kills it with SIGKILL at a random moment, and
+// checks what a restart finds: the store opens; every breach is fully
+// visible or fully invisible; and after the work is done again, answers are
+// exact (no false negative, no false positive) on samples of every breach
+// and of outsiders. BREACHD_CRASH_RUNS sets the number of kills (CI runs a
+// few; 'make crash-test' runs 100).
+
+// Corpus sizes: small for the short version in make test (which runs with
+// the race detector), BREACHD_CRASH_LARGE=150000 in make crash-test.
+var (
+	crashBase  = 10_000 // committed before every run
+	crashLarge = 30_000 // the breach an interrupted run imports
+)
+
+func init() {
+	if n, err := strconv.Atoi(os.Getenv("BREACHD_CRASH_LARGE")); err == nil && n > 0 {
+		crashLarge, crashBase = n, n/5
+	}
+}
+
+var crashOps = []string{"first-import", "later-import", "delete", "collect"}
+
+// crashWindow is the range of kill times per operation: about as long as
+// the child takes (it starts, opens the store, works), so that most kills
+// land mid-work.
+var crashWindow = map[string]time.Duration{
+	"first-import": 1200 * time.Millisecond, "later-import": 2000 * time.Millisecond,
+	"delete": 700 * time.Millisecond, "collect": 500 * time.Millisecond,
+}
+
+type crashTally struct{ kills, finished, loaded, rebuilt int }
+
+func crashDigests(name string) []breachd.Digest {
+	switch name {
+	case "Base":
+		return storetest.Digests("base", crashBase)
+	case "Outsiders":
+		return storetest.Digests("outsider", 2000)
+	}
+	// Large shares its first 1,000 accounts with Base.
+	return append(storetest.Digests("base", 1000), storetest.Digests("large", crashLarge)...)
+}
+
+// crashWork is what a run does, in the child, or again after the kill.
+func crashWork(ctx context.Context, s *store.Store, op string) error {
+	switch op {
+	case "first-import", "later-import":
+		_, err := s.Import(ctx, storetest.Breach("Large"), storetest.Batches(crashDigests("Large"), 5000, nil))
+		return err
+	case "delete":
+		_, _, err := s.DeleteBreach(ctx, "Large")
+		if errors.Is(err, breachd.ErrNotFound) {
+			return nil // the killed run got there first
+		}
+		return err
+	case "collect":
+		_, err := s.Collect(ctx)
+		return err
+	}
+	return fmt.Errorf("unknown op %q", op)
+}
+
+// TestCrashChild is the child's side; it does nothing in a normal run.
+func TestCrashChild(t *testing.T) {
+	dir, op := os.Getenv("BREACHD_CRASH_DIR"), os.Getenv("BREACHD_CRASH_OP")
+	if dir == "" {
+		t.Skip("the crash harness's child process")
+	}
+	s, err := store.Open(context.Background(), dir, options(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crashWork(context.Background(), s, op); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+}
+
+func crashRuns(t *testing.T) int {
+	if s := os.Getenv("BREACHD_CRASH_RUNS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("BREACHD_CRASH_RUNS: %v", err)
+		}
+		return n
+	}
+	return 4
+}
+
+func TestCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	root := t.TempDir()
+	// Templates: a corpus with Base committed, and one with Base and Large
+	// (for delete and collect), each made once and copied for every run.
+	templates := map[string]string{}
+	for _, tc := range []struct {
+		name     string
+		breaches []string
+		pending  bool // an interrupted import left rows to collect
+	}{{"base", []string{"Base"}, false}, {"both", []string{"Base", "Large"}, true}} {
+		dir := filepath.Join(root, "template-"+tc.name)
+		s := open(t, dir, options(0))
+		for _, b := range tc.breaches {
+			importAll(t, s, storetest.Breach(b), crashDigests(b), 5000)
+		}
+		if tc.pending {
+			s.Import(context.Background(), storetest.Breach("Gone"), storetest.Batches(storetest.Digests("gone", 20000), 5000, errors.New("interrupted")))
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		templates[tc.name] = dir
+	}
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	tally := map[string]*crashTally{}
+	for _, op := range crashOps {
+		tally[op] = &crashTally{}
+	}
+	var slowest time.Duration
+	for run := range crashRuns(t) {
+		op := crashOps[run%len(crashOps)]
+		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))
+		switch op {
+		case "first-import":
+			// an empty store
+		case "later-import":
+			copyDir(t, templates["base"], dir)
+		default:
+			copyDir(t, templates["both"], dir)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "BREACHD_CRASH_DIR="+dir, "BREACHD_CRASH_OP="+op)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done: // finished before the kill
+			if err != nil {
+				t.Fatalf("run %d (%s): child failed: %v", run, op, err)
+			}
+			tally[op].finished++
+		case <-time.After(time.Duration(r.Int64N(int64(crashWindow[op])))):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			tally[op].kills++
+		}
+
+		var logs bytes.Buffer
+		o := options(0)
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		start := time.Now()
+		s, err := store.Open(context.Background(), dir, o)
+		if err != nil {
+			t.Fatalf("run %d (%s): the store does not open after the kill: %v", run, op, err)
+		}
+		slowest = max(slowest, time.Since(start))
+		if bytes.Contains(logs.Bytes(), []byte("rebuilding bloom filter")) {
+			tally[op].rebuilt++
+		} else {
+			tally[op].loaded++
+		}
+		checkAllOrNothing(t, s, fmt.Sprintf("run %d (%s) after the kill", run, op))
+		if err := crashWork(context.Background(), s, op); err != nil {
+			t.Fatalf("run %d (%s): doing the work again: %v", run, op, err)
+		}
+		checkAllOrNothing(t, s, fmt.Sprintf("run %d (%s) after finishing", run, op))
+		wantLarge := op != "delete"
+		checkSample(t, s, "Large", wantLarge)
+		if op != "first-import" {
+			checkSample(t, s, "Base", true)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		os.RemoveAll(dir)
+	}
+	for _, op := range crashOps {
+		c := tally[op]
+		t.Logf("%-13s %3d killed mid-work, %3d finished first; at reopen the filter was loaded %3d times, rebuilt %3d",
+			op, c.kills, c.finished, c.loaded, c.rebuilt)
+	}
+	t.Logf("slowest reopen after a kill: %v", slowest.Round(time.Millisecond))
+}
+
+// checkAllOrNothing checks that each breach in the catalogue holds all of a
+// sample of its accounts, that each breach not in it holds none, and that
+// no outsider is exposed.
+func checkAllOrNothing(t *testing.T, s *store.Store, when string) {
+	t.Helper()
+	bs, _, err := s.Breaches(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, b := range bs {
+		listed[b.Name] = true
+	}
+	for _, name := range []string{"Base", "Large"} {
+		ds := crashDigests(name)
+		var in int
+		for i := 0; i < len(ds); i += len(ds) / 300 {
+			got, _, err := s.Lookup(context.Background(), ds[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.ContainsFunc(got, func(e *breachd.CatalogEntry) bool { return e.Name == name }) {
+				in++
+			}
+		}
+		if want := 301; (listed[name] && in < want-1) || (!listed[name] && in != 0) {
+			t.Fatalf("%s: breach %s (listed %v) holds %d of its %d sampled accounts: not all or nothing", when, name, listed[name], in, want)
+		}
+	}
+	for _, d := range crashDigests("Outsiders") {
+		if got, _, _ := s.Lookup(context.Background(), d); len(got) > 0 {
+			t.Fatalf("%s: an outsider is exposed", when)
+		}
+	}
+}
+
+func checkSample(t *testing.T, s *store.Store, name string, want bool) {
+	t.Helper()
+	ds := crashDigests(name)
+	for i := 1000; i < len(ds); i += 97 { // accounts of this breach alone
+		got, _, err := s.Lookup(context.Background(), ds[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (len(got) > 0) != want {
+			t.Fatalf("account %d of %s exposed = %v, want %v", i, name, len(got) > 0, want)
+		}
+	}
+}
+
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+}
