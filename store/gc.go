@@ -72,57 +72,37 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var wasVisible, committed uint64 // rows removed that were visible until now; rows a committed breach holds
-	err = s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
-		defer it.Close()
-		var i int
-		for it.Rewind(); it.Valid(); it.Next() {
-			if i++; i%4096 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			item := it.Item()
-			var kept []byte
-			var dropped, hadGone bool
-			err := item.Value(func(v []byte) error {
-				if len(v)%4 != 0 {
-					return fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(v))
-				}
-				for j := 0; j < len(v); j += 4 {
-					id := binary.BigEndian.Uint32(v[j:])
-					if _, ok := c.segNames[id]; ok {
-						kept = binary.BigEndian.AppendUint32(kept, id)
-						continue
-					}
-					dropped = true
-					hadGone = hadGone || gone[id]
-				}
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			if len(kept) > 0 {
-				committed++
-			}
-			if !dropped {
+	err = s.eachDigest(ctx, func(item *badger.Item, v []byte) error {
+		if len(v)%4 != 0 {
+			return fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(v))
+		}
+		var kept []byte
+		var dropped, hadGone bool
+		for j := 0; j < len(v); j += 4 {
+			id := binary.BigEndian.Uint32(v[j:])
+			if _, ok := c.segNames[id]; ok {
+				kept = binary.BigEndian.AppendUint32(kept, id)
 				continue
 			}
-			k := item.KeyCopy(nil)
-			if len(kept) == 0 {
-				err, st.Deleted = wb.Delete(k), st.Deleted+1
-				if hadGone {
-					wasVisible++
-				}
-			} else {
-				err, st.Rewritten = wb.Set(k, kept), st.Rewritten+1
-			}
-			if err != nil {
-				return err
-			}
+			dropped = true
+			hadGone = hadGone || gone[id]
 		}
-		return nil
+		if len(kept) > 0 {
+			committed++
+		}
+		if !dropped {
+			return nil
+		}
+		k := item.KeyCopy(nil)
+		if len(kept) == 0 {
+			st.Deleted++
+			if hadGone {
+				wasVisible++
+			}
+			return wb.Delete(k)
+		}
+		st.Rewritten++
+		return wb.Set(k, kept)
 	})
 	if err == nil {
 		for _, k := range pending {

@@ -297,7 +297,24 @@ func (s *Store) rebuildFilter(ctx context.Context, c *catalog, minCap uint64) (*
 	capacity := max(s.opts.ExpectedKeys, 2*stored, minCap)
 	f := newFilter(capacity, s.opts.FalsePositiveRate)
 	var visible uint64
-	err = s.db.View(func(txn *badger.Txn) error {
+	err = s.eachDigest(ctx, func(item *badger.Item, v []byte) error {
+		f.add(item.Key()[1:])
+		if c.visible(v) {
+			visible++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, classify("rebuild filter", err)
+	}
+	s.log.Info("bloom filter rebuilt", "keys", stored, "committed_keys", visible, "capacity", capacity, "duration", time.Since(start))
+	return f, visible, nil
+}
+
+// eachDigest calls fn for every digest row with its membership value (valid
+// only during the call), checking ctx as it goes.
+func (s *Store) eachDigest(ctx context.Context, fn func(item *badger.Item, val []byte) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
 		defer it.Close()
 		var i int
@@ -308,23 +325,12 @@ func (s *Store) rebuildFilter(ctx context.Context, c *catalog, minCap uint64) (*
 				}
 			}
 			item := it.Item()
-			f.add(item.Key()[1:])
-			if err := item.Value(func(v []byte) error {
-				if c.visible(v) {
-					visible++
-				}
-				return nil
-			}); err != nil {
+			if err := item.Value(func(v []byte) error { return fn(item, v) }); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, 0, classify("rebuild filter", err)
-	}
-	s.log.Info("bloom filter rebuilt", "keys", stored, "committed_keys", visible, "capacity", capacity, "duration", time.Since(start))
-	return f, visible, nil
 }
 
 // saveFilter saves the published filter. Callers hold the import token, or

@@ -89,8 +89,11 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		return err
 	}
 	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
-	if !t.valid() {
-		return usage()
+	switch {
+	case !t.valid(),
+		args[0] == "delete" && (fs.NArg() != 1 || *manifest != ""),
+		args[0] == "update" && (fs.NArg() != 0 || *manifest == ""):
+		return usage() // before opening anything
 	}
 	var c *client.Client
 	var svc *service.Service
@@ -111,9 +114,6 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	}
 	switch args[0] {
 	case "delete":
-		if fs.NArg() != 1 || *manifest != "" {
-			return usage()
-		}
 		name := fs.Arg(0)
 		var removed, version uint64
 		var err error
@@ -127,9 +127,6 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		}
 		fmt.Fprintf(stdout, "deleted %s: %d accounts in no other breach removed; corpus version %d\n", name, removed, version)
 	case "update":
-		if fs.NArg() != 0 || *manifest == "" {
-			return usage()
-		}
 		b, err := corpus.ReadManifest(*manifest)
 		if err != nil {
 			return err
