@@ -54,6 +54,9 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	for i := range ds {
 		f.add(ds[i][:])
 	}
+	if err := s.checkSpace(int64(len(ds))*bulkBytesPerDigest+int64(f.blocks*blockBits/8), "the bulk load of "+imp.breach.Name); err != nil {
+		return nil, err
+	}
 	sw := s.db.NewStreamWriter()
 	defer sw.Cancel()
 	if err := sw.Prepare(); err != nil {

@@ -176,8 +176,15 @@ func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 	}
 	defer s.release()
 	if imp.isBulk {
+		// Nothing is written before the commit; refuse early anyway.
+		if err := s.checkSpace(int64(len(imp.bulk)+len(digests))*bulkBytesPerDigest, "the bulk load of "+imp.breach.Name); err != nil {
+			return err
+		}
 		imp.addBulk(digests)
 		return nil
+	}
+	if err := s.checkSpace(int64(len(digests))*batchBytesPerDigest, "a batch of "+imp.breach.Name); err != nil {
+		return err
 	}
 	if imp.filter == nil {
 		f, err := s.filter.Load().clone()

@@ -41,6 +41,14 @@ type Options struct {
 	// ordinary write batches, slower but in bounded memory. 0 means no
 	// bound (the offline importer); a daemon sets one.
 	MaxBulkDigests int
+	// DiskReserve is the space, in bytes, an import must leave free on the
+	// corpus's filesystem: before writing, an import checks that what it is
+	// about to write fits above it, and refuses with breachd.ErrNoSpace
+	// otherwise (Badger maps its files: a full disk would kill the process).
+	DiskReserve int64
+	// MemTableSize is the size of Badger's memtables in bytes; two of them
+	// are counted in what any import may need.
+	MemTableSize int64
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer
@@ -53,6 +61,8 @@ func DefaultOptions() Options {
 		ExpectedKeys:      2_000_000,
 		BlockCacheSize:    0,
 		BlockSize:         4 << 10,
+		DiskReserve:       256 << 20,
+		MemTableSize:      64 << 20,
 	}
 }
 
@@ -67,6 +77,10 @@ func (o Options) Validate() error {
 		return &breachd.OptionError{Option: "BlockCacheSize", Value: o.BlockCacheSize, Want: "0 (no cache) or more bytes"}
 	case o.BlockSize < 512 || o.BlockSize > 1<<20:
 		return &breachd.OptionError{Option: "BlockSize", Value: o.BlockSize, Want: "512 bytes to 1 MiB"}
+	case o.DiskReserve < 0:
+		return &breachd.OptionError{Option: "DiskReserve", Value: o.DiskReserve, Want: "0 or more bytes"}
+	case o.MemTableSize < 1<<20 || o.MemTableSize > 1<<30:
+		return &breachd.OptionError{Option: "MemTableSize", Value: o.MemTableSize, Want: "1 MiB to 1 GiB"}
 	case o.MaxBulkDigests < 0:
 		return &breachd.OptionError{Option: "MaxBulkDigests", Value: o.MaxBulkDigests, Want: "0 (no bound) or more digests"}
 	}
@@ -120,6 +134,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		WithCompression(options.None). // digests are random: nothing to compress
 		WithBlockCacheSize(opts.BlockCacheSize).
 		WithBlockSize(opts.BlockSize).
+		WithMemTableSize(opts.MemTableSize).
+		WithValueThreshold(64 << 10). // values are 4 bytes a segment: always in the LSM tree
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false). // the store serialises its writers itself
 		WithMetricsEnabled(false)

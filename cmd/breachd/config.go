@@ -65,6 +65,7 @@ type config struct {
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
 		MaxPendingDigests int      `yaml:"max_pending_digests" help:"digests a first import may buffer in memory (32 bytes each) before it goes on with write batches"`
+		DiskReserve       int64    `yaml:"disk_reserve" help:"bytes an import must leave free on the corpus's filesystem; past it the import is refused (RESOURCE_EXHAUSTED) and serving goes on"`
 	} `yaml:"import"`
 }
 
@@ -101,6 +102,7 @@ func defaultConfig() config {
 	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
 	c.Import.MaxPendingDigests = 4_000_000 // 128 MiB
+	c.Import.DiskReserve = store.DefaultOptions().DiskReserve
 	return c
 }
 
@@ -247,12 +249,12 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("%q is not true or false", s)
 		}
 		v.SetBool(b)
-	case reflect.Int:
-		n, err := strconv.Atoi(s)
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
 			return fmt.Errorf("%q is not a whole number", s)
 		}
-		v.SetInt(int64(n))
+		v.SetInt(n)
 	case reflect.Uint32:
 		n, err := strconv.ParseUint(s, 10, 32)
 		if err != nil {
@@ -275,6 +277,7 @@ func setValue(v reflect.Value, s string) error {
 var optionKeys = map[string]string{
 	"FalsePositiveRate":    "fpr",
 	"MaxBulkDigests":       "import.max_pending_digests",
+	"DiskReserve":          "import.disk_reserve",
 	"MaxRecvMsgSize":       "limits.max_recv_msg_size",
 	"MaxSendMsgSize":       "limits.max_send_msg_size",
 	"MaxConcurrentStreams": "limits.max_concurrent_streams",
@@ -368,6 +371,7 @@ func (c *config) storeOptions() store.Options {
 	so := store.DefaultOptions()
 	so.FalsePositiveRate = c.FPR
 	so.MaxBulkDigests = c.Import.MaxPendingDigests
+	so.DiskReserve = c.Import.DiskReserve
 	return so
 }
 
