@@ -1,10 +1,8 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -28,33 +26,26 @@ import (
 // bulkBatch is how many rows go to the StreamWriter per buffer.
 const bulkBatch = 1 << 16
 
-func (imp *importTx) addBulk(digests []breachd.Digest) {
+func (imp *importTx) addBulk(digests []breachd.Digest) error {
 	imp.bulk = append(imp.bulk, digests...)
 	imp.stats.Received += uint64(len(digests))
+	if len(imp.bulk) >= imp.s.opts.BulkChunkDigests {
+		return imp.spill()
+	}
+	return nil
 }
 
-// commitBulk writes the buffered digests, builds the filter for them, and
-// returns it to be swapped in with the catalogue.
+// commitBulk writes the buffered (and spilled) digests in order, builds the
+// filter for them, and returns it to be swapped in with the catalogue.
 func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	s := imp.s
 	start := time.Now()
-	// Sorting in place and keeping the result makes a retried Commit (after,
-	// say, a full disk) write the same rows again.
-	ds := imp.bulk
-	slices.SortFunc(ds, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
-	ds = slices.Compact(ds)
-	imp.bulk = ds
-	imp.stats.Duplicates = imp.stats.Received - uint64(len(ds))
-	imp.stats.NewAccounts = uint64(len(ds))
-
-	// Room for a quarter more keys at the target rate; later imports rebuild
-	// it larger when the corpus outgrows it by half.
-	n := uint64(len(ds))
+	// The filter is sized for the digests received (an upper bound on the
+	// distinct ones), with room for a quarter more keys at the target rate;
+	// later imports rebuild it larger when the corpus outgrows it by half.
+	n := imp.spilled + uint64(len(imp.bulk))
 	f := newFilter(max(s.opts.ExpectedKeys, n+n/4), s.opts.FalsePositiveRate)
-	for i := range ds {
-		f.add(ds[i][:])
-	}
-	if err := s.checkSpace(int64(len(ds))*bulkBytesPerDigest+int64(f.blocks*blockBits/8), "the bulk load of "+imp.breach.Name); err != nil {
+	if err := s.checkSpace(int64(n)*bulkBytesPerDigest+int64(f.blocks*blockBits/8), "the bulk load of "+imp.breach.Name); err != nil {
 		return nil, err
 	}
 	sw := s.db.NewStreamWriter()
@@ -63,25 +54,46 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 		return nil, classify("prepare bulk load", err)
 	}
 	val := binary.BigEndian.AppendUint32(nil, imp.seg)
-	for lo := 0; lo < len(ds); lo += bulkBatch {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	buf := z.NewBuffer(bulkBatch*64, "breachd.bulk")
+	defer func() { buf.Release() }()
+	var distinct, inBuf int
+	flush := func() error {
+		if inBuf == 0 {
+			return nil
 		}
-		buf := z.NewBuffer(bulkBatch*64, "breachd.bulk")
-		for i := lo; i < min(lo+bulkBatch, len(ds)); i++ {
-			k := emailKey(&ds[i])
-			badger.KVToBuffer(&pb.KV{Key: k[:], Value: val, Version: 1, StreamId: 1}, buf)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		err := sw.Write(buf)
 		buf.Release()
+		buf, inBuf = z.NewBuffer(bulkBatch*64, "breachd.bulk"), 0
+		return classify("bulk load", err)
+	}
+	for d, err := range imp.merged() {
 		if err != nil {
-			return nil, classify("bulk load", err)
+			return nil, err
 		}
+		f.add(d[:])
+		k := emailKey(&d)
+		badger.KVToBuffer(&pb.KV{Key: k[:], Value: val, Version: 1, StreamId: 1}, buf)
+		distinct++
+		if inBuf++; inBuf == bulkBatch {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	if err := sw.Flush(); err != nil {
 		return nil, classify("bulk load", err)
 	}
+	imp.stats.Duplicates = imp.stats.Received - uint64(distinct)
+	imp.stats.NewAccounts = uint64(distinct)
+	runs := len(imp.spills)
 	imp.bulk = nil
-	s.log.Info("bulk load written", "breach", imp.breach.Name, "digests", len(ds), "duration", time.Since(start))
+	imp.removeSpills()
+	s.log.Info("bulk load written", "breach", imp.breach.Name, "digests", distinct, "spilled_runs", runs, "duration", time.Since(start))
 	return f, nil
 }

@@ -128,6 +128,7 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 	// accounts is exact now, whatever an interrupted delete left behind.
 	s.keys.Store(committed)
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
+	tmps = append(tmps, staleSpills(s.dir)...) // Collect holds the import token: no import owns them
 	for _, p := range tmps {
 		if os.Remove(p) == nil {
 			st.TempFiles++
@@ -158,6 +159,7 @@ func (s *Store) needsCollect() bool {
 		})
 	})
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
+	tmps = append(tmps, staleSpills(s.dir)...)
 	return err == nil && (found || len(tmps) > 0 || (s.recount && s.cat.Load().version > 0))
 }
 

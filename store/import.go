@@ -40,6 +40,7 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	}
 	committed := false
 	defer func() {
+		imp.removeSpills()
 		s.importReceived.Store(0)
 		if !committed {
 			s.imports.WithLabelValues("abandoned").Inc()
@@ -75,7 +76,9 @@ type importTx struct {
 	started time.Time
 	isBulk  bool // first import into the store: see bulk.go
 
-	bulk []breachd.Digest // buffered rows of a bulk load
+	bulk    []breachd.Digest // buffered rows of a bulk load
+	spills  []string         // sorted runs of the bulk load spilled to files (spill.go)
+	spilled uint64           // distinct digests in them
 	// filter is a private copy of the published filter plus this import's
 	// digests, made at the first add. Commit publishes it; until then no
 	// lookup reads it, so it is written without atomics or locks.
@@ -142,8 +145,9 @@ func (imp *importTx) newSegment() error {
 // what was buffered. Memory stays bounded; the corpus is the same.
 func (imp *importTx) leaveBulk(ctx context.Context) error {
 	s := imp.s
-	buffered := imp.bulk
-	imp.bulk, imp.isBulk = nil, false
+	buffered := imp.merged() // reads the buffer and the spilled runs
+	received := imp.stats.Received
+	imp.isBulk = false
 	imp.stats = breachd.ImportStats{Breach: imp.breach.Name}
 	if err := s.acquire(); err != nil {
 		return err
@@ -153,13 +157,31 @@ func (imp *importTx) leaveBulk(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.log.Info("bulk load over its memory bound; going on with write batches", "breach", imp.breach.Name,
-		"buffered", len(buffered), "max_bulk_digests", s.opts.MaxBulkDigests, "segment", imp.seg)
-	for c := range slices.Chunk(buffered, breachd.MaxBatch) {
-		if err := imp.add(ctx, c); err != nil {
+	s.log.Info("bulk load over its bound; going on with write batches", "breach", imp.breach.Name,
+		"buffered", imp.spilled+uint64(len(imp.bulk)), "max_bulk_digests", s.opts.MaxBulkDigests, "segment", imp.seg)
+	batch := make([]breachd.Digest, 0, breachd.MaxBatch)
+	for d, err := range buffered {
+		if err != nil {
+			return err
+		}
+		if batch = append(batch, d); len(batch) == cap(batch) {
+			if err := imp.add(ctx, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if len(batch) > 0 {
+		if err := imp.add(ctx, batch); err != nil {
 			return err
 		}
 	}
+	// The replay counted only distinct digests: the repeats within the
+	// buffered ones were duplicates.
+	imp.stats.Received = received
+	imp.stats.Duplicates = received - imp.stats.NewAccounts - imp.stats.KnownAccounts
+	imp.bulk = nil
+	imp.removeSpills()
 	return nil
 }
 
@@ -180,8 +202,7 @@ func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 		if err := s.checkSpace(int64(len(imp.bulk)+len(digests))*bulkBytesPerDigest, "the bulk load of "+imp.breach.Name); err != nil {
 			return err
 		}
-		imp.addBulk(digests)
-		return nil
+		return imp.addBulk(digests)
 	}
 	if err := s.checkSpace(int64(len(digests))*batchBytesPerDigest, "a batch of "+imp.breach.Name); err != nil {
 		return err

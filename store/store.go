@@ -41,6 +41,11 @@ type Options struct {
 	// ordinary write batches, slower but in bounded memory. 0 means no
 	// bound (the offline importer); a daemon sets one.
 	MaxBulkDigests int
+	// BulkChunkDigests is how many digests a first import (a bulk load)
+	// sorts in memory, 32 bytes each, before it spills them, sorted, to a
+	// file in the data directory; the commit merges the files. It bounds the
+	// memory of a first import of any size.
+	BulkChunkDigests int
 	// DiskReserve is the space, in bytes, an import must leave free on the
 	// corpus's filesystem: before writing, an import checks that what it is
 	// about to write fits above it, and refuses with breachd.ErrNoSpace
@@ -62,6 +67,7 @@ func DefaultOptions() Options {
 		BlockCacheSize:    0,
 		BlockSize:         4 << 10,
 		DiskReserve:       256 << 20,
+		BulkChunkDigests:  4 << 20, // 128 MiB
 		MemTableSize:      64 << 20,
 	}
 }
@@ -81,6 +87,8 @@ func (o Options) Validate() error {
 		return &breachd.OptionError{Option: "DiskReserve", Value: o.DiskReserve, Want: "0 or more bytes"}
 	case o.MemTableSize < 1<<20 || o.MemTableSize > 1<<30:
 		return &breachd.OptionError{Option: "MemTableSize", Value: o.MemTableSize, Want: "1 MiB to 1 GiB"}
+	case o.BulkChunkDigests < 1:
+		return &breachd.OptionError{Option: "BulkChunkDigests", Value: o.BulkChunkDigests, Want: "at least 1"}
 	case o.MaxBulkDigests < 0:
 		return &breachd.OptionError{Option: "MaxBulkDigests", Value: o.MaxBulkDigests, Want: "0 (no bound) or more digests"}
 	}

@@ -491,3 +491,50 @@ func TestBulkBound(t *testing.T) {
 		t.Fatalf("Stats().Keys = %d, want 5000", got)
 	}
 }
+
+// TestBulkSpill checks a first import sorted in runs spilled to files:
+// duplicates across runs are counted once, answers are exact, and no spill
+// file outlives its import, committed, abandoned or crashed.
+func TestBulkSpill(t *testing.T) {
+	dir := t.TempDir()
+	o := options(0)
+	o.BulkChunkDigests = 1000
+	s := open(t, dir, o)
+	a := storetest.Digests("a", 5500)
+	spills := func() []string { ps, _ := filepath.Glob(filepath.Join(dir, "*.spill")); return ps }
+
+	// Abandoned after spilling: its files go with it.
+	errStop := errors.New("stop")
+	if _, err := s.Import(t.Context(), storetest.Breach("Abandoned"), storetest.Batches(a, 700, errStop)); !errors.Is(err, errStop) {
+		t.Fatalf("abandoned import = %v", err)
+	}
+	if ps := spills(); len(ps) != 0 {
+		t.Fatalf("spill files after an abandoned import: %v", ps)
+	}
+	// Every digest twice, the repeats far apart: they meet only in the merge.
+	st := importAll(t, s, storetest.Breach("Alpha"), append(slices.Clone(a), a...), 700)
+	if st.Received != 11000 || st.Duplicates != 5500 || st.NewAccounts != 5500 {
+		t.Fatalf("stats = %+v, want 11000 received, 5500 duplicates, 5500 new", st)
+	}
+	if ps := spills(); len(ps) != 0 {
+		t.Fatalf("spill files after the commit: %v", ps)
+	}
+	wantBreaches(t, s, a, "Alpha")
+	wantBreaches(t, s, storetest.Digests("absent", 2000))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A crash leaves run files; the next open collects them.
+	if err := os.WriteFile(filepath.Join(dir, "breachd.bulk.123.spill"), make([]byte, 64), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, o)
+	defer s.Close()
+	if _, err := s.Collect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ps := spills(); len(ps) != 0 {
+		t.Fatalf("a crashed import's spill files after the collection: %v", ps)
+	}
+	wantBreaches(t, s, a, "Alpha")
+}
