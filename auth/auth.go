@@ -156,9 +156,6 @@ func (a *Authenticator) FromCert(cert *x509.Certificate) (*Principal, error) {
 // so a plain SHA-256 is enough: there is nothing to brute-force.
 func hashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
 
-// ErrNoScope is the kind of the error for a missing scope.
-var ErrNoScope = breachd.ErrPermissionDenied
-
 // Require returns nil if p holds s, else a permission error naming both.
 func Require(p *Principal, s Scope, what string) error {
 	if p.Has(s) {

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -95,18 +96,8 @@ func ListKeys(dir string) ([]KeyInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(doc.Keys, func(a, b KeyInfo) int { return cmpString(a.Name, b.Name) })
+	slices.SortFunc(doc.Keys, func(a, b KeyInfo) int { return strings.Compare(a.Name, b.Name) })
 	return doc.Keys, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func readKeys(path string) (keysDoc, error) {

@@ -32,12 +32,11 @@ type CollectStats struct {
 // files left by a save that was interrupted. Answers do not change: none of
 // it was visible. It waits for a running import and holds off the next.
 func (s *Store) Collect(ctx context.Context) (CollectStats, error) {
-	select {
-	case s.importSem <- struct{}{}:
-	case <-ctx.Done():
-		return CollectStats{}, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	done, err := s.takeImportToken(ctx)
+	if err != nil {
+		return CollectStats{}, err
 	}
-	defer func() { <-s.importSem }()
+	defer done()
 	if err := s.acquire(); err != nil {
 		return CollectStats{}, err
 	}
@@ -167,12 +166,11 @@ func (s *Store) needsCollect() bool {
 // the rows no committed breach holds any more. It returns the accounts that
 // are no longer in any breach, and the new corpus version.
 func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
-	select {
-	case s.importSem <- struct{}{}:
-	case <-ctx.Done():
-		return 0, 0, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	done, err := s.takeImportToken(ctx)
+	if err != nil {
+		return 0, 0, err
 	}
-	defer func() { <-s.importSem }()
+	defer done()
 	if err := s.acquire(); err != nil {
 		return 0, 0, err
 	}
@@ -239,12 +237,11 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 	if err := b.Validate(); err != nil {
 		return nil, 0, err
 	}
-	select {
-	case s.importSem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, 0, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	done, err := s.takeImportToken(ctx)
+	if err != nil {
+		return nil, 0, err
 	}
-	defer func() { <-s.importSem }()
+	defer done()
 	if err := s.acquire(); err != nil {
 		return nil, 0, err
 	}
@@ -262,7 +259,7 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 	if err := s.saveFilterAt(s.filter.Load(), version, s.keys.Load()); err != nil {
 		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err = s.db.Update(func(txn *badger.Txn) error {
 		v, err := json.Marshal(rec)
 		if err != nil {
 			return err

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,15 +11,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store/storetest"
 )
-
-func ds(set string, n int) []breachd.Digest {
-	out := make([]breachd.Digest, n)
-	for i := range out {
-		out[i] = sha256.Sum256(binary.BigEndian.AppendUint64([]byte(set), uint64(i)))
-	}
-	return out
-}
 
 // rawKeys counts the digest rows in Badger, visible or not.
 func rawKeys(t *testing.T, s *Store) int {
@@ -73,7 +64,7 @@ func TestCollectDeleteUpdate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, b, g := ds("a", 2000), ds("b", 2000), ds("g", 500)
+	a, b, g := storetest.Digests("a", 2000), storetest.Digests("b", 2000), storetest.Digests("g", 500)
 	imp(t, s, "Alpha", a, nil)
 	imp(t, s, "Beta", append(slices.Clone(b), a[:100]...), nil)
 	imp(t, s, "Gamma", g, errors.New("interrupted"))

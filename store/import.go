@@ -28,12 +28,11 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	if err := b.Validate(); err != nil {
 		return breachd.ImportStats{}, err
 	}
-	select {
-	case s.importSem <- struct{}{}:
-	case <-ctx.Done():
-		return breachd.ImportStats{}, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	done, err := s.takeImportToken(ctx)
+	if err != nil {
+		return breachd.ImportStats{}, err
 	}
-	defer func() { <-s.importSem }()
+	defer done()
 	imp, err := s.beginImport(b)
 	if err != nil {
 		return breachd.ImportStats{}, err
@@ -64,6 +63,18 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	st, err := imp.commit(ctx)
 	committed = err == nil
 	return st, err
+}
+
+// takeImportToken waits, as long as ctx allows, until no import, delete,
+// correction or collection runs, and returns the function that ends the wait
+// of the next one. Everything that changes the corpus holds the token.
+func (s *Store) takeImportToken(ctx context.Context) (release func(), err error) {
+	select {
+	case s.importSem <- struct{}{}:
+		return func() { <-s.importSem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	}
 }
 
 // importTx is one running import. Only Import drives it, from one goroutine,
