@@ -141,25 +141,18 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 }
 
 // needsCollect reports whether Open found something to collect: records of
-// interrupted imports, an unfinished delete, or leftover filter files.
+// interrupted imports (seen while loading the catalogue), an unfinished
+// delete, a count to redo, or leftover files.
 func (s *Store) needsCollect() bool {
-	var found bool
+	if s.pendingAtOpen || (s.recount && s.cat.Load().version > 0) {
+		return true
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		if _, err := txn.Get(keyCollect); err == nil {
-			found = true
-			return nil
-		}
-		return scan(txn, tagSegment, func(_, v []byte) error {
-			var r segmentRecord
-			if json.Unmarshal(v, &r) == nil && !r.Committed {
-				found = true
-			}
-			return nil
-		})
+		_, err := txn.Get(keyCollect)
+		return err
 	})
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
-	tmps = append(tmps, staleSpills(s.dir)...)
-	return err == nil && (found || len(tmps) > 0 || (s.recount && s.cat.Load().version > 0))
+	return err == nil || len(tmps) > 0 || len(staleSpills(s.dir)) > 0
 }
 
 // DeleteBreach removes breach name from every answer at once, then deletes

@@ -119,9 +119,10 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  atomic.Bool
 
-	recount  bool               // the saved filter's count is ahead of the corpus: collect recounts
-	bgCancel context.CancelFunc // stops the background collection; Close calls it
-	bg       sync.WaitGroup     // the background collection, if any
+	recount       bool               // the saved filter's count is ahead of the corpus: collect recounts
+	pendingAtOpen bool               // Open found records of interrupted imports: collect them
+	bgCancel      context.CancelFunc // stops the background collection; Close calls it
+	bg            sync.WaitGroup     // the background collection, if any
 
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 	importReceived atomic.Uint64 // digests the running import has received
@@ -222,6 +223,8 @@ func (s *Store) loadCatalog() error {
 			}
 			if r.Committed {
 				segs[binary.BigEndian.Uint32(k[1:])] = r.Breach
+			} else {
+				s.pendingAtOpen = true // an interrupted import: collect at open
 			}
 			return nil
 		})
