@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test
+.PHONY: all run build test bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak
 
 all: build
 
@@ -57,6 +57,21 @@ bench-growth: build $(TOOLS)/benchstat
 CRASH_RUNS ?= 100
 crash-test:
 	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^TestCrash$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'
+
+# soak serves the demo corpus (a copy in bench/out) under unary Checks at half
+# of peak for SOAK_TIME while breaches are imported and deleted, reports each
+# SOAK_WINDOW, then sends SIGTERM under load; it fails on any error
+# (bench/loadgen/soak.go). make test runs a 4-second version (TestSoak).
+SOAK_TIME   ?= 10m
+SOAK_WINDOW ?= 1m
+soak: build
+	$(GO) build -o $(BIN)/ ./bench/loadgen
+	@test -f $(DEMO_CSV) || $(BIN)/corpusgen --records $(DEMO_RECORDS) --out $(DEMO_CSV)
+	@mkdir -p bench/out && rm -rf bench/out/soak-data && \
+	  $(BIN)/breachd import --data bench/out/soak-data --manifest $(DEMO_MANIFEST) $(DEMO_CSV) >/dev/null
+	@echo "soaking for $(SOAK_TIME); the report goes to bench/out/soak.md"
+	@$(BIN)/loadgen --breachd $(BIN)/breachd --data bench/out/soak-data --corpus $(DEMO_CSV) \
+	  --soak $(SOAK_TIME) --soak-window $(SOAK_WINDOW) > bench/out/soak.md; rc=$$?; cat bench/out/soak.md; exit $$rc
 
 # fuzz runs every fuzz target briefly; FUZZTIME=5m for a longer soak.
 # FUZZMINIMIZE bounds how long the fuzzer may minimise each new input: left

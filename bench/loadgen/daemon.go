@@ -22,9 +22,13 @@ type daemon struct {
 	cmd     *exec.Cmd
 	addr    string
 	started time.Duration // from exec to SERVING: opening the store and filter
+	exited  bool          // waited for already (the soak's SIGTERM)
 }
 
-func startDaemon(ctx context.Context, bin, data string, stderr io.Writer) (*daemon, error) {
+// startDaemon starts bin serving data on a free loopback port and waits
+// until it reports SERVING; admin turns on its AdminService (for the soak's
+// imports and deletes).
+func startDaemon(ctx context.Context, bin, data string, admin bool, stderr io.Writer) (*daemon, error) {
 	// Pick a free port; the daemon binds it a moment later.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,7 +36,7 @@ func startDaemon(ctx context.Context, bin, data string, stderr io.Writer) (*daem
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--admin=false", "--log-level", "warn")
+	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--admin="+strconv.FormatBool(admin), "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = io.Discard, stderr
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
@@ -64,6 +68,9 @@ func startDaemon(ctx context.Context, bin, data string, stderr io.Writer) (*daem
 }
 
 func (d *daemon) stop() {
+	if d.exited {
+		return
+	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { d.cmd.Wait(); close(done) }()

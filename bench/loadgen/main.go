@@ -57,6 +57,10 @@ type config struct {
 	streams     int
 	batch       int
 	inFlight    int
+	soak        time.Duration
+	soakWindow  time.Duration
+	soakLoad    float64
+	churn       int
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -75,6 +79,10 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.streams, "streams", 2, "concurrent CheckStream streams")
 	fs.IntVar(&c.batch, "batch", 1000, "digests per CheckStream batch")
 	fs.IntVar(&c.inFlight, "in-flight", 8, "batches in flight per stream")
+	fs.DurationVar(&c.soak, "soak", 0, "run a soak of this length instead of the report (see soak.go)")
+	fs.DurationVar(&c.soakWindow, "soak-window", time.Minute, "soak: length of each reported window")
+	fs.Float64Var(&c.soakLoad, "soak-load", 0.5, "soak: unary Check load as a fraction of the measured peak")
+	fs.IntVar(&c.churn, "churn-accounts", 50_000, "soak: accounts in each breach imported and deleted alongside")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -92,6 +100,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		c.absent < 0 || c.absent > 1 {
 		return c, errors.New("--rounds, --duration, --streams and --in-flight must be positive, --batch 1..10000, --absent 0..1")
 	}
+	if c.soak < 0 || c.soakWindow <= 0 || c.soakLoad <= 0 || c.soakLoad > 1 || c.churn < 1 {
+		return c, errors.New("--soak must not be negative, --soak-window and --churn-accounts must be positive, --soak-load 0..1")
+	}
 	return c, nil
 }
 
@@ -102,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var d *daemon
 	if c.addr == "" {
-		if d, err = startDaemon(ctx, c.breachd, c.data, stderr); err != nil {
+		if d, err = startDaemon(ctx, c.breachd, c.data, c.soak > 0, stderr); err != nil {
 			return err
 		}
 		defer d.stop()
@@ -113,5 +124,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer l.close()
+	if c.soak > 0 {
+		return l.soak(ctx, stdout, d)
+	}
 	return l.report(ctx, stdout, d)
 }

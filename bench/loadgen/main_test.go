@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -81,5 +83,46 @@ func TestPercentiles(t *testing.T) {
 	}
 	if m := median([]float64{3, 1, 2, 10}); m != 2.5 {
 		t.Fatalf("median = %v, want 2.5", m)
+	}
+}
+
+// TestSoak runs a short soak against a real breachd process built for the
+// test: Checks under load while breaches are imported and deleted, then
+// SIGTERM under load. It fails if any call fails, any answer is wrong, or a
+// call in flight at SIGTERM fails.
+func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts a daemon")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "breachd")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/breachd/breachd/cmd/breachd").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var dump bytes.Buffer
+	for i := range 2000 {
+		fmt.Fprintf(&dump, "user%d@example.com\n", i)
+	}
+	dumpFile, manifest, data := filepath.Join(dir, "dump.txt"), filepath.Join(dir, "m.json"), filepath.Join(dir, "data")
+	os.WriteFile(dumpFile, dump.Bytes(), 0o644)
+	os.WriteFile(manifest, []byte(`{"Name":"Test","Title":"Test","BreachDate":"2011-06-17"}`), 0o644)
+	if out, err := exec.Command(bin, "import", "--data", data, "--manifest", manifest, dumpFile).CombinedOutput(); err != nil {
+		t.Fatalf("import: %v\n%s", err, out)
+	}
+
+	var out, errOut bytes.Buffer
+	args := []string{"--breachd", bin, "--data", data, "--corpus", dumpFile, "--absent", "0.5",
+		"--soak", "4s", "--soak-window", "2s", "--churn-accounts", "3000"}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("soak = %v\n%s\n%s", err, out.String(), errOut.String())
+	}
+	t.Log(out.String())
+	for _, want := range []string{"| 2s |", "| 4s |", ", errors 0;", "0 failures", "failed: 0.", "status 0"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if !regexp.MustCompile(`churn: [1-9]\d* imports, [1-9]\d* deletes`).MatchString(out.String()) {
+		t.Errorf("no breach was both imported and deleted during the soak")
 	}
 }
