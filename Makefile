@@ -53,7 +53,7 @@ bench-growth: build $(TOOLS)/benchstat
 	bash bench/growth.sh
 
 # crash-test kills importers, deletes and collections with SIGKILL at random
-# moments and checks every reopen (store/crash_test.go); make test runs 4.
+# moments and checks every reopen (store/crash_test.go); make test runs one of each operation.
 CRASH_RUNS ?= 100
 crash-test:
 	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^TestCrash$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'

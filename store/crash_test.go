@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/server/servertest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -42,7 +44,13 @@ func init() {
 	}
 }
 
-var crashOps = []string{"first-import", "later-import", "delete", "collect"}
+// The operations a run kills. online-import is a serving daemon (the real
+// gRPC server) taking an import from client.Import; filter-save is a later
+// import whose process kills itself inside the filter save, at one of
+// crashPoints (a kill from outside rarely lands there).
+var crashOps = []string{"first-import", "later-import", "delete", "collect", "online-import", "filter-save"}
+
+var crashPoints = []string{"filter-written", "filter-renamed"}
 
 // crashWindow is the range of kill times per operation: about as long as
 // the child takes (it starts, opens the store, works), so that most kills
@@ -50,6 +58,7 @@ var crashOps = []string{"first-import", "later-import", "delete", "collect"}
 var crashWindow = map[string]time.Duration{
 	"first-import": 1200 * time.Millisecond, "later-import": 2000 * time.Millisecond,
 	"delete": 700 * time.Millisecond, "collect": 500 * time.Millisecond,
+	"online-import": 800 * time.Millisecond, // from the start of the import, not of the process
 }
 
 type crashTally struct{ kills, finished, loaded, rebuilt int }
@@ -68,7 +77,7 @@ func crashDigests(name string) []breachd.Digest {
 // crashWork is what a run does, in the child, or again after the kill.
 func crashWork(ctx context.Context, s *store.Store, op string) error {
 	switch op {
-	case "first-import", "later-import":
+	case "first-import", "later-import", "online-import", "filter-save":
 		_, err := s.Import(ctx, storetest.Breach("Large"), storetest.Batches(crashDigests("Large"), 5000, nil))
 		return err
 	case "delete":
@@ -90,6 +99,28 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the crash harness's child process")
 	}
+	switch op {
+	case "online-import":
+		// Serve over real gRPC, tell the parent where, and wait for its
+		// import and its kill.
+		o := options(0)
+		srv, err := servertest.Start(dir, servertest.Options{Admin: true, Store: &o})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+".addr", []byte(srv.Addr), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Minute)
+		t.Fatal("not killed within a minute")
+	case "filter-save":
+		point := os.Getenv("BREACHD_CRASH_POINT")
+		store.SetCrashPoint(func(name string) {
+			if name == point {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+		})
+	}
 	s, err := store.Open(context.Background(), dir, options(0))
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +139,7 @@ func crashRuns(t *testing.T) int {
 		}
 		return n
 	}
-	return 4
+	return len(crashOps) // one of each
 }
 
 func TestCrash(t *testing.T) {
@@ -149,28 +180,43 @@ func TestCrash(t *testing.T) {
 		switch op {
 		case "first-import":
 			// an empty store
-		case "later-import":
+		case "later-import", "online-import", "filter-save":
 			copyDir(t, templates["base"], dir)
 		default:
 			copyDir(t, templates["both"], dir)
 		}
+		point := crashPoints[r.IntN(len(crashPoints))]
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "BREACHD_CRASH_DIR="+dir, "BREACHD_CRASH_OP="+op)
+		cmd.Env = append(os.Environ(), "BREACHD_CRASH_DIR="+dir, "BREACHD_CRASH_OP="+op, "BREACHD_CRASH_POINT="+point)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done: // finished before the kill
-			if err != nil {
-				t.Fatalf("run %d (%s): child failed: %v", run, op, err)
+		switch op {
+		case "online-import":
+			if onlineImportKilled(t, dir, done, cmd.Process, time.Duration(r.Int64N(int64(crashWindow[op])))) {
+				tally[op].kills++
+			} else {
+				tally[op].finished++
 			}
-			tally[op].finished++
-		case <-time.After(time.Duration(r.Int64N(int64(crashWindow[op])))):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
+		case "filter-save":
+			if err := <-done; !killed(err) {
+				t.Fatalf("run %d (%s): the child did not die at %s: %v", run, op, point, err)
+			}
 			tally[op].kills++
+		default:
+			select {
+			case err := <-done: // finished before the kill
+				if err != nil {
+					t.Fatalf("run %d (%s): child failed: %v", run, op, err)
+				}
+				tally[op].finished++
+			case <-time.After(time.Duration(r.Int64N(int64(crashWindow[op])))):
+				cmd.Process.Signal(syscall.SIGKILL)
+				<-done
+				tally[op].kills++
+			}
 		}
 
 		var logs bytes.Buffer
@@ -208,6 +254,64 @@ func TestCrash(t *testing.T) {
 			op, c.kills, c.finished, c.loaded, c.rebuilt)
 	}
 	t.Logf("slowest reopen after a kill: %v", slowest.Round(time.Millisecond))
+}
+
+// onlineImportKilled waits for the serving child's address, starts
+// client.Import of breach Large through it, and kills the child after
+// delay; it reports whether the kill came before the import's answer (a
+// kill after it still kills a serving daemon, and is checked the same way).
+func onlineImportKilled(t *testing.T, dir string, done <-chan error, p *os.Process, delay time.Duration) bool {
+	t.Helper()
+	var addr []byte
+	for start := time.Now(); len(addr) == 0; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			t.Fatalf("the serving child exited: %v", err)
+		default:
+		}
+		if time.Since(start) > 30*time.Second {
+			p.Kill()
+			t.Fatal("the serving child did not start within 30s")
+		}
+		addr, _ = os.ReadFile(dir + ".addr")
+	}
+	conn, err := client.Dial(string(addr), client.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	imported := make(chan error, 1)
+	go func() {
+		_, err := client.New(conn).Import(context.Background(), storetest.Breach("Large"), storetest.Batches(crashDigests("Large"), 5000, nil))
+		imported <- err
+	}()
+	var finished bool
+	select {
+	case err := <-imported:
+		if err != nil {
+			t.Fatalf("online import before the kill: %v", err)
+		}
+		finished = true
+	case <-time.After(delay):
+	}
+	p.Signal(syscall.SIGKILL)
+	if err := <-done; !killed(err) {
+		t.Fatalf("the serving child: %v, want killed", err)
+	}
+	if !finished {
+		<-imported // fails: the daemon is gone
+	}
+	os.Remove(dir + ".addr")
+	return !finished
+}
+
+func killed(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
 }
 
 // checkAllOrNothing checks that each breach in the catalogue holds all of a

@@ -269,6 +269,7 @@ func (f *filter) save(dir string, h filterHeader) error {
 		tmp.Close()
 		return err
 	}
+	reach("filter-written")
 	if _, err := tmp.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
 		tmp.Close()
 		return err
@@ -283,7 +284,19 @@ func (f *filter) save(dir string, h filterHeader) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(dir, filterFile)); err != nil {
 		return err
 	}
+	reach("filter-renamed")
 	return syncDir(dir)
+}
+
+// crashPoint is nil except in the crash harness's child process (set
+// through export_test.go), where it kills the process at a named moment
+// that a kill from outside would rarely hit: inside a filter save.
+var crashPoint func(name string)
+
+func reach(name string) {
+	if crashPoint != nil {
+		crashPoint(name)
+	}
 }
 
 func syncDir(dir string) error {
