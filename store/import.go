@@ -69,6 +69,9 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 // correction or collection runs, and returns the function that ends the wait
 // of the next one. Everything that changes the corpus holds the token.
 func (s *Store) takeImportToken(ctx context.Context) (release func(), err error) {
+	if s.readOnly != nil {
+		return nil, s.readOnly
+	}
 	select {
 	case s.importSem <- struct{}{}:
 		return func() { <-s.importSem }, nil

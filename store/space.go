@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"path/filepath"
 	"syscall"
 
 	"github.com/breachd/breachd"
@@ -45,4 +46,21 @@ func (s *Store) checkSpace(need int64, what string) error {
 	}
 	return fmt.Errorf("%w: %s needs about %d MiB and %d MiB must stay free (reserve), but only %d MiB are free in %s; nothing was committed: free space and import again",
 		breachd.ErrNoSpace, what, need>>20, s.opts.DiskReserve>>20, free>>20, s.dir)
+}
+
+// lowOnSpace returns an error wrapping breachd.ErrNoSpace if dir's
+// filesystem has less than reserve free, nil otherwise (or if it cannot
+// tell, or dir does not exist yet: its parent is checked then).
+func lowOnSpace(dir string, reserve int64) error {
+	free, err := freeBytes(dir)
+	if err != nil {
+		if free, err = freeBytes(filepath.Dir(dir)); err != nil {
+			return nil
+		}
+	}
+	if free >= reserve {
+		return nil
+	}
+	return fmt.Errorf("%w: only %d MiB are free in %s and %d MiB must stay free (reserve); the store is read-only until space is freed and it is opened again",
+		breachd.ErrNoSpace, free>>20, dir, reserve>>20)
 }

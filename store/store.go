@@ -119,6 +119,7 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  atomic.Bool
 
+	readOnly      error              // non-nil: opened read-only on a nearly full disk; why
 	recount       bool               // the saved filter's count is ahead of the corpus: collect recounts
 	pendingAtOpen bool               // Open found records of interrupted imports: collect them
 	bgCancel      context.CancelFunc // stops the background collection; Close calls it
@@ -148,11 +149,22 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false). // the store serialises its writers itself
 		WithMetricsEnabled(false)
+	// On a filesystem with less than the reserve free, Badger could meet a
+	// full disk in a memory-mapped write (a SIGBUS): open read-only and serve.
+	readOnly := lowOnSpace(dir, opts.DiskReserve)
+	if readOnly != nil {
+		bo = bo.WithReadOnly(true)
+		opts.Logger.Warn("disk nearly full: opening the corpus read-only; imports, deletes and collections are refused until space is freed and the daemon restarted",
+			"dir", dir, "reserve_mib", opts.DiskReserve>>20)
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
+		if readOnly != nil {
+			return nil, fmt.Errorf("open %s: %w; and the store cannot be opened read-only either: %v", dir, readOnly, err)
+		}
 		return nil, classify("open "+dir, err)
 	}
-	s := &Store{db: db, dir: dir, log: opts.Logger, opts: opts, importSem: make(chan struct{}, 1),
+	s := &Store{db: db, dir: dir, log: opts.Logger, opts: opts, readOnly: readOnly, importSem: make(chan struct{}, 1),
 		imports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_imports_total",
 			Help: "Imports that ended, by result: committed or abandoned."}, []string{"result"})}
 	if err := s.loadCatalog(); err != nil {
@@ -173,7 +185,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// background: answers are right meanwhile, and imports wait for it.
 	bgCtx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
-	if s.needsCollect() {
+	if s.readOnly == nil && s.needsCollect() {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
@@ -296,6 +308,9 @@ func (s *Store) loadOrRebuildFilter(ctx context.Context) error {
 	}
 	s.filter.Store(f)
 	s.keys.Store(n)
+	if s.readOnly != nil {
+		return nil
+	}
 	if err := s.saveFilter(); err != nil {
 		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 	}
@@ -390,6 +405,14 @@ func (s *Store) release() { s.closeMu.RUnlock() }
 
 // Close waits for calls in flight, saves the Bloom filter and closes Badger.
 // An import still running is abandoned: its rows stay invisible.
+//
+// On a disk with less than the reserve free (filled by something else while
+// the store served), closing Badger would flush its memtable through a
+// memory map into the full disk: a SIGBUS. Close then leaves Badger as a
+// crash would, its write-ahead log intact for the next Open to replay (the
+// crash harness checks that this loses nothing), and returns an error
+// wrapping breachd.ErrNoSpace. The directory stays locked until the process
+// exits.
 func (s *Store) Close() error {
 	if s.bgCancel != nil {
 		s.bgCancel()
@@ -402,14 +425,26 @@ func (s *Store) Close() error {
 	}
 	s.closed.Store(true)
 	var errs []error
-	if err := s.saveFilter(); err != nil {
-		errs = append(errs, fmt.Errorf("save bloom filter: %w", err))
+	if s.readOnly == nil {
+		if err := s.saveFilter(); err != nil {
+			errs = append(errs, fmt.Errorf("save bloom filter: %w", err))
+		}
+	}
+	if s.readOnly == nil {
+		if err := lowOnSpace(s.dir, s.opts.DiskReserve); err != nil {
+			s.log.Error("disk nearly full at close: leaving Badger's write-ahead log for the next start instead of flushing it", "dir", s.dir)
+			return errors.Join(append(errs, fmt.Errorf("close: %w", err))...)
+		}
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, classify("close badger", err))
 	}
 	return errors.Join(errs...)
 }
+
+// ReadOnly returns why the store was opened read-only (a nearly full disk,
+// an error wrapping breachd.ErrNoSpace), or nil if it takes writes.
+func (s *Store) ReadOnly() error { return s.readOnly }
 
 // Importing reports whether an import is running.
 func (s *Store) Importing() bool { return len(s.importSem) > 0 }

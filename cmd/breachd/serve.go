@@ -177,7 +177,8 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	svcs.Serving()
 	stats := st.Stats()
 	log.Info("serving", "addr", lis.Addr().String(), "tls", secure, "mtls", c.TLS.ClientCA != "", "admin", c.Admin,
-		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "open_duration", time.Since(start))
+		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "read_only", st.ReadOnly() != nil,
+		"open_duration", time.Since(start))
 	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s\n",
 		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), metricsNote)
 
