@@ -61,6 +61,7 @@ type config struct {
 	soakWindow  time.Duration
 	soakLoad    float64
 	churn       int
+	churnEvery  time.Duration
 }
 
 func parse(args []string, stderr io.Writer) (config, error) {
@@ -83,6 +84,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.soakWindow, "soak-window", time.Minute, "soak: length of each reported window")
 	fs.Float64Var(&c.soakLoad, "soak-load", 0.5, "soak: unary Check load as a fraction of the measured peak")
 	fs.IntVar(&c.churn, "churn-accounts", 50_000, "soak: accounts in each breach imported and deleted alongside")
+	fs.DurationVar(&c.churnEvery, "churn-interval", 30*time.Second, "soak: start an import-and-delete cycle this often (0: back to back)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -100,8 +102,8 @@ func parse(args []string, stderr io.Writer) (config, error) {
 		c.absent < 0 || c.absent > 1 {
 		return c, errors.New("--rounds, --duration, --streams and --in-flight must be positive, --batch 1..10000, --absent 0..1")
 	}
-	if c.soak < 0 || c.soakWindow <= 0 || c.soakLoad <= 0 || c.soakLoad > 1 || c.churn < 1 {
-		return c, errors.New("--soak must not be negative, --soak-window and --churn-accounts must be positive, --soak-load 0..1")
+	if c.soak < 0 || c.churnEvery < 0 || c.soakWindow <= 0 || c.soakLoad <= 0 || c.soakLoad > 1 || c.churn < 1 {
+		return c, errors.New("--soak and --churn-interval must not be negative, --soak-window and --churn-accounts must be positive, --soak-load 0..1")
 	}
 	return c, nil
 }

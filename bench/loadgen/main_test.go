@@ -112,7 +112,7 @@ func TestSoak(t *testing.T) {
 
 	var out, errOut bytes.Buffer
 	args := []string{"--breachd", bin, "--data", data, "--corpus", dumpFile, "--absent", "0.5",
-		"--soak", "4s", "--soak-window", "2s", "--churn-accounts", "3000"}
+		"--soak", "4s", "--soak-window", "2s", "--churn-accounts", "3000", "--churn-interval", "0"}
 	if err := run(context.Background(), args, &out, &errOut); err != nil {
 		t.Fatalf("soak = %v\n%s\n%s", err, out.String(), errOut.String())
 	}

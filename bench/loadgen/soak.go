@@ -19,7 +19,8 @@ import (
 // The soak (--soak DURATION): unary Checks at --soak-load of the measured
 // peak, open loop, for DURATION, while a churn loop imports a breach of
 // --churn-accounts accounts through the AdminService, checks a sample of it
-// is exposed, and deletes the one before (checking its accounts are gone).
+// is exposed, and deletes the one before (checking its accounts are gone),
+// one such cycle every --churn-interval.
 // Every answer is verified. Each --soak-window is reported: calls, errors,
 // latency, the daemon's memory and the churn done. At the end, if loadgen
 // started the daemon, it sends SIGTERM under a closed-loop load and counts
@@ -60,8 +61,8 @@ func (l *load) soak(ctx context.Context, w io.Writer, d *daemon) error {
 		return err
 	}
 	rate := c.soakLoad * peak.qps()
-	fmt.Fprintf(w, "### Soak: %s of unary Checks at %.0f%% of peak (%.0f of %.0f QPS), %.0f%% absent, with breaches of %d accounts imported and deleted alongside\n\n",
-		c.soak, 100*c.soakLoad, rate, peak.qps(), 100*c.absent, c.churn)
+	fmt.Fprintf(w, "### Soak: %s of unary Checks at %.0f%% of peak (%.0f of %.0f QPS), %.0f%% absent, with a breach of %d accounts imported and the one before deleted every %s\n\n",
+		c.soak, 100*c.soakLoad, rate, peak.qps(), 100*c.absent, c.churn, c.churnEvery)
 
 	churnCtx, stopChurn := context.WithCancel(ctx)
 	var churn churnStats
@@ -223,7 +224,18 @@ func (l *load) churnLoop(ctx context.Context, st *churnStats) {
 	}
 	var prev string
 	var prevSample []breachd.Digest
+	tick := time.NewTicker(max(l.c.churnEvery, time.Millisecond))
+	defer tick.Stop()
 	for k := 0; ctx.Err() == nil; k++ {
+		if k > 0 && l.c.churnEvery > 0 {
+			select {
+			case <-tick.C:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
 		name := fmt.Sprintf("Soak%d", k)
 		ds := churnDigests(uint64(k), l.c.churn)
 		_, err := cl.Import(ctx, breachd.Breach{Name: name, Title: "Soak " + name, BreachDate: "2026-11-22"},
