@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -58,6 +59,9 @@ func benchStore(b *testing.B, name string, opts store.Options) (*store.Store, []
 			b.Fatal(err)
 		}
 		importAll(b, s, storetest.Breach("Bench"), ds, 100_000)
+		if opts.Index != store.IndexOff {
+			waitIndex(b, s)
+		}
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -68,7 +72,18 @@ func benchStore(b *testing.B, name string, opts store.Options) (*store.Store, []
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { s.Close() })
+	if opts.Index != store.IndexOff {
+		waitIndex(b, s) // built in the background after the import, or at this open
+	}
 	return s, ds
+}
+
+// noIndex is the default options without the lookup index: the build
+// before it, for comparisons in one run.
+func noIndex() store.Options {
+	o := store.DefaultOptions()
+	o.Index = store.IndexOff
+	return o
 }
 
 func TestMain(m *testing.M) {
@@ -80,27 +95,49 @@ func TestMain(m *testing.M) {
 }
 
 // BenchmarkLookup measures store lookups at benchKeys keys: absent digests
-// (the filter answers), present digests (Badger confirms), and a stream of
-// 95% absent, 5% present.
+// (the filter answers), present digests (the lookup index confirms, or
+// Badger with opts=noindex), and a stream of 95% absent, 5% present. Beside
+// them, floor: making the same random digest and loading one word, dependent
+// on the previous load, from an array of the filter's size, the physical
+// floor of an absent lookup.
 func BenchmarkLookup(b *testing.B) {
 	type config struct {
 		name string
+		dir  string // the store's directory, by the options it was built with
 		opts store.Options
 	}
-	configs := []config{{"default", store.DefaultOptions()}}
+	configs := []config{{"default", "default", store.DefaultOptions()}, {"noindex", "default", noIndex()}}
 	// BREACHD_BENCH_OPTIONS=1 adds the Badger layouts that were tried
 	// against the default, to re-run the comparison.
 	if os.Getenv("BREACHD_BENCH_OPTIONS") != "" {
 		configs = append(configs,
-			config{"cache64m-block4k", badgerOptions(64<<20, 4<<10)},
-			config{"nocache-block1k", badgerOptions(0, 1<<10)},
-			config{"nocache-block16k", badgerOptions(0, 16<<10)},
-			config{"nocache-block64k", badgerOptions(0, 64<<10)},
+			config{"cache64m-block4k", "cache64m-block4k", badgerOptions(64<<20, 4<<10)},
+			config{"nocache-block1k", "nocache-block1k", badgerOptions(0, 1<<10)},
+			config{"nocache-block16k", "nocache-block16k", badgerOptions(0, 16<<10)},
+			config{"nocache-block64k", "nocache-block64k", badgerOptions(0, 64<<10)},
 		)
 	}
 	for _, cfg := range configs {
-		s, present := benchStore(b, cfg.name, cfg.opts)
+		s, present := benchStore(b, cfg.dir, cfg.opts)
 		keys := fmt.Sprintf("keys=%s", human(len(present)))
+		if cfg.name == "default" {
+			b.Run(fmt.Sprintf("opts=%s/%s/floor", cfg.name, keys), func(b *testing.B) {
+				words := store.MakeWords(s.Stats().Filter.Bits / 64)
+				for i := range words {
+					words[i] = uint64(i) * 0x9e3779b97f4a7c15
+				}
+				next := absentGen(1)
+				var prev uint64
+				b.ReportAllocs()
+				for b.Loop() {
+					d := next()
+					h := binary.LittleEndian.Uint64(d[:]) ^ prev&1
+					hi, _ := bits.Mul64(h, uint64(len(words)))
+					prev = words[hi]
+				}
+				sink = prev
+			})
+		}
 		for _, bc := range []struct {
 			name string
 			gen  func(seed uint64) func() breachd.Digest
@@ -144,6 +181,7 @@ func BenchmarkLookup(b *testing.B) {
 				})
 			})
 		}
+		s.Close() // the next configuration may open the same directory
 	}
 }
 
@@ -199,31 +237,50 @@ func human(n int) string {
 	return strconv.Itoa(n)
 }
 
+var sink uint64
+
 // BenchmarkLookupBatch measures LookupBatch for batches of 1,000 digests,
-// 95% absent: the store's share of a CheckStream batch.
+// the store's share of a CheckStream batch, at 0%, 5%, 10%, 50% and 100%
+// of them exposed, with the lookup index and without (opts=noindex).
 func BenchmarkLookupBatch(b *testing.B) {
-	s, present := benchStore(b, "default", store.DefaultOptions())
-	next := mixedGen(present)(7)
-	batches := make([][]byte, 64)
-	for i := range batches {
-		for range 1000 {
-			d := next()
-			batches[i] = append(batches[i], d[:]...)
-		}
-	}
-	ctx := context.Background()
-	b.Run(fmt.Sprintf("keys=%s/mixed95/batch=1000", human(len(present))), func(b *testing.B) {
-		b.ReportAllocs()
-		i, hits := 0, 0
-		for b.Loop() {
-			if _, err := s.LookupBatch(ctx, batches[i%len(batches)], func(int, []*breachd.CatalogEntry) { hits++ }); err != nil {
-				b.Fatal(err)
+	for _, cfg := range []struct {
+		name string
+		opts store.Options
+	}{{"default", store.DefaultOptions()}, {"noindex", noIndex()}} {
+		s, present := benchStore(b, "default", cfg.opts)
+		for _, pct := range []int{0, 5, 10, 50, 100} {
+			abs, pre := absentGen(7), presentGen(present)(7)
+			r := rand.New(rand.NewPCG(7, uint64(pct)))
+			batches := make([][]byte, 64)
+			exposed := make([]int, len(batches))
+			for i := range batches {
+				for range 1000 {
+					d := abs()
+					if r.IntN(100) < pct {
+						d = pre()
+						exposed[i]++
+					}
+					batches[i] = append(batches[i], d[:]...)
+				}
 			}
-			i++
+			ctx := context.Background()
+			b.Run(fmt.Sprintf("opts=%s/keys=%s/exposed=%d%%/batch=1000", cfg.name, human(len(present)), pct), func(b *testing.B) {
+				b.ReportAllocs()
+				i, hits, want := 0, 0, 0
+				for b.Loop() {
+					if _, err := s.LookupBatch(ctx, batches[i%len(batches)], func(int, []*breachd.CatalogEntry) { hits++ }); err != nil {
+						b.Fatal(err)
+					}
+					want += exposed[i%len(batches)]
+					i++
+				}
+				if hits != want {
+					b.Fatalf("%d hits in %d batches, want %d", hits, i, want)
+				}
+				b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "digests/s")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/digest")
+			})
 		}
-		if want := 50 * i; hits != want {
-			b.Fatalf("%d hits in %d batches, want %d", hits, i, want)
-		}
-		b.ReportMetric(float64(b.N*1000)/b.Elapsed().Seconds(), "digests/s")
-	})
+		s.Close() // the next configuration opens the same directory
+	}
 }

@@ -18,7 +18,12 @@ const (
 	tagMeta    = 'm' // 'm' + name -> metadata
 )
 
-var keyVersion = []byte("mcorpus_version")
+var (
+	keyVersion = []byte("mcorpus_version")
+	// keyImportVersion is the corpus version of the last committed import;
+	// a lookup index built at it or later is current (index.go).
+	keyImportVersion = []byte("mimport_version")
+)
 
 const emailKeySize = 1 + breachd.DigestSize
 
@@ -51,15 +56,19 @@ type breachRecord struct {
 // are visible and to which breach each belongs. Lookups load it once and use
 // it throughout, so an answer never mixes two corpus versions.
 type catalog struct {
-	version  uint64
-	segments map[uint32]*breachd.CatalogEntry // committed segments only
-	segNames map[uint32]string                // committed segment -> breach name
-	byName   map[string]*breachd.CatalogEntry
-	sorted   []*breachd.CatalogEntry // by name
+	version uint64
+	// importVersion is the version of the last committed import (at open:
+	// the version, as what came before is not recorded). An index built
+	// at importVersion or later holds every committed digest.
+	importVersion uint64
+	segments      map[uint32]*breachd.CatalogEntry // committed segments only
+	segNames      map[uint32]string                // committed segment -> breach name
+	byName        map[string]*breachd.CatalogEntry
+	sorted        []*breachd.CatalogEntry // by name
 }
 
-func newCatalog(version uint64, breaches map[string]*breachd.CatalogEntry, segs map[uint32]string) *catalog {
-	c := &catalog{version: version, segments: make(map[uint32]*breachd.CatalogEntry, len(segs)), segNames: segs, byName: breaches}
+func newCatalog(version, importVersion uint64, breaches map[string]*breachd.CatalogEntry, segs map[uint32]string) *catalog {
+	c := &catalog{version: version, importVersion: importVersion, segments: make(map[uint32]*breachd.CatalogEntry, len(segs)), segNames: segs, byName: breaches}
 	for id, name := range segs {
 		if b := breaches[name]; b != nil {
 			c.segments[id] = b

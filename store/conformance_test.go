@@ -12,17 +12,25 @@ import (
 // Badger store: with a filter small enough that the imports grow it; with
 // first imports bounded to 500 buffered digests, so that they leave the bulk
 // load midway; with first imports spilling sorted runs of 700 digests; and
-// spilling, then leaving the bulk load.
+// spilling, then leaving the bulk load; with the lookup index built inline
+// (every lookup after a commit reads it), and with no index (every lookup
+// confirms in Badger). The others build it in the background, so lookups
+// switch from Badger to the index as they run.
 func TestConformance(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		maxBulk int
 		chunk   int
-	}{{"default", 0, 0}, {"bulk-bounded", 500, 0}, {"bulk-spilled", 0, 700}, {"spilled-then-bounded", 3000, 700}} {
+		index   store.IndexMode
+	}{
+		{"default", 0, 0, store.IndexBackground}, {"bulk-bounded", 500, 0, store.IndexBackground},
+		{"bulk-spilled", 0, 700, store.IndexBackground}, {"spilled-then-bounded", 3000, 700, store.IndexBackground},
+		{"index-inline", 0, 0, store.IndexInline}, {"index-off", 0, 0, store.IndexOff},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend {
 				o := options(1024)
-				o.MaxBulkDigests = tc.maxBulk
+				o.MaxBulkDigests, o.Index = tc.maxBulk, tc.index
 				if tc.chunk > 0 {
 					o.BulkChunkDigests = tc.chunk
 				}

@@ -127,6 +127,8 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 	// accounts is exact now, whatever an interrupted delete left behind.
 	s.keys.Store(committed)
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
+	idxTmps, _ := filepath.Glob(filepath.Join(s.dir, indexFile+".tmp*"))
+	tmps = append(tmps, idxTmps...)
 	tmps = append(tmps, staleSpills(s.dir)...) // Collect holds the import token: no import owns them
 	for _, p := range tmps {
 		if os.Remove(p) == nil {
@@ -206,7 +208,9 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 	}
 	breaches := maps.Clone(old.byName)
 	delete(breaches, name)
-	s.cat.Store(newCatalog(version, breaches, segs)) // the breach is gone from every answer from here
+	nc := newCatalog(version, old.importVersion, breaches, segs)
+	s.cat.Store(nc) // the breach is gone from every answer from here
+	s.refreshView(ctx, nc)
 	s.log.Info("breach deleted", "breach", name, "corpus_version", version)
 	// The filter was saved at this version before the commit (it is
 	// unchanged: a superset is always right), so a crash during the
@@ -271,7 +275,9 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 	e := &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
 	breaches := maps.Clone(old.byName)
 	breaches[b.Name] = e
-	s.cat.Store(newCatalog(version, breaches, old.segNames))
+	nc := newCatalog(version, old.importVersion, breaches, old.segNames)
+	s.cat.Store(nc)
+	s.refreshView(ctx, nc)
 	s.log.Info("breach updated", "breach", b.Name, "corpus_version", version)
 	return e, version, nil
 }

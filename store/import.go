@@ -375,6 +375,9 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 		if err := txn.Set(breachKey(imp.breach.Name), br); err != nil {
 			return err
 		}
+		if err := txn.Set(keyImportVersion, binary.BigEndian.AppendUint64(nil, version)); err != nil {
+			return err
+		}
 		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
 	})
 	if err == nil {
@@ -393,7 +396,9 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 	breaches[rec.Name] = &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
 	segs := maps.Clone(old.segNames)
 	segs[imp.seg] = rec.Name
-	s.cat.Store(newCatalog(version, breaches, segs))
+	nc := newCatalog(version, version, breaches, segs)
+	s.cat.Store(nc)
+	s.refreshView(context.Background(), nc)
 	imp.stats.Version = version
 	s.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,
 		"new_accounts", imp.stats.NewAccounts, "known_accounts", imp.stats.KnownAccounts,

@@ -31,6 +31,12 @@ func (s *Store) registerMetrics(reg prometheus.Registerer) error {
 		gauge("breachd_import_received_digests", "Digests the running import has received so far (0 when none runs).", func() float64 {
 			return float64(s.importReceived.Load())
 		}),
+		gauge("breachd_index_current", "1 while lookups read the lookup index, 0 while they confirm in Badger (until its rebuild after an import).", func() float64 {
+			if s.Stats().Index.Current {
+				return 1
+			}
+			return 0
+		}),
 		s.imports,
 	}
 	for _, c := range cs {

@@ -54,6 +54,10 @@ type Options struct {
 	// MemTableSize is the size of Badger's memtables in bytes; two of them
 	// are counted in what any import may need.
 	MemTableSize int64
+	// Index says when the lookup index (index.go: 37 bytes a digest of
+	// disk and page cache) is rebuilt after an import; IndexOff never
+	// builds one.
+	Index IndexMode
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer
@@ -128,6 +132,15 @@ type Store struct {
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 	importReceived atomic.Uint64 // digests the running import has received
 	imports        *prometheus.CounterVec
+
+	// The lookup index (index.go). view is read without locks; idxMu is
+	// held for reading while a lookup reads the index it names, so that
+	// retire can unmap a replaced one. viewMu orders view changes.
+	view      atomic.Pointer[view]
+	idxMu     sync.RWMutex
+	viewMu    sync.Mutex
+	current   *index        // the index of the view, or the last published one
+	indexKick chan struct{} // asks indexLoop for a rebuild
 }
 
 // Open opens (creating if needed) the corpus in dir. Rebuilding the Bloom
@@ -185,6 +198,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// background: answers are right meanwhile, and imports wait for it.
 	bgCtx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
+	s.openIndex(ctx, bgCtx)
 	if s.readOnly == nil && s.needsCollect() {
 		s.bg.Add(1)
 		go func() {
@@ -200,24 +214,29 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 func (s *Store) loadCatalog() error {
 	breaches := map[string]*breachd.CatalogEntry{}
 	segs := map[uint32]string{}
-	var version uint64
+	var version, importVersion uint64
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyVersion)
-		switch {
-		case err == nil:
-			if err := item.Value(func(v []byte) error {
-				if len(v) != 8 {
-					return fmt.Errorf("%w: corpus version of %d bytes", ErrCorrupt, len(v))
+		for _, kv := range []struct {
+			key []byte
+			dst *uint64
+		}{{keyVersion, &version}, {keyImportVersion, &importVersion}} {
+			item, err := txn.Get(kv.key)
+			switch {
+			case err == nil:
+				if err := item.Value(func(v []byte) error {
+					if len(v) != 8 {
+						return fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, kv.key[1:], len(v))
+					}
+					*kv.dst = binary.BigEndian.Uint64(v)
+					return nil
+				}); err != nil {
+					return err
 				}
-				version = binary.BigEndian.Uint64(v)
-				return nil
-			}); err != nil {
+			case !errors.Is(err, badger.ErrKeyNotFound):
 				return err
 			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
-			return err
 		}
-		err = scan(txn, tagBreach, func(_ []byte, v []byte) error {
+		err := scan(txn, tagBreach, func(_ []byte, v []byte) error {
 			var r breachRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("%w: breach record: %v", ErrCorrupt, err)
@@ -244,7 +263,10 @@ func (s *Store) loadCatalog() error {
 	if err != nil {
 		return classify("load catalogue", err)
 	}
-	s.cat.Store(newCatalog(version, breaches, segs))
+	if importVersion == 0 || importVersion > version {
+		importVersion = version // a corpus from before the key was written: assume the last change added digests
+	}
+	s.cat.Store(newCatalog(version, importVersion, breaches, segs))
 	return nil
 }
 
@@ -424,6 +446,13 @@ func (s *Store) Close() error {
 		return breachd.ErrClosed
 	}
 	s.closed.Store(true)
+	s.idxMu.Lock()
+	s.view.Store(nil)
+	if s.current != nil {
+		unmapFile(s.current.mapped)
+		s.current = nil
+	}
+	s.idxMu.Unlock()
 	var errs []error
 	if s.readOnly == nil {
 		if err := s.saveFilter(); err != nil {
@@ -482,6 +511,17 @@ type Stats struct {
 	Filter   FilterStats
 	LSMBytes int64 // Badger's LSM tree size on disk
 	VLogSize int64 // Badger's value log size on disk
+	Index    IndexStats
+}
+
+// IndexStats describe the lookup index (index.go).
+type IndexStats struct {
+	// Current reports whether lookups read the index (else they confirm in
+	// Badger, until a rebuild after an import completes).
+	Current bool
+	Digests uint64 // digests in the index in use, or last built
+	Version uint64 // corpus version it was built at
+	Sets    int    // distinct membership sets
 }
 
 // Stats returns the corpus's size and the filter's shape.
@@ -491,8 +531,13 @@ func (s *Store) Stats() Stats {
 	lsm, vlog := s.db.Size()
 	fs := s.filter.Load().stats(keys)
 	fs.FalsePositives = s.falsePositives.Load()
-	return Stats{Keys: keys, Version: c.version, Breaches: len(c.sorted),
-		Filter: fs, LSMBytes: lsm, VLogSize: vlog}
+	st := Stats{Keys: keys, Version: c.version, Breaches: len(c.sorted), Filter: fs, LSMBytes: lsm, VLogSize: vlog}
+	s.viewMu.Lock()
+	if v := s.view.Load(); v != nil {
+		st.Index = IndexStats{Current: v.cat == s.cat.Load(), Digests: v.idx.n, Version: v.idx.version, Sets: len(v.idx.sets)}
+	}
+	s.viewMu.Unlock()
+	return st
 }
 
 // badgerLogger routes Badger's logs into slog under one constant message;

@@ -1,0 +1,532 @@
+package store
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/breachd/breachd"
+)
+
+// The index is a read-optimised copy of the corpus for the lookups the
+// filter lets through: every digest in Badger, sorted, each with the id of
+// its membership set (the few distinct lists of segments), in one file
+// mapped into memory. A lookup reads one directory word and one or two
+// cache lines of records instead of walking Badger's memtables and levels,
+// and answers with a breach list shared by every digest of the same set, so
+// it allocates nothing.
+//
+// Badger stays the store of record; the index is rebuilt from a Badger
+// snapshot in the background after each import (the file is replaced
+// atomically), and used only while it is current: built at a corpus
+// version no older than the last committed import. Deletes and catalogue
+// updates do not make it stale: a set names segments, and each lookup
+// resolves them against the catalogue it loaded, so a deleted breach's
+// segments simply resolve to nothing. Until a rebuild after an import
+// completes, lookups confirm in Badger as before. A crash leaves at worst
+// a stale index (unused) or a temporary file (collected).
+//
+// File layout, little-endian:
+//
+//	header   indexHdrSize bytes: magic, corpus version, records, directory bits, sets, sets offset
+//	records  n x 36 bytes: digest (32), set id (uint32)
+//	padding  to a multiple of 4
+//	dir      (1<<bits)+1 uint32: dir[b] is the first record whose digest's top bits are >= b
+//	sets     per set: segment count (uint32), then the segment ids as stored in Badger (4 bytes each, BE)
+//
+// Memory: 36 bytes a digest plus about one for the directory, in mapped
+// file pages (page cache, reclaimable), none anonymous; disk the same.
+
+const (
+	indexFile    = "breachd.index"
+	indexMagic   = "BRIDX001"
+	indexHdrSize = 48
+	indexRecSize = breachd.DigestSize + 4
+	// indexBucket is the mean number of records per directory bucket: the
+	// records a lookup scans (36 bytes each: two to four cache lines).
+	indexBucket = 4
+)
+
+// index is an open index file. It is immutable; retire unmaps it once no
+// lookup can be reading it.
+type index struct {
+	version uint64 // corpus version it was built at
+	n       uint64
+	bits    uint
+	recs    []byte
+	dir     []byte   // (1<<bits)+1 little-endian uint32
+	sets    [][]byte // membership values, as in Badger
+	mapped  []byte   // the whole mapping
+}
+
+// find returns the set id of digest d, and whether it is in the index.
+func (x *index) find(d *breachd.Digest) (uint32, bool) {
+	if x.n == 0 {
+		return 0, false
+	}
+	head := binary.BigEndian.Uint64(d[:8])
+	b := x.bucket(d[:])
+	lo := uint64(binary.LittleEndian.Uint32(x.dir[b*4:]))
+	hi := uint64(binary.LittleEndian.Uint32(x.dir[b*4+4:]))
+	for i := lo; i < hi; i++ {
+		r := x.recs[i*indexRecSize : i*indexRecSize+indexRecSize : i*indexRecSize+indexRecSize]
+		rh := binary.BigEndian.Uint64(r[:8])
+		if rh < head {
+			continue
+		}
+		if rh > head {
+			return 0, false
+		}
+		switch bytes.Compare(r[8:breachd.DigestSize], d[8:]) {
+		case 0:
+			return binary.LittleEndian.Uint32(r[breachd.DigestSize:]), true
+		case 1:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// findBatch answers the digests at positions pos of packed (32 bytes each)
+// in order, calling fn for each. Like the filter's testPacked, it first
+// touches each digest's directory word and then its first record, a window
+// at a time: the loads are independent, so the CPU overlaps their cache
+// misses rather than waiting out each one in turn.
+func (v *view) findBatch(packed []byte, pos []int32, fn func(i int32, bs []*breachd.CatalogEntry, ok bool)) {
+	const window = 16
+	x := v.idx
+	var touch [window]uint64
+	for lo := 0; lo < len(pos); lo += window {
+		hi := min(lo+window, len(pos))
+		var sum uint64
+		for j := lo; j < hi; j++ {
+			b := x.bucket(packed[int(pos[j])*breachd.DigestSize:])
+			touch[j-lo] = b
+			sum += uint64(x.dir[b*4])
+		}
+		for j := lo; j < hi; j++ {
+			r := uint64(binary.LittleEndian.Uint32(x.dir[touch[j-lo]*4:]))
+			if r < x.n {
+				sum += uint64(x.recs[r*indexRecSize])
+			}
+		}
+		if sum == 1<<63 { // never: the branch keeps the loads
+			prefetchSink.Add(1)
+		}
+		for j := lo; j < hi; j++ {
+			bs, ok := v.find((*breachd.Digest)(packed[int(pos[j])*breachd.DigestSize:]))
+			fn(pos[j], bs, ok)
+		}
+	}
+}
+
+// prefetchSink makes findBatch's touching loads observable, so the
+// compiler keeps them.
+var prefetchSink atomic.Uint64
+
+// bucket is the directory bucket of the digest at the start of d.
+func (x *index) bucket(d []byte) uint64 {
+	if x.bits == 0 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(d[:8]) >> (64 - x.bits)
+}
+
+// indexBits is the directory size for about n records.
+func indexBits(n uint64) uint {
+	if n <= indexBucket {
+		return 0
+	}
+	return min(uint(bits.Len64((n-1)/indexBucket)), 30)
+}
+
+var errNoIndex = errors.New("no index")
+
+// loadIndex maps the index file in dir and checks its shape.
+func loadIndex(dir string) (*index, error) {
+	f, err := os.Open(filepath.Join(dir, indexFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errNoIndex
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() < indexHdrSize {
+		return nil, fmt.Errorf("%w: index file of %d bytes", ErrCorrupt, fi.Size())
+	}
+	m, err := mapFile(f, fi.Size())
+	if err != nil {
+		return nil, err
+	}
+	x, err := parseIndex(m)
+	if err != nil {
+		unmapFile(m)
+		return nil, err
+	}
+	return x, nil
+}
+
+func parseIndex(m []byte) (*index, error) {
+	bad := func(what string) (*index, error) {
+		return nil, fmt.Errorf("%w: index file: %s", ErrCorrupt, what)
+	}
+	if string(m[:8]) != indexMagic {
+		return bad("bad magic")
+	}
+	le := binary.LittleEndian
+	x := &index{version: le.Uint64(m[8:]), n: le.Uint64(m[16:]), bits: uint(le.Uint64(m[24:])), mapped: m}
+	nsets, setsOff := le.Uint64(m[32:]), le.Uint64(m[40:])
+	if x.bits > 30 || x.n >= 1<<32 {
+		return bad("bad header")
+	}
+	recEnd := indexHdrSize + x.n*indexRecSize
+	dirOff := (recEnd + 3) &^ 3
+	dirEnd := dirOff + ((1<<x.bits)+1)*4
+	if dirEnd > setsOff || setsOff > uint64(len(m)) {
+		return bad("sections out of bounds")
+	}
+	x.recs, x.dir = m[indexHdrSize:recEnd], m[dirOff:dirEnd]
+	if le.Uint32(x.dir[len(x.dir)-4:]) != uint32(x.n) {
+		return bad("directory does not end at the record count")
+	}
+	p := m[setsOff:]
+	for range nsets {
+		if len(p) < 4 {
+			return bad("truncated sets")
+		}
+		k := uint64(le.Uint32(p)) * 4
+		if uint64(len(p)-4) < k {
+			return bad("truncated sets")
+		}
+		x.sets = append(x.sets, p[4:4+k:4+k])
+		p = p[4+k:]
+	}
+	return x, nil
+}
+
+// buildIndex writes the index of Badger's snapshot txn, taken at corpus
+// version v or later, to dir and opens it. About n digests are expected
+// (it sizes the directory). The file replaces the previous one atomically.
+func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64) (*index, error) {
+	tmp, err := os.CreateTemp(dir, indexFile+".tmp*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	defer tmp.Close()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if _, err := bw.Write(make([]byte, indexHdrSize)); err != nil {
+		return nil, err
+	}
+	b := indexBits(n)
+	dirWords := make([]uint32, (1<<b)+1)
+	setIDs := map[string]uint32{}
+	var sets [][]byte
+	var count uint64
+	next := uint64(0) // the next directory bucket to fill
+	var rec [indexRecSize]byte
+	err = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if count%65536 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			item := it.Item()
+			k := item.Key()
+			if len(k) != emailKeySize {
+				return fmt.Errorf("%w: email key of %d bytes", ErrCorrupt, len(k))
+			}
+			if count >= 1<<32-1 {
+				return errors.New("index: more than 2^32 digests")
+			}
+			var id uint32
+			err := item.Value(func(val []byte) error {
+				var ok bool
+				if id, ok = setIDs[string(val)]; !ok {
+					id = uint32(len(sets))
+					setIDs[string(val)] = id
+					sets = append(sets, bytes.Clone(val))
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			copy(rec[:], k[1:])
+			binary.LittleEndian.PutUint32(rec[breachd.DigestSize:], id)
+			if _, err := bw.Write(rec[:]); err != nil {
+				return err
+			}
+			bucket := uint64(0)
+			if b > 0 {
+				bucket = binary.BigEndian.Uint64(k[1:9]) >> (64 - b)
+			}
+			for ; next <= bucket; next++ {
+				dirWords[next] = uint32(count)
+			}
+			count++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for ; next < uint64(len(dirWords)); next++ {
+		dirWords[next] = uint32(count)
+	}
+	le := binary.LittleEndian
+	off := uint64(indexHdrSize) + count*indexRecSize
+	if pad := (4 - off%4) % 4; pad > 0 {
+		bw.Write(make([]byte, pad))
+		off += pad
+	}
+	var w4 [4]byte
+	for _, d := range dirWords {
+		le.PutUint32(w4[:], d)
+		bw.Write(w4[:])
+	}
+	setsOff := off + uint64(len(dirWords))*4
+	for _, s := range sets {
+		le.PutUint32(w4[:], uint32(len(s)/4))
+		bw.Write(w4[:])
+		bw.Write(s)
+	}
+	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	hdr := make([]byte, indexHdrSize)
+	copy(hdr, indexMagic)
+	le.PutUint64(hdr[8:], v)
+	le.PutUint64(hdr[16:], count)
+	le.PutUint64(hdr[24:], uint64(b))
+	le.PutUint64(hdr[32:], uint64(len(sets)))
+	le.PutUint64(hdr[40:], setsOff)
+	if _, err := tmp.WriteAt(hdr, 0); err != nil {
+		return nil, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, indexFile)); err != nil {
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return loadIndex(dir)
+}
+
+// view pairs the current index with the catalogue it answers for: its sets
+// resolved to that catalogue's visible breaches, sorted by name, shared by
+// every answer (callers must not change them). A lookup uses the view only
+// if its catalogue is the one the lookup loaded.
+type view struct {
+	cat  *catalog
+	idx  *index
+	sets [][]*breachd.CatalogEntry // by set id; nil: no visible breach
+}
+
+func newView(c *catalog, x *index) (*view, error) {
+	v := &view{cat: c, idx: x, sets: make([][]*breachd.CatalogEntry, len(x.sets))}
+	for i, s := range x.sets {
+		bs, err := c.resolve(nil, s)
+		if err != nil {
+			return nil, err
+		}
+		if len(bs) > 0 {
+			v.sets[i] = bs
+		}
+	}
+	return v, nil
+}
+
+// find answers digest d from the view: its visible breaches (shared), and
+// whether the index holds d at all (false: a filter false positive).
+func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
+	id, ok := v.idx.find(d)
+	if !ok {
+		return nil, false
+	}
+	return v.sets[id], true
+}
+
+// refreshView makes the view follow catalogue c, which the caller has just
+// published: the same index resolved against c if the index is still
+// current (no import since it was built), otherwise no view and a rebuild
+// requested. Callers hold the import token.
+func (s *Store) refreshView(ctx context.Context, c *catalog) {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	old := s.view.Load()
+	if old != nil && old.idx.version >= c.importVersion {
+		if v, err := newView(c, old.idx); err == nil {
+			s.view.Store(v)
+			return
+		}
+	}
+	s.view.Store(nil)
+	if s.opts.Index == IndexInline {
+		s.viewMu.Unlock()
+		s.rebuildIndex(ctx)
+		s.viewMu.Lock()
+		return
+	}
+	s.kickIndex()
+}
+
+// publishIndex makes x current if no import committed since it was built,
+// and retires the index it replaces.
+func (s *Store) publishIndex(x *index) bool {
+	s.viewMu.Lock()
+	defer s.viewMu.Unlock()
+	c := s.cat.Load()
+	if x.version < c.importVersion {
+		return false
+	}
+	v, err := newView(c, x)
+	if err != nil {
+		s.log.Warn("index unusable", "err", err)
+		return false
+	}
+	old := s.current
+	s.view.Store(v)
+	s.current = x
+	if old != nil && old != x {
+		s.retire(old)
+	}
+	return true
+}
+
+// retire unmaps x once no lookup can still read it: lookups hold idxMu
+// for reading while they read an index.
+func (s *Store) retire(x *index) {
+	s.idxMu.Lock()
+	unmapFile(x.mapped)
+	s.idxMu.Unlock()
+}
+
+func (s *Store) kickIndex() {
+	select {
+	case s.indexKick <- struct{}{}:
+	default:
+	}
+}
+
+// indexLoop rebuilds the index whenever kicked, until ctx ends.
+func (s *Store) indexLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.indexKick:
+		}
+		if s.acquire() != nil {
+			return
+		}
+		s.rebuildIndex(ctx)
+		s.release()
+	}
+}
+
+// rebuildIndex builds an index of the corpus as it is now and publishes it,
+// unless the current one is still current. A failure is logged: lookups
+// confirm in Badger meanwhile. Callers hold acquire.
+func (s *Store) rebuildIndex(ctx context.Context) {
+	c := s.cat.Load()
+	if v := s.view.Load(); v != nil && v.idx.version >= c.importVersion {
+		return
+	}
+	n := s.keys.Load()
+	if err := s.checkSpace(int64(n+n/indexBucket)*indexRecSize, "the lookup index"); err != nil {
+		s.log.Warn("not building the lookup index; lookups confirm in Badger", "err", err)
+		return
+	}
+	start := time.Now()
+	// The snapshot is taken after c was loaded, so it holds every digest
+	// of every import committed at c's version (and maybe later ones,
+	// which c's version then understates: conservative).
+	x, err := buildIndex(ctx, s.db, s.dir, c.version, n)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("building the lookup index failed; lookups confirm in Badger", "err", err)
+		}
+		return
+	}
+	published := s.publishIndex(x)
+	if !published {
+		unmapFile(x.mapped)
+	}
+	s.log.Info("lookup index built", "digests", x.n, "sets", len(x.sets), "corpus_version", x.version,
+		"current", published, "duration", time.Since(start))
+}
+
+// IndexMode says when the lookup index is rebuilt after an import.
+type IndexMode int
+
+const (
+	// IndexBackground rebuilds it in the background after each import;
+	// lookups confirm in Badger until it is done. The default.
+	IndexBackground IndexMode = iota
+	// IndexInline rebuilds it before an import's Import call returns
+	// (tests and benchmarks, which want the index path at once).
+	IndexInline
+	// IndexOff never builds it: every filter "maybe" is confirmed in Badger.
+	IndexOff
+)
+
+// openIndex loads the saved index at Open, publishing it if it is current,
+// and starts the rebuilding loop (or, with IndexInline, rebuilds at once).
+func (s *Store) openIndex(ctx, bgCtx context.Context) {
+	s.indexKick = make(chan struct{}, 1)
+	if s.opts.Index == IndexOff {
+		return
+	}
+	c := s.cat.Load()
+	x, err := loadIndex(s.dir)
+	switch {
+	case err == nil:
+		if !s.publishIndex(x) {
+			unmapFile(x.mapped)
+			s.log.Info("lookup index is older than the corpus; rebuilding it", "index_version", x.version, "corpus_version", c.version)
+		}
+	case errors.Is(err, errNoIndex):
+	default:
+		s.log.Warn("lookup index unreadable; rebuilding it", "err", err)
+	}
+	if s.readOnly != nil {
+		return
+	}
+	if s.opts.Index == IndexInline {
+		if c.version > 0 {
+			s.rebuildIndex(ctx)
+		}
+		return
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.indexLoop(bgCtx)
+	}()
+	if c.version > 0 && s.view.Load() == nil {
+		s.kickIndex()
+	}
+}

@@ -1,0 +1,144 @@
+package store_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+// waitIndex waits until lookups read a current index.
+func waitIndex(tb testing.TB, s *store.Store) store.IndexStats {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ix := s.Stats().Index; ix.Current {
+			return ix
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the lookup index is not current after 30s: %+v", s.Stats().Index)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIndex follows the lookup index through the life of a corpus: built
+// in the background after an import, exact; kept current through a delete
+// and a catalogue update (the deleted breach resolves to nothing); stale
+// after the next import until rebuilt; loaded, not rebuilt, at reopen; and
+// rebuilt when its file is damaged or older than the corpus.
+func TestIndex(t *testing.T) {
+	dir := t.TempDir()
+	var logs syncBuffer
+	o := options(0)
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := open(t, dir, o)
+	a, b := storetest.Digests("a", 20_000), storetest.Digests("b", 5_000)
+	shared := a[:1000]
+	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
+	ix := waitIndex(t, s)
+	if ix.Digests != 20_000 || ix.Version != 1 || ix.Sets != 1 {
+		t.Fatalf("index after the first import = %+v, want 20000 digests in 1 set at version 1", ix)
+	}
+	wantBreaches(t, s, a, "Alpha")
+	wantBreaches(t, s, storetest.Digests("outsider", 5000))
+
+	importAll(t, s, storetest.Breach("Beta"), append(append([]breachd.Digest{}, shared...), b...), 5000)
+	// Until the rebuild the answers come from Badger; either way exact.
+	wantBreaches(t, s, shared, "Alpha", "Beta")
+	ix = waitIndex(t, s)
+	if ix.Digests != 25_000 || ix.Version != 2 || ix.Sets != 3 {
+		t.Fatalf("index after the second import = %+v, want 25000 digests in 3 sets at version 2", ix)
+	}
+	wantBreaches(t, s, shared, "Alpha", "Beta")
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, a[1000:], "Alpha")
+
+	// A delete keeps the index current: Alpha resolves to nothing.
+	if _, _, err := s.DeleteBreach(context.Background(), "Alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if ix := s.Stats().Index; !ix.Current || ix.Version != 2 {
+		t.Fatalf("index after a delete = %+v, want the version-2 index, current", ix)
+	}
+	wantBreaches(t, s, shared, "Beta")
+	wantBreaches(t, s, a[1000:])
+	u := storetest.Breach("Beta")
+	u.Title = "Beta, corrected"
+	if _, _, err := s.UpdateBreach(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := s.Lookup(context.Background(), b[0])
+	if len(got) != 1 || got[0].Title != u.Title || !s.Stats().Index.Current {
+		t.Fatalf("after an update: %v, index %+v; want the corrected title from a current index", got, s.Stats().Index)
+	}
+
+	// Reopen: the saved index (version 2; the corpus is at 4, but only
+	// through a delete and an update) is current: loaded, not rebuilt.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	s = open(t, dir, o)
+	if ix := s.Stats().Index; !ix.Current || ix.Version != 2 {
+		t.Fatalf("reopen: the saved, current index was not loaded: %+v\n%s", ix, logs.String())
+	}
+	if strings.Contains(logs.String(), "lookup index built") {
+		t.Errorf("reopen rebuilt a current index:\n%s", logs.String())
+	}
+	wantBreaches(t, s, shared, "Beta")
+	wantBreaches(t, s, a[1000:])
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A damaged file is reported and rebuilt; answers stay exact.
+	p := filepath.Join(dir, "breachd.index")
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, raw[:len(raw)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	s = open(t, dir, o)
+	defer s.Close()
+	wantBreaches(t, s, shared, "Beta")
+	waitIndex(t, s)
+	if !strings.Contains(logs.String(), "lookup index unreadable") {
+		t.Errorf("a truncated index was not reported:\n%s", logs.String())
+	}
+	wantBreaches(t, s, shared, "Beta")
+	wantBreaches(t, s, b, "Beta")
+	wantBreaches(t, s, a[1000:])
+}
+
+// TestIndexLookupAllocs pins the present path's allocations: none, with a
+// current index.
+func TestIndexLookupAllocs(t *testing.T) {
+	s := open(t, t.TempDir(), options(0))
+	defer s.Close()
+	ds := storetest.Digests("a", 5000)
+	importAll(t, s, storetest.Breach("Alpha"), ds, 5000)
+	waitIndex(t, s)
+	ctx := context.Background()
+	i := 0
+	allocs := testing.AllocsPerRun(1000, func() {
+		got, _, err := s.Lookup(ctx, ds[i%len(ds)])
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Lookup = %v, %v", got, err)
+		}
+		i++
+	})
+	if allocs > 0 {
+		t.Fatalf("a present lookup allocates %.1f times, want 0", allocs)
+	}
+}
