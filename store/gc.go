@@ -154,7 +154,8 @@ func (s *Store) needsCollect() bool {
 		return err
 	})
 	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
-	return err == nil || len(tmps) > 0 || len(staleSpills(s.dir)) > 0
+	idxTmps, _ := filepath.Glob(filepath.Join(s.dir, indexFile+".tmp*"))
+	return err == nil || len(tmps)+len(idxTmps) > 0 || len(staleSpills(s.dir)) > 0
 }
 
 // DeleteBreach removes breach name from every answer at once, then deletes

@@ -451,14 +451,31 @@ func (s *Store) indexLoop(ctx context.Context) {
 // unless the current one is still current. A failure is logged: lookups
 // confirm in Badger meanwhile. Callers hold acquire.
 func (s *Store) rebuildIndex(ctx context.Context) {
+	if err := s.buildIndex(ctx, false); err != nil && ctx.Err() == nil {
+		s.log.Warn("building the lookup index failed; lookups confirm in Badger", "err", err)
+	}
+}
+
+func (s *Store) buildIndex(ctx context.Context, checkSaved bool) error {
 	c := s.cat.Load()
+	if c.version == 0 {
+		return nil
+	}
 	if v := s.view.Load(); v != nil && v.idx.version >= c.importVersion {
-		return
+		return nil
+	}
+	if checkSaved {
+		if x, err := loadIndex(s.dir); err == nil {
+			current := x.version >= c.importVersion
+			unmapFile(x.mapped)
+			if current {
+				return nil
+			}
+		}
 	}
 	n := s.keys.Load()
 	if err := s.checkSpace(int64(n+n/indexBucket)*indexRecSize, "the lookup index"); err != nil {
-		s.log.Warn("not building the lookup index; lookups confirm in Badger", "err", err)
-		return
+		return err
 	}
 	start := time.Now()
 	// The snapshot is taken after c was loaded, so it holds every digest
@@ -466,10 +483,7 @@ func (s *Store) rebuildIndex(ctx context.Context) {
 	// which c's version then understates: conservative).
 	x, err := buildIndex(ctx, s.db, s.dir, c.version, n)
 	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("building the lookup index failed; lookups confirm in Badger", "err", err)
-		}
-		return
+		return err
 	}
 	published := s.publishIndex(x)
 	if !published {
@@ -477,6 +491,21 @@ func (s *Store) rebuildIndex(ctx context.Context) {
 	}
 	s.log.Info("lookup index built", "digests", x.n, "sets", len(x.sets), "corpus_version", x.version,
 		"current", published, "duration", time.Since(start))
+	return nil
+}
+
+// BuildIndex writes the lookup index now unless the saved one is current.
+// Offline tools, which open the store with IndexOff, call it after their
+// work so that a daemon starts with a current index.
+func (s *Store) BuildIndex(ctx context.Context) error {
+	if s.readOnly != nil {
+		return s.readOnly
+	}
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.release()
+	return s.buildIndex(ctx, true)
 }
 
 // IndexMode says when the lookup index is rebuilt after an import.

@@ -52,9 +52,11 @@ func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
 }
 
 // open opens the corpus at t.data for a command that changes it.
+// The lookup index is not rebuilt while the command works, but once,
+// before the store closes (closeOffline), so a daemon starts with it.
 func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
 	so := store.DefaultOptions()
-	so.Logger = log
+	so.Logger, so.Index = log, store.IndexOff
 	st, err := store.Open(ctx, t.data, so)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
@@ -109,7 +111,7 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		defer closeOffline(ctx, st, log)
 		svc = service.New(st)
 	}
 	switch args[0] {
@@ -162,7 +164,7 @@ func gc(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeOffline(ctx, st, log)
 	cs, err := st.Collect(ctx)
 	if err != nil {
 		return err
@@ -170,4 +172,14 @@ func gc(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.
 	fmt.Fprintf(stdout, "collected %d interrupted imports: %d rows deleted, %d rows rewritten, %d leftover files removed\n",
 		cs.Segments, cs.Deleted, cs.Rewritten, cs.TempFiles)
 	return nil
+}
+
+// closeOffline brings the lookup index up to date, then closes st.
+func closeOffline(ctx context.Context, st *store.Store, log *slog.Logger) {
+	if err := st.BuildIndex(ctx); err != nil && ctx.Err() == nil {
+		log.Warn("building the lookup index failed; the daemon will build it at start", "err", err)
+	}
+	if err := st.Close(); err != nil {
+		log.Error("closing the store", "err", err)
+	}
 }

@@ -120,7 +120,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		if err != nil {
 			return err
 		}
-		defer st.Close()
+		defer closeOffline(ctx, st, log)
 		run = service.New(st).Import
 	}
 
