@@ -33,6 +33,7 @@ type config struct {
 	Admin           bool     `yaml:"admin" help:"serve the AdminService (imports through the daemon)"`
 	MetricsAddr     string   `yaml:"metrics_addr" help:"Prometheus /metrics listen address; empty for none"`
 	FPR             float64  `yaml:"fpr" help:"Bloom filter target false-positive rate, between 0 and 1"`
+	Index           bool     `yaml:"index" help:"keep the lookup index (37 bytes a digest of disk and page cache) so present lookups skip Badger"`
 	ShutdownTimeout duration `yaml:"shutdown_timeout" help:"how long calls in flight may take to finish at shutdown"`
 	LogLevel        string   `yaml:"log_level" help:"debug, info, warn or error"`
 	TLS             struct {
@@ -84,6 +85,7 @@ func defaultConfig() config {
 	c.Addr = "127.0.0.1:7355"
 	c.Admin = true
 	c.FPR = so.FalsePositiveRate
+	c.Index = so.Index != store.IndexOff
 	c.ShutdownTimeout = duration(10 * time.Second)
 	c.LogLevel = "info"
 	c.TLS.ClientAuth = string(certs.RequireClientCert)
@@ -123,7 +125,7 @@ func (d *duration) set(s string) error {
 
 // serveFlags are the flags of 'breachd serve': each sets one key.
 var serveFlags = []struct{ name, key string }{
-	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"},
+	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"}, {"index", "index"},
 	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
 	{"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }
@@ -370,6 +372,9 @@ func (m mtlsIdentity) principal() (auth.CertIdentity, error) {
 func (c *config) storeOptions() store.Options {
 	so := store.DefaultOptions()
 	so.FalsePositiveRate = c.FPR
+	if !c.Index {
+		so.Index = store.IndexOff
+	}
 	so.MaxBulkDigests = c.Import.MaxPendingDigests
 	so.DiskReserve = c.Import.DiskReserve
 	return so

@@ -37,6 +37,8 @@ type config struct {
 	accounts string
 	domain   string
 	sample   int
+	sweep    int
+	exposed  float64
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&c.accounts, "accounts", "", "also write the canonical email of every distinct account here (ground truth for tests)")
 	fs.StringVar(&c.domain, "domain", "", "put every address under subdomains of this domain (for corpora disjoint from the demo)")
 	fs.IntVar(&c.sample, "sample", 0, "print the first N accounts of the corpus instead of writing it")
+	fs.IntVar(&c.sweep, "sweep", 0, "write N addresses to check instead of the dump: --exposed percent of them accounts of the corpus (--seed, --records), the rest outsiders, shuffled")
+	fs.Float64Var(&c.exposed, "exposed", 0, "with --sweep: percent of the addresses that are in the corpus")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: corpusgen [flags]\n\nWrites a synthetic Sega Pass-shaped dump. Flags:")
 		fs.PrintDefaults()
@@ -59,6 +63,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.sweep > 0 {
+		if c.exposed < 0 || c.exposed > 100 {
+			return fmt.Errorf("--exposed %v: want a percentage from 0 to 100", c.exposed)
+		}
+		return sweepFile(c, stdout, stderr)
 	}
 	return generate(ctx, c, stdout, stderr)
 }
