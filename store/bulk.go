@@ -53,6 +53,15 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	if err := sw.Prepare(); err != nil {
 		return nil, classify("prepare bulk load", err)
 	}
+	// The lookup index is written in the same pass (the digests come out
+	// sorted), and installed once the commit is written.
+	if s.opts.Index != IndexOff && s.readOnly == nil {
+		w, err := newIndexWriter(s.dir, n)
+		if err != nil {
+			return nil, err
+		}
+		imp.index = w
+	}
 	val := binary.BigEndian.AppendUint32(nil, imp.seg)
 	buf := z.NewBuffer(bulkBatch*64, "breachd.bulk")
 	defer func() { buf.Release() }()
@@ -74,6 +83,11 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 			return nil, err
 		}
 		f.add(d[:])
+		if imp.index != nil {
+			if err := imp.index.add(d[:], val); err != nil {
+				return nil, err
+			}
+		}
 		k := emailKey(&d)
 		badger.KVToBuffer(&pb.KV{Key: k[:], Value: val, Version: 1, StreamId: 1}, buf)
 		distinct++

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -219,7 +219,7 @@ func TestCrash(t *testing.T) {
 			}
 		}
 
-		var logs bytes.Buffer
+		var logs syncBuffer // the background collection logs too
 		o := options(0)
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		start := time.Now()
@@ -228,7 +228,7 @@ func TestCrash(t *testing.T) {
 			t.Fatalf("run %d (%s): the store does not open after the kill: %v", run, op, err)
 		}
 		slowest = max(slowest, time.Since(start))
-		if bytes.Contains(logs.Bytes(), []byte("rebuilding bloom filter")) {
+		if strings.Contains(logs.String(), "rebuilding bloom filter") {
 			tally[op].rebuilt++
 		} else {
 			tally[op].loaded++

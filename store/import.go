@@ -97,6 +97,9 @@ type importTx struct {
 	// digests, made at the first add. Commit publishes it; until then no
 	// lookup reads it, so it is written without atomics or locks.
 	filter *filter
+	// index is the lookup index a bulk load writes as it goes (bulk.go);
+	// nil otherwise.
+	index *indexWriter
 	stats  breachd.ImportStats
 }
 
@@ -336,6 +339,13 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 
 	if imp.isBulk {
 		f, err := imp.commitBulk(ctx)
+		if imp.index != nil {
+			defer func() {
+				if imp.index != nil {
+					imp.index.abort() // not installed: the commit failed
+				}
+			}()
+		}
 		if err != nil {
 			return imp.stats, err
 		}
@@ -398,6 +408,13 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 	segs[imp.seg] = rec.Name
 	nc := newCatalog(version, version, breaches, segs)
 	s.cat.Store(nc)
+	if imp.index != nil && imp.index.finish(version) == nil {
+		x, err := imp.index.install()
+		imp.index = nil
+		if err == nil && !s.publishIndex(x) {
+			unmapFile(x.mapped)
+		}
+	}
 	s.refreshView(context.Background(), nc)
 	imp.stats.Version = version
 	s.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,

@@ -219,32 +219,139 @@ func parseIndex(m []byte) (*index, error) {
 	return x, nil
 }
 
-// buildIndex writes the index of Badger's snapshot txn, taken at corpus
-// version v or later, to dir and opens it. About n digests are expected
-// (it sizes the directory). The file replaces the previous one atomically.
-func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64) (*index, error) {
-	tmp, err := os.CreateTemp(dir, indexFile+".tmp*")
+// indexWriter writes an index file from digests given in ascending order,
+// to a temporary file that install renames into place. The bulk load
+// feeds it as it writes Badger's tables; buildIndex from a Badger snapshot.
+type indexWriter struct {
+	dir      string
+	f        *os.File
+	bw       *bufio.Writer
+	bits     uint
+	dirWords []uint32
+	setIDs   map[string]uint32
+	sets     [][]byte
+	count    uint64
+	next     uint64 // the next directory bucket to fill
+	rec      [indexRecSize]byte
+}
+
+// newIndexWriter starts an index of about n digests in dir.
+func newIndexWriter(dir string, n uint64) (*indexWriter, error) {
+	f, err := os.CreateTemp(dir, indexFile+".tmp*")
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	defer tmp.Close()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if _, err := bw.Write(make([]byte, indexHdrSize)); err != nil {
+	w := &indexWriter{dir: dir, f: f, bw: bufio.NewWriterSize(f, 1<<20), bits: indexBits(n), setIDs: map[string]uint32{}}
+	w.dirWords = make([]uint32, (1<<w.bits)+1)
+	if _, err := w.bw.Write(make([]byte, indexHdrSize)); err != nil {
+		w.abort()
 		return nil, err
 	}
-	b := indexBits(n)
-	dirWords := make([]uint32, (1<<b)+1)
-	setIDs := map[string]uint32{}
-	var sets [][]byte
-	var count uint64
-	next := uint64(0) // the next directory bucket to fill
-	var rec [indexRecSize]byte
+	return w, nil
+}
+
+// add appends digest d (32 bytes, above the last one) with membership val.
+func (w *indexWriter) add(d, val []byte) error {
+	if w.count >= 1<<32-1 {
+		return errors.New("index: more than 2^32 digests")
+	}
+	id, ok := w.setIDs[string(val)]
+	if !ok {
+		id = uint32(len(w.sets))
+		w.setIDs[string(val)] = id
+		w.sets = append(w.sets, bytes.Clone(val))
+	}
+	copy(w.rec[:], d)
+	binary.LittleEndian.PutUint32(w.rec[breachd.DigestSize:], id)
+	if _, err := w.bw.Write(w.rec[:]); err != nil {
+		return err
+	}
+	bucket := uint64(0)
+	if w.bits > 0 {
+		bucket = binary.BigEndian.Uint64(d[:8]) >> (64 - w.bits)
+	}
+	for ; w.next <= bucket; w.next++ {
+		w.dirWords[w.next] = uint32(w.count)
+	}
+	w.count++
+	return nil
+}
+
+// finish writes the directory, the sets and a header naming corpus
+// version v, and syncs the file; install then puts it in place.
+func (w *indexWriter) finish(v uint64) error {
+	for ; w.next < uint64(len(w.dirWords)); w.next++ {
+		w.dirWords[w.next] = uint32(w.count)
+	}
+	le := binary.LittleEndian
+	off := uint64(indexHdrSize) + w.count*indexRecSize
+	if pad := (4 - off%4) % 4; pad > 0 {
+		w.bw.Write(make([]byte, pad))
+		off += pad
+	}
+	var w4 [4]byte
+	for _, d := range w.dirWords {
+		le.PutUint32(w4[:], d)
+		w.bw.Write(w4[:])
+	}
+	setsOff := off + uint64(len(w.dirWords))*4
+	for _, s := range w.sets {
+		le.PutUint32(w4[:], uint32(len(s)/4))
+		w.bw.Write(w4[:])
+		w.bw.Write(s)
+	}
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	hdr := make([]byte, indexHdrSize)
+	copy(hdr, indexMagic)
+	le.PutUint64(hdr[8:], v)
+	le.PutUint64(hdr[16:], w.count)
+	le.PutUint64(hdr[24:], uint64(w.bits))
+	le.PutUint64(hdr[32:], uint64(len(w.sets)))
+	le.PutUint64(hdr[40:], setsOff)
+	if _, err := w.f.WriteAt(hdr, 0); err != nil {
+		return err
+	}
+	return w.f.Sync()
+}
+
+// install renames the finished file into place and opens it. Only once
+// the corpus version it names is committed: an index must never claim a
+// version whose digests it may lack.
+func (w *indexWriter) install() (*index, error) {
+	if err := w.f.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(w.f.Name(), filepath.Join(w.dir, indexFile)); err != nil {
+		os.Remove(w.f.Name())
+		return nil, err
+	}
+	if err := syncDir(w.dir); err != nil {
+		return nil, err
+	}
+	return loadIndex(w.dir)
+}
+
+// abort drops the unfinished file.
+func (w *indexWriter) abort() {
+	w.f.Close()
+	os.Remove(w.f.Name())
+}
+
+// buildIndex writes the index of a Badger snapshot, taken at corpus version
+// v or later, to dir and opens it. About n digests are expected (it sizes
+// the directory). The file replaces the previous one atomically.
+func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64) (*index, error) {
+	w, err := newIndexWriter(dir, n)
+	if err != nil {
+		return nil, err
+	}
 	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if count%65536 == 0 && ctx.Err() != nil {
+			if w.count%65536 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			item := it.Item()
@@ -252,87 +359,20 @@ func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64) (*i
 			if len(k) != emailKeySize {
 				return fmt.Errorf("%w: email key of %d bytes", ErrCorrupt, len(k))
 			}
-			if count >= 1<<32-1 {
-				return errors.New("index: more than 2^32 digests")
-			}
-			var id uint32
-			err := item.Value(func(val []byte) error {
-				var ok bool
-				if id, ok = setIDs[string(val)]; !ok {
-					id = uint32(len(sets))
-					setIDs[string(val)] = id
-					sets = append(sets, bytes.Clone(val))
-				}
-				return nil
-			})
-			if err != nil {
+			if err := item.Value(func(val []byte) error { return w.add(k[1:], val) }); err != nil {
 				return err
 			}
-			copy(rec[:], k[1:])
-			binary.LittleEndian.PutUint32(rec[breachd.DigestSize:], id)
-			if _, err := bw.Write(rec[:]); err != nil {
-				return err
-			}
-			bucket := uint64(0)
-			if b > 0 {
-				bucket = binary.BigEndian.Uint64(k[1:9]) >> (64 - b)
-			}
-			for ; next <= bucket; next++ {
-				dirWords[next] = uint32(count)
-			}
-			count++
 		}
 		return nil
 	})
+	if err == nil {
+		err = w.finish(v)
+	}
 	if err != nil {
+		w.abort()
 		return nil, err
 	}
-	for ; next < uint64(len(dirWords)); next++ {
-		dirWords[next] = uint32(count)
-	}
-	le := binary.LittleEndian
-	off := uint64(indexHdrSize) + count*indexRecSize
-	if pad := (4 - off%4) % 4; pad > 0 {
-		bw.Write(make([]byte, pad))
-		off += pad
-	}
-	var w4 [4]byte
-	for _, d := range dirWords {
-		le.PutUint32(w4[:], d)
-		bw.Write(w4[:])
-	}
-	setsOff := off + uint64(len(dirWords))*4
-	for _, s := range sets {
-		le.PutUint32(w4[:], uint32(len(s)/4))
-		bw.Write(w4[:])
-		bw.Write(s)
-	}
-	if err := bw.Flush(); err != nil {
-		return nil, err
-	}
-	hdr := make([]byte, indexHdrSize)
-	copy(hdr, indexMagic)
-	le.PutUint64(hdr[8:], v)
-	le.PutUint64(hdr[16:], count)
-	le.PutUint64(hdr[24:], uint64(b))
-	le.PutUint64(hdr[32:], uint64(len(sets)))
-	le.PutUint64(hdr[40:], setsOff)
-	if _, err := tmp.WriteAt(hdr, 0); err != nil {
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, indexFile)); err != nil {
-		return nil, err
-	}
-	if err := syncDir(dir); err != nil {
-		return nil, err
-	}
-	return loadIndex(dir)
+	return w.install()
 }
 
 // view pairs the current index with the catalogue it answers for: its sets
@@ -384,7 +424,10 @@ func (s *Store) refreshView(ctx context.Context, c *catalog) {
 		}
 	}
 	s.view.Store(nil)
-	if s.opts.Index == IndexInline {
+	switch s.opts.Index {
+	case IndexOff, IndexManual:
+		return
+	case IndexInline:
 		s.viewMu.Unlock()
 		s.rebuildIndex(ctx)
 		s.viewMu.Lock()
@@ -520,13 +563,17 @@ const (
 	IndexInline
 	// IndexOff never builds it: every filter "maybe" is confirmed in Badger.
 	IndexOff
+	// IndexManual builds it only in a first import's bulk load (in the same
+	// pass) and when BuildIndex is called: offline tools, which call
+	// BuildIndex once before closing.
+	IndexManual
 )
 
 // openIndex loads the saved index at Open, publishing it if it is current,
 // and starts the rebuilding loop (or, with IndexInline, rebuilds at once).
 func (s *Store) openIndex(ctx, bgCtx context.Context) {
 	s.indexKick = make(chan struct{}, 1)
-	if s.opts.Index == IndexOff {
+	if s.opts.Index == IndexOff || s.opts.Index == IndexManual {
 		return
 	}
 	c := s.cat.Load()

@@ -142,3 +142,44 @@ func TestIndexLookupAllocs(t *testing.T) {
 		t.Fatalf("a present lookup allocates %.1f times, want 0", allocs)
 	}
 }
+
+// TestIndexManual is the offline tools' mode: a first import's bulk load
+// writes the index in the same pass (current at once, no rebuild); a later
+// import leaves it stale until BuildIndex, which a daemon then loads.
+func TestIndexManual(t *testing.T) {
+	dir := t.TempDir()
+	var logs syncBuffer
+	o := options(0)
+	o.Logger, o.Index = slog.New(slog.NewTextHandler(&logs, nil)), store.IndexManual
+	s := open(t, dir, o)
+	a, b := storetest.Digests("a", 10_000), storetest.Digests("b", 3_000)
+	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
+	if ix := s.Stats().Index; !ix.Current || ix.Digests != 10_000 {
+		t.Fatalf("after a bulk load: index %+v, want current with 10000 digests", ix)
+	}
+	if strings.Contains(logs.String(), "lookup index built") {
+		t.Errorf("the bulk load's index was rebuilt from Badger:\n%s", logs.String())
+	}
+	importAll(t, s, storetest.Breach("Beta"), append(append([]breachd.Digest{}, a[:10]...), b...), 5000)
+	if s.Stats().Index.Current {
+		t.Fatal("the index is current after a later import in manual mode")
+	}
+	wantBreaches(t, s, a[:10], "Alpha", "Beta")
+	if err := s.BuildIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ix := s.Stats().Index; !ix.Current || ix.Digests != 13_000 {
+		t.Fatalf("after BuildIndex: index %+v, want current with 13000 digests", ix)
+	}
+	wantBreaches(t, s, a[:10], "Alpha", "Beta")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o.Index = store.IndexBackground
+	s = open(t, dir, o)
+	defer s.Close()
+	if ix := s.Stats().Index; !ix.Current || ix.Version != 2 {
+		t.Fatalf("a daemon's open after BuildIndex: index %+v, want current at version 2", ix)
+	}
+	wantBreaches(t, s, b, "Beta")
+}

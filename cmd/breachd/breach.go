@@ -56,7 +56,7 @@ func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
 // before the store closes (closeOffline), so a daemon starts with it.
 func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
 	so := store.DefaultOptions()
-	so.Logger, so.Index = log, store.IndexOff
+	so.Logger, so.Index = log, store.IndexManual
 	st, err := store.Open(ctx, t.data, so)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
