@@ -100,7 +100,7 @@ type importTx struct {
 	// index is the lookup index a bulk load writes as it goes (bulk.go);
 	// nil otherwise.
 	index *indexWriter
-	stats  breachd.ImportStats
+	stats breachd.ImportStats
 }
 
 func (s *Store) beginImport(b breachd.Breach) (*importTx, error) {
