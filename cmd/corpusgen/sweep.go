@@ -13,7 +13,7 @@ import (
 
 // sweepFile writes c.sweep addresses, one CSV column headed "email", for a
 // bulk check at a chosen exposure rate: c.exposed percent are accounts of
-// the corpus --seed and --records generate (sampled evenly over it), the
+// the corpus --seed and --records generate (sampled over it), the
 // rest outsiders under a domain no corpus uses, in random order. It reports
 // the exact count of each on stderr.
 func sweepFile(c config, stdout, stderr io.Writer) error {
@@ -22,7 +22,7 @@ func sweepFile(c config, stdout, stderr io.Writer) error {
 	if want > 0 {
 		// Sample about want of the corpus's accounts, each with the same
 		// chance; the corpus has a little fewer accounts than rows.
-		p := min(1, 1.05*float64(want)/float64(c.records))
+		p := min(1, 1.2*float64(want)/float64(c.records))
 		r := rand.New(rand.NewPCG(c.seed, 0x5eed))
 		acc := &lineSink{fn: func(line []byte) {
 			if len(in) < want && r.Float64() < p {
