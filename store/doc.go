@@ -6,7 +6,9 @@
 //
 // Answers are exact. The published filter holds every digest of every
 // committed breach, so a "no" from it is final; a "maybe" is confirmed in
-// Badger. Published filters and catalogues are immutable: an import writes
+// the lookup index (index.go: a sorted, memory-mapped copy of every digest
+// and its membership, rebuilt after imports) while it is current, and in
+// Badger, the store of record, otherwise. Published filters and catalogues are immutable: an import writes
 // its rows under a new, pending segment id that lookups ignore, adds its
 // digests to a private copy of the filter, and its commit publishes the
 // filter and then the catalogue, each in one atomic store. A breach becomes
