@@ -342,7 +342,7 @@ func (w *indexWriter) abort() {
 // buildIndex writes the index of a Badger snapshot, taken at corpus version
 // v or later, to dir and opens it. About n digests are expected (it sizes
 // the directory). The file replaces the previous one atomically.
-func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64) (*index, error) {
+func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64, p *pacer) (*index, error) {
 	w, err := newIndexWriter(dir, n)
 	if err != nil {
 		return nil, err
@@ -351,8 +351,10 @@ func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64) (*i
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			if w.count%65536 == 0 && ctx.Err() != nil {
-				return ctx.Err()
+			if w.count%4096 == 0 {
+				if err := p.step(ctx); err != nil {
+					return err
+				}
 			}
 			item := it.Item()
 			k := item.Key()
@@ -524,7 +526,7 @@ func (s *Store) buildIndex(ctx context.Context, checkSaved bool) error {
 	// The snapshot is taken after c was loaded, so it holds every digest
 	// of every import committed at c's version (and maybe later ones,
 	// which c's version then understates: conservative).
-	x, err := buildIndex(ctx, s.db, s.dir, c.version, n)
+	x, err := buildIndex(ctx, s.db, s.dir, c.version, n, s.pacer())
 	if err != nil {
 		return err
 	}

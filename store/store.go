@@ -54,6 +54,12 @@ type Options struct {
 	// MemTableSize is the size of Badger's memtables in bytes; two of them
 	// are counted in what any import may need.
 	MemTableSize int64
+	// BackgroundShare is the share of one core that full scans (collection
+	// after a delete or an interrupted import, filter and index rebuilds)
+	// may take while the store serves: they pause between chunks of rows
+	// so lookups keep theirs. 1 means no pause (offline tools); the daemon
+	// uses 0.5.
+	BackgroundShare float64
 	// Index says when the lookup index (index.go: 37 bytes a digest of
 	// disk and page cache) is rebuilt after an import; IndexOff never
 	// builds one.
@@ -73,6 +79,7 @@ func DefaultOptions() Options {
 		DiskReserve:       256 << 20,
 		BulkChunkDigests:  4 << 20, // 128 MiB
 		MemTableSize:      64 << 20,
+		BackgroundShare:   0.5,
 	}
 }
 
@@ -83,6 +90,8 @@ func (o Options) Validate() error {
 		return &breachd.OptionError{Option: "FalsePositiveRate", Value: o.FalsePositiveRate, Want: "a rate between 0 and 1, exclusive (e.g. 0.001)"}
 	case o.ExpectedKeys < 1:
 		return &breachd.OptionError{Option: "ExpectedKeys", Value: o.ExpectedKeys, Want: "at least 1"}
+	case !(o.BackgroundShare > 0 && o.BackgroundShare <= 1):
+		return &breachd.OptionError{Option: "BackgroundShare", Value: o.BackgroundShare, Want: "a share of one core in (0, 1]"}
 	case o.BlockCacheSize < 0:
 		return &breachd.OptionError{Option: "BlockCacheSize", Value: o.BlockCacheSize, Want: "0 (no cache) or more bytes"}
 	case o.BlockSize < 512 || o.BlockSize > 1<<20:
@@ -123,6 +132,7 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  atomic.Bool
 
+	serving       atomic.Bool        // Open has finished: pace full scans
 	readOnly      error              // non-nil: opened read-only on a nearly full disk; why
 	recount       bool               // the saved filter's count is ahead of the corpus: collect recounts
 	pendingAtOpen bool               // Open found records of interrupted imports: collect them
@@ -198,6 +208,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	// background: answers are right meanwhile, and imports wait for it.
 	bgCtx, cancel := context.WithCancel(context.Background())
 	s.bgCancel = cancel
+	s.serving.Store(true) // from here, full scans are paced (Options.BackgroundShare)
 	s.openIndex(ctx, bgCtx)
 	if s.readOnly == nil && s.needsCollect() {
 		s.bg.Add(1)
@@ -382,9 +393,10 @@ func (s *Store) eachDigest(ctx context.Context, fn func(item *badger.Item, val [
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
 		defer it.Close()
 		var i int
+		p := s.pacer()
 		for it.Rewind(); it.Valid(); it.Next() {
 			if i++; i%4096 == 0 {
-				if err := ctx.Err(); err != nil {
+				if err := p.step(ctx); err != nil {
 					return err
 				}
 			}
@@ -555,3 +567,36 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a
 func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug, f, a) }
+
+// pacer keeps a full scan to a share of one core: after each chunk of work
+// it sleeps in proportion to the time the chunk took.
+type pacer struct {
+	share float64
+	mark  time.Time
+}
+
+// pacer returns the pacer for a scan starting now: nil (no pauses) while
+// the store opens, or with BackgroundShare 1.
+func (s *Store) pacer() *pacer {
+	if !s.serving.Load() || s.opts.BackgroundShare >= 1 {
+		return nil
+	}
+	return &pacer{share: s.opts.BackgroundShare, mark: time.Now()}
+}
+
+// step ends a chunk: it pauses, and fails if ctx ends.
+func (p *pacer) step(ctx context.Context) error {
+	if err := ctx.Err(); err != nil || p == nil {
+		return err
+	}
+	pause := time.Duration(float64(time.Since(p.mark)) * (1/p.share - 1))
+	t := time.NewTimer(pause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	p.mark = time.Now()
+	return nil
+}

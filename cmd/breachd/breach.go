@@ -57,6 +57,7 @@ func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
 func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
 	so := store.DefaultOptions()
 	so.Logger, so.Index = log, store.IndexManual
+	so.BackgroundShare = 1 // nothing to share the machine with
 	st, err := store.Open(ctx, t.data, so)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
