@@ -48,4 +48,3 @@ func TestSweep(t *testing.T) {
 		}
 	}
 }
-
