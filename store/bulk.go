@@ -55,7 +55,7 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	}
 	// The lookup index is written in the same pass (the digests come out
 	// sorted), and installed once the commit is written.
-	if s.opts.Index != IndexOff && s.readOnly == nil {
+	if s.opts.Index != IndexOff {
 		w, err := newIndexWriter(s.dir, n)
 		if err != nil {
 			return nil, err

@@ -135,11 +135,15 @@ func (v *view) findBatch(packed []byte, pos []int32, fn func(i int32, bs []*brea
 var prefetchSink atomic.Uint64
 
 // bucket is the directory bucket of the digest at the start of d.
-func (x *index) bucket(d []byte) uint64 {
-	if x.bits == 0 {
+func (x *index) bucket(d []byte) uint64 { return bucketOf(d, x.bits) }
+
+// bucketOf is the directory bucket, of a directory of 1<<bits, of the
+// digest at the start of d: its leading bits.
+func bucketOf(d []byte, bits uint) uint64 {
+	if bits == 0 {
 		return 0
 	}
-	return binary.BigEndian.Uint64(d[:8]) >> (64 - x.bits)
+	return binary.BigEndian.Uint64(d[:8]) >> (64 - bits)
 }
 
 // indexBits is the directory size for about n records.
@@ -266,11 +270,7 @@ func (w *indexWriter) add(d, val []byte) error {
 	if _, err := w.bw.Write(w.rec[:]); err != nil {
 		return err
 	}
-	bucket := uint64(0)
-	if w.bits > 0 {
-		bucket = binary.BigEndian.Uint64(d[:8]) >> (64 - w.bits)
-	}
-	for ; w.next <= bucket; w.next++ {
+	for bucket := bucketOf(d, w.bits); w.next <= bucket; w.next++ {
 		w.dirWords[w.next] = uint32(w.count)
 	}
 	w.count++
@@ -339,33 +339,20 @@ func (w *indexWriter) abort() {
 	os.Remove(w.f.Name())
 }
 
-// buildIndex writes the index of a Badger snapshot, taken at corpus version
-// v or later, to dir and opens it. About n digests are expected (it sizes
+// writeIndex writes the index of a Badger snapshot, taken at corpus
+// version v or later, and opens it. About n digests are expected (it sizes
 // the directory). The file replaces the previous one atomically.
-func buildIndex(ctx context.Context, db *badger.DB, dir string, v, n uint64, p *pacer) (*index, error) {
-	w, err := newIndexWriter(dir, n)
+func (s *Store) writeIndex(ctx context.Context, v, n uint64) (*index, error) {
+	w, err := newIndexWriter(s.dir, n)
 	if err != nil {
 		return nil, err
 	}
-	err = db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if w.count%4096 == 0 {
-				if err := p.step(ctx); err != nil {
-					return err
-				}
-			}
-			item := it.Item()
-			k := item.Key()
-			if len(k) != emailKeySize {
-				return fmt.Errorf("%w: email key of %d bytes", ErrCorrupt, len(k))
-			}
-			if err := item.Value(func(val []byte) error { return w.add(k[1:], val) }); err != nil {
-				return err
-			}
+	err = s.eachDigest(ctx, func(item *badger.Item, val []byte) error {
+		k := item.Key()
+		if len(k) != emailKeySize {
+			return fmt.Errorf("%w: email key of %d bytes", ErrCorrupt, len(k))
 		}
-		return nil
+		return w.add(k[1:], val)
 	})
 	if err == nil {
 		err = w.finish(v)
@@ -414,28 +401,37 @@ func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
 // refreshView makes the view follow catalogue c, which the caller has just
 // published: the same index resolved against c if the index is still
 // current (no import since it was built), otherwise no view and a rebuild
-// requested. Callers hold the import token.
+// (at once with IndexInline, in the background by default). Callers hold
+// the import token.
 func (s *Store) refreshView(ctx context.Context, c *catalog) {
+	if s.followCatalog(c) {
+		return
+	}
+	switch s.opts.Index {
+	case IndexInline:
+		s.rebuildIndex(ctx)
+	case IndexBackground:
+		s.kickIndex()
+	}
+}
+
+// followCatalog resolves the current index against c and reports whether
+// it could (the index is still current); otherwise it drops the view.
+func (s *Store) followCatalog(c *catalog) bool {
 	s.viewMu.Lock()
 	defer s.viewMu.Unlock()
 	old := s.view.Load()
+	if old != nil && old.cat == c {
+		return true // published for c already (a bulk load's index)
+	}
 	if old != nil && old.idx.version >= c.importVersion {
 		if v, err := newView(c, old.idx); err == nil {
 			s.view.Store(v)
-			return
+			return true
 		}
 	}
 	s.view.Store(nil)
-	switch s.opts.Index {
-	case IndexOff, IndexManual:
-		return
-	case IndexInline:
-		s.viewMu.Unlock()
-		s.rebuildIndex(ctx)
-		s.viewMu.Lock()
-		return
-	}
-	s.kickIndex()
+	return false
 }
 
 // publishIndex makes x current if no import committed since it was built,
@@ -462,7 +458,7 @@ func (s *Store) publishIndex(x *index) bool {
 }
 
 // retire unmaps x once no lookup can still read it: lookups hold idxMu
-// for reading while they read an index.
+// for reading while they read an index, and load the view under it.
 func (s *Store) retire(x *index) {
 	s.idxMu.Lock()
 	unmapFile(x.mapped)
@@ -526,7 +522,7 @@ func (s *Store) buildIndex(ctx context.Context, checkSaved bool) error {
 	// The snapshot is taken after c was loaded, so it holds every digest
 	// of every import committed at c's version (and maybe later ones,
 	// which c's version then understates: conservative).
-	x, err := buildIndex(ctx, s.db, s.dir, c.version, n, s.pacer())
+	x, err := s.writeIndex(ctx, c.version, n)
 	if err != nil {
 		return err
 	}
@@ -540,8 +536,8 @@ func (s *Store) buildIndex(ctx context.Context, checkSaved bool) error {
 }
 
 // BuildIndex writes the lookup index now unless the saved one is current.
-// Offline tools, which open the store with IndexOff, call it after their
-// work so that a daemon starts with a current index.
+// Offline tools, which open the store with IndexManual, call it after
+// their work so that a daemon starts with a current index.
 func (s *Store) BuildIndex(ctx context.Context) error {
 	if s.readOnly != nil {
 		return s.readOnly

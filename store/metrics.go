@@ -32,7 +32,7 @@ func (s *Store) registerMetrics(reg prometheus.Registerer) error {
 			return float64(s.importReceived.Load())
 		}),
 		gauge("breachd_index_current", "1 while lookups read the lookup index, 0 while they confirm in Badger (until its rebuild after an import).", func() float64 {
-			if s.Stats().Index.Current {
+			if v := s.view.Load(); v != nil && v.cat == s.cat.Load() {
 				return 1
 			}
 			return 0

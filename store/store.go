@@ -458,13 +458,13 @@ func (s *Store) Close() error {
 		return breachd.ErrClosed
 	}
 	s.closed.Store(true)
-	s.idxMu.Lock()
+	s.viewMu.Lock()
 	s.view.Store(nil)
 	if s.current != nil {
-		unmapFile(s.current.mapped)
+		s.retire(s.current)
 		s.current = nil
 	}
-	s.idxMu.Unlock()
+	s.viewMu.Unlock()
 	var errs []error
 	if s.readOnly == nil {
 		if err := s.saveFilter(); err != nil {
