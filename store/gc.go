@@ -126,20 +126,31 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 	// The scan saw every row with imports held off: the count of committed
 	// accounts is exact now, whatever an interrupted delete left behind.
 	s.keys.Store(committed)
-	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
-	idxTmps, _ := filepath.Glob(filepath.Join(s.dir, indexFile+".tmp*"))
-	tmps = append(tmps, idxTmps...)
-	tmps = append(tmps, staleSpills(s.dir)...) // Collect holds the import token: no import owns them
-	for _, p := range tmps {
-		if os.Remove(p) == nil {
-			st.TempFiles++
-		}
-	}
+	st.TempFiles = s.removeTemps()
 	if st != (CollectStats{}) {
 		s.log.Info("collected", "segments", st.Segments, "rewritten", st.Rewritten, "deleted", st.Deleted,
 			"temp_files", st.TempFiles, "duration", time.Since(start))
 	}
 	return st, wasVisible, nil
+}
+
+// removeTemps removes the temporary files that crashes left, and returns
+// how many. Callers hold the import token, so no import owns any of them;
+// an index build may be running beside, and its file is spared.
+func (s *Store) removeTemps() int {
+	s.tmpMu.Lock()
+	defer s.tmpMu.Unlock()
+	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
+	idxTmps, _ := filepath.Glob(filepath.Join(s.dir, indexFile+".tmp*"))
+	tmps = append(tmps, idxTmps...)
+	tmps = append(tmps, staleSpills(s.dir)...)
+	n := 0
+	for _, p := range tmps {
+		if !s.writingTmps[p] && os.Remove(p) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // needsCollect reports whether Open found something to collect: records of

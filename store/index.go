@@ -333,6 +333,28 @@ func (w *indexWriter) install() (*index, error) {
 	return loadIndex(w.dir)
 }
 
+// newIndexWriter starts an index of about n digests, its temporary file
+// named as being written until doneWriting, so that Collect spares it.
+func (s *Store) newIndexWriter(n uint64) (*indexWriter, error) {
+	s.tmpMu.Lock()
+	defer s.tmpMu.Unlock()
+	w, err := newIndexWriter(s.dir, n)
+	if err != nil {
+		return nil, err
+	}
+	if s.writingTmps == nil {
+		s.writingTmps = map[string]bool{}
+	}
+	s.writingTmps[w.f.Name()] = true
+	return w, nil
+}
+
+func (s *Store) doneWriting(w *indexWriter) {
+	s.tmpMu.Lock()
+	delete(s.writingTmps, w.f.Name())
+	s.tmpMu.Unlock()
+}
+
 // abort drops the unfinished file.
 func (w *indexWriter) abort() {
 	w.f.Close()
@@ -343,10 +365,11 @@ func (w *indexWriter) abort() {
 // version v or later, and opens it. About n digests are expected (it sizes
 // the directory). The file replaces the previous one atomically.
 func (s *Store) writeIndex(ctx context.Context, v, n uint64) (*index, error) {
-	w, err := newIndexWriter(s.dir, n)
+	w, err := s.newIndexWriter(n)
 	if err != nil {
 		return nil, err
 	}
+	defer s.doneWriting(w)
 	err = s.eachDigest(ctx, func(item *badger.Item, val []byte) error {
 		k := item.Key()
 		if len(k) != emailKeySize {

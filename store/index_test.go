@@ -14,8 +14,9 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// waitIndex waits until lookups read a current index.
-func waitIndex(tb testing.TB, s *store.Store) store.IndexStats {
+// waitIndex waits until lookups read a current index; on failure it
+// prints logs, if given.
+func waitIndex(tb testing.TB, s *store.Store, logs ...*syncBuffer) store.IndexStats {
 	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -23,7 +24,11 @@ func waitIndex(tb testing.TB, s *store.Store) store.IndexStats {
 			return ix
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("the lookup index is not current after 30s: %+v", s.Stats().Index)
+			var l string
+			for _, b := range logs {
+				l += b.String()
+			}
+			tb.Fatalf("the lookup index is not current after 30s: %+v\n%s", s.Stats().Index, l)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -43,7 +48,7 @@ func TestIndex(t *testing.T) {
 	a, b := storetest.Digests("a", 20_000), storetest.Digests("b", 5_000)
 	shared := a[:1000]
 	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
-	ix := waitIndex(t, s)
+	ix := waitIndex(t, s, &logs)
 	if ix.Digests != 20_000 || ix.Version != 1 || ix.Sets != 1 {
 		t.Fatalf("index after the first import = %+v, want 20000 digests in 1 set at version 1", ix)
 	}
@@ -112,7 +117,7 @@ func TestIndex(t *testing.T) {
 	s = open(t, dir, o)
 	defer s.Close()
 	wantBreaches(t, s, shared, "Beta")
-	waitIndex(t, s)
+	waitIndex(t, s, &logs) // beside the collection of what the damage left
 	if !strings.Contains(logs.String(), "lookup index unreadable") {
 		t.Errorf("a truncated index was not reported:\n%s", logs.String())
 	}
@@ -183,3 +188,4 @@ func TestIndexManual(t *testing.T) {
 	}
 	wantBreaches(t, s, b, "Beta")
 }
+

@@ -151,6 +151,11 @@ type Store struct {
 	viewMu    sync.Mutex
 	current   *index        // the index of the view, or the last published one
 	indexKick chan struct{} // asks indexLoop for a rebuild
+	// Index builds run beside Collect (which only holds the import token
+	// against imports): Collect leaves alone the temporary files they are
+	// writing, named here while they are.
+	tmpMu       sync.Mutex
+	writingTmps map[string]bool
 }
 
 // Open opens (creating if needed) the corpus in dir. Rebuilding the Bloom
