@@ -74,6 +74,19 @@ type Breach struct {
 	DataClasses []string  `json:"DataClasses"` // e.g. "Email addresses", "Passwords"
 	IsVerified  bool      `json:"IsVerified"`
 	IsSensitive bool      `json:"IsSensitive"`
+
+	// The rest of Have I Been Pwned's breach model, so that a catalogue
+	// exported from upstream loads as it is and answers read the same.
+	ModifiedDate       time.Time `json:"ModifiedDate"` // when the entry last changed
+	LogoPath           string    `json:"LogoPath"`
+	Attribution        string    `json:"Attribution"`
+	DisclosureURL      string    `json:"DisclosureUrl"`
+	IsFabricated       bool      `json:"IsFabricated"`
+	IsRetired          bool      `json:"IsRetired"`
+	IsSpamList         bool      `json:"IsSpamList"`
+	IsMalware          bool      `json:"IsMalware"`
+	IsSubscriptionFree bool      `json:"IsSubscriptionFree"`
+	IsStealerLog       bool      `json:"IsStealerLog"`
 }
 
 // Limits on a breach record. They keep every catalogue entry small (about
@@ -85,6 +98,7 @@ const (
 	MaxDescriptionLen = 16 << 10
 	MaxDataClasses    = 64
 	MaxDataClassLen   = 64
+	MaxURLLen         = 2048
 )
 
 var breachName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -122,7 +136,8 @@ func (b *Breach) Validate() error {
 	for _, f := range []struct {
 		name, v string
 		limit   int
-	}{{"Title", b.Title, MaxTitleLen}, {"Domain", b.Domain, MaxDomainLen}, {"Description", b.Description, MaxDescriptionLen}} {
+	}{{"Title", b.Title, MaxTitleLen}, {"Domain", b.Domain, MaxDomainLen}, {"Description", b.Description, MaxDescriptionLen},
+		{"LogoPath", b.LogoPath, MaxURLLen}, {"Attribution", b.Attribution, MaxTitleLen}, {"DisclosureUrl", b.DisclosureURL, MaxURLLen}} {
 		if err := text(f.name, f.v, f.limit); err != nil {
 			return err
 		}

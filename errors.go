@@ -35,7 +35,9 @@ var (
 	ErrInvalidDigest = NewError(ErrInvalidArgument, "invalid digest")
 	ErrInvalidBreach = NewError(ErrInvalidArgument, "invalid breach")
 	ErrInvalidBatch  = NewError(ErrInvalidArgument, "invalid batch")
-	ErrUnknownBreach = NewError(ErrNotFound, "unknown breach")
+	// ErrInvalidPasswordHash: a password hash of the wrong length or not hex.
+	ErrInvalidPasswordHash = NewError(ErrInvalidArgument, "invalid password hash")
+	ErrUnknownBreach       = NewError(ErrNotFound, "unknown breach")
 	// ErrClosed is returned by every call on a closed corpus.
 	ErrClosed = NewError(ErrUnavailable, "corpus is closed: shutting down")
 	// ErrEmptyImport is returned for an import that received no digests: it

@@ -188,4 +188,3 @@ func TestIndexManual(t *testing.T) {
 	}
 	wantBreaches(t, s, b, "Beta")
 }
-

@@ -36,16 +36,20 @@ func freeBytes(dir string) (int64, error) {
 // Badger to flush two memtables) if the filesystem would keep less than the
 // reserve.
 func (s *Store) checkSpace(need int64, what string) error {
-	free, err := freeBytes(s.dir)
+	return checkSpace(s.dir, s.opts, need, what)
+}
+
+func checkSpace(dir string, o Options, need int64, what string) error {
+	free, err := freeBytes(dir)
 	if err != nil {
 		return nil // cannot tell: let Badger try, as before
 	}
-	need += 2 * s.opts.MemTableSize
-	if free-need >= s.opts.DiskReserve {
+	need += 2 * o.MemTableSize
+	if free-need >= o.DiskReserve {
 		return nil
 	}
 	return fmt.Errorf("%w: %s needs about %d MiB and %d MiB must stay free (reserve), but only %d MiB are free in %s; nothing was committed: free space and import again",
-		breachd.ErrNoSpace, what, need>>20, s.opts.DiskReserve>>20, free>>20, s.dir)
+		breachd.ErrNoSpace, what, need>>20, o.DiskReserve>>20, free>>20, dir)
 }
 
 // lowOnSpace returns an error wrapping breachd.ErrNoSpace if dir's

@@ -1,0 +1,828 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"maps"
+	"math/bits"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/breachd/breachd"
+)
+
+// Passwords is the corpus of one password hash kind (SHA-1 or NTLM): each
+// hash with its prevalence count, and nothing else. It lives in a Badger of
+// its own beside the email corpus (PasswordDir), with its own Bloom filter
+// and corpus version, and keeps the email corpus's guarantees: exact
+// answers (the filter only says "no"), releases that become visible all at
+// once, and a saved filter that survives a crash without a rebuild.
+//
+// A release is imported as a segment, as a breach is: every row it touches
+// gains an entry (segment id, count) beside the entry it had, and lookups
+// read the entry of the newest committed segment. Until the commit the old
+// entry answers; after it the new one does. So a new release merges into
+// the corpus (hashes it lacks keep their count) with no window of wrong
+// answers. The next import, or the collection at open, drops entries that
+// are superseded or were never committed.
+type Passwords struct {
+	kind      breachd.HashKind
+	dir       string
+	db        *badger.DB
+	log       *slog.Logger
+	opts      Options
+	readOnly  error
+	importSem chan struct{}
+	closeMu   sync.RWMutex
+	closed    atomic.Bool
+	filter    atomic.Pointer[filter]
+	state     atomic.Pointer[pwState]
+	keys      atomic.Uint64 // hashes with a committed count
+	pending   bool          // Open found an interrupted import
+	bg        sync.WaitGroup
+	bgCancel  context.CancelFunc
+}
+
+// pwState is an immutable snapshot of a password corpus's catalogue.
+type pwState struct {
+	version   uint64
+	committed map[uint32]bool // committed segments
+	releases  []*PasswordRelease
+}
+
+// PasswordRelease is one imported release of a password corpus.
+type PasswordRelease struct {
+	breachd.Breach
+	// Hashes is how many hashes the release carried.
+	Hashes uint64 `json:"Hashes"`
+}
+
+// Password keyspaces: the same tags as the email corpus where they mean
+// the same thing, in a database of their own.
+const (
+	tagHash    = 'h' // 'h' + hash -> entries of (segment uint32, count uint64), big-endian
+	pwEntry    = 12
+	pwMaxEntry = 1 << 8 // entries a row may carry; far more means corruption
+)
+
+// PasswordDir is where the corpus of kind k lives inside a data directory.
+func PasswordDir(dataDir string, k breachd.HashKind) string {
+	return filepath.Join(dataDir, "passwords-"+k.String())
+}
+
+// OpenPasswords opens (creating if needed) the corpus of kind k in dataDir.
+func OpenPasswords(ctx context.Context, dataDir string, k breachd.HashKind, opts Options) (*Passwords, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if k.Size() == 0 {
+		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "unknown hash kind %d", k)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir := PasswordDir(dataDir, k)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, classify("create "+dir, err)
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithCompression(options.None). // hashes are random
+		WithBlockCacheSize(opts.BlockCacheSize).
+		WithBlockSize(opts.BlockSize).
+		WithMemTableSize(opts.MemTableSize).
+		WithValueThreshold(64 << 10).
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false)
+	readOnly := lowOnSpace(dir, opts.DiskReserve)
+	if readOnly != nil {
+		bo = bo.WithReadOnly(true)
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, classify("open "+dir, err)
+	}
+	p := &Passwords{kind: k, dir: dir, db: db, log: opts.Logger.With("corpus", k.String()), opts: opts,
+		readOnly: readOnly, importSem: make(chan struct{}, 1)}
+	if err := p.loadState(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := p.loadOrRebuildFilter(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	bgCtx, cancel := context.WithCancel(context.Background())
+	p.bgCancel = cancel
+	if p.pending && readOnly == nil {
+		p.bg.Add(1)
+		go func() {
+			defer p.bg.Done()
+			if _, err := p.Collect(bgCtx); err != nil && bgCtx.Err() == nil {
+				p.log.Warn("collecting what an interrupted import left failed; it stays invisible and is tried at the next start", "err", err)
+			}
+		}()
+	}
+	return p, nil
+}
+
+// Kind returns the corpus's hash kind.
+func (p *Passwords) Kind() breachd.HashKind { return p.kind }
+
+// Version returns the corpus version: one more with every committed release.
+func (p *Passwords) Version() uint64 { return p.state.Load().version }
+
+// Hashes returns how many hashes have a committed count.
+func (p *Passwords) Hashes() uint64 { return p.keys.Load() }
+
+// Releases returns the committed releases, ordered by name.
+func (p *Passwords) Releases() []*PasswordRelease { return p.state.Load().releases }
+
+func (p *Passwords) loadState() error {
+	st := &pwState{committed: map[uint32]bool{}}
+	err := p.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyVersion)
+		switch {
+		case err == nil:
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("%w: corpus version of %d bytes", ErrCorrupt, len(v))
+				}
+				st.version = binary.BigEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		if err := scan(txn, tagBreach, func(_, v []byte) error {
+			var r PasswordRelease
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: release record: %v", ErrCorrupt, err)
+			}
+			st.releases = append(st.releases, &r)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return scan(txn, tagSegment, func(k, v []byte) error {
+			var r segmentRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+			}
+			if r.Committed {
+				st.committed[binary.BigEndian.Uint32(k[1:])] = true
+			} else {
+				p.pending = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return classify("load password catalogue", err)
+	}
+	p.state.Store(st)
+	return nil
+}
+
+// filterKey spreads a hash over the 32 bytes the filter reads: the hash's
+// own (random) bytes, then words mixed from them.
+func filterKey(h []byte) [32]byte {
+	var k [32]byte
+	copy(k[:], h)
+	w0 := binary.LittleEndian.Uint64(h)
+	w1 := binary.LittleEndian.Uint64(h[8:])
+	for i := len(h); i < 32; i += 8 {
+		w0 = mix64(w0 ^ w1 ^ uint64(i))
+		w1 = bits.RotateLeft64(w1, 29) + w0
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], w0)
+		copy(k[i:], b[:])
+	}
+	return k
+}
+
+// mix64 is SplitMix64's finaliser.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+func (p *Passwords) loadOrRebuildFilter(ctx context.Context) error {
+	f, h, err := loadFilter(p.dir)
+	st := p.state.Load()
+	reason := ""
+	switch {
+	case errors.Is(err, errNoFilter):
+		reason = "no saved filter"
+	case err != nil:
+		reason = "saved filter unreadable: " + err.Error()
+	case h.corpusVersion < st.version:
+		reason = "saved filter is older than the corpus"
+	case h.keys > h.capacity+h.capacity/2: // as an import would grow it
+		reason = "saved filter is over capacity"
+	}
+	if reason == "" {
+		p.filter.Store(f)
+		p.keys.Store(h.keys)
+		if h.corpusVersion > st.version {
+			p.pending = true // saved for a commit a crash stopped: recount
+		}
+		return nil
+	}
+	if st.version == 0 {
+		p.filter.Store(newFilter(1024, p.opts.FalsePositiveRate))
+		return nil
+	}
+	p.log.Warn("rebuilding bloom filter from data", "reason", reason)
+	f, n, err := p.rebuildFilter(ctx, st, 0)
+	if err != nil {
+		return err
+	}
+	p.filter.Store(f)
+	p.keys.Store(n)
+	if p.readOnly == nil {
+		if err := f.save(p.dir, filterHeader{corpusVersion: st.version, keys: n}); err != nil {
+			p.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+		}
+	}
+	return nil
+}
+
+// rebuildFilter builds a filter of every stored hash (pending ones too: a
+// superset is safe), sized for at least minCap, and counts the hashes with
+// a committed entry in st.
+func (p *Passwords) rebuildFilter(ctx context.Context, st *pwState, minCap uint64) (*filter, uint64, error) {
+	start := time.Now()
+	if minCap == 0 { // size it for what is stored: count first, keys only
+		err := p.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagHash}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				minCap++
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, 0, classify("rebuild filter", err)
+		}
+		minCap += minCap / 4
+	}
+	f := newFilter(minCap, p.opts.FalsePositiveRate)
+	var stored, visible uint64
+	err := p.eachRow(ctx, func(k, v []byte) error {
+		stored++
+		if st.count(v) > 0 {
+			visible++
+		}
+		fk := filterKey(k[1:])
+		f.add(fk[:])
+		return nil
+	})
+	if err != nil {
+		return nil, 0, classify("rebuild filter", err)
+	}
+	p.log.Info("bloom filter rebuilt", "hashes", stored, "committed_hashes", visible, "duration", time.Since(start))
+	return f, visible, nil
+}
+
+func (p *Passwords) eachRow(ctx context.Context, fn func(k, v []byte) error) error {
+	return p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagHash}})
+		defer it.Close()
+		var i int
+		for it.Rewind(); it.Valid(); it.Next() {
+			if i++; i%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			item := it.Item()
+			if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// count returns the count of the newest committed entry of a row: 0 if
+// none is committed.
+func (st *pwState) count(v []byte) uint64 {
+	var best uint32
+	var n uint64
+	for i := 0; i+pwEntry <= len(v); i += pwEntry {
+		seg := binary.BigEndian.Uint32(v[i:])
+		if seg >= best && st.committed[seg] {
+			best, n = seg, binary.BigEndian.Uint64(v[i+4:])
+		}
+	}
+	return n
+}
+
+func (p *Passwords) acquire() error {
+	p.closeMu.RLock()
+	if p.closed.Load() {
+		p.closeMu.RUnlock()
+		return breachd.ErrClosed
+	}
+	return nil
+}
+
+func (p *Passwords) release() { p.closeMu.RUnlock() }
+
+func (p *Passwords) checkHash(h *breachd.PasswordHash) error {
+	if h.Kind != p.kind {
+		return breachd.Errorf(breachd.ErrInvalidArgument, "a %s hash asked of the %s corpus", h.Kind, p.kind)
+	}
+	return nil
+}
+
+// Lookup returns the count of hash h (0: not in the corpus) and the
+// corpus version. The filter answers most absent hashes alone.
+func (p *Passwords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd.PasswordExposure, error) {
+	if err := p.checkHash(&h); err != nil {
+		return breachd.PasswordExposure{}, err
+	}
+	if p.closed.Load() {
+		return breachd.PasswordExposure{}, breachd.ErrClosed
+	}
+	st := p.state.Load() // before the filter, as in Store.Lookup
+	fk := filterKey(h.Bytes())
+	if st.version == 0 || !p.filter.Load().test(fk[:]) {
+		return breachd.PasswordExposure{CorpusVersion: st.version}, nil
+	}
+	if err := p.acquire(); err != nil {
+		return breachd.PasswordExposure{}, err
+	}
+	defer p.release()
+	var n uint64
+	err := p.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(append([]byte{tagHash}, h.Bytes()...))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			n = st.count(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return breachd.PasswordExposure{}, classify("get", err)
+	}
+	return breachd.PasswordExposure{Count: n, CorpusVersion: st.version}, nil
+}
+
+// Range calls fn, in ascending order, for every hash whose first 20 bits
+// are prefix and whose count is not 0; fn's slice is valid only during
+// the call. It returns the corpus version the range was read at.
+func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn func(hash []byte, count uint64)) (uint64, error) {
+	if prefix >= 1<<20 {
+		return 0, breachd.Errorf(breachd.ErrInvalidArgument, "range prefix %d is over 20 bits", prefix)
+	}
+	if err := p.acquire(); err != nil {
+		return 0, err
+	}
+	defer p.release()
+	st := p.state.Load()
+	if st.version == 0 {
+		return 0, nil
+	}
+	b0, b1, nib := byte(prefix>>12), byte(prefix>>4), byte(prefix&15)
+	pre := []byte{tagHash, b0, b1}
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: pre})
+		defer it.Close()
+		for it.Seek([]byte{tagHash, b0, b1, nib << 4}); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			if len(k) != 1+p.kind.Size() {
+				return fmt.Errorf("%w: hash key of %d bytes", ErrCorrupt, len(k))
+			}
+			if k[3]>>4 != nib {
+				break
+			}
+			var n uint64
+			if err := item.Value(func(v []byte) error { n = st.count(v); return nil }); err != nil {
+				return err
+			}
+			if n > 0 {
+				fn(k[1:], n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, classify("range", err)
+	}
+	return st.version, nil
+}
+
+// ReadOnly returns why the corpus was opened read-only, or nil.
+func (p *Passwords) ReadOnly() error { return p.readOnly }
+
+func (p *Passwords) takeImportToken(ctx context.Context) (func(), error) {
+	if p.readOnly != nil {
+		return nil, p.readOnly
+	}
+	select {
+	case p.importSem <- struct{}{}:
+		return func() { <-p.importSem }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+	}
+}
+
+// Import adds release rel from batches of records (hashes of this kind,
+// each with its count) and commits it, visible all at once, when batches
+// ends without an error; otherwise nothing changes. A hash repeated within
+// the release has its counts added (a plain password list hashed during
+// import); a hash known from an earlier release takes this release's
+// count; hashes this release lacks keep theirs. expected, if known, sizes
+// the filter of a first import.
+func (p *Passwords) Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error) {
+	stats := breachd.PasswordImportStats{Release: rel.Name, Kind: p.kind}
+	if err := rel.Validate(); err != nil {
+		return stats, err
+	}
+	done, err := p.takeImportToken(ctx)
+	if err != nil {
+		return stats, err
+	}
+	defer done()
+	if err := p.acquire(); err != nil {
+		return stats, err
+	}
+	defer p.release()
+	imp := &pwImport{p: p, st: p.state.Load(), started: time.Now()}
+	imp.stats = stats
+	if err := imp.begin(rel.Name); err != nil {
+		return stats, err
+	}
+	f, err := p.filter.Load().clone()
+	if err != nil {
+		return stats, err
+	}
+	if imp.st.version == 0 && expected > f.cap {
+		f = newFilter(expected+expected/4, p.opts.FalsePositiveRate)
+	}
+	imp.filter = f
+	p.log.Info("password import started", "release", rel.Name, "segment", imp.seg)
+	for recs, err := range batches {
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			err = imp.add(ctx, recs)
+		}
+		if err != nil {
+			p.log.Warn("password import abandoned", "release", rel.Name, "received", imp.stats.Received)
+			return imp.stats, err
+		}
+	}
+	if imp.stats.Received == 0 {
+		return imp.stats, fmt.Errorf("%w for release %s: nothing was committed", breachd.ErrEmptyImport, rel.Name)
+	}
+	return imp.commit(rel)
+}
+
+type pwImport struct {
+	p       *Passwords
+	st      *pwState
+	seg     uint32
+	filter  *filter
+	started time.Time
+	stats   breachd.PasswordImportStats
+}
+
+func (imp *pwImport) begin(name string) error {
+	err := imp.p.db.Update(func(txn *badger.Txn) error {
+		var last uint32
+		if err := scan(txn, tagSegment, func(k, _ []byte) error {
+			last = max(last, binary.BigEndian.Uint32(k[1:]))
+			return nil
+		}); err != nil {
+			return err
+		}
+		imp.seg = last + 1
+		v, err := json.Marshal(segmentRecord{Breach: name})
+		if err != nil {
+			return err
+		}
+		return txn.Set(segmentKey(imp.seg), v)
+	})
+	return classify("begin import", err)
+}
+
+// pwBytesPerHash is the space a row may take on its way through Badger
+// (write-ahead log, memtable, table), estimated high.
+const pwBytesPerHash = 256
+
+func (imp *pwImport) add(ctx context.Context, recs []breachd.PasswordRecord) error {
+	p := imp.p
+	if len(recs) == 0 {
+		return nil
+	}
+	if err := checkSpace(p.dir, p.opts, int64(len(recs))*pwBytesPerHash, "a batch of release "+imp.stats.Release); err != nil {
+		return err
+	}
+	size := p.kind.Size()
+	rs := slices.Clone(recs)
+	slices.SortFunc(rs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:size], b.Hash[:size]) })
+	// Repeats within the batch add up.
+	out := rs[:0]
+	for _, r := range rs {
+		if r.Count == 0 || r.Count > breachd.MaxPasswordCount {
+			return breachd.Errorf(breachd.ErrInvalidArgument, "a count of %d: want 1 to %d", r.Count, uint64(breachd.MaxPasswordCount))
+		}
+		if n := len(out); n > 0 && bytes.Equal(out[n-1].Hash[:size], r.Hash[:size]) {
+			out[n-1].Count = min(out[n-1].Count+r.Count, breachd.MaxPasswordCount)
+			continue
+		}
+		out = append(out, r)
+	}
+	imp.stats.Received += uint64(len(recs))
+	keys := make([][]byte, len(out))
+	vals := make([][]byte, len(out))
+	fresh := make([]bool, len(out))
+	err := p.db.View(func(txn *badger.Txn) error {
+		for i := range out {
+			k := append(make([]byte, 0, 1+size), tagHash)
+			k = append(k, out[i].Hash[:size]...)
+			keys[i] = k
+			var old []byte
+			fk := filterKey(k[1:])
+			if imp.filter.test(fk[:]) {
+				item, err := txn.Get(k)
+				switch {
+				case err == nil:
+					if old, err = item.ValueCopy(nil); err != nil {
+						return err
+					}
+					if len(old)%pwEntry != 0 || len(old) > pwMaxEntry*pwEntry {
+						return fmt.Errorf("%w: password row of %d bytes", ErrCorrupt, len(old))
+					}
+				case !errors.Is(err, badger.ErrKeyNotFound):
+					return err
+				}
+			}
+			fresh[i] = old == nil
+			vals[i] = imp.merge(old, out[i].Count)
+		}
+		return nil
+	})
+	if err != nil {
+		return classify("read batch", err)
+	}
+	wb := p.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range keys {
+		if err := wb.Set(keys[i], vals[i]); err != nil {
+			return classify("write batch", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return classify("write batch", err)
+	}
+	var added uint64
+	for i := range keys {
+		if fresh[i] {
+			fk := filterKey(keys[i][1:])
+			imp.filter.add(fk[:])
+			added++
+		}
+	}
+	if total := p.keys.Load() + imp.stats.NewHashes; total > imp.filter.cap+imp.filter.cap/2 {
+		nf, _, err := p.rebuildFilter(ctx, imp.st, 2*total)
+		if err != nil {
+			return err
+		}
+		imp.filter = nf
+	}
+	return nil
+}
+
+// merge returns the row's new value: its newest committed entry (which
+// answers until the commit), and this import's entry, whose count adds to
+// what this import already gave the hash. Entries of interrupted imports
+// and superseded ones are dropped. It counts the hash as new or updated.
+func (imp *pwImport) merge(old []byte, count uint64) []byte {
+	var keep []byte
+	var best uint32
+	for i := 0; i+pwEntry <= len(old); i += pwEntry {
+		seg := binary.BigEndian.Uint32(old[i:])
+		switch {
+		case seg == imp.seg:
+			count = min(count+binary.BigEndian.Uint64(old[i+4:]), breachd.MaxPasswordCount)
+		case imp.st.committed[seg] && seg >= best:
+			best, keep = seg, old[i:i+pwEntry]
+		}
+	}
+	repeat := false
+	for i := 0; i+pwEntry <= len(old); i += pwEntry {
+		repeat = repeat || binary.BigEndian.Uint32(old[i:]) == imp.seg
+	}
+	if !repeat {
+		if keep == nil {
+			imp.stats.NewHashes++
+		} else {
+			imp.stats.UpdatedHashes++
+		}
+	}
+	v := make([]byte, 0, 2*pwEntry)
+	v = append(v, keep...)
+	v = binary.BigEndian.AppendUint32(v, imp.seg)
+	return binary.BigEndian.AppendUint64(v, count)
+}
+
+func (imp *pwImport) commit(rel breachd.Breach) (breachd.PasswordImportStats, error) {
+	p := imp.p
+	version := imp.st.version + 1
+	if rel.AddedDate.IsZero() {
+		rel.AddedDate = time.Now().UTC().Truncate(time.Second)
+	}
+	rec := &PasswordRelease{Breach: rel, Hashes: imp.stats.NewHashes + imp.stats.UpdatedHashes}
+	newKeys := p.keys.Load() + imp.stats.NewHashes
+	// Saved before the commit at the version it makes: valid on either
+	// side of a crash (see Store.saveFilterAt).
+	if err := imp.filter.save(p.dir, filterHeader{corpusVersion: version, keys: newKeys}); err != nil {
+		p.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
+	err := p.db.Update(func(txn *badger.Txn) error {
+		seg, err := json.Marshal(segmentRecord{Breach: rel.Name, Committed: true})
+		if err != nil {
+			return err
+		}
+		r, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set(segmentKey(imp.seg), seg); err != nil {
+			return err
+		}
+		if err := txn.Set(breachKey(rel.Name), r); err != nil {
+			return err
+		}
+		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
+	})
+	if err == nil {
+		err = p.db.Sync()
+	}
+	if err != nil {
+		return imp.stats, classify("commit import", err)
+	}
+	// The filter first: a lookup that sees the new state sees its hashes.
+	p.filter.Store(imp.filter)
+	p.keys.Store(newKeys)
+	st := &pwState{version: version, committed: maps.Clone(imp.st.committed)}
+	st.committed[imp.seg] = true
+	st.releases = slices.DeleteFunc(slices.Clone(imp.st.releases), func(r *PasswordRelease) bool { return r.Name == rel.Name })
+	st.releases = append(st.releases, rec)
+	slices.SortFunc(st.releases, func(a, b *PasswordRelease) int { return strings.Compare(a.Name, b.Name) })
+	p.state.Store(st)
+	imp.stats.Version = version
+	p.log.Info("password import committed", "release", rel.Name, "received", imp.stats.Received,
+		"new_hashes", imp.stats.NewHashes, "updated_hashes", imp.stats.UpdatedHashes,
+		"corpus_version", version, "duration", time.Since(imp.started))
+	return imp.stats, nil
+}
+
+// Collect drops what no committed release needs: entries of interrupted
+// imports, entries superseded by a newer release, rows left with none, and
+// the records of interrupted imports; and recounts the hashes. Answers do
+// not change. It waits for a running import and holds off the next.
+func (p *Passwords) Collect(ctx context.Context) (CollectStats, error) {
+	var cs CollectStats
+	done, err := p.takeImportToken(ctx)
+	if err != nil {
+		return cs, err
+	}
+	defer done()
+	if err := p.acquire(); err != nil {
+		return cs, err
+	}
+	defer p.release()
+	start := time.Now()
+	st := p.state.Load()
+	var pending [][]byte
+	err = p.db.View(func(txn *badger.Txn) error {
+		return scan(txn, tagSegment, func(k, v []byte) error {
+			var r segmentRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+			}
+			if !r.Committed {
+				pending = append(pending, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return cs, classify("collect", err)
+	}
+	wb := p.db.NewWriteBatch()
+	defer wb.Cancel()
+	var committed uint64
+	err = p.eachRow(ctx, func(k, v []byte) error {
+		if len(v)%pwEntry != 0 {
+			return fmt.Errorf("%w: password row of %d bytes", ErrCorrupt, len(v))
+		}
+		var keep []byte
+		var best uint32
+		for i := 0; i+pwEntry <= len(v); i += pwEntry {
+			if seg := binary.BigEndian.Uint32(v[i:]); st.committed[seg] && seg >= best {
+				best, keep = seg, v[i:i+pwEntry]
+			}
+		}
+		switch {
+		case keep == nil:
+			cs.Deleted++
+			return wb.Delete(bytes.Clone(k))
+		case len(keep) == len(v):
+			committed++
+			return nil
+		default:
+			committed++
+			cs.Rewritten++
+			return wb.Set(bytes.Clone(k), bytes.Clone(keep))
+		}
+	})
+	for _, k := range pending {
+		if err == nil {
+			err = wb.Delete(k)
+		}
+	}
+	if err == nil {
+		err = wb.Flush()
+	}
+	if err == nil {
+		err = p.db.Sync()
+	}
+	if err != nil {
+		return cs, classify("collect", err)
+	}
+	cs.Segments = len(pending)
+	p.keys.Store(committed)
+	tmps, _ := filepath.Glob(filepath.Join(p.dir, filterFile+".tmp*"))
+	for _, t := range tmps {
+		if os.Remove(t) == nil {
+			cs.TempFiles++
+		}
+	}
+	if cs != (CollectStats{}) {
+		p.log.Info("collected", "segments", cs.Segments, "rewritten", cs.Rewritten, "deleted", cs.Deleted,
+			"temp_files", cs.TempFiles, "duration", time.Since(start))
+	}
+	return cs, nil
+}
+
+// Close waits for calls in flight, saves the filter and closes Badger.
+func (p *Passwords) Close() error {
+	if p.bgCancel != nil {
+		p.bgCancel()
+		p.bg.Wait()
+	}
+	p.closeMu.Lock()
+	defer p.closeMu.Unlock()
+	if p.closed.Load() {
+		return breachd.ErrClosed
+	}
+	p.closed.Store(true)
+	var errs []error
+	if p.readOnly == nil {
+		st := p.state.Load()
+		if err := p.filter.Load().save(p.dir, filterHeader{corpusVersion: st.version, keys: p.keys.Load()}); err != nil {
+			errs = append(errs, fmt.Errorf("save bloom filter: %w", err))
+		}
+		if err := lowOnSpace(p.dir, p.opts.DiskReserve); err != nil {
+			p.log.Error("disk nearly full at close: leaving Badger's write-ahead log for the next start instead of flushing it", "dir", p.dir)
+			return errors.Join(append(errs, fmt.Errorf("close: %w", err))...)
+		}
+	}
+	if err := p.db.Close(); err != nil {
+		errs = append(errs, classify("close badger", err))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,223 @@
+package store_test
+
+import (
+	"context"
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+)
+
+// pwRecords returns n records of kind k: distinct hashes of a named set,
+// counts i%97+1 (times mul).
+func pwRecords(k breachd.HashKind, set string, n int, mul uint64) []breachd.PasswordRecord {
+	out := make([]breachd.PasswordRecord, n)
+	for i := range out {
+		h := sha1.Sum(fmt.Appendf(nil, "%s-%d", set, i))
+		copy(out[i].Hash[:k.Size()], h[:])
+		out[i].Count = uint64(i%97+1) * mul
+	}
+	return out
+}
+
+func pwBatches(recs []breachd.PasswordRecord, size int, fail error) iter.Seq2[[]breachd.PasswordRecord, error] {
+	return func(yield func([]breachd.PasswordRecord, error) bool) {
+		for lo := 0; lo < len(recs); lo += size {
+			if !yield(recs[lo:min(lo+size, len(recs))], nil) {
+				return
+			}
+		}
+		if fail != nil {
+			yield(nil, fail)
+		}
+	}
+}
+
+func openPw(tb testing.TB, dir string, k breachd.HashKind, o store.Options) *store.Passwords {
+	tb.Helper()
+	p, err := store.OpenPasswords(context.Background(), dir, k, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+func release(name string) breachd.Breach { return breachd.Breach{Name: name, Title: name} }
+
+// wantCounts checks every record's count, and the range of its prefix.
+func wantCounts(tb testing.TB, p *store.Passwords, k breachd.HashKind, want map[string]uint64, version uint64) {
+	tb.Helper()
+	ctx := context.Background()
+	prefixes := map[breachd.RangePrefix]bool{}
+	for hs, n := range want {
+		h, _ := breachd.PasswordHashFromBytes(k, []byte(hs))
+		got, err := p.Lookup(ctx, h)
+		if err != nil || got.Count != n || got.CorpusVersion != version {
+			tb.Fatalf("Lookup(%s) = %+v, %v; want count %d at version %d", h, got, err, n, version)
+		}
+		if len(prefixes) < 50 {
+			prefixes[breachd.RangePrefix(uint32(hs[0])<<12|uint32(hs[1])<<4|uint32(hs[2])>>4)] = true
+		}
+	}
+	for pre := range prefixes {
+		var got []string
+		v, err := p.Range(ctx, pre, func(h []byte, n uint64) {
+			if want[string(h)] != n {
+				tb.Errorf("Range(%s) gave %X:%d, want count %d", pre, h, n, want[string(h)])
+			}
+			got = append(got, string(h))
+		})
+		if err != nil || v != version {
+			tb.Fatalf("Range(%s) = version %d, %v; want version %d", pre, v, err, version)
+		}
+		var exp []string
+		for hs, n := range want {
+			if n > 0 && breachd.RangePrefix(uint32(hs[0])<<12|uint32(hs[1])<<4|uint32(hs[2])>>4) == pre {
+				exp = append(exp, hs)
+			}
+		}
+		slices.Sort(exp)
+		if !slices.Equal(got, exp) {
+			tb.Fatalf("Range(%s) gave %d hashes, want %d (in order)", pre, len(got), len(exp))
+		}
+	}
+}
+
+func countsOf(k breachd.HashKind, m map[string]uint64, recs []breachd.PasswordRecord) {
+	for _, r := range recs {
+		m[string(r.Hash[:k.Size()])] = r.Count
+	}
+}
+
+// TestPasswords follows a password corpus of each kind through releases:
+// exact counts and ranges; a second release that updates, adds and keeps,
+// with the old counts answering until its commit; repeats that add up; an
+// abandoned release that changes nothing and is collected at reopen; and a
+// reopen that loads the saved filter.
+func TestPasswords(t *testing.T) {
+	for _, k := range breachd.HashKinds {
+		t.Run(k.String(), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			var logs syncBuffer
+			o := options(0)
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			p := openPw(t, dir, k, o)
+			r1 := pwRecords(k, "a", 20_000, 1)
+			st, err := p.Import(ctx, release("PP-1"), uint64(len(r1)), pwBatches(r1, 3000, nil))
+			if err != nil || st.NewHashes != 20_000 || st.Version != 1 {
+				t.Fatalf("first import = %+v, %v; want 20000 new hashes at version 1", st, err)
+			}
+			want := map[string]uint64{}
+			countsOf(k, want, r1)
+			for _, r := range pwRecords(k, "outsider", 2000, 1) {
+				want[string(r.Hash[:k.Size()])] = 0
+			}
+			wantCounts(t, p, k, want, 1)
+
+			// Release 2: half of release 1 with counts times 10, and new
+			// hashes. Until it commits, every lookup answers release 1.
+			r2 := append(pwRecords(k, "a", 10_000, 10), pwRecords(k, "b", 5000, 1)...)
+			old := map[string]uint64{}
+			countsOf(k, old, r1)
+			checked := 0
+			mid := func(yield func([]breachd.PasswordRecord, error) bool) {
+				for rs, err := range pwBatches(r2, 2500, nil) {
+					if !yield(rs, err) {
+						return
+					}
+					h, _ := breachd.PasswordHashFromBytes(k, r2[0].Hash[:k.Size()])
+					got, _ := p.Lookup(ctx, h)
+					nb, _ := breachd.PasswordHashFromBytes(k, r2[len(r2)-1].Hash[:k.Size()])
+					gotNew, _ := p.Lookup(ctx, nb)
+					if got.Count != old[string(h.Bytes())] || gotNew.Count != 0 || got.CorpusVersion != 1 {
+						t.Errorf("during release 2: counts %d and %d at version %d, want release 1's (%d and 0)", got.Count, gotNew.Count, got.CorpusVersion, old[string(h.Bytes())])
+					}
+					checked++
+				}
+			}
+			st, err = p.Import(ctx, release("PP-2"), 0, mid)
+			if err != nil || st.NewHashes != 5000 || st.UpdatedHashes != 10_000 || st.Version != 2 || checked == 0 {
+				t.Fatalf("second import = %+v, %v; want 5000 new, 10000 updated at version 2", st, err)
+			}
+			countsOf(k, want, r2)
+			wantCounts(t, p, k, want, 2)
+
+			// Repeats within a release add up (a plain list hashed on import).
+			rep := pwRecords(k, "c", 100, 1)
+			rep = append(rep, rep...)
+			if _, err := p.Import(ctx, release("PP-3"), 0, pwBatches(rep, 70, nil)); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rep {
+				want[string(r.Hash[:k.Size()])] = 2 * r.Count
+			}
+			wantCounts(t, p, k, want, 3)
+
+			// An abandoned release changes nothing.
+			bad := pwRecords(k, "a", 5000, 1000)
+			if _, err := p.Import(ctx, release("PP-4"), 0, pwBatches(bad, 1000, errors.New("dump unreadable"))); err == nil {
+				t.Fatal("an import whose batches failed committed")
+			}
+			wantCounts(t, p, k, want, 3)
+			if p.Hashes() != 25_100 {
+				t.Fatalf("Hashes() = %d, want 25100", p.Hashes())
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+
+			// Reopen: the filter is loaded, the leftovers collected, the
+			// superseded entries dropped; answers unchanged.
+			logs.Reset()
+			p = openPw(t, dir, k, o)
+			defer p.Close()
+			cs, err := p.Collect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(logs.String(), "rebuilding bloom filter") {
+				t.Errorf("reopen rebuilt the filter:\n%s", logs.String())
+			}
+			if !strings.Contains(logs.String(), "segments=1") && cs.Segments != 1 {
+				t.Errorf("the abandoned release was not collected (%+v):\n%s", cs, logs.String())
+			}
+			wantCounts(t, p, k, want, 3)
+			if p.Hashes() != 25_100 || p.Version() != 3 || len(p.Releases()) != 3 {
+				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 25100, 3, 3", p.Hashes(), p.Version(), len(p.Releases()))
+			}
+		})
+	}
+}
+
+// TestPasswordInput refuses what a password corpus cannot hold, clearly.
+func TestPasswordInput(t *testing.T) {
+	ctx := context.Background()
+	p := openPw(t, t.TempDir(), breachd.SHA1, options(0))
+	defer p.Close()
+	ntlm, _ := breachd.ParsePasswordHash(breachd.NTLM, strings.Repeat("A", 32))
+	if _, err := p.Lookup(ctx, ntlm); !errors.Is(err, breachd.ErrInvalidArgument) {
+		t.Errorf("an NTLM hash asked of the SHA-1 corpus: %v, want invalid argument", err)
+	}
+	zero := pwRecords(breachd.SHA1, "z", 3, 1)
+	zero[1].Count = 0
+	if _, err := p.Import(ctx, release("Z"), 0, pwBatches(zero, 10, nil)); !errors.Is(err, breachd.ErrInvalidArgument) {
+		t.Errorf("a count of 0: %v, want invalid argument", err)
+	}
+	if _, err := p.Import(ctx, release("E"), 0, pwBatches(nil, 10, nil)); !errors.Is(err, breachd.ErrEmptyImport) {
+		t.Errorf("an empty release: %v, want %v", err, breachd.ErrEmptyImport)
+	}
+	if _, err := p.Range(ctx, 0xABCDE, func([]byte, uint64) { t.Error("a range of an empty corpus gave a hash") }); err != nil {
+		t.Fatal(err)
+	}
+	if p.Version() != 0 {
+		t.Fatalf("version %d after refused imports, want 0", p.Version())
+	}
+}
