@@ -121,13 +121,18 @@ func (r *Reloader) Loads() uint64 { return r.loads.Load() }
 
 // ServerConfig returns a TLS configuration that always uses the current
 // certificate and client CA.
-func (r *Reloader) ServerConfig() *tls.Config {
+func (r *Reloader) ServerConfig() *tls.Config { return r.serverConfig("h2") }
+
+// HTTPServerConfig is ServerConfig for an HTTP listener: HTTP/2 or 1.1.
+func (r *Reloader) HTTPServerConfig() *tls.Config { return r.serverConfig("h2", "http/1.1") }
+
+func (r *Reloader) serverConfig(protos ...string) *tls.Config {
 	base := &tls.Config{MinVersion: tls.VersionTLS12}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := &tls.Config{
 			MinVersion:   tls.VersionTLS12,
 			Certificates: []tls.Certificate{*r.cert.Load()},
-			NextProtos:   []string{"h2"},
+			NextProtos:   protos,
 		}
 		if pool := r.pool.Load(); pool != nil {
 			c.ClientCAs = pool

@@ -55,6 +55,7 @@ func (e *Error) GRPCStatus() *status.Status { return status.Convert(e.err) }
 type Client struct {
 	expo  breachdv1.ExposureServiceClient
 	admin breachdv1.AdminServiceClient
+	pw    breachdv1.PasswordServiceClient
 	opts  options
 }
 
@@ -92,7 +93,8 @@ func New(conn grpc.ClientConnInterface, opts ...Option) *Client {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return &Client{expo: breachdv1.NewExposureServiceClient(conn), admin: breachdv1.NewAdminServiceClient(conn), opts: o}
+	return &Client{expo: breachdv1.NewExposureServiceClient(conn), admin: breachdv1.NewAdminServiceClient(conn),
+		pw: breachdv1.NewPasswordServiceClient(conn), opts: o}
 }
 
 // Check canonicalises and hashes email locally and asks whether it is

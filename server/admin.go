@@ -29,17 +29,17 @@ func NewAdmin(svc *service.Service, log *slog.Logger, idle time.Duration) *Admin
 	return &Admin{svc: svc, log: log, idle: idle}
 }
 
-// recvIdle receives the stream's messages on a goroutine of its own, so that
+// recvIdle receives a stream's messages on a goroutine of its own, so that
 // a silent client can be timed out; it ends with the stream.
-func recvIdle(stream breachdv1.AdminService_ImportBreachServer) <-chan recvd {
-	out := make(chan recvd)
+func recvIdle[T any](ctx context.Context, recv func() (T, error)) <-chan recvd[T] {
+	out := make(chan recvd[T])
 	go func() {
 		defer close(out)
 		for {
-			req, err := stream.Recv()
+			req, err := recv()
 			select {
-			case out <- recvd{req, err}:
-			case <-stream.Context().Done():
+			case out <- recvd[T]{req, err}:
+			case <-ctx.Done():
 				return
 			}
 			if err != nil {
@@ -50,8 +50,8 @@ func recvIdle(stream breachdv1.AdminService_ImportBreachServer) <-chan recvd {
 	return out
 }
 
-type recvd struct {
-	req *breachdv1.ImportBreachRequest
+type recvd[T any] struct {
+	req T
 	err error
 }
 
@@ -72,7 +72,7 @@ func (s *Admin) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) e
 	// The protocol: digest batches, then a commit whose count must match.
 	// Any other ending yields an error, and the use case commits nothing.
 	var received uint64
-	msgs := recvIdle(stream)
+	msgs := recvIdle(stream.Context(), stream.Recv)
 	timer := time.NewTimer(s.idle)
 	defer timer.Stop()
 	batches := func(yield func([]breachd.Digest, error) bool) {

@@ -188,6 +188,7 @@ func Register(gs *grpc.Server, svc *service.Service, opts Options) *Services {
 	}
 	s := &Services{health: health.NewServer(), exposure: NewExposure(svc, log, opts.Workers), admin: opts.Admin}
 	breachdv1.RegisterExposureServiceServer(gs, s.exposure)
+	breachdv1.RegisterPasswordServiceServer(gs, &Passwords{svc: svc, log: log})
 	healthpb.RegisterHealthServer(gs, s.health)
 	if opts.Admin {
 		breachdv1.RegisterAdminServiceServer(gs, NewAdmin(svc, log, opts.ImportIdleTimeout))
@@ -200,6 +201,7 @@ func Register(gs *grpc.Server, svc *service.Service, opts Options) *Services {
 func (s *Services) setStatus(st healthpb.HealthCheckResponse_ServingStatus) {
 	s.health.SetServingStatus("", st)
 	s.health.SetServingStatus(breachdv1.ExposureService_ServiceDesc.ServiceName, st)
+	s.health.SetServingStatus(breachdv1.PasswordService_ServiceDesc.ServiceName, st)
 	if s.admin {
 		s.health.SetServingStatus(breachdv1.AdminService_ServiceDesc.ServiceName, st)
 	}

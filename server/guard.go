@@ -23,13 +23,16 @@ import (
 // methodScopes is the scope each method needs. A method of breachd's that
 // is missing here is refused to everyone: the table must name it.
 var methodScopes = map[string]auth.Scope{
-	breachdv1.ExposureService_Check_FullMethodName:        auth.ScopeCheck,
-	breachdv1.ExposureService_ListBreaches_FullMethodName: auth.ScopeCheck,
-	breachdv1.ExposureService_GetBreach_FullMethodName:    auth.ScopeCheck,
-	breachdv1.ExposureService_CheckStream_FullMethodName:  auth.ScopeBulk,
-	breachdv1.AdminService_ImportBreach_FullMethodName:    auth.ScopeAdmin,
-	breachdv1.AdminService_DeleteBreach_FullMethodName:    auth.ScopeAdmin,
-	breachdv1.AdminService_UpdateBreach_FullMethodName:    auth.ScopeAdmin,
+	breachdv1.ExposureService_Check_FullMethodName:         auth.ScopeCheck,
+	breachdv1.ExposureService_ListBreaches_FullMethodName:  auth.ScopeCheck,
+	breachdv1.ExposureService_GetBreach_FullMethodName:     auth.ScopeCheck,
+	breachdv1.ExposureService_CheckStream_FullMethodName:   auth.ScopeBulk,
+	breachdv1.AdminService_ImportBreach_FullMethodName:     auth.ScopeAdmin,
+	breachdv1.AdminService_DeleteBreach_FullMethodName:     auth.ScopeAdmin,
+	breachdv1.AdminService_UpdateBreach_FullMethodName:     auth.ScopeAdmin,
+	breachdv1.AdminService_ImportPasswords_FullMethodName:  auth.ScopeAdmin,
+	breachdv1.PasswordService_CheckPassword_FullMethodName: auth.ScopeCheck,
+	breachdv1.PasswordService_Range_FullMethodName:         auth.ScopeCheck,
 }
 
 // Health needs no identity; reflection needs one but no scope.

@@ -37,11 +37,18 @@ type Store interface {
 
 // Service runs the use cases over a Store. It is safe for concurrent use.
 type Service struct {
-	store Store
+	store     Store
+	passwords map[breachd.HashKind]PasswordCorpus
 }
 
 // New returns the use cases over st.
-func New(st Store) *Service { return &Service{store: st} }
+func New(st Store, opts ...Option) *Service {
+	s := &Service{store: st}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // Check answers for one digest.
 func (s *Service) Check(ctx context.Context, d breachd.Digest) (breachd.Exposure, error) {

@@ -63,6 +63,10 @@ type config struct {
 		KeepaliveTimeout     duration `yaml:"keepalive_timeout" help:"wait this long for the ping's answer"`
 		MinPingInterval      duration `yaml:"min_ping_interval" help:"refuse clients that ping more often"`
 	} `yaml:"limits"`
+	HTTP struct {
+		Addr       string `yaml:"addr" help:"listen address of the HTTP face (Have I Been Pwned's API v3 and the range API); empty for none"`
+		OpenPublic bool   `yaml:"open_public" help:"serve the range API and the breach catalogue over HTTP without a key, as upstream; false requires a key with the check scope"`
+	} `yaml:"http"`
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
 		MaxPendingDigests int      `yaml:"max_pending_digests" help:"digests a first import may buffer in memory (32 bytes each) before it goes on with write batches"`
@@ -102,6 +106,7 @@ func defaultConfig() config {
 	c.Limits.KeepaliveTime = duration(lim.KeepaliveTime)
 	c.Limits.KeepaliveTimeout = duration(lim.KeepaliveTimeout)
 	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
+	c.HTTP.OpenPublic = true
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
 	c.Import.MaxPendingDigests = 4_000_000 // 128 MiB
 	c.Import.DiskReserve = store.DefaultOptions().DiskReserve
@@ -127,7 +132,7 @@ func (d *duration) set(s string) error {
 var serveFlags = []struct{ name, key string }{
 	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"}, {"index", "index"},
 	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
-	{"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
+	{"http-addr", "http.addr"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }
 
 // loadConfig builds the configuration of 'breachd serve' (and 'config
@@ -377,6 +382,17 @@ func (c *config) storeOptions() store.Options {
 	}
 	so.MaxBulkDigests = c.Import.MaxPendingDigests
 	so.DiskReserve = c.Import.DiskReserve
+	return so
+}
+
+// passwordOptions are the options of the password corpora: the store's,
+// with a smaller memtable and block cache (they take far fewer writes
+// and lookups than the email corpus).
+func (c *config) passwordOptions(log *slog.Logger) store.Options {
+	so := c.storeOptions()
+	so.Logger = log
+	so.MemTableSize = 16 << 20
+	so.BlockCacheSize = 64 << 20
 	return so
 }
 

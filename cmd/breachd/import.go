@@ -29,28 +29,47 @@ type importConfig struct {
 	batch    int
 	dump     string
 	logLevel slog.Level
+	kind     breachd.HashKind // 0: an email breach dump
+	pwFormat corpus.PasswordFormat
 }
 
 func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs := flag.NewFlagSet("breachd import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := importConfig{logLevel: slog.LevelWarn}
-	var format string
+	var format, kind string
 	c.target.register(fs)
-	fs.StringVar(&c.manifest, "manifest", "", "breach manifest, JSON (required)")
-	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256")
+	fs.StringVar(&c.manifest, "manifest", "", "breach (or password release) manifest, JSON (required)")
+	fs.StringVar(&kind, "kind", "", "import a password corpus of this kind instead of an email breach: sha1 or ntlm")
+	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256; with --kind: hashes (HASH:COUNT lines, the default) or plain (one password a line, hashed as read)")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
 	fs.IntVar(&c.batch, "batch", breachd.MaxBatch, fmt.Sprintf("digests per batch, 1 to %d", breachd.MaxBatch))
 	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr HOST:PORT) --manifest FILE DUMP\n\nDUMP is a file or - for stdin; gzip is detected. Flags:")
+		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr HOST:PORT) --manifest FILE DUMP\n"+
+			"       breachd import --kind sha1|ntlm (--data DIR | --addr HOST:PORT) --manifest FILE HASHES\n\n"+
+			"DUMP is a file or - for stdin; gzip is detected. HASHES is a file of HASH:COUNT lines, a directory\n"+
+			"of them (per-prefix files named ABCDE.txt may hold SUFFIX:COUNT lines, as the Pwned Passwords\n"+
+			"downloader writes them), or - for stdin. Flags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	var err error
-	if c.format, err = corpus.ParseFormat(format); err != nil {
+	if kind != "" {
+		if c.kind, err = breachd.ParseHashKind(kind); err != nil {
+			fmt.Fprintln(stderr, "breachd import: invalid --kind:", err)
+			return c, errUsage
+		}
+		if format == "auto" {
+			format = "hashes"
+		}
+		if c.pwFormat, err = corpus.ParsePasswordFormat(format); err != nil {
+			fmt.Fprintln(stderr, "breachd import:", err)
+			return c, errUsage
+		}
+	} else if c.format, err = corpus.ParseFormat(format); err != nil {
 		fmt.Fprintln(stderr, "breachd import:", err)
 		return c, errUsage
 	}

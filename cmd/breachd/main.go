@@ -88,6 +88,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		if c.kind != 0 {
+			return importPasswords(ctx, c, stdout, newLogger(stderr, c.logLevel, false))
+		}
 		return importDump(ctx, c, stdout, newLogger(stderr, c.logLevel, false))
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/httpapi"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/service"
@@ -71,8 +73,14 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	reg.MustRegister(grpcMetrics)
 	unary = append(unary, grpcMetrics.UnaryServerInterceptor())
 	stream = append(stream, grpcMetrics.StreamServerInterceptor())
+	if c.HTTP.Addr != "" && !secure && !isLoopback(c.HTTP.Addr) {
+		return fmt.Errorf("refusing to serve HTTP on %s without TLS and authentication: set tls.cert and tls.key, or listen on 127.0.0.1", c.HTTP.Addr)
+	}
 	opts := c.limits().ServerOptions()
 	var reloadTLS, reloadKeys func() error
+	var httpTLS *tls.Config
+	var authn *auth.Authenticator
+	var limiter *quota.Limiter
 	if secure {
 		tlsFiles, err := certs.Load(certs.Files{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, Auth: certs.ClientAuth(c.TLS.ClientAuth)}, log)
 		if err != nil {
@@ -85,6 +93,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		}()
 		reloadTLS = tlsFiles.Reload
 		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsFiles.ServerConfig())))
+		httpTLS = tlsFiles.HTTPServerConfig()
 
 		var keys *auth.Keyring
 		if c.Auth.APIKeys {
@@ -99,12 +108,10 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 			ci, _ := m.principal() // validated
 			ids = append(ids, ci)
 		}
-		authn, err := auth.NewAuthenticator(keys, ids)
-		if err != nil {
+		if authn, err = auth.NewAuthenticator(keys, ids); err != nil {
 			return err
 		}
-		limiter, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams)
-		if err != nil {
+		if limiter, err = quota.New(c.quotaLimits(), c.Quota.MaxStreams); err != nil {
 			return keyError(err)
 		}
 		guard, err := server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg,
@@ -121,7 +128,9 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	opts = append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 	gs := grpc.NewServer(opts...)
 	var corpus openingStore
-	svcs := server.Register(gs, service.New(&corpus), server.Options{Logger: log, Admin: c.Admin,
+	var sha1s, ntlms openingPasswords
+	svc := service.New(&corpus, service.WithPasswords(breachd.SHA1, &sha1s), service.WithPasswords(breachd.NTLM, &ntlms))
+	svcs := server.Register(gs, svc, server.Options{Logger: log, Admin: c.Admin,
 		ImportIdleTimeout: time.Duration(c.Import.IdleTimeout)})
 	grpcMetrics.InitializeMetrics(gs)
 
@@ -150,10 +159,40 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		log.Info("metrics", "addr", mlis.Addr().String())
 		metricsNote = fmt.Sprintf(", metrics on http://%s/metrics", mlis.Addr())
 	}
+	var httpSrv *http.Server
+	httpNote := ""
+	if c.HTTP.Addr != "" {
+		api, err := httpapi.New(svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.HTTP.OpenPublic, Registerer: reg})
+		if err != nil {
+			gs.Stop()
+			return err
+		}
+		hlis, err := net.Listen("tcp", c.HTTP.Addr)
+		if err != nil {
+			gs.Stop()
+			return fmt.Errorf("HTTP listener: %w", err)
+		}
+		scheme := "http"
+		if httpTLS != nil {
+			hlis, scheme = tls.NewListener(hlis, httpTLS), "https"
+		}
+		httpSrv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() {
+			if err := httpSrv.Serve(hlis); !errors.Is(err, http.ErrServerClosed) {
+				served <- fmt.Errorf("HTTP listener: %w", err)
+			}
+		}()
+		log.Info("HTTP API", "addr", hlis.Addr().String(), "tls", httpTLS != nil, "open_public", c.HTTP.OpenPublic)
+		httpNote = fmt.Sprintf(", HTTP API on %s://%s", scheme, hlis.Addr())
+	}
 	stop := func() {
 		log.Info("shutting down", "timeout", c.ShutdownTimeout)
 		sctx, cancel := context.WithTimeout(context.Background(), time.Duration(c.ShutdownTimeout))
 		defer cancel()
+		if httpSrv != nil {
+			httpSrv.Shutdown(sctx)
+		}
 		svcs.Shutdown(sctx, gs, log)
 		if metricsSrv != nil {
 			metricsSrv.Shutdown(sctx)
@@ -173,14 +212,31 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 			log.Error("closing store failed", "err", err)
 		}
 	}()
+	for _, o := range []struct {
+		k breachd.HashKind
+		w *openingPasswords
+	}{{breachd.SHA1, &sha1s}, {breachd.NTLM, &ntlms}} {
+		pw, err := store.OpenPasswords(ctx, c.Data, o.k, c.passwordOptions(log))
+		if err != nil {
+			stop()
+			return fmt.Errorf("%s password corpus: %w", o.k, err)
+		}
+		defer func() {
+			if err := pw.Close(); err != nil {
+				log.Error("closing password corpus failed", "kind", o.k.String(), "err", err)
+			}
+		}()
+		o.w.p.Store(pw)
+		log.Info("password corpus", "kind", o.k.String(), "hashes", pw.Hashes(), "corpus_version", pw.Version(), "releases", len(pw.Releases()))
+	}
 	corpus.open(st)
 	svcs.Serving()
 	stats := st.Stats()
 	log.Info("serving", "addr", lis.Addr().String(), "tls", secure, "mtls", c.TLS.ClientCA != "", "admin", c.Admin,
 		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "read_only", st.ReadOnly() != nil,
 		"open_duration", time.Since(start))
-	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s\n",
-		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), metricsNote)
+	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s%s\n",
+		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), httpNote, metricsNote)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -279,4 +335,34 @@ func (o *openingStore) UpdateBreach(ctx context.Context, b breachd.Breach) (*bre
 		return nil, 0, err
 	}
 	return st.UpdateBreach(ctx, b)
+}
+
+// openingPasswords is a password corpus as the services see it while it
+// opens: UNAVAILABLE until then.
+type openingPasswords struct {
+	p atomic.Pointer[store.Passwords]
+}
+
+func (o *openingPasswords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd.PasswordExposure, error) {
+	p := o.p.Load()
+	if p == nil {
+		return breachd.PasswordExposure{}, errOpening
+	}
+	return p.Lookup(ctx, h)
+}
+
+func (o *openingPasswords) Range(ctx context.Context, prefix breachd.RangePrefix, fn func([]byte, uint64)) (uint64, error) {
+	p := o.p.Load()
+	if p == nil {
+		return 0, errOpening
+	}
+	return p.Range(ctx, prefix, fn)
+}
+
+func (o *openingPasswords) Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error) {
+	p := o.p.Load()
+	if p == nil {
+		return breachd.PasswordImportStats{}, errOpening
+	}
+	return p.Import(ctx, rel, expected, batches)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -39,6 +40,8 @@ type config struct {
 	sample   int
 	sweep    int
 	exposed  float64
+	pwned    int
+	kind     string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&c.sample, "sample", 0, "print the first N accounts of the corpus instead of writing it")
 	fs.IntVar(&c.sweep, "sweep", 0, "write N addresses to check instead of the dump: --exposed percent of them accounts of the corpus (--seed, --records), the rest outsiders, shuffled")
 	fs.Float64Var(&c.exposed, "exposed", 0, "with --sweep: percent of the addresses that are in the corpus")
+	fs.IntVar(&c.pwned, "pwned", 0, "write a Pwned-Passwords-shaped corpus of N hashes (HASH:COUNT lines, sorted) instead of a breach dump")
+	fs.StringVar(&c.kind, "kind", "sha1", "with --pwned: sha1 or ntlm")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: corpusgen [flags]\n\nWrites a synthetic Sega Pass-shaped dump. Flags:")
 		fs.PrintDefaults()
@@ -63,6 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if c.pwned > 0 {
+		return pwnedFile(c, stdout)
 	}
 	if c.sweep > 0 {
 		if c.exposed < 0 || c.exposed > 100 {
@@ -143,4 +151,34 @@ func (f *firstLines) Write(p []byte) (int, error) {
 		}
 	}
 	return f.w.Write(p)
+}
+
+// pwnedFile writes a synthetic password corpus (--pwned).
+func pwnedFile(c config, stdout io.Writer) error {
+	k, err := breachd.ParseHashKind(c.kind)
+	if err != nil {
+		return err
+	}
+	w, closeOut, err := output(c.out, stdout)
+	if err != nil {
+		return err
+	}
+	if err := synth.WritePwned(w, synth.PwnedOptions{Seed: c.seed, Hashes: c.pwned, Kind: k}); err != nil {
+		closeOut()
+		return err
+	}
+	return closeOut()
+}
+
+// output opens where a file goes: stdout for "-", else path; close
+// reports the write's own errors.
+func output(path string, stdout io.Writer) (io.Writer, func() error, error) {
+	if path == "-" {
+		return stdout, func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, f.Close, nil
 }

@@ -27,6 +27,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// HashKind is a password corpus's kind of hash.
+type HashKind int32
+
+const (
+	HashKind_HASH_KIND_UNSPECIFIED HashKind = 0
+	// SHA-1 of the password's UTF-8 bytes, 20 bytes (as Pwned Passwords).
+	HashKind_HASH_KIND_SHA1 HashKind = 1
+	// NTLM: MD4 of the password's UTF-16LE form, 16 bytes.
+	HashKind_HASH_KIND_NTLM HashKind = 2
+)
+
+// Enum value maps for HashKind.
+var (
+	HashKind_name = map[int32]string{
+		0: "HASH_KIND_UNSPECIFIED",
+		1: "HASH_KIND_SHA1",
+		2: "HASH_KIND_NTLM",
+	}
+	HashKind_value = map[string]int32{
+		"HASH_KIND_UNSPECIFIED": 0,
+		"HASH_KIND_SHA1":        1,
+		"HASH_KIND_NTLM":        2,
+	}
+)
+
+func (x HashKind) Enum() *HashKind {
+	p := new(HashKind)
+	*p = x
+	return p
+}
+
+func (x HashKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HashKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_breachd_v1_breachd_proto_enumTypes[0].Descriptor()
+}
+
+func (HashKind) Type() protoreflect.EnumType {
+	return &file_breachd_v1_breachd_proto_enumTypes[0]
+}
+
+func (x HashKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HashKind.Descriptor instead.
+func (HashKind) EnumDescriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{0}
+}
+
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of the canonical email address: exactly 32 bytes.
@@ -392,9 +444,20 @@ type Breach struct {
 	IsVerified  bool                   `protobuf:"varint,9,opt,name=is_verified,json=isVerified,proto3" json:"is_verified,omitempty"`
 	IsSensitive bool                   `protobuf:"varint,10,opt,name=is_sensitive,json=isSensitive,proto3" json:"is_sensitive,omitempty"`
 	// Distinct account digests stored for this breach.
-	AccountCount  int64 `protobuf:"varint,11,opt,name=account_count,json=accountCount,proto3" json:"account_count,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AccountCount int64 `protobuf:"varint,11,opt,name=account_count,json=accountCount,proto3" json:"account_count,omitempty"`
+	// The rest of Have I Been Pwned's breach model.
+	ModifiedDate       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=modified_date,json=modifiedDate,proto3" json:"modified_date,omitempty"`
+	LogoPath           string                 `protobuf:"bytes,13,opt,name=logo_path,json=logoPath,proto3" json:"logo_path,omitempty"`
+	Attribution        string                 `protobuf:"bytes,14,opt,name=attribution,proto3" json:"attribution,omitempty"`
+	DisclosureUrl      string                 `protobuf:"bytes,15,opt,name=disclosure_url,json=disclosureUrl,proto3" json:"disclosure_url,omitempty"`
+	IsFabricated       bool                   `protobuf:"varint,16,opt,name=is_fabricated,json=isFabricated,proto3" json:"is_fabricated,omitempty"`
+	IsRetired          bool                   `protobuf:"varint,17,opt,name=is_retired,json=isRetired,proto3" json:"is_retired,omitempty"`
+	IsSpamList         bool                   `protobuf:"varint,18,opt,name=is_spam_list,json=isSpamList,proto3" json:"is_spam_list,omitempty"`
+	IsMalware          bool                   `protobuf:"varint,19,opt,name=is_malware,json=isMalware,proto3" json:"is_malware,omitempty"`
+	IsSubscriptionFree bool                   `protobuf:"varint,20,opt,name=is_subscription_free,json=isSubscriptionFree,proto3" json:"is_subscription_free,omitempty"`
+	IsStealerLog       bool                   `protobuf:"varint,21,opt,name=is_stealer_log,json=isStealerLog,proto3" json:"is_stealer_log,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Breach) Reset() {
@@ -502,6 +565,76 @@ func (x *Breach) GetAccountCount() int64 {
 		return x.AccountCount
 	}
 	return 0
+}
+
+func (x *Breach) GetModifiedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ModifiedDate
+	}
+	return nil
+}
+
+func (x *Breach) GetLogoPath() string {
+	if x != nil {
+		return x.LogoPath
+	}
+	return ""
+}
+
+func (x *Breach) GetAttribution() string {
+	if x != nil {
+		return x.Attribution
+	}
+	return ""
+}
+
+func (x *Breach) GetDisclosureUrl() string {
+	if x != nil {
+		return x.DisclosureUrl
+	}
+	return ""
+}
+
+func (x *Breach) GetIsFabricated() bool {
+	if x != nil {
+		return x.IsFabricated
+	}
+	return false
+}
+
+func (x *Breach) GetIsRetired() bool {
+	if x != nil {
+		return x.IsRetired
+	}
+	return false
+}
+
+func (x *Breach) GetIsSpamList() bool {
+	if x != nil {
+		return x.IsSpamList
+	}
+	return false
+}
+
+func (x *Breach) GetIsMalware() bool {
+	if x != nil {
+		return x.IsMalware
+	}
+	return false
+}
+
+func (x *Breach) GetIsSubscriptionFree() bool {
+	if x != nil {
+		return x.IsSubscriptionFree
+	}
+	return false
+}
+
+func (x *Breach) GetIsStealerLog() bool {
+	if x != nil {
+		return x.IsStealerLog
+	}
+	return false
 }
 
 type ListBreachesRequest struct {
@@ -718,6 +851,527 @@ func (x *GetBreachResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
+type ImportPasswordsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*ImportPasswordsRequest_Release
+	//	*ImportPasswordsRequest_Batch
+	//	*ImportPasswordsRequest_Commit
+	Part          isImportPasswordsRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPasswordsRequest) Reset() {
+	*x = ImportPasswordsRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPasswordsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPasswordsRequest) ProtoMessage() {}
+
+func (x *ImportPasswordsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPasswordsRequest.ProtoReflect.Descriptor instead.
+func (*ImportPasswordsRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ImportPasswordsRequest) GetPart() isImportPasswordsRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *ImportPasswordsRequest) GetRelease() *PasswordRelease {
+	if x != nil {
+		if x, ok := x.Part.(*ImportPasswordsRequest_Release); ok {
+			return x.Release
+		}
+	}
+	return nil
+}
+
+func (x *ImportPasswordsRequest) GetBatch() *PasswordBatch {
+	if x != nil {
+		if x, ok := x.Part.(*ImportPasswordsRequest_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
+func (x *ImportPasswordsRequest) GetCommit() *ImportCommit {
+	if x != nil {
+		if x, ok := x.Part.(*ImportPasswordsRequest_Commit); ok {
+			return x.Commit
+		}
+	}
+	return nil
+}
+
+type isImportPasswordsRequest_Part interface {
+	isImportPasswordsRequest_Part()
+}
+
+type ImportPasswordsRequest_Release struct {
+	Release *PasswordRelease `protobuf:"bytes,1,opt,name=release,proto3,oneof"`
+}
+
+type ImportPasswordsRequest_Batch struct {
+	Batch *PasswordBatch `protobuf:"bytes,2,opt,name=batch,proto3,oneof"`
+}
+
+type ImportPasswordsRequest_Commit struct {
+	Commit *ImportCommit `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
+}
+
+func (*ImportPasswordsRequest_Release) isImportPasswordsRequest_Part() {}
+
+func (*ImportPasswordsRequest_Batch) isImportPasswordsRequest_Part() {}
+
+func (*ImportPasswordsRequest_Commit) isImportPasswordsRequest_Part() {}
+
+type PasswordRelease struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  HashKind               `protobuf:"varint,1,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
+	// The release's catalogue record: name and title at least.
+	Release *Breach `protobuf:"bytes,2,opt,name=release,proto3" json:"release,omitempty"`
+	// About how many hashes will follow, if known: it sizes a first import.
+	ExpectedHashes uint64 `protobuf:"varint,3,opt,name=expected_hashes,json=expectedHashes,proto3" json:"expected_hashes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PasswordRelease) Reset() {
+	*x = PasswordRelease{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasswordRelease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasswordRelease) ProtoMessage() {}
+
+func (x *PasswordRelease) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasswordRelease.ProtoReflect.Descriptor instead.
+func (*PasswordRelease) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PasswordRelease) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
+func (x *PasswordRelease) GetRelease() *Breach {
+	if x != nil {
+		return x.Release
+	}
+	return nil
+}
+
+func (x *PasswordRelease) GetExpectedHashes() uint64 {
+	if x != nil {
+		return x.ExpectedHashes
+	}
+	return 0
+}
+
+// PasswordBatch is 1 to 10,000 hashes of the release's kind, concatenated,
+// and their counts (each 1 or more) in the same order.
+type PasswordBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hashes        []byte                 `protobuf:"bytes,1,opt,name=hashes,proto3" json:"hashes,omitempty"`
+	Counts        []uint64               `protobuf:"varint,2,rep,packed,name=counts,proto3" json:"counts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PasswordBatch) Reset() {
+	*x = PasswordBatch{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PasswordBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PasswordBatch) ProtoMessage() {}
+
+func (x *PasswordBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PasswordBatch.ProtoReflect.Descriptor instead.
+func (*PasswordBatch) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PasswordBatch) GetHashes() []byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+func (x *PasswordBatch) GetCounts() []uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+type ImportPasswordsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind  HashKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
+	// Hashes received.
+	Received uint64 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
+	// Hashes in no earlier release.
+	NewHashes uint64 `protobuf:"varint,4,opt,name=new_hashes,json=newHashes,proto3" json:"new_hashes,omitempty"`
+	// Hashes of earlier releases that now carry this release's count.
+	UpdatedHashes uint64 `protobuf:"varint,5,opt,name=updated_hashes,json=updatedHashes,proto3" json:"updated_hashes,omitempty"`
+	// The password corpus's version after the commit.
+	CorpusVersion uint64 `protobuf:"varint,6,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPasswordsResponse) Reset() {
+	*x = ImportPasswordsResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPasswordsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPasswordsResponse) ProtoMessage() {}
+
+func (x *ImportPasswordsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPasswordsResponse.ProtoReflect.Descriptor instead.
+func (*ImportPasswordsResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ImportPasswordsResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportPasswordsResponse) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
+func (x *ImportPasswordsResponse) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *ImportPasswordsResponse) GetNewHashes() uint64 {
+	if x != nil {
+		return x.NewHashes
+	}
+	return 0
+}
+
+func (x *ImportPasswordsResponse) GetUpdatedHashes() uint64 {
+	if x != nil {
+		return x.UpdatedHashes
+	}
+	return 0
+}
+
+func (x *ImportPasswordsResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
+type CheckPasswordRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          HashKind               `protobuf:"varint,1,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
+	Hash          []byte                 `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPasswordRequest) Reset() {
+	*x = CheckPasswordRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPasswordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPasswordRequest) ProtoMessage() {}
+
+func (x *CheckPasswordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPasswordRequest.ProtoReflect.Descriptor instead.
+func (*CheckPasswordRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CheckPasswordRequest) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
+func (x *CheckPasswordRequest) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+type CheckPasswordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	CorpusVersion uint64                 `protobuf:"varint,2,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPasswordResponse) Reset() {
+	*x = CheckPasswordResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPasswordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPasswordResponse) ProtoMessage() {}
+
+func (x *CheckPasswordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPasswordResponse.ProtoReflect.Descriptor instead.
+func (*CheckPasswordResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CheckPasswordResponse) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *CheckPasswordResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
+type RangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  HashKind               `protobuf:"varint,1,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
+	// 5 hex characters, either case.
+	Prefix        string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeRequest) Reset() {
+	*x = RangeRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeRequest) ProtoMessage() {}
+
+func (x *RangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
+func (*RangeRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RangeRequest) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
+func (x *RangeRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+type RangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The hashes (whole, of the kind's size), concatenated in ascending order.
+	Hashes []byte `protobuf:"bytes,1,opt,name=hashes,proto3" json:"hashes,omitempty"`
+	// Their counts, in the same order.
+	Counts        []uint64 `protobuf:"varint,2,rep,packed,name=counts,proto3" json:"counts,omitempty"`
+	CorpusVersion uint64   `protobuf:"varint,3,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeResponse) Reset() {
+	*x = RangeResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeResponse) ProtoMessage() {}
+
+func (x *RangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
+func (*RangeResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RangeResponse) GetHashes() []byte {
+	if x != nil {
+		return x.Hashes
+	}
+	return nil
+}
+
+func (x *RangeResponse) GetCounts() []uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *RangeResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
 type DeleteBreachRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -727,7 +1381,7 @@ type DeleteBreachRequest struct {
 
 func (x *DeleteBreachRequest) Reset() {
 	*x = DeleteBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +1393,7 @@ func (x *DeleteBreachRequest) String() string {
 func (*DeleteBreachRequest) ProtoMessage() {}
 
 func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +1406,7 @@ func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreachRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteBreachRequest) GetName() string {
@@ -774,7 +1428,7 @@ type DeleteBreachResponse struct {
 
 func (x *DeleteBreachResponse) Reset() {
 	*x = DeleteBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +1440,7 @@ func (x *DeleteBreachResponse) String() string {
 func (*DeleteBreachResponse) ProtoMessage() {}
 
 func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +1453,7 @@ func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreachResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteBreachResponse) GetName() string {
@@ -833,7 +1487,7 @@ type UpdateBreachRequest struct {
 
 func (x *UpdateBreachRequest) Reset() {
 	*x = UpdateBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1499,7 @@ func (x *UpdateBreachRequest) String() string {
 func (*UpdateBreachRequest) ProtoMessage() {}
 
 func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1512,7 @@ func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBreachRequest.ProtoReflect.Descriptor instead.
 func (*UpdateBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateBreachRequest) GetBreach() *Breach {
@@ -878,7 +1532,7 @@ type UpdateBreachResponse struct {
 
 func (x *UpdateBreachResponse) Reset() {
 	*x = UpdateBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1544,7 @@ func (x *UpdateBreachResponse) String() string {
 func (*UpdateBreachResponse) ProtoMessage() {}
 
 func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1557,7 @@ func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBreachResponse.ProtoReflect.Descriptor instead.
 func (*UpdateBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateBreachResponse) GetBreach() *Breach {
@@ -934,7 +1588,7 @@ type ImportBreachRequest struct {
 
 func (x *ImportBreachRequest) Reset() {
 	*x = ImportBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1600,7 @@ func (x *ImportBreachRequest) String() string {
 func (*ImportBreachRequest) ProtoMessage() {}
 
 func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1613,7 @@ func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachRequest.ProtoReflect.Descriptor instead.
 func (*ImportBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ImportBreachRequest) GetPart() isImportBreachRequest_Part {
@@ -1029,7 +1683,7 @@ type ImportCommit struct {
 
 func (x *ImportCommit) Reset() {
 	*x = ImportCommit{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1695,7 @@ func (x *ImportCommit) String() string {
 func (*ImportCommit) ProtoMessage() {}
 
 func (x *ImportCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1708,7 @@ func (x *ImportCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportCommit.ProtoReflect.Descriptor instead.
 func (*ImportCommit) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ImportCommit) GetDigestCount() uint64 {
@@ -1082,7 +1736,7 @@ type ImportBreachResponse struct {
 
 func (x *ImportBreachResponse) Reset() {
 	*x = ImportBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1748,7 @@ func (x *ImportBreachResponse) String() string {
 func (*ImportBreachResponse) ProtoMessage() {}
 
 func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1761,7 @@ func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachResponse.ProtoReflect.Descriptor instead.
 func (*ImportBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ImportBreachResponse) GetName() string {
@@ -1181,7 +1835,7 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"breachSets\x12%\n" +
 	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\"!\n" +
 	"\tBreachSet\x12\x14\n" +
-	"\x05names\x18\x01 \x03(\tR\x05names\"\xf1\x02\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\xf5\x05\n" +
 	"\x06Breach\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x16\n" +
@@ -1197,7 +1851,20 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"isVerified\x12!\n" +
 	"\fis_sensitive\x18\n" +
 	" \x01(\bR\visSensitive\x12#\n" +
-	"\raccount_count\x18\v \x01(\x03R\faccountCount\"Q\n" +
+	"\raccount_count\x18\v \x01(\x03R\faccountCount\x12?\n" +
+	"\rmodified_date\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\fmodifiedDate\x12\x1b\n" +
+	"\tlogo_path\x18\r \x01(\tR\blogoPath\x12 \n" +
+	"\vattribution\x18\x0e \x01(\tR\vattribution\x12%\n" +
+	"\x0edisclosure_url\x18\x0f \x01(\tR\rdisclosureUrl\x12#\n" +
+	"\ris_fabricated\x18\x10 \x01(\bR\fisFabricated\x12\x1d\n" +
+	"\n" +
+	"is_retired\x18\x11 \x01(\bR\tisRetired\x12 \n" +
+	"\fis_spam_list\x18\x12 \x01(\bR\n" +
+	"isSpamList\x12\x1d\n" +
+	"\n" +
+	"is_malware\x18\x13 \x01(\bR\tisMalware\x120\n" +
+	"\x14is_subscription_free\x18\x14 \x01(\bR\x12isSubscriptionFree\x12$\n" +
+	"\x0eis_stealer_log\x18\x15 \x01(\bR\fisStealerLog\"Q\n" +
 	"\x13ListBreachesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1210,7 +1877,40 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
 	"\x11GetBreachResponse\x12*\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12%\n" +
-	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\")\n" +
+	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\xc0\x01\n" +
+	"\x16ImportPasswordsRequest\x127\n" +
+	"\arelease\x18\x01 \x01(\v2\x1b.breachd.v1.PasswordReleaseH\x00R\arelease\x121\n" +
+	"\x05batch\x18\x02 \x01(\v2\x19.breachd.v1.PasswordBatchH\x00R\x05batch\x122\n" +
+	"\x06commit\x18\x03 \x01(\v2\x18.breachd.v1.ImportCommitH\x00R\x06commitB\x06\n" +
+	"\x04part\"\x92\x01\n" +
+	"\x0fPasswordRelease\x12(\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\x12,\n" +
+	"\arelease\x18\x02 \x01(\v2\x12.breachd.v1.BreachR\arelease\x12'\n" +
+	"\x0fexpected_hashes\x18\x03 \x01(\x04R\x0eexpectedHashes\"?\n" +
+	"\rPasswordBatch\x12\x16\n" +
+	"\x06hashes\x18\x01 \x01(\fR\x06hashes\x12\x16\n" +
+	"\x06counts\x18\x02 \x03(\x04R\x06counts\"\xe0\x01\n" +
+	"\x17ImportPasswordsResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\x12\x1a\n" +
+	"\breceived\x18\x03 \x01(\x04R\breceived\x12\x1d\n" +
+	"\n" +
+	"new_hashes\x18\x04 \x01(\x04R\tnewHashes\x12%\n" +
+	"\x0eupdated_hashes\x18\x05 \x01(\x04R\rupdatedHashes\x12%\n" +
+	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion\"T\n" +
+	"\x14CheckPasswordRequest\x12(\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"T\n" +
+	"\x15CheckPasswordResponse\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12%\n" +
+	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"P\n" +
+	"\fRangeRequest\x12(\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\"f\n" +
+	"\rRangeResponse\x12\x16\n" +
+	"\x06hashes\x18\x01 \x01(\fR\x06hashes\x12\x16\n" +
+	"\x06counts\x18\x02 \x03(\x04R\x06counts\x12%\n" +
+	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\")\n" +
 	"\x13DeleteBreachRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"|\n" +
 	"\x14DeleteBreachResponse\x12\x12\n" +
@@ -1237,16 +1937,24 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"duplicates\x12!\n" +
 	"\fnew_accounts\x18\x04 \x01(\x04R\vnewAccounts\x12%\n" +
 	"\x0eknown_accounts\x18\x05 \x01(\x04R\rknownAccounts\x12%\n" +
-	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion2\xc0\x02\n" +
+	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion*M\n" +
+	"\bHashKind\x12\x19\n" +
+	"\x15HASH_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eHASH_KIND_SHA1\x10\x01\x12\x12\n" +
+	"\x0eHASH_KIND_NTLM\x10\x022\xc0\x02\n" +
 	"\x0fExposureService\x12<\n" +
 	"\x05Check\x12\x18.breachd.v1.CheckRequest\x1a\x19.breachd.v1.CheckResponse\x12R\n" +
 	"\vCheckStream\x12\x1e.breachd.v1.CheckStreamRequest\x1a\x1f.breachd.v1.CheckStreamResponse(\x010\x01\x12Q\n" +
 	"\fListBreaches\x12\x1f.breachd.v1.ListBreachesRequest\x1a .breachd.v1.ListBreachesResponse\x12H\n" +
-	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2\x89\x02\n" +
+	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2\xe7\x02\n" +
 	"\fAdminService\x12S\n" +
 	"\fImportBreach\x12\x1f.breachd.v1.ImportBreachRequest\x1a .breachd.v1.ImportBreachResponse(\x01\x12Q\n" +
 	"\fDeleteBreach\x12\x1f.breachd.v1.DeleteBreachRequest\x1a .breachd.v1.DeleteBreachResponse\x12Q\n" +
-	"\fUpdateBreach\x12\x1f.breachd.v1.UpdateBreachRequest\x1a .breachd.v1.UpdateBreachResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
+	"\fUpdateBreach\x12\x1f.breachd.v1.UpdateBreachRequest\x1a .breachd.v1.UpdateBreachResponse\x12\\\n" +
+	"\x0fImportPasswords\x12\".breachd.v1.ImportPasswordsRequest\x1a#.breachd.v1.ImportPasswordsResponse(\x012\xa5\x01\n" +
+	"\x0fPasswordService\x12T\n" +
+	"\rCheckPassword\x12 .breachd.v1.CheckPasswordRequest\x1a!.breachd.v1.CheckPasswordResponse\x12<\n" +
+	"\x05Range\x12\x18.breachd.v1.RangeRequest\x1a\x19.breachd.v1.RangeResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
 
 var (
 	file_breachd_v1_breachd_proto_rawDescOnce sync.Once
@@ -1260,57 +1968,82 @@ func file_breachd_v1_breachd_proto_rawDescGZIP() []byte {
 	return file_breachd_v1_breachd_proto_rawDescData
 }
 
-var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_breachd_v1_breachd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_breachd_v1_breachd_proto_goTypes = []any{
-	(*CheckRequest)(nil),          // 0: breachd.v1.CheckRequest
-	(*CheckResponse)(nil),         // 1: breachd.v1.CheckResponse
-	(*BreachSummary)(nil),         // 2: breachd.v1.BreachSummary
-	(*CheckStreamRequest)(nil),    // 3: breachd.v1.CheckStreamRequest
-	(*CheckStreamResponse)(nil),   // 4: breachd.v1.CheckStreamResponse
-	(*BreachSet)(nil),             // 5: breachd.v1.BreachSet
-	(*Breach)(nil),                // 6: breachd.v1.Breach
-	(*ListBreachesRequest)(nil),   // 7: breachd.v1.ListBreachesRequest
-	(*ListBreachesResponse)(nil),  // 8: breachd.v1.ListBreachesResponse
-	(*GetBreachRequest)(nil),      // 9: breachd.v1.GetBreachRequest
-	(*GetBreachResponse)(nil),     // 10: breachd.v1.GetBreachResponse
-	(*DeleteBreachRequest)(nil),   // 11: breachd.v1.DeleteBreachRequest
-	(*DeleteBreachResponse)(nil),  // 12: breachd.v1.DeleteBreachResponse
-	(*UpdateBreachRequest)(nil),   // 13: breachd.v1.UpdateBreachRequest
-	(*UpdateBreachResponse)(nil),  // 14: breachd.v1.UpdateBreachResponse
-	(*ImportBreachRequest)(nil),   // 15: breachd.v1.ImportBreachRequest
-	(*ImportCommit)(nil),          // 16: breachd.v1.ImportCommit
-	(*ImportBreachResponse)(nil),  // 17: breachd.v1.ImportBreachResponse
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(HashKind)(0),                   // 0: breachd.v1.HashKind
+	(*CheckRequest)(nil),            // 1: breachd.v1.CheckRequest
+	(*CheckResponse)(nil),           // 2: breachd.v1.CheckResponse
+	(*BreachSummary)(nil),           // 3: breachd.v1.BreachSummary
+	(*CheckStreamRequest)(nil),      // 4: breachd.v1.CheckStreamRequest
+	(*CheckStreamResponse)(nil),     // 5: breachd.v1.CheckStreamResponse
+	(*BreachSet)(nil),               // 6: breachd.v1.BreachSet
+	(*Breach)(nil),                  // 7: breachd.v1.Breach
+	(*ListBreachesRequest)(nil),     // 8: breachd.v1.ListBreachesRequest
+	(*ListBreachesResponse)(nil),    // 9: breachd.v1.ListBreachesResponse
+	(*GetBreachRequest)(nil),        // 10: breachd.v1.GetBreachRequest
+	(*GetBreachResponse)(nil),       // 11: breachd.v1.GetBreachResponse
+	(*ImportPasswordsRequest)(nil),  // 12: breachd.v1.ImportPasswordsRequest
+	(*PasswordRelease)(nil),         // 13: breachd.v1.PasswordRelease
+	(*PasswordBatch)(nil),           // 14: breachd.v1.PasswordBatch
+	(*ImportPasswordsResponse)(nil), // 15: breachd.v1.ImportPasswordsResponse
+	(*CheckPasswordRequest)(nil),    // 16: breachd.v1.CheckPasswordRequest
+	(*CheckPasswordResponse)(nil),   // 17: breachd.v1.CheckPasswordResponse
+	(*RangeRequest)(nil),            // 18: breachd.v1.RangeRequest
+	(*RangeResponse)(nil),           // 19: breachd.v1.RangeResponse
+	(*DeleteBreachRequest)(nil),     // 20: breachd.v1.DeleteBreachRequest
+	(*DeleteBreachResponse)(nil),    // 21: breachd.v1.DeleteBreachResponse
+	(*UpdateBreachRequest)(nil),     // 22: breachd.v1.UpdateBreachRequest
+	(*UpdateBreachResponse)(nil),    // 23: breachd.v1.UpdateBreachResponse
+	(*ImportBreachRequest)(nil),     // 24: breachd.v1.ImportBreachRequest
+	(*ImportCommit)(nil),            // 25: breachd.v1.ImportCommit
+	(*ImportBreachResponse)(nil),    // 26: breachd.v1.ImportBreachResponse
+	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
-	2,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
-	5,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
-	18, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
-	6,  // 3: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
-	6,  // 4: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
-	6,  // 5: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
-	6,  // 6: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
-	6,  // 7: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	16, // 8: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	0,  // 9: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	3,  // 10: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	7,  // 11: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	9,  // 12: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	15, // 13: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	11, // 14: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	13, // 15: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	1,  // 16: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	4,  // 17: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	8,  // 18: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	10, // 19: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	17, // 20: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	12, // 21: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	14, // 22: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	16, // [16:23] is the sub-list for method output_type
-	9,  // [9:16] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	3,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
+	6,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
+	27, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
+	27, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
+	7,  // 4: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
+	7,  // 5: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
+	13, // 6: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
+	14, // 7: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
+	25, // 8: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
+	0,  // 9: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
+	7,  // 10: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
+	0,  // 11: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
+	0,  // 12: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
+	0,  // 13: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
+	7,  // 14: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
+	7,  // 15: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	7,  // 16: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	25, // 17: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	1,  // 18: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	4,  // 19: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	8,  // 20: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	10, // 21: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	24, // 22: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	20, // 23: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	22, // 24: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	12, // 25: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	16, // 26: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	18, // 27: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	2,  // 28: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	5,  // 29: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	9,  // 30: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	11, // 31: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	26, // 32: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	21, // 33: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	23, // 34: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	15, // 35: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	17, // 36: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	19, // 37: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	28, // [28:38] is the sub-list for method output_type
+	18, // [18:28] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }
@@ -1318,7 +2051,12 @@ func file_breachd_v1_breachd_proto_init() {
 	if File_breachd_v1_breachd_proto != nil {
 		return
 	}
-	file_breachd_v1_breachd_proto_msgTypes[15].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[11].OneofWrappers = []any{
+		(*ImportPasswordsRequest_Release)(nil),
+		(*ImportPasswordsRequest_Batch)(nil),
+		(*ImportPasswordsRequest_Commit)(nil),
+	}
+	file_breachd_v1_breachd_proto_msgTypes[23].OneofWrappers = []any{
 		(*ImportBreachRequest_Breach)(nil),
 		(*ImportBreachRequest_EmailSha256)(nil),
 		(*ImportBreachRequest_Commit)(nil),
@@ -1328,13 +2066,14 @@ func file_breachd_v1_breachd_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_breachd_v1_breachd_proto_rawDesc), len(file_breachd_v1_breachd_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      1,
+			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_breachd_v1_breachd_proto_goTypes,
 		DependencyIndexes: file_breachd_v1_breachd_proto_depIdxs,
+		EnumInfos:         file_breachd_v1_breachd_proto_enumTypes,
 		MessageInfos:      file_breachd_v1_breachd_proto_msgTypes,
 	}.Build()
 	File_breachd_v1_breachd_proto = out.File

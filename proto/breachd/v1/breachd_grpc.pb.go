@@ -261,9 +261,10 @@ var ExposureService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_ImportBreach_FullMethodName = "/breachd.v1.AdminService/ImportBreach"
-	AdminService_DeleteBreach_FullMethodName = "/breachd.v1.AdminService/DeleteBreach"
-	AdminService_UpdateBreach_FullMethodName = "/breachd.v1.AdminService/UpdateBreach"
+	AdminService_ImportBreach_FullMethodName    = "/breachd.v1.AdminService/ImportBreach"
+	AdminService_DeleteBreach_FullMethodName    = "/breachd.v1.AdminService/DeleteBreach"
+	AdminService_UpdateBreach_FullMethodName    = "/breachd.v1.AdminService/UpdateBreach"
+	AdminService_ImportPasswords_FullMethodName = "/breachd.v1.AdminService/ImportPasswords"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -288,6 +289,13 @@ type AdminServiceClient interface {
 	// UpdateBreach corrects a breach's catalogue entry: every field but its
 	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
 	UpdateBreach(ctx context.Context, in *UpdateBreachRequest, opts ...grpc.CallOption) (*UpdateBreachResponse, error)
+	// ImportPasswords adds one release to a password corpus: the first message
+	// names the kind and the release, then batches of hashes with their counts,
+	// then a commit with the total number of hashes sent. The release becomes
+	// visible all at once; until then every answer comes from the releases
+	// before it. A hash the release repeats has its counts added; a hash known
+	// from an earlier release takes this release's count.
+	ImportPasswords(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportPasswordsRequest, ImportPasswordsResponse], error)
 }
 
 type adminServiceClient struct {
@@ -331,6 +339,19 @@ func (c *adminServiceClient) UpdateBreach(ctx context.Context, in *UpdateBreachR
 	return out, nil
 }
 
+func (c *adminServiceClient) ImportPasswords(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportPasswordsRequest, ImportPasswordsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_ImportPasswords_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportPasswordsRequest, ImportPasswordsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportPasswordsClient = grpc.ClientStreamingClient[ImportPasswordsRequest, ImportPasswordsResponse]
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -353,6 +374,13 @@ type AdminServiceServer interface {
 	// UpdateBreach corrects a breach's catalogue entry: every field but its
 	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
 	UpdateBreach(context.Context, *UpdateBreachRequest) (*UpdateBreachResponse, error)
+	// ImportPasswords adds one release to a password corpus: the first message
+	// names the kind and the release, then batches of hashes with their counts,
+	// then a commit with the total number of hashes sent. The release becomes
+	// visible all at once; until then every answer comes from the releases
+	// before it. A hash the release repeats has its counts added; a hash known
+	// from an earlier release takes this release's count.
+	ImportPasswords(grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -371,6 +399,9 @@ func (UnimplementedAdminServiceServer) DeleteBreach(context.Context, *DeleteBrea
 }
 func (UnimplementedAdminServiceServer) UpdateBreach(context.Context, *UpdateBreachRequest) (*UpdateBreachResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdateBreach not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportPasswords(grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportPasswords not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -436,6 +467,13 @@ func _AdminService_UpdateBreach_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ImportPasswords_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServiceServer).ImportPasswords(&grpc.GenericServerStream[ImportPasswordsRequest, ImportPasswordsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportPasswordsServer = grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -458,6 +496,167 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _AdminService_ImportBreach_Handler,
 			ClientStreams: true,
 		},
+		{
+			StreamName:    "ImportPasswords",
+			Handler:       _AdminService_ImportPasswords_Handler,
+			ClientStreams: true,
+		},
 	},
+	Metadata: "breachd/v1/breachd.proto",
+}
+
+const (
+	PasswordService_CheckPassword_FullMethodName = "/breachd.v1.PasswordService/CheckPassword"
+	PasswordService_Range_FullMethodName         = "/breachd.v1.PasswordService/Range"
+)
+
+// PasswordServiceClient is the client API for PasswordService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// PasswordService answers for password hashes, from the password corpus of
+// each kind. Each kind has a corpus version of its own.
+type PasswordServiceClient interface {
+	// CheckPassword returns how often a password appears (0: never).
+	// INVALID_ARGUMENT for a hash of the wrong length for its kind.
+	CheckPassword(ctx context.Context, in *CheckPasswordRequest, opts ...grpc.CallOption) (*CheckPasswordResponse, error)
+	// Range returns every hash of the kind that starts with a 5-hex-character
+	// prefix (20 bits), with its count: the k-anonymity query of Pwned
+	// Passwords, so that the daemon never learns which hash was meant.
+	Range(ctx context.Context, in *RangeRequest, opts ...grpc.CallOption) (*RangeResponse, error)
+}
+
+type passwordServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewPasswordServiceClient(cc grpc.ClientConnInterface) PasswordServiceClient {
+	return &passwordServiceClient{cc}
+}
+
+func (c *passwordServiceClient) CheckPassword(ctx context.Context, in *CheckPasswordRequest, opts ...grpc.CallOption) (*CheckPasswordResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckPasswordResponse)
+	err := c.cc.Invoke(ctx, PasswordService_CheckPassword_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *passwordServiceClient) Range(ctx context.Context, in *RangeRequest, opts ...grpc.CallOption) (*RangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeResponse)
+	err := c.cc.Invoke(ctx, PasswordService_Range_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// PasswordServiceServer is the server API for PasswordService service.
+// All implementations must embed UnimplementedPasswordServiceServer
+// for forward compatibility.
+//
+// PasswordService answers for password hashes, from the password corpus of
+// each kind. Each kind has a corpus version of its own.
+type PasswordServiceServer interface {
+	// CheckPassword returns how often a password appears (0: never).
+	// INVALID_ARGUMENT for a hash of the wrong length for its kind.
+	CheckPassword(context.Context, *CheckPasswordRequest) (*CheckPasswordResponse, error)
+	// Range returns every hash of the kind that starts with a 5-hex-character
+	// prefix (20 bits), with its count: the k-anonymity query of Pwned
+	// Passwords, so that the daemon never learns which hash was meant.
+	Range(context.Context, *RangeRequest) (*RangeResponse, error)
+	mustEmbedUnimplementedPasswordServiceServer()
+}
+
+// UnimplementedPasswordServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedPasswordServiceServer struct{}
+
+func (UnimplementedPasswordServiceServer) CheckPassword(context.Context, *CheckPasswordRequest) (*CheckPasswordResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckPassword not implemented")
+}
+func (UnimplementedPasswordServiceServer) Range(context.Context, *RangeRequest) (*RangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Range not implemented")
+}
+func (UnimplementedPasswordServiceServer) mustEmbedUnimplementedPasswordServiceServer() {}
+func (UnimplementedPasswordServiceServer) testEmbeddedByValue()                         {}
+
+// UnsafePasswordServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to PasswordServiceServer will
+// result in compilation errors.
+type UnsafePasswordServiceServer interface {
+	mustEmbedUnimplementedPasswordServiceServer()
+}
+
+func RegisterPasswordServiceServer(s grpc.ServiceRegistrar, srv PasswordServiceServer) {
+	// If the following call panics, it indicates UnimplementedPasswordServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&PasswordService_ServiceDesc, srv)
+}
+
+func _PasswordService_CheckPassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckPasswordRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PasswordServiceServer).CheckPassword(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PasswordService_CheckPassword_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PasswordServiceServer).CheckPassword(ctx, req.(*CheckPasswordRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PasswordService_Range_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PasswordServiceServer).Range(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PasswordService_Range_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PasswordServiceServer).Range(ctx, req.(*RangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// PasswordService_ServiceDesc is the grpc.ServiceDesc for PasswordService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var PasswordService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "breachd.v1.PasswordService",
+	HandlerType: (*PasswordServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CheckPassword",
+			Handler:    _PasswordService_CheckPassword_Handler,
+		},
+		{
+			MethodName: "Range",
+			Handler:    _PasswordService_Range_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
 	Metadata: "breachd/v1/breachd.proto",
 }

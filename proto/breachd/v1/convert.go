@@ -16,9 +16,15 @@ func BreachFromDomain(b *breachd.Breach) *Breach {
 		Name: b.Name, Title: b.Title, Domain: b.Domain, BreachDate: b.BreachDate,
 		PwnCount: b.PwnCount, Description: b.Description, DataClasses: b.DataClasses,
 		IsVerified: b.IsVerified, IsSensitive: b.IsSensitive,
+		LogoPath: b.LogoPath, Attribution: b.Attribution, DisclosureUrl: b.DisclosureURL,
+		IsFabricated: b.IsFabricated, IsRetired: b.IsRetired, IsSpamList: b.IsSpamList,
+		IsMalware: b.IsMalware, IsSubscriptionFree: b.IsSubscriptionFree, IsStealerLog: b.IsStealerLog,
 	}
 	if !b.AddedDate.IsZero() {
 		p.AddedDate = timestamppb.New(b.AddedDate)
+	}
+	if !b.ModifiedDate.IsZero() {
+		p.ModifiedDate = timestamppb.New(b.ModifiedDate)
 	}
 	return p
 }
@@ -36,9 +42,37 @@ func (p *Breach) ToDomain() breachd.CatalogEntry {
 		Name: p.GetName(), Title: p.GetTitle(), Domain: p.GetDomain(), BreachDate: p.GetBreachDate(),
 		PwnCount: p.GetPwnCount(), Description: p.GetDescription(), DataClasses: p.GetDataClasses(),
 		IsVerified: p.GetIsVerified(), IsSensitive: p.GetIsSensitive(),
+		LogoPath: p.GetLogoPath(), Attribution: p.GetAttribution(), DisclosureURL: p.GetDisclosureUrl(),
+		IsFabricated: p.GetIsFabricated(), IsRetired: p.GetIsRetired(), IsSpamList: p.GetIsSpamList(),
+		IsMalware: p.GetIsMalware(), IsSubscriptionFree: p.GetIsSubscriptionFree(), IsStealerLog: p.GetIsStealerLog(),
 	}}
 	if p.GetAddedDate() != nil {
 		e.AddedDate = p.GetAddedDate().AsTime()
 	}
+	if p.GetModifiedDate() != nil {
+		e.ModifiedDate = p.GetModifiedDate().AsTime()
+	}
 	return e
+}
+
+// KindToDomain returns the domain hash kind (0 for an unknown one).
+func KindToDomain(k HashKind) breachd.HashKind {
+	switch k {
+	case HashKind_HASH_KIND_SHA1:
+		return breachd.SHA1
+	case HashKind_HASH_KIND_NTLM:
+		return breachd.NTLM
+	}
+	return 0
+}
+
+// KindFromDomain returns the wire form of a hash kind.
+func KindFromDomain(k breachd.HashKind) HashKind {
+	switch k {
+	case breachd.SHA1:
+		return HashKind_HASH_KIND_SHA1
+	case breachd.NTLM:
+		return HashKind_HASH_KIND_NTLM
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
 }

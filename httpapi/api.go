@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"crypto/x509"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/quota"
+	"github.com/breachd/breachd/service"
+)
+
+// Options configure the HTTP face.
+type Options struct {
+	Logger *slog.Logger
+	// Authn identifies callers; nil serves everyone unauthenticated (a
+	// daemon on loopback without TLS, as the gRPC face).
+	Authn *auth.Authenticator
+	// Quota charges each authenticated call one token (required with Authn).
+	Quota *quota.Limiter
+	// OpenPublic serves what upstream serves without a key (the range API
+	// and the breach catalogue) to anyone; false requires a key with the
+	// check scope there too. breachedaccount always requires one.
+	OpenPublic bool
+	// Registerer receives the request metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// API is the HTTP face over a *service.Service.
+type API struct {
+	svc  *service.Service
+	opts Options
+	log  *slog.Logger
+	mux  *http.ServeMux
+
+	requests *prometheus.HistogramVec // by route and code
+}
+
+// New returns the HTTP face over svc.
+func New(svc *service.Service, o Options) (*API, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Authn != nil && o.Quota == nil {
+		return nil, &breachd.OptionError{Option: "Quota", Value: nil, Want: "a limiter when callers are authenticated"}
+	}
+	a := &API{svc: svc, opts: o, log: o.Logger, mux: http.NewServeMux()}
+	a.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "breachd_http_request_duration_seconds",
+		Help:    "HTTP requests by route and status code, and how long they took.",
+		Buckets: []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1},
+	}, []string{"route", "code"})
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(a.requests); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range []struct {
+		pattern, name string
+		keyed         bool // needs a key whatever OpenPublic says
+		h             handler
+	}{
+		{"GET /range/{prefix}", "range", false, a.rangeHandler},
+		{"GET /api/v3/breachedaccount/{account}", "breachedaccount", true, a.breachedAccount},
+		{"GET /api/v3/breaches", "breaches", false, a.breaches},
+		{"GET /api/v3/breach/{name}", "breach", false, a.breach},
+		{"GET /api/v3/dataclasses", "dataclasses", false, a.dataClasses},
+		{"GET /api/v3/latestbreach", "latestbreach", false, a.latestBreach},
+	} {
+		a.mux.Handle(r.pattern, a.guard(r.name, r.keyed, r.h))
+	}
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{StatusCode: 404, Message: "no such API: see the Have I Been Pwned API v3 documentation for the routes breachd answers"})
+	})
+	return a, nil
+}
+
+// ServeHTTP serves the API.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// handler answers one route; it returns the status it wrote.
+type handler func(w http.ResponseWriter, r *http.Request) int
+
+// guard checks the user agent, identifies the caller and charges its quota
+// where the route needs it, then runs h and records the request. It never
+// logs a request's path or query: they carry the account asked about.
+func (a *API) guard(route string, keyed bool, h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		code := a.admit(w, r, route, keyed)
+		if code == 0 {
+			code = h(w, r)
+		}
+		a.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// admit returns 0 when the request may go on, or the status of the
+// refusal it wrote.
+func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, keyed bool) int {
+	if r.UserAgent() == "" { // as upstream: every caller must say who it is
+		writeJSON(w, http.StatusForbidden, errorBody{StatusCode: 403,
+			Message: "A user agent is required: send a User-Agent header naming your application."})
+		return http.StatusForbidden
+	}
+	if a.opts.Authn == nil || (!keyed && a.opts.OpenPublic) {
+		return 0
+	}
+	p, err := a.identify(r)
+	if err == nil {
+		err = auth.Require(p, auth.ScopeCheck, route)
+	}
+	if err != nil {
+		principal := "-"
+		if p != nil {
+			principal = p.Name
+		}
+		a.log.Warn("request refused", "route", route, "principal", principal, "peer", r.RemoteAddr, "err", err)
+		return writeError(w, a.log, route, err)
+	}
+	if err := a.opts.Quota.Take(p.Name, quota.Limits{Rate: p.Rate, Burst: p.Burst}, 1); err != nil {
+		return writeError(w, a.log, route, err)
+	}
+	return 0
+}
+
+// identify finds the caller: a breachd API key in hibp-api-key (where
+// upstream clients put theirs), else a verified client certificate.
+func (a *API) identify(r *http.Request) (*auth.Principal, error) {
+	if key := r.Header.Get("hibp-api-key"); key != "" {
+		return a.opts.Authn.FromKey(key)
+	}
+	if cert := clientCert(r); cert != nil {
+		return a.opts.Authn.FromCert(cert)
+	}
+	return nil, breachd.Errorf(breachd.ErrUnauthenticated,
+		"Access denied due to missing hibp-api-key: send a key from 'breachd keys create' in the hibp-api-key header, or a client certificate")
+}
+
+func clientCert(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return r.TLS.VerifiedChains[0][0]
+}

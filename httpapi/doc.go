@@ -1,0 +1,13 @@
+// Package httpapi is breachd's HTTP face: Have I Been Pwned's API v3 and
+// Pwned Passwords' range API, answered from the local corpus, so that an
+// identity system that already speaks that API uses breachd by changing
+// its base URL. It is an adapter over package service, as the gRPC one is:
+// it parses requests, asks the use cases, writes answers in upstream's
+// exact formats, and maps breachd's kinds of error to HTTP statuses in one
+// table (errors.go). The same authenticator (the hibp-api-key header is a
+// breachd API key, or a client certificate) and quota limiter guard it.
+//
+// Routes: GET /range/{prefix} (?mode=ntlm, Add-Padding), and under
+// /api/v3: breachedaccount/{account}, breaches, breach/{name},
+// dataclasses, latestbreach.
+package httpapi

@@ -1,0 +1,135 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"slices"
+	"strings"
+
+	"github.com/breachd/breachd"
+)
+
+// PasswordCorpus is what the password use cases need from the corpus of
+// one hash kind.
+type PasswordCorpus interface {
+	// Lookup returns the count of h (0 when it is not in the corpus).
+	Lookup(ctx context.Context, h breachd.PasswordHash) (breachd.PasswordExposure, error)
+	// Range calls fn in ascending order for every hash with count > 0
+	// whose first 20 bits are prefix; fn's slice is valid during the call.
+	Range(ctx context.Context, prefix breachd.RangePrefix, fn func(hash []byte, count uint64)) (uint64, error)
+	// Import stores a release's records and commits them, all visible at
+	// once, when batches ends without an error; otherwise nothing changes.
+	Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error)
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithPasswords serves the password corpus of kind k from c.
+func WithPasswords(k breachd.HashKind, c PasswordCorpus) Option {
+	return func(s *Service) {
+		if s.passwords == nil {
+			s.passwords = map[breachd.HashKind]PasswordCorpus{}
+		}
+		s.passwords[k] = c
+	}
+}
+
+func (s *Service) passwordCorpus(k breachd.HashKind) (PasswordCorpus, error) {
+	if k.Size() == 0 {
+		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
+	}
+	c := s.passwords[k]
+	if c == nil {
+		return nil, breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon serves no %s password corpus", k)
+	}
+	return c, nil
+}
+
+// CheckPassword returns how often the password whose hash is h appears in
+// the corpus of h's kind (0: never), with that corpus's version.
+func (s *Service) CheckPassword(ctx context.Context, h breachd.PasswordHash) (breachd.PasswordExposure, error) {
+	c, err := s.passwordCorpus(h.Kind)
+	if err != nil {
+		return breachd.PasswordExposure{}, err
+	}
+	return c.Lookup(ctx, h)
+}
+
+// PasswordRange calls fn, in ascending order, for every hash of kind k
+// that starts with prefix and appears in the corpus, and returns the
+// corpus version. The k-anonymity query: the caller learns every hash
+// that shares the prefix, the corpus never learns which one was meant.
+func (s *Service) PasswordRange(ctx context.Context, k breachd.HashKind, prefix breachd.RangePrefix, fn func(hash []byte, count uint64)) (uint64, error) {
+	c, err := s.passwordCorpus(k)
+	if err != nil {
+		return 0, err
+	}
+	return c.Range(ctx, prefix, fn)
+}
+
+// AllBreaches returns the whole catalogue, ordered by name; the entries
+// are shared.
+func (s *Service) AllBreaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error) {
+	return s.store.Breaches(ctx)
+}
+
+// LatestBreach returns the breach added last (nil for an empty catalogue).
+func (s *Service) LatestBreach(ctx context.Context) (*breachd.CatalogEntry, uint64, error) {
+	all, v, err := s.store.Breaches(ctx)
+	if err != nil || len(all) == 0 {
+		return nil, v, err
+	}
+	latest := all[0]
+	for _, b := range all[1:] {
+		if b.AddedDate.After(latest.AddedDate) {
+			latest = b
+		}
+	}
+	return latest, v, nil
+}
+
+// DataClasses returns every data class the catalogue names, sorted and
+// each once.
+func (s *Service) DataClasses(ctx context.Context) ([]string, uint64, error) {
+	all, v, err := s.store.Breaches(ctx)
+	if err != nil {
+		return nil, v, err
+	}
+	var out []string
+	for _, b := range all {
+		out = append(out, b.DataClasses...)
+	}
+	slices.SortFunc(out, strings.Compare)
+	return slices.Compact(out), v, nil
+}
+
+// ImportPasswords adds release rel to the corpus of kind k from batches of
+// 1 to breachd.MaxBatch records, and commits it when batches ends without
+// an error. expected, if known, is about how many records will come.
+func (s *Service) ImportPasswords(ctx context.Context, k breachd.HashKind, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error) {
+	c, err := s.passwordCorpus(k)
+	if err != nil {
+		return breachd.PasswordImportStats{}, err
+	}
+	if err := rel.Validate(); err != nil {
+		return breachd.PasswordImportStats{}, err
+	}
+	checked := func(yield func([]breachd.PasswordRecord, error) bool) {
+		for rs, err := range batches {
+			if err == nil {
+				switch {
+				case len(rs) == 0:
+					err = fmt.Errorf("%w: empty, want 1 to %d hashes", breachd.ErrInvalidBatch, breachd.MaxBatch)
+				case len(rs) > breachd.MaxBatch:
+					err = fmt.Errorf("%w: got %d hashes, want at most %d per batch: split it", breachd.ErrInvalidBatch, len(rs), breachd.MaxBatch)
+				}
+			}
+			if !yield(rs, err) || err != nil {
+				return
+			}
+		}
+	}
+	return c.Import(ctx, rel, expected, checked)
+}
