@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -133,7 +134,11 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, keyed 
 // upstream clients put theirs), else a verified client certificate.
 func (a *API) identify(r *http.Request) (*auth.Principal, error) {
 	if key := r.Header.Get("hibp-api-key"); key != "" {
-		return a.opts.Authn.FromKey(key)
+		p, err := a.opts.Authn.FromKey(key)
+		if errors.Is(err, breachd.ErrUnauthenticated) { // worded for this header, not gRPC's
+			err = breachd.Errorf(breachd.ErrUnauthenticated, "Access denied: the hibp-api-key is not a valid breachd API key (revoked, or never created); send a key from 'breachd keys create'")
+		}
+		return p, err
 	}
 	if cert := clientCert(r); cert != nil {
 		return a.opts.Authn.FromCert(cert)

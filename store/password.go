@@ -34,11 +34,12 @@ import (
 //
 // A release is imported as a segment, as a breach is: every row it touches
 // gains an entry (segment id, count) beside the entry it had, and lookups
-// read the entry of the newest committed segment. Until the commit the old
-// entry answers; after it the new one does. So a new release merges into
-// the corpus (hashes it lacks keep their count) with no window of wrong
-// answers. The next import, or the collection at open, drops entries that
-// are superseded or were never committed.
+// answer the highest count of the committed entries. Until the commit the
+// old entry answers; after it both do. So a new release merges into the
+// corpus (hashes it lacks keep their count, counts it raises rise, and a
+// small list imported beside it never lowers one) with no window of wrong
+// answers. The next import, or the collection at open, collapses the
+// committed entries into one and drops those never committed.
 type Passwords struct {
 	kind      breachd.HashKind
 	dir       string
@@ -325,18 +326,36 @@ func (p *Passwords) eachRow(ctx context.Context, fn func(k, v []byte) error) err
 	})
 }
 
-// count returns the count of the newest committed entry of a row: 0 if
-// none is committed.
+// count returns a row's count: the highest any committed release gave the
+// hash (0 if none is committed). Counts only grow from one Pwned Passwords
+// release to the next, so this is the newest release's count; and a small
+// list imported beside a large corpus never lowers a count.
 func (st *pwState) count(v []byte) uint64 {
-	var best uint32
 	var n uint64
 	for i := 0; i+pwEntry <= len(v); i += pwEntry {
-		seg := binary.BigEndian.Uint32(v[i:])
-		if seg >= best && st.committed[seg] {
-			best, n = seg, binary.BigEndian.Uint64(v[i+4:])
+		if st.committed[binary.BigEndian.Uint32(v[i:])] {
+			n = max(n, binary.BigEndian.Uint64(v[i+4:]))
 		}
 	}
 	return n
+}
+
+// collapse returns one entry that answers as v's committed entries do:
+// the newest committed segment with the highest committed count; nil if
+// none is committed.
+func (st *pwState) collapse(v []byte) []byte {
+	var best uint32
+	found := false
+	for i := 0; i+pwEntry <= len(v); i += pwEntry {
+		if seg := binary.BigEndian.Uint32(v[i:]); st.committed[seg] {
+			best, found = max(best, seg), true
+		}
+	}
+	if !found {
+		return nil
+	}
+	e := binary.BigEndian.AppendUint32(make([]byte, 0, pwEntry), best)
+	return binary.BigEndian.AppendUint64(e, st.count(v))
 }
 
 func (p *Passwords) acquire() error {
@@ -459,8 +478,8 @@ func (p *Passwords) takeImportToken(ctx context.Context) (func(), error) {
 // each with its count) and commits it, visible all at once, when batches
 // ends without an error; otherwise nothing changes. A hash repeated within
 // the release has its counts added (a plain password list hashed during
-// import); a hash known from an earlier release takes this release's
-// count; hashes this release lacks keep theirs. expected, if known, sizes
+// import); a hash known from an earlier release answers the higher of its
+// counts; hashes this release lacks keep theirs. expected, if known, sizes
 // the filter of a first import.
 func (p *Passwords) Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error) {
 	stats := breachd.PasswordImportStats{Release: rel.Name, Kind: p.kind}
@@ -624,26 +643,19 @@ func (imp *pwImport) add(ctx context.Context, recs []breachd.PasswordRecord) err
 	return nil
 }
 
-// merge returns the row's new value: its newest committed entry (which
-// answers until the commit), and this import's entry, whose count adds to
-// what this import already gave the hash. Entries of interrupted imports
-// and superseded ones are dropped. It counts the hash as new or updated.
+// merge returns the row's new value: its committed entries collapsed into
+// one (which answers until the commit), and this import's entry, whose
+// count adds to what this import already gave the hash. Entries of
+// interrupted imports are dropped. It counts the hash as new or updated.
 func (imp *pwImport) merge(old []byte, count uint64) []byte {
-	var keep []byte
-	var best uint32
-	for i := 0; i+pwEntry <= len(old); i += pwEntry {
-		seg := binary.BigEndian.Uint32(old[i:])
-		switch {
-		case seg == imp.seg:
-			count = min(count+binary.BigEndian.Uint64(old[i+4:]), breachd.MaxPasswordCount)
-		case imp.st.committed[seg] && seg >= best:
-			best, keep = seg, old[i:i+pwEntry]
-		}
-	}
 	repeat := false
 	for i := 0; i+pwEntry <= len(old); i += pwEntry {
-		repeat = repeat || binary.BigEndian.Uint32(old[i:]) == imp.seg
+		if binary.BigEndian.Uint32(old[i:]) == imp.seg {
+			count = min(count+binary.BigEndian.Uint64(old[i+4:]), breachd.MaxPasswordCount)
+			repeat = true
+		}
 	}
+	keep := imp.st.collapse(old)
 	if !repeat {
 		if keep == nil {
 			imp.stats.NewHashes++
@@ -749,24 +761,18 @@ func (p *Passwords) Collect(ctx context.Context) (CollectStats, error) {
 		if len(v)%pwEntry != 0 {
 			return fmt.Errorf("%w: password row of %d bytes", ErrCorrupt, len(v))
 		}
-		var keep []byte
-		var best uint32
-		for i := 0; i+pwEntry <= len(v); i += pwEntry {
-			if seg := binary.BigEndian.Uint32(v[i:]); st.committed[seg] && seg >= best {
-				best, keep = seg, v[i:i+pwEntry]
-			}
-		}
+		keep := st.collapse(v)
 		switch {
 		case keep == nil:
 			cs.Deleted++
 			return wb.Delete(bytes.Clone(k))
-		case len(keep) == len(v):
+		case bytes.Equal(keep, v):
 			committed++
 			return nil
 		default:
 			committed++
 			cs.Rewritten++
-			return wb.Set(bytes.Clone(k), bytes.Clone(keep))
+			return wb.Set(bytes.Clone(k), keep)
 		}
 	})
 	for _, k := range pending {

@@ -161,12 +161,23 @@ func TestPasswords(t *testing.T) {
 			}
 			wantCounts(t, p, k, want, 3)
 
+			// A later release never lowers a count: 1 for hashes that
+			// have up to 970.
+			low := pwRecords(k, "a", 100, 1)
+			for i := range low {
+				low[i].Count = 1
+			}
+			if _, err := p.Import(ctx, release("PP-low"), 0, pwBatches(low, 50, nil)); err != nil {
+				t.Fatal(err)
+			}
+			wantCounts(t, p, k, want, 4)
+
 			// An abandoned release changes nothing.
 			bad := pwRecords(k, "a", 5000, 1000)
 			if _, err := p.Import(ctx, release("PP-4"), 0, pwBatches(bad, 1000, errors.New("dump unreadable"))); err == nil {
 				t.Fatal("an import whose batches failed committed")
 			}
-			wantCounts(t, p, k, want, 3)
+			wantCounts(t, p, k, want, 4)
 			if p.Hashes() != 25_100 {
 				t.Fatalf("Hashes() = %d, want 25100", p.Hashes())
 			}
@@ -189,9 +200,9 @@ func TestPasswords(t *testing.T) {
 			if !strings.Contains(logs.String(), "segments=1") && cs.Segments != 1 {
 				t.Errorf("the abandoned release was not collected (%+v):\n%s", cs, logs.String())
 			}
-			wantCounts(t, p, k, want, 3)
-			if p.Hashes() != 25_100 || p.Version() != 3 || len(p.Releases()) != 3 {
-				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 25100, 3, 3", p.Hashes(), p.Version(), len(p.Releases()))
+			wantCounts(t, p, k, want, 4)
+			if p.Hashes() != 25_100 || p.Version() != 4 || len(p.Releases()) != 4 {
+				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 25100, 4, 4", p.Hashes(), p.Version(), len(p.Releases()))
 			}
 		})
 	}

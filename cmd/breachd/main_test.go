@@ -64,6 +64,7 @@ func runOK(t *testing.T, args ...string) string {
 type daemon struct {
 	addr    string
 	metrics string // host:port of /metrics, when asked for
+	http    string // base URL of the HTTP API, when asked for
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -92,6 +93,9 @@ func startDaemon(t *testing.T, dir string, extra ...string) *daemon {
 	d.addr = m[1]
 	if m := regexp.MustCompile(`metrics on http://(127\.0\.0\.1:\d+)/metrics`).FindStringSubmatch(line); m != nil {
 		d.metrics = m[1]
+	}
+	if m := regexp.MustCompile(`HTTP API on (https?://127\.0\.0\.1:\d+)`).FindStringSubmatch(line); m != nil {
+		d.http = m[1]
 	}
 	t.Cleanup(func() { d.stop(t) })
 	return d
