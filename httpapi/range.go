@@ -20,8 +20,9 @@ const (
 	padJitter = 200
 )
 
-// rangeEntry is one line of a range answer: the hash (real or made up)
-// and its count. key is the hash's bits 16-79, by which lines sort.
+// rangeEntry is one real line of a range answer: the hash and its count.
+// key is the hash's bytes 2-9, by which lines sort (byte 2's high nibble
+// is the prefix's last, the same for every line).
 type rangeEntry struct {
 	key  uint64
 	hash [breachd.MaxPasswordHashSize]byte
@@ -29,13 +30,45 @@ type rangeEntry struct {
 }
 
 type rangeScratch struct {
-	real, pad []rangeEntry
-	out       []byte
+	rng  *rand.PCG
+	r    *rand.Rand
+	real []rangeEntry
+	pad  []uint64 // padding lines' keys, sorted; the rest of each is drawn as it is written
+	keys []uint64 // the keys before sorting
+	out  []byte
 }
 
 var scratchPool = sync.Pool{New: func() any {
-	return &rangeScratch{pad: make([]rangeEntry, 0, padMin+padJitter), out: make([]byte, 0, 48<<10)}
+	pcg := rand.NewPCG(rand.Uint64(), rand.Uint64())
+	return &rangeScratch{rng: pcg, r: rand.New(pcg), pad: make([]uint64, 0, padMin+padJitter), out: make([]byte, 0, 48<<10)}
 }}
+
+// hexPair is every byte's two upper-case hex digits.
+var hexPair = func() (t [256][2]byte) {
+	const digits = "0123456789ABCDEF"
+	for i := range t {
+		t[i] = [2]byte{digits[i>>4], digits[i&15]}
+	}
+	return t
+}()
+
+// hexUpper writes the upper-case hex of b to dst, four bytes at a time
+// (SWAR: each nibble spread to a byte, then made a digit or letter).
+func hexUpper(dst, b []byte) {
+	_ = dst[2*len(b)-1]
+	i := 0
+	for ; i+4 <= len(b); i += 4 {
+		x := uint64(binary.BigEndian.Uint32(b[i:]))
+		x = (x<<16 | x) & 0x0000FFFF0000FFFF
+		x = (x<<8 | x) & 0x00FF00FF00FF00FF
+		x = (x<<4 | x) & 0x0F0F0F0F0F0F0F0F
+		letters := ((x + 0x0606060606060606) >> 4) & 0x0101010101010101 // 1 where the nibble is over 9
+		binary.BigEndian.PutUint64(dst[2*i:], x+0x3030303030303030+letters*7)
+	}
+	for ; i < len(b); i++ {
+		dst[2*i], dst[2*i+1] = hexPair[b[i]][0], hexPair[b[i]][1]
+	}
+}
 
 // headerCorpusVersion reports the version an answer was computed at: a
 // breachd addition that upstream clients ignore.
@@ -73,9 +106,10 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	}
 	sc.pad = sc.pad[:0]
 	if strings.EqualFold(r.Header.Get("Add-Padding"), "true") {
-		sc.pad = padding(sc.pad, prefix, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
+		sc.rng.Seed(rand.Uint64(), rand.Uint64())
+		sc.pad, sc.keys = padding(sc.pad, sc.keys, sc.r, prefix, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
 	}
-	sc.out = writeRange(sc.out[:0], kind, sc.real, sc.pad)
+	sc.out = writeRange(sc.out[:0], sc.r, kind, sc.real, sc.pad)
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
 	h.Set("Content-Length", strconv.Itoa(len(sc.out)))
@@ -85,59 +119,75 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-// padding appends n made-up entries under prefix, sorted by key. Only the
-// key decides the order, so only the keys are sorted; the rest of each
-// hash is drawn after.
-func padding(dst []rangeEntry, prefix breachd.RangePrefix, n int) []rangeEntry {
+// padding appends the keys of n made-up lines under prefix, sorted. Only
+// the key decides the order, so only keys are drawn and sorted here (a
+// counting sort on their top bits, then insertion within each bucket,
+// about one key a bucket); the rest of each made-up hash is drawn as it is
+// written. The draws come from a PCG seeded from the runtime's
+// cryptographic generator: what they hide is the answer's size, which
+// rand.IntN drew; the padding lines themselves are thrown away.
+func padding(dst, keys []uint64, r *rand.Rand, prefix breachd.RangePrefix, n int) ([]uint64, []uint64) {
+	const bucketBits = 10
 	nib := uint64(prefix & 15)
+	var counts [1<<bucketBits + 1]uint16
+	keys = slices.Grow(keys[:0], n)[:n]
+	for i := range keys {
+		k := r.Uint64()&^(15<<60) | nib<<60
+		keys[i] = k
+		counts[(k>>(60-bucketBits))&(1<<bucketBits-1)+1]++
+	}
+	for i := 1; i < len(counts); i++ {
+		counts[i] += counts[i-1]
+	}
 	start := len(dst)
-	for range n {
-		dst = append(dst, rangeEntry{key: rand.Uint64()&^(15<<60) | nib<<60})
+	dst = slices.Grow(dst, n)[:start+n]
+	out := dst[start:]
+	for _, k := range keys {
+		b := (k >> (60 - bucketBits)) & (1<<bucketBits - 1)
+		out[counts[b]] = k
+		counts[b]++
 	}
-	pad := dst[start:]
-	slices.SortFunc(pad, func(x, y rangeEntry) int {
-		switch {
-		case x.key < y.key:
-			return -1
-		case x.key > y.key:
-			return 1
+	for i := 1; i < len(out); i++ { // nearly sorted: insertion sort finishes it
+		for j := i; j > 0 && out[j] < out[j-1]; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
 		}
-		return 0
-	})
-	for i := range pad {
-		e := &pad[i]
-		e.hash[0], e.hash[1] = byte(prefix>>12), byte(prefix>>4)
-		binary.BigEndian.PutUint64(e.hash[2:], e.key)
-		binary.BigEndian.PutUint64(e.hash[10:], rand.Uint64())
-		binary.BigEndian.PutUint16(e.hash[18:], uint16(rand.Uint32()))
 	}
-	return dst
+	return dst, keys
 }
 
-// writeRange appends the lines of real and pad (each sorted by key),
-// merged in order, separated by CRLF.
-func writeRange(out []byte, kind breachd.HashKind, real, pad []rangeEntry) []byte {
-	nibbles := 2 * kind.Size()
+// writeRange appends the lines of real (sorted by key) and of the padding
+// keys pad (count 0), merged in order, separated by CRLF: each line the
+// hash from its 6th hex digit on, upper-case, ':' and the count.
+func writeRange(out []byte, r *rand.Rand, kind breachd.HashKind, real []rangeEntry, pad []uint64) []byte {
+	size := kind.Size()
+	out = slices.Grow(out, (len(real)+len(pad))*(2*size+8))
 	i, j := 0, 0
+	var line [2*breachd.MaxPasswordHashSize + 32]byte
+	var hash [breachd.MaxPasswordHashSize]byte
 	for i < len(real) || j < len(pad) {
-		var e *rangeEntry
-		if j == len(pad) || (i < len(real) && real[i].key <= pad[j].key) {
-			e, i = &real[i], i+1
+		var n uint64
+		if j == len(pad) || (i < len(real) && real[i].key <= pad[j]) {
+			hash, n = real[i].hash, real[i].n
+			i++
 		} else {
-			e, j = &pad[j], j+1
+			binary.BigEndian.PutUint64(hash[2:], pad[j])
+			binary.BigEndian.PutUint64(hash[10:], r.Uint64())
+			binary.BigEndian.PutUint16(hash[18:], uint16(r.Uint32()))
+			j++
 		}
-		if len(out) > 0 {
-			out = append(out, '\r', '\n')
+		// line is CRLF, then the hex of bytes 2 on written from line[1],
+		// so that its first digit (the prefix's last) lands where the LF
+		// goes and is overwritten; the suffix starts at line[2].
+		hexUpper(line[1:], hash[2:size])
+		line[0], line[1] = '\r', '\n'
+		end := 1 + 2*(size-2)
+		line[end] = ':'
+		if len(out) == 0 {
+			out = append(out, line[2:end+1]...)
+		} else {
+			out = append(out, line[:end+1]...)
 		}
-		for k := breachd.PrefixHexLen; k < nibbles; k++ {
-			b := e.hash[k/2]
-			if k%2 == 0 {
-				b >>= 4
-			}
-			out = append(out, "0123456789ABCDEF"[b&15])
-		}
-		out = append(out, ':')
-		out = strconv.AppendUint(out, e.n, 10)
+		out = strconv.AppendUint(out, n, 10)
 	}
 	return out
 }
