@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/binary"
+	mathbits "math/bits"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -30,18 +32,65 @@ type rangeEntry struct {
 }
 
 type rangeScratch struct {
-	rng  *rand.PCG
-	r    *rand.Rand
 	real []rangeEntry
-	pad  []uint64 // padding lines' keys, sorted; the rest of each is drawn as it is written
-	keys []uint64 // the keys before sorting
+	pick [padPool / 64]uint64 // the pool lines drawn for this answer, a bit each
 	out  []byte
 }
 
 var scratchPool = sync.Pool{New: func() any {
-	pcg := rand.NewPCG(rand.Uint64(), rand.Uint64())
-	return &rangeScratch{rng: pcg, r: rand.New(pcg), pad: make([]uint64, 0, padMin+padJitter), out: make([]byte, 0, 48<<10)}
+	return &rangeScratch{out: make([]byte, 0, 48<<10)}
 }}
+
+// padPool is how many made-up lines each kind keeps ready. An answer draws
+// its padding from them (distinct lines, in order), so that padding costs
+// a copy a line rather than random hex made on the spot. What padding
+// hides is the answer's size, drawn afresh each time with the runtime's
+// cryptographic generator; the lines carry count 0 and are thrown away,
+// so that they recur across answers tells nothing.
+const padPool = 1 << 12
+
+// padLines is a kind's pool: lines "SUFFIX:0" of random suffixes, sorted,
+// each width bytes, and each line's key (the suffix's first 60 bits, as
+// rangeEntry.key without the prefix's nibble) for merging with real lines.
+type padLines struct {
+	width int
+	text  []byte
+	keys  []uint64
+}
+
+var pools sync.Map // breachd.HashKind -> *padLines
+
+func poolFor(k breachd.HashKind) *padLines {
+	if p, ok := pools.Load(k); ok {
+		return p.(*padLines)
+	}
+	size := k.Size()
+	type line struct {
+		key  uint64
+		hash [breachd.MaxPasswordHashSize]byte
+	}
+	lines := make([]line, padPool)
+	for i := range lines {
+		for j := 0; j < size; j += 8 {
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+			copy(lines[i].hash[j:size], b[:])
+		}
+		lines[i].key = binary.BigEndian.Uint64(lines[i].hash[2:]) & (1<<60 - 1)
+	}
+	slices.SortFunc(lines, func(a, b line) int { return cmp.Compare(a.key, b.key) })
+	width := 2*size - breachd.PrefixHexLen + 2
+	p := &padLines{width: width, text: make([]byte, 0, padPool*width), keys: make([]uint64, padPool)}
+	var hexBuf [2 * breachd.MaxPasswordHashSize]byte
+	for i, l := range lines {
+		hexUpper(hexBuf[:], l.hash[2:size])
+		p.text = append(p.text, hexBuf[1:2*(size-2)]...)
+		p.text = append(p.text, ':', '0')
+		p.keys[i] = l.key
+	}
+	got, _ := pools.LoadOrStore(k, p)
+	return got.(*padLines)
+}
 
 // hexPair is every byte's two upper-case hex digits.
 var hexPair = func() (t [256][2]byte) {
@@ -104,12 +153,12 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 		code, msg := statusFor(a.log, route, err)
 		return writeText(w, code, msg)
 	}
-	sc.pad = sc.pad[:0]
+	var pool *padLines
 	if strings.EqualFold(r.Header.Get("Add-Padding"), "true") {
-		sc.rng.Seed(rand.Uint64(), rand.Uint64())
-		sc.pad, sc.keys = padding(sc.pad, sc.keys, sc.r, prefix, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
+		pool = poolFor(kind)
+		drawPadding(&sc.pick, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
 	}
-	sc.out = writeRange(sc.out[:0], sc.r, kind, sc.real, sc.pad)
+	sc.out = writeRange(sc.out[:0], kind, sc.real, pool, &sc.pick)
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
 	h.Set("Content-Length", strconv.Itoa(len(sc.out)))
@@ -119,77 +168,60 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-// padding appends the keys of n made-up lines under prefix, sorted. Only
-// the key decides the order, so only keys are drawn and sorted here (a
-// counting sort on their top bits, then insertion within each bucket,
-// about one key a bucket); the rest of each made-up hash is drawn as it is
-// written. The draws come from a PCG seeded from the runtime's
-// cryptographic generator: what they hide is the answer's size, which
-// rand.IntN drew; the padding lines themselves are thrown away.
-func padding(dst, keys []uint64, r *rand.Rand, prefix breachd.RangePrefix, n int) ([]uint64, []uint64) {
-	const bucketBits = 10
-	nib := uint64(prefix & 15)
-	var counts [1<<bucketBits + 1]uint16
-	keys = slices.Grow(keys[:0], n)[:n]
-	for i := range keys {
-		k := r.Uint64()&^(15<<60) | nib<<60
-		keys[i] = k
-		counts[(k>>(60-bucketBits))&(1<<bucketBits-1)+1]++
-	}
-	for i := 1; i < len(counts); i++ {
-		counts[i] += counts[i-1]
-	}
-	start := len(dst)
-	dst = slices.Grow(dst, n)[:start+n]
-	out := dst[start:]
-	for _, k := range keys {
-		b := (k >> (60 - bucketBits)) & (1<<bucketBits - 1)
-		out[counts[b]] = k
-		counts[b]++
-	}
-	for i := 1; i < len(out); i++ { // nearly sorted: insertion sort finishes it
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
+// drawPadding marks n distinct lines of the pool, at random.
+func drawPadding(pick *[padPool / 64]uint64, n int) {
+	for n > 0 {
+		i := rand.Uint32() % padPool
+		if w, b := i/64, uint64(1)<<(i%64); pick[w]&b == 0 {
+			pick[w] |= b
+			n--
 		}
 	}
-	return dst, keys
 }
 
-// writeRange appends the lines of real (sorted by key) and of the padding
-// keys pad (count 0), merged in order, separated by CRLF: each line the
-// hash from its 6th hex digit on, upper-case, ':' and the count.
-func writeRange(out []byte, r *rand.Rand, kind breachd.HashKind, real []rangeEntry, pad []uint64) []byte {
+// writeRange appends the lines of real (sorted by key) and, with a pool,
+// of the pool lines marked in pick (which it clears), merged in order and
+// separated by CRLF: each line the hash from its 6th hex digit on,
+// upper-case, ':' and the count.
+func writeRange(out []byte, kind breachd.HashKind, real []rangeEntry, pool *padLines, pick *[padPool / 64]uint64) []byte {
 	size := kind.Size()
-	out = slices.Grow(out, (len(real)+len(pad))*(2*size+8))
-	i, j := 0, 0
-	var line [2*breachd.MaxPasswordHashSize + 32]byte
-	var hash [breachd.MaxPasswordHashSize]byte
-	for i < len(real) || j < len(pad) {
-		var n uint64
-		if j == len(pad) || (i < len(real) && real[i].key <= pad[j]) {
-			hash, n = real[i].hash, real[i].n
-			i++
-		} else {
-			binary.BigEndian.PutUint64(hash[2:], pad[j])
-			binary.BigEndian.PutUint64(hash[10:], r.Uint64())
-			binary.BigEndian.PutUint16(hash[18:], uint16(r.Uint32()))
-			j++
-		}
-		// line is CRLF, then the hex of bytes 2 on written from line[1],
-		// so that its first digit (the prefix's last) lands where the LF
-		// goes and is overwritten; the suffix starts at line[2].
-		hexUpper(line[1:], hash[2:size])
-		line[0], line[1] = '\r', '\n'
-		end := 1 + 2*(size-2)
-		line[end] = ':'
-		if len(out) == 0 {
-			out = append(out, line[2:end+1]...)
-		} else {
-			out = append(out, line[:end+1]...)
-		}
-		out = strconv.AppendUint(out, n, 10)
+	out = slices.Grow(out, len(real)*(2*size+8))
+	if pool != nil {
+		out = slices.Grow(out, (padMin+padJitter)*(pool.width+2))
 	}
-	return out
+	var line [2 * breachd.MaxPasswordHashSize]byte
+	i, w := 0, 0 // the next real line, and the next word of pick
+	var bits uint64
+	for {
+		next := -1 // the next pool line, if any
+		if pool != nil {
+			for bits == 0 && w < len(pick) {
+				bits, pick[w] = pick[w], 0
+				w++
+			}
+			if bits != 0 {
+				next = (w-1)*64 + mathbits.TrailingZeros64(bits)
+			}
+		}
+		if next < 0 && i == len(real) {
+			return out
+		}
+		if len(out) > 0 {
+			out = append(out, '\r', '\n')
+		}
+		if next < 0 || (i < len(real) && real[i].key&(1<<60-1) <= pool.keys[next]) {
+			e := &real[i]
+			i++
+			// The hex of bytes 2 on, less its first digit (the prefix's last).
+			hexUpper(line[:], e.hash[2:size])
+			out = append(out, line[1:2*(size-2)]...)
+			out = append(out, ':')
+			out = strconv.AppendUint(out, e.n, 10)
+			continue
+		}
+		bits &= bits - 1
+		out = append(out, pool.text[next*pool.width:(next+1)*pool.width]...)
+	}
 }
 
 func writeText(w http.ResponseWriter, code int, msg string) int {

@@ -21,6 +21,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+	"github.com/dgraph-io/badger/v4/pb"
+	"github.com/dgraph-io/ristretto/v2/z"
 
 	"github.com/breachd/breachd"
 )
@@ -495,9 +497,16 @@ func (p *Passwords) Import(ctx context.Context, rel breachd.Breach, expected uin
 		return stats, err
 	}
 	defer p.release()
-	imp := &pwImport{p: p, st: p.state.Load(), started: time.Now()}
+	imp := &pwImport{p: p, st: p.state.Load(), started: time.Now(), name: rel.Name}
 	imp.stats = stats
-	if err := imp.begin(rel.Name); err != nil {
+	if imp.st.version == 0 {
+		// A first release streams into sorted tables (see pwStream);
+		// nothing committed can be lost, and lookups do not read Badger.
+		if err := imp.startStream(); err != nil {
+			return stats, err
+		}
+		defer imp.cancelStream()
+	} else if err := imp.begin(rel.Name); err != nil {
 		return stats, err
 	}
 	f, err := p.filter.Load().clone()
@@ -530,6 +539,8 @@ func (p *Passwords) Import(ctx context.Context, rel breachd.Breach, expected uin
 type pwImport struct {
 	p       *Passwords
 	st      *pwState
+	name    string
+	stream  *pwStream // a first release's bulk load, while its input comes in order
 	seg     uint32
 	filter  *filter
 	started time.Time
@@ -564,12 +575,11 @@ func (imp *pwImport) add(ctx context.Context, recs []breachd.PasswordRecord) err
 	if len(recs) == 0 {
 		return nil
 	}
-	if err := checkSpace(p.dir, p.opts, int64(len(recs))*pwBytesPerHash, "a batch of release "+imp.stats.Release); err != nil {
-		return err
-	}
 	size := p.kind.Size()
 	rs := slices.Clone(recs)
-	slices.SortFunc(rs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:size], b.Hash[:size]) })
+	if !slices.IsSortedFunc(rs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:size], b.Hash[:size]) }) {
+		slices.SortFunc(rs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:size], b.Hash[:size]) })
+	}
 	// Repeats within the batch add up.
 	out := rs[:0]
 	for _, r := range rs {
@@ -581,6 +591,16 @@ func (imp *pwImport) add(ctx context.Context, recs []breachd.PasswordRecord) err
 			continue
 		}
 		out = append(out, r)
+	}
+	if imp.stream != nil {
+		streamed, err := imp.streamBatch(out)
+		if streamed || err != nil {
+			imp.stats.Received += uint64(len(recs))
+			return err
+		}
+	}
+	if err := checkSpace(p.dir, p.opts, int64(len(recs))*pwBytesPerHash, "a batch of release "+imp.stats.Release); err != nil {
+		return err
 	}
 	imp.stats.Received += uint64(len(recs))
 	keys := make([][]byte, len(out))
@@ -671,6 +691,9 @@ func (imp *pwImport) merge(old []byte, count uint64) []byte {
 
 func (imp *pwImport) commit(rel breachd.Breach) (breachd.PasswordImportStats, error) {
 	p := imp.p
+	if err := imp.endStream(); err != nil {
+		return imp.stats, err
+	}
 	version := imp.st.version + 1
 	if rel.AddedDate.IsZero() {
 		rel.AddedDate = time.Now().UTC().Truncate(time.Second)
@@ -831,4 +854,108 @@ func (p *Passwords) Close() error {
 		errs = append(errs, classify("close badger", err))
 	}
 	return errors.Join(errs...)
+}
+
+// pwStream is a first release written straight into sorted tables with
+// Badger's StreamWriter (no memtable, write-ahead log or compaction), as
+// long as its records come in ascending order, as Pwned Passwords files
+// do. The corpus is empty (version 0), so Prepare may wipe it: that also
+// drops what an earlier, abandoned first import left. A record out of
+// order ends the stream: what was streamed is flushed, and the rest goes
+// through write batches, which merge with it.
+type pwStream struct {
+	sw   *badger.StreamWriter
+	buf  *z.Buffer
+	n    int    // records in buf
+	last []byte // the last key streamed
+}
+
+const pwStreamBatch = 1 << 16
+
+func (imp *pwImport) startStream() error {
+	sw := imp.p.db.NewStreamWriter()
+	if err := sw.Prepare(); err != nil {
+		return classify("prepare bulk load", err)
+	}
+	imp.seg = 1
+	imp.stream = &pwStream{sw: sw, buf: z.NewBuffer(pwStreamBatch*48, "breachd.pwbulk")}
+	return nil
+}
+
+// streamBatch streams recs if they continue the stream in order, and
+// reports whether it did; otherwise it ends the stream and the caller
+// writes them in batches.
+func (imp *pwImport) streamBatch(recs []breachd.PasswordRecord) (bool, error) {
+	st, size := imp.stream, imp.p.kind.Size()
+	// recs is sorted and without repeats: only its first record can fall
+	// at or before what was streamed.
+	if st.last != nil && bytes.Compare(recs[0].Hash[:size], st.last[1:]) <= 0 {
+		imp.p.log.Info("first release out of order or with repeats; going on with write batches", "release", imp.name, "streamed", imp.stats.NewHashes)
+		return false, imp.endStream()
+	}
+	for i := range recs {
+		key := append(make([]byte, 0, 1+size), tagHash)
+		key = append(key, recs[i].Hash[:size]...)
+		v := binary.BigEndian.AppendUint32(make([]byte, 0, pwEntry), imp.seg)
+		v = binary.BigEndian.AppendUint64(v, recs[i].Count)
+		badger.KVToBuffer(&pb.KV{Key: key, Value: v, Version: 1, StreamId: 1}, st.buf)
+		fk := filterKey(key[1:])
+		imp.filter.add(fk[:])
+		st.last = key
+		if st.n++; st.n == pwStreamBatch {
+			if err := imp.flushStream(); err != nil {
+				return false, err
+			}
+		}
+	}
+	imp.stats.NewHashes += uint64(len(recs))
+	return true, nil
+}
+
+func (imp *pwImport) flushStream() error {
+	st := imp.stream
+	if st.n == 0 {
+		return nil
+	}
+	if err := checkSpace(imp.p.dir, imp.p.opts, int64(st.n)*pwBytesPerHash, "the bulk load of release "+imp.name); err != nil {
+		return err
+	}
+	err := st.sw.Write(st.buf)
+	st.buf.Release()
+	st.buf, st.n = z.NewBuffer(pwStreamBatch*48, "breachd.pwbulk"), 0
+	return classify("bulk load", err)
+}
+
+// endStream writes what is left of the stream and records the import's
+// segment as pending, so that an abandoned import is collected.
+func (imp *pwImport) endStream() error {
+	if imp.stream == nil {
+		return nil
+	}
+	if err := imp.flushStream(); err != nil {
+		return err
+	}
+	st := imp.stream
+	imp.stream = nil
+	st.buf.Release()
+	if err := st.sw.Flush(); err != nil {
+		return classify("bulk load", err)
+	}
+	err := imp.p.db.Update(func(txn *badger.Txn) error {
+		v, err := json.Marshal(segmentRecord{Breach: imp.name})
+		if err != nil {
+			return err
+		}
+		return txn.Set(segmentKey(imp.seg), v)
+	})
+	return classify("begin import", err)
+}
+
+// cancelStream drops a stream that did not end: nothing was written.
+func (imp *pwImport) cancelStream() {
+	if imp.stream != nil {
+		imp.stream.sw.Cancel()
+		imp.stream.buf.Release()
+		imp.stream = nil
+	}
 }

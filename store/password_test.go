@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"errors"
@@ -230,5 +231,44 @@ func TestPasswordInput(t *testing.T) {
 	}
 	if p.Version() != 0 {
 		t.Fatalf("version %d after refused imports, want 0", p.Version())
+	}
+}
+
+// TestPasswordStream: a first release in order streams into sorted tables;
+// one that falls out of order part way goes on with write batches; either
+// way every count is exact, repeats added up.
+func TestPasswordStream(t *testing.T) {
+	ctx := context.Background()
+	k := breachd.SHA1
+	sorted := pwRecords(k, "s", 30_000, 1)
+	slices.SortFunc(sorted, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	for _, tc := range []struct {
+		name     string
+		recs     []breachd.PasswordRecord
+		fallback bool
+	}{
+		{"in order", sorted, false},
+		// The second half again (its counts add up), then the first.
+		{"out of order", append(append(slices.Clone(sorted[15_000:]), sorted[20_000:]...), sorted[:15_000]...), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			o := options(0)
+			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			p := openPw(t, t.TempDir(), k, o)
+			defer p.Close()
+			st, err := p.Import(ctx, release("PP"), 30_000, pwBatches(tc.recs, 4000, nil))
+			if err != nil || st.NewHashes != 30_000 || st.Received != uint64(len(tc.recs)) {
+				t.Fatalf("import = %+v, %v; want 30000 new hashes of %d received", st, err, len(tc.recs))
+			}
+			if fell := strings.Contains(logs.String(), "going on with write batches"); fell != tc.fallback {
+				t.Errorf("fell back to write batches: %v, want %v:\n%s", fell, tc.fallback, logs.String())
+			}
+			want := map[string]uint64{}
+			for _, r := range tc.recs {
+				want[string(r.Hash[:k.Size()])] += r.Count
+			}
+			wantCounts(t, p, k, want, 1)
+		})
 	}
 }
