@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +153,23 @@ func TestHIBPClient(t *testing.T) {
 		"breachUnknown":            exactly(`null`),
 		"dataClasses":              exactly(`["Email addresses","Passwords"]`),
 		"latestBreach":             contains(`"Name":"SegaPass"`),
+	}
+	// The HTTP requests are counted by route and code, scraped as
+	// Prometheus would.
+	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, series := range []string{
+		`breachd_http_request_duration_seconds_count{code="200",route="range"}`,
+		`breachd_http_request_duration_seconds_count{code="404",route="breachedaccount"}`,
+		`breachd_http_request_duration_seconds_count{code="401",route="breachedaccount"}`,
+	} {
+		if !strings.Contains(string(metrics), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 	for name, check := range want {
 		v, ok := got[name]
