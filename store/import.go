@@ -69,6 +69,18 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 // correction or collection runs, and returns the function that ends the wait
 // of the next one. Everything that changes the corpus holds the token.
 func (s *Store) takeImportToken(ctx context.Context) (release func(), err error) {
+	if s.opts.Follower {
+		return nil, ErrFollower
+	}
+	return s.takeToken(ctx)
+}
+
+// ErrFollower refuses a change to a read replica's store: it changes only
+// by the writer's backups.
+var ErrFollower = breachd.NewError(breachd.ErrFailedPrecondition, "this corpus is a read replica: it changes only by what its writer publishes")
+
+// takeToken is takeImportToken for backups, which replicas take too.
+func (s *Store) takeToken(ctx context.Context) (release func(), err error) {
 	if s.readOnly != nil {
 		return nil, s.readOnly
 	}

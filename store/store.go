@@ -64,6 +64,11 @@ type Options struct {
 	// disk and page cache) is rebuilt after an import; IndexOff never
 	// builds one.
 	Index IndexMode
+	// Follower opens the store as a read replica's (replica.go): it never
+	// writes corpus rows of its own (no collection at open), so that the
+	// writer's changes, applied with their own versions, are never
+	// shadowed by local ones.
+	Follower bool
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer
@@ -215,7 +220,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	s.bgCancel = cancel
 	s.serving.Store(true) // from here, full scans are paced (Options.BackgroundShare)
 	s.openIndex(ctx, bgCtx)
-	if s.readOnly == nil && s.needsCollect() {
+	if s.readOnly == nil && !opts.Follower && s.needsCollect() {
 		s.bg.Add(1)
 		go func() {
 			defer s.bg.Done()
@@ -228,6 +233,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 }
 
 func (s *Store) loadCatalog() error {
+	c, err := s.readCatalog()
+	if err != nil {
+		return err
+	}
+	s.cat.Store(c)
+	return nil
+}
+
+// readCatalog reads the committed catalogue from Badger.
+func (s *Store) readCatalog() (*catalog, error) {
 	breaches := map[string]*breachd.CatalogEntry{}
 	segs := map[uint32]string{}
 	var version, importVersion uint64
@@ -277,13 +292,12 @@ func (s *Store) loadCatalog() error {
 		})
 	})
 	if err != nil {
-		return classify("load catalogue", err)
+		return nil, classify("load catalogue", err)
 	}
 	if importVersion == 0 || importVersion > version {
 		importVersion = version // a corpus from before the key was written: assume the last change added digests
 	}
-	s.cat.Store(newCatalog(version, importVersion, breaches, segs))
-	return nil
+	return newCatalog(version, importVersion, breaches, segs), nil
 }
 
 // scan calls fn for every key and value under a one-byte keyspace tag.

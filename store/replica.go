@@ -1,0 +1,194 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/dgraph-io/badger/v4/pb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/breachd/breachd"
+)
+
+// Replication ships the corpus as Badger backups: a snapshot is a backup
+// of everything, a delta a backup of what changed since the last one (rows,
+// catalogue records and deletions, each with the version Badger gave it on
+// the writer). A replica loads them with those versions, so applying one
+// twice changes nothing, and it never writes corpus rows of its own
+// (Options.Follower), so none of the writer's can be shadowed.
+
+// BackupInfo describes a backup written by Backup.
+type BackupInfo struct {
+	// It holds the entries of Badger versions above Since, up to Upto:
+	// Upto is the Since of the next delta. (Badger's stream reads only
+	// versions above its SinceTs, whatever Backup's documentation says of
+	// adding one.)
+	Since, Upto uint64
+	// Version is the corpus version it brings a replica to.
+	Version uint64
+	// Keys is the number of committed accounts at that version: a replica
+	// sizes its filter from it.
+	Keys uint64
+}
+
+// Backup writes to w what changed in Badger after version since (0: a
+// snapshot of everything). It holds off imports, deletes and corrections
+// while it runs, so that the backup matches one corpus version.
+func (s *Store) Backup(ctx context.Context, w io.Writer, since uint64) (BackupInfo, error) {
+	done, err := s.takeToken(ctx)
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	defer done()
+	if err := s.acquire(); err != nil {
+		return BackupInfo{}, err
+	}
+	defer s.release()
+	info := BackupInfo{Since: since, Version: s.cat.Load().version, Keys: s.keys.Load()}
+	upto, err := s.db.Backup(w, since)
+	if err != nil {
+		return BackupInfo{}, classify("backup", err)
+	}
+	info.Upto = max(upto, since)
+	return info, nil
+}
+
+// ApplyBackup loads a snapshot or delta written by a writer's Backup and
+// makes it visible all at once, as a local import commits: its rows are
+// written first (invisible until the catalogue names their segments), the
+// filter gains every digest among them, and the new catalogue is published
+// last. expectedKeys, from BackupInfo.Keys, sizes the filter of an empty
+// store. It returns the corpus version now served.
+//
+// If the process dies part way, the store may hold part of the backup;
+// applying the same backup again completes it (every entry carries its
+// writer's version), which is what the follower does before it serves.
+func (s *Store) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint64) (uint64, error) {
+	if !s.opts.Follower {
+		return 0, breachd.Errorf(breachd.ErrFailedPrecondition, "this store is not a replica's: it takes imports, not backups")
+	}
+	done, err := s.takeToken(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	start := time.Now()
+	old := s.cat.Load()
+	f := s.filter.Load()
+	if old.version == 0 && expectedKeys > f.cap {
+		f = newFilter(expectedKeys+expectedKeys/4, s.opts.FalsePositiveRate)
+	} else if f, err = f.clone(); err != nil {
+		return 0, err
+	}
+	oldFilter := s.filter.Load()
+	// Badger's Load writes the entries with their versions (and moves the
+	// replica's clock past them); the filter learns the digests from a
+	// second reader of the same bytes.
+	var rows, fresh uint64
+	pr, pw := io.Pipe()
+	parsed := make(chan error, 1)
+	go func() {
+		err := eachKV(pr, func(kv *pb.KV) {
+			deleted := len(kv.Meta) > 0 && kv.Meta[0]&bitDelete != 0
+			if len(kv.Key) == emailKeySize && kv.Key[0] == tagEmail && !deleted {
+				rows++
+				if !oldFilter.test(kv.Key[1:]) {
+					fresh++ // surely new; the few the old filter lets through are not counted
+				}
+				f.add(kv.Key[1:])
+			}
+		})
+		io.Copy(io.Discard, pr) // let Load finish whatever happened
+		parsed <- err
+	}()
+	err = s.db.Load(io.TeeReader(ctxReader{ctx, r}, pw), 16)
+	pw.CloseWithError(err)
+	if perr := <-parsed; err == nil {
+		err = perr
+	}
+	if err != nil {
+		return 0, classify("apply backup", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return 0, classify("apply backup", err)
+	}
+	c, err := s.readCatalog()
+	if err != nil {
+		return 0, err
+	}
+	keys := s.keys.Load() + fresh
+	if keys > f.cap+f.cap/2 {
+		if f, _, err = s.rebuildFilter(ctx, c, 2*keys); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.saveFilterAt(f, c.version, keys); err != nil {
+		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
+	// Publish: the filter first, so that a lookup that sees the new
+	// catalogue also sees the new digests.
+	s.filter.Store(f)
+	s.keys.Store(keys)
+	s.cat.Store(c)
+	s.refreshView(context.Background(), c)
+	s.log.Info("backup applied", "rows", rows, "new_accounts", fresh, "corpus_version", c.version,
+		"from_version", old.version, "duration", time.Since(start))
+	return c.version, nil
+}
+
+// eachKV calls fn for every entry of a backup stream: lists of entries,
+// each after its length (8 bytes, little-endian).
+func eachKV(r io.Reader, fn func(*pb.KV)) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	var buf []byte
+	for {
+		var size uint64
+		if err := binary.Read(br, binary.LittleEndian, &size); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("%w: backup: %v", ErrCorrupt, err)
+		}
+		if size > 256<<20 {
+			return fmt.Errorf("%w: backup: a list of %d bytes", ErrCorrupt, size)
+		}
+		if uint64(cap(buf)) < size {
+			buf = make([]byte, size)
+		}
+		buf = buf[:size]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return fmt.Errorf("%w: backup: %v", ErrCorrupt, err)
+		}
+		var list pb.KVList
+		if err := proto.Unmarshal(buf, &list); err != nil {
+			return fmt.Errorf("%w: backup: %v", ErrCorrupt, err)
+		}
+		for _, kv := range list.Kv {
+			fn(kv)
+		}
+	}
+}
+
+// ctxReader fails its reads once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// bitDelete is Badger's mark of a deleted entry in a backup's Meta.
+const bitDelete byte = 1 << 0

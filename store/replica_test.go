@@ -1,0 +1,89 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+// TestReplicaBackups follows a replica through a writer's life: a
+// snapshot, a delta with a new breach and an import that was abandoned, a
+// delta with a deletion; each applied twice (idempotent); answers equal
+// the writer's at each version, and survive the replica's reopen.
+func TestReplicaBackups(t *testing.T) {
+	ctx := context.Background()
+	w := open(t, t.TempDir(), options(0))
+	defer w.Close()
+	fo := options(0)
+	fo.Follower = true
+	rdir := t.TempDir()
+	r := open(t, rdir, fo)
+	a, b, c := storetest.Digests("a", 20_000), storetest.Digests("b", 5000), storetest.Digests("c", 3000)
+	importAll(t, w, storetest.Breach("Alpha"), a, 5000)
+
+	var since uint64
+	ship := func(want uint64) {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, since)
+		if err != nil || info.Version != want {
+			t.Fatalf("Backup(since %d) = %+v, %v; want version %d", since, info, err, want)
+		}
+		for i := range 2 { // a second apply changes nothing
+			v, err := r.ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys)
+			if err != nil || v != want {
+				t.Fatalf("ApplyBackup #%d = %d, %v; want version %d", i+1, v, err, want)
+			}
+		}
+		since = info.Upto
+	}
+	ship(1)
+	wantBreaches(t, r, a, "Alpha")
+	wantBreaches(t, r, c)
+
+	// An import abandoned on the writer ships as invisible rows.
+	fail := func(yield func([]breachd.Digest, error) bool) {
+		if yield(c, nil) {
+			yield(nil, context.Canceled)
+		}
+	}
+	if _, err := w.Import(ctx, storetest.Breach("Gamma"), fail); err == nil {
+		t.Fatal("an import whose batches failed committed")
+	}
+	importAll(t, w, storetest.Breach("Beta"), append(b, a[:100]...), 5000)
+	ship(2)
+	wantBreaches(t, r, a[:100], "Alpha", "Beta")
+	wantBreaches(t, r, b, "Beta")
+	wantBreaches(t, r, c)
+
+	if _, _, err := w.DeleteBreach(ctx, "Alpha"); err != nil {
+		t.Fatal(err)
+	}
+	ship(3)
+	wantBreaches(t, r, a[:100], "Beta")
+	wantBreaches(t, r, a[100:])
+	if got, _, _ := r.Breaches(ctx); len(got) != 1 || got[0].Name != "Beta" {
+		t.Fatalf("replica catalogue after the delete: %v", names(got))
+	}
+	// A follower takes backups only: an import would write rows of its own.
+	if _, err := r.Import(ctx, storetest.Breach("Local"), storetest.Batches(c, 100, nil)); !errors.Is(err, store.ErrFollower) {
+		t.Fatalf("an import into a replica: %v, want %v", err, store.ErrFollower)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r = open(t, rdir, fo)
+	defer r.Close()
+	wantBreaches(t, r, b, "Beta")
+	if v := r.Version(); v < 3 {
+		t.Fatalf("reopened replica at version %d, want 3 or more", v)
+	}
+	if _, err := w.ApplyBackup(ctx, bytes.NewReader(nil), 0); err == nil {
+		t.Fatal("a writer's store applied a backup")
+	}
+}
