@@ -1,0 +1,210 @@
+package natsrepl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options say how to reach the cluster and which buckets to use.
+type Options struct {
+	// URL lists the servers, e.g. "nats://n1:4222,nats://n2:4222".
+	URL string
+	// CredsFile is a NATS credentials file (JWT and seed); Token a token.
+	// At most one of them.
+	CredsFile string
+	Token     string
+	// CAFile, CertFile and KeyFile turn on TLS (and a client certificate).
+	CAFile, CertFile, KeyFile string
+	// ObjectBucket holds the backups, KVBucket the entries naming them.
+	ObjectBucket, KVBucket string
+	// Replicas is how many JetStream servers keep each bucket (3 in a
+	// three-node cluster; 1 for a single server). Used when the publisher
+	// creates the buckets.
+	Replicas int
+	// Retry is how long to wait after a failure (default 2s).
+	Retry  time.Duration
+	Logger *slog.Logger
+}
+
+// Defaults for the bucket names.
+const (
+	DefaultObjectBucket = "breachd-corpus"
+	DefaultKVBucket     = "breachd-state"
+)
+
+func (o *Options) defaults() {
+	if o.ObjectBucket == "" {
+		o.ObjectBucket = DefaultObjectBucket
+	}
+	if o.KVBucket == "" {
+		o.KVBucket = DefaultKVBucket
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Retry == 0 {
+		o.Retry = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// entry is what the key-value bucket says of one backup.
+type entry struct {
+	Kind      string    `json:"kind"` // "snapshot" or "delta"
+	Object    string    `json:"object"`
+	SHA256    string    `json:"sha256"`
+	Size      int64     `json:"size"`
+	Since     uint64    `json:"since"`   // the Badger version it follows (0: a snapshot)
+	Upto      uint64    `json:"upto"`    // the Badger version it reaches: the next delta's Since
+	Version   uint64    `json:"version"` // the corpus version it brings a replica to
+	Keys      uint64    `json:"keys"`    // committed accounts at that version
+	Published time.Time `json:"published"`
+}
+
+func deltaKey(since uint64) string { return fmt.Sprintf("d.%020d", since) }
+
+const (
+	keyCurrent  = "current"
+	keySnapshot = "snapshot"
+	keyWriter   = "writer"
+)
+
+// conn is a connection and the two buckets.
+type conn struct {
+	nc  *nats.Conn
+	obs jetstream.ObjectStore
+	kv  jetstream.KeyValue
+}
+
+// connect reaches the cluster; create makes the buckets if missing (the
+// publisher), otherwise they must exist (a follower waits for them).
+func connect(ctx context.Context, name string, o Options, create bool) (*conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true)}
+	switch {
+	case o.CredsFile != "" && o.Token != "":
+		return nil, errors.New("nats: a credentials file or a token, not both")
+	case o.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.Token != "":
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats %s: %w", o.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c := &conn{nc: nc}
+	if create {
+		c.obs, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: o.ObjectBucket, Replicas: o.Replicas,
+			Description: "breachd corpus snapshots and deltas"})
+		if err == nil {
+			c.kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: o.KVBucket, Replicas: o.Replicas,
+				Description: "breachd: which snapshots and deltas exist, and the current one"})
+		}
+	} else {
+		c.obs, err = js.ObjectStore(ctx, o.ObjectBucket)
+		if err == nil {
+			c.kv, err = js.KeyValue(ctx, o.KVBucket)
+		}
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats buckets %s and %s: %w", o.ObjectBucket, o.KVBucket, err)
+	}
+	return c, nil
+}
+
+func (c *conn) get(ctx context.Context, key string) (*entry, error) {
+	kve, err := c.kv.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var e entry
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		return nil, fmt.Errorf("entry %s: %w", key, err)
+	}
+	return &e, nil
+}
+
+// state is what a writer last published, or what a replica last applied,
+// kept in a small file in the data directory.
+type state struct {
+	Version uint64 `json:"version"`
+	Upto    uint64 `json:"upto"`
+}
+
+func readState(path string) (state, error) {
+	var st state
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(b, &st)
+}
+
+func writeState(path string, st state) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,296 @@
+package natsrepl_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/natsrepl"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+// cluster starts a real three-node JetStream cluster on loopback.
+func cluster(t *testing.T) ([]*server.Server, string) {
+	t.Helper()
+	ports := make([]int, 3)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var servers []*server.Server
+	var urls []string
+	for i, p := range ports {
+		o := &server.Options{ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true,
+			StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+			Cluster: server.ClusterOpts{Name: "breachd-test", Host: "127.0.0.1", Port: p},
+			Routes:  server.RoutesFromStr(strings.Join(routes, ","))}
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(s.Shutdown)
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		if !s.ReadyForConnections(20 * time.Second) {
+			t.Fatal("a NATS server did not start")
+		}
+		urls = append(urls, s.ClientURL())
+	}
+	url := strings.Join(urls, ",")
+	// Wait for the JetStream meta group to elect a leader.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	waitFor(t, "a JetStream leader", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := js.AccountInfo(ctx)
+		return err == nil
+	})
+	return servers, url
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type replica struct {
+	st     *store.Store
+	dir    string
+	f      *natsrepl.Follower
+	cancel context.CancelFunc
+	done   chan struct{}
+	logs   *syncBuffer
+}
+
+func (r *replica) start(o natsrepl.Options) {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.logs = &syncBuffer{}
+	o.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
+	r.f = natsrepl.NewFollower(r.st, r.dir, o)
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		r.f.Run(ctx)
+	}()
+}
+
+func (r *replica) stop() {
+	r.cancel()
+	<-r.done
+}
+
+func lookupNames(t *testing.T, st *store.Store, d breachd.Digest) []string {
+	t.Helper()
+	bs, _, err := st.Lookup(context.Background(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+// TestReplicas runs a writer and two replicas on a three-node JetStream
+// cluster: the replicas serve the writer's corpus after a snapshot; an
+// import on the writer reaches both with its new version; a NATS node
+// killed stops neither publishing nor following; replicas stopped and
+// restarted catch up with deltas, not a new download; a corrupted object is
+// rejected while the replicas keep serving, and applied once it is right;
+// with the writer gone, the replicas serve the last version.
+func TestReplicas(t *testing.T) {
+	servers, url := cluster(t)
+	ctx := context.Background()
+	o := natsrepl.Options{URL: url, Replicas: 3, Retry: 200 * time.Millisecond}
+
+	wdir := t.TempDir()
+	w, err := store.Open(ctx, wdir, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a, b, c, d := storetest.Digests("a", 5000), storetest.Digests("b", 3000), storetest.Digests("c", 2000), storetest.Digests("d", 1000)
+	imp := func(name string, ds []breachd.Digest) {
+		t.Helper()
+		if _, err := w.Import(ctx, storetest.Breach(name), storetest.Batches(ds, 1000, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imp("Alpha", a)
+	pctx, stopPub := context.WithCancel(ctx)
+	pub, err := natsrepl.NewPublisher(pctx, w, wdir, "writer.internal:7355", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); pub.Run(pctx) }()
+	defer func() { stopPub(); <-pubDone }()
+
+	fo := store.DefaultOptions()
+	fo.Follower = true
+	var rs []*replica
+	for range 2 {
+		r := &replica{dir: t.TempDir()}
+		if r.st, err = store.Open(ctx, r.dir, fo); err != nil {
+			t.Fatal(err)
+		}
+		defer r.st.Close()
+		r.start(o)
+		defer r.stop()
+		rs = append(rs, r)
+	}
+	atVersion := func(what string, v uint64) {
+		t.Helper()
+		for i, r := range rs {
+			waitFor(t, fmt.Sprintf("replica %d at version %d (%s)", i, v, what), func() bool { return r.st.Version() == v && r.f.Ready() })
+		}
+	}
+	atVersion("the snapshot", 1)
+	for _, r := range rs {
+		if got := lookupNames(t, r.st, a[0]); !slices.Equal(got, []string{"Alpha"}) {
+			t.Fatalf("replica answers %v for an Alpha account", got)
+		}
+		if r.f.Writer() != "writer.internal:7355" {
+			t.Errorf("replica knows the writer as %q", r.f.Writer())
+		}
+	}
+
+	imp("Beta", b)
+	pub.Kick()
+	atVersion("an import", 2)
+	for _, r := range rs {
+		if got := lookupNames(t, r.st, b[0]); !slices.Equal(got, []string{"Beta"}) {
+			t.Fatalf("replica answers %v for a Beta account", got)
+		}
+	}
+
+	// A NATS node dies: publishing and following go on.
+	servers[0].Shutdown()
+	imp("Gamma", c)
+	pub.Kick()
+	atVersion("an import with a NATS node down", 3)
+
+	// Replicas stopped; the writer publishes; the object is corrupted
+	// before they fetch it. Restarted, they reject it and keep serving
+	// version 3; once the object is right again they apply it: a delta,
+	// not a new snapshot.
+	for _, r := range rs {
+		r.stop()
+	}
+	imp("Delta", d)
+	pub.Kick()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, _ := js.KeyValue(ctx, natsrepl.DefaultKVBucket)
+	obs, _ := js.ObjectStore(ctx, natsrepl.DefaultObjectBucket)
+	var object string
+	waitFor(t, "the delta of version 4", func() bool {
+		e, err := kv.Get(ctx, "current")
+		if err != nil || !strings.Contains(string(e.Value()), `"version":4,`) {
+			return false
+		}
+		object = strings.Split(strings.Split(string(e.Value()), `"object":"`)[1], `"`)[0]
+		return true
+	})
+	good, err := obs.GetBytes(ctx, object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := slices.Clone(good)
+	bad[len(bad)/2] ^= 0xff
+	if _, err := obs.PutBytes(ctx, object, bad); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		r.start(o)
+	}
+	for i, r := range rs {
+		waitFor(t, fmt.Sprintf("replica %d to reject the corrupted object", i), func() bool {
+			return strings.Contains(r.logs.String(), "checksum mismatch")
+		})
+		if r.st.Version() != 3 || !slices.Equal(lookupNames(t, r.st, c[0]), []string{"Gamma"}) {
+			t.Fatalf("replica %d after a corrupted object: version %d", i, r.st.Version())
+		}
+	}
+	if _, err := obs.PutBytes(ctx, object, good); err != nil {
+		t.Fatal(err)
+	}
+	atVersion("the repaired delta", 4)
+	for i, r := range rs {
+		if strings.Contains(r.logs.String(), "kind=snapshot") {
+			t.Errorf("replica %d downloaded a snapshot again after a restart:\n%s", i, r.logs.String())
+		}
+		if got := lookupNames(t, r.st, d[0]); !slices.Equal(got, []string{"Delta"}) {
+			t.Fatalf("replica %d answers %v for a Delta account", i, got)
+		}
+	}
+
+	// The writer goes away: the replicas serve version 4.
+	stopPub()
+	<-pubDone
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, r := range rs {
+		if r.st.Version() != 4 || !slices.Equal(lookupNames(t, r.st, a[1]), []string{"Alpha"}) {
+			t.Fatalf("replica with the writer gone: version %d", r.st.Version())
+		}
+	}
+}
