@@ -113,7 +113,7 @@ func (c *Client) CheckDigest(ctx context.Context, d breachd.Digest) (Result, err
 	var resp *breachdv1.CheckResponse
 	err := c.retry(ctx, "Check", func() error {
 		var err error
-		resp, err = c.expo.Check(ctx, &breachdv1.CheckRequest{EmailSha256: d[:]})
+		resp, err = c.expo.Check(ctx, &breachdv1.CheckRequest{EmailSha256: d[:], MinCorpusVersion: minVersion(ctx)})
 		return err
 	})
 	if err != nil {
@@ -453,7 +453,7 @@ func (b *bulk) stream(ctx context.Context, onAnswer func(n int, resp *breachdv1.
 // each; it closes the sending side when the source is exhausted.
 func (b *bulk) send(ctx context.Context, st grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse], resend [][]byte) {
 	for _, packed := range resend {
-		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed}) != nil {
+		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed, MinCorpusVersion: minVersion(ctx)}) != nil {
 			return // the receiver reports the stream's status
 		}
 	}
@@ -490,7 +490,7 @@ func (b *bulk) send(ctx context.Context, st grpc.BidiStreamingClient[breachdv1.C
 		b.mu.Lock()
 		b.pending = append(b.pending, packed)
 		b.mu.Unlock()
-		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed}) != nil {
+		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed, MinCorpusVersion: minVersion(ctx)}) != nil {
 			return
 		}
 	}
@@ -524,4 +524,20 @@ func answers(resp *breachdv1.CheckStreamResponse, n int, base int64, yield func(
 		}
 	}
 	return true
+}
+
+type minVersionKey struct{}
+
+// AtLeast returns a context whose checks must be answered from corpus
+// version v or later: a read replica that is behind answers UNAVAILABLE,
+// and the call is retried, on the next replica when the client balances
+// over several (a dns:/// target). Use it to read your own write: pass the
+// version an import returned.
+func AtLeast(ctx context.Context, v uint64) context.Context {
+	return context.WithValue(ctx, minVersionKey{}, v)
+}
+
+func minVersion(ctx context.Context) uint64 {
+	v, _ := ctx.Value(minVersionKey{}).(uint64)
+	return v
 }

@@ -50,6 +50,11 @@ func Dial(addr string, o DialOptions) (*grpc.ClientConn, error) {
 	if o.APIKey != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(APIKey(o.APIKey)))
 	}
+	// Round robin over every address the name resolves to: with a
+	// dns:///replicas.example:7355 target, calls spread over the replicas,
+	// and a retried call goes to the next one. Daemons close connections
+	// after a maximum age, so clients re-resolve as replicas come and go.
+	opts = append(opts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	return grpc.NewClient(addr, opts...)
 }
 

@@ -170,10 +170,7 @@ func TestReplicas(t *testing.T) {
 	}
 	imp("Alpha", a)
 	pctx, stopPub := context.WithCancel(ctx)
-	pub, err := natsrepl.NewPublisher(pctx, w, wdir, "writer.internal:7355", o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := natsrepl.NewPublisher(w, wdir, "writer.internal:7355", o)
 	pubDone := make(chan struct{})
 	go func() { defer close(pubDone); pub.Run(pctx) }()
 	defer func() { stopPub(); <-pubDone }()

@@ -40,14 +40,11 @@ type Publisher struct {
 // PublishedFile records, in the data directory, what was last published.
 const PublishedFile = "breachd.published"
 
-// NewPublisher connects to the cluster and makes the buckets if missing.
-func NewPublisher(ctx context.Context, src Source, dataDir, advertise string, o Options) (*Publisher, error) {
+// NewPublisher returns a publisher of src to the cluster; Run connects
+// (making the buckets if missing) and does the work.
+func NewPublisher(src Source, dataDir, advertise string, o Options) *Publisher {
 	o.defaults()
-	c, err := connect(ctx, "breachd writer", o, true)
-	if err != nil {
-		return nil, err
-	}
-	return &Publisher{src: src, dir: dataDir, advertise: advertise, o: o, log: o.Logger, c: c, kick: make(chan struct{}, 1)}, nil
+	return &Publisher{src: src, dir: dataDir, advertise: advertise, o: o, log: o.Logger, kick: make(chan struct{}, 1)}
 }
 
 // Kick asks for a publish soon (after a commit).
@@ -61,6 +58,18 @@ func (p *Publisher) Kick() {
 // Run publishes until ctx ends: at once, on every Kick, and every Retry
 // after a failure. It closes the connection when it returns.
 func (p *Publisher) Run(ctx context.Context) {
+	for p.c == nil {
+		c, err := connect(ctx, "breachd writer", p.o, true)
+		if err == nil {
+			p.c = c
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("cannot reach NATS to publish the corpus yet; retrying", "err", err, "retry", p.o.Retry)
+		sleep(ctx, p.o.Retry)
+	}
 	defer p.c.nc.Close()
 	for {
 		err := p.publish(ctx)

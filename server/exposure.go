@@ -48,6 +48,9 @@ func (s *Exposure) Check(ctx context.Context, req *breachdv1.CheckRequest) (*bre
 		return nil, toStatus(s.log, "Check", err)
 	}
 	e, err := s.svc.Check(ctx, d)
+	if err == nil {
+		err = service.AtLeast(e.CorpusVersion, req.GetMinCorpusVersion())
+	}
 	if err != nil {
 		return nil, toStatus(s.log, "Check", err)
 	}
@@ -109,7 +112,7 @@ func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServe
 			}
 			if !s.pool.run(ctx.Done(), func() {
 				defer close(j.done)
-				j.resp, j.err = s.answer(ctx, req.GetEmailSha256())
+				j.resp, j.err = s.answer(ctx, req.GetEmailSha256(), req.GetMinCorpusVersion())
 			}) {
 				return
 			}
@@ -152,10 +155,13 @@ func (s *Exposure) drained(batches int) error {
 }
 
 // answer checks one batch and packs the answer.
-func (s *Exposure) answer(ctx context.Context, packed []byte) (*breachdv1.CheckStreamResponse, error) {
+func (s *Exposure) answer(ctx context.Context, packed []byte, min uint64) (*breachdv1.CheckStreamResponse, error) {
 	e, err := s.svc.CheckBatch(ctx, packed)
 	if err != nil {
 		return nil, inField("CheckStreamRequest.email_sha256", err)
+	}
+	if err := service.AtLeast(e.CorpusVersion, min); err != nil {
+		return nil, err
 	}
 	resp := &breachdv1.CheckStreamResponse{Count: uint32(e.Count), ExposedIndex: e.Exposed, BreachSet: e.SetOf, CorpusVersion: e.CorpusVersion}
 	for _, set := range e.Sets {

@@ -35,6 +35,11 @@ type Limits struct {
 	MaxConcurrentStreams uint32
 	// MaxConnectionIdle closes connections with no call for this long.
 	MaxConnectionIdle time.Duration
+	// MaxConnectionAge asks clients to reconnect after this long (GOAWAY),
+	// so that a client balancing over replicas re-resolves and spreads
+	// again as replicas come and go; MaxConnectionAgeGrace is how long
+	// calls in flight (a long bulk stream) may still take after it.
+	MaxConnectionAge, MaxConnectionAgeGrace time.Duration
 	// KeepaliveTime is how long a connection may be quiet before the server
 	// pings it; KeepaliveTimeout how long it waits for the answer.
 	KeepaliveTime, KeepaliveTimeout time.Duration
@@ -48,13 +53,15 @@ const minRecvMsgSize = breachd.MaxBatch*breachd.DigestSize + 1024
 // DefaultLimits returns the daemon's limits unless configured otherwise.
 func DefaultLimits() Limits {
 	return Limits{
-		MaxRecvMsgSize:       1 << 20,
-		MaxSendMsgSize:       4 << 20,
-		MaxConcurrentStreams: 1024,
-		MaxConnectionIdle:    15 * time.Minute, // reclaim abandoned connections
-		KeepaliveTime:        2 * time.Minute,
-		KeepaliveTimeout:     20 * time.Second,
-		MinPingInterval:      10 * time.Second,
+		MaxRecvMsgSize:        1 << 20,
+		MaxSendMsgSize:        4 << 20,
+		MaxConcurrentStreams:  1024,
+		MaxConnectionIdle:     15 * time.Minute, // reclaim abandoned connections
+		MaxConnectionAge:      5 * time.Minute,
+		MaxConnectionAgeGrace: time.Hour,
+		KeepaliveTime:         2 * time.Minute,
+		KeepaliveTimeout:      20 * time.Second,
+		MinPingInterval:       10 * time.Second,
 	}
 }
 
@@ -69,6 +76,10 @@ func (l Limits) Validate() error {
 		return &breachd.OptionError{Option: "MaxConcurrentStreams", Value: l.MaxConcurrentStreams, Want: "at least 1"}
 	case l.MaxConnectionIdle <= 0:
 		return &breachd.OptionError{Option: "MaxConnectionIdle", Value: l.MaxConnectionIdle, Want: "a positive duration"}
+	case l.MaxConnectionAge < time.Second:
+		return &breachd.OptionError{Option: "MaxConnectionAge", Value: l.MaxConnectionAge, Want: "at least 1s"}
+	case l.MaxConnectionAgeGrace < 0:
+		return &breachd.OptionError{Option: "MaxConnectionAgeGrace", Value: l.MaxConnectionAgeGrace, Want: "0 or a positive duration"}
 	case l.KeepaliveTime < time.Second:
 		return &breachd.OptionError{Option: "KeepaliveTime", Value: l.KeepaliveTime, Want: "at least 1s"}
 	case l.KeepaliveTimeout < time.Second:
@@ -86,9 +97,11 @@ func (l Limits) ServerOptions() []grpc.ServerOption {
 		grpc.MaxSendMsgSize(l.MaxSendMsgSize),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			MaxConnectionIdle: l.MaxConnectionIdle,
-			Time:              l.KeepaliveTime,
-			Timeout:           l.KeepaliveTimeout,
+			MaxConnectionIdle:     l.MaxConnectionIdle,
+			MaxConnectionAge:      l.MaxConnectionAge,
+			MaxConnectionAgeGrace: l.MaxConnectionAgeGrace,
+			Time:                  l.KeepaliveTime,
+			Timeout:               l.KeepaliveTimeout,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 			MinTime:             l.MinPingInterval,

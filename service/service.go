@@ -229,3 +229,14 @@ func (s *Service) Import(ctx context.Context, b breachd.Breach, batches iter.Seq
 	}
 	return s.store.Import(ctx, b, checked)
 }
+
+// AtLeast refuses an answer computed at corpus version v when the caller
+// asked for min or later (0: any): a read replica that is behind says so
+// with a kind the client library retries, on another replica.
+func AtLeast(v, min uint64) error {
+	if v >= min {
+		return nil
+	}
+	return breachd.Errorf(breachd.ErrUnavailable, "this daemon serves corpus version %d, behind the version %d asked for: it has not caught up with its writer yet",
+		v, min)
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/store"
@@ -59,6 +60,8 @@ type config struct {
 		MaxSendMsgSize       int      `yaml:"max_send_msg_size" help:"largest answer, bytes"`
 		MaxConcurrentStreams uint32   `yaml:"max_concurrent_streams" help:"calls in flight per connection"`
 		MaxConnectionIdle    duration `yaml:"max_connection_idle" help:"close connections idle this long"`
+		MaxConnectionAge     duration `yaml:"max_connection_age" help:"ask clients to reconnect after this long, so that balancing clients spread over replicas again"`
+		MaxConnectionGrace   duration `yaml:"max_connection_age_grace" help:"how long calls in flight may still take after max_connection_age"`
 		KeepaliveTime        duration `yaml:"keepalive_time" help:"ping a quiet connection after this long"`
 		KeepaliveTimeout     duration `yaml:"keepalive_timeout" help:"wait this long for the ping's answer"`
 		MinPingInterval      duration `yaml:"min_ping_interval" help:"refuse clients that ping more often"`
@@ -67,6 +70,19 @@ type config struct {
 		Addr       string `yaml:"addr" help:"listen address of the HTTP face (Have I Been Pwned's API v3 and the range API); empty for none"`
 		OpenPublic bool   `yaml:"open_public" help:"serve the range API and the breach catalogue over HTTP without a key, as upstream; false requires a key with the check scope"`
 	} `yaml:"http"`
+	Replication struct {
+		Publish      string `yaml:"publish" help:"NATS URL(s), comma-separated: publish the corpus there for read replicas (this daemon is the writer)"`
+		Follow       string `yaml:"follow" help:"NATS URL(s), comma-separated: serve as a read replica of the corpus published there"`
+		Advertise    string `yaml:"advertise" help:"the writer's gRPC address as replicas quote it to callers who try to import there (default: addr)"`
+		CredsFile    string `yaml:"creds_file" help:"NATS credentials file (JWT and seed)"`
+		TokenFile    string `yaml:"token_file" help:"file holding a NATS token (or set BREACHD_NATS_TOKEN); never on a command line"`
+		CA           string `yaml:"ca" help:"PEM CA of the NATS servers' certificates (turns on TLS)"`
+		Cert         string `yaml:"cert" help:"PEM client certificate for NATS, with key"`
+		Key          string `yaml:"key" help:"PEM key of the NATS client certificate"`
+		ObjectBucket string `yaml:"object_bucket" help:"JetStream object store bucket holding snapshots and deltas"`
+		KVBucket     string `yaml:"kv_bucket" help:"JetStream key-value bucket naming them and the current one"`
+		Replicas     int    `yaml:"replicas" help:"JetStream servers that keep each bucket (3 in a three-node cluster)"`
+	} `yaml:"replication"`
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
 		MaxPendingDigests int      `yaml:"max_pending_digests" help:"digests a first import may buffer in memory (32 bytes each) before it goes on with write batches"`
@@ -103,10 +119,13 @@ func defaultConfig() config {
 	c.Limits.MaxSendMsgSize = lim.MaxSendMsgSize
 	c.Limits.MaxConcurrentStreams = lim.MaxConcurrentStreams
 	c.Limits.MaxConnectionIdle = duration(lim.MaxConnectionIdle)
+	c.Limits.MaxConnectionAge = duration(lim.MaxConnectionAge)
+	c.Limits.MaxConnectionGrace = duration(lim.MaxConnectionAgeGrace)
 	c.Limits.KeepaliveTime = duration(lim.KeepaliveTime)
 	c.Limits.KeepaliveTimeout = duration(lim.KeepaliveTimeout)
 	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
 	c.HTTP.OpenPublic = true
+	c.Replication.ObjectBucket, c.Replication.KVBucket, c.Replication.Replicas = natsrepl.DefaultObjectBucket, natsrepl.DefaultKVBucket, 1
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
 	c.Import.MaxPendingDigests = 4_000_000 // 128 MiB
 	c.Import.DiskReserve = store.DefaultOptions().DiskReserve
@@ -132,7 +151,7 @@ func (d *duration) set(s string) error {
 var serveFlags = []struct{ name, key string }{
 	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"}, {"index", "index"},
 	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
-	{"http-addr", "http.addr"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
+	{"http-addr", "http.addr"}, {"publish", "replication.publish"}, {"follow", "replication.follow"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }
 
 // loadConfig builds the configuration of 'breachd serve' (and 'config
@@ -282,19 +301,21 @@ func setValue(v reflect.Value, s string) error {
 
 // optionKeys names the configuration key behind each package's option.
 var optionKeys = map[string]string{
-	"FalsePositiveRate":    "fpr",
-	"MaxBulkDigests":       "import.max_pending_digests",
-	"DiskReserve":          "import.disk_reserve",
-	"MaxRecvMsgSize":       "limits.max_recv_msg_size",
-	"MaxSendMsgSize":       "limits.max_send_msg_size",
-	"MaxConcurrentStreams": "limits.max_concurrent_streams",
-	"MaxConnectionIdle":    "limits.max_connection_idle",
-	"KeepaliveTime":        "limits.keepalive_time",
-	"KeepaliveTimeout":     "limits.keepalive_timeout",
-	"MinPingInterval":      "limits.min_ping_interval",
-	"Quota.Rate":           "quota.rate",
-	"Quota.Burst":          "quota.burst",
-	"Quota.MaxStreams":     "quota.max_streams",
+	"FalsePositiveRate":     "fpr",
+	"MaxBulkDigests":        "import.max_pending_digests",
+	"DiskReserve":           "import.disk_reserve",
+	"MaxRecvMsgSize":        "limits.max_recv_msg_size",
+	"MaxSendMsgSize":        "limits.max_send_msg_size",
+	"MaxConcurrentStreams":  "limits.max_concurrent_streams",
+	"MaxConnectionIdle":     "limits.max_connection_idle",
+	"MaxConnectionAge":      "limits.max_connection_age",
+	"MaxConnectionAgeGrace": "limits.max_connection_age_grace",
+	"KeepaliveTime":         "limits.keepalive_time",
+	"KeepaliveTimeout":      "limits.keepalive_timeout",
+	"MinPingInterval":       "limits.min_ping_interval",
+	"Quota.Rate":            "quota.rate",
+	"Quota.Burst":           "quota.burst",
+	"Quota.MaxStreams":      "quota.max_streams",
 }
 
 // keyError words an invalid option by its configuration key, and the flag
@@ -345,6 +366,10 @@ func (c *config) validate() error {
 		return bad("auth.keys_reload", c.Auth.KeysReload, "at least 100ms")
 	case c.Quota.MaxStreamWait < 0:
 		return bad("quota.max_stream_wait", c.Quota.MaxStreamWait, "0 or a positive duration")
+	case c.Replication.Publish != "" && c.Replication.Follow != "":
+		return bad("replication.follow", c.Replication.Follow, "empty when replication.publish is set: a daemon is the writer or a replica, not both")
+	case c.Replication.Replicas < 1 || c.Replication.Replicas > 5:
+		return bad("replication.replicas", c.Replication.Replicas, "1 to 5")
 	case c.Import.IdleTimeout <= 0:
 		return bad("import.idle_timeout", c.Import.IdleTimeout, "a positive duration")
 	}
@@ -396,6 +421,23 @@ func (c *config) passwordOptions(log *slog.Logger) store.Options {
 	return so
 }
 
+// natsOptions are the replication connection's options; the token comes
+// from its file or BREACHD_NATS_TOKEN.
+func (c *config) natsOptions(url string, log *slog.Logger) (natsrepl.Options, error) {
+	r := c.Replication
+	o := natsrepl.Options{URL: url, CredsFile: r.CredsFile, CAFile: r.CA, CertFile: r.Cert, KeyFile: r.Key,
+		ObjectBucket: r.ObjectBucket, KVBucket: r.KVBucket, Replicas: r.Replicas, Logger: log}
+	o.Token = os.Getenv("BREACHD_NATS_TOKEN")
+	if r.TokenFile != "" {
+		b, err := os.ReadFile(r.TokenFile)
+		if err != nil {
+			return o, fmt.Errorf("replication.token_file: %w", err)
+		}
+		o.Token = strings.TrimSpace(string(b))
+	}
+	return o, nil
+}
+
 func (c *config) quotaLimits() quota.Limits {
 	return quota.Limits{Rate: c.Quota.Rate, Burst: c.Quota.Burst}
 }
@@ -404,6 +446,7 @@ func (c *config) limits() server.Limits {
 	return server.Limits{
 		MaxRecvMsgSize: c.Limits.MaxRecvMsgSize, MaxSendMsgSize: c.Limits.MaxSendMsgSize,
 		MaxConcurrentStreams: c.Limits.MaxConcurrentStreams, MaxConnectionIdle: time.Duration(c.Limits.MaxConnectionIdle),
+		MaxConnectionAge: time.Duration(c.Limits.MaxConnectionAge), MaxConnectionAgeGrace: time.Duration(c.Limits.MaxConnectionGrace),
 		KeepaliveTime: time.Duration(c.Limits.KeepaliveTime), KeepaliveTimeout: time.Duration(c.Limits.KeepaliveTimeout),
 		MinPingInterval: time.Duration(c.Limits.MinPingInterval),
 	}

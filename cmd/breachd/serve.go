@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/certs"
 	"github.com/breachd/breachd/httpapi"
+	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/service"
@@ -202,6 +204,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	start := time.Now()
 	so := c.storeOptions()
 	so.Logger, so.Registerer = log, reg
+	so.Follower = c.Replication.Follow != ""
 	st, err := store.Open(ctx, c.Data, so)
 	if err != nil {
 		stop()
@@ -229,14 +232,61 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		o.w.p.Store(pw)
 		log.Info("password corpus", "kind", o.k.String(), "hashes", pw.Hashes(), "corpus_version", pw.Version(), "releases", len(pw.Releases()))
 	}
-	corpus.open(st)
-	svcs.Serving()
+	// The replication goroutines end with ctx, before the store closes.
+	var bg sync.WaitGroup
+	defer func() { cancel(); bg.Wait() }()
+	role := ""
+	switch {
+	case c.Replication.Follow != "":
+		// A replica serves once it holds a whole corpus version: at once if
+		// its last apply completed, otherwise when the follower catches up.
+		o, err := c.natsOptions(c.Replication.Follow, log)
+		if err != nil {
+			stop()
+			return err
+		}
+		f := natsrepl.NewFollower(st, c.Data, o)
+		corpus.replica = func() error {
+			return breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon is a read replica of the corpus published on NATS (%s): import, delete and correct breaches on the writer%s",
+				c.Replication.Follow, writerHint(f.Writer()))
+		}
+		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {
+			pw.replica = corpus.replica
+		}
+		f.OnReady = func() {
+			corpus.open(st)
+			svcs.Serving()
+			log.Info("replica serving", "corpus_version", st.Version())
+		}
+		bg.Add(1)
+		go func() { defer bg.Done(); f.Run(ctx) }()
+		role = ", read replica of " + c.Replication.Follow
+	case c.Replication.Publish != "":
+		o, err := c.natsOptions(c.Replication.Publish, log)
+		if err != nil {
+			stop()
+			return err
+		}
+		advertise := c.Replication.Advertise
+		if advertise == "" {
+			advertise = lis.Addr().String()
+		}
+		pub := natsrepl.NewPublisher(st, c.Data, advertise, o)
+		corpus.changed = pub.Kick
+		bg.Add(1)
+		go func() { defer bg.Done(); pub.Run(ctx) }()
+		role = ", publishing to " + c.Replication.Publish
+		fallthrough
+	default:
+		corpus.open(st)
+		svcs.Serving()
+	}
 	stats := st.Stats()
 	log.Info("serving", "addr", lis.Addr().String(), "tls", secure, "mtls", c.TLS.ClientCA != "", "admin", c.Admin,
 		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "read_only", st.ReadOnly() != nil,
 		"open_duration", time.Since(start))
-	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s%s\n",
-		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), httpNote, metricsNote)
+	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s%s%s\n",
+		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), httpNote, metricsNote, role)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -268,6 +318,24 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 // open, every call is UNAVAILABLE, and health says NOT_SERVING.
 type openingStore struct {
 	st atomic.Pointer[store.Store]
+	// On a writer that publishes, changed asks for a publish after a
+	// change; on a replica, replica words the refusal of a change.
+	changed func()
+	replica func() error
+}
+
+// write gets the store for a change: refused on a replica.
+func (o *openingStore) write() (*store.Store, error) {
+	if o.replica != nil {
+		return nil, o.replica()
+	}
+	return o.get()
+}
+
+func (o *openingStore) done(err error) {
+	if err == nil && o.changed != nil {
+		o.changed()
+	}
 }
 
 var errOpening = breachd.NewError(breachd.ErrUnavailable, "the corpus is still opening")
@@ -314,33 +382,47 @@ func (o *openingStore) Breach(ctx context.Context, name string) (*breachd.Catalo
 }
 
 func (o *openingStore) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
-	st, err := o.get()
+	st, err := o.write()
 	if err != nil {
 		return breachd.ImportStats{}, err
 	}
-	return st.Import(ctx, b, batches)
+	is, err := st.Import(ctx, b, batches)
+	o.done(err)
+	return is, err
 }
 
 func (o *openingStore) DeleteBreach(ctx context.Context, name string) (uint64, uint64, error) {
-	st, err := o.get()
+	st, err := o.write()
 	if err != nil {
 		return 0, 0, err
 	}
-	return st.DeleteBreach(ctx, name)
+	removed, v, err := st.DeleteBreach(ctx, name)
+	o.done(err)
+	return removed, v, err
 }
 
 func (o *openingStore) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
-	st, err := o.get()
+	st, err := o.write()
 	if err != nil {
 		return nil, 0, err
 	}
-	return st.UpdateBreach(ctx, b)
+	e, v, err := st.UpdateBreach(ctx, b)
+	o.done(err)
+	return e, v, err
 }
 
 // openingPasswords is a password corpus as the services see it while it
 // opens: UNAVAILABLE until then.
 type openingPasswords struct {
-	p atomic.Pointer[store.Passwords]
+	p       atomic.Pointer[store.Passwords]
+	replica func() error // on a replica, refuses imports (password corpora are not replicated yet)
+}
+
+func writerHint(addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return " at " + addr
 }
 
 func (o *openingPasswords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd.PasswordExposure, error) {
@@ -360,6 +442,9 @@ func (o *openingPasswords) Range(ctx context.Context, prefix breachd.RangePrefix
 }
 
 func (o *openingPasswords) Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error) {
+	if o.replica != nil {
+		return breachd.PasswordImportStats{}, o.replica()
+	}
 	p := o.p.Load()
 	if p == nil {
 		return breachd.PasswordImportStats{}, errOpening

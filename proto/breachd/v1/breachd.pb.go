@@ -82,9 +82,14 @@ func (HashKind) EnumDescriptor() ([]byte, []int) {
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of the canonical email address: exactly 32 bytes.
-	EmailSha256   []byte `protobuf:"bytes,1,opt,name=email_sha256,json=emailSha256,proto3" json:"email_sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EmailSha256 []byte `protobuf:"bytes,1,opt,name=email_sha256,json=emailSha256,proto3" json:"email_sha256,omitempty"`
+	// If set, the answer must come from this corpus version or a later one:
+	// a read replica that is behind answers UNAVAILABLE, which the client
+	// library retries on another replica (read your own writes after an
+	// import that returned this version).
+	MinCorpusVersion uint64 `protobuf:"varint,2,opt,name=min_corpus_version,json=minCorpusVersion,proto3" json:"min_corpus_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckRequest) Reset() {
@@ -122,6 +127,13 @@ func (x *CheckRequest) GetEmailSha256() []byte {
 		return x.EmailSha256
 	}
 	return nil
+}
+
+func (x *CheckRequest) GetMinCorpusVersion() uint64 {
+	if x != nil {
+		return x.MinCorpusVersion
+	}
+	return 0
 }
 
 type CheckResponse struct {
@@ -258,9 +270,11 @@ func (x *BreachSummary) GetDataClasses() []string {
 type CheckStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A batch of 1 to 10,000 digests, each 32 bytes, concatenated.
-	EmailSha256   []byte `protobuf:"bytes,1,opt,name=email_sha256,json=emailSha256,proto3" json:"email_sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EmailSha256 []byte `protobuf:"bytes,1,opt,name=email_sha256,json=emailSha256,proto3" json:"email_sha256,omitempty"`
+	// As CheckRequest.min_corpus_version, for this batch.
+	MinCorpusVersion uint64 `protobuf:"varint,2,opt,name=min_corpus_version,json=minCorpusVersion,proto3" json:"min_corpus_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckStreamRequest) Reset() {
@@ -298,6 +312,13 @@ func (x *CheckStreamRequest) GetEmailSha256() []byte {
 		return x.EmailSha256
 	}
 	return nil
+}
+
+func (x *CheckStreamRequest) GetMinCorpusVersion() uint64 {
+	if x != nil {
+		return x.MinCorpusVersion
+	}
+	return 0
 }
 
 type CheckStreamResponse struct {
@@ -1811,9 +1832,10 @@ var File_breachd_v1_breachd_proto protoreflect.FileDescriptor
 const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\n" +
 	"\x18breachd/v1/breachd.proto\x12\n" +
-	"breachd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n" +
+	"breachd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n" +
 	"\fCheckRequest\x12!\n" +
-	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\"\x87\x01\n" +
+	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\x12,\n" +
+	"\x12min_corpus_version\x18\x02 \x01(\x04R\x10minCorpusVersion\"\x87\x01\n" +
 	"\rCheckResponse\x12\x18\n" +
 	"\aexposed\x18\x01 \x01(\bR\aexposed\x125\n" +
 	"\bbreaches\x18\x02 \x03(\v2\x19.breachd.v1.BreachSummaryR\bbreaches\x12%\n" +
@@ -1823,9 +1845,10 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x1f\n" +
 	"\vbreach_date\x18\x03 \x01(\tR\n" +
 	"breachDate\x12!\n" +
-	"\fdata_classes\x18\x04 \x03(\tR\vdataClasses\"7\n" +
+	"\fdata_classes\x18\x04 \x03(\tR\vdataClasses\"e\n" +
 	"\x12CheckStreamRequest\x12!\n" +
-	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\"\xce\x01\n" +
+	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\x12,\n" +
+	"\x12min_corpus_version\x18\x02 \x01(\x04R\x10minCorpusVersion\"\xce\x01\n" +
 	"\x13CheckStreamResponse\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\rR\x05count\x12#\n" +
 	"\rexposed_index\x18\x02 \x03(\rR\fexposedIndex\x12\x1d\n" +

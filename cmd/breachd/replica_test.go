@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/synth"
+)
+
+// natsServer starts one JetStream server on loopback (the three-node
+// cluster is natsrepl's test).
+func natsServer(t *testing.T) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(20 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	return s.ClientURL()
+}
+
+// TestReplicaDaemons runs 'serve --publish' and two 'serve --follow'
+// daemons: an import on the writer reaches the replicas, which a client
+// balancing over both (and asking for the import's version) reads; a
+// replica refuses imports, naming the writer.
+func TestReplicaDaemons(t *testing.T) {
+	url := natsServer(t)
+	dir := t.TempDir()
+	sega := writeCorpus(t, dir, "SegaPass", synth.Options{Seed: 1, Records: 3000})
+	more := writeCorpus(t, dir, "Later", synth.Options{Seed: 2, Records: 1000, Domain: "later.example"})
+	wdata := filepath.Join(dir, "writer")
+	runOK(t, "import", "--data", wdata, "--manifest", sega.manifest, sega.dump)
+	w := startDaemon(t, wdata, "--publish", url)
+	var replicas []*daemon
+	for i := range 2 {
+		replicas = append(replicas, startDaemon(t, filepath.Join(dir, fmt.Sprintf("replica%d", i)), "--follow", url, "--metrics-addr", "127.0.0.1:0"))
+	}
+	ctx := context.Background()
+	dialAll := func() *client.Client {
+		// A resolver with both addresses stands for a DNS name with two
+		// records (dns:///replicas:7355 in production).
+		r := manual.NewBuilderWithScheme("replicas")
+		r.InitialState(resolver.State{Addresses: []resolver.Address{{Addr: replicas[0].addr}, {Addr: replicas[1].addr}}})
+		resolver.Register(r)
+		conn, err := client.Dial("replicas:///breachd", client.DialOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return client.New(conn)
+	}
+	d0, _ := canon.Digest(sega.accounts[0])
+	for i, r := range replicas {
+		conn := dial(t, r.addr)
+		c := client.New(conn)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			res, err := c.CheckDigest(ctx, d0)
+			if err == nil && res.Exposed {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d never served the writer's corpus: %+v, %v", i, res, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// An import on the writer; a client asking for its version reads it.
+	out := runOK(t, "import", "--addr", w.addr, "--manifest", more.manifest, more.dump)
+	if !strings.Contains(out, "corpus version") {
+		t.Fatalf("import output:\n%s", out)
+	}
+	d1, _ := canon.Digest(more.accounts[0])
+	c := dialAll()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := c.CheckDigest(client.AtLeast(ctx, 2), d1)
+		if err == nil {
+			if !res.Exposed || res.CorpusVersion < 2 {
+				t.Fatalf("replica at version %d answers %+v for an account of the new breach", res.CorpusVersion, res)
+			}
+			break
+		}
+		if status.Code(err) != codes.Unavailable || time.Now().After(deadline) {
+			t.Fatalf("checking at version 2 or later: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Round robin: both replicas answer a share of the calls.
+	for range 20 {
+		if _, err := c.CheckDigest(ctx, d1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range replicas {
+		resp, err := http.Get("http://" + r.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := regexp.MustCompile(`grpc_server_handled_total\{grpc_code="OK",grpc_method="Check",grpc_service="breachd.v1.ExposureService",grpc_type="unary"\} (\d+)`).FindSubmatch(body)
+		if m == nil || string(m[1]) == "0" {
+			t.Errorf("replica %d answered no Check through the balancing client", i)
+		}
+	}
+
+	// A replica takes no import, and says where the writer is.
+	one := func(yield func([]breachd.Digest, error) bool) { yield([]breachd.Digest{d0}, nil) }
+	_, err := client.New(dial(t, replicas[1].addr)).Import(ctx, breachd.Breach{Name: "Nope", Title: "Nope"}, one)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), w.addr) {
+		t.Fatalf("an import on a replica: %v; want FAILED_PRECONDITION naming the writer %s", err, w.addr)
+	}
+}
