@@ -60,7 +60,10 @@ func newLoad(ctx context.Context, c config) (*load, error) {
 	if len(l.present) == 0 {
 		l.c.absent = 1 // nothing known to be present: every check is a miss
 	}
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Round robin, as client.Dial: a dns:/// target with several
+	// addresses (read replicas) spreads the load over them.
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
 	if err != nil {
 		return nil, err
 	}

@@ -285,8 +285,13 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	log.Info("serving", "addr", lis.Addr().String(), "tls", secure, "mtls", c.TLS.ClientCA != "", "admin", c.Admin,
 		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "read_only", st.ReadOnly() != nil,
 		"open_duration", time.Since(start))
-	fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s%s%s\n",
-		stats.Breaches, stats.Keys, stats.Version, lis.Addr(), httpNote, metricsNote, role)
+	if c.Replication.Follow != "" {
+		fmt.Fprintf(stdout, "breachd: read replica on %s%s%s, following %s; it serves once it holds a whole corpus version (it holds version %d)\n",
+			lis.Addr(), httpNote, metricsNote, c.Replication.Follow, stats.Version)
+	} else {
+		fmt.Fprintf(stdout, "breachd: serving %d breaches (%d accounts, corpus version %d) on %s%s%s%s\n",
+			stats.Breaches, stats.Keys, stats.Version, lis.Addr(), httpNote, metricsNote, role)
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
