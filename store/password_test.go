@@ -111,26 +111,26 @@ func TestPasswords(t *testing.T) {
 			o := options(0)
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			p := openPw(t, dir, k, o)
-			r1 := pwRecords(k, "a", 20_000, 1)
+			r1 := pwRecords(k, "a", 6000, 1)
 			st, err := p.Import(ctx, release("PP-1"), uint64(len(r1)), pwBatches(r1, 3000, nil))
-			if err != nil || st.NewHashes != 20_000 || st.Version != 1 {
-				t.Fatalf("first import = %+v, %v; want 20000 new hashes at version 1", st, err)
+			if err != nil || st.NewHashes != 6000 || st.Version != 1 {
+				t.Fatalf("first import = %+v, %v; want 6000 new hashes at version 1", st, err)
 			}
 			want := map[string]uint64{}
 			countsOf(k, want, r1)
-			for _, r := range pwRecords(k, "outsider", 2000, 1) {
+			for _, r := range pwRecords(k, "outsider", 1000, 1) {
 				want[string(r.Hash[:k.Size()])] = 0
 			}
 			wantCounts(t, p, k, want, 1)
 
 			// Release 2: half of release 1 with counts times 10, and new
 			// hashes. Until it commits, every lookup answers release 1.
-			r2 := append(pwRecords(k, "a", 10_000, 10), pwRecords(k, "b", 5000, 1)...)
+			r2 := append(pwRecords(k, "a", 3000, 10), pwRecords(k, "b", 1500, 1)...)
 			old := map[string]uint64{}
 			countsOf(k, old, r1)
 			checked := 0
 			mid := func(yield func([]breachd.PasswordRecord, error) bool) {
-				for rs, err := range pwBatches(r2, 2500, nil) {
+				for rs, err := range pwBatches(r2, 1000, nil) {
 					if !yield(rs, err) {
 						return
 					}
@@ -145,8 +145,8 @@ func TestPasswords(t *testing.T) {
 				}
 			}
 			st, err = p.Import(ctx, release("PP-2"), 0, mid)
-			if err != nil || st.NewHashes != 5000 || st.UpdatedHashes != 10_000 || st.Version != 2 || checked == 0 {
-				t.Fatalf("second import = %+v, %v; want 5000 new, 10000 updated at version 2", st, err)
+			if err != nil || st.NewHashes != 1500 || st.UpdatedHashes != 3000 || st.Version != 2 || checked == 0 {
+				t.Fatalf("second import = %+v, %v; want 1500 new, 3000 updated at version 2", st, err)
 			}
 			countsOf(k, want, r2)
 			wantCounts(t, p, k, want, 2)
@@ -174,13 +174,13 @@ func TestPasswords(t *testing.T) {
 			wantCounts(t, p, k, want, 4)
 
 			// An abandoned release changes nothing.
-			bad := pwRecords(k, "a", 5000, 1000)
+			bad := pwRecords(k, "a", 2000, 1000)
 			if _, err := p.Import(ctx, release("PP-4"), 0, pwBatches(bad, 1000, errors.New("dump unreadable"))); err == nil {
 				t.Fatal("an import whose batches failed committed")
 			}
 			wantCounts(t, p, k, want, 4)
-			if p.Hashes() != 25_100 {
-				t.Fatalf("Hashes() = %d, want 25100", p.Hashes())
+			if p.Hashes() != 7600 {
+				t.Fatalf("Hashes() = %d, want 7600", p.Hashes())
 			}
 			if err := p.Close(); err != nil {
 				t.Fatal(err)
@@ -202,8 +202,8 @@ func TestPasswords(t *testing.T) {
 				t.Errorf("the abandoned release was not collected (%+v):\n%s", cs, logs.String())
 			}
 			wantCounts(t, p, k, want, 4)
-			if p.Hashes() != 25_100 || p.Version() != 4 || len(p.Releases()) != 4 {
-				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 25100, 4, 4", p.Hashes(), p.Version(), len(p.Releases()))
+			if p.Hashes() != 7600 || p.Version() != 4 || len(p.Releases()) != 4 {
+				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 7600, 4, 4", p.Hashes(), p.Version(), len(p.Releases()))
 			}
 		})
 	}
@@ -240,7 +240,7 @@ func TestPasswordInput(t *testing.T) {
 func TestPasswordStream(t *testing.T) {
 	ctx := context.Background()
 	k := breachd.SHA1
-	sorted := pwRecords(k, "s", 30_000, 1)
+	sorted := pwRecords(k, "s", 12_000, 1)
 	slices.SortFunc(sorted, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
 	for _, tc := range []struct {
 		name     string
@@ -249,7 +249,7 @@ func TestPasswordStream(t *testing.T) {
 	}{
 		{"in order", sorted, false},
 		// The second half again (its counts add up), then the first.
-		{"out of order", append(append(slices.Clone(sorted[15_000:]), sorted[20_000:]...), sorted[:15_000]...), true},
+		{"out of order", append(append(slices.Clone(sorted[6000:]), sorted[8000:]...), sorted[:6000]...), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
@@ -257,9 +257,9 @@ func TestPasswordStream(t *testing.T) {
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			p := openPw(t, t.TempDir(), k, o)
 			defer p.Close()
-			st, err := p.Import(ctx, release("PP"), 30_000, pwBatches(tc.recs, 4000, nil))
-			if err != nil || st.NewHashes != 30_000 || st.Received != uint64(len(tc.recs)) {
-				t.Fatalf("import = %+v, %v; want 30000 new hashes of %d received", st, err, len(tc.recs))
+			st, err := p.Import(ctx, release("PP"), 12_000, pwBatches(tc.recs, 1500, nil))
+			if err != nil || st.NewHashes != 12_000 || st.Received != uint64(len(tc.recs)) {
+				t.Fatalf("import = %+v, %v; want 12000 new hashes of %d received", st, err, len(tc.recs))
 			}
 			if fell := strings.Contains(logs.String(), "going on with write batches"); fell != tc.fallback {
 				t.Errorf("fell back to write batches: %v, want %v:\n%s", fell, tc.fallback, logs.String())
