@@ -23,7 +23,7 @@ WORK=${WORK:-$(mktemp -d)}
 PIDS=()
 cp /etc/hosts "$WORK/hosts.orig"
 trap 'kill ${PIDS[@]} 2>/dev/null || true; wait 2>/dev/null; cp "$WORK/hosts.orig" /etc/hosts; rm -rf "$WORK"' EXIT
-command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server; }
+command -v nats-server >/dev/null && command -v jq >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server jq; }
 go build -o bin/ ./cmd/... ./bench/loadgen
 
 ms() { date -d "$1" +%s%3N; }   # RFC 3339 -> milliseconds
@@ -44,8 +44,11 @@ serve() { # name dir args...
 serving() { for _ in $(seq 1200); do bin/breachctl health --addr "$1" >/dev/null 2>&1 && return; sleep 0.05; done; echo "$1 never served" >&2; exit 1; }
 serve writer "$WORK/writer" --addr 127.0.0.1:7301 --publish "$url"
 serving 127.0.0.1:7301
-for _ in $(seq 600); do grep -q '"corpus published"\|msg="corpus published"' "$WORK/writer.log" && break; sleep 0.1; done
-snap_bytes=$(grep -o 'kind=snapshot.*bytes=[0-9]*' "$WORK/writer.log" | grep -o 'bytes=[0-9]*' | head -1 | cut -d= -f2)
+# The daemons log JSON lines: field F of the last line whose msg is M and
+# that contains S.
+field() { grep "\"msg\":\"$2\"" "$WORK/$1.log" | grep -- "$3" | tail -1 | jq -r ".$4"; }
+for _ in $(seq 600); do grep -q '"msg":"corpus published"' "$WORK/writer.log" && break; sleep 0.1; done
+snap_bytes=$(field writer "corpus published" '"kind":"snapshot"' bytes)
 
 start=$(date +%s%3N)
 serve replica1 "$WORK/r1" --addr 127.0.0.2:7355 --follow "$url"
@@ -56,13 +59,13 @@ serving 127.0.0.3:7355
 
 bin/breachd import --addr 127.0.0.1:7301 --manifest "$WORK/delta.json" "$WORK/delta.csv" > /dev/null
 for r in replica1 replica2; do
-  for _ in $(seq 600); do grep -q 'corpus followed.*kind=delta' "$WORK/$r.log" && break; sleep 0.05; done
+  for _ in $(seq 600); do grep '"msg":"corpus followed"' "$WORK/$r.log" | grep -q '"kind":"delta"' && break; sleep 0.05; done
 done
-commit=$(grep 'import committed' "$WORK/writer.log" | tail -1 | grep -o 'time=[^ ]*' | cut -d= -f2)
-delta_bytes=$(grep -o 'kind=delta.*bytes=[0-9]*' "$WORK/writer.log" | tail -1 | grep -o 'bytes=[0-9]*' | cut -d= -f2)
+commit=$(field writer "import committed" '' time)
+delta_bytes=$(field writer "corpus published" '"kind":"delta"' bytes)
 lag=""
 for r in replica1 replica2; do
-  applied=$(grep 'corpus followed.*kind=delta' "$WORK/$r.log" | tail -1 | grep -o 'time=[^ ]*' | cut -d= -f2)
+  applied=$(field $r "corpus followed" '"kind":"delta"' time)
   lag="$lag $(( $(ms "$applied") - $(ms "$commit") ))"
 done
 

@@ -5,10 +5,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -288,6 +292,93 @@ func TestReplicas(t *testing.T) {
 	for _, r := range rs {
 		if r.st.Version() != 4 || !slices.Equal(lookupNames(t, r.st, a[1]), []string{"Alpha"}) {
 			t.Fatalf("replica with the writer gone: version %d", r.st.Version())
+		}
+	}
+}
+
+// TestFollowChild is the replica process that TestReplicaKilled kills: it
+// follows until it is killed. It does nothing unless run as that child.
+func TestFollowChild(t *testing.T) {
+	dir, url := os.Getenv("BREACHD_FOLLOW_DIR"), os.Getenv("BREACHD_FOLLOW_URL")
+	if dir == "" {
+		t.Skip("run by TestReplicaKilled as its child process")
+	}
+	fo := store.DefaultOptions()
+	fo.Follower = true
+	st, err := store.Open(context.Background(), dir, fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsrepl.NewFollower(st, dir, natsrepl.Options{URL: url, Retry: 100 * time.Millisecond}).Run(context.Background())
+}
+
+// TestReplicaKilled kills a replica process with SIGKILL at random moments
+// of its first download and of a later delta, again and again, then starts
+// it once more: it catches up, and answers exactly as the writer does.
+func TestReplicaKilled(t *testing.T) {
+	_, url := cluster(t)
+	ctx := context.Background()
+	wdir := t.TempDir()
+	w, err := store.Open(ctx, wdir, store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a, b := storetest.Digests("a", 100_000), storetest.Digests("b", 20_000)
+	if _, err := w.Import(ctx, storetest.Breach("Alpha"), storetest.Batches(a, 10_000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	pctx, stopPub := context.WithCancel(ctx)
+	defer stopPub()
+	pub := natsrepl.NewPublisher(w, wdir, "", natsrepl.Options{URL: url, Replicas: 3})
+	go pub.Run(pctx)
+
+	rdir := t.TempDir()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	kill := func(round int) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFollowChild$")
+		cmd.Env = append(os.Environ(), "BREACHD_FOLLOW_DIR="+rdir, "BREACHD_FOLLOW_URL="+url)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
+	for i := range 3 {
+		kill(i)
+	}
+	if _, err := w.Import(ctx, storetest.Breach("Beta"), storetest.Batches(append(b, a[:1000]...), 10_000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	pub.Kick()
+	for i := range 2 {
+		kill(3 + i)
+	}
+
+	fo := store.DefaultOptions()
+	fo.Follower = true
+	r := &replica{dir: rdir}
+	if r.st, err = store.Open(ctx, rdir, fo); err != nil {
+		t.Fatal(err)
+	}
+	defer r.st.Close()
+	r.start(natsrepl.Options{URL: url, Retry: 100 * time.Millisecond})
+	defer r.stop()
+	waitFor(t, "the killed replica to catch up", func() bool { return r.f.Ready() && r.st.Version() == 2 })
+	for _, d := range a[:1000] {
+		if got := lookupNames(t, r.st, d); !slices.Equal(got, []string{"Alpha", "Beta"}) {
+			t.Fatalf("an account of both breaches: %v", got)
+		}
+	}
+	for _, ds := range []struct {
+		ds   []breachd.Digest
+		want []string
+	}{{a[1000:], []string{"Alpha"}}, {b, []string{"Beta"}}, {storetest.Digests("outsider", 10_000), nil}} {
+		for _, d := range ds.ds {
+			if got := lookupNames(t, r.st, d); !slices.Equal(got, ds.want) {
+				t.Fatalf("after the kills: %v, want %v", got, ds.want)
+			}
 		}
 	}
 }
