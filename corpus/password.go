@@ -16,6 +16,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	//lint:ignore SA1019 NTLM is MD4 by definition: compatibility with Windows' hashes is the point, not security
 	"golang.org/x/crypto/md4"
 
 	"github.com/breachd/breachd"

@@ -87,7 +87,7 @@ func WritePwned(w io.Writer, o PwnedOptions) error {
 			batch = append(batch, e)
 		}
 		for _, k := range known[uint32(p)] {
-			batch = append(batch, entry{k.h, k.n})
+			batch = append(batch, entry(k))
 		}
 		slices.SortFunc(batch, func(a, b entry) int { return bytes.Compare(a.h[:size], b.h[:size]) })
 		for i := range batch {
