@@ -40,7 +40,7 @@ run: build
 	$(BIN)/breachd serve --data $(DATA) --addr $(ADDR)
 
 test:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
 
 # bench runs the quick set and writes bench/RESULTS.md: Go benchmarks (6 runs,
 # benchstat medians), the corpus import, the load generator and the bulk sweep.
