@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
 )
@@ -58,6 +61,11 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 	so := store.DefaultOptions()
 	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1 // nothing to share the machine with
+	// A read replica's corpus changes only by its writer's backups: opened
+	// as a follower's, it refuses imports and collections (ErrFollower).
+	if _, err := os.Stat(filepath.Join(t.data, natsrepl.FollowedFile)); err == nil {
+		so.Follower = true
+	}
 	st, err := store.Open(ctx, t.data, so)
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)

@@ -133,4 +133,13 @@ func TestReplicaDaemons(t *testing.T) {
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), w.addr) {
 		t.Fatalf("an import on a replica: %v; want FAILED_PRECONDITION naming the writer %s", err, w.addr)
 	}
+
+	// Nor offline: a replica's directory refuses 'breachd gc' and imports,
+	// which would write rows of its own over the writer's.
+	replicas[0].stop(t)
+	var stdout, stderr strings.Builder
+	err = run(ctx, []string{"gc", "--data", filepath.Join(dir, "replica0")}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "read replica") {
+		t.Fatalf("breachd gc on a replica's directory: %v", err)
+	}
 }
