@@ -78,7 +78,7 @@ func (f *Follower) Run(ctx context.Context) {
 	}
 	defer c.nc.Close()
 	for ctx.Err() == nil {
-		w, err := c.kv.Watch(ctx, keyCurrent)
+		w, err := c.kv.Watch(ctx, f.o.key(keyCurrent))
 		if err != nil {
 			f.log.Warn("watching the current corpus failed; retrying", "err", err)
 			sleep(ctx, f.o.Retry)
@@ -116,7 +116,7 @@ func (f *Follower) catchUp(ctx context.Context, c *conn) error {
 	if kve, err := c.kv.Get(ctx, keyWriter); err == nil {
 		f.writer.Store(string(kve.Value()))
 	}
-	cur, err := c.get(ctx, keyCurrent)
+	cur, err := c.get(ctx, f.o.key(keyCurrent))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil // nothing published yet
 	}
@@ -124,17 +124,24 @@ func (f *Follower) catchUp(ctx context.Context, c *conn) error {
 		return err
 	}
 	path := filepath.Join(f.dir, FollowedFile)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if f.dst.Version() != 0 {
+			return fmt.Errorf("the corpus in %s has data (version %d) but no record of following a writer: start the replica on an empty directory", f.dir, f.dst.Version())
+		}
+		// Recorded before the first snapshot is applied: a replica killed
+		// part way through it finds the record and applies it again.
+		if err := writeState(path, state{}); err != nil {
+			return err
+		}
+	}
 	st, err := readState(path)
 	if err != nil {
 		return err
 	}
-	if st.Version == 0 && f.dst.Version() != 0 {
-		return fmt.Errorf("the corpus in %s has data (version %d) but no record of what it followed: start the replica on an empty directory", f.dir, f.dst.Version())
-	}
 	for st.Upto != cur.Upto || st.Version == 0 {
-		key := deltaKey(st.Upto)
+		key := f.o.key(deltaKey(st.Upto))
 		if st.Version == 0 {
-			key = keySnapshot
+			key = f.o.key(keySnapshot)
 		}
 		e, err := c.get(ctx, key)
 		if err != nil {

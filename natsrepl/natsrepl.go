@@ -30,6 +30,10 @@ type Options struct {
 	// three-node cluster; 1 for a single server). Used when the publisher
 	// creates the buckets.
 	Replicas int
+	// Corpus names the corpus replicated, when a daemon replicates more
+	// than one through the same buckets: "" for the email corpus, "sha1"
+	// or "ntlm" for a password corpus. It prefixes keys and objects.
+	Corpus string
 	// Retry is how long to wait after a failure (default 2s).
 	Retry  time.Duration
 	Logger *slog.Logger
@@ -57,6 +61,17 @@ func (o *Options) defaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Corpus != "" {
+		o.Logger = o.Logger.With("corpus", o.Corpus)
+	}
+}
+
+// key names a key of o's corpus in the key-value bucket.
+func (o *Options) key(k string) string {
+	if o.Corpus == "" {
+		return k
+	}
+	return o.Corpus + "." + k
 }
 
 // entry is what the key-value bucket says of one backup.

@@ -100,7 +100,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cur, err := p.c.get(ctx, keyCurrent)
+	cur, err := p.c.get(ctx, p.o.key(keyCurrent))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
@@ -110,8 +110,8 @@ func (p *Publisher) publish(ctx context.Context) error {
 		}
 	}
 	snapshot := cur == nil || st.Version == 0 || cur.Version != st.Version || cur.Upto != st.Upto
-	if !snapshot && p.src.Version() == st.Version {
-		return nil // nothing new
+	if (!snapshot && p.src.Version() == st.Version) || p.src.Version() == 0 {
+		return nil // nothing new, or nothing yet
 	}
 	since := st.Upto
 	kind := "delta"
@@ -140,7 +140,7 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	e := entry{Kind: kind, Object: fmt.Sprintf("%s-%012d-%020d", kind, info.Version, info.Upto), SHA256: hex.EncodeToString(h.Sum(nil)),
+	e := entry{Kind: kind, Object: fmt.Sprintf("%s%s-%012d-%020d", p.o.key(""), kind, info.Version, info.Upto), SHA256: hex.EncodeToString(h.Sum(nil)),
 		Size: size, Since: since, Upto: info.Upto, Version: info.Version, Keys: info.Keys, Published: time.Now().UTC()}
 	if _, err := p.c.obs.Put(ctx, jetstream.ObjectMeta{Name: e.Object, Description: "breachd " + kind}, tmp); err != nil {
 		return fmt.Errorf("put %s: %w", e.Object, err)
@@ -150,15 +150,15 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.c.kv.Put(ctx, deltaKey(since), b); err != nil {
+	if _, err := p.c.kv.Put(ctx, p.o.key(deltaKey(since)), b); err != nil {
 		return err
 	}
 	if snapshot {
-		if _, err := p.c.kv.Put(ctx, keySnapshot, b); err != nil {
+		if _, err := p.c.kv.Put(ctx, p.o.key(keySnapshot), b); err != nil {
 			return err
 		}
 	}
-	if _, err := p.c.kv.Put(ctx, keyCurrent, b); err != nil {
+	if _, err := p.c.kv.Put(ctx, p.o.key(keyCurrent), b); err != nil {
 		return err
 	}
 	if err := writeState(path, state{Version: e.Version, Upto: e.Upto}); err != nil {

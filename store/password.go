@@ -132,7 +132,7 @@ func OpenPasswords(ctx context.Context, dataDir string, k breachd.HashKind, opts
 	}
 	bgCtx, cancel := context.WithCancel(context.Background())
 	p.bgCancel = cancel
-	if p.pending && readOnly == nil {
+	if p.pending && readOnly == nil && !opts.Follower {
 		p.bg.Add(1)
 		go func() {
 			defer p.bg.Done()
@@ -157,6 +157,16 @@ func (p *Passwords) Hashes() uint64 { return p.keys.Load() }
 func (p *Passwords) Releases() []*PasswordRelease { return p.state.Load().releases }
 
 func (p *Passwords) loadState() error {
+	st, err := p.readState()
+	if err != nil {
+		return err
+	}
+	p.state.Store(st)
+	return nil
+}
+
+// readState reads the committed catalogue from Badger.
+func (p *Passwords) readState() (*pwState, error) {
 	st := &pwState{committed: map[uint32]bool{}}
 	err := p.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(keyVersion)
@@ -198,10 +208,9 @@ func (p *Passwords) loadState() error {
 		})
 	})
 	if err != nil {
-		return classify("load password catalogue", err)
+		return nil, classify("load password catalogue", err)
 	}
-	p.state.Store(st)
-	return nil
+	return st, nil
 }
 
 // filterKey spreads a hash over the 32 bytes the filter reads: the hash's
@@ -465,6 +474,13 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 func (p *Passwords) ReadOnly() error { return p.readOnly }
 
 func (p *Passwords) takeImportToken(ctx context.Context) (func(), error) {
+	if p.opts.Follower {
+		return nil, ErrFollower
+	}
+	return p.takeToken(ctx)
+}
+
+func (p *Passwords) takeToken(ctx context.Context) (func(), error) {
 	if p.readOnly != nil {
 		return nil, p.readOnly
 	}

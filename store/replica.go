@@ -9,6 +9,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
 	"google.golang.org/protobuf/proto"
 
@@ -90,33 +91,18 @@ func (s *Store) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint6
 		return 0, err
 	}
 	oldFilter := s.filter.Load()
-	// Badger's Load writes the entries with their versions (and moves the
-	// replica's clock past them); the filter learns the digests from a
-	// second reader of the same bytes.
 	var rows, fresh uint64
-	pr, pw := io.Pipe()
-	parsed := make(chan error, 1)
-	go func() {
-		err := eachKV(pr, func(kv *pb.KV) {
-			deleted := len(kv.Meta) > 0 && kv.Meta[0]&bitDelete != 0
-			if len(kv.Key) == emailKeySize && kv.Key[0] == tagEmail && !deleted {
-				rows++
-				if !oldFilter.test(kv.Key[1:]) {
-					fresh++ // surely new; the few the old filter lets through are not counted
-				}
-				f.add(kv.Key[1:])
+	err = loadBackup(ctx, s.db, r, func(kv *pb.KV) {
+		if len(kv.Key) == emailKeySize && kv.Key[0] == tagEmail && !deleted(kv) {
+			rows++
+			if !oldFilter.test(kv.Key[1:]) {
+				fresh++ // surely new; the few the old filter lets through are not counted
 			}
-		})
-		io.Copy(io.Discard, pr) // let Load finish whatever happened
-		parsed <- err
-	}()
-	err = s.db.Load(io.TeeReader(ctxReader{ctx, r}, pw), 16)
-	pw.CloseWithError(err)
-	if perr := <-parsed; err == nil {
-		err = perr
-	}
+			f.add(kv.Key[1:])
+		}
+	})
 	if err != nil {
-		return 0, classify("apply backup", err)
+		return 0, err
 	}
 	if err := s.db.Sync(); err != nil {
 		return 0, classify("apply backup", err)
@@ -144,6 +130,27 @@ func (s *Store) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint6
 		"from_version", old.version, "duration", time.Since(start))
 	return c.version, nil
 }
+
+// loadBackup loads a backup stream into db with Badger's Load, which
+// writes the entries with their versions (and moves db's clock past
+// them), calling fn for each entry from a second reader of the same bytes.
+func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, fn func(*pb.KV)) error {
+	pr, pw := io.Pipe()
+	parsed := make(chan error, 1)
+	go func() {
+		err := eachKV(pr, fn)
+		io.Copy(io.Discard, pr) // let Load finish whatever happened
+		parsed <- err
+	}()
+	err := db.Load(io.TeeReader(ctxReader{ctx, r}, pw), 16)
+	pw.CloseWithError(err)
+	if perr := <-parsed; err == nil {
+		err = perr
+	}
+	return classify("apply backup", err)
+}
+
+func deleted(kv *pb.KV) bool { return len(kv.Meta) > 0 && kv.Meta[0]&bitDelete != 0 }
 
 // eachKV calls fn for every entry of a backup stream: lists of entries,
 // each after its length (8 bytes, little-endian).
@@ -192,3 +199,89 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 // bitDelete is Badger's mark of a deleted entry in a backup's Meta.
 const bitDelete byte = 1 << 0
+
+// Backup writes to w what changed in the password corpus's Badger after
+// version since (0: a snapshot), as Store.Backup.
+func (p *Passwords) Backup(ctx context.Context, w io.Writer, since uint64) (BackupInfo, error) {
+	done, err := p.takeToken(ctx)
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	defer done()
+	if err := p.acquire(); err != nil {
+		return BackupInfo{}, err
+	}
+	defer p.release()
+	info := BackupInfo{Since: since, Version: p.state.Load().version, Keys: p.keys.Load()}
+	upto, err := p.db.Backup(w, since)
+	if err != nil {
+		return BackupInfo{}, classify("backup", err)
+	}
+	info.Upto = max(upto, since)
+	return info, nil
+}
+
+// ApplyBackup loads a backup of a writer's password corpus of the same
+// kind into this replica's and publishes it all at once, as
+// Store.ApplyBackup.
+func (p *Passwords) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint64) (uint64, error) {
+	if !p.opts.Follower {
+		return 0, breachd.Errorf(breachd.ErrFailedPrecondition, "this password corpus is not a replica's: it takes imports, not backups")
+	}
+	done, err := p.takeToken(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if err := p.acquire(); err != nil {
+		return 0, err
+	}
+	defer p.release()
+	start := time.Now()
+	old := p.state.Load()
+	oldFilter := p.filter.Load()
+	f := oldFilter
+	if old.version == 0 && expectedKeys > f.cap {
+		f = newFilter(expectedKeys+expectedKeys/4, p.opts.FalsePositiveRate)
+	} else if f, err = f.clone(); err != nil {
+		return 0, err
+	}
+	var rows, fresh uint64
+	size := p.kind.Size()
+	err = loadBackup(ctx, p.db, r, func(kv *pb.KV) {
+		if len(kv.Key) == 1+size && kv.Key[0] == tagHash && !deleted(kv) {
+			rows++
+			fk := filterKey(kv.Key[1:])
+			if !oldFilter.test(fk[:]) {
+				fresh++
+			}
+			f.add(fk[:])
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	if err := p.db.Sync(); err != nil {
+		return 0, classify("apply backup", err)
+	}
+	st, err := p.readState()
+	if err != nil {
+		return 0, err
+	}
+	keys := p.keys.Load() + fresh
+	if keys > f.cap+f.cap/2 {
+		if f, _, err = p.rebuildFilter(ctx, st, 2*keys); err != nil {
+			return 0, err
+		}
+	}
+	if err := f.save(p.dir, filterHeader{corpusVersion: st.version, keys: keys}); err != nil {
+		p.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+	}
+	// The filter first: a lookup that sees the new state sees its hashes.
+	p.filter.Store(f)
+	p.keys.Store(keys)
+	p.state.Store(st)
+	p.log.Info("backup applied", "rows", rows, "new_hashes", fresh, "corpus_version", st.version,
+		"from_version", old.version, "duration", time.Since(start))
+	return st.version, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -85,5 +86,40 @@ func TestReplicaBackups(t *testing.T) {
 	}
 	if _, err := w.ApplyBackup(ctx, bytes.NewReader(nil), 0); err == nil {
 		t.Fatal("a writer's store applied a backup")
+	}
+}
+
+// TestPasswordReplica ships a password corpus as TestReplicaBackups ships
+// the email one: a snapshot, then a delta with a second release; the
+// replica's counts and ranges equal the writer's; it takes no import.
+func TestPasswordReplica(t *testing.T) {
+	ctx := context.Background()
+	k := breachd.SHA1
+	w := openPw(t, t.TempDir(), k, options(0))
+	defer w.Close()
+	fo := options(0)
+	fo.Follower = true
+	r := openPw(t, t.TempDir(), k, fo)
+	defer r.Close()
+	want := map[string]uint64{}
+	var since uint64
+	for i, recs := range [][]breachd.PasswordRecord{pwRecords(k, "a", 3000, 1), pwRecords(k, "a", 1000, 5)} {
+		if _, err := w.Import(ctx, release(fmt.Sprintf("PP-%d", i)), 0, pwBatches(recs, 500, nil)); err != nil {
+			t.Fatal(err)
+		}
+		countsOf(k, want, recs)
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil || v != uint64(i+1) {
+			t.Fatalf("ApplyBackup = %d, %v; want version %d", v, err, i+1)
+		}
+		since = info.Upto
+		wantCounts(t, r, k, want, uint64(i+1))
+	}
+	if _, err := r.Import(ctx, release("Local"), 0, pwBatches(pwRecords(k, "x", 10, 1), 10, nil)); !errors.Is(err, store.ErrFollower) {
+		t.Fatalf("an import into a replica's password corpus: %v, want %v", err, store.ErrFollower)
 	}
 }

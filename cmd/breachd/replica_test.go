@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -132,6 +133,28 @@ func TestReplicaDaemons(t *testing.T) {
 	_, err := client.New(dial(t, replicas[1].addr)).Import(ctx, breachd.Breach{Name: "Nope", Title: "Nope"}, one)
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), w.addr) {
 		t.Fatalf("an import on a replica: %v; want FAILED_PRECONDITION naming the writer %s", err, w.addr)
+	}
+
+	// Password corpora follow too: a release imported on the writer is
+	// answered by a replica.
+	pwFile := writePwned(t, dir, "pwned.txt", breachd.SHA1, 5000, false)
+	rel := filepath.Join(dir, "rel.json")
+	if err := os.WriteFile(rel, []byte(`{"Name":"PP","Title":"PP"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runOK(t, "import", "--kind", "sha1", "--addr", w.addr, "--manifest", rel, pwFile)
+	h, _ := breachd.PasswordHashFromBytes(breachd.SHA1, func() []byte { x := synth.KnownHash(breachd.SHA1, "password"); return x[:20] }())
+	rc := client.New(dial(t, replicas[1].addr))
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		exp, err := rc.CheckPassword(ctx, h)
+		if err == nil && exp.Count == 9545824 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never answered the writer's password release: %+v, %v", exp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	// Nor offline: a replica's directory refuses 'breachd gc' and imports,

@@ -219,7 +219,9 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		k breachd.HashKind
 		w *openingPasswords
 	}{{breachd.SHA1, &sha1s}, {breachd.NTLM, &ntlms}} {
-		pw, err := store.OpenPasswords(ctx, c.Data, o.k, c.passwordOptions(log))
+		po := c.passwordOptions(log)
+		po.Follower = so.Follower
+		pw, err := store.OpenPasswords(ctx, c.Data, o.k, po)
 		if err != nil {
 			stop()
 			return fmt.Errorf("%s password corpus: %w", o.k, err)
@@ -260,6 +262,14 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		}
 		bg.Add(1)
 		go func() { defer bg.Done(); f.Run(ctx) }()
+		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {
+			p := pw.p.Load()
+			po := o
+			po.Corpus = p.Kind().String()
+			pf := natsrepl.NewFollower(p, store.PasswordDir(c.Data, p.Kind()), po)
+			bg.Add(1)
+			go func() { defer bg.Done(); pf.Run(ctx) }()
+		}
 		role = ", read replica of " + c.Replication.Follow
 	case c.Replication.Publish != "":
 		o, err := c.natsOptions(c.Replication.Publish, log)
@@ -275,6 +285,15 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		corpus.changed = pub.Kick
 		bg.Add(1)
 		go func() { defer bg.Done(); pub.Run(ctx) }()
+		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {
+			p := pw.p.Load()
+			po := o
+			po.Corpus = p.Kind().String()
+			pp := natsrepl.NewPublisher(p, store.PasswordDir(c.Data, p.Kind()), advertise, po)
+			pw.changed = pp.Kick
+			bg.Add(1)
+			go func() { defer bg.Done(); pp.Run(ctx) }()
+		}
 		role = ", publishing to " + c.Replication.Publish
 		fallthrough
 	default:
@@ -420,7 +439,8 @@ func (o *openingStore) UpdateBreach(ctx context.Context, b breachd.Breach) (*bre
 // opens: UNAVAILABLE until then.
 type openingPasswords struct {
 	p       atomic.Pointer[store.Passwords]
-	replica func() error // on a replica, refuses imports (password corpora are not replicated yet)
+	replica func() error // on a replica, refuses imports
+	changed func()       // on a writer that publishes, asks for a publish
 }
 
 func writerHint(addr string) string {
@@ -454,5 +474,9 @@ func (o *openingPasswords) Import(ctx context.Context, rel breachd.Breach, expec
 	if p == nil {
 		return breachd.PasswordImportStats{}, errOpening
 	}
-	return p.Import(ctx, rel, expected, batches)
+	st, err := p.Import(ctx, rel, expected, batches)
+	if err == nil && o.changed != nil {
+		o.changed()
+	}
+	return st, err
 }
