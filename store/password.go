@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/ristretto/v2/z"
 
@@ -102,16 +101,7 @@ func OpenPasswords(ctx context.Context, dataDir string, k breachd.HashKind, opts
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, classify("create "+dir, err)
 	}
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{opts.Logger}).
-		WithCompression(options.None). // hashes are random
-		WithBlockCacheSize(opts.BlockCacheSize).
-		WithBlockSize(opts.BlockSize).
-		WithMemTableSize(opts.MemTableSize).
-		WithValueThreshold(64 << 10).
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false).
-		WithMetricsEnabled(false)
+	bo := badgerOptions(dir, opts)
 	readOnly := lowOnSpace(dir, opts.DiskReserve)
 	if readOnly != nil {
 		bo = bo.WithReadOnly(true)

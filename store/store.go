@@ -163,6 +163,21 @@ type Store struct {
 	writingTmps map[string]bool
 }
 
+// badgerOptions are the Badger options of a corpus in dir (the email
+// corpus and each password corpus alike).
+func badgerOptions(dir string, opts Options) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithCompression(options.None). // digests and hashes are random: nothing to compress
+		WithBlockCacheSize(opts.BlockCacheSize).
+		WithBlockSize(opts.BlockSize).
+		WithMemTableSize(opts.MemTableSize).
+		WithValueThreshold(64 << 10). // values are a few bytes a segment: always in the LSM tree
+		WithNumVersionsToKeep(1).
+		WithDetectConflicts(false). // the store serialises its writers itself
+		WithMetricsEnabled(false)
+}
+
 // Open opens (creating if needed) the corpus in dir. Rebuilding the Bloom
 // filter, when the saved one does not match the data, stops when ctx is done.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
@@ -172,16 +187,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{opts.Logger}).
-		WithCompression(options.None). // digests are random: nothing to compress
-		WithBlockCacheSize(opts.BlockCacheSize).
-		WithBlockSize(opts.BlockSize).
-		WithMemTableSize(opts.MemTableSize).
-		WithValueThreshold(64 << 10). // values are 4 bytes a segment: always in the LSM tree
-		WithNumVersionsToKeep(1).
-		WithDetectConflicts(false). // the store serialises its writers itself
-		WithMetricsEnabled(false)
+	bo := badgerOptions(dir, opts)
 	// On a filesystem with less than the reserve free, Badger could meet a
 	// full disk in a memory-mapped write (a SIGBUS): open read-only and serve.
 	readOnly := lowOnSpace(dir, opts.DiskReserve)
