@@ -56,6 +56,10 @@ func TestWatch(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The reload logs just after it swaps the certificate in: wait for it.
+	for strings.Count(logs.String(), "TLS certificate loaded") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := strings.Count(logs.String(), "TLS certificate loaded"); n != 2 {
 		t.Errorf("%d 'TLS certificate loaded' lines, want 2 (start and rotation):\n%s", n, logs.String())
 	}
