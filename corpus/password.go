@@ -3,7 +3,6 @@ package corpus
 import (
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -127,13 +126,9 @@ func (pr *PasswordReader) open() error {
 	default:
 		return io.EOF
 	}
-	br := bufio.NewReaderSize(in, 256<<10)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return fmt.Errorf("%s: gzip: %w", pr.name, err)
-		}
-		br = bufio.NewReaderSize(zr, 256<<10)
+	br, err := gunzipped(in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", pr.name, err)
 	}
 	pr.sc = bufio.NewScanner(br)
 	pr.sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)

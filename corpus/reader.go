@@ -50,6 +50,19 @@ func ParseFormat(s string) (Format, error) {
 	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails or sha256", s)
 }
 
+// gunzipped buffers r, decompressing it if it starts with gzip's magic.
+func gunzipped(r io.Reader) (*bufio.Reader, error) {
+	br := bufio.NewReaderSize(r, 256<<10)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		br = bufio.NewReaderSize(zr, 256<<10)
+	}
+	return br, nil
+}
+
 // MaxLineBytes is the longest line a dump may have; longer lines are rejected.
 const MaxLineBytes = 64 << 10
 
@@ -94,13 +107,9 @@ func NewReader(r io.Reader, opts Options) (*Reader, error) {
 	if opts.Column == "" {
 		opts.Column = "email"
 	}
-	br := bufio.NewReaderSize(r, 256<<10)
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		br = bufio.NewReaderSize(zr, 256<<10)
+	br, err := gunzipped(r)
+	if err != nil {
+		return nil, err
 	}
 	rd := &Reader{br: br, opts: opts, format: opts.Format}
 	first, err := rd.nextLine()

@@ -23,8 +23,8 @@ const (
 )
 
 // rangeEntry is one real line of a range answer: the hash and its count.
-// key is the hash's bytes 2-9, by which lines sort (byte 2's high nibble
-// is the prefix's last, the same for every line).
+// key is the suffix's first 60 bits (the hash's bytes 2-9 less the
+// prefix's last nibble), by which lines sort, as padLines' keys.
 type rangeEntry struct {
 	key  uint64
 	hash [breachd.MaxPasswordHashSize]byte
@@ -146,7 +146,7 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	version, err := a.svc.PasswordRange(r.Context(), kind, prefix, func(h []byte, n uint64) {
 		e := rangeEntry{n: n}
 		copy(e.hash[:], h)
-		e.key = binary.BigEndian.Uint64(e.hash[2:])
+		e.key = binary.BigEndian.Uint64(e.hash[2:]) & (1<<60 - 1)
 		sc.real = append(sc.real, e)
 	})
 	if err != nil {
@@ -209,7 +209,7 @@ func writeRange(out []byte, kind breachd.HashKind, real []rangeEntry, pool *padL
 		if len(out) > 0 {
 			out = append(out, '\r', '\n')
 		}
-		if next < 0 || (i < len(real) && real[i].key&(1<<60-1) <= pool.keys[next]) {
+		if next < 0 || (i < len(real) && real[i].key <= pool.keys[next]) {
 			e := &real[i]
 			i++
 			// The hex of bytes 2 on, less its first digit (the prefix's last).

@@ -298,15 +298,8 @@ func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 	if err != nil {
 		return classify("read batch", err)
 	}
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	for i := range keys {
-		if err := wb.Set(keys[i], vals[i]); err != nil {
-			return classify("write batch", err)
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return classify("write batch", err)
+	if err := writeRows(s.db, keys, vals); err != nil {
+		return err
 	}
 	for _, k := range fresh {
 		f.add(k)
@@ -325,6 +318,18 @@ func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 		imp.filter = nf
 	}
 	return nil
+}
+
+// writeRows writes keys[i] = vals[i] in one write batch.
+func writeRows(db *badger.DB, keys, vals [][]byte) error {
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range keys {
+		if err := wb.Set(keys[i], vals[i]); err != nil {
+			return classify("write batch", err)
+		}
+	}
+	return classify("write batch", wb.Flush())
 }
 
 // has reports whether a membership value already names this breach.

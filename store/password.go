@@ -641,22 +641,13 @@ func (imp *pwImport) add(ctx context.Context, recs []breachd.PasswordRecord) err
 	if err != nil {
 		return classify("read batch", err)
 	}
-	wb := p.db.NewWriteBatch()
-	defer wb.Cancel()
-	for i := range keys {
-		if err := wb.Set(keys[i], vals[i]); err != nil {
-			return classify("write batch", err)
-		}
+	if err := writeRows(p.db, keys, vals); err != nil {
+		return err
 	}
-	if err := wb.Flush(); err != nil {
-		return classify("write batch", err)
-	}
-	var added uint64
 	for i := range keys {
 		if fresh[i] {
 			fk := filterKey(keys[i][1:])
 			imp.filter.add(fk[:])
-			added++
 		}
 	}
 	if total := p.keys.Load() + imp.stats.NewHashes; total > imp.filter.cap+imp.filter.cap/2 {

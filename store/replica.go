@@ -83,14 +83,11 @@ func (s *Store) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint6
 	}
 	defer s.release()
 	start := time.Now()
-	old := s.cat.Load()
-	f := s.filter.Load()
-	if old.version == 0 && expectedKeys > f.cap {
-		f = newFilter(expectedKeys+expectedKeys/4, s.opts.FalsePositiveRate)
-	} else if f, err = f.clone(); err != nil {
+	old, oldFilter := s.cat.Load(), s.filter.Load()
+	f, err := growing(oldFilter, old.version == 0, expectedKeys, s.opts.FalsePositiveRate)
+	if err != nil {
 		return 0, err
 	}
-	oldFilter := s.filter.Load()
 	var rows, fresh uint64
 	err = loadBackup(ctx, s.db, r, func(kv *pb.KV) {
 		if len(kv.Key) == emailKeySize && kv.Key[0] == tagEmail && !deleted(kv) {
@@ -129,6 +126,16 @@ func (s *Store) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint6
 	s.log.Info("backup applied", "rows", rows, "new_accounts", fresh, "corpus_version", c.version,
 		"from_version", old.version, "duration", time.Since(start))
 	return c.version, nil
+}
+
+// growing returns the filter a backup is added to: a private copy of the
+// published one, or, for an empty corpus whose backup brings more keys than
+// it was sized for, a new one sized for them.
+func growing(published *filter, empty bool, expectedKeys uint64, fpr float64) (*filter, error) {
+	if empty && expectedKeys > published.cap {
+		return newFilter(expectedKeys+expectedKeys/4, fpr), nil
+	}
+	return published.clone()
 }
 
 // loadBackup loads a backup stream into db with Badger's Load, which
@@ -238,12 +245,9 @@ func (p *Passwords) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys u
 	}
 	defer p.release()
 	start := time.Now()
-	old := p.state.Load()
-	oldFilter := p.filter.Load()
-	f := oldFilter
-	if old.version == 0 && expectedKeys > f.cap {
-		f = newFilter(expectedKeys+expectedKeys/4, p.opts.FalsePositiveRate)
-	} else if f, err = f.clone(); err != nil {
+	old, oldFilter := p.state.Load(), p.filter.Load()
+	f, err := growing(oldFilter, old.version == 0, expectedKeys, p.opts.FalsePositiveRate)
+	if err != nil {
 		return 0, err
 	}
 	var rows, fresh uint64

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 
+	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/corpus"
 	"github.com/breachd/breachd/natsrepl"
@@ -61,16 +62,34 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 	so := store.DefaultOptions()
 	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1 // nothing to share the machine with
-	// A read replica's corpus changes only by its writer's backups: opened
-	// as a follower's, it refuses imports and collections (ErrFollower).
-	if _, err := os.Stat(filepath.Join(t.data, natsrepl.FollowedFile)); err == nil {
-		so.Follower = true
-	}
+	so.Follower = follows(t.data)
 	st, err := store.Open(ctx, t.data, so)
+	return st, t.lockedError(err)
+}
+
+// openPasswords opens the password corpus of kind k at t.data for a
+// command that changes it.
+func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slog.Logger) (*store.Passwords, error) {
+	so := store.DefaultOptions()
+	so.Logger = log
+	so.Follower = follows(store.PasswordDir(t.data, k))
+	pw, err := store.OpenPasswords(ctx, t.data, k, so)
+	return pw, t.lockedError(err)
+}
+
+// follows reports whether dir holds a read replica's corpus, which changes
+// only by its writer's backups: opened as a follower's, it refuses imports
+// and collections (store.ErrFollower).
+func follows(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, natsrepl.FollowedFile))
+	return err == nil
+}
+
+func (t *target) lockedError(err error) error {
 	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
+		return fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
 	}
-	return st, err
+	return err
 }
 
 // remoteError words a daemon's refusal.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/corpus"
-	"github.com/breachd/breachd/store"
 )
 
 // passwordImporter runs one password import, into a local corpus or
@@ -50,12 +49,7 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 			return cl.ImportPasswords(ctx, c.kind, rel, expected, batches)
 		}
 	} else {
-		so := store.DefaultOptions()
-		so.Logger = log
-		pw, err := store.OpenPasswords(ctx, c.data, c.kind, so)
-		if errors.Is(err, store.ErrLocked) {
-			return fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", c.data)
-		}
+		pw, err := c.openPasswords(ctx, c.kind, log)
 		if err != nil {
 			return err
 		}

@@ -237,6 +237,10 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	// The replication goroutines end with ctx, before the store closes.
 	var bg sync.WaitGroup
 	defer func() { cancel(); bg.Wait() }()
+	goRun := func(run func(context.Context)) {
+		bg.Add(1)
+		go func() { defer bg.Done(); run(ctx) }()
+	}
 	role := ""
 	switch {
 	case c.Replication.Follow != "":
@@ -252,23 +256,17 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 			return breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon is a read replica of the corpus published on NATS (%s): import, delete and correct breaches on the writer%s",
 				c.Replication.Follow, writerHint(f.Writer()))
 		}
-		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {
-			pw.replica = corpus.replica
-		}
 		f.OnReady = func() {
 			corpus.open(st)
 			svcs.Serving()
 			log.Info("replica serving", "corpus_version", st.Version())
 		}
-		bg.Add(1)
-		go func() { defer bg.Done(); f.Run(ctx) }()
+		goRun(f.Run)
 		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {
-			p := pw.p.Load()
-			po := o
+			pw.replica = corpus.replica
+			p, po := pw.p.Load(), o
 			po.Corpus = p.Kind().String()
-			pf := natsrepl.NewFollower(p, store.PasswordDir(c.Data, p.Kind()), po)
-			bg.Add(1)
-			go func() { defer bg.Done(); pf.Run(ctx) }()
+			goRun(natsrepl.NewFollower(p, store.PasswordDir(c.Data, p.Kind()), po).Run)
 		}
 		role = ", read replica of " + c.Replication.Follow
 	case c.Replication.Publish != "":
@@ -283,16 +281,13 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		}
 		pub := natsrepl.NewPublisher(st, c.Data, advertise, o)
 		corpus.changed = pub.Kick
-		bg.Add(1)
-		go func() { defer bg.Done(); pub.Run(ctx) }()
+		goRun(pub.Run)
 		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {
-			p := pw.p.Load()
-			po := o
+			p, po := pw.p.Load(), o
 			po.Corpus = p.Kind().String()
 			pp := natsrepl.NewPublisher(p, store.PasswordDir(c.Data, p.Kind()), advertise, po)
 			pw.changed = pp.Kick
-			bg.Add(1)
-			go func() { defer bg.Done(); pp.Run(ctx) }()
+			goRun(pp.Run)
 		}
 		role = ", publishing to " + c.Replication.Publish
 		fallthrough
