@@ -26,6 +26,12 @@ import (
 // bulkBatch is how many rows go to the StreamWriter per buffer.
 const bulkBatch = 1 << 16
 
+// pageOutEvery is how many buffers go to the StreamWriter between two
+// calls of pageOutTables: about 30 MB of tables. A bulk load's memory is
+// then its sorting and buffers, not the tables it wrote (at 100M digests,
+// 5.2 GiB of mapped table pages otherwise).
+const pageOutEvery = 8
+
 func (imp *importTx) addBulk(digests []breachd.Digest) error {
 	imp.bulk = append(imp.bulk, digests...)
 	imp.stats.Received += uint64(len(digests))
@@ -65,7 +71,7 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	val := binary.BigEndian.AppendUint32(nil, imp.seg)
 	buf := z.NewBuffer(bulkBatch*64, "breachd.bulk")
 	defer func() { buf.Release() }()
-	var distinct, inBuf int
+	var distinct, inBuf, flushes int
 	flush := func() error {
 		if inBuf == 0 {
 			return nil
@@ -76,6 +82,9 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 		err := sw.Write(buf)
 		buf.Release()
 		buf, inBuf = z.NewBuffer(bulkBatch*64, "breachd.bulk"), 0
+		if flushes++; flushes%pageOutEvery == 0 {
+			s.pageOutTables()
+		}
 		return classify("bulk load", err)
 	}
 	for d, err := range imp.merged() {
@@ -103,6 +112,7 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	if err := sw.Flush(); err != nil {
 		return nil, classify("bulk load", err)
 	}
+	s.pageOutTables()
 	imp.stats.Duplicates = imp.stats.Received - uint64(distinct)
 	imp.stats.NewAccounts = uint64(distinct)
 	runs := len(imp.spills)
@@ -110,4 +120,14 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 	imp.removeSpills()
 	s.log.Info("bulk load written", "breach", imp.breach.Name, "digests", distinct, "spilled_runs", runs, "duration", time.Since(start))
 	return f, nil
+}
+
+// pageOutTables pages out the tables a bulk load wrote (see pageOutTables
+// in pageout_linux.go). It is advice: where the kernel cannot take it, the
+// load goes on with the pages mapped, and says so once.
+func (s *Store) pageOutTables() {
+	if _, err := pageOutTables(s.dir); err != nil && !s.pageOutFailed {
+		s.pageOutFailed = true
+		s.log.Info("bulk load keeps its table pages mapped", "reason", err)
+	}
 }

@@ -146,6 +146,7 @@ type Store struct {
 
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 	importReceived atomic.Uint64 // digests the running import has received
+	pageOutFailed  bool          // pageOutTables said once that it cannot; under the import token
 	imports        *prometheus.CounterVec
 
 	// The lookup index (index.go). view is read without locks; idxMu is
