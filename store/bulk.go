@@ -126,7 +126,7 @@ func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
 // in pageout_linux.go). It is advice: where the kernel cannot take it, the
 // load goes on with the pages mapped, and says so once.
 func (s *Store) pageOutTables() {
-	if _, err := pageOutTables(s.dir); err != nil && !s.pageOutFailed {
+	if err := pageOutTables(s.dir); err != nil && !s.pageOutFailed {
 		s.pageOutFailed = true
 		s.log.Info("bulk load keeps its table pages mapped", "reason", err)
 	}

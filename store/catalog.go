@@ -2,9 +2,13 @@ package store
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/breachd/breachd"
 )
@@ -44,6 +48,35 @@ func segmentKey(id uint32) []byte {
 type segmentRecord struct {
 	Breach    string `json:"breach"`
 	Committed bool   `json:"committed"`
+}
+
+// setSegment records segment id as an import of breach, committed or not.
+func setSegment(txn *badger.Txn, id uint32, breach string, committed bool) error {
+	v, err := json.Marshal(segmentRecord{Breach: breach, Committed: committed})
+	if err != nil {
+		return err
+	}
+	return txn.Set(segmentKey(id), v)
+}
+
+// getUint64 reads the big-endian uint64 stored at key: 0 if there is none.
+func getUint64(txn *badger.Txn, key []byte) (uint64, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, key[1:], len(v))
+		}
+		n = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return n, err
 }
 
 // breachRecord is a catalogue entry at rest.

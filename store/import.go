@@ -160,11 +160,7 @@ func (imp *importTx) newSegment() error {
 		}
 		imp.seg = last + 1
 		imp.mine[imp.seg] = true
-		v, err := json.Marshal(segmentRecord{Breach: b.Name})
-		if err != nil {
-			return err
-		}
-		return txn.Set(segmentKey(imp.seg), v)
+		return setSegment(txn, imp.seg, b.Name, false)
 	})
 	return classify("begin import", err)
 }
@@ -388,15 +384,11 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 	}
 	err := s.db.Update(func(txn *badger.Txn) error {
-		seg, err := json.Marshal(segmentRecord{Breach: imp.breach.Name, Committed: true})
-		if err != nil {
-			return err
-		}
 		br, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		if err := txn.Set(segmentKey(imp.seg), seg); err != nil {
+		if err := setSegment(txn, imp.seg, imp.breach.Name, true); err != nil {
 			return err
 		}
 		if err := txn.Set(breachKey(imp.breach.Name), br); err != nil {

@@ -159,19 +159,8 @@ func (p *Passwords) loadState() error {
 func (p *Passwords) readState() (*pwState, error) {
 	st := &pwState{committed: map[uint32]bool{}}
 	err := p.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(keyVersion)
-		switch {
-		case err == nil:
-			if err := item.Value(func(v []byte) error {
-				if len(v) != 8 {
-					return fmt.Errorf("%w: corpus version of %d bytes", ErrCorrupt, len(v))
-				}
-				st.version = binary.BigEndian.Uint64(v)
-				return nil
-			}); err != nil {
-				return err
-			}
-		case !errors.Is(err, badger.ErrKeyNotFound):
+		var err error
+		if st.version, err = getUint64(txn, keyVersion); err != nil {
 			return err
 		}
 		if err := scan(txn, tagBreach, func(_, v []byte) error {
@@ -563,11 +552,7 @@ func (imp *pwImport) begin(name string) error {
 			return err
 		}
 		imp.seg = last + 1
-		v, err := json.Marshal(segmentRecord{Breach: name})
-		if err != nil {
-			return err
-		}
-		return txn.Set(segmentKey(imp.seg), v)
+		return setSegment(txn, imp.seg, name, false)
 	})
 	return classify("begin import", err)
 }
@@ -703,15 +688,11 @@ func (imp *pwImport) commit(rel breachd.Breach) (breachd.PasswordImportStats, er
 		p.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 	}
 	err := p.db.Update(func(txn *badger.Txn) error {
-		seg, err := json.Marshal(segmentRecord{Breach: rel.Name, Committed: true})
-		if err != nil {
-			return err
-		}
 		r, err := json.Marshal(rec)
 		if err != nil {
 			return err
 		}
-		if err := txn.Set(segmentKey(imp.seg), seg); err != nil {
+		if err := setSegment(txn, imp.seg, rel.Name, true); err != nil {
 			return err
 		}
 		if err := txn.Set(breachKey(rel.Name), r); err != nil {
@@ -939,11 +920,7 @@ func (imp *pwImport) endStream() error {
 		return classify("bulk load", err)
 	}
 	err := imp.p.db.Update(func(txn *badger.Txn) error {
-		v, err := json.Marshal(segmentRecord{Breach: imp.name})
-		if err != nil {
-			return err
-		}
-		return txn.Set(segmentKey(imp.seg), v)
+		return setSegment(txn, imp.seg, imp.name, false)
 	})
 	return classify("begin import", err)
 }

@@ -262,27 +262,14 @@ func (s *Store) readCatalog() (*catalog, error) {
 	segs := map[uint32]string{}
 	var version, importVersion uint64
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, kv := range []struct {
-			key []byte
-			dst *uint64
-		}{{keyVersion, &version}, {keyImportVersion, &importVersion}} {
-			item, err := txn.Get(kv.key)
-			switch {
-			case err == nil:
-				if err := item.Value(func(v []byte) error {
-					if len(v) != 8 {
-						return fmt.Errorf("%w: %s of %d bytes", ErrCorrupt, kv.key[1:], len(v))
-					}
-					*kv.dst = binary.BigEndian.Uint64(v)
-					return nil
-				}); err != nil {
-					return err
-				}
-			case !errors.Is(err, badger.ErrKeyNotFound):
-				return err
-			}
+		var err error
+		if version, err = getUint64(txn, keyVersion); err != nil {
+			return err
 		}
-		err := scan(txn, tagBreach, func(_ []byte, v []byte) error {
+		if importVersion, err = getUint64(txn, keyImportVersion); err != nil {
+			return err
+		}
+		err = scan(txn, tagBreach, func(_ []byte, v []byte) error {
 			var r breachRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("%w: breach record: %v", ErrCorrupt, err)
