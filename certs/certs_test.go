@@ -1,18 +1,17 @@
 package certs_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/breachd/breachd/certs"
 	"github.com/breachd/breachd/certs/certstest"
+	"github.com/breachd/breachd/internal/logtest"
 )
 
 // TestWatch checks that a rotation of the certificate is picked up, that
@@ -22,7 +21,7 @@ func TestWatch(t *testing.T) {
 	dir := t.TempDir()
 	ca := certstest.NewCA(t, dir, "ca")
 	cert, key, first := ca.Issue(t, "server", certstest.Server("a"))
-	var logs syncBuffer
+	var logs logtest.Buffer
 	r, err := certs.Load(certs.Files{Cert: cert, Key: key}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -66,21 +65,4 @@ func TestWatch(t *testing.T) {
 	if !strings.Contains(logs.String(), "reloading TLS files failed") {
 		t.Errorf("the broken key was not logged:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/corpus"
 	"github.com/breachd/breachd/httpapi"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
@@ -47,25 +47,8 @@ var (
 
 type fixture struct {
 	url  string
-	logs *syncBuffer
+	logs *logtest.Buffer
 	keys map[string]string // principal -> API key
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func manifest(t *testing.T, js string) breachd.Breach {
@@ -115,7 +98,7 @@ func newFixture(t *testing.T, keyed, openPublic bool) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o := store.DefaultOptions()
 	o.Logger, o.Index = log, store.IndexInline

@@ -1,7 +1,6 @@
 package natsrepl_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
@@ -91,35 +90,18 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type replica struct {
 	st     *store.Store
 	dir    string
 	f      *natsrepl.Follower
 	cancel context.CancelFunc
 	done   chan struct{}
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 }
 
 func (r *replica) start(o natsrepl.Options) {
 	ctx, cancel := context.WithCancel(context.Background())
-	r.logs = &syncBuffer{}
+	r.logs = &logtest.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(r.logs, nil))
 	r.f = natsrepl.NewFollower(r.st, r.dir, o)
 	r.cancel, r.done = cancel, make(chan struct{})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/server/servertest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
@@ -219,7 +220,7 @@ func TestCrash(t *testing.T) {
 			}
 		}
 
-		var logs syncBuffer // the background collection logs too
+		var logs logtest.Buffer // the background collection logs too
 		o := options(0)
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		start := time.Now()

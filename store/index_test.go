@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
 
 // waitIndex waits until lookups read a current index; on failure it
 // prints logs, if given.
-func waitIndex(tb testing.TB, s *store.Store, logs ...*syncBuffer) store.IndexStats {
+func waitIndex(tb testing.TB, s *store.Store, logs ...*logtest.Buffer) store.IndexStats {
 	tb.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -41,7 +42,7 @@ func waitIndex(tb testing.TB, s *store.Store, logs ...*syncBuffer) store.IndexSt
 // rebuilt when its file is damaged or older than the corpus.
 func TestIndex(t *testing.T) {
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	o := options(0)
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	s := open(t, dir, o)
@@ -153,7 +154,7 @@ func TestIndexLookupAllocs(t *testing.T) {
 // import leaves it stale until BuildIndex, which a daemon then loads.
 func TestIndexManual(t *testing.T) {
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	o := options(0)
 	o.Logger, o.Index = slog.New(slog.NewTextHandler(&logs, nil)), store.IndexManual
 	s := open(t, dir, o)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/store"
 )
 
@@ -107,7 +108,7 @@ func TestPasswords(t *testing.T) {
 		t.Run(k.String(), func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()
-			var logs syncBuffer
+			var logs logtest.Buffer
 			o := options(0)
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			p := openPw(t, dir, k, o)
@@ -252,7 +253,7 @@ func TestPasswordStream(t *testing.T) {
 		{"out of order", append(append(slices.Clone(sorted[6000:]), sorted[8000:]...), sorted[:6000]...), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			o := options(0)
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			p := openPw(t, t.TempDir(), k, o)

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -392,7 +393,7 @@ func TestOptionsValidate(t *testing.T) {
 // the next start without a rebuild.
 func TestBackToBackImports(t *testing.T) {
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs logtest.Buffer
 	s := open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	a, b, c := storetest.Digests("a", 20000), storetest.Digests("b", 20000), storetest.Digests("c", 20000)
 	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
@@ -427,7 +428,7 @@ func TestBackToBackImports(t *testing.T) {
 // TestBadgerLogs checks that Badger's messages, passed through slog's JSON
 // handler, make valid records with one "msg" each.
 func TestBadgerLogs(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	s := open(t, t.TempDir(), withLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 100), 100)
 	s.Close()
@@ -443,30 +444,6 @@ func TestBadgerLogs(t *testing.T) {
 	if badger == 0 {
 		t.Fatalf("no Badger lines at debug level in:\n%s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the store's concurrent logging.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }
 
 // TestBulkBound checks a first import past MaxBulkDigests: exact counts,
