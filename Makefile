@@ -53,10 +53,15 @@ bench-growth: build $(TOOLS)/benchstat
 	bash bench/growth.sh
 
 # crash-test kills importers, deletes and collections with SIGKILL at random
-# moments and checks every reopen (store/crash_test.go); make test runs one of each operation.
-CRASH_RUNS ?= 100
+# moments and checks every reopen (store/crash_test.go), 20 runs of each of
+# the 7 operations; then stops deletes at 20 points of their collection, by
+# their caller and through a daemon, before another import
+# (store/delete_test.go). make test runs one of each operation and 4 points.
+CRASH_RUNS ?= 140
+DELETE_RUNS ?= 20
 crash-test:
 	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^TestCrash$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'
+	BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store | grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)'
 
 # soak serves the demo corpus (a copy in bench/out) under unary Checks at half
 # of peak for SOAK_TIME while breaches are imported and deleted, reports each

@@ -27,7 +27,19 @@ var (
 	// keyImportVersion is the corpus version of the last committed import;
 	// a lookup index built at it or later is current (index.go).
 	keyImportVersion = []byte("mimport_version")
+	// keyNextSegment is the next segment id to hand out. Ids are never
+	// reused: rows of a deleted breach or an abandoned import may name an
+	// id until they are collected, and a new import given that id would
+	// make them its own at its commit (see allocSegment).
+	keyNextSegment = []byte("mnext_segment")
 )
+
+// bulkSegment is the segment of a first import's bulk load (bulk.go, and a
+// password corpus's first release). allocSegment never hands it out: rows
+// a bulk load wrote before a crash stopped its commit name it without a
+// record, and only the next bulk load, which starts by wiping the store,
+// may use it again.
+const bulkSegment = 1
 
 const emailKeySize = 1 + breachd.DigestSize
 
@@ -48,15 +60,62 @@ func segmentKey(id uint32) []byte {
 type segmentRecord struct {
 	Breach    string `json:"breach"`
 	Committed bool   `json:"committed"`
+	// Since is a Badger version older than every row the import wrote (the
+	// read timestamp of the transaction that recorded it), so that an
+	// abandoned import is collected by reading only what changed after it
+	// (collectSegment). 0 in records written before it was kept.
+	Since uint64 `json:"since,omitempty"`
 }
 
 // setSegment records segment id as an import of breach, committed or not.
 func setSegment(txn *badger.Txn, id uint32, breach string, committed bool) error {
-	v, err := json.Marshal(segmentRecord{Breach: breach, Committed: committed})
+	v, err := json.Marshal(segmentRecord{Breach: breach, Committed: committed, Since: txn.ReadTs()})
 	if err != nil {
 		return err
 	}
 	return txn.Set(segmentKey(id), v)
+}
+
+// errLegacyCounter says that a corpus written before segment ids were
+// counted has a delete's collection outstanding: the ids its uncollected
+// rows name are recorded nowhere, so none can be handed out until it is
+// collected.
+var errLegacyCounter = errors.New("segment counter missing with a collection outstanding")
+
+// allocSegment hands out the next segment id from the persisted counter,
+// in the caller's transaction: the id and the record naming it commit
+// together, so an id is never given twice, whatever was deleted, abandoned
+// or interrupted before. A corpus written before the counter existed
+// starts it after every recorded id, which is safe only when no collection
+// is outstanding (errLegacyCounter otherwise: collect, then retry).
+func allocSegment(txn *badger.Txn) (uint32, error) {
+	next, err := getUint64(txn, keyNextSegment)
+	if err != nil {
+		return 0, err
+	}
+	if next == 0 {
+		if _, err := txn.Get(keyCollect); err == nil {
+			return 0, errLegacyCounter
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return 0, err
+		}
+		var last uint32
+		if err := scan(txn, tagSegment, func(k, _ []byte) error {
+			last = max(last, binary.BigEndian.Uint32(k[1:]))
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+		next = uint64(last) + 1
+	}
+	next = max(next, bulkSegment+1)
+	if next >= 1<<32 {
+		return 0, fmt.Errorf("%w: segment ids exhausted", ErrCorrupt)
+	}
+	if err := txn.Set(keyNextSegment, binary.BigEndian.AppendUint64(nil, next+1)); err != nil {
+		return 0, err
+	}
+	return uint32(next), nil
 }
 
 // getUint64 reads the big-endian uint64 stored at key: 0 if there is none.

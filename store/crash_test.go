@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +50,10 @@ func init() {
 // gRPC server) taking an import from client.Import; filter-save is a later
 // import whose process kills itself inside the filter save, at one of
 // crashPoints (a kill from outside rarely lands there).
-var crashOps = []string{"first-import", "later-import", "delete", "collect", "online-import", "filter-save"}
+// delete-import is a delete killed at a row of its collection (or of the
+// collection at open before it), after which another breach is imported
+// at once: none of the deleted breach's accounts may answer under it.
+var crashOps = []string{"first-import", "later-import", "delete", "collect", "online-import", "filter-save", "delete-import"}
 
 var crashPoints = []string{"filter-written", "filter-renamed"}
 
@@ -70,6 +74,8 @@ func crashDigests(name string) []breachd.Digest {
 		return storetest.Digests("base", crashBase)
 	case "Outsiders":
 		return storetest.Digests("outsider", 2000)
+	case "Next":
+		return storetest.Digests("next", 5000)
 	}
 	// Large shares its first 1,000 accounts with Base.
 	return append(storetest.Digests("base", 1000), storetest.Digests("large", crashLarge)...)
@@ -81,11 +87,14 @@ func crashWork(ctx context.Context, s *store.Store, op string) error {
 	case "first-import", "later-import", "online-import", "filter-save":
 		_, err := s.Import(ctx, storetest.Breach("Large"), storetest.Batches(crashDigests("Large"), 5000, nil))
 		return err
-	case "delete":
+	case "delete", "delete-import":
 		_, _, err := s.DeleteBreach(ctx, "Large")
 		if errors.Is(err, breachd.ErrNotFound) {
 			return nil // the killed run got there first
 		}
+		return err
+	case "abandon": // the templates' interrupted import, killed at its second batch
+		_, err := s.Import(ctx, storetest.Breach("Gone"), storetest.Batches(storetest.Digests("gone", 20000), 5000, nil))
 		return err
 	case "collect":
 		_, err := s.Collect(ctx)
@@ -114,13 +123,17 @@ func TestCrashChild(t *testing.T) {
 		}
 		time.Sleep(time.Minute)
 		t.Fatal("not killed within a minute")
-	case "filter-save":
-		point := os.Getenv("BREACHD_CRASH_POINT")
-		store.SetCrashPoint(func(name string) {
-			if name == point {
-				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	case "filter-save", "delete-import", "abandon":
+		// BREACHD_CRASH_POINT is a point's name, or name:N for its Nth reach.
+		point, nth := os.Getenv("BREACHD_CRASH_POINT"), 1
+		if name, n, ok := strings.Cut(point, ":"); ok {
+			var err error
+			if nth, err = strconv.Atoi(n); err != nil {
+				t.Fatalf("BREACHD_CRASH_POINT=%q: %v", point, err)
 			}
-		})
+			point = name
+		}
+		crashAt(point, nth)
 	}
 	s, err := store.Open(context.Background(), dir, options(0))
 	if err != nil {
@@ -130,6 +143,16 @@ func TestCrashChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
+}
+
+// crashAt makes this process kill itself at the nth reach of a crash point.
+func crashAt(point string, nth int) {
+	var reached atomic.Int64
+	store.SetCrashPoint(func(name string) {
+		if name == point && reached.Add(1) == int64(nth) {
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	})
 }
 
 func crashRuns(t *testing.T) int {
@@ -161,14 +184,24 @@ func TestCrash(t *testing.T) {
 		for _, b := range tc.breaches {
 			importAll(t, s, storetest.Breach(b), crashDigests(b), 5000)
 		}
-		if tc.pending {
-			s.Import(context.Background(), storetest.Breach("Gone"), storetest.Batches(storetest.Digests("gone", 20000), 5000, errors.New("interrupted")))
-		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
+		if tc.pending {
+			// A running store collects an import its caller abandons; a
+			// killed one leaves it for the next open.
+			cmd := crashChild(dir, "abandon", "import-batch:2")
+			if err := cmd.Run(); !killed(err) {
+				t.Fatalf("the abandoning child: %v, want killed", err)
+			}
+		}
 		templates[tc.name] = dir
 	}
+	// Rows the collections read in the template with both breaches, and so
+	// the range of a delete-import's kill points: the one at open reads
+	// what changed since the abandoned import began (its two batches),
+	// then the delete's reads every row.
+	collectRows := 10_000 + crashBase + crashLarge - 1000
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	tally := map[string]*crashTally{}
 	for _, op := range crashOps {
@@ -187,8 +220,10 @@ func TestCrash(t *testing.T) {
 			copyDir(t, templates["both"], dir)
 		}
 		point := crashPoints[r.IntN(len(crashPoints))]
-		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-		cmd.Env = append(os.Environ(), "BREACHD_CRASH_DIR="+dir, "BREACHD_CRASH_OP="+op, "BREACHD_CRASH_POINT="+point)
+		if op == "delete-import" {
+			point = fmt.Sprintf("collect-row:%d", 1+r.IntN(collectRows))
+		}
+		cmd := crashChild(dir, op, point)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -206,6 +241,14 @@ func TestCrash(t *testing.T) {
 				t.Fatalf("run %d (%s): the child did not die at %s: %v", run, op, point, err)
 			}
 			tally[op].kills++
+		case "delete-import":
+			if err := <-done; killed(err) {
+				tally[op].kills++
+			} else if err != nil {
+				t.Fatalf("run %d (%s): child failed: %v", run, op, err)
+			} else {
+				tally[op].finished++ // the collections ended before the point
+			}
 		default:
 			select {
 			case err := <-done: // finished before the kill
@@ -235,11 +278,18 @@ func TestCrash(t *testing.T) {
 			tally[op].loaded++
 		}
 		checkAllOrNothing(t, s, fmt.Sprintf("run %d (%s) after the kill", run, op))
+		if op == "delete-import" {
+			// Another breach at once, before anything else: the deleted
+			// breach's uncollected rows must not become its own.
+			importAll(t, s, storetest.Breach("Next"), crashDigests("Next"), 5000)
+			checkAllOrNothing(t, s, fmt.Sprintf("run %d (%s) after the next import", run, op))
+			checkSample(t, s, "Next", true)
+		}
 		if err := crashWork(context.Background(), s, op); err != nil {
 			t.Fatalf("run %d (%s): doing the work again: %v", run, op, err)
 		}
 		checkAllOrNothing(t, s, fmt.Sprintf("run %d (%s) after finishing", run, op))
-		wantLarge := op != "delete"
+		wantLarge := op != "delete" && op != "delete-import"
 		checkSample(t, s, "Large", wantLarge)
 		if op != "first-import" {
 			checkSample(t, s, "Base", true)
@@ -306,6 +356,13 @@ func onlineImportKilled(t *testing.T, dir string, done <-chan error, p *os.Proce
 	return !finished
 }
 
+// crashChild is this test binary run as the crash harness's child on dir.
+func crashChild(dir, op, point string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "BREACHD_CRASH_DIR="+dir, "BREACHD_CRASH_OP="+op, "BREACHD_CRASH_POINT="+point)
+	return cmd
+}
+
 func killed(err error) bool {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
@@ -328,7 +385,7 @@ func checkAllOrNothing(t *testing.T, s *store.Store, when string) {
 	for _, b := range bs {
 		listed[b.Name] = true
 	}
-	for _, name := range []string{"Base", "Large"} {
+	for _, name := range []string{"Base", "Large", "Next"} {
 		ds := crashDigests(name)
 		var in int
 		for i := 0; i < len(ds); i += len(ds) / 300 {
@@ -342,6 +399,15 @@ func checkAllOrNothing(t *testing.T, s *store.Store, when string) {
 		}
 		if want := 301; (listed[name] && in < want-1) || (!listed[name] && in != 0) {
 			t.Fatalf("%s: breach %s (listed %v) holds %d of its %d sampled accounts: not all or nothing", when, name, listed[name], in, want)
+		}
+	}
+	// A deleted breach's own accounts (Large's beyond those it shares with
+	// Base) answer under no breach at all.
+	if !listed["Large"] {
+		for _, d := range crashDigests("Large")[1000:] {
+			if got, _, _ := s.Lookup(context.Background(), d); len(got) > 0 {
+				t.Fatalf("%s: an account of deleted breach Large answers %s", when, got[0].Name)
+			}
 		}
 	}
 	for _, d := range crashDigests("Outsiders") {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -25,12 +27,28 @@ type CollectStats struct {
 	Rewritten uint64 // rows that lost segment ids no committed breach owns
 	Deleted   uint64 // rows removed: no committed breach holds them any more
 	TempFiles int    // leftover filter files removed
+	// Misattributed lists the breaches that hold more accounts than their
+	// imports counted (a full collection checks every breach): rows a
+	// breach deleted before this release left behind, which an import
+	// given the deleted breach's segment id made its own. Answers for
+	// them are wrong: delete the breach and import it again.
+	Misattributed []Misattribution
+}
+
+// Misattribution is a breach whose rows outnumber the accounts its imports
+// counted.
+type Misattribution struct {
+	Breach  string
+	Rows    uint64 // accounts that answer this breach
+	Counted int64  // accounts its imports added (its catalogue count)
 }
 
 // Collect removes what no committed breach owns: the rows and segment
 // records of interrupted imports, the rows of deleted breaches, and filter
 // files left by a save that was interrupted. Answers do not change: none of
-// it was visible. It waits for a running import and holds off the next.
+// it was visible. It reads every row, recounts the corpus and checks each
+// breach's count (CollectStats.Misattributed). It waits for a running
+// import and holds off the next.
 func (s *Store) Collect(ctx context.Context) (CollectStats, error) {
 	done, err := s.takeImportToken(ctx)
 	if err != nil {
@@ -41,14 +59,58 @@ func (s *Store) Collect(ctx context.Context) (CollectStats, error) {
 		return CollectStats{}, err
 	}
 	defer s.release()
-	st, _, err := s.collect(ctx, nil)
+	st, _, err := s.collect(ctx, nil, 0)
+	return st, err
+}
+
+// collectOutstanding collects what is recorded as left to collect: a
+// deleted breach's rows or a recount (a full scan), or only interrupted
+// imports (a scan of what changed since the oldest of them began).
+// Callers hold the import token and a call slot.
+func (s *Store) collectOutstanding(ctx context.Context) (CollectStats, error) {
+	var since uint64
+	full := s.recount
+	err := s.db.View(func(txn *badger.Txn) error {
+		if _, err := txn.Get(keyCollect); err == nil {
+			full = true
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return scan(txn, tagSegment, func(_, v []byte) error {
+			var r segmentRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+			}
+			if !r.Committed {
+				if r.Since == 0 {
+					full = true // recorded before Since was
+				} else if since == 0 || r.Since < since {
+					since = r.Since
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return CollectStats{}, classify("collect", err)
+	}
+	if full {
+		since = 0
+	}
+	st, _, err := s.collect(ctx, nil, since)
+	if err == nil && full {
+		s.recount = false
+	}
 	return st, err
 }
 
 // collect does Collect's work; callers hold the import token and a call
 // slot. It also counts the removed rows that held a segment of gone (a
-// breach just deleted): they were visible until then.
-func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats, uint64, error) {
+// breach just deleted): they were visible until then. With since > 0 it
+// reads only the rows changed after Badger version since, which must be
+// older than every pending import's rows: it collects those imports, and
+// leaves the count and a deleted breach's older rows alone.
+func (s *Store) collect(ctx context.Context, gone map[uint32]bool, since uint64) (CollectStats, uint64, error) {
 	start := time.Now()
 	var st CollectStats
 	c := s.cat.Load()
@@ -71,16 +133,24 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	var wasVisible, committed uint64 // rows removed that were visible until now; rows a committed breach holds
-	err = s.eachDigest(ctx, func(item *badger.Item, v []byte) error {
+	perBreach := map[string]uint64{} // rows answering each breach (a full scan)
+	var seen []string
+	err = s.eachDigestSince(ctx, since, func(item *badger.Item, v []byte) error {
+		s.reach("collect-row")
 		if len(v)%4 != 0 {
 			return fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(v))
 		}
 		var kept []byte
 		var dropped, hadGone bool
+		seen = seen[:0]
 		for j := 0; j < len(v); j += 4 {
 			id := binary.BigEndian.Uint32(v[j:])
-			if _, ok := c.segNames[id]; ok {
+			if name, ok := c.segNames[id]; ok {
 				kept = binary.BigEndian.AppendUint32(kept, id)
+				if since == 0 && !slices.Contains(seen, name) {
+					seen = append(seen, name)
+					perBreach[name]++
+				}
 				continue
 			}
 			dropped = true
@@ -110,7 +180,7 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 			}
 		}
 	}
-	if err == nil {
+	if err == nil && since == 0 {
 		err = wb.Delete(keyCollect)
 	}
 	if err == nil {
@@ -123,13 +193,24 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool) (CollectStats
 		return st, 0, classify("collect", err)
 	}
 	st.Segments = len(pending)
-	// The scan saw every row with imports held off: the count of committed
-	// accounts is exact now, whatever an interrupted delete left behind.
-	s.keys.Store(committed)
+	if since == 0 {
+		// The scan saw every row with imports held off: the count of
+		// committed accounts is exact now, whatever an interrupted delete
+		// left behind; and each breach's rows can be checked against what
+		// its imports counted.
+		s.keys.Store(committed)
+		for _, b := range c.sorted {
+			if n := perBreach[b.Name]; n != uint64(max(b.AccountCount, 0)) {
+				st.Misattributed = append(st.Misattributed, Misattribution{Breach: b.Name, Rows: n, Counted: b.AccountCount})
+				s.log.Error("a breach answers for another number of accounts than its imports counted: rows of a breach deleted before this release may answer under it; delete it and import it again",
+					"breach", b.Name, "rows", n, "counted", b.AccountCount)
+			}
+		}
+	}
 	st.TempFiles = s.removeTemps()
-	if st != (CollectStats{}) {
+	if st.Segments+st.TempFiles > 0 || st.Rewritten+st.Deleted > 0 {
 		s.log.Info("collected", "segments", st.Segments, "rewritten", st.Rewritten, "deleted", st.Deleted,
-			"temp_files", st.TempFiles, "duration", time.Since(start))
+			"temp_files", st.TempFiles, "full", since == 0, "duration", time.Since(start))
 	}
 	return st, wasVisible, nil
 }
@@ -155,7 +236,7 @@ func (s *Store) removeTemps() int {
 
 // needsCollect reports whether Open found something to collect: records of
 // interrupted imports (seen while loading the catalogue), an unfinished
-// delete, a count to redo, or leftover files.
+// delete, or a count to redo. (Open removes leftover files itself.)
 func (s *Store) needsCollect() bool {
 	if s.pendingAtOpen || (s.recount && s.cat.Load().version > 0) {
 		return true
@@ -164,9 +245,7 @@ func (s *Store) needsCollect() bool {
 		_, err := txn.Get(keyCollect)
 		return err
 	})
-	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
-	idxTmps, _ := filepath.Glob(filepath.Join(s.dir, indexFile+".tmp*"))
-	return err == nil || len(tmps)+len(idxTmps) > 0 || len(staleSpills(s.dir)) > 0
+	return err == nil
 }
 
 // DeleteBreach removes breach name from every answer at once, then deletes
@@ -177,7 +256,12 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 	if err != nil {
 		return 0, 0, err
 	}
-	defer done()
+	handed := false
+	defer func() {
+		if !handed {
+			done()
+		}
+	}()
 	if err := s.acquire(); err != nil {
 		return 0, 0, err
 	}
@@ -224,20 +308,36 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 	s.cat.Store(nc) // the breach is gone from every answer from here
 	s.refreshView(ctx, nc)
 	s.log.Info("breach deleted", "breach", name, "corpus_version", version)
-	// The filter was saved at this version before the commit (it is
-	// unchanged: a superset is always right), so a crash during the
-	// collection below does not force a rebuild; the collection the marker
-	// starts at the next open recounts.
-	_, removed, err = s.collect(ctx, gone)
-	if err != nil {
-		// The breach is gone already; its rows are collected at the next start.
-		s.log.Warn("collecting a deleted breach's rows failed; they are invisible and will be collected at the next start", "breach", name, "err", err)
+	s.reach("delete-committed")
+	// The rows are collected by the store, not by the caller: a caller
+	// that stops waiting (a client's Ctrl-C) leaves it running, and the
+	// next change waits for it. The filter was saved at this version
+	// before the commit (it is unchanged: a superset is always right), so
+	// a crash during the collection does not force a rebuild; the marker
+	// makes the next open collect (and recount) instead.
+	handed = true
+	result := make(chan uint64, 1)
+	collected := s.handOff(done, "collecting a deleted breach's rows", func(ctx context.Context) error {
+		_, removed, err := s.collect(ctx, gone, 0)
+		if err != nil {
+			return err
+		}
+		result <- removed
+		if err := s.saveFilter(); err != nil { // with the exact count
+			s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+		}
+		return nil
+	})
+	select {
+	case err := <-collected:
+		if err != nil {
+			return 0, version, nil // the breach is gone; its rows are collected later
+		}
+		return <-result, version, nil
+	case <-ctx.Done():
+		s.log.Info("the caller of a delete stopped waiting; the deleted breach's rows are collected meanwhile", "breach", name)
 		return 0, version, nil
 	}
-	if err := s.saveFilter(); err != nil { // with the exact count
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
-	return removed, version, nil
 }
 
 // UpdateBreach replaces the catalogue entry of a breach already in the

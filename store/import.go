@@ -32,21 +32,32 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	if err != nil {
 		return breachd.ImportStats{}, err
 	}
-	defer done()
-	imp, err := s.beginImport(b)
+	imp, err := s.beginImport(ctx, b)
 	if err != nil {
+		done()
 		return breachd.ImportStats{}, err
 	}
 	committed := false
 	defer func() {
 		imp.removeSpills()
 		s.importReceived.Store(0)
-		if !committed {
-			s.imports.WithLabelValues("abandoned").Inc()
-			s.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
-		} else {
+		if committed {
 			s.imports.WithLabelValues("committed").Inc()
+			done()
+			return
 		}
+		s.imports.WithLabelValues("abandoned").Inc()
+		s.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
+		if imp.isBulk {
+			done() // a bulk load writes nothing before its commit
+			return
+		}
+		// Its rows are collected now, by the store: the next change waits
+		// for that, and a Close leaves it to the next open.
+		s.handOff(done, "collecting an abandoned import", func(ctx context.Context) error {
+			_, err := s.collectOutstanding(ctx)
+			return err
+		})
 	}()
 	for ds, err := range batches {
 		if err != nil {
@@ -115,7 +126,7 @@ type importTx struct {
 	stats breachd.ImportStats
 }
 
-func (s *Store) beginImport(b breachd.Breach) (*importTx, error) {
+func (s *Store) beginImport(ctx context.Context, b breachd.Breach) (*importTx, error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
@@ -123,46 +134,55 @@ func (s *Store) beginImport(b breachd.Breach) (*importTx, error) {
 	imp := &importTx{s: s, breach: b, mine: map[uint32]bool{}, started: time.Now()}
 	imp.stats.Breach = b.Name
 	if s.cat.Load().version == 0 {
-		imp.isBulk, imp.seg = true, 1
+		imp.isBulk, imp.seg = true, bulkSegment
 		imp.mine[imp.seg] = true
 		s.log.Info("import started", "breach", b.Name, "segment", imp.seg, "bulk", true)
 		return imp, nil
 	}
-	if err := imp.newSegment(); err != nil {
+	if err := imp.newSegment(ctx); err != nil {
 		return nil, err
 	}
 	s.log.Info("import started", "breach", b.Name, "segment", imp.seg)
 	return imp, nil
 }
 
-// newSegment records a new pending segment for the import, after every
-// segment id in use (committed or left by an interrupted import), and
-// notes the breach's committed segments.
-func (imp *importTx) newSegment() error {
+// newSegment records a new pending segment for the import, with an id no
+// segment ever had (allocSegment), and notes the breach's committed
+// segments. Callers hold the import token.
+func (imp *importTx) newSegment(ctx context.Context) error {
 	s, b := imp.s, imp.breach
-	clear(imp.mine)
-	err := s.db.Update(func(txn *badger.Txn) error {
-		var last uint32
-		err := scan(txn, tagSegment, func(k, v []byte) error {
-			id := binary.BigEndian.Uint32(k[1:])
-			last = max(last, id)
-			var r segmentRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+	for collected := false; ; collected = true {
+		clear(imp.mine)
+		err := s.db.Update(func(txn *badger.Txn) error {
+			err := scan(txn, tagSegment, func(k, v []byte) error {
+				var r segmentRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+				}
+				if r.Committed && r.Breach == b.Name {
+					imp.mine[binary.BigEndian.Uint32(k[1:])] = true
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
-			if r.Committed && r.Breach == b.Name {
-				imp.mine[id] = true
+			if imp.seg, err = allocSegment(txn); err != nil {
+				return err
 			}
-			return nil
+			imp.mine[imp.seg] = true
+			return setSegment(txn, imp.seg, b.Name, false)
 		})
-		if err != nil {
+		if !errors.Is(err, errLegacyCounter) || collected {
+			return classify("begin import", err)
+		}
+		// A corpus from before the counter, with a delete's rows still to
+		// collect: collect them first, so that no id they name is reused.
+		s.log.Info("collecting a deleted breach's rows before the import", "breach", b.Name)
+		if _, _, err := s.collect(ctx, nil, 0); err != nil {
 			return err
 		}
-		imp.seg = last + 1
-		imp.mine[imp.seg] = true
-		return setSegment(txn, imp.seg, b.Name, false)
-	})
-	return classify("begin import", err)
+	}
 }
 
 // leaveBulk turns a bulk load whose buffer would pass MaxBulkDigests into
@@ -177,7 +197,7 @@ func (imp *importTx) leaveBulk(ctx context.Context) error {
 	if err := s.acquire(); err != nil {
 		return err
 	}
-	err := imp.newSegment()
+	err := imp.newSegment(ctx)
 	s.release()
 	if err != nil {
 		return err
@@ -297,6 +317,7 @@ func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 	if err := writeRows(s.db, keys, vals); err != nil {
 		return err
 	}
+	s.reach("import-batch")
 	for _, k := range fresh {
 		f.add(k)
 	}
@@ -390,6 +411,11 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 		}
 		if err := setSegment(txn, imp.seg, imp.breach.Name, true); err != nil {
 			return err
+		}
+		if imp.isBulk { // the bulk load wiped the store, its counter too
+			if err := txn.Set(keyNextSegment, binary.BigEndian.AppendUint64(nil, bulkSegment+1)); err != nil {
+				return err
+			}
 		}
 		if err := txn.Set(breachKey(imp.breach.Name), br); err != nil {
 			return err

@@ -544,14 +544,10 @@ type pwImport struct {
 
 func (imp *pwImport) begin(name string) error {
 	err := imp.p.db.Update(func(txn *badger.Txn) error {
-		var last uint32
-		if err := scan(txn, tagSegment, func(k, _ []byte) error {
-			last = max(last, binary.BigEndian.Uint32(k[1:]))
-			return nil
-		}); err != nil {
+		var err error
+		if imp.seg, err = allocSegment(txn); err != nil {
 			return err
 		}
-		imp.seg = last + 1
 		return setSegment(txn, imp.seg, name, false)
 	})
 	return classify("begin import", err)
@@ -798,7 +794,7 @@ func (p *Passwords) Collect(ctx context.Context) (CollectStats, error) {
 			cs.TempFiles++
 		}
 	}
-	if cs != (CollectStats{}) {
+	if cs.Segments+cs.TempFiles > 0 || cs.Rewritten+cs.Deleted > 0 {
 		p.log.Info("collected", "segments", cs.Segments, "rewritten", cs.Rewritten, "deleted", cs.Deleted,
 			"temp_files", cs.TempFiles, "duration", time.Since(start))
 	}
@@ -855,7 +851,7 @@ func (imp *pwImport) startStream() error {
 	if err := sw.Prepare(); err != nil {
 		return classify("prepare bulk load", err)
 	}
-	imp.seg = 1
+	imp.seg = bulkSegment
 	imp.stream = &pwStream{sw: sw, buf: z.NewBuffer(pwStreamBatch*48, "breachd.pwbulk")}
 	return nil
 }

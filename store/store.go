@@ -72,6 +72,10 @@ type Options struct {
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer
+
+	// hook, set only by tests (export_test.go), is called at each named
+	// point of the store's work (see Store.reach).
+	hook func(point string)
 }
 
 // DefaultOptions returns the options the daemon uses unless told otherwise.
@@ -137,12 +141,19 @@ type Store struct {
 	closeMu sync.RWMutex
 	closed  atomic.Bool
 
-	serving       atomic.Bool        // Open has finished: pace full scans
-	readOnly      error              // non-nil: opened read-only on a nearly full disk; why
-	recount       bool               // the saved filter's count is ahead of the corpus: collect recounts
-	pendingAtOpen bool               // Open found records of interrupted imports: collect them
-	bgCancel      context.CancelFunc // stops the background collection; Close calls it
-	bg            sync.WaitGroup     // the background collection, if any
+	serving       atomic.Bool // Open has finished: pace full scans
+	readOnly      error       // non-nil: opened read-only on a nearly full disk; why
+	recount       bool        // the saved filter's count is ahead of the corpus: collect recounts
+	pendingAtOpen bool        // Open found records of interrupted imports: collect them
+	// Background work (collections, the index loop) runs on bgCtx, the
+	// store's lifetime: a caller's context never cancels it. Close cancels
+	// it and waits for bg; bgMu guards bgClosing, after which nothing new
+	// is started (Add must not race Close's Wait).
+	bgCtx     context.Context
+	bgCancel  context.CancelFunc
+	bg        sync.WaitGroup
+	bgMu      sync.Mutex
+	bgClosing bool
 
 	falsePositives atomic.Uint64 // filter "maybe"s that Badger did not confirm
 	importReceived atomic.Uint64 // digests the running import has received
@@ -230,21 +241,57 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		}
 	}
 	// What interrupted imports or deletes left is collected in the
-	// background: answers are right meanwhile, and imports wait for it.
-	bgCtx, cancel := context.WithCancel(context.Background())
-	s.bgCancel = cancel
+	// background: answers are right meanwhile, and changes wait for it.
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	collect := false
+	if s.readOnly == nil && !opts.Follower {
+		// Nothing writes temporary files yet: whatever is there, a crash left.
+		s.removeTemps()
+		collect = s.needsCollect()
+	}
 	s.serving.Store(true) // from here, full scans are paced (Options.BackgroundShare)
-	s.openIndex(ctx, bgCtx)
-	if s.readOnly == nil && !opts.Follower && s.needsCollect() {
-		s.bg.Add(1)
-		go func() {
-			defer s.bg.Done()
-			if _, err := s.Collect(bgCtx); err != nil && bgCtx.Err() == nil {
-				s.log.Warn("collecting what interrupted imports left failed; it stays invisible and is tried at the next start", "err", err)
-			}
-		}()
+	s.openIndex(ctx, s.bgCtx)
+	if collect {
+		s.importSem <- struct{}{} // free: nothing else runs yet
+		s.handOff(func() { <-s.importSem }, "collecting what interrupted imports or deletes left", func(ctx context.Context) error {
+			_, err := s.collectOutstanding(ctx)
+			return err
+		})
 	}
 	return s, nil
+}
+
+// handOff runs work that must finish once started, whoever asked for it (a
+// deleted breach's collection, an abandoned import's), on the store's
+// background context, holding a call slot; release (the import token's)
+// is called when it ends, so that the next change waits for it. A caller
+// that stops waiting does not stop it; Close does, and what it left is
+// recorded on disk and resumed at the next Open. The channel gets its
+// result.
+func (s *Store) handOff(release func(), what string, work func(ctx context.Context) error) <-chan error {
+	out := make(chan error, 1)
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.bgClosing {
+		release()
+		out <- breachd.ErrClosed
+		return out
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		defer release()
+		err := s.acquire()
+		if err == nil {
+			err = work(s.bgCtx)
+			s.release()
+		}
+		if err != nil && s.bgCtx.Err() == nil {
+			s.log.Warn(what+" failed; what it left is invisible and collected at the next start", "err", err)
+		}
+		out <- err
+	}()
+	return out
 }
 
 func (s *Store) loadCatalog() error {
@@ -410,8 +457,14 @@ func (s *Store) rebuildFilter(ctx context.Context, c *catalog, minCap uint64) (*
 // eachDigest calls fn for every digest row with its membership value (valid
 // only during the call), checking ctx as it goes.
 func (s *Store) eachDigest(ctx context.Context, fn func(item *badger.Item, val []byte) error) error {
+	return s.eachDigestSince(ctx, 0, fn)
+}
+
+// eachDigestSince is eachDigest for the rows written after Badger version
+// since (all of them for 0): Badger skips the tables that hold none.
+func (s *Store) eachDigestSince(ctx context.Context, since uint64, fn func(item *badger.Item, val []byte) error) error {
 	return s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagEmail}, SinceTs: since})
 		defer it.Close()
 		var i int
 		p := s.pacer()
@@ -469,10 +522,11 @@ func (s *Store) release() { s.closeMu.RUnlock() }
 // wrapping breachd.ErrNoSpace. The directory stays locked until the process
 // exits.
 func (s *Store) Close() error {
-	if s.bgCancel != nil {
-		s.bgCancel()
-		s.bg.Wait()
-	}
+	s.bgMu.Lock()
+	s.bgClosing = true
+	s.bgMu.Unlock()
+	s.bgCancel()
+	s.bg.Wait()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	if s.closed.Load() {
@@ -588,6 +642,16 @@ func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a
 func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug, f, a) }
+
+// reach marks a named point of the store's work: tests stop or cancel
+// work there (Options.hook), and the crash harness's child kills itself
+// (crashPoint).
+func (s *Store) reach(point string) {
+	if s.opts.hook != nil {
+		s.opts.hook(point)
+	}
+	reach(point)
+}
 
 // pacer keeps a full scan to a share of one core: after each chunk of work
 // it sleeps in proportion to the time the chunk took.
