@@ -106,6 +106,12 @@ func split(s string) (local, domain string, err error) {
 			return "", "", invalid("white space or control character in local part")
 		}
 	}
+	// A comma is a list separator in mail headers and CSV; in an address it
+	// may only stand inside a quoted local part. "7,ann@example.com" is a
+	// row of two fields, never one address.
+	if strings.IndexByte(local, ',') >= 0 && !(len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"') {
+		return "", "", invalid("comma in an unquoted local part (a list or a CSV row, not one address)")
+	}
 	domain = strings.TrimSuffix(domain, ".")
 	if domain == "" {
 		return "", "", invalid("empty domain")
@@ -148,7 +154,7 @@ func asciiFast(s string) (string, bool) {
 	at := -1
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c == 0x7f {
+		if c <= ' ' || c == 0x7f || c == ',' {
 			return "", false
 		}
 		if c == '@' {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/breachd/breachd"
@@ -145,7 +146,7 @@ func NewReader(r io.Reader, opts Options) (*Reader, error) {
 			}
 		}
 		if rd.col < 0 {
-			return nil, fmt.Errorf("%w: the CSV header has no column named %q (use --column)", ErrNoColumn, opts.Column)
+			return nil, noColumn(fields, opts.Column)
 		}
 		return rd, nil
 	}
@@ -159,6 +160,30 @@ func (r *Reader) Format() Format { return r.format }
 // Stats returns the counts so far.
 func (r *Reader) Stats() Stats { return r.stats }
 
+// noColumn explains a CSV header without the email column: the columns it
+// has, and the one to name with --column if one looks like an address.
+func noColumn(fields []string, column string) error {
+	cols := make([]string, len(fields))
+	var mail []string
+	for i, f := range fields {
+		cols[i] = strconv.Quote(strings.TrimSpace(f))
+		if strings.Contains(strings.ToLower(f), "mail") {
+			mail = append(mail, strings.TrimSpace(f))
+		}
+	}
+	hint := "name the column that holds the address with --column"
+	if len(mail) == 1 {
+		hint = "pass --column " + mail[0]
+	}
+	return fmt.Errorf("%w: the CSV header has no column named %q; its columns are %s: %s",
+		ErrNoColumn, column, strings.Join(cols, ", "), hint)
+}
+
+// detect tells the format from the first non-blank line. A line of two or
+// more comma-separated fields without an "@" is a CSV header, whether or
+// not it names the email column (which NewReader then requires): a
+// user-base export with another column name must fail, never be read as
+// one address per line.
 func detect(first []byte, column string) Format {
 	if len(bytes.TrimSpace(first)) == 2*breachd.DigestSize {
 		if _, err := hex.DecodeString(string(bytes.TrimSpace(first))); err == nil {
@@ -173,6 +198,9 @@ func detect(first []byte, column string) Format {
 			if strings.EqualFold(strings.TrimSpace(f), column) {
 				return FormatCSV
 			}
+		}
+		if bytes.IndexByte(first, '@') < 0 {
+			return FormatCSV
 		}
 	}
 	return FormatEmails

@@ -172,10 +172,37 @@ func TestReaderLongCSVHeader(t *testing.T) {
 	}
 }
 
+// TestReaderNoColumn: a CSV header without the email column fails before
+// any row is read, naming the columns it has and the flag to pass, whether
+// the format was given or detected. (A detected header used to make the
+// file read as one address per line: "7,ann@example.com" was one address.)
 func TestReaderNoColumn(t *testing.T) {
-	_, err := corpus.NewReader(strings.NewReader("mail,name\nx@example.com,X\n"), corpus.Options{Format: corpus.FormatCSV})
-	if !errors.Is(err, corpus.ErrNoColumn) {
-		t.Fatalf("NewReader = %v, want ErrNoColumn", err)
+	for _, tc := range []struct {
+		name, in string
+		format   corpus.Format
+		want     string
+	}{
+		{"given csv", "mail,name\nx@example.com,X\n", corpus.FormatCSV, `its columns are "mail", "name": pass --column mail`},
+		{"user-base export", "user_id,email_address\n7,lschmidt@hotmail.com\n", corpus.FormatAuto, `no column named "email"; its columns are "user_id", "email_address": pass --column email_address`},
+		{"breach dump", "id,name,mail\n1,Ann,ann@example.com\n", corpus.FormatAuto, `pass --column mail`},
+		{"no likely column", "id,name,address\n1,Ann,ann@example.com\n", corpus.FormatAuto, `name the column that holds the address with --column`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := corpus.NewReader(strings.NewReader(tc.in), corpus.Options{Format: tc.format})
+			if !errors.Is(err, corpus.ErrNoColumn) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("NewReader = %v, want ErrNoColumn saying %q", err, tc.want)
+			}
+		})
+	}
+	// Named, the column is read, and the exposed user is found.
+	ds, rej, _, f := readAll(t, strings.NewReader("user_id,email_address\n7,lschmidt@hotmail.com\n"), corpus.Options{Column: "email_address"})
+	if f != corpus.FormatCSV || len(rej) != 0 || !slices.Equal(ds, []breachd.Digest{sum(t, "lschmidt@hotmail.com")}) {
+		t.Fatalf("with --column email_address: %v, %v, %v", f, rej, ds)
+	}
+	// One address a line: a CSV row is a rejected line, never an address.
+	ds, rej, _, _ = readAll(t, strings.NewReader("ann@example.com\n7,lschmidt@hotmail.com\nbob@example.com\n"), corpus.Options{})
+	if len(ds) != 2 || len(rej) != 1 || rej[0].Line != 2 || !strings.Contains(rej[0].Reason, "comma") {
+		t.Fatalf("emails with a CSV row: %d digests, rejections %v; want line 2 rejected for its comma", len(ds), rej)
 	}
 }
 

@@ -29,6 +29,8 @@ type bulkConfig struct {
 	onlyExposed   bool
 	resume        bool
 	failOnExposed bool
+	failOnInvalid bool
+	maxInvalid    float64 // the share of invalid rows above which the run fails
 	batch         int
 	inFlight      int
 }
@@ -225,13 +227,38 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	}
 	fmt.Fprintf(stderr, "checked %d rows: %d exposed, %d invalid, in %s (%d rows/s), corpus version %d\n",
 		tot.Rows, tot.Exposed, tot.Invalid, elapsed.Round(time.Millisecond), int64(float64(tot.Rows-skip)/elapsed.Seconds()), version)
+	if err := c.checkInvalid(tot.Rows, tot.Invalid); err != nil {
+		return err
+	}
 	if c.failOnExposed && tot.Exposed > 0 {
 		return errExposed
 	}
 	return nil
 }
 
-var errExposed = errors.New("exposed accounts found")
+var (
+	errExposed = errors.New("exposed accounts found")
+	errInvalid = errors.New("invalid rows")
+)
+
+// checkInvalid fails a run whose invalid rows say its input was misread:
+// all of them (or no row at all), more than --max-invalid of them, or any
+// with --fail-on-invalid. Its answer for the rest would not be one to trust.
+func (c bulkConfig) checkInvalid(rows, invalid int64) error {
+	hint := "is the input what you meant? A CSV needs a header naming the email column (--column); pass --digests for hex SHA-256 digests"
+	switch {
+	case rows == 0:
+		return fmt.Errorf("%w: the input has no rows; %s", errInvalid, hint)
+	case invalid == rows:
+		return fmt.Errorf("%w: every one of the %d rows is invalid, so nothing was checked; %s", errInvalid, rows, hint)
+	case c.failOnInvalid && invalid > 0:
+		return fmt.Errorf("%w: %d of %d rows are invalid (--fail-on-invalid)", errInvalid, invalid, rows)
+	case float64(invalid) > c.maxInvalid*float64(rows):
+		return fmt.Errorf("%w: %d of %d rows (%.1f%%) are invalid, more than --max-invalid %g; %s",
+			errInvalid, invalid, rows, 100*float64(invalid)/float64(rows), c.maxInvalid, hint)
+	}
+	return nil
+}
 
 func bulkError(err error, c bulkConfig) error {
 	if c.resume {

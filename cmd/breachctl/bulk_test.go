@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/corpus"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -104,6 +105,49 @@ func TestFailOnExposed(t *testing.T) {
 	os.WriteFile(in, []byte("nobody@example.com\nAlice@example.com\n"), 0o644)
 	if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); !errors.Is(err, errExposed) {
 		t.Fatalf("exposure: run = %v, want errExposed", err)
+	}
+}
+
+// TestMisreadInput: an input read the wrong way fails, never answers. A
+// user-base export whose header names its address column otherwise
+// (user_id,email_address) was read as one address a line, and its exposed
+// user reported clean with exit status 0.
+func TestMisreadInput(t *testing.T) {
+	addr := serveStore(t, "lschmidt@hotmail.com")
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	users := write("users.csv", "user_id,email_address\n7,lschmidt@hotmail.com\n8,nobody@example.com\n")
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		wantErr error  // nil: success
+		say     string // in the error or the report
+	}{
+		{"column missing", []string{"--file", users, "--fail-on-exposed"}, corpus.ErrNoColumn, "pass --column email_address"},
+		{"column named", []string{"--file", users, "--column", "email_address", "--fail-on-exposed"}, errExposed, "2,lschmidt@hotmail.com,yes,Alpha,"},
+		{"csv rows as emails", []string{"--file", write("rows.txt", "7,lschmidt@hotmail.com\n8,nobody@example.com\n")}, errInvalid, "every one of the 2 rows is invalid"},
+		{"over the threshold", []string{"--file", write("dirty.txt", "lschmidt@hotmail.com\nx\ny\n")}, errInvalid, "2 of 3 rows (66.7%) are invalid, more than --max-invalid 0.5"},
+		{"under a raised threshold", []string{"--file", write("dirty2.txt", "lschmidt@hotmail.com\nx\ny\n"), "--max-invalid", "0.7"}, nil, "lschmidt@hotmail.com,yes"},
+		{"fail on invalid", []string{"--file", write("one.txt", "lschmidt@hotmail.com\nx\nnobody@example.com\n"), "--fail-on-invalid"}, errInvalid, "1 of 3 rows are invalid (--fail-on-invalid)"},
+		{"empty", []string{"--file", write("empty.txt", "")}, errInvalid, "the input has no rows"},
+		{"single invalid address", []string{"7,lschmidt@hotmail.com"}, errInvalid, "every one of the 1 rows is invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), append([]string{"check", "--addr", addr}, tc.args...), &stdout, &stderr)
+			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("run = %v, want %v\n%s", err, tc.wantErr, stderr.String())
+			}
+			if all := fmt.Sprint(err) + stdout.String(); !strings.Contains(all, tc.say) {
+				t.Fatalf("run = %v with report\n%s\nwant it to say %q", err, stdout.String(), tc.say)
+			}
+		})
 	}
 }
 

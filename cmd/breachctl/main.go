@@ -6,7 +6,9 @@
 //	breachctl hash     EMAIL
 //
 // Exit codes: 0 success; 1 connection or server error; 2 usage error;
-// 3 exposed accounts found and --fail-on-exposed was given.
+// 3 exposed accounts found and --fail-on-exposed was given; 4 the input
+// was misread (a CSV header without the email column; every row invalid,
+// more than --max-invalid of them, or any with --fail-on-invalid).
 package main
 
 import (
@@ -29,6 +31,7 @@ import (
 
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/corpus"
 )
 
 // Exit codes.
@@ -37,6 +40,7 @@ const (
 	exitError   = 1 // connection or server errors
 	exitUsage   = 2
 	exitExposed = 3 // --fail-on-exposed and something was exposed
+	exitInvalid = 4 // invalid rows: all of them, over --max-invalid, or any with --fail-on-invalid
 )
 
 func main() {
@@ -50,6 +54,9 @@ func main() {
 		os.Exit(exitUsage)
 	case errors.Is(err, errExposed):
 		os.Exit(exitExposed)
+	case errors.Is(err, errInvalid), errors.Is(err, corpus.ErrNoColumn):
+		fmt.Fprintln(os.Stderr, "breachctl:", err)
+		os.Exit(exitInvalid)
 	default:
 		fmt.Fprintln(os.Stderr, "breachctl:", err)
 		os.Exit(exitError)
@@ -164,6 +171,8 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.BoolVar(&bc.onlyExposed, "only-exposed", false, "report only exposed rows")
 	fs.BoolVar(&bc.resume, "resume", false, "make the run resumable: run the same command again after an interruption to continue (needs --file PATH and --out PATH)")
 	fs.BoolVar(&bc.failOnExposed, "fail-on-exposed", false, "exit with status 3 when any account is exposed")
+	fs.BoolVar(&bc.failOnInvalid, "fail-on-invalid", false, "exit with status 4 when any row is invalid")
+	fs.Float64Var(&bc.maxInvalid, "max-invalid", 0.5, "exit with status 4 when more than this share of rows is invalid (a misread input), 0 to 1; a run where every row is invalid always does")
 	fs.IntVar(&bc.batch, "batch", 2000, "digests per stream message (at most 10000)")
 	fs.IntVar(&bc.inFlight, "in-flight", 4, "stream batches awaiting answers at once")
 	fs.Usage = func() {
@@ -183,6 +192,9 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	case bc.format != "csv" && bc.format != "jsonl":
 		fmt.Fprintf(stderr, "breachctl check: unknown --format %q: want csv or jsonl\n", bc.format)
 		return errUsage
+	case !(bc.maxInvalid >= 0 && bc.maxInvalid <= 1):
+		fmt.Fprintf(stderr, "breachctl check: invalid --max-invalid %v: want a share from 0 to 1\n", bc.maxInvalid)
+		return errUsage
 	}
 	conn, err := cc.dial()
 	if err != nil {
@@ -192,7 +204,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	cl := client.New(conn, client.WithBatchSize(bc.batch), client.WithInFlight(bc.inFlight))
 	if bc.file != "" {
 		if err := bulkCheck(ctx, bc, cl, stdout, stderr, isTerminal(stderr)); err != nil {
-			if errors.Is(err, errExposed) {
+			if errors.Is(err, errExposed) || errors.Is(err, errInvalid) {
 				return err
 			}
 			return fmt.Errorf("check against %s: %w", cc.addr, err)
@@ -201,12 +213,14 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	}
 	var version uint64
 	var exposed bool
+	var invalid int64
 	for _, email := range fs.Args() {
 		cctx, cancel := context.WithTimeout(ctx, cc.timeout)
 		r, err := cl.Check(cctx, email)
 		cancel()
 		if errors.Is(err, canon.ErrInvalidEmail) {
 			fmt.Fprintf(stdout, "%s: %v\n", email, err)
+			invalid++
 			continue
 		}
 		if err != nil {
@@ -224,6 +238,9 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		}
 	}
 	fmt.Fprintf(stdout, "corpus version %d\n", version)
+	if err := bc.checkInvalid(int64(fs.NArg()), invalid); err != nil {
+		return err
+	}
 	if bc.failOnExposed && exposed {
 		return errExposed
 	}

@@ -31,6 +31,10 @@ type importConfig struct {
 	logLevel slog.Level
 	kind     breachd.HashKind // 0: an email breach dump
 	pwFormat corpus.PasswordFormat
+	// maxInvalid is the share of rejected rows above which nothing is
+	// committed (a misread dump); failOnInvalid commits nothing if any is.
+	maxInvalid    float64
+	failOnInvalid bool
 }
 
 func parseImport(args []string, stderr io.Writer) (importConfig, error) {
@@ -43,6 +47,8 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs.StringVar(&kind, "kind", "", "import a password corpus of this kind instead of an email breach: sha1 or ntlm")
 	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256; with --kind: hashes (HASH:COUNT lines, the default) or plain (one password a line, hashed as read)")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
+	fs.Float64Var(&c.maxInvalid, "max-invalid", 0.5, "commit nothing and fail when more than this share of rows is rejected (a misread dump), 0 to 1")
+	fs.BoolVar(&c.failOnInvalid, "fail-on-invalid", false, "commit nothing and fail when any row is rejected")
 	fs.IntVar(&c.batch, "batch", breachd.MaxBatch, fmt.Sprintf("digests per batch, 1 to %d", breachd.MaxBatch))
 	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
 	fs.Usage = func() {
@@ -71,6 +77,10 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		}
 	} else if c.format, err = corpus.ParseFormat(format); err != nil {
 		fmt.Fprintln(stderr, "breachd import:", err)
+		return c, errUsage
+	}
+	if !(c.maxInvalid >= 0 && c.maxInvalid <= 1) {
+		fmt.Fprintf(stderr, "breachd import: invalid --max-invalid %v: want a share from 0 to 1\n", c.maxInvalid)
 		return c, errUsage
 	}
 	if c.batch < 1 || c.batch > breachd.MaxBatch {
@@ -160,8 +170,17 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 				return
 			}
 		}
-		if rd.Stats().Accepted == 0 {
+		rs := rd.Stats()
+		switch {
+		case rs.Accepted == 0:
 			readErr = errNoRows
+		case c.failOnInvalid && rs.Rejected > 0:
+			readErr = fmt.Errorf("%s: %d of %d rows were rejected (--fail-on-invalid)", c.dump, rs.Rejected, rs.Rows)
+		case float64(rs.Rejected) > c.maxInvalid*float64(rs.Rows):
+			readErr = fmt.Errorf("%s: %d of %d rows (%.1f%%) were rejected, more than --max-invalid %g: is the dump read the way it is written? (--format, --column)%s",
+				c.dump, rs.Rejected, rs.Rows, 100*float64(rs.Rejected)/float64(rs.Rows), c.maxInvalid, sampleLines(samples))
+		}
+		if readErr != nil {
 			yield(nil, readErr)
 		}
 	}
@@ -206,6 +225,15 @@ func noRowsError(c importConfig, name string, rd *corpus.Reader, samples []rejec
 		fmt.Fprintf(&why, "\nif the dump is a CSV, its header needs a column named %q (--column), or pass --format csv or --format sha256", c.column)
 	}
 	return errors.New(why.String())
+}
+
+// sampleLines lists the first rejected rows, one a line.
+func sampleLines(samples []rejected) string {
+	var b strings.Builder
+	for _, s := range samples {
+		fmt.Fprintf(&b, "\n  rejected line %d: %s", s.line, s.reason)
+	}
+	return b.String()
 }
 
 func printSummary(w io.Writer, name, dump string, rd *corpus.Reader, st breachd.ImportStats, samples []rejected, elapsed time.Duration) {

@@ -425,30 +425,45 @@ func TestKeysCommands(t *testing.T) {
 	}
 }
 
-// TestImportNothingAccepted covers dumps from which no row is accepted: the
+// TestImportNothingAccepted covers dumps misread or with no usable row: the
 // import fails with a message that says why, and commits nothing, offline
-// and through a daemon.
+// and through a daemon. (A CSV whose header lacks the email column, such as
+// id,name,mail, used to be read as one address a line and commit whole
+// rows as accounts.)
 func TestImportNothingAccepted(t *testing.T) {
 	tmp := t.TempDir()
 	c := writeCorpus(t, tmp, "A", synth.Options{Seed: 1, Records: 10})
-	files := map[string]string{
-		"garbage.bin": "\x00\x01\x02\xff\xfe binary \x00 garbage\n\x13\x37\n",
-		"empty.csv":   "",
-		"nocol.csv":   "mail,name\na@example.com,A\nb@example.com,B\n",
+	files := map[string]struct {
+		content string
+		flags   []string
+		want    func(p string) string
+	}{
+		"garbage.bin": {content: "\x00\x01\x02\xff\xfe binary \x00 garbage\n\x13\x37\n", want: noRows},
+		"empty.csv":   {content: "", want: noRows},
+		"nocol.csv":   {content: "mail,name\na@example.com,A\nb@example.com,B\n", want: func(string) string { return "pass --column mail" }},
+		"idnamemail.csv": {content: "id,name,mail\n1,Ann,ann@example.com\n2,Bob,bob@example.com\n",
+			want: func(string) string {
+				return `no column named "email"; its columns are "id", "name", "mail": pass --column mail`
+			}},
+		"rows.txt": {content: "1,ann@example.com\n2,bob@example.com\n", want: noRows},
+		"dirty.txt": {content: "ann@example.com\nx\ny\n",
+			want: func(p string) string { return p + ": 2 of 3 rows (66.7%) were rejected, more than --max-invalid 0.5" }},
+		"onebad.txt": {content: "ann@example.com\nx\nbob@example.com\n", flags: []string{"--fail-on-invalid"},
+			want: func(p string) string { return p + ": 1 of 3 rows were rejected (--fail-on-invalid)" }},
 	}
 	data := filepath.Join(tmp, "data")
 	runOK(t, "import", "--data", data, "--manifest", c.manifest, c.dump)
 	d := startDaemon(t, data)
-	for name, content := range files {
+	for name, f := range files {
 		p := filepath.Join(tmp, name)
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		if err := os.WriteFile(p, []byte(f.content), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		for _, target := range [][]string{{"--data", filepath.Join(tmp, "fresh-"+name)}, {"--addr", d.addr}} {
-			args := append(append([]string{"import"}, target...), "--manifest", c.manifest, p)
+			args := append(append(append([]string{"import"}, target...), f.flags...), "--manifest", c.manifest, p)
 			err := run(t.Context(), args, io.Discard, io.Discard)
-			if err == nil || !strings.Contains(err.Error(), "no row of "+p+" was accepted") || !strings.Contains(err.Error(), "nothing was committed") {
-				t.Errorf("%s into %s: run = %v, want the no-rows error", name, target[0], err)
+			if want := f.want(p); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s into %s: run = %v, want an error saying %q", name, target[0], err, want)
 			}
 		}
 	}
@@ -469,6 +484,8 @@ func TestImportNothingAccepted(t *testing.T) {
 		st.Close()
 	}
 }
+
+func noRows(p string) string { return "no row of " + p + " was accepted" }
 
 func TestImportErrors(t *testing.T) {
 	tmp := t.TempDir()
