@@ -89,21 +89,39 @@ func (f *Follower) Run(ctx context.Context) {
 	}
 }
 
-// follow catches up whenever current changes, and retries failures.
+// follow catches up whenever current changes, and retries failures. It
+// catches up to the value the watch delivered, never to a separate read of
+// current: the key-value bucket answers reads from any of its replicas
+// (direct get), which may not have that value yet, and a catch-up that
+// believed a stale current was done would wait for the next change, for
+// ever if none came.
 func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
+	var cur *entry // the newest current the watch delivered
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-w.Updates():
+		case kve, ok := <-w.Updates():
 			if !ok {
 				return
 			}
+			if kve == nil || kve.Operation() != jetstream.KeyValuePut {
+				continue // the end of the initial values, or a purge
+			}
+			e, err := parseEntry(kve.Key(), kve.Value())
+			if err != nil {
+				f.log.Error("the current corpus entry is unreadable; waiting for the next", "err", err)
+				continue
+			}
+			cur = e
 		case <-retry.C:
 		}
-		if err := f.catchUp(ctx, c); err != nil && ctx.Err() == nil {
+		if cur == nil {
+			continue // nothing published yet
+		}
+		if err := f.catchUp(ctx, c, cur); err != nil && ctx.Err() == nil {
 			f.log.Warn("following the writer failed; serving what this replica has, retrying", "err", err,
 				"corpus_version", f.dst.Version(), "retry", f.o.Retry)
 			retry.Reset(f.o.Retry)
@@ -111,17 +129,10 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 	}
 }
 
-// catchUp applies, in order, what the replica lacks up to current.
-func (f *Follower) catchUp(ctx context.Context, c *conn) error {
+// catchUp applies, in order, what the replica lacks up to cur.
+func (f *Follower) catchUp(ctx context.Context, c *conn, cur *entry) error {
 	if kve, err := c.kv.Get(ctx, keyWriter); err == nil {
 		f.writer.Store(string(kve.Value()))
-	}
-	cur, err := c.get(ctx, f.o.key(keyCurrent))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil // nothing published yet
-	}
-	if err != nil {
-		return err
 	}
 	path := filepath.Join(f.dir, FollowedFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {

@@ -151,13 +151,53 @@ func connect(ctx context.Context, name string, o Options, create bool) (*conn, e
 	return c, nil
 }
 
+// get reads the entry at key. Get is answered by any replica of the bucket
+// (direct get), which may not hold a value put a moment ago; a key it does
+// not find is read again from the stream's leader (getLatest).
 func (c *conn) get(ctx context.Context, key string) (*entry, error) {
 	kve, err := c.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return c.getLatest(ctx, key)
+	}
 	if err != nil {
 		return nil, err
 	}
+	return parseEntry(key, kve.Value())
+}
+
+// getLatest reads key's newest value from the stream's leader: a watch
+// delivers it through an ordered consumer, which the leader serves. Use it
+// where a stale value would mislead (the writer deciding whether the bucket
+// still holds what it published).
+func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	w, err := c.kv.Watch(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	for {
+		select {
+		case kve, ok := <-w.Updates():
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("reading %s: the watch ended", key)
+			case kve == nil: // the initial values are done: there is none
+				return nil, jetstream.ErrKeyNotFound
+			case kve.Operation() != jetstream.KeyValuePut:
+				return nil, jetstream.ErrKeyNotFound
+			}
+			return parseEntry(key, kve.Value())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("reading %s: %w", key, ctx.Err())
+		}
+	}
+}
+
+func parseEntry(key string, v []byte) (*entry, error) {
 	var e entry
-	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+	if err := json.Unmarshal(v, &e); err != nil {
 		return nil, fmt.Errorf("entry %s: %w", key, err)
 	}
 	return &e, nil

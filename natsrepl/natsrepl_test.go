@@ -164,8 +164,13 @@ func TestReplicas(t *testing.T) {
 	fo := store.DefaultOptions()
 	fo.Follower = true
 	var rs []*replica
-	for range 2 {
+	for i := range 2 {
 		r := &replica{dir: t.TempDir()}
+		t.Cleanup(func() {
+			if t.Failed() && r.logs != nil {
+				t.Logf("replica %d's log since its last start:\n%s", i, r.logs.String())
+			}
+		})
 		if r.st, err = store.Open(ctx, r.dir, fo); err != nil {
 			t.Fatal(err)
 		}

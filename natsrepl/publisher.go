@@ -100,7 +100,10 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cur, err := p.c.get(ctx, p.o.key(keyCurrent))
+	// From the leader: a stale current (an older entry, or none) would look
+	// like a bucket that lost what this writer published, and make it
+	// publish a snapshot where replicas wait for a delta.
+	cur, err := p.c.getLatest(ctx, p.o.key(keyCurrent))
 	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
