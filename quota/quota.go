@@ -53,6 +53,7 @@ func (e *ExceededError) RetryAfter() time.Duration { return e.After }
 type Limiter struct {
 	def        Limits
 	maxStreams int
+	clock      Clock
 
 	buckets sync.Map // principal name -> *bucket; read on every call without a lock
 
@@ -65,16 +66,41 @@ type bucket struct {
 	limits Limits
 }
 
+// Clock tells the time and waits for it: the buckets fill by it. Tests
+// pass one they move by hand, so that no test sleeps to let a bucket fill.
+type Clock interface {
+	Now() time.Time
+	// After is time.After: the channel receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+// realClock is the system's clock.
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithClock makes the limiter fill its buckets and wait by c instead of
+// the system's clock.
+func WithClock(c Clock) Option { return func(l *Limiter) { l.clock = c } }
+
 // New returns a limiter with default limits def for principals that have
 // none of their own, and at most maxStreams concurrent streams per principal.
-func New(def Limits, maxStreams int) (*Limiter, error) {
+func New(def Limits, maxStreams int, opts ...Option) (*Limiter, error) {
 	if err := def.Validate("Quota."); err != nil {
 		return nil, err
 	}
 	if maxStreams < 1 {
 		return nil, &breachd.OptionError{Option: "Quota.MaxStreams", Value: maxStreams, Want: "at least 1"}
 	}
-	return &Limiter{def: def, maxStreams: maxStreams, streams: map[string]int{}}, nil
+	l := &Limiter{def: def, maxStreams: maxStreams, clock: realClock{}, streams: map[string]int{}}
+	for _, o := range opts {
+		o(l)
+	}
+	return l, nil
 }
 
 // bucket returns the principal's bucket, made (or remade, when its limits
@@ -108,7 +134,7 @@ func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, m
 		return breachd.Errorf(breachd.ErrQuotaExceeded, "a request of %d exceeds principal %s's burst of %d: send smaller batches",
 			cost, breachd.Quote(name), b.limits.Burst)
 	}
-	now := time.Now()
+	now := l.clock.Now()
 	r := b.lim.ReserveN(now, cost)
 	d := r.DelayFrom(now)
 	if d == 0 {
@@ -118,13 +144,11 @@ func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, m
 		r.CancelAt(now)
 		return &ExceededError{Principal: name, Cost: cost, Limits: b.limits, After: d}
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-l.clock.After(d):
 		return nil
 	case <-ctx.Done():
-		r.Cancel()
+		r.CancelAt(l.clock.Now())
 		return ctx.Err()
 	}
 }

@@ -1,7 +1,9 @@
 package quota_test
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -9,8 +11,59 @@ import (
 	"github.com/breachd/breachd/quota"
 )
 
+// fakeClock is a quota.Clock moved by hand: tests never sleep for a bucket
+// to fill.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	waiters []waiter
+	waiting chan struct{} // receives when After is called
+}
+
+type waiter struct {
+	at time.Time
+	ch chan time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC), waiting: make(chan struct{}, 16)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ch := make(chan time.Time, 1)
+	c.waiters = append(c.waiters, waiter{c.now.Add(d), ch})
+	c.waiting <- struct{}{}
+	return ch
+}
+
+// Advance moves the clock by d and wakes the waiters it passes.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.at.After(c.now) {
+			kept = append(kept, w)
+			continue
+		}
+		w.ch <- c.now
+	}
+	c.waiters = kept
+}
+
 func TestTake(t *testing.T) {
-	l, err := quota.New(quota.Limits{Rate: 10, Burst: 5}, 2)
+	t.Parallel()
+	clock := newFakeClock()
+	l, err := quota.New(quota.Limits{Rate: 10, Burst: 5}, 2, quota.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -21,8 +74,8 @@ func TestTake(t *testing.T) {
 	}
 	err = l.Take("a", quota.Limits{}, 1)
 	var ex *quota.ExceededError
-	if !errors.As(err, &ex) || !errors.Is(err, breachd.ErrQuotaExceeded) || ex.RetryAfter() <= 0 || ex.RetryAfter() > 150*time.Millisecond {
-		t.Fatalf("call past the burst = %v, want ExceededError with a retry of about 100ms", err)
+	if !errors.As(err, &ex) || !errors.Is(err, breachd.ErrQuotaExceeded) || ex.RetryAfter() != 100*time.Millisecond {
+		t.Fatalf("call past the burst = %v, want ExceededError with a retry of 100ms (one token at 10/s)", err)
 	}
 	if err := l.Take("b", quota.Limits{}, 5); err != nil {
 		t.Fatalf("another principal's bucket is its own: %v", err)
@@ -33,13 +86,61 @@ func TestTake(t *testing.T) {
 	if err := l.Take("a", quota.Limits{}, 6); !errors.Is(err, breachd.ErrQuotaExceeded) || errors.As(err, &ex) {
 		t.Fatalf("a cost over the burst = %v, want a refusal without a retry time", err)
 	}
-	time.Sleep(ex.RetryAfter())
+	clock.Advance(ex.RetryAfter() - time.Millisecond)
+	if err := l.Take("a", quota.Limits{}, 1); !errors.Is(err, breachd.ErrQuotaExceeded) {
+		t.Fatalf("a millisecond before the retry time = %v, want a refusal", err)
+	}
+	clock.Advance(time.Millisecond)
 	if err := l.Take("a", quota.Limits{}, 1); err != nil {
 		t.Fatalf("after waiting as told = %v", err)
 	}
 }
 
+// TestWait: a cost within maxWait is paced, not refused: Wait returns once
+// the clock has moved on by the delay, not before; one beyond maxWait is
+// refused and charges nothing; a wait whose context ends gives its tokens
+// back.
+func TestWait(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	l, err := quota.New(quota.Limits{Rate: 100, Burst: 10}, 2, quota.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Wait(t.Context(), "a", quota.Limits{}, 10, time.Second); err != nil {
+		t.Fatalf("the burst = %v", err)
+	}
+	if err := l.Wait(t.Context(), "a", quota.Limits{}, 10, 50*time.Millisecond); !errors.Is(err, breachd.ErrQuotaExceeded) {
+		t.Fatalf("a wait of 100ms with maxWait 50ms = %v, want a refusal", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- l.Wait(t.Context(), "a", quota.Limits{}, 10, time.Second) }()
+	<-clock.waiting
+	clock.Advance(99 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Wait returned %v a millisecond early", err)
+	default:
+	}
+	clock.Advance(time.Millisecond)
+	if err := <-done; err != nil {
+		t.Fatalf("Wait after the delay = %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() { done <- l.Wait(ctx, "a", quota.Limits{}, 10, time.Second) }()
+	<-clock.waiting
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Wait with its context cancelled = %v", err)
+	}
+	clock.Advance(100 * time.Millisecond) // the cancelled wait's tokens came back: a burst is there again
+	if err := l.Take("a", quota.Limits{}, 10); err != nil {
+		t.Fatalf("after a cancelled wait gave its tokens back = %v", err)
+	}
+}
+
 func TestStreams(t *testing.T) {
+	t.Parallel()
 	l, _ := quota.New(quota.Limits{Rate: 1, Burst: 1}, 2)
 	r1, _ := l.OpenStream("a")
 	r2, _ := l.OpenStream("a")
@@ -58,6 +159,7 @@ func TestStreams(t *testing.T) {
 }
 
 func TestNewRefuses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		l   quota.Limits
 		max int
