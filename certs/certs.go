@@ -43,6 +43,9 @@ type Reloader struct {
 	cert  atomic.Pointer[tls.Certificate]
 	pool  atomic.Pointer[x509.CertPool]
 	loads atomic.Uint64
+	// settle is how long Watch waits after a change before it reloads, so
+	// that files written together load as one (200ms; tests set 0).
+	settle time.Duration
 
 	mu   sync.Mutex // guards last
 	last []byte     // the certificate chain and CA last loaded, to log only changes
@@ -63,7 +66,7 @@ func Load(f Files, log *slog.Logger) (*Reloader, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Reloader{files: f, log: log}
+	r := &Reloader{files: f, log: log, settle: 200 * time.Millisecond}
 	if err := r.Reload(); err != nil {
 		return nil, err
 	}
@@ -172,7 +175,6 @@ func (r *Reloader) Watch(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", d, err)
 		}
 	}
-	const settle = 200 * time.Millisecond
 	var pending <-chan time.Time
 	for {
 		select {
@@ -183,7 +185,7 @@ func (r *Reloader) Watch(ctx context.Context) error {
 				return nil
 			}
 			if ours(ev.Name) {
-				pending = time.After(settle)
+				pending = time.After(r.settle)
 			}
 		case err, ok := <-w.Errors:
 			if !ok {
