@@ -163,6 +163,7 @@ var calls = map[string]func(t *testing.T, conn *grpc.ClientConn, s *secureDaemon
 // TestAuthMatrix checks every kind of credential against every RPC over
 // real TLS.
 func TestAuthMatrix(t *testing.T) {
+	t.Parallel()
 	s := startSecure(t, "")
 	const (
 		ok     = codes.OK
@@ -249,6 +250,7 @@ func servedSerial(t *testing.T, conn *grpc.ClientConn) *big.Int {
 // open connection: the connection goes on without an error, new ones get
 // the new certificate, and TLS below 1.2 is refused.
 func TestCertificateRotation(t *testing.T) {
+	t.Parallel()
 	s := startSecure(t, "")
 	old := s.dial(t, s.keys["checker"], false)
 	before := servedSerial(t, old)
@@ -276,25 +278,30 @@ func TestCertificateRotation(t *testing.T) {
 	}
 }
 
-// TestQuota drives unary calls at ten times a key's quota: about rate ×
-// time + burst succeed, the rest are RESOURCE_EXHAUSTED with RetryInfo.
-// A bulk batch larger than the burst is refused.
+// TestQuota checks the daemon's quotas end to end: a key's unary calls
+// succeed up to its bucket and no further, every refusal says when to
+// retry, a bulk batch larger than the burst is refused, a principal holds
+// at most max_streams streams, and the client library waits out refusals
+// instead of failing. (The bucket's arithmetic is quota's, tested there
+// with a clock moved by hand; this test asserts only bounds that hold on a
+// loaded machine: it used to expect rate x time + burst calls within 10%,
+// which a busy machine could not issue in time.)
 func TestQuota(t *testing.T) {
+	t.Parallel()
 	// Batches are refused at once rather than paced, to make the client
 	// resume its bulk stream.
 	s := startSecure(t, "quota:\n  max_stream_wait: 0s\n  max_streams: 2\n")
-	const rate, burst = 40, 10
-	key := s.createKey(t, "limited", "check,bulk", "--rate", fmt.Sprint(rate), "--burst", fmt.Sprint(burst))
-	time.Sleep(500 * time.Millisecond) // the daemon re-reads keys every 200ms
-	conn := s.dial(t, key, false)
+	const rate, burst = 1, 5
+	limited := s.createKey(t, "limited", "check,bulk", "--rate", fmt.Sprint(rate), "--burst", fmt.Sprint(burst))
+	streamer := s.createKey(t, "streamer", "check,bulk", "--rate", "1000", "--burst", "100")
+	paced := s.createKey(t, "paced", "check,bulk", "--rate", "40", "--burst", "10")
+	start := time.Now()
+	conn := s.waitForKey(t, limited) // spends one token of the burst
 	expo := breachdv1.NewExposureServiceClient(conn)
 	var mu sync.Mutex
 	var okCalls, refused, withRetry int
-	start := time.Now()
-	tick := time.NewTicker(time.Second / (10 * rate))
 	var wg sync.WaitGroup
-	for time.Since(start) < 2*time.Second {
-		<-tick.C
+	for range 4 * burst {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -306,7 +313,7 @@ func TestQuota(t *testing.T) {
 				okCalls++
 			case codes.ResourceExhausted:
 				refused++
-				if d, ok := client.RetryDelay(err); ok && d > 0 && d <= time.Second {
+				if d, ok := client.RetryDelay(err); ok && d > 0 && d <= time.Second/rate {
 					withRetry++
 				}
 			default:
@@ -314,29 +321,28 @@ func TestQuota(t *testing.T) {
 			}
 		}()
 	}
-	tick.Stop()
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	want := rate*elapsed + burst
-	t.Logf("%d ok, %d refused in %.2fs; quota allows %.0f", okCalls, refused, elapsed, want)
-	if d := float64(okCalls) - want; d > 0.1*want || d < -0.1*want {
-		t.Errorf("%d calls succeeded, want %.0f ± 10%%", okCalls, want)
+	// The bucket held burst-1 tokens after the probe, and gains rate a second.
+	most := float64(burst) + rate*time.Since(start).Seconds()
+	t.Logf("%d ok, %d refused; the quota allows %d to %.1f", okCalls, refused, burst-1, most)
+	if okCalls < burst-1 || float64(okCalls) > most {
+		t.Errorf("%d calls succeeded, want %d to %.1f", okCalls, burst-1, most)
 	}
 	if refused == 0 || withRetry != refused {
-		t.Errorf("%d refused, %d of them with RetryInfo: want every refusal to say when to retry", refused, withRetry)
+		t.Errorf("%d refused, %d of them with RetryInfo of at most %s: want every refusal to say when to retry", refused, withRetry, time.Second/rate)
 	}
-	err := calls["CheckStream"](t, s.dial(t, key, false), s) // 2 digests: fine
-	if err != nil && status.Code(err) != codes.ResourceExhausted {
+	st, err := expo.CheckStream(t.Context())
+	if err != nil {
 		t.Fatal(err)
 	}
-	st, _ := expo.CheckStream(t.Context())
 	st.Send(&breachdv1.CheckStreamRequest{EmailSha256: make([]byte, 32*(burst+1))})
 	if _, err := st.Recv(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("a batch over the burst = %v, want RESOURCE_EXHAUSTED saying so", err)
 	}
 
-	// A principal may hold max_streams streams at once.
-	time.Sleep(time.Second) // refill the bucket: only the stream cap may refuse
+	// A principal may hold max_streams streams at once (a key whose bucket
+	// is large: only the stream cap may refuse).
+	expo = breachdv1.NewExposureServiceClient(s.waitForKey(t, streamer))
 	var open []grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse]
 	for range 3 {
 		st, err := expo.CheckStream(t.Context())
@@ -363,8 +369,9 @@ func TestQuota(t *testing.T) {
 
 	// The client library waits for RetryInfo instead of failing: unary
 	// calls, and a bulk sweep whose stream is refused again and again.
-	cl := client.New(conn, client.WithRetries(0, time.Millisecond), client.WithBatchSize(burst), client.WithInFlight(2))
-	for i := range 3 * burst {
+	const pacedBurst = 10
+	cl := client.New(s.waitForKey(t, paced), client.WithRetries(0, time.Millisecond), client.WithBatchSize(pacedBurst), client.WithInFlight(2))
+	for i := range 3 * pacedBurst {
 		if _, err := cl.CheckDigest(t.Context(), [32]byte{byte(i)}); err != nil {
 			t.Fatalf("client call %d at the quota = %v, want it to wait and succeed", i, err)
 		}
@@ -389,10 +396,30 @@ func TestQuota(t *testing.T) {
 	}
 }
 
+// waitForKey dials with key and returns the connection once the daemon
+// knows the key (it re-reads the key file every keys_reload): one call
+// that passes authentication, which costs the key one token.
+func (s *secureDaemon) waitForKey(t *testing.T, key string) *grpc.ClientConn {
+	t.Helper()
+	conn := s.dial(t, key, false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := calls["Check"](t, conn, s)
+		if status.Code(err) != codes.Unauthenticated {
+			return conn
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon did not take a new key within 10s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polls for the reload, an event
+	}
+}
+
 // TestMetrics scrapes /metrics over HTTP after some traffic and checks the
 // corpus gauges, gRPC metrics and refusal counters, and that the
 // exposition passes promlint.
 func TestMetrics(t *testing.T) {
+	t.Parallel()
 	s := startSecure(t, "")
 	calls["Check"](t, s.dial(t, s.keys["bulker"], false), s) // permission denied
 	calls["Check"](t, s.dial(t, "", false), s)               // unauthenticated
