@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseDigest(t *testing.T) {
+	t.Parallel()
 	valid := strings.Repeat("ab", 32)
 	tests := []struct {
 		name    string
@@ -58,6 +59,7 @@ func FuzzParseDigest(f *testing.F) {
 }
 
 func TestBreachValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		b    breachd.Breach
@@ -94,6 +96,7 @@ func TestBreachValidate(t *testing.T) {
 }
 
 func TestQuote(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"Nope", `"Nope"`},
 		{strings.Repeat("x", 78), `"` + strings.Repeat("x", 78) + `"`},
@@ -128,6 +131,7 @@ func FuzzQuote(f *testing.F) {
 }
 
 func TestErrorKinds(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		err, kind error
 	}{
@@ -152,6 +156,7 @@ func TestErrorKinds(t *testing.T) {
 }
 
 func TestValidateBatch(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		n    int
 		want string

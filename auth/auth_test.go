@@ -16,6 +16,7 @@ import (
 )
 
 func TestParseScopes(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want []auth.Scope
@@ -60,6 +61,7 @@ func FuzzParseScopes(f *testing.F) {
 }
 
 func TestKeysAndCerts(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	key, err := auth.CreateKey(dir, "signup", []auth.Scope{auth.ScopeCheck}, 5, 10)
 	if err != nil {

@@ -37,6 +37,7 @@ func loadVectors(tb testing.TB) vectors {
 }
 
 func TestVectors(t *testing.T) {
+	t.Parallel()
 	v := loadVectors(t)
 	for _, tt := range v.Valid {
 		t.Run(tt.Name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 )
 
 func TestCheckDigestsOrderAndCount(t *testing.T) {
+	t.Parallel()
 	var present []string
 	for i := range 3000 {
 		present = append(present, fmt.Sprintf("user%d@example.com", i))
@@ -68,6 +69,7 @@ func TestCheckDigestsOrderAndCount(t *testing.T) {
 }
 
 func TestCheckInvalidEmail(t *testing.T) {
+	t.Parallel()
 	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
 	defer stop()
 	_, err := client.New(conn).Check(t.Context(), "not an email")
@@ -77,6 +79,7 @@ func TestCheckInvalidEmail(t *testing.T) {
 }
 
 func TestBreaches(t *testing.T) {
+	t.Parallel()
 	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}, "Beta": {"a@example.com", "b@example.com"}})
 	defer stop()
 	bs, v, err := client.New(conn).Breaches(t.Context())
@@ -88,6 +91,7 @@ func TestBreaches(t *testing.T) {
 // TestRetryUnavailable points the client at a port where nothing listens:
 // every attempt is UNAVAILABLE, so it retries and then returns a wrapped status.
 func TestRetryUnavailable(t *testing.T) {
+	t.Parallel()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +127,7 @@ func TestRetryUnavailable(t *testing.T) {
 }
 
 func TestCheckDigestInvalidArgumentNotRetried(t *testing.T) {
+	t.Parallel()
 	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
 	defer stop()
 	// An empty stream batch cannot be sent through the client, so use the
@@ -139,6 +144,7 @@ func TestCheckDigestInvalidArgumentNotRetried(t *testing.T) {
 // outcomes a caller must tell apart: the daemon's refusal (nothing
 // committed), and a connection lost after the commit was sent (unknown).
 func TestImport(t *testing.T) {
+	t.Parallel()
 	d, err := startDemo()
 	if err != nil {
 		t.Fatal(err)

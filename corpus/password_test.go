@@ -47,6 +47,7 @@ func hexOf(r breachd.PasswordRecord, k breachd.HashKind) string {
 // per-prefix files of SUFFIX:COUNT lines, and plain lists hashed with
 // SHA-1 or NTLM (checked against known hashes of "password").
 func TestPasswordReader(t *testing.T) {
+	t.Parallel()
 	const pwSHA1 = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
 	const pwNTLM = "8846F7EAEE8FB117AD06BDD830B7586C"
 	recs, st, rejects := readPasswords(t, "-", strings.ToLower(pwSHA1)+":9545824\r\n\r\n"+pwSHA1[:39]+"0\r\n"+

@@ -53,6 +53,7 @@ func sum(tb testing.TB, email string) breachd.Digest {
 }
 
 func TestReader(t *testing.T) {
+	t.Parallel()
 	hexA := sum(t, "a@example.com").String()
 	tests := []struct {
 		name       string
@@ -154,6 +155,7 @@ func TestReader(t *testing.T) {
 }
 
 func TestReaderGzip(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	fmt.Fprint(zw, "email,name\na@example.com,A\nb@example.com,B\n")
@@ -165,6 +167,7 @@ func TestReaderGzip(t *testing.T) {
 }
 
 func TestReaderLongCSVHeader(t *testing.T) {
+	t.Parallel()
 	in := strings.Repeat("h", corpus.MaxLineBytes+1) + "\na@example.com\n"
 	_, err := corpus.NewReader(strings.NewReader(in), corpus.Options{Format: corpus.FormatCSV})
 	if err == nil || !strings.Contains(err.Error(), "line 1: the CSV header is longer than 64 KiB") {
@@ -177,6 +180,7 @@ func TestReaderLongCSVHeader(t *testing.T) {
 // the format was given or detected. (A detected header used to make the
 // file read as one address per line: "7,ann@example.com" was one address.)
 func TestReaderNoColumn(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name, in string
 		format   corpus.Format
@@ -241,6 +245,7 @@ func FuzzReader(f *testing.F) {
 }
 
 func TestParseManifest(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, in string
 		ok       bool

@@ -220,6 +220,7 @@ func ntlmHex(pw string) string {
 // TestCompatibility checks every route against the published API: status
 // codes, content types, headers and bodies (golden files).
 func TestCompatibility(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false, true)
 	pw, nt := sha1Hex("password"), ntlmHex("password")
 	for _, tc := range []struct {
@@ -290,6 +291,7 @@ func TestCompatibility(t *testing.T) {
 // TestUserAgent: a request without a user agent is refused with 403 on
 // every route, as upstream.
 func TestUserAgent(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, false, true)
 	for _, path := range []string{"/range/5BAA6", "/api/v3/breaches", "/api/v3/breachedaccount/" + both} {
 		req, _ := http.NewRequest("GET", f.url+path, nil)
@@ -372,6 +374,7 @@ func TestPadding(t *testing.T) {
 // scope, 429 with retry-after past the quota; the range API and the
 // catalogue are open or keyed by configuration.
 func TestKeys(t *testing.T) {
+	t.Parallel()
 	account := "/api/v3/breachedaccount/" + both
 	t.Run("open public", func(t *testing.T) {
 		f := newFixture(t, true, true)

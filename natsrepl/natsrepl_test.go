@@ -137,6 +137,7 @@ func lookupNames(t *testing.T, st *store.Store, d breachd.Digest) []string {
 // rejected while the replicas keep serving, and applied once it is right;
 // with the writer gone, the replicas serve the last version.
 func TestReplicas(t *testing.T) {
+	t.Parallel()
 	servers, url := cluster(t)
 	ctx := context.Background()
 	o := natsrepl.Options{URL: url, Replicas: 3, Retry: 200 * time.Millisecond}

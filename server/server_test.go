@@ -95,6 +95,7 @@ func wantCode(tb testing.TB, err error, code codes.Code, msg string) {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 100, server.Options{})
 	ctx := t.Context()
 	a := digests("a", 100)
@@ -119,6 +120,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestCheckInvalid(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, server.Options{})
 	for _, n := range []int{0, 31, 33, 64} {
 		_, err := f.expo.Check(t.Context(), &breachdv1.CheckRequest{EmailSha256: make([]byte, n)})
@@ -127,6 +129,7 @@ func TestCheckInvalid(t *testing.T) {
 }
 
 func TestCheckStream(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 1000, server.Options{})
 	a, absent := digests("a", 1000), digests("absent", 3000)
 	stream, err := f.expo.CheckStream(t.Context())
@@ -178,6 +181,7 @@ func TestCheckStream(t *testing.T) {
 }
 
 func TestCheckStreamInvalid(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, server.Options{})
 	tests := []struct {
 		name   string
@@ -204,6 +208,7 @@ func TestCheckStreamInvalid(t *testing.T) {
 }
 
 func TestBreaches(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, server.Options{})
 	list, err := f.expo.ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{})
 	if err != nil {
@@ -234,6 +239,7 @@ func TestBreaches(t *testing.T) {
 // TestListBreachesPages imports more breaches than a page holds and follows
 // the page tokens (AIP-158).
 func TestListBreachesPages(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 0, server.Options{})
 	var want []string
 	for i := range 120 {
@@ -284,6 +290,7 @@ func TestListBreachesPages(t *testing.T) {
 // TestFullPageFits checks that a page of the largest breaches the field
 // limits allow stays under the message limits of both ends.
 func TestFullPageFits(t *testing.T) {
+	t.Parallel()
 	big := func(n int) string { return strings.Repeat("é", n/2) } // 2 bytes per rune
 	classes := make([]string, breachd.MaxDataClasses)
 	for i := range classes {
@@ -308,6 +315,7 @@ func TestFullPageFits(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 0, server.Options{})
 	for _, svc := range []string{"", "breachd.v1.ExposureService"} {
 		resp, err := f.health.Check(t.Context(), &healthpb.HealthCheckRequest{Service: svc})
@@ -318,6 +326,7 @@ func TestHealth(t *testing.T) {
 }
 
 func TestClosedStoreIsUnavailable(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, server.Options{})
 	f.st.Close()
 	_, err := f.expo.Check(t.Context(), &breachdv1.CheckRequest{EmailSha256: make([]byte, 32)})
@@ -325,6 +334,7 @@ func TestClosedStoreIsUnavailable(t *testing.T) {
 }
 
 func TestAdminDisabled(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 0, server.Options{})
 	stream, err := f.admin.ImportBreach(t.Context())
 	if err != nil {
@@ -358,6 +368,7 @@ func importStream(tb testing.TB, admin breachdv1.AdminServiceClient, b *breachdv
 }
 
 func TestAdminImportWhileServing(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 500, server.Options{Admin: true})
 	ctx := t.Context()
 	b := digests("b", 5000)
@@ -413,6 +424,7 @@ func TestAdminImportWhileServing(t *testing.T) {
 // TestImportStreamEndings covers streams that end in ways that must commit
 // nothing, each with INVALID_ARGUMENT and a message.
 func TestImportStreamEndings(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 10, server.Options{Admin: true})
 	stream, err := f.admin.ImportBreach(t.Context())
 	if err != nil {
@@ -430,6 +442,7 @@ func TestImportStreamEndings(t *testing.T) {
 }
 
 func TestAdminImportInvalid(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 0, server.Options{Admin: true})
 	_, err := importStream(t, f.admin, &breachdv1.Breach{Name: "bad name", Title: "x"}, nil, 0)
 	wantCode(t, err, codes.InvalidArgument, "ImportBreachRequest.breach")
@@ -457,6 +470,7 @@ func TestAdminImportInvalid(t *testing.T) {
 // stream to end by itself: the stream ends with UNAVAILABLE, saying how to
 // resume, and shutdown returns long before its bound.
 func TestShutdownEndsBulkStreams(t *testing.T) {
+	t.Parallel()
 	srv, err := servertest.Start(t.TempDir(), servertest.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -497,6 +511,7 @@ func TestShutdownEndsBulkStreams(t *testing.T) {
 // TestImportIdleTimeout checks that an import stream that goes silent is
 // ended, and frees the import lock for the next import.
 func TestImportIdleTimeout(t *testing.T) {
+	t.Parallel()
 	srv, err := servertest.Start(t.TempDir(), servertest.Options{Admin: true, ImportIdleTimeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

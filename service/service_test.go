@@ -38,6 +38,7 @@ func batches(bs ...[]breachd.Digest) func(func([]breachd.Digest, error) bool) {
 }
 
 func TestImportRules(t *testing.T) {
+	t.Parallel()
 	svc, st := newService(t)
 	ok := breachd.Breach{Name: "Alpha", Title: "Alpha"}
 	ds := storetest.Digests("a", 20)
@@ -72,6 +73,7 @@ func TestImportRules(t *testing.T) {
 // TestCheckBatchSets checks the packed answer: exposed positions, and one
 // set per distinct combination of breaches.
 func TestCheckBatchSets(t *testing.T) {
+	t.Parallel()
 	svc, _ := newService(t)
 	a, b, both := storetest.Digests("a", 10), storetest.Digests("b", 10), storetest.Digests("both", 10)
 	for name, ds := range map[string][]breachd.Digest{"Alpha": append(slices.Clone(a), both...), "Beta": append(slices.Clone(b), both...)} {
@@ -107,6 +109,7 @@ func TestCheckBatchSets(t *testing.T) {
 }
 
 func TestListBreaches(t *testing.T) {
+	t.Parallel()
 	svc, _ := newService(t)
 	var all []string
 	for i := range 12 {

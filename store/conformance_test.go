@@ -17,6 +17,7 @@ import (
 // confirms in Badger). The others build it in the background, so lookups
 // switch from Badger to the index as they run.
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		maxBulk int
@@ -28,6 +29,7 @@ func TestConformance(t *testing.T) {
 		{"index-inline", 0, 0, store.IndexInline}, {"index-off", 0, 0, store.IndexOff},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend {
 				o := options(1024)
 				o.MaxBulkDigests, o.Index = tc.maxBulk, tc.index
@@ -39,7 +41,7 @@ func TestConformance(t *testing.T) {
 					tb.Fatalf("Open(%s) = %v", dir, err)
 				}
 				return s
-			})
+			}, true)
 		})
 	}
 }

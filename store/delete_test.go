@@ -30,14 +30,16 @@ import (
 // reused: the next import was given the deleted breach's id, and its commit
 // made every uncollected row its own.
 func TestDeletedBreachNeverComesBack(t *testing.T) {
-	base := storetest.Digests("base", 2000)
-	gone := append(slices.Clone(base[:300]), storetest.Digests("gone", 12000)...)
-	next := append(slices.Clone(base[300:400]), storetest.Digests("next", 3000)...)
+	t.Parallel()
+	base := storetest.Digests("base", 1000)
+	gone := append(slices.Clone(base[:300]), storetest.Digests("gone", 6000)...)
+	next := append(slices.Clone(base[300:400]), storetest.Digests("next", 1000)...)
 	total := int64(len(base) + len(gone) - 300) // the rows the collection reads
 	runs := deleteRuns(t)
 	for run := range runs + 1 {
 		at := 1 + int64(run)*total/int64(runs) // the last: after the collection
 		t.Run(fmt.Sprintf("caller-stops-at-row-%d", at), func(t *testing.T) {
+			t.Parallel()
 			var rows atomic.Int64
 			var stop atomic.Pointer[context.CancelFunc]
 			o := store.WithHook(options(0), func(point string) {
@@ -87,6 +89,7 @@ func TestDeletedBreachNeverComesBack(t *testing.T) {
 // stream, an idle client) is collected by the running store, without a
 // restart, and the next import waits for that.
 func TestAbandonedImportCollected(t *testing.T) {
+	t.Parallel()
 	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	base := storetest.Digests("base", 1000)
@@ -134,9 +137,10 @@ func deleteRuns(t *testing.T) int {
 // client's cancellation stopped the collection, and the next import was
 // given the deleted breach's segment id.
 func TestDeleteThroughDaemon(t *testing.T) {
-	base := storetest.Digests("base", 2000)
-	gone := append(slices.Clone(base[:300]), storetest.Digests("gone", 12000)...)
-	next := append(slices.Clone(base[300:400]), storetest.Digests("next", 3000)...)
+	t.Parallel()
+	base := storetest.Digests("base", 1000)
+	gone := append(slices.Clone(base[:300]), storetest.Digests("gone", 6000)...)
+	next := append(slices.Clone(base[300:400]), storetest.Digests("next", 1000)...)
 	template := filepath.Join(t.TempDir(), "template")
 	s := open(t, template, options(0))
 	importAll(t, s, storetest.Breach("Base"), base, 997)
@@ -150,6 +154,7 @@ func TestDeleteThroughDaemon(t *testing.T) {
 		for run := range runs {
 			at := 1 + int64(run)*total/int64(runs)
 			t.Run(fmt.Sprintf("%s-at-row-%d", mode, at), func(t *testing.T) {
+				t.Parallel()
 				dir := filepath.Join(t.TempDir(), "data")
 				copyDir(t, template, dir)
 				var rows atomic.Int64
@@ -200,15 +205,14 @@ func TestDeleteThroughDaemon(t *testing.T) {
 				if _, err := c.Import(t.Context(), storetest.Breach("Next"), storetest.Batches(next, 997, nil)); err != nil {
 					t.Fatalf("Import(Next) through the daemon = %v", err)
 				}
-				for _, d := range gone[300:] {
-					r, err := c.CheckDigest(t.Context(), d)
+				for r, err := range c.CheckDigests(t.Context(), slices.Values(gone[300:])) {
 					if err != nil || r.Exposed {
-						t.Fatalf("an account of the deleted breach: exposed %v in %v, %v; want not exposed", r.Exposed, r.Breaches, err)
+						t.Fatalf("account %d of the deleted breach: exposed %v in %v, %v; want not exposed", r.Index, r.Exposed, r.BreachNames, err)
 					}
 				}
-				for _, d := range next[100:] {
-					if r, err := c.CheckDigest(t.Context(), d); err != nil || len(r.Breaches) != 1 || r.Breaches[0].Name != "Next" {
-						t.Fatalf("an account of Next: %+v, %v", r, err)
+				for r, err := range c.CheckDigests(t.Context(), slices.Values(next[100:])) {
+					if err != nil || !slices.Equal(r.BreachNames, []string{"Next"}) {
+						t.Fatalf("account %d of Next: %+v, %v; want in Next alone", r.Index, r, err)
 					}
 				}
 			})

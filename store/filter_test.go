@@ -22,6 +22,7 @@ func key(prefix byte, i int) []byte {
 }
 
 func TestBlockedSize(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		n                  uint64
 		fpr                float64
@@ -81,6 +82,7 @@ func TestFilterRates(t *testing.T) {
 }
 
 func TestFilterSaveLoad(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	f := newFilter(5000, 0.001)
 	for i := range 5000 {
@@ -109,6 +111,7 @@ func TestFilterSaveLoad(t *testing.T) {
 // TestFilterClone checks that a clone holds everything its source does and
 // that adding to it leaves the source, which lookups may be reading, as it was.
 func TestFilterClone(t *testing.T) {
+	t.Parallel()
 	f := newFilter(4000, 0.001)
 	for i := range 2000 {
 		f.add(key('p', i))
@@ -139,6 +142,7 @@ func TestFilterClone(t *testing.T) {
 // TestFilterLoadRejects covers files that must not be used: an older format
 // and a length field inside the encoding that disagrees with the header.
 func TestFilterLoadRejects(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	f := newFilter(5000, 0.001)
 	if err := f.save(dir, filterHeader{corpusVersion: 1}); err != nil {

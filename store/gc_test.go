@@ -59,6 +59,7 @@ func names(t *testing.T, s *Store, d breachd.Digest) []string {
 }
 
 func TestCollectDeleteUpdate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	opts := DefaultOptions()
 	s, err := Open(t.Context(), dir, opts)
@@ -183,6 +184,7 @@ func legacyDelete(t *testing.T, s *Store, name string) {
 // a delete's collection outstanding, gets its rows collected before an
 // import is given an id, so none of them answers under the new breach.
 func TestLegacyCounter(t *testing.T) {
+	t.Parallel()
 	s, err := Open(t.Context(), t.TempDir(), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +213,7 @@ func TestLegacyCounter(t *testing.T) {
 // repaired from what is stored, but a full collection (breachd gc) names
 // the breach and how many accounts it answers for beyond its count.
 func TestCollectFindsMisattributed(t *testing.T) {
+	t.Parallel()
 	s, err := Open(t.Context(), t.TempDir(), DefaultOptions())
 	if err != nil {
 		t.Fatal(err)

@@ -41,6 +41,7 @@ func waitIndex(tb testing.TB, s *store.Store, logs ...*logtest.Buffer) store.Ind
 // after the next import until rebuilt; loaded, not rebuilt, at reopen; and
 // rebuilt when its file is damaged or older than the corpus.
 func TestIndex(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var logs logtest.Buffer
 	o := options(0)
@@ -129,7 +130,7 @@ func TestIndex(t *testing.T) {
 
 // TestIndexLookupAllocs pins the present path's allocations: none, with a
 // current index.
-func TestIndexLookupAllocs(t *testing.T) {
+func TestIndexLookupAllocs(t *testing.T) { // not parallel: AllocsPerRun counts the whole process's
 	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	ds := storetest.Digests("a", 5000)
@@ -153,6 +154,7 @@ func TestIndexLookupAllocs(t *testing.T) {
 // writes the index in the same pass (current at once, no rebuild); a later
 // import leaves it stale until BuildIndex, which a daemon then loads.
 func TestIndexManual(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var logs logtest.Buffer
 	o := options(0)

@@ -104,6 +104,7 @@ func countsOf(k breachd.HashKind, m map[string]uint64, recs []breachd.PasswordRe
 // abandoned release that changes nothing and is collected at reopen; and a
 // reopen that loads the saved filter.
 func TestPasswords(t *testing.T) {
+	t.Parallel()
 	for _, k := range breachd.HashKinds {
 		t.Run(k.String(), func(t *testing.T) {
 			ctx := context.Background()
@@ -212,6 +213,7 @@ func TestPasswords(t *testing.T) {
 
 // TestPasswordInput refuses what a password corpus cannot hold, clearly.
 func TestPasswordInput(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	p := openPw(t, t.TempDir(), breachd.SHA1, options(0))
 	defer p.Close()
@@ -239,6 +241,7 @@ func TestPasswordInput(t *testing.T) {
 // one that falls out of order part way goes on with write batches; either
 // way every count is exact, repeats added up.
 func TestPasswordStream(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	k := breachd.SHA1
 	sorted := pwRecords(k, "s", 12_000, 1)

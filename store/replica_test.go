@@ -17,6 +17,7 @@ import (
 // delta with a deletion; each applied twice (idempotent); answers equal
 // the writer's at each version, and survive the replica's reopen.
 func TestReplicaBackups(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	w := open(t, t.TempDir(), options(0))
 	defer w.Close()
@@ -93,6 +94,7 @@ func TestReplicaBackups(t *testing.T) {
 // the email one: a snapshot, then a delta with a second release; the
 // replica's counts and ranges equal the writer's; it takes no import.
 func TestPasswordReplica(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	k := breachd.SHA1
 	w := openPw(t, t.TempDir(), k, options(0))

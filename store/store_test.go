@@ -20,10 +20,14 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// options returns the default options with the filter sized for n keys
-// before the first import (0 keeps the default).
+// options returns the default options sized for tests, with the filter
+// sized for n keys before the first import (0 keeps the default): 4 MiB
+// memtables (Badger allocates each whole, 64 MiB by default), and scans not
+// paced (a test that checks pacing sets BackgroundShare itself).
 func options(n uint64) store.Options {
 	o := store.DefaultOptions()
+	o.MemTableSize = 4 << 20
+	o.BackgroundShare = 1
 	if n > 0 {
 		o.ExpectedKeys = n
 	}
@@ -31,7 +35,7 @@ func options(n uint64) store.Options {
 }
 
 func withLogger(l *slog.Logger) store.Options {
-	o := store.DefaultOptions()
+	o := options(0)
 	o.Logger = l
 	return o
 }
@@ -77,6 +81,7 @@ func wantBreaches(tb testing.TB, s *store.Store, ds []breachd.Digest, want ...st
 }
 
 func TestUncommittedImportIsInvisible(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	dir := t.TempDir()
 	s := open(t, dir, options(0))
@@ -128,6 +133,7 @@ func TestUncommittedImportIsInvisible(t *testing.T) {
 }
 
 func TestReopen(t *testing.T) {
+	t.Parallel()
 	a, b := storetest.Digests("a", 4000), storetest.Digests("b", 4000)
 	tests := []struct {
 		name   string
@@ -190,6 +196,7 @@ func TestReopen(t *testing.T) {
 }
 
 func TestFilterGrows(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := open(t, dir, options(1024))
 	ds := storetest.Digests("a", 20000)
@@ -212,6 +219,7 @@ func TestFilterGrows(t *testing.T) {
 }
 
 func TestLookupBatch(t *testing.T) {
+	t.Parallel()
 	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	present := storetest.Digests("a", 100)
@@ -246,6 +254,7 @@ func TestLookupBatch(t *testing.T) {
 }
 
 func TestImportsAreSerialised(t *testing.T) {
+	t.Parallel()
 	s := open(t, t.TempDir(), options(0))
 	defer s.Close()
 	started, release := make(chan struct{}), make(chan struct{})
@@ -274,6 +283,7 @@ func TestImportsAreSerialised(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	s := open(t, dir, options(0))
 	if _, err := s.Import(t.Context(), breachd.Breach{Name: "bad name"}, storetest.Batches(nil, 1, nil)); !errors.Is(err, breachd.ErrInvalidBreach) {
@@ -297,6 +307,7 @@ func TestErrors(t *testing.T) {
 // it never see its rows before the commit, an abandoned one leaves nothing
 // behind, and duplicates within the dump are counted.
 func TestFirstImport(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	dir := t.TempDir()
 	s := open(t, dir, options(0))
@@ -355,6 +366,7 @@ func TestFirstImport(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		change func(*store.Options)
@@ -392,6 +404,7 @@ func TestOptionsValidate(t *testing.T) {
 // commit is saving (run with -race), and the saved filter must be usable at
 // the next start without a rebuild.
 func TestBackToBackImports(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var logs logtest.Buffer
 	s := open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
@@ -428,6 +441,7 @@ func TestBackToBackImports(t *testing.T) {
 // TestBadgerLogs checks that Badger's messages, passed through slog's JSON
 // handler, make valid records with one "msg" each.
 func TestBadgerLogs(t *testing.T) {
+	t.Parallel()
 	var logs logtest.Buffer
 	s := open(t, t.TempDir(), withLogger(slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 100), 100)
@@ -449,6 +463,7 @@ func TestBadgerLogs(t *testing.T) {
 // TestBulkBound checks a first import past MaxBulkDigests: exact counts,
 // exact answers, and an earlier one abandoned past the bound left invisible.
 func TestBulkBound(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	o := options(0)
 	o.MaxBulkDigests = 1000
@@ -473,6 +488,7 @@ func TestBulkBound(t *testing.T) {
 // duplicates across runs are counted once, answers are exact, and no spill
 // file outlives its import, committed, abandoned or crashed.
 func TestBulkSpill(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	o := options(0)
 	o.BulkChunkDigests = 1000

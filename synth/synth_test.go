@@ -15,6 +15,7 @@ import (
 )
 
 func TestDeterministic(t *testing.T) {
+	t.Parallel()
 	var a, b, c bytes.Buffer
 	if _, err := synth.Generate(&a, synth.Options{Seed: 1, Records: 2000}); err != nil {
 		t.Fatal(err)
@@ -33,6 +34,7 @@ func TestDeterministic(t *testing.T) {
 // dump reader: every account is read, malformed rows are rejected, and the
 // dirty rows resolve to accounts that exist.
 func TestReaderFindsEveryAccount(t *testing.T) {
+	t.Parallel()
 	var dump, accounts bytes.Buffer
 	st, err := synth.Generate(&dump, synth.Options{Seed: 7, Records: 20000, Accounts: &accounts})
 	if err != nil {

@@ -51,6 +51,7 @@ erin@b\u00fccher.example,Erin
 `
 
 func TestBulkGolden(t *testing.T) {
+	t.Parallel()
 	addr := serveStore(t, "alice@example.com", "bob@example.com", "erin@bücher.example")
 	in := filepath.Join(t.TempDir(), "in.csv")
 	os.WriteFile(in, []byte(strings.ReplaceAll(goldenInput, `\u00fc`, "ü")), 0o644)
@@ -86,6 +87,7 @@ func TestBulkGolden(t *testing.T) {
 }
 
 func TestBreachesGolden(t *testing.T) {
+	t.Parallel()
 	addr := serveStore(t, "alice@example.com", "bob@example.com")
 	var stdout bytes.Buffer
 	if err := run(t.Context(), []string{"breaches", "--addr", addr}, &stdout, &bytes.Buffer{}); err != nil {
@@ -95,6 +97,7 @@ func TestBreachesGolden(t *testing.T) {
 }
 
 func TestFailOnExposed(t *testing.T) {
+	t.Parallel()
 	addr := serveStore(t, "alice@example.com")
 	in := filepath.Join(t.TempDir(), "in.txt")
 	os.WriteFile(in, []byte("nobody@example.com\n"), 0o644)
@@ -113,6 +116,7 @@ func TestFailOnExposed(t *testing.T) {
 // (user_id,email_address) was read as one address a line, and its exposed
 // user reported clean with exit status 0.
 func TestMisreadInput(t *testing.T) {
+	t.Parallel()
 	addr := serveStore(t, "lschmidt@hotmail.com")
 	dir := t.TempDir()
 	write := func(name, content string) string {
@@ -153,6 +157,7 @@ func TestMisreadInput(t *testing.T) {
 
 // TestOutDevNull checks that a report to a device (nothing to fsync) works.
 func TestOutDevNull(t *testing.T) {
+	t.Parallel()
 	addr := serveStore(t, "alice@example.com")
 	in := filepath.Join(t.TempDir(), "in.txt")
 	if err := os.WriteFile(in, []byte("alice@example.com\nnobody@example.com\n"), 0o644); err != nil {
@@ -234,6 +239,7 @@ func readReport(t *testing.T, path string) []reportLine {
 // right breach, every other row is not, invalid rows are reported, and rows
 // come out in input order.
 func TestBulkSweep(t *testing.T) {
+	t.Parallel()
 	s := newSweep(t, 20000, 10000)
 	out := filepath.Join(t.TempDir(), "report.jsonl")
 	var stderr bytes.Buffer
@@ -332,6 +338,7 @@ func TestResume(t *testing.T) {
 }
 
 func TestResumeUsage(t *testing.T) {
+	t.Parallel()
 	err := run(t.Context(), []string{"check", "--resume", "--file", "-", "--out", "x"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err != errUsage {
 		t.Fatalf("--resume with stdin = %v, want errUsage", err)

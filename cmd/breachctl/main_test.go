@@ -40,6 +40,7 @@ func serveStore(t *testing.T, emails ...string) string {
 }
 
 func TestCheck(t *testing.T) {
+	t.Parallel()
 	addr := serveStore(t, "alice@example.com")
 	var stdout bytes.Buffer
 	err := run(t.Context(), []string{"check", "--addr", addr, " Alice@EXAMPLE.com", "bob@example.com", "not-an-email"}, &stdout, &bytes.Buffer{})
@@ -58,6 +59,7 @@ corpus version 1
 }
 
 func TestCheckNoDaemon(t *testing.T) {
+	t.Parallel()
 	err := run(t.Context(), []string{"check", "--addr", "127.0.0.1:1", "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("check without a daemon = %v, want an error naming the address", err)
@@ -65,6 +67,7 @@ func TestCheckNoDaemon(t *testing.T) {
 }
 
 func TestHash(t *testing.T) {
+	t.Parallel()
 	var stdout bytes.Buffer
 	if err := run(t.Context(), []string{"hash", " Alice@Example.COM"}, &stdout, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)

@@ -60,6 +60,7 @@ func writePwned(t *testing.T, dir, name string, k breachd.HashKind, n int, perPr
 // with a breachd API key, after password releases of both kinds were
 // imported into the running daemon with 'breachd import --kind --addr'.
 func TestHIBPClient(t *testing.T) {
+	t.Parallel()
 	npm, err := exec.LookPath("npm")
 	if err != nil {
 		t.Skip("npm is not installed: the hibp client library cannot be run here")

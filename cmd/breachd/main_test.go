@@ -172,6 +172,7 @@ func wantAll(t *testing.T, conn *grpc.ClientConn, what string, emails []string, 
 }
 
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
 	sega := writeCorpus(t, tmp, "SegaPass", synth.Options{Seed: 1, Records: 6000})
@@ -244,6 +245,7 @@ func TestEndToEnd(t *testing.T) {
 // TestBreachCommands deletes and corrects breaches offline and through a
 // daemon, and collects an interrupted import.
 func TestBreachCommands(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	data := filepath.Join(tmp, "data")
 	a := writeCorpus(t, tmp, "Alpha", synth.Options{Seed: 1, Records: 1500})
@@ -292,6 +294,7 @@ func TestBreachCommands(t *testing.T) {
 }
 
 func TestUsage(t *testing.T) {
+	t.Parallel()
 	tests := [][]string{
 		nil,
 		{"bogus"},
@@ -316,6 +319,7 @@ func TestUsage(t *testing.T) {
 }
 
 func TestInvalidOptions(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -344,6 +348,7 @@ func TestInvalidOptions(t *testing.T) {
 // (flag over environment over file over default), that every key of the
 // file is known, and that errors name the key.
 func TestConfigSources(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	file := filepath.Join(dir, "breachd.yaml")
 	write := func(s string) {
@@ -391,6 +396,7 @@ func TestConfigSources(t *testing.T) {
 // TestKeysCommands creates, lists and revokes keys, and checks that only a
 // hash of each key is stored.
 func TestKeysCommands(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := runOK(t, "keys", "create", "--data", dir, "--name", "signup", "--scopes", "check", "--rate", "10", "--burst", "20")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
@@ -431,6 +437,7 @@ func TestKeysCommands(t *testing.T) {
 // id,name,mail, used to be read as one address a line and commit whole
 // rows as accounts.)
 func TestImportNothingAccepted(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	c := writeCorpus(t, tmp, "A", synth.Options{Seed: 1, Records: 10})
 	files := map[string]struct {
@@ -488,6 +495,7 @@ func TestImportNothingAccepted(t *testing.T) {
 func noRows(p string) string { return "no row of " + p + " was accepted" }
 
 func TestImportErrors(t *testing.T) {
+	t.Parallel()
 	tmp := t.TempDir()
 	c := writeCorpus(t, tmp, "A", synth.Options{Seed: 1, Records: 10})
 	bad := filepath.Join(tmp, "bad.json")

@@ -45,6 +45,7 @@ func natsServer(t *testing.T) string {
 // balancing over both (and asking for the import's version) reads; a
 // replica refuses imports, naming the writer.
 func TestReplicaDaemons(t *testing.T) {
+	t.Parallel()
 	url := natsServer(t)
 	dir := t.TempDir()
 	sega := writeCorpus(t, dir, "SegaPass", synth.Options{Seed: 1, Records: 3000})

@@ -13,6 +13,7 @@ import (
 // TestSweep checks a sweep file: the asked number of rows, the asked share
 // of them accounts of the corpus, every other row outside it, no repeats.
 func TestSweep(t *testing.T) {
+	t.Parallel()
 	var accounts bytes.Buffer
 	if _, err := synth.Generate(&bytes.Buffer{}, synth.Options{Seed: 5, Records: 20_000, DirtyPercent: 3, Accounts: &accounts}); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,11 @@ type Backend interface {
 type Opener func(tb testing.TB, dir string) Backend
 
 // Run checks every invariant, each in a subtest with a fresh directory.
-func Run(t *testing.T, open Opener) {
+// With concurrent, the subtests run in parallel with each other (and with
+// the caller's other parallel tests), as SpiceDB's datastore suite does;
+// a backend whose instances share anything (a process-wide hook, a port)
+// runs them one at a time instead.
+func Run(t *testing.T, open Opener, concurrent bool) {
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, open Opener)
@@ -38,7 +43,12 @@ func Run(t *testing.T, open Opener) {
 		{"ReopenKeepsEverything", reopen},
 		{"DeleteIsAtomicAndKept", deleteBreach},
 	} {
-		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
+		t.Run(tc.name, func(t *testing.T) {
+			if concurrent {
+				t.Parallel()
+			}
+			tc.fn(t, open)
+		})
 	}
 }
 
@@ -215,6 +225,9 @@ func visibleAllAtOnce(t *testing.T, open Opener) {
 					errs <- fmt.Errorf("a Beta account exposed=%v at version %d", len(got) > 0, v)
 					return
 				}
+				// Let the import run: spinning readers on a small machine
+				// (and under the race detector) otherwise starve it.
+				runtime.Gosched()
 			}
 		}()
 	}
@@ -337,6 +350,7 @@ func deleteBreach(t *testing.T, open Opener) {
 					errs <- err
 					return
 				}
+				runtime.Gosched() // let the delete run
 			}
 		}()
 	}
