@@ -106,6 +106,7 @@ func OpenPasswords(ctx context.Context, dataDir string, k breachd.HashKind, opts
 	if readOnly != nil {
 		bo = bo.WithReadOnly(true)
 	}
+	removeEmptyValueLogs(dir, opts.Logger)
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, classify("open "+dir, err)

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,6 +200,22 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		WithMetricsEnabled(false)
 }
 
+// removeEmptyValueLogs removes the value log files of no bytes in dir. A
+// process killed just after Badger created one (before it wrote the file's
+// header) leaves it so, and Badger then refuses to open the directory
+// ("Open existing file ... Create a new file": it takes an empty file for
+// one it must create, and fails). Such a file holds nothing.
+func removeEmptyValueLogs(dir string, log *slog.Logger) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	for _, p := range logs {
+		if fi, err := os.Stat(p); err == nil && fi.Size() == 0 {
+			if err := os.Remove(p); err == nil {
+				log.Warn("removed an empty value log file a crash left", "file", filepath.Base(p))
+			}
+		}
+	}
+}
+
 // Open opens (creating if needed) the corpus in dir. Rebuilding the Bloom
 // filter, when the saved one does not match the data, stops when ctx is done.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
@@ -216,6 +234,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		opts.Logger.Warn("disk nearly full: opening the corpus read-only; imports, deletes and collections are refused until space is freed and the daemon restarted",
 			"dir", dir, "reserve_mib", opts.DiskReserve>>20)
 	}
+	removeEmptyValueLogs(dir, opts.Logger)
 	db, err := badger.Open(bo)
 	if err != nil {
 		if readOnly != nil {

@@ -531,3 +531,25 @@ func TestBulkSpill(t *testing.T) {
 	}
 	wantBreaches(t, s, a, "Alpha")
 }
+
+// TestEmptyValueLog: a process killed just after Badger created a value
+// log file, before it wrote the file's header, leaves a file of no bytes,
+// and Badger refuses to open such a directory ("Create a new file"); seen
+// once in TestReplicaKilled. Open removes the empty file, which held
+// nothing, and every answer is there.
+func TestEmptyValueLog(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir, options(0))
+	ds := storetest.Digests("a", 1000)
+	importAll(t, s, storetest.Breach("Alpha"), ds, 500)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "000009.vlog"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, options(0))
+	defer s.Close()
+	wantBreaches(t, s, ds, "Alpha")
+}
