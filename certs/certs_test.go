@@ -43,6 +43,19 @@ func TestWatch(t *testing.T) {
 		return c.Certificates[0].Leaf.SerialNumber.String()
 	}
 	failures := func() int { return strings.Count(logs.String(), "reloading TLS files failed") }
+	// writeKey replaces the key file in one rename, as a secret update
+	// does: one change, one reload (a write in place is two: the file
+	// truncated, then written).
+	writeKey := func(b []byte) {
+		t.Helper()
+		tmp := filepath.Join(t.TempDir(), "key")
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, key); err != nil {
+			t.Fatal(err)
+		}
+	}
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(10 * time.Second)
@@ -55,18 +68,25 @@ func TestWatch(t *testing.T) {
 	}
 	// A broken pair keeps the certificate in use. Writing it until the
 	// failure is logged also tells that the watcher is running.
-	waitFor("the watcher to report a broken key", func() bool {
-		os.WriteFile(key, []byte("not a key"), 0o600)
-		time.Sleep(5 * time.Millisecond)
-		return failures() > 0
-	})
+	// A write before the watcher runs makes no event; one after makes one,
+	// handled well within a second. (A second write while the first is
+	// pending would make a stray reload that reads the key restored below.)
+	for attempt := 0; failures() == 0; attempt++ {
+		if attempt == 10 {
+			t.Fatalf("the watcher did not report a broken key in 10 tries:\n%s", logs.String())
+		}
+		writeKey([]byte("not a key"))
+		for deadline := time.Now().Add(time.Second); failures() == 0 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond) // polls for the event
+		}
+	}
 	if got := serial(); got != first.String() {
 		t.Fatalf("serving %s after a broken key, want the old %s", got, first)
 	}
 	// The good key back: a reload that finds the same pair (it counts, it
 	// does not log).
 	loads := r.Loads()
-	os.WriteFile(key, goodKey, 0o600)
+	writeKey(goodKey)
 	waitFor("the restored key to load", func() bool { return r.Loads() > loads })
 	// Unrelated files, then a broken key again: each change is handled in
 	// order, so once the broken key's failure is logged every unrelated
@@ -75,7 +95,7 @@ func TestWatch(t *testing.T) {
 	for i := range 20 {
 		os.WriteFile(filepath.Join(dir, "unrelated"), []byte{byte(i)}, 0o600)
 	}
-	os.WriteFile(key, []byte("not a key"), 0o600)
+	writeKey([]byte("not a key"))
 	waitFor("the second broken key to be reported", func() bool { return failures() > failed })
 	if n := r.Loads(); n != loads {
 		t.Fatalf("%d loads after writes to an unrelated file, want %d", n, loads)
