@@ -370,3 +370,79 @@ func TestReplicaKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableCurrent: a current entry that is not an entry (a bucket
+// written by something else) is logged and skipped while the replica keeps
+// serving what it has; the next good entry is applied.
+func TestUnreadableCurrent(t *testing.T) {
+	t.Parallel()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(20 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	ctx := t.Context()
+	o := natsrepl.Options{URL: s.ClientURL(), Retry: 100 * time.Millisecond}
+	w, err := store.Open(ctx, t.TempDir(), store.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	a := storetest.Digests("a", 500)
+	if _, err := w.Import(ctx, storetest.Breach("Alpha"), storetest.Batches(a, 500, nil)); err != nil {
+		t.Fatal(err)
+	}
+	// The buckets exist once a publisher has connected: publish, then spoil
+	// current before the replica starts.
+	pctx, stopPub := context.WithCancel(ctx)
+	pub := natsrepl.NewPublisher(w, t.TempDir(), "", o)
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); pub.Run(pctx) }()
+	defer func() { stopPub(); <-pubDone }()
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	var kv jetstream.KeyValue
+	var good jetstream.KeyValueEntry
+	waitFor(t, "the first publish", func() bool {
+		if kv == nil {
+			kv, _ = js.KeyValue(ctx, natsrepl.DefaultKVBucket)
+		}
+		if kv != nil {
+			good, _ = kv.Get(ctx, "current")
+		}
+		return good != nil
+	})
+	if _, err := kv.Put(ctx, "current", []byte("not an entry")); err != nil {
+		t.Fatal(err)
+	}
+	fo := store.DefaultOptions()
+	fo.Follower = true
+	r := &replica{dir: t.TempDir()}
+	if r.st, err = store.Open(ctx, r.dir, fo); err != nil {
+		t.Fatal(err)
+	}
+	defer r.st.Close()
+	r.start(o)
+	defer r.stop()
+	waitFor(t, "the unreadable entry to be logged", func() bool {
+		return strings.Contains(r.logs.String(), "the current corpus entry is unreadable")
+	})
+	if r.f.Ready() || r.st.Version() != 0 {
+		t.Fatalf("after an unreadable current: ready %v at version %d, want neither", r.f.Ready(), r.st.Version())
+	}
+	if _, err := kv.Put(ctx, "current", good.Value()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the good entry to be applied", func() bool { return r.f.Ready() && r.st.Version() == 1 })
+	if got := lookupNames(t, r.st, a[0]); !slices.Equal(got, []string{"Alpha"}) {
+		t.Fatalf("replica answers %v for an Alpha account", got)
+	}
+}

@@ -342,6 +342,11 @@ func TestInvalidOptions(t *testing.T) {
 		!strings.Contains(stderr.String(), "invalid --batch 10001: want 1 to 10000") {
 		t.Errorf("import --batch 10001 = %v, %q; want a usage error naming --batch", err, stderr.String())
 	}
+	stderr.Reset()
+	if err := run(t.Context(), []string{"import", "--data", "d", "--manifest", "m", "--max-invalid", "2", "x"}, io.Discard, &stderr); err != errUsage ||
+		!strings.Contains(stderr.String(), "invalid --max-invalid 2: want a share from 0 to 1") {
+		t.Errorf("import --max-invalid 2 = %v, %q; want a usage error naming --max-invalid", err, stderr.String())
+	}
 }
 
 // TestConfigSources checks the precedence of the configuration's sources
