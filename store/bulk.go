@@ -1,27 +1,32 @@
 package store
 
 import (
+	"bytes"
 	"context"
-	"encoding/binary"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/ristretto/v2/z"
-
-	"github.com/breachd/breachd"
 )
 
-// The first import into a store is a bulk load: Add only buffers digests,
-// and Commit sorts them and writes them straight into sorted tables with
-// Badger's StreamWriter, with no memtable, write-ahead log or compaction on
-// the way (about 1.5 s instead of 3.5 s for the 1.29M Sega Pass digests).
+// The first import into a corpus is a bulk load: its rows are written
+// straight into sorted tables with Badger's StreamWriter, with no memtable,
+// write-ahead log or compaction on the way (the 1.29M Sega Pass digests in
+// about 1.5 s instead of 3.5 s). A corpus with no committed import has never
+// answered "exposed", so the StreamWriter's Prepare may wipe it: that also
+// clears the rows of an earlier first import that crashed or was abandoned.
+// Lookups meanwhile never touch Badger: an empty catalogue answers first.
 //
-// A store with no committed import has never answered "exposed", so the
-// StreamWriter's Prepare may wipe it: that also clears the rows of an
-// earlier first import that crashed or was abandoned. Lookups meanwhile
-// never touch Badger, because an empty catalogue answers "not exposed"
-// before it gets that far.
+// How the keys reach the StreamWriter is the kind's (kind.bulk):
+//   - bulkSpill buffers them, spills sorted runs to files every
+//     Options.BulkChunkDigests keys (spill.go), and at the commit merges the
+//     runs into the tables, and the lookup index in the same pass. Past
+//     Options.MaxBulkDigests buffered keys it leaves the bulk load for write
+//     batches: memory stays bounded, the corpus is the same.
+//   - bulkStream writes each batch at once while the keys come in ascending
+//     order; the first batch out of order ends the stream and the rest goes
+//     through write batches, which merge with what was streamed.
 
 // bulkBatch is how many rows go to the StreamWriter per buffer.
 const bulkBatch = 1 << 16
@@ -32,102 +37,314 @@ const bulkBatch = 1 << 16
 // 5.2 GiB of mapped table pages otherwise).
 const pageOutEvery = 8
 
-func (imp *importTx) addBulk(digests []breachd.Digest) error {
-	imp.bulk = append(imp.bulk, digests...)
-	imp.stats.Received += uint64(len(digests))
-	if len(imp.bulk) >= imp.s.opts.BulkChunkDigests {
-		return imp.spill()
+type bulkLoad struct {
+	mode bulkMode
+	// spill mode: the buffered records and the sorted runs (spill.go)
+	runs runs
+	// stream mode, and spill mode's commit: the writer
+	sw      *badger.StreamWriter
+	buf     *z.Buffer
+	inBuf   int    // rows in buf
+	flushes int    // buffers written
+	last    []byte // the last key streamed
+	// index is the lookup index written in the same pass (indexed kinds,
+	// spill mode); installed once the commit is written.
+	index *indexWriter
+}
+
+// beginBulk starts the bulk load of imp, the first import into c.
+func (c *corpus) beginBulk(imp *importTx, expected uint64) (*bulkLoad, error) {
+	imp.seg = bulkSegment
+	imp.mine[bulkSegment] = true
+	bl := &bulkLoad{mode: c.kind.bulk, runs: newRuns(c.dir, c.kind)}
+	if bl.mode == bulkStream {
+		if err := bl.startWriter(c); err != nil {
+			return nil, err
+		}
+		imp.wiped = true
+		f := newFilter(max(c.opts.ExpectedKeys, expected+expected/4), c.opts.FalsePositiveRate)
+		imp.filter = f
+	}
+	return bl, nil
+}
+
+func (bl *bulkLoad) startWriter(c *corpus) error {
+	sw := c.db.NewStreamWriter()
+	if err := sw.Prepare(); err != nil {
+		return classify("prepare bulk load", err)
+	}
+	bl.sw, bl.buf = sw, z.NewBuffer(bulkBatch*64, "breachd.bulk")
+	return nil
+}
+
+// add takes a sorted batch of distinct records; it reports false when the
+// bulk load has ended and the caller must write the batch itself.
+func (bl *bulkLoad) add(ctx context.Context, imp *importTx, rs []record) (bool, error) {
+	c := imp.c
+	if bl.mode == bulkStream {
+		if bl.last != nil && bytes.Compare(rs[0].key, bl.last) <= 0 {
+			c.log.Info("first import out of order or with repeats; going on with write batches", "breach", imp.breach.Name, "streamed", imp.stats.New)
+			return false, bl.leave(ctx, imp)
+		}
+		if err := c.acquire(); err != nil {
+			return false, err
+		}
+		defer c.release()
+		for _, r := range rs {
+			if err := bl.write(ctx, c, imp, r); err != nil {
+				return false, err
+			}
+			bl.last = r.key
+		}
+		imp.stats.New += uint64(len(rs))
+		imp.added += uint64(len(rs))
+		return true, nil
+	}
+	if max := c.opts.MaxBulkDigests; max > 0 && bl.runs.buffered()+len(rs) > max {
+		return false, bl.leave(ctx, imp)
+	}
+	// Nothing is written before the commit; refuse early anyway.
+	if err := c.checkSpace(int64(bl.runs.buffered()+len(rs))*bulkBytesPerKey, "the bulk load of "+imp.breach.Name); err != nil {
+		return false, err
+	}
+	bl.runs.add(rs)
+	if bl.runs.buffered() >= c.opts.BulkChunkDigests {
+		if err := c.checkSpace(int64(bl.runs.buffered()*bl.runs.recSize), "spilling the bulk load of "+imp.breach.Name); err != nil {
+			return false, err
+		}
+		if err := bl.runs.spill(); err != nil {
+			return false, err
+		}
+		c.log.Debug("bulk load spilled a run", "breach", imp.breach.Name, "runs", len(bl.runs.files))
+	}
+	return true, nil
+}
+
+// write appends one row to the StreamWriter's buffer, and the filter and
+// index, flushing the buffer when it is full.
+func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r record) error {
+	k := c.kind
+	fk := k.filterKey(r.key)
+	imp.filter.add(fk[:])
+	val := k.appendEntry(make([]byte, 0, k.entrySize()), imp.seg, r.count)
+	if bl.index != nil {
+		if err := bl.index.add(r.key, val); err != nil {
+			return err
+		}
+	}
+	badger.KVToBuffer(&pb.KV{Key: k.rowKey(nil, r.key), Value: val, Version: 1, StreamId: 1}, bl.buf)
+	if bl.inBuf++; bl.inBuf == bulkBatch {
+		return bl.flush(ctx, c, imp)
 	}
 	return nil
 }
 
-// commitBulk writes the buffered (and spilled) digests in order, builds the
-// filter for them, and returns it to be swapped in with the catalogue.
-func (imp *importTx) commitBulk(ctx context.Context) (*filter, error) {
-	s := imp.s
-	start := time.Now()
-	// The filter is sized for the digests received (an upper bound on the
-	// distinct ones), with room for a quarter more keys at the target rate;
-	// later imports rebuild it larger when the corpus outgrows it by half.
-	n := imp.spilled + uint64(len(imp.bulk))
-	f := newFilter(max(s.opts.ExpectedKeys, n+n/4), s.opts.FalsePositiveRate)
-	if err := s.checkSpace(int64(n)*bulkBytesPerDigest+int64(f.blocks*blockBits/8), "the bulk load of "+imp.breach.Name); err != nil {
-		return nil, err
+func (bl *bulkLoad) flush(ctx context.Context, c *corpus, imp *importTx) error {
+	if bl.inBuf == 0 {
+		return nil
 	}
-	sw := s.db.NewStreamWriter()
-	defer sw.Cancel()
-	if err := sw.Prepare(); err != nil {
-		return nil, classify("prepare bulk load", err)
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	// The lookup index is written in the same pass (the digests come out
-	// sorted), and installed once the commit is written.
-	if s.opts.Index != IndexOff {
-		w, err := newIndexWriter(s.dir, n)
-		if err != nil {
-			return nil, err
-		}
-		imp.index = w
+	if err := c.checkSpace(int64(bl.inBuf)*bulkBytesPerKey, "the bulk load of "+imp.breach.Name); err != nil {
+		return err
 	}
-	val := binary.BigEndian.AppendUint32(nil, imp.seg)
-	buf := z.NewBuffer(bulkBatch*64, "breachd.bulk")
-	defer func() { buf.Release() }()
-	var distinct, inBuf, flushes int
-	flush := func() error {
-		if inBuf == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := sw.Write(buf)
-		buf.Release()
-		buf, inBuf = z.NewBuffer(bulkBatch*64, "breachd.bulk"), 0
-		if flushes++; flushes%pageOutEvery == 0 {
-			s.pageOutTables()
-		}
+	err := bl.sw.Write(bl.buf)
+	bl.buf.Release()
+	bl.buf, bl.inBuf = z.NewBuffer(bulkBatch*64, "breachd.bulk"), 0
+	if bl.flushes++; bl.flushes%pageOutEvery == 0 && !c.kind.counted {
+		// Email lookups read the filter and the index, never these pages;
+		// password ranges read Badger's tables, which stay cached.
+		c.pageOutTables()
+	}
+	return classify("bulk load", err)
+}
+
+// finishWriter writes what is left and closes the StreamWriter.
+func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) error {
+	if err := bl.flush(ctx, c, imp); err != nil {
+		return err
+	}
+	bl.buf.Release()
+	bl.buf = nil
+	sw := bl.sw
+	bl.sw = nil
+	if err := sw.Flush(); err != nil {
 		return classify("bulk load", err)
 	}
-	for d, err := range imp.merged() {
-		if err != nil {
-			return nil, err
-		}
-		f.add(d[:])
-		if imp.index != nil {
-			if err := imp.index.add(d[:], val); err != nil {
-				return nil, err
-			}
-		}
-		k := emailKey(&d)
-		badger.KVToBuffer(&pb.KV{Key: k[:], Value: val, Version: 1, StreamId: 1}, buf)
-		distinct++
-		if inBuf++; inBuf == bulkBatch {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
+	if !c.kind.counted {
+		c.pageOutTables()
 	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	if err := sw.Flush(); err != nil {
-		return nil, classify("bulk load", err)
-	}
-	s.pageOutTables()
-	imp.stats.Duplicates = imp.stats.Received - uint64(distinct)
-	imp.stats.NewAccounts = uint64(distinct)
-	runs := len(imp.spills)
+	return nil
+}
+
+// leave ends the bulk load part way: a stream is flushed, its segment
+// recorded as pending (so that an abandoned import is collected), and the
+// import goes on with write batches under it; a spilled load takes a
+// segment of its own and replays what it buffered through write batches.
+func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
+	c := imp.c
 	imp.bulk = nil
-	imp.removeSpills()
-	s.log.Info("bulk load written", "breach", imp.breach.Name, "digests", distinct, "spilled_runs", runs, "duration", time.Since(start))
-	return f, nil
+	if bl.mode == bulkStream {
+		if err := c.acquire(); err != nil {
+			return err
+		}
+		defer c.release()
+		if err := bl.finishWriter(ctx, c, imp); err != nil {
+			return err
+		}
+		err := c.db.Update(func(txn *badger.Txn) error {
+			return setSegment(txn, imp.seg, imp.breach.Name, false)
+		})
+		if err != nil {
+			return classify("begin import", err)
+		}
+		imp.recorded = true
+		return nil
+	}
+	defer bl.end()
+	buffered := uint64(bl.runs.buffered()) + bl.runs.spilled
+	received, dups := imp.stats.Received, imp.stats.Duplicates
+	imp.stats = importStats{}
+	if err := c.acquire(); err != nil {
+		return err
+	}
+	err := imp.newSegment(ctx)
+	c.release()
+	if err == nil {
+		c.log.Info("bulk load over its bound; going on with write batches", "breach", imp.breach.Name,
+			"buffered", buffered, "max_bulk_digests", c.opts.MaxBulkDigests, "segment", imp.seg)
+		err = bl.replay(ctx, imp)
+	}
+	// The replay counted only distinct keys: the repeats among the
+	// buffered ones were duplicates already counted.
+	imp.stats.Received = received
+	imp.stats.Duplicates += dups
+	return err
+}
+
+// replay writes what a spilled bulk load buffered through write batches.
+func (bl *bulkLoad) replay(ctx context.Context, imp *importTx) error {
+	k := imp.c.kind
+	in := input{}
+	flush := func() error {
+		if len(in.keys) == 0 {
+			return nil
+		}
+		received := imp.stats.Received
+		err := imp.add(ctx, in)
+		imp.stats.Received = received
+		in.keys, in.counts = in.keys[:0], in.counts[:0]
+		return err
+	}
+	for r, err := range bl.runs.merged() {
+		if err != nil {
+			return err
+		}
+		in.keys = append(in.keys, r.key...)
+		if k.counted {
+			in.counts = append(in.counts, r.count)
+		}
+		if len(in.keys) >= 10_000*k.keySize {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// finish writes a spilled bulk load's rows (the commit calls it, holding a
+// call slot); a stream's were written as they came.
+func (bl *bulkLoad) finish(ctx context.Context, imp *importTx) error {
+	c := imp.c
+	if bl.mode == bulkStream {
+		return bl.finishWriter(ctx, c, imp)
+	}
+	start := time.Now()
+	// The filter is sized for the keys received (an upper bound on the
+	// distinct ones), with room for a quarter more keys at the target
+	// rate; later imports rebuild it larger when the corpus outgrows it.
+	n := uint64(bl.runs.buffered()) + bl.runs.spilled
+	imp.filter = newFilter(max(c.opts.ExpectedKeys, n+n/4), c.opts.FalsePositiveRate)
+	if err := c.checkSpace(int64(n)*bulkBytesPerKey+int64(imp.filter.blocks*blockBits/8), "the bulk load of "+imp.breach.Name); err != nil {
+		return err
+	}
+	if err := bl.startWriter(c); err != nil {
+		return err
+	}
+	imp.wiped = true
+	if c.kind.indexed && c.opts.Index != IndexOff {
+		w, err := c.newIndexWriter(n)
+		if err != nil {
+			return err
+		}
+		bl.index = w
+	}
+	var distinct uint64
+	for r, err := range bl.runs.merged() {
+		if err != nil {
+			return err
+		}
+		if err := bl.write(ctx, c, imp, r); err != nil {
+			return err
+		}
+		distinct++
+	}
+	if err := bl.finishWriter(ctx, c, imp); err != nil {
+		return err
+	}
+	imp.stats.Duplicates = imp.stats.Received - distinct
+	imp.stats.New, imp.added = distinct, distinct
+	c.log.Info("bulk load written", "breach", imp.breach.Name, "keys", distinct, "spilled_runs", len(bl.runs.files), "duration", time.Since(start))
+	return nil
+}
+
+// installIndex installs the index the bulk load wrote, now that its
+// version is committed.
+func (bl *bulkLoad) installIndex(version uint64) {
+	if bl.index == nil {
+		return
+	}
+	w := bl.index
+	bl.index = nil
+	c := w.c
+	defer c.doneWriting(w)
+	if w.finish(version) != nil {
+		w.abort()
+		return
+	}
+	x, err := w.install()
+	if err == nil && !c.publishIndex(x) {
+		unmapFile(x.mapped)
+	}
+}
+
+// end drops what the bulk load holds: its buffers, run files, an index
+// file not installed, a StreamWriter not flushed (nothing written).
+func (bl *bulkLoad) end() {
+	bl.runs.remove()
+	if bl.index != nil {
+		bl.index.c.doneWriting(bl.index)
+		bl.index.abort()
+		bl.index = nil
+	}
+	if bl.sw != nil {
+		bl.sw.Cancel()
+		bl.sw = nil
+	}
+	if bl.buf != nil {
+		bl.buf.Release()
+		bl.buf = nil
+	}
 }
 
 // pageOutTables pages out the tables a bulk load wrote (see pageOutTables
 // in pageout_linux.go). It is advice: where the kernel cannot take it, the
 // load goes on with the pages mapped, and says so once.
-func (s *Store) pageOutTables() {
-	if err := pageOutTables(s.dir); err != nil && !s.pageOutFailed {
-		s.pageOutFailed = true
-		s.log.Info("bulk load keeps its table pages mapped", "reason", err)
+func (c *corpus) pageOutTables() {
+	if err := pageOutTables(c.dir); err != nil && !c.pageOutFailed {
+		c.pageOutFailed = true
+		c.log.Info("bulk load keeps its table pages mapped", "reason", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -13,10 +14,9 @@ import (
 	"github.com/breachd/breachd"
 )
 
-// Key layout. Every key starts with a one-byte keyspace tag, leaving room for
-// later indexes (password digests, keyed digests) beside the email one.
+// Key layout. Every key starts with a one-byte keyspace tag: the rows'
+// (kind.tag: 'e' for emails, 'h' for password hashes), and these.
 const (
-	tagEmail   = 'e' // 'e' + SHA-256 of canonical email -> segment ids, 4 bytes each
 	tagBreach  = 'b' // 'b' + breach name -> breachRecord (JSON)
 	tagSegment = 's' // 's' + segment id (uint32 BE) -> segmentRecord (JSON)
 	tagMeta    = 'm' // 'm' + name -> metadata
@@ -40,15 +40,6 @@ var (
 // record, and only the next bulk load, which starts by wiping the store,
 // may use it again.
 const bulkSegment = 1
-
-const emailKeySize = 1 + breachd.DigestSize
-
-func emailKey(d *breachd.Digest) [emailKeySize]byte {
-	var k [emailKeySize]byte
-	k[0] = tagEmail
-	copy(k[1:], d[:])
-	return k
-}
 
 func breachKey(name string) []byte { return append([]byte{tagBreach}, name...) }
 
@@ -138,29 +129,49 @@ func getUint64(txn *badger.Txn, key []byte) (uint64, error) {
 	return n, err
 }
 
-// breachRecord is a catalogue entry at rest.
+// breachRecord is a catalogue entry at rest: a breach (or a password
+// release) and the keys it holds.
 type breachRecord struct {
 	breachd.Breach
 	AccountCount int64 `json:"AccountCount"`
+	// Hashes is what password corpora written before the engine called
+	// AccountCount; it is read, never written.
+	Hashes int64 `json:"Hashes,omitempty"`
+}
+
+func parseBreachRecord(v []byte) (breachRecord, error) {
+	var r breachRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return r, fmt.Errorf("%w: breach record: %v", ErrCorrupt, err)
+	}
+	if r.AccountCount == 0 {
+		r.AccountCount = r.Hashes
+	}
+	r.Hashes = 0
+	return r, nil
 }
 
 // catalog is an immutable snapshot of the committed corpus: which segments
 // are visible and to which breach each belongs. Lookups load it once and use
 // it throughout, so an answer never mixes two corpus versions.
 type catalog struct {
+	kind    *kind
 	version uint64
 	// importVersion is the version of the last committed import (at open:
 	// the version, as what came before is not recorded). An index built
-	// at importVersion or later holds every committed digest.
+	// at importVersion or later holds every committed key.
 	importVersion uint64
-	segments      map[uint32]*breachd.CatalogEntry // committed segments only
-	segNames      map[uint32]string                // committed segment -> breach name
-	byName        map[string]*breachd.CatalogEntry
-	sorted        []*breachd.CatalogEntry // by name
+	// readTs pins a replica's reads to the Badger version its rows were
+	// loaded to (corpus.snapshot); 0 on a writer.
+	readTs   uint64
+	segments map[uint32]*breachd.CatalogEntry // committed segments only
+	segNames map[uint32]string                // committed segment -> breach name
+	byName   map[string]*breachd.CatalogEntry
+	sorted   []*breachd.CatalogEntry // by name
 }
 
-func newCatalog(version, importVersion uint64, breaches map[string]*breachd.CatalogEntry, segs map[uint32]string) *catalog {
-	c := &catalog{version: version, importVersion: importVersion, segments: make(map[uint32]*breachd.CatalogEntry, len(segs)), segNames: segs, byName: breaches}
+func newCatalog(k *kind, version, importVersion uint64, breaches map[string]*breachd.CatalogEntry, segs map[uint32]string) *catalog {
+	c := &catalog{kind: k, version: version, importVersion: importVersion, segments: make(map[uint32]*breachd.CatalogEntry, len(segs)), segNames: segs, byName: breaches}
 	for id, name := range segs {
 		if b := breaches[name]; b != nil {
 			c.segments[id] = b
@@ -173,14 +184,39 @@ func newCatalog(version, importVersion uint64, breaches map[string]*breachd.Cata
 	return c
 }
 
-// resolve appends to dst the visible breaches named by a membership value,
-// each once, ordered by name.
+// with returns the catalogue after a change at version: breach b (nil: the
+// breach named name removed) with segments segs of it added, or those of
+// the removed breach dropped.
+func (c *catalog) with(version, importVersion uint64, name string, b *breachd.CatalogEntry, addSeg uint32) *catalog {
+	breaches := maps.Clone(c.byName)
+	segs := maps.Clone(c.segNames)
+	if b == nil {
+		delete(breaches, name)
+		for id, n := range segs {
+			if n == name {
+				delete(segs, id)
+			}
+		}
+	} else {
+		breaches[name] = b
+		if addSeg != 0 {
+			segs[addSeg] = name
+		}
+	}
+	nc := newCatalog(c.kind, version, importVersion, breaches, segs)
+	nc.readTs = c.readTs
+	return nc
+}
+
+// resolve appends to dst the visible breaches named by a row value, each
+// once, ordered by name.
 func (c *catalog) resolve(dst []*breachd.CatalogEntry, val []byte) ([]*breachd.CatalogEntry, error) {
-	if len(val)%4 != 0 {
-		return dst, fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(val))
+	n := c.kind.entrySize()
+	if len(val)%n != 0 {
+		return dst, fmt.Errorf("%w: %s row of %d bytes", ErrCorrupt, c.kind.name, len(val))
 	}
 	start := len(dst)
-	for i := 0; i < len(val); i += 4 {
+	for i := 0; i < len(val); i += n {
 		b := c.segments[binary.BigEndian.Uint32(val[i:])]
 		if b == nil || slices.Contains(dst[start:], b) {
 			continue
@@ -193,10 +229,37 @@ func (c *catalog) resolve(dst []*breachd.CatalogEntry, val []byte) ([]*breachd.C
 	return dst, nil
 }
 
-// visible reports whether a membership value names any committed segment.
+// visible reports whether a row value has an entry of a committed segment.
 func (c *catalog) visible(val []byte) bool {
-	for i := 0; i+4 <= len(val); i += 4 {
+	n := c.kind.entrySize()
+	for i := 0; i+n <= len(val); i += n {
 		if c.segments[binary.BigEndian.Uint32(val[i:])] != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// count returns a counted row's answer: the highest count of its visible
+// entries (0 if none is visible). Pwned Passwords counts only grow from one
+// release to the next, so this is the newest release's count; and a small
+// list imported beside a large corpus never lowers one.
+func (c *catalog) count(val []byte) uint64 {
+	var best uint64
+	n := c.kind.entrySize()
+	for i := 0; i+n <= len(val); i += n {
+		if seg, cnt := c.kind.entry(val, i); c.segments[seg] != nil {
+			best = max(best, cnt)
+		}
+	}
+	return best
+}
+
+// holds reports whether a row value has a visible entry of breach name.
+func (c *catalog) holds(val []byte, name string) bool {
+	n := c.kind.entrySize()
+	for i := 0; i+n <= len(val); i += n {
+		if c.segNames[binary.BigEndian.Uint32(val[i:])] == name {
 			return true
 		}
 	}

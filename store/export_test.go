@@ -1,5 +1,11 @@
 package store
 
+import (
+	"context"
+
+	"github.com/breachd/breachd"
+)
+
 // SetCrashPoint makes the store call f at each named crash point (see
 // reach); the crash harness's child kills itself there.
 func SetCrashPoint(f func(name string)) { crashPoint = f }
@@ -13,4 +19,33 @@ func MakeWords(n uint64) []uint64 { return makeWords(n) }
 func WithHook(o Options, f func(point string)) Options {
 	o.hook = f
 	return o
+}
+
+// BreachesOf returns the releases whose committed entries hold key (its
+// first keySize bytes), as Store.Lookup answers for an account: the
+// conformance suite checks the engine's visibility rules on a password
+// corpus through it.
+func (p *Passwords) BreachesOf(ctx context.Context, key []byte) ([]*breachd.CatalogEntry, uint64, error) {
+	key = key[:p.kind.keySize]
+	if p.closed.Load() {
+		return nil, 0, breachd.ErrClosed
+	}
+	cat := p.cat.Load()
+	fk := p.kind.filterKey(key)
+	if len(cat.segments) == 0 || !p.filter.Load().test(fk[:]) {
+		return nil, cat.version, nil
+	}
+	if err := p.acquire(); err != nil {
+		return nil, 0, err
+	}
+	defer p.release()
+	var bs []*breachd.CatalogEntry
+	txn := p.snapshot(cat)
+	defer txn.Discard()
+	_, err := p.get(txn, key, func(v []byte) error {
+		var err error
+		bs, err = cat.resolve(nil, v)
+		return err
+	})
+	return bs, cat.version, err
 }

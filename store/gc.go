@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,19 +46,19 @@ type Misattribution struct {
 // records of interrupted imports, the rows of deleted breaches, and filter
 // files left by a save that was interrupted. Answers do not change: none of
 // it was visible. It reads every row, recounts the corpus and checks each
-// breach's count (CollectStats.Misattributed). It waits for a running
+// breach's count (CollectStatc.Misattributed). It waits for a running
 // import and holds off the next.
-func (s *Store) Collect(ctx context.Context) (CollectStats, error) {
-	done, err := s.takeImportToken(ctx)
+func (c *corpus) Collect(ctx context.Context) (CollectStats, error) {
+	done, err := c.takeImportToken(ctx)
 	if err != nil {
 		return CollectStats{}, err
 	}
 	defer done()
-	if err := s.acquire(); err != nil {
+	if err := c.acquire(); err != nil {
 		return CollectStats{}, err
 	}
-	defer s.release()
-	st, _, err := s.collect(ctx, nil, 0)
+	defer c.release()
+	st, _, err := c.collect(ctx, nil, 0)
 	return st, err
 }
 
@@ -67,10 +66,10 @@ func (s *Store) Collect(ctx context.Context) (CollectStats, error) {
 // deleted breach's rows or a recount (a full scan), or only interrupted
 // imports (a scan of what changed since the oldest of them began).
 // Callers hold the import token and a call slot.
-func (s *Store) collectOutstanding(ctx context.Context) (CollectStats, error) {
+func (c *corpus) collectOutstanding(ctx context.Context) (CollectStats, error) {
 	var since uint64
-	full := s.recount
-	err := s.db.View(func(txn *badger.Txn) error {
+	full := c.recount
+	err := c.db.View(func(txn *badger.Txn) error {
 		if _, err := txn.Get(keyCollect); err == nil {
 			full = true
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
@@ -97,9 +96,9 @@ func (s *Store) collectOutstanding(ctx context.Context) (CollectStats, error) {
 	if full {
 		since = 0
 	}
-	st, _, err := s.collect(ctx, nil, since)
+	st, _, err := c.collect(ctx, nil, since)
 	if err == nil && full {
-		s.recount = false
+		c.recount = false
 	}
 	return st, err
 }
@@ -110,12 +109,12 @@ func (s *Store) collectOutstanding(ctx context.Context) (CollectStats, error) {
 // reads only the rows changed after Badger version since, which must be
 // older than every pending import's rows: it collects those imports, and
 // leaves the count and a deleted breach's older rows alone.
-func (s *Store) collect(ctx context.Context, gone map[uint32]bool, since uint64) (CollectStats, uint64, error) {
+func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64) (CollectStats, uint64, error) {
 	start := time.Now()
 	var st CollectStats
-	c := s.cat.Load()
+	cat := c.cat.Load()
 	var pending [][]byte
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := c.db.View(func(txn *badger.Txn) error {
 		return scan(txn, tagSegment, func(k, v []byte) error {
 			var r segmentRecord
 			if err := json.Unmarshal(v, &r); err != nil {
@@ -130,23 +129,21 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool, since uint64)
 	if err != nil {
 		return st, 0, classify("collect", err)
 	}
-	wb := s.db.NewWriteBatch()
+	wb := c.db.NewWriteBatch()
 	defer wb.Cancel()
 	var wasVisible, committed uint64 // rows removed that were visible until now; rows a committed breach holds
 	perBreach := map[string]uint64{} // rows answering each breach (a full scan)
 	var seen []string
-	err = s.eachDigestSince(ctx, since, func(item *badger.Item, v []byte) error {
-		s.reach("collect-row")
-		if len(v)%4 != 0 {
-			return fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(v))
-		}
+	n := c.kind.entrySize()
+	err = c.eachRow(ctx, cat, since, func(item *badger.Item, v []byte) error {
+		c.reach("collect-row")
 		var kept []byte
 		var dropped, hadGone bool
 		seen = seen[:0]
-		for j := 0; j < len(v); j += 4 {
+		for j := 0; j < len(v); j += n {
 			id := binary.BigEndian.Uint32(v[j:])
-			if name, ok := c.segNames[id]; ok {
-				kept = binary.BigEndian.AppendUint32(kept, id)
+			if name, ok := cat.segNames[id]; ok {
+				kept = append(kept, v[j:j+n]...)
 				if since == 0 && !slices.Contains(seen, name) {
 					seen = append(seen, name)
 					perBreach[name]++
@@ -187,7 +184,7 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool, since uint64)
 		err = wb.Flush()
 	}
 	if err == nil {
-		err = s.db.Sync()
+		err = c.db.Sync()
 	}
 	if err != nil {
 		return st, 0, classify("collect", err)
@@ -197,19 +194,24 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool, since uint64)
 		// The scan saw every row with imports held off: the count of
 		// committed accounts is exact now, whatever an interrupted delete
 		// left behind; and each breach's rows can be checked against what
-		// its imports counted.
-		s.keys.Store(committed)
-		for _, b := range c.sorted {
+		// its imports counted. (Password corpora, which had no deletes,
+		// kept one entry per row until the engine: their rows are not
+		// counted per release.)
+		c.keys.Store(committed)
+		for _, b := range cat.sorted {
+			if c.kind.counted {
+				break
+			}
 			if n := perBreach[b.Name]; n != uint64(max(b.AccountCount, 0)) {
 				st.Misattributed = append(st.Misattributed, Misattribution{Breach: b.Name, Rows: n, Counted: b.AccountCount})
-				s.log.Error("a breach answers for another number of accounts than its imports counted: rows of a breach deleted before this release may answer under it; delete it and import it again",
+				c.log.Error("a breach answers for another number of accounts than its imports counted: rows of a breach deleted before this release may answer under it; delete it and import it again",
 					"breach", b.Name, "rows", n, "counted", b.AccountCount)
 			}
 		}
 	}
-	st.TempFiles = s.removeTemps()
+	st.TempFiles = c.removeTemps()
 	if st.Segments+st.TempFiles > 0 || st.Rewritten+st.Deleted > 0 {
-		s.log.Info("collected", "segments", st.Segments, "rewritten", st.Rewritten, "deleted", st.Deleted,
+		c.log.Info("collected", "segments", st.Segments, "rewritten", st.Rewritten, "deleted", st.Deleted,
 			"temp_files", st.TempFiles, "full", since == 0, "duration", time.Since(start))
 	}
 	return st, wasVisible, nil
@@ -218,16 +220,15 @@ func (s *Store) collect(ctx context.Context, gone map[uint32]bool, since uint64)
 // removeTemps removes the temporary files that crashes left, and returns
 // how many. Callers hold the import token, so no import owns any of them;
 // an index build may be running beside, and its file is spared.
-func (s *Store) removeTemps() int {
-	s.tmpMu.Lock()
-	defer s.tmpMu.Unlock()
-	tmps, _ := filepath.Glob(filepath.Join(s.dir, filterFile+".tmp*"))
-	idxTmps, _ := filepath.Glob(filepath.Join(s.dir, indexFile+".tmp*"))
+func (c *corpus) removeTemps() int {
+	writing := c.writingIndex()
+	tmps, _ := filepath.Glob(filepath.Join(c.dir, filterFile+".tmp*"))
+	idxTmps, _ := filepath.Glob(filepath.Join(c.dir, indexFile+".tmp*"))
 	tmps = append(tmps, idxTmps...)
-	tmps = append(tmps, staleSpills(s.dir)...)
+	tmps = append(tmps, staleSpills(c.dir)...)
 	n := 0
 	for _, p := range tmps {
-		if !s.writingTmps[p] && os.Remove(p) == nil {
+		if p != writing && os.Remove(p) == nil {
 			n++
 		}
 	}
@@ -237,22 +238,22 @@ func (s *Store) removeTemps() int {
 // needsCollect reports whether Open found something to collect: records of
 // interrupted imports (seen while loading the catalogue), an unfinished
 // delete, or a count to redo. (Open removes leftover files itself.)
-func (s *Store) needsCollect() bool {
-	if s.pendingAtOpen || (s.recount && s.cat.Load().version > 0) {
+func (c *corpus) needsCollect() bool {
+	if c.pendingAtOpen || (c.recount && c.cat.Load().version > 0) {
 		return true
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := c.db.View(func(txn *badger.Txn) error {
 		_, err := txn.Get(keyCollect)
 		return err
 	})
 	return err == nil
 }
 
-// DeleteBreach removes breach name from every answer at once, then deletes
-// the rows no committed breach holds any more. It returns the accounts that
-// are no longer in any breach, and the new corpus version.
-func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
-	done, err := s.takeImportToken(ctx)
+// DeleteBreach removes breach (or release) name from every answer at once,
+// then deletes the rows no committed breach holds any more. It returns the
+// keys that are no longer in any breach, and the new corpus version.
+func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
+	done, err := c.takeImportToken(ctx)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -262,27 +263,23 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 			done()
 		}
 	}()
-	if err := s.acquire(); err != nil {
+	if err := c.acquire(); err != nil {
 		return 0, 0, err
 	}
-	defer s.release()
-	old := s.cat.Load()
+	defer c.release()
+	old := c.cat.Load()
 	if old.byName[name] == nil {
 		return 0, old.version, fmt.Errorf("%w %s", breachd.ErrUnknownBreach, breachd.Quote(name))
 	}
 	gone := map[uint32]bool{}
-	segs := maps.Clone(old.segNames)
 	for id, n := range old.segNames {
 		if n == name {
 			gone[id] = true
-			delete(segs, id)
 		}
 	}
 	version = old.version + 1
-	if err := s.saveFilterAt(s.filter.Load(), version, s.keys.Load()); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
-	err = s.db.Update(func(txn *badger.Txn) error {
+	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
+	err = c.db.Update(func(txn *badger.Txn) error {
 		for id := range gone {
 			if err := txn.Delete(segmentKey(id)); err != nil {
 				return err
@@ -297,18 +294,17 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
 	})
 	if err == nil {
-		err = s.db.Sync()
+		err = c.db.Sync()
 	}
 	if err != nil {
 		return 0, old.version, classify("delete breach", err)
 	}
-	breaches := maps.Clone(old.byName)
-	delete(breaches, name)
-	nc := newCatalog(version, old.importVersion, breaches, segs)
-	s.cat.Store(nc) // the breach is gone from every answer from here
-	s.refreshView(ctx, nc)
-	s.log.Info("breach deleted", "breach", name, "corpus_version", version)
-	s.reach("delete-committed")
+	nc := old.with(version, old.importVersion, name, nil, 0)
+	c.cat.Store(nc) // the breach is gone from every answer from here
+	c.refreshView(ctx, nc)
+	c.announce()
+	c.log.Info("breach deleted", "breach", name, "corpus_version", version)
+	c.reach("delete-committed")
 	// The rows are collected by the store, not by the caller: a caller
 	// that stops waiting (a client's Ctrl-C) leaves it running, and the
 	// next change waits for it. The filter was saved at this version
@@ -317,14 +313,14 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 	// makes the next open collect (and recount) instead.
 	handed = true
 	result := make(chan uint64, 1)
-	collected := s.handOff(done, "collecting a deleted breach's rows", func(ctx context.Context) error {
-		_, removed, err := s.collect(ctx, gone, 0)
+	collected := c.handOff(done, "collecting a deleted breach's rows", func(ctx context.Context) error {
+		_, removed, err := c.collect(ctx, gone, 0)
 		if err != nil {
 			return err
 		}
 		result <- removed
-		if err := s.saveFilter(); err != nil { // with the exact count
-			s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
+		if err := c.saveFilter(); err != nil { // with the exact count
+			c.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
 		}
 		return nil
 	})
@@ -335,27 +331,27 @@ func (s *Store) DeleteBreach(ctx context.Context, name string) (removed, version
 		}
 		return <-result, version, nil
 	case <-ctx.Done():
-		s.log.Info("the caller of a delete stopped waiting; the deleted breach's rows are collected meanwhile", "breach", name)
+		c.log.Info("the caller of a delete stopped waiting; the deleted breach's rows are collected meanwhile", "breach", name)
 		return 0, version, nil
 	}
 }
 
 // UpdateBreach replaces the catalogue entry of a breach already in the
 // corpus (its account count stays; a zero AddedDate keeps the old one).
-func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
+func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
 	if err := b.Validate(); err != nil {
 		return nil, 0, err
 	}
-	done, err := s.takeImportToken(ctx)
+	done, err := c.takeImportToken(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer done()
-	if err := s.acquire(); err != nil {
+	if err := c.acquire(); err != nil {
 		return nil, 0, err
 	}
-	defer s.release()
-	old := s.cat.Load()
+	defer c.release()
+	old := c.cat.Load()
 	prev := old.byName[b.Name]
 	if prev == nil {
 		return nil, old.version, fmt.Errorf("%w %s: import it first", breachd.ErrUnknownBreach, breachd.Quote(b.Name))
@@ -365,10 +361,8 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 	}
 	rec := breachRecord{Breach: b, AccountCount: prev.AccountCount}
 	version := old.version + 1
-	if err := s.saveFilterAt(s.filter.Load(), version, s.keys.Load()); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
-	err = s.db.Update(func(txn *badger.Txn) error {
+	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
+	err = c.db.Update(func(txn *badger.Txn) error {
 		v, err := json.Marshal(rec)
 		if err != nil {
 			return err
@@ -379,17 +373,16 @@ func (s *Store) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.Ca
 		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
 	})
 	if err == nil {
-		err = s.db.Sync()
+		err = c.db.Sync()
 	}
 	if err != nil {
 		return nil, old.version, classify("update breach", err)
 	}
 	e := &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
-	breaches := maps.Clone(old.byName)
-	breaches[b.Name] = e
-	nc := newCatalog(version, old.importVersion, breaches, old.segNames)
-	s.cat.Store(nc)
-	s.refreshView(ctx, nc)
-	s.log.Info("breach updated", "breach", b.Name, "corpus_version", version)
+	nc := old.with(version, old.importVersion, b.Name, e, 0)
+	c.cat.Store(nc)
+	c.refreshView(ctx, nc)
+	c.announce()
+	c.log.Info("breach updated", "breach", b.Name, "corpus_version", version)
 	return e, version, nil
 }

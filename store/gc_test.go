@@ -20,7 +20,7 @@ func rawKeys(t *testing.T, s *Store) int {
 	t.Helper()
 	var n int
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagEmail}})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{emailKind.tag}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			n++

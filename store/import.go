@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"maps"
 	"slices"
 	"time"
 
@@ -17,59 +16,77 @@ import (
 	"github.com/breachd/breachd"
 )
 
-// Import adds breach b to the corpus from batches of digests, waiting (as
-// long as ctx allows) for any import already running to finish. The rows are
-// stored under a pending segment that lookups ignore; when batches ends
-// without an error they are committed and become visible all at once. If
-// batches yields an error, ctx ends or storing fails, nothing becomes
-// visible, and importing the breach again completes it. Adding a digest twice
-// is harmless.
-func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
+// input is one batch of an import: keys packed back to back (kind.keySize
+// bytes each) and, for a counted kind, one count per key.
+type input struct {
+	keys   []byte
+	counts []uint64 // nil for a kind without counts
+}
+
+// importStats counts what an import did, in the engine's words: keys
+// received, repeats that changed nothing, keys no committed breach held
+// before, keys one did.
+type importStats struct {
+	Received, Duplicates, New, Known uint64
+	Version                          uint64
+}
+
+// importBreach adds breach b from batches and commits it, visible all at
+// once, when batches ends without an error, waiting (as long as ctx allows)
+// for any change already running to finish. The rows are stored under a
+// pending segment that lookups ignore. If batches yields an error, ctx ends
+// or storing fails, nothing becomes visible, the store collects what was
+// written, and importing the breach again completes it. expected, if known,
+// sizes a first import's filter.
+func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected uint64, batches iter.Seq2[input, error]) (importStats, error) {
 	if err := b.Validate(); err != nil {
-		return breachd.ImportStats{}, err
+		return importStats{}, err
 	}
-	done, err := s.takeImportToken(ctx)
+	done, err := c.takeImportToken(ctx)
 	if err != nil {
-		return breachd.ImportStats{}, err
+		return importStats{}, err
 	}
-	imp, err := s.beginImport(ctx, b)
+	imp, err := c.beginImport(ctx, b, expected)
 	if err != nil {
 		done()
-		return breachd.ImportStats{}, err
+		return importStats{}, err
 	}
 	committed := false
 	defer func() {
-		imp.removeSpills()
-		s.importReceived.Store(0)
+		imp.end()
+		c.importReceived.Store(0)
 		if committed {
-			s.imports.WithLabelValues("committed").Inc()
+			c.imports.WithLabelValues("committed").Inc()
 			done()
 			return
 		}
-		s.imports.WithLabelValues("abandoned").Inc()
-		s.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
-		if imp.isBulk {
-			done() // a bulk load writes nothing before its commit
+		c.imports.WithLabelValues("abandoned").Inc()
+		c.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
+		if imp.seg == 0 || (imp.wiped && !imp.recorded) {
+			done() // nothing recorded: a bulk load's rows name the bulk segment, which only the next bulk load reuses, after wiping the corpus
 			return
 		}
 		// Its rows are collected now, by the store: the next change waits
 		// for that, and a Close leaves it to the next open.
-		s.handOff(done, "collecting an abandoned import", func(ctx context.Context) error {
-			_, err := s.collectOutstanding(ctx)
+		c.handOff(done, "collecting an abandoned import", func(ctx context.Context) error {
+			_, err := c.collectOutstanding(ctx)
 			return err
 		})
 	}()
-	for ds, err := range batches {
+	for in, err := range batches {
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil {
+			err = imp.add(ctx, in)
+		}
 		if err != nil {
 			return imp.stats, err
 		}
-		if err := ctx.Err(); err != nil {
-			return imp.stats, err
-		}
-		if err := imp.add(ctx, ds); err != nil {
-			return imp.stats, err
-		}
-		s.importReceived.Add(uint64(len(ds)))
+		c.importReceived.Store(imp.stats.Received)
+	}
+	if imp.stats.Received == 0 {
+		return imp.stats, fmt.Errorf("%w for %s: nothing was committed", breachd.ErrEmptyImport, b.Name)
 	}
 	st, err := imp.commit(ctx)
 	committed = err == nil
@@ -79,70 +96,75 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 // takeImportToken waits, as long as ctx allows, until no import, delete,
 // correction or collection runs, and returns the function that ends the wait
 // of the next one. Everything that changes the corpus holds the token.
-func (s *Store) takeImportToken(ctx context.Context) (release func(), err error) {
-	if s.opts.Follower {
+func (c *corpus) takeImportToken(ctx context.Context) (release func(), err error) {
+	if c.opts.Follower {
 		return nil, ErrFollower
 	}
-	return s.takeToken(ctx)
+	return c.takeToken(ctx)
 }
 
-// ErrFollower refuses a change to a read replica's store: it changes only
+// ErrFollower refuses a change to a read replica's corpus: it changes only
 // by the writer's backups.
 var ErrFollower = breachd.NewError(breachd.ErrFailedPrecondition, "this corpus is a read replica: it changes only by what its writer publishes")
 
 // takeToken is takeImportToken for backups, which replicas take too.
-func (s *Store) takeToken(ctx context.Context) (release func(), err error) {
-	if s.readOnly != nil {
-		return nil, s.readOnly
+func (c *corpus) takeToken(ctx context.Context) (release func(), err error) {
+	if c.readOnly != nil {
+		return nil, c.readOnly
 	}
 	select {
-	case s.importSem <- struct{}{}:
-		return func() { <-s.importSem }, nil
+	case c.importSem <- struct{}{}:
+		return func() { <-c.importSem }, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for the running import: %w", ctx.Err())
 	}
 }
 
-// importTx is one running import. Only Import drives it, from one goroutine,
-// while holding the import token.
+// importTx is one running import. Only importBreach drives it, from one
+// goroutine, while holding the import token.
 type importTx struct {
-	s       *Store
-	breach  breachd.Breach
-	seg     uint32
-	mine    map[uint32]bool // this import's segment and the breach's committed ones
-	started time.Time
-	isBulk  bool // first import into the store: see bulk.go
-
-	bulk    []breachd.Digest // buffered rows of a bulk load
-	spills  []string         // sorted runs of the bulk load spilled to files (spill.go)
-	spilled uint64           // distinct digests in them
+	c        *corpus
+	breach   breachd.Breach
+	old      *catalog        // the catalogue when it began
+	seg      uint32          // its segment; 0 until one is given
+	mine     map[uint32]bool // its segment and the breach's committed ones
+	recorded bool            // its segment's record is written: an abandonment needs collecting
+	wiped    bool            // a bulk load cleared the corpus (its counter too)
+	started  time.Time
 	// filter is a private copy of the published filter plus this import's
-	// digests, made at the first add. Commit publishes it; until then no
-	// lookup reads it, so it is written without atomics or locks.
+	// keys. Commit publishes it; until then no lookup reads it, so it is
+	// written without atomics or locks.
 	filter *filter
-	// index is the lookup index a bulk load writes as it goes (bulk.go);
-	// nil otherwise.
-	index *indexWriter
-	stats breachd.ImportStats
+	// bulk is the first import's bulk load (bulk.go), while it lasts.
+	bulk  *bulkLoad
+	stats importStats
+	// added counts the keys that did not hold this breach before: its
+	// catalogue count grows by as many.
+	added uint64
 }
 
-func (s *Store) beginImport(ctx context.Context, b breachd.Breach) (*importTx, error) {
-	if err := s.acquire(); err != nil {
+func (c *corpus) beginImport(ctx context.Context, b breachd.Breach, expected uint64) (*importTx, error) {
+	if err := c.acquire(); err != nil {
 		return nil, err
 	}
-	defer s.release()
-	imp := &importTx{s: s, breach: b, mine: map[uint32]bool{}, started: time.Now()}
-	imp.stats.Breach = b.Name
-	if s.cat.Load().version == 0 {
-		imp.isBulk, imp.seg = true, bulkSegment
-		imp.mine[imp.seg] = true
-		s.log.Info("import started", "breach", b.Name, "segment", imp.seg, "bulk", true)
+	defer c.release()
+	imp := &importTx{c: c, breach: b, old: c.cat.Load(), mine: map[uint32]bool{}, started: time.Now()}
+	if imp.old.version == 0 {
+		// A corpus with no committed import has never answered "exposed",
+		// so a bulk load may wipe it (dropping what an earlier, abandoned
+		// first import left), and lookups meanwhile never read Badger.
+		bl, err := c.beginBulk(imp, expected)
+		if err != nil {
+			return nil, err
+		}
+		imp.bulk = bl
+		c.log.Info("import started", "breach", b.Name, "segment", imp.seg, "bulk", true)
 		return imp, nil
 	}
 	if err := imp.newSegment(ctx); err != nil {
 		return nil, err
 	}
-	s.log.Info("import started", "breach", b.Name, "segment", imp.seg)
+	c.log.Info("import started", "breach", b.Name, "segment", imp.seg)
 	return imp, nil
 }
 
@@ -150,10 +172,10 @@ func (s *Store) beginImport(ctx context.Context, b breachd.Breach) (*importTx, e
 // segment ever had (allocSegment), and notes the breach's committed
 // segments. Callers hold the import token.
 func (imp *importTx) newSegment(ctx context.Context) error {
-	s, b := imp.s, imp.breach
+	c, b := imp.c, imp.breach
 	for collected := false; ; collected = true {
 		clear(imp.mine)
-		err := s.db.Update(func(txn *badger.Txn) error {
+		err := c.db.Update(func(txn *badger.Txn) error {
 			err := scan(txn, tagSegment, func(k, v []byte) error {
 				var r segmentRecord
 				if err := json.Unmarshal(v, &r); err != nil {
@@ -173,140 +195,120 @@ func (imp *importTx) newSegment(ctx context.Context) error {
 			imp.mine[imp.seg] = true
 			return setSegment(txn, imp.seg, b.Name, false)
 		})
+		if err == nil {
+			imp.recorded = true
+		}
 		if !errors.Is(err, errLegacyCounter) || collected {
 			return classify("begin import", err)
 		}
 		// A corpus from before the counter, with a delete's rows still to
 		// collect: collect them first, so that no id they name is reused.
-		s.log.Info("collecting a deleted breach's rows before the import", "breach", b.Name)
-		if _, _, err := s.collect(ctx, nil, 0); err != nil {
+		c.log.Info("collecting a deleted breach's rows before the import", "breach", b.Name)
+		if _, _, err := c.collect(ctx, nil, 0); err != nil {
 			return err
 		}
 	}
 }
 
-// leaveBulk turns a bulk load whose buffer would pass MaxBulkDigests into
-// an ordinary import: a segment of its own and write batches, starting with
-// what was buffered. Memory stays bounded; the corpus is the same.
-func (imp *importTx) leaveBulk(ctx context.Context) error {
-	s := imp.s
-	buffered := imp.merged() // reads the buffer and the spilled runs
-	received := imp.stats.Received
-	imp.isBulk = false
-	imp.stats = breachd.ImportStats{Breach: imp.breach.Name}
-	if err := s.acquire(); err != nil {
-		return err
+// record is one key of an import with its count.
+type record struct {
+	key   []byte
+	count uint64
+}
+
+// records returns a batch's keys sorted, each once: a key repeated adds its
+// counts (a counted kind) or is a duplicate. It checks the counts.
+func (imp *importTx) records(in input) ([]record, error) {
+	k := imp.c.kind
+	n := len(in.keys) / k.keySize
+	if len(in.keys)%k.keySize != 0 || (k.counted && len(in.counts) != n) {
+		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "a batch of %d bytes and %d counts for %d-byte keys", len(in.keys), len(in.counts), k.keySize)
 	}
-	err := imp.newSegment(ctx)
-	s.release()
-	if err != nil {
-		return err
-	}
-	s.log.Info("bulk load over its bound; going on with write batches", "breach", imp.breach.Name,
-		"buffered", imp.spilled+uint64(len(imp.bulk)), "max_bulk_digests", s.opts.MaxBulkDigests, "segment", imp.seg)
-	batch := make([]breachd.Digest, 0, breachd.MaxBatch)
-	for d, err := range buffered {
-		if err != nil {
-			return err
-		}
-		if batch = append(batch, d); len(batch) == cap(batch) {
-			if err := imp.add(ctx, batch); err != nil {
-				return err
+	keys := bytes.Clone(in.keys) // the caller may reuse its batch
+	rs := make([]record, n)
+	for i := range rs {
+		rs[i].key = keys[i*k.keySize : (i+1)*k.keySize : (i+1)*k.keySize]
+		if k.counted {
+			if c := in.counts[i]; c == 0 || c > breachd.MaxPasswordCount {
+				return nil, breachd.Errorf(breachd.ErrInvalidArgument, "a count of %d: want 1 to %d", c, uint64(breachd.MaxPasswordCount))
 			}
-			batch = batch[:0]
+			rs[i].count = in.counts[i]
 		}
 	}
-	if len(batch) > 0 {
-		if err := imp.add(ctx, batch); err != nil {
-			return err
-		}
+	imp.stats.Received += uint64(n)
+	if !slices.IsSortedFunc(rs, compareRecords) {
+		slices.SortFunc(rs, compareRecords)
 	}
-	// The replay counted only distinct digests: the repeats within the
-	// buffered ones were duplicates.
-	imp.stats.Received = received
-	imp.stats.Duplicates = received - imp.stats.NewAccounts - imp.stats.KnownAccounts
-	imp.bulk = nil
-	imp.removeSpills()
-	return nil
+	out := rs[:0]
+	for _, r := range rs {
+		if last := len(out) - 1; last >= 0 && bytes.Equal(out[last].key, r.key) {
+			if k.counted {
+				out[last].count = min(out[last].count+r.count, breachd.MaxPasswordCount)
+			} else {
+				imp.stats.Duplicates++
+			}
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
-// add stores a batch of digests under the import's pending segment.
-func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
-	s := imp.s
-	if max := s.opts.MaxBulkDigests; imp.isBulk && max > 0 && len(imp.bulk)+len(digests) > max {
-		if err := imp.leaveBulk(ctx); err != nil {
-			return err
-		}
-	}
-	if err := s.acquire(); err != nil {
+func compareRecords(a, b record) int { return bytes.Compare(a.key, b.key) }
+
+// add stores a batch under the import's pending segment.
+func (imp *importTx) add(ctx context.Context, in input) error {
+	c := imp.c
+	rs, err := imp.records(in)
+	if err != nil || len(rs) == 0 {
 		return err
 	}
-	defer s.release()
-	if imp.isBulk {
-		// Nothing is written before the commit; refuse early anyway.
-		if err := s.checkSpace(int64(len(imp.bulk)+len(digests))*bulkBytesPerDigest, "the bulk load of "+imp.breach.Name); err != nil {
+	if imp.bulk != nil {
+		written, err := imp.bulk.add(ctx, imp, rs)
+		if written || err != nil {
 			return err
 		}
-		return imp.addBulk(digests)
+		// The bulk load ended: the rest goes through write batches.
 	}
-	if err := s.checkSpace(int64(len(digests))*batchBytesPerDigest, "a batch of "+imp.breach.Name); err != nil {
+	if err := c.acquire(); err != nil {
+		return err
+	}
+	defer c.release()
+	if err := c.checkSpace(int64(len(rs))*batchBytesPerKey, "a batch of "+imp.breach.Name); err != nil {
 		return err
 	}
 	if imp.filter == nil {
-		f, err := s.filter.Load().clone()
+		f, err := c.filter.Load().clone()
 		if err != nil {
 			return err
 		}
 		imp.filter = f
 	}
-
-	ds := slices.Clone(digests)
-	slices.SortFunc(ds, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
-	ds = slices.Compact(ds)
-	var st breachd.ImportStats
-	st.Received = uint64(len(digests))
-	st.Duplicates = uint64(len(digests) - len(ds))
-
-	f := imp.filter
-	c := s.cat.Load()
-	keys := make([][]byte, 0, len(ds))
-	vals := make([][]byte, 0, len(ds))
-	var fresh [][]byte // digests not stored before, for the filter
-	err := s.db.View(func(txn *badger.Txn) error {
-		for i := range ds {
-			k := emailKey(&ds[i])
+	f, cat := imp.filter, imp.old
+	keys := make([][]byte, 0, len(rs))
+	vals := make([][]byte, 0, len(rs))
+	var fresh [][]byte // keys not stored before, for the filter
+	err = c.db.View(func(txn *badger.Txn) error {
+		for _, r := range rs {
 			var old []byte
-			// The private filter holds every committed digest and this
-			// import's own: a "no" means nothing to merge with. (Rows of an
-			// abandoned import may be missed; they were never visible and
-			// are simply replaced.)
-			if f.test(k[1:]) {
-				item, err := txn.Get(k[:])
-				switch {
-				case err == nil:
-					if old, err = item.ValueCopy(nil); err != nil {
-						return err
-					}
-					if len(old)%4 != 0 {
-						return fmt.Errorf("%w: membership value of %d bytes", ErrCorrupt, len(old))
-					}
-				case !errors.Is(err, badger.ErrKeyNotFound):
+			// The private filter holds every committed key and this
+			// import's own: a "no" means nothing to merge with. (Rows of
+			// an abandoned import may be missed; they were never visible
+			// and are simply replaced.)
+			fk := c.kind.filterKey(r.key)
+			if f.test(fk[:]) {
+				if _, err := c.get(txn, r.key, func(v []byte) error { old = bytes.Clone(v); return nil }); err != nil {
 					return err
 				}
 			}
-			if old != nil && imp.has(old) {
-				st.Duplicates++
+			v, changed := imp.merge(old, r.count)
+			if !changed {
 				continue
 			}
-			keys = append(keys, k[:])
-			vals = append(vals, binary.BigEndian.AppendUint32(old, imp.seg))
+			keys = append(keys, c.kind.rowKey(nil, r.key))
+			vals = append(vals, v)
 			if old == nil {
-				fresh = append(fresh, k[1:])
-			}
-			if c.visible(old) {
-				st.KnownAccounts++
-			} else {
-				st.NewAccounts++
+				fresh = append(fresh, r.key)
 			}
 		}
 		return nil
@@ -314,27 +316,83 @@ func (imp *importTx) add(ctx context.Context, digests []breachd.Digest) error {
 	if err != nil {
 		return classify("read batch", err)
 	}
-	if err := writeRows(s.db, keys, vals); err != nil {
+	if err := writeRows(c.db, keys, vals); err != nil {
 		return err
 	}
-	s.reach("import-batch")
+	c.reach("import-batch")
 	for _, k := range fresh {
-		f.add(k)
+		fk := c.kind.filterKey(k)
+		f.add(fk[:])
 	}
-	imp.stats.Received += st.Received
-	imp.stats.Duplicates += st.Duplicates
-	imp.stats.NewAccounts += st.NewAccounts
-	imp.stats.KnownAccounts += st.KnownAccounts
 	// Keep the false-positive rate near its target as the corpus grows: the
-	// rebuilt filter holds every stored digest, this import's included.
-	if total := s.keys.Load() + imp.stats.NewAccounts; total > f.cap+f.cap/2 {
-		nf, _, err := s.rebuildFilter(ctx, c, 2*total)
+	// rebuilt filter holds every stored key, this import's included.
+	if total := c.keys.Load() + imp.stats.New; total > f.cap+f.cap/2 {
+		nf, _, err := c.rebuildFilter(ctx, cat, 2*total)
 		if err != nil {
 			return err
 		}
 		imp.filter = nf
 	}
 	return nil
+}
+
+// merge returns a row's new value with this import's entry for count, and
+// whether it changed; it counts the key. The old value keeps its committed
+// entries, one per breach (the newest segment, with the highest count), and
+// loses those of segments nobody owns (an abandoned import's). A key this
+// import gave before adds up its counts; a key the breach already holds is
+// a duplicate for a kind without counts.
+func (imp *importTx) merge(old []byte, count uint64) ([]byte, bool) {
+	k, cat := imp.c.kind, imp.old
+	n := k.entrySize()
+	v := make([]byte, 0, len(old)+n)
+	type kept struct {
+		seg   uint32
+		count uint64
+	}
+	var byBreach []kept // committed entries, one per breach, in the order met
+	var names []string
+	own, repeat := count, false
+	for i := 0; i+n <= len(old); i += n {
+		seg, cnt := k.entry(old, i)
+		if seg == imp.seg {
+			own, repeat = min(own+cnt, breachd.MaxPasswordCount), true
+			continue
+		}
+		name, ok := cat.segNames[seg]
+		if !ok {
+			continue // a segment nobody owns: dropped
+		}
+		if j := slices.Index(names, name); j >= 0 {
+			byBreach[j] = kept{max(byBreach[j].seg, seg), max(byBreach[j].count, cnt)}
+			continue
+		}
+		names = append(names, name)
+		byBreach = append(byBreach, kept{seg, cnt})
+	}
+	visible := len(byBreach) > 0
+	inBreach := slices.Contains(names, imp.breach.Name)
+	switch {
+	case repeat && !k.counted:
+		imp.stats.Duplicates++
+		return nil, false
+	case repeat: // its counts add up: counted once already
+	case inBreach: // the breach holds it already: a count may rise
+		imp.stats.Duplicates++
+		if !k.counted {
+			return nil, false
+		}
+	case visible:
+		imp.stats.Known++
+		imp.added++
+	default:
+		imp.stats.New++
+		imp.added++
+	}
+	for _, e := range byBreach {
+		v = k.appendEntry(v, e.seg, e.count)
+	}
+	return k.appendEntry(v, imp.seg, own), true
 }
 
 // writeRows writes keys[i] = vals[i] in one write batch.
@@ -349,62 +407,40 @@ func writeRows(db *badger.DB, keys, vals [][]byte) error {
 	return classify("write batch", wb.Flush())
 }
 
-// has reports whether a membership value already names this breach.
-func (imp *importTx) has(val []byte) bool {
-	for i := 0; i+4 <= len(val); i += 4 {
-		if imp.mine[binary.BigEndian.Uint32(val[i:])] {
-			return true
-		}
-	}
-	return false
-}
-
 // commit makes every row added so far visible at once, records the breach in
 // the catalogue, bumps the corpus version and saves the filter.
-func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
+func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 	if err := ctx.Err(); err != nil {
 		return imp.stats, err
 	}
-	s := imp.s
-	if err := s.acquire(); err != nil {
+	c := imp.c
+	if err := c.acquire(); err != nil {
 		return imp.stats, err
 	}
-	defer s.release()
-
-	if imp.isBulk {
-		f, err := imp.commitBulk(ctx)
-		if imp.index != nil {
-			defer func() {
-				if imp.index != nil {
-					imp.index.abort() // not installed: the commit failed
-				}
-			}()
-		}
-		if err != nil {
+	defer c.release()
+	if imp.bulk != nil {
+		if err := imp.bulk.finish(ctx, imp); err != nil {
 			return imp.stats, err
 		}
-		imp.filter = f
 	}
-	old := s.cat.Load()
+	old := c.cat.Load()
 	rec := breachRecord{Breach: imp.breach}
 	if prev := old.byName[imp.breach.Name]; prev != nil {
 		rec.AccountCount = prev.AccountCount
 	}
-	rec.AccountCount += int64(imp.stats.NewAccounts + imp.stats.KnownAccounts)
+	rec.AccountCount += int64(imp.added)
 	if rec.AddedDate.IsZero() {
 		rec.AddedDate = time.Now().UTC().Truncate(time.Second)
 	}
 	version := old.version + 1
 	// Saved before the commit at the version it makes (see saveFilterAt):
 	// a crash on either side of the commit leaves a valid filter.
-	newFilter, newKeys := s.filter.Load(), s.keys.Load()+imp.stats.NewAccounts
+	newFilter, newKeys := c.filter.Load(), c.keys.Load()+imp.stats.New
 	if imp.filter != nil {
 		newFilter = imp.filter
 	}
-	if err := s.saveFilterAt(newFilter, version, newKeys); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	c.saveFilterBeforeCommit(newFilter, version, newKeys)
+	err := c.db.Update(func(txn *badger.Txn) error {
 		br, err := json.Marshal(rec)
 		if err != nil {
 			return err
@@ -412,7 +448,7 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 		if err := setSegment(txn, imp.seg, imp.breach.Name, true); err != nil {
 			return err
 		}
-		if imp.isBulk { // the bulk load wiped the store, its counter too
+		if imp.wiped { // the bulk load wiped the corpus, its counter too
 			if err := txn.Set(keyNextSegment, binary.BigEndian.AppendUint64(nil, bulkSegment+1)); err != nil {
 				return err
 			}
@@ -426,34 +462,33 @@ func (imp *importTx) commit(ctx context.Context) (breachd.ImportStats, error) {
 		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
 	})
 	if err == nil {
-		err = s.db.Sync()
+		err = c.db.Sync()
 	}
 	if err != nil {
 		return imp.stats, classify("commit import", err)
 	}
 	// Publish: the filter first, so that a lookup that sees the new
-	// catalogue also sees the new digests.
-	if imp.filter != nil {
-		s.filter.Store(imp.filter)
+	// catalogue also sees the new keys.
+	c.filter.Store(newFilter)
+	c.keys.Store(newKeys)
+	nc := old.with(version, version, rec.Name, &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}, imp.seg)
+	c.cat.Store(nc)
+	if imp.bulk != nil {
+		imp.bulk.installIndex(version)
 	}
-	s.keys.Add(imp.stats.NewAccounts)
-	breaches := maps.Clone(old.byName)
-	breaches[rec.Name] = &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
-	segs := maps.Clone(old.segNames)
-	segs[imp.seg] = rec.Name
-	nc := newCatalog(version, version, breaches, segs)
-	s.cat.Store(nc)
-	if imp.index != nil && imp.index.finish(version) == nil {
-		x, err := imp.index.install()
-		imp.index = nil
-		if err == nil && !s.publishIndex(x) {
-			unmapFile(x.mapped)
-		}
-	}
-	s.refreshView(context.Background(), nc)
+	c.refreshView(context.Background(), nc)
+	c.announce()
 	imp.stats.Version = version
-	s.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,
-		"new_accounts", imp.stats.NewAccounts, "known_accounts", imp.stats.KnownAccounts,
-		"duplicates", imp.stats.Duplicates, "corpus_version", version, "duration", time.Since(imp.started))
+	c.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,
+		"new", imp.stats.New, "known", imp.stats.Known, "duplicates", imp.stats.Duplicates,
+		"corpus_version", version, "duration", time.Since(imp.started))
 	return imp.stats, nil
+}
+
+// end releases what the import holds that outlives neither a commit nor an
+// abandonment: a bulk load's buffers and files.
+func (imp *importTx) end() {
+	if imp.bulk != nil {
+		imp.bulk.end()
+	}
 }

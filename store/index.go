@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -227,6 +228,7 @@ func parseIndex(m []byte) (*index, error) {
 // to a temporary file that install renames into place. The bulk load
 // feeds it as it writes Badger's tables; buildIndex from a Badger snapshot.
 type indexWriter struct {
+	c        *corpus // while being written, named so that removeTemps spares it
 	dir      string
 	f        *os.File
 	bw       *bufio.Writer
@@ -333,26 +335,54 @@ func (w *indexWriter) install() (*index, error) {
 	return loadIndex(w.dir)
 }
 
+// indexState is an indexed corpus's lookup index: the view lookups read,
+// and the machinery that rebuilds it.
+type indexState struct {
+	// view is read without locks; mu is held for reading while a lookup
+	// reads the index it names, so that retire can unmap a replaced one.
+	// viewMu orders view changes.
+	view    atomic.Pointer[view]
+	mu      sync.RWMutex
+	viewMu  sync.Mutex
+	current *index        // the index of the view, or the last published one; under viewMu
+	kick    chan struct{} // asks indexLoop for a rebuild
+	// Index builds run beside collections (which hold only the import
+	// token against changes): removeTemps leaves alone the temporary file
+	// a build is writing, named here while it is.
+	tmpMu   sync.Mutex
+	writing string
+}
+
 // newIndexWriter starts an index of about n digests, its temporary file
-// named as being written until doneWriting, so that Collect spares it.
-func (s *Store) newIndexWriter(n uint64) (*indexWriter, error) {
-	s.tmpMu.Lock()
-	defer s.tmpMu.Unlock()
-	w, err := newIndexWriter(s.dir, n)
+// named as being written until doneWriting, so that removeTemps spares it.
+func (c *corpus) newIndexWriter(n uint64) (*indexWriter, error) {
+	c.index.tmpMu.Lock()
+	defer c.index.tmpMu.Unlock()
+	w, err := newIndexWriter(c.dir, n)
 	if err != nil {
 		return nil, err
 	}
-	if s.writingTmps == nil {
-		s.writingTmps = map[string]bool{}
-	}
-	s.writingTmps[w.f.Name()] = true
+	w.c = c
+	c.index.writing = w.f.Name()
 	return w, nil
 }
 
-func (s *Store) doneWriting(w *indexWriter) {
-	s.tmpMu.Lock()
-	delete(s.writingTmps, w.f.Name())
-	s.tmpMu.Unlock()
+func (c *corpus) doneWriting(w *indexWriter) {
+	c.index.tmpMu.Lock()
+	if c.index.writing == w.f.Name() {
+		c.index.writing = ""
+	}
+	c.index.tmpMu.Unlock()
+}
+
+// writingIndex names the temporary index file a build is writing, if any.
+func (c *corpus) writingIndex() string {
+	if c.index == nil {
+		return ""
+	}
+	c.index.tmpMu.Lock()
+	defer c.index.tmpMu.Unlock()
+	return c.index.writing
 }
 
 // abort drops the unfinished file.
@@ -361,24 +391,21 @@ func (w *indexWriter) abort() {
 	os.Remove(w.f.Name())
 }
 
-// writeIndex writes the index of a Badger snapshot, taken at corpus
-// version v or later, and opens it. About n digests are expected (it sizes
+// writeIndex writes the index of the rows as catalogue cat sees them (on a
+// writer, a snapshot taken after cat was published: at its version or
+// later), and opens it. About n digests are expected (it sizes
 // the directory). The file replaces the previous one atomically.
-func (s *Store) writeIndex(ctx context.Context, v, n uint64) (*index, error) {
-	w, err := s.newIndexWriter(n)
+func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index, error) {
+	w, err := c.newIndexWriter(n)
 	if err != nil {
 		return nil, err
 	}
-	defer s.doneWriting(w)
-	err = s.eachDigest(ctx, func(item *badger.Item, val []byte) error {
-		k := item.Key()
-		if len(k) != emailKeySize {
-			return fmt.Errorf("%w: email key of %d bytes", ErrCorrupt, len(k))
-		}
-		return w.add(k[1:], val)
+	defer c.doneWriting(w)
+	err = c.eachRow(ctx, cat, 0, func(item *badger.Item, val []byte) error {
+		return w.add(item.Key()[1:], val)
 	})
 	if err == nil {
-		err = w.finish(v)
+		err = w.finish(cat.version)
 	}
 	if err != nil {
 		w.abort()
@@ -397,10 +424,10 @@ type view struct {
 	sets [][]*breachd.CatalogEntry // by set id; nil: no visible breach
 }
 
-func newView(c *catalog, x *index) (*view, error) {
-	v := &view{cat: c, idx: x, sets: make([][]*breachd.CatalogEntry, len(x.sets))}
+func newView(cat *catalog, x *index) (*view, error) {
+	v := &view{cat: cat, idx: x, sets: make([][]*breachd.CatalogEntry, len(x.sets))}
 	for i, s := range x.sets {
-		bs, err := c.resolve(nil, s)
+		bs, err := cat.resolve(nil, s)
 		if err != nil {
 			return nil, err
 		}
@@ -421,139 +448,187 @@ func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
 	return v.sets[id], true
 }
 
-// refreshView makes the view follow catalogue c, which the caller has just
-// published: the same index resolved against c if the index is still
-// current (no import since it was built), otherwise no view and a rebuild
-// (at once with IndexInline, in the background by default). Callers hold
-// the import token.
-func (s *Store) refreshView(ctx context.Context, c *catalog) {
-	if s.followCatalog(c) {
+// currentView returns the view if it answers for catalogue cat, holding
+// the index's read lock (the caller calls c.index.mu.RUnlock when done);
+// otherwise nil, with the lock released.
+func (c *corpus) currentView(cat *catalog) *view {
+	if c.index == nil {
+		return nil
+	}
+	c.index.mu.RLock()
+	if v := c.index.view.Load(); v != nil && v.cat == cat {
+		return v
+	}
+	c.index.mu.RUnlock()
+	return nil
+}
+
+// refreshView makes the view follow catalogue cat, which the caller has
+// just published: the same index resolved against cat if the index is
+// still current (no import since it was built), otherwise no view and a
+// rebuild (at once with IndexInline, in the background by default).
+// Callers hold the import token.
+func (c *corpus) refreshView(ctx context.Context, cat *catalog) {
+	if c.index == nil || c.followCatalog(cat) {
 		return
 	}
-	switch s.opts.Index {
+	switch c.opts.Index {
 	case IndexInline:
-		s.rebuildIndex(ctx)
+		c.rebuildIndex(ctx)
 	case IndexBackground:
-		s.kickIndex()
+		c.kickIndex()
 	}
 }
 
-// followCatalog resolves the current index against c and reports whether
+// followCatalog resolves the current index against cat and reports whether
 // it could (the index is still current); otherwise it drops the view.
-func (s *Store) followCatalog(c *catalog) bool {
-	s.viewMu.Lock()
-	defer s.viewMu.Unlock()
-	old := s.view.Load()
-	if old != nil && old.cat == c {
-		return true // published for c already (a bulk load's index)
+func (c *corpus) followCatalog(cat *catalog) bool {
+	is := c.index
+	is.viewMu.Lock()
+	defer is.viewMu.Unlock()
+	old := is.view.Load()
+	if old != nil && old.cat == cat {
+		return true // published for cat already (a bulk load's index)
 	}
-	if old != nil && old.idx.version >= c.importVersion {
-		if v, err := newView(c, old.idx); err == nil {
-			s.view.Store(v)
+	if old != nil && old.idx.version >= cat.importVersion {
+		if v, err := newView(cat, old.idx); err == nil {
+			is.view.Store(v)
 			return true
 		}
 	}
-	s.view.Store(nil)
+	is.view.Store(nil)
 	return false
 }
 
 // publishIndex makes x current if no import committed since it was built,
 // and retires the index it replaces.
-func (s *Store) publishIndex(x *index) bool {
-	s.viewMu.Lock()
-	defer s.viewMu.Unlock()
-	c := s.cat.Load()
-	if x.version < c.importVersion {
+func (c *corpus) publishIndex(x *index) bool {
+	is := c.index
+	is.viewMu.Lock()
+	defer is.viewMu.Unlock()
+	cat := c.cat.Load()
+	if x.version < cat.importVersion {
 		return false
 	}
-	v, err := newView(c, x)
+	v, err := newView(cat, x)
 	if err != nil {
-		s.log.Warn("index unusable", "err", err)
+		c.log.Warn("index unusable", "err", err)
 		return false
 	}
-	old := s.current
-	s.view.Store(v)
-	s.current = x
+	old := is.current
+	is.view.Store(v)
+	is.current = x
 	if old != nil && old != x {
-		s.retire(old)
+		c.retire(old)
 	}
 	return true
 }
 
-// retire unmaps x once no lookup can still read it: lookups hold idxMu
-// for reading while they read an index, and load the view under it.
-func (s *Store) retire(x *index) {
-	s.idxMu.Lock()
+// retire unmaps x once no lookup can still read it: lookups hold mu for
+// reading while they read an index, and load the view under it.
+func (c *corpus) retire(x *index) {
+	c.index.mu.Lock()
 	unmapFile(x.mapped)
-	s.idxMu.Unlock()
+	c.index.mu.Unlock()
 }
 
-func (s *Store) kickIndex() {
+// closeIndex drops the view and unmaps the index; Close calls it.
+func (c *corpus) closeIndex() {
+	is := c.index
+	is.viewMu.Lock()
+	defer is.viewMu.Unlock()
+	is.view.Store(nil)
+	if is.current != nil {
+		c.retire(is.current)
+		is.current = nil
+	}
+}
+
+func (c *corpus) indexStats() IndexStats {
+	is := c.index
+	is.viewMu.Lock()
+	defer is.viewMu.Unlock()
+	if v := is.view.Load(); v != nil {
+		return IndexStats{Current: v.cat == c.cat.Load(), Digests: v.idx.n, Version: v.idx.version, Sets: len(v.idx.sets)}
+	}
+	return IndexStats{}
+}
+
+// indexCurrent reports whether lookups read the index now.
+func (c *corpus) indexCurrent() bool {
+	if c.index == nil {
+		return false
+	}
+	v := c.index.view.Load()
+	return v != nil && v.cat == c.cat.Load()
+}
+
+func (c *corpus) kickIndex() {
 	select {
-	case s.indexKick <- struct{}{}:
+	case c.index.kick <- struct{}{}:
 	default:
 	}
 }
 
 // indexLoop rebuilds the index whenever kicked, until ctx ends.
-func (s *Store) indexLoop(ctx context.Context) {
+func (c *corpus) indexLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.indexKick:
+		case <-c.index.kick:
 		}
-		if s.acquire() != nil {
+		if c.acquire() != nil {
 			return
 		}
-		s.rebuildIndex(ctx)
-		s.release()
+		c.rebuildIndex(ctx)
+		c.release()
 	}
 }
 
 // rebuildIndex builds an index of the corpus as it is now and publishes it,
 // unless the current one is still current. A failure is logged: lookups
 // confirm in Badger meanwhile. Callers hold acquire.
-func (s *Store) rebuildIndex(ctx context.Context) {
-	if err := s.buildIndex(ctx, false); err != nil && ctx.Err() == nil {
-		s.log.Warn("building the lookup index failed; lookups confirm in Badger", "err", err)
+func (c *corpus) rebuildIndex(ctx context.Context) {
+	if err := c.buildIndex(ctx, false); err != nil && ctx.Err() == nil {
+		c.log.Warn("building the lookup index failed; lookups confirm in Badger", "err", err)
 	}
 }
 
-func (s *Store) buildIndex(ctx context.Context, checkSaved bool) error {
-	c := s.cat.Load()
-	if c.version == 0 {
+func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
+	cat := c.cat.Load()
+	if cat.version == 0 {
 		return nil
 	}
-	if v := s.view.Load(); v != nil && v.idx.version >= c.importVersion {
+	if v := c.index.view.Load(); v != nil && v.idx.version >= cat.importVersion {
 		return nil
 	}
 	if checkSaved {
-		if x, err := loadIndex(s.dir); err == nil {
-			current := x.version >= c.importVersion
+		if x, err := loadIndex(c.dir); err == nil {
+			current := x.version >= cat.importVersion
 			unmapFile(x.mapped)
 			if current {
 				return nil
 			}
 		}
 	}
-	n := s.keys.Load()
-	if err := s.checkSpace(int64(n+n/indexBucket)*indexRecSize, "the lookup index"); err != nil {
+	n := c.keys.Load()
+	if err := c.checkSpace(int64(n+n/indexBucket)*indexRecSize, "the lookup index"); err != nil {
 		return err
 	}
 	start := time.Now()
-	// The snapshot is taken after c was loaded, so it holds every digest
-	// of every import committed at c's version (and maybe later ones,
-	// which c's version then understates: conservative).
-	x, err := s.writeIndex(ctx, c.version, n)
+	// The snapshot is taken after cat was loaded, so it holds every digest
+	// of every import committed at cat's version (and maybe later ones,
+	// which cat's version then understates: conservative).
+	x, err := c.writeIndex(ctx, cat, n)
 	if err != nil {
 		return err
 	}
-	published := s.publishIndex(x)
+	published := c.publishIndex(x)
 	if !published {
 		unmapFile(x.mapped)
 	}
-	s.log.Info("lookup index built", "digests", x.n, "sets", len(x.sets), "corpus_version", x.version,
+	c.log.Info("lookup index built", "digests", x.n, "sets", len(x.sets), "corpus_version", x.version,
 		"current", published, "duration", time.Since(start))
 	return nil
 }
@@ -565,6 +640,9 @@ func (s *Store) BuildIndex(ctx context.Context) error {
 	if s.readOnly != nil {
 		return s.readOnly
 	}
+	if s.index == nil {
+		return nil
+	}
 	if err := s.acquire(); err != nil {
 		return err
 	}
@@ -572,7 +650,8 @@ func (s *Store) BuildIndex(ctx context.Context) error {
 	return s.buildIndex(ctx, true)
 }
 
-// IndexMode says when the lookup index is rebuilt after an import.
+// IndexMode says when the lookup index of a kind that keeps one (emails)
+// is rebuilt after an import.
 type IndexMode int
 
 const (
@@ -590,40 +669,36 @@ const (
 	IndexManual
 )
 
-// openIndex loads the saved index at Open, publishing it if it is current,
+// openIndex loads the saved index at open, publishing it if it is current,
 // and starts the rebuilding loop (or, with IndexInline, rebuilds at once).
-func (s *Store) openIndex(ctx, bgCtx context.Context) {
-	s.indexKick = make(chan struct{}, 1)
-	if s.opts.Index == IndexOff || s.opts.Index == IndexManual {
+func (c *corpus) openIndex(ctx context.Context) {
+	c.index.kick = make(chan struct{}, 1)
+	if c.opts.Index == IndexManual {
 		return
 	}
-	c := s.cat.Load()
-	x, err := loadIndex(s.dir)
+	cat := c.cat.Load()
+	x, err := loadIndex(c.dir)
 	switch {
 	case err == nil:
-		if !s.publishIndex(x) {
+		if !c.publishIndex(x) {
 			unmapFile(x.mapped)
-			s.log.Info("lookup index is older than the corpus; rebuilding it", "index_version", x.version, "corpus_version", c.version)
+			c.log.Info("lookup index is older than the corpus; rebuilding it", "index_version", x.version, "corpus_version", cat.version)
 		}
 	case errors.Is(err, errNoIndex):
 	default:
-		s.log.Warn("lookup index unreadable; rebuilding it", "err", err)
+		c.log.Warn("lookup index unreadable; rebuilding it", "err", err)
 	}
-	if s.readOnly != nil {
+	if c.readOnly != nil {
 		return
 	}
-	if s.opts.Index == IndexInline {
-		if c.version > 0 {
-			s.rebuildIndex(ctx)
+	if c.opts.Index == IndexInline {
+		if cat.version > 0 {
+			c.rebuildIndex(ctx)
 		}
 		return
 	}
-	s.bg.Add(1)
-	go func() {
-		defer s.bg.Done()
-		s.indexLoop(bgCtx)
-	}()
-	if c.version > 0 && s.view.Load() == nil {
-		s.kickIndex()
+	c.goBackground(c.indexLoop)
+	if cat.version > 0 && c.index.view.Load() == nil {
+		c.kickIndex()
 	}
 }

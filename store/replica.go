@@ -40,18 +40,18 @@ type BackupInfo struct {
 // Backup writes to w what changed in Badger after version since (0: a
 // snapshot of everything). It holds off imports, deletes and corrections
 // while it runs, so that the backup matches one corpus version.
-func (s *Store) Backup(ctx context.Context, w io.Writer, since uint64) (BackupInfo, error) {
-	done, err := s.takeToken(ctx)
+func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupInfo, error) {
+	done, err := c.takeToken(ctx)
 	if err != nil {
 		return BackupInfo{}, err
 	}
 	defer done()
-	if err := s.acquire(); err != nil {
+	if err := c.acquire(); err != nil {
 		return BackupInfo{}, err
 	}
-	defer s.release()
-	info := BackupInfo{Since: since, Version: s.cat.Load().version, Keys: s.keys.Load()}
-	upto, err := s.db.Backup(w, since)
+	defer c.release()
+	info := BackupInfo{Since: since, Version: c.cat.Load().version, Keys: c.keys.Load()}
+	upto, err := c.db.Backup(w, since)
 	if err != nil {
 		return BackupInfo{}, classify("backup", err)
 	}
@@ -62,70 +62,77 @@ func (s *Store) Backup(ctx context.Context, w io.Writer, since uint64) (BackupIn
 // ApplyBackup loads a snapshot or delta written by a writer's Backup and
 // makes it visible all at once, as a local import commits: its rows are
 // written first (invisible until the catalogue names their segments), the
-// filter gains every digest among them, and the new catalogue is published
+// filter gains every key among them, and the new catalogue is published
 // last. expectedKeys, from BackupInfo.Keys, sizes the filter of an empty
-// store. It returns the corpus version now served.
+// corpus. It returns the corpus version now served.
 //
-// If the process dies part way, the store may hold part of the backup;
+// If the process dies part way, the corpus may hold part of the backup;
 // applying the same backup again completes it (every entry carries its
 // writer's version), which is what the follower does before it serves.
-func (s *Store) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint64) (uint64, error) {
-	if !s.opts.Follower {
-		return 0, breachd.Errorf(breachd.ErrFailedPrecondition, "this store is not a replica's: it takes imports, not backups")
+func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint64) (uint64, error) {
+	if !c.opts.Follower {
+		return 0, breachd.Errorf(breachd.ErrFailedPrecondition, "this %s corpus is not a replica's: it takes imports, not backups", c.kind.name)
 	}
-	done, err := s.takeToken(ctx)
+	done, err := c.takeToken(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
-	if err := s.acquire(); err != nil {
+	if err := c.acquire(); err != nil {
 		return 0, err
 	}
-	defer s.release()
+	defer c.release()
 	start := time.Now()
-	old, oldFilter := s.cat.Load(), s.filter.Load()
-	f, err := growing(oldFilter, old.version == 0, expectedKeys, s.opts.FalsePositiveRate)
+	old, oldFilter := c.cat.Load(), c.filter.Load()
+	f, err := growing(oldFilter, old.version == 0, expectedKeys, c.opts.FalsePositiveRate)
 	if err != nil {
 		return 0, err
 	}
 	var rows, fresh uint64
-	err = loadBackup(ctx, s.db, r, func(kv *pb.KV) {
-		if len(kv.Key) == emailKeySize && kv.Key[0] == tagEmail && !deleted(kv) {
+	size := 1 + c.kind.keySize
+	err = loadBackup(ctx, c.db, r, func(kv *pb.KV) {
+		if len(kv.Key) == size && kv.Key[0] == c.kind.tag && !deleted(kv) {
 			rows++
-			if !oldFilter.test(kv.Key[1:]) {
+			fk := c.kind.filterKey(kv.Key[1:])
+			if !oldFilter.test(fk[:]) {
 				fresh++ // surely new; the few the old filter lets through are not counted
 			}
-			f.add(kv.Key[1:])
+			f.add(fk[:])
 		}
 	})
 	if err != nil {
 		return 0, err
 	}
-	if err := s.db.Sync(); err != nil {
+	if err := c.db.Sync(); err != nil {
 		return 0, classify("apply backup", err)
 	}
-	c, err := s.readCatalog()
+	cat, err := c.readCatalog()
 	if err != nil {
 		return 0, err
 	}
-	keys := s.keys.Load() + fresh
+	keys := c.keys.Load() + fresh
 	if keys > f.cap+f.cap/2 {
-		if f, _, err = s.rebuildFilter(ctx, c, 2*keys); err != nil {
+		if f, _, err = c.rebuildFilter(ctx, cat, 2*keys); err != nil {
 			return 0, err
 		}
 	}
-	if err := s.saveFilterAt(f, c.version, keys); err != nil {
-		s.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
+	c.saveFilterBeforeCommit(f, cat.version, keys)
 	// Publish: the filter first, so that a lookup that sees the new
-	// catalogue also sees the new digests.
-	s.filter.Store(f)
-	s.keys.Store(keys)
-	s.cat.Store(c)
-	s.refreshView(context.Background(), c)
-	s.log.Info("backup applied", "rows", rows, "new_accounts", fresh, "corpus_version", c.version,
+	// catalogue also sees the new keys.
+	c.filter.Store(f)
+	c.keys.Store(keys)
+	c.cat.Store(cat) // its readTs covers every entry loaded: the delta is visible at once
+	// Versions no reader needs any more may go at compaction: those the
+	// catalogue before the last one pinned (a lookup that loaded it may
+	// still be reading).
+	if c.managed {
+		c.db.SetDiscardTs(old.readTs)
+	}
+	c.refreshView(context.Background(), cat)
+	c.announce()
+	c.log.Info("backup applied", "rows", rows, "new_keys", fresh, "corpus_version", cat.version,
 		"from_version", old.version, "duration", time.Since(start))
-	return c.version, nil
+	return cat.version, nil
 }
 
 // growing returns the filter a backup is added to: a private copy of the
@@ -206,86 +213,3 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 // bitDelete is Badger's mark of a deleted entry in a backup's Meta.
 const bitDelete byte = 1 << 0
-
-// Backup writes to w what changed in the password corpus's Badger after
-// version since (0: a snapshot), as Store.Backup.
-func (p *Passwords) Backup(ctx context.Context, w io.Writer, since uint64) (BackupInfo, error) {
-	done, err := p.takeToken(ctx)
-	if err != nil {
-		return BackupInfo{}, err
-	}
-	defer done()
-	if err := p.acquire(); err != nil {
-		return BackupInfo{}, err
-	}
-	defer p.release()
-	info := BackupInfo{Since: since, Version: p.state.Load().version, Keys: p.keys.Load()}
-	upto, err := p.db.Backup(w, since)
-	if err != nil {
-		return BackupInfo{}, classify("backup", err)
-	}
-	info.Upto = max(upto, since)
-	return info, nil
-}
-
-// ApplyBackup loads a backup of a writer's password corpus of the same
-// kind into this replica's and publishes it all at once, as
-// Store.ApplyBackup.
-func (p *Passwords) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint64) (uint64, error) {
-	if !p.opts.Follower {
-		return 0, breachd.Errorf(breachd.ErrFailedPrecondition, "this password corpus is not a replica's: it takes imports, not backups")
-	}
-	done, err := p.takeToken(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer done()
-	if err := p.acquire(); err != nil {
-		return 0, err
-	}
-	defer p.release()
-	start := time.Now()
-	old, oldFilter := p.state.Load(), p.filter.Load()
-	f, err := growing(oldFilter, old.version == 0, expectedKeys, p.opts.FalsePositiveRate)
-	if err != nil {
-		return 0, err
-	}
-	var rows, fresh uint64
-	size := p.kind.Size()
-	err = loadBackup(ctx, p.db, r, func(kv *pb.KV) {
-		if len(kv.Key) == 1+size && kv.Key[0] == tagHash && !deleted(kv) {
-			rows++
-			fk := filterKey(kv.Key[1:])
-			if !oldFilter.test(fk[:]) {
-				fresh++
-			}
-			f.add(fk[:])
-		}
-	})
-	if err != nil {
-		return 0, err
-	}
-	if err := p.db.Sync(); err != nil {
-		return 0, classify("apply backup", err)
-	}
-	st, err := p.readState()
-	if err != nil {
-		return 0, err
-	}
-	keys := p.keys.Load() + fresh
-	if keys > f.cap+f.cap/2 {
-		if f, _, err = p.rebuildFilter(ctx, st, 2*keys); err != nil {
-			return 0, err
-		}
-	}
-	if err := f.save(p.dir, filterHeader{corpusVersion: st.version, keys: keys}); err != nil {
-		p.log.Warn("saving bloom filter failed; it will be rebuilt at next start", "err", err)
-	}
-	// The filter first: a lookup that sees the new state sees its hashes.
-	p.filter.Store(f)
-	p.keys.Store(keys)
-	p.state.Store(st)
-	p.log.Info("backup applied", "rows", rows, "new_hashes", fresh, "corpus_version", st.version,
-		"from_version", old.version, "duration", time.Since(start))
-	return st.version, nil
-}

@@ -19,8 +19,8 @@ import (
 // corpus takes 72 MB on disk, 56 bytes a digest; write batches also pass
 // through Badger's write-ahead memtable first).
 const (
-	bulkBytesPerDigest  = 128
-	batchBytesPerDigest = 256
+	bulkBytesPerKey  = 128
+	batchBytesPerKey = 256
 )
 
 // freeBytes returns the space left to unprivileged writers on dir's filesystem.
@@ -35,8 +35,8 @@ func freeBytes(dir string) (int64, error) {
 // checkSpace refuses a write that needs about need bytes (plus room for
 // Badger to flush two memtables) if the filesystem would keep less than the
 // reserve.
-func (s *Store) checkSpace(need int64, what string) error {
-	return checkSpace(s.dir, s.opts, need, what)
+func (c *corpus) checkSpace(need int64, what string) error {
+	return checkSpace(c.dir, c.opts, need, what)
 }
 
 func checkSpace(dir string, o Options, need int64, what string) error {

@@ -4,40 +4,106 @@ import (
 	"bufio"
 	"bytes"
 	"container/heap"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"iter"
 	"os"
 	"path/filepath"
-	"slices"
+	"sort"
 
 	"github.com/breachd/breachd"
 )
 
-// A first import's digests are sorted in bounded memory: the buffer is
-// sorted, deduplicated and spilled to a file in the data directory each
-// time it holds Options.BulkChunkDigests, and the commit merges the sorted
-// runs. The spill files go when the import ends; a crash leaves them for
-// the collection at the next open.
+// A spilling bulk load sorts its keys in bounded memory: the buffer is
+// sorted, its repeats combined, and written to a run file in the corpus's
+// directory each time it holds Options.BulkChunkDigests keys; the commit
+// merges the sorted runs. The run files go when the import ends; a crash
+// leaves them for the collection at the next open.
 
 const spillPattern = "breachd.bulk.*.spill"
 
-// spill sorts and deduplicates the buffer and writes it to a new run file.
-func (imp *importTx) spill() error {
-	s := imp.s
-	ds := sortedUnique(imp.bulk)
-	if err := s.checkSpace(int64(len(ds))*breachd.DigestSize, "spilling the bulk load of "+imp.breach.Name); err != nil {
-		return err
+// runs are a bulk load's buffered records and spilled run files. A record
+// is a key, then for a counted kind its count (8 bytes, big-endian).
+type runs struct {
+	dir     string
+	keySize int
+	counted bool
+	recSize int      // keySize, plus 8 when counted
+	buf     []byte   // buffered records, back to back
+	files   []string // sorted runs
+	spilled uint64   // distinct records in them
+}
+
+func newRuns(dir string, k *kind) runs {
+	r := runs{dir: dir, keySize: k.keySize, counted: k.counted, recSize: k.keySize}
+	if k.counted {
+		r.recSize += 8
 	}
-	f, err := os.CreateTemp(s.dir, spillPattern)
+	return r
+}
+
+// buffered is how many records the buffer holds.
+func (r *runs) buffered() int { return len(r.buf) / r.recSize }
+
+// add buffers records.
+func (r *runs) add(rs []record) {
+	for _, x := range rs {
+		r.buf = append(r.buf, x.key...)
+		if r.counted {
+			r.buf = binary.BigEndian.AppendUint64(r.buf, x.count)
+		}
+	}
+}
+
+// sortBuffer sorts the buffer by key and combines repeats: counts add up
+// (capped), or a repeat is dropped.
+func (r *runs) sortBuffer() {
+	ks, counted := r.keySize, r.counted
+	sort.Sort(recSorter{b: r.buf, size: r.recSize, key: ks, tmp: make([]byte, r.recSize)})
+	out := r.buf[:0]
+	for i := 0; i < len(r.buf); i += r.recSize {
+		rec := r.buf[i : i+r.recSize]
+		if n := len(out); n > 0 && bytes.Equal(out[n-r.recSize:n-r.recSize+ks], rec[:ks]) {
+			if counted {
+				sum := min(binary.BigEndian.Uint64(out[n-8:])+binary.BigEndian.Uint64(rec[ks:]), breachd.MaxPasswordCount)
+				binary.BigEndian.PutUint64(out[n-8:], sum)
+			}
+			continue
+		}
+		out = append(out, rec...)
+	}
+	r.buf = out
+}
+
+// recSorter sorts fixed-size records by their key prefix.
+type recSorter struct {
+	b         []byte
+	size, key int
+	tmp       []byte
+}
+
+func (s recSorter) Len() int { return len(s.b) / s.size }
+func (s recSorter) Less(i, j int) bool {
+	return bytes.Compare(s.b[i*s.size:i*s.size+s.key], s.b[j*s.size:j*s.size+s.key]) < 0
+}
+func (s recSorter) Swap(i, j int) {
+	a, b := s.b[i*s.size:(i+1)*s.size], s.b[j*s.size:(j+1)*s.size]
+	copy(s.tmp, a)
+	copy(a, b)
+	copy(b, s.tmp)
+}
+
+// spill sorts the buffer and writes it to a new run file.
+func (r *runs) spill() error {
+	r.sortBuffer()
+	f, err := os.CreateTemp(r.dir, spillPattern)
 	if err != nil {
 		return classify("spill", err)
 	}
-	imp.spills = append(imp.spills, f.Name())
+	r.files = append(r.files, f.Name())
 	w := bufio.NewWriterSize(f, 1<<20)
-	for i := range ds {
-		w.Write(ds[i][:])
-	}
+	w.Write(r.buf)
 	err = w.Flush()
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -45,64 +111,69 @@ func (imp *importTx) spill() error {
 	if err != nil {
 		return classify("spill", err)
 	}
-	imp.spilled += uint64(len(ds))
-	imp.bulk = imp.bulk[:0]
-	s.log.Debug("bulk load spilled a run", "breach", imp.breach.Name, "digests", len(ds), "runs", len(imp.spills))
+	r.spilled += uint64(r.buffered())
+	r.buf = r.buf[:0]
 	return nil
 }
 
-// removeSpills deletes the import's run files.
-func (imp *importTx) removeSpills() {
-	for _, p := range imp.spills {
+// remove deletes the run files and drops the buffer.
+func (r *runs) remove() {
+	for _, p := range r.files {
 		os.Remove(p)
 	}
-	imp.spills = nil
+	r.files, r.buf = nil, nil
 }
 
-func sortedUnique(ds []breachd.Digest) []breachd.Digest {
-	slices.SortFunc(ds, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
-	return slices.Compact(ds)
-}
-
-// merged yields, in ascending order and once each, every digest of the
-// spilled runs and of the buffer (sorted and deduplicated first).
-func (imp *importTx) merged() iter.Seq2[breachd.Digest, error] {
-	return func(yield func(breachd.Digest, error) bool) {
-		imp.bulk = sortedUnique(imp.bulk)
+// merged yields, in ascending order and once each, every key of the runs
+// and of the buffer (sorted first), repeats combined.
+func (r *runs) merged() iter.Seq2[record, error] {
+	ks, counted := r.keySize, r.counted
+	return func(yield func(record, error) bool) {
+		r.sortBuffer()
 		var h runHeap
-		for _, p := range imp.spills {
+		for _, p := range r.files {
 			f, err := os.Open(p)
 			if err != nil {
-				yield(breachd.Digest{}, classify("read spill", err))
+				yield(record{}, classify("read spill", err))
 				return
 			}
 			defer f.Close()
-			r := &run{r: bufio.NewReaderSize(f, 1<<20)}
-			if ok, err := r.advance(); err != nil {
-				yield(breachd.Digest{}, err)
+			cur := &runReader{r: bufio.NewReaderSize(f, 1<<20), rec: make([]byte, r.recSize), key: ks}
+			if ok, err := cur.advance(); err != nil {
+				yield(record{}, err)
 				return
 			} else if ok {
-				h = append(h, r)
+				h = append(h, cur)
 			}
 		}
-		if len(imp.bulk) > 0 {
-			h = append(h, &run{mem: imp.bulk, cur: imp.bulk[0], pos: 1})
+		if len(r.buf) > 0 {
+			cur := &runReader{mem: r.buf, rec: make([]byte, r.recSize), key: ks}
+			cur.advance()
+			h = append(h, cur)
 		}
 		heap.Init(&h)
-		var last breachd.Digest
-		first := true
+		var out record
+		have := false
 		for h.Len() > 0 {
-			r := h[0]
-			d := r.cur
-			if first || d != last {
-				if !yield(d, nil) {
+			top := h[0]
+			key, count := top.rec[:ks], uint64(0)
+			if counted {
+				count = binary.BigEndian.Uint64(top.rec[ks:])
+			}
+			switch {
+			case have && bytes.Equal(out.key, key):
+				if counted {
+					out.count = min(out.count+count, breachd.MaxPasswordCount)
+				}
+			default:
+				if have && !yield(out, nil) {
 					return
 				}
-				last, first = d, false
+				out, have = record{key: bytes.Clone(key), count: count}, true
 			}
-			ok, err := r.advance()
+			ok, err := top.advance()
 			if err != nil {
-				yield(breachd.Digest{}, err)
+				yield(record{}, err)
 				return
 			}
 			if ok {
@@ -111,27 +182,30 @@ func (imp *importTx) merged() iter.Seq2[breachd.Digest, error] {
 				heap.Pop(&h)
 			}
 		}
+		if have {
+			yield(out, nil)
+		}
 	}
 }
 
-// run is a sorted sequence of digests: a spill file or the buffer.
-type run struct {
-	r   *bufio.Reader    // a file's, or nil
-	mem []breachd.Digest // the buffer's
-	pos int
-	cur breachd.Digest
+// runReader reads a sorted run: a spill file or the buffer.
+type runReader struct {
+	r   *bufio.Reader // a file's, or nil
+	mem []byte        // the buffer's
+	rec []byte        // the current record
+	key int
 }
 
-func (r *run) advance() (bool, error) {
+func (r *runReader) advance() (bool, error) {
 	if r.r == nil {
-		if r.pos >= len(r.mem) {
+		if len(r.mem) == 0 {
 			return false, nil
 		}
-		r.cur = r.mem[r.pos]
-		r.pos++
+		copy(r.rec, r.mem[:len(r.rec)])
+		r.mem = r.mem[len(r.rec):]
 		return true, nil
 	}
-	_, err := io.ReadFull(r.r, r.cur[:])
+	_, err := io.ReadFull(r.r, r.rec)
 	switch {
 	case err == io.EOF:
 		return false, nil
@@ -141,12 +215,14 @@ func (r *run) advance() (bool, error) {
 	return true, nil
 }
 
-type runHeap []*run
+type runHeap []*runReader
 
-func (h runHeap) Len() int           { return len(h) }
-func (h runHeap) Less(i, j int) bool { return bytes.Compare(h[i].cur[:], h[j].cur[:]) < 0 }
-func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *runHeap) Push(x any)        { *h = append(*h, x.(*run)) }
+func (h runHeap) Len() int { return len(h) }
+func (h runHeap) Less(i, j int) bool {
+	return bytes.Compare(h[i].rec[:h[i].key], h[j].rec[:h[j].key]) < 0
+}
+func (h runHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)   { *h = append(*h, x.(*runReader)) }
 func (h *runHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]
