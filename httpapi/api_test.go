@@ -102,7 +102,7 @@ func newFixture(t *testing.T, keyed, openPublic bool) *fixture {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o := store.DefaultOptions()
 	o.Logger, o.Index = log, store.IndexInline
-	st, err := store.Open(ctx, dir, o)
+	st, err := store.Open(ctx, store.EmailDir(dir), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func newFixture(t *testing.T, keyed, openPublic bool) *fixture {
 	}
 	opts := []service.Option{}
 	for _, k := range breachd.HashKinds {
-		pw, err := store.OpenPasswords(ctx, dir, k, o)
+		pw, err := store.OpenPasswords(ctx, store.PasswordDir(dir, k), k, o)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func BenchmarkRange(b *testing.B) {
 		b.Fatal(err)
 	}
 	o := store.DefaultOptions()
-	pw, err := store.OpenPasswords(ctx, dir, breachd.SHA1, o)
+	pw, err := store.OpenPasswords(ctx, store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, o)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -37,18 +36,14 @@ type PasswordRelease struct {
 	Hashes uint64 `json:"Hashes"`
 }
 
-// PasswordDir is where the corpus of kind k lives inside a data directory.
-func PasswordDir(dataDir string, k breachd.HashKind) string {
-	return filepath.Join(dataDir, "passwords-"+k.String())
-}
-
-// OpenPasswords opens (creating if needed) the corpus of kind k in dataDir.
-func OpenPasswords(ctx context.Context, dataDir string, k breachd.HashKind, opts Options) (*Passwords, error) {
+// OpenPasswords opens (creating if needed) the password corpus of kind k
+// in dir (in a data directory: PasswordDir).
+func OpenPasswords(ctx context.Context, dir string, k breachd.HashKind, opts Options) (*Passwords, error) {
 	pk := passwordKind(k)
 	if pk == nil {
 		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "unknown hash kind %d", k)
 	}
-	c, err := openCorpus(ctx, PasswordDir(dataDir, k), pk, opts)
+	c, err := openCorpus(ctx, dir, pk, opts)
 	if err != nil {
 		return nil, err
 	}

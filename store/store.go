@@ -18,7 +18,8 @@ import (
 // never wait for them.
 type Store struct{ *corpus }
 
-// Open opens (creating if needed) the email corpus in dir. Rebuilding the
+// Open opens (creating if needed) the email corpus in dir (in a data
+// directory: EmailDir; see MigrateLayout for one from before). Rebuilding the
 // Bloom filter, when the saved one does not match the data, stops when ctx
 // is done.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {

@@ -59,11 +59,15 @@ func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
 // The lookup index is not rebuilt while the command works, but once,
 // before the store closes (closeOffline), so a daemon starts with it.
 func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+	if _, err := store.MigrateLayout(t.data, log); err != nil {
+		return nil, t.lockedError(err)
+	}
 	so := store.DefaultOptions()
 	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1 // nothing to share the machine with
-	so.Follower = follows(t.data)
-	st, err := store.Open(ctx, t.data, so)
+	dir := store.EmailDir(t.data)
+	so.Follower = follows(dir)
+	st, err := store.Open(ctx, dir, so)
 	return st, t.lockedError(err)
 }
 
@@ -72,8 +76,10 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slog.Logger) (*store.Passwords, error) {
 	so := store.DefaultOptions()
 	so.Logger = log
-	so.Follower = follows(store.PasswordDir(t.data, k))
-	pw, err := store.OpenPasswords(ctx, t.data, k, so)
+	so.BackgroundShare = 1
+	dir := store.PasswordDir(t.data, k)
+	so.Follower = follows(dir)
+	pw, err := store.OpenPasswords(ctx, dir, k, so)
 	return pw, t.lockedError(err)
 }
 

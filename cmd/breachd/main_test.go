@@ -486,7 +486,7 @@ func TestImportNothingAccepted(t *testing.T) {
 	}
 	d.stop(t)
 	for name := range files {
-		st, err := store.Open(t.Context(), filepath.Join(tmp, "fresh-"+name), store.DefaultOptions())
+		st, err := store.Open(t.Context(), store.EmailDir(filepath.Join(tmp, "fresh-"+name)), store.DefaultOptions())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -205,7 +205,11 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	so := c.storeOptions()
 	so.Logger, so.Registerer = log, reg
 	so.Follower = c.Replication.Follow != ""
-	st, err := store.Open(ctx, c.Data, so)
+	if _, err := store.MigrateLayout(c.Data, log); err != nil {
+		stop()
+		return err
+	}
+	st, err := store.Open(ctx, store.EmailDir(c.Data), so)
 	if err != nil {
 		stop()
 		return err
@@ -221,7 +225,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	}{{breachd.SHA1, &sha1s}, {breachd.NTLM, &ntlms}} {
 		po := c.passwordOptions(log)
 		po.Follower = so.Follower
-		pw, err := store.OpenPasswords(ctx, c.Data, o.k, po)
+		pw, err := store.OpenPasswords(ctx, store.PasswordDir(c.Data, o.k), o.k, po)
 		if err != nil {
 			stop()
 			return fmt.Errorf("%s password corpus: %w", o.k, err)
@@ -251,7 +255,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 			stop()
 			return err
 		}
-		f := natsrepl.NewFollower(st, c.Data, o)
+		f := natsrepl.NewFollower(st, store.EmailDir(c.Data), o)
 		corpus.replica = func() error {
 			return breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon is a read replica of the corpus published on NATS (%s): import, delete and correct breaches on the writer%s",
 				c.Replication.Follow, writerHint(f.Writer()))
@@ -279,7 +283,7 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		if advertise == "" {
 			advertise = lis.Addr().String()
 		}
-		pub := natsrepl.NewPublisher(st, c.Data, advertise, o)
+		pub := natsrepl.NewPublisher(st, store.EmailDir(c.Data), advertise, o)
 		corpus.changed = pub.Kick
 		goRun(pub.Run)
 		for _, pw := range []*openingPasswords{&sha1s, &ntlms} {

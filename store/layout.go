@@ -1,0 +1,113 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/breachd/breachd"
+)
+
+// A data directory holds one directory per corpus, each a Badger of its own
+// with its filter, lookup index and replication state, beside the API keys:
+//
+//	DATA/emails/            the email corpus
+//	DATA/passwords-sha1/    the SHA-1 password corpus
+//	DATA/passwords-ntlm/    the NTLM password corpus
+//	DATA/keys.json          API keys (package auth)
+//
+// Releases before 2026-12 kept the email corpus at the root of DATA, beside
+// the others; MigrateLayout moves it.
+
+// EmailDir is where the email corpus lives inside a data directory.
+func EmailDir(dataDir string) string { return filepath.Join(dataDir, "emails") }
+
+// PasswordDir is where the corpus of kind k lives inside a data directory.
+func PasswordDir(dataDir string, k breachd.HashKind) string {
+	return filepath.Join(dataDir, "passwords-"+k.String())
+}
+
+const migrating = "emails.migrating"
+
+// legacyFile reports whether a name at the root of a data directory is one
+// of the email corpus's files in the old layout: Badger's, and breachd's
+// own beside them (filter, index, replication state, temporary files).
+func legacyFile(name string) bool {
+	switch name {
+	case "MANIFEST", "KEYREGISTRY", "DISCARD", "LOCK":
+		return true
+	}
+	for _, ext := range []string{".sst", ".vlog", ".mem"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return strings.HasPrefix(name, "breachd.")
+}
+
+// MigrateLayout moves an email corpus kept at the root of dataDir (the
+// layout before 2026-12) into EmailDir(dataDir), and reports whether it
+// moved anything. Every step can be cut short by a crash and is finished by
+// the next call: the files move, one rename each, into a directory that
+// takes the corpus's name in one last rename. It refuses while a process
+// holds the corpus (Badger's lock).
+func MigrateLayout(dataDir string, log *slog.Logger) (bool, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	entries, err := os.ReadDir(dataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var legacy []string
+	started := false
+	for _, e := range entries {
+		switch {
+		case e.Name() == migrating && e.IsDir():
+			started = true
+		case !e.IsDir() && legacyFile(e.Name()):
+			legacy = append(legacy, e.Name())
+		}
+	}
+	if len(legacy) == 0 && !started {
+		return false, nil
+	}
+	if _, err := os.Stat(EmailDir(dataDir)); err == nil {
+		return false, fmt.Errorf("%s holds an email corpus both at its root (the layout before 2026-12) and in %s: move one away",
+			dataDir, EmailDir(dataDir))
+	}
+	// Badger's lock: a daemon of an earlier release serving the corpus at
+	// the root holds it.
+	if lock, err := os.Open(filepath.Join(dataDir, "LOCK")); err == nil {
+		defer lock.Close()
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			return false, fmt.Errorf("%s: %w", dataDir, ErrLocked)
+		}
+	}
+	tmp := filepath.Join(dataDir, migrating)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return false, err
+	}
+	log.Warn("moving the email corpus from the root of the data directory into its own directory (the layout since 2026-12)",
+		"dir", dataDir, "files", len(legacy))
+	for _, name := range legacy {
+		if err := os.Rename(filepath.Join(dataDir, name), filepath.Join(tmp, name)); err != nil {
+			return false, fmt.Errorf("migrate %s: %w", name, err)
+		}
+		reach("migrate-moved")
+	}
+	if err := syncDir(tmp); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp, EmailDir(dataDir)); err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	return true, syncDir(dataDir)
+}
