@@ -19,9 +19,10 @@ import (
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/daemon/daemontest"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 	"github.com/breachd/breachd/quota"
-	"github.com/breachd/breachd/server/servertest"
 )
 
 // corpusKeys is the corpus size: the Sega Pass account count unless
@@ -58,9 +59,9 @@ var (
 	fixDone func()
 )
 
-// daemon builds a store of corpusKeys digests once per process and serves it
+// shared builds a store of corpusKeys digests once per process and serves it
 // with the production server over 127.0.0.1.
-func daemon(b *testing.B) fixture {
+func shared(b *testing.B) fixture {
 	b.Helper()
 	fixOnce.Do(func() { fixErr = startDaemon(corpusKeys(b)) })
 	if fixErr != nil {
@@ -69,21 +70,29 @@ func daemon(b *testing.B) fixture {
 	return fix
 }
 
+// benchConfig is a daemon's production configuration (not the tests'
+// smaller one) on a port of the system's choosing.
+func benchConfig(data string) daemon.Config {
+	c := daemon.DefaultConfig()
+	c.Data, c.Addr = data, "127.0.0.1:0"
+	return c
+}
+
 func startDaemon(n int) error {
 	dir, err := os.MkdirTemp("", "breachd-bench")
 	if err != nil {
 		return err
 	}
-	srv, err := servertest.Start(filepath.Join(dir, "data"), servertest.Options{})
+	srv, err := daemon.Start(context.Background(), benchConfig(filepath.Join(dir, "data")), nil)
 	if err != nil {
 		return err
 	}
 	present := digests("present", n)
 	b := breachd.Breach{Name: "Bench", Title: "Bench", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses"}}
-	if _, err := srv.Import(context.Background(), b, present); err != nil {
+	if _, err := daemontest.Import(context.Background(), srv, b, present); err != nil {
 		return err
 	}
-	conn, err := srv.Dial()
+	conn, err := client.Dial(srv.Addr(), client.DialOptions{})
 	if err != nil {
 		return err
 	}
@@ -110,7 +119,7 @@ func TestMain(m *testing.M) {
 // BenchmarkCheck is one unary Check over loopback, for a digest the filter
 // rejects (absent) and one that Badger confirms (present), and the server's
 // gRPC health Check as the no-op baseline.
-func BenchmarkCheck(b *testing.B) { benchUnary(b, daemon(b)) }
+func BenchmarkCheck(b *testing.B) { benchUnary(b, shared(b)) }
 
 // BenchmarkCheckTLS is BenchmarkCheck against a daemon that wants TLS, an
 // API key and quotas (generous: every call is charged, none refused), with
@@ -195,16 +204,18 @@ func startSecure(b *testing.B, n int) (fixture, error) {
 	if err != nil {
 		return fixture{}, err
 	}
-	srv, err := servertest.Start(data, servertest.Options{Secure: &servertest.Secure{CertFile: cert, KeyFile: key,
-		Quota: quota.Limits{Rate: 1e9, Burst: 1e9}}})
+	c := benchConfig(data)
+	c.TLS = &daemon.TLS{Cert: cert, Key: key}
+	c.Quota.Default = quota.Limits{Rate: 1e9, Burst: 1e9}
+	srv, err := daemon.Start(context.Background(), c, nil)
 	if err != nil {
 		return fixture{}, err
 	}
 	present := digests("present", n)
-	if _, err := srv.Import(context.Background(), breachd.Breach{Name: "Bench", Title: "Bench"}, present); err != nil {
+	if _, err := daemontest.Import(context.Background(), srv, breachd.Breach{Name: "Bench", Title: "Bench"}, present); err != nil {
 		return fixture{}, err
 	}
-	conn, err := client.Dial(srv.Addr, client.DialOptions{CAFile: ca.File, APIKey: apiKey})
+	conn, err := client.Dial(srv.Addr(), client.DialOptions{CAFile: ca.File, APIKey: apiKey})
 	if err != nil {
 		return fixture{}, err
 	}
@@ -274,7 +285,7 @@ func benchUnary(b *testing.B, f fixture) {
 // sent and answered on an open stream over loopback: serially (one batch at
 // a time) and with several streams busy at once.
 func BenchmarkCheckStream(b *testing.B) {
-	f := daemon(b)
+	f := shared(b)
 	const batch = 1000
 	packed := make([][]byte, 64)
 	for j := range packed {

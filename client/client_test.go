@@ -185,7 +185,7 @@ func TestImport(t *testing.T) {
 	// commit: the caller cannot know whether it committed.
 	_, err = c.Import(t.Context(), breachd.Breach{Name: "Gamma", Title: "Gamma"}, func(yield func([]breachd.Digest, error) bool) {
 		if yield(ds[:10], nil) {
-			d.srv.GRPC.Stop()
+			d.srv.Close()
 		}
 	})
 	if !errors.Is(err, client.ErrOutcomeUnknown) {

@@ -14,13 +14,14 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/server/servertest"
+	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/daemon/daemontest"
 )
 
 // demo is a real daemon on 127.0.0.1, with the AdminService on.
 type demo struct {
 	dir  string
-	srv  *servertest.Server
+	srv  *daemon.Daemon
 	conn *grpc.ClientConn
 }
 
@@ -29,11 +30,11 @@ func startDemo() (*demo, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := servertest.Start(dir, servertest.Options{Admin: true})
+	srv, err := daemon.Start(context.Background(), daemontest.Config(dir), nil)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := srv.Dial()
+	conn, err := client.Dial(srv.Addr(), client.DialOptions{})
 	if err != nil {
 		return nil, err
 	}

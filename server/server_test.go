@@ -21,9 +21,10 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/daemon/daemontest"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 	"github.com/breachd/breachd/server"
-	"github.com/breachd/breachd/server/servertest"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
 )
@@ -54,28 +55,18 @@ type fixture struct {
 	health healthpb.HealthClient
 }
 
-// newFixture serves a real store with servertest, with alpha imported from
-// digests("a", nAlpha).
+// newFixture serves a real store from a real daemon, with alpha imported
+// from digests("a", nAlpha).
 func newFixture(tb testing.TB, nAlpha int, opts server.Options) *fixture {
 	tb.Helper()
-	so := store.DefaultOptions()
-	so.ExpectedKeys = 4096
-	srv, err := servertest.Start(tb.TempDir(), servertest.Options{Admin: opts.Admin, Store: &so})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Close() })
+	srv := daemontest.Start(tb, tb.TempDir(), func(c *daemon.Config) { c.Admin = opts.Admin }, nil)
 	if nAlpha > 0 {
-		if _, err := srv.Import(context.Background(), alpha, digests("a", nAlpha)); err != nil {
+		if _, err := daemontest.Import(context.Background(), srv, alpha, digests("a", nAlpha)); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	conn, err := srv.Dial()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { conn.Close() })
-	return &fixture{st: srv.Store, conn: conn, expo: breachdv1.NewExposureServiceClient(conn),
+	conn := daemontest.Dial(tb, srv)
+	return &fixture{st: srv.Emails(), conn: conn, expo: breachdv1.NewExposureServiceClient(conn),
 		admin: breachdv1.NewAdminServiceClient(conn), health: healthpb.NewHealthClient(conn)}
 }
 
@@ -471,18 +462,11 @@ func TestAdminImportInvalid(t *testing.T) {
 // resume, and shutdown returns long before its bound.
 func TestShutdownEndsBulkStreams(t *testing.T) {
 	t.Parallel()
-	srv, err := servertest.Start(t.TempDir(), servertest.Options{})
-	if err != nil {
+	srv := daemontest.Start(t, t.TempDir(), nil, nil)
+	if _, err := daemontest.Import(t.Context(), srv, alpha, digests("a", 10)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := srv.Import(t.Context(), alpha, digests("a", 10)); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := srv.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := daemontest.Dial(t, srv)
 	stream, err := breachdv1.NewExposureServiceClient(conn).CheckStream(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -512,24 +496,15 @@ func TestShutdownEndsBulkStreams(t *testing.T) {
 // ended, and frees the import lock for the next import.
 func TestImportIdleTimeout(t *testing.T) {
 	t.Parallel()
-	srv, err := servertest.Start(t.TempDir(), servertest.Options{Admin: true, ImportIdleTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	conn, err := srv.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	admin := breachdv1.NewAdminServiceClient(conn)
+	srv := daemontest.Start(t, t.TempDir(), func(c *daemon.Config) { c.ImportIdleTimeout = 300 * time.Millisecond }, nil)
+	admin := breachdv1.NewAdminServiceClient(daemontest.Dial(t, srv))
 	stream, err := admin.ImportBreach(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	stream.Send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Breach{Breach: &breachdv1.Breach{Name: "Idle", Title: "Idle"}}})
 	stream.Send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_EmailSha256{EmailSha256: pack(digests("i", 3))}})
-	for !srv.Store.Importing() { // it holds the import lock
+	for !srv.Emails().Importing() { // it holds the import lock
 		time.Sleep(time.Millisecond)
 	}
 	// ... and sends nothing more. The next import waits for the lock, then runs.

@@ -2,10 +2,10 @@ package service
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/breachd/breachd"
 )
@@ -26,13 +26,24 @@ type PasswordCorpus interface {
 // Option configures a Service.
 type Option func(*Service)
 
-// WithPasswords serves the password corpus of kind k from c.
+// WithPasswords serves the password corpus of kind k from c. With c nil,
+// the corpus is still opening: its calls answer breachd.ErrUnavailable
+// until OpenPasswords.
 func WithPasswords(k breachd.HashKind, c PasswordCorpus) Option {
 	return func(s *Service) {
-		if s.passwords == nil {
-			s.passwords = map[breachd.HashKind]PasswordCorpus{}
+		p := &atomic.Pointer[PasswordCorpus]{}
+		if c != nil {
+			p.Store(&c)
 		}
-		s.passwords[k] = c
+		s.passwords[k] = p
+	}
+}
+
+// OpenPasswords serves the password corpus of kind k (declared with
+// WithPasswords) from c from now on.
+func (s *Service) OpenPasswords(k breachd.HashKind, c PasswordCorpus) {
+	if p := s.passwords[k]; p != nil {
+		p.Store(&c)
 	}
 }
 
@@ -40,11 +51,14 @@ func (s *Service) passwordCorpus(k breachd.HashKind) (PasswordCorpus, error) {
 	if k.Size() == 0 {
 		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
 	}
-	c := s.passwords[k]
-	if c == nil {
+	p := s.passwords[k]
+	if p == nil {
 		return nil, breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon serves no %s password corpus", k)
 	}
-	return c, nil
+	if c := p.Load(); c != nil {
+		return *c, nil
+	}
+	return nil, ErrOpening
 }
 
 // CheckPassword returns how often the password whose hash is h appears in
@@ -72,12 +86,16 @@ func (s *Service) PasswordRange(ctx context.Context, k breachd.HashKind, prefix 
 // AllBreaches returns the whole catalogue, ordered by name; the entries
 // are shared.
 func (s *Service) AllBreaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error) {
-	return s.store.Breaches(ctx)
+	st, err := s.corpus()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Breaches(ctx)
 }
 
 // LatestBreach returns the breach added last (nil for an empty catalogue).
 func (s *Service) LatestBreach(ctx context.Context) (*breachd.CatalogEntry, uint64, error) {
-	all, v, err := s.store.Breaches(ctx)
+	all, v, err := s.AllBreaches(ctx)
 	if err != nil || len(all) == 0 {
 		return nil, v, err
 	}
@@ -93,7 +111,7 @@ func (s *Service) LatestBreach(ctx context.Context) (*breachd.CatalogEntry, uint
 // DataClasses returns every data class the catalogue names, sorted and
 // each once.
 func (s *Service) DataClasses(ctx context.Context) ([]string, uint64, error) {
-	all, v, err := s.store.Breaches(ctx)
+	all, v, err := s.AllBreaches(ctx)
 	if err != nil {
 		return nil, v, err
 	}
@@ -116,20 +134,8 @@ func (s *Service) ImportPasswords(ctx context.Context, k breachd.HashKind, rel b
 	if err := rel.Validate(); err != nil {
 		return breachd.PasswordImportStats{}, err
 	}
-	checked := func(yield func([]breachd.PasswordRecord, error) bool) {
-		for rs, err := range batches {
-			if err == nil {
-				switch {
-				case len(rs) == 0:
-					err = fmt.Errorf("%w: empty, want 1 to %d hashes", breachd.ErrInvalidBatch, breachd.MaxBatch)
-				case len(rs) > breachd.MaxBatch:
-					err = fmt.Errorf("%w: got %d hashes, want at most %d per batch: split it", breachd.ErrInvalidBatch, len(rs), breachd.MaxBatch)
-				}
-			}
-			if !yield(rs, err) || err != nil {
-				return
-			}
-		}
+	if s.readOnly != nil {
+		return breachd.PasswordImportStats{}, s.readOnly()
 	}
-	return c.Import(ctx, rel, expected, checked)
+	return c.Import(ctx, rel, expected, checked(batches, "hashes", "release "+rel.Name, true))
 }

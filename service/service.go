@@ -7,6 +7,7 @@ import (
 	"iter"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/breachd/breachd"
 )
@@ -36,23 +37,89 @@ type Store interface {
 }
 
 // Service runs the use cases over a Store. It is safe for concurrent use.
+//
+// Two rules of a daemon's life are the service's, not its callers': a
+// corpus still opening (a large one may rebuild its filter for minutes)
+// answers every call with breachd.ErrUnavailable until Open; and a read
+// replica refuses every change (WithReadOnly).
 type Service struct {
-	store     Store
-	passwords map[breachd.HashKind]PasswordCorpus
+	store     atomic.Pointer[Store] // nil while the corpus opens
+	passwords map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]
+	readOnly  func() error // non-nil on a read replica: why a change is refused
 }
 
-// New returns the use cases over st.
+// New returns the use cases over st. With st nil, the corpus is still
+// opening: every call answers breachd.ErrUnavailable until Open.
 func New(st Store, opts ...Option) *Service {
-	s := &Service{store: st}
+	s := &Service{passwords: map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]{}}
+	if st != nil {
+		s.Open(st)
+	}
 	for _, o := range opts {
 		o(s)
 	}
 	return s
 }
 
+// Open serves st from now on.
+func (s *Service) Open(st Store) { s.store.Store(&st) }
+
+// WithReadOnly makes the service a read replica's: every change is refused
+// with the error refuse returns (it says where the writer is).
+func WithReadOnly(refuse func() error) Option { return func(s *Service) { s.readOnly = refuse } }
+
+// ErrOpening answers while the corpus opens.
+var ErrOpening = breachd.NewError(breachd.ErrUnavailable, "the corpus is still opening")
+
+// corpus returns the email corpus, or ErrOpening.
+func (s *Service) corpus() (Store, error) {
+	if st := s.store.Load(); st != nil {
+		return *st, nil
+	}
+	return nil, ErrOpening
+}
+
+// writable returns the email corpus for a change: refused on a replica.
+func (s *Service) writable() (Store, error) {
+	if s.readOnly != nil {
+		return nil, s.readOnly()
+	}
+	return s.corpus()
+}
+
+// checked passes batches through, refusing an empty one or one over
+// breachd.MaxBatch (items named what), and, with some, a stream that
+// ended without any item, which name's import may not commit.
+func checked[T any](batches iter.Seq2[[]T, error], what, name string, some bool) iter.Seq2[[]T, error] {
+	return func(yield func([]T, error) bool) {
+		var n int
+		for xs, err := range batches {
+			if err == nil {
+				switch {
+				case len(xs) == 0:
+					err = fmt.Errorf("%w: empty, want 1 to %d %s", breachd.ErrInvalidBatch, breachd.MaxBatch, what)
+				case len(xs) > breachd.MaxBatch:
+					err = fmt.Errorf("%w: got %d %s, want at most %d per batch: split it", breachd.ErrInvalidBatch, len(xs), what, breachd.MaxBatch)
+				}
+			}
+			if !yield(xs, err) || err != nil {
+				return
+			}
+			n += len(xs)
+		}
+		if n == 0 && some {
+			yield(nil, fmt.Errorf("%w for %s: nothing was committed", breachd.ErrEmptyImport, name))
+		}
+	}
+}
+
 // Check answers for one digest.
 func (s *Service) Check(ctx context.Context, d breachd.Digest) (breachd.Exposure, error) {
-	bs, version, err := s.store.Lookup(ctx, d)
+	st, err := s.corpus()
+	if err != nil {
+		return breachd.Exposure{}, err
+	}
+	bs, version, err := st.Lookup(ctx, d)
 	if err != nil {
 		return breachd.Exposure{}, err
 	}
@@ -67,8 +134,12 @@ func (s *Service) CheckBatch(ctx context.Context, packed []byte) (breachd.BatchE
 	if err := breachd.ValidateBatch(packed); err != nil {
 		return breachd.BatchExposure{}, err
 	}
+	st, err := s.corpus()
+	if err != nil {
+		return breachd.BatchExposure{}, err
+	}
 	ans := breachd.BatchExposure{Count: len(packed) / breachd.DigestSize}
-	version, err := s.store.LookupBatch(ctx, packed, func(i int, bs []*breachd.CatalogEntry) {
+	version, err := st.LookupBatch(ctx, packed, func(i int, bs []*breachd.CatalogEntry) {
 		set := slices.IndexFunc(ans.Sets, func(x []*breachd.CatalogEntry) bool { return slices.Equal(x, bs) })
 		if set < 0 { // the sets in a batch are few: a scan beats a map
 			set = len(ans.Sets)
@@ -130,7 +201,11 @@ func (s *Service) ListBreaches(ctx context.Context, req PageRequest) (BreachPage
 	if err != nil {
 		return BreachPage{}, err
 	}
-	all, version, err := s.store.Breaches(ctx)
+	st, err := s.corpus()
+	if err != nil {
+		return BreachPage{}, err
+	}
+	all, version, err := st.Breaches(ctx)
 	if err != nil {
 		return BreachPage{}, err
 	}
@@ -167,7 +242,11 @@ func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogE
 	if err := validName(name); err != nil {
 		return nil, 0, err
 	}
-	return s.store.Breach(ctx, name)
+	st, err := s.corpus()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Breach(ctx, name)
 }
 
 func validName(name string) error {
@@ -187,7 +266,11 @@ func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, versi
 	if err := validName(name); err != nil {
 		return 0, 0, err
 	}
-	return s.store.DeleteBreach(ctx, name)
+	st, err := s.writable()
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.DeleteBreach(ctx, name)
 }
 
 // UpdateBreach corrects the catalogue entry of a breach in the corpus:
@@ -196,7 +279,11 @@ func (s *Service) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.
 	if err := b.Validate(); err != nil {
 		return nil, 0, err
 	}
-	return s.store.UpdateBreach(ctx, b)
+	st, err := s.writable()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.UpdateBreach(ctx, b)
 }
 
 // Import adds breach b from batches of 1 to breachd.MaxBatch digests and
@@ -207,27 +294,11 @@ func (s *Service) Import(ctx context.Context, b breachd.Breach, batches iter.Seq
 	if err := b.Validate(); err != nil {
 		return breachd.ImportStats{}, err
 	}
-	checked := func(yield func([]breachd.Digest, error) bool) {
-		var n int
-		for ds, err := range batches {
-			if err == nil {
-				switch {
-				case len(ds) == 0:
-					err = fmt.Errorf("%w: empty, want 1 to %d digests", breachd.ErrInvalidBatch, breachd.MaxBatch)
-				case len(ds) > breachd.MaxBatch:
-					err = fmt.Errorf("%w: got %d digests, want at most %d per batch: split it", breachd.ErrInvalidBatch, len(ds), breachd.MaxBatch)
-				}
-			}
-			if !yield(ds, err) || err != nil {
-				return
-			}
-			n += len(ds)
-		}
-		if n == 0 {
-			yield(nil, fmt.Errorf("%w for breach %s: nothing was committed", breachd.ErrEmptyImport, b.Name))
-		}
+	st, err := s.writable()
+	if err != nil {
+		return breachd.ImportStats{}, err
 	}
-	return s.store.Import(ctx, b, checked)
+	return st.Import(ctx, b, checked(batches, "digests", "breach "+b.Name, true))
 }
 
 // AtLeast refuses an answer computed at corpus version v when the caller

@@ -188,3 +188,71 @@ func FuzzPageToken(f *testing.F) {
 		}
 	})
 }
+
+// TestOpeningAndReadOnly: until its corpus is open, every use case answers
+// UNAVAILABLE ("still opening"); once open, answers come; a read replica's
+// service refuses every change, of emails and passwords, with the reason
+// it is given, and still answers.
+func TestOpeningAndReadOnly(t *testing.T) {
+	t.Parallel()
+	o := store.DefaultOptions()
+	o.ExpectedKeys = 1024
+	ctx := t.Context()
+	st, err := store.Open(ctx, t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pw, err := store.OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pw.Close()
+	a := storetest.Digests("a", 10)
+	if _, err := st.Import(ctx, storetest.Breach("Alpha"), storetest.Batches(a, 10, nil)); err != nil {
+		t.Fatal(err)
+	}
+
+	svc := service.New(nil, service.WithPasswords(breachd.SHA1, nil))
+	h, _ := breachd.PasswordHashFromBytes(breachd.SHA1, a[0][:20])
+	opening := map[string]error{}
+	_, opening["Check"] = svc.Check(ctx, a[0])
+	_, opening["CheckBatch"] = svc.CheckBatch(ctx, a[0][:])
+	_, opening["ListBreaches"] = svc.ListBreaches(ctx, service.PageRequest{})
+	_, _, opening["GetBreach"] = svc.GetBreach(ctx, "Alpha")
+	_, opening["Import"] = svc.Import(ctx, storetest.Breach("Beta"), storetest.Batches(a, 10, nil))
+	_, _, opening["DeleteBreach"] = svc.DeleteBreach(ctx, "Alpha")
+	_, opening["CheckPassword"] = svc.CheckPassword(ctx, h)
+	for call, err := range opening {
+		if !errors.Is(err, service.ErrOpening) || !errors.Is(err, breachd.ErrUnavailable) {
+			t.Errorf("%s while opening = %v, want UNAVAILABLE, still opening", call, err)
+		}
+	}
+	svc.Open(st)
+	svc.OpenPasswords(breachd.SHA1, pw)
+	if e, err := svc.Check(ctx, a[0]); err != nil || len(e.Breaches) != 1 {
+		t.Fatalf("Check once open = %+v, %v", e, err)
+	}
+	if _, err := svc.CheckPassword(ctx, h); err != nil {
+		t.Fatalf("CheckPassword once open = %v", err)
+	}
+
+	errReplica := breachd.Errorf(breachd.ErrFailedPrecondition, "a replica: import on the writer")
+	ro := service.New(st, service.WithPasswords(breachd.SHA1, pw), service.WithReadOnly(func() error { return errReplica }))
+	refused := map[string]error{}
+	_, refused["Import"] = ro.Import(ctx, storetest.Breach("Beta"), storetest.Batches(a, 10, nil))
+	_, _, refused["DeleteBreach"] = ro.DeleteBreach(ctx, "Alpha")
+	_, _, refused["UpdateBreach"] = ro.UpdateBreach(ctx, storetest.Breach("Alpha"))
+	_, refused["ImportPasswords"] = ro.ImportPasswords(ctx, breachd.SHA1, storetest.Breach("PP"), 0, func(yield func([]breachd.PasswordRecord, error) bool) {})
+	for call, err := range refused {
+		if err != errReplica {
+			t.Errorf("%s on a replica = %v, want its refusal", call, err)
+		}
+	}
+	if e, err := ro.Check(ctx, a[0]); err != nil || len(e.Breaches) != 1 {
+		t.Fatalf("Check on a replica = %+v, %v", e, err)
+	}
+	if v := st.Version(); v != 1 {
+		t.Fatalf("version %d after refused changes, want 1", v)
+	}
+}

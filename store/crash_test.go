@@ -19,13 +19,16 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/daemon/daemontest"
 	"github.com/breachd/breachd/internal/logtest"
-	"github.com/breachd/breachd/server/servertest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// The crash harness. TestCrash runs the work below in a child process (this
+// The crash harness. Each run's directory is a data directory (its email
+// corpus in store.EmailDir), as a daemon serves it. TestCrash runs the work
+// below in a child process (this
 // test binary, re-executed), kills it with SIGKILL at a random moment, and
 // checks what a restart finds: the store opens; every breach is fully
 // visible or fully invisible; and after the work is done again, answers are
@@ -114,11 +117,8 @@ func TestCrashChild(t *testing.T) {
 		// Serve over real gRPC, tell the parent where, and wait for its
 		// import and its kill.
 		o := options(0)
-		srv, err := servertest.Start(dir, servertest.Options{Admin: true, Store: &o})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dir+".addr", []byte(srv.Addr), 0o644); err != nil {
+		srv := daemontest.Start(t, dir, func(c *daemon.Config) { c.Emails = o }, nil)
+		if err := os.WriteFile(dir+".addr", []byte(srv.Addr()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)
@@ -135,7 +135,7 @@ func TestCrashChild(t *testing.T) {
 		}
 		crashAt(point, nth)
 	}
-	s, err := store.Open(context.Background(), dir, options(0))
+	s, err := store.Open(context.Background(), store.EmailDir(dir), options(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestCrash(t *testing.T) {
 		pending  bool // an interrupted import left rows to collect
 	}{{"base", []string{"Base"}, false}, {"both", []string{"Base", "Large"}, true}} {
 		dir := filepath.Join(root, "template-"+tc.name)
-		s := open(t, dir, options(0))
+		s := open(t, store.EmailDir(dir), options(0))
 		for _, b := range tc.breaches {
 			importAll(t, s, storetest.Breach(b), crashDigests(b), 5000)
 		}
@@ -267,7 +267,7 @@ func TestCrash(t *testing.T) {
 		o := options(0)
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		start := time.Now()
-		s, err := store.Open(context.Background(), dir, o)
+		s, err := store.Open(context.Background(), store.EmailDir(dir), o)
 		if err != nil {
 			t.Fatalf("run %d (%s): the store does not open after the kill: %v", run, op, err)
 		}

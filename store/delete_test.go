@@ -17,8 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/daemon/daemontest"
 	"github.com/breachd/breachd/internal/logtest"
-	"github.com/breachd/breachd/server/servertest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -142,7 +143,7 @@ func TestDeleteThroughDaemon(t *testing.T) {
 	gone := append(slices.Clone(base[:300]), storetest.Digests("gone", 6000)...)
 	next := append(slices.Clone(base[300:400]), storetest.Digests("next", 1000)...)
 	template := filepath.Join(t.TempDir(), "template")
-	s := open(t, template, options(0))
+	s := open(t, store.EmailDir(template), options(0))
 	importAll(t, s, storetest.Breach("Base"), base, 997)
 	importAll(t, s, storetest.Breach("Gone"), gone, 997)
 	if err := s.Close(); err != nil {
@@ -172,12 +173,8 @@ func TestDeleteThroughDaemon(t *testing.T) {
 						t.Log(logs.String())
 					}
 				}()
-				srv, err := servertest.Start(dir, servertest.Options{Admin: true, Store: &o, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer srv.Close()
-				conn, err := client.Dial(srv.Addr, client.DialOptions{})
+				srv := daemontest.Start(t, dir, func(c *daemon.Config) { c.Emails = o }, slog.New(slog.NewTextHandler(&logs, nil)))
+				conn, err := client.Dial(srv.Addr(), client.DialOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -196,7 +193,7 @@ func TestDeleteThroughDaemon(t *testing.T) {
 					t.Fatalf("DeleteBreach = %v", err)
 				}
 				conn.Close()
-				conn, err = client.Dial(srv.Addr, client.DialOptions{})
+				conn, err = client.Dial(srv.Addr(), client.DialOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -14,18 +14,14 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/server/servertest"
+	"github.com/breachd/breachd/daemon/daemontest"
 )
 
 // TestRun drives a real in-process daemon holding the accounts of a small
 // dump, and checks that every section is reported.
 func TestRun(t *testing.T) {
 	dir := t.TempDir()
-	srv, err := servertest.Start(filepath.Join(dir, "data"), servertest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := daemontest.Start(t, filepath.Join(dir, "data"), nil, nil)
 	var dump bytes.Buffer
 	var ds []breachd.Digest
 	for i := range 500 {
@@ -42,12 +38,12 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := srv.Import(ctx, breachd.Breach{Name: "Test", Title: "Test", BreachDate: "2011-06-17"}, ds); err != nil {
+	if _, err := daemontest.Import(ctx, srv, breachd.Breach{Name: "Test", Title: "Test", BreachDate: "2011-06-17"}, ds); err != nil {
 		t.Fatal(err)
 	}
 
 	var out, errOut bytes.Buffer
-	args := []string{"--addr", srv.Addr, "--corpus", dumpFile, "--absent", "0.5",
+	args := []string{"--addr", srv.Addr(), "--corpus", dumpFile, "--absent", "0.5",
 		"--duration", "100ms", "--rounds", "1", "--concurrency", "1,4", "--batch", "100"}
 	if err := run(ctx, args, &out, &errOut); err != nil {
 		t.Fatalf("run = %v\n%s", err, errOut.String())

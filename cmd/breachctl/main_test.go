@@ -11,19 +11,16 @@ import (
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/certs/certstest"
+	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/daemon/daemontest"
 	"github.com/breachd/breachd/quota"
-	"github.com/breachd/breachd/server/servertest"
 )
 
 // serveStore serves a real store holding the given emails in breach "Alpha"
 // on 127.0.0.1 and returns its address.
 func serveStore(t *testing.T, emails ...string) string {
 	t.Helper()
-	srv, err := servertest.Start(t.TempDir(), servertest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := daemontest.Start(t, t.TempDir(), nil, nil)
 	var ds []breachd.Digest
 	for _, e := range emails {
 		d, err := canon.Digest(e)
@@ -33,10 +30,10 @@ func serveStore(t *testing.T, emails ...string) string {
 		ds = append(ds, d)
 	}
 	b := breachd.Breach{Name: "Alpha", Title: "Alpha Inc.", BreachDate: "2011-06-17", DataClasses: []string{"Email addresses", "Names"}}
-	if _, err := srv.Import(t.Context(), b, ds); err != nil {
+	if _, err := daemontest.Import(t.Context(), srv, b, ds); err != nil {
 		t.Fatal(err)
 	}
-	return srv.Addr
+	return srv.Addr()
 }
 
 func TestCheck(t *testing.T) {
@@ -102,19 +99,17 @@ func TestTLSAndAPIKey(t *testing.T) {
 	if err := os.WriteFile(keyFile, []byte(apiKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := servertest.Start(data, servertest.Options{Secure: &servertest.Secure{CertFile: cert, KeyFile: key,
-		Quota: quota.Limits{Rate: 1000, Burst: 1000}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := daemontest.Start(t, data, func(c *daemon.Config) {
+		c.TLS = &daemon.TLS{Cert: cert, Key: key}
+		c.Quota.Default = quota.Limits{Rate: 1000, Burst: 1000}
+	}, nil)
 	d, _ := canon.Digest("alice@example.com")
-	if _, err := srv.Import(t.Context(), breachd.Breach{Name: "Alpha", Title: "Alpha"}, []breachd.Digest{d}); err != nil {
+	if _, err := daemontest.Import(t.Context(), srv, breachd.Breach{Name: "Alpha", Title: "Alpha"}, []breachd.Digest{d}); err != nil {
 		t.Fatal(err)
 	}
 	for _, args := range [][]string{
-		{"--ca", ca.File, "--api-key-file", keyFile, "check", "--addr", srv.Addr, "alice@example.com"},
-		{"check", "--addr", srv.Addr, "--ca", ca.File, "--api-key-file", keyFile, "alice@example.com"},
+		{"--ca", ca.File, "--api-key-file", keyFile, "check", "--addr", srv.Addr(), "alice@example.com"},
+		{"check", "--addr", srv.Addr(), "--ca", ca.File, "--api-key-file", keyFile, "alice@example.com"},
 	} {
 		var out bytes.Buffer
 		if err := run(t.Context(), args, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), "exposed in 1 breach") {
@@ -123,20 +118,20 @@ func TestTLSAndAPIKey(t *testing.T) {
 	}
 	t.Setenv("BREACHD_API_KEY", apiKey)
 	var out bytes.Buffer
-	if err := run(t.Context(), []string{"breaches", "--addr", srv.Addr, "--ca", ca.File}, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), "Alpha") {
+	if err := run(t.Context(), []string{"breaches", "--addr", srv.Addr(), "--ca", ca.File}, &out, &bytes.Buffer{}); err != nil || !strings.Contains(out.String(), "Alpha") {
 		t.Fatalf("breaches with BREACHD_API_KEY = %v, %q", err, out.String())
 	}
 	t.Setenv("BREACHD_API_KEY", "")
-	err = run(t.Context(), []string{"check", "--addr", srv.Addr, "--ca", ca.File, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+	err = run(t.Context(), []string{"check", "--addr", srv.Addr(), "--ca", ca.File, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "no credential") {
 		t.Fatalf("check without a key = %v, want the daemon's 'no credential' message", err)
 	}
-	err = run(t.Context(), []string{"check", "--addr", srv.Addr, "--api-key-file", keyFile, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+	err = run(t.Context(), []string{"check", "--addr", srv.Addr(), "--api-key-file", keyFile, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "only sent over TLS") {
 		t.Fatalf("an API key without TLS = %v, want a refusal to send it", err)
 	}
 	var hout bytes.Buffer
-	if err := run(t.Context(), []string{"health", "--addr", srv.Addr, "--ca", ca.File}, &hout, &bytes.Buffer{}); err != nil || strings.TrimSpace(hout.String()) != "SERVING" {
+	if err := run(t.Context(), []string{"health", "--addr", srv.Addr(), "--ca", ca.File}, &hout, &bytes.Buffer{}); err != nil || strings.TrimSpace(hout.String()) != "SERVING" {
 		t.Fatalf("health = %v, %q", err, hout.String())
 	}
 }

@@ -410,17 +410,6 @@ func (c *config) storeOptions() store.Options {
 	return so
 }
 
-// passwordOptions are the options of the password corpora: the store's,
-// with a smaller memtable and block cache (they take far fewer writes
-// and lookups than the email corpus).
-func (c *config) passwordOptions(log *slog.Logger) store.Options {
-	so := c.storeOptions()
-	so.Logger = log
-	so.MemTableSize = 16 << 20
-	so.BlockCacheSize = 64 << 20
-	return so
-}
-
 // natsOptions are the replication connection's options; the token comes
 // from its file or BREACHD_NATS_TOKEN.
 func (c *config) natsOptions(url string, log *slog.Logger) (natsrepl.Options, error) {

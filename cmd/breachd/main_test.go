@@ -60,8 +60,8 @@ func runOK(t *testing.T, args ...string) string {
 	return stdout.String()
 }
 
-// daemon is a running `breachd serve`.
-type daemon struct {
+// serving is a running `breachd serve`.
+type serving struct {
 	addr    string
 	metrics string // host:port of /metrics, when asked for
 	http    string // base URL of the HTTP API, when asked for
@@ -69,11 +69,11 @@ type daemon struct {
 	done    chan error
 }
 
-func startDaemon(t *testing.T, dir string, extra ...string) *daemon {
+func startDaemon(t *testing.T, dir string, extra ...string) *serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	d := &daemon{cancel: cancel, done: make(chan error, 1)}
+	d := &serving{cancel: cancel, done: make(chan error, 1)}
 	args := append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	go func() {
 		err := run(ctx, args, pw, io.Discard)
@@ -102,7 +102,7 @@ func startDaemon(t *testing.T, dir string, extra ...string) *daemon {
 }
 
 // stop shuts the daemon down as SIGINT would and checks it stopped cleanly.
-func (d *daemon) stop(t *testing.T) {
+func (d *serving) stop(t *testing.T) {
 	if d.cancel == nil {
 		return
 	}

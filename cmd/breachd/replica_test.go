@@ -53,7 +53,7 @@ func TestReplicaDaemons(t *testing.T) {
 	wdata := filepath.Join(dir, "writer")
 	runOK(t, "import", "--data", wdata, "--manifest", sega.manifest, sega.dump)
 	w := startDaemon(t, wdata, "--publish", url)
-	var replicas []*daemon
+	var replicas []*serving
 	for i := range 2 {
 		replicas = append(replicas, startDaemon(t, filepath.Join(dir, fmt.Sprintf("replica%d", i)), "--follow", url, "--metrics-addr", "127.0.0.1:0"))
 	}

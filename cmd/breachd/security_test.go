@@ -37,7 +37,7 @@ import (
 // secureDaemon is a corpus served over TLS with client CA, keys and an
 // mTLS identity, as an operator would set it up.
 type secureDaemon struct {
-	*daemon
+	*serving
 	data, dir string
 	ca        *certstest.CA
 	cert, key string // the server's
@@ -72,7 +72,7 @@ auth:
 `+configExtra), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.daemon = startDaemon(t, s.data, "--config", cfg, "--tls-cert", s.cert, "--tls-key", s.key, "--client-ca", s.ca.File,
+	s.serving = startDaemon(t, s.data, "--config", cfg, "--tls-cert", s.cert, "--tls-key", s.key, "--client-ca", s.ca.File,
 		"--metrics-addr", "127.0.0.1:0")
 	return s
 }
@@ -479,16 +479,21 @@ func TestMetrics(t *testing.T) {
 		min    float64
 		max    float64
 	}{
-		{"breachd_corpus_accounts", nil, float64(len(s.sega.accounts)), float64(len(s.sega.accounts))},
-		{"breachd_corpus_breaches", nil, 1, 1},
-		{"breachd_corpus_version", nil, 1, 1},
-		{"breachd_bloom_filter_size_bytes", nil, 1, 1e12},
-		{"breachd_bloom_filter_estimated_fpr", nil, 0, 0.001},
+		{"breachd_corpus_accounts", map[string]string{"kind": "email"}, float64(len(s.sega.accounts)), float64(len(s.sega.accounts))},
+		{"breachd_corpus_breaches", map[string]string{"kind": "email"}, 1, 1},
+		{"breachd_corpus_version", map[string]string{"kind": "email"}, 1, 1},
+		{"breachd_bloom_filter_size_bytes", map[string]string{"kind": "email"}, 1, 1e12},
+		{"breachd_bloom_filter_estimated_fpr", map[string]string{"kind": "email"}, 0, 0.001},
+		// The password corpora export the same gauges (nothing imported).
+		{"breachd_corpus_accounts", map[string]string{"kind": "sha1"}, 0, 0},
+		{"breachd_corpus_version", map[string]string{"kind": "ntlm"}, 0, 0},
+		{"breachd_bloom_filter_size_bytes", map[string]string{"kind": "ntlm"}, 1, 1e12},
 		{"breachd_auth_failures_total", map[string]string{"reason": "permission_denied", "principal": "bulker"}, 1, 1},
 		{"breachd_auth_failures_total", map[string]string{"reason": "unauthenticated"}, 1, 1},
 		{"grpc_server_handled_total", map[string]string{"grpc_method": "Check", "grpc_code": "OK"}, 3, 3},
 		{"grpc_server_handling_seconds", map[string]string{"grpc_method": "Check"}, 5, 5},
-		{"breachd_import_running", nil, 0, 0},
+		{"breachd_import_running", map[string]string{"kind": "email"}, 0, 0},
+		{"breachd_import_running", map[string]string{"kind": "sha1"}, 0, 0},
 	} {
 		if v := value(c.name, c.labels); v < c.min || v > c.max {
 			t.Errorf("%s%v = %v, want %v..%v", c.name, c.labels, v, c.min, c.max)

@@ -146,7 +146,7 @@ func version(tb testing.TB, b Backend) uint64 {
 func exactAnswers(t *testing.T, open Opener) {
 	b := open(t, t.TempDir())
 	defer b.Close()
-	a, bb, both, absent := Digests("a", 3000), Digests("b", 2000), Digests("both", 500), Digests("absent", 20000)
+	a, bb, both, absent := Digests("a", 3000), Digests("b", 2000), Digests("both", 500), Digests("absent", 5000)
 	want(t, b, a[:10]) // an empty corpus answers no
 
 	st := importAll(t, b, "Alpha", append(slices.Clone(a), both...))
@@ -187,7 +187,7 @@ func exactAnswers(t *testing.T, open Opener) {
 func visibleAllAtOnce(t *testing.T, open Opener) {
 	b := open(t, t.TempDir())
 	defer b.Close()
-	a, fresh := Digests("a", 3000), Digests("fresh", 20000)
+	a, fresh := Digests("a", 3000), Digests("fresh", 8000)
 	importAll(t, b, "Alpha", a)
 	shared := a[:1000]
 

@@ -1,0 +1,502 @@
+package daemon
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/httpapi"
+	"github.com/breachd/breachd/natsrepl"
+	"github.com/breachd/breachd/quota"
+	"github.com/breachd/breachd/server"
+	"github.com/breachd/breachd/service"
+	"github.com/breachd/breachd/store"
+)
+
+// Config is what a daemon serves and how. The zero value is not usable:
+// start from DefaultConfig.
+type Config struct {
+	Data        string // the data directory (store.EmailDir, store.PasswordDir, keys.json)
+	Addr        string // gRPC listen address; beyond loopback it needs TLS
+	Admin       bool   // serve the AdminService
+	MetricsAddr string // Prometheus /metrics listen address; "" for none
+	HTTPAddr    string // the HTTP face (Have I Been Pwned's API); "" for none
+	// OpenPublic serves the range API and the catalogue over HTTP without
+	// a key, as upstream does.
+	OpenPublic      bool
+	ShutdownTimeout time.Duration // how long calls in flight may take at shutdown
+
+	Emails    store.Options // the email corpus (Logger and Registerer are the daemon's)
+	Passwords store.Options // each password corpus
+	Limits    server.Limits
+	// ImportIdleTimeout ends an import stream silent this long.
+	ImportIdleTimeout time.Duration
+
+	TLS         *TLS // nil: plaintext, loopback only, no authentication
+	Auth        Auth
+	Quota       Quota
+	Replication Replication
+}
+
+// TLS is the daemon's certificate and, for mutual TLS, its client CA.
+type TLS struct {
+	Cert, Key, ClientCA string
+	ClientAuth          certs.ClientAuth
+}
+
+// Auth says who may call: with TLS, API keys from the data directory's
+// key file and client certificates mapped to principals.
+type Auth struct {
+	APIKeys    bool
+	KeysReload time.Duration // how often the key file is re-read
+	Reflection bool          // server reflection for authenticated callers
+	Identities []auth.CertIdentity
+}
+
+// Quota is every principal's default token bucket and stream cap.
+type Quota struct {
+	Default       quota.Limits
+	MaxStreams    int
+	MaxStreamWait time.Duration
+}
+
+// Replication makes the daemon a writer publishing to NATS, or a replica
+// following one.
+type Replication struct {
+	Publish, Follow string
+	Advertise       string // the writer's address as replicas quote it (default: the gRPC address)
+	NATS            natsrepl.Options
+}
+
+// DefaultConfig returns the configuration of a daemon on loopback.
+func DefaultConfig() Config {
+	c := Config{
+		Addr: "127.0.0.1:7355", Admin: true, OpenPublic: true, ShutdownTimeout: 10 * time.Second,
+		Emails: store.DefaultOptions(), Passwords: store.DefaultOptions(), Limits: server.DefaultLimits(),
+		ImportIdleTimeout: server.DefaultImportIdleTimeout,
+		Auth:              Auth{APIKeys: true, KeysReload: 2 * time.Second, Reflection: true},
+		Quota:             Quota{Default: quota.Limits{Rate: 1000, Burst: 20_000}, MaxStreams: 8, MaxStreamWait: 5 * time.Second},
+	}
+	// The password corpora take far fewer writes and lookups than the
+	// email corpus, and /range reads their Badger tables: a smaller
+	// memtable, a block cache.
+	c.Passwords.MemTableSize, c.Passwords.BlockCacheSize = 16<<20, 64<<20
+	return c
+}
+
+// Daemon is a running breachd: its listeners, corpora and replication.
+type Daemon struct {
+	cfg    Config
+	log    *slog.Logger
+	gs     *grpc.Server
+	svcs   *server.Services
+	svc    *service.Service
+	lis    net.Listener
+	http   *http.Server
+	httpLn net.Listener
+	mets   *http.Server
+	metsLn net.Listener
+	failed chan error // a listener that stopped by itself
+
+	emails    *store.Store
+	passwords map[breachd.HashKind]*store.Passwords
+	tlsFiles  *certs.Reloader
+	keys      *auth.Keyring
+
+	// writer names the writer's address on a replica, as it published it.
+	writer func() string
+
+	// bgCtx is the daemon's lifetime: the background work (key reloads,
+	// the TLS watch, replication) runs on it; stop cancels it and waits.
+	bgCtx  context.Context
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+	once   sync.Once
+}
+
+// loopback reports whether a listen address keeps to this machine.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Start assembles and starts a daemon: it listens at once (health says
+// NOT_SERVING), opens the corpora (a large one may rebuild its filter for
+// minutes), wires replication, and returns serving (a replica: once it
+// holds a whole corpus version). log receives the daemon's own events.
+func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if c.TLS == nil && !loopback(c.Addr) {
+		return nil, fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
+			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
+	}
+	if c.HTTPAddr != "" && c.TLS == nil && !loopback(c.HTTPAddr) {
+		return nil, fmt.Errorf("refusing to serve HTTP on %s without TLS and authentication: set tls.cert and tls.key, or listen on 127.0.0.1", c.HTTPAddr)
+	}
+	bgCtx, cancel := context.WithCancel(context.Background())
+	d = &Daemon{cfg: c, log: log, failed: make(chan error, 3), bgCtx: bgCtx, cancel: cancel, passwords: map[breachd.HashKind]*store.Passwords{}}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The chain, in a fixed order: recovery, logging, metrics, then
+	// authentication and quotas (with TLS only), then the handlers, which
+	// validate their requests.
+	unary, stream := server.Interceptors(log)
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	reg.MustRegister(grpcMetrics)
+	unary = append(unary, grpcMetrics.UnaryServerInterceptor())
+	stream = append(stream, grpcMetrics.StreamServerInterceptor())
+	opts := c.Limits.ServerOptions()
+	var httpTLS *tls.Config
+	var authn *auth.Authenticator
+	var limiter *quota.Limiter
+	if c.TLS != nil {
+		if d.tlsFiles, err = certs.Load(certs.Files{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, Auth: c.TLS.ClientAuth}, log); err != nil {
+			return nil, err
+		}
+		d.background(func(ctx context.Context) {
+			if err := d.tlsFiles.Watch(ctx); err != nil {
+				log.Error("watching TLS files failed; reload them with SIGHUP", "err", err)
+			}
+		})
+		opts = append(opts, grpc.Creds(credentials.NewTLS(d.tlsFiles.ServerConfig())))
+		httpTLS = d.tlsFiles.HTTPServerConfig()
+		if c.Auth.APIKeys {
+			if d.keys, err = auth.OpenKeyring(c.Data, log); err != nil {
+				return nil, err
+			}
+			d.background(func(ctx context.Context) { d.keys.Watch(ctx, c.Auth.KeysReload) })
+		}
+		if authn, err = auth.NewAuthenticator(d.keys, c.Auth.Identities); err != nil {
+			return nil, err
+		}
+		if limiter, err = quota.New(c.Quota.Default, c.Quota.MaxStreams); err != nil {
+			return nil, err
+		}
+		guard, err := server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg,
+			Reflection: c.Auth.Reflection, MaxStreamWait: c.Quota.MaxStreamWait})
+		if err != nil {
+			return nil, err
+		}
+		gu, gst := guard.Interceptors()
+		unary, stream = append(unary, gu...), append(stream, gst...)
+		if (d.keys == nil || d.keys.Len() == 0) && len(c.Auth.Identities) == 0 {
+			log.Warn("no API keys and no mTLS identities: every call will be refused until you run 'breachd keys create'")
+		}
+	}
+	opts = append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	d.gs = grpc.NewServer(opts...)
+	var svcOpts []service.Option
+	for _, k := range breachd.HashKinds {
+		svcOpts = append(svcOpts, service.WithPasswords(k, nil)) // opening
+	}
+	if c.Replication.Follow != "" {
+		svcOpts = append(svcOpts, service.WithReadOnly(d.replicaRefusal))
+	}
+	d.svc = service.New(nil, svcOpts...) // opening: UNAVAILABLE until the corpus is open
+	d.svcs = server.Register(d.gs, d.svc, server.Options{Logger: log, Admin: c.Admin, ImportIdleTimeout: c.ImportIdleTimeout})
+	grpcMetrics.InitializeMetrics(d.gs)
+
+	if d.lis, err = net.Listen("tcp", c.Addr); err != nil {
+		return nil, err
+	}
+	go func() { // NOT_SERVING until the corpus is open
+		if err := d.gs.Serve(d.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			d.failed <- fmt.Errorf("gRPC listener: %w", err)
+		}
+	}()
+	if c.MetricsAddr != "" {
+		if d.metsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		d.mets = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		d.serveHTTP(d.mets, d.metsLn, "metrics listener")
+		log.Info("metrics", "addr", d.metsLn.Addr().String())
+	}
+	if c.HTTPAddr != "" {
+		api, err := httpapi.New(d.svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.OpenPublic, Registerer: reg})
+		if err != nil {
+			return nil, err
+		}
+		if d.httpLn, err = net.Listen("tcp", c.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("HTTP listener: %w", err)
+		}
+		ln := d.httpLn
+		if httpTLS != nil {
+			ln = tls.NewListener(ln, httpTLS)
+		}
+		d.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		d.serveHTTP(d.http, ln, "HTTP listener")
+		log.Info("HTTP API", "addr", d.httpLn.Addr().String(), "tls", httpTLS != nil, "open_public", c.OpenPublic)
+	}
+	if err := d.openCorpora(ctx, reg); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// openCorpora opens the email corpus and the password corpora, wires
+// replication and starts serving (a replica: once it holds a whole corpus
+// version).
+func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) error {
+	c, log := d.cfg, d.log
+	start := time.Now()
+	if _, err := store.MigrateLayout(c.Data, log); err != nil {
+		return err
+	}
+	follower := c.Replication.Follow != ""
+	eo := c.Emails
+	eo.Logger, eo.Registerer, eo.Follower = log, reg, follower
+	var err error
+	if d.emails, err = store.Open(ctx, store.EmailDir(c.Data), eo); err != nil {
+		return err
+	}
+	po := c.Passwords
+	po.Logger, po.Registerer, po.Follower = log, reg, follower
+	for _, k := range breachd.HashKinds {
+		p, err := store.OpenPasswords(ctx, store.PasswordDir(c.Data, k), k, po)
+		if err != nil {
+			return fmt.Errorf("%s password corpus: %w", k, err)
+		}
+		d.passwords[k] = p
+		d.svc.OpenPasswords(k, p)
+		log.Info("password corpus", "kind", k.String(), "hashes", p.Hashes(), "corpus_version", p.Version(), "releases", len(p.Releases()))
+	}
+	switch {
+	case follower:
+		if err := d.follow(); err != nil {
+			return err
+		}
+	case c.Replication.Publish != "":
+		if err := d.publish(); err != nil {
+			return err
+		}
+		fallthrough
+	default:
+		d.svc.Open(d.emails)
+		d.svcs.Serving()
+	}
+	stats := d.emails.Stats()
+	log.Info("serving", "addr", d.lis.Addr().String(), "tls", c.TLS != nil, "mtls", c.TLS != nil && c.TLS.ClientCA != "", "admin", c.Admin,
+		"breaches", stats.Breaches, "keys", stats.Keys, "corpus_version", stats.Version, "read_only", d.emails.ReadOnly() != nil,
+		"open_duration", time.Since(start))
+	return nil
+}
+
+// follow makes the daemon a read replica: every corpus follows its writer
+// on NATS; the email corpus serves once it holds a whole version.
+func (d *Daemon) follow() error {
+	c, log := d.cfg, d.log
+	o := c.Replication.NATS
+	o.URL, o.Logger = c.Replication.Follow, log
+	f := natsrepl.NewFollower(d.emails, store.EmailDir(c.Data), o)
+	d.writer = f.Writer
+	f.OnReady = func() {
+		d.svc.Open(d.emails)
+		d.svcs.Serving()
+		log.Info("replica serving", "corpus_version", d.emails.Version())
+	}
+	d.background(f.Run)
+	for k, p := range d.passwords {
+		po := o
+		po.Corpus = k.String()
+		d.background(natsrepl.NewFollower(p, store.PasswordDir(c.Data, k), po).Run)
+	}
+	return nil
+}
+
+// publish makes the daemon the writer of a corpus published on NATS: each
+// corpus's publisher hears of every commit.
+func (d *Daemon) publish() error {
+	c, log := d.cfg, d.log
+	o := c.Replication.NATS
+	o.URL, o.Logger = c.Replication.Publish, log
+	advertise := c.Replication.Advertise
+	if advertise == "" {
+		advertise = d.lis.Addr().String()
+	}
+	pub := natsrepl.NewPublisher(d.emails, store.EmailDir(c.Data), advertise, o)
+	d.emails.OnCommit(pub.Kick)
+	d.background(pub.Run)
+	for k, p := range d.passwords {
+		po := o
+		po.Corpus = k.String()
+		pp := natsrepl.NewPublisher(p, store.PasswordDir(c.Data, k), advertise, po)
+		p.OnCommit(pp.Kick)
+		d.background(pp.Run)
+	}
+	return nil
+}
+
+// replicaRefusal words the refusal of a change on a replica.
+func (d *Daemon) replicaRefusal() error {
+	hint := ""
+	if d.writer != nil {
+		if w := d.writer(); w != "" {
+			hint = " at " + w
+		}
+	}
+	return breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon is a read replica of the corpus published on NATS (%s): import, delete and correct breaches on the writer%s",
+		d.cfg.Replication.Follow, hint)
+}
+
+// background runs fn until the daemon stops (Shutdown or Close wait for it).
+func (d *Daemon) background(run func(context.Context)) {
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		run(d.bgCtx)
+	}()
+}
+
+func (d *Daemon) serveHTTP(s *http.Server, ln net.Listener, what string) {
+	go func() {
+		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			d.failed <- fmt.Errorf("%s: %w", what, err)
+		}
+	}()
+}
+
+// Addr is the gRPC listener's address.
+func (d *Daemon) Addr() string { return d.lis.Addr().String() }
+
+// HTTPAddr is the HTTP face's address, or "" without one.
+func (d *Daemon) HTTPAddr() string {
+	if d.httpLn == nil {
+		return ""
+	}
+	return d.httpLn.Addr().String()
+}
+
+// HTTPScheme is the HTTP face's scheme: https with TLS.
+func (d *Daemon) HTTPScheme() string {
+	if d.cfg.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// MetricsAddr is the metrics listener's address, or "" without one.
+func (d *Daemon) MetricsAddr() string {
+	if d.metsLn == nil {
+		return ""
+	}
+	return d.metsLn.Addr().String()
+}
+
+// Emails is the email corpus.
+func (d *Daemon) Emails() *store.Store { return d.emails }
+
+// Passwords is the password corpus of kind k.
+func (d *Daemon) Passwords(k breachd.HashKind) *store.Passwords { return d.passwords[k] }
+
+// Service is the use cases the daemon serves.
+func (d *Daemon) Service() *service.Service { return d.svc }
+
+// Failed receives the error of a listener that stopped by itself.
+func (d *Daemon) Failed() <-chan error { return d.failed }
+
+// Reload re-reads the TLS files and the API keys now (SIGHUP); a failure
+// keeps what was in use, and is returned.
+func (d *Daemon) Reload() error {
+	var errs []error
+	if d.tlsFiles != nil {
+		if err := d.tlsFiles.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("TLS files: %w", err))
+		}
+	}
+	if d.keys != nil {
+		if _, err := d.keys.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("API keys: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown stops the daemon gracefully: health NOT_SERVING, bulk streams
+// told to end, calls in flight given until ctx is done (or the configured
+// shutdown timeout); then the background work stops and the corpora close.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.ShutdownTimeout)
+	defer cancel()
+	return d.stop(ctx)
+}
+
+// Close stops the daemon at once: open calls are cut.
+func (d *Daemon) Close() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return d.stop(ctx)
+}
+
+func (d *Daemon) stop(ctx context.Context) error {
+	var err error
+	d.once.Do(func() {
+		d.log.Info("shutting down", "timeout", d.cfg.ShutdownTimeout)
+		if d.http != nil {
+			d.http.Shutdown(ctx)
+		}
+		if d.svcs != nil {
+			d.svcs.Shutdown(ctx, d.gs, d.log)
+		} else if d.gs != nil {
+			d.gs.Stop()
+		}
+		if d.mets != nil {
+			d.mets.Shutdown(ctx)
+		}
+		for _, l := range []net.Listener{d.lis, d.httpLn, d.metsLn} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		d.cancel()
+		d.bg.Wait()
+		var errs []error
+		if d.emails != nil {
+			if e := d.emails.Close(); e != nil {
+				errs = append(errs, fmt.Errorf("email corpus: %w", e))
+			}
+		}
+		for k, p := range d.passwords {
+			if e := p.Close(); e != nil {
+				errs = append(errs, fmt.Errorf("%s password corpus: %w", k, e))
+			}
+		}
+		err = errors.Join(errs...)
+		d.log.Info("stopped")
+	})
+	return err
+}
