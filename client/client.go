@@ -218,9 +218,37 @@ func (c *Client) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2
 	if err != nil {
 		return breachd.ImportStats{}, &Error{Op: "ImportBreach", err: err}
 	}
+	packed := make([]byte, 0, breachd.MaxBatch*breachd.DigestSize)
+	resp, err := sendImport(stream, "ImportBreach", batches,
+		&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Breach{Breach: breachdv1.BreachFromDomain(&b)}},
+		func(chunk []breachd.Digest) *breachdv1.ImportBreachRequest {
+			packed = packed[:0]
+			for i := range chunk {
+				packed = append(packed, chunk[i][:]...)
+			}
+			return &breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_EmailSha256{EmailSha256: packed}}
+		},
+		func(c *breachdv1.ImportCommit) *breachdv1.ImportBreachRequest {
+			return &breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Commit{Commit: c}}
+		})
+	if err != nil {
+		return breachd.ImportStats{}, err
+	}
+	return breachd.ImportStats{Breach: resp.GetName(), Received: resp.GetReceived(), Duplicates: resp.GetDuplicates(),
+		NewAccounts: resp.GetNewAccounts(), KnownAccounts: resp.GetKnownAccounts(), Version: resp.GetCorpusVersion()}, nil
+}
+
+// sendImport runs the client's side of a streamed import of any kind: the
+// header, then the items batches yields in messages of at most
+// breachd.MaxBatch (made by batch), then the commit with their count (made
+// by commit). If batches yields an error, the stream is cancelled (by the
+// caller's context) and the daemon commits nothing. When the connection
+// fails after the commit was sent, the error wraps ErrOutcomeUnknown.
+func sendImport[Req, Resp, T any](stream grpc.ClientStreamingClient[Req, Resp], op string, batches iter.Seq2[[]T, error],
+	header *Req, batch func([]T) *Req, commit func(*breachdv1.ImportCommit) *Req) (*Resp, error) {
 	// send sends one message; when the daemon has already ended the stream
 	// it returns the daemon's status rather than io.EOF.
-	send := func(m *breachdv1.ImportBreachRequest) error {
+	send := func(m *Req) error {
 		err := stream.Send(m)
 		if errors.Is(err, io.EOF) {
 			if _, err = stream.CloseAndRecv(); err == nil {
@@ -228,44 +256,37 @@ func (c *Client) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2
 			}
 		}
 		if err != nil {
-			return &Error{Op: "ImportBreach", err: err}
+			return &Error{Op: op, err: err}
 		}
 		return nil
 	}
-	if err := send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Breach{Breach: breachdv1.BreachFromDomain(&b)}}); err != nil {
-		return breachd.ImportStats{}, err
+	if err := send(header); err != nil {
+		return nil, err
 	}
 	var sent uint64
-	packed := make([]byte, 0, breachd.MaxBatch*breachd.DigestSize)
-	for ds, err := range batches {
+	for xs, err := range batches {
 		if err != nil {
-			return breachd.ImportStats{}, err
+			return nil, err
 		}
-		for chunk := range slices.Chunk(ds, breachd.MaxBatch) {
-			packed = packed[:0]
-			for i := range chunk {
-				packed = append(packed, chunk[i][:]...)
-			}
-			if err := send(&breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_EmailSha256{EmailSha256: packed}}); err != nil {
-				return breachd.ImportStats{}, err
+		for chunk := range slices.Chunk(xs, breachd.MaxBatch) {
+			if err := send(batch(chunk)); err != nil {
+				return nil, err
 			}
 			sent += uint64(len(chunk))
 		}
 	}
-	commit := &breachdv1.ImportBreachRequest{Part: &breachdv1.ImportBreachRequest_Commit{Commit: &breachdv1.ImportCommit{DigestCount: sent}}}
-	if err := stream.Send(commit); err != nil && !errors.Is(err, io.EOF) {
-		return breachd.ImportStats{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, &Error{Op: "ImportBreach", err: err})
+	if err := stream.Send(commit(&breachdv1.ImportCommit{DigestCount: sent})); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, &Error{Op: op, err: err})
 	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
-		err = &Error{Op: "ImportBreach", err: err}
+		err = &Error{Op: op, err: err}
 		if !daemonVerdict(status.Code(err)) {
 			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 		}
-		return breachd.ImportStats{}, err
+		return nil, err
 	}
-	return breachd.ImportStats{Breach: resp.GetName(), Received: resp.GetReceived(), Duplicates: resp.GetDuplicates(),
-		NewAccounts: resp.GetNewAccounts(), KnownAccounts: resp.GetKnownAccounts(), Version: resp.GetCorpusVersion()}, nil
+	return resp, nil
 }
 
 // daemonVerdict reports whether a status with this code, received after the

@@ -2,11 +2,7 @@ package client
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
 	"iter"
-	"slices"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,57 +58,28 @@ func (c *Client) PasswordRange(ctx context.Context, k breachd.HashKind, prefix b
 // with Import, an error wrapping ErrOutcomeUnknown means the connection
 // failed after the commit was sent; importing again is safe.
 func (c *Client) ImportPasswords(ctx context.Context, k breachd.HashKind, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error) {
-	const op = "ImportPasswords"
 	ctx, cancel := context.WithCancel(ctx) // cancelling drops the daemon's import
 	defer cancel()
 	stream, err := c.admin.ImportPasswords(ctx)
 	if err != nil {
-		return breachd.PasswordImportStats{}, &Error{Op: op, err: err}
-	}
-	send := func(m *breachdv1.ImportPasswordsRequest) error {
-		err := stream.Send(m)
-		if errors.Is(err, io.EOF) {
-			if _, err = stream.CloseAndRecv(); err == nil {
-				err = status.Error(codes.Internal, "the daemon ended the import early")
-			}
-		}
-		if err != nil {
-			return &Error{Op: op, err: err}
-		}
-		return nil
-	}
-	hdr := &breachdv1.PasswordRelease{Kind: breachdv1.KindFromDomain(k), Release: breachdv1.BreachFromDomain(&rel), ExpectedHashes: expected}
-	if err := send(&breachdv1.ImportPasswordsRequest{Part: &breachdv1.ImportPasswordsRequest_Release{Release: hdr}}); err != nil {
-		return breachd.PasswordImportStats{}, err
+		return breachd.PasswordImportStats{}, &Error{Op: "ImportPasswords", err: err}
 	}
 	size := k.Size()
-	var sent uint64
-	for recs, err := range batches {
-		if err != nil {
-			return breachd.PasswordImportStats{}, err
-		}
-		for chunk := range slices.Chunk(recs, breachd.MaxBatch) {
+	hdr := &breachdv1.PasswordRelease{Kind: breachdv1.KindFromDomain(k), Release: breachdv1.BreachFromDomain(&rel), ExpectedHashes: expected}
+	resp, err := sendImport(stream, "ImportPasswords", batches,
+		&breachdv1.ImportPasswordsRequest{Part: &breachdv1.ImportPasswordsRequest_Release{Release: hdr}},
+		func(chunk []breachd.PasswordRecord) *breachdv1.ImportPasswordsRequest {
 			b := &breachdv1.PasswordBatch{Hashes: make([]byte, 0, len(chunk)*size), Counts: make([]uint64, 0, len(chunk))}
 			for i := range chunk {
 				b.Hashes = append(b.Hashes, chunk[i].Hash[:size]...)
 				b.Counts = append(b.Counts, chunk[i].Count)
 			}
-			if err := send(&breachdv1.ImportPasswordsRequest{Part: &breachdv1.ImportPasswordsRequest_Batch{Batch: b}}); err != nil {
-				return breachd.PasswordImportStats{}, err
-			}
-			sent += uint64(len(chunk))
-		}
-	}
-	commit := &breachdv1.ImportPasswordsRequest{Part: &breachdv1.ImportPasswordsRequest_Commit{Commit: &breachdv1.ImportCommit{DigestCount: sent}}}
-	if err := stream.Send(commit); err != nil && !errors.Is(err, io.EOF) {
-		return breachd.PasswordImportStats{}, fmt.Errorf("%w: %w", ErrOutcomeUnknown, &Error{Op: op, err: err})
-	}
-	resp, err := stream.CloseAndRecv()
+			return &breachdv1.ImportPasswordsRequest{Part: &breachdv1.ImportPasswordsRequest_Batch{Batch: b}}
+		},
+		func(c *breachdv1.ImportCommit) *breachdv1.ImportPasswordsRequest {
+			return &breachdv1.ImportPasswordsRequest{Part: &breachdv1.ImportPasswordsRequest_Commit{Commit: c}}
+		})
 	if err != nil {
-		err = &Error{Op: op, err: err}
-		if !daemonVerdict(status.Code(err)) {
-			err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
-		}
 		return breachd.PasswordImportStats{}, err
 	}
 	return breachd.PasswordImportStats{Release: resp.GetName(), Kind: k, Received: resp.GetReceived(),

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"slices"
 	"time"
@@ -29,108 +28,42 @@ func NewAdmin(svc *service.Service, log *slog.Logger, idle time.Duration) *Admin
 	return &Admin{svc: svc, log: log, idle: idle}
 }
 
-// recvIdle receives a stream's messages on a goroutine of its own, so that
-// a silent client can be timed out; it ends with the stream.
-func recvIdle[T any](ctx context.Context, recv func() (T, error)) <-chan recvd[T] {
-	out := make(chan recvd[T])
-	go func() {
-		defer close(out)
-		for {
-			req, err := recv()
-			select {
-			case out <- recvd[T]{req, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	return out
-}
-
-type recvd[T any] struct {
-	req T
-	err error
-}
-
-// ImportBreach runs one streamed import; see the proto for the protocol.
+// ImportBreach runs one streamed import of a breach (see import.go and the
+// proto): the breach, batches of digests packed back to back, the commit.
 func (s *Admin) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) error {
-	first, err := stream.Recv()
-	if errors.Is(err, io.EOF) {
-		return toStatus(s.log, "ImportBreach", breachd.Errorf(breachd.ErrInvalidArgument, "ImportBreachRequest: the stream ended before its first message, which must carry the breach; nothing was imported"))
-	}
+	const method, msg = "ImportBreach", "ImportBreachRequest"
+	first, err := importHeader(stream, msg, "breach")
 	if err != nil {
-		return toStatus(s.log, "ImportBreach", err)
+		return toStatus(s.log, method, err)
 	}
 	pb := first.GetBreach()
 	if pb == nil {
-		return toStatus(s.log, "ImportBreach", breachd.Errorf(breachd.ErrInvalidArgument, "ImportBreachRequest: the first message must carry the breach"))
+		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "%s: the first message must carry the breach", msg))
 	}
 	b := pb.ToDomain().Breach
-	// The protocol: digest batches, then a commit whose count must match.
-	// Any other ending yields an error, and the use case commits nothing.
-	var received uint64
-	msgs := recvIdle(stream.Context(), stream.Recv)
-	timer := time.NewTimer(s.idle)
-	defer timer.Stop()
-	batches := func(yield func([]breachd.Digest, error) bool) {
-		batch := make([]breachd.Digest, 0, breachd.MaxBatch)
-		for {
-			timer.Reset(s.idle)
-			var req *breachdv1.ImportBreachRequest
-			var err error
-			select {
-			case m := <-msgs:
-				req, err = m.req, m.err
-			case <-timer.C:
-				s.log.Warn("import stream idle; ended", "breach", b.Name, "idle", s.idle, "received", received)
-				yield(nil, breachd.Errorf(breachd.ErrFailedPrecondition, "ImportBreachRequest: nothing arrived for %s after %d digests; the import of %s was ended and nothing was made visible, import it again",
-					s.idle, received, b.Name))
-				return
+	batch := make([]breachd.Digest, 0, breachd.MaxBatch)
+	batches := importBatches(s, stream, msg, "digests", "breach "+b.Name, func(req *breachdv1.ImportBreachRequest) (part[breachd.Digest], error) {
+		switch p := req.GetPart().(type) {
+		case *breachdv1.ImportBreachRequest_EmailSha256:
+			if err := breachd.ValidateBatch(p.EmailSha256); err != nil {
+				return part[breachd.Digest]{}, inField(msg+".email_sha256", err)
 			}
-			if errors.Is(err, io.EOF) {
-				yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportBreachRequest: stream ended after %d digests without a commit; breach %s was not made visible, import it again",
-					received, b.Name))
-				return
+			batch = batch[:0]
+			for d := range slices.Chunk(p.EmailSha256, breachd.DigestSize) {
+				batch = append(batch, breachd.Digest(d))
 			}
-			if err != nil {
-				yield(nil, err)
-				return
-			}
-			switch part := req.GetPart().(type) {
-			case *breachdv1.ImportBreachRequest_EmailSha256:
-				if err := breachd.ValidateBatch(part.EmailSha256); err != nil {
-					yield(nil, inField("ImportBreachRequest.email_sha256", err))
-					return
-				}
-				batch = batch[:0]
-				for d := range slices.Chunk(part.EmailSha256, breachd.DigestSize) {
-					batch = append(batch, breachd.Digest(d))
-				}
-				if !yield(batch, nil) {
-					return
-				}
-				received += uint64(len(batch))
-			case *breachdv1.ImportBreachRequest_Commit:
-				if n := part.Commit.GetDigestCount(); n != received {
-					yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportBreachRequest.commit.digest_count: got %d, but %d digests arrived; breach %s was not made visible",
-						n, received, b.Name))
-				}
-				return
-			default:
-				yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportBreachRequest: only the first message may carry a breach"))
-				return
-			}
+			return part[breachd.Digest]{items: batch}, nil
+		case *breachdv1.ImportBreachRequest_Commit:
+			return part[breachd.Digest]{commit: p.Commit}, nil
 		}
-	}
+		return part[breachd.Digest]{}, breachd.Errorf(breachd.ErrInvalidArgument, "%s: only the first message may carry a breach", msg)
+	})
 	st, err := s.svc.Import(stream.Context(), b, batches)
 	if errors.Is(err, breachd.ErrInvalidBreach) {
-		err = inField("ImportBreachRequest.breach", err)
+		err = inField(msg+".breach", err)
 	}
 	if err != nil {
-		return toStatus(s.log, "ImportBreach", err)
+		return toStatus(s.log, method, err)
 	}
 	return stream.SendAndClose(&breachdv1.ImportBreachResponse{
 		Name: st.Breach, Received: st.Received, Duplicates: st.Duplicates,

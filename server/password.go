@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"time"
 
 	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
@@ -69,86 +67,50 @@ func (s *Passwords) Range(ctx context.Context, req *breachdv1.RangeRequest) (*br
 	return resp, nil
 }
 
-// ImportPasswords runs one streamed password import; see the proto.
+// ImportPasswords runs one streamed import of a password release (see
+// import.go and the proto): the release and its kind, batches of hashes
+// with their counts, the commit.
 func (s *Admin) ImportPasswords(stream breachdv1.AdminService_ImportPasswordsServer) error {
-	const method = "ImportPasswords"
-	first, err := stream.Recv()
-	if errors.Is(err, io.EOF) {
-		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "ImportPasswordsRequest: the stream ended before its first message, which must carry the release; nothing was imported"))
-	}
+	const method, msg = "ImportPasswords", "ImportPasswordsRequest"
+	first, err := importHeader(stream, msg, "release")
 	if err != nil {
 		return toStatus(s.log, method, err)
 	}
 	hdr := first.GetRelease()
 	if hdr == nil || hdr.GetRelease() == nil {
-		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "ImportPasswordsRequest: the first message must carry the release (kind and record)"))
+		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "%s: the first message must carry the release (kind and record)", msg))
 	}
-	k, err := kindOf("ImportPasswordsRequest.release", hdr.GetKind())
+	k, err := kindOf(msg+".release", hdr.GetKind())
 	if err != nil {
 		return toStatus(s.log, method, err)
 	}
 	rel := hdr.GetRelease().ToDomain().Breach
 	size := k.Size()
-	var received uint64
-	msgs := recvIdle(stream.Context(), stream.Recv)
-	timer := time.NewTimer(s.idle)
-	defer timer.Stop()
-	batches := func(yield func([]breachd.PasswordRecord, error) bool) {
-		batch := make([]breachd.PasswordRecord, 0, breachd.MaxBatch)
-		for {
-			timer.Reset(s.idle)
-			var m recvd[*breachdv1.ImportPasswordsRequest]
-			select {
-			case m = <-msgs:
-			case <-timer.C:
-				s.log.Warn("import stream idle; ended", "release", rel.Name, "idle", s.idle, "received", received)
-				yield(nil, breachd.Errorf(breachd.ErrFailedPrecondition, "ImportPasswordsRequest: nothing arrived for %s after %d hashes; the import of %s was ended and nothing was made visible, import it again",
-					s.idle, received, rel.Name))
-				return
+	batch := make([]breachd.PasswordRecord, 0, breachd.MaxBatch)
+	batches := importBatches(s, stream, msg, "hashes", "release "+rel.Name, func(req *breachdv1.ImportPasswordsRequest) (part[breachd.PasswordRecord], error) {
+		switch p := req.GetPart().(type) {
+		case *breachdv1.ImportPasswordsRequest_Batch:
+			hs, ns := p.Batch.GetHashes(), p.Batch.GetCounts()
+			if len(hs)%size != 0 || len(hs)/size != len(ns) {
+				return part[breachd.PasswordRecord]{}, breachd.Errorf(breachd.ErrInvalidArgument, "%s.batch: %d bytes of hashes (%d bytes each for %s) and %d counts: want one count per whole hash",
+					msg, len(hs), size, k, len(ns))
 			}
-			if errors.Is(m.err, io.EOF) {
-				yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportPasswordsRequest: stream ended after %d hashes without a commit; release %s was not made visible, import it again",
-					received, rel.Name))
-				return
+			batch = batch[:0]
+			for i, n := range ns {
+				var r breachd.PasswordRecord
+				copy(r.Hash[:], hs[i*size:(i+1)*size])
+				r.Count = n
+				batch = append(batch, r)
 			}
-			if m.err != nil {
-				yield(nil, m.err)
-				return
-			}
-			switch part := m.req.GetPart().(type) {
-			case *breachdv1.ImportPasswordsRequest_Batch:
-				hs, ns := part.Batch.GetHashes(), part.Batch.GetCounts()
-				if len(hs)%size != 0 || len(hs)/size != len(ns) {
-					yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportPasswordsRequest.batch: %d bytes of hashes (%d bytes each for %s) and %d counts: want one count per whole hash",
-						len(hs), size, k, len(ns)))
-					return
-				}
-				batch = batch[:0]
-				for i, n := range ns {
-					var r breachd.PasswordRecord
-					copy(r.Hash[:], hs[i*size:(i+1)*size])
-					r.Count = n
-					batch = append(batch, r)
-				}
-				if !yield(batch, nil) {
-					return
-				}
-				received += uint64(len(batch))
-			case *breachdv1.ImportPasswordsRequest_Commit:
-				if n := part.Commit.GetDigestCount(); n != received {
-					yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportPasswordsRequest.commit.digest_count: got %d, but %d hashes arrived; release %s was not made visible",
-						n, received, rel.Name))
-				}
-				return
-			default:
-				yield(nil, breachd.Errorf(breachd.ErrInvalidArgument, "ImportPasswordsRequest: only the first message may carry the release"))
-				return
-			}
+			return part[breachd.PasswordRecord]{items: batch}, nil
+		case *breachdv1.ImportPasswordsRequest_Commit:
+			return part[breachd.PasswordRecord]{commit: p.Commit}, nil
 		}
-	}
+		return part[breachd.PasswordRecord]{}, breachd.Errorf(breachd.ErrInvalidArgument, "%s: only the first message may carry the release", msg)
+	})
 	st, err := s.svc.ImportPasswords(stream.Context(), k, rel, hdr.GetExpectedHashes(), batches)
 	if errors.Is(err, breachd.ErrInvalidBreach) {
-		err = inField("ImportPasswordsRequest.release", err)
+		err = inField(msg+".release", err)
 	}
 	if err != nil {
 		return toStatus(s.log, method, err)
