@@ -61,19 +61,24 @@ func New(svc *service.Service, o Options) (*API, error) {
 			return nil, err
 		}
 	}
+	// Each route's use case; who may call it at what cost is auth.Policy's.
 	for _, r := range []struct {
 		pattern, name string
-		keyed         bool // needs a key whatever OpenPublic says
+		uc            auth.UseCase
 		h             handler
 	}{
-		{"GET /range/{prefix}", "range", false, a.rangeHandler},
-		{"GET /api/v3/breachedaccount/{account}", "breachedaccount", true, a.breachedAccount},
-		{"GET /api/v3/breaches", "breaches", false, a.breaches},
-		{"GET /api/v3/breach/{name}", "breach", false, a.breach},
-		{"GET /api/v3/dataclasses", "dataclasses", false, a.dataClasses},
-		{"GET /api/v3/latestbreach", "latestbreach", false, a.latestBreach},
+		{"GET /range/{prefix}", "range", auth.UsePasswordRange, a.rangeHandler},
+		{"GET /api/v3/breachedaccount/{account}", "breachedaccount", auth.UseCheck, a.breachedAccount},
+		{"GET /api/v3/breaches", "breaches", auth.UseCatalogue, a.breaches},
+		{"GET /api/v3/breach/{name}", "breach", auth.UseCatalogue, a.breach},
+		{"GET /api/v3/dataclasses", "dataclasses", auth.UseCatalogue, a.dataClasses},
+		{"GET /api/v3/latestbreach", "latestbreach", auth.UseCatalogue, a.latestBreach},
 	} {
-		a.mux.Handle(r.pattern, a.guard(r.name, r.keyed, r.h))
+		rule, err := auth.RuleFor(r.uc, r.name)
+		if err != nil {
+			return nil, err
+		}
+		a.mux.Handle(r.pattern, a.guard(r.name, rule, r.h))
 	}
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{StatusCode: 404, Message: "no such API: see the Have I Been Pwned API v3 documentation for the routes breachd answers"})
@@ -90,10 +95,10 @@ type handler func(w http.ResponseWriter, r *http.Request) int
 // guard checks the user agent, identifies the caller and charges its quota
 // where the route needs it, then runs h and records the request. It never
 // logs a request's path or query: they carry the account asked about.
-func (a *API) guard(route string, keyed bool, h handler) http.Handler {
+func (a *API) guard(route string, rule auth.Rule, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		code := a.admit(w, r, route, keyed)
+		code := a.admit(w, r, route, rule)
 		if code == 0 {
 			code = h(w, r)
 		}
@@ -103,18 +108,18 @@ func (a *API) guard(route string, keyed bool, h handler) http.Handler {
 
 // admit returns 0 when the request may go on, or the status of the
 // refusal it wrote.
-func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, keyed bool) int {
+func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule auth.Rule) int {
 	if r.UserAgent() == "" { // as upstream: every caller must say who it is
 		writeJSON(w, http.StatusForbidden, errorBody{StatusCode: 403,
 			Message: "A user agent is required: send a User-Agent header naming your application."})
 		return http.StatusForbidden
 	}
-	if a.opts.Authn == nil || (!keyed && a.opts.OpenPublic) {
+	if a.opts.Authn == nil || rule.Anonymous(a.opts.OpenPublic) {
 		return 0
 	}
 	p, err := a.identify(r)
 	if err == nil {
-		err = auth.Require(p, auth.ScopeCheck, route)
+		err = rule.Admit(p, route)
 	}
 	if err != nil {
 		principal := "-"
@@ -124,8 +129,10 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, keyed 
 		a.log.Warn("request refused", "route", route, "principal", principal, "peer", r.RemoteAddr, "err", err)
 		return writeError(w, a.log, route, err)
 	}
-	if err := a.opts.Quota.Take(p.Name, quota.Limits{Rate: p.Rate, Burst: p.Burst}, 1); err != nil {
-		return writeError(w, a.log, route, err)
+	if rule.Cost == auth.PerCall {
+		if err := a.opts.Quota.Take(p.Name, quota.Limits{Rate: p.Rate, Burst: p.Burst}, 1); err != nil {
+			return writeError(w, a.log, route, err)
+		}
 	}
 	return 0
 }

@@ -20,19 +20,20 @@ import (
 	"github.com/breachd/breachd/quota"
 )
 
-// methodScopes is the scope each method needs. A method of breachd's that
-// is missing here is refused to everyone: the table must name it.
-var methodScopes = map[string]auth.Scope{
-	breachdv1.ExposureService_Check_FullMethodName:         auth.ScopeCheck,
-	breachdv1.ExposureService_ListBreaches_FullMethodName:  auth.ScopeCheck,
-	breachdv1.ExposureService_GetBreach_FullMethodName:     auth.ScopeCheck,
-	breachdv1.ExposureService_CheckStream_FullMethodName:   auth.ScopeBulk,
-	breachdv1.AdminService_ImportBreach_FullMethodName:     auth.ScopeAdmin,
-	breachdv1.AdminService_DeleteBreach_FullMethodName:     auth.ScopeAdmin,
-	breachdv1.AdminService_UpdateBreach_FullMethodName:     auth.ScopeAdmin,
-	breachdv1.AdminService_ImportPasswords_FullMethodName:  auth.ScopeAdmin,
-	breachdv1.PasswordService_CheckPassword_FullMethodName: auth.ScopeCheck,
-	breachdv1.PasswordService_Range_FullMethodName:         auth.ScopeCheck,
+// methodUseCases names the use case of each method; the admission rule of
+// each is auth.Policy's. A method of breachd's that is missing here is
+// refused to everyone.
+var methodUseCases = map[string]auth.UseCase{
+	breachdv1.ExposureService_Check_FullMethodName:         auth.UseCheck,
+	breachdv1.ExposureService_ListBreaches_FullMethodName:  auth.UseCatalogue,
+	breachdv1.ExposureService_GetBreach_FullMethodName:     auth.UseCatalogue,
+	breachdv1.ExposureService_CheckStream_FullMethodName:   auth.UseCheckBulk,
+	breachdv1.AdminService_ImportBreach_FullMethodName:     auth.UseChangeCorpus,
+	breachdv1.AdminService_DeleteBreach_FullMethodName:     auth.UseChangeCorpus,
+	breachdv1.AdminService_UpdateBreach_FullMethodName:     auth.UseChangeCorpus,
+	breachdv1.AdminService_ImportPasswords_FullMethodName:  auth.UseImportPasswords,
+	breachdv1.PasswordService_CheckPassword_FullMethodName: auth.UseCheckPassword,
+	breachdv1.PasswordService_Range_FullMethodName:         auth.UsePasswordRange,
 }
 
 // Health needs no identity; reflection needs one but no scope.
@@ -120,24 +121,26 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 		g.refuse(ctx, method, "unauthenticated", "-", err)
 		return nil, toStatus(g.log, method, err)
 	}
-	scope, ok := methodScopes[method]
-	switch {
+	var rule auth.Rule
+	switch uc, ok := methodUseCases[method]; {
 	case ok:
-		err = auth.Require(p, scope, method)
+		if rule, err = auth.RuleFor(uc, method); err == nil {
+			err = rule.Admit(p, method)
+		}
 	case strings.HasPrefix(method, reflectionPrefix) && g.opts.Reflection:
 	case strings.HasPrefix(method, reflectionPrefix):
 		err = breachd.Errorf(breachd.ErrPermissionDenied, "server reflection is switched off on this daemon")
 	default:
-		err = breachd.Errorf(breachd.ErrPermissionDenied, "method %s is not open to anyone", breachd.Quote(method))
+		_, err = auth.RuleFor(uc, method)
 	}
 	if err != nil {
 		g.refuse(ctx, method, "permission_denied", p.Name, err)
 		return nil, toStatus(g.log, method, err)
 	}
-	switch scope {
-	case auth.ScopeAdmin:
+	if rule.Audit {
 		g.log.InfoContext(ctx, "admin call", "principal", p.Name, "via", p.Via, "peer", peerAddr(ctx), "method", method)
-	case auth.ScopeCheck: // the unary methods: one token each
+	}
+	if rule.Cost == auth.PerCall {
 		if err := g.quota.Take(p.Name, limits(p), 1); err != nil {
 			g.quotaRefused.WithLabelValues(p.Name).Inc()
 			return nil, toStatus(g.log, method, err)
