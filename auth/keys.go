@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/atomicfile"
 )
 
 // KeysFile is the name of the API-key file in a data directory.
@@ -145,38 +146,25 @@ func update(dir string, fn func([]KeyInfo) ([]KeyInfo, error)) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, KeysFile+".tmp*")
+	f, err := atomicfile.Create(path, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
+	defer f.Abort() // nothing after Commit
 	// Run as root (an operator managing a systemd service with a dynamic
 	// user), the file takes the data directory's owner, or the daemon
 	// could not read it.
 	if fi, err := os.Stat(dir); err == nil && os.Geteuid() == 0 {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if err := tmp.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				tmp.Close()
+			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
 				return err
 			}
 		}
 	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		tmp.Close()
+	if _, err := f.Write(append(b, '\n')); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return f.Commit()
 }
 
 // Keyring is a running daemon's view of the key file: hash to principal,

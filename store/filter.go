@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 
 	"github.com/bits-and-blooms/bloom/v3"
+
+	"github.com/breachd/breachd/internal/atomicfile"
 )
 
 // filter is a cache-line-blocked Bloom filter over account digests: a
@@ -248,45 +250,26 @@ func (h filterHeader) fileSize() int64 {
 	return int64(filterHdrSize + 8 + 8 + 8 + h.blocks*blockBits/8 + 4)
 }
 
-// save writes the filter atomically: temp file, fsync, rename, fsync dir.
+// save replaces the saved filter (atomicfile: a crash leaves the old one
+// or the new one, whole).
 func (f *filter) save(dir string, h filterHeader) error {
 	h.capacity, h.fpr, h.blocks, h.k = f.cap, f.fpr, f.blocks, uint64(f.k)
-	tmp, err := os.CreateTemp(dir, filterFile+".tmp*")
-	if err != nil {
+	return atomicfile.Write(filepath.Join(dir, filterFile), 0o600, func(w io.Writer) error {
+		crc := crc32.New(castagnoli)
+		bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)
+		if _, err := bw.Write(h.marshal()); err != nil {
+			return err
+		}
+		if _, err := f.bf.WriteTo(bw); err != nil {
+			return err
+		}
+		if err := bw.Flush(); err != nil {
+			return err
+		}
+		reach("filter-written")
+		_, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
 		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	crc := crc32.New(castagnoli)
-	bw := bufio.NewWriterSize(io.MultiWriter(tmp, crc), 1<<20)
-	if _, err := bw.Write(h.marshal()); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := f.bf.WriteTo(bw); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		tmp.Close()
-		return err
-	}
-	reach("filter-written")
-	if _, err := tmp.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32())); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, filterFile)); err != nil {
-		return err
-	}
-	reach("filter-renamed")
-	return syncDir(dir)
+	}, atomicfile.AfterRename(func() { reach("filter-renamed") }))
 }
 
 // crashPoint is nil except in the crash harness's child process (set
@@ -298,15 +281,6 @@ func reach(name string) {
 	if crashPoint != nil {
 		crashPoint(name)
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 var errNoFilter = errors.New("no saved filter")

@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/atomicfile"
 )
 
 // The index is a read-optimised copy of the corpus for the lookups the
@@ -230,7 +231,7 @@ func parseIndex(m []byte) (*index, error) {
 type indexWriter struct {
 	c        *corpus // while being written, named so that removeTemps spares it
 	dir      string
-	f        *os.File
+	f        *atomicfile.File
 	bw       *bufio.Writer
 	bits     uint
 	dirWords []uint32
@@ -243,7 +244,7 @@ type indexWriter struct {
 
 // newIndexWriter starts an index of about n digests in dir.
 func newIndexWriter(dir string, n uint64) (*indexWriter, error) {
-	f, err := os.CreateTemp(dir, indexFile+".tmp*")
+	f, err := atomicfile.Create(filepath.Join(dir, indexFile), 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -280,7 +281,7 @@ func (w *indexWriter) add(d, val []byte) error {
 }
 
 // finish writes the directory, the sets and a header naming corpus
-// version v, and syncs the file; install then puts it in place.
+// version v; install then puts the file in place.
 func (w *indexWriter) finish(v uint64) error {
 	for ; w.next < uint64(len(w.dirWords)); w.next++ {
 		w.dirWords[w.next] = uint32(w.count)
@@ -312,24 +313,15 @@ func (w *indexWriter) finish(v uint64) error {
 	le.PutUint64(hdr[24:], uint64(w.bits))
 	le.PutUint64(hdr[32:], uint64(len(w.sets)))
 	le.PutUint64(hdr[40:], setsOff)
-	if _, err := w.f.WriteAt(hdr, 0); err != nil {
-		return err
-	}
-	return w.f.Sync()
+	_, err := w.f.WriteAt(hdr, 0)
+	return err // install syncs it
 }
 
-// install renames the finished file into place and opens it. Only once
-// the corpus version it names is committed: an index must never claim a
+// install puts the finished file in place and opens it. Only once the
+// corpus version it names is committed: an index must never claim a
 // version whose digests it may lack.
 func (w *indexWriter) install() (*index, error) {
-	if err := w.f.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(w.f.Name(), filepath.Join(w.dir, indexFile)); err != nil {
-		os.Remove(w.f.Name())
-		return nil, err
-	}
-	if err := syncDir(w.dir); err != nil {
+	if err := w.f.Commit(); err != nil {
 		return nil, err
 	}
 	return loadIndex(w.dir)
@@ -386,10 +378,7 @@ func (c *corpus) writingIndex() string {
 }
 
 // abort drops the unfinished file.
-func (w *indexWriter) abort() {
-	w.f.Close()
-	os.Remove(w.f.Name())
-}
+func (w *indexWriter) abort() { w.f.Abort() }
 
 // writeIndex writes the index of the rows as catalogue cat sees them (on a
 // writer, a snapshot taken after cat was published: at its version or

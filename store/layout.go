@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/atomicfile"
 )
 
 // A data directory holds one directory per corpus, each a Badger of its own
@@ -103,11 +104,11 @@ func MigrateLayout(dataDir string, log *slog.Logger) (bool, error) {
 		}
 		reach("migrate-moved")
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return false, err
 	}
 	if err := os.Rename(tmp, EmailDir(dataDir)); err != nil {
 		return false, fmt.Errorf("migrate: %w", err)
 	}
-	return true, syncDir(dataDir)
+	return true, atomicfile.SyncDir(dataDir)
 }

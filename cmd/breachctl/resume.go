@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/breachd/breachd/internal/atomicfile"
 )
 
 // A resumable run keeps a checkpoint next to its report: how many input rows
@@ -135,11 +137,9 @@ func (o *output) checkpoint(tot counters, version uint64) error {
 	if err != nil {
 		return err
 	}
-	tmp := o.cpPath + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, o.cpPath)
+	// Synced with its directory: a checkpoint that a power loss could
+	// undo would resume from rows the report no longer holds.
+	return atomicfile.WriteFile(o.cpPath, b, 0o600)
 }
 
 // finish flushes the report and removes the checkpoint: the run is complete.

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/atomicfile"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -99,13 +101,11 @@ func generate(_ context.Context, c config, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(filepath.Dir(c.out), 0o755); err != nil {
 		return err
 	}
-	tmp := c.out + ".tmp"
-	f, err := os.Create(tmp)
+	f, err := atomicfile.Create(c.out, 0o644) // a demo dump: no one's data
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
-	defer f.Close()
+	defer f.Abort() // nothing after Commit
 	if c.accounts != "" {
 		af, err := os.Create(c.accounts)
 		if err != nil {
@@ -114,14 +114,15 @@ func generate(_ context.Context, c config, stdout, stderr io.Writer) error {
 		defer af.Close()
 		opts.Accounts = af
 	}
-	st, err := synth.Generate(f, opts)
+	bw := bufio.NewWriterSize(f, 1<<20)
+	st, err := synth.Generate(bw, opts)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Commit()
+	}
 	if err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, c.out); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "corpusgen: wrote %s: %d rows, %d accounts, %d duplicates, %d malformed\n",
