@@ -20,8 +20,9 @@ import (
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
-// Breach is a breach an account appears in.
-type Breach struct {
+// BreachSummary is a breach an account appears in, as an answer names it
+// (breachd.Breach is the whole record).
+type BreachSummary struct {
 	Name        string
 	Title       string
 	BreachDate  string // YYYY-MM-DD
@@ -31,7 +32,7 @@ type Breach struct {
 // Result is the answer for one account.
 type Result struct {
 	Exposed  bool
-	Breaches []Breach // ordered by name; empty when not exposed
+	Breaches []BreachSummary // ordered by name; empty when not exposed
 	// CorpusVersion identifies the corpus the answer was computed against.
 	CorpusVersion uint64
 }
@@ -121,14 +122,14 @@ func (c *Client) CheckDigest(ctx context.Context, d breachd.Digest) (Result, err
 	}
 	r := Result{Exposed: resp.GetExposed(), CorpusVersion: resp.GetCorpusVersion()}
 	for _, b := range resp.GetBreaches() {
-		r.Breaches = append(r.Breaches, Breach{Name: b.GetName(), Title: b.GetTitle(), BreachDate: b.GetBreachDate(), DataClasses: b.GetDataClasses()})
+		r.Breaches = append(r.Breaches, BreachSummary{Name: b.GetName(), Title: b.GetTitle(), BreachDate: b.GetBreachDate(), DataClasses: b.GetDataClasses()})
 	}
 	return r, nil
 }
 
 // CatalogEntry is a breach in the daemon's catalogue.
 type CatalogEntry struct {
-	Breach
+	BreachSummary
 	Domain       string
 	PwnCount     int64
 	AccountCount int64
@@ -162,8 +163,8 @@ func (c *Client) Breaches(ctx context.Context) ([]CatalogEntry, uint64, error) {
 			for _, b := range resp.GetBreaches() {
 				e := b.ToDomain()
 				out = append(out, CatalogEntry{
-					Breach: Breach{Name: e.Name, Title: e.Title, BreachDate: e.BreachDate, DataClasses: e.DataClasses},
-					Domain: e.Domain, PwnCount: e.PwnCount, AccountCount: e.AccountCount,
+					BreachSummary: BreachSummary{Name: e.Name, Title: e.Title, BreachDate: e.BreachDate, DataClasses: e.DataClasses},
+					Domain:        e.Domain, PwnCount: e.PwnCount, AccountCount: e.AccountCount,
 					Description: e.Description, IsVerified: e.IsVerified, IsSensitive: e.IsSensitive,
 				})
 			}

@@ -44,7 +44,7 @@ type Config struct {
 
 	Emails    store.Options // the email corpus (Logger and Registerer are the daemon's)
 	Passwords store.Options // each password corpus
-	Limits    server.Limits
+	Limits    server.TransportLimits
 	// ImportIdleTimeout ends an import stream silent this long.
 	ImportIdleTimeout time.Duration
 
@@ -88,7 +88,7 @@ type Replication struct {
 func DefaultConfig() Config {
 	c := Config{
 		Addr: "127.0.0.1:7355", Admin: true, OpenPublic: true, ShutdownTimeout: 10 * time.Second,
-		Emails: store.DefaultOptions(), Passwords: store.DefaultOptions(), Limits: server.DefaultLimits(),
+		Emails: store.DefaultOptions(), Passwords: store.DefaultOptions(), Limits: server.DefaultTransportLimits(),
 		ImportIdleTimeout: server.DefaultImportIdleTimeout,
 		Auth:              Auth{APIKeys: true, KeysReload: 2 * time.Second, Reflection: true},
 		Quota:             Quota{Default: quota.Limits{Rate: 1000, Burst: 20_000}, MaxStreams: 8, MaxStreamWait: 5 * time.Second},

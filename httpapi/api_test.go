@@ -21,7 +21,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 	"github.com/breachd/breachd/httpapi"
 	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/quota"
@@ -53,7 +53,7 @@ type fixture struct {
 
 func manifest(t *testing.T, js string) breachd.Breach {
 	t.Helper()
-	b, err := corpus.ParseManifest(strings.NewReader(js))
+	b, err := dump.ParseManifest(strings.NewReader(js))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func passwords(k breachd.HashKind, pws map[string]uint64) func(func([]breachd.Pa
 			h := sha1.Sum([]byte(pw))
 			copy(r.Hash[:], h[:])
 		} else {
-			r.Hash = corpus.NTLM([]byte(pw))
+			r.Hash = dump.NTLM([]byte(pw))
 		}
 		rs = append(rs, r)
 	}
@@ -213,7 +213,7 @@ func sha1Hex(pw string) string {
 }
 
 func ntlmHex(pw string) string {
-	h := corpus.NTLM([]byte(pw))
+	h := dump.NTLM([]byte(pw))
 	return strings.ToUpper(hex.EncodeToString(h[:16]))
 }
 

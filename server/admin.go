@@ -12,25 +12,25 @@ import (
 	"github.com/breachd/breachd/service"
 )
 
-// Admin implements breachdv1.AdminServiceServer over the use cases.
-type Admin struct {
+// AdminServer implements breachdv1.AdminServiceServer over the use cases.
+type AdminServer struct {
 	breachdv1.UnimplementedAdminServiceServer
 	svc  *service.Service
 	log  *slog.Logger
 	idle time.Duration // an import stream silent this long is ended
 }
 
-var _ breachdv1.AdminServiceServer = (*Admin)(nil)
+var _ breachdv1.AdminServiceServer = (*AdminServer)(nil)
 
-// NewAdmin returns the admin service over svc; an import stream that sends
+// NewAdminServer returns the admin service over svc; an import stream that sends
 // nothing for idle is ended, which frees the import lock.
-func NewAdmin(svc *service.Service, log *slog.Logger, idle time.Duration) *Admin {
-	return &Admin{svc: svc, log: log, idle: idle}
+func NewAdminServer(svc *service.Service, log *slog.Logger, idle time.Duration) *AdminServer {
+	return &AdminServer{svc: svc, log: log, idle: idle}
 }
 
 // ImportBreach runs one streamed import of a breach (see import.go and the
 // proto): the breach, batches of digests packed back to back, the commit.
-func (s *Admin) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) error {
+func (s *AdminServer) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) error {
 	const method, msg = "ImportBreach", "ImportBreachRequest"
 	first, err := importHeader(stream, msg, "breach")
 	if err != nil {
@@ -72,7 +72,7 @@ func (s *Admin) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) e
 }
 
 // DeleteBreach removes a breach from the corpus.
-func (s *Admin) DeleteBreach(ctx context.Context, req *breachdv1.DeleteBreachRequest) (*breachdv1.DeleteBreachResponse, error) {
+func (s *AdminServer) DeleteBreach(ctx context.Context, req *breachdv1.DeleteBreachRequest) (*breachdv1.DeleteBreachResponse, error) {
 	removed, version, err := s.svc.DeleteBreach(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(s.log, "DeleteBreach", inMessage("DeleteBreachRequest", err))
@@ -81,7 +81,7 @@ func (s *Admin) DeleteBreach(ctx context.Context, req *breachdv1.DeleteBreachReq
 }
 
 // UpdateBreach corrects a breach's catalogue entry.
-func (s *Admin) UpdateBreach(ctx context.Context, req *breachdv1.UpdateBreachRequest) (*breachdv1.UpdateBreachResponse, error) {
+func (s *AdminServer) UpdateBreach(ctx context.Context, req *breachdv1.UpdateBreachRequest) (*breachdv1.UpdateBreachResponse, error) {
 	if req.GetBreach() == nil {
 		return nil, toStatus(s.log, "UpdateBreach", breachd.Errorf(breachd.ErrInvalidArgument, "UpdateBreachRequest.breach: missing"))
 	}

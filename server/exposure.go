@@ -15,8 +15,8 @@ import (
 	"github.com/breachd/breachd/service"
 )
 
-// Exposure implements breachdv1.ExposureServiceServer over the use cases.
-type Exposure struct {
+// ExposureServer implements breachdv1.ExposureServiceServer over the use cases.
+type ExposureServer struct {
 	breachdv1.UnimplementedExposureServiceServer
 	svc  *service.Service
 	log  *slog.Logger
@@ -30,19 +30,19 @@ type Exposure struct {
 	summaries sync.Map // *breachd.CatalogEntry -> *breachdv1.BreachSummary
 }
 
-var _ breachdv1.ExposureServiceServer = (*Exposure)(nil)
+var _ breachdv1.ExposureServiceServer = (*ExposureServer)(nil)
 
 // NewExposure returns the exposure service over svc, answering bulk
 // batches on a pool of workers goroutines.
-func NewExposure(svc *service.Service, log *slog.Logger, workers int) *Exposure {
-	return &Exposure{svc: svc, log: log, pool: newPool(workers), draining: make(chan struct{})}
+func NewExposureServer(svc *service.Service, log *slog.Logger, workers int) *ExposureServer {
+	return &ExposureServer{svc: svc, log: log, pool: newPool(workers), draining: make(chan struct{})}
 }
 
 // drain tells every bulk stream to end.
-func (s *Exposure) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
+func (s *ExposureServer) drain() { s.drainOnce.Do(func() { close(s.draining) }) }
 
 // Check answers for one digest.
-func (s *Exposure) Check(ctx context.Context, req *breachdv1.CheckRequest) (*breachdv1.CheckResponse, error) {
+func (s *ExposureServer) Check(ctx context.Context, req *breachdv1.CheckRequest) (*breachdv1.CheckResponse, error) {
 	d, err := digestFromCheck(req)
 	if err != nil {
 		return nil, toStatus(s.log, "Check", err)
@@ -64,7 +64,7 @@ func (s *Exposure) Check(ctx context.Context, req *breachdv1.CheckRequest) (*bre
 	return resp, nil
 }
 
-func (s *Exposure) summary(b *breachd.CatalogEntry) *breachdv1.BreachSummary {
+func (s *ExposureServer) summary(b *breachd.CatalogEntry) *breachdv1.BreachSummary {
 	if v, ok := s.summaries.Load(b); ok {
 		return v.(*breachdv1.BreachSummary)
 	}
@@ -80,7 +80,7 @@ func (s *Exposure) summary(b *breachd.CatalogEntry) *breachdv1.BreachSummary {
 // receiver waits for a free worker, so no stream queues more than a few
 // batches. When the server starts shutting down the stream ends with
 // UNAVAILABLE after the answers already sent.
-func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServer) error {
+func (s *ExposureServer) CheckStream(stream breachdv1.ExposureService_CheckStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	type job struct {
@@ -149,13 +149,13 @@ func (s *Exposure) CheckStream(stream breachdv1.ExposureService_CheckStreamServe
 	}
 }
 
-func (s *Exposure) drained(batches int) error {
+func (s *ExposureServer) drained(batches int) error {
 	return status.Errorf(codes.Unavailable, "the server is shutting down: the stream ended after %d answered batches; "+
 		"resume against another instance or later (breachctl check --resume continues where it stopped)", batches)
 }
 
 // answer checks one batch and packs the answer.
-func (s *Exposure) answer(ctx context.Context, packed []byte, min uint64) (*breachdv1.CheckStreamResponse, error) {
+func (s *ExposureServer) answer(ctx context.Context, packed []byte, min uint64) (*breachdv1.CheckStreamResponse, error) {
 	e, err := s.svc.CheckBatch(ctx, packed)
 	if err != nil {
 		return nil, inField("CheckStreamRequest.email_sha256", err)
@@ -175,7 +175,7 @@ func (s *Exposure) answer(ctx context.Context, packed []byte, min uint64) (*brea
 }
 
 // ListBreaches returns a page of the catalogue.
-func (s *Exposure) ListBreaches(ctx context.Context, req *breachdv1.ListBreachesRequest) (*breachdv1.ListBreachesResponse, error) {
+func (s *ExposureServer) ListBreaches(ctx context.Context, req *breachdv1.ListBreachesRequest) (*breachdv1.ListBreachesResponse, error) {
 	page, err := s.svc.ListBreaches(ctx, service.PageRequest{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
 	if err != nil {
 		return nil, toStatus(s.log, "ListBreaches", inMessage("ListBreachesRequest", err))
@@ -189,7 +189,7 @@ func (s *Exposure) ListBreaches(ctx context.Context, req *breachdv1.ListBreaches
 }
 
 // GetBreach returns one breach.
-func (s *Exposure) GetBreach(ctx context.Context, req *breachdv1.GetBreachRequest) (*breachdv1.GetBreachResponse, error) {
+func (s *ExposureServer) GetBreach(ctx context.Context, req *breachdv1.GetBreachRequest) (*breachdv1.GetBreachResponse, error) {
 	b, version, err := s.svc.GetBreach(ctx, req.GetName())
 	if err != nil {
 		return nil, toStatus(s.log, "GetBreach", inMessage("GetBreachRequest", err))

@@ -22,9 +22,11 @@ import (
 	"github.com/breachd/breachd/service"
 )
 
-// Limits bound what one client can make the daemon hold. Start from
-// DefaultLimits; Validate refuses values that cannot work.
-type Limits struct {
+// TransportLimits bound what one client can make the daemon hold over its
+// connections (messages, streams, keepalives): quota.Limits bound what it
+// may ask for. Start from
+// DefaultTransportLimits; Validate refuses values that cannot work.
+type TransportLimits struct {
 	// MaxRecvMsgSize is the largest request in bytes; it must fit a full
 	// batch (breachd.MaxBatch digests, 320,000 bytes) and its framing.
 	MaxRecvMsgSize int
@@ -50,9 +52,9 @@ type Limits struct {
 // minRecvMsgSize fits one full batch of digests plus protobuf framing.
 const minRecvMsgSize = breachd.MaxBatch*breachd.DigestSize + 1024
 
-// DefaultLimits returns the daemon's limits unless configured otherwise.
-func DefaultLimits() Limits {
-	return Limits{
+// DefaultTransportLimits returns the daemon's limits unless configured otherwise.
+func DefaultTransportLimits() TransportLimits {
+	return TransportLimits{
 		MaxRecvMsgSize:        1 << 20,
 		MaxSendMsgSize:        4 << 20,
 		MaxConcurrentStreams:  1024,
@@ -66,7 +68,7 @@ func DefaultLimits() Limits {
 }
 
 // Validate reports the first unusable limit as a *breachd.OptionError.
-func (l Limits) Validate() error {
+func (l TransportLimits) Validate() error {
 	switch {
 	case l.MaxRecvMsgSize < minRecvMsgSize || l.MaxRecvMsgSize > 64<<20:
 		return &breachd.OptionError{Option: "MaxRecvMsgSize", Value: l.MaxRecvMsgSize, Want: fmt.Sprintf("%d bytes (one full batch) to 64 MiB", minRecvMsgSize)}
@@ -91,7 +93,7 @@ func (l Limits) Validate() error {
 }
 
 // ServerOptions returns the grpc.ServerOptions that apply l.
-func (l Limits) ServerOptions() []grpc.ServerOption {
+func (l TransportLimits) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(l.MaxSendMsgSize),
@@ -180,7 +182,7 @@ const DefaultImportIdleTimeout = time.Minute
 // Services are breachd's services registered on a server.
 type Services struct {
 	health   *health.Server
-	exposure *Exposure
+	exposure *ExposureServer
 	admin    bool
 }
 
@@ -199,12 +201,12 @@ func Register(gs *grpc.Server, svc *service.Service, opts Options) *Services {
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
-	s := &Services{health: health.NewServer(), exposure: NewExposure(svc, log, opts.Workers), admin: opts.Admin}
+	s := &Services{health: health.NewServer(), exposure: NewExposureServer(svc, log, opts.Workers), admin: opts.Admin}
 	breachdv1.RegisterExposureServiceServer(gs, s.exposure)
-	breachdv1.RegisterPasswordServiceServer(gs, &Passwords{svc: svc, log: log})
+	breachdv1.RegisterPasswordServiceServer(gs, &PasswordServer{svc: svc, log: log})
 	healthpb.RegisterHealthServer(gs, s.health)
 	if opts.Admin {
-		breachdv1.RegisterAdminServiceServer(gs, NewAdmin(svc, log, opts.ImportIdleTimeout))
+		breachdv1.RegisterAdminServiceServer(gs, NewAdminServer(svc, log, opts.ImportIdleTimeout))
 	}
 	reflection.Register(gs)
 	s.setStatus(healthpb.HealthCheckResponse_NOT_SERVING)

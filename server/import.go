@@ -40,7 +40,7 @@ type part[T any] struct {
 // importBatches yields the batches of a stream after its header, decoded
 // by decode, until the commit: an import named name of items (digests,
 // hashes), which the messages (msg) carry.
-func importBatches[Req, Resp, T any](s *Admin, stream grpc.ClientStreamingServer[Req, Resp], msg, items, name string,
+func importBatches[Req, Resp, T any](s *AdminServer, stream grpc.ClientStreamingServer[Req, Resp], msg, items, name string,
 	decode func(*Req) (part[T], error)) iter.Seq2[[]T, error] {
 	return func(yield func([]T, error) bool) {
 		ctx, cancel := context.WithCancel(stream.Context())

@@ -10,14 +10,14 @@ import (
 	"github.com/breachd/breachd/service"
 )
 
-// Passwords implements breachdv1.PasswordServiceServer over the use cases.
-type Passwords struct {
+// PasswordServer implements breachdv1.PasswordServiceServer over the use cases.
+type PasswordServer struct {
 	breachdv1.UnimplementedPasswordServiceServer
 	svc *service.Service
 	log *slog.Logger
 }
 
-var _ breachdv1.PasswordServiceServer = (*Passwords)(nil)
+var _ breachdv1.PasswordServiceServer = (*PasswordServer)(nil)
 
 func kindOf(msg string, k breachdv1.HashKind) (breachd.HashKind, error) {
 	if dk := breachdv1.KindToDomain(k); dk != 0 {
@@ -27,7 +27,7 @@ func kindOf(msg string, k breachdv1.HashKind) (breachd.HashKind, error) {
 }
 
 // CheckPassword answers for one password hash.
-func (s *Passwords) CheckPassword(ctx context.Context, req *breachdv1.CheckPasswordRequest) (*breachdv1.CheckPasswordResponse, error) {
+func (s *PasswordServer) CheckPassword(ctx context.Context, req *breachdv1.CheckPasswordRequest) (*breachdv1.CheckPasswordResponse, error) {
 	const method = "CheckPassword"
 	k, err := kindOf("CheckPasswordRequest", req.GetKind())
 	if err != nil {
@@ -45,7 +45,7 @@ func (s *Passwords) CheckPassword(ctx context.Context, req *breachdv1.CheckPassw
 }
 
 // Range answers a prefix query.
-func (s *Passwords) Range(ctx context.Context, req *breachdv1.RangeRequest) (*breachdv1.RangeResponse, error) {
+func (s *PasswordServer) Range(ctx context.Context, req *breachdv1.RangeRequest) (*breachdv1.RangeResponse, error) {
 	const method = "Range"
 	k, err := kindOf("RangeRequest", req.GetKind())
 	if err != nil {
@@ -70,7 +70,7 @@ func (s *Passwords) Range(ctx context.Context, req *breachdv1.RangeRequest) (*br
 // ImportPasswords runs one streamed import of a password release (see
 // import.go and the proto): the release and its kind, batches of hashes
 // with their counts, the commit.
-func (s *Admin) ImportPasswords(stream breachdv1.AdminService_ImportPasswordsServer) error {
+func (s *AdminServer) ImportPasswords(stream breachdv1.AdminService_ImportPasswordsServer) error {
 	const method, msg = "ImportPasswords", "ImportPasswordsRequest"
 	first, err := importHeader(stream, msg, "release")
 	if err != nil {

@@ -300,7 +300,7 @@ func TestFullPageFits(t *testing.T) {
 		resp.Breaches = append(resp.Breaches, breachdv1.EntryFromDomain(&b))
 	}
 	const clientDefault = 4 << 20 // grpc-go's default receive limit
-	if n := proto.Size(resp); n > clientDefault || n > server.DefaultLimits().MaxSendMsgSize {
+	if n := proto.Size(resp); n > clientDefault || n > server.DefaultTransportLimits().MaxSendMsgSize {
 		t.Fatalf("a full page of maximal breaches is %d bytes, over a 4 MiB limit", n)
 	}
 }

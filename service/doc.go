@@ -6,5 +6,7 @@
 // and field limits, catalogue pagination, refusing an empty import) live here
 // once; the gRPC services in package server, and any later face, are thin
 // adapters over a *Service. Storage is the Store interface declared here and
-// implemented by package store.
+// implemented by package store. Two rules of a daemon's life are the
+// service's too: a corpus still opening answers UNAVAILABLE (New with a nil
+// Store, then Open), and a read replica refuses every change (WithReadOnly).
 package service

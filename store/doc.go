@@ -1,17 +1,26 @@
-// Package store owns the breach corpus at rest: account digests and their
-// breach membership in Badger, guarded by a Bloom filter (bits-and-blooms'
-// bloom/v3) that answers the common "not exposed" case without touching
-// Badger. It is the only package that imports Badger or the Bloom filter, and
-// it implements service.Store: it speaks breachd's vocabulary and errors.
+// Package store owns the corpora at rest: one engine (engine.go) over Badger
+// and a Bloom filter (bits-and-blooms' bloom/v3), and the kinds that run on
+// it (kind.go): emails (account digests and the breaches each is in: Store)
+// and password hashes with their counts (SHA-1 and NTLM: Passwords). A kind
+// is a small codec: the key's size, what an entry of a row carries, how the
+// filter reads a key, how a first import is loaded, whether a lookup index
+// serves it. It is the only package that imports Badger or the Bloom filter;
+// it speaks breachd's vocabulary and errors, and implements service.Store
+// and service.PasswordCorpus.
 //
-// Answers are exact. The published filter holds every digest of every
+// Answers are exact. The published filter holds every key of every
 // committed breach, so a "no" from it is final; a "maybe" is confirmed in
 // the lookup index (index.go: a sorted, memory-mapped copy of every digest
-// and its membership, rebuilt after imports) while it is current, and in
-// Badger, the store of record, otherwise. Published filters and catalogues are immutable: an import writes
-// its rows under a new, pending segment id that lookups ignore, adds its
-// digests to a private copy of the filter, and its commit publishes the
-// filter and then the catalogue, each in one atomic store. A breach becomes
-// visible all at once, after every row is stored, while lookups go on being
-// answered without locks.
+// and its membership) while it is current, and in Badger, the store of
+// record, otherwise. Published filters and catalogues are immutable: an
+// import writes its rows under a new, pending segment id that lookups
+// ignore (ids are never reused), adds its keys to a private copy of the
+// filter, and its commit publishes the filter and then the catalogue, each
+// in one atomic store. A breach becomes visible all at once, after every row
+// is stored, while lookups go on being answered without locks. A replica's
+// reads are pinned to the Badger version of the catalogue they answer for,
+// so a delta it applies is visible all at once too.
+//
+// A data directory holds one directory per corpus (layout.go: EmailDir,
+// PasswordDir); MigrateLayout moves a corpus of the layout before 2026-12.
 package store

@@ -11,7 +11,7 @@ import (
 	"slices"
 
 	"github.com/breachd/breachd"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 )
 
 // PwnedOptions shape a synthetic Pwned Passwords corpus.
@@ -38,7 +38,7 @@ func KnownHash(k breachd.HashKind, password string) [breachd.MaxPasswordHashSize
 		s := sha1.Sum([]byte(password))
 		copy(h[:], s[:])
 	case breachd.NTLM:
-		h = corpus.NTLM([]byte(password))
+		h = dump.NTLM([]byte(password))
 	}
 	return h
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -35,15 +35,15 @@ func TestDeterministic(t *testing.T) {
 // dirty rows resolve to accounts that exist.
 func TestReaderFindsEveryAccount(t *testing.T) {
 	t.Parallel()
-	var dump, accounts bytes.Buffer
-	st, err := synth.Generate(&dump, synth.Options{Seed: 7, Records: 20000, Accounts: &accounts})
+	var data, accounts bytes.Buffer
+	st, err := synth.Generate(&data, synth.Options{Seed: 7, Records: 20000, Accounts: &accounts})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.Rows != 20000 || st.Malformed == 0 || st.Duplicates == 0 || st.Accounts+st.Duplicates+st.Malformed != st.Rows {
 		t.Fatalf("stats = %+v", st)
 	}
-	if !strings.HasPrefix(dump.String(), synth.Header+"\n") {
+	if !strings.HasPrefix(data.String(), synth.Header+"\n") {
 		t.Fatalf("dump does not start with the header")
 	}
 	want := map[breachd.Digest]bool{}
@@ -58,7 +58,7 @@ func TestReaderFindsEveryAccount(t *testing.T) {
 	if len(want) != st.Accounts {
 		t.Fatalf("%d distinct accounts in ground truth, stats say %d", len(want), st.Accounts)
 	}
-	r, err := corpus.NewReader(&dump, corpus.Options{})
+	r, err := dump.NewReader(&data, dump.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

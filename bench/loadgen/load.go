@@ -18,7 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/breachd/breachd"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
@@ -41,7 +41,7 @@ func newLoad(ctx context.Context, c config) (*load, error) {
 			return nil, err
 		}
 		defer f.Close()
-		rd, err := corpus.NewReader(f, corpus.Options{})
+		rd, err := dump.NewReader(f, dump.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.corpus, err)
 		}

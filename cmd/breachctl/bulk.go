@@ -17,7 +17,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 )
 
 type bulkConfig struct {
@@ -44,7 +44,7 @@ type counters struct {
 
 // chunk is a run of consecutive input rows, hashed by a worker.
 type chunk struct {
-	rows    []corpus.Row
+	rows    []dump.Row
 	digests []breachd.Digest // per row; meaningful where rows[i].Reject == ""
 	valid   int              // rows with a digest
 	done    chan struct{}    // closed when hashed
@@ -64,11 +64,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	}
 	defer in.Close()
 	countIn := &countingReader{r: in}
-	opts := corpus.Options{Column: c.column}
+	opts := dump.Options{Column: c.column}
 	if c.digests {
-		opts.Format = corpus.FormatSHA256
+		opts.Format = dump.FormatSHA256
 	}
-	rd, err := corpus.NewReader(countIn, opts)
+	rd, err := dump.NewReader(countIn, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
@@ -267,9 +267,9 @@ func bulkError(err error, c bulkConfig) error {
 	return err
 }
 
-func readChunks(ctx context.Context, rd *corpus.Reader, skip int64, toHash, ordered chan<- *chunk) error {
+func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordered chan<- *chunk) error {
 	for {
-		ch := &chunk{rows: make([]corpus.Row, 0, chunkRows), done: make(chan struct{})}
+		ch := &chunk{rows: make([]dump.Row, 0, chunkRows), done: make(chan struct{})}
 		rows, err := rd.ReadRows(ch.rows)
 		if skip > 0 { // already in the report from an earlier run
 			n := min(skip, int64(len(rows)))

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -133,7 +133,7 @@ func TestMisreadInput(t *testing.T) {
 		wantErr error  // nil: success
 		say     string // in the error or the report
 	}{
-		{"column missing", []string{"--file", users, "--fail-on-exposed"}, corpus.ErrNoColumn, "pass --column email_address"},
+		{"column missing", []string{"--file", users, "--fail-on-exposed"}, dump.ErrNoColumn, "pass --column email_address"},
 		{"column named", []string{"--file", users, "--column", "email_address", "--fail-on-exposed"}, errExposed, "2,lschmidt@hotmail.com,yes,Alpha,"},
 		{"csv rows as emails", []string{"--file", write("rows.txt", "7,lschmidt@hotmail.com\n8,nobody@example.com\n")}, errInvalid, "every one of the 2 rows is invalid"},
 		{"over the threshold", []string{"--file", write("dirty.txt", "lschmidt@hotmail.com\nx\ny\n")}, errInvalid, "2 of 3 rows (66.7%) are invalid, more than --max-invalid 0.5"},

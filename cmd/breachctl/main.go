@@ -1,14 +1,3 @@
-// Command breachctl is the command-line client of breachd.
-//
-//	breachctl check    [--addr ADDR] EMAIL...
-//	breachctl check    [--addr ADDR] --file PATH [--out PATH] [--format csv|jsonl] [--resume] ...
-//	breachctl breaches [--addr ADDR]
-//	breachctl hash     EMAIL
-//
-// Exit codes: 0 success; 1 connection or server error; 2 usage error;
-// 3 exposed accounts found and --fail-on-exposed was given; 4 the input
-// was misread (a CSV header without the email column; every row invalid,
-// more than --max-invalid of them, or any with --fail-on-invalid).
 package main
 
 import (
@@ -31,7 +20,7 @@ import (
 
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 )
 
 // Exit codes.
@@ -54,7 +43,7 @@ func main() {
 		os.Exit(exitUsage)
 	case errors.Is(err, errExposed):
 		os.Exit(exitExposed)
-	case errors.Is(err, errInvalid), errors.Is(err, corpus.ErrNoColumn):
+	case errors.Is(err, errInvalid), errors.Is(err, dump.ErrNoColumn):
 		fmt.Fprintln(os.Stderr, "breachctl:", err)
 		os.Exit(exitInvalid)
 	default:
@@ -167,7 +156,8 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.StringVar(&bc.column, "column", "email", "CSV column holding the email")
 	fs.BoolVar(&bc.digests, "digests", false, "the file holds hex SHA-256 digests of canonical emails, one per line")
 	fs.StringVar(&bc.out, "out", "-", "report file, - for stdout")
-	fs.StringVar(&bc.format, "format", "csv", "report format: csv or jsonl")
+	fs.StringVar(&bc.format, "report-format", "csv", "report format: csv or jsonl (--format is the same flag)")
+	fs.StringVar(&bc.format, "format", "csv", "the report's format, as --report-format (breachd import's --format is its input's)")
 	fs.BoolVar(&bc.onlyExposed, "only-exposed", false, "report only exposed rows")
 	fs.BoolVar(&bc.resume, "resume", false, "make the run resumable: run the same command again after an interruption to continue (needs --file PATH and --out PATH)")
 	fs.BoolVar(&bc.failOnExposed, "fail-on-exposed", false, "exit with status 3 when any account is exposed")
@@ -190,7 +180,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		fmt.Fprintln(stderr, "breachctl check: --resume needs --file PATH and --out PATH (not stdin or stdout)")
 		return errUsage
 	case bc.format != "csv" && bc.format != "jsonl":
-		fmt.Fprintf(stderr, "breachctl check: unknown --format %q: want csv or jsonl\n", bc.format)
+		fmt.Fprintf(stderr, "breachctl check: unknown --report-format %q: want csv or jsonl\n", bc.format)
 		return errUsage
 	case !(bc.maxInvalid >= 0 && bc.maxInvalid <= 1):
 		fmt.Fprintf(stderr, "breachctl check: invalid --max-invalid %v: want a share from 0 to 1\n", bc.maxInvalid)

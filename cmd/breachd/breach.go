@@ -15,7 +15,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
@@ -163,7 +163,7 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		}
 		fmt.Fprintf(stdout, "deleted %s: %d accounts in no other breach removed; corpus version %d\n", name, removed, version)
 	case "update":
-		b, err := corpus.ReadManifest(*manifest)
+		b, err := dump.ReadManifest(*manifest)
 		if err != nil {
 			return err
 		}

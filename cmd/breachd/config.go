@@ -100,7 +100,7 @@ type mtlsIdentity struct {
 }
 
 func defaultConfig() config {
-	so, lim := store.DefaultOptions(), server.DefaultLimits()
+	so, lim := store.DefaultOptions(), server.DefaultTransportLimits()
 	var c config
 	c.Addr = "127.0.0.1:7355"
 	c.Admin = true
@@ -431,8 +431,8 @@ func (c *config) quotaLimits() quota.Limits {
 	return quota.Limits{Rate: c.Quota.Rate, Burst: c.Quota.Burst}
 }
 
-func (c *config) limits() server.Limits {
-	return server.Limits{
+func (c *config) limits() server.TransportLimits {
+	return server.TransportLimits{
 		MaxRecvMsgSize: c.Limits.MaxRecvMsgSize, MaxSendMsgSize: c.Limits.MaxSendMsgSize,
 		MaxConcurrentStreams: c.Limits.MaxConcurrentStreams, MaxConnectionIdle: time.Duration(c.Limits.MaxConnectionIdle),
 		MaxConnectionAge: time.Duration(c.Limits.MaxConnectionAge), MaxConnectionAgeGrace: time.Duration(c.Limits.MaxConnectionGrace),

@@ -17,20 +17,20 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 	"github.com/breachd/breachd/service"
 )
 
 type importConfig struct {
 	target
 	manifest string
-	format   corpus.Format
+	format   dump.Format
 	column   string
 	batch    int
 	dump     string
 	logLevel slog.Level
 	kind     breachd.HashKind // 0: an email breach dump
-	pwFormat corpus.PasswordFormat
+	pwFormat dump.PasswordFormat
 	// maxInvalid is the share of rejected rows above which nothing is
 	// committed (a misread dump); failOnInvalid commits nothing if any is.
 	maxInvalid    float64
@@ -71,11 +71,11 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		if format == "auto" {
 			format = "hashes"
 		}
-		if c.pwFormat, err = corpus.ParsePasswordFormat(format); err != nil {
+		if c.pwFormat, err = dump.ParsePasswordFormat(format); err != nil {
 			fmt.Fprintln(stderr, "breachd import:", err)
 			return c, errUsage
 		}
-	} else if c.format, err = corpus.ParseFormat(format); err != nil {
+	} else if c.format, err = dump.ParseFormat(format); err != nil {
 		fmt.Fprintln(stderr, "breachd import:", err)
 		return c, errUsage
 	}
@@ -112,7 +112,7 @@ var errNoRows = errors.New("no row of the dump was accepted")
 
 func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	b, err := corpus.ReadManifest(c.manifest)
+	b, err := dump.ReadManifest(c.manifest)
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		defer f.Close()
 		in = f
 	}
-	rd, err := corpus.NewReader(in, corpus.Options{Format: c.format, Column: c.column})
+	rd, err := dump.NewReader(in, dump.Options{Format: c.format, Column: c.column})
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
@@ -210,7 +210,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 
 // noRowsError explains an import that accepted nothing, with the likely
 // causes for the format that was read.
-func noRowsError(c importConfig, name string, rd *corpus.Reader, samples []rejected) error {
+func noRowsError(c importConfig, name string, rd *dump.Reader, samples []rejected) error {
 	rs := rd.Stats()
 	var why strings.Builder
 	fmt.Fprintf(&why, "import of %s: no row of %s was accepted (%d rows read as %s, %d rejected); nothing was committed",
@@ -221,7 +221,7 @@ func noRowsError(c importConfig, name string, rd *corpus.Reader, samples []rejec
 	switch {
 	case rs.Rows == 0:
 		why.WriteString("\nthe dump has no data rows: is it the right file?")
-	case rd.Format() == corpus.FormatEmails:
+	case rd.Format() == dump.FormatEmails:
 		fmt.Fprintf(&why, "\nif the dump is a CSV, its header needs a column named %q (--column), or pass --format csv or --format sha256", c.column)
 	}
 	return errors.New(why.String())
@@ -236,7 +236,7 @@ func sampleLines(samples []rejected) string {
 	return b.String()
 }
 
-func printSummary(w io.Writer, name, dump string, rd *corpus.Reader, st breachd.ImportStats, samples []rejected, elapsed time.Duration) {
+func printSummary(w io.Writer, name, dump string, rd *dump.Reader, st breachd.ImportStats, samples []rejected, elapsed time.Duration) {
 	rs := rd.Stats()
 	fmt.Fprintf(w, "imported %s from %s (%s) in %s\n", name, dump, rd.Format(), elapsed.Round(time.Millisecond))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/breachd/breachd"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 )
 
 // passwordImporter runs one password import, into a local corpus or
@@ -23,11 +23,11 @@ type passwordImporter func(ctx context.Context, rel breachd.Breach, expected uin
 // importPasswords imports a password release: 'breachd import --kind'.
 func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	rel, err := corpus.ReadManifest(c.manifest)
+	rel, err := dump.ReadManifest(c.manifest)
 	if err != nil {
 		return err
 	}
-	rd, err := corpus.NewPasswordReader(c.dump, os.Stdin, c.kind, c.pwFormat)
+	rd, err := dump.NewPasswordReader(c.dump, os.Stdin, c.kind, c.pwFormat)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func expectedHashes(c importConfig) uint64 {
 		return nil
 	})
 	per := int64(2*c.kind.Size() + 5)
-	if c.pwFormat == corpus.PasswordPlain {
+	if c.pwFormat == dump.PasswordPlain {
 		per = 10
 	}
 	return uint64(total / per)

@@ -1094,7 +1094,7 @@ type ImportPasswordsResponse struct {
 	Received uint64 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
 	// Hashes in no earlier release.
 	NewHashes uint64 `protobuf:"varint,4,opt,name=new_hashes,json=newHashes,proto3" json:"new_hashes,omitempty"`
-	// Hashes of earlier releases that now carry this release's count.
+	// Hashes of earlier releases that this release also gives a count.
 	UpdatedHashes uint64 `protobuf:"varint,5,opt,name=updated_hashes,json=updatedHashes,proto3" json:"updated_hashes,omitempty"`
 	// The password corpus's version after the commit.
 	CorpusVersion uint64 `protobuf:"varint,6,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`

@@ -272,8 +272,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService changes the corpus. It is served only when the daemon is
-// started with the admin service enabled; until authentication exists, keep
-// the daemon on loopback.
+// started with the admin service enabled; with TLS, every call needs an
+// identity with the admin scope.
 type AdminServiceClient interface {
 	// ImportBreach adds one breach. The first message carries the breach record,
 	// then any number of digest batches, then a commit with the total number of
@@ -294,7 +294,8 @@ type AdminServiceClient interface {
 	// then a commit with the total number of hashes sent. The release becomes
 	// visible all at once; until then every answer comes from the releases
 	// before it. A hash the release repeats has its counts added; a hash known
-	// from an earlier release takes this release's count.
+	// from several releases answers the highest count any of them gave it (the
+	// newest release's, for Pwned Passwords, whose counts only grow).
 	ImportPasswords(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportPasswordsRequest, ImportPasswordsResponse], error)
 }
 
@@ -357,8 +358,8 @@ type AdminService_ImportPasswordsClient = grpc.ClientStreamingClient[ImportPassw
 // for forward compatibility.
 //
 // AdminService changes the corpus. It is served only when the daemon is
-// started with the admin service enabled; until authentication exists, keep
-// the daemon on loopback.
+// started with the admin service enabled; with TLS, every call needs an
+// identity with the admin scope.
 type AdminServiceServer interface {
 	// ImportBreach adds one breach. The first message carries the breach record,
 	// then any number of digest batches, then a commit with the total number of
@@ -379,7 +380,8 @@ type AdminServiceServer interface {
 	// then a commit with the total number of hashes sent. The release becomes
 	// visible all at once; until then every answer comes from the releases
 	// before it. A hash the release repeats has its counts added; a hash known
-	// from an earlier release takes this release's count.
+	// from several releases answers the highest count any of them gave it (the
+	// newest release's, for Pwned Passwords, whose counts only grow).
 	ImportPasswords(grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }

@@ -1,4 +1,4 @@
-package corpus_test
+package dump_test
 
 import (
 	"encoding/hex"
@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	"github.com/breachd/breachd"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 )
 
-func readPasswords(t *testing.T, path string, in string, k breachd.HashKind, f corpus.PasswordFormat) ([]breachd.PasswordRecord, corpus.Stats, []string) {
+func readPasswords(t *testing.T, path string, in string, k breachd.HashKind, f dump.PasswordFormat) ([]breachd.PasswordRecord, dump.Stats, []string) {
 	t.Helper()
-	rd, err := corpus.NewPasswordReader(path, strings.NewReader(in), k, f)
+	rd, err := dump.NewPasswordReader(path, strings.NewReader(in), k, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestPasswordReader(t *testing.T) {
 	const pwSHA1 = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
 	const pwNTLM = "8846F7EAEE8FB117AD06BDD830B7586C"
 	recs, st, rejects := readPasswords(t, "-", strings.ToLower(pwSHA1)+":9545824\r\n\r\n"+pwSHA1[:39]+"0\r\n"+
-		pwSHA1[:39]+"1:0\r\nnot-a-hash:3\r\n"+pwSHA1+":x\r\n", breachd.SHA1, corpus.PasswordHashes)
+		pwSHA1[:39]+"1:0\r\nnot-a-hash:3\r\n"+pwSHA1+":x\r\n", breachd.SHA1, dump.PasswordHashes)
 	if len(recs) != 2 || hexOf(recs[0], breachd.SHA1) != pwSHA1 || recs[0].Count != 9545824 || recs[1].Count != 1 {
 		t.Errorf("records %+v", recs)
 	}
@@ -66,7 +66,7 @@ func TestPasswordReader(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "00000.txt"), []byte("00000"+pwSHA1[5:]+":1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	recs, _, _ = readPasswords(t, dir, "", breachd.SHA1, corpus.PasswordHashes)
+	recs, _, _ = readPasswords(t, dir, "", breachd.SHA1, dump.PasswordHashes)
 	if len(recs) != 2 || hexOf(recs[0], breachd.SHA1) != "00000"+pwSHA1[5:] || hexOf(recs[1], breachd.SHA1) != pwSHA1 || recs[1].Count != 12 {
 		t.Errorf("per-prefix directory: %+v", recs)
 	}
@@ -75,12 +75,12 @@ func TestPasswordReader(t *testing.T) {
 		k    breachd.HashKind
 		want string
 	}{{breachd.SHA1, pwSHA1}, {breachd.NTLM, pwNTLM}} {
-		recs, st, _ := readPasswords(t, "-", "password\npassword\r\n\nhunter2\n", tc.k, corpus.PasswordPlain)
+		recs, st, _ := readPasswords(t, "-", "password\npassword\r\n\nhunter2\n", tc.k, dump.PasswordPlain)
 		if len(recs) != 3 || hexOf(recs[0], tc.k) != tc.want || hexOf(recs[1], tc.k) != tc.want || st.Accepted != 3 {
 			t.Errorf("plain %s: %d records, first %s; want 3, %s", tc.k, len(recs), hexOf(recs[0], tc.k), tc.want)
 		}
 	}
-	if _, _, rejects := readPasswords(t, "-", "caf\xe9\n", breachd.NTLM, corpus.PasswordPlain); len(rejects) != 1 {
+	if _, _, rejects := readPasswords(t, "-", "caf\xe9\n", breachd.NTLM, dump.PasswordPlain); len(rejects) != 1 {
 		t.Errorf("invalid UTF-8 for NTLM: rejects %q, want 1", rejects)
 	}
 }

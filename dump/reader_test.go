@@ -1,4 +1,4 @@
-package corpus_test
+package dump_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
-	"github.com/breachd/breachd/corpus"
+	"github.com/breachd/breachd/dump"
 )
 
 type rejection struct {
@@ -20,9 +20,9 @@ type rejection struct {
 	Reason string
 }
 
-func readAll(tb testing.TB, in io.Reader, opts corpus.Options) ([]breachd.Digest, []rejection, corpus.Stats, corpus.Format) {
+func readAll(tb testing.TB, in io.Reader, opts dump.Options) ([]breachd.Digest, []rejection, dump.Stats, dump.Format) {
 	tb.Helper()
-	r, err := corpus.NewReader(in, opts)
+	r, err := dump.NewReader(in, opts)
 	if err != nil {
 		tb.Fatalf("NewReader = %v", err)
 	}
@@ -58,70 +58,70 @@ func TestReader(t *testing.T) {
 	tests := []struct {
 		name       string
 		in         string
-		opts       corpus.Options
-		wantFormat corpus.Format
+		opts       dump.Options
+		wantFormat dump.Format
 		want       []string // emails whose digests must come out, in order
 		wantRej    []int64  // rejected line numbers
 	}{
 		{
 			name:       "csv",
 			in:         "email,name,date_of_birth,encrypted_password\r\nA@Example.com,Ann,1980-01-01,xx\r\n\" b@example.com \",\"Smith, Bob\",1970-02-02,yy\r\nbad-row,Carl,1990-01-01,zz\r\n\"unterminated,Dan,1,2\r\nshort\r\n\r\nc@example.org,Cy,,\r\n",
-			wantFormat: corpus.FormatCSV,
+			wantFormat: dump.FormatCSV,
 			want:       []string{"a@example.com", "b@example.com", "c@example.org"},
 			wantRej:    []int64{4, 5, 6},
 		},
 		{
 			name:       "csv other column",
 			in:         "id,mail\n1,x@example.com\n2,\n",
-			opts:       corpus.Options{Column: "mail"},
-			wantFormat: corpus.FormatCSV,
+			opts:       dump.Options{Column: "mail"},
+			wantFormat: dump.FormatCSV,
 			want:       []string{"x@example.com"},
 			wantRej:    []int64{3},
 		},
 		{
 			name:       "csv column not first, quoted with doubled quotes",
 			in:         "name,email\n\"O\"\"Neil\",o@example.com\n",
-			wantFormat: corpus.FormatCSV,
+			wantFormat: dump.FormatCSV,
 			want:       []string{"o@example.com"},
 		},
 		{
 			name:       "emails with BOM and blank lines",
 			in:         "\xef\xbb\xbfOne@Example.com\n\n  two@example.com  \nnot an email\nthree@example.com",
-			wantFormat: corpus.FormatEmails,
+			wantFormat: dump.FormatEmails,
 			want:       []string{"one@example.com", "two@example.com", "three@example.com"},
 			wantRej:    []int64{4},
 		},
 		{
 			name:       "sha256",
 			in:         hexA + "\n" + strings.ToUpper(hexA) + "\nzz\n" + hexA[:10] + "\n",
-			wantFormat: corpus.FormatSHA256,
+			wantFormat: dump.FormatSHA256,
 			want:       []string{"a@example.com", "a@example.com"},
 			wantRej:    []int64{3, 4},
 		},
 		{
 			name:       "long line rejected, next kept",
-			in:         "a@example.com\n" + strings.Repeat("x", corpus.MaxLineBytes+10) + "\nb@example.com\n",
-			wantFormat: corpus.FormatEmails,
+			in:         "a@example.com\n" + strings.Repeat("x", dump.MaxLineBytes+10) + "\nb@example.com\n",
+			wantFormat: dump.FormatEmails,
 			want:       []string{"a@example.com", "b@example.com"},
 			wantRej:    []int64{2},
 		},
 		{
 			name:       "long first lines rejected, format from the next",
-			in:         strings.Repeat("x", corpus.MaxLineBytes+1) + "\n\n" + strings.Repeat("y", 3*corpus.MaxLineBytes) + "\n" + hexA + "\nzz\n",
-			wantFormat: corpus.FormatSHA256,
+			in:         strings.Repeat("x", dump.MaxLineBytes+1) + "\n\n" + strings.Repeat("y", 3*dump.MaxLineBytes) + "\n" + hexA + "\nzz\n",
+			wantFormat: dump.FormatSHA256,
 			want:       []string{"a@example.com"},
 			wantRej:    []int64{1, 3, 5},
 		},
 		{
 			name:       "only a long line",
-			in:         strings.Repeat("x", corpus.MaxLineBytes+1),
-			wantFormat: corpus.FormatAuto,
+			in:         strings.Repeat("x", dump.MaxLineBytes+1),
+			wantFormat: dump.FormatAuto,
 			wantRej:    []int64{1},
 		},
 		{
 			name:       "empty",
 			in:         "",
-			wantFormat: corpus.FormatAuto,
+			wantFormat: dump.FormatAuto,
 		},
 	}
 	for _, tt := range tests {
@@ -160,16 +160,16 @@ func TestReaderGzip(t *testing.T) {
 	zw := gzip.NewWriter(&buf)
 	fmt.Fprint(zw, "email,name\na@example.com,A\nb@example.com,B\n")
 	zw.Close()
-	got, _, _, format := readAll(t, &buf, corpus.Options{})
-	if format != corpus.FormatCSV || len(got) != 2 || got[1] != sum(t, "b@example.com") {
+	got, _, _, format := readAll(t, &buf, dump.Options{})
+	if format != dump.FormatCSV || len(got) != 2 || got[1] != sum(t, "b@example.com") {
 		t.Fatalf("gzip read = %v, %x", format, got)
 	}
 }
 
 func TestReaderLongCSVHeader(t *testing.T) {
 	t.Parallel()
-	in := strings.Repeat("h", corpus.MaxLineBytes+1) + "\na@example.com\n"
-	_, err := corpus.NewReader(strings.NewReader(in), corpus.Options{Format: corpus.FormatCSV})
+	in := strings.Repeat("h", dump.MaxLineBytes+1) + "\na@example.com\n"
+	_, err := dump.NewReader(strings.NewReader(in), dump.Options{Format: dump.FormatCSV})
 	if err == nil || !strings.Contains(err.Error(), "line 1: the CSV header is longer than 64 KiB") {
 		t.Fatalf("NewReader(long CSV header) = %v, want an error naming line 1", err)
 	}
@@ -183,28 +183,28 @@ func TestReaderNoColumn(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name, in string
-		format   corpus.Format
+		format   dump.Format
 		want     string
 	}{
-		{"given csv", "mail,name\nx@example.com,X\n", corpus.FormatCSV, `its columns are "mail", "name": pass --column mail`},
-		{"user-base export", "user_id,email_address\n7,lschmidt@hotmail.com\n", corpus.FormatAuto, `no column named "email"; its columns are "user_id", "email_address": pass --column email_address`},
-		{"breach dump", "id,name,mail\n1,Ann,ann@example.com\n", corpus.FormatAuto, `pass --column mail`},
-		{"no likely column", "id,name,address\n1,Ann,ann@example.com\n", corpus.FormatAuto, `name the column that holds the address with --column`},
+		{"given csv", "mail,name\nx@example.com,X\n", dump.FormatCSV, `its columns are "mail", "name": pass --column mail`},
+		{"user-base export", "user_id,email_address\n7,lschmidt@hotmail.com\n", dump.FormatAuto, `no column named "email"; its columns are "user_id", "email_address": pass --column email_address`},
+		{"breach dump", "id,name,mail\n1,Ann,ann@example.com\n", dump.FormatAuto, `pass --column mail`},
+		{"no likely column", "id,name,address\n1,Ann,ann@example.com\n", dump.FormatAuto, `name the column that holds the address with --column`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := corpus.NewReader(strings.NewReader(tc.in), corpus.Options{Format: tc.format})
-			if !errors.Is(err, corpus.ErrNoColumn) || !strings.Contains(err.Error(), tc.want) {
+			_, err := dump.NewReader(strings.NewReader(tc.in), dump.Options{Format: tc.format})
+			if !errors.Is(err, dump.ErrNoColumn) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewReader = %v, want ErrNoColumn saying %q", err, tc.want)
 			}
 		})
 	}
 	// Named, the column is read, and the exposed user is found.
-	ds, rej, _, f := readAll(t, strings.NewReader("user_id,email_address\n7,lschmidt@hotmail.com\n"), corpus.Options{Column: "email_address"})
-	if f != corpus.FormatCSV || len(rej) != 0 || !slices.Equal(ds, []breachd.Digest{sum(t, "lschmidt@hotmail.com")}) {
+	ds, rej, _, f := readAll(t, strings.NewReader("user_id,email_address\n7,lschmidt@hotmail.com\n"), dump.Options{Column: "email_address"})
+	if f != dump.FormatCSV || len(rej) != 0 || !slices.Equal(ds, []breachd.Digest{sum(t, "lschmidt@hotmail.com")}) {
 		t.Fatalf("with --column email_address: %v, %v, %v", f, rej, ds)
 	}
 	// One address a line: a CSV row is a rejected line, never an address.
-	ds, rej, _, _ = readAll(t, strings.NewReader("ann@example.com\n7,lschmidt@hotmail.com\nbob@example.com\n"), corpus.Options{})
+	ds, rej, _, _ = readAll(t, strings.NewReader("ann@example.com\n7,lschmidt@hotmail.com\nbob@example.com\n"), dump.Options{})
 	if len(ds) != 2 || len(rej) != 1 || rej[0].Line != 2 || !strings.Contains(rej[0].Reason, "comma") {
 		t.Fatalf("emails with a CSV row: %d digests, rejections %v; want line 2 rejected for its comma", len(ds), rej)
 	}
@@ -217,9 +217,9 @@ func FuzzReader(f *testing.F) {
 	f.Add("a@example.com\n\nB@EXAMPLE.COM\r\n", 2)
 	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3)
 	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1)
-	f.Fuzz(func(t *testing.T, dump string, format int) {
-		opts := corpus.Options{Format: corpus.Format(uint(format) % 4)}
-		r, err := corpus.NewReader(strings.NewReader(dump), opts)
+	f.Fuzz(func(t *testing.T, text string, format int) {
+		opts := dump.Options{Format: dump.Format(uint(format) % 4)}
+		r, err := dump.NewReader(strings.NewReader(text), opts)
 		if err != nil {
 			return // a header problem is reported up front
 		}
@@ -258,7 +258,7 @@ func TestParseManifest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := corpus.ParseManifest(strings.NewReader(tt.in))
+			_, err := dump.ParseManifest(strings.NewReader(tt.in))
 			if (err == nil) != tt.ok {
 				t.Fatalf("ParseManifest = %v, want ok=%v", err, tt.ok)
 			}
@@ -270,7 +270,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add(`{"Name":"SegaPass","Title":"Sega Pass","BreachDate":"2011-06-17"}`)
 	f.Add(`{"Name":"x"}`)
 	f.Fuzz(func(t *testing.T, s string) {
-		b, err := corpus.ParseManifest(strings.NewReader(s))
+		b, err := dump.ParseManifest(strings.NewReader(s))
 		if err == nil {
 			if verr := b.Validate(); verr != nil {
 				t.Fatalf("ParseManifest accepted an invalid breach: %v", verr)

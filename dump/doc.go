@@ -1,0 +1,11 @@
+// Package dump reads what is imported: breach dumps, password dumps and
+// manifests. A breach dump is a CSV file with a named email column, a list
+// of emails one per line, or a list of hex SHA-256 digests one per line,
+// optionally gzip-compressed; the reader turns each row into an account
+// digest or a rejection with its line number and reason, and nothing else
+// from a dump (names, dates of birth, passwords) leaves it. A password dump
+// is HASH:COUNT lines (one file, or a directory of per-prefix files, as the
+// Pwned Passwords downloader writes them) or a plain list of passwords,
+// hashed as they are read and never kept. A manifest is a breach's (or a
+// release's) record in Have I Been Pwned's breach model.
+package dump
