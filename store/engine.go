@@ -605,6 +605,7 @@ type IndexStats struct {
 	Digests uint64 // digests in the index in use, or last built
 	Version uint64 // corpus version it was built at
 	Sets    int    // distinct membership sets
+	Delta   int    // rows a replica merged in since the index was written
 }
 
 // Stats returns the corpus's size and the filter's shape.

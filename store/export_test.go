@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/breachd/breachd"
 )
@@ -48,4 +49,23 @@ func (p *Passwords) BreachesOf(ctx context.Context, key []byte) ([]*breachd.Cata
 		return err
 	})
 	return bs, cat.version, err
+}
+
+// RebuildIndexFromBadger writes and opens (then drops) an index of the
+// whole corpus read from Badger, as a replica did after every applied
+// backup before deltas were merged into its index, and says how long it
+// took.
+func (s *Store) RebuildIndexFromBadger(ctx context.Context) (time.Duration, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.release()
+	start := time.Now()
+	x, err := s.writeIndex(ctx, s.cat.Load(), s.keys.Load())
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	unmapFile(x.mapped)
+	return d, nil
 }

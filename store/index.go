@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -407,13 +408,27 @@ func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index
 // resolved to that catalogue's visible breaches, sorted by name, shared by
 // every answer (callers must not change them). A lookup uses the view only
 // if its catalogue is the one the lookup loaded.
+//
+// On a replica, the rows each applied backup changed are merged into the
+// view as a delta over the index (mergeDelta), in time proportional to the
+// backup, instead of a rebuild from Badger after every apply; when the
+// delta grows large, the index is rewritten from itself and the delta
+// (compactIndex), still without reading Badger.
 type view struct {
 	cat  *catalog
 	idx  *index
 	sets [][]*breachd.CatalogEntry // by set id; nil: no visible breach
+	// delta holds the rows changed since idx was written: each one's value
+	// (nil: the row is gone) and its breaches resolved against cat.
+	delta map[breachd.Digest]deltaRow
 }
 
-func newView(cat *catalog, x *index) (*view, error) {
+type deltaRow struct {
+	val      []byte // the row's value in Badger; nil: deleted
+	breaches []*breachd.CatalogEntry
+}
+
+func newView(cat *catalog, x *index, delta map[breachd.Digest]deltaRow) (*view, error) {
 	v := &view{cat: cat, idx: x, sets: make([][]*breachd.CatalogEntry, len(x.sets))}
 	for i, s := range x.sets {
 		bs, err := cat.resolve(nil, s)
@@ -424,17 +439,79 @@ func newView(cat *catalog, x *index) (*view, error) {
 			v.sets[i] = bs
 		}
 	}
+	if len(delta) > 0 {
+		v.delta = make(map[breachd.Digest]deltaRow, len(delta))
+		for d, r := range delta {
+			if r.val != nil {
+				bs, err := cat.resolve(nil, r.val)
+				if err != nil {
+					return nil, err
+				}
+				r.breaches = bs
+			}
+			v.delta[d] = r
+		}
+	}
 	return v, nil
 }
 
 // find answers digest d from the view: its visible breaches (shared), and
-// whether the index holds d at all (false: a filter false positive).
+// whether the view holds d at all (false: a filter false positive).
 func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
+	if v.delta != nil {
+		if r, ok := v.delta[*d]; ok {
+			return r.breaches, r.val != nil
+		}
+	}
 	id, ok := v.idx.find(d)
 	if !ok {
 		return nil, false
 	}
 	return v.sets[id], true
+}
+
+// mergeDelta makes the view follow catalogue cat, just published by a
+// replica's apply of a backup that changed the rows in changes (a value, or
+// nil for a row deleted), if the view was current for prev, the catalogue
+// before: the old index and delta plus these changes hold every row at
+// cat. It reports whether it could; otherwise the caller rebuilds.
+func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byte) bool {
+	is := c.index
+	is.viewMu.Lock()
+	defer is.viewMu.Unlock()
+	old := is.view.Load()
+	if old == nil || old.cat != prev {
+		return false
+	}
+	delta := make(map[breachd.Digest]deltaRow, len(old.delta)+len(changes))
+	for d, r := range old.delta {
+		delta[d] = deltaRow{val: r.val}
+	}
+	for d, v := range changes {
+		delta[d] = deltaRow{val: v}
+	}
+	v, err := newView(cat, old.idx, delta)
+	if err != nil {
+		c.log.Warn("merging a backup into the lookup index failed; rebuilding it", "err", err)
+		return false
+	}
+	is.view.Store(v)
+	if uint64(len(delta)) > max(old.idx.n/16, 1<<16) {
+		// Compact: rewrite the index with its delta (outside viewMu).
+		defer func() {
+			if c.opts.Index == IndexInline {
+				c.goBackground(func(ctx context.Context) {
+					if c.acquire() == nil {
+						c.rebuildIndex(ctx)
+						c.release()
+					}
+				})
+				return
+			}
+			c.kickIndex()
+		}()
+	}
+	return true
 }
 
 // currentView returns the view if it answers for catalogue cat, holding
@@ -479,8 +556,8 @@ func (c *corpus) followCatalog(cat *catalog) bool {
 	if old != nil && old.cat == cat {
 		return true // published for cat already (a bulk load's index)
 	}
-	if old != nil && old.idx.version >= cat.importVersion {
-		if v, err := newView(cat, old.idx); err == nil {
+	if old != nil && old.delta == nil && old.idx.version >= cat.importVersion {
+		if v, err := newView(cat, old.idx, nil); err == nil {
 			is.view.Store(v)
 			return true
 		}
@@ -499,7 +576,7 @@ func (c *corpus) publishIndex(x *index) bool {
 	if x.version < cat.importVersion {
 		return false
 	}
-	v, err := newView(cat, x)
+	v, err := newView(cat, x, nil)
 	if err != nil {
 		c.log.Warn("index unusable", "err", err)
 		return false
@@ -538,7 +615,7 @@ func (c *corpus) indexStats() IndexStats {
 	is.viewMu.Lock()
 	defer is.viewMu.Unlock()
 	if v := is.view.Load(); v != nil {
-		return IndexStats{Current: v.cat == c.cat.Load(), Digests: v.idx.n, Version: v.idx.version, Sets: len(v.idx.sets)}
+		return IndexStats{Current: v.cat == c.cat.Load(), Digests: v.idx.n, Version: v.idx.version, Sets: len(v.idx.sets), Delta: len(v.delta)}
 	}
 	return IndexStats{}
 }
@@ -589,7 +666,11 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 	if cat.version == 0 {
 		return nil
 	}
-	if v := c.index.view.Load(); v != nil && v.idx.version >= cat.importVersion {
+	v := c.index.view.Load()
+	if v != nil && v.cat == cat && v.delta != nil {
+		return c.compactIndex(ctx, v)
+	}
+	if v != nil && v.delta == nil && v.idx.version >= cat.importVersion {
 		return nil
 	}
 	if checkSaved {
@@ -618,6 +699,89 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 		unmapFile(x.mapped)
 	}
 	c.log.Info("lookup index built", "digests", x.n, "sets", len(x.sets), "corpus_version", x.version,
+		"current", published, "duration", time.Since(start))
+	return nil
+}
+
+// compactIndex writes a new index from the view's index and delta (a
+// replica's merged backups), merging the two sorted sequences, and
+// publishes it: no Badger read. Callers hold acquire.
+func (c *corpus) compactIndex(ctx context.Context, v *view) error {
+	start := time.Now()
+	keys := make([]breachd.Digest, 0, len(v.delta))
+	for d := range v.delta {
+		keys = append(keys, d)
+	}
+	slices.SortFunc(keys, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
+	x := v.idx
+	w, err := c.newIndexWriter(x.n + uint64(len(keys)))
+	if err != nil {
+		return err
+	}
+	defer c.doneWriting(w)
+	j := 0
+	for i := uint64(0); i < x.n && err == nil; i++ {
+		if i%(1<<16) == 0 {
+			if err = ctx.Err(); err != nil {
+				break
+			}
+		}
+		rec := x.recs[i*indexRecSize : (i+1)*indexRecSize]
+		for ; j < len(keys) && bytes.Compare(keys[j][:], rec[:breachd.DigestSize]) < 0 && err == nil; j++ {
+			if r := v.delta[keys[j]]; r.val != nil {
+				err = w.add(keys[j][:], r.val)
+			}
+		}
+		if err != nil {
+			break
+		}
+		if j < len(keys) && bytes.Equal(keys[j][:], rec[:breachd.DigestSize]) {
+			if r := v.delta[keys[j]]; r.val != nil {
+				err = w.add(keys[j][:], r.val)
+			}
+			j++
+			continue
+		}
+		err = w.add(rec[:breachd.DigestSize], x.sets[binary.LittleEndian.Uint32(rec[breachd.DigestSize:])])
+	}
+	for ; j < len(keys) && err == nil; j++ {
+		if r := v.delta[keys[j]]; r.val != nil {
+			err = w.add(keys[j][:], r.val)
+		}
+	}
+	if err == nil {
+		err = w.finish(v.cat.version)
+	}
+	if err != nil {
+		w.abort()
+		return err
+	}
+	nx, err := w.install()
+	if err != nil {
+		return err
+	}
+	// Published only in place of the view it was written from: a backup
+	// applied meanwhile merged rows this index lacks.
+	is := c.index
+	is.viewMu.Lock()
+	published := false
+	if is.view.Load() == v {
+		if nv, err := newView(v.cat, nx, nil); err == nil {
+			old := is.current
+			is.view.Store(nv)
+			is.current = nx
+			if old != nil && old != nx {
+				c.retire(old)
+			}
+			published = true
+		}
+	}
+	is.viewMu.Unlock()
+	if !published {
+		unmapFile(nx.mapped)
+		c.kickIndex() // the view moved on: compact it
+	}
+	c.log.Info("lookup index compacted", "digests", nx.n, "merged", len(keys), "corpus_version", nx.version,
 		"current", published, "duration", time.Since(start))
 	return nil
 }

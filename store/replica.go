@@ -2,6 +2,7 @@ package store
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -90,15 +91,36 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	}
 	var rows, fresh uint64
 	size := 1 + c.kind.keySize
+	// The rows the backup changes, for the lookup index (mergeDelta): the
+	// newest value of each, or nil where it deletes the row.
+	var changes map[breachd.Digest][]byte
+	var versions map[breachd.Digest]uint64
+	if c.index != nil {
+		changes, versions = map[breachd.Digest][]byte{}, map[breachd.Digest]uint64{}
+	}
 	err = loadBackup(ctx, c.db, r, func(kv *pb.KV) {
-		if len(kv.Key) == size && kv.Key[0] == c.kind.tag && !deleted(kv) {
-			rows++
-			fk := c.kind.filterKey(kv.Key[1:])
-			if !oldFilter.test(fk[:]) {
-				fresh++ // surely new; the few the old filter lets through are not counted
-			}
-			f.add(fk[:])
+		if len(kv.Key) != size || kv.Key[0] != c.kind.tag {
+			return
 		}
+		if changes != nil {
+			d := breachd.Digest(kv.Key[1:])
+			if v, seen := versions[d]; !seen || kv.Version > v {
+				versions[d] = kv.Version
+				changes[d] = nil
+				if !deleted(kv) {
+					changes[d] = bytes.Clone(kv.Value)
+				}
+			}
+		}
+		if deleted(kv) {
+			return
+		}
+		rows++
+		fk := c.kind.filterKey(kv.Key[1:])
+		if !oldFilter.test(fk[:]) {
+			fresh++ // surely new; the few the old filter lets through are not counted
+		}
+		f.add(fk[:])
 	})
 	if err != nil {
 		return 0, err
@@ -128,7 +150,9 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	if c.managed {
 		c.db.SetDiscardTs(old.readTs)
 	}
-	c.refreshView(context.Background(), cat)
+	if c.index == nil || !c.mergeDelta(old, cat, changes) {
+		c.refreshView(context.Background(), cat)
+	}
 	c.announce()
 	c.log.Info("backup applied", "rows", rows, "new_keys", fresh, "corpus_version", cat.version,
 		"from_version", old.version, "duration", time.Since(start))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -124,4 +125,71 @@ func TestPasswordReplica(t *testing.T) {
 	if _, err := r.Import(ctx, release("Local"), 0, pwBatches(pwRecords(k, "x", 10, 1), 10, nil)); !errors.Is(err, store.ErrFollower) {
 		t.Fatalf("an import into a replica's password corpus: %v, want %v", err, store.ErrFollower)
 	}
+}
+
+// TestReplicaIndexDelta: a replica whose lookup index is current merges
+// each applied backup into it (a delta over the index, no rebuild from
+// Badger), answers exactly from it through imports, a delete and a
+// correction, and compacting the index (rewriting it with its delta, again
+// without Badger) changes no answer.
+func TestReplicaIndexDelta(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	w := open(t, t.TempDir(), options(0))
+	defer w.Close()
+	fo := options(0)
+	fo.Follower, fo.Index = true, store.IndexInline
+	r := open(t, t.TempDir(), fo)
+	defer r.Close()
+	var upto uint64
+	ship := func() {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, upto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		upto = info.Upto
+	}
+	a, b, c := storetest.Digests("a", 3000), storetest.Digests("b", 2000), storetest.Digests("c", 500)
+	importAll(t, w, storetest.Breach("Alpha"), a, 1000)
+	ship() // the snapshot: the index is built inline
+	if st := r.Stats().Index; !st.Current || st.Delta != 0 {
+		t.Fatalf("after the snapshot the index is %+v, want current with no delta", st)
+	}
+	importAll(t, w, storetest.Breach("Beta"), append(slices.Clone(b), a[:500]...), 1000)
+	ship()
+	if _, _, err := w.DeleteBreach(ctx, "Alpha"); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	importAll(t, w, storetest.Breach("Gamma"), append(slices.Clone(c), b[:10]...), 1000)
+	ship()
+	st := r.Stats().Index
+	if !st.Current || st.Delta == 0 || st.Version != 1 {
+		t.Fatalf("after three deltas the index is %+v, want current at version 1 with the deltas merged in", st)
+	}
+	check := func(when string) {
+		t.Helper()
+		wantBreaches(t, r, a[500:])
+		wantBreaches(t, r, a[:500], "Beta")
+		wantBreaches(t, r, b[10:], "Beta")
+		wantBreaches(t, r, b[:10], "Beta", "Gamma")
+		wantBreaches(t, r, c, "Gamma")
+		wantBreaches(t, r, storetest.Digests("outsider", 500))
+		if !r.Stats().Index.Current {
+			t.Fatalf("%s: the lookups did not read the index", when)
+		}
+	}
+	check("with the delta")
+	if err := r.BuildIndex(ctx); err != nil { // compacts
+		t.Fatal(err)
+	}
+	if st := r.Stats().Index; !st.Current || st.Delta != 0 || st.Version != r.Version() {
+		t.Fatalf("after compaction the index is %+v, want current at version %d with no delta", st, r.Version())
+	}
+	check("after compaction")
 }

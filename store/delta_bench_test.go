@@ -1,0 +1,67 @@
+package store_test
+
+import (
+	"bytes"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+// TestReplicaDeltaTiming measures what a replica spends on its lookup index
+// after applying a backup: merging the backup's rows into the index (now)
+// against rebuilding the index from Badger (before). It runs only with
+// BREACHD_DELTA_KEYS (the corpus size; the delta is 1%, at least 1,000
+// rows): bench/README.md records it at 10M keys.
+func TestReplicaDeltaTiming(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("BREACHD_DELTA_KEYS"))
+	if n == 0 {
+		t.Skip("set BREACHD_DELTA_KEYS to a corpus size")
+	}
+	ctx := t.Context()
+	wo := store.DefaultOptions()
+	wo.BackgroundShare = 1
+	w := open(t, t.TempDir(), wo)
+	defer w.Close()
+	ro := store.DefaultOptions()
+	ro.Follower, ro.Index, ro.BackgroundShare = true, store.IndexInline, 1
+	r := open(t, t.TempDir(), ro)
+	defer r.Close()
+	var upto uint64
+	ship := func() time.Duration {
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, upto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		upto = info.Upto
+		return time.Since(start)
+	}
+	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", n), 10_000)
+	t.Logf("snapshot of %d keys applied (index built inline) in %v", n, ship())
+	delta := max(n/100, 1000)
+	importAll(t, w, storetest.Breach("Delta"), storetest.Digests("delta", delta), 10_000)
+	applied := ship()
+	st := r.Stats().Index
+	if !st.Current || st.Delta == 0 {
+		t.Fatalf("the delta was not merged into the index: %+v", st)
+	}
+	rebuilt, err := r.RebuildIndexFromBadger(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := r.BuildIndex(ctx); err != nil { // compaction
+		t.Fatal(err)
+	}
+	t.Logf("a delta of %d rows over %d keys: applied with its rows merged into the index in %v (index current at once); "+
+		"a rebuild from Badger, as after every apply before, takes %v more; compacting the merged index %v",
+		delta, n, applied, rebuilt, time.Since(start))
+}
