@@ -154,36 +154,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	}
 
 	var readErr error // a failure of the dump itself, as opposed to the import
-	batches := func(yield func([]breachd.Digest, error) bool) {
-		buf := make([]breachd.Digest, 0, c.batch)
-		for {
-			ds, err := rd.Read(buf)
-			if len(ds) > 0 && !yield(ds, nil) {
-				return
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				readErr = fmt.Errorf("%s: %w", c.dump, err)
-				yield(nil, readErr)
-				return
-			}
-		}
-		rs := rd.Stats()
-		switch {
-		case rs.Accepted == 0:
-			readErr = errNoRows
-		case c.failOnInvalid && rs.Rejected > 0:
-			readErr = fmt.Errorf("%s: %d of %d rows were rejected (--fail-on-invalid)", c.dump, rs.Rejected, rs.Rows)
-		case float64(rs.Rejected) > c.maxInvalid*float64(rs.Rows):
-			readErr = fmt.Errorf("%s: %d of %d rows (%.1f%%) were rejected, more than --max-invalid %g: is the dump read the way it is written? (--format, --column)%s",
-				c.dump, rs.Rejected, rs.Rows, 100*float64(rs.Rejected)/float64(rs.Rows), c.maxInvalid, sampleLines(samples))
-		}
-		if readErr != nil {
-			yield(nil, readErr)
-		}
-	}
+	batches := dumpBatches(c, rd.Read, rd.Stats, func() string { return sampleLines(samples) }, &readErr)
 	st, err := run(ctx, b, batches)
 	switch {
 	case errors.Is(err, errNoRows):
@@ -225,6 +196,46 @@ func noRowsError(c importConfig, name string, rd *dump.Reader, samples []rejecte
 		fmt.Fprintf(&why, "\nif the dump is a CSV, its header needs a column named %q (--column), or pass --format csv or --format sha256", c.column)
 	}
 	return errors.New(why.String())
+}
+
+// dumpBatches yields the batches read reads from a dump (of any kind, into
+// buffers of --batch items) until it ends. A failed read ends them with the
+// error, kept in *readErr to tell a failure of the dump from one of the
+// import. At the end, a dump from which no row was accepted (errNoRows),
+// or whose rejected rows pass --max-invalid (or any with --fail-on-invalid),
+// ends them with an error too: nothing is committed. samples lists the
+// first rejected rows, for the message.
+func dumpBatches[T any](c importConfig, read func([]T) ([]T, error), stats func() dump.Stats, samples func() string, readErr *error) iter.Seq2[[]T, error] {
+	return func(yield func([]T, error) bool) {
+		buf := make([]T, 0, c.batch)
+		for {
+			xs, err := read(buf)
+			if len(xs) > 0 && !yield(xs, nil) {
+				return
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				*readErr = fmt.Errorf("%s: %w", c.dump, err)
+				yield(nil, *readErr)
+				return
+			}
+		}
+		rs := stats()
+		switch {
+		case rs.Accepted == 0:
+			*readErr = errNoRows
+		case c.failOnInvalid && rs.Rejected > 0:
+			*readErr = fmt.Errorf("%s: %d of %d rows were rejected (--fail-on-invalid)", c.dump, rs.Rejected, rs.Rows)
+		case float64(rs.Rejected) > c.maxInvalid*float64(rs.Rows):
+			*readErr = fmt.Errorf("%s: %d of %d rows (%.1f%%) were rejected, more than --max-invalid %g: is the dump read the way it is written? (--format, --column)%s",
+				c.dump, rs.Rejected, rs.Rows, 100*float64(rs.Rejected)/float64(rs.Rows), c.maxInvalid, samples())
+		}
+		if *readErr != nil {
+			yield(nil, *readErr)
+		}
+	}
 }
 
 // sampleLines lists the first rejected rows, one a line.

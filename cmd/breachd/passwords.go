@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -61,27 +62,13 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 		run = pw.Import
 	}
 	var readErr error
-	batches := func(yield func([]breachd.PasswordRecord, error) bool) {
-		buf := make([]breachd.PasswordRecord, 0, c.batch)
-		for {
-			recs, err := rd.Read(buf)
-			if len(recs) > 0 && !yield(recs, nil) {
-				return
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				readErr = err
-				yield(nil, err)
-				return
-			}
+	batches := dumpBatches(c, rd.Read, rd.Stats, func() string {
+		var b strings.Builder
+		for _, s := range samples {
+			b.WriteString("\n  rejected " + s)
 		}
-		if rd.Stats().Accepted == 0 {
-			readErr = errNoRows
-			yield(nil, readErr)
-		}
-	}
+		return b.String()
+	}, &readErr)
 	st, err := run(ctx, rel, expectedHashes(c), batches)
 	switch {
 	case errors.Is(err, errNoRows):
