@@ -8,6 +8,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/ristretto/v2/z"
+
+	"github.com/breachd/breachd"
 )
 
 // The first import into a corpus is a bulk load: its rows are written
@@ -47,6 +49,9 @@ type bulkLoad struct {
 	inBuf   int    // rows in buf
 	flushes int    // buffers written
 	last    []byte // the last key streamed
+	key     []byte // scratch for write
+	val     []byte
+	kv      pb.KV
 	// index is the lookup index written in the same pass (indexed kinds,
 	// spill mode); installed once the commit is written.
 	index *indexWriter
@@ -56,7 +61,7 @@ type bulkLoad struct {
 func (c *corpus) beginBulk(imp *importTx, expected uint64) (*bulkLoad, error) {
 	imp.seg = bulkSegment
 	imp.mine[bulkSegment] = true
-	bl := &bulkLoad{mode: c.kind.bulk, runs: newRuns(c.dir, c.kind)}
+	bl := &bulkLoad{mode: c.kind.bulk, runs: newRuns(c.dir, c.kind), kv: pb.KV{Version: 1, StreamId: 1}}
 	if bl.mode == bulkStream {
 		if err := bl.startWriter(c); err != nil {
 			return nil, err
@@ -100,14 +105,33 @@ func (bl *bulkLoad) add(ctx context.Context, imp *importTx, rs []record) (bool, 
 		imp.added += uint64(len(rs))
 		return true, nil
 	}
-	if max := c.opts.MaxBulkDigests; max > 0 && bl.runs.buffered()+len(rs) > max {
+	return false, nil // a spilled load takes its batches in addKeys
+}
+
+// addKeys buffers a batch of a spilled bulk load, spilling a sorted run when
+// the buffer is full; it reports false when the bulk load has ended (over
+// MaxBulkDigests) and the caller must write the batch itself.
+func (bl *bulkLoad) addKeys(ctx context.Context, imp *importTx, in input) (bool, error) {
+	c := imp.c
+	k := c.kind
+	n := len(in.keys) / k.keySize
+	if len(in.keys)%k.keySize != 0 || (k.counted && len(in.counts) != n) {
+		return false, breachd.Errorf(breachd.ErrInvalidArgument, "a batch of %d bytes and %d counts for %d-byte keys", len(in.keys), len(in.counts), k.keySize)
+	}
+	for _, cnt := range in.counts {
+		if cnt == 0 || cnt > breachd.MaxPasswordCount {
+			return false, breachd.Errorf(breachd.ErrInvalidArgument, "a count of %d: want 1 to %d", cnt, uint64(breachd.MaxPasswordCount))
+		}
+	}
+	if max := c.opts.MaxBulkDigests; max > 0 && bl.runs.buffered()+n > max {
 		return false, bl.leave(ctx, imp)
 	}
 	// Nothing is written before the commit; refuse early anyway.
-	if err := c.checkSpace(int64(bl.runs.buffered()+len(rs))*bulkBytesPerKey, "the bulk load of "+imp.breach.Name); err != nil {
+	if err := c.checkSpace(int64(bl.runs.buffered()+n)*bulkBytesPerKey, "the bulk load of "+imp.breach.Name); err != nil {
 		return false, err
 	}
-	bl.runs.add(rs)
+	imp.stats.Received += uint64(n)
+	bl.runs.addKeys(in.keys, in.counts)
 	if bl.runs.buffered() >= c.opts.BulkChunkDigests {
 		if err := c.checkSpace(int64(bl.runs.buffered()*bl.runs.recSize), "spilling the bulk load of "+imp.breach.Name); err != nil {
 			return false, err
@@ -126,13 +150,16 @@ func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r recor
 	k := c.kind
 	fk := k.filterKey(r.key)
 	imp.filter.add(fk[:])
-	val := k.appendEntry(make([]byte, 0, k.entrySize()), imp.seg, r.count)
+	// The key and value are copied into the buffer: the scratch is reused.
+	bl.val = k.appendEntry(bl.val[:0], imp.seg, r.count)
 	if bl.index != nil {
-		if err := bl.index.add(r.key, val); err != nil {
+		if err := bl.index.add(r.key, bl.val); err != nil {
 			return err
 		}
 	}
-	badger.KVToBuffer(&pb.KV{Key: k.rowKey(nil, r.key), Value: val, Version: 1, StreamId: 1}, bl.buf)
+	bl.key = k.rowKey(bl.key[:0], r.key)
+	bl.kv.Key, bl.kv.Value = bl.key, bl.val
+	badger.KVToBuffer(&bl.kv, bl.buf)
 	if bl.inBuf++; bl.inBuf == bulkBatch {
 		return bl.flush(ctx, c, imp)
 	}

@@ -104,19 +104,21 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		WithMetricsEnabled(false)
 }
 
-// openCorpus opens (creating if needed) the corpus of kind k in dir.
-// Rebuilding the Bloom filter, when the saved one does not match the data,
-// stops when ctx is done.
-func openCorpus(ctx context.Context, dir string, k *kind, opts Options) (*corpus, error) {
+// open opens (creating if needed) the corpus of kind k in dir, into c,
+// the zero corpus: Store and Passwords hold their engine by value, so that
+// a lookup reaches its state with one pointer less. Rebuilding the Bloom
+// filter, when the saved one does not match the data, stops when ctx is
+// done.
+func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) error {
 	if err := opts.Validate(); err != nil {
-		return nil, err
+		return err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := opts.Logger.With("corpus", k.name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, classify("create "+dir, err)
+		return classify("create "+dir, err)
 	}
 	bo := badgerOptions(dir, opts)
 	// On a filesystem with less than the reserve free, Badger could meet a
@@ -137,29 +139,29 @@ func openCorpus(ctx context.Context, dir string, k *kind, opts Options) (*corpus
 	}
 	if err != nil {
 		if readOnly != nil {
-			return nil, fmt.Errorf("open %s: %w; and the corpus cannot be opened read-only either: %v", dir, readOnly, err)
+			return fmt.Errorf("open %s: %w; and the corpus cannot be opened read-only either: %v", dir, readOnly, err)
 		}
-		return nil, classify("open "+dir, err)
+		return classify("open "+dir, err)
 	}
-	c := &corpus{kind: k, db: db, dir: dir, log: log, opts: opts, readOnly: readOnly, importSem: make(chan struct{}, 1), managed: opts.Follower,
-		imports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_imports_total",
-			Help: "Imports that ended, by corpus kind and result: committed or abandoned.", ConstLabels: prometheus.Labels{"kind": k.name}},
-			[]string{"result"})}
+	c.kind, c.db, c.dir, c.log, c.opts, c.readOnly, c.importSem, c.managed = k, db, dir, log, opts, readOnly, make(chan struct{}, 1), opts.Follower
+	c.imports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_imports_total",
+		Help: "Imports that ended, by corpus kind and result: committed or abandoned.", ConstLabels: prometheus.Labels{"kind": k.name}},
+		[]string{"result"})
 	if k.indexed && opts.Index != IndexOff {
 		c.index = &indexState{}
 	}
 	if err := c.loadCatalog(); err != nil {
 		db.Close()
-		return nil, err
+		return err
 	}
 	if err := c.loadOrRebuildFilter(ctx); err != nil {
 		db.Close()
-		return nil, err
+		return err
 	}
 	if opts.Registerer != nil {
 		if err := c.registerMetrics(opts.Registerer); err != nil {
 			db.Close()
-			return nil, err
+			return err
 		}
 	}
 	// What interrupted imports or deletes left is collected in the
@@ -182,7 +184,7 @@ func openCorpus(ctx context.Context, dir string, k *kind, opts Options) (*corpus
 			return err
 		})
 	}
-	return c, nil
+	return nil
 }
 
 // removeEmptyValueLogs removes the value log files of no bytes in dir. A

@@ -259,6 +259,14 @@ func compareRecords(a, b record) int { return bytes.Compare(a.key, b.key) }
 // add stores a batch under the import's pending segment.
 func (imp *importTx) add(ctx context.Context, in input) error {
 	c := imp.c
+	if imp.bulk != nil && imp.bulk.mode == bulkSpill {
+		// Buffered as they come: the runs are sorted, and repeats
+		// combined, when they spill and merge.
+		written, err := imp.bulk.addKeys(ctx, imp, in)
+		if written || err != nil {
+			return err
+		}
+	}
 	rs, err := imp.records(in)
 	if err != nil || len(rs) == 0 {
 		return err

@@ -40,7 +40,7 @@ func legacyData(t *testing.T, dir string) (emails []breachd.Digest, hashes map[b
 			t.Fatal(err)
 		}
 	}
-	dropCounter(t, s.corpus)
+	dropCounter(t, &s.corpus)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func legacyData(t *testing.T, dir string) (emails []breachd.Digest, hashes map[b
 		if _, err := p.Import(ctx, breachd.Breach{Name: "PP", Title: "PP"}, 0, func(yield func([]breachd.PasswordRecord, error) bool) { yield(recs, nil) }); err != nil {
 			t.Fatal(err)
 		}
-		dropCounter(t, p.corpus)
+		dropCounter(t, &p.corpus)
 		// The release record as the old password store wrote it.
 		err = p.db.Update(func(txn *badger.Txn) error {
 			v, _ := json.Marshal(struct {

@@ -25,7 +25,7 @@ import (
 // rise, and a small list imported beside it never lowers one) with no
 // window of wrong answers.
 type Passwords struct {
-	*corpus
+	corpus
 	hashKind breachd.HashKind
 }
 
@@ -43,11 +43,11 @@ func OpenPasswords(ctx context.Context, dir string, k breachd.HashKind, opts Opt
 	if pk == nil {
 		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "unknown hash kind %d", k)
 	}
-	c, err := openCorpus(ctx, dir, pk, opts)
-	if err != nil {
+	p := &Passwords{hashKind: k}
+	if err := p.open(ctx, dir, pk, opts); err != nil {
 		return nil, err
 	}
-	return &Passwords{corpus: c, hashKind: k}, nil
+	return p, nil
 }
 
 // Kind returns the corpus's hash kind.

@@ -46,6 +46,20 @@ func newRuns(dir string, k *kind) runs {
 // buffered is how many records the buffer holds.
 func (r *runs) buffered() int { return len(r.buf) / r.recSize }
 
+// addKeys buffers a batch's keys, back to back, with their counts (for a
+// counted kind): unsorted, with their repeats; sortBuffer sorts and
+// combines them.
+func (r *runs) addKeys(keys []byte, counts []uint64) {
+	if !r.counted {
+		r.buf = append(r.buf, keys...)
+		return
+	}
+	for i := range counts {
+		r.buf = append(r.buf, keys[i*r.keySize:(i+1)*r.keySize]...)
+		r.buf = binary.BigEndian.AppendUint64(r.buf, counts[i])
+	}
+}
+
 // add buffers records.
 func (r *runs) add(rs []record) {
 	for _, x := range rs {
@@ -85,7 +99,13 @@ type recSorter struct {
 
 func (s recSorter) Len() int { return len(s.b) / s.size }
 func (s recSorter) Less(i, j int) bool {
-	return bytes.Compare(s.b[i*s.size:i*s.size+s.key], s.b[j*s.size:j*s.size+s.key]) < 0
+	a, b := s.b[i*s.size:i*s.size+s.key], s.b[j*s.size:j*s.size+s.key]
+	// Keys are hashes, uniformly random: the first 8 bytes almost always
+	// decide, as one integer comparison.
+	if x, y := binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(b); x != y {
+		return x < y
+	}
+	return bytes.Compare(a[8:], b[8:]) < 0
 }
 func (s recSorter) Swap(i, j int) {
 	a, b := s.b[i*s.size:(i+1)*s.size], s.b[j*s.size:(j+1)*s.size]
@@ -125,7 +145,8 @@ func (r *runs) remove() {
 }
 
 // merged yields, in ascending order and once each, every key of the runs
-// and of the buffer (sorted first), repeats combined.
+// and of the buffer (sorted first), repeats combined. A record's key is
+// valid until the next record.
 func (r *runs) merged() iter.Seq2[record, error] {
 	ks, counted := r.keySize, r.counted
 	return func(yield func(record, error) bool) {
@@ -152,7 +173,9 @@ func (r *runs) merged() iter.Seq2[record, error] {
 			h = append(h, cur)
 		}
 		heap.Init(&h)
-		var out record
+		// out's key is a buffer of its own, reused: a record yielded is
+		// valid until the next.
+		out := record{key: make([]byte, ks)}
 		have := false
 		for h.Len() > 0 {
 			top := h[0]
@@ -169,7 +192,8 @@ func (r *runs) merged() iter.Seq2[record, error] {
 				if have && !yield(out, nil) {
 					return
 				}
-				out, have = record{key: bytes.Clone(key), count: count}, true
+				copy(out.key, key)
+				out.count, have = count, true
 			}
 			ok, err := top.advance()
 			if err != nil {

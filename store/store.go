@@ -16,18 +16,18 @@ import (
 // first, then the lookup index (index.go) while it is current, else
 // Badger. It is safe for concurrent use; changes are serialised, lookups
 // never wait for them.
-type Store struct{ *corpus }
+type Store struct{ corpus }
 
 // Open opens (creating if needed) the email corpus in dir (in a data
 // directory: EmailDir; see MigrateLayout for one from before). Rebuilding the
 // Bloom filter, when the saved one does not match the data, stops when ctx
 // is done.
 func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
-	c, err := openCorpus(ctx, dir, emailKind, opts)
-	if err != nil {
+	s := &Store{}
+	if err := s.open(ctx, dir, emailKind, opts); err != nil {
 		return nil, err
 	}
-	return &Store{c}, nil
+	return s, nil
 }
 
 // Import adds breach b to the corpus from batches of digests and commits
