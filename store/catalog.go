@@ -254,14 +254,3 @@ func (c *catalog) count(val []byte) uint64 {
 	}
 	return best
 }
-
-// holds reports whether a row value has a visible entry of breach name.
-func (c *catalog) holds(val []byte, name string) bool {
-	n := c.kind.entrySize()
-	for i := 0; i+n <= len(val); i += n {
-		if c.segNames[binary.BigEndian.Uint32(val[i:])] == name {
-			return true
-		}
-	}
-	return false
-}

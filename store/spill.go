@@ -60,16 +60,6 @@ func (r *runs) addKeys(keys []byte, counts []uint64) {
 	}
 }
 
-// add buffers records.
-func (r *runs) add(rs []record) {
-	for _, x := range rs {
-		r.buf = append(r.buf, x.key...)
-		if r.counted {
-			r.buf = binary.BigEndian.AppendUint64(r.buf, x.count)
-		}
-	}
-}
-
 // sortBuffer sorts the buffer by key and combines repeats: counts add up
 // (capped), or a repeat is dropped.
 func (r *runs) sortBuffer() {
