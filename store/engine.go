@@ -43,7 +43,12 @@ type corpus struct {
 	cat    atomic.Pointer[catalog]
 	keys   atomic.Uint64 // distinct keys with an entry of a committed segment
 
-	importSem chan struct{} // holds one token while a change (import, delete, collection, backup) runs
+	importSem chan struct{} // holds one token while a change (import, delete, collection, a replica's apply) runs
+	// commitMu is held for writing while a change's catalogue commits (its
+	// Badger records, then the published catalogue), and for reading by
+	// Backup, which so holds one corpus version without waiting for the
+	// imports and collections that run around commits.
+	commitMu sync.RWMutex
 
 	// closeMu is held for reading by every call that touches Badger, so
 	// Close waits for them. closed is also read without it on the lookup

@@ -279,6 +279,7 @@ func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, versio
 	}
 	version = old.version + 1
 	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
+	c.commitMu.Lock()
 	err = c.db.Update(func(txn *badger.Txn) error {
 		for id := range gone {
 			if err := txn.Delete(segmentKey(id)); err != nil {
@@ -297,10 +298,12 @@ func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, versio
 		err = c.db.Sync()
 	}
 	if err != nil {
+		c.commitMu.Unlock()
 		return 0, old.version, classify("delete breach", err)
 	}
 	nc := old.with(version, old.importVersion, name, nil, 0)
 	c.cat.Store(nc) // the breach is gone from every answer from here
+	c.commitMu.Unlock()
 	c.refreshView(ctx, nc)
 	c.announce()
 	c.log.Info("breach deleted", "breach", name, "corpus_version", version)
@@ -362,6 +365,7 @@ func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.C
 	rec := breachRecord{Breach: b, AccountCount: prev.AccountCount}
 	version := old.version + 1
 	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
+	c.commitMu.Lock()
 	err = c.db.Update(func(txn *badger.Txn) error {
 		v, err := json.Marshal(rec)
 		if err != nil {
@@ -376,11 +380,13 @@ func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.C
 		err = c.db.Sync()
 	}
 	if err != nil {
+		c.commitMu.Unlock()
 		return nil, old.version, classify("update breach", err)
 	}
 	e := &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}
 	nc := old.with(version, old.importVersion, b.Name, e, 0)
 	c.cat.Store(nc)
+	c.commitMu.Unlock()
 	c.refreshView(ctx, nc)
 	c.announce()
 	c.log.Info("breach updated", "breach", b.Name, "corpus_version", version)

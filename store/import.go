@@ -448,6 +448,7 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		newFilter = imp.filter
 	}
 	c.saveFilterBeforeCommit(newFilter, version, newKeys)
+	c.commitMu.Lock()
 	err := c.db.Update(func(txn *badger.Txn) error {
 		br, err := json.Marshal(rec)
 		if err != nil {
@@ -473,6 +474,7 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		err = c.db.Sync()
 	}
 	if err != nil {
+		c.commitMu.Unlock()
 		return imp.stats, classify("commit import", err)
 	}
 	// Publish: the filter first, so that a lookup that sees the new
@@ -481,6 +483,7 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 	c.keys.Store(newKeys)
 	nc := old.with(version, version, rec.Name, &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}, imp.seg)
 	c.cat.Store(nc)
+	c.commitMu.Unlock()
 	if imp.bulk != nil {
 		imp.bulk.installIndex(version)
 	}

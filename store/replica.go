@@ -39,19 +39,26 @@ type BackupInfo struct {
 }
 
 // Backup writes to w what changed in Badger after version since (0: a
-// snapshot of everything). It holds off imports, deletes and corrections
-// while it runs, so that the backup matches one corpus version.
+// snapshot of everything). It holds off commits while it runs, so that the
+// backup matches one corpus version, but not the imports, collections and
+// index builds around them: rows of an import not yet committed, or a
+// collection's rewrites, change no answer at that version, and a replica
+// holds them as the writer does. (A first import, which may wipe Badger,
+// runs only at version 0, which has nothing to back up.)
 func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupInfo, error) {
-	done, err := c.takeToken(ctx)
-	if err != nil {
-		return BackupInfo{}, err
-	}
-	defer done()
 	if err := c.acquire(); err != nil {
 		return BackupInfo{}, err
 	}
 	defer c.release()
+	c.commitMu.RLock()
+	defer c.commitMu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return BackupInfo{}, err
+	}
 	info := BackupInfo{Since: since, Version: c.cat.Load().version, Keys: c.keys.Load()}
+	if info.Version == 0 {
+		return BackupInfo{}, breachd.Errorf(breachd.ErrFailedPrecondition, "the %s corpus has no committed version to back up yet", c.kind.name)
+	}
 	upto, err := c.db.Backup(w, since)
 	if err != nil {
 		return BackupInfo{}, classify("backup", err)
