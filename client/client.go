@@ -317,9 +317,14 @@ func (c *Client) retry(ctx context.Context, op string, call func() error) error 
 		switch d, quota := RetryDelay(err); {
 		case quota:
 			delay = d
-		case status.Code(err) == codes.Unavailable && attempt < c.opts.retries:
+		case status.Code(err) == codes.Unavailable && (attempt < c.opts.retries || minVersion(ctx) > 0):
+			// Asked for a minimum version (AtLeast): a replica catching up
+			// is waited for until ctx ends.
 			delay = wait
 			wait *= 2
+			if minVersion(ctx) > 0 {
+				wait = min(wait, maxVersionWait)
+			}
 			attempt++
 		default:
 			return &Error{Op: op, err: err}
@@ -374,6 +379,7 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 		defer stop()
 		b := &bulk{c: c, next: next, slots: make(chan struct{}, c.opts.inFlight)}
 		var base int64
+		wait := c.opts.backoff
 		for {
 			err := b.stream(ctx, func(n int, resp *breachdv1.CheckStreamResponse) bool {
 				ok := answers(resp, n, base, yield)
@@ -384,7 +390,13 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 				return
 			}
 			delay, quota := RetryDelay(err)
-			if !quota {
+			switch {
+			case quota:
+			case status.Code(err) == codes.Unavailable && minVersion(ctx) > 0:
+				// Waiting for a replica to reach the version asked for
+				// (AtLeast), until ctx ends: the unanswered batches go again.
+				delay, wait = wait, min(2*wait, max(wait, maxVersionWait))
+			default:
 				yield(BulkResult{}, err)
 				return
 			}
@@ -550,11 +562,15 @@ func answers(resp *breachdv1.CheckStreamResponse, n int, base int64, yield func(
 
 type minVersionKey struct{}
 
+// maxVersionWait caps the backoff of a call waiting for a version.
+const maxVersionWait = 2 * time.Second
+
 // AtLeast returns a context whose checks must be answered from corpus
 // version v or later: a read replica that is behind answers UNAVAILABLE,
-// and the call is retried, on the next replica when the client balances
+// and the call (unary, or the stream of CheckDigests) is retried with
+// backoff until ctx ends, on the next replica when the client balances
 // over several (a dns:/// target). Use it to read your own write: pass the
-// version an import returned.
+// version an import returned, and give ctx the deadline you can wait.
 func AtLeast(ctx context.Context, v uint64) context.Context {
 	return context.WithValue(ctx, minVersionKey{}, v)
 }

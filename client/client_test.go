@@ -192,3 +192,53 @@ func TestImport(t *testing.T) {
 		t.Fatalf("Import with the daemon stopped before the commit = %v, want ErrOutcomeUnknown", err)
 	}
 }
+
+// TestAtLeastWaits: a check that asks for a corpus version the daemon
+// reaches only later (an import 1.5s on, far beyond the three ordinary
+// retries) waits for it until its context ends, unary and streamed; with
+// a deadline before the version comes, it fails with UNAVAILABLE.
+func TestAtLeastWaits(t *testing.T) {
+	t.Parallel()
+	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
+	defer stop()
+	c := client.New(conn)
+	late, _ := canon.Digest("late@example.com")
+
+	short, cancel := context.WithTimeout(client.AtLeast(t.Context(), 2), 500*time.Millisecond)
+	defer cancel()
+	if _, err := c.CheckDigest(short, late); status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
+		t.Fatalf("a check for a version that never comes: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(client.AtLeast(t.Context(), 2), 30*time.Second)
+	defer cancel()
+	go func() {
+		time.Sleep(1500 * time.Millisecond)
+		b := breachd.Breach{Name: "Late", Title: "Late", BreachDate: "2020-01-01"}
+		if _, err := c.Import(context.Background(), b, emailBatches([]string{"late@example.com"})); err != nil {
+			t.Error(err)
+		}
+	}()
+	type result struct {
+		exposed bool
+		version uint64
+		err     error
+	}
+	unary, streamed := make(chan result, 1), make(chan result, 1)
+	go func() {
+		res, err := c.CheckDigest(ctx, late)
+		unary <- result{res.Exposed, res.CorpusVersion, err}
+	}()
+	go func() {
+		var r result
+		for res, err := range c.CheckDigests(ctx, func(yield func(breachd.Digest) bool) { yield(late) }) {
+			r = result{res.Exposed, res.CorpusVersion, err}
+		}
+		streamed <- r
+	}()
+	for name, ch := range map[string]chan result{"CheckDigest": unary, "CheckDigests": streamed} {
+		if r := <-ch; r.err != nil || !r.exposed || r.version < 2 {
+			t.Errorf("%s waiting for version 2: %+v", name, r)
+		}
+	}
+}
