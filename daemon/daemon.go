@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -112,7 +113,8 @@ type Daemon struct {
 	httpLn net.Listener
 	mets   *http.Server
 	metsLn net.Listener
-	failed chan error // a listener that stopped by itself
+	failed chan error // a listener that stopped by itself, a lost writer lease, a replica to resync
+	reg    *prometheus.Registry
 
 	emails    *store.Store
 	passwords map[breachd.HashKind]*store.Passwords
@@ -121,6 +123,11 @@ type Daemon struct {
 
 	// writer names the writer's address on a replica, as it published it.
 	writer func() string
+	// followers are a replica's, one a corpus; healthMu orders the health
+	// changes they cause.
+	followers []*natsrepl.Follower
+	healthMu  sync.Mutex
+	opened    atomic.Bool // the service answers from the email corpus
 
 	// bgCtx is the daemon's lifetime: the background work (key reloads,
 	// the TLS watch, replication) runs on it; stop cancels it and waits.
@@ -165,7 +172,8 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 			d.Close()
 		}
 	}()
-	reg := prometheus.NewRegistry()
+	d.reg = prometheus.NewRegistry()
+	reg := d.reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The chain, in a fixed order: recovery, logging, metrics, then
@@ -232,7 +240,7 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 	}
 	go func() { // NOT_SERVING until the corpus is open
 		if err := d.gs.Serve(d.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			d.failed <- fmt.Errorf("gRPC listener: %w", err)
+			d.fail(fmt.Errorf("gRPC listener: %w", err))
 		}
 	}()
 	if c.MetricsAddr != "" {
@@ -241,6 +249,8 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/readyz", d.readyz)
 		d.mets = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		d.serveHTTP(d.mets, d.metsLn, "metrics listener")
 		log.Info("metrics", "addr", d.metsLn.Addr().String())
@@ -278,6 +288,19 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		return err
 	}
 	follower := c.Replication.Follow != ""
+	if follower {
+		// A replica whose corpus could not follow its writer any more
+		// starts again from a snapshot.
+		dirs := []string{store.EmailDir(c.Data)}
+		for _, k := range breachd.HashKinds {
+			dirs = append(dirs, store.PasswordDir(c.Data, k))
+		}
+		for _, dir := range dirs {
+			if _, err := natsrepl.Reset(dir, log); err != nil {
+				return fmt.Errorf("emptying the replica's corpus in %s: %w", dir, err)
+			}
+		}
+	}
 	eo := c.Emails
 	eo.Logger, eo.Registerer, eo.Follower = log, reg, follower
 	var err error
@@ -297,9 +320,7 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 	}
 	switch {
 	case follower:
-		if err := d.follow(); err != nil {
-			return err
-		}
+		d.follow()
 	case c.Replication.Publish != "":
 		if err := d.publish(); err != nil {
 			return err
@@ -307,6 +328,7 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		fallthrough
 	default:
 		d.svc.Open(d.emails)
+		d.opened.Store(true)
 		d.svcs.Serving()
 	}
 	stats := d.emails.Stats()
@@ -317,48 +339,122 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 }
 
 // follow makes the daemon a read replica: every corpus follows its writer
-// on NATS; the email corpus serves once it holds a whole version.
-func (d *Daemon) follow() error {
-	c, log := d.cfg, d.log
+// on NATS; the email corpus answers once it holds a whole version, and
+// health says SERVING while every corpus is current (natsrepl.Follower).
+func (d *Daemon) follow() {
+	c := d.cfg
 	o := c.Replication.NATS
-	o.URL, o.Logger = c.Replication.Follow, log
-	f := natsrepl.NewFollower(d.emails, store.EmailDir(c.Data), o)
-	d.writer = f.Writer
-	f.OnReady = func() {
-		d.svc.Open(d.emails)
-		d.svcs.Serving()
-		log.Info("replica serving", "corpus_version", d.emails.Version())
-	}
-	d.background(f.Run)
-	for k, p := range d.passwords {
+	o.URL, o.Logger, o.Registerer = c.Replication.Follow, d.log, d.reg
+	email := natsrepl.NewFollower(d.emails, store.EmailDir(c.Data), o)
+	d.writer = email.Writer
+	d.followers = []*natsrepl.Follower{email}
+	for _, k := range breachd.HashKinds {
 		po := o
 		po.Corpus = k.String()
-		d.background(natsrepl.NewFollower(p, store.PasswordDir(c.Data, k), po).Run)
+		d.followers = append(d.followers, natsrepl.NewFollower(d.passwords[k], store.PasswordDir(c.Data, k), po))
 	}
-	return nil
+	for _, f := range d.followers {
+		f.OnReady = d.replicaHealth
+		f.OnUnready = func(string) { d.replicaHealth() }
+	}
+	for _, f := range d.followers {
+		d.background(func(ctx context.Context) {
+			if err := f.Run(ctx); err != nil {
+				d.fail(err)
+			}
+		})
+	}
+}
+
+// replicaHealth sets a replica's health from its followers: the email
+// corpus answers from its first whole version on; health is SERVING while
+// every corpus is current.
+func (d *Daemon) replicaHealth() {
+	d.healthMu.Lock()
+	defer d.healthMu.Unlock()
+	if ok, _ := d.followers[0].Ready(); ok && !d.opened.Load() {
+		d.svc.Open(d.emails)
+		d.opened.Store(true)
+	}
+	if ok, _ := d.Ready(); ok {
+		d.svcs.Serving()
+	} else {
+		d.svcs.NotServing()
+	}
+}
+
+// Ready reports whether the daemon serves (health SERVING), and if not,
+// why: its corpus is opening, or, on a replica, a corpus is not current.
+func (d *Daemon) Ready() (bool, string) {
+	if !d.opened.Load() && d.followers == nil {
+		return false, "opening the corpus"
+	}
+	for i, f := range d.followers {
+		if ok, why := f.Ready(); !ok {
+			name := "email"
+			if i > 0 {
+				name = breachd.HashKinds[i-1].String() + " password"
+			}
+			return false, name + " corpus: " + why
+		}
+	}
+	return true, ""
 }
 
 // publish makes the daemon the writer of a corpus published on NATS: each
-// corpus's publisher hears of every commit.
+// corpus's publisher hears of every commit. Every corpus publishes under
+// one writer lease, held by the ID kept in the data directory; another
+// writer's lease stops the daemon.
 func (d *Daemon) publish() error {
-	c, log := d.cfg, d.log
+	c := d.cfg
+	id, err := natsrepl.WriterID(c.Data)
+	if err != nil {
+		return fmt.Errorf("the writer's ID: %w", err)
+	}
 	o := c.Replication.NATS
-	o.URL, o.Logger = c.Replication.Publish, log
+	o.URL, o.Logger, o.Registerer, o.WriterID = c.Replication.Publish, d.log, d.reg, id
 	advertise := c.Replication.Advertise
 	if advertise == "" {
 		advertise = d.lis.Addr().String()
 	}
+	run := func(pub *natsrepl.Publisher) {
+		d.background(func(ctx context.Context) {
+			if err := pub.Run(ctx); err != nil {
+				d.fail(err)
+			}
+		})
+	}
 	pub := natsrepl.NewPublisher(d.emails, store.EmailDir(c.Data), advertise, o)
 	d.emails.OnCommit(pub.Kick)
-	d.background(pub.Run)
+	run(pub)
 	for k, p := range d.passwords {
 		po := o
 		po.Corpus = k.String()
 		pp := natsrepl.NewPublisher(p, store.PasswordDir(c.Data, k), advertise, po)
 		p.OnCommit(pp.Kick)
-		d.background(pp.Run)
+		run(pp)
 	}
 	return nil
+}
+
+// readyz answers 200 while the daemon serves, 503 and the reason while it
+// does not (a load balancer's or Kubernetes' readiness probe).
+func (d *Daemon) readyz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if ok, why := d.Ready(); !ok {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready:", why)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// fail reports an error that stops the daemon (serve exits with it).
+func (d *Daemon) fail(err error) {
+	select {
+	case d.failed <- err:
+	default: // one is enough to stop it
+	}
 }
 
 // replicaRefusal words the refusal of a change on a replica.
@@ -385,7 +481,7 @@ func (d *Daemon) background(run func(context.Context)) {
 func (d *Daemon) serveHTTP(s *http.Server, ln net.Listener, what string) {
 	go func() {
 		if err := s.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			d.failed <- fmt.Errorf("%s: %w", what, err)
+			d.fail(fmt.Errorf("%s: %w", what, err))
 		}
 	}()
 }

@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,57 +22,124 @@ type Target interface {
 	Version() uint64
 }
 
-// Follower keeps a replica's corpus at the writer's.
+// Follower keeps a replica's corpus at the writer's, and says whether the
+// replica may serve: only once it has applied the newest version it has
+// seen announced (a replica that starts is not ready until it has caught
+// up), and no longer once it has been behind, or without an answer from
+// NATS, for longer than Options.MaxLag; unless Options.ServeStale.
 type Follower struct {
-	dst    Target
-	dir    string
-	o      Options
-	log    *slog.Logger
-	ready  atomic.Bool
-	writer atomic.Value // string: the writer's address, as it published it
-	// OnReady is called once, when the replica first serves a consistent
-	// corpus (a version applied whole).
-	OnReady func()
+	dst Target
+	dir string
+	o   Options
+	log *slog.Logger
+	m   *metrics
+
+	mu     sync.Mutex
+	ready  bool
+	reason string // why the replica is not ready
+	writer string // the writer's address, from the lease
+
+	// OnReady is called when the replica starts saying it serves,
+	// OnUnready when it stops, with the reason; both from Run's goroutine.
+	OnReady   func()
+	OnUnready func(reason string)
+
+	// Run's own.
+	seen        *entry    // the newest current accepted
+	behindSince time.Time // when the replica first fell behind seen (zero: it is not)
+	contact     time.Time // when NATS last answered
+	caughtUp    bool      // it has been current since Run started
+	none        bool      // NATS says nothing is published (no current at all)
+	ignored     string    // the object of the last current ignored for its epoch
 }
 
 // FollowedFile records, in the data directory, what was last applied.
 const FollowedFile = "breachd.follow"
 
+// ResyncError says that the replica's corpus cannot follow the writer's
+// any more (a new writer's history, or deltas it lacks pruned): the
+// replica must start again from a snapshot. Run records it; Reset, called
+// before the corpus is opened again, empties the directory.
+type ResyncError struct{ Dir, Reason string }
+
+func (e *ResyncError) Error() string {
+	return fmt.Sprintf("this replica's corpus in %s cannot follow the writer's any more (%s): it stops serving; restarted, it starts again from the writer's newest snapshot",
+		e.Dir, e.Reason)
+}
+
 // NewFollower returns a follower of the cluster for dst, whose data
 // directory is dataDir. Run does the work.
 func NewFollower(dst Target, dataDir string, o Options) *Follower {
 	o.defaults()
-	f := &Follower{dst: dst, dir: dataDir, o: o, log: o.Logger}
-	f.writer.Store("")
-	return f
+	return &Follower{dst: dst, dir: dataDir, o: o, log: o.Logger, m: newMetrics(&o, false), reason: "starting"}
 }
 
 // Writer returns the writer's address, if it published one.
-func (f *Follower) Writer() string { return f.writer.Load().(string) }
+func (f *Follower) Writer() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.writer
+}
 
-// Ready reports whether the replica serves a consistent corpus.
-func (f *Follower) Ready() bool { return f.ready.Load() }
+// Ready reports whether the replica serves, and if not, why.
+func (f *Follower) Ready() (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ready, f.reason
+}
 
-func (f *Follower) setReady() {
-	if f.ready.CompareAndSwap(false, true) && f.OnReady != nil {
-		f.OnReady()
+// setReady records whether the replica serves, calling the hooks on a change.
+func (f *Follower) setReady(ready bool, reason string) {
+	f.mu.Lock()
+	changed := f.ready != ready
+	f.ready, f.reason = ready, reason
+	f.mu.Unlock()
+	if ready {
+		f.m.ready.Set(1)
+	} else {
+		f.m.ready.Set(0)
+	}
+	switch {
+	case changed && ready:
+		f.log.Info("replica serving", "corpus_version", f.dst.Version())
+		if f.OnReady != nil {
+			f.OnReady()
+		}
+	case changed:
+		f.log.Warn("replica not serving", "reason", reason, "corpus_version", f.dst.Version())
+		if f.OnUnready != nil {
+			f.OnUnready(reason)
+		}
 	}
 }
 
-// Run follows until ctx ends. A replica whose last apply completed serves
-// at once (from what it has) even before the cluster answers.
-func (f *Follower) Run(ctx context.Context) {
-	if st, err := readState(filepath.Join(f.dir, FollowedFile)); err == nil && st.Version > 0 && st.Version == f.dst.Version() {
-		f.setReady()
+// Run follows until ctx ends (returning nil), or until the replica must
+// start again from a snapshot (a *ResyncError).
+func (f *Follower) Run(ctx context.Context) error {
+	removeTemps(f.dir, "breachd.follow.*.tmp", f.log)
+	path := filepath.Join(f.dir, FollowedFile)
+	st, err := readState(path)
+	if err != nil {
+		return err
+	}
+	if st.Resync != "" {
+		err := &ResyncError{Dir: f.dir, Reason: st.Resync}
+		f.setReady(false, err.Reason)
+		return err
+	}
+	f.m.version.Set(float64(st.Version))
+	if f.o.ServeStale && st.Version > 0 && st.Version == f.dst.Version() {
+		f.setReady(true, "")
 	}
 	var c *conn
 	for c == nil {
-		var err error
 		if c, err = connect(ctx, "breachd replica", f.o, false); err != nil {
 			if ctx.Err() != nil {
-				return
+				return nil
 			}
+			f.m.errors.Inc()
 			f.log.Warn("cannot reach the corpus buckets yet; retrying", "err", err, "retry", f.o.Retry)
+			f.judge()
 			sleep(ctx, f.o.Retry)
 		}
 	}
@@ -80,60 +147,182 @@ func (f *Follower) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		w, err := c.kv.Watch(ctx, f.o.key(keyCurrent))
 		if err != nil {
+			f.m.errors.Inc()
 			f.log.Warn("watching the current corpus failed; retrying", "err", err)
+			f.judge()
 			sleep(ctx, f.o.Retry)
 			continue
 		}
-		f.follow(ctx, c, w)
+		err = f.follow(ctx, c, w)
 		w.Stop()
+		if re := (*ResyncError)(nil); errors.As(err, &re) {
+			f.setReady(false, re.Reason)
+			if werr := writeState(path, state{Version: f.dst.Version(), Resync: re.Reason}); werr != nil {
+				return errors.Join(err, werr)
+			}
+			f.log.Error("replica must start again from a snapshot", "reason", re.Reason)
+			return err
+		}
 	}
+	return nil
 }
 
-// follow catches up whenever current changes, and retries failures. It
-// catches up to the value the watch delivered, never to a separate read of
-// current: the key-value bucket answers reads from any of its replicas
-// (direct get), which may not have that value yet, and a catch-up that
-// believed a stale current was done would wait for the next change, for
-// ever if none came.
-func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) {
+// follow catches up whenever current changes, retries failures, and checks
+// on NATS every so often. It catches up to the value the watch (or the
+// check, which reads the stream's leader) delivered, never to a separate
+// read of current: the key-value bucket answers reads from any of its
+// replicas (direct get), which may not have that value yet, and a catch-up
+// that believed a stale current was done would wait for the next change,
+// for ever if none came.
+func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) error {
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
-	var cur *entry // the newest current the watch delivered
+	every := min(max(f.o.MaxLag/4, 100*time.Millisecond), 5*time.Second)
+	check := time.NewTicker(every)
+	defer check.Stop()
+	values := 0 // the watch's values so far
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case kve, ok := <-w.Updates():
 			if !ok {
-				return
+				return nil
 			}
-			if kve == nil || kve.Operation() != jetstream.KeyValuePut {
-				continue // the end of the initial values, or a purge
+			f.touched()
+			if kve == nil { // the end of the initial values
+				f.none = values == 0
+				break
+			}
+			values++
+			if kve.Operation() != jetstream.KeyValuePut {
+				continue // a purge
 			}
 			e, err := parseEntry(kve.Key(), kve.Value())
 			if err != nil {
+				f.none = false
 				f.log.Error("the current corpus entry is unreadable; waiting for the next", "err", err)
 				continue
 			}
-			cur = e
+			f.offer(ctx, c, e)
+		case <-check.C:
+			cctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
+			e, err := c.getLatest(cctx, f.o.key(keyCurrent))
+			cancel()
+			switch {
+			case err == nil:
+				f.touched()
+				f.offer(ctx, c, e)
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				f.touched()
+				f.none = f.seen == nil // nothing published yet
+			}
 		case <-retry.C:
 		}
-		if cur == nil {
-			continue // nothing published yet
+		if f.seen != nil {
+			err := f.catchUp(ctx, c, f.seen)
+			if re := (*ResyncError)(nil); errors.As(err, &re) {
+				return err
+			}
+			if err != nil && ctx.Err() == nil {
+				f.m.errors.Inc()
+				f.log.Warn("following the writer failed; serving what this replica has, retrying", "err", err,
+					"corpus_version", f.dst.Version(), "retry", f.o.Retry)
+				retry.Reset(f.o.Retry)
+			}
 		}
-		if err := f.catchUp(ctx, c, cur); err != nil && ctx.Err() == nil {
-			f.log.Warn("following the writer failed; serving what this replica has, retrying", "err", err,
-				"corpus_version", f.dst.Version(), "retry", f.o.Retry)
-			retry.Reset(f.o.Retry)
+		f.judge()
+	}
+}
+
+func (f *Follower) touched() {
+	f.contact = time.Now()
+	f.m.touched()
+}
+
+// offer takes e as the newest current, unless it is one already taken or
+// was published under an older epoch than the writer lease's (a writer
+// that lost the lease).
+func (f *Follower) offer(ctx context.Context, c *conn, e *entry) {
+	if f.seen != nil && (e.Object == f.seen.Object && e.Epoch == f.seen.Epoch ||
+		e.Lineage == f.seen.Lineage && e.Version < f.seen.Version) {
+		return // taken already, or older than what was (a watch behind the leader)
+	}
+	l, _, err := c.readLease(ctx)
+	if err != nil {
+		f.m.errors.Inc()
+		f.log.Warn("reading the writer lease failed; retrying", "err", err)
+		return
+	}
+	if l != nil {
+		f.mu.Lock()
+		f.writer = l.Addr
+		f.mu.Unlock()
+		if e.Epoch < l.Epoch {
+			if f.ignored != e.Object {
+				f.ignored = e.Object
+				f.log.Warn("ignoring a corpus entry published by a writer that no longer holds the lease",
+					"entry_epoch", e.Epoch, "lease_epoch", l.Epoch, "holder", l.Writer, "corpus_version", e.Version)
+			}
+			return
 		}
 	}
+	f.seen, f.none = e, false
+	f.m.seen.Set(float64(e.Version))
+}
+
+// judge decides whether the replica serves.
+func (f *Follower) judge() {
+	now := time.Now()
+	v := f.dst.Version()
+	var seen uint64
+	if f.seen != nil {
+		seen = f.seen.Version
+	}
+	behind := f.seen != nil && v < seen
+	switch {
+	case !behind:
+		f.behindSince = time.Time{}
+	case f.behindSince.IsZero():
+		f.behindSince = now
+	}
+	if f.seen != nil && !behind {
+		f.caughtUp = true
+	}
+	f.m.version.Set(float64(v))
+	f.m.lagVersions.Set(float64(seen - min(seen, v)))
+	if behind {
+		f.m.lagSeconds.Set(now.Sub(f.behindSince).Seconds())
+	} else {
+		f.m.lagSeconds.Set(0)
+	}
+	var reason string
+	switch {
+	case f.contact.IsZero():
+		reason = "not yet in touch with NATS to learn the current version"
+	case now.Sub(f.contact) > f.o.MaxLag:
+		reason = fmt.Sprintf("no answer from NATS for %s (replication.max_lag %s)", now.Sub(f.contact).Round(time.Second), f.o.MaxLag)
+	case f.seen == nil && f.none && v > 0:
+		reason = fmt.Sprintf("the bucket holds no corpus, and this replica holds version %d", v)
+	case f.seen == nil && f.none:
+		// The writer's corpus is empty, and so is this one: current.
+	case f.seen == nil:
+		reason = "the writer has published nothing readable yet"
+	case v == 0:
+		reason = "no whole corpus version yet"
+	case behind && !f.caughtUp:
+		reason = fmt.Sprintf("catching up: at version %d of %d", v, seen)
+	case behind && now.Sub(f.behindSince) > f.o.MaxLag:
+		reason = fmt.Sprintf("%d versions behind the writer for %s (replication.max_lag %s)", seen-v, now.Sub(f.behindSince).Round(time.Second), f.o.MaxLag)
+	}
+	if reason != "" && f.o.ServeStale && v > 0 {
+		reason = "" // stale answers rather than none: the operator's choice
+	}
+	f.setReady(reason == "", reason)
 }
 
 // catchUp applies, in order, what the replica lacks up to cur.
 func (f *Follower) catchUp(ctx context.Context, c *conn, cur *entry) error {
-	if kve, err := c.kv.Get(ctx, keyWriter); err == nil {
-		f.writer.Store(string(kve.Value()))
-	}
 	path := filepath.Join(f.dir, FollowedFile)
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		if f.dst.Version() != 0 {
@@ -149,23 +338,32 @@ func (f *Follower) catchUp(ctx context.Context, c *conn, cur *entry) error {
 	if err != nil {
 		return err
 	}
-	for st.Upto != cur.Upto || st.Version == 0 {
-		key := f.o.key(deltaKey(st.Upto))
+	if st.Version != 0 && st.Lineage != cur.Lineage {
+		return &ResyncError{Dir: f.dir, Reason: fmt.Sprintf("the writer now publishes another corpus history (lineage %q; this replica's is %q): a new writer, a takeover, or a writer that lost its record of publishing",
+			cur.Lineage, st.Lineage)}
+	}
+	for st.Version == 0 || st.Version < cur.Version {
+		key := f.o.key(deltaKey(st.Lineage, st.Upto))
 		if st.Version == 0 {
 			key = f.o.key(keySnapshot)
 		}
 		e, err := c.get(ctx, key)
-		if err != nil {
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound) && st.Version != 0:
+			return &ResyncError{Dir: f.dir, Reason: fmt.Sprintf("the delta after its version %d was pruned from the bucket: the replica fell too far behind", st.Version)}
+		case err != nil:
 			return fmt.Errorf("the entry after Badger version %d (%s): %w", st.Upto, key, err)
+		case e.Lineage != cur.Lineage:
+			return fmt.Errorf("the entry %s is of lineage %q, current of %q: the writer is publishing a new history; waiting for it", key, e.Lineage, cur.Lineage)
 		}
 		if err := f.apply(ctx, c, e); err != nil {
 			return err
 		}
-		st = state{Version: e.Version, Upto: e.Upto}
+		st = state{Version: e.Version, Upto: e.Upto, Lineage: e.Lineage}
 		if err := writeState(path, st); err != nil {
 			return err
 		}
-		f.setReady()
+		f.judge()
 	}
 	return nil
 }
@@ -203,6 +401,45 @@ func (f *Follower) apply(ctx context.Context, c *conn, e *entry) error {
 	if v != e.Version {
 		return fmt.Errorf("apply %s: the corpus is at version %d, the entry says %d", e.Object, v, e.Version)
 	}
+	f.m.bytes.Add(float64(n))
 	f.log.Info("corpus followed", "kind", e.Kind, "corpus_version", v, "bytes", n, "duration", time.Since(start))
 	return nil
+}
+
+// Reset empties a replica's data directory if its follower recorded that
+// it must start again from a snapshot (a ResyncError), before the corpus
+// is opened. The record goes last: a reset cut short is done again.
+func Reset(dir string, log *slog.Logger) (bool, error) {
+	path := filepath.Join(dir, FollowedFile)
+	st, err := readState(path)
+	if err != nil || st.Resync == "" {
+		return false, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, de := range entries {
+		if de.Name() != FollowedFile {
+			if err := os.RemoveAll(filepath.Join(dir, de.Name())); err != nil {
+				return false, err
+			}
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		return false, err
+	}
+	log.Warn("replica corpus emptied: it starts again from the writer's newest snapshot", "dir", dir, "reason", st.Resync)
+	return true, nil
+}
+
+// removeTemps removes the temporary files matching pattern in dir: at
+// start nothing writes them yet, so whatever is there a crash left.
+func removeTemps(dir, pattern string, log *slog.Logger) {
+	paths, _ := filepath.Glob(filepath.Join(dir, pattern))
+	for _, p := range paths {
+		if os.Remove(p) == nil {
+			log.Info("removed a temporary file a crash left", "file", filepath.Base(p))
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breachd/breachd/internal/atomicfile"
 )
@@ -36,14 +37,39 @@ type Options struct {
 	// or "ntlm" for a password corpus. It prefixes keys and objects.
 	Corpus string
 	// Retry is how long to wait after a failure (default 2s).
-	Retry  time.Duration
-	Logger *slog.Logger
+	Retry time.Duration
+
+	// WriterID names the writer in the lease (see Lease): every corpus of
+	// one daemon publishes under one ID, kept in its data directory
+	// (WriterID). Empty: the publisher's own, kept in its directory.
+	WriterID string
+	// MaxDeltas and DeltaShare bound the history a new replica downloads:
+	// after MaxDeltas deltas (default 64), or once the deltas since the
+	// newest snapshot add up to DeltaShare of its size (default 0.5), the
+	// writer publishes a fresh snapshot, and prunes what the one before it
+	// superseded.
+	MaxDeltas  int
+	DeltaShare float64
+
+	// MaxLag is how far behind a replica may fall before it stops saying it
+	// serves: behind the newest version it has seen for longer than this,
+	// or without an answer from NATS for this long (default 30s).
+	MaxLag time.Duration
+	// ServeStale makes a replica serve what it holds whatever its lag (it
+	// still reports the lag): for operators who prefer stale answers to
+	// none.
+	ServeStale bool
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
-// Defaults for the bucket names.
+// Defaults of Options.
 const (
 	DefaultObjectBucket = "breachd-corpus"
 	DefaultKVBucket     = "breachd-state"
+	DefaultMaxLag       = 30 * time.Second
+	DefaultMaxDeltas    = 64
 )
 
 func (o *Options) defaults() {
@@ -59,12 +85,29 @@ func (o *Options) defaults() {
 	if o.Retry == 0 {
 		o.Retry = 2 * time.Second
 	}
+	if o.MaxDeltas == 0 {
+		o.MaxDeltas = DefaultMaxDeltas
+	}
+	if o.DeltaShare == 0 {
+		o.DeltaShare = 0.5
+	}
+	if o.MaxLag == 0 {
+		o.MaxLag = DefaultMaxLag
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Corpus != "" {
 		o.Logger = o.Logger.With("corpus", o.Corpus)
 	}
+}
+
+// corpusName names o's corpus in logs and metrics.
+func (o *Options) corpusName() string {
+	if o.Corpus == "" {
+		return "emails"
+	}
+	return o.Corpus
 }
 
 // key names a key of o's corpus in the key-value bucket.
@@ -86,14 +129,29 @@ type entry struct {
 	Version   uint64    `json:"version"` // the corpus version it brings a replica to
 	Keys      uint64    `json:"keys"`    // committed accounts at that version
 	Published time.Time `json:"published"`
+	// Lineage names the writer's corpus history the entry belongs to: a
+	// snapshot published from scratch starts a new one, and a replica
+	// applies deltas only of its own lineage. "" before lineages existed.
+	Lineage string `json:"lineage,omitempty"`
+	// Epoch is the writer lease's epoch it was published under: replicas
+	// ignore entries of an epoch older than the lease's (a writer that lost
+	// its lease may still be writing).
+	Epoch uint64 `json:"epoch,omitempty"`
 }
 
-func deltaKey(since uint64) string { return fmt.Sprintf("d.%020d", since) }
+// deltaKey names the entry of the delta that follows Badger version since
+// in lineage.
+func deltaKey(lineage string, since uint64) string {
+	if lineage == "" {
+		return fmt.Sprintf("d.%020d", since)
+	}
+	return fmt.Sprintf("d.%s.%020d", lineage, since)
+}
 
 const (
 	keyCurrent  = "current"
 	keySnapshot = "snapshot"
-	keyWriter   = "writer"
+	keyLease    = "lease" // one for the bucket: every corpus of a daemon publishes under it
 )
 
 // conn is a connection and the two buckets.
@@ -166,11 +224,20 @@ func (c *conn) get(ctx context.Context, key string) (*entry, error) {
 	return parseEntry(key, kve.Value())
 }
 
-// getLatest reads key's newest value from the stream's leader: a watch
+// getLatest reads the entry at key from the stream's leader (latest).
+func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
+	kve, err := c.latest(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return parseEntry(key, kve.Value())
+}
+
+// latest reads key's newest value from the stream's leader: a watch
 // delivers it through an ordered consumer, which the leader serves. Use it
 // where a stale value would mislead (the writer deciding whether the bucket
-// still holds what it published).
-func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
+// still holds what it published; the lease).
+func (c *conn) latest(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	w, err := c.kv.Watch(ctx, key)
@@ -189,7 +256,7 @@ func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
 			case kve.Operation() != jetstream.KeyValuePut:
 				return nil, jetstream.ErrKeyNotFound
 			}
-			return parseEntry(key, kve.Value())
+			return kve, nil
 		case <-ctx.Done():
 			return nil, fmt.Errorf("reading %s: %w", key, ctx.Err())
 		}
@@ -209,6 +276,20 @@ func parseEntry(key string, v []byte) (*entry, error) {
 type state struct {
 	Version uint64 `json:"version"`
 	Upto    uint64 `json:"upto"`
+	Lineage string `json:"lineage,omitempty"`
+
+	// The writer's: the newest snapshot's Upto and size, the deltas
+	// published since and their bytes (when to publish a fresh snapshot),
+	// and the Upto of the snapshot before it (what to prune).
+	SnapshotUpto  uint64 `json:"snapshot_upto,omitempty"`
+	SnapshotBytes int64  `json:"snapshot_bytes,omitempty"`
+	Deltas        int    `json:"deltas,omitempty"`
+	DeltaBytes    int64  `json:"delta_bytes,omitempty"`
+	PruneBefore   uint64 `json:"prune_before,omitempty"`
+
+	// A replica's: why its corpus cannot follow the writer's any more; it
+	// starts again from a snapshot (NeedsResync).
+	Resync string `json:"resync,omitempty"`
 }
 
 func readState(path string) (state, error) {

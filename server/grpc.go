@@ -225,6 +225,10 @@ func (s *Services) setStatus(st healthpb.HealthCheckResponse_ServingStatus) {
 // Serving marks every service SERVING.
 func (s *Services) Serving() { s.setStatus(healthpb.HealthCheckResponse_SERVING) }
 
+// NotServing marks every service NOT_SERVING (a replica out of date): calls
+// are still answered, each with its corpus version.
+func (s *Services) NotServing() { s.setStatus(healthpb.HealthCheckResponse_NOT_SERVING) }
+
 // Shutdown marks every service NOT_SERVING, tells bulk streams to end (they
 // end with UNAVAILABLE, which a resumable sweep resumes from), lets calls in
 // flight finish until ctx is done, then closes whatever is left.

@@ -71,17 +71,20 @@ type config struct {
 		OpenPublic bool   `yaml:"open_public" help:"serve the range API and the breach catalogue over HTTP without a key, as upstream; false requires a key with the check scope"`
 	} `yaml:"http"`
 	Replication struct {
-		Publish      string `yaml:"publish" help:"NATS URL(s), comma-separated: publish the corpus there for read replicas (this daemon is the writer)"`
-		Follow       string `yaml:"follow" help:"NATS URL(s), comma-separated: serve as a read replica of the corpus published there"`
-		Advertise    string `yaml:"advertise" help:"the writer's gRPC address as replicas quote it to callers who try to import there (default: addr)"`
-		CredsFile    string `yaml:"creds_file" help:"NATS credentials file (JWT and seed)"`
-		TokenFile    string `yaml:"token_file" help:"file holding a NATS token (or set BREACHD_NATS_TOKEN); never on a command line"`
-		CA           string `yaml:"ca" help:"PEM CA of the NATS servers' certificates (turns on TLS)"`
-		Cert         string `yaml:"cert" help:"PEM client certificate for NATS, with key"`
-		Key          string `yaml:"key" help:"PEM key of the NATS client certificate"`
-		ObjectBucket string `yaml:"object_bucket" help:"JetStream object store bucket holding snapshots and deltas"`
-		KVBucket     string `yaml:"kv_bucket" help:"JetStream key-value bucket naming them and the current one"`
-		Replicas     int    `yaml:"replicas" help:"JetStream servers that keep each bucket (3 in a three-node cluster)"`
+		Publish      string   `yaml:"publish" help:"NATS URL(s), comma-separated: publish the corpus there for read replicas (this daemon is the writer)"`
+		Follow       string   `yaml:"follow" help:"NATS URL(s), comma-separated: serve as a read replica of the corpus published there"`
+		Advertise    string   `yaml:"advertise" help:"the writer's gRPC address as replicas quote it to callers who try to import there (default: addr)"`
+		CredsFile    string   `yaml:"creds_file" help:"NATS credentials file (JWT and seed)"`
+		TokenFile    string   `yaml:"token_file" help:"file holding a NATS token (or set BREACHD_NATS_TOKEN); never on a command line"`
+		CA           string   `yaml:"ca" help:"PEM CA of the NATS servers' certificates (turns on TLS)"`
+		Cert         string   `yaml:"cert" help:"PEM client certificate for NATS, with key"`
+		Key          string   `yaml:"key" help:"PEM key of the NATS client certificate"`
+		ObjectBucket string   `yaml:"object_bucket" help:"JetStream object store bucket holding snapshots and deltas"`
+		KVBucket     string   `yaml:"kv_bucket" help:"JetStream key-value bucket naming them and the current one"`
+		Replicas     int      `yaml:"replicas" help:"JetStream servers that keep each bucket (3 in a three-node cluster)"`
+		MaxLag       duration `yaml:"max_lag" help:"a replica says NOT_SERVING once it has been behind the writer, or without an answer from NATS, this long"`
+		ServeStale   bool     `yaml:"serve_stale" help:"a replica stays SERVING whatever its lag (stale answers rather than none)"`
+		MaxDeltas    int      `yaml:"max_deltas" help:"the writer publishes a fresh snapshot after this many deltas (or once deltas add up to half a snapshot), and prunes older history"`
 	} `yaml:"replication"`
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
@@ -126,6 +129,7 @@ func defaultConfig() config {
 	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
 	c.HTTP.OpenPublic = true
 	c.Replication.ObjectBucket, c.Replication.KVBucket, c.Replication.Replicas = natsrepl.DefaultObjectBucket, natsrepl.DefaultKVBucket, 1
+	c.Replication.MaxLag, c.Replication.MaxDeltas = duration(natsrepl.DefaultMaxLag), natsrepl.DefaultMaxDeltas
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
 	c.Import.MaxPendingDigests = 4_000_000 // 128 MiB
 	c.Import.DiskReserve = store.DefaultOptions().DiskReserve
@@ -151,7 +155,7 @@ func (d *duration) set(s string) error {
 var serveFlags = []struct{ name, key string }{
 	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"}, {"index", "index"},
 	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
-	{"http-addr", "http.addr"}, {"publish", "replication.publish"}, {"follow", "replication.follow"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
+	{"http-addr", "http.addr"}, {"publish", "replication.publish"}, {"follow", "replication.follow"}, {"serve-stale", "replication.serve_stale"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }
 
 // loadConfig builds the configuration of 'breachd serve' (and 'config
@@ -370,6 +374,10 @@ func (c *config) validate() error {
 		return bad("replication.follow", c.Replication.Follow, "empty when replication.publish is set: a daemon is the writer or a replica, not both")
 	case c.Replication.Replicas < 1 || c.Replication.Replicas > 5:
 		return bad("replication.replicas", c.Replication.Replicas, "1 to 5")
+	case c.Replication.MaxLag < duration(time.Second):
+		return bad("replication.max_lag", c.Replication.MaxLag, "at least 1s")
+	case c.Replication.MaxDeltas < 1:
+		return bad("replication.max_deltas", c.Replication.MaxDeltas, "at least 1")
 	case c.Import.IdleTimeout <= 0:
 		return bad("import.idle_timeout", c.Import.IdleTimeout, "a positive duration")
 	}
@@ -415,7 +423,8 @@ func (c *config) storeOptions() store.Options {
 func (c *config) natsOptions(url string, log *slog.Logger) (natsrepl.Options, error) {
 	r := c.Replication
 	o := natsrepl.Options{URL: url, CredsFile: r.CredsFile, CAFile: r.CA, CertFile: r.Cert, KeyFile: r.Key,
-		ObjectBucket: r.ObjectBucket, KVBucket: r.KVBucket, Replicas: r.Replicas, Logger: log}
+		ObjectBucket: r.ObjectBucket, KVBucket: r.KVBucket, Replicas: r.Replicas, Logger: log,
+		MaxLag: time.Duration(r.MaxLag), ServeStale: r.ServeStale, MaxDeltas: r.MaxDeltas}
 	o.Token = os.Getenv("BREACHD_NATS_TOKEN")
 	if r.TokenFile != "" {
 		b, err := os.ReadFile(r.TokenFile)

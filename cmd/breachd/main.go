@@ -36,6 +36,8 @@ commands:
   import   add a breach dump to the corpus (directly, or through a running daemon)
   keys     create, list and revoke API keys
   breach   delete a breach, or correct its catalogue entry (directly, or through a running daemon)
+  replication takeover
+           make this writer the one that publishes to NATS (serve's flags: --data, --publish)
   gc       collect what interrupted imports left in a corpus directory (a daemon does it at start)
   config   print the effective configuration of 'serve' (config print [serve's flags])
 
@@ -58,6 +60,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return keys(args[1:], stdout, stderr)
 	case "breach":
 		return breachCmd(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
+	case "replication":
+		if len(args) < 2 || args[1] != "takeover" {
+			fmt.Fprintln(stderr, "usage: breachd replication takeover --data DIR --publish NATS_URL [--config FILE]")
+			return errUsage
+		}
+		return takeover(ctx, args[2:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "gc":
 		return gc(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "config":

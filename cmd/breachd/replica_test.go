@@ -158,6 +158,46 @@ func TestReplicaDaemons(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// Readiness, and the replication metrics, on the metrics listener.
+	for path, want := range map[string]string{"/readyz": "ready", "/healthz": "ok",
+		"/metrics": `breachd_replication_applied_version{corpus="emails"} 2`} {
+		resp, err := http.Get("http://" + replicas[1].metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s on a current replica: %s, want 200 with %q:\n%.2000s", path, resp.Status, want, body)
+		}
+	}
+
+	// A second writer on the same buckets exits, naming the lease holder,
+	// and publishes nothing.
+	second := filepath.Join(dir, "second")
+	runOK(t, "import", "--data", second, "--manifest", more.manifest, more.dump)
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	err = run(sctx, []string{"serve", "--data", second, "--addr", "127.0.0.1:0", "--log-level", "error", "--publish", url}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "another writer holds the lease") || !strings.Contains(err.Error(), w.addr) {
+		t.Fatalf("a second writer: %v; want an error naming the lease holder at %s", err, w.addr)
+	}
+
+	// Handed over deliberately, the lease stops the first writer.
+	out = runOK(t, "replication", "takeover", "--data", second, "--publish", url, "--addr", "127.0.0.1:7999")
+	if !strings.Contains(out, "now held by") || !strings.Contains(out, w.addr) {
+		t.Errorf("takeover's output:\n%s", out)
+	}
+	select {
+	case err := <-w.done:
+		if err == nil || !strings.Contains(err.Error(), "127.0.0.1:7999") {
+			t.Errorf("the writer whose lease was taken over stopped with %v, want the new holder named", err)
+		}
+		w.cancel = nil
+	case <-time.After(30 * time.Second):
+		t.Error("the writer whose lease was taken over still runs")
+	}
+
 	// Nor offline: a replica's directory refuses 'breachd gc' and imports,
 	// which would write rows of its own over the writer's.
 	replicas[0].stop(t)
