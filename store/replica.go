@@ -72,7 +72,7 @@ func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupI
 // written first (invisible until the catalogue names their segments), the
 // filter gains every key among them, and the new catalogue is published
 // last. expectedKeys, from BackupInfo.Keys, sizes the filter of an empty
-// corpus. It returns the corpus version now served.
+// corpus and becomes the replica's count of keys. It returns the corpus version now served.
 //
 // If the process dies part way, the corpus may hold part of the backup;
 // applying the same backup again completes it (every entry carries its
@@ -140,6 +140,11 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		return 0, err
 	}
 	keys := c.keys.Load() + fresh
+	if expectedKeys > 0 {
+		// The writer's count at this version: exact, deletes and
+		// abandoned imports' rows included, where fresh only adds.
+		keys = expectedKeys
+	}
 	if keys > f.cap+f.cap/2 {
 		if f, _, err = c.rebuildFilter(ctx, cat, 2*keys); err != nil {
 			return 0, err
