@@ -304,8 +304,8 @@ func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, versio
 	nc := old.with(version, old.importVersion, name, nil, 0)
 	c.cat.Store(nc) // the breach is gone from every answer from here
 	c.commitMu.Unlock()
+	c.announce() // replicas need not wait for the index
 	c.refreshView(ctx, nc)
-	c.announce()
 	c.log.Info("breach deleted", "breach", name, "corpus_version", version)
 	c.reach("delete-committed")
 	// The rows are collected by the store, not by the caller: a caller
@@ -387,8 +387,8 @@ func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.C
 	nc := old.with(version, old.importVersion, b.Name, e, 0)
 	c.cat.Store(nc)
 	c.commitMu.Unlock()
+	c.announce() // replicas need not wait for the index
 	c.refreshView(ctx, nc)
-	c.announce()
 	c.log.Info("breach updated", "breach", b.Name, "corpus_version", version)
 	return e, version, nil
 }

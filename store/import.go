@@ -487,8 +487,8 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 	if imp.bulk != nil {
 		imp.bulk.installIndex(version)
 	}
+	c.announce() // replicas need not wait for the index
 	c.refreshView(context.Background(), nc)
-	c.announce()
 	imp.stats.Version = version
 	c.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,
 		"new", imp.stats.New, "known", imp.stats.Known, "duplicates", imp.stats.Duplicates,
