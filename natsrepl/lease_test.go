@@ -26,11 +26,11 @@ import (
 
 // single is one JetStream server on loopback.
 type single struct {
-	t    *testing.T
-	o    server.Options
-	s    *server.Server
-	kv   jetstream.KeyValue
-	obs  jetstream.ObjectStore
+	t   *testing.T
+	o   server.Options
+	s   *server.Server
+	kv  jetstream.KeyValue
+	obs jetstream.ObjectStore
 }
 
 func startSingle(t *testing.T) *single {
