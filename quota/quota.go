@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -31,6 +32,7 @@ func (l Limits) Validate(prefix string) error {
 
 // ExceededError is a refusal: the quota is used up for now.
 type ExceededError struct {
+	Noun      string // "principal", or "address" for a limiter of source addresses
 	Principal string
 	Cost      int
 	Limits    Limits
@@ -38,8 +40,12 @@ type ExceededError struct {
 }
 
 func (e *ExceededError) Error() string {
-	return fmt.Sprintf("quota exceeded for principal %s: %g per second, burst %d; retry in %s",
-		breachd.Quote(e.Principal), e.Limits.Rate, e.Limits.Burst, e.After.Round(time.Millisecond))
+	noun := e.Noun
+	if noun == "" {
+		noun = "principal"
+	}
+	return fmt.Sprintf("quota exceeded for %s %s: %g per second, burst %d; retry in %s",
+		noun, breachd.Quote(e.Principal), e.Limits.Rate, e.Limits.Burst, e.After.Round(time.Millisecond))
 }
 
 // Unwrap gives the error its kind.
@@ -54,8 +60,14 @@ type Limiter struct {
 	def        Limits
 	maxStreams int
 	clock      Clock
+	noun       string // what a bucket's name is, in messages
 
 	buckets sync.Map // principal name -> *bucket; read on every call without a lock
+	// count is the buckets held; past sweepAt the full ones are dropped
+	// (a full bucket is a new one), so that a limiter keyed by source
+	// address does not grow with every address ever seen.
+	count, sweepAt atomic.Int64
+	sweepMu        sync.Mutex
 
 	mu      sync.Mutex     // guards streams
 	streams map[string]int // open streams by principal name
@@ -87,6 +99,10 @@ type Option func(*Limiter)
 // the system's clock.
 func WithClock(c Clock) Option { return func(l *Limiter) { l.clock = c } }
 
+// Naming says what the limiter's bucket names are, for its refusals:
+// "principal" (the default), or "address" for one keyed by source address.
+func Naming(noun string) Option { return func(l *Limiter) { l.noun = noun } }
+
 // New returns a limiter with default limits def for principals that have
 // none of their own, and at most maxStreams concurrent streams per principal.
 func New(def Limits, maxStreams int, opts ...Option) (*Limiter, error) {
@@ -96,7 +112,8 @@ func New(def Limits, maxStreams int, opts ...Option) (*Limiter, error) {
 	if maxStreams < 1 {
 		return nil, &breachd.OptionError{Option: "Quota.MaxStreams", Value: maxStreams, Want: "at least 1"}
 	}
-	l := &Limiter{def: def, maxStreams: maxStreams, clock: realClock{}, streams: map[string]int{}}
+	l := &Limiter{def: def, maxStreams: maxStreams, clock: realClock{}, noun: "principal", streams: map[string]int{}}
+	l.sweepAt.Store(minSweep)
 	for _, o := range opts {
 		o(l)
 	}
@@ -114,9 +131,41 @@ func (l *Limiter) bucket(name string, own Limits) *bucket {
 		return v.(*bucket)
 	}
 	b := &bucket{lim: rate.NewLimiter(rate.Limit(lim.Rate), lim.Burst), limits: lim}
-	l.buckets.Store(name, b) // a race here at worst starts a bucket twice
+	if _, had := l.buckets.Swap(name, b); !had { // a race here at worst starts a bucket twice
+		if l.count.Add(1) > l.sweepAt.Load() {
+			l.sweep()
+		}
+	}
 	return b
 }
+
+// minSweep is the number of buckets below which none are dropped.
+const minSweep = 4096
+
+// sweep drops the buckets that are full again: the next call of their
+// principal (or address) starts a new, equally full one. A call that
+// loaded a bucket just before it went is charged to the dropped one, so
+// that call is free: at most one call per dropped bucket.
+func (l *Limiter) sweep() {
+	l.sweepMu.Lock()
+	defer l.sweepMu.Unlock()
+	if l.count.Load() <= l.sweepAt.Load() {
+		return // another sweep just ran
+	}
+	now := l.clock.Now()
+	l.buckets.Range(func(k, v any) bool {
+		b := v.(*bucket)
+		if b.lim.TokensAt(now) >= float64(b.limits.Burst) && l.buckets.CompareAndDelete(k, v) {
+			l.count.Add(-1)
+		}
+		return true
+	})
+	l.sweepAt.Store(max(minSweep, 2*l.count.Load()))
+}
+
+// Buckets returns the number of buckets held (principals or addresses
+// seen recently).
+func (l *Limiter) Buckets() int { return int(l.count.Load()) }
 
 // Take charges cost tokens to the principal now, or refuses with an
 // *ExceededError saying when they will be there. A cost above the burst can
@@ -131,8 +180,8 @@ func (l *Limiter) Take(name string, own Limits, cost int) error {
 func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, maxWait time.Duration) error {
 	b := l.bucket(name, own)
 	if cost > b.limits.Burst {
-		return breachd.Errorf(breachd.ErrQuotaExceeded, "a request of %d exceeds principal %s's burst of %d: send smaller batches",
-			cost, breachd.Quote(name), b.limits.Burst)
+		return breachd.Errorf(breachd.ErrQuotaExceeded, "a request of %d exceeds %s %s's burst of %d: send smaller batches",
+			cost, l.noun, breachd.Quote(name), b.limits.Burst)
 	}
 	now := l.clock.Now()
 	r := b.lim.ReserveN(now, cost)
@@ -142,7 +191,7 @@ func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, m
 	}
 	if d > maxWait {
 		r.CancelAt(now)
-		return &ExceededError{Principal: name, Cost: cost, Limits: b.limits, After: d}
+		return &ExceededError{Noun: l.noun, Principal: name, Cost: cost, Limits: b.limits, After: d}
 	}
 	select {
 	case <-l.clock.After(d):
@@ -159,8 +208,8 @@ func (l *Limiter) OpenStream(name string) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.streams[name] >= l.maxStreams {
-		return nil, breachd.Errorf(breachd.ErrQuotaExceeded, "principal %s already has %d streams open, the most allowed: wait for one to end",
-			breachd.Quote(name), l.maxStreams)
+		return nil, breachd.Errorf(breachd.ErrQuotaExceeded, "%s %s already has %d streams open, the most allowed: wait for one to end",
+			l.noun, breachd.Quote(name), l.maxStreams)
 	}
 	l.streams[name]++
 	var once sync.Once

@@ -3,6 +3,7 @@ package quota_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -170,5 +171,43 @@ func TestNewRefuses(t *testing.T) {
 		if !errors.As(err, &oe) || oe.Option != tc.opt {
 			t.Errorf("New(%+v, %d) = %v, want an OptionError naming %s", tc.l, tc.max, err, tc.opt)
 		}
+	}
+}
+
+// TestForgetsFullBuckets: a limiter keyed by source address drops the
+// buckets that are full again, so it holds only recent callers, and never
+// one that is still paying off its burst.
+func TestForgetsFullBuckets(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	lim := quota.Limits{Rate: 10, Burst: 5}
+	l, err := quota.New(lim, 1, quota.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	callers := func(round, n int) {
+		for i := range n {
+			if err := l.Take(fmt.Sprintf("addr-%d-%d", round, i), lim, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for round := range 4 {
+		callers(round, 5000)
+		clock.Advance(time.Second) // every one of them is full again
+	}
+	// "busy" spends its burst; then enough new callers to sweep, at the
+	// same instant: busy must be kept, still empty.
+	for range 5 {
+		if err := l.Take("busy", lim, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	callers(4, 10_000)
+	if n := l.Buckets(); n > 15_000 {
+		t.Errorf("%d buckets held after 30,000 callers, 20,000 of them full again; want the full ones dropped", n)
+	}
+	if err := l.Take("busy", lim, 1); err == nil {
+		t.Error("a caller that had spent its burst was forgotten by a sweep and admitted again")
 	}
 }

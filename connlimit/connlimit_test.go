@@ -1,0 +1,185 @@
+package connlimit_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd/connlimit"
+)
+
+// server accepts on a capped loopback listener and keeps what it accepts.
+type server struct {
+	l        *connlimit.Listener
+	mu       sync.Mutex
+	accepted []net.Conn
+	refused  map[connlimit.Reason]int
+}
+
+func serve(t *testing.T, lim connlimit.Limits) *server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{refused: map[connlimit.Reason]int{}}
+	s.l = connlimit.Wrap(ln, lim, func(r connlimit.Reason, _ netip.Prefix) {
+		s.mu.Lock()
+		s.refused[r]++
+		s.mu.Unlock()
+	})
+	t.Cleanup(func() { s.l.Close() })
+	go func() {
+		for {
+			c, err := s.l.Accept()
+			if err != nil {
+				return
+			}
+			s.mu.Lock()
+			s.accepted = append(s.accepted, c)
+			s.mu.Unlock()
+			c.Write([]byte{1}) // tells the client it was admitted
+			go func() { // closes when the client does
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	return s
+}
+
+// dial connects from local address from and reports whether the server
+// kept the connection (it writes one byte to each it admits; a refused one
+// is closed at once).
+func dial(t *testing.T, s *server, from string) (net.Conn, bool) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", s.l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var b [1]byte
+	_, err = io.ReadFull(c, b[:])
+	if err != nil && !errors.Is(err, io.EOF) && !isReset(err) {
+		t.Fatalf("reading from the server: %v", err)
+	}
+	return c, err == nil
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne)
+}
+
+func TestPerAddress(t *testing.T) {
+	t.Parallel()
+	s := serve(t, connlimit.Limits{Total: 10, PerAddress: 3})
+	var first net.Conn
+	for i := range 3 {
+		c, ok := dial(t, s, "127.0.0.2")
+		if !ok {
+			t.Fatalf("connection %d from 127.0.0.2 refused under the cap", i+1)
+		}
+		if i == 0 {
+			first = c
+		}
+	}
+	if _, ok := dial(t, s, "127.0.0.2"); ok {
+		t.Fatal("a fourth connection from 127.0.0.2 was kept over a cap of 3")
+	}
+	if _, ok := dial(t, s, "127.0.0.1"); !ok {
+		t.Fatal("another address was refused while 127.0.0.2 was at its cap")
+	}
+	// A closed connection frees its place.
+	first.Close()
+	waitOpen(t, s, netip.MustParsePrefix("127.0.0.2/32"), 2)
+	if _, ok := dial(t, s, "127.0.0.2"); !ok {
+		t.Fatal("127.0.0.2 was refused after one of its connections closed")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refused[connlimit.OverPerAddress] != 1 {
+		t.Fatalf("refusals: %v, want one per_address", s.refused)
+	}
+}
+
+func TestTotal(t *testing.T) {
+	t.Parallel()
+	s := serve(t, connlimit.Limits{Total: 2})
+	for _, from := range []string{"127.0.0.3", "127.0.0.4"} {
+		if _, ok := dial(t, s, from); !ok {
+			t.Fatalf("a connection from %s refused under the total cap", from)
+		}
+	}
+	if _, ok := dial(t, s, "127.0.0.5"); ok {
+		t.Fatal("a third connection was kept over a total cap of 2")
+	}
+}
+
+// TestCloseFrom closes the server side of one client's connection and
+// leaves the others alone.
+func TestCloseFrom(t *testing.T) {
+	t.Parallel()
+	s := serve(t, connlimit.Limits{})
+	a, _ := dial(t, s, "127.0.0.6")
+	b, _ := dial(t, s, "127.0.0.6")
+	if n := s.l.CloseFrom(a.LocalAddr()); n != 1 {
+		t.Fatalf("CloseFrom closed %d connections, want 1", n)
+	}
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := a.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the closed connection still reads")
+	}
+	b.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := b.Read(make([]byte, 1)); !errors.Is(err, errTimeout(err)) {
+		t.Fatalf("the other connection: %v, want it open (a read timeout)", err)
+	}
+}
+
+func errTimeout(err error) error {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return err
+	}
+	return errors.New("not a timeout")
+}
+
+func waitOpen(t *testing.T, s *server, src netip.Prefix, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, n := s.l.Open(src); n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections from %s never came to %d", src, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestSource(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		addr string
+		want string
+	}{
+		{"192.0.2.7:443", "192.0.2.7/32"},
+		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::/64"},
+		{"[::ffff:192.0.2.7]:443", "192.0.2.7/32"},
+	} {
+		a, err := net.ResolveTCPAddr("tcp", tc.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := connlimit.Source(a)
+		if !ok || p.String() != tc.want {
+			t.Errorf("Source(%s) = %v, %v; want %s", tc.addr, p, ok, tc.want)
+		}
+	}
+}

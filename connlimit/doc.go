@@ -1,0 +1,10 @@
+// Package connlimit caps the connections a listener holds: in total and
+// from any one source address. A connection over a cap is closed as soon as
+// it is accepted, so that one client opening connections it never uses
+// cannot take every file descriptor of the daemon and starve everyone else
+// (an idle TLS connection otherwise lives until the handshake times out).
+//
+// It also lets its owner close every connection from one address at once
+// (Listener.CloseFrom): the daemon ends a revoked principal's open streams
+// that way.
+package connlimit
