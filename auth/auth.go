@@ -49,6 +49,7 @@ type Principal struct {
 	Burst int
 	// Via says how it authenticated: "api-key" or "mtls".
 	Via string
+	key [32]byte // an API key's hash: Valid finds it in the keyring again
 }
 
 // Has reports whether p holds scope s.
@@ -136,6 +137,21 @@ func (a *Authenticator) FromKey(key string) (*Principal, error) {
 		return p, nil
 	}
 	return nil, errBadKey
+}
+
+// Valid reports whether p still stands: an API key's principal while the
+// key is in the keyring with the same name and scopes (not revoked, not
+// re-created narrower); a certificate's while the configuration maps it.
+// A stream opened under p ends when it no longer does.
+func (a *Authenticator) Valid(p *Principal) bool {
+	if p.Via != "api-key" {
+		return true // certificate identities change only with a restart
+	}
+	if a.keys == nil {
+		return false
+	}
+	now := a.keys.lookup(p.key)
+	return now != nil && now.Name == p.Name && slices.Equal(now.Scopes, p.Scopes)
 }
 
 // FromCert returns the principal a verified client certificate maps to.

@@ -176,7 +176,14 @@ type Keyring struct {
 
 	mu    sync.Mutex // guards stamp
 	stamp fileStamp  // of the file last read
+
+	onReload atomic.Pointer[func()]
 }
+
+// OnReload makes Watch and Reload call fn after each change of the keys
+// they load (the guard ends the streams of revoked keys there). fn must
+// not block for long.
+func (k *Keyring) OnReload(fn func()) { k.onReload.Store(&fn) }
 
 type fileStamp struct {
 	ino   uint64
@@ -233,10 +240,13 @@ func (k *Keyring) Reload() (bool, error) {
 		if err != nil || len(h) != 32 {
 			return false, fmt.Errorf("%s: key %s has a malformed hash", k.path, breachd.Quote(info.Name))
 		}
-		index[[32]byte(h)] = &Principal{Name: info.Name, Scopes: info.Scopes, Rate: info.Rate, Burst: info.Burst, Via: "api-key"}
+		index[[32]byte(h)] = &Principal{Name: info.Name, Scopes: info.Scopes, Rate: info.Rate, Burst: info.Burst, Via: "api-key", key: [32]byte(h)}
 	}
 	k.index.Store(&index)
 	k.stamp = st
+	if fn := k.onReload.Load(); fn != nil {
+		(*fn)()
+	}
 	return true, nil
 }
 

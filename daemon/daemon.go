@@ -46,6 +46,7 @@ type Config struct {
 	Emails    store.Options // the email corpus (Logger and Registerer are the daemon's)
 	Passwords store.Options // each password corpus
 	Limits    server.TransportLimits
+	Network   Network
 	// ImportIdleTimeout ends an import stream silent this long.
 	ImportIdleTimeout time.Duration
 
@@ -70,11 +71,18 @@ type Auth struct {
 	Identities []auth.CertIdentity
 }
 
-// Quota is every principal's default token bucket and stream cap.
+// Quota is every principal's default token bucket and stream cap, and
+// (with TLS) the buckets of callers without a credential.
 type Quota struct {
 	Default       quota.Limits
 	MaxStreams    int
 	MaxStreamWait time.Duration
+	// Anonymous is each source address's bucket for what needs no
+	// credential: health, and the open HTTP routes (the range API, the
+	// catalogue). MaxWatches caps the Health.Watch streams open at once,
+	// MaxWatchesPerAddress those of one address.
+	Anonymous                        quota.Limits
+	MaxWatches, MaxWatchesPerAddress int
 }
 
 // Replication makes the daemon a writer publishing to NATS, or a replica
@@ -89,10 +97,11 @@ type Replication struct {
 func DefaultConfig() Config {
 	c := Config{
 		Addr: "127.0.0.1:7355", Admin: true, OpenPublic: true, ShutdownTimeout: 10 * time.Second,
-		Emails: store.DefaultOptions(), Passwords: store.DefaultOptions(), Limits: server.DefaultTransportLimits(),
+		Emails: store.DefaultOptions(), Passwords: store.DefaultOptions(), Limits: server.DefaultTransportLimits(), Network: DefaultNetwork(),
 		ImportIdleTimeout: server.DefaultImportIdleTimeout,
 		Auth:              Auth{APIKeys: true, KeysReload: 2 * time.Second, Reflection: true},
-		Quota:             Quota{Default: quota.Limits{Rate: 1000, Burst: 20_000}, MaxStreams: 8, MaxStreamWait: 5 * time.Second},
+		Quota: Quota{Default: quota.Limits{Rate: 1000, Burst: 20_000}, MaxStreams: 8, MaxStreamWait: 5 * time.Second,
+			Anonymous: quota.Limits{Rate: 100, Burst: 500}, MaxWatches: 1000, MaxWatchesPerAddress: 16},
 	}
 	// The password corpora take far fewer writes and lookups than the
 	// email corpus, and /range reads their Badger tables: a smaller
@@ -113,8 +122,12 @@ type Daemon struct {
 	httpLn net.Listener
 	mets   *http.Server
 	metsLn net.Listener
-	failed chan error // a listener that stopped by itself, a lost writer lease, a replica to resync
-	reg    *prometheus.Registry
+	guard  *server.Guard // nil without TLS
+	// logs samples the daemon's warnings (logsample.go).
+	logs        *sampler
+	connRefused *prometheus.CounterVec
+	failed      chan error // a listener that stopped by itself, a lost writer lease, a replica to resync
+	reg         *prometheus.Registry
 
 	emails    *store.Store
 	passwords map[breachd.HashKind]*store.Passwords
@@ -154,10 +167,15 @@ func loopback(addr string) bool {
 // NOT_SERVING), opens the corpora (a large one may rebuild its filter for
 // minutes), wires replication, and returns serving (a replica: once it
 // holds a whole corpus version). log receives the daemon's own events.
-func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err error) {
+func Start(ctx context.Context, c Config, log *slog.Logger) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if err := c.Network.Validate(); err != nil {
+		return nil, err
+	}
+	sh := newSampled(log.Handler(), sampleBurst)
+	log = slog.New(sh)
 	if c.TLS == nil && !loopback(c.Addr) {
 		return nil, fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
 			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
@@ -166,15 +184,35 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 		return nil, fmt.Errorf("refusing to serve HTTP on %s without TLS and authentication: set tls.cert and tls.key, or listen on 127.0.0.1", c.HTTPAddr)
 	}
 	bgCtx, cancel := context.WithCancel(context.Background())
-	d = &Daemon{cfg: c, log: log, failed: make(chan error, 3), bgCtx: bgCtx, cancel: cancel, passwords: map[breachd.HashKind]*store.Passwords{}}
-	defer func() {
-		if err != nil {
-			d.Close()
-		}
-	}()
+	d := &Daemon{cfg: c, log: log, logs: sh.s, failed: make(chan error, 3), bgCtx: bgCtx, cancel: cancel, passwords: map[breachd.HashKind]*store.Passwords{}}
+	if err := d.start(ctx); err != nil {
+		d.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+// start assembles the daemon Start describes; on error the caller closes
+// what it started.
+func (d *Daemon) start(ctx context.Context) (err error) {
+	c, log := d.cfg, d.log
 	d.reg = prometheus.NewRegistry()
 	reg := d.reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.connRefused = newConnRefused(reg)
+	d.background(func(ctx context.Context) {
+		t := time.NewTicker(sampleReport)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				d.logs.report(context.Background(), sampleReport)
+				return
+			case <-t.C:
+				d.logs.report(ctx, sampleReport)
+			}
+		}
+	})
 
 	// The chain, in a fixed order: recovery, logging, metrics, then
 	// authentication and quotas (with TLS only), then the handlers, which
@@ -184,13 +222,13 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 	reg.MustRegister(grpcMetrics)
 	unary = append(unary, grpcMetrics.UnaryServerInterceptor())
 	stream = append(stream, grpcMetrics.StreamServerInterceptor())
-	opts := c.Limits.ServerOptions()
+	opts := append(c.Limits.ServerOptions(), grpc.ConnectionTimeout(c.Network.HandshakeTimeout))
 	var httpTLS *tls.Config
 	var authn *auth.Authenticator
-	var limiter *quota.Limiter
+	var limiter, anonymous *quota.Limiter
 	if c.TLS != nil {
 		if d.tlsFiles, err = certs.Load(certs.Files{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, Auth: c.TLS.ClientAuth}, log); err != nil {
-			return nil, err
+			return err
 		}
 		d.background(func(ctx context.Context) {
 			if err := d.tlsFiles.Watch(ctx); err != nil {
@@ -201,22 +239,29 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 		httpTLS = d.tlsFiles.HTTPServerConfig()
 		if c.Auth.APIKeys {
 			if d.keys, err = auth.OpenKeyring(c.Data, log); err != nil {
-				return nil, err
+				return err
 			}
 			d.background(func(ctx context.Context) { d.keys.Watch(ctx, c.Auth.KeysReload) })
 		}
 		if authn, err = auth.NewAuthenticator(d.keys, c.Auth.Identities); err != nil {
-			return nil, err
+			return err
 		}
 		if limiter, err = quota.New(c.Quota.Default, c.Quota.MaxStreams); err != nil {
-			return nil, err
+			return err
 		}
-		guard, err := server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg,
-			Reflection: c.Auth.Reflection, MaxStreamWait: c.Quota.MaxStreamWait})
+		if anonymous, err = quota.New(c.Quota.Anonymous, max(1, c.Quota.MaxWatchesPerAddress), quota.Naming("address")); err != nil {
+			return err
+		}
+		d.guard, err = server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg,
+			Reflection: c.Auth.Reflection, MaxStreamWait: c.Quota.MaxStreamWait,
+			Anonymous: anonymous, MaxWatches: c.Quota.MaxWatches})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		gu, gst := guard.Interceptors()
+		if d.keys != nil {
+			d.keys.OnReload(d.guard.Revalidate) // a revoked key's open streams end
+		}
+		gu, gst := d.guard.Interceptors()
 		unary, stream = append(unary, gu...), append(stream, gst...)
 		if (d.keys == nil || d.keys.Len() == 0) && len(c.Auth.Identities) == 0 {
 			log.Warn("no API keys and no mTLS identities: every call will be refused until you run 'breachd keys create'")
@@ -235,8 +280,8 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 	d.svcs = server.Register(d.gs, d.svc, server.Options{Logger: log, Admin: c.Admin, ImportIdleTimeout: c.ImportIdleTimeout})
 	grpcMetrics.InitializeMetrics(d.gs)
 
-	if d.lis, err = net.Listen("tcp", c.Addr); err != nil {
-		return nil, err
+	if d.lis, err = d.listen(c.Addr, "grpc"); err != nil {
+		return err
 	}
 	go func() { // NOT_SERVING until the corpus is open
 		if err := d.gs.Serve(d.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -244,38 +289,38 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (d *Daemon, err erro
 		}
 	}()
 	if c.MetricsAddr != "" {
-		if d.metsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
-			return nil, fmt.Errorf("metrics listener: %w", err)
+		if d.metsLn, err = d.listen(c.MetricsAddr, "metrics"); err != nil {
+			return fmt.Errorf("metrics listener: %w", err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", d.readyz)
-		d.mets = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		d.mets = c.Network.httpServer(mux, log)
 		d.serveHTTP(d.mets, d.metsLn, "metrics listener")
 		log.Info("metrics", "addr", d.metsLn.Addr().String())
 	}
 	if c.HTTPAddr != "" {
-		api, err := httpapi.New(d.svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.OpenPublic, Registerer: reg})
+		api, err := httpapi.New(d.svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.OpenPublic, Registerer: reg,
+			Anonymous: anonymous})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if d.httpLn, err = net.Listen("tcp", c.HTTPAddr); err != nil {
-			return nil, fmt.Errorf("HTTP listener: %w", err)
+		if d.httpLn, err = d.listen(c.HTTPAddr, "http"); err != nil {
+			return fmt.Errorf("HTTP listener: %w", err)
 		}
 		ln := d.httpLn
 		if httpTLS != nil {
 			ln = tls.NewListener(ln, httpTLS)
 		}
-		d.http = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		d.http = c.Network.httpServer(api, log)
 		d.serveHTTP(d.http, ln, "HTTP listener")
 		log.Info("HTTP API", "addr", d.httpLn.Addr().String(), "tls", httpTLS != nil, "open_public", c.OpenPublic)
 	}
 	if err := d.openCorpora(ctx, reg); err != nil {
-		return nil, err
+		return err
 	}
-	return d, nil
+	return nil
 }
 
 // openCorpora opens the email corpus and the password corpora, wires

@@ -4,7 +4,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/connlimit"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/service"
 )
@@ -30,6 +33,10 @@ type Options struct {
 	OpenPublic bool
 	// Registerer receives the request metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Anonymous, if not nil, charges each request answered without a
+	// credential (the open routes) to its source address
+	// (connlimit.Source): one address cannot scrape the range API.
+	Anonymous *quota.Limiter
 }
 
 // API is the HTTP face over a *service.Service.
@@ -114,7 +121,15 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule a
 			Message: "A user agent is required: send a User-Agent header naming your application."})
 		return http.StatusForbidden
 	}
-	if a.opts.Authn == nil || rule.Anonymous(a.opts.OpenPublic) {
+	if a.opts.Authn == nil {
+		return 0
+	}
+	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(r) {
+		if a.opts.Anonymous != nil {
+			if err := a.opts.Anonymous.Take(source(r), quota.Limits{}, 1); err != nil {
+				return writeError(w, a.log, route, err)
+			}
+		}
 		return 0
 	}
 	p, err := a.identify(r)
@@ -135,6 +150,23 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule a
 		}
 	}
 	return 0
+}
+
+// credentialed reports whether the request shows a credential: on an open
+// route it is then charged to its principal rather than its address.
+func (a *API) credentialed(r *http.Request) bool {
+	return r.Header.Get("hibp-api-key") != "" || clientCert(r) != nil
+}
+
+// source names the request's source address, the key of its anonymous
+// quota.
+func source(r *http.Request) string {
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		if src, ok := connlimit.Source(net.TCPAddrFromAddrPort(ap)); ok {
+			return src.String()
+		}
+	}
+	return r.RemoteAddr
 }
 
 // identify finds the caller: a breachd API key in hibp-api-key (where

@@ -76,6 +76,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 		code, b = http.StatusInternalServerError, []byte(`{"statusCode":500,"message":"internal error"}`)
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff") // a message may quote the request
 	w.WriteHeader(code)
 	w.Write(b)
 }

@@ -3,8 +3,11 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/connlimit"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 	"github.com/breachd/breachd/quota"
 )
@@ -55,6 +59,13 @@ type GuardOptions struct {
 	// principal's quota (pacing the stream) before it is refused with
 	// RetryInfo. 0 refuses at once.
 	MaxStreamWait time.Duration
+	// Anonymous, if not nil, charges every call that needs no credential
+	// (health) to its source address (connlimit.Source), and caps each
+	// address's open Health.Watch streams at its stream cap.
+	Anonymous *quota.Limiter
+	// MaxWatches caps the Health.Watch streams open at once, from anyone
+	// (0: no cap): each holds a goroutine and buffers until it ends.
+	MaxWatches int
 }
 
 // Guard authenticates calls, checks their scope, charges their quota and
@@ -68,11 +79,22 @@ type Guard struct {
 
 	authFailures *prometheus.CounterVec // by reason and principal
 	quotaRefused *prometheus.CounterVec // by principal
+	watches      atomic.Int64           // Health.Watch streams open
+
+	mu   sync.Mutex
+	live map[*liveStream]struct{} // authenticated streams open: Revalidate ends a revoked principal's
+}
+
+// liveStream is an authenticated stream, ended by cancel when its
+// principal no longer stands.
+type liveStream struct {
+	p      *auth.Principal
+	cancel context.CancelCauseFunc
 }
 
 // NewGuard returns a guard over an authenticator and a limiter.
 func NewGuard(a *auth.Authenticator, q *quota.Limiter, opts GuardOptions) (*Guard, error) {
-	g := &Guard{authn: a, quota: q, opts: opts, log: opts.Logger}
+	g := &Guard{authn: a, quota: q, opts: opts, log: opts.Logger, live: map[*liveStream]struct{}{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -84,8 +106,12 @@ func NewGuard(a *auth.Authenticator, q *quota.Limiter, opts GuardOptions) (*Guar
 		Name: "breachd_quota_refusals_total",
 		Help: "Calls or stream batches refused because the principal's quota or stream cap was used up, by principal.",
 	}, []string{"principal"})
+	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "breachd_health_watches",
+		Help: "Health.Watch streams open (capped by limits.max_health_watches).",
+	}, func() float64 { return float64(g.watches.Load()) })
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{g.authFailures, g.quotaRefused} {
+		for _, c := range []prometheus.Collector{g.authFailures, g.quotaRefused, watches} {
 			if err := opts.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -114,6 +140,12 @@ func (g *Guard) Interceptors() ([]grpc.UnaryServerInterceptor, []grpc.StreamServ
 func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	method, _ := grpc.Method(ctx)
 	if strings.HasPrefix(method, healthPrefix) {
+		if g.opts.Anonymous != nil {
+			if err := g.opts.Anonymous.Take(source(ctx), quota.Limits{}, 1); err != nil {
+				g.quotaRefused.WithLabelValues("-").Inc()
+				return nil, toStatus(g.log, method, err)
+			}
+		}
 		return ctx, nil
 	}
 	p, err := g.identify(ctx)
@@ -177,6 +209,18 @@ func clientCert(ctx context.Context) *x509.Certificate {
 	return info.State.VerifiedChains[0][0]
 }
 
+// source names the caller's source address (connlimit.Source), the key of
+// its anonymous quota.
+func source(ctx context.Context) string {
+	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
+		if src, ok := connlimit.Source(pr.Addr); ok {
+			return src.String()
+		}
+		return pr.Addr.String()
+	}
+	return "-"
+}
+
 func peerAddr(ctx context.Context) string {
 	if pr, ok := peer.FromContext(ctx); ok && pr.Addr != nil {
 		return pr.Addr.String()
@@ -195,9 +239,21 @@ func limits(p *auth.Principal) quota.Limits { return quota.Limits{Rate: p.Rate, 
 // streamQuota caps the principal's open streams and charges each bulk
 // batch its digest count as it arrives, pacing the stream to the quota
 // for up to MaxStreamWait per batch.
+//
+// An authenticated stream ends, with UNAUTHENTICATED, when Revalidate finds
+// its principal revoked. A Health.Watch stream, which needs no credential,
+// is counted against MaxWatches and its address's cap.
 func (g *Guard) streamQuota(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	p, ok := auth.FromContext(ss.Context())
 	if !ok {
+		if info.FullMethod == healthWatch {
+			release, err := g.openWatch(ss.Context())
+			if err != nil {
+				g.quotaRefused.WithLabelValues("-").Inc()
+				return toStatus(g.log, info.FullMethod, err)
+			}
+			defer release()
+		}
 		return handler(srv, ss)
 	}
 	release, err := g.quota.OpenStream(p.Name)
@@ -206,16 +262,82 @@ func (g *Guard) streamQuota(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		return toStatus(g.log, info.FullMethod, err)
 	}
 	defer release()
-	return handler(srv, &chargedStream{ServerStream: ss, g: g, p: p, method: info.FullMethod})
+	ctx, cancel := context.WithCancelCause(ss.Context())
+	defer cancel(nil)
+	ls := &liveStream{p: p, cancel: cancel}
+	g.mu.Lock()
+	g.live[ls] = struct{}{}
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		delete(g.live, ls)
+		g.mu.Unlock()
+	}()
+	err = handler(srv, &chargedStream{ServerStream: ss, ctx: ctx, g: g, p: p, method: info.FullMethod})
+	if cause := context.Cause(ctx); errors.Is(cause, errRevoked) {
+		g.refuse(ctx, info.FullMethod, "revoked", p.Name, cause)
+		return toStatus(g.log, info.FullMethod, cause)
+	}
+	return err
 }
 
-// chargedStream charges the quota for each bulk batch it receives.
+const healthWatch = healthPrefix + "Watch"
+
+// openWatch counts a Health.Watch stream in the daemon's cap and its
+// address's, or refuses it.
+func (g *Guard) openWatch(ctx context.Context) (release func(), err error) {
+	if g.opts.MaxWatches > 0 && g.watches.Add(1) > int64(g.opts.MaxWatches) {
+		g.watches.Add(-1)
+		return nil, breachd.Errorf(breachd.ErrQuotaExceeded,
+			"the daemon already serves %d health watches, the most it allows: use Health.Check, or retry later", g.opts.MaxWatches)
+	} else if g.opts.MaxWatches <= 0 {
+		g.watches.Add(1)
+	}
+	done := func() { g.watches.Add(-1) }
+	if g.opts.Anonymous == nil {
+		return done, nil
+	}
+	rel, err := g.opts.Anonymous.OpenStream(source(ctx))
+	if err != nil {
+		done()
+		return nil, err
+	}
+	return func() { rel(); done() }, nil
+}
+
+// errRevoked is the cause that ends a stream whose credential went away.
+var errRevoked = breachd.NewError(breachd.ErrUnauthenticated,
+	"the credential this stream was opened with was revoked (or its scopes changed): the stream was ended; open a new one with a valid key")
+
+// Revalidate ends every open stream whose principal no longer stands
+// (auth.Authenticator.Valid): a revoked key's bulk sweeps and imports stop
+// within the key file's reload interval. The daemon calls it after each
+// reload of the keys.
+func (g *Guard) Revalidate() {
+	g.mu.Lock()
+	var ended []*liveStream
+	for ls := range g.live {
+		if !g.authn.Valid(ls.p) {
+			ended = append(ended, ls)
+		}
+	}
+	g.mu.Unlock()
+	for _, ls := range ended {
+		ls.cancel(errRevoked)
+	}
+}
+
+// chargedStream charges the quota for each bulk batch it receives, and
+// carries the stream's context, which Revalidate can end.
 type chargedStream struct {
 	grpc.ServerStream
+	ctx    context.Context
 	g      *Guard
 	p      *auth.Principal
 	method string
 }
+
+func (s *chargedStream) Context() context.Context { return s.ctx }
 
 func (s *chargedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {

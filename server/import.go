@@ -54,6 +54,9 @@ func importBatches[Req, Resp, T any](s *AdminServer, stream grpc.ClientStreaming
 			var m recvd[*Req]
 			select {
 			case m = <-msgs:
+			case <-ctx.Done(): // the caller left, or its credential was revoked
+				yield(nil, context.Cause(ctx))
+				return
 			case <-timer.C:
 				s.log.Warn("import stream idle; ended", "import", name, "idle", s.idle, "received", received)
 				yield(nil, breachd.Errorf(breachd.ErrFailedPrecondition, "%s: nothing arrived for %s after %d %s; the import of %s was ended and nothing was made visible, import it again",

@@ -18,6 +18,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/certs"
+	"github.com/breachd/breachd/daemon"
 	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
@@ -50,10 +51,14 @@ type config struct {
 		MTLSIdentities []mtlsIdentity `yaml:"mtls_identities" help:"client certificates and the principals they map to"`
 	} `yaml:"auth"`
 	Quota struct {
-		Rate          float64  `yaml:"rate" help:"default tokens per second per principal (a call costs 1, a bulk batch its digest count)"`
-		Burst         int      `yaml:"burst" help:"default bucket size per principal"`
-		MaxStreams    int      `yaml:"max_streams" help:"concurrent streams per principal"`
-		MaxStreamWait duration `yaml:"max_stream_wait" help:"how long a bulk batch may wait for quota before RESOURCE_EXHAUSTED"`
+		Rate           float64  `yaml:"rate" help:"default tokens per second per principal (a call costs 1, a bulk batch its digest count)"`
+		Burst          int      `yaml:"burst" help:"default bucket size per principal"`
+		MaxStreams     int      `yaml:"max_streams" help:"concurrent streams per principal"`
+		MaxStreamWait  duration `yaml:"max_stream_wait" help:"how long a bulk batch may wait for quota before RESOURCE_EXHAUSTED"`
+		AnonymousRate  float64  `yaml:"anonymous_rate" help:"with TLS: requests per second per source address for what needs no key (health, the open range API and catalogue); beyond it RESOURCE_EXHAUSTED or 429 with Retry-After"`
+		AnonymousBurst int      `yaml:"anonymous_burst" help:"bucket size per source address for what needs no key"`
+		MaxWatches     int      `yaml:"max_health_watches" help:"with TLS: Health.Watch streams open at once, from anyone"`
+		MaxWatchesAddr int      `yaml:"max_health_watches_per_address" help:"with TLS: Health.Watch streams open at once from one source address"`
 	} `yaml:"quota"`
 	Limits struct {
 		MaxRecvMsgSize       int      `yaml:"max_recv_msg_size" help:"largest request, bytes"`
@@ -65,6 +70,13 @@ type config struct {
 		KeepaliveTime        duration `yaml:"keepalive_time" help:"ping a quiet connection after this long"`
 		KeepaliveTimeout     duration `yaml:"keepalive_timeout" help:"wait this long for the ping's answer"`
 		MinPingInterval      duration `yaml:"min_ping_interval" help:"refuse clients that ping more often"`
+		MaxConnections       int      `yaml:"max_connections" help:"connections open at once on each listener (gRPC, HTTP, metrics); more are closed as they arrive; 0 for no cap"`
+		MaxConnectionsAddr   int      `yaml:"max_connections_per_address" help:"connections open at once from one source address (an IPv6 /64) on each listener; 0 for no cap"`
+		HandshakeTimeout     duration `yaml:"handshake_timeout" help:"close a new connection that has not finished its TLS handshake (and, over HTTP, sent its request headers) within this"`
+		HTTPReadTimeout      duration `yaml:"http_read_timeout" help:"the longest an HTTP request may take to arrive"`
+		HTTPWriteTimeout     duration `yaml:"http_write_timeout" help:"the longest an HTTP answer may take to write"`
+		HTTPIdleTimeout      duration `yaml:"http_idle_timeout" help:"close a kept-alive HTTP connection idle this long"`
+		HTTPMaxHeaderBytes   int      `yaml:"http_max_header_bytes" help:"largest HTTP request headers, bytes"`
 	} `yaml:"limits"`
 	HTTP struct {
 		Addr       string `yaml:"addr" help:"listen address of the HTTP face (Have I Been Pwned's API v3 and the range API); empty for none"`
@@ -127,6 +139,14 @@ func defaultConfig() config {
 	c.Limits.KeepaliveTime = duration(lim.KeepaliveTime)
 	c.Limits.KeepaliveTimeout = duration(lim.KeepaliveTimeout)
 	c.Limits.MinPingInterval = duration(lim.MinPingInterval)
+	dc := daemon.DefaultConfig()
+	n := dc.Network
+	c.Limits.MaxConnections, c.Limits.MaxConnectionsAddr = n.MaxConnections, n.MaxConnectionsPerAddress
+	c.Limits.HandshakeTimeout = duration(n.HandshakeTimeout)
+	c.Limits.HTTPReadTimeout, c.Limits.HTTPWriteTimeout, c.Limits.HTTPIdleTimeout = duration(n.HTTPReadTimeout), duration(n.HTTPWriteTimeout), duration(n.HTTPIdleTimeout)
+	c.Limits.HTTPMaxHeaderBytes = n.HTTPMaxHeaderBytes
+	c.Quota.AnonymousRate, c.Quota.AnonymousBurst = dc.Quota.Anonymous.Rate, dc.Quota.Anonymous.Burst
+	c.Quota.MaxWatches, c.Quota.MaxWatchesAddr = dc.Quota.MaxWatches, dc.Quota.MaxWatchesPerAddress
 	c.HTTP.OpenPublic = true
 	c.Replication.ObjectBucket, c.Replication.KVBucket, c.Replication.Replicas = natsrepl.DefaultObjectBucket, natsrepl.DefaultKVBucket, 1
 	c.Replication.MaxLag, c.Replication.MaxDeltas = duration(natsrepl.DefaultMaxLag), natsrepl.DefaultMaxDeltas
@@ -305,21 +325,30 @@ func setValue(v reflect.Value, s string) error {
 
 // optionKeys names the configuration key behind each package's option.
 var optionKeys = map[string]string{
-	"FalsePositiveRate":     "fpr",
-	"MaxBulkDigests":        "import.max_pending_digests",
-	"DiskReserve":           "import.disk_reserve",
-	"MaxRecvMsgSize":        "limits.max_recv_msg_size",
-	"MaxSendMsgSize":        "limits.max_send_msg_size",
-	"MaxConcurrentStreams":  "limits.max_concurrent_streams",
-	"MaxConnectionIdle":     "limits.max_connection_idle",
-	"MaxConnectionAge":      "limits.max_connection_age",
-	"MaxConnectionAgeGrace": "limits.max_connection_age_grace",
-	"KeepaliveTime":         "limits.keepalive_time",
-	"KeepaliveTimeout":      "limits.keepalive_timeout",
-	"MinPingInterval":       "limits.min_ping_interval",
-	"Quota.Rate":            "quota.rate",
-	"Quota.Burst":           "quota.burst",
-	"Quota.MaxStreams":      "quota.max_streams",
+	"FalsePositiveRate":        "fpr",
+	"MaxBulkDigests":           "import.max_pending_digests",
+	"DiskReserve":              "import.disk_reserve",
+	"MaxRecvMsgSize":           "limits.max_recv_msg_size",
+	"MaxSendMsgSize":           "limits.max_send_msg_size",
+	"MaxConcurrentStreams":     "limits.max_concurrent_streams",
+	"MaxConnectionIdle":        "limits.max_connection_idle",
+	"MaxConnectionAge":         "limits.max_connection_age",
+	"MaxConnectionAgeGrace":    "limits.max_connection_age_grace",
+	"KeepaliveTime":            "limits.keepalive_time",
+	"KeepaliveTimeout":         "limits.keepalive_timeout",
+	"MinPingInterval":          "limits.min_ping_interval",
+	"MaxConnections":           "limits.max_connections",
+	"MaxConnectionsPerAddress": "limits.max_connections_per_address",
+	"HandshakeTimeout":         "limits.handshake_timeout",
+	"HTTPReadTimeout":          "limits.http_read_timeout",
+	"HTTPWriteTimeout":         "limits.http_write_timeout",
+	"HTTPIdleTimeout":          "limits.http_idle_timeout",
+	"HTTPMaxHeaderBytes":       "limits.http_max_header_bytes",
+	"Anonymous.Rate":           "quota.anonymous_rate",
+	"Anonymous.Burst":          "quota.anonymous_burst",
+	"Quota.Rate":               "quota.rate",
+	"Quota.Burst":              "quota.burst",
+	"Quota.MaxStreams":         "quota.max_streams",
 }
 
 // keyError words an invalid option by its configuration key, and the flag
@@ -390,7 +419,16 @@ func (c *config) validate() error {
 	if _, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams); err != nil {
 		return keyError(err)
 	}
-	for _, err := range []error{so.Validate(), c.limits().Validate()} {
+	if err := c.anonymousLimits().Validate("Anonymous."); err != nil {
+		return keyError(err)
+	}
+	switch {
+	case c.Quota.MaxWatches < 0:
+		return bad("quota.max_health_watches", c.Quota.MaxWatches, "0 (no cap) or more")
+	case c.Quota.MaxWatchesAddr < 1:
+		return bad("quota.max_health_watches_per_address", c.Quota.MaxWatchesAddr, "at least 1")
+	}
+	for _, err := range []error{so.Validate(), c.limits().Validate(), c.network().Validate()} {
 		if err != nil {
 			return keyError(err)
 		}
@@ -438,6 +476,18 @@ func (c *config) natsOptions(url string, log *slog.Logger) (natsrepl.Options, er
 
 func (c *config) quotaLimits() quota.Limits {
 	return quota.Limits{Rate: c.Quota.Rate, Burst: c.Quota.Burst}
+}
+
+func (c *config) anonymousLimits() quota.Limits {
+	return quota.Limits{Rate: c.Quota.AnonymousRate, Burst: c.Quota.AnonymousBurst}
+}
+
+func (c *config) network() daemon.Network {
+	l := c.Limits
+	return daemon.Network{MaxConnections: l.MaxConnections, MaxConnectionsPerAddress: l.MaxConnectionsAddr,
+		HandshakeTimeout: time.Duration(l.HandshakeTimeout), HTTPReadTimeout: time.Duration(l.HTTPReadTimeout),
+		HTTPWriteTimeout: time.Duration(l.HTTPWriteTimeout), HTTPIdleTimeout: time.Duration(l.HTTPIdleTimeout),
+		HTTPMaxHeaderBytes: l.HTTPMaxHeaderBytes}
 }
 
 func (c *config) limits() server.TransportLimits {

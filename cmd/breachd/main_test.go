@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,6 +68,25 @@ type serving struct {
 	http    string // base URL of the HTTP API, when asked for
 	cancel  context.CancelFunc
 	done    chan error
+	log     lockedBuffer // its warnings and errors (--log-level warn)
+}
+
+// lockedBuffer is a bytes.Buffer written by the daemon and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startDaemon(t *testing.T, dir string, extra ...string) *serving {
@@ -76,14 +96,14 @@ func startDaemon(t *testing.T, dir string, extra ...string) *serving {
 	d := &serving{cancel: cancel, done: make(chan error, 1)}
 	args := append([]string{"serve", "--data", dir, "--addr", "127.0.0.1:0", "--log-level", "warn"}, extra...)
 	go func() {
-		err := run(ctx, args, pw, io.Discard)
+		err := run(ctx, args, pw, &d.log)
 		pw.Close()
 		d.done <- err
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	if err != nil {
 		cancel()
-		t.Fatalf("daemon did not start: %v", err)
+		t.Fatalf("daemon did not start: %v (serve returned %v)", err, <-d.done)
 	}
 	go io.Copy(io.Discard, pr)
 	m := regexp.MustCompile(`on (127\.0\.0\.1:\d+)`).FindStringSubmatch(line)

@@ -42,7 +42,9 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		ci, _ := m.principal() // validated
 		d.Auth.Identities = append(d.Auth.Identities, ci)
 	}
-	d.Quota = daemon.Quota{Default: c.quotaLimits(), MaxStreams: c.Quota.MaxStreams, MaxStreamWait: time.Duration(c.Quota.MaxStreamWait)}
+	d.Quota = daemon.Quota{Default: c.quotaLimits(), MaxStreams: c.Quota.MaxStreams, MaxStreamWait: time.Duration(c.Quota.MaxStreamWait),
+		Anonymous: c.anonymousLimits(), MaxWatches: c.Quota.MaxWatches, MaxWatchesPerAddress: c.Quota.MaxWatchesAddr}
+	d.Network = c.network()
 	d.Replication.Publish, d.Replication.Follow, d.Replication.Advertise = c.Replication.Publish, c.Replication.Follow, c.Replication.Advertise
 	if url := c.Replication.Publish + c.Replication.Follow; url != "" {
 		o, err := c.natsOptions(url, log)

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+)
+
+// The tests of this file are clients that mean harm, against the real
+// daemon over TLS (docs/SECURITY.md quotes each). Loopback is all of
+// 127.0.0.0/8, so an attacker dials from 127.0.0.2 and an honest client from
+// 127.0.0.1: two source addresses on one machine.
+
+// metric scrapes the daemon's /metrics and returns the value of the first
+// series of name with the labels (false if none).
+func (s *secureDaemon) metric(t *testing.T, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+series:
+	for _, m := range families[name].GetMetric() {
+		for k, v := range labels {
+			if !hasLabel(m, k, v) {
+				continue series
+			}
+		}
+		switch {
+		case m.GetGauge() != nil:
+			return m.GetGauge().GetValue(), true
+		case m.GetCounter() != nil:
+			return m.GetCounter().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// waitMetric polls the metric until ok says it is as wanted (an event the
+// daemon causes), or fails after 20 s.
+func (s *secureDaemon) waitMetric(t *testing.T, name string, labels map[string]string, ok func(float64) bool, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, _ := s.metric(t, name, labels)
+		if ok(v) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v = %v; want %s", name, labels, v, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestIdleConnections: connections that never send a byte, from one
+// address, neither pile up nor keep an honest client out (finding 1).
+func TestIdleConnections(t *testing.T) {
+	t.Parallel()
+	const perAddr, idle = 50, 1000
+	s := startSecure(t, "limits:\n  max_connections_per_address: 50\n  handshake_timeout: 300ms\nhttp:\n  addr: 127.0.0.1:0\n")
+	conn := s.waitForKey(t, s.keys["checker"])
+	for range idle {
+		dialFrom(t, "127.0.0.2", s.addr)
+	}
+	// The honest client is answered meanwhile.
+	start := time.Now()
+	if err := calls["Check"](t, conn, s); err != nil {
+		t.Fatalf("Check with %d idle connections open from another address: %v", idle, err)
+	}
+	t.Logf("Check answered in %v with %d idle connections from 127.0.0.2", time.Since(start), idle)
+	grpcLn := map[string]string{"listener": "grpc"}
+	if v, _ := s.metric(t, "breachd_connections_refused_total", map[string]string{"listener": "grpc", "cap": "per_address"}); v < idle/2 {
+		t.Errorf("%v idle connections refused over the per-address cap of %d; want most of %d", v, perAddr, idle)
+	}
+	// Those admitted are closed once the handshake timeout passes: only
+	// the honest client's connection (and perhaps the scrape's) remain.
+	s.waitMetric(t, "breachd_connections_open", grpcLn, func(v float64) bool { return v <= 2 }, "at most 2 once idle connections time out")
+
+	// The HTTP face closes a connection that never handshakes as well.
+	base := strings.TrimPrefix(s.http, "https://")
+	c := dialFrom(t, "127.0.0.2", base)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the HTTP listener kept a silent connection open 5s with a handshake timeout of 300ms")
+	}
+}
+
+// TestHealthWatches: Health.Watch needs no credential, so it is capped per
+// address and in total (finding 2).
+func TestHealthWatches(t *testing.T) {
+	t.Parallel()
+	s := startSecure(t, "quota:\n  max_health_watches: 5\n  max_health_watches_per_address: 3\n")
+	watch := func(conn *grpc.ClientConn) (cancel func(), err error) {
+		ctx, cancel := context.WithCancel(t.Context())
+		st, err := healthpb.NewHealthClient(conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = st.Recv() // the first status, or the refusal
+		}
+		return cancel, err
+	}
+	local := s.dial(t, "", false)
+	var first func()
+	for i := range 3 {
+		cancel, err := watch(local)
+		if err != nil {
+			t.Fatalf("watch %d from 127.0.0.1: %v", i+1, err)
+		}
+		defer cancel()
+		if i == 0 {
+			first = cancel
+		}
+	}
+	if _, err := watch(local); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 4th watch from one address: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	other := s.dialFrom(t, "127.0.0.2")
+	for i := range 2 {
+		cancel, err := watch(other)
+		if err != nil {
+			t.Fatalf("watch %d from 127.0.0.2: %v", i+1, err)
+		}
+		defer cancel()
+	}
+	if _, err := watch(other); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a 6th watch in all: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if v, _ := s.metric(t, "breachd_health_watches", nil); v != 5 {
+		t.Errorf("breachd_health_watches = %v, want 5", v)
+	}
+	first() // an ended watch frees its place
+	s.waitMetric(t, "breachd_health_watches", nil, func(v float64) bool { return v == 4 }, "4 after one ended")
+	cancel, err := watch(local)
+	if err != nil {
+		t.Fatalf("a watch after one ended: %v", err)
+	}
+	defer cancel()
+}
+
+// dialFrom connects over TLS without a credential from a given loopback
+// address.
+func (s *secureDaemon) dialFrom(t *testing.T, from string) *grpc.ClientConn {
+	t.Helper()
+	pem, err := os.ReadFile(s.ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := grpc.NewClient(s.addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// TestRevokedStreamEnds: revoking a key ends its open streams within the
+// key file's reload interval, while they send nothing (finding 3).
+func TestRevokedStreamEnds(t *testing.T) {
+	t.Parallel()
+	s := startSecure(t, "") // keys_reload: 200ms
+	key := s.createKey(t, "sweeper", "check,bulk")
+	conn := s.waitForKey(t, key)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	st, err := breachdv1.NewExposureServiceClient(conn).CheckStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&breachdv1.CheckStreamRequest{EmailSha256: make([]byte, 64)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != nil {
+		t.Fatalf("the stream's first answer: %v", err)
+	}
+	runOK(t, "keys", "revoke", "--data", s.data, "--name", "sweeper")
+	start := time.Now()
+	_, err = st.Recv()
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("an open stream after its key was revoked: %v; want UNAUTHENTICATED within 5s", err)
+	}
+	t.Logf("ended %v after the revocation: %v", time.Since(start), err)
+}
+
+// TestRefusalLogSampled: a flood of calls with a bad key writes a few log
+// lines a second and a count, not a line each (finding 4).
+func TestRefusalLogSampled(t *testing.T) {
+	t.Parallel()
+	s := startSecure(t, "")
+	conn := s.dial(t, "not-a-key", false)
+	const flood = 2000
+	start := time.Now()
+	for range flood {
+		if err := calls["Check"](t, conn, s); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("Check with a bad key: %v", err)
+		}
+	}
+	seconds := int(time.Since(start)/time.Second) + 2 // the seconds the flood touched
+	s.stop(t)                                          // reports what was suppressed
+	log := s.log.String()
+	lines := strings.Count(log, `"msg":"call refused"`) + strings.Count(log, "msg=\"call refused\"")
+	if lines == 0 || lines > 5*seconds {
+		t.Errorf("%d refusals wrote %d log lines over %d seconds; want 1 to %d (5 a second)", flood, lines, seconds, 5*seconds)
+	}
+	if !strings.Contains(log, "repeated log lines suppressed") {
+		t.Errorf("the suppressed refusals were never counted in the log:\n%s", log)
+	}
+	t.Logf("%d refusals, %d log lines, %d bytes of log", flood, lines, len(log))
+}
+
+// TestRangeAnonymousQuota: one address without a key cannot scrape the
+// range API; a key holder is charged to its own quota (finding 5).
+func TestRangeAnonymousQuota(t *testing.T) {
+	t.Parallel()
+	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\nquota:\n  anonymous_rate: 1\n  anonymous_burst: 20\n")
+	pem, err := os.ReadFile(s.ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	get := func(key string, i int) *http.Response {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/range/%05X", s.http, i), nil)
+		req.Header.Set("User-Agent", "scraper")
+		if key != "" {
+			req.Header.Set("hibp-api-key", key)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	ok, refused := 0, 0
+	var last *http.Response
+	for i := range 40 {
+		switch r := get("", i); r.StatusCode {
+		case 200:
+			ok++
+		case 429:
+			refused++
+			last = r
+		default:
+			t.Fatalf("GET /range = %d", r.StatusCode)
+		}
+	}
+	if ok < 20 || ok > 25 || refused == 0 {
+		t.Fatalf("40 requests from one address with a burst of 20 at 1/s: %d answered, %d refused", ok, refused)
+	}
+	if last.Header.Get("Retry-After") == "" {
+		t.Error("a 429 without Retry-After")
+	}
+	if r := get(s.keys["checker"], 41); r.StatusCode != 200 {
+		t.Errorf("with a key, over the address's quota: %d, want 200 (charged to the key)", r.StatusCode)
+	}
+}
