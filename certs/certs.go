@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,9 @@ func (r *Reloader) Reload() error {
 	if cert.Leaf == nil && len(cert.Certificate) > 0 {
 		cert.Leaf, _ = x509.ParseCertificate(cert.Certificate[0])
 	}
+	if err := usable(cert.Leaf, time.Now()); err != nil {
+		return fmt.Errorf("TLS certificate %s: %w", r.files.Cert, err)
+	}
 	var pool *x509.CertPool
 	if r.files.ClientCA != "" {
 		pem, err := os.ReadFile(r.files.ClientCA)
@@ -118,6 +122,28 @@ func (r *Reloader) Reload() error {
 	r.log.Info("TLS certificate loaded", attrs...)
 	return nil
 }
+
+// usable refuses a server certificate that every client would refuse:
+// expired, not yet valid, a CA's, or not for server authentication. (The
+// key's match is checked by tls.X509KeyPair.)
+func usable(leaf *x509.Certificate, now time.Time) error {
+	switch {
+	case leaf == nil:
+		return errors.New("its first certificate cannot be parsed")
+	case now.Before(leaf.NotBefore):
+		return fmt.Errorf("not valid before %s (the clock says %s)", leaf.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+	case now.After(leaf.NotAfter):
+		return fmt.Errorf("expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case leaf.IsCA:
+		return errors.New("it is a certificate authority's certificate, not a server's: issue a server certificate from it")
+	case len(leaf.ExtKeyUsage) > 0 && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny):
+		return errors.New("its extended key usage does not include server authentication (serverAuth)")
+	}
+	return nil
+}
+
+// NotAfter is when the certificate in use expires.
+func (r *Reloader) NotAfter() time.Time { return r.cert.Load().Leaf.NotAfter }
 
 // Loads counts successful loads (1 after Load).
 func (r *Reloader) Loads() uint64 { return r.loads.Load() }

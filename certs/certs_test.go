@@ -109,3 +109,48 @@ func TestWatch(t *testing.T) {
 		t.Errorf("%d 'TLS certificate loaded' lines, want 2 (start and rotation):\n%s", n, logs.String())
 	}
 }
+
+// TestUnusableCertificates: a certificate every client would refuse is
+// refused at start, and on reload the one in use stays.
+func TestUnusableCertificates(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := certstest.NewCA(t, dir, "ca")
+	now := time.Now()
+	bad := []struct {
+		name string
+		leaf certstest.Leaf
+		want string
+	}{
+		{"expired", certstest.Leaf{CN: "a", NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)}, "expired on"},
+		{"future", certstest.Leaf{CN: "a", NotBefore: now.Add(time.Hour), NotAfter: now.Add(48 * time.Hour)}, "not valid before"},
+		{"ca", certstest.Leaf{CN: "a", CA: true}, "certificate authority"},
+		{"client", certstest.Leaf{CN: "a", Client: true}, "server authentication"},
+	}
+	for _, c := range bad {
+		cert, key, _ := ca.Issue(t, c.name, c.leaf)
+		if _, err := certs.Load(certs.Files{Cert: cert, Key: key}, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Load = %v, want an error saying %q", c.name, err, c.want)
+		}
+	}
+	// A key that is not the certificate's.
+	cert, _, _ := ca.Issue(t, "one", certstest.Server("a"))
+	_, otherKey, _ := ca.Issue(t, "two", certstest.Server("a"))
+	if _, err := certs.Load(certs.Files{Cert: cert, Key: otherKey}, nil); err == nil {
+		t.Error("Load took a certificate with another certificate's key")
+	}
+	// On reload, the certificate in use stays.
+	cert, key, _ := ca.Issue(t, "server", certstest.Server("a"))
+	r, err := certs.Load(certs.Files{Cert: cert, Key: key}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	was := r.NotAfter()
+	ca.Issue(t, "server", certstest.Leaf{CN: "a", NotBefore: now.Add(-48 * time.Hour), NotAfter: now.Add(-time.Hour)})
+	if err := r.Reload(); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("Reload of an expired certificate = %v", err)
+	}
+	if !r.NotAfter().Equal(was) {
+		t.Error("a refused reload replaced the certificate in use")
+	}
+}

@@ -230,6 +230,10 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		if d.tlsFiles, err = certs.Load(certs.Files{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, Auth: c.TLS.ClientAuth}, log); err != nil {
 			return err
 		}
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "breachd_tls_certificate_expiry_timestamp_seconds",
+			Help: "When the TLS certificate in use expires (Unix time): alert well before it. A reload that finds an unusable certificate keeps this one.",
+		}, func() float64 { return float64(d.tlsFiles.NotAfter().Unix()) }))
 		d.background(func(ctx context.Context) {
 			if err := d.tlsFiles.Watch(ctx); err != nil {
 				log.Error("watching TLS files failed; reload them with SIGHUP", "err", err)

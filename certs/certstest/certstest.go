@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,9 +25,19 @@ type CA struct {
 	key  *ecdsa.PrivateKey
 }
 
-var serial = big.NewInt(time.Now().UnixNano())
+var (
+	serialMu sync.Mutex
+	serial   = big.NewInt(time.Now().UnixNano())
+)
 
-func nextSerial() *big.Int { return serial.Add(serial, big.NewInt(1)) }
+// nextSerial returns a new serial number, a value of its own: tests issue
+// certificates in parallel and keep the serials they were given.
+func nextSerial() *big.Int {
+	serialMu.Lock()
+	defer serialMu.Unlock()
+	serial.Add(serial, big.NewInt(1))
+	return new(big.Int).Set(serial)
+}
 
 // NewCA makes a CA named name and writes its certificate to dir/name.pem.
 func NewCA(tb testing.TB, dir, name string) *CA {
@@ -57,6 +68,12 @@ type Leaf struct {
 	IPs    []net.IP
 	URIs   []string
 	Client bool // for client authentication; else for a server
+	// NotBefore and NotAfter bound its validity (zero: from an hour ago
+	// to a day from now).
+	NotBefore, NotAfter time.Time
+	// CA marks it a certificate authority's (basic constraints), as a
+	// CA certificate mistaken for a server's would be.
+	CA bool
 }
 
 // Server is a server certificate for 127.0.0.1, ::1 and localhost.
@@ -82,6 +99,16 @@ func (ca *CA) Issue(tb testing.TB, name string, l Leaf) (certFile, keyFile strin
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
 		DNSNames: l.DNS, IPAddresses: l.IPs,
+	}
+	if !l.NotBefore.IsZero() {
+		tmpl.NotBefore = l.NotBefore
+	}
+	if !l.NotAfter.IsZero() {
+		tmpl.NotAfter = l.NotAfter
+	}
+	if l.CA {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
 	}
 	for _, u := range l.URIs {
 		pu, err := url.Parse(u)

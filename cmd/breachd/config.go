@@ -241,6 +241,31 @@ func loadConfig(name string, args []string, stderr io.Writer, env func(string) s
 	return c, nil
 }
 
+// otherEnv names the BREACHD_ variables that are not configuration keys.
+var otherEnv = []string{"BREACHD_CONFIG", "BREACHD_NATS_TOKEN", "BREACHD_API_KEY"}
+
+// checkEnv refuses a BREACHD_ variable of environ that names no key: a
+// misspelt variable would otherwise be ignored, while a misspelt YAML key
+// is an error.
+func checkEnv(environ []string) error {
+	known := map[string]bool{}
+	for _, n := range otherEnv {
+		known[n] = true
+	}
+	c := defaultConfig()
+	_ = walkKeys(&c, "", func(key string, _ reflect.Value) error {
+		known[envName(key)] = true
+		return nil
+	})
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "BREACHD_") && !known[name] {
+			return fmt.Errorf("unknown environment variable %s: it names no configuration key (see 'breachd config print'; a key a.b is BREACHD_A_B)", name)
+		}
+	}
+	return nil
+}
+
 func envName(key string) string {
 	return "BREACHD_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))
 }

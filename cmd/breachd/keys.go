@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,8 +14,9 @@ import (
 
 const keysUsage = `usage: breachd keys <create|list|revoke> --data DIR [flags]
 
-  create --name NAME --scopes check,bulk,admin [--rate N --burst N]
-         prints the new key once, as the last line; only its hash is kept
+  create --name NAME --scopes check,bulk,admin [--rate N --burst N] [--out FILE]
+         prints the new key once, as the last line, or writes it to FILE
+         (created 0600; never overwritten); only its hash is kept
   list   the keys' names, scopes and quotas (never the keys)
   revoke --name NAME
          a running daemon stops accepting the key within seconds
@@ -32,6 +34,7 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	scopes := fs.String("scopes", "", "comma-separated: check (Check, ListBreaches, GetBreach), bulk (CheckStream), admin (imports)")
 	rate := fs.Float64("rate", 0, "this key's quota in tokens per second (a call costs 1, a bulk batch its digest count); 0: the daemon's default")
 	burst := fs.Int("burst", 0, "this key's bucket size; 0: the daemon's default")
+	out := fs.String("out", "", "create: write the key to this new file (mode 0600) instead of printing it")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -51,9 +54,29 @@ func keys(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		var f *os.File
+		if *out != "" { // before the key exists: a file that cannot be made leaves no key behind
+			if f, err = os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+				return fmt.Errorf("--out: %w (the key file is never overwritten; remove it or name another)", err)
+			}
+			defer f.Close()
+		}
 		key, err := auth.CreateKey(*data, *name, sc, *rate, *burst)
 		if err != nil {
+			if f != nil {
+				os.Remove(*out)
+			}
 			return err
+		}
+		if f != nil {
+			if _, err := f.WriteString(key + "\n"); err != nil {
+				return fmt.Errorf("--out: %w; the key was created: revoke it ('breachd keys revoke --name %s') and create another", err, *name)
+			}
+			if err := f.Sync(); err != nil {
+				return fmt.Errorf("--out: %w; the key was created: revoke it ('breachd keys revoke --name %s') and create another", err, *name)
+			}
+			fmt.Fprintf(stdout, "created key %s with scopes %s; written to %s (mode 0600)\n", *name, joinScopes(sc), *out)
+			return nil
 		}
 		fmt.Fprintf(stdout, "created key %s with scopes %s; store it now, it is not shown again:\n%s\n", *name, joinScopes(sc), key)
 	case "list":

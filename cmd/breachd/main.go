@@ -73,6 +73,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "usage: breachd config print [--config FILE] [serve's flags]")
 			return errUsage
 		}
+		if err := checkEnv(os.Environ()); err != nil {
+			return err
+		}
 		c, err := loadConfig("breachd config print", args[2:], stderr, os.Getenv)
 		if err != nil {
 			return err

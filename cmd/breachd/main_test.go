@@ -416,6 +416,13 @@ func TestConfigSources(t *testing.T) {
 			t.Errorf("config print lacks %q:\n%s", want, out.String())
 		}
 	}
+	// A misspelt variable is an error, as a misspelt YAML key is.
+	if err := checkEnv([]string{"PATH=/bin", "BREACHD_QUOTA_RATE=5", "BREACHD_NATS_TOKEN=x", "BREACHD_QUOTA_RAT=5"}); err == nil || !strings.Contains(err.Error(), "BREACHD_QUOTA_RAT:") {
+		t.Errorf("checkEnv with BREACHD_QUOTA_RAT: %v, want it named as unknown", err)
+	}
+	if err := checkEnv([]string{"BREACHD_LIMITS_MAX_CONNECTIONS_PER_ADDRESS=9", "BREACHD_CONFIG=x"}); err != nil {
+		t.Errorf("checkEnv with known variables: %v", err)
+	}
 }
 
 // TestKeysCommands creates, lists and revokes keys, and checks that only a
@@ -436,7 +443,23 @@ func TestKeysCommands(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(dir, "keys.json")); st.Mode().Perm() != 0o600 {
 		t.Errorf("keys.json mode = %v, want 0600", st.Mode().Perm())
 	}
-	runOK(t, "keys", "create", "--data", dir, "--name", "sweeper", "--scopes", "check,bulk")
+	// --out writes the key to a new 0600 file, prints no key, and never
+	// overwrites a file.
+	keyFile := filepath.Join(t.TempDir(), "sweeper.key")
+	out = runOK(t, "keys", "create", "--data", dir, "--name", "sweeper", "--scopes", "check,bulk", "--out", keyFile)
+	written, err := os.ReadFile(keyFile)
+	if err != nil || !strings.HasPrefix(string(written), "bdk_") || strings.Contains(out, strings.TrimSpace(string(written))) {
+		t.Fatalf("keys create --out: printed %q, wrote %q (%v)", out, written, err)
+	}
+	if st, _ := os.Stat(keyFile); st.Mode().Perm() != 0o600 {
+		t.Errorf("the --out key file's mode = %v, want 0600", st.Mode().Perm())
+	}
+	if err := run(t.Context(), []string{"keys", "create", "--data", dir, "--name", "other", "--scopes", "check", "--out", keyFile}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "never overwritten") {
+		t.Fatalf("keys create --out onto an existing file: %v", err)
+	}
+	if list := runOK(t, "keys", "list", "--data", dir); strings.Contains(list, "other") {
+		t.Fatalf("a key was created although its --out file could not be:\n%s", list)
+	}
 	if err := run(t.Context(), []string{"keys", "create", "--data", dir, "--name", "signup", "--scopes", "check"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("a second key named signup: %v", err)
 	}

@@ -16,6 +16,9 @@ import (
 )
 
 func parseServe(args []string, stderr io.Writer) (config, error) {
+	if err := checkEnv(os.Environ()); err != nil {
+		return config{}, err
+	}
 	c, err := loadConfig("breachd serve", args, stderr, os.Getenv)
 	if err != nil {
 		return c, err
