@@ -43,7 +43,7 @@ func serve(t *testing.T, lim connlimit.Limits) *server {
 			s.accepted = append(s.accepted, c)
 			s.mu.Unlock()
 			c.Write([]byte{1}) // tells the client it was admitted
-			go func() { // closes when the client does
+			go func() {        // closes when the client does
 				io.Copy(io.Discard, c)
 				c.Close()
 			}()

@@ -37,7 +37,10 @@ type Config struct {
 	Addr        string // gRPC listen address; beyond loopback it needs TLS
 	Admin       bool   // serve the AdminService
 	MetricsAddr string // Prometheus /metrics listen address; "" for none
-	HTTPAddr    string // the HTTP face (Have I Been Pwned's API); "" for none
+	// MetricsWebConfig is an exporter-toolkit web configuration file (TLS,
+	// basic auth) for the metrics listener: required beyond loopback.
+	MetricsWebConfig string
+	HTTPAddr         string // the HTTP face (Have I Been Pwned's API); "" for none
 	// OpenPublic serves the range API and the catalogue over HTTP without
 	// a key, as upstream does.
 	OpenPublic      bool
@@ -180,6 +183,11 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
 			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
 	}
+	if c.MetricsAddr != "" && !loopback(c.MetricsAddr) {
+		if err := checkWebConfig(c.MetricsWebConfig); err != nil {
+			return nil, fmt.Errorf("refusing to serve metrics on %s: %w", c.MetricsAddr, err)
+		}
+	}
 	if c.HTTPAddr != "" && c.TLS == nil && !loopback(c.HTTPAddr) {
 		return nil, fmt.Errorf("refusing to serve HTTP on %s without TLS and authentication: set tls.cert and tls.key, or listen on 127.0.0.1", c.HTTPAddr)
 	}
@@ -301,8 +309,12 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", d.readyz)
 		d.mets = c.Network.httpServer(mux, log)
-		d.serveHTTP(d.mets, d.metsLn, "metrics listener")
-		log.Info("metrics", "addr", d.metsLn.Addr().String())
+		if c.MetricsWebConfig != "" {
+			d.serveWeb(d.mets, d.metsLn, c.MetricsWebConfig)
+		} else {
+			d.serveHTTP(d.mets, d.metsLn, "metrics listener")
+		}
+		log.Info("metrics", "addr", d.metsLn.Addr().String(), "web_config", c.MetricsWebConfig != "")
 	}
 	if c.HTTPAddr != "" {
 		api, err := httpapi.New(d.svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.OpenPublic, Registerer: reg,

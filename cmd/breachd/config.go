@@ -30,15 +30,16 @@ import (
 // environment (BREACHD_ and the key's path in capitals, e.g.
 // BREACHD_QUOTA_RATE), and the flags that exist for it.
 type config struct {
-	Data            string   `yaml:"data" help:"corpus directory (required)"`
-	Addr            string   `yaml:"addr" help:"gRPC listen address; beyond loopback it needs TLS and authentication"`
-	Admin           bool     `yaml:"admin" help:"serve the AdminService (imports through the daemon)"`
-	MetricsAddr     string   `yaml:"metrics_addr" help:"Prometheus /metrics listen address; empty for none"`
-	FPR             float64  `yaml:"fpr" help:"Bloom filter target false-positive rate, between 0 and 1"`
-	Index           bool     `yaml:"index" help:"keep the lookup index (37 bytes a digest of disk and page cache) so present lookups skip Badger"`
-	ShutdownTimeout duration `yaml:"shutdown_timeout" help:"how long calls in flight may take to finish at shutdown"`
-	LogLevel        string   `yaml:"log_level" help:"debug, info, warn or error"`
-	TLS             struct {
+	Data             string   `yaml:"data" help:"corpus directory (required)"`
+	Addr             string   `yaml:"addr" help:"gRPC listen address; beyond loopback it needs TLS and authentication"`
+	Admin            bool     `yaml:"admin" help:"serve the AdminService (imports through the daemon)"`
+	MetricsAddr      string   `yaml:"metrics_addr" help:"Prometheus /metrics listen address; empty for none; beyond loopback it needs metrics_web_config"`
+	MetricsWebConfig string   `yaml:"metrics_web_config" help:"exporter-toolkit web configuration file (TLS and basic auth) for the metrics listener"`
+	FPR              float64  `yaml:"fpr" help:"Bloom filter target false-positive rate, between 0 and 1"`
+	Index            bool     `yaml:"index" help:"keep the lookup index (37 bytes a digest of disk and page cache) so present lookups skip Badger"`
+	ShutdownTimeout  duration `yaml:"shutdown_timeout" help:"how long calls in flight may take to finish at shutdown"`
+	LogLevel         string   `yaml:"log_level" help:"debug, info, warn or error"`
+	TLS              struct {
 		Cert       string `yaml:"cert" help:"PEM certificate (chain); with key, turns on TLS and authentication"`
 		Key        string `yaml:"key" help:"PEM private key"`
 		ClientCA   string `yaml:"client_ca" help:"PEM CA for client certificates; turns on mutual TLS"`
@@ -173,7 +174,7 @@ func (d *duration) set(s string) error {
 
 // serveFlags are the flags of 'breachd serve': each sets one key.
 var serveFlags = []struct{ name, key string }{
-	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"fpr", "fpr"}, {"index", "index"},
+	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"metrics-web-config", "metrics_web_config"}, {"fpr", "fpr"}, {"index", "index"},
 	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
 	{"http-addr", "http.addr"}, {"publish", "replication.publish"}, {"follow", "replication.follow"}, {"serve-stale", "replication.serve_stale"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }

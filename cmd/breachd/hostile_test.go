@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -238,7 +240,7 @@ func TestRefusalLogSampled(t *testing.T) {
 		}
 	}
 	seconds := int(time.Since(start)/time.Second) + 2 // the seconds the flood touched
-	s.stop(t)                                          // reports what was suppressed
+	s.stop(t)                                         // reports what was suppressed
 	log := s.log.String()
 	lines := strings.Count(log, `"msg":"call refused"`) + strings.Count(log, "msg=\"call refused\"")
 	if lines == 0 || lines > 5*seconds {
@@ -297,5 +299,63 @@ func TestRangeAnonymousQuota(t *testing.T) {
 	}
 	if r := get(s.keys["checker"], 41); r.StatusCode != 200 {
 		t.Errorf("with a key, over the address's quota: %d, want 200 (charged to the key)", r.StatusCode)
+	}
+}
+
+// TestMetricsBeyondLoopback: metrics beyond loopback are refused without
+// TLS and authentication, and served with them (finding 6).
+func TestMetricsBeyondLoopback(t *testing.T) {
+	t.Parallel()
+	s := startSecure(t, "")
+	args := []string{"serve", "--data", t.TempDir(), "--addr", "127.0.0.1:0", "--metrics-addr", "0.0.0.0:0"}
+	if err := run(t.Context(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "metrics_web_config") {
+		t.Fatalf("metrics on 0.0.0.0 without a web configuration: %v", err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("scrape-secret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := filepath.Join(s.dir, "web.yml")
+	plain := "basic_auth_users:\n  prometheus: " + string(hash) + "\n"
+	if err := os.WriteFile(web, []byte(plain), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t.Context(), append(args, "--metrics-web-config", web), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no tls_server_config") {
+		t.Fatalf("metrics on 0.0.0.0 with basic auth but no TLS: %v", err)
+	}
+	full := fmt.Sprintf("tls_server_config:\n  cert_file: %s\n  key_file: %s\n%s", s.cert, s.key, plain)
+	if err := os.WriteFile(web, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, t.TempDir(), "--metrics-addr", "0.0.0.0:0", "--metrics-web-config", web)
+	_, port, _ := net.SplitHostPort(d.metrics)
+	pem, err := os.ReadFile(s.ca.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	get := func(user, pass string) int {
+		req, _ := http.NewRequest("GET", "https://127.0.0.1:"+port+"/metrics", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("", ""); code != http.StatusUnauthorized {
+		t.Errorf("metrics without credentials: %d, want 401", code)
+	}
+	if code := get("prometheus", "wrong"); code != http.StatusUnauthorized {
+		t.Errorf("metrics with a wrong password: %d, want 401", code)
+	}
+	if code := get("prometheus", "scrape-secret"); code != http.StatusOK {
+		t.Errorf("metrics with the scrape credentials: %d, want 200", code)
 	}
 }

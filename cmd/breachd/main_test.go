@@ -111,7 +111,7 @@ func startDaemon(t *testing.T, dir string, extra ...string) *serving {
 		t.Fatalf("no address in %q", line)
 	}
 	d.addr = m[1]
-	if m := regexp.MustCompile(`metrics on http://(127\.0\.0\.1:\d+)/metrics`).FindStringSubmatch(line); m != nil {
+	if m := regexp.MustCompile(`metrics on https?://([^/ ]+)/metrics`).FindStringSubmatch(line); m != nil {
 		d.metrics = m[1]
 	}
 	if m := regexp.MustCompile(`HTTP API on (https?://127\.0\.0\.1:\d+)`).FindStringSubmatch(line); m != nil {

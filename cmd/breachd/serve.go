@@ -29,7 +29,7 @@ func parseServe(args []string, stderr io.Writer) (config, error) {
 // daemonConfig is the daemon's configuration built from c (validated).
 func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	d := daemon.DefaultConfig()
-	d.Data, d.Addr, d.Admin, d.MetricsAddr = c.Data, c.Addr, c.Admin, c.MetricsAddr
+	d.Data, d.Addr, d.Admin, d.MetricsAddr, d.MetricsWebConfig = c.Data, c.Addr, c.Admin, c.MetricsAddr, c.MetricsWebConfig
 	d.HTTPAddr, d.OpenPublic = c.HTTP.Addr, c.HTTP.OpenPublic
 	d.ShutdownTimeout = time.Duration(c.ShutdownTimeout)
 	d.Emails = c.storeOptions()
@@ -73,7 +73,11 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 		note += fmt.Sprintf(", HTTP API on %s://%s", d.HTTPScheme(), a)
 	}
 	if a := d.MetricsAddr(); a != "" {
-		note += fmt.Sprintf(", metrics on http://%s/metrics", a)
+		scheme := "http"
+		if c.MetricsWebConfig != "" {
+			scheme = "https" // or http, as the web configuration says; both need its credentials
+		}
+		note += fmt.Sprintf(", metrics on %s://%s/metrics", scheme, a)
 	}
 	stats := d.Emails().Stats()
 	switch {
