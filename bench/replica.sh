@@ -57,7 +57,7 @@ fresh_ms=$(( $(date +%s%3N) - start ))
 serve replica2 "$WORK/r2" --addr 127.0.0.3:7355 --follow "$url"
 serving 127.0.0.3:7355
 
-bin/breachd import --addr 127.0.0.1:7301 --manifest "$WORK/delta.json" "$WORK/delta.csv" > /dev/null
+bin/breachd import --addr "unix://$(realpath "$WORK/writer")/breachd.sock" --manifest "$WORK/delta.json" "$WORK/delta.csv" > /dev/null
 for r in replica1 replica2; do
   for _ in $(seq 600); do grep '"msg":"corpus followed"' "$WORK/$r.log" | grep -q '"kind":"delta"' && break; sleep 0.05; done
 done

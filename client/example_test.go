@@ -34,7 +34,9 @@ func startDemo() (*demo, error) {
 	if err != nil {
 		return nil, err
 	}
-	conn, err := client.Dial(srv.Addr(), client.DialOptions{})
+	// The demo imports through the client: a daemon without TLS takes
+	// admin calls on its unix socket, which serves lookups too.
+	conn, err := client.Dial("unix://"+srv.AdminSocket(), client.DialOptions{})
 	if err != nil {
 		return nil, err
 	}

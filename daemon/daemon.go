@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,12 @@ import (
 type Config struct {
 	Data        string // the data directory (store.EmailDir, store.PasswordDir, keys.json)
 	Addr        string // gRPC listen address; beyond loopback it needs TLS
-	Admin       bool   // serve the AdminService
+	Admin       bool   // serve the AdminService (over TCP only with TLS)
+	// AdminSocket is a unix socket serving every service, admin included,
+	// to whoever may open it (0600, or 0660 with AdminSocketGroup): a
+	// daemon without TLS takes admin calls only there. "" for none.
+	AdminSocket      string
+	AdminSocketGroup bool
 	MetricsAddr string // Prometheus /metrics listen address; "" for none
 	// MetricsWebConfig is an exporter-toolkit web configuration file (TLS,
 	// basic auth) for the metrics listener: required beyond loopback.
@@ -126,6 +132,10 @@ type Daemon struct {
 	mets   *http.Server
 	metsLn net.Listener
 	guard  *server.Guard // nil without TLS
+	// The admin socket's server (adminsocket.go), if any.
+	adminGS   *grpc.Server
+	adminLn   net.Listener
+	adminSvcs *server.Services
 	// logs samples the daemon's warnings (logsample.go).
 	logs        *sampler
 	connRefused *prometheus.CounterVec
@@ -230,6 +240,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	reg.MustRegister(grpcMetrics)
 	unary = append(unary, grpcMetrics.UnaryServerInterceptor())
 	stream = append(stream, grpcMetrics.StreamServerInterceptor())
+	baseUnary, baseStream := slices.Clip(unary), slices.Clip(stream) // the admin socket's chain
 	opts := append(c.Limits.ServerOptions(), grpc.ConnectionTimeout(c.Network.HandshakeTimeout))
 	var httpTLS *tls.Config
 	var authn *auth.Authenticator
@@ -279,6 +290,10 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 			log.Warn("no API keys and no mTLS identities: every call will be refused until you run 'breachd keys create'")
 		}
 	}
+	if c.TLS == nil && c.Admin {
+		ru, rs := refuseAdmin(c.AdminSocket)
+		unary, stream = append(unary, ru), append(stream, rs)
+	}
 	opts = append(opts, grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
 	d.gs = grpc.NewServer(opts...)
 	var svcOpts []service.Option
@@ -291,6 +306,11 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	d.svc = service.New(nil, svcOpts...) // opening: UNAVAILABLE until the corpus is open
 	d.svcs = server.Register(d.gs, d.svc, server.Options{Logger: log, Admin: c.Admin, ImportIdleTimeout: c.ImportIdleTimeout})
 	grpcMetrics.InitializeMetrics(d.gs)
+	if c.AdminSocket != "" {
+		if err := d.serveAdminSocket(baseUnary, baseStream); err != nil {
+			return err
+		}
+	}
 
 	if d.lis, err = d.listen(c.Addr, "grpc"); err != nil {
 		return err
@@ -390,7 +410,7 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 	default:
 		d.svc.Open(d.emails)
 		d.opened.Store(true)
-		d.svcs.Serving()
+		d.setServing(true)
 	}
 	stats := d.emails.Stats()
 	log.Info("serving", "addr", d.lis.Addr().String(), "tls", c.TLS != nil, "mtls", c.TLS != nil && c.TLS.ClientCA != "", "admin", c.Admin,
@@ -437,10 +457,20 @@ func (d *Daemon) replicaHealth() {
 		d.svc.Open(d.emails)
 		d.opened.Store(true)
 	}
-	if ok, _ := d.Ready(); ok {
-		d.svcs.Serving()
-	} else {
-		d.svcs.NotServing()
+	ok, _ := d.Ready()
+	d.setServing(ok)
+}
+
+// setServing sets the health of every listener's services.
+func (d *Daemon) setServing(ok bool) {
+	for _, s := range []*server.Services{d.svcs, d.adminSvcs} {
+		switch {
+		case s == nil:
+		case ok:
+			s.Serving()
+		default:
+			s.NotServing()
+		}
 	}
 }
 
@@ -574,6 +604,14 @@ func (d *Daemon) MetricsAddr() string {
 	return d.metsLn.Addr().String()
 }
 
+// AdminSocket is the admin socket's path, or "" without one.
+func (d *Daemon) AdminSocket() string {
+	if d.adminLn == nil {
+		return ""
+	}
+	return d.cfg.AdminSocket
+}
+
 // Emails is the email corpus.
 func (d *Daemon) Emails() *store.Store { return d.emails }
 
@@ -631,10 +669,13 @@ func (d *Daemon) stop(ctx context.Context) error {
 		} else if d.gs != nil {
 			d.gs.Stop()
 		}
+		if d.adminSvcs != nil {
+			d.adminSvcs.Shutdown(ctx, d.adminGS, d.log)
+		}
 		if d.mets != nil {
 			d.mets.Shutdown(ctx)
 		}
-		for _, l := range []net.Listener{d.lis, d.httpLn, d.metsLn} {
+		for _, l := range []net.Listener{d.lis, d.httpLn, d.metsLn, d.adminLn} {
 			if l != nil {
 				l.Close()
 			}

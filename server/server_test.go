@@ -66,8 +66,12 @@ func newFixture(tb testing.TB, nAlpha int, opts server.Options) *fixture {
 		}
 	}
 	conn := daemontest.Dial(tb, srv)
-	return &fixture{st: srv.Emails(), conn: conn, expo: breachdv1.NewExposureServiceClient(conn),
+	f := &fixture{st: srv.Emails(), conn: conn, expo: breachdv1.NewExposureServiceClient(conn),
 		admin: breachdv1.NewAdminServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+	if opts.Admin { // over TCP a daemon without TLS refuses admin calls
+		f.admin = breachdv1.NewAdminServiceClient(daemontest.DialAdmin(tb, srv))
+	}
+	return f
 }
 
 // one yields ds as a single batch.
@@ -497,7 +501,7 @@ func TestShutdownEndsBulkStreams(t *testing.T) {
 func TestImportIdleTimeout(t *testing.T) {
 	t.Parallel()
 	srv := daemontest.Start(t, t.TempDir(), func(c *daemon.Config) { c.ImportIdleTimeout = 300 * time.Millisecond }, nil)
-	admin := breachdv1.NewAdminServiceClient(daemontest.Dial(t, srv))
+	admin := breachdv1.NewAdminServiceClient(daemontest.DialAdmin(t, srv))
 	stream, err := admin.ImportBreach(t.Context())
 	if err != nil {
 		t.Fatal(err)

@@ -118,7 +118,7 @@ func TestCrashChild(t *testing.T) {
 		// import and its kill.
 		o := options(0)
 		srv := daemontest.Start(t, dir, func(c *daemon.Config) { c.Emails = o }, nil)
-		if err := os.WriteFile(dir+".addr", []byte(srv.Addr()), 0o644); err != nil {
+		if err := os.WriteFile(dir+".addr", []byte("unix://"+srv.AdminSocket()), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Minute)

@@ -174,7 +174,7 @@ func TestDeleteThroughDaemon(t *testing.T) {
 					}
 				}()
 				srv := daemontest.Start(t, dir, func(c *daemon.Config) { c.Emails = o }, slog.New(slog.NewTextHandler(&logs, nil)))
-				conn, err := client.Dial(srv.Addr(), client.DialOptions{})
+				conn, err := client.Dial("unix://"+srv.AdminSocket(), client.DialOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -193,7 +193,7 @@ func TestDeleteThroughDaemon(t *testing.T) {
 					t.Fatalf("DeleteBreach = %v", err)
 				}
 				conn.Close()
-				conn, err = client.Dial(srv.Addr(), client.DialOptions{})
+				conn, err = client.Dial("unix://"+srv.AdminSocket(), client.DialOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}

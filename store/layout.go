@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -47,8 +48,15 @@ func legacyFile(name string) bool {
 			return true
 		}
 	}
-	return strings.HasPrefix(name, "breachd.")
+	// The data directory's own files (the admin socket, a writer's ID)
+	// share the prefix but are no corpus's.
+	return strings.HasPrefix(name, "breachd.") && !slices.Contains(dataDirFiles, name)
 }
+
+// dataDirFiles are breachd's files at the root of the data directory
+// beside the corpora: the admin socket (cmd/breachd) and a writer's ID
+// (natsrepl.WriterIDFile).
+var dataDirFiles = []string{"breachd.sock", "breachd.writer-id"}
 
 // MigrateLayout moves an email corpus kept at the root of dataDir (the
 // layout before 2026-12) into EmailDir(dataDir), and reports whether it

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,6 +32,7 @@ func main() {
 
 type config struct {
 	addr        string
+	adminAddr   string // the soak's imports and deletes: a started daemon's admin socket
 	breachd     string
 	data        string
 	corpus      string
@@ -54,6 +56,7 @@ func parse(args []string, stderr io.Writer) (config, error) {
 	var c config
 	var conc string
 	fs.StringVar(&c.addr, "addr", "", "address of a running daemon; without it loadgen starts --breachd on --data")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "the soak's target for imports and deletes (default: --addr, or the started daemon's admin socket)")
 	fs.StringVar(&c.breachd, "breachd", "bin/breachd", "daemon binary to start")
 	fs.StringVar(&c.data, "data", "", "corpus directory the started daemon serves")
 	fs.StringVar(&c.corpus, "corpus", "", "dump whose accounts are in the corpus (present digests come from it)")
@@ -104,6 +107,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer d.stop()
 		c.addr = d.addr
+		if c.adminAddr == "" { // a daemon without TLS takes admin calls on its socket
+			c.adminAddr = "unix://" + filepath.Join(c.data, "breachd.sock")
+		}
 	}
 	l, err := newLoad(ctx, c)
 	if err != nil {

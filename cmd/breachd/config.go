@@ -32,7 +32,9 @@ import (
 type config struct {
 	Data             string   `yaml:"data" help:"corpus directory (required)"`
 	Addr             string   `yaml:"addr" help:"gRPC listen address; beyond loopback it needs TLS and authentication"`
-	Admin            bool     `yaml:"admin" help:"serve the AdminService (imports through the daemon)"`
+	Admin            bool     `yaml:"admin" help:"serve the AdminService (imports through the daemon): over TCP only with TLS and an admin key; without TLS on the admin socket"`
+	AdminSocket      string   `yaml:"admin_socket" help:"unix socket for admin calls without credentials (mode 0600): the only admin path of a daemon without TLS (default there: DATA/breachd.sock)"`
+	AdminSocketGroup bool     `yaml:"admin_socket_group" help:"make the admin socket 0660, for the daemon's group"`
 	MetricsAddr      string   `yaml:"metrics_addr" help:"Prometheus /metrics listen address; empty for none; beyond loopback it needs metrics_web_config"`
 	MetricsWebConfig string   `yaml:"metrics_web_config" help:"exporter-toolkit web configuration file (TLS and basic auth) for the metrics listener"`
 	FPR              float64  `yaml:"fpr" help:"Bloom filter target false-positive rate, between 0 and 1"`
@@ -174,7 +176,7 @@ func (d *duration) set(s string) error {
 
 // serveFlags are the flags of 'breachd serve': each sets one key.
 var serveFlags = []struct{ name, key string }{
-	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"metrics-web-config", "metrics_web_config"}, {"fpr", "fpr"}, {"index", "index"},
+	{"data", "data"}, {"addr", "addr"}, {"admin", "admin"}, {"metrics-addr", "metrics_addr"}, {"admin-socket", "admin_socket"}, {"metrics-web-config", "metrics_web_config"}, {"fpr", "fpr"}, {"index", "index"},
 	{"shutdown-timeout", "shutdown_timeout"}, {"log-level", "log_level"},
 	{"http-addr", "http.addr"}, {"publish", "replication.publish"}, {"follow", "replication.follow"}, {"serve-stale", "replication.serve_stale"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }
@@ -241,6 +243,10 @@ func loadConfig(name string, args []string, stderr io.Writer, env func(string) s
 	}
 	return c, nil
 }
+
+// adminSocketName is the admin socket's name in the data directory, where
+// a daemon without TLS makes it unless admin_socket says otherwise.
+const adminSocketName = "breachd.sock"
 
 // otherEnv names the BREACHD_ variables that are not configuration keys.
 var otherEnv = []string{"BREACHD_CONFIG", "BREACHD_NATS_TOKEN", "BREACHD_API_KEY"}

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/synth"
 )
 
 // The tests of this file are clients that mean harm, against the real
@@ -363,4 +364,52 @@ func TestMetricsBeyondLoopback(t *testing.T) {
 	if code := get("prometheus", "scrape-secret"); code != http.StatusOK {
 		t.Errorf("metrics with the scrape credentials: %d, want 200", code)
 	}
+}
+
+// TestAdminOnlyOnSocket: a daemon without TLS authenticates no one, so it
+// takes no admin call over TCP; its admin socket is its owner's alone
+// (finding 7).
+func TestAdminOnlyOnSocket(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	sega := writeCorpus(t, dir, "SegaPass", synth.Options{Seed: 3, Records: 200})
+	runOK(t, "import", "--data", data, "--manifest", sega.manifest, sega.dump)
+	d := startDaemon(t, data)
+	if d.admin != "unix://"+filepath.Join(data, "breachd.sock") {
+		t.Fatalf("admin socket %q, want DATA/breachd.sock by default without TLS", d.admin)
+	}
+	err := run(t.Context(), []string{"breach", "delete", "--addr", d.addr, "SegaPass"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "no admin calls over TCP") || !strings.Contains(err.Error(), d.admin) {
+		t.Fatalf("breach delete over plaintext TCP: %v; want a refusal naming the admin socket", err)
+	}
+	wantAll(t, dial(t, d.addr), "after the refused delete", sega.accounts[:20], "SegaPass")
+	fi, err := os.Stat(strings.TrimPrefix(d.admin, "unix://"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin socket mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	if out := runOK(t, "breach", "delete", "--addr", d.admin, "SegaPass"); !strings.Contains(out, "deleted SegaPass") {
+		t.Fatalf("breach delete over the admin socket: %q", out)
+	}
+
+	// 0660 when asked; a file that is not a socket is never replaced.
+	other := filepath.Join(dir, "other")
+	g := startDaemon(t, other, "--admin-socket", filepath.Join(dir, "g.sock"), "--config", writeFile(t, dir, "g.yaml", "admin_socket_group: true\n"))
+	if fi, err := os.Stat(strings.TrimPrefix(g.admin, "unix://")); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("admin socket with admin_socket_group: %v (%v), want 0660", fi.Mode().Perm(), err)
+	}
+	blocker := writeFile(t, dir, "notasocket", "x")
+	err = run(t.Context(), []string{"serve", "--data", filepath.Join(dir, "third"), "--addr", "127.0.0.1:0", "--admin-socket", blocker}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Fatalf("an admin socket path holding a file: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -64,6 +64,7 @@ func runOK(t *testing.T, args ...string) string {
 // serving is a running `breachd serve`.
 type serving struct {
 	addr    string
+	admin   string // unix:// target of the admin socket, if any
 	metrics string // host:port of /metrics, when asked for
 	http    string // base URL of the HTTP API, when asked for
 	cancel  context.CancelFunc
@@ -111,6 +112,9 @@ func startDaemon(t *testing.T, dir string, extra ...string) *serving {
 		t.Fatalf("no address in %q", line)
 	}
 	d.addr = m[1]
+	if m := regexp.MustCompile(`admin on (unix://[^,\s]+)`).FindStringSubmatch(line); m != nil {
+		d.admin = m[1]
+	}
 	if m := regexp.MustCompile(`metrics on https?://([^/ ]+)/metrics`).FindStringSubmatch(line); m != nil {
 		d.metrics = m[1]
 	}
@@ -234,7 +238,7 @@ func TestEndToEnd(t *testing.T) {
 		fmt.Fprintf(f, "%s,Shared,2000-01-01,x\n", strings.ToUpper(e))
 	}
 	f.Close()
-	runOK(t, "import", "--addr", d.addr, "--manifest", other.manifest, other.dump)
+	runOK(t, "import", "--addr", d.admin, "--manifest", other.manifest, other.dump)
 	wantAll(t, conn, "second breach", other.accounts, "Other")
 	wantAll(t, conn, "shared", shared, "Other", "SegaPass")
 	wantAll(t, conn, "first breach", sega.accounts[100:], "SegaPass")
@@ -296,18 +300,18 @@ func TestBreachCommands(t *testing.T) {
 	if err := os.WriteFile(fixed, []byte(`{"Name":"Alpha","Title":"Alpha (corrected)","BreachDate":"2011-06-17"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out := runOK(t, "breach", "update", "--addr", d.addr, "--manifest", fixed); !strings.Contains(out, "updated Alpha; corpus version 4") {
+	if out := runOK(t, "breach", "update", "--addr", d.admin, "--manifest", fixed); !strings.Contains(out, "updated Alpha; corpus version 4") {
 		t.Fatalf("breach update printed %q", out)
 	}
 	got, err := breachdv1.NewExposureServiceClient(conn).GetBreach(t.Context(), &breachdv1.GetBreachRequest{Name: "Alpha"})
 	if err != nil || got.GetBreach().GetTitle() != "Alpha (corrected)" || got.GetBreach().GetAccountCount() != int64(len(a.accounts)) {
 		t.Fatalf("GetBreach after the update = %v, %v", got, err)
 	}
-	if out := runOK(t, "breach", "delete", "--addr", d.addr, "Alpha"); !strings.Contains(out, fmt.Sprintf("deleted Alpha: %d accounts", len(a.accounts))) {
+	if out := runOK(t, "breach", "delete", "--addr", d.admin, "Alpha"); !strings.Contains(out, fmt.Sprintf("deleted Alpha: %d accounts", len(a.accounts))) {
 		t.Fatalf("breach delete through the daemon printed %q", out)
 	}
 	wantAll(t, conn, "after deleting both", a.accounts)
-	err = run(t.Context(), []string{"breach", "delete", "--addr", d.addr, "Alpha"}, io.Discard, io.Discard)
+	err = run(t.Context(), []string{"breach", "delete", "--addr", d.admin, "Alpha"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `unknown breach "Alpha"`) {
 		t.Fatalf("deleting twice = %v", err)
 	}
@@ -514,7 +518,7 @@ func TestImportNothingAccepted(t *testing.T) {
 		if err := os.WriteFile(p, []byte(f.content), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		for _, target := range [][]string{{"--data", filepath.Join(tmp, "fresh-"+name)}, {"--addr", d.addr}} {
+		for _, target := range [][]string{{"--data", filepath.Join(tmp, "fresh-"+name)}, {"--addr", d.admin}} {
 			args := append(append(append([]string{"import"}, target...), f.flags...), "--manifest", c.manifest, p)
 			err := run(t.Context(), args, io.Discard, io.Discard)
 			if want := f.want(p); err == nil || !strings.Contains(err.Error(), want) {

@@ -89,7 +89,7 @@ func TestReplicaDaemons(t *testing.T) {
 	}
 
 	// An import on the writer; a client asking for its version reads it.
-	out := runOK(t, "import", "--addr", w.addr, "--manifest", more.manifest, more.dump)
+	out := runOK(t, "import", "--addr", w.admin, "--manifest", more.manifest, more.dump)
 	if !strings.Contains(out, "corpus version") {
 		t.Fatalf("import output:\n%s", out)
 	}
@@ -131,7 +131,7 @@ func TestReplicaDaemons(t *testing.T) {
 
 	// A replica takes no import, and says where the writer is.
 	one := func(yield func([]breachd.Digest, error) bool) { yield([]breachd.Digest{d0}, nil) }
-	_, err := client.New(dial(t, replicas[1].addr)).Import(ctx, breachd.Breach{Name: "Nope", Title: "Nope"}, one)
+	_, err := client.New(dial(t, replicas[1].admin)).Import(ctx, breachd.Breach{Name: "Nope", Title: "Nope"}, one)
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), w.addr) {
 		t.Fatalf("an import on a replica: %v; want FAILED_PRECONDITION naming the writer %s", err, w.addr)
 	}
@@ -143,7 +143,7 @@ func TestReplicaDaemons(t *testing.T) {
 	if err := os.WriteFile(rel, []byte(`{"Name":"PP","Title":"PP"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runOK(t, "import", "--kind", "sha1", "--addr", w.addr, "--manifest", rel, pwFile)
+	runOK(t, "import", "--kind", "sha1", "--addr", w.admin, "--manifest", rel, pwFile)
 	h, _ := breachd.PasswordHashFromBytes(breachd.SHA1, func() []byte { x := synth.KnownHash(breachd.SHA1, "password"); return x[:20] }())
 	rc := client.New(dial(t, replicas[1].addr))
 	deadline = time.Now().Add(30 * time.Second)

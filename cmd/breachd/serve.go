@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -31,6 +32,22 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	d := daemon.DefaultConfig()
 	d.Data, d.Addr, d.Admin, d.MetricsAddr, d.MetricsWebConfig = c.Data, c.Addr, c.Admin, c.MetricsAddr, c.MetricsWebConfig
 	d.HTTPAddr, d.OpenPublic = c.HTTP.Addr, c.HTTP.OpenPublic
+	d.AdminSocket, d.AdminSocketGroup = c.AdminSocket, c.AdminSocketGroup
+	if d.AdminSocket == "" && c.Admin && c.TLS.Cert == "" {
+		// Without TLS admin calls go only through the socket: one by
+		// default, beside the corpus, so that 'breachd import --addr
+		// unix://DATA/breachd.sock' works out of the box.
+		d.AdminSocket = filepath.Join(c.Data, adminSocketName)
+	}
+	if d.AdminSocket != "" {
+		// Absolute, so that the unix:// target printed for it works from
+		// anywhere (gRPC reads unix://PATH as an absolute path).
+		abs, err := filepath.Abs(d.AdminSocket)
+		if err != nil {
+			return d, fmt.Errorf("admin_socket: %w", err)
+		}
+		d.AdminSocket = abs
+	}
 	d.ShutdownTimeout = time.Duration(c.ShutdownTimeout)
 	d.Emails = c.storeOptions()
 	d.Passwords = c.storeOptions()
@@ -71,6 +88,9 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 	note := ""
 	if a := d.HTTPAddr(); a != "" {
 		note += fmt.Sprintf(", HTTP API on %s://%s", d.HTTPScheme(), a)
+	}
+	if p := d.AdminSocket(); p != "" {
+		note += ", admin on unix://" + p
 	}
 	if a := d.MetricsAddr(); a != "" {
 		scheme := "http"

@@ -3,6 +3,7 @@ package daemontest
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -18,6 +19,7 @@ import (
 func Config(dir string) daemon.Config {
 	c := daemon.DefaultConfig()
 	c.Data, c.Addr = dir, "127.0.0.1:0"
+	c.AdminSocket = filepath.Join(dir, "breachd.sock") // admin calls: DialAdmin
 	c.Emails.MemTableSize, c.Passwords.MemTableSize = 4<<20, 4<<20
 	c.Emails.BackgroundShare, c.Passwords.BackgroundShare = 1, 1
 	c.Emails.ExpectedKeys = 4096
@@ -44,6 +46,22 @@ func Start(tb testing.TB, dir string, edit func(*daemon.Config), log *slog.Logge
 func Dial(tb testing.TB, d *daemon.Daemon) *grpc.ClientConn {
 	tb.Helper()
 	conn, err := grpc.NewClient(d.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// DialAdmin returns a client connection to d's admin socket (every
+// service, admin included, without credentials), closed when the test
+// ends. Over TCP a daemon without TLS refuses admin calls.
+func DialAdmin(tb testing.TB, d *daemon.Daemon) *grpc.ClientConn {
+	tb.Helper()
+	if d.AdminSocket() == "" {
+		tb.Fatal("the daemon has no admin socket")
+	}
+	conn, err := grpc.NewClient("unix://"+d.AdminSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		tb.Fatal(err)
 	}
