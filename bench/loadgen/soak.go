@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -199,7 +204,17 @@ func (l *load) soakLoop(ctx context.Context, rate float64, dur, window time.Dura
 // SoakK-1 and checks a sample of that is not, until ctx ends; then it
 // deletes the last one, leaving the corpus as it found it.
 func (l *load) churnLoop(ctx context.Context, st *churnStats) {
-	cl := client.New(l.conn)
+	conn := l.conn
+	if l.c.adminAddr != "" {
+		ac, err := grpc.NewClient(l.c.adminAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			st.fail(err)
+			return
+		}
+		defer ac.Close()
+		conn = ac
+	}
+	cl := client.New(conn)
 	sample := func(ds []breachd.Digest) []breachd.Digest {
 		var s []breachd.Digest
 		for i := 0; i < len(ds); i += max(1, len(ds)/50) {
@@ -313,6 +328,16 @@ func sigtermUnderLoad(ctx context.Context, w io.Writer, d *daemon, mk func(int) 
 				err := call(ctx, i)
 				sig := sentAt.Load()
 				switch {
+				case sig != 0 && neverSent(err):
+					// The client sent it only after the daemon's GOAWAY
+					// (the daemon processes every stream sent before the
+					// GOAWAY reached the client: grpc-go's two-phase
+					// drain), so on a new connection, to a closed
+					// listener: it started after the signal, whatever
+					// the client's clock says (a caller descheduled
+					// between its timestamp and its send).
+					refused.Add(1)
+					return
 				case sig == 0 || t < sig:
 					before.Add(1)
 					if err != nil {
@@ -356,6 +381,12 @@ func sigtermUnderLoad(ctx context.Context, w io.Writer, d *daemon, mk func(int) 
 		return inflight, fmt.Errorf("daemon exit after SIGTERM: %w", exitErr)
 	}
 	return inflight, nil
+}
+
+// neverSent reports whether a call failed before any connection took it:
+// its new connection could not be dialled.
+func neverSent(err error) bool {
+	return status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "Error while dialing")
 }
 
 func exitStatus(err error) string {
