@@ -454,3 +454,48 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestLostPublishRecord: a writer that named an entry current but lost its
+// record of it (stopped in between, or the answer to the put was lost when
+// a NATS node died) takes the entry as its own: the next change is a delta
+// of the same lineage, and replicas follow it without starting again. It
+// started a new lineage before, and every replica resynchronised (found by
+// make replica-chaos).
+func TestLostPublishRecord(t *testing.T) {
+	t.Parallel()
+	n := startSingle(t)
+	w := newWriter(t)
+	o := natsrepl.Options{URL: n.url(), Retry: 50 * time.Millisecond}
+	w.imp(t, "Alpha", storetest.Digests("a", 300))
+	w.publish(t, o, "writer:7355")
+	waitFor(t, "version 1 published", func() bool { return n.current() == 1 })
+	r := newReplica(t, "")
+	r.start(natsrepl.Options{URL: n.url(), Retry: 50 * time.Millisecond})
+	waitFor(t, "the replica at version 1", func() bool { return r.st.Version() == 1 })
+
+	// Publish version 2, then put back the record of version 1, as if
+	// the writer had stopped between naming 2 current and recording it.
+	record := filepath.Join(w.dir, natsrepl.PublishedFile)
+	before, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.cancel()
+	<-w.done
+	w.imp(t, "Beta", storetest.Digests("b", 300))
+	w.publish(t, o, "writer:7355")
+	waitFor(t, "version 2 published", func() bool { return n.current() == 2 })
+	w.cancel()
+	<-w.done
+	if err := os.WriteFile(record, before, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w.imp(t, "Gamma", storetest.Digests("c", 300))
+	w.publish(t, o, "writer:7355")
+	waitFor(t, "the replica at version 3", func() bool { return r.st.Version() == 3 })
+	if strings.Contains(r.logs.String(), "start again") || r.err != nil {
+		t.Fatalf("the replica had to start again (%v):\n%s", r.err, r.logs.String())
+	}
+	answers(t, r.st, storetest.Digests("b", 300), []string{"Beta"})
+	answers(t, r.st, storetest.Digests("c", 300), []string{"Gamma"})
+}

@@ -224,6 +224,9 @@ func (c *conn) get(ctx context.Context, key string) (*entry, error) {
 	return parseEntry(key, kve.Value())
 }
 
+// latestTimeout bounds a read from a stream's leader.
+const latestTimeout = 5 * time.Second
+
 // getLatest reads the entry at key from the stream's leader (latest).
 func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
 	kve, err := c.latest(ctx, key)
@@ -238,7 +241,10 @@ func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
 // where a stale value would mislead (the writer deciding whether the bucket
 // still holds what it published; the lease).
 func (c *conn) latest(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// Short: after a node is killed the watch may not be served until the
+	// stream has a leader again, and the caller retries (Options.Retry)
+	// sooner than a long wait would end.
+	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
 	w, err := c.kv.Watch(ctx, key)
 	if err != nil {

@@ -147,6 +147,28 @@ func (p *Publisher) publish(ctx context.Context) error {
 	if p.src.Version() == 0 {
 		return nil // nothing yet
 	}
+	if cur != nil && cur.Lineage != "" && cur.Epoch == lease.Epoch && cur.Version > st.Version && cur.Version <= p.src.Version() &&
+		(cur.Lineage == st.Lineage || cur.Kind == "snapshot") {
+		// The bucket took this writer's last entry but the state file
+		// does not say so: the writer stopped, or the answer to the put
+		// was lost (a NATS node killed), between naming it current and
+		// recording it. Only this writer names entries current at its
+		// lease's epoch, and its corpus holds that version: record it,
+		// rather than start a new lineage and make every replica start
+		// again from a snapshot. (A corpus behind current, restored from
+		// an old copy, still starts a new lineage.)
+		p.log.Info("taking the entry the bucket holds as published", "kind", cur.Kind, "corpus_version", cur.Version, "recorded_version", st.Version)
+		if cur.Kind == "snapshot" {
+			st = state{Lineage: cur.Lineage, SnapshotUpto: cur.Upto, SnapshotBytes: cur.Size}
+		} else {
+			st.Deltas++
+			st.DeltaBytes += cur.Size
+		}
+		st.Version, st.Upto = cur.Version, cur.Upto
+		if err := writeState(path, st); err != nil {
+			return err
+		}
+	}
 	continues := cur != nil && st.Version != 0 && cur.Version == st.Version && cur.Upto == st.Upto && cur.Lineage == st.Lineage
 	if !continues {
 		// Nothing of this writer's history is current: start a new one.
