@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +45,17 @@ type Error struct {
 	err error
 }
 
-func (e *Error) Error() string { return "breachd " + e.Op + ": " + status.Convert(e.err).Message() }
+func (e *Error) Error() string {
+	msg := status.Convert(e.err).Message()
+	if status.Code(e.err) == codes.Unavailable && (strings.Contains(msg, "certificate required") ||
+		strings.Contains(msg, "bad certificate") || strings.Contains(msg, "broken pipe")) {
+		// What TLS says when the daemon wants a client certificate (TLS
+		// 1.3 may tell it only as a reset or a broken pipe).
+		msg += " (the daemon may require a client certificate: pass --cert and --key (DialOptions.CertFile, KeyFile); " +
+			"API keys without a certificate need tls.client_auth: verify-if-given on the daemon)"
+	}
+	return "breachd " + e.Op + ": " + msg
+}
 
 // Unwrap returns the gRPC status error.
 func (e *Error) Unwrap() error { return e.err }
@@ -308,6 +319,9 @@ func daemonVerdict(code codes.Code) bool {
 // paced by its quota must not fail.
 func (c *Client) retry(ctx context.Context, op string, call func() error) error {
 	wait := c.opts.backoff
+	if wait <= 0 {
+		wait = 10 * time.Millisecond // WithRetries(n, 0): never a busy loop
+	}
 	for attempt := 0; ; {
 		err := call()
 		if err == nil {

@@ -25,6 +25,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/client"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 	"github.com/breachd/breachd/synth"
 )
@@ -412,4 +414,29 @@ func writeFile(t *testing.T, dir, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestClientCertificateRequired: under client_auth: require, probes still
+// work (/readyz, /healthz on the metrics listener), and a client without a
+// certificate is told it needs one, not just "broken pipe".
+func TestClientCertificateRequired(t *testing.T) {
+	t.Parallel()
+	s := startSecureAuth(t, "require", "")
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + s.metrics + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s under client_auth: require = %d, want 200", path, resp.StatusCode)
+		}
+	}
+	_, err := client.New(s.dial(t, s.keys["checker"], false)).CheckDigest(t.Context(), breachd.Digest{})
+	if err == nil || !strings.Contains(err.Error(), "client certificate") || !strings.Contains(err.Error(), "--cert") {
+		t.Fatalf("a key without a certificate under client_auth: require: %v; want advice to pass --cert and --key", err)
+	}
+	if _, err := client.New(s.dial(t, "", true)).CheckDigest(t.Context(), breachd.Digest{}); err != nil {
+		t.Fatalf("with the client certificate: %v", err)
+	}
 }

@@ -49,6 +49,12 @@ type secureDaemon struct {
 
 func startSecure(t *testing.T, configExtra string) *secureDaemon {
 	t.Helper()
+	return startSecureAuth(t, "verify-if-given", configExtra)
+}
+
+// startSecureAuth is startSecure with tls.client_auth set to clientAuth.
+func startSecureAuth(t *testing.T, clientAuth, configExtra string) *secureDaemon {
+	t.Helper()
 	s := &secureDaemon{dir: t.TempDir(), keys: map[string]string{}}
 	s.data = filepath.Join(s.dir, "data")
 	s.sega = writeCorpus(t, s.dir, "SegaPass", synth.Options{Seed: 1, Records: 2000})
@@ -62,7 +68,7 @@ func startSecure(t *testing.T, configExtra string) *secureDaemon {
 	runOK(t, "keys", "revoke", "--data", s.data, "--name", "revoked")
 	cfg := filepath.Join(s.dir, "breachd.yaml")
 	if err := os.WriteFile(cfg, []byte(`tls:
-  client_auth: verify-if-given
+  client_auth: `+clientAuth+`
 auth:
   keys_reload: 200ms
   mtls_identities:
