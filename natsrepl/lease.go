@@ -87,7 +87,7 @@ func newID() string {
 // readLease reads the lease from the stream's leader, with its revision;
 // nil when there is none.
 func (c *conn) readLease(ctx context.Context) (*Lease, uint64, error) {
-	kve, err := c.latest(ctx, keyLease)
+	v, rev, err := c.latest(ctx, keyLease)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
@@ -95,10 +95,10 @@ func (c *conn) readLease(ctx context.Context) (*Lease, uint64, error) {
 		return nil, 0, err
 	}
 	var l Lease
-	if err := json.Unmarshal(kve.Value(), &l); err != nil {
+	if err := json.Unmarshal(v, &l); err != nil {
 		return nil, 0, fmt.Errorf("the writer lease is unreadable: %w", err)
 	}
-	return &l, kve.Revision(), nil
+	return &l, rev, nil
 }
 
 // acquire returns the lease held by id, taking it if nobody holds it; a

@@ -1,6 +1,7 @@
 package natsrepl
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,48 +226,61 @@ func (c *conn) get(ctx context.Context, key string) (*entry, error) {
 }
 
 // latestTimeout bounds a read from a stream's leader.
-const latestTimeout = 5 * time.Second
+const latestTimeout = 2 * time.Second
 
 // getLatest reads the entry at key from the stream's leader (latest).
 func (c *conn) getLatest(ctx context.Context, key string) (*entry, error) {
-	kve, err := c.latest(ctx, key)
+	v, _, err := c.latest(ctx, key)
 	if err != nil {
 		return nil, err
 	}
-	return parseEntry(key, kve.Value())
+	return parseEntry(key, v)
 }
 
-// latest reads key's newest value from the stream's leader: a watch
-// delivers it through an ordered consumer, which the leader serves. Use it
-// where a stale value would mislead (the writer deciding whether the bucket
-// still holds what it published; the lease).
-func (c *conn) latest(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
-	// Short: after a node is killed the watch may not be served until the
-	// stream has a leader again, and the caller retries (Options.Retry)
-	// sooner than a long wait would end.
+// latest reads key's newest value, and its revision, from the stream's
+// leader: the JetStream message-get API, which only the leader answers
+// (unlike a direct get, answered by any replica, or a watch, whose ordered
+// consumer may sit on a replica that lags: seen by the chaos harness as a
+// writer reading an older current than it had just written). Use it where
+// a stale value would mislead (the writer deciding whether the bucket still
+// holds what it published; the lease).
+func (c *conn) latest(ctx context.Context, key string) ([]byte, uint64, error) {
+	// Short: after a node is killed the request may go unanswered until
+	// the stream has a leader again, and the caller retries
+	// (Options.Retry) sooner than a long wait would end.
 	ctx, cancel := context.WithTimeout(ctx, latestTimeout)
 	defer cancel()
-	w, err := c.kv.Watch(ctx, key)
+	bucket := c.kv.Bucket()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	msg, err := c.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
-		return nil, err
+		return nil, 0, fmt.Errorf("reading %s: %w", key, err)
 	}
-	defer w.Stop()
-	for {
-		select {
-		case kve, ok := <-w.Updates():
-			switch {
-			case !ok:
-				return nil, fmt.Errorf("reading %s: the watch ended", key)
-			case kve == nil: // the initial values are done: there is none
-				return nil, jetstream.ErrKeyNotFound
-			case kve.Operation() != jetstream.KeyValuePut:
-				return nil, jetstream.ErrKeyNotFound
-			}
-			return kve, nil
-		case <-ctx.Done():
-			return nil, fmt.Errorf("reading %s: %w", key, ctx.Err())
-		}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Data []byte `json:"data"`
+			Hdrs []byte `json:"hdrs"`
+		} `json:"message"`
 	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("reading %s: %w", key, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.Code == 404:
+		return nil, 0, jetstream.ErrKeyNotFound
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("reading %s: %s (%d)", key, resp.Error.Description, resp.Error.Code)
+	case resp.Message == nil:
+		return nil, 0, fmt.Errorf("reading %s: an empty answer", key)
+	case bytes.Contains(resp.Message.Hdrs, []byte("KV-Operation")): // a delete or purge marker
+		return nil, 0, jetstream.ErrKeyNotFound
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }
 
 func parseEntry(key string, v []byte) (*entry, error) {
