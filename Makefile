@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak
+.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos
 
 all: build
 
@@ -44,7 +44,7 @@ run: build
 # (NORACE_TESTS: the detector adds nothing to them and slows them ten times),
 # and those tests without it. Nothing is left out: a test is in one job.
 # The names are unique across the packages of NORACE_PKGS and the rest.
-NORACE_TESTS := TestCrash|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestSoak|TestRun|TestPadding
+NORACE_TESTS := TestCrash|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding
 NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi
 TEST_TIMEOUT ?= 8m
 test:
@@ -81,6 +81,18 @@ DELETE_RUNS ?= 20
 crash-test:
 	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^TestCrash$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'
 	BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store | grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)'
+
+# replica-chaos runs a writer and two replicas (real daemons) on a real
+# three-node JetStream cluster for CHAOS, under checks that ask for minimum
+# versions, while it kills NATS nodes and the object stream's leader,
+# restarts the writer and replicas, starts a second writer and deletes large
+# breaches: every answer is compared with the writer's history at its
+# version, and no replica may say SERVING while stale beyond max_lag. It logs
+# the lag per fault (docs/RELIABILITY.md). make test runs 8 s of it.
+CHAOS ?= 5m
+replica-chaos:
+	@mkdir -p bench/out; BREACHD_CHAOS=$(CHAOS) $(GO) test -count=1 -run '^TestReplicaChaos$$' -v -timeout 60m ./natsrepl > bench/out/replica-chaos.log 2>&1; \
+	  status=$$?; grep -E 'chaos_test.go:[0-9]+: [a-z0-9]|^(ok|FAIL|---)' bench/out/replica-chaos.log | grep -v 'daemon logs'; exit $$status
 
 # soak serves the demo corpus (a copy in bench/out) under unary Checks at half
 # of peak for SOAK_TIME while breaches are imported and deleted, reports each
