@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,9 +27,17 @@ type ExposureServer struct {
 	drainOnce sync.Once
 
 	// summaries caches the answer form of each catalogue entry. Entries are
-	// immutable and replaced (not changed) on import, so the pointer is the key.
+	// immutable and replaced (not changed) on import, so the pointer is the
+	// key. Replaced entries are never looked up again: past maxSummaries
+	// the cache starts afresh, so that a daemon taking imports for months
+	// does not keep every entry it ever answered with.
 	summaries sync.Map // *breachd.CatalogEntry -> *breachdv1.BreachSummary
+	cached    atomic.Int64
 }
+
+// maxSummaries bounds the summary cache: about 16 times Have I Been Pwned's
+// whole catalogue, a few MB.
+const maxSummaries = 16384
 
 var _ breachdv1.ExposureServiceServer = (*ExposureServer)(nil)
 
@@ -69,6 +78,10 @@ func (s *ExposureServer) summary(b *breachd.CatalogEntry) *breachdv1.BreachSumma
 		return v.(*breachdv1.BreachSummary)
 	}
 	sum := &breachdv1.BreachSummary{Name: b.Name, Title: b.Title, BreachDate: b.BreachDate, DataClasses: b.DataClasses}
+	if s.cached.Add(1) > maxSummaries {
+		s.summaries.Clear()
+		s.cached.Store(1)
+	}
 	v, _ := s.summaries.LoadOrStore(b, sum)
 	return v.(*breachdv1.BreachSummary)
 }
