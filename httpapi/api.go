@@ -37,6 +37,9 @@ type Options struct {
 	// credential (the open routes) to its source address
 	// (connlimit.Source): one address cannot scrape the range API.
 	Anonymous *quota.Limiter
+	// Refusals counts refused requests (shared with the gRPC guard);
+	// nil counts nothing.
+	Refusals *auth.Refusals
 }
 
 // API is the HTTP face over a *service.Service.
@@ -85,12 +88,33 @@ func New(svc *service.Service, o Options) (*API, error) {
 		if err != nil {
 			return nil, err
 		}
-		a.mux.Handle(r.pattern, a.guard(r.name, rule, r.h))
+		h := a.guard(r.name, rule, r.h)
+		if r.name == "range" {
+			h = cors(h)
+		}
+		a.mux.Handle(r.pattern, h)
 	}
+	// Browsers call the range API from other origins (upstream allows
+	// any): the preflight needs no credential.
+	a.mux.Handle("OPTIONS /range/{prefix}", cors(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", "Add-Padding, hibp-api-key")
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+	})))
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{StatusCode: 404, Message: "no such API: see the Have I Been Pwned API v3 documentation for the routes breachd answers"})
 	})
 	return a, nil
+}
+
+// cors lets pages of any origin read h's answers, refusals included, as
+// upstream's range API does.
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // ServeHTTP serves the API.
@@ -127,6 +151,7 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule a
 	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(r) {
 		if a.opts.Anonymous != nil {
 			if err := a.opts.Anonymous.Take(source(r), quota.Limits{}, 1); err != nil {
+				a.refused(func(rf *auth.Refusals) { rf.OverQuota("-") })
 				return writeError(w, a.log, route, err)
 			}
 		}
@@ -137,19 +162,28 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule a
 		err = rule.Admit(p, route)
 	}
 	if err != nil {
-		principal := "-"
+		principal, reason := "-", "unauthenticated"
 		if p != nil {
-			principal = p.Name
+			principal, reason = p.Name, "permission_denied"
 		}
+		a.refused(func(rf *auth.Refusals) { rf.Unauthorized(reason, principal) })
 		a.log.Warn("request refused", "route", route, "principal", principal, "peer", r.RemoteAddr, "err", err)
 		return writeError(w, a.log, route, err)
 	}
 	if rule.Cost == auth.PerCall {
 		if err := a.opts.Quota.Take(p.Name, quota.Limits{Rate: p.Rate, Burst: p.Burst}, 1); err != nil {
+			a.refused(func(rf *auth.Refusals) { rf.OverQuota(p.Name) })
 			return writeError(w, a.log, route, err)
 		}
 	}
 	return 0
+}
+
+// refused counts a refusal, if the face counts them.
+func (a *API) refused(count func(*auth.Refusals)) {
+	if a.opts.Refusals != nil {
+		count(a.opts.Refusals)
+	}
 }
 
 // credentialed reports whether the request shows a credential: on an open

@@ -307,6 +307,39 @@ func TestUserAgent(t *testing.T) {
 	}
 }
 
+// TestCORS: pages of any origin may call the range API, as upstream's: its
+// answers (refusals included) carry Access-Control-Allow-Origin, and the
+// preflight is answered without a credential. The rest of the API is not
+// opened to other origins.
+func TestCORS(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false, true)
+	req, _ := http.NewRequest("OPTIONS", f.url+"/range/5BAA6", nil)
+	req.Header.Set("Origin", "https://example.org")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET") {
+		t.Errorf("preflight of /range: %d %v", resp.StatusCode, resp.Header)
+	}
+	for path, want := range map[string]string{"/range/5BAA6": "*", "/range/XYZ": "*", "/api/v3/breaches": ""} {
+		req, _ := http.NewRequest("GET", f.url+path, nil)
+		req.Header.Set("User-Agent", "cors-test")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("GET %s (%d): Access-Control-Allow-Origin %q, want %q", path, resp.StatusCode, got, want)
+		}
+	}
+}
+
 // TestPadding checks Add-Padding over many calls: 800 to 1000 lines, the
 // real ones intact, padding lines of count 0 shaped like real ones and
 // sorted in among them, and sizes that vary.
