@@ -34,15 +34,15 @@ import (
 // Config is what a daemon serves and how. The zero value is not usable:
 // start from DefaultConfig.
 type Config struct {
-	Data        string // the data directory (store.EmailDir, store.PasswordDir, keys.json)
-	Addr        string // gRPC listen address; beyond loopback it needs TLS
-	Admin       bool   // serve the AdminService (over TCP only with TLS)
+	Data  string // the data directory (store.EmailDir, store.PasswordDir, keys.json)
+	Addr  string // gRPC listen address; beyond loopback it needs TLS
+	Admin bool   // serve the AdminService (over TCP only with TLS)
 	// AdminSocket is a unix socket serving every service, admin included,
 	// to whoever may open it (0600, or 0660 with AdminSocketGroup): a
 	// daemon without TLS takes admin calls only there. "" for none.
 	AdminSocket      string
 	AdminSocketGroup bool
-	MetricsAddr string // Prometheus /metrics listen address; "" for none
+	MetricsAddr      string // Prometheus /metrics listen address; "" for none
 	// MetricsWebConfig is an exporter-toolkit web configuration file (TLS,
 	// basic auth) for the metrics listener: required beyond loopback.
 	MetricsWebConfig string
@@ -245,6 +245,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	var httpTLS *tls.Config
 	var authn *auth.Authenticator
 	var limiter, anonymous *quota.Limiter
+	var refusals *auth.Refusals
 	if c.TLS != nil {
 		if d.tlsFiles, err = certs.Load(certs.Files{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, Auth: c.TLS.ClientAuth}, log); err != nil {
 			return err
@@ -275,7 +276,10 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		if anonymous, err = quota.New(c.Quota.Anonymous, max(1, c.Quota.MaxWatchesPerAddress), quota.Naming("address")); err != nil {
 			return err
 		}
-		d.guard, err = server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg,
+		if refusals, err = auth.NewRefusals(reg); err != nil {
+			return err
+		}
+		d.guard, err = server.NewGuard(authn, limiter, server.GuardOptions{Logger: log, Registerer: reg, Refusals: refusals,
 			Reflection: c.Auth.Reflection, MaxStreamWait: c.Quota.MaxStreamWait,
 			Anonymous: anonymous, MaxWatches: c.Quota.MaxWatches})
 		if err != nil {
@@ -338,7 +342,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	}
 	if c.HTTPAddr != "" {
 		api, err := httpapi.New(d.svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.OpenPublic, Registerer: reg,
-			Anonymous: anonymous})
+			Anonymous: anonymous, Refusals: refusals})
 		if err != nil {
 			return err
 		}

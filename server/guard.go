@@ -49,9 +49,12 @@ const (
 // GuardOptions configure a Guard.
 type GuardOptions struct {
 	Logger *slog.Logger
-	// Registerer receives the guard's counters (auth failures, quota
-	// refusals, by principal). Nil registers nothing.
+	// Registerer receives the guard's gauge of health watches. Nil
+	// registers nothing.
 	Registerer prometheus.Registerer
+	// Refusals counts refused calls (shared with the HTTP face); nil: the
+	// guard's own, registered with Registerer.
+	Refusals *auth.Refusals
 	// Reflection allows server reflection to any authenticated caller;
 	// false refuses it to everyone.
 	Reflection bool
@@ -77,9 +80,8 @@ type Guard struct {
 	opts  GuardOptions
 	log   *slog.Logger
 
-	authFailures *prometheus.CounterVec // by reason and principal
-	quotaRefused *prometheus.CounterVec // by principal
-	watches      atomic.Int64           // Health.Watch streams open
+	refusals *auth.Refusals
+	watches  atomic.Int64 // Health.Watch streams open
 
 	mu   sync.Mutex
 	live map[*liveStream]struct{} // authenticated streams open: Revalidate ends a revoked principal's
@@ -98,23 +100,20 @@ func NewGuard(a *auth.Authenticator, q *quota.Limiter, opts GuardOptions) (*Guar
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
-	g.authFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "breachd_auth_failures_total",
-		Help: "Calls refused as unauthenticated or without the scope they need, by reason and principal (\"-\" when unknown).",
-	}, []string{"reason", "principal"})
-	g.quotaRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "breachd_quota_refusals_total",
-		Help: "Calls or stream batches refused because the principal's quota or stream cap was used up, by principal.",
-	}, []string{"principal"})
+	g.refusals = opts.Refusals
+	if g.refusals == nil {
+		var err error
+		if g.refusals, err = auth.NewRefusals(opts.Registerer); err != nil {
+			return nil, err
+		}
+	}
 	watches := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "breachd_health_watches",
 		Help: "Health.Watch streams open (capped by limits.max_health_watches).",
 	}, func() float64 { return float64(g.watches.Load()) })
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{g.authFailures, g.quotaRefused, watches} {
-			if err := opts.Registerer.Register(c); err != nil {
-				return nil, err
-			}
+		if err := opts.Registerer.Register(watches); err != nil {
+			return nil, err
 		}
 	}
 	return g, nil
@@ -142,7 +141,7 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	if strings.HasPrefix(method, healthPrefix) {
 		if g.opts.Anonymous != nil {
 			if err := g.opts.Anonymous.Take(source(ctx), quota.Limits{}, 1); err != nil {
-				g.quotaRefused.WithLabelValues("-").Inc()
+				g.refusals.OverQuota("-")
 				return nil, toStatus(g.log, method, err)
 			}
 		}
@@ -174,7 +173,7 @@ func (g *Guard) authenticate(ctx context.Context) (context.Context, error) {
 	}
 	if rule.Cost == auth.PerCall {
 		if err := g.quota.Take(p.Name, limits(p), 1); err != nil {
-			g.quotaRefused.WithLabelValues(p.Name).Inc()
+			g.refusals.OverQuota(p.Name)
 			return nil, toStatus(g.log, method, err)
 		}
 	}
@@ -230,7 +229,7 @@ func peerAddr(ctx context.Context) string {
 
 // refuse audits a refused call: never the credential itself.
 func (g *Guard) refuse(ctx context.Context, method, reason, principal string, err error) {
-	g.authFailures.WithLabelValues(reason, principal).Inc()
+	g.refusals.Unauthorized(reason, principal)
 	g.log.WarnContext(ctx, "call refused", "reason", reason, "principal", principal, "peer", peerAddr(ctx), "method", method, "err", err)
 }
 
@@ -249,7 +248,7 @@ func (g *Guard) streamQuota(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 		if info.FullMethod == healthWatch {
 			release, err := g.openWatch(ss.Context())
 			if err != nil {
-				g.quotaRefused.WithLabelValues("-").Inc()
+				g.refusals.OverQuota("-")
 				return toStatus(g.log, info.FullMethod, err)
 			}
 			defer release()
@@ -258,7 +257,7 @@ func (g *Guard) streamQuota(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	}
 	release, err := g.quota.OpenStream(p.Name)
 	if err != nil {
-		g.quotaRefused.WithLabelValues(p.Name).Inc()
+		g.refusals.OverQuota(p.Name)
 		return toStatus(g.log, info.FullMethod, err)
 	}
 	defer release()
@@ -349,7 +348,7 @@ func (s *chargedStream) RecvMsg(m any) error {
 	}
 	cost := max(1, len(req.GetEmailSha256())/breachd.DigestSize)
 	if err := s.g.quota.Wait(s.Context(), s.p.Name, limits(s.p), cost, s.g.opts.MaxStreamWait); err != nil {
-		s.g.quotaRefused.WithLabelValues(s.p.Name).Inc()
+		s.g.refusals.OverQuota(s.p.Name)
 		return toStatus(s.g.log, s.method, err)
 	}
 	return nil

@@ -308,6 +308,23 @@ func TestRangeAnonymousQuota(t *testing.T) {
 	if r := get(s.keys["checker"], 41); r.StatusCode != 200 {
 		t.Errorf("with a key, over the address's quota: %d, want 200 (charged to the key)", r.StatusCode)
 	}
+	// HTTP refusals are counted with the gRPC ones.
+	req, _ := http.NewRequest("GET", s.http+"/api/v3/breachedaccount/someone@example.com", nil)
+	req.Header.Set("User-Agent", "scraper")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("breachedaccount without a key: %d, want 401", resp.StatusCode)
+	}
+	if v, _ := s.metric(t, "breachd_quota_refusals_total", map[string]string{"principal": "-"}); v < float64(refused) {
+		t.Errorf("breachd_quota_refusals_total{principal=\"-\"} = %v after %d HTTP 429s", v, refused)
+	}
+	if v, _ := s.metric(t, "breachd_auth_failures_total", map[string]string{"reason": "unauthenticated", "principal": "-"}); v != 1 {
+		t.Errorf("breachd_auth_failures_total{unauthenticated} = %v after one HTTP 401, want 1", v)
+	}
 }
 
 // TestMetricsBeyondLoopback: metrics beyond loopback are refused without
