@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -210,7 +211,11 @@ func loadConfig(name string, args []string, stderr io.Writer, env func(string) s
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true) // a misspelt key is an error, not a silent default
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: %w", *file, err)
+			// yaml names Go types ("field rat not found in type
+			// struct { Rate float64 ... }"): the key and line are what
+			// an operator can act on.
+			msg := goTypes.ReplaceAllString(err.Error(), "")
+			return c, fmt.Errorf("config %s: %s (the keys are those of 'breachd config print')", *file, msg)
 		}
 	}
 	if err := walkKeys(&c, "", func(key string, v reflect.Value) error {
@@ -247,6 +252,9 @@ func loadConfig(name string, args []string, stderr io.Writer, env func(string) s
 // adminSocketName is the admin socket's name in the data directory, where
 // a daemon without TLS makes it unless admin_socket says otherwise.
 const adminSocketName = "breachd.sock"
+
+// goTypes matches the Go type yaml quotes in an unknown-field error.
+var goTypes = regexp.MustCompile(` in type (struct \{[^\n]*\}|[\w.\[\]*]+)`)
 
 // otherEnv names the BREACHD_ variables that are not configuration keys.
 var otherEnv = []string{"BREACHD_CONFIG", "BREACHD_NATS_TOKEN", "BREACHD_API_KEY"}

@@ -80,10 +80,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if c.Data != "" { // print is also for checking: validate what can be
-			if err := c.validate(); err != nil {
-				return err
-			}
+		// print is also for checking: validate everything (the data
+		// directory may be left to a flag of the real command).
+		check := c
+		if check.Data == "" {
+			check.Data = "unset"
+		}
+		if err := check.validate(); err != nil {
+			return err
 		}
 		return c.print(stdout)
 	case "import":

@@ -420,6 +420,19 @@ func TestConfigSources(t *testing.T) {
 			t.Errorf("config print lacks %q:\n%s", want, out.String())
 		}
 	}
+	// A YAML typo names the key and line, not Go types; config print
+	// validates even without a data directory.
+	typo := filepath.Join(t.TempDir(), "typo.yaml")
+	os.WriteFile(typo, []byte("quota:\n  rat: 5\n"), 0o600)
+	if _, err := loadConfig("t", []string{"--config", typo}, io.Discard, func(string) string { return "" }); err == nil ||
+		strings.Contains(err.Error(), "in type") || !strings.Contains(err.Error(), "line 2: field rat not found") {
+		t.Errorf("a YAML typo: %v; want its line and key, no Go type", err)
+	}
+	bogus := filepath.Join(t.TempDir(), "bogus.yaml")
+	os.WriteFile(bogus, []byte("tls:\n  client_auth: bogus\n"), 0o600)
+	if err := run(t.Context(), []string{"config", "print", "--config", bogus}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "tls.client_auth") {
+		t.Errorf("config print with client_auth: bogus: %v, want it refused", err)
+	}
 	// A misspelt variable is an error, as a misspelt YAML key is.
 	if err := checkEnv([]string{"PATH=/bin", "BREACHD_QUOTA_RATE=5", "BREACHD_NATS_TOKEN=x", "BREACHD_QUOTA_RAT=5"}); err == nil || !strings.Contains(err.Error(), "BREACHD_QUOTA_RAT:") {
 		t.Errorf("checkEnv with BREACHD_QUOTA_RAT: %v, want it named as unknown", err)
