@@ -131,6 +131,9 @@ func update(dir string, fn func([]KeyInfo) ([]KeyInfo, error)) error {
 		return err
 	}
 	defer lock.Close()
+	if err := giveToDirOwner(dir, lock); err != nil {
+		return err
+	}
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return err
 	}
@@ -151,20 +154,31 @@ func update(dir string, fn func([]KeyInfo) ([]KeyInfo, error)) error {
 		return err
 	}
 	defer f.Abort() // nothing after Commit
-	// Run as root (an operator managing a systemd service with a dynamic
-	// user), the file takes the data directory's owner, or the daemon
-	// could not read it.
-	if fi, err := os.Stat(dir); err == nil && os.Geteuid() == 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
-				return err
-			}
-		}
+	if err := giveToDirOwner(dir, f); err != nil {
+		return err
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		return err
 	}
 	return f.Commit()
+}
+
+// giveToDirOwner makes f, written by root (an operator managing a systemd
+// service with a dynamic user), the data directory's owner's, or the
+// daemon could not read it (the key file) or the next command as that user
+// could not lock it (the lock file).
+func giveToDirOwner(dir string, f interface{ Chown(uid, gid int) error }) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+		return f.Chown(int(st.Uid), int(st.Gid))
+	}
+	return nil
 }
 
 // Keyring is a running daemon's view of the key file: hash to principal,

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -59,6 +60,9 @@ func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
 // The lookup index is not rebuilt while the command works, but once,
 // before the store closes (closeOffline), so a daemon starts with it.
 func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, error) {
+	if err := t.checkOwner(); err != nil {
+		return nil, err
+	}
 	if _, err := store.MigrateLayout(t.data, log); err != nil {
 		return nil, t.lockedError(err)
 	}
@@ -74,6 +78,9 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 // openPasswords opens the password corpus of kind k at t.data for a
 // command that changes it.
 func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slog.Logger) (*store.Passwords, error) {
+	if err := t.checkOwner(); err != nil {
+		return nil, err
+	}
 	so := store.DefaultOptions()
 	so.Logger = log
 	so.BackgroundShare = 1
@@ -93,9 +100,42 @@ func follows(dir string) bool {
 
 func (t *target) lockedError(err error) error {
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data", t.data)
+		return fmt.Errorf("%s is in use by a running daemon: go through it with --addr instead of --data (its admin socket: --addr unix://%s)",
+			t.data, t.socket())
 	}
 	return err
+}
+
+// socket is where a daemon serving t.data keeps its admin socket by default.
+func (t *target) socket() string {
+	abs, err := filepath.Abs(t.data)
+	if err != nil {
+		abs = t.data
+	}
+	return filepath.Join(abs, adminSocketName)
+}
+
+// checkOwner refuses, run as root, a data directory another user owns (a
+// service's, as systemd's DynamicUser and StateDirectory make it): files
+// written there as root would leave the service unable to open its corpus.
+func (t *target) checkOwner() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	fi, err := os.Stat(t.data)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s belongs to uid %d, not root: a corpus written there as root could not be opened by its owner (a service's user). "+
+		"Go through the running service (--addr unix://%s), or run this command as its owner (setpriv --reuid=%d --regid=%d --clear-groups breachd ...)",
+		t.data, st.Uid, t.socket(), st.Uid, st.Gid)
 }
 
 // remoteError words a daemon's refusal.

@@ -33,7 +33,7 @@ var (
 	toolsErr  error
 )
 
-// tools builds breachctl and corpusgen into a directory for the scripts'
+// tools builds breachd, breachctl and corpusgen into a directory for the scripts'
 // PATH.
 func tools(t *testing.T) string {
 	toolsOnce.Do(func() {
@@ -41,7 +41,8 @@ func tools(t *testing.T) string {
 		if toolsErr != nil {
 			return
 		}
-		for _, cmd := range []string{"breachctl", "corpusgen"} {
+		os.Chmod(toolsDir, 0o755) // TestSystemdService runs breachd as another user
+		for _, cmd := range []string{"breachd", "breachctl", "corpusgen"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(toolsDir, cmd), "github.com/breachd/breachd/cmd/"+cmd).CombinedOutput()
 			if err != nil {
 				toolsErr = fmt.Errorf("go build %s: %v\n%s", cmd, err, out)
