@@ -44,7 +44,7 @@ run: build
 # (NORACE_TESTS: the detector adds nothing to them and slows them ten times),
 # and those tests without it. Nothing is left out: a test is in one job.
 # The names are unique across the packages of NORACE_PKGS and the rest.
-NORACE_TESTS := TestCrash|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts
+NORACE_TESTS := TestCrash|TestCrashPasswords|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts
 NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi ./cmd/breachd
 TEST_TIMEOUT ?= 8m
 test:
@@ -79,7 +79,7 @@ bench-growth: build $(TOOLS)/benchstat
 CRASH_RUNS ?= 140
 DELETE_RUNS ?= 20
 crash-test:
-	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^TestCrash$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'
+	BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords)$$' -v -timeout 60m ./store | grep -E 'crash_test|^(ok|FAIL|---)'
 	BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store | grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)'
 
 # replica-chaos runs a writer and two replicas (real daemons) on a real

@@ -112,6 +112,21 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the crash harness's child process")
 	}
+	if op == "password-first" || op == "password-later" {
+		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
+			nth, _ := strconv.Atoi(n)
+			crashAt(point, nth)
+		}
+		p, err := store.OpenPasswords(context.Background(), store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, options(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := crashPasswordWork(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+		p.Close()
+		return
+	}
 	switch op {
 	case "online-import":
 		// Serve over real gRPC, tell the parent where, and wait for its
