@@ -21,11 +21,14 @@ ENV BREACHD_DATA=/data \
     BREACHD_ADDR=0.0.0.0:7355 \
     BREACHD_TLS_CERT=/etc/breachd/tls/tls.crt \
     BREACHD_TLS_KEY=/etc/breachd/tls/tls.key \
+    BREACHD_METRICS_ADDR=127.0.0.1:9355 \
     BREACHCTL_ADDR=localhost:7355 \
     BREACHCTL_CA=/etc/breachd/tls/ca.crt
 EXPOSE 7355
 USER nonroot:nonroot
-# The certificate must name "localhost", or set BREACHCTL_SERVER_NAME to a name it has.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=2m CMD ["/usr/local/bin/breachctl", "health"]
+# The probe asks /readyz on the metrics listener (loopback, inside the
+# container): it works with mutual TLS too, where a gRPC health check would
+# need a client certificate.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=2m CMD ["/usr/local/bin/breachctl", "health", "--readyz", "http://127.0.0.1:9355/readyz"]
 ENTRYPOINT ["/usr/local/bin/breachd"]
 CMD ["serve"]

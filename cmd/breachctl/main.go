@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -279,12 +280,17 @@ func health(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 	fs.SetOutput(stderr)
 	cc.register(fs)
 	service := fs.String("service", "", "the service to ask about; empty for the daemon as a whole")
+	readyz := fs.String("readyz", "", "instead, GET this /readyz URL of the daemon's metrics listener (http://127.0.0.1:9355/readyz): "+
+		"works whatever the TLS and client-certificate settings, for container health checks")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "usage: breachctl health [--addr HOST:PORT] [--service NAME]")
+		fmt.Fprintln(stderr, "usage: breachctl health [--addr HOST:PORT] [--service NAME] | --readyz URL")
 		return errUsage
+	}
+	if *readyz != "" {
+		return ready(ctx, *readyz, cc.timeout, stdout)
 	}
 	conn, err := cc.dial()
 	if err != nil {
@@ -305,6 +311,27 @@ func health(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 }
 
 var errNotServing = errors.New("not serving")
+
+// ready asks a daemon's /readyz: 200 is ready, anything else says why not.
+func ready(ctx context.Context, url string, timeout time.Duration, stdout io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("readiness at %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Fprint(stdout, string(body))
+	if resp.StatusCode != http.StatusOK {
+		return errNotServing
+	}
+	return nil
+}
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {

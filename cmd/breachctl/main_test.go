@@ -102,6 +102,7 @@ func TestTLSAndAPIKey(t *testing.T) {
 	srv := daemontest.Start(t, data, func(c *daemon.Config) {
 		c.TLS = &daemon.TLS{Cert: cert, Key: key}
 		c.Quota.Default = quota.Limits{Rate: 1000, Burst: 1000}
+		c.MetricsAddr = "127.0.0.1:0"
 	}, nil)
 	d, _ := canon.Digest("alice@example.com")
 	if _, err := daemontest.Import(t.Context(), srv, breachd.Breach{Name: "Alpha", Title: "Alpha"}, []breachd.Digest{d}); err != nil {
@@ -133,5 +134,13 @@ func TestTLSAndAPIKey(t *testing.T) {
 	var hout bytes.Buffer
 	if err := run(t.Context(), []string{"health", "--addr", srv.Addr(), "--ca", ca.File}, &hout, &bytes.Buffer{}); err != nil || strings.TrimSpace(hout.String()) != "SERVING" {
 		t.Fatalf("health = %v, %q", err, hout.String())
+	}
+	// The container probe: /readyz, whatever TLS and certificates ask.
+	hout.Reset()
+	if err := run(t.Context(), []string{"health", "--readyz", "http://" + srv.MetricsAddr() + "/readyz"}, &hout, &bytes.Buffer{}); err != nil || strings.TrimSpace(hout.String()) != "ready" {
+		t.Fatalf("health --readyz = %v, %q", err, hout.String())
+	}
+	if err := run(t.Context(), []string{"health", "--readyz", "http://" + srv.MetricsAddr() + "/nothing"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("health --readyz of a URL that is not ready succeeded")
 	}
 }
