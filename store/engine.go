@@ -79,6 +79,8 @@ type corpus struct {
 	// managed: a replica's Badger, opened in managed mode so that reads
 	// can be pinned to a catalogue's version (see snapshot).
 	managed bool
+	// tokenHolder names the change holding importSem (takeToken).
+	tokenHolder atomic.Pointer[tokenHolder]
 
 	// index is the lookup index of an indexed kind (index.go); nil otherwise.
 	index *indexState

@@ -49,7 +49,7 @@ type Misattribution struct {
 // breach's count (CollectStatc.Misattributed). It waits for a running
 // import and holds off the next.
 func (c *corpus) Collect(ctx context.Context) (CollectStats, error) {
-	done, err := c.takeImportToken(ctx)
+	done, err := c.takeImportToken(ctx, "collection")
 	if err != nil {
 		return CollectStats{}, err
 	}
@@ -253,7 +253,7 @@ func (c *corpus) needsCollect() bool {
 // then deletes the rows no committed breach holds any more. It returns the
 // keys that are no longer in any breach, and the new corpus version.
 func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
-	done, err := c.takeImportToken(ctx)
+	done, err := c.takeImportToken(ctx, "delete of "+name)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -345,7 +345,7 @@ func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.C
 	if err := b.Validate(); err != nil {
 		return nil, 0, err
 	}
-	done, err := c.takeImportToken(ctx)
+	done, err := c.takeImportToken(ctx, "correction of "+b.Name)
 	if err != nil {
 		return nil, 0, err
 	}

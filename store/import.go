@@ -42,7 +42,7 @@ func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected ui
 	if err := b.Validate(); err != nil {
 		return importStats{}, err
 	}
-	done, err := c.takeImportToken(ctx)
+	done, err := c.takeImportToken(ctx, "import of "+b.Name)
 	if err != nil {
 		return importStats{}, err
 	}
@@ -96,11 +96,11 @@ func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected ui
 // takeImportToken waits, as long as ctx allows, until no import, delete,
 // correction or collection runs, and returns the function that ends the wait
 // of the next one. Everything that changes the corpus holds the token.
-func (c *corpus) takeImportToken(ctx context.Context) (release func(), err error) {
+func (c *corpus) takeImportToken(ctx context.Context, what string) (release func(), err error) {
 	if c.opts.Follower {
 		return nil, ErrFollower
 	}
-	return c.takeToken(ctx)
+	return c.takeToken(ctx, what)
 }
 
 // ErrFollower refuses a change to a read replica's corpus: it changes only
@@ -108,16 +108,47 @@ func (c *corpus) takeImportToken(ctx context.Context) (release func(), err error
 var ErrFollower = breachd.NewError(breachd.ErrFailedPrecondition, "this corpus is a read replica: it changes only by what its writer publishes")
 
 // takeToken is takeImportToken for backups, which replicas take too.
-func (c *corpus) takeToken(ctx context.Context) (release func(), err error) {
+//
+// what names the change for a change that has to wait: the wait is logged
+// with the change that holds the token and since when (an import whose
+// client trickles its batches holds it until it commits or its idle
+// timeout ends it).
+func (c *corpus) takeToken(ctx context.Context, what string) (release func(), err error) {
 	if c.readOnly != nil {
 		return nil, c.readOnly
 	}
+	got := func() func() {
+		c.tokenHolder.Store(&tokenHolder{what: what, since: time.Now()})
+		return func() {
+			c.tokenHolder.Store(nil)
+			<-c.importSem
+		}
+	}
 	select {
 	case c.importSem <- struct{}{}:
-		return func() { <-c.importSem }, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for the running import: %w", ctx.Err())
+		return got(), nil
+	default:
 	}
+	if h := c.tokenHolder.Load(); h != nil {
+		c.log.Info("waiting for the running change to end", "waiting", what, "running", h.what,
+			"running_for", time.Since(h.since).Round(time.Millisecond))
+	}
+	select {
+	case c.importSem <- struct{}{}:
+		return got(), nil
+	case <-ctx.Done():
+		running := "the running change"
+		if h := c.tokenHolder.Load(); h != nil {
+			running = fmt.Sprintf("the %s, running for %s", h.what, time.Since(h.since).Round(time.Second))
+		}
+		return nil, fmt.Errorf("waiting for %s: %w", running, ctx.Err())
+	}
+}
+
+// tokenHolder names the change that holds the import token.
+type tokenHolder struct {
+	what  string
+	since time.Time
 }
 
 // importTx is one running import. Only importBreach drives it, from one

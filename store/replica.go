@@ -81,7 +81,7 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	if !c.opts.Follower {
 		return 0, breachd.Errorf(breachd.ErrFailedPrecondition, "this %s corpus is not a replica's: it takes imports, not backups", c.kind.name)
 	}
-	done, err := c.takeToken(ctx)
+	done, err := c.takeToken(ctx, "backup")
 	if err != nil {
 		return 0, err
 	}

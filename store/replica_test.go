@@ -5,12 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -277,5 +280,47 @@ func TestBackupDuringCollection(t *testing.T) {
 	case err := <-importDone:
 		t.Fatalf("an import committed during the collection: %v", err)
 	default:
+	}
+}
+
+// TestWaitNamesTheRunningChange: a change that waits for another (an
+// import whose client trickles its batches holds the corpus until it
+// commits) is logged with what it waits for, and a caller that gives up is
+// told which change it waited for. (Before, a second import waited in
+// silence.)
+func TestWaitNamesTheRunningChange(t *testing.T) {
+	t.Parallel()
+	var logs logtest.Buffer
+	o := options(0)
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := open(t, t.TempDir(), o)
+	defer s.Close()
+	release := make(chan struct{})
+	started := make(chan struct{})
+	trickle := func(yield func([]breachd.Digest, error) bool) {
+		if !yield(storetest.Digests("slow", 10), nil) {
+			return
+		}
+		close(started)
+		<-release
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Import(context.Background(), storetest.Breach("Slow"), trickle)
+		done <- err
+	}()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err := s.Import(ctx, storetest.Breach("Second"), storetest.Batches(storetest.Digests("second", 10), 10, nil))
+	if err == nil || !strings.Contains(err.Error(), "import of Slow") {
+		t.Errorf("an import that gave up waiting: %v; want the running import named", err)
+	}
+	if !strings.Contains(logs.String(), "waiting for the running change to end") || !strings.Contains(logs.String(), "running=\"import of Slow\"") {
+		t.Errorf("the wait was not logged with what it waits for:\n%s", logs.String())
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
