@@ -124,7 +124,7 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	log := opts.Logger.With("corpus", k.name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return classify("create "+dir, err)
 	}
 	bo := badgerOptions(dir, opts)

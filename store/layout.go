@@ -101,7 +101,7 @@ func MigrateLayout(dataDir string, log *slog.Logger) (bool, error) {
 		}
 	}
 	tmp := filepath.Join(dataDir, migrating)
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return false, err
 	}
 	log.Warn("moving the email corpus from the root of the data directory into its own directory (the layout since 2026-12)",

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -322,5 +324,24 @@ func TestWaitNamesTheRunningChange(t *testing.T) {
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCorpusDirectoriesPrivate: the directories a corpus is created in are
+// its owner's alone (0700), whatever the files' modes: no other local user
+// can read the digests. (They were 0755.)
+func TestCorpusDirectoriesPrivate(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data")
+	s := open(t, store.EmailDir(data), options(0))
+	defer s.Close()
+	for _, d := range []string{data, store.EmailDir(data)} {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm != 0o700 {
+			t.Errorf("%s has mode %v, want 0700", d, perm)
+		}
 	}
 }
