@@ -273,8 +273,8 @@ func checkEnv(environ []string) error {
 		return nil
 	})
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "BREACHD_") && !known[name] {
+		name, value, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "BREACHD_") && value != "" && !known[name] { // empty is unset, as for the keys
 			return fmt.Errorf("unknown environment variable %s: it names no configuration key (see 'breachd config print'; a key a.b is BREACHD_A_B)", name)
 		}
 	}
