@@ -40,11 +40,16 @@ type Follower struct {
 	writer string // the writer's address, from the lease
 
 	// OnReady is called when the replica starts saying it serves,
-	// OnUnready when it stops, with the reason; both from Run's goroutine.
+	// OnUnready when it stops, with the reason; from Run's goroutines, one
+	// call at a time.
 	OnReady   func()
 	OnUnready func(reason string)
+	readyMu   sync.Mutex // orders setReady's changes and hooks
 
-	// Run's own.
+	// Run's, and the judge's (under judgeMu: the judge also runs on a
+	// ticker of its own, so that a catch-up stuck on a slow download
+	// cannot leave the replica saying it serves while it falls behind).
+	judgeMu     sync.Mutex
 	seen        *entry    // the newest current accepted
 	behindSince time.Time // when the replica first fell behind seen (zero: it is not)
 	contact     time.Time // when NATS last answered
@@ -90,6 +95,8 @@ func (f *Follower) Ready() (bool, string) {
 
 // setReady records whether the replica serves, calling the hooks on a change.
 func (f *Follower) setReady(ready bool, reason string) {
+	f.readyMu.Lock() // the loop and the judging ticker: changes and hooks in order
+	defer f.readyMu.Unlock()
 	f.mu.Lock()
 	changed := f.ready != ready
 	f.ready, f.reason = ready, reason
@@ -127,6 +134,20 @@ func (f *Follower) Run(ctx context.Context) error {
 		f.setReady(false, err.Reason)
 		return err
 	}
+	judging, stopJudging := context.WithCancel(ctx)
+	defer stopJudging()
+	go func() {
+		t := time.NewTicker(min(max(f.o.MaxLag/4, 100*time.Millisecond), 5*time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-judging.Done():
+				return
+			case <-t.C:
+				f.judge()
+			}
+		}
+	}()
 	f.m.version.Set(float64(st.Version))
 	if f.o.ServeStale && st.Version > 0 && st.Version == f.dst.Version() {
 		f.setReady(true, "")
@@ -191,7 +212,9 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 			}
 			f.touched()
 			if kve == nil { // the end of the initial values
+				f.judgeMu.Lock()
 				f.none = values == 0
+				f.judgeMu.Unlock()
 				break
 			}
 			values++
@@ -200,7 +223,9 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 			}
 			e, err := parseEntry(kve.Key(), kve.Value())
 			if err != nil {
+				f.judgeMu.Lock()
 				f.none = false
+				f.judgeMu.Unlock()
 				f.log.Error("the current corpus entry is unreadable; waiting for the next", "err", err)
 				continue
 			}
@@ -215,7 +240,9 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 				f.offer(ctx, c, e)
 			case errors.Is(err, jetstream.ErrKeyNotFound):
 				f.touched()
+				f.judgeMu.Lock()
 				f.none = f.seen == nil // nothing published yet
+				f.judgeMu.Unlock()
 			}
 		case <-retry.C:
 		}
@@ -236,7 +263,9 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 }
 
 func (f *Follower) touched() {
+	f.judgeMu.Lock()
 	f.contact = time.Now()
+	f.judgeMu.Unlock()
 	f.m.touched()
 }
 
@@ -267,12 +296,25 @@ func (f *Follower) offer(ctx context.Context, c *conn, e *entry) {
 			return
 		}
 	}
+	f.judgeMu.Lock()
 	f.seen, f.none = e, false
+	if e.Version > f.dst.Version() && f.behindSince.IsZero() {
+		f.behindSince = time.Now() // behind from now, whether or not a judge runs before the catch-up ends
+	}
+	f.judgeMu.Unlock()
 	f.m.seen.Set(float64(e.Version))
 }
 
 // judge decides whether the replica serves.
 func (f *Follower) judge() {
+	ready, reason := f.verdict()
+	f.setReady(ready, reason)
+}
+
+// verdict is judge's decision, under judgeMu.
+func (f *Follower) verdict() (bool, string) {
+	f.judgeMu.Lock()
+	defer f.judgeMu.Unlock()
 	now := time.Now()
 	v := f.dst.Version()
 	var seen uint64
@@ -300,6 +342,10 @@ func (f *Follower) judge() {
 	switch {
 	case f.contact.IsZero():
 		reason = "not yet in touch with NATS to learn the current version"
+	case behind && f.caughtUp && now.Sub(f.behindSince) > f.o.MaxLag:
+		// First: while a catch-up runs, the loop asks NATS nothing, and
+		// "no answer" would blame NATS for the replica's own slowness.
+		reason = fmt.Sprintf("%d versions behind the writer for %s (replication.max_lag %s)", seen-v, now.Sub(f.behindSince).Round(time.Second), f.o.MaxLag)
 	case now.Sub(f.contact) > f.o.MaxLag:
 		reason = fmt.Sprintf("no answer from NATS for %s (replication.max_lag %s)", now.Sub(f.contact).Round(time.Second), f.o.MaxLag)
 	case f.seen == nil && f.none && v > 0:
@@ -318,7 +364,7 @@ func (f *Follower) judge() {
 	if reason != "" && f.o.ServeStale && v > 0 {
 		reason = "" // stale answers rather than none: the operator's choice
 	}
-	f.setReady(reason == "", reason)
+	return reason == "", reason
 }
 
 // catchUp applies, in order, what the replica lacks up to cur.

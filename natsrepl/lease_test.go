@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
@@ -498,4 +501,69 @@ func TestLostPublishRecord(t *testing.T) {
 	}
 	answers(t, r.st, storetest.Digests("b", 300), []string{"Beta"})
 	answers(t, r.st, storetest.Digests("c", 300), []string{"Gamma"})
+}
+
+// slowTarget is a replica's corpus whose ApplyBackup waits until released:
+// a catch-up stuck on a slow download or apply.
+type slowTarget struct {
+	*store.Store
+	mu   sync.Mutex
+	hold chan struct{}
+}
+
+func (s *slowTarget) ApplyBackup(ctx context.Context, r io.Reader, keys uint64) (uint64, error) {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	select {
+	case <-hold:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return s.Store.ApplyBackup(ctx, r, keys)
+}
+
+// TestStuckCatchUp: a replica whose catch-up is stuck stops saying it
+// serves once it has been behind for max_lag, during the catch-up, not
+// after it (the chaos harness saw replicas SERVING 5 s past max_lag).
+func TestStuckCatchUp(t *testing.T) {
+	t.Parallel()
+	n := startSingle(t)
+	o := natsrepl.Options{URL: n.url(), Retry: 100 * time.Millisecond, MaxLag: 500 * time.Millisecond}
+	w := newWriter(t)
+	w.publish(t, o, "")
+	w.imp(t, "First", storetest.Digests("first", 100))
+	waitFor(t, "version 1 published", func() bool { return n.current() == 1 })
+	r := newReplica(t, "")
+	slow := &slowTarget{Store: r.st, hold: make(chan struct{})}
+	close(slow.hold) // the first version applies at once
+	var logs logtest.Buffer
+	fo := o
+	fo.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	f := natsrepl.NewFollower(slow, r.dir, fo)
+	defer func() {
+		if t.Failed() {
+			t.Logf("follower log:\n%s", logs.String())
+		}
+	}()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the replica serving version 1", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 1 })
+
+	hold := make(chan struct{})
+	slow.mu.Lock()
+	slow.hold = hold // the next apply hangs
+	slow.mu.Unlock()
+	w.imp(t, "Second", storetest.Digests("second", 100))
+	waitFor(t, "the replica to stop serving while its catch-up is stuck", func() bool {
+		ok, why := f.Ready()
+		return !ok && strings.Contains(why, "versions behind the writer")
+	})
+	close(hold)
+	waitFor(t, "the replica serving again at version 2", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 2 })
 }
