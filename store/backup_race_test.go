@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
 
@@ -91,5 +92,66 @@ func TestBackupsDuringImport(t *testing.T) {
 	}
 	if missing > 0 {
 		t.Fatalf("%d of %d accounts of an import shipped across deltas answer no breach on the replica", missing, len(ds))
+	}
+}
+
+// TestReplicaRestartBetweenDeltas: a replica restarted between a delta that
+// brought rows of an import not yet committed (at the same corpus version)
+// and the delta that commits it answers every account of that import. It
+// trusted the index it had saved before the first delta, and the
+// committing delta does not bring those rows again.
+func TestReplicaRestartBetweenDeltas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	w := open(t, t.TempDir(), options(0))
+	defer w.Close()
+	fo := options(0)
+	fo.Follower, fo.Index = true, store.IndexInline
+	rdir := t.TempDir()
+	r := open(t, rdir, fo)
+	var since uint64
+	ship := func() {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		since = info.Upto
+	}
+	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", 1000), 500)
+	ship()
+	ds := storetest.Digests("x", 2000)
+	batches := func(yield func([]breachd.Digest, error) bool) {
+		if !yield(ds[:1000], nil) {
+			return
+		}
+		ship() // the rows so far, at version 1
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r = open(t, rdir, fo)
+		yield(ds[1000:], nil)
+	}
+	if _, err := w.Import(ctx, storetest.Breach("X"), batches); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	defer r.Close()
+	missing := 0
+	for _, d := range ds {
+		bs, _, err := r.Lookup(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(bs) != 1 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d accounts of X answer no breach on the replica restarted between its deltas", missing, len(ds))
 	}
 }

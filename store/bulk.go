@@ -342,7 +342,7 @@ func (bl *bulkLoad) installIndex(version uint64) {
 		return
 	}
 	x, err := w.install()
-	if err == nil && !c.publishIndex(x) {
+	if err == nil && !c.publishIndex(x, nil) {
 		unmapFile(x.mapped)
 	}
 }

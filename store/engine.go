@@ -309,6 +309,13 @@ func (c *corpus) readCatalog() (*catalog, error) {
 	if importVersion == 0 || importVersion > version {
 		importVersion = version // a corpus from before the key was written: assume the last change added keys
 	}
+	if c.opts.Follower {
+		// On a replica every backup may add rows, those of an import its
+		// writer had not committed yet too (they become visible with a
+		// later catalogue, whose delta does not carry them again): an
+		// index is current only if it holds every backup applied.
+		importVersion = version
+	}
 	cat := newCatalog(c.kind, version, importVersion, breaches, segs)
 	if c.managed {
 		cat.readTs = c.db.MaxVersion()

@@ -514,6 +514,22 @@ func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byt
 	return true
 }
 
+// dropIndexView makes lookups confirm in Badger until an index is built
+// again, and has one built (at once with IndexInline): a replica whose
+// backup could not be merged into the view. Callers hold acquire.
+func (c *corpus) dropIndexView(ctx context.Context) {
+	is := c.index
+	is.viewMu.Lock()
+	is.view.Store(nil)
+	is.viewMu.Unlock()
+	switch c.opts.Index {
+	case IndexInline:
+		c.rebuildIndex(ctx)
+	case IndexBackground:
+		c.kickIndex()
+	}
+}
+
 // currentView returns the view if it answers for catalogue cat, holding
 // the index's read lock (the caller calls c.index.mu.RUnlock when done);
 // otherwise nil, with the lock released.
@@ -567,13 +583,17 @@ func (c *corpus) followCatalog(cat *catalog) bool {
 }
 
 // publishIndex makes x current if no import committed since it was built,
-// and retires the index it replaces.
-func (c *corpus) publishIndex(x *index) bool {
+// and retires the index it replaces. On a replica, built names the
+// catalogue x was built for, and x is current only if no backup was applied
+// since: a backup may bring rows without a new import version (those of an
+// import its writer has not committed yet), and no later delta brings them
+// again.
+func (c *corpus) publishIndex(x *index, built *catalog) bool {
 	is := c.index
 	is.viewMu.Lock()
 	defer is.viewMu.Unlock()
 	cat := c.cat.Load()
-	if x.version < cat.importVersion {
+	if x.version < cat.importVersion || c.opts.Follower && cat != built {
 		return false
 	}
 	v, err := newView(cat, x, nil)
@@ -694,7 +714,7 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 	if err != nil {
 		return err
 	}
-	published := c.publishIndex(x)
+	published := c.publishIndex(x, cat)
 	if !published {
 		unmapFile(x.mapped)
 	}
@@ -831,9 +851,15 @@ func (c *corpus) openIndex(ctx context.Context) {
 	}
 	cat := c.cat.Load()
 	x, err := loadIndex(c.dir)
+	if c.opts.Follower && err == nil {
+		// A replica's saved index may lack rows of backups applied after
+		// it was written: it is rebuilt.
+		unmapFile(x.mapped)
+		x, err = nil, errNoIndex
+	}
 	switch {
 	case err == nil:
-		if !c.publishIndex(x) {
+		if !c.publishIndex(x, cat) {
 			unmapFile(x.mapped)
 			c.log.Info("lookup index is older than the corpus; rebuilding it", "index_version", x.version, "corpus_version", cat.version)
 		}

@@ -173,8 +173,12 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	if c.managed {
 		c.db.SetDiscardTs(old.readTs)
 	}
-	if c.index == nil || !c.mergeDelta(old, cat, changes) {
-		c.refreshView(context.Background(), cat)
+	if c.index != nil && !c.mergeDelta(old, cat, changes) {
+		// Not merged (no view for the catalogue before, or a rebuild
+		// running): the index is rebuilt, never reused, since this
+		// backup's rows may be of an import not yet committed, which
+		// the delta that commits it will not bring again.
+		c.dropIndexView(context.Background())
 	}
 	c.announce()
 	c.log.Info("backup applied", "rows", rows, "new_keys", fresh, "corpus_version", cat.version,
