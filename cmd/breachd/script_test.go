@@ -7,13 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/rogpeppe/go-internal/testscript"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
 )
 
@@ -92,6 +95,38 @@ func TestScripts(t *testing.T) {
 				d, err := time.ParseDuration(args[0])
 				ts.Check(err)
 				time.Sleep(d)
+			},
+			// natsserver NAME: starts a JetStream server for the script
+			// (Debian's nats-server in the README) and sets $NAME to its URL.
+			"natsserver": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: natsserver NAME")
+				}
+				s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true,
+					StoreDir: ts.MkAbs("nats"), NoLog: true, NoSigs: true})
+				ts.Check(err)
+				go s.Start()
+				if !s.ReadyForConnections(20 * time.Second) {
+					ts.Fatalf("the NATS server did not start")
+				}
+				ts.Defer(s.Shutdown)
+				ts.Setenv(args[0], s.ClientURL())
+			},
+			// atversion ADDR N: waits until the daemon at ADDR answers at
+			// corpus version N or later (a replica catching up).
+			"atversion": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 2 {
+					ts.Fatalf("usage: atversion ADDR N")
+				}
+				n, err := strconv.ParseUint(args[1], 10, 64)
+				ts.Check(err)
+				conn, err := client.Dial(args[0], client.DialOptions{})
+				ts.Check(err)
+				defer conn.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				_, err = client.New(conn).CheckDigest(client.AtLeast(ctx, n), breachd.Digest{})
+				ts.Check(err)
 			},
 			// serving ADDR [CAFILE]: waits until the daemon at ADDR says
 			// SERVING (over TLS with CAFILE).
