@@ -14,6 +14,10 @@ import (
 )
 
 func main() {
+	// What breachd writes (corpus tables, filters, indexes, key files) is
+	// its owner's alone, as under the unit's UMask=0077: Badger creates
+	// its tables with the umask's mode (0644 by default).
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

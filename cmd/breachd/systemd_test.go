@@ -28,7 +28,8 @@ import (
 // loaded by root through the running service's admin socket. An offline
 // command run by root on that directory refuses, rather than leave
 // root-owned files the service cannot open (the README's session broke the
-// service that way). /readyz answers 200.
+// service that way). /readyz answers 200. No file the service writes is
+// readable by others (Badger's tables were 0644).
 func TestSystemdService(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root, to run the daemon as another user (CI runs as root)")
@@ -131,6 +132,9 @@ func TestSystemdService(t *testing.T) {
 		fi, _ := e.Info()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uid {
 			t.Errorf("%s belongs to uid %d, not the service's %d", p, st.Uid, uid)
+		}
+		if fi.Mode().Type() != fs.ModeSocket && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v: others may read it", p, fi.Mode().Perm())
 		}
 		return nil
 	})
