@@ -62,7 +62,7 @@ for n in $SIZES; do
     read -r t rb < <(open_time "$WORK/run")
     crashed+=("$t"); [ "$rb" = yes ] && rebuilds=$((rebuilds + 1))
     # The counterfactual: the same crash with no usable saved filter.
-    rm -f "$WORK/run"/breachd.bloom
+    rm -f "$WORK/run"/emails/breachd.bloom # the layout since 2026-12: DATA/emails
     rebuilt+=("$(open_time "$WORK/run" | cut -d' ' -f1)")
     echo "  run $r: clean ${clean[-1]}s, after the kill ${crashed[-1]}s (rebuilt: $rb), with the filter removed ${rebuilt[-1]}s" >&2
   done
