@@ -194,17 +194,21 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 	return nil
 }
 
-// removeEmptyValueLogs removes the value log files of no bytes in dir. A
-// process killed just after Badger created one (before it wrote the file's
-// header) leaves it so, and Badger then refuses to open the directory
-// ("Open existing file ... Create a new file": it takes an empty file for
-// one it must create, and fails). Such a file holds nothing.
+// removeEmptyValueLogs removes the value log and memtable log files of no
+// bytes in dir. A process killed just after Badger created one (before it
+// wrote the file's header) leaves it so, and Badger then refuses to open
+// the directory ("Open existing file ... Create a new file", or "while
+// opening memtables ... while opening fid: N err: Create a new file": it
+// takes an empty file for one it must create, and fails). Such a file
+// holds nothing.
 func removeEmptyValueLogs(dir string, log *slog.Logger) {
-	logs, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
-	for _, p := range logs {
-		if fi, err := os.Stat(p); err == nil && fi.Size() == 0 {
-			if err := os.Remove(p); err == nil {
-				log.Warn("removed an empty value log file a crash left", "file", filepath.Base(p))
+	for _, pattern := range []string{"*.vlog", "*.mem"} {
+		logs, _ := filepath.Glob(filepath.Join(dir, pattern))
+		for _, p := range logs {
+			if fi, err := os.Stat(p); err == nil && fi.Size() == 0 {
+				if err := os.Remove(p); err == nil {
+					log.Warn("removed an empty log file a crash left", "file", filepath.Base(p))
+				}
 			}
 		}
 	}
