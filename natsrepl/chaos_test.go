@@ -690,18 +690,7 @@ func newChaosCluster(t *testing.T) *chaosCluster {
 		}
 	})
 	c.url = strings.Join(urls, ",")
-	nc, err := nats.Connect(c.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	waitFor(t, "a JetStream leader", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := js.AccountInfo(ctx)
-		return err == nil
-	})
+	waitLeader(t, c.url)
 	return c
 }
 

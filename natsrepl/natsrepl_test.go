@@ -63,7 +63,13 @@ func cluster(t *testing.T) ([]*server.Server, string) {
 		urls = append(urls, s.ClientURL())
 	}
 	url := strings.Join(urls, ",")
-	// Wait for the JetStream meta group to elect a leader.
+	waitLeader(t, url)
+	return servers, url
+}
+
+// waitLeader waits for the JetStream meta group at url to elect a leader.
+func waitLeader(t *testing.T, url string) {
+	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +82,6 @@ func cluster(t *testing.T) ([]*server.Server, string) {
 		_, err := js.AccountInfo(ctx)
 		return err == nil
 	})
-	return servers, url
 }
 
 func waitFor(t *testing.T, what string, ok func() bool) {

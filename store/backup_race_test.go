@@ -28,19 +28,7 @@ func TestBackupsDuringImport(t *testing.T) {
 	defer r.Close()
 	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", 2000), 500)
 
-	var since uint64
-	ship := func() {
-		t.Helper()
-		var buf bytes.Buffer
-		info, err := w.Backup(ctx, &buf, since)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys); err != nil {
-			t.Fatal(err)
-		}
-		since = info.Upto
-	}
+	ship := shipper(t, w, func() *store.Store { return r })
 	ship()
 	ds := storetest.Digests("slow", 20000)
 	batches := func(yield func([]breachd.Digest, error) bool) {
@@ -95,6 +83,26 @@ func TestBackupsDuringImport(t *testing.T) {
 	}
 }
 
+// shipper returns a function that takes a backup of w since the last one
+// and applies it to the replica replica() returns, as a publisher and a
+// follower do.
+func shipper(t *testing.T, w *store.Store, replica func() *store.Store) func() {
+	var since uint64
+	return func() {
+		t.Helper()
+		ctx := context.Background()
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := replica().ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		since = info.Upto
+	}
+}
+
 // TestReplicaRestartBetweenDeltas: a replica restarted between a delta that
 // brought rows of an import not yet committed (at the same corpus version)
 // and the delta that commits it answers every account of that import. It
@@ -109,19 +117,7 @@ func TestReplicaRestartBetweenDeltas(t *testing.T) {
 	fo.Follower, fo.Index = true, store.IndexInline
 	rdir := t.TempDir()
 	r := open(t, rdir, fo)
-	var since uint64
-	ship := func() {
-		t.Helper()
-		var buf bytes.Buffer
-		info, err := w.Backup(ctx, &buf, since)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys); err != nil {
-			t.Fatal(err)
-		}
-		since = info.Upto
-	}
+	ship := shipper(t, w, func() *store.Store { return r }) // r is reopened below
 	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", 1000), 500)
 	ship()
 	ds := storetest.Digests("x", 2000)

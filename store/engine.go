@@ -136,7 +136,7 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		log.Warn("disk nearly full: opening the corpus read-only; imports, deletes and collections are refused until space is freed and the daemon restarted",
 			"dir", dir, "reserve_mib", opts.DiskReserve>>20)
 	}
-	removeEmptyValueLogs(dir, log)
+	removeEmptyLogs(dir, log)
 	var db *badger.DB
 	var err error
 	if opts.Follower {
@@ -194,14 +194,14 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 	return nil
 }
 
-// removeEmptyValueLogs removes the value log and memtable log files of no
+// removeEmptyLogs removes the value log and memtable log files of no
 // bytes in dir. A process killed just after Badger created one (before it
 // wrote the file's header) leaves it so, and Badger then refuses to open
 // the directory ("Open existing file ... Create a new file", or "while
 // opening memtables ... while opening fid: N err: Create a new file": it
 // takes an empty file for one it must create, and fails). Such a file
 // holds nothing.
-func removeEmptyValueLogs(dir string, log *slog.Logger) {
+func removeEmptyLogs(dir string, log *slog.Logger) {
 	for _, pattern := range []string{"*.vlog", "*.mem"} {
 		logs, _ := filepath.Glob(filepath.Join(dir, pattern))
 		for _, p := range logs {

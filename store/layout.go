@@ -28,6 +28,12 @@ import (
 // EmailDir is where the email corpus lives inside a data directory.
 func EmailDir(dataDir string) string { return filepath.Join(dataDir, "emails") }
 
+// AdminSocket is where a daemon serving dataDir keeps its admin socket
+// unless configured otherwise (the only admin path of a daemon without TLS).
+func AdminSocket(dataDir string) string { return filepath.Join(dataDir, adminSocketName) }
+
+const adminSocketName = "breachd.sock"
+
 // PasswordDir is where the corpus of kind k lives inside a data directory.
 func PasswordDir(dataDir string, k breachd.HashKind) string {
 	return filepath.Join(dataDir, "passwords-"+k.String())
@@ -56,7 +62,7 @@ func legacyFile(name string) bool {
 // dataDirFiles are breachd's files at the root of the data directory
 // beside the corpora: the admin socket (cmd/breachd) and a writer's ID
 // (natsrepl.WriterIDFile).
-var dataDirFiles = []string{"breachd.sock", "breachd.writer-id"}
+var dataDirFiles = []string{adminSocketName, "breachd.writer-id"}
 
 // MigrateLayout moves an email corpus kept at the root of dataDir (the
 // layout before 2026-12) into EmailDir(dataDir), and reports whether it

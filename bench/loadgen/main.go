@@ -8,13 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
 )
 
 func main() {
@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer d.stop()
 		c.addr = d.addr
 		if c.adminAddr == "" { // a daemon without TLS takes admin calls on its socket
-			c.adminAddr = "unix://" + filepath.Join(c.data, "breachd.sock")
+			c.adminAddr = "unix://" + store.AdminSocket(c.data)
 		}
 	}
 	l, err := newLoad(ctx, c)

@@ -33,7 +33,7 @@ type target struct {
 
 func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.data, "data", "", "corpus directory to change directly (the daemon must not be running on it)")
-	fs.StringVar(&t.addr, "addr", "", "address of a running daemon to go through, e.g. 127.0.0.1:7355")
+	fs.StringVar(&t.addr, "addr", "", "a running daemon to go through: its admin socket (unix:///path/to/DATA/breachd.sock; the only admin path without TLS) or, with TLS and an admin key, HOST:PORT")
 	fs.BoolVar(&t.dial.TLS, "tls", false, "with --addr: use TLS with the system's roots (--ca or --cert imply TLS)")
 	fs.StringVar(&t.dial.CAFile, "ca", "", "with --addr: PEM CA the daemon's certificate is checked against")
 	fs.StringVar(&t.dial.CertFile, "cert", "", "with --addr: PEM client certificate for mutual TLS")
@@ -112,7 +112,7 @@ func (t *target) socket() string {
 	if err != nil {
 		abs = t.data
 	}
-	return filepath.Join(abs, adminSocketName)
+	return store.AdminSocket(abs)
 }
 
 // checkOwner refuses, run as root, a data directory another user owns (a
@@ -143,7 +143,7 @@ func (t *target) remoteError(err error) error {
 	return fmt.Errorf("daemon at %s: %s", t.addr, status.Convert(err).Message())
 }
 
-const breachUsage = `usage: breachd breach <delete|update> (--data DIR | --addr HOST:PORT [connection flags]) ...
+const breachUsage = `usage: breachd breach <delete|update> (--data DIR | --addr unix://SOCKET|HOST:PORT [connection flags]) ...
 
   delete NAME              remove the breach from every answer at once; accounts in no
                            other breach are deleted

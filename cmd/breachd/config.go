@@ -182,6 +182,15 @@ var serveFlags = []struct{ name, key string }{
 	{"http-addr", "http.addr"}, {"publish", "replication.publish"}, {"follow", "replication.follow"}, {"serve-stale", "replication.serve_stale"}, {"tls-cert", "tls.cert"}, {"tls-key", "tls.key"}, {"client-ca", "tls.client_ca"},
 }
 
+// loadProcessConfig is loadConfig from this process's environment, which
+// may hold no BREACHD_ variable that names no key.
+func loadProcessConfig(name string, args []string, stderr io.Writer) (config, error) {
+	if err := checkEnv(os.Environ()); err != nil {
+		return config{}, err
+	}
+	return loadConfig(name, args, stderr, os.Getenv)
+}
+
 // loadConfig builds the configuration of 'breachd serve' (and 'config
 // print') from its sources. usage is true for a usage error (already shown).
 func loadConfig(name string, args []string, stderr io.Writer, env func(string) string) (config, error) {
@@ -248,10 +257,6 @@ func loadConfig(name string, args []string, stderr io.Writer, env func(string) s
 	}
 	return c, nil
 }
-
-// adminSocketName is the admin socket's name in the data directory, where
-// a daemon without TLS makes it unless admin_socket says otherwise.
-const adminSocketName = "breachd.sock"
 
 // goTypes matches the Go type yaml quotes in an unknown-field error.
 var goTypes = regexp.MustCompile(` in type (struct \{[^\n]*\}|[\w.\[\]*]+)`)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +27,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -185,19 +185,25 @@ func TestHealthWatches(t *testing.T) {
 	defer cancel()
 }
 
+// clientTLS trusts the test CA, for the server's "localhost" certificate.
+func (s *secureDaemon) clientTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	tc, err := client.TLSConfig(s.ca.File, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.ServerName = "localhost"
+	return tc
+}
+
 // dialFrom connects over TLS without a credential from a given loopback
 // address.
 func (s *secureDaemon) dialFrom(t *testing.T, from string) *grpc.ClientConn {
 	t.Helper()
-	pem, err := os.ReadFile(s.ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
+	tc := s.clientTLS(t)
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	conn, err := grpc.NewClient(s.addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "localhost"})),
+		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }))
 	if err != nil {
 		t.Fatal(err)
@@ -265,13 +271,8 @@ func TestRefusalLogSampled(t *testing.T) {
 func TestRangeAnonymousQuota(t *testing.T) {
 	t.Parallel()
 	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\nquota:\n  anonymous_rate: 1\n  anonymous_burst: 20\n")
-	pem, err := os.ReadFile(s.ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	tc := s.clientTLS(t)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	get := func(key string, i int) *http.Response {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/range/%05X", s.http, i), nil)
 		req.Header.Set("User-Agent", "scraper")
@@ -354,13 +355,8 @@ func TestMetricsBeyondLoopback(t *testing.T) {
 	}
 	d := startDaemon(t, t.TempDir(), "--metrics-addr", "0.0.0.0:0", "--metrics-web-config", web)
 	_, port, _ := net.SplitHostPort(d.metrics)
-	pem, err := os.ReadFile(s.ca.File)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}}
+	tc := s.clientTLS(t)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	get := func(user, pass string) int {
 		req, _ := http.NewRequest("GET", "https://127.0.0.1:"+port+"/metrics", nil)
 		if user != "" {
@@ -395,7 +391,7 @@ func TestAdminOnlyOnSocket(t *testing.T) {
 	sega := writeCorpus(t, dir, "SegaPass", synth.Options{Seed: 3, Records: 200})
 	runOK(t, "import", "--data", data, "--manifest", sega.manifest, sega.dump)
 	d := startDaemon(t, data)
-	if d.admin != "unix://"+filepath.Join(data, "breachd.sock") {
+	if d.admin != "unix://"+store.AdminSocket(data) {
 		t.Fatalf("admin socket %q, want DATA/breachd.sock by default without TLS", d.admin)
 	}
 	err := run(t.Context(), []string{"breach", "delete", "--addr", d.addr, "SegaPass"}, io.Discard, io.Discard)

@@ -52,8 +52,8 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs.IntVar(&c.batch, "batch", breachd.MaxBatch, fmt.Sprintf("digests per batch, 1 to %d", breachd.MaxBatch))
 	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr HOST:PORT) --manifest FILE DUMP\n"+
-			"       breachd import --kind sha1|ntlm (--data DIR | --addr HOST:PORT) --manifest FILE HASHES\n\n"+
+		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE DUMP\n"+
+			"       breachd import --kind sha1|ntlm (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE HASHES\n\n"+
 			"DUMP is a file or - for stdin; gzip is detected. HASHES is a file of HASH:COUNT lines, a directory\n"+
 			"of them (per-prefix files named ABCDE.txt may hold SUFFIX:COUNT lines, as the Pwned Passwords\n"+
 			"downloader writes them), or - for stdin. Flags:")

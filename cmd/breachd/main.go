@@ -77,10 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, "usage: breachd config print [--config FILE] [serve's flags]")
 			return errUsage
 		}
-		if err := checkEnv(os.Environ()); err != nil {
-			return err
-		}
-		c, err := loadConfig("breachd config print", args[2:], stderr, os.Getenv)
+		c, err := loadProcessConfig("breachd config print", args[2:], stderr)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/breachd/breachd/natsrepl"
 )
@@ -14,10 +13,7 @@ import (
 // data directory and NATS URL the flags name (serve's flags and
 // configuration: --data, --publish, the replication keys).
 func takeover(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	if err := checkEnv(os.Environ()); err != nil {
-		return err
-	}
-	c, err := loadConfig("breachd replication takeover", args, stderr, os.Getenv)
+	c, err := loadProcessConfig("breachd replication takeover", args, stderr)
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,11 @@ import (
 
 	"github.com/breachd/breachd/certs"
 	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/store"
 )
 
 func parseServe(args []string, stderr io.Writer) (config, error) {
-	if err := checkEnv(os.Environ()); err != nil {
-		return config{}, err
-	}
-	c, err := loadConfig("breachd serve", args, stderr, os.Getenv)
+	c, err := loadProcessConfig("breachd serve", args, stderr)
 	if err != nil {
 		return c, err
 	}
@@ -37,7 +35,7 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		// Without TLS admin calls go only through the socket: one by
 		// default, beside the corpus, so that 'breachd import --addr
 		// unix://DATA/breachd.sock' works out of the box.
-		d.AdminSocket = filepath.Join(c.Data, adminSocketName)
+		d.AdminSocket = store.AdminSocket(c.Data)
 	}
 	if d.AdminSocket != "" {
 		// Absolute, so that the unix:// target printed for it works from

@@ -19,6 +19,7 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/store"
 )
 
 // TestSystemdService runs the deployment deploy/breachd.service describes,
@@ -66,7 +67,7 @@ func TestSystemdService(t *testing.T) {
 	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY="+creds,
 		"BREACHD_DATA="+state, "BREACHD_ADDR=127.0.0.1:"+port, "BREACHD_METRICS_ADDR=127.0.0.1:"+metrics,
 		"BREACHD_TLS_CERT="+filepath.Join(creds, "tls.pem"), "BREACHD_TLS_KEY="+filepath.Join(creds, "tls-key.pem"),
-		"BREACHD_ADMIN_SOCKET="+filepath.Join(state, adminSocketName), "BREACHD_TLS_CLIENT_AUTH=require")
+		"BREACHD_ADMIN_SOCKET="+store.AdminSocket(state), "BREACHD_TLS_CLIENT_AUTH=require")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &logs
@@ -101,7 +102,7 @@ func TestSystemdService(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("belongs to uid %d", uid)) {
 		t.Fatalf("an offline import by root into the service's directory: %v; want it refused", err)
 	}
-	runOK(t, "import", "--addr", "unix://"+filepath.Join(state, adminSocketName), "--manifest", manifest, dump)
+	runOK(t, "import", "--addr", "unix://"+store.AdminSocket(state), "--manifest", manifest, dump)
 
 	// An mTLS-less API key under client_auth: require is refused; the
 	// service's answers are checked with the key and no certificate

@@ -3,7 +3,6 @@ package daemontest
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/daemon"
+	"github.com/breachd/breachd/store"
 )
 
 // Config returns a daemon's configuration for tests: the data directory
@@ -19,7 +19,7 @@ import (
 func Config(dir string) daemon.Config {
 	c := daemon.DefaultConfig()
 	c.Data, c.Addr = dir, "127.0.0.1:0"
-	c.AdminSocket = filepath.Join(dir, "breachd.sock") // admin calls: DialAdmin
+	c.AdminSocket = store.AdminSocket(dir) // admin calls: DialAdmin
 	c.Emails.MemTableSize, c.Passwords.MemTableSize = 4<<20, 4<<20
 	c.Emails.BackgroundShare, c.Passwords.BackgroundShare = 1, 1
 	c.Emails.ExpectedKeys = 4096
