@@ -25,11 +25,16 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # run builds, creates and imports the demo corpus on first use, then serves it.
+# A corpus whose demo breach was deleted gets it back.
 run: build
 	@if [ ! -d "$(DATA)" ]; then \
 	  echo "first run: generating the synthetic Sega Pass corpus ($(DEMO_RECORDS) rows) and importing it into $(DATA)"; \
 	  $(BIN)/corpusgen --records $(DEMO_RECORDS) --out $(DEMO_CSV) && \
 	  $(BIN)/breachd import --data $(DATA) --manifest $(DEMO_MANIFEST) $(DEMO_CSV) || { rm -rf "$(DATA)"; exit 1; }; \
+	elif ! $(BIN)/breachd breach list --data $(DATA) | cut -f1 | grep -qx SegaPass; then \
+	  echo "$(DATA) lacks the demo breach SegaPass: importing it again"; \
+	  { test -f $(DEMO_CSV) || $(BIN)/corpusgen --records $(DEMO_RECORDS) --out $(DEMO_CSV); } && \
+	  $(BIN)/breachd import --data $(DATA) --manifest $(DEMO_MANIFEST) $(DEMO_CSV) || exit 1; \
 	fi
 	@echo
 	@sample=$$($(BIN)/corpusgen --sample 1); \

@@ -143,8 +143,9 @@ func (t *target) remoteError(err error) error {
 	return fmt.Errorf("daemon at %s: %s", t.addr, status.Convert(err).Message())
 }
 
-const breachUsage = `usage: breachd breach <delete|update> (--data DIR | --addr unix://SOCKET|HOST:PORT [connection flags]) ...
+const breachUsage = `usage: breachd breach <list|delete|update> (--data DIR | --addr unix://SOCKET|HOST:PORT [connection flags]) ...
 
+  list                     print the catalogue: NAME, accounts, date, one breach a line
   delete NAME              remove the breach from every answer at once; accounts in no
                            other breach are deleted
   update --manifest FILE   correct the catalogue entry of the breach the manifest names
@@ -152,7 +153,7 @@ const breachUsage = `usage: breachd breach <delete|update> (--data DIR | --addr 
 `
 
 func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
-	if len(args) == 0 || (args[0] != "delete" && args[0] != "update") {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "delete" && args[0] != "update") {
 		fmt.Fprint(stderr, breachUsage)
 		return errUsage
 	}
@@ -167,6 +168,7 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
 	switch {
 	case !t.valid(),
+		args[0] == "list" && (fs.NArg() != 0 || *manifest != ""),
 		args[0] == "delete" && (fs.NArg() != 1 || *manifest != ""),
 		args[0] == "update" && (fs.NArg() != 0 || *manifest == ""):
 		return usage() // before opening anything
@@ -181,6 +183,9 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		defer conn.Close()
 		c = cl
 	} else {
+		if _, err := os.Stat(t.data); err != nil {
+			return fmt.Errorf("no corpus at %s: %w", t.data, err) // never create one to list or change it
+		}
 		st, err := t.open(ctx, log)
 		if err != nil {
 			return err
@@ -189,6 +194,24 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		svc = service.New(st)
 	}
 	switch args[0] {
+	case "list":
+		if c != nil {
+			bs, _, err := c.Breaches(ctx)
+			if err != nil {
+				return t.remoteError(err)
+			}
+			for _, b := range bs {
+				fmt.Fprintf(stdout, "%s\t%d\t%s\n", b.Name, b.AccountCount, b.BreachDate)
+			}
+			return nil
+		}
+		bs, _, err := svc.AllBreaches(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range bs {
+			fmt.Fprintf(stdout, "%s\t%d\t%s\n", b.Name, b.AccountCount, b.BreachDate)
+		}
 	case "delete":
 		name := fs.Arg(0)
 		var removed, version uint64

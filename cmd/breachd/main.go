@@ -39,7 +39,7 @@ commands:
   serve    serve the corpus over gRPC
   import   add a breach dump to the corpus (directly, or through a running daemon)
   keys     create, list and revoke API keys
-  breach   delete a breach, or correct its catalogue entry (directly, or through a running daemon)
+  breach   list the catalogue, delete a breach, or correct its catalogue entry (directly, or through a running daemon)
   replication takeover
            make this writer the one that publishes to NATS (serve's flags: --data, --publish)
   gc       collect what interrupted imports left in a corpus directory (a daemon does it at start)
