@@ -346,7 +346,13 @@ func (s *chargedStream) RecvMsg(m any) error {
 	if !ok {
 		return nil
 	}
-	cost := max(1, len(req.GetEmailSha256())/breachd.DigestSize)
+	// A batch is charged its digests only once its shape is valid: one the
+	// handler refuses (too large, a torn digest) costs a call, never a wait
+	// for tokens it would not use.
+	cost := 1
+	if breachd.ValidateBatch(req.GetEmailSha256()) == nil {
+		cost = len(req.GetEmailSha256()) / breachd.DigestSize
+	}
 	if err := s.g.quota.Wait(s.Context(), s.p.Name, limits(s.p), cost, s.g.opts.MaxStreamWait); err != nil {
 		s.g.refusals.OverQuota(s.p.Name)
 		return toStatus(s.g.log, s.method, err)

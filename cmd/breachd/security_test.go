@@ -349,6 +349,18 @@ func TestQuota(t *testing.T) {
 	// A principal may hold max_streams streams at once (a key whose bucket
 	// is large: only the stream cap may refuse).
 	expo = breachdv1.NewExposureServiceClient(s.waitForKey(t, streamer))
+	// A batch the handler refuses is refused as such, never charged its
+	// size: one over breachd.MaxBatch would otherwise exceed the burst.
+	for _, n := range []int{32 * (breachd.MaxBatch + 1), 32*burst + 1} {
+		st, err := expo.CheckStream(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Send(&breachdv1.CheckStreamRequest{EmailSha256: make([]byte, n)})
+		if _, err := st.Recv(); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("a malformed batch of %d bytes = %v, want INVALID_ARGUMENT", n, err)
+		}
+	}
 	var open []grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse]
 	for range 3 {
 		st, err := expo.CheckStream(t.Context())
