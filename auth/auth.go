@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/breachd/breachd"
 )
@@ -48,8 +49,9 @@ type Principal struct {
 	Rate  float64
 	Burst int
 	// Via says how it authenticated: "api-key" or "mtls".
-	Via string
-	key [32]byte // an API key's hash: Valid finds it in the keyring again
+	Via   string
+	key   [32]byte // an API key's hash: Valid finds it in the keyring again
+	match string   // a certificate identity's Match: Valid finds it in the table again
 }
 
 // Has reports whether p holds scope s.
@@ -108,19 +110,33 @@ func certNames(cert *x509.Certificate) []string {
 
 // Authenticator turns credentials into principals.
 type Authenticator struct {
-	keys  *Keyring // nil: API keys are not accepted
-	certs []CertIdentity
+	keys  *Keyring                       // nil: API keys are not accepted
+	certs atomic.Pointer[[]CertIdentity] // replaced whole by SetCertIdentities
 }
 
 // NewAuthenticator returns an authenticator over a keyring (may be nil) and
 // the certificate identities of the configuration.
 func NewAuthenticator(keys *Keyring, certs []CertIdentity) (*Authenticator, error) {
+	a := &Authenticator{keys: keys}
+	if err := a.SetCertIdentities(certs); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// SetCertIdentities replaces the certificate identities (a configuration
+// re-read by a running daemon), or returns why certs are not valid and
+// keeps those in use. Streams opened under a certificate the new table no
+// longer maps, or maps to another principal, no longer stand (Valid).
+func (a *Authenticator) SetCertIdentities(certs []CertIdentity) error {
 	for _, c := range certs {
 		if err := ValidateCertIdentity(c); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return &Authenticator{keys: keys, certs: slices.Clone(certs)}, nil
+	certs = slices.Clone(certs)
+	a.certs.Store(&certs)
+	return nil
 }
 
 // errBadKey is the one answer for a key that is unknown, revoked or
@@ -144,8 +160,17 @@ func (a *Authenticator) FromKey(key string) (*Principal, error) {
 // re-created narrower); a certificate's while the configuration maps it.
 // A stream opened under p ends when it no longer does.
 func (a *Authenticator) Valid(p *Principal) bool {
+	if p.Via == "mtls" {
+		for _, c := range *a.certs.Load() {
+			if c.Match == p.match {
+				return c.Principal.Name == p.Name && slices.Equal(c.Principal.Scopes, p.Scopes) &&
+					c.Principal.Rate == p.Rate && c.Principal.Burst == p.Burst
+			}
+		}
+		return false
+	}
 	if p.Via != "api-key" {
-		return true // certificate identities change only with a restart
+		return true
 	}
 	if a.keys == nil {
 		return false
@@ -157,10 +182,11 @@ func (a *Authenticator) Valid(p *Principal) bool {
 // FromCert returns the principal a verified client certificate maps to.
 func (a *Authenticator) FromCert(cert *x509.Certificate) (*Principal, error) {
 	names := certNames(cert)
-	for i := range a.certs {
-		if slices.Contains(names, a.certs[i].Match) {
-			p := a.certs[i].Principal
-			p.Via = "mtls"
+	certs := *a.certs.Load()
+	for i := range certs {
+		if slices.Contains(names, certs[i].Match) {
+			p := certs[i].Principal
+			p.Via, p.match = "mtls", certs[i].Match
 			return &p, nil
 		}
 	}

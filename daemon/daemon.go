@@ -146,6 +146,7 @@ type Daemon struct {
 	passwords map[breachd.HashKind]*store.Passwords
 	tlsFiles  *certs.Reloader
 	keys      *auth.Keyring
+	authn     *auth.Authenticator // nil without TLS
 
 	// writer names the writer's address on a replica, as it published it.
 	writer func() string
@@ -243,7 +244,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	baseUnary, baseStream := slices.Clip(unary), slices.Clip(stream) // the admin socket's chain
 	opts := append(c.Limits.ServerOptions(), grpc.ConnectionTimeout(c.Network.HandshakeTimeout))
 	var httpTLS *tls.Config
-	var authn *auth.Authenticator
+	var authn *auth.Authenticator // d.authn once built
 	var limiter, anonymous *quota.Limiter
 	var refusals *auth.Refusals
 	if c.TLS != nil {
@@ -270,6 +271,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		if authn, err = auth.NewAuthenticator(d.keys, c.Auth.Identities); err != nil {
 			return err
 		}
+		d.authn = authn
 		if limiter, err = quota.New(c.Quota.Default, c.Quota.MaxStreams); err != nil {
 			return err
 		}
@@ -643,6 +645,24 @@ func (d *Daemon) Reload() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// SetIdentities replaces the client-certificate identities (the
+// configuration re-read on SIGHUP): new calls are mapped by them at once,
+// and open streams of a certificate they no longer map (or map to another
+// principal) end. Invalid identities are refused and the old ones kept.
+func (d *Daemon) SetIdentities(ids []auth.CertIdentity) error {
+	if d.authn == nil {
+		if len(ids) > 0 {
+			return breachd.Errorf(breachd.ErrFailedPrecondition, "client-certificate identities need TLS, which this daemon was started without")
+		}
+		return nil
+	}
+	if err := d.authn.SetCertIdentities(ids); err != nil {
+		return err
+	}
+	d.guard.Revalidate()
+	return nil
 }
 
 // Shutdown stops the daemon gracefully: health NOT_SERVING, bulk streams

@@ -59,7 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return serve(ctx, c, stdout, newLogger(stderr, c.logLevel(), true))
+		reload := func() (config, error) { return parseServe(args[1:], io.Discard) }
+		return serve(ctx, c, reload, stdout, newLogger(stderr, c.logLevel(), true))
 	case "keys":
 		return keys(args[1:], stdout, stderr)
 	case "breach":

@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"time"
 
+	"github.com/breachd/breachd/auth"
 	"github.com/breachd/breachd/certs"
 	"github.com/breachd/breachd/daemon"
 	"github.com/breachd/breachd/store"
@@ -56,10 +58,7 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		d.TLS = &daemon.TLS{Cert: c.TLS.Cert, Key: c.TLS.Key, ClientCA: c.TLS.ClientCA, ClientAuth: certs.ClientAuth(c.TLS.ClientAuth)}
 	}
 	d.Auth = daemon.Auth{APIKeys: c.Auth.APIKeys, KeysReload: time.Duration(c.Auth.KeysReload), Reflection: c.Auth.Reflection}
-	for _, m := range c.Auth.MTLSIdentities {
-		ci, _ := m.principal() // validated
-		d.Auth.Identities = append(d.Auth.Identities, ci)
-	}
+	d.Auth.Identities = c.identities()
 	d.Quota = daemon.Quota{Default: c.quotaLimits(), MaxStreams: c.Quota.MaxStreams, MaxStreamWait: time.Duration(c.Quota.MaxStreamWait),
 		Anonymous: c.anonymousLimits(), MaxWatches: c.Quota.MaxWatches, MaxWatchesPerAddress: c.Quota.MaxWatchesAddr}
 	d.Network = c.network()
@@ -74,7 +73,21 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	return d, nil
 }
 
-func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) error {
+// identities are the client-certificate identities of c (validated).
+func (c *config) identities() []auth.CertIdentity {
+	var ids []auth.CertIdentity
+	for _, m := range c.Auth.MTLSIdentities {
+		ci, _ := m.principal() // validated
+		ids = append(ids, ci)
+	}
+	return ids
+}
+
+// serve runs the daemon c configures until ctx is done. On SIGHUP it
+// re-reads the TLS files and the API keys, and reload's configuration
+// (the same sources as at start): its client-certificate identities take
+// effect at once; other changed settings are named and wait for a restart.
+func serve(ctx context.Context, c config, reload func() (config, error), stdout io.Writer, log *slog.Logger) error {
 	dc, err := c.daemonConfig(log)
 	if err != nil {
 		return err
@@ -120,8 +133,33 @@ func serve(ctx context.Context, c config, stdout io.Writer, log *slog.Logger) er
 			if err := d.Reload(); err != nil {
 				log.Error("reload on SIGHUP failed; keeping what was in use", "err", err)
 			}
+			c = reloadConfig(d, c, reload, log)
 		case <-ctx.Done():
 			return d.Shutdown(context.Background())
 		}
 	}
+}
+
+// reloadConfig reads the configuration again and applies what a running
+// daemon can take (the client-certificate identities); it returns the
+// configuration now in effect.
+func reloadConfig(d *daemon.Daemon, c config, reload func() (config, error), log *slog.Logger) config {
+	nc, err := reload()
+	if err != nil {
+		log.Error("re-reading the configuration on SIGHUP failed; keeping the one in use", "err", err)
+		return c
+	}
+	if !reflect.DeepEqual(nc.Auth.MTLSIdentities, c.Auth.MTLSIdentities) {
+		if err := d.SetIdentities(nc.identities()); err != nil {
+			log.Error("the new auth.mtls_identities were refused; keeping those in use", "err", err)
+			return c
+		}
+		log.Info("client-certificate identities reloaded", "identities", len(nc.Auth.MTLSIdentities))
+	}
+	applied := c
+	applied.Auth.MTLSIdentities = nc.Auth.MTLSIdentities
+	if !reflect.DeepEqual(applied, nc) {
+		log.Warn("the configuration changed beyond auth.mtls_identities: those changes take effect when the daemon restarts")
+	}
+	return applied
 }
