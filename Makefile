@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos
+.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe
 
 all: build
 
@@ -100,6 +100,13 @@ CHAOS ?= 5m
 replica-chaos:
 	@mkdir -p bench/out; BREACHD_CHAOS=$(CHAOS) $(GO) test -count=1 -run '^TestReplicaChaos$$' -v -timeout 60m ./natsrepl > bench/out/replica-chaos.log 2>&1; \
 	  status=$$?; grep -E 'chaos_test.go:[0-9]+: [a-z0-9]|^(ok|FAIL|---)' bench/out/replica-chaos.log | grep -v 'daemon logs'; exit $$status
+
+# probe repeats the hostile-client probe at the scale of issue 20 against a
+# real daemon process (30,000 silent connections, 40,000 Health.Watch
+# attempts, attackers in processes of their own); about a minute.
+probe:
+	@mkdir -p bench/out; PROBE_SCALE=1 $(GO) test -count=1 -run '^TestProbeAtScale$$' -v -timeout 10m ./cmd/breachd > bench/out/probe.log 2>&1; \
+	  status=$$?; grep -E 'probe_test.go:[0-9]+: [0-9a-z]|^(ok|FAIL|---)' bench/out/probe.log; exit $$status
 
 # soak serves the demo corpus (a copy in bench/out) under unary Checks at half
 # of peak for SOAK_TIME while breaches are imported and deleted, reports each

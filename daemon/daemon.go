@@ -290,6 +290,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		if d.keys != nil {
 			d.keys.OnReload(d.guard.Revalidate) // a revoked key's open streams end
 		}
+		opts = append(opts, grpc.InTapHandle(d.guard.Tap))
 		gu, gst := d.guard.Interceptors()
 		unary, stream = append(unary, gu...), append(stream, gst...)
 		if (d.keys == nil || d.keys.Len() == 0) && len(c.Auth.Identities) == 0 {

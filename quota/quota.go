@@ -202,14 +202,29 @@ func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, m
 	}
 }
 
+// CanOpenStream returns the error OpenStream would return for name now,
+// without counting a stream: a cheap early refusal (OpenStream decides).
+func (l *Limiter) CanOpenStream(name string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.streamsFull(name)
+}
+
+func (l *Limiter) streamsFull(name string) error {
+	if l.streams[name] >= l.maxStreams {
+		return breachd.Errorf(breachd.ErrQuotaExceeded, "%s %s already has %d streams open, the most allowed: wait for one to end",
+			l.noun, breachd.Quote(name), l.maxStreams)
+	}
+	return nil
+}
+
 // OpenStream counts a stream of the principal's, refusing one beyond the
 // cap; the caller calls the returned function when the stream ends.
 func (l *Limiter) OpenStream(name string) (release func(), err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.streams[name] >= l.maxStreams {
-		return nil, breachd.Errorf(breachd.ErrQuotaExceeded, "%s %s already has %d streams open, the most allowed: wait for one to end",
-			l.noun, breachd.Quote(name), l.maxStreams)
+	if err := l.streamsFull(name); err != nil {
+		return nil, err
 	}
 	l.streams[name]++
 	var once sync.Once

@@ -309,6 +309,23 @@ func TestRangeAnonymousQuota(t *testing.T) {
 	if r := get(s.keys["checker"], 41); r.StatusCode != 200 {
 		t.Errorf("with a key, over the address's quota: %d, want 200 (charged to the key)", r.StatusCode)
 	}
+	// gRPC health calls from one address share a bucket too (charged as
+	// each stream arrives: Guard.Tap).
+	health := healthpb.NewHealthClient(s.dialFrom(t, "127.0.0.4"))
+	answered := 0
+	for range 40 {
+		_, err := health.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		switch status.Code(err) {
+		case codes.OK:
+			answered++
+		case codes.ResourceExhausted:
+		default:
+			t.Fatalf("health Check: %v", err)
+		}
+	}
+	if answered < 20 || answered > 25 {
+		t.Errorf("40 health Checks from one address with a burst of 20 at 1/s: %d answered", answered)
+	}
 	// HTTP refusals are counted with the gRPC ones.
 	req, _ := http.NewRequest("GET", s.http+"/api/v3/breachedaccount/someone@example.com", nil)
 	req.Header.Set("User-Agent", "scraper")
