@@ -72,8 +72,12 @@ type Breach struct {
 	PwnCount    int64     `json:"PwnCount"`    // number of accounts the breach disclosed
 	Description string    `json:"Description"` // free text, may contain HTML as in HIBP
 	DataClasses []string  `json:"DataClasses"` // e.g. "Email addresses", "Passwords"
-	IsVerified  bool      `json:"IsVerified"`
-	IsSensitive bool      `json:"IsSensitive"`
+	// PasswordsPublished says whether the breach's passwords were published
+	// in a usable form (nil: not said). Sega Pass's were encrypted: false.
+	// Not in Have I Been Pwned's model; a pair import requires it not false.
+	PasswordsPublished *bool `json:"PasswordsPublished,omitempty"`
+	IsVerified         bool  `json:"IsVerified"`
+	IsSensitive        bool  `json:"IsSensitive"`
 
 	// The rest of Have I Been Pwned's breach model, so that a catalogue
 	// exported from upstream loads as it is and answers read the same.

@@ -27,6 +27,11 @@ const (
 	FormatEmails
 	// FormatSHA256 is one hex SHA-256 digest of a canonical email per line.
 	FormatSHA256
+	// FormatCombo is one "email:password" per line (pairs.go).
+	FormatCombo
+	// FormatPairHashes is one "hex SHA-256 of the email:hex SHA-1 of the
+	// password" per line (pairs.go).
+	FormatPairHashes
 )
 
 func (f Format) String() string {
@@ -37,18 +42,22 @@ func (f Format) String() string {
 		return "emails"
 	case FormatSHA256:
 		return "sha256"
+	case FormatCombo:
+		return "combo"
+	case FormatPairHashes:
+		return "pair-hashes"
 	}
 	return "auto"
 }
 
 // ParseFormat parses a --format value.
 func ParseFormat(s string) (Format, error) {
-	for _, f := range []Format{FormatAuto, FormatCSV, FormatEmails, FormatSHA256} {
+	for _, f := range []Format{FormatAuto, FormatCSV, FormatEmails, FormatSHA256, FormatCombo, FormatPairHashes} {
 		if s == f.String() {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails or sha256", s)
+	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails, sha256, or for pairs combo or pair-hashes", s)
 }
 
 // gunzipped buffers r, decompressing it if it starts with gzip's magic.
@@ -87,6 +96,9 @@ type Reader struct {
 	opts   Options
 	format Format
 	col    int   // CSV: index of the email column
+	pwCol  int   // a combolist's CSV: index of the password column, -1 if none
+	header []string
+	pairs  bool // a combolist (NewPairReader)
 	line   int64 // number of the last line read, from 1
 	stats  Stats
 	peeked []byte // first non-blank line, read during detection
@@ -105,6 +117,14 @@ var ErrNoColumn = errors.New("no email column")
 // NewReader detects compression and format, reads the CSV header if any, and
 // returns a Reader positioned at the first data row.
 func NewReader(r io.Reader, opts Options) (*Reader, error) {
+	if opts.Format == FormatCombo || opts.Format == FormatPairHashes {
+		return nil, fmt.Errorf("format %s is a combolist's: import it with --kind pairs", opts.Format)
+	}
+	return newReader(r, opts, "")
+}
+
+// newReader is NewReader, or with pwColumn set NewPairReader's.
+func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if opts.Column == "" {
 		opts.Column = "email"
 	}
@@ -112,7 +132,7 @@ func NewReader(r io.Reader, opts Options) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	rd := &Reader{br: br, opts: opts, format: opts.Format}
+	rd := &Reader{br: br, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != ""}
 	first, err := rd.nextLine()
 	for err == errLongLine {
 		if rd.format == FormatCSV {
@@ -130,7 +150,9 @@ func NewReader(r io.Reader, opts Options) (*Reader, error) {
 		return nil, fmt.Errorf("line %d: %w", rd.line, err)
 	}
 	first = bytes.TrimPrefix(first, []byte("\xef\xbb\xbf")) // UTF-8 BOM
-	if rd.format == FormatAuto {
+	if rd.format == FormatAuto && rd.pairs {
+		rd.format = detectPairs(first, opts.Column, pwColumn)
+	} else if rd.format == FormatAuto {
 		rd.format = detect(first, opts.Column)
 	}
 	if rd.format == FormatCSV {
@@ -138,11 +160,13 @@ func NewReader(r io.Reader, opts Options) (*Reader, error) {
 		if !ok {
 			return nil, fmt.Errorf("line %d: malformed CSV header", rd.line)
 		}
-		rd.col = -1
+		rd.col, rd.header = -1, fields
 		for i, f := range fields {
-			if strings.EqualFold(strings.TrimSpace(f), opts.Column) {
+			if rd.col < 0 && strings.EqualFold(strings.TrimSpace(f), opts.Column) {
 				rd.col = i
-				break
+			}
+			if rd.pwCol < 0 && rd.pairs && strings.EqualFold(strings.TrimSpace(f), pwColumn) {
+				rd.pwCol = i
 			}
 		}
 		if rd.col < 0 {
@@ -163,17 +187,23 @@ func (r *Reader) Stats() Stats { return r.stats }
 // noColumn explains a CSV header without the email column: the columns it
 // has, and the one to name with --column if one looks like an address.
 func noColumn(fields []string, column string) error {
+	return noColumnFlag(fields, column, "--column", "the address", "mail")
+}
+
+// noColumnFlag is noColumn for the column of flag, which holds what,
+// suggesting the one column whose name contains like.
+func noColumnFlag(fields []string, column, flag, what, like string) error {
 	cols := make([]string, len(fields))
 	var mail []string
 	for i, f := range fields {
 		cols[i] = strconv.Quote(strings.TrimSpace(f))
-		if strings.Contains(strings.ToLower(f), "mail") {
+		if strings.Contains(strings.ToLower(f), like) {
 			mail = append(mail, strings.TrimSpace(f))
 		}
 	}
-	hint := "name the column that holds the address with --column"
+	hint := "name the column that holds " + what + " with " + flag
 	if len(mail) == 1 {
-		hint = "pass --column " + mail[0]
+		hint = "pass " + flag + " " + mail[0]
 	}
 	return fmt.Errorf("%w: the CSV header has no column named %q; its columns are %s: %s",
 		ErrNoColumn, column, strings.Join(cols, ", "), hint)

@@ -1,0 +1,143 @@
+package dump
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+)
+
+// Combolists: one account and its password a row, for a pair import.
+//
+//   - FormatCombo: "email:password" lines (the first ':' separates them; a
+//     password may contain ':'), as credential-stuffing lists are shared;
+//   - FormatCSV with Options.PasswordColumn: a header naming the email and
+//     password columns;
+//   - FormatPairHashes: "hex SHA-256 of the canonical email:hex SHA-1 of the
+//     password" lines, for pairs hashed before they reach breachd.
+//
+// A row that is none of these (no separator, an empty password, a value
+// that is not one address) is rejected with its line number, never stored.
+
+// PairOptions configure a combolist reader.
+type PairOptions struct {
+	Format Format // FormatAuto, FormatCombo, FormatCSV or FormatPairHashes
+	// Column and PasswordColumn name the CSV columns: "email" and
+	// "password" by default.
+	Column, PasswordColumn string
+}
+
+// NewPairReader returns a Reader of a combolist, positioned at its first
+// data row; read it with ReadPairs.
+func NewPairReader(r io.Reader, opts PairOptions) (*Reader, error) {
+	if opts.PasswordColumn == "" {
+		opts.PasswordColumn = "password"
+	}
+	switch opts.Format {
+	case FormatAuto, FormatCombo, FormatCSV, FormatPairHashes:
+	default:
+		return nil, fmt.Errorf("format %s holds no passwords: want auto, combo, csv or pair-hashes", opts.Format)
+	}
+	rd, err := newReader(r, Options{Format: opts.Format, Column: opts.Column}, opts.PasswordColumn)
+	if err != nil {
+		return nil, err
+	}
+	if rd.format == FormatCSV && rd.pwCol < 0 {
+		return nil, noColumnFlag(rd.header, opts.PasswordColumn, "--password-column", "the password", "pass")
+	}
+	return rd, nil
+}
+
+// detectPairs tells a combolist's format from its first non-blank line.
+func detectPairs(first []byte, column, pwColumn string) Format {
+	if a, b, ok := bytes.Cut(bytes.TrimSpace(first), []byte{':'}); ok && len(a) == 2*breachd.DigestSize && len(b) == 2*breachd.PasswordSHA1Size {
+		if _, err := hex.DecodeString(string(a) + string(b)); err == nil {
+			return FormatPairHashes
+		}
+	}
+	if fields, ok := splitCSV(first, nil); ok && len(fields) > 1 {
+		for _, f := range fields {
+			if f = strings.TrimSpace(f); strings.EqualFold(f, column) || strings.EqualFold(f, pwColumn) {
+				return FormatCSV
+			}
+		}
+	}
+	return FormatCombo
+}
+
+// ReadPairs fills dst (up to its capacity) with the pairs of accepted rows
+// and returns it; io.EOF, with no pairs, at the end. Rejected rows are
+// counted and reported to OnReject.
+func (r *Reader) ReadPairs(dst []breachd.PairRecord) ([]breachd.PairRecord, error) {
+	dst = dst[:0]
+	var fields []string
+	for len(dst) < cap(dst) {
+		line, err := r.nextRow()
+		if err == errLongLine {
+			r.rejectAt(r.longAt, err.Error())
+			continue
+		}
+		if err != nil {
+			return dst, endOfBatch(len(dst), err)
+		}
+		var p breachd.PairRecord
+		var reason string
+		p, fields, reason = r.parsePair(line, fields)
+		if reason != "" {
+			r.reject(reason)
+			continue
+		}
+		r.stats.Accepted++
+		dst = append(dst, p)
+	}
+	return dst, nil
+}
+
+// parsePair turns one combolist row into a pair, or a reason it was rejected.
+func (r *Reader) parsePair(line []byte, scratch []string) (breachd.PairRecord, []string, string) {
+	var p breachd.PairRecord
+	var account, password string
+	switch r.format {
+	case FormatCSV:
+		fields, reason := splitCSVReason(line, scratch[:0])
+		scratch = fields
+		if reason != "" {
+			return p, scratch, reason
+		}
+		if r.col >= len(fields) || r.pwCol >= len(fields) {
+			return p, scratch, fmt.Sprintf("missing email or password column: row has %d fields", len(fields))
+		}
+		account, password = fields[r.col], fields[r.pwCol]
+	default:
+		a, b, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			return p, scratch, "no ':' between the account and its password"
+		}
+		account, password = string(a), string(b)
+	}
+	if password == "" {
+		return p, scratch, "empty password"
+	}
+	var err error
+	if r.format == FormatPairHashes {
+		if p.Account, err = breachd.ParseDigest(strings.TrimSpace(account)); err != nil {
+			return p, scratch, err.Error()
+		}
+		h, err := hex.DecodeString(strings.TrimSpace(password))
+		if err != nil || len(h) != breachd.PasswordSHA1Size {
+			return p, scratch, "the password is not 40 hex digits (a SHA-1)"
+		}
+		copy(p.Password[:], h)
+		return p, scratch, ""
+	}
+	if p.Account, err = canon.Digest(account); err != nil {
+		return p, scratch, err.Error()
+	}
+	p.Password = sha1.Sum([]byte(password))
+	return p, scratch, ""
+}

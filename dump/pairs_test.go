@@ -1,0 +1,118 @@
+package dump_test
+
+import (
+	"crypto/sha1"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/dump"
+)
+
+func pair(t *testing.T, email, password string) breachd.PairRecord {
+	t.Helper()
+	d, err := canon.Digest(email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return breachd.PairRecord{Account: d, Password: sha1.Sum([]byte(password))}
+}
+
+func TestPairReader(t *testing.T) {
+	lena, bob := pair(t, "lschmidt@hotmail.com", "hunter2"), pair(t, "bob@example.com", "pa:ss word")
+	hashed := fmt.Sprintf("%x:%X\n%x:%x\n", lena.Account[:], lena.Password[:], bob.Account[:], bob.Password[:])
+	tests := []struct {
+		name   string
+		in     string
+		opts   dump.PairOptions
+		format dump.Format
+		want   []breachd.PairRecord
+		rejs   []rejection
+	}{
+		{
+			name:   "combo, dirty lines rejected with their numbers",
+			in:     "LSchmidt@Hotmail.com:hunter2\r\n\nno-separator\nbob@example.com:pa:ss word\nnot-an-address:secret\nempty@example.com:\n7,a@b.com:x\n",
+			format: dump.FormatCombo,
+			want:   []breachd.PairRecord{lena, bob},
+			rejs: []rejection{{3, "no ':' between the account and its password"}, {5, ""}, {6, "empty password"}, {7, ""}},
+		},
+		{
+			name:   "CSV with email and password columns, in any order",
+			in:     "id,password,Email\n1,hunter2,lschmidt@hotmail.com\n2,\"pa:ss word\",bob@example.com\n3,,x@example.com\n4,\"unterminated,y@example.com\n",
+			format: dump.FormatCSV,
+			want:   []breachd.PairRecord{lena, bob},
+			rejs:   []rejection{{4, "empty password"}, {5, "malformed CSV: unterminated quote"}},
+		},
+		{
+			name:   "CSV with other column names",
+			in:     "mail,pw\nlschmidt@hotmail.com,hunter2\n",
+			opts:   dump.PairOptions{Format: dump.FormatCSV, Column: "mail", PasswordColumn: "pw"},
+			format: dump.FormatCSV,
+			want:   []breachd.PairRecord{lena},
+		},
+		{
+			name:   "pre-hashed pairs, either case",
+			in:     hashed + "abc:def\n",
+			format: dump.FormatPairHashes,
+			want:   []breachd.PairRecord{lena, bob},
+			rejs:   []rejection{{3, ""}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := dump.NewPairReader(strings.NewReader(tt.in), tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rejs []rejection
+			r.OnReject = func(line int64, reason string) { rejs = append(rejs, rejection{line, reason}) }
+			var got []breachd.PairRecord
+			buf := make([]breachd.PairRecord, 0, 2)
+			for {
+				b, err := r.ReadPairs(buf)
+				got = append(got, b...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r.Format() != tt.format {
+				t.Errorf("format %s, want %s", r.Format(), tt.format)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("pairs = %d records, want %d (or different ones)", len(got), len(tt.want))
+			}
+			if len(rejs) != len(tt.rejs) {
+				t.Fatalf("rejections %v, want %v", rejs, tt.rejs)
+			}
+			for i, want := range tt.rejs {
+				if rejs[i].Line != want.Line || (want.Reason != "" && rejs[i].Reason != want.Reason) {
+					t.Errorf("rejection %d = %+v, want %+v", i, rejs[i], want)
+				}
+				if strings.Contains(rejs[i].Reason, "secret") || strings.Contains(rejs[i].Reason, "hunter2") {
+					t.Errorf("a rejection quotes the password: %q", rejs[i].Reason)
+				}
+			}
+			if st := r.Stats(); st.Accepted != int64(len(tt.want)) || st.Rejected != int64(len(tt.rejs)) {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
+
+func TestPairReaderNoPasswordColumn(t *testing.T) {
+	_, err := dump.NewPairReader(strings.NewReader("email,passwd_hash\na@b.com,x\n"), dump.PairOptions{})
+	if !errors.Is(err, dump.ErrNoColumn) || !strings.Contains(err.Error(), "--password-column passwd_hash") {
+		t.Fatalf("a CSV without a password column = %v; want ErrNoColumn naming --password-column passwd_hash", err)
+	}
+	if _, err := dump.NewReader(strings.NewReader("a@b.com:x\n"), dump.Options{Format: dump.FormatCombo}); err == nil {
+		t.Fatal("an email import of a combolist format was accepted")
+	}
+}
