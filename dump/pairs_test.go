@@ -39,7 +39,7 @@ func TestPairReader(t *testing.T) {
 			in:     "LSchmidt@Hotmail.com:hunter2\r\n\nno-separator\nbob@example.com:pa:ss word\nnot-an-address:secret\nempty@example.com:\n7,a@b.com:x\n",
 			format: dump.FormatCombo,
 			want:   []breachd.PairRecord{lena, bob},
-			rejs: []rejection{{3, "no ':' between the account and its password"}, {5, ""}, {6, "empty password"}, {7, ""}},
+			rejs:   []rejection{{3, "no ':' between the account and its password"}, {5, ""}, {6, "empty password"}, {7, ""}},
 		},
 		{
 			name:   "CSV with email and password columns, in any order",

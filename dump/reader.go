@@ -95,10 +95,10 @@ type Reader struct {
 	br     *bufio.Reader
 	opts   Options
 	format Format
-	col    int   // CSV: index of the email column
-	pwCol  int   // a combolist's CSV: index of the password column, -1 if none
+	col    int // CSV: index of the email column
+	pwCol  int // a combolist's CSV: index of the password column, -1 if none
 	header []string
-	pairs  bool // a combolist (NewPairReader)
+	pairs  bool  // a combolist (NewPairReader)
 	line   int64 // number of the last line read, from 1
 	stats  Stats
 	peeked []byte // first non-blank line, read during detection

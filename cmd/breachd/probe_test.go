@@ -229,7 +229,6 @@ func TestProbeHelper(t *testing.T) {
 	fmt.Println("count", count.Load())
 }
 
-
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // probeHelper starts this test binary as TestProbeHelper in mode, and
