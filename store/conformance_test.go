@@ -29,6 +29,8 @@ import (
 //   - sha1 and ntlm: password corpora, whose releases are the suite's
 //     breaches; an account's digest is cut to the hash's length, and its
 //     breaches are the releases whose entries hold it.
+//   - pairs: the digests of email+password pairs, the email kind's codec
+//     under its own tag and without the lookup index.
 //   - follower: a read replica answering every lookup, fed by Backup and
 //     ApplyBackup after each change made on its writer.
 func TestConformance(t *testing.T) {
@@ -57,6 +59,16 @@ func TestConformance(t *testing.T) {
 				}, true)
 			})
 		}
+	})
+	t.Run("pairs", func(t *testing.T) {
+		t.Parallel()
+		storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend {
+			s, err := store.OpenPairs(context.Background(), dir, options(1024))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return s
+		}, true)
 	})
 	for _, k := range breachd.HashKinds {
 		t.Run(k.String(), func(t *testing.T) {

@@ -50,6 +50,11 @@ var (
 	emailKind = &kind{name: "email", tag: 'e', keySize: breachd.DigestSize, indexed: true, bulk: bulkSpill}
 	sha1Kind  = &kind{name: "sha1", tag: 'h', keySize: breachd.SHA1.Size(), counted: true, bulk: bulkStream, spread: true}
 	ntlmKind  = &kind{name: "ntlm", tag: 'h', keySize: breachd.NTLM.Size(), counted: true, bulk: bulkStream, spread: true}
+	// pairKind holds breachd.PairDigest of an account and a password, in
+	// the breaches of the combolists that carried them: emails' codec
+	// under another tag, without the lookup index (an assessment reads one
+	// pair; sweeps do not).
+	pairKind = &kind{name: "pairs", tag: 'p', keySize: breachd.DigestSize, bulk: bulkSpill}
 )
 
 // passwordKind returns the kind of a password corpus of hash kind k.

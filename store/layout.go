@@ -39,6 +39,9 @@ func PasswordDir(dataDir string, k breachd.HashKind) string {
 	return filepath.Join(dataDir, "passwords-"+k.String())
 }
 
+// PairDir is the pair corpus's directory in a data directory.
+func PairDir(dataDir string) string { return filepath.Join(dataDir, "pairs") }
+
 const migrating = "emails.migrating"
 
 // legacyFile reports whether a name at the root of a data directory is one

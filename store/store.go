@@ -30,6 +30,19 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// OpenPairs opens (creating if needed) the pair corpus in dir (in a data
+// directory: PairDir): the digests of email+password pairs
+// (breachd.PairDigest) and the breaches of the combolists that carried
+// them. It is a Store over the pair kind: the same imports, deletes and
+// lookups, whose digests are pairs' rather than accounts'.
+func OpenPairs(ctx context.Context, dir string, opts Options) (*Store, error) {
+	s := &Store{}
+	if err := s.open(ctx, dir, pairKind, opts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // Import adds breach b to the corpus from batches of digests and commits
 // it, visible all at once, when batches ends without an error (see
 // corpus.importBreach). Adding a digest twice is harmless.
