@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"iter"
 	"slices"
@@ -43,7 +44,11 @@ type Store interface {
 // answers every call with breachd.ErrUnavailable until Open; and a read
 // replica refuses every change (WithReadOnly).
 type Service struct {
-	store     atomic.Pointer[Store] // nil while the corpus opens
+	store     atomic.Pointer[Store]  // nil while the corpus opens
+	pairs     *atomic.Pointer[Store] // nil: no pair corpus (WithPairs); holds nil while it opens
+	policy    Decider
+	changing  chan struct{}          // holds a token while a change's steps across the email and pair corpora run (pairs.go)
+	running   atomic.Pointer[string] // what holds it
 	passwords map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]
 	readOnly  func() error // non-nil on a read replica: why a change is refused
 }
@@ -51,7 +56,7 @@ type Service struct {
 // New returns the use cases over st. With st nil, the corpus is still
 // opening: every call answers breachd.ErrUnavailable until Open.
 func New(st Store, opts ...Option) *Service {
-	s := &Service{passwords: map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]{}}
+	s := &Service{passwords: map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]{}, changing: make(chan struct{}, 1)}
 	if st != nil {
 		s.Open(st)
 	}
@@ -270,7 +275,21 @@ func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, versi
 	if err != nil {
 		return 0, 0, err
 	}
-	return st.DeleteBreach(ctx, name)
+	if err := s.lockChange(ctx, "the delete of breach "+name); err != nil {
+		return 0, 0, err
+	}
+	defer s.unlockChange()
+	removed, version, err = st.DeleteBreach(ctx, name)
+	if err != nil {
+		return removed, version, err
+	}
+	// No answer reads the breach's pairs from here (pairs.go); remove them.
+	if pairs, perr := s.pairCorpus(); pairs != nil && perr == nil {
+		if _, _, perr = pairs.DeleteBreach(ctx, name); perr != nil && !errors.Is(perr, breachd.ErrNotFound) {
+			return removed, version, fmt.Errorf("breach %s was deleted, but not yet its passwords (no answer reads them; the next import of the name removes them): %w", name, perr)
+		}
+	}
+	return removed, version, nil
 }
 
 // UpdateBreach corrects the catalogue entry of a breach in the corpus:
@@ -296,6 +315,13 @@ func (s *Service) Import(ctx context.Context, b breachd.Breach, batches iter.Seq
 	}
 	st, err := s.writable()
 	if err != nil {
+		return breachd.ImportStats{}, err
+	}
+	if err := s.lockChange(ctx, "the import of breach "+b.Name); err != nil {
+		return breachd.ImportStats{}, err
+	}
+	defer s.unlockChange()
+	if err := s.keepInStep(ctx, st, b.Name, false); err != nil {
 		return breachd.ImportStats{}, err
 	}
 	return st.Import(ctx, b, checked(batches, "digests", "breach "+b.Name, true))
