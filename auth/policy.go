@@ -18,6 +18,7 @@ const (
 	UsePasswordRange   UseCase = "password-range"   // the hashes under a prefix (k-anonymity)
 	UseChangeCorpus    UseCase = "change-corpus"    // import, delete, correct a breach
 	UseImportPasswords UseCase = "import-passwords" // import a password release
+	UseAssess          UseCase = "assess"           // one account (and its password's hash): facts and a decision
 )
 
 // Cost says how a use case is charged to the caller's quota.
@@ -56,6 +57,7 @@ var Policy = map[UseCase]Rule{
 	UsePasswordRange:   {Scope: ScopeCheck, Cost: PerCall, Public: true},
 	UseChangeCorpus:    {Scope: ScopeAdmin, Cost: Free, Audit: true},
 	UseImportPasswords: {Scope: ScopeAdmin, Cost: Free, Audit: true},
+	UseAssess:          {Scope: ScopeCheck, Cost: PerCall},
 }
 
 // RuleFor returns the rule of use case uc; what names the method or route

@@ -65,10 +65,11 @@ func (e *Error) GRPCStatus() *status.Status { return status.Convert(e.err) }
 
 // Client calls a breachd daemon. It is safe for concurrent use.
 type Client struct {
-	expo  breachdv1.ExposureServiceClient
-	admin breachdv1.AdminServiceClient
-	pw    breachdv1.PasswordServiceClient
-	opts  options
+	expo   breachdv1.ExposureServiceClient
+	admin  breachdv1.AdminServiceClient
+	pw     breachdv1.PasswordServiceClient
+	assess breachdv1.AssessServiceClient
+	opts   options
 }
 
 type options struct {
@@ -106,7 +107,7 @@ func New(conn grpc.ClientConnInterface, opts ...Option) *Client {
 		opt(&o)
 	}
 	return &Client{expo: breachdv1.NewExposureServiceClient(conn), admin: breachdv1.NewAdminServiceClient(conn),
-		pw: breachdv1.NewPasswordServiceClient(conn), opts: o}
+		pw: breachdv1.NewPasswordServiceClient(conn), assess: breachdv1.NewAssessServiceClient(conn), opts: o}
 }
 
 // Check canonicalises and hashes email locally and asks whether it is

@@ -25,6 +25,7 @@ import (
 	"github.com/breachd/breachd/certs"
 	"github.com/breachd/breachd/httpapi"
 	"github.com/breachd/breachd/natsrepl"
+	"github.com/breachd/breachd/policy"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/service"
@@ -63,6 +64,14 @@ type Config struct {
 	Auth        Auth
 	Quota       Quota
 	Replication Replication
+	Policy      Policy
+}
+
+// Policy is how assessments are decided: Default for every principal
+// not in ByPrincipal (package policy).
+type Policy struct {
+	Default     policy.Policy
+	ByPrincipal map[string]policy.Policy
 }
 
 // TLS is the daemon's certificate and, for mutual TLS, its client CA.
@@ -144,6 +153,7 @@ type Daemon struct {
 
 	emails    *store.Store
 	passwords map[breachd.HashKind]*store.Passwords
+	pairs     *store.Store // nil on a read replica
 	tlsFiles  *certs.Reloader
 	keys      *auth.Keyring
 	authn     *auth.Authenticator // nil without TLS
@@ -309,7 +319,15 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	}
 	if c.Replication.Follow != "" {
 		svcOpts = append(svcOpts, service.WithReadOnly(d.replicaRefusal))
+	} else {
+		// Replicas hold no pairs yet: their password statuses are unknown.
+		svcOpts = append(svcOpts, service.WithPairs(nil)) // opening
 	}
+	ps, err := policy.New(c.Policy.Default, c.Policy.ByPrincipal, policy.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	svcOpts = append(svcOpts, service.WithPolicy(ps))
 	d.svc = service.New(nil, svcOpts...) // opening: UNAVAILABLE until the corpus is open
 	d.svcs = server.Register(d.gs, d.svc, server.Options{Logger: log, Admin: c.Admin, ImportIdleTimeout: c.ImportIdleTimeout})
 	grpcMetrics.InitializeMetrics(d.gs)
@@ -405,6 +423,12 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		d.passwords[k] = p
 		d.svc.OpenPasswords(k, p)
 		log.Info("password corpus", "kind", k.String(), "hashes", p.Hashes(), "corpus_version", p.Version(), "releases", len(p.Releases()))
+	}
+	if !follower {
+		if d.pairs, err = store.OpenPairs(ctx, store.PairDir(c.Data), po); err != nil {
+			return fmt.Errorf("pair corpus: %w", err)
+		}
+		d.svc.OpenPairs(d.pairs)
 	}
 	switch {
 	case follower:
@@ -716,6 +740,11 @@ func (d *Daemon) stop(ctx context.Context) error {
 		for k, p := range d.passwords {
 			if e := p.Close(); e != nil {
 				errs = append(errs, fmt.Errorf("%s password corpus: %w", k, e))
+			}
+		}
+		if d.pairs != nil {
+			if e := d.pairs.Close(); e != nil {
+				errs = append(errs, fmt.Errorf("pair corpus: %w", e))
 			}
 		}
 		err = errors.Join(errs...)

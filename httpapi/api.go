@@ -83,6 +83,7 @@ func New(svc *service.Service, o Options) (*API, error) {
 		{"GET /api/v3/breach/{name}", "breach", auth.UseCatalogue, a.breach},
 		{"GET /api/v3/dataclasses", "dataclasses", auth.UseCatalogue, a.dataClasses},
 		{"GET /api/v3/latestbreach", "latestbreach", auth.UseCatalogue, a.latestBreach},
+		{"POST /v1/assess", "assess", auth.UseAssess, a.assess},
 	} {
 		rule, err := auth.RuleFor(r.uc, r.name)
 		if err != nil {
@@ -129,33 +130,36 @@ type handler func(w http.ResponseWriter, r *http.Request) int
 func (a *API) guard(route string, rule auth.Rule, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		code := a.admit(w, r, route, rule)
+		code, p := a.admit(w, r, route, rule)
 		if code == 0 {
+			if p != nil {
+				r = r.WithContext(auth.NewContext(r.Context(), p))
+			}
 			code = h(w, r)
 		}
 		a.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
 	})
 }
 
-// admit returns 0 when the request may go on, or the status of the
-// refusal it wrote.
-func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule auth.Rule) int {
+// admit returns 0 and the caller's principal (nil when it needs none)
+// when the request may go on, or the status of the refusal it wrote.
+func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule auth.Rule) (int, *auth.Principal) {
 	if r.UserAgent() == "" { // as upstream: every caller must say who it is
 		writeJSON(w, http.StatusForbidden, errorBody{StatusCode: 403,
 			Message: "A user agent is required: send a User-Agent header naming your application."})
-		return http.StatusForbidden
+		return http.StatusForbidden, nil
 	}
 	if a.opts.Authn == nil {
-		return 0
+		return 0, nil
 	}
 	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(r) {
 		if a.opts.Anonymous != nil {
 			if err := a.opts.Anonymous.Take(source(r), quota.Limits{}, 1); err != nil {
 				a.refused(func(rf *auth.Refusals) { rf.OverQuota("-") })
-				return writeError(w, a.log, route, err)
+				return writeError(w, a.log, route, err), nil
 			}
 		}
-		return 0
+		return 0, nil
 	}
 	p, err := a.identify(r)
 	if err == nil {
@@ -168,15 +172,15 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule a
 		}
 		a.refused(func(rf *auth.Refusals) { rf.Unauthorized(reason, principal) })
 		a.log.Warn("request refused", "route", route, "principal", principal, "peer", r.RemoteAddr, "err", err)
-		return writeError(w, a.log, route, err)
+		return writeError(w, a.log, route, err), nil
 	}
 	if rule.Cost == auth.PerCall {
 		if err := a.opts.Quota.Take(p.Name, quota.Limits{Rate: p.Rate, Burst: p.Burst}, 1); err != nil {
 			a.refused(func(rf *auth.Refusals) { rf.OverQuota(p.Name) })
-			return writeError(w, a.log, route, err)
+			return writeError(w, a.log, route, err), nil
 		}
 	}
-	return 0
+	return 0, p
 }
 
 // refused counts a refusal, if the face counts them.

@@ -204,6 +204,7 @@ func Register(gs *grpc.Server, svc *service.Service, opts Options) *Services {
 	s := &Services{health: health.NewServer(), exposure: NewExposureServer(svc, log, opts.Workers), admin: opts.Admin}
 	breachdv1.RegisterExposureServiceServer(gs, s.exposure)
 	breachdv1.RegisterPasswordServiceServer(gs, &PasswordServer{svc: svc, log: log})
+	breachdv1.RegisterAssessServiceServer(gs, &AssessServer{exposure: s.exposure})
 	healthpb.RegisterHealthServer(gs, s.health)
 	if opts.Admin {
 		breachdv1.RegisterAdminServiceServer(gs, NewAdminServer(svc, log, opts.ImportIdleTimeout))

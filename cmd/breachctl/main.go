@@ -59,6 +59,7 @@ const usage = `usage: breachctl <command> [flags]
 
 commands:
   check     check email addresses (arguments, or a whole file) against a breachd daemon
+  assess    what a sign-in flow should do about an account (and its password): decision, reasons, facts
   breaches  list the daemon's breach catalogue
   health    ask the daemon's gRPC health service (exit 0 when SERVING): for probes
   hash      print the canonical form and digest of an email address
@@ -134,6 +135,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "check":
 		return check(ctx, cc, args[1:], stdout, stderr)
+	case "assess":
+		return assess(ctx, cc, args[1:], stdout, stderr)
 	case "hash":
 		return hash(args[1:], stdout, stderr)
 	case "breaches":

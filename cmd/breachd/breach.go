@@ -90,6 +90,36 @@ func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slo
 	return pw, t.lockedError(err)
 }
 
+// service opens the email and pair corpora at t.data for a command that
+// changes them, and returns their use cases and what closes them: a
+// breach's accounts and pairs change together (service/pairs.go).
+func (t *target) service(ctx context.Context, log *slog.Logger) (*service.Service, func(), error) {
+	emails, err := t.open(ctx, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	so := store.DefaultOptions()
+	so.Logger = log
+	so.BackgroundShare = 1
+	so.Follower = follows(store.EmailDir(t.data))
+	var opts []service.Option
+	if !so.Follower { // a replica holds no pairs
+		pairs, err := store.OpenPairs(ctx, store.PairDir(t.data), so)
+		if err != nil {
+			closeOffline(ctx, emails, log)
+			return nil, nil, t.lockedError(err)
+		}
+		opts = append(opts, service.WithPairs(pairs))
+		return service.New(emails, opts...), func() {
+			if err := pairs.Close(); err != nil {
+				log.Error("closing the pair corpus", "err", err)
+			}
+			closeOffline(ctx, emails, log)
+		}, nil
+	}
+	return service.New(emails), func() { closeOffline(ctx, emails, log) }, nil
+}
+
 // follows reports whether dir holds a read replica's corpus, which changes
 // only by its writer's backups: opened as a follower's, it refuses imports
 // and collections (store.ErrFollower).
@@ -186,12 +216,12 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		if _, err := os.Stat(t.data); err != nil {
 			return fmt.Errorf("no corpus at %s: %w", t.data, err) // never create one to list or change it
 		}
-		st, err := t.open(ctx, log)
+		s, done, err := t.service(ctx, log)
 		if err != nil {
 			return err
 		}
-		defer closeOffline(ctx, st, log)
-		svc = service.New(st)
+		defer done()
+		svc = s
 	}
 	switch args[0] {
 	case "list":

@@ -21,6 +21,7 @@ import (
 	"github.com/breachd/breachd/certs"
 	"github.com/breachd/breachd/daemon"
 	"github.com/breachd/breachd/natsrepl"
+	"github.com/breachd/breachd/policy"
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/store"
@@ -102,11 +103,97 @@ type config struct {
 		ServeStale   bool     `yaml:"serve_stale" help:"a replica stays SERVING whatever its lag (stale answers rather than none)"`
 		MaxDeltas    int      `yaml:"max_deltas" help:"the writer publishes a fresh snapshot after this many deltas (or once deltas add up to half a snapshot), and prunes older history"`
 	} `yaml:"replication"`
+	Policy struct {
+		Mode       string            `yaml:"mode" help:"how assessments are answered: enforce, or report-only (compute, count and log each decision, answer allow)"`
+		Rules      []policyRule      `yaml:"rules" help:"assessment rules in order; the strictest decision of those that fire is the answer, and each is a reason"`
+		Principals []principalPolicy `yaml:"principals" help:"policies of their own for some principals (each with principal, mode and rules)"`
+	} `yaml:"policy"`
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
 		MaxPendingDigests int      `yaml:"max_pending_digests" help:"digests a first import may buffer in memory (32 bytes each) before it goes on with write batches"`
 		DiskReserve       int64    `yaml:"disk_reserve" help:"bytes an import must leave free on the corpus's filesystem; past it the import is refused (RESOURCE_EXHAUSTED) and serving goes on"`
 	} `yaml:"import"`
+}
+
+// policyRule is one assessment rule (package policy): when every
+// condition given holds, it fires and asks for its decision.
+type policyRule struct {
+	Name     string     `yaml:"name"`
+	When     policyWhen `yaml:"when"`
+	Decision string     `yaml:"decision"` // allow, warn, step_up, reset or block
+}
+
+type policyWhen struct {
+	EmailExposed         *bool    `yaml:"email_exposed,omitempty"`
+	PairExposed          *bool    `yaml:"pair_exposed,omitempty"`
+	PasswordUnknown      *bool    `yaml:"password_unknown,omitempty"`
+	PasswordCountAtLeast uint64   `yaml:"password_count_at_least,omitempty"`
+	BreachedWithin       duration `yaml:"breached_within,omitempty"`
+	Contexts             []string `yaml:"contexts,omitempty"`
+}
+
+// principalPolicy is the policy of one principal.
+type principalPolicy struct {
+	Principal string       `yaml:"principal"`
+	Mode      string       `yaml:"mode"`
+	Rules     []policyRule `yaml:"rules"`
+}
+
+// policies returns the daemon's assessment policies, or the first problem
+// with them, named by its key.
+func (c *config) policies() (daemon.Policy, error) {
+	var out daemon.Policy
+	var err error
+	if out.Default, err = toPolicy("policy", c.Policy.Mode, c.Policy.Rules); err != nil {
+		return out, err
+	}
+	for i, pp := range c.Policy.Principals {
+		key := fmt.Sprintf("policy.principals[%d]", i)
+		if pp.Principal == "" {
+			return out, fmt.Errorf("%s.principal is empty", key)
+		}
+		if _, dup := out.ByPrincipal[pp.Principal]; dup {
+			return out, fmt.Errorf("%s.principal %q has a policy already", key, pp.Principal)
+		}
+		p, err := toPolicy(key, pp.Mode, pp.Rules)
+		if err != nil {
+			return out, err
+		}
+		if out.ByPrincipal == nil {
+			out.ByPrincipal = map[string]policy.Policy{}
+		}
+		out.ByPrincipal[pp.Principal] = p
+	}
+	return out, nil
+}
+
+func toPolicy(key, mode string, rules []policyRule) (policy.Policy, error) {
+	var p policy.Policy
+	var err error
+	if p.Mode, err = policy.ParseMode(mode); err != nil {
+		return p, fmt.Errorf("%s.%w", key, err)
+	}
+	for i, r := range rules {
+		rk := fmt.Sprintf("%s.rules[%d]", key, i)
+		d, err := breachd.ParseDecision(r.Decision)
+		if err != nil {
+			return p, fmt.Errorf("%s.decision: %w", rk, err)
+		}
+		w := policy.Conditions{EmailExposed: r.When.EmailExposed, PairExposed: r.When.PairExposed, PasswordUnknown: r.When.PasswordUnknown,
+			PasswordCountAtLeast: r.When.PasswordCountAtLeast, BreachedWithin: time.Duration(r.When.BreachedWithin)}
+		for j, cs := range r.When.Contexts {
+			ctx, err := breachd.ParseAssessContext(cs)
+			if err != nil || ctx == breachd.ContextUnspecified {
+				return p, fmt.Errorf("%s.when.contexts[%d]: %q: want signup, login or password_change", rk, j, cs)
+			}
+			w.Contexts = append(w.Contexts, ctx)
+		}
+		p.Rules = append(p.Rules, policy.Rule{Name: r.Name, When: w, Decision: d})
+	}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("%s.%w", key, err)
+	}
+	return p, nil
 }
 
 // mtlsIdentity maps client certificates to a principal.
@@ -459,6 +546,9 @@ func (c *config) validate() error {
 		if _, err := m.principal(); err != nil {
 			return fmt.Errorf("invalid auth.mtls_identities[%d]: %w", i, err)
 		}
+	}
+	if _, err := c.policies(); err != nil {
+		return err
 	}
 	so := c.storeOptions()
 	if _, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams); err != nil {

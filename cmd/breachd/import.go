@@ -18,7 +18,6 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
-	"github.com/breachd/breachd/service"
 )
 
 type importConfig struct {
@@ -30,6 +29,8 @@ type importConfig struct {
 	dump     string
 	logLevel slog.Level
 	kind     breachd.HashKind // 0: an email breach dump
+	pairs    bool             // --kind pairs: a combolist
+	pwColumn string
 	pwFormat dump.PasswordFormat
 	// maxInvalid is the share of rejected rows above which nothing is
 	// committed (a misread dump); failOnInvalid commits nothing if any is.
@@ -44,15 +45,17 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	var format, kind string
 	c.target.register(fs)
 	fs.StringVar(&c.manifest, "manifest", "", "breach (or password release) manifest, JSON (required)")
-	fs.StringVar(&kind, "kind", "", "import a password corpus of this kind instead of an email breach: sha1 or ntlm")
-	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256; with --kind: hashes (HASH:COUNT lines, the default) or plain (one password a line, hashed as read)")
+	fs.StringVar(&kind, "kind", "", "pairs: a combolist (each account with its password: the breach's accounts, and digests of the pairs); sha1 or ntlm: a password corpus of that kind instead of an email breach")
+	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256; with --kind pairs: auto, combo (email:password lines), csv or pair-hashes (hex SHA-256 of the email:hex SHA-1 of the password); with --kind sha1|ntlm: hashes (HASH:COUNT lines, the default) or plain (one password a line, hashed as read)")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
+	fs.StringVar(&c.pwColumn, "password-column", "password", "with --kind pairs: CSV column holding the password")
 	fs.Float64Var(&c.maxInvalid, "max-invalid", 0.5, "commit nothing and fail when more than this share of rows is rejected (a misread dump), 0 to 1")
 	fs.BoolVar(&c.failOnInvalid, "fail-on-invalid", false, "commit nothing and fail when any row is rejected")
 	fs.IntVar(&c.batch, "batch", breachd.MaxBatch, fmt.Sprintf("digests per batch, 1 to %d", breachd.MaxBatch))
 	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE DUMP\n"+
+			"       breachd import --kind pairs --data DIR --manifest FILE COMBOLIST\n"+
 			"       breachd import --kind sha1|ntlm (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE HASHES\n\n"+
 			"DUMP is a file or - for stdin; gzip is detected. HASHES is a file of HASH:COUNT lines, a directory\n"+
 			"of them (per-prefix files named ABCDE.txt may hold SUFFIX:COUNT lines, as the Pwned Passwords\n"+
@@ -63,7 +66,14 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		return c, err
 	}
 	var err error
-	if kind != "" {
+	if kind == "pairs" {
+		c.pairs = true
+		if c.format, err = dump.ParseFormat(format); err != nil || (c.format != dump.FormatAuto && c.format != dump.FormatCombo &&
+			c.format != dump.FormatCSV && c.format != dump.FormatPairHashes) {
+			fmt.Fprintf(stderr, "breachd import: invalid --format %s for --kind pairs: want auto, combo, csv or pair-hashes\n", format)
+			return c, errUsage
+		}
+	} else if kind != "" {
 		if c.kind, err = breachd.ParseHashKind(kind); err != nil {
 			fmt.Fprintln(stderr, "breachd import: invalid --kind:", err)
 			return c, errUsage
@@ -145,12 +155,12 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		defer conn.Close()
 		run = cl.Import
 	} else {
-		st, err := c.open(ctx, log)
+		svc, done, err := c.service(ctx, log)
 		if err != nil {
 			return err
 		}
-		defer closeOffline(ctx, st, log)
-		run = service.New(st).Import
+		defer done()
+		run = svc.Import
 	}
 
 	var readErr error // a failure of the dump itself, as opposed to the import
@@ -269,4 +279,72 @@ func printSummary(w io.Writer, name, dump string, rd *dump.Reader, st breachd.Im
 	if more := rs.Rejected - int64(len(samples)); more > 0 {
 		fmt.Fprintf(w, "  ... and %d more rejected rows\n", more)
 	}
+}
+
+// importPairs imports a combolist: the breach's accounts into the email
+// corpus and the digests of its pairs into the pair corpus, never a
+// password (service.Service.ImportPairs).
+func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
+	start := time.Now()
+	if c.addr != "" {
+		return fmt.Errorf("--kind pairs imports into a corpus directory (--data) for now, not through a daemon: stop it, or run the import as its user")
+	}
+	b, err := dump.ReadManifest(c.manifest)
+	if err != nil {
+		return err
+	}
+	in := io.Reader(os.Stdin)
+	if c.dump != "-" {
+		f, err := os.Open(c.dump)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	rd, err := dump.NewPairReader(in, dump.PairOptions{Format: c.format, Column: c.column, PasswordColumn: c.pwColumn})
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.dump, err)
+	}
+	var samples []rejected
+	rd.OnReject = func(line int64, reason string) {
+		if len(samples) < rejectSamples {
+			samples = append(samples, rejected{line, reason})
+		}
+	}
+	svc, done, err := c.service(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer done()
+	var readErr error
+	batches := dumpBatches(c, rd.ReadPairs, rd.Stats, func() string { return sampleLines(samples) }, &readErr)
+	st, err := svc.ImportPairs(ctx, b, batches)
+	switch {
+	case errors.Is(err, errNoRows):
+		return noRowsError(c, b.Name, rd, samples)
+	case err != nil && readErr != nil:
+		return fmt.Errorf("import of %s stopped; nothing was made visible: %w", b.Name, readErr)
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", b.Name, ctx.Err())
+	case err != nil:
+		return fmt.Errorf("import of %s failed; nothing was made visible: %w", b.Name, err)
+	}
+	elapsed := time.Since(start)
+	log.Info("import finished", "breach", b.Name, "rows", rd.Stats().Rows, "duration", elapsed)
+	rs := rd.Stats()
+	fmt.Fprintf(stdout, "imported %s from %s (%s, pairs) in %s\n", b.Name, c.dump, rd.Format(), elapsed.Round(time.Millisecond))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, r := range []struct {
+		label string
+		n     uint64
+	}{{"rows read", uint64(rs.Rows)}, {"accepted", uint64(rs.Accepted)}, {"rejected", uint64(rs.Rejected)},
+		{"pairs", st.Pairs}, {"accounts", st.Accounts}, {"corpus version", st.Version}} {
+		fmt.Fprintf(tw, "  %s\t%d\t\n", r.label, r.n)
+	}
+	tw.Flush()
+	for _, s := range samples {
+		fmt.Fprintf(stdout, "  rejected line %d: %s\n", s.line, s.reason)
+	}
+	return nil
 }

@@ -100,6 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if c.kind != 0 {
 			return importPasswords(ctx, c, stdout, newLogger(stderr, c.logLevel, false))
 		}
+		if c.pairs {
+			return importPairs(ctx, c, stdout, newLogger(stderr, c.logLevel, false))
+		}
 		return importDump(ctx, c, stdout, newLogger(stderr, c.logLevel, false))
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

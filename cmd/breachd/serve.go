@@ -62,6 +62,10 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	d.Quota = daemon.Quota{Default: c.quotaLimits(), MaxStreams: c.Quota.MaxStreams, MaxStreamWait: time.Duration(c.Quota.MaxStreamWait),
 		Anonymous: c.anonymousLimits(), MaxWatches: c.Quota.MaxWatches, MaxWatchesPerAddress: c.Quota.MaxWatchesAddr}
 	d.Network = c.network()
+	var err error
+	if d.Policy, err = c.policies(); err != nil {
+		return d, err
+	}
 	d.Replication.Publish, d.Replication.Follow, d.Replication.Advertise = c.Replication.Publish, c.Replication.Follow, c.Replication.Advertise
 	if url := c.Replication.Publish + c.Replication.Follow; url != "" {
 		o, err := c.natsOptions(url, log)

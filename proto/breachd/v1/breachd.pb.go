@@ -79,6 +79,178 @@ func (HashKind) EnumDescriptor() ([]byte, []int) {
 	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{0}
 }
 
+// Where in a sign-in flow the assessment is asked; policies may treat them
+// differently.
+type AssessContext int32
+
+const (
+	AssessContext_ASSESS_CONTEXT_UNSPECIFIED     AssessContext = 0
+	AssessContext_ASSESS_CONTEXT_SIGNUP          AssessContext = 1
+	AssessContext_ASSESS_CONTEXT_LOGIN           AssessContext = 2
+	AssessContext_ASSESS_CONTEXT_PASSWORD_CHANGE AssessContext = 3
+)
+
+// Enum value maps for AssessContext.
+var (
+	AssessContext_name = map[int32]string{
+		0: "ASSESS_CONTEXT_UNSPECIFIED",
+		1: "ASSESS_CONTEXT_SIGNUP",
+		2: "ASSESS_CONTEXT_LOGIN",
+		3: "ASSESS_CONTEXT_PASSWORD_CHANGE",
+	}
+	AssessContext_value = map[string]int32{
+		"ASSESS_CONTEXT_UNSPECIFIED":     0,
+		"ASSESS_CONTEXT_SIGNUP":          1,
+		"ASSESS_CONTEXT_LOGIN":           2,
+		"ASSESS_CONTEXT_PASSWORD_CHANGE": 3,
+	}
+)
+
+func (x AssessContext) Enum() *AssessContext {
+	p := new(AssessContext)
+	*p = x
+	return p
+}
+
+func (x AssessContext) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AssessContext) Descriptor() protoreflect.EnumDescriptor {
+	return file_breachd_v1_breachd_proto_enumTypes[1].Descriptor()
+}
+
+func (AssessContext) Type() protoreflect.EnumType {
+	return &file_breachd_v1_breachd_proto_enumTypes[1]
+}
+
+func (x AssessContext) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AssessContext.Descriptor instead.
+func (AssessContext) EnumDescriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{1}
+}
+
+// What the policy tells the flow to do, from the mildest.
+type Decision int32
+
+const (
+	Decision_DECISION_UNSPECIFIED Decision = 0
+	Decision_DECISION_ALLOW       Decision = 1
+	Decision_DECISION_WARN        Decision = 2
+	// Ask for a second factor.
+	Decision_DECISION_STEP_UP Decision = 3
+	// Force a password reset.
+	Decision_DECISION_RESET Decision = 4
+	Decision_DECISION_BLOCK Decision = 5
+)
+
+// Enum value maps for Decision.
+var (
+	Decision_name = map[int32]string{
+		0: "DECISION_UNSPECIFIED",
+		1: "DECISION_ALLOW",
+		2: "DECISION_WARN",
+		3: "DECISION_STEP_UP",
+		4: "DECISION_RESET",
+		5: "DECISION_BLOCK",
+	}
+	Decision_value = map[string]int32{
+		"DECISION_UNSPECIFIED": 0,
+		"DECISION_ALLOW":       1,
+		"DECISION_WARN":        2,
+		"DECISION_STEP_UP":     3,
+		"DECISION_RESET":       4,
+		"DECISION_BLOCK":       5,
+	}
+)
+
+func (x Decision) Enum() *Decision {
+	p := new(Decision)
+	*p = x
+	return p
+}
+
+func (x Decision) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Decision) Descriptor() protoreflect.EnumDescriptor {
+	return file_breachd_v1_breachd_proto_enumTypes[2].Descriptor()
+}
+
+func (Decision) Type() protoreflect.EnumType {
+	return &file_breachd_v1_breachd_proto_enumTypes[2]
+}
+
+func (x Decision) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Decision.Descriptor instead.
+func (Decision) EnumDescriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{2}
+}
+
+// What is known of an account's password in one breach.
+type PasswordStatus int32
+
+const (
+	PasswordStatus_PASSWORD_STATUS_UNSPECIFIED PasswordStatus = 0
+	// The corpus holds no passwords of the breach (not published in a usable
+	// form, or not imported), or none was asked about.
+	PasswordStatus_PASSWORD_STATUS_UNKNOWN PasswordStatus = 1
+	// This account with this password is in the breach.
+	PasswordStatus_PASSWORD_STATUS_EXPOSED PasswordStatus = 2
+	// The breach's email+password pairs are held and this one is not among them.
+	PasswordStatus_PASSWORD_STATUS_NOT_EXPOSED PasswordStatus = 3
+)
+
+// Enum value maps for PasswordStatus.
+var (
+	PasswordStatus_name = map[int32]string{
+		0: "PASSWORD_STATUS_UNSPECIFIED",
+		1: "PASSWORD_STATUS_UNKNOWN",
+		2: "PASSWORD_STATUS_EXPOSED",
+		3: "PASSWORD_STATUS_NOT_EXPOSED",
+	}
+	PasswordStatus_value = map[string]int32{
+		"PASSWORD_STATUS_UNSPECIFIED": 0,
+		"PASSWORD_STATUS_UNKNOWN":     1,
+		"PASSWORD_STATUS_EXPOSED":     2,
+		"PASSWORD_STATUS_NOT_EXPOSED": 3,
+	}
+)
+
+func (x PasswordStatus) Enum() *PasswordStatus {
+	p := new(PasswordStatus)
+	*p = x
+	return p
+}
+
+func (x PasswordStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PasswordStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_breachd_v1_breachd_proto_enumTypes[3].Descriptor()
+}
+
+func (PasswordStatus) Type() protoreflect.EnumType {
+	return &file_breachd_v1_breachd_proto_enumTypes[3]
+}
+
+func (x PasswordStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PasswordStatus.Descriptor instead.
+func (PasswordStatus) EnumDescriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{3}
+}
+
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of the canonical email address: exactly 32 bytes.
@@ -477,6 +649,9 @@ type Breach struct {
 	IsMalware          bool                   `protobuf:"varint,19,opt,name=is_malware,json=isMalware,proto3" json:"is_malware,omitempty"`
 	IsSubscriptionFree bool                   `protobuf:"varint,20,opt,name=is_subscription_free,json=isSubscriptionFree,proto3" json:"is_subscription_free,omitempty"`
 	IsStealerLog       bool                   `protobuf:"varint,21,opt,name=is_stealer_log,json=isStealerLog,proto3" json:"is_stealer_log,omitempty"`
+	// Whether the breach's passwords were published in a usable form; unset
+	// when the manifest did not say (not in Have I Been Pwned's model).
+	PasswordsPublished *bool `protobuf:"varint,22,opt,name=passwords_published,json=passwordsPublished,proto3,oneof" json:"passwords_published,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -654,6 +829,13 @@ func (x *Breach) GetIsSubscriptionFree() bool {
 func (x *Breach) GetIsStealerLog() bool {
 	if x != nil {
 		return x.IsStealerLog
+	}
+	return false
+}
+
+func (x *Breach) GetPasswordsPublished() bool {
+	if x != nil && x.PasswordsPublished != nil {
+		return *x.PasswordsPublished
 	}
 	return false
 }
@@ -1827,6 +2009,218 @@ func (x *ImportBreachResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
+type AssessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SHA-256 of the canonical email address: exactly 32 bytes.
+	EmailSha256 []byte `protobuf:"bytes,1,opt,name=email_sha256,json=emailSha256,proto3" json:"email_sha256,omitempty"`
+	// SHA-1 of the password: empty, or exactly 20 bytes.
+	PasswordSha1  []byte        `protobuf:"bytes,2,opt,name=password_sha1,json=passwordSha1,proto3" json:"password_sha1,omitempty"`
+	Context       AssessContext `protobuf:"varint,3,opt,name=context,proto3,enum=breachd.v1.AssessContext" json:"context,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssessRequest) Reset() {
+	*x = AssessRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssessRequest) ProtoMessage() {}
+
+func (x *AssessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssessRequest.ProtoReflect.Descriptor instead.
+func (*AssessRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *AssessRequest) GetEmailSha256() []byte {
+	if x != nil {
+		return x.EmailSha256
+	}
+	return nil
+}
+
+func (x *AssessRequest) GetPasswordSha1() []byte {
+	if x != nil {
+		return x.PasswordSha1
+	}
+	return nil
+}
+
+func (x *AssessRequest) GetContext() AssessContext {
+	if x != nil {
+		return x.Context
+	}
+	return AssessContext_ASSESS_CONTEXT_UNSPECIFIED
+}
+
+type BreachAssessment struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Breach         *BreachSummary         `protobuf:"bytes,1,opt,name=breach,proto3" json:"breach,omitempty"`
+	PasswordStatus PasswordStatus         `protobuf:"varint,2,opt,name=password_status,json=passwordStatus,proto3,enum=breachd.v1.PasswordStatus" json:"password_status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BreachAssessment) Reset() {
+	*x = BreachAssessment{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BreachAssessment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BreachAssessment) ProtoMessage() {}
+
+func (x *BreachAssessment) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BreachAssessment.ProtoReflect.Descriptor instead.
+func (*BreachAssessment) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *BreachAssessment) GetBreach() *BreachSummary {
+	if x != nil {
+		return x.Breach
+	}
+	return nil
+}
+
+func (x *BreachAssessment) GetPasswordStatus() PasswordStatus {
+	if x != nil {
+		return x.PasswordStatus
+	}
+	return PasswordStatus_PASSWORD_STATUS_UNSPECIFIED
+}
+
+type AssessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The decision to act on: ALLOW in report-only mode.
+	Decision Decision `protobuf:"varint,1,opt,name=decision,proto3,enum=breachd.v1.Decision" json:"decision,omitempty"`
+	// The rules that fired, in policy order.
+	Reasons []string `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// False in report-only mode; would_be is then what enforcing would answer.
+	Enforced bool     `protobuf:"varint,3,opt,name=enforced,proto3" json:"enforced,omitempty"`
+	WouldBe  Decision `protobuf:"varint,4,opt,name=would_be,json=wouldBe,proto3,enum=breachd.v1.Decision" json:"would_be,omitempty"`
+	// The account's breaches, ordered by name.
+	Breaches []*BreachAssessment `protobuf:"bytes,5,rep,name=breaches,proto3" json:"breaches,omitempty"`
+	// How often the password appears in the SHA-1 password corpus (0: never,
+	// or not asked).
+	PasswordCount uint64 `protobuf:"varint,6,opt,name=password_count,json=passwordCount,proto3" json:"password_count,omitempty"`
+	CorpusVersion uint64 `protobuf:"varint,7,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssessResponse) Reset() {
+	*x = AssessResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssessResponse) ProtoMessage() {}
+
+func (x *AssessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssessResponse.ProtoReflect.Descriptor instead.
+func (*AssessResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *AssessResponse) GetDecision() Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *AssessResponse) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetEnforced() bool {
+	if x != nil {
+		return x.Enforced
+	}
+	return false
+}
+
+func (x *AssessResponse) GetWouldBe() Decision {
+	if x != nil {
+		return x.WouldBe
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *AssessResponse) GetBreaches() []*BreachAssessment {
+	if x != nil {
+		return x.Breaches
+	}
+	return nil
+}
+
+func (x *AssessResponse) GetPasswordCount() uint64 {
+	if x != nil {
+		return x.PasswordCount
+	}
+	return 0
+}
+
+func (x *AssessResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
 var File_breachd_v1_breachd_proto protoreflect.FileDescriptor
 
 const file_breachd_v1_breachd_proto_rawDesc = "" +
@@ -1858,7 +2252,7 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"breachSets\x12%\n" +
 	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\"!\n" +
 	"\tBreachSet\x12\x14\n" +
-	"\x05names\x18\x01 \x03(\tR\x05names\"\xf5\x05\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"\xc3\x06\n" +
 	"\x06Breach\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x16\n" +
@@ -1887,7 +2281,9 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\n" +
 	"is_malware\x18\x13 \x01(\bR\tisMalware\x120\n" +
 	"\x14is_subscription_free\x18\x14 \x01(\bR\x12isSubscriptionFree\x12$\n" +
-	"\x0eis_stealer_log\x18\x15 \x01(\bR\fisStealerLog\"Q\n" +
+	"\x0eis_stealer_log\x18\x15 \x01(\bR\fisStealerLog\x124\n" +
+	"\x13passwords_published\x18\x16 \x01(\bH\x00R\x12passwordsPublished\x88\x01\x01B\x16\n" +
+	"\x14_passwords_published\"Q\n" +
 	"\x13ListBreachesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -1960,11 +2356,43 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"duplicates\x12!\n" +
 	"\fnew_accounts\x18\x04 \x01(\x04R\vnewAccounts\x12%\n" +
 	"\x0eknown_accounts\x18\x05 \x01(\x04R\rknownAccounts\x12%\n" +
-	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion*M\n" +
+	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion\"\x8c\x01\n" +
+	"\rAssessRequest\x12!\n" +
+	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\x12#\n" +
+	"\rpassword_sha1\x18\x02 \x01(\fR\fpasswordSha1\x123\n" +
+	"\acontext\x18\x03 \x01(\x0e2\x19.breachd.v1.AssessContextR\acontext\"\x8a\x01\n" +
+	"\x10BreachAssessment\x121\n" +
+	"\x06breach\x18\x01 \x01(\v2\x19.breachd.v1.BreachSummaryR\x06breach\x12C\n" +
+	"\x0fpassword_status\x18\x02 \x01(\x0e2\x1a.breachd.v1.PasswordStatusR\x0epasswordStatus\"\xb1\x02\n" +
+	"\x0eAssessResponse\x120\n" +
+	"\bdecision\x18\x01 \x01(\x0e2\x14.breachd.v1.DecisionR\bdecision\x12\x18\n" +
+	"\areasons\x18\x02 \x03(\tR\areasons\x12\x1a\n" +
+	"\benforced\x18\x03 \x01(\bR\benforced\x12/\n" +
+	"\bwould_be\x18\x04 \x01(\x0e2\x14.breachd.v1.DecisionR\awouldBe\x128\n" +
+	"\bbreaches\x18\x05 \x03(\v2\x1c.breachd.v1.BreachAssessmentR\bbreaches\x12%\n" +
+	"\x0epassword_count\x18\x06 \x01(\x04R\rpasswordCount\x12%\n" +
+	"\x0ecorpus_version\x18\a \x01(\x04R\rcorpusVersion*M\n" +
 	"\bHashKind\x12\x19\n" +
 	"\x15HASH_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eHASH_KIND_SHA1\x10\x01\x12\x12\n" +
-	"\x0eHASH_KIND_NTLM\x10\x022\xc0\x02\n" +
+	"\x0eHASH_KIND_NTLM\x10\x02*\x88\x01\n" +
+	"\rAssessContext\x12\x1e\n" +
+	"\x1aASSESS_CONTEXT_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15ASSESS_CONTEXT_SIGNUP\x10\x01\x12\x18\n" +
+	"\x14ASSESS_CONTEXT_LOGIN\x10\x02\x12\"\n" +
+	"\x1eASSESS_CONTEXT_PASSWORD_CHANGE\x10\x03*\x89\x01\n" +
+	"\bDecision\x12\x18\n" +
+	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
+	"\rDECISION_WARN\x10\x02\x12\x14\n" +
+	"\x10DECISION_STEP_UP\x10\x03\x12\x12\n" +
+	"\x0eDECISION_RESET\x10\x04\x12\x12\n" +
+	"\x0eDECISION_BLOCK\x10\x05*\x8c\x01\n" +
+	"\x0ePasswordStatus\x12\x1f\n" +
+	"\x1bPASSWORD_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PASSWORD_STATUS_UNKNOWN\x10\x01\x12\x1b\n" +
+	"\x17PASSWORD_STATUS_EXPOSED\x10\x02\x12\x1f\n" +
+	"\x1bPASSWORD_STATUS_NOT_EXPOSED\x10\x032\xc0\x02\n" +
 	"\x0fExposureService\x12<\n" +
 	"\x05Check\x12\x18.breachd.v1.CheckRequest\x1a\x19.breachd.v1.CheckResponse\x12R\n" +
 	"\vCheckStream\x12\x1e.breachd.v1.CheckStreamRequest\x1a\x1f.breachd.v1.CheckStreamResponse(\x010\x01\x12Q\n" +
@@ -1977,7 +2405,9 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x0fImportPasswords\x12\".breachd.v1.ImportPasswordsRequest\x1a#.breachd.v1.ImportPasswordsResponse(\x012\xa5\x01\n" +
 	"\x0fPasswordService\x12T\n" +
 	"\rCheckPassword\x12 .breachd.v1.CheckPasswordRequest\x1a!.breachd.v1.CheckPasswordResponse\x12<\n" +
-	"\x05Range\x12\x18.breachd.v1.RangeRequest\x1a\x19.breachd.v1.RangeResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
+	"\x05Range\x12\x18.breachd.v1.RangeRequest\x1a\x19.breachd.v1.RangeResponse2P\n" +
+	"\rAssessService\x12?\n" +
+	"\x06Assess\x12\x19.breachd.v1.AssessRequest\x1a\x1a.breachd.v1.AssessResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
 
 var (
 	file_breachd_v1_breachd_proto_rawDescOnce sync.Once
@@ -1991,82 +2421,96 @@ func file_breachd_v1_breachd_proto_rawDescGZIP() []byte {
 	return file_breachd_v1_breachd_proto_rawDescData
 }
 
-var file_breachd_v1_breachd_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_breachd_v1_breachd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_breachd_v1_breachd_proto_goTypes = []any{
 	(HashKind)(0),                   // 0: breachd.v1.HashKind
-	(*CheckRequest)(nil),            // 1: breachd.v1.CheckRequest
-	(*CheckResponse)(nil),           // 2: breachd.v1.CheckResponse
-	(*BreachSummary)(nil),           // 3: breachd.v1.BreachSummary
-	(*CheckStreamRequest)(nil),      // 4: breachd.v1.CheckStreamRequest
-	(*CheckStreamResponse)(nil),     // 5: breachd.v1.CheckStreamResponse
-	(*BreachSet)(nil),               // 6: breachd.v1.BreachSet
-	(*Breach)(nil),                  // 7: breachd.v1.Breach
-	(*ListBreachesRequest)(nil),     // 8: breachd.v1.ListBreachesRequest
-	(*ListBreachesResponse)(nil),    // 9: breachd.v1.ListBreachesResponse
-	(*GetBreachRequest)(nil),        // 10: breachd.v1.GetBreachRequest
-	(*GetBreachResponse)(nil),       // 11: breachd.v1.GetBreachResponse
-	(*ImportPasswordsRequest)(nil),  // 12: breachd.v1.ImportPasswordsRequest
-	(*PasswordRelease)(nil),         // 13: breachd.v1.PasswordRelease
-	(*PasswordBatch)(nil),           // 14: breachd.v1.PasswordBatch
-	(*ImportPasswordsResponse)(nil), // 15: breachd.v1.ImportPasswordsResponse
-	(*CheckPasswordRequest)(nil),    // 16: breachd.v1.CheckPasswordRequest
-	(*CheckPasswordResponse)(nil),   // 17: breachd.v1.CheckPasswordResponse
-	(*RangeRequest)(nil),            // 18: breachd.v1.RangeRequest
-	(*RangeResponse)(nil),           // 19: breachd.v1.RangeResponse
-	(*DeleteBreachRequest)(nil),     // 20: breachd.v1.DeleteBreachRequest
-	(*DeleteBreachResponse)(nil),    // 21: breachd.v1.DeleteBreachResponse
-	(*UpdateBreachRequest)(nil),     // 22: breachd.v1.UpdateBreachRequest
-	(*UpdateBreachResponse)(nil),    // 23: breachd.v1.UpdateBreachResponse
-	(*ImportBreachRequest)(nil),     // 24: breachd.v1.ImportBreachRequest
-	(*ImportCommit)(nil),            // 25: breachd.v1.ImportCommit
-	(*ImportBreachResponse)(nil),    // 26: breachd.v1.ImportBreachResponse
-	(*timestamppb.Timestamp)(nil),   // 27: google.protobuf.Timestamp
+	(AssessContext)(0),              // 1: breachd.v1.AssessContext
+	(Decision)(0),                   // 2: breachd.v1.Decision
+	(PasswordStatus)(0),             // 3: breachd.v1.PasswordStatus
+	(*CheckRequest)(nil),            // 4: breachd.v1.CheckRequest
+	(*CheckResponse)(nil),           // 5: breachd.v1.CheckResponse
+	(*BreachSummary)(nil),           // 6: breachd.v1.BreachSummary
+	(*CheckStreamRequest)(nil),      // 7: breachd.v1.CheckStreamRequest
+	(*CheckStreamResponse)(nil),     // 8: breachd.v1.CheckStreamResponse
+	(*BreachSet)(nil),               // 9: breachd.v1.BreachSet
+	(*Breach)(nil),                  // 10: breachd.v1.Breach
+	(*ListBreachesRequest)(nil),     // 11: breachd.v1.ListBreachesRequest
+	(*ListBreachesResponse)(nil),    // 12: breachd.v1.ListBreachesResponse
+	(*GetBreachRequest)(nil),        // 13: breachd.v1.GetBreachRequest
+	(*GetBreachResponse)(nil),       // 14: breachd.v1.GetBreachResponse
+	(*ImportPasswordsRequest)(nil),  // 15: breachd.v1.ImportPasswordsRequest
+	(*PasswordRelease)(nil),         // 16: breachd.v1.PasswordRelease
+	(*PasswordBatch)(nil),           // 17: breachd.v1.PasswordBatch
+	(*ImportPasswordsResponse)(nil), // 18: breachd.v1.ImportPasswordsResponse
+	(*CheckPasswordRequest)(nil),    // 19: breachd.v1.CheckPasswordRequest
+	(*CheckPasswordResponse)(nil),   // 20: breachd.v1.CheckPasswordResponse
+	(*RangeRequest)(nil),            // 21: breachd.v1.RangeRequest
+	(*RangeResponse)(nil),           // 22: breachd.v1.RangeResponse
+	(*DeleteBreachRequest)(nil),     // 23: breachd.v1.DeleteBreachRequest
+	(*DeleteBreachResponse)(nil),    // 24: breachd.v1.DeleteBreachResponse
+	(*UpdateBreachRequest)(nil),     // 25: breachd.v1.UpdateBreachRequest
+	(*UpdateBreachResponse)(nil),    // 26: breachd.v1.UpdateBreachResponse
+	(*ImportBreachRequest)(nil),     // 27: breachd.v1.ImportBreachRequest
+	(*ImportCommit)(nil),            // 28: breachd.v1.ImportCommit
+	(*ImportBreachResponse)(nil),    // 29: breachd.v1.ImportBreachResponse
+	(*AssessRequest)(nil),           // 30: breachd.v1.AssessRequest
+	(*BreachAssessment)(nil),        // 31: breachd.v1.BreachAssessment
+	(*AssessResponse)(nil),          // 32: breachd.v1.AssessResponse
+	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
-	3,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
-	6,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
-	27, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
-	27, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
-	7,  // 4: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
-	7,  // 5: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
-	13, // 6: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
-	14, // 7: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
-	25, // 8: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
+	6,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
+	9,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
+	33, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
+	33, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
+	10, // 4: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
+	10, // 5: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
+	16, // 6: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
+	17, // 7: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
+	28, // 8: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
 	0,  // 9: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
-	7,  // 10: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
+	10, // 10: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
 	0,  // 11: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
 	0,  // 12: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
 	0,  // 13: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
-	7,  // 14: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
-	7,  // 15: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
-	7,  // 16: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	25, // 17: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	1,  // 18: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	4,  // 19: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	8,  // 20: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	10, // 21: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	24, // 22: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	20, // 23: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	22, // 24: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	12, // 25: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
-	16, // 26: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
-	18, // 27: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
-	2,  // 28: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	5,  // 29: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	9,  // 30: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	11, // 31: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	26, // 32: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	21, // 33: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	23, // 34: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	15, // 35: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
-	17, // 36: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
-	19, // 37: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
-	28, // [28:38] is the sub-list for method output_type
-	18, // [18:28] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	10, // 14: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
+	10, // 15: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	10, // 16: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	28, // 17: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	1,  // 18: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
+	6,  // 19: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
+	3,  // 20: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
+	2,  // 21: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
+	2,  // 22: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
+	31, // 23: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
+	4,  // 24: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	7,  // 25: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	11, // 26: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	13, // 27: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	27, // 28: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	23, // 29: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	25, // 30: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	15, // 31: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	19, // 32: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	21, // 33: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	30, // 34: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
+	5,  // 35: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	8,  // 36: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	12, // 37: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	14, // 38: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	29, // 39: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	24, // 40: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	26, // 41: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	18, // 42: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	20, // 43: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	22, // 44: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	32, // 45: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
+	35, // [35:46] is the sub-list for method output_type
+	24, // [24:35] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }
@@ -2074,6 +2518,7 @@ func file_breachd_v1_breachd_proto_init() {
 	if File_breachd_v1_breachd_proto != nil {
 		return
 	}
+	file_breachd_v1_breachd_proto_msgTypes[6].OneofWrappers = []any{}
 	file_breachd_v1_breachd_proto_msgTypes[11].OneofWrappers = []any{
 		(*ImportPasswordsRequest_Release)(nil),
 		(*ImportPasswordsRequest_Batch)(nil),
@@ -2089,10 +2534,10 @@ func file_breachd_v1_breachd_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_breachd_v1_breachd_proto_rawDesc), len(file_breachd_v1_breachd_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   26,
+			NumEnums:      4,
+			NumMessages:   29,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_breachd_v1_breachd_proto_goTypes,
 		DependencyIndexes: file_breachd_v1_breachd_proto_depIdxs,

@@ -662,3 +662,119 @@ var PasswordService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "breachd/v1/breachd.proto",
 }
+
+const (
+	AssessService_Assess_FullMethodName = "/breachd.v1.AssessService/Assess"
+)
+
+// AssessServiceClient is the client API for AssessService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// AssessService tells a sign-in flow what to do about an account: the facts
+// (its breaches, what is known of its password in each, how common the
+// password is) and the decision the daemon's policy draws from them. The
+// password never crosses the wire: clients send its SHA-1.
+type AssessServiceClient interface {
+	// Assess answers for one account. INVALID_ARGUMENT for a digest or hash
+	// of the wrong length.
+	Assess(ctx context.Context, in *AssessRequest, opts ...grpc.CallOption) (*AssessResponse, error)
+}
+
+type assessServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewAssessServiceClient(cc grpc.ClientConnInterface) AssessServiceClient {
+	return &assessServiceClient{cc}
+}
+
+func (c *assessServiceClient) Assess(ctx context.Context, in *AssessRequest, opts ...grpc.CallOption) (*AssessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AssessResponse)
+	err := c.cc.Invoke(ctx, AssessService_Assess_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// AssessServiceServer is the server API for AssessService service.
+// All implementations must embed UnimplementedAssessServiceServer
+// for forward compatibility.
+//
+// AssessService tells a sign-in flow what to do about an account: the facts
+// (its breaches, what is known of its password in each, how common the
+// password is) and the decision the daemon's policy draws from them. The
+// password never crosses the wire: clients send its SHA-1.
+type AssessServiceServer interface {
+	// Assess answers for one account. INVALID_ARGUMENT for a digest or hash
+	// of the wrong length.
+	Assess(context.Context, *AssessRequest) (*AssessResponse, error)
+	mustEmbedUnimplementedAssessServiceServer()
+}
+
+// UnimplementedAssessServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedAssessServiceServer struct{}
+
+func (UnimplementedAssessServiceServer) Assess(context.Context, *AssessRequest) (*AssessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Assess not implemented")
+}
+func (UnimplementedAssessServiceServer) mustEmbedUnimplementedAssessServiceServer() {}
+func (UnimplementedAssessServiceServer) testEmbeddedByValue()                       {}
+
+// UnsafeAssessServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to AssessServiceServer will
+// result in compilation errors.
+type UnsafeAssessServiceServer interface {
+	mustEmbedUnimplementedAssessServiceServer()
+}
+
+func RegisterAssessServiceServer(s grpc.ServiceRegistrar, srv AssessServiceServer) {
+	// If the following call panics, it indicates UnimplementedAssessServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&AssessService_ServiceDesc, srv)
+}
+
+func _AssessService_Assess_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AssessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AssessServiceServer).Assess(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AssessService_Assess_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AssessServiceServer).Assess(ctx, req.(*AssessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// AssessService_ServiceDesc is the grpc.ServiceDesc for AssessService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var AssessService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "breachd.v1.AssessService",
+	HandlerType: (*AssessServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Assess",
+			Handler:    _AssessService_Assess_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "breachd/v1/breachd.proto",
+}

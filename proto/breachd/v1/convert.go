@@ -19,6 +19,7 @@ func BreachFromDomain(b *breachd.Breach) *Breach {
 		LogoPath: b.LogoPath, Attribution: b.Attribution, DisclosureUrl: b.DisclosureURL,
 		IsFabricated: b.IsFabricated, IsRetired: b.IsRetired, IsSpamList: b.IsSpamList,
 		IsMalware: b.IsMalware, IsSubscriptionFree: b.IsSubscriptionFree, IsStealerLog: b.IsStealerLog,
+		PasswordsPublished: b.PasswordsPublished,
 	}
 	if !b.AddedDate.IsZero() {
 		p.AddedDate = timestamppb.New(b.AddedDate)
@@ -45,6 +46,7 @@ func (p *Breach) ToDomain() breachd.CatalogEntry {
 		LogoPath: p.GetLogoPath(), Attribution: p.GetAttribution(), DisclosureURL: p.GetDisclosureUrl(),
 		IsFabricated: p.GetIsFabricated(), IsRetired: p.GetIsRetired(), IsSpamList: p.GetIsSpamList(),
 		IsMalware: p.GetIsMalware(), IsSubscriptionFree: p.GetIsSubscriptionFree(), IsStealerLog: p.GetIsStealerLog(),
+		PasswordsPublished: p.PasswordsPublished,
 	}}
 	if p.GetAddedDate() != nil {
 		e.AddedDate = p.GetAddedDate().AsTime()
@@ -75,4 +77,46 @@ func KindFromDomain(k breachd.HashKind) HashKind {
 		return HashKind_HASH_KIND_NTLM
 	}
 	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
+// Assessment conversions: the wire enums are the domain's, one higher (0 is
+// each wire enum's UNSPECIFIED).
+
+// ContextToDomain returns the domain form of an assessment context.
+func ContextToDomain(c AssessContext) (breachd.AssessContext, bool) {
+	if c < AssessContext_ASSESS_CONTEXT_UNSPECIFIED || c > AssessContext_ASSESS_CONTEXT_PASSWORD_CHANGE {
+		return 0, false
+	}
+	return breachd.AssessContext(c), true
+}
+
+// ContextFromDomain returns the wire form of an assessment context.
+func ContextFromDomain(c breachd.AssessContext) AssessContext { return AssessContext(c) }
+
+// DecisionFromDomain returns the wire form of a decision.
+func DecisionFromDomain(d breachd.Decision) Decision { return Decision(d + 1) }
+
+// DecisionToDomain returns the domain form of a decision (UNSPECIFIED is allow).
+func DecisionToDomain(d Decision) breachd.Decision { return breachd.Decision(max(int32(d), 1) - 1) }
+
+// StatusFromDomain returns the wire form of a password status.
+func StatusFromDomain(s breachd.PasswordStatus) PasswordStatus {
+	switch s {
+	case breachd.PasswordExposed:
+		return PasswordStatus_PASSWORD_STATUS_EXPOSED
+	case breachd.PasswordNotExposed:
+		return PasswordStatus_PASSWORD_STATUS_NOT_EXPOSED
+	}
+	return PasswordStatus_PASSWORD_STATUS_UNKNOWN
+}
+
+// StatusToDomain returns the domain form of a password status.
+func StatusToDomain(s PasswordStatus) breachd.PasswordStatus {
+	switch s {
+	case PasswordStatus_PASSWORD_STATUS_EXPOSED:
+		return breachd.PasswordExposed
+	case PasswordStatus_PASSWORD_STATUS_NOT_EXPOSED:
+		return breachd.PasswordNotExposed
+	}
+	return breachd.PasswordUnknown
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc/status"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/client"
+)
+
+// assess asks the daemon what to do about one account at sign-in. The
+// password, if any, comes from a file or stdin, never the command line,
+// and only its SHA-1 leaves this process.
+func assess(ctx context.Context, cc connConfig, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("breachctl assess", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cc.register(fs)
+	at := fs.String("context", "login", "where in the sign-in flow: signup, login or password_change")
+	pwFile := fs.String("password-file", "", "file whose first line is the password (- for stdin); only its SHA-1 is sent")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: breachctl assess [flags] [--password-file FILE|-] EMAIL\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	actx, err := breachd.ParseAssessContext(*at)
+	if err != nil {
+		fmt.Fprintln(stderr, "breachctl assess:", err)
+		return errUsage
+	}
+	password, err := readPassword(*pwFile)
+	if err != nil {
+		return err
+	}
+	conn, err := cc.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, cc.timeout)
+	defer cancel()
+	email := fs.Arg(0)
+	a, err := client.New(conn).Assess(cctx, email, password, actx)
+	if err != nil {
+		if s, ok := status.FromError(err); ok {
+			return fmt.Errorf("assess against %s: %s", cc.addr, s.Message())
+		}
+		return err
+	}
+	mode := "enforced"
+	if !a.Enforced {
+		mode = "report-only; enforcing would answer " + a.WouldBe.String()
+	}
+	fmt.Fprintf(stdout, "%s: %s (%s)\n", email, a.Decision, mode)
+	if len(a.Reasons) > 0 {
+		fmt.Fprintf(stdout, "  reasons: %s\n", strings.Join(a.Reasons, ", "))
+	}
+	for _, b := range a.Breaches {
+		fmt.Fprintf(stdout, "  %s (%s, %s): password %s\n", b.Name, b.Title, b.BreachDate, strings.ReplaceAll(b.Password.String(), "_", " "))
+	}
+	if password != "" {
+		fmt.Fprintf(stdout, "  password seen %d times in the password corpus\n", a.PasswordCount)
+	}
+	fmt.Fprintf(stdout, "corpus version %d\n", a.CorpusVersion)
+	return nil
+}
+
+// readPassword returns the first line of file (- for stdin; "" for none).
+func readPassword(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	in := io.Reader(os.Stdin)
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		in = f
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("--password-file: the first line is empty")
+	}
+	return line, nil
+}
