@@ -40,7 +40,14 @@ import (
 // series of name with the labels (false if none).
 func (s *secureDaemon) metric(t *testing.T, name string, labels map[string]string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get("http://" + s.metrics + "/metrics")
+	return metricAt(t, s.metrics, name, labels)
+}
+
+// metricAt scrapes the metrics listener at hostport (plain HTTP) and
+// returns the value of the series of name with labels.
+func metricAt(t *testing.T, hostport, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + hostport + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -297,17 +297,6 @@ func daemonRSS(t *testing.T, pid int) int64 {
 
 // scrape returns the value of an unlabelled metric from the metrics listener.
 func scrape(t *testing.T, metrics, name string) float64 {
-	resp, err := http.Get("http://127.0.0.1:" + metrics + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if s, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			v, _ := strconv.ParseFloat(s, 64)
-			return v
-		}
-	}
-	return -1
+	v, _ := metricAt(t, "127.0.0.1:"+metrics, name, nil)
+	return v
 }
