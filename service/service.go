@@ -280,6 +280,16 @@ func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, versi
 	}
 	defer s.unlockChange()
 	removed, version, err = st.DeleteBreach(ctx, name)
+	if errors.Is(err, breachd.ErrNotFound) {
+		// Deleted already, perhaps by a delete cut short before its pairs
+		// went: finish that one.
+		if pairs, perr := s.pairCorpus(); pairs != nil && perr == nil {
+			if _, _, perr := pairs.DeleteBreach(ctx, name); perr == nil {
+				_, version, _ = st.Breaches(ctx)
+				return 0, version, nil
+			}
+		}
+	}
 	if err != nil {
 		return removed, version, err
 	}

@@ -127,6 +127,18 @@ func TestCrashChild(t *testing.T) {
 		p.Close()
 		return
 	}
+	if op == "pair-import" || op == "pair-delete" {
+		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
+			nth, _ := strconv.Atoi(n)
+			crashAt(point, nth)
+		}
+		svc, done := openPairService(t, dir)
+		if err := crashPairWork(context.Background(), svc, op); err != nil {
+			t.Fatal(err)
+		}
+		done()
+		return
+	}
 	switch op {
 	case "online-import":
 		// Serve over real gRPC, tell the parent where, and wait for its
