@@ -94,7 +94,7 @@ var knownPasswords = map[string]uint64{"password": 9545824, "123456": 42080000, 
 // newFixture serves the corpus over real HTTP on 127.0.0.1. With keyed
 // set, callers are authenticated (keys for "checker", a check principal
 // with a quota of one call, "slow", and "admin", without the check scope).
-func newFixture(t *testing.T, keyed, openPublic bool) *fixture {
+func newFixture(t *testing.T, keyed, openPublic bool, extra ...service.Option) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -151,7 +151,7 @@ func newFixture(t *testing.T, keyed, openPublic bool) *fixture {
 			t.Fatal(err)
 		}
 	}
-	api, err := httpapi.New(service.New(st, opts...), ho)
+	api, err := httpapi.New(service.New(st, append(opts, extra...)...), ho)
 	if err != nil {
 		t.Fatal(err)
 	}
