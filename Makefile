@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe
+.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe kratos-e2e
 
 all: build
 
@@ -100,6 +100,12 @@ CHAOS ?= 5m
 replica-chaos:
 	@mkdir -p bench/out; BREACHD_CHAOS=$(CHAOS) $(GO) test -count=1 -run '^TestReplicaChaos$$' -v -timeout 60m ./natsrepl > bench/out/replica-chaos.log 2>&1; \
 	  status=$$?; grep -E 'chaos_test.go:[0-9]+: [a-z0-9]|^(ok|FAIL|---)' bench/out/replica-chaos.log | grep -v 'daemon logs'; exit $$status
+
+# kratos-e2e builds Ory Kratos v1.3.1 from the module proxy (once, into
+# bench/out) and runs registrations and a login through it against a real
+# breachd (deploy/kratos/e2e.sh); outside make test.
+kratos-e2e:
+	bash deploy/kratos/e2e.sh
 
 # probe repeats the hostile-client probe at the scale of issue 20 against a
 # real daemon process (30,000 silent connections, 40,000 Health.Watch
