@@ -251,6 +251,37 @@ func (c *Client) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2
 		NewAccounts: resp.GetNewAccounts(), KnownAccounts: resp.GetKnownAccounts(), Version: resp.GetCorpusVersion()}, nil
 }
 
+// ImportPairs imports breach b from a combolist through the daemon
+// (AdminService.ImportPairs): its accounts and the digests of its pairs
+// become visible at once. Only each password's SHA-1 is sent.
+func (c *Client) ImportPairs(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error) {
+	ctx, cancel := context.WithCancel(ctx) // cancelling drops the daemon's import
+	defer cancel()
+	stream, err := c.admin.ImportPairs(ctx)
+	if err != nil {
+		return breachd.PairImportStats{}, &Error{Op: "ImportPairs", err: err}
+	}
+	const size = breachd.DigestSize + breachd.PasswordSHA1Size
+	packed := make([]byte, 0, breachd.MaxBatch*size)
+	resp, err := sendImport(stream, "ImportPairs", batches,
+		&breachdv1.ImportPairsRequest{Part: &breachdv1.ImportPairsRequest_Breach{Breach: breachdv1.BreachFromDomain(&b)}},
+		func(chunk []breachd.PairRecord) *breachdv1.ImportPairsRequest {
+			packed = packed[:0]
+			for i := range chunk {
+				packed = append(append(packed, chunk[i].Account[:]...), chunk[i].Password[:]...)
+			}
+			return &breachdv1.ImportPairsRequest{Part: &breachdv1.ImportPairsRequest_Pairs{Pairs: packed}}
+		},
+		func(c *breachdv1.ImportCommit) *breachdv1.ImportPairsRequest {
+			return &breachdv1.ImportPairsRequest{Part: &breachdv1.ImportPairsRequest_Commit{Commit: c}}
+		})
+	if err != nil {
+		return breachd.PairImportStats{}, err
+	}
+	return breachd.PairImportStats{Breach: resp.GetName(), Received: resp.GetReceived(), Pairs: resp.GetPairs(),
+		Accounts: resp.GetAccounts(), Version: resp.GetCorpusVersion()}, nil
+}
+
 // sendImport runs the client's side of a streamed import of any kind: the
 // header, then the items batches yields in messages of at most
 // breachd.MaxBatch (made by batch), then the commit with their count (made

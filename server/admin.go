@@ -94,3 +94,53 @@ func (s *AdminServer) UpdateBreach(ctx context.Context, req *breachdv1.UpdateBre
 	}
 	return &breachdv1.UpdateBreachResponse{Breach: breachdv1.EntryFromDomain(e), CorpusVersion: version}, nil
 }
+
+// pairSize is a pair on the wire: the account's digest, then the
+// password's SHA-1.
+const pairSize = breachd.DigestSize + breachd.PasswordSHA1Size
+
+// ImportPairs runs one streamed import of a combolist (see import.go and
+// the proto): the breach, batches of pairs, the commit.
+func (s *AdminServer) ImportPairs(stream breachdv1.AdminService_ImportPairsServer) error {
+	const method, msg = "ImportPairs", "ImportPairsRequest"
+	first, err := importHeader(stream, msg, "breach")
+	if err != nil {
+		return toStatus(s.log, method, err)
+	}
+	pb := first.GetBreach()
+	if pb == nil {
+		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "%s: the first message must carry the breach", msg))
+	}
+	b := pb.ToDomain().Breach
+	batch := make([]breachd.PairRecord, 0, breachd.MaxBatch)
+	batches := importBatches(s, stream, msg, "pairs", "breach "+b.Name, func(req *breachdv1.ImportPairsRequest) (part[breachd.PairRecord], error) {
+		switch p := req.GetPart().(type) {
+		case *breachdv1.ImportPairsRequest_Pairs:
+			raw := p.Pairs
+			if len(raw)%pairSize != 0 {
+				return part[breachd.PairRecord]{}, breachd.Errorf(breachd.ErrInvalidArgument,
+					"%s.pairs: %d bytes, not a whole number of pairs (%d bytes each: the email's SHA-256, then the password's SHA-1)", msg, len(raw), pairSize)
+			}
+			batch = batch[:0]
+			for i := 0; i < len(raw); i += pairSize {
+				var r breachd.PairRecord
+				copy(r.Account[:], raw[i:])
+				copy(r.Password[:], raw[i+breachd.DigestSize:i+pairSize])
+				batch = append(batch, r)
+			}
+			return part[breachd.PairRecord]{items: batch}, nil
+		case *breachdv1.ImportPairsRequest_Commit:
+			return part[breachd.PairRecord]{commit: p.Commit}, nil
+		}
+		return part[breachd.PairRecord]{}, breachd.Errorf(breachd.ErrInvalidArgument, "%s: only the first message may carry the breach", msg)
+	})
+	st, err := s.svc.ImportPairs(stream.Context(), b, batches)
+	if errors.Is(err, breachd.ErrInvalidBreach) {
+		err = inField(msg+".breach", err)
+	}
+	if err != nil {
+		return toStatus(s.log, method, err)
+	}
+	return stream.SendAndClose(&breachdv1.ImportPairsResponse{Name: st.Breach, Received: st.Received, Pairs: st.Pairs,
+		Accounts: st.Accounts, CorpusVersion: st.Version})
+}

@@ -37,6 +37,7 @@ var methodUseCases = map[string]auth.UseCase{
 	breachdv1.AdminService_DeleteBreach_FullMethodName:     auth.UseChangeCorpus,
 	breachdv1.AdminService_UpdateBreach_FullMethodName:     auth.UseChangeCorpus,
 	breachdv1.AdminService_ImportPasswords_FullMethodName:  auth.UseImportPasswords,
+	breachdv1.AdminService_ImportPairs_FullMethodName:      auth.UseChangeCorpus,
 	breachdv1.PasswordService_CheckPassword_FullMethodName: auth.UseCheckPassword,
 	breachdv1.PasswordService_Range_FullMethodName:         auth.UsePasswordRange,
 	breachdv1.AssessService_Assess_FullMethodName:          auth.UseAssess,

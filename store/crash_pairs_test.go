@@ -2,9 +2,9 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"crypto/sha1"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"iter"
 	"math/rand/v2"
@@ -36,7 +36,9 @@ func pairAccounts() []breachd.Digest {
 	return append(storetest.Digests("base", 1000), storetest.Digests("combo", crashPairs-1000)...)
 }
 
-func pairPassword(i int) [20]byte { return sha1.Sum(binary.BigEndian.AppendUint64([]byte("pw"), uint64(i))) }
+func pairPassword(i int) [20]byte {
+	return sha1.Sum(binary.BigEndian.AppendUint64([]byte("pw"), uint64(i)))
+}
 
 func comboList() iter.Seq2[[]breachd.PairRecord, error] {
 	ds := pairAccounts()

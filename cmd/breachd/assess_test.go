@@ -196,6 +196,22 @@ func TestAssessEndToEnd(t *testing.T) {
 		}
 	}
 
+	// A combolist through the running daemon (AdminService.ImportPairs on
+	// its admin socket) is answered at once.
+	live := filepath.Join(dir, "live.txt")
+	os.WriteFile(live, []byte("late@combo.example:late password\nbroken\n"), 0o600)
+	os.WriteFile(comboManifest, []byte(`{"Name":"Late","Title":"A later combolist"}`), 0o600)
+	out = runOK(t, "import", "--kind", "pairs", "--addr", d.admin, "--manifest", comboManifest, live)
+	if !strings.Contains(out, "imported Late") {
+		t.Errorf("import through the daemon: %s", out)
+	}
+	for pw, want := range map[string]breachd.PasswordStatus{"late password": breachd.PasswordExposed, "other": breachd.PasswordNotExposed} {
+		a, err := cl.Assess(t.Context(), "late@combo.example", pw, breachd.ContextLogin)
+		if err != nil || len(a.Breaches) != 1 || a.Breaches[0].Password != want {
+			t.Errorf("after an import through the daemon, with %q: %+v, %v; want Late %s", pw, a.Breaches, err, want)
+		}
+	}
+
 	// Nothing at rest gives away a password, its SHA-1 or an address.
 	d.stop(t)
 	// (The common password is in the password corpus by its own import.)

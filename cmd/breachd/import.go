@@ -55,7 +55,7 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs.Var(levelFlag{&c.logLevel}, "log-level", "debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE DUMP\n"+
-			"       breachd import --kind pairs --data DIR --manifest FILE COMBOLIST\n"+
+			"       breachd import --kind pairs (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE COMBOLIST\n"+
 			"       breachd import --kind sha1|ntlm (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE HASHES\n\n"+
 			"DUMP is a file or - for stdin; gzip is detected. HASHES is a file of HASH:COUNT lines, a directory\n"+
 			"of them (per-prefix files named ABCDE.txt may hold SUFFIX:COUNT lines, as the Pwned Passwords\n"+
@@ -286,9 +286,6 @@ func printSummary(w io.Writer, name, dump string, rd *dump.Reader, st breachd.Im
 // password (service.Service.ImportPairs).
 func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	if c.addr != "" {
-		return fmt.Errorf("--kind pairs imports into a corpus directory (--data) for now, not through a daemon: stop it, or run the import as its user")
-	}
 	b, err := dump.ReadManifest(c.manifest)
 	if err != nil {
 		return err
@@ -312,17 +309,34 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 			samples = append(samples, rejected{line, reason})
 		}
 	}
-	svc, done, err := c.service(ctx, log)
-	if err != nil {
-		return err
+	var run func(context.Context, breachd.Breach, iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error)
+	if c.addr != "" {
+		cl, conn, err := c.connect()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		run = cl.ImportPairs
+	} else {
+		svc, done, err := c.service(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer done()
+		run = svc.ImportPairs
 	}
-	defer done()
 	var readErr error
 	batches := dumpBatches(c, rd.ReadPairs, rd.Stats, func() string { return sampleLines(samples) }, &readErr)
-	st, err := svc.ImportPairs(ctx, b, batches)
+	st, err := run(ctx, b, batches)
+	if err != nil && c.addr != "" && readErr == nil && ctx.Err() == nil && !errors.Is(err, client.ErrOutcomeUnknown) {
+		err = c.remoteError(err)
+	}
 	switch {
 	case errors.Is(err, errNoRows):
 		return noRowsError(c, b.Name, rd, samples)
+	case errors.Is(err, client.ErrOutcomeUnknown):
+		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s)",
+			b.Name, c.addr, status.Convert(err).Message())
 	case err != nil && readErr != nil:
 		return fmt.Errorf("import of %s stopped; nothing was made visible: %w", b.Name, readErr)
 	case err != nil && ctx.Err() != nil:

@@ -1054,6 +1054,186 @@ func (x *GetBreachResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
+type ImportPairsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*ImportPairsRequest_Breach
+	//	*ImportPairsRequest_Pairs
+	//	*ImportPairsRequest_Commit
+	Part          isImportPairsRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPairsRequest) Reset() {
+	*x = ImportPairsRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPairsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPairsRequest) ProtoMessage() {}
+
+func (x *ImportPairsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPairsRequest.ProtoReflect.Descriptor instead.
+func (*ImportPairsRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ImportPairsRequest) GetPart() isImportPairsRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *ImportPairsRequest) GetBreach() *Breach {
+	if x != nil {
+		if x, ok := x.Part.(*ImportPairsRequest_Breach); ok {
+			return x.Breach
+		}
+	}
+	return nil
+}
+
+func (x *ImportPairsRequest) GetPairs() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*ImportPairsRequest_Pairs); ok {
+			return x.Pairs
+		}
+	}
+	return nil
+}
+
+func (x *ImportPairsRequest) GetCommit() *ImportCommit {
+	if x != nil {
+		if x, ok := x.Part.(*ImportPairsRequest_Commit); ok {
+			return x.Commit
+		}
+	}
+	return nil
+}
+
+type isImportPairsRequest_Part interface {
+	isImportPairsRequest_Part()
+}
+
+type ImportPairsRequest_Breach struct {
+	Breach *Breach `protobuf:"bytes,1,opt,name=breach,proto3,oneof"`
+}
+
+type ImportPairsRequest_Pairs struct {
+	// A batch of 1 to 10,000 pairs, concatenated: each the 32-byte SHA-256 of
+	// the canonical email, then the 20-byte SHA-1 of the password.
+	Pairs []byte `protobuf:"bytes,2,opt,name=pairs,proto3,oneof"`
+}
+
+type ImportPairsRequest_Commit struct {
+	// digest_count is the number of pairs sent.
+	Commit *ImportCommit `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
+}
+
+func (*ImportPairsRequest_Breach) isImportPairsRequest_Part() {}
+
+func (*ImportPairsRequest_Pairs) isImportPairsRequest_Part() {}
+
+func (*ImportPairsRequest_Commit) isImportPairsRequest_Part() {}
+
+type ImportPairsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Pairs received.
+	Received uint64 `protobuf:"varint,2,opt,name=received,proto3" json:"received,omitempty"`
+	// Distinct pairs and accounts stored for the breach.
+	Pairs    uint64 `protobuf:"varint,3,opt,name=pairs,proto3" json:"pairs,omitempty"`
+	Accounts uint64 `protobuf:"varint,4,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// The email corpus's version after the commit.
+	CorpusVersion uint64 `protobuf:"varint,5,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportPairsResponse) Reset() {
+	*x = ImportPairsResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportPairsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportPairsResponse) ProtoMessage() {}
+
+func (x *ImportPairsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportPairsResponse.ProtoReflect.Descriptor instead.
+func (*ImportPairsResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ImportPairsResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ImportPairsResponse) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *ImportPairsResponse) GetPairs() uint64 {
+	if x != nil {
+		return x.Pairs
+	}
+	return 0
+}
+
+func (x *ImportPairsResponse) GetAccounts() uint64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *ImportPairsResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
 type ImportPasswordsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Part:
@@ -1068,7 +1248,7 @@ type ImportPasswordsRequest struct {
 
 func (x *ImportPasswordsRequest) Reset() {
 	*x = ImportPasswordsRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1260,7 @@ func (x *ImportPasswordsRequest) String() string {
 func (*ImportPasswordsRequest) ProtoMessage() {}
 
 func (x *ImportPasswordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1273,7 @@ func (x *ImportPasswordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPasswordsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPasswordsRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ImportPasswordsRequest) GetPart() isImportPasswordsRequest_Part {
@@ -1165,7 +1345,7 @@ type PasswordRelease struct {
 
 func (x *PasswordRelease) Reset() {
 	*x = PasswordRelease{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1357,7 @@ func (x *PasswordRelease) String() string {
 func (*PasswordRelease) ProtoMessage() {}
 
 func (x *PasswordRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1370,7 @@ func (x *PasswordRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasswordRelease.ProtoReflect.Descriptor instead.
 func (*PasswordRelease) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PasswordRelease) GetKind() HashKind {
@@ -1226,7 +1406,7 @@ type PasswordBatch struct {
 
 func (x *PasswordBatch) Reset() {
 	*x = PasswordBatch{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1418,7 @@ func (x *PasswordBatch) String() string {
 func (*PasswordBatch) ProtoMessage() {}
 
 func (x *PasswordBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1431,7 @@ func (x *PasswordBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasswordBatch.ProtoReflect.Descriptor instead.
 func (*PasswordBatch) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PasswordBatch) GetHashes() []byte {
@@ -1286,7 +1466,7 @@ type ImportPasswordsResponse struct {
 
 func (x *ImportPasswordsResponse) Reset() {
 	*x = ImportPasswordsResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1478,7 @@ func (x *ImportPasswordsResponse) String() string {
 func (*ImportPasswordsResponse) ProtoMessage() {}
 
 func (x *ImportPasswordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1491,7 @@ func (x *ImportPasswordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPasswordsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPasswordsResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ImportPasswordsResponse) GetName() string {
@@ -1366,7 +1546,7 @@ type CheckPasswordRequest struct {
 
 func (x *CheckPasswordRequest) Reset() {
 	*x = CheckPasswordRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1558,7 @@ func (x *CheckPasswordRequest) String() string {
 func (*CheckPasswordRequest) ProtoMessage() {}
 
 func (x *CheckPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1571,7 @@ func (x *CheckPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPasswordRequest.ProtoReflect.Descriptor instead.
 func (*CheckPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CheckPasswordRequest) GetKind() HashKind {
@@ -1418,7 +1598,7 @@ type CheckPasswordResponse struct {
 
 func (x *CheckPasswordResponse) Reset() {
 	*x = CheckPasswordResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1610,7 @@ func (x *CheckPasswordResponse) String() string {
 func (*CheckPasswordResponse) ProtoMessage() {}
 
 func (x *CheckPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1623,7 @@ func (x *CheckPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPasswordResponse.ProtoReflect.Descriptor instead.
 func (*CheckPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CheckPasswordResponse) GetCount() uint64 {
@@ -1471,7 +1651,7 @@ type RangeRequest struct {
 
 func (x *RangeRequest) Reset() {
 	*x = RangeRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1483,7 +1663,7 @@ func (x *RangeRequest) String() string {
 func (*RangeRequest) ProtoMessage() {}
 
 func (x *RangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1496,7 +1676,7 @@ func (x *RangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
 func (*RangeRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RangeRequest) GetKind() HashKind {
@@ -1526,7 +1706,7 @@ type RangeResponse struct {
 
 func (x *RangeResponse) Reset() {
 	*x = RangeResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +1718,7 @@ func (x *RangeResponse) String() string {
 func (*RangeResponse) ProtoMessage() {}
 
 func (x *RangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +1731,7 @@ func (x *RangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
 func (*RangeResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{18}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RangeResponse) GetHashes() []byte {
@@ -1584,7 +1764,7 @@ type DeleteBreachRequest struct {
 
 func (x *DeleteBreachRequest) Reset() {
 	*x = DeleteBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1596,7 +1776,7 @@ func (x *DeleteBreachRequest) String() string {
 func (*DeleteBreachRequest) ProtoMessage() {}
 
 func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,7 +1789,7 @@ func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreachRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{19}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteBreachRequest) GetName() string {
@@ -1631,7 +1811,7 @@ type DeleteBreachResponse struct {
 
 func (x *DeleteBreachResponse) Reset() {
 	*x = DeleteBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1823,7 @@ func (x *DeleteBreachResponse) String() string {
 func (*DeleteBreachResponse) ProtoMessage() {}
 
 func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1836,7 @@ func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreachResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{20}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteBreachResponse) GetName() string {
@@ -1690,7 +1870,7 @@ type UpdateBreachRequest struct {
 
 func (x *UpdateBreachRequest) Reset() {
 	*x = UpdateBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1882,7 @@ func (x *UpdateBreachRequest) String() string {
 func (*UpdateBreachRequest) ProtoMessage() {}
 
 func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1895,7 @@ func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBreachRequest.ProtoReflect.Descriptor instead.
 func (*UpdateBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{21}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateBreachRequest) GetBreach() *Breach {
@@ -1735,7 +1915,7 @@ type UpdateBreachResponse struct {
 
 func (x *UpdateBreachResponse) Reset() {
 	*x = UpdateBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1927,7 @@ func (x *UpdateBreachResponse) String() string {
 func (*UpdateBreachResponse) ProtoMessage() {}
 
 func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1940,7 @@ func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBreachResponse.ProtoReflect.Descriptor instead.
 func (*UpdateBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{22}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateBreachResponse) GetBreach() *Breach {
@@ -1791,7 +1971,7 @@ type ImportBreachRequest struct {
 
 func (x *ImportBreachRequest) Reset() {
 	*x = ImportBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1983,7 @@ func (x *ImportBreachRequest) String() string {
 func (*ImportBreachRequest) ProtoMessage() {}
 
 func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1996,7 @@ func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachRequest.ProtoReflect.Descriptor instead.
 func (*ImportBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{23}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ImportBreachRequest) GetPart() isImportBreachRequest_Part {
@@ -1886,7 +2066,7 @@ type ImportCommit struct {
 
 func (x *ImportCommit) Reset() {
 	*x = ImportCommit{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +2078,7 @@ func (x *ImportCommit) String() string {
 func (*ImportCommit) ProtoMessage() {}
 
 func (x *ImportCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +2091,7 @@ func (x *ImportCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportCommit.ProtoReflect.Descriptor instead.
 func (*ImportCommit) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{24}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ImportCommit) GetDigestCount() uint64 {
@@ -1939,7 +2119,7 @@ type ImportBreachResponse struct {
 
 func (x *ImportBreachResponse) Reset() {
 	*x = ImportBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1951,7 +2131,7 @@ func (x *ImportBreachResponse) String() string {
 func (*ImportBreachResponse) ProtoMessage() {}
 
 func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1964,7 +2144,7 @@ func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachResponse.ProtoReflect.Descriptor instead.
 func (*ImportBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{25}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ImportBreachResponse) GetName() string {
@@ -2022,7 +2202,7 @@ type AssessRequest struct {
 
 func (x *AssessRequest) Reset() {
 	*x = AssessRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2034,7 +2214,7 @@ func (x *AssessRequest) String() string {
 func (*AssessRequest) ProtoMessage() {}
 
 func (x *AssessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2047,7 +2227,7 @@ func (x *AssessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssessRequest.ProtoReflect.Descriptor instead.
 func (*AssessRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{26}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AssessRequest) GetEmailSha256() []byte {
@@ -2081,7 +2261,7 @@ type BreachAssessment struct {
 
 func (x *BreachAssessment) Reset() {
 	*x = BreachAssessment{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2093,7 +2273,7 @@ func (x *BreachAssessment) String() string {
 func (*BreachAssessment) ProtoMessage() {}
 
 func (x *BreachAssessment) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2106,7 +2286,7 @@ func (x *BreachAssessment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachAssessment.ProtoReflect.Descriptor instead.
 func (*BreachAssessment) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{27}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *BreachAssessment) GetBreach() *BreachSummary {
@@ -2144,7 +2324,7 @@ type AssessResponse struct {
 
 func (x *AssessResponse) Reset() {
 	*x = AssessResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2156,7 +2336,7 @@ func (x *AssessResponse) String() string {
 func (*AssessResponse) ProtoMessage() {}
 
 func (x *AssessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2169,7 +2349,7 @@ func (x *AssessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssessResponse.ProtoReflect.Descriptor instead.
 func (*AssessResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{28}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AssessResponse) GetDecision() Decision {
@@ -2296,7 +2476,18 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
 	"\x11GetBreachResponse\x12*\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12%\n" +
-	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\xc0\x01\n" +
+	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\x96\x01\n" +
+	"\x12ImportPairsRequest\x12,\n" +
+	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachH\x00R\x06breach\x12\x16\n" +
+	"\x05pairs\x18\x02 \x01(\fH\x00R\x05pairs\x122\n" +
+	"\x06commit\x18\x03 \x01(\v2\x18.breachd.v1.ImportCommitH\x00R\x06commitB\x06\n" +
+	"\x04part\"\x9e\x01\n" +
+	"\x13ImportPairsResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\breceived\x18\x02 \x01(\x04R\breceived\x12\x14\n" +
+	"\x05pairs\x18\x03 \x01(\x04R\x05pairs\x12\x1a\n" +
+	"\baccounts\x18\x04 \x01(\x04R\baccounts\x12%\n" +
+	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\"\xc0\x01\n" +
 	"\x16ImportPasswordsRequest\x127\n" +
 	"\arelease\x18\x01 \x01(\v2\x1b.breachd.v1.PasswordReleaseH\x00R\arelease\x121\n" +
 	"\x05batch\x18\x02 \x01(\v2\x19.breachd.v1.PasswordBatchH\x00R\x05batch\x122\n" +
@@ -2397,12 +2588,13 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x05Check\x12\x18.breachd.v1.CheckRequest\x1a\x19.breachd.v1.CheckResponse\x12R\n" +
 	"\vCheckStream\x12\x1e.breachd.v1.CheckStreamRequest\x1a\x1f.breachd.v1.CheckStreamResponse(\x010\x01\x12Q\n" +
 	"\fListBreaches\x12\x1f.breachd.v1.ListBreachesRequest\x1a .breachd.v1.ListBreachesResponse\x12H\n" +
-	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2\xe7\x02\n" +
+	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2\xb9\x03\n" +
 	"\fAdminService\x12S\n" +
 	"\fImportBreach\x12\x1f.breachd.v1.ImportBreachRequest\x1a .breachd.v1.ImportBreachResponse(\x01\x12Q\n" +
 	"\fDeleteBreach\x12\x1f.breachd.v1.DeleteBreachRequest\x1a .breachd.v1.DeleteBreachResponse\x12Q\n" +
 	"\fUpdateBreach\x12\x1f.breachd.v1.UpdateBreachRequest\x1a .breachd.v1.UpdateBreachResponse\x12\\\n" +
-	"\x0fImportPasswords\x12\".breachd.v1.ImportPasswordsRequest\x1a#.breachd.v1.ImportPasswordsResponse(\x012\xa5\x01\n" +
+	"\x0fImportPasswords\x12\".breachd.v1.ImportPasswordsRequest\x1a#.breachd.v1.ImportPasswordsResponse(\x01\x12P\n" +
+	"\vImportPairs\x12\x1e.breachd.v1.ImportPairsRequest\x1a\x1f.breachd.v1.ImportPairsResponse(\x012\xa5\x01\n" +
 	"\x0fPasswordService\x12T\n" +
 	"\rCheckPassword\x12 .breachd.v1.CheckPasswordRequest\x1a!.breachd.v1.CheckPasswordResponse\x12<\n" +
 	"\x05Range\x12\x18.breachd.v1.RangeRequest\x1a\x19.breachd.v1.RangeResponse2P\n" +
@@ -2422,7 +2614,7 @@ func file_breachd_v1_breachd_proto_rawDescGZIP() []byte {
 }
 
 var file_breachd_v1_breachd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_breachd_v1_breachd_proto_goTypes = []any{
 	(HashKind)(0),                   // 0: breachd.v1.HashKind
 	(AssessContext)(0),              // 1: breachd.v1.AssessContext
@@ -2439,78 +2631,84 @@ var file_breachd_v1_breachd_proto_goTypes = []any{
 	(*ListBreachesResponse)(nil),    // 12: breachd.v1.ListBreachesResponse
 	(*GetBreachRequest)(nil),        // 13: breachd.v1.GetBreachRequest
 	(*GetBreachResponse)(nil),       // 14: breachd.v1.GetBreachResponse
-	(*ImportPasswordsRequest)(nil),  // 15: breachd.v1.ImportPasswordsRequest
-	(*PasswordRelease)(nil),         // 16: breachd.v1.PasswordRelease
-	(*PasswordBatch)(nil),           // 17: breachd.v1.PasswordBatch
-	(*ImportPasswordsResponse)(nil), // 18: breachd.v1.ImportPasswordsResponse
-	(*CheckPasswordRequest)(nil),    // 19: breachd.v1.CheckPasswordRequest
-	(*CheckPasswordResponse)(nil),   // 20: breachd.v1.CheckPasswordResponse
-	(*RangeRequest)(nil),            // 21: breachd.v1.RangeRequest
-	(*RangeResponse)(nil),           // 22: breachd.v1.RangeResponse
-	(*DeleteBreachRequest)(nil),     // 23: breachd.v1.DeleteBreachRequest
-	(*DeleteBreachResponse)(nil),    // 24: breachd.v1.DeleteBreachResponse
-	(*UpdateBreachRequest)(nil),     // 25: breachd.v1.UpdateBreachRequest
-	(*UpdateBreachResponse)(nil),    // 26: breachd.v1.UpdateBreachResponse
-	(*ImportBreachRequest)(nil),     // 27: breachd.v1.ImportBreachRequest
-	(*ImportCommit)(nil),            // 28: breachd.v1.ImportCommit
-	(*ImportBreachResponse)(nil),    // 29: breachd.v1.ImportBreachResponse
-	(*AssessRequest)(nil),           // 30: breachd.v1.AssessRequest
-	(*BreachAssessment)(nil),        // 31: breachd.v1.BreachAssessment
-	(*AssessResponse)(nil),          // 32: breachd.v1.AssessResponse
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
+	(*ImportPairsRequest)(nil),      // 15: breachd.v1.ImportPairsRequest
+	(*ImportPairsResponse)(nil),     // 16: breachd.v1.ImportPairsResponse
+	(*ImportPasswordsRequest)(nil),  // 17: breachd.v1.ImportPasswordsRequest
+	(*PasswordRelease)(nil),         // 18: breachd.v1.PasswordRelease
+	(*PasswordBatch)(nil),           // 19: breachd.v1.PasswordBatch
+	(*ImportPasswordsResponse)(nil), // 20: breachd.v1.ImportPasswordsResponse
+	(*CheckPasswordRequest)(nil),    // 21: breachd.v1.CheckPasswordRequest
+	(*CheckPasswordResponse)(nil),   // 22: breachd.v1.CheckPasswordResponse
+	(*RangeRequest)(nil),            // 23: breachd.v1.RangeRequest
+	(*RangeResponse)(nil),           // 24: breachd.v1.RangeResponse
+	(*DeleteBreachRequest)(nil),     // 25: breachd.v1.DeleteBreachRequest
+	(*DeleteBreachResponse)(nil),    // 26: breachd.v1.DeleteBreachResponse
+	(*UpdateBreachRequest)(nil),     // 27: breachd.v1.UpdateBreachRequest
+	(*UpdateBreachResponse)(nil),    // 28: breachd.v1.UpdateBreachResponse
+	(*ImportBreachRequest)(nil),     // 29: breachd.v1.ImportBreachRequest
+	(*ImportCommit)(nil),            // 30: breachd.v1.ImportCommit
+	(*ImportBreachResponse)(nil),    // 31: breachd.v1.ImportBreachResponse
+	(*AssessRequest)(nil),           // 32: breachd.v1.AssessRequest
+	(*BreachAssessment)(nil),        // 33: breachd.v1.BreachAssessment
+	(*AssessResponse)(nil),          // 34: breachd.v1.AssessResponse
+	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	6,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
 	9,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
-	33, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
-	33, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
+	35, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
+	35, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
 	10, // 4: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
 	10, // 5: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
-	16, // 6: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
-	17, // 7: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
-	28, // 8: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
-	0,  // 9: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
-	10, // 10: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
-	0,  // 11: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
-	0,  // 12: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
-	0,  // 13: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
-	10, // 14: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
-	10, // 15: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
-	10, // 16: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	28, // 17: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	1,  // 18: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
-	6,  // 19: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
-	3,  // 20: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
-	2,  // 21: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
-	2,  // 22: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
-	31, // 23: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
-	4,  // 24: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	7,  // 25: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	11, // 26: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	13, // 27: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	27, // 28: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	23, // 29: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	25, // 30: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	15, // 31: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
-	19, // 32: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
-	21, // 33: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
-	30, // 34: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
-	5,  // 35: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	8,  // 36: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	12, // 37: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	14, // 38: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	29, // 39: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	24, // 40: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	26, // 41: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	18, // 42: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
-	20, // 43: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
-	22, // 44: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
-	32, // 45: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
-	35, // [35:46] is the sub-list for method output_type
-	24, // [24:35] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	10, // 6: breachd.v1.ImportPairsRequest.breach:type_name -> breachd.v1.Breach
+	30, // 7: breachd.v1.ImportPairsRequest.commit:type_name -> breachd.v1.ImportCommit
+	18, // 8: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
+	19, // 9: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
+	30, // 10: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
+	0,  // 11: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
+	10, // 12: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
+	0,  // 13: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
+	0,  // 14: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
+	0,  // 15: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
+	10, // 16: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
+	10, // 17: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	10, // 18: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	30, // 19: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	1,  // 20: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
+	6,  // 21: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
+	3,  // 22: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
+	2,  // 23: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
+	2,  // 24: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
+	33, // 25: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
+	4,  // 26: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	7,  // 27: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	11, // 28: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	13, // 29: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	29, // 30: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	25, // 31: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	27, // 32: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	17, // 33: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	15, // 34: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
+	21, // 35: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	23, // 36: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	32, // 37: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
+	5,  // 38: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	8,  // 39: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	12, // 40: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	14, // 41: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	31, // 42: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	26, // 43: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	28, // 44: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	20, // 45: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	16, // 46: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
+	22, // 47: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	24, // 48: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	34, // 49: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
+	38, // [38:50] is the sub-list for method output_type
+	26, // [26:38] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }
@@ -2520,11 +2718,16 @@ func file_breachd_v1_breachd_proto_init() {
 	}
 	file_breachd_v1_breachd_proto_msgTypes[6].OneofWrappers = []any{}
 	file_breachd_v1_breachd_proto_msgTypes[11].OneofWrappers = []any{
+		(*ImportPairsRequest_Breach)(nil),
+		(*ImportPairsRequest_Pairs)(nil),
+		(*ImportPairsRequest_Commit)(nil),
+	}
+	file_breachd_v1_breachd_proto_msgTypes[13].OneofWrappers = []any{
 		(*ImportPasswordsRequest_Release)(nil),
 		(*ImportPasswordsRequest_Batch)(nil),
 		(*ImportPasswordsRequest_Commit)(nil),
 	}
-	file_breachd_v1_breachd_proto_msgTypes[23].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[25].OneofWrappers = []any{
 		(*ImportBreachRequest_Breach)(nil),
 		(*ImportBreachRequest_EmailSha256)(nil),
 		(*ImportBreachRequest_Commit)(nil),
@@ -2535,7 +2738,7 @@ func file_breachd_v1_breachd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_breachd_v1_breachd_proto_rawDesc), len(file_breachd_v1_breachd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -265,6 +265,7 @@ const (
 	AdminService_DeleteBreach_FullMethodName    = "/breachd.v1.AdminService/DeleteBreach"
 	AdminService_UpdateBreach_FullMethodName    = "/breachd.v1.AdminService/UpdateBreach"
 	AdminService_ImportPasswords_FullMethodName = "/breachd.v1.AdminService/ImportPasswords"
+	AdminService_ImportPairs_FullMethodName     = "/breachd.v1.AdminService/ImportPairs"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -297,6 +298,12 @@ type AdminServiceClient interface {
 	// from several releases answers the highest count any of them gave it (the
 	// newest release's, for Pwned Passwords, whose counts only grow).
 	ImportPasswords(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportPasswordsRequest, ImportPasswordsResponse], error)
+	// ImportPairs adds a breach from a combolist: the first message carries the
+	// breach, then batches of pairs (an account's digest and its password's
+	// SHA-1; never the password), then a commit with the number of pairs sent.
+	// The breach's accounts and the digests of its pairs become visible at
+	// once. FAILED_PRECONDITION for a breach already held without passwords.
+	ImportPairs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportPairsRequest, ImportPairsResponse], error)
 }
 
 type adminServiceClient struct {
@@ -353,6 +360,19 @@ func (c *adminServiceClient) ImportPasswords(ctx context.Context, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_ImportPasswordsClient = grpc.ClientStreamingClient[ImportPasswordsRequest, ImportPasswordsResponse]
 
+func (c *adminServiceClient) ImportPairs(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportPairsRequest, ImportPairsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[2], AdminService_ImportPairs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ImportPairsRequest, ImportPairsResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportPairsClient = grpc.ClientStreamingClient[ImportPairsRequest, ImportPairsResponse]
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -383,6 +403,12 @@ type AdminServiceServer interface {
 	// from several releases answers the highest count any of them gave it (the
 	// newest release's, for Pwned Passwords, whose counts only grow).
 	ImportPasswords(grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]) error
+	// ImportPairs adds a breach from a combolist: the first message carries the
+	// breach, then batches of pairs (an account's digest and its password's
+	// SHA-1; never the password), then a commit with the number of pairs sent.
+	// The breach's accounts and the digests of its pairs become visible at
+	// once. FAILED_PRECONDITION for a breach already held without passwords.
+	ImportPairs(grpc.ClientStreamingServer[ImportPairsRequest, ImportPairsResponse]) error
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -404,6 +430,9 @@ func (UnimplementedAdminServiceServer) UpdateBreach(context.Context, *UpdateBrea
 }
 func (UnimplementedAdminServiceServer) ImportPasswords(grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ImportPasswords not implemented")
+}
+func (UnimplementedAdminServiceServer) ImportPairs(grpc.ClientStreamingServer[ImportPairsRequest, ImportPairsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportPairs not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -476,6 +505,13 @@ func _AdminService_ImportPasswords_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_ImportPasswordsServer = grpc.ClientStreamingServer[ImportPasswordsRequest, ImportPasswordsResponse]
 
+func _AdminService_ImportPairs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServiceServer).ImportPairs(&grpc.GenericServerStream[ImportPairsRequest, ImportPairsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportPairsServer = grpc.ClientStreamingServer[ImportPairsRequest, ImportPairsResponse]
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -501,6 +537,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ImportPasswords",
 			Handler:       _AdminService_ImportPasswords_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "ImportPairs",
+			Handler:       _AdminService_ImportPairs_Handler,
 			ClientStreams: true,
 		},
 	},
