@@ -90,10 +90,11 @@ func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slo
 	return pw, t.lockedError(err)
 }
 
-// service opens the email and pair corpora at t.data for a command that
-// changes them, and returns their use cases and what closes them: a
+// service opens the email corpus at t.data, and its pair corpus if it has
+// one (or withPairs: a combolist's import creates it), for a command that
+// changes them; it returns their use cases and what closes them. A
 // breach's accounts and pairs change together (service/pairs.go).
-func (t *target) service(ctx context.Context, log *slog.Logger) (*service.Service, func(), error) {
+func (t *target) service(ctx context.Context, log *slog.Logger, withPairs bool) (*service.Service, func(), error) {
 	emails, err := t.open(ctx, log)
 	if err != nil {
 		return nil, nil, err
@@ -101,16 +102,14 @@ func (t *target) service(ctx context.Context, log *slog.Logger) (*service.Servic
 	so := store.DefaultOptions()
 	so.Logger = log
 	so.BackgroundShare = 1
-	so.Follower = follows(store.EmailDir(t.data))
-	var opts []service.Option
-	if !so.Follower { // a replica holds no pairs
+	_, statErr := os.Stat(store.PairDir(t.data))
+	if !follows(store.EmailDir(t.data)) && (withPairs || statErr == nil) { // a replica holds no pairs
 		pairs, err := store.OpenPairs(ctx, store.PairDir(t.data), so)
 		if err != nil {
 			closeOffline(ctx, emails, log)
 			return nil, nil, t.lockedError(err)
 		}
-		opts = append(opts, service.WithPairs(pairs))
-		return service.New(emails, opts...), func() {
+		return service.New(emails, service.WithPairs(pairs)), func() {
 			if err := pairs.Close(); err != nil {
 				log.Error("closing the pair corpus", "err", err)
 			}
@@ -216,7 +215,7 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		if _, err := os.Stat(t.data); err != nil {
 			return fmt.Errorf("no corpus at %s: %w", t.data, err) // never create one to list or change it
 		}
-		s, done, err := t.service(ctx, log)
+		s, done, err := t.service(ctx, log, false)
 		if err != nil {
 			return err
 		}

@@ -155,7 +155,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		defer conn.Close()
 		run = cl.Import
 	} else {
-		svc, done, err := c.service(ctx, log)
+		svc, done, err := c.service(ctx, log, false)
 		if err != nil {
 			return err
 		}
@@ -318,7 +318,7 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 		defer conn.Close()
 		run = cl.ImportPairs
 	} else {
-		svc, done, err := c.service(ctx, log)
+		svc, done, err := c.service(ctx, log, true)
 		if err != nil {
 			return err
 		}
