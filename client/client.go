@@ -254,7 +254,10 @@ func (c *Client) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2
 // ImportPairs imports breach b from a combolist through the daemon
 // (AdminService.ImportPairs): its accounts and the digests of its pairs
 // become visible at once. Only each password's SHA-1 is sent.
-func (c *Client) ImportPairs(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error) {
+//
+// With countPasswords the daemon also counts the passwords in its SHA-1
+// corpus (service.CountPasswords says what that stores).
+func (c *Client) ImportPairs(ctx context.Context, b breachd.Breach, countPasswords bool, batches iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error) {
 	ctx, cancel := context.WithCancel(ctx) // cancelling drops the daemon's import
 	defer cancel()
 	stream, err := c.admin.ImportPairs(ctx)
@@ -264,7 +267,7 @@ func (c *Client) ImportPairs(ctx context.Context, b breachd.Breach, batches iter
 	const size = breachd.DigestSize + breachd.PasswordSHA1Size
 	packed := make([]byte, 0, breachd.MaxBatch*size)
 	resp, err := sendImport(stream, "ImportPairs", batches,
-		&breachdv1.ImportPairsRequest{Part: &breachdv1.ImportPairsRequest_Breach{Breach: breachdv1.BreachFromDomain(&b)}},
+		&breachdv1.ImportPairsRequest{Part: &breachdv1.ImportPairsRequest_Breach{Breach: breachdv1.BreachFromDomain(&b)}, CountPasswords: countPasswords},
 		func(chunk []breachd.PairRecord) *breachdv1.ImportPairsRequest {
 			packed = packed[:0]
 			for i := range chunk {

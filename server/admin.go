@@ -134,7 +134,11 @@ func (s *AdminServer) ImportPairs(stream breachdv1.AdminService_ImportPairsServe
 		}
 		return part[breachd.PairRecord]{}, breachd.Errorf(breachd.ErrInvalidArgument, "%s: only the first message may carry the breach", msg)
 	})
-	st, err := s.svc.ImportPairs(stream.Context(), b, batches)
+	var opts []service.PairOption
+	if first.GetCountPasswords() {
+		opts = append(opts, service.CountPasswords())
+	}
+	st, err := s.svc.ImportPairs(stream.Context(), b, batches, opts...)
 	if errors.Is(err, breachd.ErrInvalidBreach) {
 		err = inField(msg+".breach", err)
 	}

@@ -11,20 +11,25 @@ import (
 	"github.com/breachd/breachd"
 )
 
-// Pairs. A combolist is imported into two corpora: its pairs' digests
-// into the pair corpus, its accounts into the email corpus, under one
-// breach name. The email corpus is the truth about which breaches exist:
+// Pairs. A combolist is imported into two corpora, or three, under one
+// breach name: its pairs' digests into the pair corpus, its accounts into
+// the email corpus, and with CountPasswords its passwords' SHA-1s into the
+// SHA-1 password corpus (a release, each occurrence counted). The email corpus is the truth about which breaches exist:
 // a pair breach answers only while the email corpus holds a breach of that
 // name, and every change keeps the two in step in an order that a crash
 // between its steps cannot turn into a wrong answer:
 //
-//   - a pair import commits the pairs first, then the emails: cut between
-//     the two, the pairs are an orphan no answer reads (no email breach of
-//     that name), removed by the next import of the name;
+//   - a pair import commits the SHA-1 release, then the pairs, then the
+//     emails: cut before the emails, the pairs are an orphan no answer
+//     reads (no email breach of that name), removed with the release by
+//     the next import of the name; a release cut before its pairs stays,
+//     and the next import adds to it (a count is the highest any import of
+//     the release gave, so nothing is counted twice);
 //   - any import of a breach first removes an orphan pair breach of its
 //     name, so pairs of a deleted breach never return under a new one;
 //   - a delete removes the email breach first (no answer reads its pairs
-//     from then on), then the pairs.
+//     from then on), then the release, then the pairs, whose presence
+//     marks the release as the combolist's.
 //
 // lockChange serialises these steps (the corpora serialise their own
 // changes, but not the pairs of steps across them).
@@ -91,8 +96,8 @@ func (s *Service) keepInStep(ctx context.Context, emails Store, name string, wit
 	}
 	switch {
 	case hasPairs && !hasEmails:
-		if _, _, err := pairs.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
-			return fmt.Errorf("removing the pairs an interrupted change left under %s: %w", name, err)
+		if _, err := s.deletePasswordsOf(ctx, name); err != nil {
+			return fmt.Errorf("removing the passwords an interrupted change left under %s: %w", name, err)
 		}
 	case hasEmails && hasPairs && !withPairs:
 		return breachd.Errorf(breachd.ErrFailedPrecondition,
@@ -119,7 +124,11 @@ func has(ctx context.Context, st Store, name string) (bool, error) {
 // corpus; the breach becomes visible, with its passwords, when both have
 // committed (pairs first). An error, an empty list or ctx ending commits
 // nothing that any answer reads.
-func (s *Service) ImportPairs(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error) {
+func (s *Service) ImportPairs(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.PairRecord, error], opts ...PairOption) (breachd.PairImportStats, error) {
+	var po pairOptions
+	for _, o := range opts {
+		o(&po)
+	}
 	if err := b.Validate(); err != nil {
 		return breachd.PairImportStats{}, err
 	}
@@ -148,34 +157,105 @@ func (s *Service) ImportPairs(ctx context.Context, b breachd.Breach, batches ite
 		return breachd.PairImportStats{}, err
 	}
 
-	// One reader feeds both imports; the pairs commit first, then the
-	// emails, which make the breach visible. Whichever import fails makes
-	// the other abandon.
+	// One reader feeds every import; they commit in order (the SHA-1
+	// release, the pairs, then the emails, which make the breach visible),
+	// each only once the one before it has. Whichever fails makes the
+	// others abandon.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	type batch struct{ accounts, pairs []breachd.Digest }
-	toPairs, toEmails := make(chan batch, 1), make(chan batch, 1)
+	var pst, est breachd.ImportStats
+	stages := []*pairStage{
+		{run: func(ctx context.Context, feed iter.Seq2[pairBatch, error]) (err error) {
+			pst, err = pairs.Import(ctx, b, mapBatches(feed, func(bt pairBatch) []breachd.Digest { return bt.pairs }))
+			return err
+		}},
+		{run: func(ctx context.Context, feed iter.Seq2[pairBatch, error]) (err error) {
+			est, err = emails.Import(ctx, b, mapBatches(feed, func(bt pairBatch) []breachd.Digest { return bt.accounts }))
+			return err
+		}},
+	}
+	if pw, err := s.passwordCorpus(breachd.SHA1); err == nil && po.countPasswords {
+		rel := b
+		rel.PasswordsPublished = nil
+		stages = append([]*pairStage{{run: func(ctx context.Context, feed iter.Seq2[pairBatch, error]) error {
+			_, err := pw.Import(ctx, rel, 0, mapBatches(feed, func(bt pairBatch) []breachd.PasswordRecord { return bt.passwords }))
+			return err
+		}}}, stages...)
+	} else if po.countPasswords && errors.Is(err, breachd.ErrFailedPrecondition) {
+		return breachd.PairImportStats{}, breachd.Errorf(breachd.ErrFailedPrecondition, "counting a combolist's passwords needs a SHA-1 password corpus, and this daemon serves none")
+	} else if po.countPasswords {
+		return breachd.PairImportStats{}, err
+	}
+	received, err := runStages(ctx, cancel, checked(batches, "pairs", "breach "+b.Name, true), stages)
+	st := breachd.PairImportStats{Breach: b.Name, Received: received, Pairs: pst.NewAccounts + pst.KnownAccounts,
+		Accounts: est.NewAccounts + est.KnownAccounts, Version: est.Version}
+	return st, err
+}
+
+// PairOption configures a pair import.
+type PairOption func(*pairOptions)
+
+type pairOptions struct{ countPasswords bool }
+
+// CountPasswords also imports the combolist's passwords into the SHA-1
+// password corpus, as a release of the breach's name counting each
+// occurrence, so that assessments' password counts include them. It is a
+// choice, not the default: the SHA-1 corpus then holds each password's
+// plain SHA-1 (unlinked to any account), and whoever copies the data
+// directory can test every account against those hashes through the pair
+// digests, instead of against a dictionary.
+func CountPasswords() PairOption { return func(o *pairOptions) { o.countPasswords = true } }
+
+// pairBatch is one batch of a combolist as each corpus takes it.
+type pairBatch struct {
+	accounts, pairs []breachd.Digest
+	passwords       []breachd.PasswordRecord // each password once, counted 1
+}
+
+// pairStage is one corpus's import of a combolist: run consumes its feed
+// and commits when the feed ends without an error.
+type pairStage struct {
+	run  func(ctx context.Context, feed iter.Seq2[pairBatch, error]) error
+	ch   chan pairBatch
+	done chan error
+	err  error
+}
+
+// runStages feeds the batches of a combolist to every stage at once and
+// lets stage i commit only after stage i-1 has committed. It returns the
+// pairs received and the first failure (a read error before the
+// abandons it caused).
+func runStages(ctx context.Context, cancel context.CancelCauseFunc, batches iter.Seq2[[]breachd.PairRecord, error], stages []*pairStage) (uint64, error) {
 	var readErr error // set before the channels close
-	var received atomic.Uint64
+	var received uint64
 	readerDone := make(chan struct{})
+	for _, st := range stages {
+		st.ch, st.done = make(chan pairBatch, 1), make(chan error, 1)
+	}
 	go func() {
 		defer close(readerDone)
-		defer close(toPairs)
-		defer close(toEmails)
-		for ps, err := range checked(batches, "pairs", "breach "+b.Name, true) {
+		defer func() {
+			for _, st := range stages {
+				close(st.ch)
+			}
+		}()
+		for ps, err := range batches {
 			if err != nil {
 				readErr = err
 				return
 			}
-			bt := batch{accounts: make([]breachd.Digest, len(ps)), pairs: make([]breachd.Digest, len(ps))}
+			bt := pairBatch{accounts: make([]breachd.Digest, len(ps)), pairs: make([]breachd.Digest, len(ps)),
+				passwords: make([]breachd.PasswordRecord, len(ps))}
 			for i := range ps {
 				bt.accounts[i] = ps[i].Account
 				bt.pairs[i] = breachd.PairDigest(&ps[i].Account, &ps[i].Password)
+				bt.passwords[i].Count = 1
+				copy(bt.passwords[i].Hash[:], ps[i].Password[:])
 			}
-			received.Add(uint64(len(ps)))
-			for _, ch := range []chan batch{toPairs, toEmails} {
+			received += uint64(len(ps))
+			for _, st := range stages {
 				select {
-				case ch <- bt:
+				case st.ch <- bt:
 				case <-ctx.Done():
 					readErr = context.Cause(ctx)
 					return
@@ -183,62 +263,72 @@ func (s *Service) ImportPairs(ctx context.Context, b breachd.Breach, batches ite
 			}
 		}
 	}()
-	pairsDone := make(chan error, 1)
-	feed := func(ch chan batch, pick func(batch) []breachd.Digest, before func() error) iter.Seq2[[]breachd.Digest, error] {
-		return func(yield func([]breachd.Digest, error) bool) {
-			for bt := range ch {
-				if !yield(pick(bt), nil) {
-					cancel(errors.New("the other import of the pair import failed"))
-					for range ch { // let the reader finish
-					}
-					return
-				}
-			}
-			err := readErr
-			if err == nil && ctx.Err() != nil {
-				err = context.Cause(ctx)
-			}
-			if err == nil && before != nil {
-				err = before()
-			}
-			if err != nil {
-				yield(nil, err)
-			}
-		}
-	}
 	var wg sync.WaitGroup
-	var pst breachd.ImportStats
-	var pairsErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		pst, pairsErr = pairs.Import(ctx, b, feed(toPairs, func(bt batch) []breachd.Digest { return bt.pairs }, nil))
-		if pairsErr != nil {
-			cancel(pairsErr)
+	for i, st := range stages {
+		var before <-chan error
+		if i > 0 {
+			before = stages[i-1].done
 		}
-		pairsDone <- pairsErr
-	}()
-	est, err := emails.Import(ctx, b, feed(toEmails, func(bt batch) []breachd.Digest { return bt.accounts }, func() error {
-		if err := <-pairsDone; err != nil {
-			return fmt.Errorf("the pairs did not commit: %w", err)
-		}
-		return nil
-	}))
-	if err != nil {
-		cancel(err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.err = st.run(ctx, func(yield func(pairBatch, error) bool) {
+				for bt := range st.ch {
+					if !yield(bt, nil) {
+						cancel(errors.New("another import of the combolist failed"))
+						for range st.ch { // let the reader finish
+						}
+						return
+					}
+				}
+				err := readErr
+				if err == nil && ctx.Err() != nil {
+					err = context.Cause(ctx)
+				}
+				if err == nil && before != nil {
+					if err = <-before; err != nil {
+						err = fmt.Errorf("an earlier import of the combolist did not commit: %w", err)
+					}
+				}
+				if err != nil {
+					yield(pairBatch{}, err)
+				}
+			})
+			if st.err != nil {
+				cancel(st.err)
+			}
+			st.done <- st.err
+		}()
 	}
 	wg.Wait()
 	cancel(nil) // an import that ended without draining its channel leaves the reader waiting
 	<-readerDone
-	// The first failure is the one to report, not the abandon it caused.
+	// The first failure is the one to report, not the abandons it caused.
+	err := stages[len(stages)-1].err
 	if err != nil && readErr != nil {
-		err = readErr
-	} else if err != nil && pairsErr != nil {
-		err = pairsErr
+		return received, readErr
 	}
-	st := breachd.PairImportStats{Breach: b.Name, Received: received.Load(), Pairs: pst.NewAccounts + pst.KnownAccounts,
-		Accounts: est.NewAccounts + est.KnownAccounts, Version: est.Version}
-	return st, err
+	for _, st := range stages {
+		if st.err != nil && err != nil {
+			return received, st.err
+		}
+	}
+	return received, err
+}
+
+// mapBatches turns a stage's feed into what its corpus imports.
+func mapBatches[T any](feed iter.Seq2[pairBatch, error], pick func(pairBatch) []T) iter.Seq2[[]T, error] {
+	return func(yield func([]T, error) bool) {
+		for bt, err := range feed {
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(pick(bt), nil) {
+				return
+			}
+		}
+	}
 }
 
 // Assess gathers the facts about one account (its breaches, what is known

@@ -86,7 +86,7 @@ func TestPairStatuses(t *testing.T) {
 		storetest.Batches(sega, 16, nil)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := svc.ImportPairs(t.Context(), breachd.Breach{Name: "Combo", Title: "A combolist"}, combolist(append(both, combo...), nil))
+	st, err := svc.ImportPairs(t.Context(), breachd.Breach{Name: "Combo", Title: "A combolist"}, combolist(append(both, combo...), nil), service.CountPasswords())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +94,10 @@ func TestPairStatuses(t *testing.T) {
 		t.Errorf("stats %+v, want 60 received, pairs and accounts", st)
 	}
 	right, wrong := pwSHA1(3), pwSHA1(4) // account 3 of the combolist is both[3]
+	// The combolist's passwords are counted in the SHA-1 corpus.
+	if a, err := svc.Assess(t.Context(), breachd.AssessRequest{Account: both[3], Password: right, HasPassword: true}); err != nil || a.PasswordCount != 1 {
+		t.Errorf("a combolist's password: count %d, %v; want 1", a.PasswordCount, err)
+	}
 	for _, tt := range []struct {
 		name string
 		d    breachd.Digest
@@ -134,6 +138,9 @@ func TestPairStatuses(t *testing.T) {
 	}
 	if got := assess(t, svc, both[3], &wrong); got["Combo"] != breachd.PasswordUnknown {
 		t.Errorf("after delete and an import without passwords: Combo %s, want unknown", got["Combo"])
+	}
+	if a, err := svc.Assess(t.Context(), breachd.AssessRequest{Account: both[3], Password: right, HasPassword: true}); err != nil || a.PasswordCount != 0 {
+		t.Errorf("after its breach was deleted, a combolist's password: count %d, %v; want 0", a.PasswordCount, err)
 	}
 }
 

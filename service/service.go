@@ -281,25 +281,43 @@ func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, versi
 	defer s.unlockChange()
 	removed, version, err = st.DeleteBreach(ctx, name)
 	if errors.Is(err, breachd.ErrNotFound) {
-		// Deleted already, perhaps by a delete cut short before its pairs
-		// went: finish that one.
-		if pairs, perr := s.pairCorpus(); pairs != nil && perr == nil {
-			if _, _, perr := pairs.DeleteBreach(ctx, name); perr == nil {
-				_, version, _ = st.Breaches(ctx)
-				return 0, version, nil
-			}
+		// Deleted already, perhaps by a delete cut short before its
+		// passwords went: finish that one.
+		if done, perr := s.deletePasswordsOf(ctx, name); perr == nil && done {
+			_, version, _ = st.Breaches(ctx)
+			return 0, version, nil
 		}
 	}
 	if err != nil {
 		return removed, version, err
 	}
-	// No answer reads the breach's pairs from here (pairs.go); remove them.
-	if pairs, perr := s.pairCorpus(); pairs != nil && perr == nil {
-		if _, _, perr = pairs.DeleteBreach(ctx, name); perr != nil && !errors.Is(perr, breachd.ErrNotFound) {
-			return removed, version, fmt.Errorf("breach %s was deleted, but not yet its passwords (no answer reads them; the next import of the name removes them): %w", name, perr)
-		}
+	if _, err := s.deletePasswordsOf(ctx, name); err != nil {
+		return removed, version, fmt.Errorf("breach %s was deleted, but not yet its passwords (no answer reads its pairs; run the delete again): %w", name, err)
 	}
 	return removed, version, nil
+}
+
+// deletePasswordsOf removes what a combolist of breach name left beside
+// its accounts, once no answer reads its pairs (the email breach is gone):
+// its SHA-1 release, then its pairs, whose presence marks the release as
+// the combolist's (pairs.go). It reports whether there was anything.
+func (s *Service) deletePasswordsOf(ctx context.Context, name string) (bool, error) {
+	pairs, err := s.pairCorpus()
+	if pairs == nil || err != nil {
+		return false, err
+	}
+	if ok, err := has(ctx, pairs, name); !ok || err != nil {
+		return false, err
+	}
+	if pw, err := s.passwordCorpus(breachd.SHA1); err == nil {
+		if _, _, err := pw.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+			return false, err
+		}
+	}
+	if _, _, err := pairs.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+		return false, err
+	}
+	return true, nil
 }
 
 // UpdateBreach corrects the catalogue entry of a breach in the corpus:

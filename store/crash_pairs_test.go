@@ -19,9 +19,9 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// The crash harness for pairs: a combolist import (two commits, the pair
-// corpus's and then the email corpus's) and a delete of its breach (the
-// email corpus's, then the pair corpus's) are SIGKILLed at a point drawn
+// The crash harness for pairs: a combolist import (three commits: the
+// SHA-1 release, the pair corpus, then the email corpus) and a delete of
+// its breach (the email corpus, the release, then the pairs) are SIGKILLed at a point drawn
 // from their batches, filter saves and commits. At restart every answer
 // must be exact: Combo wholly visible with each account's password status
 // (exposed for its password, not exposed for another), or wholly absent;
@@ -66,14 +66,18 @@ func openPairService(tb testing.TB, dir string) (*service.Service, func()) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return service.New(emails, service.WithPairs(pairs)), func() { pairs.Close(); emails.Close() }
+	pw, err := store.OpenPasswords(context.Background(), store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, options(0))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return service.New(emails, service.WithPairs(pairs), service.WithPasswords(breachd.SHA1, pw)), func() { pw.Close(); pairs.Close(); emails.Close() }
 }
 
 // crashPairWork is the child's work, and the parent's after the kill.
 func crashPairWork(ctx context.Context, svc *service.Service, op string) error {
 	switch op {
 	case "pair-import":
-		_, err := svc.ImportPairs(ctx, breachd.Breach{Name: "Combo", Title: "Combo"}, comboList())
+		_, err := svc.ImportPairs(ctx, breachd.Breach{Name: "Combo", Title: "Combo"}, comboList(), service.CountPasswords())
 		return err
 	case "pair-delete":
 		_, _, err := svc.DeleteBreach(ctx, "Combo")
@@ -93,11 +97,13 @@ func checkPairs(t *testing.T, svc *service.Service, when string) (comboVisible b
 		right, wrong := pairPassword(i), pairPassword(i+1)
 		inBase := i < 1000
 		var statuses [2]map[string]breachd.PasswordStatus
+		var counts [2]uint64
 		for k, pw := range [][20]byte{right, wrong} {
 			a, err := svc.Assess(context.Background(), breachd.AssessRequest{Account: ds[i], Password: pw, HasPassword: true})
 			if err != nil {
 				t.Fatalf("%s: Assess: %v", when, err)
 			}
+			counts[k] = a.PasswordCount
 			statuses[k] = map[string]breachd.PasswordStatus{}
 			for _, b := range a.Breaches {
 				statuses[k][b.Name] = b.Password
@@ -107,6 +113,9 @@ func checkPairs(t *testing.T, svc *service.Service, when string) (comboVisible b
 			t.Fatalf("%s: account %d: Base %v (in Base: %v)", when, i, statuses[0], inBase)
 		}
 		st, ok := statuses[0]["Combo"]
+		if ok && counts[0] != 1 {
+			t.Fatalf("%s: account %d: Combo answers, but its password counts %d, want 1", when, i, counts[0])
+		}
 		if ok {
 			seen++
 			if st != breachd.PasswordExposed || statuses[1]["Combo"] != breachd.PasswordNotExposed {
@@ -155,12 +164,16 @@ func TestCrashPairs(t *testing.T) {
 			for b := 1; b <= 8; b++ {
 				points = append(points, fmt.Sprintf("import-batch:%d", b))
 			}
-			points = append(points, "filter-written:1", "filter-renamed:1", "filter-written:2", "filter-renamed:2")
+			// The filter saves of the release's, the pairs' and the
+			// emails' commits, in that order.
+			for n := 1; n <= 3; n++ {
+				points = append(points, fmt.Sprintf("filter-written:%d", n), fmt.Sprintf("filter-renamed:%d", n))
+			}
 		} else {
 			copyDir(t, withCombo, dir)
-			// After the emails' delete commits, before the pairs' does;
-			// and inside either's collection.
-			points = []string{"delete-committed:1", "delete-committed:2", "collect-row:1", "collect-row:3"}
+			// After the emails' delete commits, after the release's,
+			// before the pairs'; and inside the collections.
+			points = []string{"delete-committed:1", "delete-committed:2", "delete-committed:3", "collect-row:1", "collect-row:3"}
 		}
 		point := points[r.IntN(len(points))]
 		cmd := crashChild(dir, op, point)
@@ -180,6 +193,13 @@ func TestCrashPairs(t *testing.T) {
 		}
 		if visible := checkPairs(t, svc, when+", then done again"); visible != (op == "pair-import") {
 			t.Fatalf("%s, then done again: Combo visible %v", when, visible)
+		}
+		// A finished delete leaves none of the combolist's passwords counted.
+		if op == "pair-delete" {
+			a, err := svc.Assess(context.Background(), breachd.AssessRequest{Account: pairAccounts()[5], Password: pairPassword(5), HasPassword: true})
+			if err != nil || a.PasswordCount != 0 {
+				t.Fatalf("%s, then done again: the deleted combolist's password counts %d (%v), want 0", when, a.PasswordCount, err)
+			}
 		}
 		done()
 		os.RemoveAll(dir)

@@ -201,7 +201,7 @@ func TestAssessEndToEnd(t *testing.T) {
 	live := filepath.Join(dir, "live.txt")
 	os.WriteFile(live, []byte("late@combo.example:late password\nbroken\n"), 0o600)
 	os.WriteFile(comboManifest, []byte(`{"Name":"Late","Title":"A later combolist"}`), 0o600)
-	out = runOK(t, "import", "--kind", "pairs", "--addr", d.admin, "--manifest", comboManifest, live)
+	out = runOK(t, "import", "--kind", "pairs", "--count-passwords", "--addr", d.admin, "--manifest", comboManifest, live)
 	if !strings.Contains(out, "imported Late") {
 		t.Errorf("import through the daemon: %s", out)
 	}
@@ -209,6 +209,10 @@ func TestAssessEndToEnd(t *testing.T) {
 		a, err := cl.Assess(t.Context(), "late@combo.example", pw, breachd.ContextLogin)
 		if err != nil || len(a.Breaches) != 1 || a.Breaches[0].Password != want {
 			t.Errorf("after an import through the daemon, with %q: %+v, %v; want Late %s", pw, a.Breaches, err, want)
+		}
+		// --count-passwords: the combolist's password is counted.
+		if wantCount := uint64(map[bool]int{true: 1}[want == breachd.PasswordExposed]); err == nil && a.PasswordCount != wantCount {
+			t.Errorf("with %q after --count-passwords: count %d, want %d", pw, a.PasswordCount, wantCount)
 		}
 	}
 

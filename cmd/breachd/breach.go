@@ -109,9 +109,18 @@ func (t *target) service(ctx context.Context, log *slog.Logger, withPairs bool) 
 			closeOffline(ctx, emails, log)
 			return nil, nil, t.lockedError(err)
 		}
-		return service.New(emails, service.WithPairs(pairs)), func() {
-			if err := pairs.Close(); err != nil {
-				log.Error("closing the pair corpus", "err", err)
+		// A combolist's passwords are counted in the SHA-1 corpus.
+		pw, err := store.OpenPasswords(ctx, store.PasswordDir(t.data, breachd.SHA1), breachd.SHA1, so)
+		if err != nil {
+			pairs.Close()
+			closeOffline(ctx, emails, log)
+			return nil, nil, t.lockedError(err)
+		}
+		return service.New(emails, service.WithPairs(pairs), service.WithPasswords(breachd.SHA1, pw)), func() {
+			for name, c := range map[string]interface{ Close() error }{"pair corpus": pairs, "SHA-1 corpus": pw} {
+				if err := c.Close(); err != nil {
+					log.Error("closing the "+name, "err", err)
+				}
 			}
 			closeOffline(ctx, emails, log)
 		}, nil

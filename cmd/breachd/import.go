@@ -18,6 +18,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
+	"github.com/breachd/breachd/service"
 )
 
 type importConfig struct {
@@ -31,6 +32,7 @@ type importConfig struct {
 	kind     breachd.HashKind // 0: an email breach dump
 	pairs    bool             // --kind pairs: a combolist
 	pwColumn string
+	countPw  bool // --count-passwords
 	pwFormat dump.PasswordFormat
 	// maxInvalid is the share of rejected rows above which nothing is
 	// committed (a misread dump); failOnInvalid commits nothing if any is.
@@ -49,6 +51,7 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	fs.StringVar(&format, "format", "auto", "dump format: auto, csv, emails or sha256; with --kind pairs: auto, combo (email:password lines), csv or pair-hashes (hex SHA-256 of the email:hex SHA-1 of the password); with --kind sha1|ntlm: hashes (HASH:COUNT lines, the default) or plain (one password a line, hashed as read)")
 	fs.StringVar(&c.column, "column", "email", "CSV column holding the email address")
 	fs.StringVar(&c.pwColumn, "password-column", "password", "with --kind pairs: CSV column holding the password")
+	fs.BoolVar(&c.countPw, "count-passwords", false, "with --kind pairs: also count the passwords in the SHA-1 password corpus (which then holds each one's plain SHA-1, unlinked to any account)")
 	fs.Float64Var(&c.maxInvalid, "max-invalid", 0.5, "commit nothing and fail when more than this share of rows is rejected (a misread dump), 0 to 1")
 	fs.BoolVar(&c.failOnInvalid, "fail-on-invalid", false, "commit nothing and fail when any row is rejected")
 	fs.IntVar(&c.batch, "batch", breachd.MaxBatch, fmt.Sprintf("digests per batch, 1 to %d", breachd.MaxBatch))
@@ -316,14 +319,22 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 			return err
 		}
 		defer conn.Close()
-		run = cl.ImportPairs
+		run = func(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error) {
+			return cl.ImportPairs(ctx, b, c.countPw, batches)
+		}
 	} else {
 		svc, done, err := c.service(ctx, log, true)
 		if err != nil {
 			return err
 		}
 		defer done()
-		run = svc.ImportPairs
+		var opts []service.PairOption
+		if c.countPw {
+			opts = append(opts, service.CountPasswords())
+		}
+		run = func(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error) {
+			return svc.ImportPairs(ctx, b, batches, opts...)
+		}
 	}
 	var readErr error
 	batches := dumpBatches(c, rd.ReadPairs, rd.Stats, func() string { return sampleLines(samples) }, &readErr)

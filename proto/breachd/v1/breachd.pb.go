@@ -1061,9 +1061,13 @@ type ImportPairsRequest struct {
 	//	*ImportPairsRequest_Breach
 	//	*ImportPairsRequest_Pairs
 	//	*ImportPairsRequest_Commit
-	Part          isImportPairsRequest_Part `protobuf_oneof:"part"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Part isImportPairsRequest_Part `protobuf_oneof:"part"`
+	// In the first message: also count the passwords in the SHA-1 password
+	// corpus, as a release of the breach's name. The SHA-1 corpus then holds
+	// each password's plain SHA-1 (see the README's "Defending sign-in").
+	CountPasswords bool `protobuf:"varint,4,opt,name=count_passwords,json=countPasswords,proto3" json:"count_passwords,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ImportPairsRequest) Reset() {
@@ -1128,6 +1132,13 @@ func (x *ImportPairsRequest) GetCommit() *ImportCommit {
 		}
 	}
 	return nil
+}
+
+func (x *ImportPairsRequest) GetCountPasswords() bool {
+	if x != nil {
+		return x.CountPasswords
+	}
+	return false
 }
 
 type isImportPairsRequest_Part interface {
@@ -2476,11 +2487,12 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
 	"\x11GetBreachResponse\x12*\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12%\n" +
-	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\x96\x01\n" +
+	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\xbf\x01\n" +
 	"\x12ImportPairsRequest\x12,\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachH\x00R\x06breach\x12\x16\n" +
 	"\x05pairs\x18\x02 \x01(\fH\x00R\x05pairs\x122\n" +
-	"\x06commit\x18\x03 \x01(\v2\x18.breachd.v1.ImportCommitH\x00R\x06commitB\x06\n" +
+	"\x06commit\x18\x03 \x01(\v2\x18.breachd.v1.ImportCommitH\x00R\x06commit\x12'\n" +
+	"\x0fcount_passwords\x18\x04 \x01(\bR\x0ecountPasswordsB\x06\n" +
 	"\x04part\"\x9e\x01\n" +
 	"\x13ImportPairsResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
