@@ -33,6 +33,10 @@ type bulkConfig struct {
 	maxInvalid    float64 // the share of invalid rows above which the run fails
 	batch         int
 	inFlight      int
+	// assess asks the daemon's policy about every row (unary Assess, in
+	// context at, from inFlight*8 callers) instead of only checking it.
+	assess bool
+	at     breachd.AssessContext
 }
 
 // counters are the run's totals; they survive a resume in the checkpoint.
@@ -72,7 +76,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
-	rw, err := newRowWriter(c.format)
+	rw, err := newRowWriter(c.format, c.assess)
 	if err != nil {
 		return err
 	}
@@ -167,7 +171,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	}
 
 	// Stage 4: pair answers with rows, in order, and write the report.
-	next, stop := iter.Pull2(cl.CheckDigests(ctx, digests))
+	answers := checked(cl.CheckDigests(ctx, digests))
+	if c.assess {
+		answers = assessed(ctx, cl, digests, c.at, 8*c.inFlight)
+	}
+	next, stop := iter.Pull2(answers)
 	defer stop()
 	var version uint64
 	lastCheckpoint := time.Now()
@@ -186,6 +194,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 				}
 				version = res.CorpusVersion
 				row.exposed, row.breaches = res.Exposed, res.BreachNames
+				row.decision, row.wouldBe, row.reasons = res.decision, res.wouldBe, res.reasons
 			}
 			tot.Rows++
 			switch {
@@ -400,3 +409,88 @@ func progress(ctx context.Context, w io.Writer, start time.Time, done, exposed *
 const bufSize = 1 << 20
 
 func newBuffered(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, bufSize) }
+
+// answer is the daemon's answer for one row of a sweep: a check's, and
+// with --assess the policy's decision.
+type answer struct {
+	client.BulkResult
+	decision, wouldBe string
+	reasons           []string
+}
+
+// checked turns CheckDigests' answers into a sweep's.
+func checked(results iter.Seq2[client.BulkResult, error]) iter.Seq2[answer, error] {
+	return func(yield func(answer, error) bool) {
+		for r, err := range results {
+			if !yield(answer{BulkResult: r}, err) {
+				return
+			}
+		}
+	}
+}
+
+// assessed asks Assess about each digest, from callers goroutines at
+// once, and yields the answers in input order.
+func assessed(ctx context.Context, cl *client.Client, digests iter.Seq[breachd.Digest], at breachd.AssessContext, callers int) iter.Seq2[answer, error] {
+	type job struct {
+		d   breachd.Digest
+		res chan answer
+		err chan error
+	}
+	return func(yield func(answer, error) bool) {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		jobs, order := make(chan *job, callers), make(chan *job, 4*callers)
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer cancel() // before Wait: every goroutine below stops
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(jobs)
+			defer close(order)
+			for d := range digests {
+				j := &job{d: d, res: make(chan answer, 1), err: make(chan error, 1)}
+				for _, q := range []chan *job{order, jobs} {
+					select {
+					case q <- j:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}()
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range jobs {
+					a, err := cl.AssessDigest(ctx, j.d, nil, at)
+					if err != nil {
+						j.err <- err
+						continue
+					}
+					names := make([]string, len(a.Breaches))
+					for i, b := range a.Breaches {
+						names[i] = b.Name
+					}
+					j.res <- answer{BulkResult: client.BulkResult{Exposed: len(names) > 0, BreachNames: names, CorpusVersion: a.CorpusVersion},
+						decision: a.Decision.String(), wouldBe: a.WouldBe.String(), reasons: a.Reasons}
+				}
+			}()
+		}
+		for j := range order {
+			select {
+			case a := <-j.res:
+				if !yield(a, nil) {
+					return
+				}
+			case err := <-j.err:
+				yield(answer{}, err)
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
@@ -169,6 +170,8 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.Float64Var(&bc.maxInvalid, "max-invalid", 0.5, "exit with status 4 when more than this share of rows is invalid (a misread input), 0 to 1; a run where every row is invalid always does")
 	fs.IntVar(&bc.batch, "batch", 2000, "digests per stream message (at most 10000)")
 	fs.IntVar(&bc.inFlight, "in-flight", 4, "stream batches awaiting answers at once")
+	fs.BoolVar(&bc.assess, "assess", false, "with --file: ask the daemon's policy about every row (AssessService, without passwords) and report its decision, what enforcing would answer and the rules that fired")
+	assessAt := fs.String("context", "login", "with --assess: signup, login or password_change")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: breachctl check [flags] EMAIL...\n       breachctl check [flags] --file PATH [--out PATH]\n\nFlags:")
 		fs.PrintDefaults()
@@ -186,8 +189,16 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	case bc.format != "csv" && bc.format != "jsonl":
 		fmt.Fprintf(stderr, "breachctl check: unknown --report-format %q: want csv or jsonl\n", bc.format)
 		return errUsage
+	case bc.assess && bc.file == "":
+		fmt.Fprintln(stderr, "breachctl check: --assess is for sweeps (--file); for one account use breachctl assess")
+		return errUsage
 	case !(bc.maxInvalid >= 0 && bc.maxInvalid <= 1):
 		fmt.Fprintf(stderr, "breachctl check: invalid --max-invalid %v: want a share from 0 to 1\n", bc.maxInvalid)
+		return errUsage
+	}
+	var err error
+	if bc.at, err = breachd.ParseAssessContext(*assessAt); err != nil {
+		fmt.Fprintln(stderr, "breachctl check:", err)
 		return errUsage
 	}
 	conn, err := cc.dial()

@@ -15,6 +15,10 @@ type outRow struct {
 	exposed  bool     // meaningful when reason == ""
 	breaches []string // breach names, when exposed
 	reason   string   // why the row could not be checked
+	// With --assess: the daemon policy's decision, what enforcing would
+	// answer, and the rules that fired.
+	decision, wouldBe string
+	reasons           []string
 }
 
 // rowWriter writes report rows in one format.
@@ -23,22 +27,29 @@ type rowWriter interface {
 	row(w *bufio.Writer, r *outRow)
 }
 
-func newRowWriter(format string) (rowWriter, error) {
+func newRowWriter(format string, assess bool) (rowWriter, error) {
 	switch format {
 	case "csv":
-		return csvWriter{}, nil
+		return csvWriter{assess: assess}, nil
 	case "jsonl":
-		return jsonlWriter{}, nil
+		return jsonlWriter{assess: assess}, nil
 	}
 	return nil, fmt.Errorf("unknown --format %q: want csv or jsonl", format)
 }
 
-// csvWriter writes: line,identifier,exposed,breaches,error (breaches joined by ';').
-type csvWriter struct{}
+// csvWriter writes: line,identifier,exposed,breaches,error (breaches joined
+// by ';'), and with assess decision,would_be,reasons (joined by ';').
+type csvWriter struct{ assess bool }
 
-func (csvWriter) header(w *bufio.Writer) { w.WriteString("line,identifier,exposed,breaches,error\n") }
+func (c csvWriter) header(w *bufio.Writer) {
+	w.WriteString("line,identifier,exposed,breaches,error")
+	if c.assess {
+		w.WriteString(",decision,would_be,reasons")
+	}
+	w.WriteByte('\n')
+}
 
-func (csvWriter) row(w *bufio.Writer, r *outRow) {
+func (c csvWriter) row(w *bufio.Writer, r *outRow) {
 	var b [20]byte
 	w.Write(strconv.AppendInt(b[:0], r.line, 10))
 	w.WriteByte(',')
@@ -53,6 +64,14 @@ func (csvWriter) row(w *bufio.Writer, r *outRow) {
 		w.WriteByte(',')
 	default:
 		w.WriteString(",no,,")
+	}
+	if c.assess {
+		w.WriteByte(',')
+		w.WriteString(r.decision)
+		w.WriteByte(',')
+		w.WriteString(r.wouldBe)
+		w.WriteByte(',')
+		writeCSVField(w, strings.Join(r.reasons, ";"))
 	}
 	w.WriteByte('\n')
 }
@@ -70,11 +89,11 @@ func writeCSVField(w *bufio.Writer, s string) {
 // jsonlWriter writes one JSON object per row:
 // {"line":1,"identifier":"a@example.com","exposed":true,"breaches":["SegaPass"]}
 // {"line":2,"identifier":"x","error":"invalid email: no @"}
-type jsonlWriter struct{}
+type jsonlWriter struct{ assess bool }
 
 func (jsonlWriter) header(*bufio.Writer) {}
 
-func (jsonlWriter) row(w *bufio.Writer, r *outRow) {
+func (j jsonlWriter) row(w *bufio.Writer, r *outRow) {
 	var b [20]byte
 	w.WriteString(`{"line":`)
 	w.Write(strconv.AppendInt(b[:0], r.line, 10))
@@ -95,6 +114,20 @@ func (jsonlWriter) row(w *bufio.Writer, r *outRow) {
 		w.WriteByte(']')
 	default:
 		w.WriteString(`,"exposed":false`)
+	}
+	if j.assess && r.reason == "" {
+		w.WriteString(`,"decision":`)
+		writeJSONString(w, r.decision)
+		w.WriteString(`,"would_be":`)
+		writeJSONString(w, r.wouldBe)
+		w.WriteString(`,"reasons":[`)
+		for i, name := range r.reasons {
+			if i > 0 {
+				w.WriteByte(',')
+			}
+			writeJSONString(w, name)
+		}
+		w.WriteByte(']')
 	}
 	w.WriteString("}\n")
 }

@@ -42,6 +42,9 @@ func fingerprint(c bulkConfig, size int64) (string, error) {
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%v\x00%s\x00%v", abs, size, fi.ModTime().UnixNano(), c.column, c.digests, c.format, c.onlyExposed)
+	if c.assess { // a report with other columns (kept out otherwise, so older checkpoints still match)
+		fmt.Fprintf(h, "\x00assess %d", c.at)
+	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
