@@ -74,28 +74,7 @@ func detectPairs(first []byte, column, pwColumn string) Format {
 // and returns it; io.EOF, with no pairs, at the end. Rejected rows are
 // counted and reported to OnReject.
 func (r *Reader) ReadPairs(dst []breachd.PairRecord) ([]breachd.PairRecord, error) {
-	dst = dst[:0]
-	var fields []string
-	for len(dst) < cap(dst) {
-		line, err := r.nextRow()
-		if err == errLongLine {
-			r.rejectAt(r.longAt, err.Error())
-			continue
-		}
-		if err != nil {
-			return dst, endOfBatch(len(dst), err)
-		}
-		var p breachd.PairRecord
-		var reason string
-		p, fields, reason = r.parsePair(line, fields)
-		if reason != "" {
-			r.reject(reason)
-			continue
-		}
-		r.stats.Accepted++
-		dst = append(dst, p)
-	}
-	return dst, nil
+	return readInto(r, dst, r.parsePair)
 }
 
 // parsePair turns one combolist row into a pair, or a reason it was rejected.

@@ -312,6 +312,12 @@ func endOfBatch(n int, err error) error {
 // returns it. It returns io.EOF, with no digests, at the end of the dump.
 // Rejected rows are counted and reported to OnReject; they never stop a read.
 func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
+	return readInto(r, dst, r.parse)
+}
+
+// readInto fills dst (up to its capacity) with the items parse makes of
+// accepted rows; a row parse gives a reason for is rejected.
+func readInto[T any](r *Reader, dst []T, parse func(line []byte, scratch []string) (T, []string, string)) ([]T, error) {
 	dst = dst[:0]
 	var fields []string
 	for len(dst) < cap(dst) {
@@ -323,15 +329,15 @@ func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
 		if err != nil {
 			return dst, endOfBatch(len(dst), err)
 		}
-		var d breachd.Digest
+		var x T
 		var reason string
-		d, fields, reason = r.parse(line, fields)
+		x, fields, reason = parse(line, fields)
 		if reason != "" {
 			r.reject(reason)
 			continue
 		}
 		r.stats.Accepted++
-		dst = append(dst, d)
+		dst = append(dst, x)
 	}
 	return dst, nil
 }

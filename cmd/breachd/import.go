@@ -120,6 +120,26 @@ type rejected struct {
 	reason string
 }
 
+// openDump opens a dump file, or stdin for "-".
+func openDump(path string) (io.ReadCloser, error) {
+	if path == "-" {
+		return io.NopCloser(os.Stdin), nil
+	}
+	return os.Open(path)
+}
+
+// keepRejects makes rd keep its first rejected rows (rejectSamples of them)
+// for the summary and the errors.
+func keepRejects(rd *dump.Reader) *[]rejected {
+	var samples []rejected
+	rd.OnReject = func(line int64, reason string) {
+		if len(samples) < rejectSamples {
+			samples = append(samples, rejected{line, reason})
+		}
+	}
+	return &samples
+}
+
 // errNoRows ends an import whose dump gave no digest at all.
 var errNoRows = errors.New("no row of the dump was accepted")
 
@@ -129,25 +149,16 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	if err != nil {
 		return err
 	}
-	in := io.Reader(os.Stdin)
-	if c.dump != "-" {
-		f, err := os.Open(c.dump)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
+	in, err := openDump(c.dump)
+	if err != nil {
+		return err
 	}
+	defer in.Close()
 	rd, err := dump.NewReader(in, dump.Options{Format: c.format, Column: c.column})
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
-	var samples []rejected
-	rd.OnReject = func(line int64, reason string) {
-		if len(samples) < rejectSamples {
-			samples = append(samples, rejected{line, reason})
-		}
-	}
+	samples := keepRejects(rd)
 
 	var run importer
 	if c.addr != "" {
@@ -167,11 +178,11 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	}
 
 	var readErr error // a failure of the dump itself, as opposed to the import
-	batches := dumpBatches(c, rd.Read, rd.Stats, func() string { return sampleLines(samples) }, &readErr)
+	batches := dumpBatches(c, rd.Read, rd.Stats, func() string { return sampleLines(*samples) }, &readErr)
 	st, err := run(ctx, b, batches)
 	switch {
 	case errors.Is(err, errNoRows):
-		return noRowsError(c, b.Name, rd, samples)
+		return noRowsError(c, b.Name, rd, *samples)
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s).\n"+
 			"Check with 'breachctl breaches --addr %s' (the breach is listed and the corpus version has grown if it was); importing again is safe, it is idempotent",
@@ -188,7 +199,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	}
 	elapsed := time.Since(start)
 	log.Info("import finished", "breach", b.Name, "rows", rd.Stats().Rows, "duration", elapsed)
-	printSummary(stdout, b.Name, c.dump, rd, st, samples, elapsed)
+	printSummary(stdout, b.Name, c.dump, rd, st, *samples, elapsed)
 	return nil
 }
 
@@ -293,25 +304,16 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 	if err != nil {
 		return err
 	}
-	in := io.Reader(os.Stdin)
-	if c.dump != "-" {
-		f, err := os.Open(c.dump)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
+	in, err := openDump(c.dump)
+	if err != nil {
+		return err
 	}
+	defer in.Close()
 	rd, err := dump.NewPairReader(in, dump.PairOptions{Format: c.format, Column: c.column, PasswordColumn: c.pwColumn})
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
-	var samples []rejected
-	rd.OnReject = func(line int64, reason string) {
-		if len(samples) < rejectSamples {
-			samples = append(samples, rejected{line, reason})
-		}
-	}
+	samples := keepRejects(rd)
 	var run func(context.Context, breachd.Breach, iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error)
 	if c.addr != "" {
 		cl, conn, err := c.connect()
@@ -337,14 +339,14 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 		}
 	}
 	var readErr error
-	batches := dumpBatches(c, rd.ReadPairs, rd.Stats, func() string { return sampleLines(samples) }, &readErr)
+	batches := dumpBatches(c, rd.ReadPairs, rd.Stats, func() string { return sampleLines(*samples) }, &readErr)
 	st, err := run(ctx, b, batches)
 	if err != nil && c.addr != "" && readErr == nil && ctx.Err() == nil && !errors.Is(err, client.ErrOutcomeUnknown) {
 		err = c.remoteError(err)
 	}
 	switch {
 	case errors.Is(err, errNoRows):
-		return noRowsError(c, b.Name, rd, samples)
+		return noRowsError(c, b.Name, rd, *samples)
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s)",
 			b.Name, c.addr, status.Convert(err).Message())
@@ -368,7 +370,7 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 		fmt.Fprintf(tw, "  %s\t%d\t\n", r.label, r.n)
 	}
 	tw.Flush()
-	for _, s := range samples {
+	for _, s := range *samples {
 		fmt.Fprintf(stdout, "  rejected line %d: %s\n", s.line, s.reason)
 	}
 	return nil
