@@ -33,7 +33,7 @@ func TestReplicaBackups(t *testing.T) {
 	fo.Follower = true
 	rdir := t.TempDir()
 	r := open(t, rdir, fo)
-	a, b, c := storetest.Digests("a", 20_000), storetest.Digests("b", 5000), storetest.Digests("c", 3000)
+	a, b, c := storetest.Digests("a", 8000), storetest.Digests("b", 5000), storetest.Digests("c", 3000)
 	importAll(t, w, storetest.Breach("Alpha"), a, 5000)
 
 	var since uint64

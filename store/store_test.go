@@ -408,7 +408,7 @@ func TestBackToBackImports(t *testing.T) {
 	dir := t.TempDir()
 	var logs logtest.Buffer
 	s := open(t, dir, withLogger(slog.New(slog.NewTextHandler(&logs, nil))))
-	a, b, c := storetest.Digests("a", 20000), storetest.Digests("b", 20000), storetest.Digests("c", 20000)
+	a, b, c := storetest.Digests("a", 8000), storetest.Digests("b", 8000), storetest.Digests("c", 8000)
 	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
 	var wg sync.WaitGroup
 	for _, x := range []struct {
@@ -418,7 +418,7 @@ func TestBackToBackImports(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := s.Import(context.Background(), storetest.Breach(x.name), storetest.Batches(x.ds, 20000, nil)); err != nil {
+			if _, err := s.Import(context.Background(), storetest.Breach(x.name), storetest.Batches(x.ds, 8000, nil)); err != nil {
 				t.Errorf("Import(%s) = %v", x.name, err)
 			}
 		}()
