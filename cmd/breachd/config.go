@@ -104,7 +104,7 @@ type config struct {
 		MaxDeltas    int      `yaml:"max_deltas" help:"the writer publishes a fresh snapshot after this many deltas (or once deltas add up to half a snapshot), and prunes older history"`
 	} `yaml:"replication"`
 	Policy struct {
-		Mode       string            `yaml:"mode" help:"how assessments are answered: enforce, or report-only (compute, count and log each decision, answer allow)"`
+		Mode       modeName          `yaml:"mode" help:"how assessments are answered: enforce, or report-only (compute, count and log each decision, answer allow)"`
 		Rules      []policyRule      `yaml:"rules" help:"assessment rules in order; the strictest decision of those that fire is the answer, and each is a reason"`
 		Principals []principalPolicy `yaml:"principals" help:"policies of their own for some principals (each with principal, mode and rules)"`
 	} `yaml:"policy"`
@@ -120,7 +120,7 @@ type config struct {
 type policyRule struct {
 	Name     string     `yaml:"name"`
 	When     policyWhen `yaml:"when"`
-	Decision string     `yaml:"decision"` // allow, warn, step_up, reset or block
+	Decision decisionName `yaml:"decision"` // allow, warn, step_up, reset or block
 }
 
 type policyWhen struct {
@@ -129,14 +129,45 @@ type policyWhen struct {
 	PasswordUnknown      *bool    `yaml:"password_unknown,omitempty"`
 	PasswordCountAtLeast uint64   `yaml:"password_count_at_least,omitempty"`
 	BreachedWithin       duration `yaml:"breached_within,omitempty"`
-	Contexts             []string `yaml:"contexts,omitempty"`
+	Contexts             []contextName `yaml:"contexts,omitempty"`
 }
 
 // principalPolicy is the policy of one principal.
 type principalPolicy struct {
 	Principal string       `yaml:"principal"`
-	Mode      string       `yaml:"mode"`
+	Mode      modeName     `yaml:"mode"`
 	Rules     []policyRule `yaml:"rules"`
+}
+
+// Policy values that fail, in the file, with their line.
+type (
+	decisionName string
+	modeName     string
+	contextName  string
+)
+
+func (d *decisionName) UnmarshalYAML(n *yaml.Node) error {
+	if _, err := breachd.ParseDecision(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = decisionName(n.Value)
+	return nil
+}
+
+func (m *modeName) UnmarshalYAML(n *yaml.Node) error {
+	if _, err := policy.ParseMode(n.Value); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*m = modeName(n.Value)
+	return nil
+}
+
+func (c *contextName) UnmarshalYAML(n *yaml.Node) error {
+	if ctx, err := breachd.ParseAssessContext(n.Value); err != nil || ctx == breachd.ContextUnspecified {
+		return fmt.Errorf("line %d: context %q: want signup, login or password_change", n.Line, n.Value)
+	}
+	*c = contextName(n.Value)
+	return nil
 }
 
 // policies returns the daemon's assessment policies, or the first problem
@@ -144,7 +175,7 @@ type principalPolicy struct {
 func (c *config) policies() (daemon.Policy, error) {
 	var out daemon.Policy
 	var err error
-	if out.Default, err = toPolicy("policy", c.Policy.Mode, c.Policy.Rules); err != nil {
+	if out.Default, err = toPolicy("policy", string(c.Policy.Mode), c.Policy.Rules); err != nil {
 		return out, err
 	}
 	for i, pp := range c.Policy.Principals {
@@ -155,7 +186,7 @@ func (c *config) policies() (daemon.Policy, error) {
 		if _, dup := out.ByPrincipal[pp.Principal]; dup {
 			return out, fmt.Errorf("%s.principal %q has a policy already", key, pp.Principal)
 		}
-		p, err := toPolicy(key, pp.Mode, pp.Rules)
+		p, err := toPolicy(key, string(pp.Mode), pp.Rules)
 		if err != nil {
 			return out, err
 		}
@@ -175,14 +206,14 @@ func toPolicy(key, mode string, rules []policyRule) (policy.Policy, error) {
 	}
 	for i, r := range rules {
 		rk := fmt.Sprintf("%s.rules[%d]", key, i)
-		d, err := breachd.ParseDecision(r.Decision)
+		d, err := breachd.ParseDecision(string(r.Decision))
 		if err != nil {
 			return p, fmt.Errorf("%s.decision: %w", rk, err)
 		}
 		w := policy.Conditions{EmailExposed: r.When.EmailExposed, PairExposed: r.When.PairExposed, PasswordUnknown: r.When.PasswordUnknown,
 			PasswordCountAtLeast: r.When.PasswordCountAtLeast, BreachedWithin: time.Duration(r.When.BreachedWithin)}
 		for j, cs := range r.When.Contexts {
-			ctx, err := breachd.ParseAssessContext(cs)
+			ctx, err := breachd.ParseAssessContext(string(cs))
 			if err != nil || ctx == breachd.ContextUnspecified {
 				return p, fmt.Errorf("%s.when.contexts[%d]: %q: want signup, login or password_change", rk, j, cs)
 			}

@@ -433,6 +433,21 @@ func TestConfigSources(t *testing.T) {
 	if err := run(t.Context(), []string{"config", "print", "--config", bogus}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "tls.client_auth") {
 		t.Errorf("config print with client_auth: bogus: %v, want it refused", err)
 	}
+	// A policy that does not parse fails with the line and the field.
+	for _, tt := range []struct{ yaml, want string }{
+		{"policy:\n  rules:\n    - name: a\n      whenn: {pair_exposed: true}\n", "line 4: field whenn not found"},
+		{"policy:\n  rules:\n    - name: a\n      decision: blok\n", `line 4: decision "blok"`},
+		{"policy:\n  mode: report\n", `line 2: mode "report"`},
+		{"policy:\n  rules:\n    - name: a\n      when: {contexts: [logout]}\n      decision: warn\n", `line 4: context "logout"`},
+		{"policy:\n  rules:\n    - decision: warn\n", "policy.rules[0].name is empty"},
+		{"policy:\n  principals:\n    - principal: sso\n      rules: [{name: a, decision: warn}, {name: a, decision: block}]\n", "policy.principals[0].rules[1].name"},
+	} {
+		f := filepath.Join(t.TempDir(), "policy.yaml")
+		os.WriteFile(f, []byte(tt.yaml), 0o600)
+		if err := run(t.Context(), []string{"config", "print", "--config", f}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("a policy of %q: %v; want %q", tt.yaml, err, tt.want)
+		}
+	}
 	// A misspelt variable is an error, as a misspelt YAML key is.
 	if err := checkEnv([]string{"PATH=/bin", "BREACHD_QUOTA_RATE=5", "BREACHD_NATS_TOKEN=x", "BREACHD_QUOTA_RAT=5"}); err == nil || !strings.Contains(err.Error(), "BREACHD_QUOTA_RAT:") {
 		t.Errorf("checkEnv with BREACHD_QUOTA_RAT: %v, want it named as unknown", err)
