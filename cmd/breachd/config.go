@@ -118,17 +118,17 @@ type config struct {
 // policyRule is one assessment rule (package policy): when every
 // condition given holds, it fires and asks for its decision.
 type policyRule struct {
-	Name     string     `yaml:"name"`
-	When     policyWhen `yaml:"when"`
+	Name     string       `yaml:"name"`
+	When     policyWhen   `yaml:"when"`
 	Decision decisionName `yaml:"decision"` // allow, warn, step_up, reset or block
 }
 
 type policyWhen struct {
-	EmailExposed         *bool    `yaml:"email_exposed,omitempty"`
-	PairExposed          *bool    `yaml:"pair_exposed,omitempty"`
-	PasswordUnknown      *bool    `yaml:"password_unknown,omitempty"`
-	PasswordCountAtLeast uint64   `yaml:"password_count_at_least,omitempty"`
-	BreachedWithin       duration `yaml:"breached_within,omitempty"`
+	EmailExposed         *bool         `yaml:"email_exposed,omitempty"`
+	PairExposed          *bool         `yaml:"pair_exposed,omitempty"`
+	PasswordUnknown      *bool         `yaml:"password_unknown,omitempty"`
+	PasswordCountAtLeast uint64        `yaml:"password_count_at_least,omitempty"`
+	BreachedWithin       duration      `yaml:"breached_within,omitempty"`
 	Contexts             []contextName `yaml:"contexts,omitempty"`
 }
 
