@@ -164,9 +164,9 @@ func (s *Set) Decide(req *breachd.AssessRequest, a *breachd.Assessment) {
 	if p.Mode == ReportOnly {
 		a.Decision = breachd.Allow
 		if decision != breachd.Allow {
-			// An audit line without identifiers: enough to judge a
-			// policy before enforcing it.
-			s.log.Info("assessment (report-only)", "principal", req.Principal, "context", req.Context.String(),
+			// An audit line without identifiers, at debug: one a call
+			// would flood an info log (the metrics count them all).
+			s.log.Debug("assessment (report-only)", "principal", req.Principal, "context", req.Context.String(),
 				"would_be", decision.String(), "rules", a.Reasons, "breaches", len(a.Breaches))
 		}
 	}
