@@ -519,3 +519,30 @@ func TestImportIdleTimeout(t *testing.T) {
 	_, err = stream.CloseAndRecv()
 	wantCode(t, err, codes.FailedPrecondition, "nothing arrived for 300ms after 3 digests")
 }
+
+func TestAssessInvalid(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 10, server.Options{})
+	as := breachdv1.NewAssessServiceClient(f.conn)
+	d := digests("a", 1)[0]
+	for _, tt := range []struct {
+		req *breachdv1.AssessRequest
+		msg string
+	}{
+		{&breachdv1.AssessRequest{EmailSha256: d[:31]}, "AssessRequest.email_sha256: got 31 bytes, want 32"},
+		{&breachdv1.AssessRequest{EmailSha256: d[:], PasswordSha1: make([]byte, 32)}, "AssessRequest.password_sha1: got 32 bytes, want 20 (the SHA-1 of the password) or none"},
+		{&breachdv1.AssessRequest{EmailSha256: d[:], Context: 9}, "AssessRequest.context: 9 is not a context"},
+	} {
+		_, err := as.Assess(t.Context(), tt.req)
+		wantCode(t, err, codes.InvalidArgument, tt.msg)
+	}
+	// Without a policy every answer is allow; the facts are there.
+	resp, err := as.Assess(t.Context(), &breachdv1.AssessRequest{EmailSha256: d[:], PasswordSha1: make([]byte, 20), Context: breachdv1.AssessContext_ASSESS_CONTEXT_LOGIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetDecision() != breachdv1.Decision_DECISION_ALLOW || !resp.GetEnforced() || len(resp.GetBreaches()) != 1 ||
+		resp.GetBreaches()[0].GetBreach().GetName() != "Alpha" || resp.GetBreaches()[0].GetPasswordStatus() != breachdv1.PasswordStatus_PASSWORD_STATUS_UNKNOWN {
+		t.Errorf("Assess of an exposed account = %v", resp)
+	}
+}
