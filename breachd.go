@@ -76,6 +76,12 @@ type Breach struct {
 	// in a usable form (nil: not said). Sega Pass's were encrypted: false.
 	// Not in Have I Been Pwned's model; a pair import requires it not false.
 	PasswordsPublished *bool `json:"PasswordsPublished,omitempty"`
+	// Pairs, when not 0, says the breach holds email+password pairs: it is
+	// the random id of its first combolist import, kept by later ones and
+	// given to the breach of the same name in the pair corpus, whose pairs
+	// answer only while the two agree (service/pairs.go). Set by the
+	// service, never by a manifest.
+	Pairs uint64 `json:"-"`
 	IsVerified         bool  `json:"IsVerified"`
 	IsSensitive        bool  `json:"IsSensitive"`
 

@@ -67,6 +67,9 @@ type Config struct {
 	Policy      Policy
 }
 
+// pairsCorpus names the pair corpus in replication's buckets.
+const pairsCorpus = "pairs"
+
 // Policy is how assessments are decided: Default for every principal
 // not in ByPrincipal (package policy).
 type Policy struct {
@@ -153,7 +156,7 @@ type Daemon struct {
 
 	emails    *store.Store
 	passwords map[breachd.HashKind]*store.Passwords
-	pairs     *store.Store // nil on a read replica
+	pairs     *store.Store
 	tlsFiles  *certs.Reloader
 	keys      *auth.Keyring
 	authn     *auth.Authenticator // nil without TLS
@@ -163,6 +166,7 @@ type Daemon struct {
 	// followers are a replica's, one a corpus; healthMu orders the health
 	// changes they cause.
 	followers []*natsrepl.Follower
+	followed  []string // what each follower follows, for Ready
 	healthMu  sync.Mutex
 	opened    atomic.Bool // the service answers from the email corpus
 
@@ -317,11 +321,9 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	for _, k := range breachd.HashKinds {
 		svcOpts = append(svcOpts, service.WithPasswords(k, nil)) // opening
 	}
+	svcOpts = append(svcOpts, service.WithPairs(nil)) // opening
 	if c.Replication.Follow != "" {
 		svcOpts = append(svcOpts, service.WithReadOnly(d.replicaRefusal))
-	} else {
-		// Replicas hold no pairs yet: their password statuses are unknown.
-		svcOpts = append(svcOpts, service.WithPairs(nil)) // opening
 	}
 	ps, err := policy.New(c.Policy.Default, c.Policy.ByPrincipal, policy.Options{Logger: log, Registerer: reg})
 	if err != nil {
@@ -397,7 +399,7 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 	if follower {
 		// A replica whose corpus could not follow its writer any more
 		// starts again from a snapshot.
-		dirs := []string{store.EmailDir(c.Data)}
+		dirs := []string{store.EmailDir(c.Data), store.PairDir(c.Data)}
 		for _, k := range breachd.HashKinds {
 			dirs = append(dirs, store.PasswordDir(c.Data, k))
 		}
@@ -424,12 +426,10 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		d.svc.OpenPasswords(k, p)
 		log.Info("password corpus", "kind", k.String(), "hashes", p.Hashes(), "corpus_version", p.Version(), "releases", len(p.Releases()))
 	}
-	if !follower {
-		if d.pairs, err = store.OpenPairs(ctx, store.PairDir(c.Data), po); err != nil {
-			return fmt.Errorf("pair corpus: %w", err)
-		}
-		d.svc.OpenPairs(d.pairs)
+	if d.pairs, err = store.OpenPairs(ctx, store.PairDir(c.Data), po); err != nil {
+		return fmt.Errorf("pair corpus: %w", err)
 	}
+	d.svc.OpenPairs(d.pairs)
 	switch {
 	case follower:
 		d.follow()
@@ -459,12 +459,17 @@ func (d *Daemon) follow() {
 	o.URL, o.Logger, o.Registerer = c.Replication.Follow, d.log, d.reg
 	email := natsrepl.NewFollower(d.emails, store.EmailDir(c.Data), o)
 	d.writer = email.Writer
-	d.followers = []*natsrepl.Follower{email}
+	d.followers, d.followed = []*natsrepl.Follower{email}, []string{"email"}
 	for _, k := range breachd.HashKinds {
 		po := o
 		po.Corpus = k.String()
 		d.followers = append(d.followers, natsrepl.NewFollower(d.passwords[k], store.PasswordDir(c.Data, k), po))
+		d.followed = append(d.followed, k.String()+" password")
 	}
+	po := o
+	po.Corpus = pairsCorpus
+	d.followers = append(d.followers, natsrepl.NewFollower(d.pairs, store.PairDir(c.Data), po))
+	d.followed = append(d.followed, "pair")
 	for _, f := range d.followers {
 		f.OnReady = d.replicaHealth
 		f.OnUnready = func(string) { d.replicaHealth() }
@@ -513,11 +518,7 @@ func (d *Daemon) Ready() (bool, string) {
 	}
 	for i, f := range d.followers {
 		if ok, why := f.Ready(); !ok {
-			name := "email"
-			if i > 0 {
-				name = breachd.HashKinds[i-1].String() + " password"
-			}
-			return false, name + " corpus: " + why
+			return false, d.followed[i] + " corpus: " + why
 		}
 	}
 	return true, ""
@@ -556,6 +557,11 @@ func (d *Daemon) publish() error {
 		p.OnCommit(pp.Kick)
 		run(pp)
 	}
+	po := o
+	po.Corpus = pairsCorpus
+	pp := natsrepl.NewPublisher(d.pairs, store.PairDir(c.Data), advertise, po)
+	d.pairs.OnCommit(pp.Kick)
+	run(pp)
 	return nil
 }
 

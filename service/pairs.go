@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -14,25 +16,29 @@ import (
 // Pairs. A combolist is imported into two corpora, or three, under one
 // breach name: its pairs' digests into the pair corpus, its accounts into
 // the email corpus, and with CountPasswords its passwords' SHA-1s into the
-// SHA-1 password corpus (a release, each occurrence counted). The email corpus is the truth about which breaches exist:
-// a pair breach answers only while the email corpus holds a breach of that
-// name, and every change keeps the two in step in an order that a crash
-// between its steps cannot turn into a wrong answer:
+// SHA-1 password corpus (a release, each occurrence counted).
+//
+// The email corpus says which breaches exist; the link says which pairs
+// belong to them. A combolist's first import draws a random id
+// (breachd.Breach.Pairs) that both its email breach and its pair breach
+// record, and later imports of the name keep it. A pair breach answers only
+// while the email breach of its name carries the same id, so pairs never
+// answer for a breach they were not imported with: not when a change is cut
+// between its commits on the writer, not on a read replica that has applied
+// one corpus's change before the other's, not after a delete and a new
+// breach of the same name. Every change also tidies:
 //
 //   - a pair import commits the SHA-1 release, then the pairs, then the
-//     emails: cut before the emails, the pairs are an orphan no answer
-//     reads (no email breach of that name), removed with the release by
-//     the next import of the name; a release cut before its pairs stays,
-//     and the next import adds to it (a count is the highest any import of
-//     the release gave, so nothing is counted twice);
-//   - any import of a breach first removes an orphan pair breach of its
-//     name, so pairs of a deleted breach never return under a new one;
-//   - a delete removes the email breach first (no answer reads its pairs
-//     from then on), then the release, then the pairs, whose presence
-//     marks the release as the combolist's.
+//     emails (so that the breach appears with its passwords); a release cut
+//     before its pairs stays, and the next import adds to it (a count is the
+//     highest any import of the release gave: nothing is counted twice);
+//   - any import first removes pairs of its name that no email breach
+//     claims (what a cut import or delete left), with their release;
+//   - a delete removes the email breach, then the release, then the pairs,
+//     whose presence marks the release as the combolist's.
 //
 // lockChange serialises these steps (the corpora serialise their own
-// changes, but not the pairs of steps across them).
+// changes, but not the steps of one change across them).
 
 // WithPairs serves the pair corpus from st. With st nil, the corpus is
 // still opening: assessments answer breachd.ErrUnavailable until OpenPairs.
@@ -74,39 +80,66 @@ type Decider interface {
 func WithPolicy(d Decider) Option { return func(s *Service) { s.policy = d } }
 
 // keepInStep prepares an import into breach name (with pairs or not),
-// under lockChange. A pair breach whose email breach is gone is an orphan
-// (see above) and is removed. A breach held with its pairs takes only
-// pair imports, and one held without them only email imports: either
-// mix would leave accounts whose pairs were never imported answering
-// "not exposed" for any password.
-func (s *Service) keepInStep(ctx context.Context, emails Store, name string, withPairs bool) error {
+// under lockChange, and returns the pair id its breach has or (for a first
+// combolist) is given. Pairs that no email breach claims are removed. A
+// breach held with its pairs takes only pair imports, and one held without
+// them only email imports: either mix would leave accounts whose pairs
+// were never imported answering "not exposed" for any password.
+func (s *Service) keepInStep(ctx context.Context, emails Store, name string, withPairs bool) (uint64, error) {
 	pairs, err := s.pairCorpus()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	hasEmails, err := has(ctx, emails, name)
+	e, err := entry(ctx, emails, name)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	hasPairs := false
 	if pairs != nil {
-		if hasPairs, err = has(ctx, pairs, name); err != nil {
-			return err
+		p, err := entry(ctx, pairs, name)
+		if err != nil {
+			return 0, err
+		}
+		if p != nil && (e == nil || e.Pairs != p.Pairs) {
+			if _, err := s.deletePasswordsOf(ctx, name); err != nil {
+				return 0, fmt.Errorf("removing the passwords an interrupted change left under %s: %w", name, err)
+			}
 		}
 	}
 	switch {
-	case hasPairs && !hasEmails:
-		if _, err := s.deletePasswordsOf(ctx, name); err != nil {
-			return fmt.Errorf("removing the passwords an interrupted change left under %s: %w", name, err)
-		}
-	case hasEmails && hasPairs && !withPairs:
-		return breachd.Errorf(breachd.ErrFailedPrecondition,
+	case e == nil && withPairs:
+		return newPairID()
+	case e == nil:
+		return 0, nil
+	case e.Pairs != 0 && !withPairs:
+		return 0, breachd.Errorf(breachd.ErrFailedPrecondition,
 			"breach %s holds its accounts' passwords: add to it with 'breachd import --kind pairs' (a combolist), or import these accounts under another name", name)
-	case hasEmails && !hasPairs && withPairs:
-		return breachd.Errorf(breachd.ErrFailedPrecondition,
+	case e.Pairs == 0 && withPairs:
+		return 0, breachd.Errorf(breachd.ErrFailedPrecondition,
 			"breach %s was imported without passwords: a combolist cannot be added to it (its other accounts would read as not exposed); delete it and import the combolist, or import it under another name", name)
 	}
-	return nil
+	return e.Pairs, nil
+}
+
+// newPairID draws a combolist breach's id: random, never 0.
+func newPairID() (uint64, error) {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return 0, err
+		}
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return id, nil
+		}
+	}
+}
+
+// entry returns st's breach name, or nil.
+func entry(ctx context.Context, st Store, name string) (*breachd.CatalogEntry, error) {
+	e, _, err := st.Breach(ctx, name)
+	if errors.Is(err, breachd.ErrNotFound) {
+		return nil, nil
+	}
+	return e, err
 }
 
 // has reports whether st holds breach name.
@@ -153,7 +186,7 @@ func (s *Service) ImportPairs(ctx context.Context, b breachd.Breach, batches ite
 		return breachd.PairImportStats{}, err
 	}
 	defer s.unlockChange()
-	if err := s.keepInStep(ctx, emails, b.Name, true); err != nil {
+	if b.Pairs, err = s.keepInStep(ctx, emails, b.Name, true); err != nil {
 		return breachd.PairImportStats{}, err
 	}
 
@@ -382,33 +415,34 @@ func (s *Service) passwordStatus(ctx context.Context, req *breachd.AssessRequest
 	if pairs == nil || err != nil {
 		return err
 	}
+	if !req.HasPassword {
+		return nil
+	}
 	held, _, err := pairs.Breaches(ctx)
 	if err != nil {
 		return err
 	}
-	var found []*breachd.CatalogEntry
-	if req.HasPassword {
-		pd := breachd.PairDigest(&req.Account, &req.Password)
-		if found, _, err = pairs.Lookup(ctx, pd); err != nil {
-			return err
-		}
+	found, _, err := pairs.Lookup(ctx, breachd.PairDigest(&req.Account, &req.Password))
+	if err != nil {
+		return err
 	}
 	for i := range bs {
-		name := bs[i].Name
 		switch {
-		case !req.HasPassword:
-		case containsName(found, name):
+		case bs[i].Pairs == 0: // imported without passwords
+		case linked(found, bs[i].CatalogEntry):
 			bs[i].Password = breachd.PasswordExposed
-		case containsName(held, name):
+		case linked(held, bs[i].CatalogEntry):
 			bs[i].Password = breachd.PasswordNotExposed
 		}
 	}
 	return nil
 }
 
-func containsName(bs []*breachd.CatalogEntry, name string) bool {
-	for _, b := range bs {
-		if b.Name == name {
+// linked reports whether pair breaches ps hold the pairs of email breach
+// e: one of e's name imported with e's pair id (see above).
+func linked(ps []*breachd.CatalogEntry, e *breachd.CatalogEntry) bool {
+	for _, p := range ps {
+		if p.Name == e.Name && p.Pairs == e.Pairs {
 			return true
 		}
 	}

@@ -205,3 +205,58 @@ func TestPairImportFails(t *testing.T) {
 		t.Errorf("%v, want Broken exposed", got)
 	}
 }
+
+// TestPairLink: pairs answer only for the email breach they were imported
+// with. A read replica can apply one corpus's change before the other's
+// (here: the pair corpus holds another import's pairs under the name, as
+// after a delete and a new combolist on the writer): the password status
+// is then unknown, never the other import's exposed or not exposed.
+func TestPairLink(t *testing.T) {
+	t.Parallel()
+	svc, emails, pairs, _ := pairService(t)
+	ds := storetest.Digests("link", 30)
+	if _, err := svc.ImportPairs(t.Context(), breachd.Breach{Name: "Combo", Title: "x"}, combolist(ds, nil)); err != nil {
+		t.Fatal(err)
+	}
+	e, _, err := emails.Breach(t.Context(), "Combo")
+	if err != nil || e.Pairs == 0 {
+		t.Fatalf("the email breach of a combolist: %+v, %v; want a pair id", e, err)
+	}
+	right := pwSHA1(4)
+	if got := assess(t, svc, ds[4], &right); got["Combo"] != breachd.PasswordExposed {
+		t.Fatalf("linked: %v", got)
+	}
+	// The pair corpus now holds another import's pairs under the name.
+	if _, _, err := pairs.DeleteBreach(t.Context(), "Combo"); err != nil {
+		t.Fatal(err)
+	}
+	pds := make([]breachd.Digest, len(ds))
+	for i := range ds {
+		pw := pwSHA1(i)
+		pds[i] = breachd.PairDigest(&ds[i], &pw)
+	}
+	if _, err := pairs.Import(t.Context(), breachd.Breach{Name: "Combo", Title: "x", Pairs: e.Pairs + 1}, storetest.Batches(pds, 8, nil)); err != nil {
+		t.Fatal(err)
+	}
+	other := pwSHA1(99)
+	for _, pw := range []*[20]byte{&right, &other} {
+		if got := assess(t, svc, ds[4], pw); got["Combo"] != breachd.PasswordUnknown {
+			t.Errorf("pairs of another import: %v, want Combo unknown", got)
+		}
+	}
+	// A correction of the breach keeps its link; a manifest cannot set one.
+	if _, _, err := svc.UpdateBreach(t.Context(), breachd.Breach{Name: "Combo", Title: "corrected", Pairs: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if e2, _, _ := emails.Breach(t.Context(), "Combo"); e2.Pairs != e.Pairs || e2.Title != "corrected" {
+		t.Errorf("after a correction: pair id %d, title %q; want %d, corrected", e2.Pairs, e2.Title, e.Pairs)
+	}
+	// The next import of the name removes the stray pairs and adds its own
+	// under the breach's id.
+	if _, err := svc.ImportPairs(t.Context(), breachd.Breach{Name: "Combo", Title: "x"}, combolist(ds, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := assess(t, svc, ds[4], &right); got["Combo"] != breachd.PasswordExposed {
+		t.Errorf("after the next import: %v, want exposed", got)
+	}
+}

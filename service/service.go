@@ -349,7 +349,8 @@ func (s *Service) Import(ctx context.Context, b breachd.Breach, batches iter.Seq
 		return breachd.ImportStats{}, err
 	}
 	defer s.unlockChange()
-	if err := s.keepInStep(ctx, st, b.Name, false); err != nil {
+	b.Pairs = 0 // never a manifest's
+	if _, err := s.keepInStep(ctx, st, b.Name, false); err != nil {
 		return breachd.ImportStats{}, err
 	}
 	return st.Import(ctx, b, checked(batches, "digests", "breach "+b.Name, true))

@@ -137,6 +137,13 @@ type breachRecord struct {
 	// Hashes is what password corpora written before the engine called
 	// AccountCount; it is read, never written.
 	Hashes int64 `json:"Hashes,omitempty"`
+	// Pairs is Breach.Pairs, which JSON of the breach alone leaves out.
+	Pairs uint64 `json:"pairs,omitempty"`
+}
+
+// newBreachRecord is the record of breach b.
+func newBreachRecord(b breachd.Breach, accounts int64) breachRecord {
+	return breachRecord{Breach: b, AccountCount: accounts, Pairs: b.Pairs}
 }
 
 func parseBreachRecord(v []byte) (breachRecord, error) {
@@ -148,6 +155,7 @@ func parseBreachRecord(v []byte) (breachRecord, error) {
 		r.AccountCount = r.Hashes
 	}
 	r.Hashes = 0
+	r.Breach.Pairs = r.Pairs
 	return r, nil
 }
 

@@ -362,7 +362,8 @@ func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.C
 	if b.AddedDate.IsZero() {
 		b.AddedDate = prev.AddedDate
 	}
-	rec := breachRecord{Breach: b, AccountCount: prev.AccountCount}
+	b.Pairs = prev.Pairs // a correction changes the record, not what the breach holds
+	rec := newBreachRecord(b, prev.AccountCount)
 	version := old.version + 1
 	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
 	c.commitMu.Lock()

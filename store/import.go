@@ -463,9 +463,12 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		}
 	}
 	old := c.cat.Load()
-	rec := breachRecord{Breach: imp.breach}
+	rec := newBreachRecord(imp.breach, 0)
 	if prev := old.byName[imp.breach.Name]; prev != nil {
 		rec.AccountCount = prev.AccountCount
+		if prev.Pairs != 0 { // a later import keeps the first one's id
+			rec.Pairs, rec.Breach.Pairs = prev.Pairs, prev.Pairs
+		}
 	}
 	rec.AccountCount += int64(imp.added)
 	if rec.AddedDate.IsZero() {

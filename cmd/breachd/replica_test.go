@@ -158,9 +158,35 @@ func TestReplicaDaemons(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
+	// The pair corpus follows too: a combolist imported on the writer is
+	// assessed on a replica, its password exposed and another not; while
+	// the replica catches up it may say unknown, never anything else.
+	combo, comboManifest := filepath.Join(dir, "combo.txt"), filepath.Join(dir, "combo.json")
+	os.WriteFile(combo, []byte("pair@combo.example:the password\n"), 0o600)
+	os.WriteFile(comboManifest, []byte(`{"Name":"Combo","Title":"A combolist"}`), 0o600)
+	runOK(t, "import", "--kind", "pairs", "--addr", w.admin, "--manifest", comboManifest, combo)
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		right, err := rc.Assess(ctx, "pair@combo.example", "the password", breachd.ContextLogin)
+		wrong, err2 := rc.Assess(ctx, "pair@combo.example", "another", breachd.ContextLogin)
+		if err == nil && err2 == nil && len(right.Breaches) == 1 && right.Breaches[0].Password == breachd.PasswordExposed &&
+			len(wrong.Breaches) == 1 && wrong.Breaches[0].Password == breachd.PasswordNotExposed {
+			break
+		}
+		for i, a := range []client.Assessment{right, wrong} {
+			if len(a.Breaches) == 1 && a.Breaches[0].Password != breachd.PasswordUnknown && (i == 0) != (a.Breaches[0].Password == breachd.PasswordExposed) {
+				t.Fatalf("a replica catching up answered %+v", a.Breaches)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica never answered the writer's combolist: %+v %v, %+v %v", right, err, wrong, err2)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// Readiness, and the replication metrics, on the metrics listener.
 	for path, want := range map[string]string{"/readyz": "ready", "/healthz": "ok",
-		"/metrics": `breachd_replication_applied_version{corpus="emails"} 2`} {
+		"/metrics": `breachd_replication_applied_version{corpus="emails"} 3`} {
 		resp, err := http.Get("http://" + replicas[1].metrics + path)
 		if err != nil {
 			t.Fatal(err)
