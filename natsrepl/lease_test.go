@@ -361,7 +361,7 @@ func TestBoundedHistory(t *testing.T) {
 	n := startSingle(t)
 	o := natsrepl.Options{URL: n.url(), Retry: 100 * time.Millisecond, MaxDeltas: 3}
 	w := newWriter(t)
-	base := storetest.Digests("base", 20_000)
+	base := storetest.Digests("base", 8000)
 	w.imp(t, "Base", base)
 	w.publish(t, o, "")
 	waitFor(t, "the first snapshot", func() bool { return n.current() == 1 })
@@ -374,7 +374,7 @@ func TestBoundedHistory(t *testing.T) {
 
 	var later []breachd.Digest
 	for i := range 12 {
-		ds := storetest.Digests(fmt.Sprint("later", i), 1000)
+		ds := storetest.Digests(fmt.Sprint("later", i), 400)
 		later = append(later, ds...)
 		v := w.imp(t, fmt.Sprint("Later", i), ds)
 		waitFor(t, fmt.Sprintf("version %d published", v), func() bool { return n.current() == v })
@@ -436,9 +436,9 @@ func TestBoundedHistory(t *testing.T) {
 	waitFor(t, "the reset replica", func() bool { return ready(again.f) && again.st.Version() == 14 })
 	for _, r := range []*replica{fresh, again} {
 		answers(t, r.st, base[:200], []string{"Base"})
-		answers(t, r.st, later[:1000], nil) // Later0, deleted
-		answers(t, r.st, later[1000:1200], []string{"Later1"})
-		answers(t, r.st, later[11000:11200], []string{"Later11"})
+		answers(t, r.st, later[:400], nil) // Later0, deleted
+		answers(t, r.st, later[400:600], []string{"Later1"})
+		answers(t, r.st, later[4400:4600], []string{"Later11"})
 	}
 }
 
