@@ -426,7 +426,11 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		d.svc.OpenPasswords(k, p)
 		log.Info("password corpus", "kind", k.String(), "hashes", p.Hashes(), "corpus_version", p.Version(), "releases", len(p.Releases()))
 	}
-	if d.pairs, err = store.OpenPairs(ctx, store.PairDir(c.Data), po); err != nil {
+	// The pair corpus: a password corpus's memory, sized like the email
+	// corpus (a combolist has about as many pairs as accounts).
+	pairOpts := po
+	pairOpts.ExpectedKeys = c.Emails.ExpectedKeys
+	if d.pairs, err = store.OpenPairs(ctx, store.PairDir(c.Data), pairOpts); err != nil {
 		return fmt.Errorf("pair corpus: %w", err)
 	}
 	d.svc.OpenPairs(d.pairs)

@@ -22,7 +22,7 @@ func Config(dir string) daemon.Config {
 	c.AdminSocket = store.AdminSocket(dir) // admin calls: DialAdmin
 	c.Emails.MemTableSize, c.Passwords.MemTableSize = 4<<20, 4<<20
 	c.Emails.BackgroundShare, c.Passwords.BackgroundShare = 1, 1
-	c.Emails.ExpectedKeys = 4096
+	c.Emails.ExpectedKeys, c.Passwords.ExpectedKeys = 4096, 4096
 	return c
 }
 
