@@ -81,9 +81,9 @@ type Breach struct {
 	// given to the breach of the same name in the pair corpus, whose pairs
 	// answer only while the two agree (service/pairs.go). Set by the
 	// service, never by a manifest.
-	Pairs uint64 `json:"-"`
-	IsVerified         bool  `json:"IsVerified"`
-	IsSensitive        bool  `json:"IsSensitive"`
+	Pairs       uint64 `json:"-"`
+	IsVerified  bool   `json:"IsVerified"`
+	IsSensitive bool   `json:"IsSensitive"`
 
 	// The rest of Have I Been Pwned's breach model, so that a catalogue
 	// exported from upstream loads as it is and answers read the same.
