@@ -161,12 +161,15 @@ func (f *filter) test(key []byte) bool {
 	return true
 }
 
-// add sets the key's bits. Only for a filter no lookup reads yet.
+// add sets the key's bits. Only for a filter no lookup reads yet. It
+// writes the words as test reads them: BitSet.Set's bounds and growth
+// checks were 12% of a Pwned Passwords import's CPU.
 func (f *filter) add(key []byte) {
 	base, src := f.source(key)
-	set := f.bf.BitSet()
+	w := f.words
 	for i := range f.k {
-		set.Set(location(base, &src, i))
+		loc := location(base, &src, i)
+		w[loc>>6] |= 1 << (loc & 63)
 	}
 }
 
