@@ -52,6 +52,12 @@ type bulkLoad struct {
 	key     []byte // scratch for write
 	val     []byte
 	kv      pb.KV
+	// The StreamWriter takes full buffers on a goroutine of its own, so
+	// that it decodes and writes one buffer while the import fills the
+	// next: toWriter carries them, written reports each's error.
+	toWriter chan *z.Buffer
+	written  chan error
+	inFlight bool // a buffer is with the writer goroutine
 	// index is the lookup index written in the same pass (indexed kinds,
 	// spill mode); installed once the commit is written.
 	index *indexWriter
@@ -79,7 +85,36 @@ func (bl *bulkLoad) startWriter(c *corpus) error {
 		return classify("prepare bulk load", err)
 	}
 	bl.sw, bl.buf = sw, z.NewBuffer(bulkBatch*64, "breachd.bulk")
+	bl.toWriter, bl.written = make(chan *z.Buffer), make(chan error, 1)
+	go func() {
+		for buf := range bl.toWriter {
+			err := sw.Write(buf)
+			buf.Release()
+			bl.written <- err
+		}
+	}()
 	return nil
+}
+
+// settle waits for the buffer with the writer goroutine, if any, and
+// returns its error.
+func (bl *bulkLoad) settle() error {
+	if !bl.inFlight {
+		return nil
+	}
+	bl.inFlight = false
+	return <-bl.written
+}
+
+// stopWriter waits for the writer goroutine's buffer and ends it.
+func (bl *bulkLoad) stopWriter() error {
+	if bl.toWriter == nil {
+		return nil
+	}
+	err := bl.settle()
+	close(bl.toWriter)
+	bl.toWriter = nil
+	return err
 }
 
 // add takes a sorted batch of distinct records; it reports false when the
@@ -176,21 +211,29 @@ func (bl *bulkLoad) flush(ctx context.Context, c *corpus, imp *importTx) error {
 	if err := c.checkSpace(int64(bl.inBuf)*bulkBytesPerKey, "the bulk load of "+imp.breach.Name); err != nil {
 		return err
 	}
-	err := bl.sw.Write(bl.buf)
-	bl.buf.Release()
+	// The buffer before this one must be written first: at most one is
+	// in flight, so memory stays at two buffers.
+	if err := bl.settle(); err != nil {
+		return classify("bulk load", err)
+	}
+	bl.toWriter <- bl.buf
+	bl.inFlight = true
 	bl.buf, bl.inBuf = z.NewBuffer(bulkBatch*64, "breachd.bulk"), 0
 	if bl.flushes++; bl.flushes%pageOutEvery == 0 && !c.kind.counted {
 		// Email lookups read the filter and the index, never these pages;
 		// password ranges read Badger's tables, which stay cached.
 		c.pageOutTables()
 	}
-	return classify("bulk load", err)
+	return nil
 }
 
 // finishWriter writes what is left and closes the StreamWriter.
 func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) error {
 	if err := bl.flush(ctx, c, imp); err != nil {
 		return err
+	}
+	if err := bl.stopWriter(); err != nil {
+		return classify("bulk load", err)
 	}
 	bl.buf.Release()
 	bl.buf = nil
@@ -357,6 +400,7 @@ func (bl *bulkLoad) end() {
 		bl.index = nil
 	}
 	if bl.sw != nil {
+		bl.stopWriter() // the import is abandoned: its error no longer matters
 		bl.sw.Cancel()
 		bl.sw = nil
 	}
