@@ -85,12 +85,13 @@ func (bl *bulkLoad) startWriter(c *corpus) error {
 		return classify("prepare bulk load", err)
 	}
 	bl.sw, bl.buf = sw, z.NewBuffer(bulkBatch*64, "breachd.bulk")
-	bl.toWriter, bl.written = make(chan *z.Buffer), make(chan error, 1)
+	in, out := make(chan *z.Buffer), make(chan error, 1)
+	bl.toWriter, bl.written = in, out
 	go func() {
-		for buf := range bl.toWriter {
+		for buf := range in {
 			err := sw.Write(buf)
 			buf.Release()
-			bl.written <- err
+			out <- err
 		}
 	}()
 	return nil
