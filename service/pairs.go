@@ -142,15 +142,6 @@ func entry(ctx context.Context, st Store, name string) (*breachd.CatalogEntry, e
 	return e, err
 }
 
-// has reports whether st holds breach name.
-func has(ctx context.Context, st Store, name string) (bool, error) {
-	_, _, err := st.Breach(ctx, name)
-	if errors.Is(err, breachd.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // ImportPairs adds breach b from a combolist: batches of 1 to
 // breachd.MaxBatch pairs (an account's digest and its password's SHA-1).
 // The pairs' digests go to the pair corpus and the accounts to the email
@@ -208,6 +199,22 @@ func (s *Service) ImportPairs(ctx context.Context, b breachd.Breach, batches ite
 		}},
 	}
 	if pw, err := s.passwordCorpus(breachd.SHA1); err == nil && po.countPasswords {
+		// The release must be the combolist's alone: its delete goes with
+		// the breach's. One of another combolist id is what an import cut
+		// after the release's commit left (keepInStep has made the email
+		// and pair breaches agree with b.Pairs): it goes.
+		switch r, _, err := pw.Breach(ctx, b.Name); {
+		case errors.Is(err, breachd.ErrNotFound):
+		case err != nil:
+			return breachd.PairImportStats{}, err
+		case r.Pairs == 0:
+			return breachd.PairImportStats{}, breachd.Errorf(breachd.ErrFailedPrecondition,
+				"the SHA-1 corpus has a release named %s that is not a combolist's: import the combolist under another name, or without counting its passwords", b.Name)
+		case r.Pairs != b.Pairs:
+			if _, _, err := pw.DeleteBreach(ctx, b.Name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+				return breachd.PairImportStats{}, fmt.Errorf("removing the release an interrupted import left under %s: %w", b.Name, err)
+			}
+		}
 		rel := b
 		rel.PasswordsPublished = nil
 		stages = append([]*pairStage{{run: func(ctx context.Context, feed iter.Seq2[pairBatch, error]) error {

@@ -260,3 +260,32 @@ func TestPairLink(t *testing.T) {
 		t.Errorf("after the next import: %v, want exposed", got)
 	}
 }
+
+// TestDeleteKeepsOtherRelease: deleting a combolist's breach removes the
+// SHA-1 release it counted its passwords in, never a release that only
+// shares its name.
+func TestDeleteKeepsOtherRelease(t *testing.T) {
+	t.Parallel()
+	svc, _, _, pw := pairService(t)
+	h := pwSHA1(1)
+	rec := breachd.PasswordRecord{Count: 42}
+	copy(rec.Hash[:], h[:])
+	one := func(yield func([]breachd.PasswordRecord, error) bool) { yield([]breachd.PasswordRecord{rec}, nil) }
+	if _, err := pw.Import(t.Context(), breachd.Breach{Name: "Combo", Title: "Pwned Passwords, say"}, 1, one); err != nil {
+		t.Fatal(err)
+	}
+	ds := storetest.Digests("other", 10)
+	if _, err := svc.ImportPairs(t.Context(), breachd.Breach{Name: "Combo", Title: "x"}, combolist(ds, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.DeleteBreach(t.Context(), "Combo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pw.Breach(t.Context(), "Combo"); err != nil {
+		t.Errorf("the release that only shares the name was deleted: %v", err)
+	}
+	// Nor may a combolist count its passwords into such a release.
+	if _, err := svc.ImportPairs(t.Context(), breachd.Breach{Name: "Combo", Title: "x"}, combolist(ds, nil), service.CountPasswords()); !errors.Is(err, breachd.ErrFailedPrecondition) {
+		t.Errorf("counting into another release of the name: %v, want FAILED_PRECONDITION", err)
+	}
+}

@@ -21,8 +21,9 @@ type PasswordCorpus interface {
 	// Import stores a release's records and commits them, all visible at
 	// once, when batches ends without an error; otherwise nothing changes.
 	Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error)
-	// DeleteBreach removes a release from every answer at once (a
-	// combolist's, when its breach is deleted).
+	// Breach returns a release, and DeleteBreach removes one from every
+	// answer at once (a combolist's, when its breach is deleted).
+	Breach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error)
 	DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error)
 }
 

@@ -306,11 +306,18 @@ func (s *Service) deletePasswordsOf(ctx context.Context, name string) (bool, err
 	if pairs == nil || err != nil {
 		return false, err
 	}
-	if ok, err := has(ctx, pairs, name); !ok || err != nil {
+	p, err := entry(ctx, pairs, name)
+	if p == nil || err != nil {
 		return false, err
 	}
+	// The release is the combolist's only if it carries the pairs' id: a
+	// Pwned Passwords release that happens to share the name stays.
 	if pw, err := s.passwordCorpus(breachd.SHA1); err == nil {
-		if _, _, err := pw.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+		if rel, _, err := pw.Breach(ctx, name); err == nil && rel.Pairs == p.Pairs {
+			if _, _, err := pw.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+				return false, err
+			}
+		} else if err != nil && !errors.Is(err, breachd.ErrNotFound) {
 			return false, err
 		}
 	}
