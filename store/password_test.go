@@ -113,26 +113,26 @@ func TestPasswords(t *testing.T) {
 			o := options(0)
 			o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 			p := openPw(t, dir, k, o)
-			r1 := pwRecords(k, "a", 6000, 1)
-			st, err := p.Import(ctx, release("PP-1"), uint64(len(r1)), pwBatches(r1, 3000, nil))
-			if err != nil || st.NewHashes != 6000 || st.Version != 1 {
-				t.Fatalf("first import = %+v, %v; want 6000 new hashes at version 1", st, err)
+			r1 := pwRecords(k, "a", 3000, 1)
+			st, err := p.Import(ctx, release("PP-1"), uint64(len(r1)), pwBatches(r1, 1500, nil))
+			if err != nil || st.NewHashes != 3000 || st.Version != 1 {
+				t.Fatalf("first import = %+v, %v; want 3000 new hashes at version 1", st, err)
 			}
 			want := map[string]uint64{}
 			countsOf(k, want, r1)
-			for _, r := range pwRecords(k, "outsider", 1000, 1) {
+			for _, r := range pwRecords(k, "outsider", 500, 1) {
 				want[string(r.Hash[:k.Size()])] = 0
 			}
 			wantCounts(t, p, k, want, 1)
 
 			// Release 2: half of release 1 with counts times 10, and new
 			// hashes. Until it commits, every lookup answers release 1.
-			r2 := append(pwRecords(k, "a", 3000, 10), pwRecords(k, "b", 1500, 1)...)
+			r2 := append(pwRecords(k, "a", 1500, 10), pwRecords(k, "b", 750, 1)...)
 			old := map[string]uint64{}
 			countsOf(k, old, r1)
 			checked := 0
 			mid := func(yield func([]breachd.PasswordRecord, error) bool) {
-				for rs, err := range pwBatches(r2, 1000, nil) {
+				for rs, err := range pwBatches(r2, 500, nil) {
 					if !yield(rs, err) {
 						return
 					}
@@ -147,8 +147,8 @@ func TestPasswords(t *testing.T) {
 				}
 			}
 			st, err = p.Import(ctx, release("PP-2"), 0, mid)
-			if err != nil || st.NewHashes != 1500 || st.UpdatedHashes != 3000 || st.Version != 2 || checked == 0 {
-				t.Fatalf("second import = %+v, %v; want 1500 new, 3000 updated at version 2", st, err)
+			if err != nil || st.NewHashes != 750 || st.UpdatedHashes != 1500 || st.Version != 2 || checked == 0 {
+				t.Fatalf("second import = %+v, %v; want 750 new, 1500 updated at version 2", st, err)
 			}
 			countsOf(k, want, r2)
 			wantCounts(t, p, k, want, 2)
@@ -176,13 +176,13 @@ func TestPasswords(t *testing.T) {
 			wantCounts(t, p, k, want, 4)
 
 			// An abandoned release changes nothing.
-			bad := pwRecords(k, "a", 2000, 1000)
-			if _, err := p.Import(ctx, release("PP-4"), 0, pwBatches(bad, 1000, errors.New("dump unreadable"))); err == nil {
+			bad := pwRecords(k, "a", 1000, 1000)
+			if _, err := p.Import(ctx, release("PP-4"), 0, pwBatches(bad, 500, errors.New("dump unreadable"))); err == nil {
 				t.Fatal("an import whose batches failed committed")
 			}
 			wantCounts(t, p, k, want, 4)
-			if p.Hashes() != 7600 {
-				t.Fatalf("Hashes() = %d, want 7600", p.Hashes())
+			if p.Hashes() != 3850 {
+				t.Fatalf("Hashes() = %d, want 3850", p.Hashes())
 			}
 			// The running corpus collects it; Collect waits for that.
 			if cs, err := p.Collect(ctx); err != nil || cs.Segments != 0 || !strings.Contains(logs.String(), "segments=1") {
@@ -208,8 +208,8 @@ func TestPasswords(t *testing.T) {
 				t.Errorf("Collect after a reopen = %+v, want nothing left to collect", cs)
 			}
 			wantCounts(t, p, k, want, 4)
-			if p.Hashes() != 7600 || p.Version() != 4 || len(p.Releases()) != 4 {
-				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 7600, 4, 4", p.Hashes(), p.Version(), len(p.Releases()))
+			if p.Hashes() != 3850 || p.Version() != 4 || len(p.Releases()) != 4 {
+				t.Fatalf("after reopen: %d hashes, version %d, %d releases; want 3850, 4, 4", p.Hashes(), p.Version(), len(p.Releases()))
 			}
 		})
 	}

@@ -134,7 +134,7 @@ func TestUncommittedImportIsInvisible(t *testing.T) {
 
 func TestReopen(t *testing.T) {
 	t.Parallel()
-	a, b := storetest.Digests("a", 4000), storetest.Digests("b", 4000)
+	a, b := storetest.Digests("a", 2000), storetest.Digests("b", 2000)
 	tests := []struct {
 		name   string
 		damage func(t *testing.T, dir string, older []byte)
@@ -168,12 +168,12 @@ func TestReopen(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s := open(t, dir, options(0))
-			importAll(t, s, storetest.Breach("Alpha"), a, 1000)
+			importAll(t, s, storetest.Breach("Alpha"), a, 500)
 			older, err := os.ReadFile(filepath.Join(dir, "breachd.bloom"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			importAll(t, s, storetest.Breach("Beta"), b, 1000)
+			importAll(t, s, storetest.Breach("Beta"), b, 500)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -187,8 +187,8 @@ func TestReopen(t *testing.T) {
 			}
 			wantBreaches(t, s, a, "Alpha")
 			wantBreaches(t, s, b, "Beta")
-			wantBreaches(t, s, storetest.Digests("absent", 2000))
-			if st := s.Stats(); st.Keys != 8000 || st.Version != 2 || st.Breaches != 2 {
+			wantBreaches(t, s, storetest.Digests("absent", 1000))
+			if st := s.Stats(); st.Keys != 4000 || st.Version != 2 || st.Breaches != 2 {
 				t.Fatalf("Stats() after reopen = %+v", st)
 			}
 		})
