@@ -171,12 +171,19 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	}
 
 	// Stage 4: pair answers with rows, in order, and write the report.
-	answers := checked(cl.CheckDigests(ctx, digests))
+	var next func() (answer, error, bool)
 	if c.assess {
-		answers = assessed(ctx, cl, digests, c.at, 8*c.inFlight)
+		n, stop := iter.Pull2(assessed(ctx, cl, digests, c.at, 8*c.inFlight))
+		defer stop()
+		next = n
+	} else {
+		n, stop := iter.Pull2(cl.CheckDigests(ctx, digests))
+		defer stop()
+		next = func() (answer, error, bool) {
+			r, err, ok := n()
+			return answer{BulkResult: r}, err, ok
+		}
 	}
-	next, stop := iter.Pull2(answers)
-	defer stop()
 	var version uint64
 	lastCheckpoint := time.Now()
 	var row outRow
@@ -416,17 +423,6 @@ type answer struct {
 	client.BulkResult
 	decision, wouldBe string
 	reasons           []string
-}
-
-// checked turns CheckDigests' answers into a sweep's.
-func checked(results iter.Seq2[client.BulkResult, error]) iter.Seq2[answer, error] {
-	return func(yield func(answer, error) bool) {
-		for r, err := range results {
-			if !yield(answer{BulkResult: r}, err) {
-				return
-			}
-		}
-	}
 }
 
 // assessed asks Assess about each digest, from callers goroutines at
