@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +23,6 @@ import (
 
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/internal/logtest"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
@@ -59,27 +56,8 @@ func TestProbeAtScale(t *testing.T) {
 	addr := "127.0.0.1:" + port
 	cmd := exec.Command(filepath.Join(bin, "breachd"), "serve", "--data", data, "--addr", addr,
 		"--metrics-addr", "127.0.0.1:"+metrics, "--tls-cert", cert, "--tls-key", key, "--log-level", "warn")
-	var logs logtest.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		t.Logf("daemon log: %d bytes", len(logs.String()))
-		if t.Failed() {
-			t.Log(logs.String())
-		}
-	}()
-	waitFor(t, 60*time.Second, func() bool {
-		resp, err := http.Get("http://127.0.0.1:" + metrics + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	logs := runProcess(t, cmd, metrics)
+	defer func() { t.Logf("daemon log: %d bytes", len(logs.String())) }()
 	k, err := client.ReadAPIKey(apiKey)
 	if err != nil {
 		t.Fatal(err)

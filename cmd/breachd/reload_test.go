@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
-	"github.com/breachd/breachd/internal/logtest"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
@@ -51,29 +48,7 @@ func TestReloadIdentities(t *testing.T) {
 	port, metrics := freePort(t), freePort(t)
 	cmd := exec.Command(filepath.Join(bin, "breachd"), "serve", "--config", cfg, "--data", data, "--addr", "127.0.0.1:"+port,
 		"--metrics-addr", "127.0.0.1:"+metrics, "--tls-cert", cert, "--tls-key", key, "--client-ca", ca.File)
-	var logs logtest.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://127.0.0.1:" + metrics + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the daemon never became ready")
-		}
-	}
+	logs := runProcess(t, cmd, metrics)
 	conn, err := client.Dial("localhost:"+port, client.DialOptions{CAFile: ca.File, CertFile: ccert, KeyFile: ckey})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,6 +18,7 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/store"
 )
 
@@ -69,31 +69,7 @@ func TestSystemdService(t *testing.T) {
 		"BREACHD_TLS_CERT="+filepath.Join(creds, "tls.pem"), "BREACHD_TLS_KEY="+filepath.Join(creds, "tls-key.pem"),
 		"BREACHD_ADMIN_SOCKET="+store.AdminSocket(state), "BREACHD_TLS_CLIENT_AUTH=require")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", logs.String())
-		}
-	}()
-	ready := func() bool {
-		resp, err := http.Get("http://127.0.0.1:" + metrics + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	}
-	for deadline := time.Now().Add(60 * time.Second); !ready(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz never answered 200 under client_auth: require")
-		}
-	}
+	runProcess(t, cmd, metrics) // /readyz answers 200 under client_auth: require
 
 	manifest, dump := filepath.Join(dir, "m.json"), filepath.Join(dir, "dump.csv")
 	os.WriteFile(manifest, []byte(`{"Name":"SegaPass","Title":"Sega Pass"}`), 0o644)
@@ -149,4 +125,38 @@ func freePort(t *testing.T) string {
 	defer l.Close()
 	_, p, _ := net.SplitHostPort(l.Addr().String())
 	return p
+}
+
+// runProcess starts cmd, a 'breachd serve' with its metrics listener on
+// 127.0.0.1:metrics, and waits until /readyz answers 200 (failing the test
+// with why after a minute). The daemon is stopped with SIGTERM when the test
+// ends; its log, returned, is printed if the test failed.
+func runProcess(t *testing.T, cmd *exec.Cmd, metrics string) *logtest.Buffer {
+	t.Helper()
+	logs := &logtest.Buffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", logs.String())
+		}
+	})
+	ready := func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + metrics + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	for deadline := time.Now().Add(60 * time.Second); !ready(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon's /readyz never answered 200:\n%s", logs.String())
+		}
+	}
+	return logs
 }
