@@ -32,15 +32,10 @@ func NewAdminServer(svc *service.Service, log *slog.Logger, idle time.Duration) 
 // proto): the breach, batches of digests packed back to back, the commit.
 func (s *AdminServer) ImportBreach(stream breachdv1.AdminService_ImportBreachServer) error {
 	const method, msg = "ImportBreach", "ImportBreachRequest"
-	first, err := importHeader(stream, msg, "breach")
+	_, b, err := breachHeader(stream, msg)
 	if err != nil {
 		return toStatus(s.log, method, err)
 	}
-	pb := first.GetBreach()
-	if pb == nil {
-		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "%s: the first message must carry the breach", msg))
-	}
-	b := pb.ToDomain().Breach
 	batch := make([]breachd.Digest, 0, breachd.MaxBatch)
 	batches := importBatches(s, stream, msg, "digests", "breach "+b.Name, func(req *breachdv1.ImportBreachRequest) (part[breachd.Digest], error) {
 		switch p := req.GetPart().(type) {
@@ -103,15 +98,10 @@ const pairSize = breachd.DigestSize + breachd.PasswordSHA1Size
 // the proto): the breach, batches of pairs, the commit.
 func (s *AdminServer) ImportPairs(stream breachdv1.AdminService_ImportPairsServer) error {
 	const method, msg = "ImportPairs", "ImportPairsRequest"
-	first, err := importHeader(stream, msg, "breach")
+	first, b, err := breachHeader(stream, msg)
 	if err != nil {
 		return toStatus(s.log, method, err)
 	}
-	pb := first.GetBreach()
-	if pb == nil {
-		return toStatus(s.log, method, breachd.Errorf(breachd.ErrInvalidArgument, "%s: the first message must carry the breach", msg))
-	}
-	b := pb.ToDomain().Breach
 	batch := make([]breachd.PairRecord, 0, breachd.MaxBatch)
 	batches := importBatches(s, stream, msg, "pairs", "breach "+b.Name, func(req *breachdv1.ImportPairsRequest) (part[breachd.PairRecord], error) {
 		switch p := req.GetPart().(type) {

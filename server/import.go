@@ -30,6 +30,23 @@ func importHeader[Req, Resp any](stream grpc.ClientStreamingServer[Req, Resp], m
 	return first, err
 }
 
+// breachHeader reads an import's first message, which must carry the
+// breach (ImportBreach's, ImportPairs').
+func breachHeader[Req any, PReq interface {
+	*Req
+	GetBreach() *breachdv1.Breach
+}, Resp any](stream grpc.ClientStreamingServer[Req, Resp], msg string) (*Req, breachd.Breach, error) {
+	first, err := importHeader(stream, msg, "breach")
+	if err != nil {
+		return nil, breachd.Breach{}, err
+	}
+	pb := PReq(first).GetBreach()
+	if pb == nil {
+		return nil, breachd.Breach{}, breachd.Errorf(breachd.ErrInvalidArgument, "%s: the first message must carry the breach", msg)
+	}
+	return first, pb.ToDomain().Breach, nil
+}
+
 // part is what one message after the header brings: a batch of items, or
 // the commit with the count the sender sent.
 type part[T any] struct {
