@@ -46,11 +46,14 @@ type kratosMessage struct {
 	Context map[string]any `json:"context,omitempty"`
 }
 
+// kratosMessages interrupts a flow: messages for the fields named.
 type kratosMessages struct {
-	Messages []struct {
-		InstancePtr string          `json:"instance_ptr"`
-		Messages    []kratosMessage `json:"messages"`
-	} `json:"messages"`
+	Messages []kratosField `json:"messages"`
+}
+
+type kratosField struct {
+	InstancePtr string          `json:"instance_ptr"`
+	Messages    []kratosMessage `json:"messages"`
 }
 
 // kratosBlocked is the id of breachd's message when it stops a flow, in
@@ -93,14 +96,10 @@ func (a *API) kratosHook(w http.ResponseWriter, r *http.Request) int {
 		names[i] = b.Name
 	}
 	if as.Decision == breachd.Block {
-		var out kratosMessages
-		out.Messages = append(out.Messages, struct {
-			InstancePtr string          `json:"instance_ptr"`
-			Messages    []kratosMessage `json:"messages"`
-		}{InstancePtr: "#/traits/email", Messages: []kratosMessage{{ID: kratosBlocked, Type: "error",
-			Text:    "This email address appears in a known data breach. Use another address, or contact support.",
-			Context: map[string]any{"breaches": names, "reasons": as.Reasons}}}})
-		writeJSON(w, http.StatusForbidden, out)
+		writeJSON(w, http.StatusForbidden, kratosMessages{Messages: []kratosField{{InstancePtr: "#/traits/email",
+			Messages: []kratosMessage{{ID: kratosBlocked, Type: "error",
+				Text:    "This email address appears in a known data breach. Use another address, or contact support.",
+				Context: map[string]any{"breaches": names, "reasons": as.Reasons}}}}}})
 		return http.StatusForbidden
 	}
 	if at != breachd.ContextSignup {

@@ -148,11 +148,11 @@ func (s *Set) Decide(req *breachd.AssessRequest, a *breachd.Assessment) {
 	if !ok {
 		p = s.def
 	}
-	decision := breachd.Allow
+	decision, now := breachd.Allow, s.now()
 	a.Reasons = a.Reasons[:0]
 	for i := range p.Rules {
 		r := &p.Rules[i]
-		if !r.When.hold(req, a, s.now()) {
+		if !r.When.hold(req, a, now) {
 			continue
 		}
 		a.Reasons = append(a.Reasons, r.Name)

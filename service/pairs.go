@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -422,8 +423,8 @@ func (s *Service) passwordStatus(ctx context.Context, req *breachd.AssessRequest
 	if pairs == nil || err != nil {
 		return err
 	}
-	if !req.HasPassword {
-		return nil
+	if !req.HasPassword || !slices.ContainsFunc(bs, func(b breachd.BreachExposure) bool { return b.Pairs != 0 }) {
+		return nil // every status stays unknown: no pair digest to hash, no lookup
 	}
 	held, _, err := pairs.Breaches(ctx)
 	if err != nil {
@@ -474,3 +475,33 @@ func (s *Service) lockChange(ctx context.Context, what string) error {
 }
 
 func (s *Service) unlockChange() { <-s.changing }
+
+// deletePasswordsOf removes what a combolist of breach name left beside
+// its accounts, once no answer reads its pairs (the email breach is gone):
+// its SHA-1 release, then its pairs, whose presence marks the release as
+// the combolist's (pairs.go). It reports whether there was anything.
+func (s *Service) deletePasswordsOf(ctx context.Context, name string) (bool, error) {
+	pairs, err := s.pairCorpus()
+	if pairs == nil || err != nil {
+		return false, err
+	}
+	p, err := entry(ctx, pairs, name)
+	if p == nil || err != nil {
+		return false, err
+	}
+	// The release is the combolist's only if it carries the pairs' id: a
+	// Pwned Passwords release that happens to share the name stays.
+	if pw, err := s.passwordCorpus(breachd.SHA1); err == nil {
+		if rel, _, err := pw.Breach(ctx, name); err == nil && rel.Pairs == p.Pairs {
+			if _, _, err := pw.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+				return false, err
+			}
+		} else if err != nil && !errors.Is(err, breachd.ErrNotFound) {
+			return false, err
+		}
+	}
+	if _, _, err := pairs.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
+		return false, err
+	}
+	return true, nil
+}

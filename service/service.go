@@ -297,36 +297,6 @@ func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, versi
 	return removed, version, nil
 }
 
-// deletePasswordsOf removes what a combolist of breach name left beside
-// its accounts, once no answer reads its pairs (the email breach is gone):
-// its SHA-1 release, then its pairs, whose presence marks the release as
-// the combolist's (pairs.go). It reports whether there was anything.
-func (s *Service) deletePasswordsOf(ctx context.Context, name string) (bool, error) {
-	pairs, err := s.pairCorpus()
-	if pairs == nil || err != nil {
-		return false, err
-	}
-	p, err := entry(ctx, pairs, name)
-	if p == nil || err != nil {
-		return false, err
-	}
-	// The release is the combolist's only if it carries the pairs' id: a
-	// Pwned Passwords release that happens to share the name stays.
-	if pw, err := s.passwordCorpus(breachd.SHA1); err == nil {
-		if rel, _, err := pw.Breach(ctx, name); err == nil && rel.Pairs == p.Pairs {
-			if _, _, err := pw.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
-				return false, err
-			}
-		} else if err != nil && !errors.Is(err, breachd.ErrNotFound) {
-			return false, err
-		}
-	}
-	if _, _, err := pairs.DeleteBreach(ctx, name); err != nil && !errors.Is(err, breachd.ErrNotFound) {
-		return false, err
-	}
-	return true, nil
-}
-
 // UpdateBreach corrects the catalogue entry of a breach in the corpus:
 // everything but its accounts, which only an import changes.
 func (s *Service) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {

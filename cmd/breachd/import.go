@@ -120,12 +120,18 @@ type rejected struct {
 	reason string
 }
 
-// openDump opens a dump file, or stdin for "-".
-func openDump(path string) (io.ReadCloser, error) {
-	if path == "-" {
-		return io.NopCloser(os.Stdin), nil
+// openImport reads an import's manifest and opens its dump (a file, or
+// stdin for "-").
+func openImport(c importConfig) (breachd.Breach, io.ReadCloser, error) {
+	b, err := dump.ReadManifest(c.manifest)
+	if err != nil {
+		return b, nil, err
 	}
-	return os.Open(path)
+	if c.dump == "-" {
+		return b, io.NopCloser(os.Stdin), nil
+	}
+	f, err := os.Open(c.dump)
+	return b, f, err
 }
 
 // keepRejects makes rd keep its first rejected rows (rejectSamples of them)
@@ -145,11 +151,7 @@ var errNoRows = errors.New("no row of the dump was accepted")
 
 func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	b, err := dump.ReadManifest(c.manifest)
-	if err != nil {
-		return err
-	}
-	in, err := openDump(c.dump)
+	b, in, err := openImport(c)
 	if err != nil {
 		return err
 	}
@@ -300,11 +302,7 @@ func printSummary(w io.Writer, name, dump string, rd *dump.Reader, st breachd.Im
 // password (service.Service.ImportPairs).
 func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	b, err := dump.ReadManifest(c.manifest)
-	if err != nil {
-		return err
-	}
-	in, err := openDump(c.dump)
+	b, in, err := openImport(c)
 	if err != nil {
 		return err
 	}
