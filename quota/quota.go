@@ -184,6 +184,17 @@ func (l *Limiter) Wait(ctx context.Context, name string, own Limits, cost int, m
 			cost, l.noun, breachd.Quote(name), b.limits.Burst)
 	}
 	now := l.clock.Now()
+	if maxWait <= 0 {
+		// A call that may not wait takes its tokens or nothing: a
+		// reservation cancelled afterwards would, for a moment, push the
+		// delay every concurrent refusal reports past 1/rate.
+		if b.lim.AllowN(now, cost) {
+			return nil
+		}
+		missing := float64(cost) - b.lim.TokensAt(now)
+		d := time.Duration(math.Ceil(missing / float64(b.lim.Limit()) * float64(time.Second)))
+		return &ExceededError{Noun: l.noun, Principal: name, Cost: cost, Limits: b.limits, After: max(d, time.Millisecond)}
+	}
 	r := b.lim.ReserveN(now, cost)
 	d := r.DelayFrom(now)
 	if d == 0 {
