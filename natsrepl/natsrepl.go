@@ -3,9 +3,12 @@ package natsrepl
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -281,6 +284,27 @@ func (c *conn) latest(ctx context.Context, key string) ([]byte, uint64, error) {
 		return nil, 0, jetstream.ErrKeyNotFound
 	}
 	return resp.Message.Data, resp.Message.Seq, nil
+}
+
+// read copies e's object to w, checking it whole: JetStream's digest of
+// its chunks, and the size and SHA-256 that e records. The publisher reads
+// back what it put before naming it (see Publisher.put); the follower
+// applies nothing that fails it.
+func (c *conn) read(ctx context.Context, e *entry, w io.Writer) (int64, error) {
+	obj, err := c.obs.Get(ctx, e.Object)
+	if err != nil {
+		return 0, fmt.Errorf("get %s: %w", e.Object, err)
+	}
+	defer obj.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(w, h), obj)
+	if err != nil {
+		return n, fmt.Errorf("%s rejected: %w", e.Object, err)
+	}
+	if sum := hex.EncodeToString(h.Sum(nil)); sum != e.SHA256 || n != e.Size {
+		return n, fmt.Errorf("%s rejected: checksum mismatch: %d bytes with SHA-256 %s, want %d bytes with %s", e.Object, n, sum, e.Size, e.SHA256)
+	}
+	return n, nil
 }
 
 func parseEntry(key string, v []byte) (*entry, error) {

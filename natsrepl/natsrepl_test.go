@@ -460,3 +460,59 @@ func ready(f *natsrepl.Follower) bool {
 	ok, _ := f.Ready()
 	return ok
 }
+
+// TestReadBack damages an object the way a stream leader killed mid-put
+// can (a chunk stored twice), and the way a bad copy does (a byte
+// changed): the publisher's read-back, which is the follower's check,
+// rejects both, saying which object.
+func TestReadBack(t *testing.T) {
+	_, url := cluster(t)
+	ctx := context.Background()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	o := natsrepl.Options{URL: url, Replicas: 3}
+	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: natsrepl.DefaultObjectBucket, Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: natsrepl.DefaultKVBucket, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	good := make([]byte, 300<<10) // three chunks
+	for i := range good {
+		good[i] = byte(rand.IntN(256))
+	}
+	info, err := obs.PutBytes(ctx, "delta-x", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := natsrepl.ReadBack(ctx, o, "delta-x", good); err != nil {
+		t.Fatalf("an intact object: %v", err)
+	}
+	// A chunk stored twice: JetStream's digest no longer matches.
+	if _, err := js.Publish(ctx, "$O."+natsrepl.DefaultObjectBucket+".C."+info.NUID, good[:128<<10]); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsrepl.ReadBack(ctx, o, "delta-x", good); err == nil || !strings.Contains(err.Error(), "delta-x") {
+		t.Fatalf("a chunk stored twice: %v", err)
+	}
+	// The object put again whole, but not what the entry says.
+	bad := slices.Clone(good)
+	bad[len(bad)/2] ^= 1
+	if _, err := obs.PutBytes(ctx, "delta-x", bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsrepl.ReadBack(ctx, o, "delta-x", good); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Fatalf("a changed byte: %v", err)
+	}
+	if _, err := obs.PutBytes(ctx, "delta-x", good); err != nil {
+		t.Fatal(err)
+	}
+	if err := natsrepl.ReadBack(ctx, o, "delta-x", good); err != nil {
+		t.Fatalf("put again whole: %v", err)
+	}
+}

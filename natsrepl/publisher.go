@@ -336,10 +336,17 @@ func (p *Publisher) objectName(kind, lineage string, version, upto uint64) strin
 	return fmt.Sprintf("%s%s-%s-%012d-%020d", p.o.key(""), kind, lineage, version, upto)
 }
 
-// put stores e's object, read from r.
+// put stores e's object, read from r, and reads it back whole. Put can
+// report success for an object whose chunks do not match its digest (seen
+// by the chaos harness: a stream leader killed while its chunks were in
+// flight), which every replica would then reject for ever; read back, it
+// is an error here, and the next publish puts it again.
 func (p *Publisher) put(ctx context.Context, e entry, r io.Reader) error {
 	if _, err := p.c.obs.Put(ctx, jetstream.ObjectMeta{Name: e.Object, Description: "breachd " + e.Kind}, r); err != nil {
 		return fmt.Errorf("put %s: %w", e.Object, err)
+	}
+	if _, err := p.c.read(ctx, &e, io.Discard); err != nil {
+		return fmt.Errorf("reading back what was published: %w", err)
 	}
 	return nil
 }
