@@ -28,6 +28,8 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrQuotaExceeded: the caller has used up its quota for now.
 	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrAlreadyExists: a named thing (a watchlist) to be created exists.
+	ErrAlreadyExists = errors.New("already exists")
 )
 
 // Errors of the domain, each of a kind above.
@@ -38,6 +40,7 @@ var (
 	// ErrInvalidPasswordHash: a password hash of the wrong length or not hex.
 	ErrInvalidPasswordHash = NewError(ErrInvalidArgument, "invalid password hash")
 	ErrUnknownBreach       = NewError(ErrNotFound, "unknown breach")
+	ErrUnknownWatchlist    = NewError(ErrNotFound, "unknown watchlist")
 	// ErrClosed is returned by every call on a closed corpus.
 	ErrClosed = NewError(ErrUnavailable, "corpus is closed: shutting down")
 	// ErrEmptyImport is returned for an import that received no digests: it

@@ -28,6 +28,7 @@ var statusOf = []struct {
 	{breachd.ErrUnauthenticated, http.StatusUnauthorized},
 	{breachd.ErrPermissionDenied, http.StatusForbidden},
 	{breachd.ErrQuotaExceeded, http.StatusTooManyRequests},
+	{breachd.ErrAlreadyExists, http.StatusConflict},
 }
 
 // errorBody is upstream's error document.

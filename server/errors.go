@@ -29,6 +29,7 @@ var codeOf = []struct {
 	{breachd.ErrUnauthenticated, codes.Unauthenticated},
 	{breachd.ErrPermissionDenied, codes.PermissionDenied},
 	{breachd.ErrQuotaExceeded, codes.ResourceExhausted},
+	{breachd.ErrAlreadyExists, codes.AlreadyExists},
 }
 
 // advice completes the message of kinds whose remedy is the same every time.

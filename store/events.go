@@ -1,0 +1,596 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/breachd/breachd"
+)
+
+// Exposure events. After every change of the email corpus, Reconcile
+// compares what the email corpus's catalogue holds with what the
+// watchlist corpus has already seen of it, in the watchlist corpus's
+// Badger under these keyspaces:
+//
+//	'd' seg(4)                          -> breach: an email segment whose diff is written
+//	'x' len(wl) wl digest(32) seg(4)    -> breach: an account of wl that seg exposes
+//	'o' seq(8)                          -> outbox event: len(wl) wl len(id) id body
+//	'i' len(wl) wl seq(8)               -> (empty): wl's events, for paging
+//	'c' endpoint                        -> seq(8): the last event an endpoint has had
+//	'q' len(endpoint)(2) endpoint seq(8) -> DeadLetter (JSON)
+//
+// A committed email segment with no 'd' mark is new: the accounts of its
+// rows that are on a watchlist (a merge of the two corpora's sorted keys)
+// become "added" events and 'x' records, and the mark is written last. An
+// 'x' record whose segment is no longer committed (its breach deleted)
+// becomes a "removed" event, deleted in the same transaction. So a crash
+// at any point loses no event: the next Reconcile (the daemon runs one at
+// start) writes what is missing. An event written before a crash may be
+// written again; its ID is a function of its content, so the repeat is
+// recognisable. A watchlist sees the imports committed after it was
+// created: segments marked before are not diffed again.
+const (
+	tagDiffed   = 'd'
+	tagExposure = 'x'
+	tagOutbox   = 'o'
+	tagWLIndex  = 'i'
+	tagCursor   = 'c'
+	tagDead     = 'q'
+)
+
+var keyEventSeq = []byte("mevent_seq")
+
+// eventsPerTxn bounds the events (of up to MaxEventAccounts each) one
+// transaction writes, under Badger's transaction size.
+const eventsPerTxn = 8
+
+func wlPrefix(tag byte, wl string) []byte {
+	return append([]byte{tag, byte(len(wl))}, wl...)
+}
+
+func exposureKey(wl string, d []byte, seg uint32) []byte {
+	return binary.BigEndian.AppendUint32(append(wlPrefix(tagExposure, wl), d...), seg)
+}
+
+func seqKey(tag byte, prefix []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte{tag}, prefix...), seq)
+}
+
+// ReconcileStats counts what a Reconcile wrote.
+type ReconcileStats struct {
+	Segments        int    // email segments diffed
+	Added, Removed  uint64 // exposures
+	Events          int
+	CorpusVersion   uint64 // the email corpus version it reconciled with
+	DurationSeconds float64
+}
+
+// groupKey names one event series: a watchlist, a breach, a segment of it.
+type groupKey struct {
+	wl, breach string
+	seg        uint32
+}
+
+// group is the accounts of one event series.
+type group struct {
+	groupKey
+	accounts [][]byte // digests, ascending
+}
+
+// Reconcile writes the exposure events that the email corpus's committed
+// state calls for and the outbox lacks (see above).
+func (w *Watchlists) Reconcile(ctx context.Context, emails *Store) (ReconcileStats, error) {
+	done, err := w.takeImportToken(ctx, "exposure reconciliation")
+	if err != nil {
+		return ReconcileStats{}, err
+	}
+	defer done()
+	return w.reconcile(ctx, emails)
+}
+
+// reconcile is Reconcile's work; callers hold the import token.
+func (w *Watchlists) reconcile(ctx context.Context, emails *Store) (ReconcileStats, error) {
+	start := time.Now()
+	if err := w.acquire(); err != nil {
+		return ReconcileStats{}, err
+	}
+	defer w.release()
+	if err := emails.acquire(); err != nil {
+		return ReconcileStats{}, err
+	}
+	defer emails.release()
+	ecat, wcat := emails.cat.Load(), w.cat.Load()
+	st := ReconcileStats{CorpusVersion: ecat.version}
+	marks := map[uint32]string{}
+	var orphans [][]byte // exposure keys of deleted watchlists
+	byGroup := map[groupKey]*group{}
+	var removedOrder []*group
+	err := w.db.View(func(txn *badger.Txn) error {
+		if err := scan(txn, tagDiffed, func(k, v []byte) error {
+			marks[binary.BigEndian.Uint32(k[1:])] = string(v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		return scan(txn, tagExposure, func(k, v []byte) error {
+			wl, d, seg, err := parseExposure(k)
+			if err != nil {
+				return err
+			}
+			if ecat.segNames[seg] == string(v) && wcat.byName[wl] != nil {
+				return nil
+			}
+			if wcat.byName[wl] == nil {
+				orphans = append(orphans, slices.Clone(k)) // a deleted watchlist's: dropped, not reported
+				return nil
+			}
+			gk := groupKey{wl: wl, breach: string(v), seg: seg}
+			g := byGroup[gk]
+			if g == nil {
+				g = &group{groupKey: gk}
+				byGroup[gk] = g
+				removedOrder = append(removedOrder, g)
+			}
+			g.accounts = append(g.accounts, slices.Clone(d))
+			return nil
+		})
+	})
+	if err != nil {
+		return st, classify("reconcile", err)
+	}
+	fresh := map[uint32]string{}
+	for seg, name := range ecat.segNames {
+		if marks[seg] != name {
+			fresh[seg] = name
+		}
+	}
+	removed := sortGroups(removedOrder)
+	var added []group
+	if len(fresh) > 0 && len(wcat.byName) > 0 {
+		var err error
+		if added, err = w.diff(ctx, emails, ecat, wcat, fresh); err != nil {
+			return st, err
+		}
+	}
+	now := time.Now().UTC()
+	for _, g := range added {
+		st.Added += uint64(len(g.accounts))
+	}
+	for _, g := range removed {
+		st.Removed += uint64(len(g.accounts))
+	}
+	// Removed first: each transaction reports whole events and deletes
+	// their records, so what is left after a crash batches the same way.
+	evs := append(w.events(removed, breachd.EventExposureRemoved, ecat.version, now), w.events(added, breachd.EventExposureAdded, ecat.version, now)...)
+	if err := w.writeEvents(ctx, evs); err != nil {
+		return st, err
+	}
+	st.Events = len(evs)
+	if err := w.deleteKeys(orphans); err != nil {
+		return st, err
+	}
+	err = w.db.Update(func(txn *badger.Txn) error {
+		for seg, name := range fresh {
+			if err := txn.Set(binary.BigEndian.AppendUint32([]byte{tagDiffed}, seg), []byte(name)); err != nil {
+				return err
+			}
+		}
+		for seg, name := range marks {
+			if ecat.segNames[seg] != name {
+				if err := txn.Delete(binary.BigEndian.AppendUint32([]byte{tagDiffed}, seg)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = w.db.Sync()
+	}
+	if err != nil {
+		return st, classify("reconcile", err)
+	}
+	st.Segments = len(fresh)
+	st.DurationSeconds = time.Since(start).Seconds()
+	if st.Events > 0 || st.Segments > 0 {
+		w.log.Info("exposures reconciled", "segments", st.Segments, "added", st.Added, "removed", st.Removed,
+			"events", st.Events, "corpus_version", ecat.version, "duration", time.Since(start))
+	}
+	return st, nil
+}
+
+func parseExposure(k []byte) (wl string, d []byte, seg uint32, err error) {
+	if len(k) < 2 || len(k) != 2+int(k[1])+breachd.DigestSize+4 {
+		return "", nil, 0, fmt.Errorf("%w: exposure key of %d bytes", ErrCorrupt, len(k))
+	}
+	n := 2 + int(k[1])
+	return string(k[2:n]), k[n : n+breachd.DigestSize], binary.BigEndian.Uint32(k[n+breachd.DigestSize:]), nil
+}
+
+// diff merges the email rows (sorted) with the watchlist rows (sorted):
+// each account on a watchlist whose email row holds a fresh segment is an
+// exposure of that segment's breach. The side behind catches up by Next,
+// and by Seek once it has stepped a few times without reaching the other:
+// the cost follows the smaller corpus, not the larger.
+func (w *Watchlists) diff(ctx context.Context, emails *Store, ecat, wcat *catalog, fresh map[uint32]string) ([]group, error) {
+	etxn, wtxn := emails.snapshot(ecat), w.snapshot(wcat)
+	defer etxn.Discard()
+	defer wtxn.Discard()
+	ei := etxn.NewIterator(badger.IteratorOptions{Prefix: []byte{emails.kind.tag}})
+	defer ei.Close()
+	wi := wtxn.NewIterator(badger.IteratorOptions{Prefix: []byte{w.kind.tag}})
+	defer wi.Close()
+	groups := map[groupKey]*group{}
+	var order []*group
+	var segs []uint32
+	var wls []*breachd.CatalogEntry
+	p := emails.pacer()
+	steps := 0
+	const seekAfter = 8
+	advance := func(it *badger.Iterator, behind *int, to []byte) {
+		if *behind++; *behind > seekAfter {
+			it.Seek(to)
+			*behind = 0
+			return
+		}
+		it.Next()
+	}
+	var eBehind, wBehind int
+	ei.Rewind()
+	wi.Rewind()
+	for ei.Valid() && wi.Valid() {
+		if steps++; steps%4096 == 0 {
+			if err := p.step(ctx); err != nil {
+				return nil, err
+			}
+		}
+		ek, wk := ei.Item().Key(), wi.Item().Key()
+		switch c := bytes.Compare(ek[1:], wk[1:]); {
+		case c < 0:
+			advance(ei, &eBehind, append([]byte{emails.kind.tag}, wk[1:]...))
+			continue
+		case c > 0:
+			advance(wi, &wBehind, append([]byte{w.kind.tag}, ek[1:]...))
+			continue
+		}
+		eBehind, wBehind = 0, 0
+		segs = segs[:0]
+		if err := ei.Item().Value(func(v []byte) error {
+			if !emails.kind.validValue(v) {
+				return fmt.Errorf("%w: email row of %d bytes", ErrCorrupt, len(v))
+			}
+			for i := 0; i < len(v); i += emails.kind.entrySize() {
+				if seg, _ := emails.kind.entry(v, i); fresh[seg] != "" {
+					segs = append(segs, seg)
+				}
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		if len(segs) > 0 {
+			var err error
+			if err = wi.Item().Value(func(v []byte) error {
+				wls, err = wcat.resolve(wls[:0], v)
+				return err
+			}); err != nil {
+				return nil, err
+			}
+			d := slices.Clone(ek[1:])
+			for _, seg := range segs {
+				for _, wl := range wls {
+					k := groupKey{wl: wl.Name, breach: fresh[seg], seg: seg}
+					g := groups[k]
+					if g == nil {
+						g = &group{groupKey: k}
+						groups[k] = g
+						order = append(order, g)
+					}
+					g.accounts = append(g.accounts, d)
+				}
+			}
+		}
+		ei.Next()
+		wi.Next()
+	}
+	return sortGroups(order), nil
+}
+
+// sortGroups orders groups by watchlist, breach and segment.
+func sortGroups(order []*group) []group {
+	slices.SortFunc(order, func(a, b *group) int {
+		if c := strings.Compare(a.wl, b.wl); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.breach, b.breach); c != 0 {
+			return c
+		}
+		return int(a.seg) - int(b.seg)
+	})
+	out := make([]group, len(order))
+	for i, g := range order {
+		out[i] = *g
+	}
+	return out
+}
+
+// pendingEvent is an event to write, with the exposure records it adds
+// (added) or deletes (removed) in the same transaction.
+type pendingEvent struct {
+	wl, id string
+	body   []byte
+	set    [][]byte // exposure keys to set, each to breach
+	del    [][]byte
+	breach string
+}
+
+// events cuts groups into events of at most breachd.MaxEventAccounts.
+func (w *Watchlists) events(groups []group, typ string, version uint64, now time.Time) []pendingEvent {
+	var out []pendingEvent
+	for _, g := range groups {
+		for part := range slices.Chunk(g.accounts, breachd.MaxEventAccounts) {
+			h := sha256.New()
+			fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%x\x00%d", typ, g.wl, g.breach, g.seg, part[0], len(part))
+			ev := breachd.Event{SpecVersion: "1.0", Type: typ, Source: "breachd", ID: hex.EncodeToString(h.Sum(nil)[:16]),
+				Time: now, Subject: g.wl, DataContentType: "application/json",
+				Data: breachd.EventData{Breach: g.breach, CorpusVersion: version, Accounts: make([]string, len(part))}}
+			pe := pendingEvent{wl: g.wl, id: ev.ID, breach: g.breach}
+			for i, d := range part {
+				ev.Data.Accounts[i] = hex.EncodeToString(d)
+				k := exposureKey(g.wl, d, g.seg)
+				if typ == breachd.EventExposureAdded {
+					pe.set = append(pe.set, k)
+				} else {
+					pe.del = append(pe.del, k)
+				}
+			}
+			pe.body, _ = json.Marshal(ev) // plain fields: cannot fail
+			out = append(out, pe)
+		}
+	}
+	return out
+}
+
+// writeEvents appends evs to the outbox, with their exposure records, a
+// few whole events a transaction.
+func (w *Watchlists) writeEvents(ctx context.Context, evs []pendingEvent) error {
+	for part := range slices.Chunk(evs, eventsPerTxn) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := w.db.Update(func(txn *badger.Txn) error {
+			seq, err := getUint64(txn, keyEventSeq)
+			if err != nil {
+				return err
+			}
+			for _, e := range part {
+				seq++
+				v := append(append(append([]byte{byte(len(e.wl))}, e.wl...), byte(len(e.id))), e.id...)
+				if err := txn.Set(seqKey(tagOutbox, nil, seq), append(v, e.body...)); err != nil {
+					return err
+				}
+				if err := txn.Set(seqKey(tagWLIndex, wlPrefix(0, e.wl)[1:], seq), nil); err != nil {
+					return err
+				}
+				for _, k := range e.set {
+					if err := txn.Set(k, []byte(e.breach)); err != nil {
+						return err
+					}
+				}
+				for _, k := range e.del {
+					if err := txn.Delete(k); err != nil {
+						return err
+					}
+				}
+			}
+			return txn.Set(keyEventSeq, binary.BigEndian.AppendUint64(nil, seq))
+		})
+		if err != nil {
+			return classify("write events", err)
+		}
+		w.reach("events-written")
+	}
+	return nil
+}
+
+// parseOutbox reads an outbox value.
+func parseOutbox(seq uint64, v []byte) (breachd.OutboxEvent, error) {
+	bad := fmt.Errorf("%w: outbox event %d", ErrCorrupt, seq)
+	if len(v) < 1 || len(v) < 2+int(v[0]) {
+		return breachd.OutboxEvent{}, bad
+	}
+	wl := string(v[1 : 1+v[0]])
+	v = v[1+int(v[0]):]
+	if len(v) < 1+int(v[0]) {
+		return breachd.OutboxEvent{}, bad
+	}
+	return breachd.OutboxEvent{Seq: seq, Watchlist: wl, ID: string(v[1 : 1+v[0]]), Body: slices.Clone(v[1+v[0]:])}, nil
+}
+
+// LastEvent returns the position of the newest event (0: none).
+func (w *Watchlists) LastEvent(ctx context.Context) (uint64, error) {
+	var seq uint64
+	err := w.db.View(func(txn *badger.Txn) (err error) {
+		seq, err = getUint64(txn, keyEventSeq)
+		return err
+	})
+	return seq, classify("events", err)
+}
+
+// EventsAfter returns up to limit events after position after, of
+// watchlist wl ("" for every watchlist), in order.
+func (w *Watchlists) EventsAfter(ctx context.Context, wl string, after uint64, limit int) ([]breachd.OutboxEvent, error) {
+	if err := w.acquire(); err != nil {
+		return nil, err
+	}
+	defer w.release()
+	var out []breachd.OutboxEvent
+	err := w.db.View(func(txn *badger.Txn) error {
+		prefix := []byte{tagOutbox}
+		if wl != "" {
+			prefix = wlPrefix(tagWLIndex, wl)
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: wl == ""})
+		defer it.Close()
+		for it.Seek(seqKey(prefix[0], prefix[1:], after+1)); it.Valid() && len(out) < limit; it.Next() {
+			k := it.Item().KeyCopy(nil)
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			item := it.Item()
+			if wl != "" {
+				var err error
+				if item, err = txn.Get(seqKey(tagOutbox, nil, seq)); err != nil {
+					return fmt.Errorf("%w: watchlist %s's event %d: %v", ErrCorrupt, wl, seq, err)
+				}
+			}
+			if err := item.Value(func(v []byte) error {
+				e, err := parseOutbox(seq, v)
+				out = append(out, e)
+				return err
+			}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, classify("events", err)
+}
+
+// Cursor returns the position of the last event endpoint has had (0: none).
+func (w *Watchlists) Cursor(ctx context.Context, endpoint string) (uint64, error) {
+	var seq uint64
+	err := w.db.View(func(txn *badger.Txn) (err error) {
+		seq, err = getUint64(txn, append([]byte{tagCursor}, endpoint...))
+		return err
+	})
+	return seq, classify("delivery cursor", err)
+}
+
+// Advance records that endpoint has had the event at seq, or, with dead
+// set, that it gave up on it (a dead letter), at once.
+func (w *Watchlists) Advance(ctx context.Context, endpoint string, seq uint64, dead *breachd.DeadLetter) error {
+	if err := w.acquire(); err != nil {
+		return err
+	}
+	defer w.release()
+	err := w.db.Update(func(txn *badger.Txn) error {
+		if dead != nil {
+			v, err := json.Marshal(dead)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(seqKey(tagDead, deadPrefix(endpoint), seq), v); err != nil {
+				return err
+			}
+		}
+		return txn.Set(append([]byte{tagCursor}, endpoint...), binary.BigEndian.AppendUint64(nil, seq))
+	})
+	return classify("delivery cursor", err)
+}
+
+func deadPrefix(endpoint string) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(len(endpoint))), endpoint...)
+}
+
+// Deliveries reports, for each endpoint, its cursor, the events after it
+// and its dead letters.
+func (w *Watchlists) Deliveries(ctx context.Context, endpoints []string) ([]breachd.Delivery, error) {
+	last, err := w.LastEvent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []breachd.Delivery
+	for _, ep := range endpoints {
+		d := breachd.Delivery{Endpoint: ep}
+		if d.Cursor, err = w.Cursor(ctx, ep); err != nil {
+			return nil, err
+		}
+		d.Pending = last - min(last, d.Cursor)
+		err := w.db.View(func(txn *badger.Txn) error {
+			return scanPrefix(txn, append([]byte{tagDead}, deadPrefix(ep)...), func(_, v []byte) error {
+				var dl breachd.DeadLetter
+				if err := json.Unmarshal(v, &dl); err != nil {
+					return fmt.Errorf("%w: dead letter: %v", ErrCorrupt, err)
+				}
+				d.DeadLetters = append(d.DeadLetters, dl)
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, classify("deliveries", err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// scanPrefix calls fn for every key and value under prefix.
+func scanPrefix(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		item := it.Item()
+		if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropExposures deletes the exposures of digest d on watchlist wl.
+func dropExposures(txn *badger.Txn, wl string, d breachd.Digest) error {
+	prefix := append(wlPrefix(tagExposure, wl), d[:]...)
+	var keys [][]byte
+	if err := scanPrefix(txn, prefix, func(k, _ []byte) error {
+		keys = append(keys, slices.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := txn.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dropWatchlistExposures deletes every exposure of watchlist wl.
+func (w *Watchlists) dropWatchlistExposures(ctx context.Context, wl string) error {
+	if err := w.acquire(); err != nil {
+		return err
+	}
+	defer w.release()
+	var keys [][]byte
+	err := w.db.View(func(txn *badger.Txn) error {
+		return scanPrefix(txn, wlPrefix(tagExposure, wl), func(k, _ []byte) error {
+			keys = append(keys, slices.Clone(k))
+			return nil
+		})
+	})
+	if err != nil {
+		return classify("delete watchlist", err)
+	}
+	return w.deleteKeys(keys)
+}
+
+// deleteKeys deletes keys, many a transaction.
+func (w *Watchlists) deleteKeys(keys [][]byte) error {
+	wb := w.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return classify("delete", err)
+		}
+	}
+	return classify("delete", wb.Flush())
+}
