@@ -51,6 +51,8 @@ type Service struct {
 	running   atomic.Pointer[string] // what holds it
 	passwords map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]
 	readOnly  func() error // non-nil on a read replica: why a change is refused
+	watch     Watchlists   // nil: no watchlists (WithWatchlists)
+	endpoints []string     // the webhook endpoints events go to
 }
 
 // New returns the use cases over st. With st nil, the corpus is still

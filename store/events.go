@@ -89,18 +89,19 @@ type group struct {
 
 // Reconcile writes the exposure events that the email corpus's committed
 // state calls for and the outbox lacks (see above).
-func (w *Watchlists) Reconcile(ctx context.Context, emails *Store) (ReconcileStats, error) {
+func (w *Watchlists) Reconcile(ctx context.Context) (ReconcileStats, error) {
 	done, err := w.takeImportToken(ctx, "exposure reconciliation")
 	if err != nil {
 		return ReconcileStats{}, err
 	}
 	defer done()
-	return w.reconcile(ctx, emails)
+	return w.reconcile(ctx)
 }
 
 // reconcile is Reconcile's work; callers hold the import token.
-func (w *Watchlists) reconcile(ctx context.Context, emails *Store) (ReconcileStats, error) {
+func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 	start := time.Now()
+	emails := w.emails
 	if err := w.acquire(); err != nil {
 		return ReconcileStats{}, err
 	}

@@ -26,11 +26,15 @@ func WatchDir(dataDir string) string { return filepath.Join(dataDir, "watch") }
 // Watchlists is the watchlist corpus, and the exposure events computed
 // from it against the email corpus (events.go): the durable outbox, and
 // where each webhook endpoint has got to in it. Only a writer opens it.
-type Watchlists struct{ corpus }
+type Watchlists struct {
+	corpus
+	emails *Store // what exposure events are computed against
+}
 
-// OpenWatchlists opens (creating if needed) the watchlist corpus in dir.
-func OpenWatchlists(ctx context.Context, dir string, opts Options) (*Watchlists, error) {
-	w := &Watchlists{}
+// OpenWatchlists opens (creating if needed) the watchlist corpus in dir,
+// whose events are computed against emails.
+func OpenWatchlists(ctx context.Context, dir string, emails *Store, opts Options) (*Watchlists, error) {
+	w := &Watchlists{emails: emails}
 	if err := w.open(ctx, dir, watchKind, opts); err != nil {
 		return nil, err
 	}
@@ -47,9 +51,9 @@ func toWatchlist(e *breachd.CatalogEntry) breachd.Watchlist {
 }
 
 // Create makes an empty watchlist; breachd.ErrAlreadyExists if there is one
-// of that name. It reconciles with emails first, so that it sees only
-// the imports committed after it.
-func (w *Watchlists) Create(ctx context.Context, name string, emails *Store) (breachd.Watchlist, error) {
+// of that name. It reconciles first, so that it sees only the imports
+// committed after it.
+func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist, error) {
 	b := watchBreach(name, time.Now().UTC().Truncate(time.Second))
 	if err := b.Validate(); err != nil {
 		return breachd.Watchlist{}, err
@@ -59,7 +63,7 @@ func (w *Watchlists) Create(ctx context.Context, name string, emails *Store) (br
 		return breachd.Watchlist{}, err
 	}
 	defer done()
-	if _, err := w.reconcile(ctx, emails); err != nil {
+	if _, err := w.reconcile(ctx); err != nil {
 		return breachd.Watchlist{}, err
 	}
 	if err := w.acquire(); err != nil {

@@ -13,9 +13,9 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
-func openWatch(tb testing.TB, dir string) *store.Watchlists {
+func openWatch(tb testing.TB, dir string, emails *store.Store) *store.Watchlists {
 	tb.Helper()
-	w, err := store.OpenWatchlists(context.Background(), dir, options(0))
+	w, err := store.OpenWatchlists(context.Background(), dir, emails, options(0))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -70,18 +70,18 @@ func TestWatchEvents(t *testing.T) {
 	dir := t.TempDir()
 	emails := open(t, store.EmailDir(dir), options(0))
 	defer emails.Close()
-	w := openWatch(t, store.WatchDir(dir))
+	w := openWatch(t, store.WatchDir(dir), emails)
 	defer func() { w.Close() }()
 
 	old := storetest.Digests("old", 3000)
 	importAll(t, emails, storetest.Breach("Old"), old, 1000)
-	if _, err := w.Create(ctx, "users", emails); err != nil {
+	if _, err := w.Create(ctx, "users"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Create(ctx, "users", emails); !errors.Is(err, breachd.ErrAlreadyExists) {
+	if _, err := w.Create(ctx, "users"); !errors.Is(err, breachd.ErrAlreadyExists) {
 		t.Fatalf("a second create: %v", err)
 	}
-	if _, err := w.Create(ctx, "staff", emails); err != nil {
+	if _, err := w.Create(ctx, "staff"); err != nil {
 		t.Fatal(err)
 	}
 	users := append(slices.Clone(old[:500]), storetest.Digests("users", 20000)...)
@@ -95,7 +95,7 @@ func TestWatchEvents(t *testing.T) {
 	if _, err := w.Add(ctx, "nobody", storetest.Batches(staff, 1000, nil)); !errors.Is(err, breachd.ErrUnknownWatchlist) {
 		t.Fatalf("add to an unknown watchlist: %v", err)
 	}
-	st, err := w.Reconcile(ctx, emails)
+	st, err := w.Reconcile(ctx)
 	if err != nil || st.Events != 0 {
 		t.Fatalf("reconcile before any new import: %+v, %v (Old predates the watchlists)", st, err)
 	}
@@ -104,7 +104,7 @@ func TestWatchEvents(t *testing.T) {
 	// two events of at most 1,000 accounts for each watchlist.
 	sega := append(storetest.Digests("others", 50000), users[1000:2500]...)
 	importAll(t, emails, storetest.Breach("Sega"), sega, 5000)
-	st, err = w.Reconcile(ctx, emails)
+	st, err = w.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestWatchEvents(t *testing.T) {
 	if n != 4 || st.Added != uint64(len(wantUsers)+len(wantStaff)) {
 		t.Fatalf("%d events, stats %+v", n, st)
 	}
-	if again, err := w.Reconcile(ctx, emails); err != nil || again.Events != 0 {
+	if again, err := w.Reconcile(ctx); err != nil || again.Events != 0 {
 		t.Fatalf("a second reconcile: %+v, %v", again, err)
 	}
 	page, err := w.EventsAfter(ctx, "staff", 0, 100)
@@ -145,8 +145,8 @@ func TestWatchEvents(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	w = openWatch(t, store.WatchDir(dir))
-	if _, err := w.Reconcile(ctx, emails); err != nil {
+	w = openWatch(t, store.WatchDir(dir), emails)
+	if _, err := w.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ = exposures(t, w, cursor)
@@ -160,7 +160,7 @@ func TestWatchEvents(t *testing.T) {
 	if err := w.Delete(ctx, "staff"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Reconcile(ctx, emails); err != nil {
+	if _, err := w.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ = exposures(t, w, cursor)

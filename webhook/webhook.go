@@ -1,0 +1,303 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/breachd/breachd"
+)
+
+// Outbox is what delivery needs from the outbox: the events in order, and
+// a durable cursor per endpoint.
+type Outbox interface {
+	EventsAfter(ctx context.Context, watchlist string, after uint64, limit int) ([]breachd.OutboxEvent, error)
+	Cursor(ctx context.Context, endpoint string) (uint64, error)
+	Advance(ctx context.Context, endpoint string, seq uint64, dead *breachd.DeadLetter) error
+	LastEvent(ctx context.Context) (uint64, error)
+}
+
+// Endpoint is a receiver of events.
+type Endpoint struct {
+	URL    string
+	Secret []byte // the signing key (see ParseSecret)
+}
+
+// Options tune delivery; the zero value is usable.
+type Options struct {
+	Logger *slog.Logger
+	Client *http.Client // default: a client with a 10 s timeout
+	// RetryFor is how long an event is retried before it is
+	// dead-lettered (default 24 h); MinBackoff and MaxBackoff bound the
+	// waits between attempts (default 1 s and 5 min), which double.
+	RetryFor, MinBackoff, MaxBackoff time.Duration
+	// Poll is how often the outbox is read when nothing kicks (default 5 s).
+	Poll       time.Duration
+	Registerer prometheus.Registerer
+}
+
+// Sender delivers the outbox to its endpoints.
+type Sender struct {
+	out  Outbox
+	eps  []Endpoint
+	o    Options
+	kick []chan struct{}
+	m    *metrics
+}
+
+// New returns a sender of out's events to eps; Run delivers.
+func New(out Outbox, eps []Endpoint, o Options) *Sender {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.RetryFor == 0 {
+		o.RetryFor = 24 * time.Hour
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Poll == 0 {
+		o.Poll = 5 * time.Second
+	}
+	s := &Sender{out: out, eps: eps, o: o, m: newMetrics(o.Registerer)}
+	for range eps {
+		s.kick = append(s.kick, make(chan struct{}, 1))
+	}
+	return s
+}
+
+// Endpoints returns the names the cursors are kept under, one per endpoint.
+func Endpoints(eps []Endpoint) []string {
+	out := make([]string, len(eps))
+	for i, ep := range eps {
+		out[i] = Name(ep.URL)
+	}
+	return out
+}
+
+// Name is an endpoint's name in cursors, logs and metrics: its URL
+// without query or credentials, which may hold secrets.
+func Name(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+// Kick says that new events may be in the outbox.
+func (s *Sender) Kick() {
+	for _, k := range s.kick {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run delivers until ctx ends, one goroutine per endpoint.
+func (s *Sender) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i, ep := range s.eps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.endpoint(ctx, ep, s.kick[i])
+		}()
+	}
+	wg.Wait()
+}
+
+// endpoint delivers to one endpoint, in order.
+func (s *Sender) endpoint(ctx context.Context, ep Endpoint, kick <-chan struct{}) {
+	name := Name(ep.URL)
+	log := s.o.Logger.With("endpoint", name)
+	for ctx.Err() == nil {
+		cursor, err := s.out.Cursor(ctx, name)
+		var evs []breachd.OutboxEvent
+		if err == nil {
+			evs, err = s.out.EventsAfter(ctx, "", cursor, 100)
+		}
+		if err != nil {
+			log.Warn("reading the outbox failed; retrying", "err", err)
+		}
+		if last, err := s.out.LastEvent(ctx); err == nil {
+			s.m.backlog.WithLabelValues(name).Set(float64(last - min(last, cursor)))
+		}
+		for _, e := range evs {
+			if !s.deliver(ctx, ep, name, e, log) {
+				return
+			}
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		t := time.NewTimer(s.o.Poll)
+		select {
+		case <-ctx.Done():
+		case <-kick:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// deliver sends e until ep accepts it or RetryFor passes (then it is a
+// dead letter), and records either; false when ctx ended first.
+func (s *Sender) deliver(ctx context.Context, ep Endpoint, name string, e breachd.OutboxEvent, log *slog.Logger) bool {
+	first := time.Now()
+	wait := s.o.MinBackoff
+	for attempt := 1; ; attempt++ {
+		err := s.post(ctx, ep, e)
+		if ctx.Err() != nil {
+			return false
+		}
+		var dead *breachd.DeadLetter
+		switch {
+		case err == nil:
+			s.m.outcomes.WithLabelValues(name, "delivered").Inc()
+		case time.Since(first)+wait > s.o.RetryFor:
+			s.m.outcomes.WithLabelValues(name, "dead_lettered").Inc()
+			dead = &breachd.DeadLetter{Seq: e.Seq, ID: e.ID, Watchlist: e.Watchlist, Attempts: attempt, First: first.UTC(), Last: time.Now().UTC(), Error: err.Error()}
+			log.Error("event dead-lettered: the endpoint did not take it within the retry period", "event", e.ID, "attempts", attempt, "err", err)
+		default:
+			s.m.outcomes.WithLabelValues(name, "retried").Inc()
+			log.Warn("event not delivered; retrying", "event", e.ID, "attempt", attempt, "retry", wait, "err", err)
+			jittered := wait/2 + rand.N(wait/2+1)
+			t := time.NewTimer(jittered)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			case <-t.C:
+			}
+			wait = min(2*wait, s.o.MaxBackoff)
+			continue
+		}
+		for {
+			aerr := s.out.Advance(ctx, name, e.Seq, dead)
+			if aerr == nil {
+				return true
+			}
+			if ctx.Err() != nil {
+				return false
+			}
+			log.Warn("recording a delivery failed; retrying", "err", aerr)
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+// post sends one event; an error unless the endpoint answered 2xx.
+func (s *Sender) post(ctx context.Context, ep Endpoint, e breachd.OutboxEvent) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(e.Body))
+	if err != nil {
+		return err
+	}
+	ts := time.Now().Unix()
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	req.Header.Set("webhook-id", e.ID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
+	req.Header.Set("webhook-signature", Sign(ep.Secret, e.ID, ts, e.Body))
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may hold secrets
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("the endpoint answered %s", resp.Status)
+	}
+	return nil
+}
+
+// Sign returns the webhook-signature header of a message: "v1,"
+// then the base64 HMAC-SHA256 of id.timestamp.body under secret.
+func Sign(secret []byte, id string, ts int64, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	fmt.Fprintf(m, "%s.%d.", id, ts)
+	m.Write(body)
+	return "v1," + base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Verify checks a received message as a receiver should: one of the
+// space-separated signatures is Sign's, and the timestamp is within
+// tolerance of now.
+func Verify(secret []byte, h http.Header, body []byte, tolerance time.Duration) error {
+	id, tsText, sigs := h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature")
+	ts, err := strconv.ParseInt(tsText, 10, 64)
+	if id == "" || err != nil {
+		return errors.New("webhook: missing or malformed webhook-id or webhook-timestamp")
+	}
+	if d := time.Since(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
+		return errors.New("webhook: timestamp outside the tolerance")
+	}
+	want := Sign(secret, id, ts, body)
+	for _, sig := range strings.Fields(sigs) {
+		if hmac.Equal([]byte(sig), []byte(want)) {
+			return nil
+		}
+	}
+	return errors.New("webhook: no valid signature")
+}
+
+// ParseSecret reads a secret as Standard Webhooks writes them: "whsec_"
+// then the base64 key; any other text is the key's bytes.
+func ParseSecret(text string) ([]byte, error) {
+	text = strings.TrimSpace(text)
+	if rest, ok := strings.CutPrefix(text, "whsec_"); ok {
+		key, err := base64.StdEncoding.DecodeString(rest)
+		if err != nil {
+			return nil, fmt.Errorf("a whsec_ secret whose key is not base64: %w", err)
+		}
+		text = string(key)
+	}
+	if len(text) < 16 {
+		return nil, errors.New("a secret of fewer than 16 bytes: use 24 to 64 random bytes")
+	}
+	return []byte(text), nil
+}
+
+type metrics struct {
+	outcomes *prometheus.CounterVec
+	backlog  *prometheus.GaugeVec
+}
+
+func newMetrics(r prometheus.Registerer) *metrics {
+	m := &metrics{
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_watch_deliveries_total",
+			Help: "Webhook delivery attempts of exposure events, by endpoint and outcome (delivered, retried, dead_lettered)."}, []string{"endpoint", "outcome"}),
+		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "breachd_watch_delivery_backlog",
+			Help: "Exposure events in the outbox not yet delivered to an endpoint, as of its last read."}, []string{"endpoint"}),
+	}
+	if r != nil {
+		r.MustRegister(m.outcomes, m.backlog)
+	}
+	return m
+}

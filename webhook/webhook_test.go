@@ -1,0 +1,177 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+	"github.com/breachd/breachd/webhook"
+)
+
+// outbox makes a real outbox holding events: a watchlist of 3,000
+// accounts, 2,500 of which a breach exposes (three events).
+func outbox(t *testing.T) *store.Watchlists {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	o := store.DefaultOptions()
+	o.ExpectedKeys = 10000
+	emails, err := store.Open(ctx, store.EmailDir(dir), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emails.Close() })
+	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	if _, err := w.Create(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	users := storetest.Digests("users", 3000)
+	if _, err := w.Add(ctx, "users", storetest.Batches(users, 1000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emails.Import(ctx, storetest.Breach("Sega"), storetest.Batches(users[:2500], 1000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Reconcile(ctx); err != nil || st.Events != 3 {
+		t.Fatalf("Reconcile = %+v, %v", st, err)
+	}
+	return w
+}
+
+// receiver checks every signature, refuses the first fail requests, and
+// records the ids it accepted in order.
+type receiver struct {
+	secret []byte
+	mu     sync.Mutex
+	fail   int
+	ids    []string
+	bad    int
+}
+
+func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := webhook.Verify(r.secret, req.Header, body, 5*time.Minute); err != nil {
+		r.bad++
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	var ev breachd.Event
+	if json.Unmarshal(body, &ev) != nil || ev.ID != req.Header.Get("webhook-id") || ev.Type != breachd.EventExposureAdded {
+		r.bad++
+		http.Error(w, "not the event", http.StatusBadRequest)
+		return
+	}
+	if r.fail > 0 {
+		r.fail--
+		http.Error(w, "down", http.StatusServiceUnavailable)
+		return
+	}
+	r.ids = append(r.ids, ev.ID)
+}
+
+func (r *receiver) accepted() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
+
+// TestDelivery: a signed, in-order delivery survives refusals by retrying;
+// an endpoint that never accepts dead-letters each event after the retry
+// period, without holding up the other; a restarted sender starts from
+// its cursor and delivers nothing twice.
+func TestDelivery(t *testing.T) {
+	w := outbox(t)
+	secret, err := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := &receiver{secret: secret, fail: 2}
+	gs := httptest.NewServer(good)
+	defer gs.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) }))
+	defer down.Close()
+	eps := []webhook.Endpoint{{URL: gs.URL + "/hook?token=x", Secret: secret}, {URL: down.URL, Secret: secret}}
+	o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, RetryFor: 300 * time.Millisecond, Poll: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := webhook.New(w, eps, o)
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	var ds []breachd.Delivery
+	for {
+		ds, err = w.Deliveries(context.Background(), webhook.Endpoints(eps))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(good.accepted()) == 3 && ds[1].Cursor == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered: %d accepted, deliveries %+v", len(good.accepted()), ds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	evs, _ := w.EventsAfter(context.Background(), "", 0, 10)
+	for i, id := range good.accepted() {
+		if id != evs[i].ID {
+			t.Fatalf("delivered out of order: %d is %s, want %s", i, id, evs[i].ID)
+		}
+	}
+	if good.bad != 0 {
+		t.Fatalf("%d requests failed verification", good.bad)
+	}
+	if ds[0].Endpoint != gs.URL+"/hook" || ds[0].Cursor != 3 || ds[0].Pending != 0 || len(ds[0].DeadLetters) != 0 {
+		t.Fatalf("the good endpoint: %+v", ds[0])
+	}
+	if len(ds[1].DeadLetters) != 3 || ds[1].DeadLetters[0].Attempts < 2 || ds[1].DeadLetters[0].ID != evs[0].ID {
+		t.Fatalf("the endpoint that is down: %+v", ds[1])
+	}
+
+	// Started again: nothing new to send.
+	ctx, cancel = context.WithCancel(context.Background())
+	s = webhook.New(w, eps[:1], o)
+	go func() { s.Run(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if n := len(good.accepted()); n != 3 {
+		t.Fatalf("a restarted sender delivered again: %d", n)
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	for _, tt := range []struct {
+		in string
+		ok bool
+	}{
+		{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", true},
+		{"a-plain-secret-of-enough-bytes\n", true},
+		{"whsec_not base64!", false},
+		{"short", false},
+	} {
+		if _, err := webhook.ParseSecret(tt.in); (err == nil) != tt.ok {
+			t.Errorf("ParseSecret(%q) = %v", tt.in, err)
+		}
+	}
+	// The Standard Webhooks specification's own example.
+	key, _ := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	got := webhook.Sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
+	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+		t.Fatalf("Sign = %s, want %s", got, want)
+	}
+}
