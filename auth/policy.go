@@ -19,6 +19,7 @@ const (
 	UseChangeCorpus    UseCase = "change-corpus"    // import, delete, correct a breach
 	UseImportPasswords UseCase = "import-passwords" // import a password release
 	UseAssess          UseCase = "assess"           // one account (and its password's hash): facts and a decision
+	UseWatch           UseCase = "watch"            // watchlists, their events and deliveries
 )
 
 // Cost says how a use case is charged to the caller's quota.
@@ -58,6 +59,7 @@ var Policy = map[UseCase]Rule{
 	UseChangeCorpus:    {Scope: ScopeAdmin, Cost: Free, Audit: true},
 	UseImportPasswords: {Scope: ScopeAdmin, Cost: Free, Audit: true},
 	UseAssess:          {Scope: ScopeCheck, Cost: PerCall},
+	UseWatch:           {Scope: ScopeAdmin, Cost: Free, Audit: true},
 }
 
 // RuleFor returns the rule of use case uc; what names the method or route

@@ -30,6 +30,7 @@ import (
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/webhook"
 )
 
 // Config is what a daemon serves and how. The zero value is not usable:
@@ -65,6 +66,15 @@ type Config struct {
 	Quota       Quota
 	Replication Replication
 	Policy      Policy
+	Watch       Watch
+}
+
+// Watch is where a writer delivers exposure events of its watchlists.
+type Watch struct {
+	Webhooks []webhook.Endpoint
+	// RetryFor is how long an event is retried at an endpoint before it is
+	// dead-lettered (0: webhook's default).
+	RetryFor time.Duration
 }
 
 // pairsCorpus names the pair corpus in replication's buckets.
@@ -157,10 +167,14 @@ type Daemon struct {
 	emails    *store.Store
 	passwords map[breachd.HashKind]*store.Passwords
 	pairs     *store.Store
+	watch     *store.Watchlists // a writer's
 	tlsFiles  *certs.Reloader
 	keys      *auth.Keyring
 	authn     *auth.Authenticator // nil without TLS
 
+	// onCommit are called after each change of the email corpus commits
+	// (the publisher's kick, the watchlists' reconciliation).
+	onCommit []func()
 	// writer names the writer's address on a replica, as it published it.
 	writer func() string
 	// followers are a replica's, one a corpus; healthMu orders the health
@@ -443,6 +457,14 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		}
 		fallthrough
 	default:
+		if err := d.watchlists(ctx, po, reg); err != nil {
+			return err
+		}
+		d.emails.OnCommit(func() {
+			for _, fn := range d.onCommit {
+				fn()
+			}
+		})
 		d.svc.Open(d.emails)
 		d.opened.Store(true)
 		d.setServing(true)
@@ -552,7 +574,7 @@ func (d *Daemon) publish() error {
 		})
 	}
 	pub := natsrepl.NewPublisher(d.emails, store.EmailDir(c.Data), advertise, o)
-	d.emails.OnCommit(pub.Kick)
+	d.onCommit = append(d.onCommit, pub.Kick)
 	run(pub)
 	for k, p := range d.passwords {
 		po := o
@@ -568,6 +590,65 @@ func (d *Daemon) publish() error {
 	run(pp)
 	return nil
 }
+
+// watchlists opens a writer's watchlists and starts what computes their
+// exposure events (after each commit, and once at start for what a
+// stopped daemon left) and what delivers them.
+func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus.Registerer) error {
+	c := d.cfg
+	o.ExpectedKeys = 1 << 20
+	var err error
+	if d.watch, err = store.OpenWatchlists(ctx, store.WatchDir(c.Data), d.emails, o); err != nil {
+		return fmt.Errorf("watchlists: %w", err)
+	}
+	d.svc.OpenWatchlists(d.watch, webhook.Endpoints(c.Watch.Webhooks))
+	sender := webhook.New(d.watch, c.Watch.Webhooks, webhook.Options{Logger: d.log, RetryFor: c.Watch.RetryFor, Registerer: reg})
+	d.background(sender.Run)
+	exposures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_watch_exposures_total",
+		Help: "Watched accounts reported in exposure events, by type (added, removed)."}, []string{"type"})
+	events := prometheus.NewCounter(prometheus.CounterOpts{Name: "breachd_watch_events_total", Help: "Exposure events written to the outbox."})
+	reg.MustRegister(exposures, events)
+	kick := make(chan struct{}, 1)
+	kick <- struct{}{} // at start
+	d.onCommit = append(d.onCommit, func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	})
+	d.background(func(ctx context.Context) {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+			}
+			st, err := d.watch.Reconcile(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error("computing exposure events failed; retrying at the next commit or in a minute", "err", err)
+					time.AfterFunc(time.Minute, func() {
+						select {
+						case kick <- struct{}{}:
+						default:
+						}
+					})
+				}
+				continue
+			}
+			exposures.WithLabelValues("added").Add(float64(st.Added))
+			exposures.WithLabelValues("removed").Add(float64(st.Removed))
+			events.Add(float64(st.Events))
+			if st.Events > 0 {
+				sender.Kick()
+			}
+		}
+	})
+	return nil
+}
+
+// Watchlists returns a writer's watchlists (nil on a replica).
+func (d *Daemon) Watchlists() *store.Watchlists { return d.watch }
 
 // readyz answers 200 while the daemon serves, 503 and the reason while it
 // does not (a load balancer's or Kubernetes' readiness probe).
@@ -742,6 +823,11 @@ func (d *Daemon) stop(ctx context.Context) error {
 		d.cancel()
 		d.bg.Wait()
 		var errs []error
+		if d.watch != nil {
+			if e := d.watch.Close(); e != nil {
+				errs = append(errs, fmt.Errorf("watchlists: %w", e))
+			}
+		}
 		if d.emails != nil {
 			if e := d.emails.Close(); e != nil {
 				errs = append(errs, fmt.Errorf("email corpus: %w", e))

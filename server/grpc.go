@@ -166,7 +166,8 @@ func callLevel(code codes.Code) slog.Level {
 // Options configure Register.
 type Options struct {
 	Logger *slog.Logger // nil discards
-	// Admin registers the AdminService, which changes the corpus.
+	// Admin registers the AdminService, which changes the corpus, and the
+	// WatchService (watchlists and their events).
 	Admin bool
 	// ImportIdleTimeout ends an import stream that sends nothing for this
 	// long, freeing the import lock. 0 means DefaultImportIdleTimeout.
@@ -207,7 +208,9 @@ func Register(gs *grpc.Server, svc *service.Service, opts Options) *Services {
 	breachdv1.RegisterAssessServiceServer(gs, &AssessServer{exposure: s.exposure})
 	healthpb.RegisterHealthServer(gs, s.health)
 	if opts.Admin {
-		breachdv1.RegisterAdminServiceServer(gs, NewAdminServer(svc, log, opts.ImportIdleTimeout))
+		admin := NewAdminServer(svc, log, opts.ImportIdleTimeout)
+		breachdv1.RegisterAdminServiceServer(gs, admin)
+		breachdv1.RegisterWatchServiceServer(gs, &WatchServer{svc: svc, streams: admin})
 	}
 	reflection.Register(gs)
 	s.setStatus(healthpb.HealthCheckResponse_NOT_SERVING)
@@ -220,6 +223,7 @@ func (s *Services) setStatus(st healthpb.HealthCheckResponse_ServingStatus) {
 	s.health.SetServingStatus(breachdv1.PasswordService_ServiceDesc.ServiceName, st)
 	if s.admin {
 		s.health.SetServingStatus(breachdv1.AdminService_ServiceDesc.ServiceName, st)
+		s.health.SetServingStatus(breachdv1.WatchService_ServiceDesc.ServiceName, st)
 	}
 }
 

@@ -29,18 +29,25 @@ import (
 // each is auth.Policy's. A method of breachd's that is missing here is
 // refused to everyone.
 var methodUseCases = map[string]auth.UseCase{
-	breachdv1.ExposureService_Check_FullMethodName:         auth.UseCheck,
-	breachdv1.ExposureService_ListBreaches_FullMethodName:  auth.UseCatalogue,
-	breachdv1.ExposureService_GetBreach_FullMethodName:     auth.UseCatalogue,
-	breachdv1.ExposureService_CheckStream_FullMethodName:   auth.UseCheckBulk,
-	breachdv1.AdminService_ImportBreach_FullMethodName:     auth.UseChangeCorpus,
-	breachdv1.AdminService_DeleteBreach_FullMethodName:     auth.UseChangeCorpus,
-	breachdv1.AdminService_UpdateBreach_FullMethodName:     auth.UseChangeCorpus,
-	breachdv1.AdminService_ImportPasswords_FullMethodName:  auth.UseImportPasswords,
-	breachdv1.AdminService_ImportPairs_FullMethodName:      auth.UseChangeCorpus,
-	breachdv1.PasswordService_CheckPassword_FullMethodName: auth.UseCheckPassword,
-	breachdv1.PasswordService_Range_FullMethodName:         auth.UsePasswordRange,
-	breachdv1.AssessService_Assess_FullMethodName:          auth.UseAssess,
+	breachdv1.ExposureService_Check_FullMethodName:            auth.UseCheck,
+	breachdv1.ExposureService_ListBreaches_FullMethodName:     auth.UseCatalogue,
+	breachdv1.ExposureService_GetBreach_FullMethodName:        auth.UseCatalogue,
+	breachdv1.ExposureService_CheckStream_FullMethodName:      auth.UseCheckBulk,
+	breachdv1.AdminService_ImportBreach_FullMethodName:        auth.UseChangeCorpus,
+	breachdv1.AdminService_DeleteBreach_FullMethodName:        auth.UseChangeCorpus,
+	breachdv1.AdminService_UpdateBreach_FullMethodName:        auth.UseChangeCorpus,
+	breachdv1.AdminService_ImportPasswords_FullMethodName:     auth.UseImportPasswords,
+	breachdv1.AdminService_ImportPairs_FullMethodName:         auth.UseChangeCorpus,
+	breachdv1.PasswordService_CheckPassword_FullMethodName:    auth.UseCheckPassword,
+	breachdv1.PasswordService_Range_FullMethodName:            auth.UsePasswordRange,
+	breachdv1.AssessService_Assess_FullMethodName:             auth.UseAssess,
+	breachdv1.WatchService_CreateWatchlist_FullMethodName:     auth.UseWatch,
+	breachdv1.WatchService_AddToWatchlist_FullMethodName:      auth.UseWatch,
+	breachdv1.WatchService_RemoveFromWatchlist_FullMethodName: auth.UseWatch,
+	breachdv1.WatchService_ListWatchlists_FullMethodName:      auth.UseWatch,
+	breachdv1.WatchService_DeleteWatchlist_FullMethodName:     auth.UseWatch,
+	breachdv1.WatchService_ListEvents_FullMethodName:          auth.UseWatch,
+	breachdv1.WatchService_ListDeliveries_FullMethodName:      auth.UseWatch,
 }
 
 // Health needs no identity; reflection needs one but no scope.

@@ -50,9 +50,8 @@ type Service struct {
 	changing  chan struct{}          // holds a token while a change's steps across the email and pair corpora run (pairs.go)
 	running   atomic.Pointer[string] // what holds it
 	passwords map[breachd.HashKind]*atomic.Pointer[PasswordCorpus]
-	readOnly  func() error // non-nil on a read replica: why a change is refused
-	watch     Watchlists   // nil: no watchlists (WithWatchlists)
-	endpoints []string     // the webhook endpoints events go to
+	readOnly  func() error             // non-nil on a read replica: why a change is refused
+	watch     atomic.Pointer[watching] // nil until OpenWatchlists
 }
 
 // New returns the use cases over st. With st nil, the corpus is still

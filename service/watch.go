@@ -21,10 +21,17 @@ type Watchlists interface {
 	Deliveries(ctx context.Context, endpoints []string) ([]breachd.Delivery, error)
 }
 
-// WithWatchlists serves the watch use cases from w, whose events go to
-// the webhook endpoints named (for Deliveries).
-func WithWatchlists(w Watchlists, endpoints []string) Option {
-	return func(s *Service) { s.watch, s.endpoints = w, endpoints }
+// watching is the watchlists a service serves, and the webhook endpoints
+// their events go to (for Deliveries).
+type watching struct {
+	w         Watchlists
+	endpoints []string
+}
+
+// OpenWatchlists serves the watch use cases from w from now on, whose
+// events go to the webhook endpoints named.
+func (s *Service) OpenWatchlists(w Watchlists, endpoints []string) {
+	s.watch.Store(&watching{w: w, endpoints: endpoints})
 }
 
 // Event pages.
@@ -46,10 +53,11 @@ func (s *Service) watchlists() (Watchlists, error) {
 	if s.readOnly != nil {
 		return nil, s.readOnly()
 	}
-	if s.watch == nil {
-		return nil, breachd.Errorf(breachd.ErrFailedPrecondition, "this daemon keeps no watchlists")
+	wt := s.watch.Load()
+	if wt == nil {
+		return nil, breachd.Errorf(breachd.ErrUnavailable, "the watchlists are not open (yet)")
 	}
-	return s.watch, nil
+	return wt.w, nil
 }
 
 func validWatchlist(name string) error {
@@ -163,5 +171,5 @@ func (s *Service) Deliveries(ctx context.Context) ([]breachd.Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
-	return w.Deliveries(ctx, s.endpoints)
+	return w.Deliveries(ctx, s.watch.Load().endpoints)
 }

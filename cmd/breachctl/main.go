@@ -62,6 +62,7 @@ commands:
   check     check email addresses (arguments, or a whole file) against a breachd daemon
   assess    what a sign-in flow should do about an account (and its password): decision, reasons, facts
   breaches  list the daemon's breach catalogue
+  watch     watchlists, and the exposure events of new breaches for them (create, add, remove, list, delete, events, deliveries)
   health    ask the daemon's gRPC health service (exit 0 when SERVING): for probes
   hash      print the canonical form and digest of an email address
 
@@ -144,6 +145,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return breaches(ctx, cc, args[1:], stdout, stderr)
 	case "health":
 		return health(ctx, cc, args[1:], stdout, stderr)
+	case "watch":
+		return watch(ctx, cc, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -25,6 +26,7 @@ import (
 	"github.com/breachd/breachd/quota"
 	"github.com/breachd/breachd/server"
 	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/webhook"
 )
 
 // config is the daemon's configuration. Each value comes from, in rising
@@ -108,6 +110,10 @@ type config struct {
 		Rules      []policyRule      `yaml:"rules" help:"assessment rules in order; the strictest decision of those that fire is the answer, and each is a reason"`
 		Principals []principalPolicy `yaml:"principals" help:"policies of their own for some principals (each with principal, mode and rules)"`
 	} `yaml:"policy"`
+	Watch struct {
+		Webhooks []webhookConfig `yaml:"webhooks" help:"endpoints that receive exposure events as Standard Webhooks (each with url and secret_file)"`
+		RetryFor duration        `yaml:"retry_for" help:"how long an event is retried at an endpoint before it is dead-lettered (listed by 'breachctl watch deliveries')"`
+	} `yaml:"watch"`
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
 		MaxPendingDigests int      `yaml:"max_pending_digests" help:"digests a first import may buffer in memory (32 bytes each) before it goes on with write batches"`
@@ -581,6 +587,12 @@ func (c *config) validate() error {
 	if _, err := c.policies(); err != nil {
 		return err
 	}
+	if _, err := c.webhooks(); err != nil {
+		return err
+	}
+	if c.Watch.RetryFor < 0 {
+		return bad("watch.retry_for", c.Watch.RetryFor, "a positive duration")
+	}
 	so := c.storeOptions()
 	if _, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams); err != nil {
 		return keyError(err)
@@ -620,6 +632,37 @@ func (c *config) storeOptions() store.Options {
 	so.MaxBulkDigests = c.Import.MaxPendingDigests
 	so.DiskReserve = c.Import.DiskReserve
 	return so
+}
+
+// webhookConfig is one endpoint of exposure events.
+type webhookConfig struct {
+	URL        string `yaml:"url" help:"http(s) URL the events are POSTed to"`
+	SecretFile string `yaml:"secret_file" help:"file holding the signing secret (whsec_ and base64, as Standard Webhooks writes them, or 16 or more bytes of text)"`
+}
+
+// webhooks are the endpoints of c, their secrets read from their files.
+func (c *config) webhooks() ([]webhook.Endpoint, error) {
+	var out []webhook.Endpoint
+	for i, w := range c.Watch.Webhooks {
+		key := fmt.Sprintf("watch.webhooks[%d]", i)
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid %s.url: want an http or https URL", key)
+		}
+		if w.SecretFile == "" {
+			return nil, fmt.Errorf("invalid %s.secret_file: every endpoint needs a signing secret, from a file", key)
+		}
+		b, err := os.ReadFile(w.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.secret_file: %w", key, err)
+		}
+		secret, err := webhook.ParseSecret(string(b))
+		if err != nil {
+			return nil, fmt.Errorf("invalid %s.secret_file %s: %w", key, w.SecretFile, err)
+		}
+		out = append(out, webhook.Endpoint{URL: w.URL, Secret: secret})
+	}
+	return out, nil
 }
 
 // natsOptions are the replication connection's options; the token comes

@@ -66,6 +66,10 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	if d.Policy, err = c.policies(); err != nil {
 		return d, err
 	}
+	if d.Watch.Webhooks, err = c.webhooks(); err != nil {
+		return d, err
+	}
+	d.Watch.RetryFor = time.Duration(c.Watch.RetryFor)
 	d.Replication.Publish, d.Replication.Follow, d.Replication.Advertise = c.Replication.Publish, c.Replication.Follow, c.Replication.Advertise
 	if url := c.Replication.Publish + c.Replication.Follow; url != "" {
 		o, err := c.natsOptions(url, log)

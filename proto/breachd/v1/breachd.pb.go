@@ -2412,6 +2412,810 @@ func (x *AssessResponse) GetCorpusVersion() uint64 {
 	return 0
 }
 
+type CreateWatchlistRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWatchlistRequest) Reset() {
+	*x = CreateWatchlistRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWatchlistRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWatchlistRequest) ProtoMessage() {}
+
+func (x *CreateWatchlistRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWatchlistRequest.ProtoReflect.Descriptor instead.
+func (*CreateWatchlistRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateWatchlistRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type WatchlistInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Accounts on the watchlist.
+	Accounts      int64                  `protobuf:"varint,2,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	Created       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchlistInfo) Reset() {
+	*x = WatchlistInfo{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchlistInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchlistInfo) ProtoMessage() {}
+
+func (x *WatchlistInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchlistInfo.ProtoReflect.Descriptor instead.
+func (*WatchlistInfo) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *WatchlistInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchlistInfo) GetAccounts() int64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *WatchlistInfo) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+type WatchlistChangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*WatchlistChangeRequest_Name
+	//	*WatchlistChangeRequest_EmailSha256
+	//	*WatchlistChangeRequest_Commit
+	Part          isWatchlistChangeRequest_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchlistChangeRequest) Reset() {
+	*x = WatchlistChangeRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchlistChangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchlistChangeRequest) ProtoMessage() {}
+
+func (x *WatchlistChangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchlistChangeRequest.ProtoReflect.Descriptor instead.
+func (*WatchlistChangeRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *WatchlistChangeRequest) GetPart() isWatchlistChangeRequest_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *WatchlistChangeRequest) GetName() string {
+	if x != nil {
+		if x, ok := x.Part.(*WatchlistChangeRequest_Name); ok {
+			return x.Name
+		}
+	}
+	return ""
+}
+
+func (x *WatchlistChangeRequest) GetEmailSha256() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*WatchlistChangeRequest_EmailSha256); ok {
+			return x.EmailSha256
+		}
+	}
+	return nil
+}
+
+func (x *WatchlistChangeRequest) GetCommit() *ImportCommit {
+	if x != nil {
+		if x, ok := x.Part.(*WatchlistChangeRequest_Commit); ok {
+			return x.Commit
+		}
+	}
+	return nil
+}
+
+type isWatchlistChangeRequest_Part interface {
+	isWatchlistChangeRequest_Part()
+}
+
+type WatchlistChangeRequest_Name struct {
+	// In the first message only.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3,oneof"`
+}
+
+type WatchlistChangeRequest_EmailSha256 struct {
+	// 1 to 10,000 SHA-256 digests of canonical emails, concatenated.
+	EmailSha256 []byte `protobuf:"bytes,2,opt,name=email_sha256,json=emailSha256,proto3,oneof"`
+}
+
+type WatchlistChangeRequest_Commit struct {
+	Commit *ImportCommit `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
+}
+
+func (*WatchlistChangeRequest_Name) isWatchlistChangeRequest_Part() {}
+
+func (*WatchlistChangeRequest_EmailSha256) isWatchlistChangeRequest_Part() {}
+
+func (*WatchlistChangeRequest_Commit) isWatchlistChangeRequest_Part() {}
+
+type WatchlistChangeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Digests received.
+	Received uint64 `protobuf:"varint,2,opt,name=received,proto3" json:"received,omitempty"`
+	// Accounts that were not on the watchlist (add) or were on it (remove).
+	Changed uint64 `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Accounts on the watchlist now.
+	Accounts      int64 `protobuf:"varint,4,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchlistChangeResponse) Reset() {
+	*x = WatchlistChangeResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchlistChangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchlistChangeResponse) ProtoMessage() {}
+
+func (x *WatchlistChangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchlistChangeResponse.ProtoReflect.Descriptor instead.
+func (*WatchlistChangeResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *WatchlistChangeResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WatchlistChangeResponse) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
+}
+
+func (x *WatchlistChangeResponse) GetChanged() uint64 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *WatchlistChangeResponse) GetAccounts() int64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+type ListWatchlistsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWatchlistsRequest) Reset() {
+	*x = ListWatchlistsRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWatchlistsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWatchlistsRequest) ProtoMessage() {}
+
+func (x *ListWatchlistsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWatchlistsRequest.ProtoReflect.Descriptor instead.
+func (*ListWatchlistsRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{35}
+}
+
+type ListWatchlistsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Watchlists    []*WatchlistInfo       `protobuf:"bytes,1,rep,name=watchlists,proto3" json:"watchlists,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWatchlistsResponse) Reset() {
+	*x = ListWatchlistsResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWatchlistsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWatchlistsResponse) ProtoMessage() {}
+
+func (x *ListWatchlistsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWatchlistsResponse.ProtoReflect.Descriptor instead.
+func (*ListWatchlistsResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListWatchlistsResponse) GetWatchlists() []*WatchlistInfo {
+	if x != nil {
+		return x.Watchlists
+	}
+	return nil
+}
+
+type DeleteWatchlistRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWatchlistRequest) Reset() {
+	*x = DeleteWatchlistRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWatchlistRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWatchlistRequest) ProtoMessage() {}
+
+func (x *DeleteWatchlistRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWatchlistRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWatchlistRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DeleteWatchlistRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteWatchlistResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWatchlistResponse) Reset() {
+	*x = DeleteWatchlistResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWatchlistResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWatchlistResponse) ProtoMessage() {}
+
+func (x *DeleteWatchlistResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWatchlistResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWatchlistResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *DeleteWatchlistResponse) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListEventsRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Watchlist string                 `protobuf:"bytes,1,opt,name=watchlist,proto3" json:"watchlist,omitempty"`
+	// The next_cursor of an earlier page; empty for the first event.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// 1 to 1,000 events; 0 means 100.
+	PageSize      int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListEventsRequest) GetWatchlist() string {
+	if x != nil {
+		return x.Watchlist
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *ListEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+type ListEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Each event's CloudEvents 1.0 JSON.
+	Events [][]byte `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Ask with it for the events after these (the same cursor when there
+	// were none).
+	NextCursor    string `protobuf:"bytes,2,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListEventsResponse) GetEvents() [][]byte {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetNextCursor() string {
+	if x != nil {
+		return x.NextCursor
+	}
+	return ""
+}
+
+type ListDeliveriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeliveriesRequest) Reset() {
+	*x = ListDeliveriesRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeliveriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeliveriesRequest) ProtoMessage() {}
+
+func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
+func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{41}
+}
+
+type ListDeliveriesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDeliveriesResponse) Reset() {
+	*x = ListDeliveriesResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDeliveriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDeliveriesResponse) ProtoMessage() {}
+
+func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
+func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The endpoint's URL without query or credentials.
+	Endpoint string `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The position of the last event it received or gave up on.
+	Cursor uint64 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Events after the cursor.
+	Pending       uint64        `protobuf:"varint,3,opt,name=pending,proto3" json:"pending,omitempty"`
+	DeadLetters   []*DeadLetter `protobuf:"bytes,4,rep,name=dead_letters,json=deadLetters,proto3" json:"dead_letters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Delivery) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *Delivery) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *Delivery) GetPending() uint64 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *Delivery) GetDeadLetters() []*DeadLetter {
+	if x != nil {
+		return x.DeadLetters
+	}
+	return nil
+}
+
+type DeadLetter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      uint64                 `protobuf:"varint,1,opt,name=position,proto3" json:"position,omitempty"`
+	Id            string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Watchlist     string                 `protobuf:"bytes,3,opt,name=watchlist,proto3" json:"watchlist,omitempty"`
+	Attempts      int32                  `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	FirstAttempt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_attempt,json=firstAttempt,proto3" json:"first_attempt,omitempty"`
+	LastAttempt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_attempt,json=lastAttempt,proto3" json:"last_attempt,omitempty"`
+	Error         string                 `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeadLetter) Reset() {
+	*x = DeadLetter{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeadLetter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeadLetter) ProtoMessage() {}
+
+func (x *DeadLetter) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
+func (*DeadLetter) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DeadLetter) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetWatchlist() string {
+	if x != nil {
+		return x.Watchlist
+	}
+	return ""
+}
+
+func (x *DeadLetter) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *DeadLetter) GetFirstAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstAttempt
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetLastAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAttempt
+	}
+	return nil
+}
+
+func (x *DeadLetter) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_breachd_v1_breachd_proto protoreflect.FileDescriptor
 
 const file_breachd_v1_breachd_proto_rawDesc = "" +
@@ -2574,7 +3378,59 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\bwould_be\x18\x04 \x01(\x0e2\x14.breachd.v1.DecisionR\awouldBe\x128\n" +
 	"\bbreaches\x18\x05 \x03(\v2\x1c.breachd.v1.BreachAssessmentR\bbreaches\x12%\n" +
 	"\x0epassword_count\x18\x06 \x01(\x04R\rpasswordCount\x12%\n" +
-	"\x0ecorpus_version\x18\a \x01(\x04R\rcorpusVersion*M\n" +
+	"\x0ecorpus_version\x18\a \x01(\x04R\rcorpusVersion\",\n" +
+	"\x16CreateWatchlistRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"u\n" +
+	"\rWatchlistInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\baccounts\x18\x02 \x01(\x03R\baccounts\x124\n" +
+	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x8f\x01\n" +
+	"\x16WatchlistChangeRequest\x12\x14\n" +
+	"\x04name\x18\x01 \x01(\tH\x00R\x04name\x12#\n" +
+	"\femail_sha256\x18\x02 \x01(\fH\x00R\vemailSha256\x122\n" +
+	"\x06commit\x18\x03 \x01(\v2\x18.breachd.v1.ImportCommitH\x00R\x06commitB\x06\n" +
+	"\x04part\"\x7f\n" +
+	"\x17WatchlistChangeResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\breceived\x18\x02 \x01(\x04R\breceived\x12\x18\n" +
+	"\achanged\x18\x03 \x01(\x04R\achanged\x12\x1a\n" +
+	"\baccounts\x18\x04 \x01(\x03R\baccounts\"\x17\n" +
+	"\x15ListWatchlistsRequest\"S\n" +
+	"\x16ListWatchlistsResponse\x129\n" +
+	"\n" +
+	"watchlists\x18\x01 \x03(\v2\x19.breachd.v1.WatchlistInfoR\n" +
+	"watchlists\",\n" +
+	"\x16DeleteWatchlistRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"-\n" +
+	"\x17DeleteWatchlistResponse\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"f\n" +
+	"\x11ListEventsRequest\x12\x1c\n" +
+	"\twatchlist\x18\x01 \x01(\tR\twatchlist\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\"M\n" +
+	"\x12ListEventsResponse\x12\x16\n" +
+	"\x06events\x18\x01 \x03(\fR\x06events\x12\x1f\n" +
+	"\vnext_cursor\x18\x02 \x01(\tR\n" +
+	"nextCursor\"\x17\n" +
+	"\x15ListDeliveriesRequest\"N\n" +
+	"\x16ListDeliveriesResponse\x124\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x14.breachd.v1.DeliveryR\n" +
+	"deliveries\"\x93\x01\n" +
+	"\bDelivery\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\x12\x18\n" +
+	"\apending\x18\x03 \x01(\x04R\apending\x129\n" +
+	"\fdead_letters\x18\x04 \x03(\v2\x16.breachd.v1.DeadLetterR\vdeadLetters\"\x88\x02\n" +
+	"\n" +
+	"DeadLetter\x12\x1a\n" +
+	"\bposition\x18\x01 \x01(\x04R\bposition\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1c\n" +
+	"\twatchlist\x18\x03 \x01(\tR\twatchlist\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x05R\battempts\x12?\n" +
+	"\rfirst_attempt\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\ffirstAttempt\x12=\n" +
+	"\flast_attempt\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vlastAttempt\x12\x14\n" +
+	"\x05error\x18\a \x01(\tR\x05error*M\n" +
 	"\bHashKind\x12\x19\n" +
 	"\x15HASH_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eHASH_KIND_SHA1\x10\x01\x12\x12\n" +
@@ -2611,7 +3467,16 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\rCheckPassword\x12 .breachd.v1.CheckPasswordRequest\x1a!.breachd.v1.CheckPasswordResponse\x12<\n" +
 	"\x05Range\x12\x18.breachd.v1.RangeRequest\x1a\x19.breachd.v1.RangeResponse2P\n" +
 	"\rAssessService\x12?\n" +
-	"\x06Assess\x12\x19.breachd.v1.AssessRequest\x1a\x1a.breachd.v1.AssessResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
+	"\x06Assess\x12\x19.breachd.v1.AssessRequest\x1a\x1a.breachd.v1.AssessResponse2\xfa\x04\n" +
+	"\fWatchService\x12P\n" +
+	"\x0fCreateWatchlist\x12\".breachd.v1.CreateWatchlistRequest\x1a\x19.breachd.v1.WatchlistInfo\x12[\n" +
+	"\x0eAddToWatchlist\x12\".breachd.v1.WatchlistChangeRequest\x1a#.breachd.v1.WatchlistChangeResponse(\x01\x12`\n" +
+	"\x13RemoveFromWatchlist\x12\".breachd.v1.WatchlistChangeRequest\x1a#.breachd.v1.WatchlistChangeResponse(\x01\x12W\n" +
+	"\x0eListWatchlists\x12!.breachd.v1.ListWatchlistsRequest\x1a\".breachd.v1.ListWatchlistsResponse\x12Z\n" +
+	"\x0fDeleteWatchlist\x12\".breachd.v1.DeleteWatchlistRequest\x1a#.breachd.v1.DeleteWatchlistResponse\x12K\n" +
+	"\n" +
+	"ListEvents\x12\x1d.breachd.v1.ListEventsRequest\x1a\x1e.breachd.v1.ListEventsResponse\x12W\n" +
+	"\x0eListDeliveries\x12!.breachd.v1.ListDeliveriesRequest\x1a\".breachd.v1.ListDeliveriesResponseB7Z5github.com/breachd/breachd/proto/breachd/v1;breachdv1b\x06proto3"
 
 var (
 	file_breachd_v1_breachd_proto_rawDescOnce sync.Once
@@ -2626,7 +3491,7 @@ func file_breachd_v1_breachd_proto_rawDescGZIP() []byte {
 }
 
 var file_breachd_v1_breachd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_breachd_v1_breachd_proto_goTypes = []any{
 	(HashKind)(0),                   // 0: breachd.v1.HashKind
 	(AssessContext)(0),              // 1: breachd.v1.AssessContext
@@ -2663,13 +3528,27 @@ var file_breachd_v1_breachd_proto_goTypes = []any{
 	(*AssessRequest)(nil),           // 32: breachd.v1.AssessRequest
 	(*BreachAssessment)(nil),        // 33: breachd.v1.BreachAssessment
 	(*AssessResponse)(nil),          // 34: breachd.v1.AssessResponse
-	(*timestamppb.Timestamp)(nil),   // 35: google.protobuf.Timestamp
+	(*CreateWatchlistRequest)(nil),  // 35: breachd.v1.CreateWatchlistRequest
+	(*WatchlistInfo)(nil),           // 36: breachd.v1.WatchlistInfo
+	(*WatchlistChangeRequest)(nil),  // 37: breachd.v1.WatchlistChangeRequest
+	(*WatchlistChangeResponse)(nil), // 38: breachd.v1.WatchlistChangeResponse
+	(*ListWatchlistsRequest)(nil),   // 39: breachd.v1.ListWatchlistsRequest
+	(*ListWatchlistsResponse)(nil),  // 40: breachd.v1.ListWatchlistsResponse
+	(*DeleteWatchlistRequest)(nil),  // 41: breachd.v1.DeleteWatchlistRequest
+	(*DeleteWatchlistResponse)(nil), // 42: breachd.v1.DeleteWatchlistResponse
+	(*ListEventsRequest)(nil),       // 43: breachd.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),      // 44: breachd.v1.ListEventsResponse
+	(*ListDeliveriesRequest)(nil),   // 45: breachd.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),  // 46: breachd.v1.ListDeliveriesResponse
+	(*Delivery)(nil),                // 47: breachd.v1.Delivery
+	(*DeadLetter)(nil),              // 48: breachd.v1.DeadLetter
+	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	6,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
 	9,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
-	35, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
-	35, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
+	49, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
+	49, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
 	10, // 4: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
 	10, // 5: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
 	10, // 6: breachd.v1.ImportPairsRequest.breach:type_name -> breachd.v1.Breach
@@ -2692,35 +3571,56 @@ var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	2,  // 23: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
 	2,  // 24: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
 	33, // 25: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
-	4,  // 26: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	7,  // 27: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	11, // 28: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	13, // 29: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	29, // 30: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	25, // 31: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	27, // 32: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	17, // 33: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
-	15, // 34: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
-	21, // 35: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
-	23, // 36: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
-	32, // 37: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
-	5,  // 38: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	8,  // 39: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	12, // 40: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	14, // 41: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	31, // 42: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	26, // 43: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	28, // 44: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	20, // 45: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
-	16, // 46: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
-	22, // 47: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
-	24, // 48: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
-	34, // 49: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
-	38, // [38:50] is the sub-list for method output_type
-	26, // [26:38] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	49, // 26: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
+	30, // 27: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
+	36, // 28: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
+	47, // 29: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
+	48, // 30: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
+	49, // 31: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
+	49, // 32: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
+	4,  // 33: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	7,  // 34: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	11, // 35: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	13, // 36: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	29, // 37: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	25, // 38: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	27, // 39: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	17, // 40: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	15, // 41: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
+	21, // 42: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	23, // 43: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	32, // 44: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
+	35, // 45: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
+	37, // 46: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	37, // 47: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	39, // 48: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
+	41, // 49: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
+	43, // 50: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
+	45, // 51: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
+	5,  // 52: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	8,  // 53: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	12, // 54: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	14, // 55: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	31, // 56: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	26, // 57: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	28, // 58: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	20, // 59: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	16, // 60: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
+	22, // 61: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	24, // 62: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	34, // 63: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
+	36, // 64: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
+	38, // 65: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	38, // 66: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	40, // 67: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
+	42, // 68: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
+	44, // 69: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
+	46, // 70: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
+	52, // [52:71] is the sub-list for method output_type
+	33, // [33:52] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }
@@ -2744,15 +3644,20 @@ func file_breachd_v1_breachd_proto_init() {
 		(*ImportBreachRequest_EmailSha256)(nil),
 		(*ImportBreachRequest_Commit)(nil),
 	}
+	file_breachd_v1_breachd_proto_msgTypes[33].OneofWrappers = []any{
+		(*WatchlistChangeRequest_Name)(nil),
+		(*WatchlistChangeRequest_EmailSha256)(nil),
+		(*WatchlistChangeRequest_Commit)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_breachd_v1_breachd_proto_rawDesc), len(file_breachd_v1_breachd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   31,
+			NumMessages:   45,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_breachd_v1_breachd_proto_goTypes,
 		DependencyIndexes: file_breachd_v1_breachd_proto_depIdxs,

@@ -819,3 +819,354 @@ var AssessService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "breachd/v1/breachd.proto",
 }
+
+const (
+	WatchService_CreateWatchlist_FullMethodName     = "/breachd.v1.WatchService/CreateWatchlist"
+	WatchService_AddToWatchlist_FullMethodName      = "/breachd.v1.WatchService/AddToWatchlist"
+	WatchService_RemoveFromWatchlist_FullMethodName = "/breachd.v1.WatchService/RemoveFromWatchlist"
+	WatchService_ListWatchlists_FullMethodName      = "/breachd.v1.WatchService/ListWatchlists"
+	WatchService_DeleteWatchlist_FullMethodName     = "/breachd.v1.WatchService/DeleteWatchlist"
+	WatchService_ListEvents_FullMethodName          = "/breachd.v1.WatchService/ListEvents"
+	WatchService_ListDeliveries_FullMethodName      = "/breachd.v1.WatchService/ListDeliveries"
+)
+
+// WatchServiceClient is the client API for WatchService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// WatchService keeps watchlists (named sets of account digests) and pages
+// through their exposure events: when an import commits, every account of
+// the new breach that is on a watchlist becomes a breachd.exposure.added
+// event; when a breach is deleted, the accounts it exposed become
+// breachd.exposure.removed events (CloudEvents 1.0 JSON, batches of up to
+// 1,000 accounts, each with a deterministic id). It is served with the
+// AdminService, by the writer only; every call needs the admin scope.
+type WatchServiceClient interface {
+	// CreateWatchlist makes an empty watchlist, which sees the imports
+	// committed from now on. ALREADY_EXISTS if the name is taken.
+	CreateWatchlist(ctx context.Context, in *CreateWatchlistRequest, opts ...grpc.CallOption) (*WatchlistInfo, error)
+	// AddToWatchlist puts accounts on a watchlist: the first message names
+	// it, then batches of digests, then a commit with the number sent; they
+	// are added all at once, at the commit.
+	AddToWatchlist(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WatchlistChangeRequest, WatchlistChangeResponse], error)
+	// RemoveFromWatchlist takes accounts off a watchlist, batch by batch.
+	RemoveFromWatchlist(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WatchlistChangeRequest, WatchlistChangeResponse], error)
+	ListWatchlists(ctx context.Context, in *ListWatchlistsRequest, opts ...grpc.CallOption) (*ListWatchlistsResponse, error)
+	// DeleteWatchlist removes a watchlist and its accounts; its events stay.
+	DeleteWatchlist(ctx context.Context, in *DeleteWatchlistRequest, opts ...grpc.CallOption) (*DeleteWatchlistResponse, error)
+	// ListEvents returns a watchlist's events after a cursor, oldest first.
+	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// ListDeliveries reports each webhook endpoint's progress and dead letters.
+	ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error)
+}
+
+type watchServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWatchServiceClient(cc grpc.ClientConnInterface) WatchServiceClient {
+	return &watchServiceClient{cc}
+}
+
+func (c *watchServiceClient) CreateWatchlist(ctx context.Context, in *CreateWatchlistRequest, opts ...grpc.CallOption) (*WatchlistInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WatchlistInfo)
+	err := c.cc.Invoke(ctx, WatchService_CreateWatchlist_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *watchServiceClient) AddToWatchlist(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WatchlistChangeRequest, WatchlistChangeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WatchService_ServiceDesc.Streams[0], WatchService_AddToWatchlist_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchlistChangeRequest, WatchlistChangeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WatchService_AddToWatchlistClient = grpc.ClientStreamingClient[WatchlistChangeRequest, WatchlistChangeResponse]
+
+func (c *watchServiceClient) RemoveFromWatchlist(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[WatchlistChangeRequest, WatchlistChangeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WatchService_ServiceDesc.Streams[1], WatchService_RemoveFromWatchlist_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchlistChangeRequest, WatchlistChangeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WatchService_RemoveFromWatchlistClient = grpc.ClientStreamingClient[WatchlistChangeRequest, WatchlistChangeResponse]
+
+func (c *watchServiceClient) ListWatchlists(ctx context.Context, in *ListWatchlistsRequest, opts ...grpc.CallOption) (*ListWatchlistsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWatchlistsResponse)
+	err := c.cc.Invoke(ctx, WatchService_ListWatchlists_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *watchServiceClient) DeleteWatchlist(ctx context.Context, in *DeleteWatchlistRequest, opts ...grpc.CallOption) (*DeleteWatchlistResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteWatchlistResponse)
+	err := c.cc.Invoke(ctx, WatchService_DeleteWatchlist_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *watchServiceClient) ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventsResponse)
+	err := c.cc.Invoke(ctx, WatchService_ListEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *watchServiceClient) ListDeliveries(ctx context.Context, in *ListDeliveriesRequest, opts ...grpc.CallOption) (*ListDeliveriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeliveriesResponse)
+	err := c.cc.Invoke(ctx, WatchService_ListDeliveries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WatchServiceServer is the server API for WatchService service.
+// All implementations must embed UnimplementedWatchServiceServer
+// for forward compatibility.
+//
+// WatchService keeps watchlists (named sets of account digests) and pages
+// through their exposure events: when an import commits, every account of
+// the new breach that is on a watchlist becomes a breachd.exposure.added
+// event; when a breach is deleted, the accounts it exposed become
+// breachd.exposure.removed events (CloudEvents 1.0 JSON, batches of up to
+// 1,000 accounts, each with a deterministic id). It is served with the
+// AdminService, by the writer only; every call needs the admin scope.
+type WatchServiceServer interface {
+	// CreateWatchlist makes an empty watchlist, which sees the imports
+	// committed from now on. ALREADY_EXISTS if the name is taken.
+	CreateWatchlist(context.Context, *CreateWatchlistRequest) (*WatchlistInfo, error)
+	// AddToWatchlist puts accounts on a watchlist: the first message names
+	// it, then batches of digests, then a commit with the number sent; they
+	// are added all at once, at the commit.
+	AddToWatchlist(grpc.ClientStreamingServer[WatchlistChangeRequest, WatchlistChangeResponse]) error
+	// RemoveFromWatchlist takes accounts off a watchlist, batch by batch.
+	RemoveFromWatchlist(grpc.ClientStreamingServer[WatchlistChangeRequest, WatchlistChangeResponse]) error
+	ListWatchlists(context.Context, *ListWatchlistsRequest) (*ListWatchlistsResponse, error)
+	// DeleteWatchlist removes a watchlist and its accounts; its events stay.
+	DeleteWatchlist(context.Context, *DeleteWatchlistRequest) (*DeleteWatchlistResponse, error)
+	// ListEvents returns a watchlist's events after a cursor, oldest first.
+	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// ListDeliveries reports each webhook endpoint's progress and dead letters.
+	ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error)
+	mustEmbedUnimplementedWatchServiceServer()
+}
+
+// UnimplementedWatchServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWatchServiceServer struct{}
+
+func (UnimplementedWatchServiceServer) CreateWatchlist(context.Context, *CreateWatchlistRequest) (*WatchlistInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateWatchlist not implemented")
+}
+func (UnimplementedWatchServiceServer) AddToWatchlist(grpc.ClientStreamingServer[WatchlistChangeRequest, WatchlistChangeResponse]) error {
+	return status.Error(codes.Unimplemented, "method AddToWatchlist not implemented")
+}
+func (UnimplementedWatchServiceServer) RemoveFromWatchlist(grpc.ClientStreamingServer[WatchlistChangeRequest, WatchlistChangeResponse]) error {
+	return status.Error(codes.Unimplemented, "method RemoveFromWatchlist not implemented")
+}
+func (UnimplementedWatchServiceServer) ListWatchlists(context.Context, *ListWatchlistsRequest) (*ListWatchlistsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWatchlists not implemented")
+}
+func (UnimplementedWatchServiceServer) DeleteWatchlist(context.Context, *DeleteWatchlistRequest) (*DeleteWatchlistResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteWatchlist not implemented")
+}
+func (UnimplementedWatchServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedWatchServiceServer) ListDeliveries(context.Context, *ListDeliveriesRequest) (*ListDeliveriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeliveries not implemented")
+}
+func (UnimplementedWatchServiceServer) mustEmbedUnimplementedWatchServiceServer() {}
+func (UnimplementedWatchServiceServer) testEmbeddedByValue()                      {}
+
+// UnsafeWatchServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WatchServiceServer will
+// result in compilation errors.
+type UnsafeWatchServiceServer interface {
+	mustEmbedUnimplementedWatchServiceServer()
+}
+
+func RegisterWatchServiceServer(s grpc.ServiceRegistrar, srv WatchServiceServer) {
+	// If the following call panics, it indicates UnimplementedWatchServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&WatchService_ServiceDesc, srv)
+}
+
+func _WatchService_CreateWatchlist_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateWatchlistRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WatchServiceServer).CreateWatchlist(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WatchService_CreateWatchlist_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WatchServiceServer).CreateWatchlist(ctx, req.(*CreateWatchlistRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WatchService_AddToWatchlist_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(WatchServiceServer).AddToWatchlist(&grpc.GenericServerStream[WatchlistChangeRequest, WatchlistChangeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WatchService_AddToWatchlistServer = grpc.ClientStreamingServer[WatchlistChangeRequest, WatchlistChangeResponse]
+
+func _WatchService_RemoveFromWatchlist_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(WatchServiceServer).RemoveFromWatchlist(&grpc.GenericServerStream[WatchlistChangeRequest, WatchlistChangeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WatchService_RemoveFromWatchlistServer = grpc.ClientStreamingServer[WatchlistChangeRequest, WatchlistChangeResponse]
+
+func _WatchService_ListWatchlists_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWatchlistsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WatchServiceServer).ListWatchlists(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WatchService_ListWatchlists_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WatchServiceServer).ListWatchlists(ctx, req.(*ListWatchlistsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WatchService_DeleteWatchlist_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWatchlistRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WatchServiceServer).DeleteWatchlist(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WatchService_DeleteWatchlist_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WatchServiceServer).DeleteWatchlist(ctx, req.(*DeleteWatchlistRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WatchService_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WatchServiceServer).ListEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WatchService_ListEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WatchServiceServer).ListEvents(ctx, req.(*ListEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WatchService_ListDeliveries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeliveriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WatchServiceServer).ListDeliveries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WatchService_ListDeliveries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WatchServiceServer).ListDeliveries(ctx, req.(*ListDeliveriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// WatchService_ServiceDesc is the grpc.ServiceDesc for WatchService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var WatchService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "breachd.v1.WatchService",
+	HandlerType: (*WatchServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateWatchlist",
+			Handler:    _WatchService_CreateWatchlist_Handler,
+		},
+		{
+			MethodName: "ListWatchlists",
+			Handler:    _WatchService_ListWatchlists_Handler,
+		},
+		{
+			MethodName: "DeleteWatchlist",
+			Handler:    _WatchService_DeleteWatchlist_Handler,
+		},
+		{
+			MethodName: "ListEvents",
+			Handler:    _WatchService_ListEvents_Handler,
+		},
+		{
+			MethodName: "ListDeliveries",
+			Handler:    _WatchService_ListDeliveries_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "AddToWatchlist",
+			Handler:       _WatchService_AddToWatchlist_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "RemoveFromWatchlist",
+			Handler:       _WatchService_RemoveFromWatchlist_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "breachd/v1/breachd.proto",
+}
