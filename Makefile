@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe kratos-e2e
+.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe kratos-e2e watch-e2e
 
 all: build
 
@@ -49,7 +49,7 @@ run: build
 # (NORACE_TESTS: the detector adds nothing to them and slows them ten times),
 # and those tests without it. Nothing is left out: a test is in one job.
 # The names are unique across the packages of NORACE_PKGS and the rest.
-NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts
+NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts|TestWatchEndToEnd|TestCrashWatch
 NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi ./cmd/breachd
 TEST_TIMEOUT ?= 8m
 test:
@@ -84,8 +84,8 @@ bench-growth: build $(TOOLS)/benchstat
 CRASH_RUNS ?= 140
 DELETE_RUNS ?= 20
 crash-test:
-	@mkdir -p bench/out; BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords|TestCrashPairs)$$' -v -timeout 60m ./store > bench/out/crash.log 2>&1; \
-	  status=$$?; grep -E 'crash(_passwords)?_test|^(ok|FAIL|---)' bench/out/crash.log; [ $$status -eq 0 ] || exit $$status; \
+	@mkdir -p bench/out; BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords|TestCrashPairs|TestCrashWatch)$$' -v -timeout 60m ./store > bench/out/crash.log 2>&1; \
+	  status=$$?; grep -E 'crash(_passwords|_pairs|_watch)?_test|^(ok|FAIL|---)' bench/out/crash.log; [ $$status -eq 0 ] || exit $$status; \
 	  BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store > bench/out/delete-crash.log 2>&1; \
 	  status=$$?; grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)' bench/out/delete-crash.log; exit $$status
 
@@ -106,6 +106,13 @@ replica-chaos:
 # breachd (deploy/kratos/e2e.sh); outside make test.
 kratos-e2e:
 	bash deploy/kratos/e2e.sh
+
+# watch-e2e runs TestWatchEndToEnd at the issue's sizes: a 1M-account
+# watchlist, a 1.29M-row breach with 1,000 of them, the receiver down 20 s
+# and the daemon killed with SIGKILL meanwhile. make test runs it at 20k/30k.
+watch-e2e:
+	@mkdir -p bench/out; WATCH_E2E_SCALE=full $(GO) test -count=1 -run '^TestWatchEndToEnd$$' -v -timeout 30m ./cmd/breachd > bench/out/watch-e2e.log 2>&1; \
+	  status=$$?; grep -E 'watch_test.go:[0-9]+|^(ok|FAIL|---)' bench/out/watch-e2e.log; exit $$status
 
 # probe repeats the hostile-client probe at the scale of issue 20 against a
 # real daemon process (30,000 silent connections, 40,000 Health.Watch

@@ -127,6 +127,18 @@ func TestCrashChild(t *testing.T) {
 		p.Close()
 		return
 	}
+	if op == "reconcile-added" || op == "reconcile-removed" {
+		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
+			nth, _ := strconv.Atoi(n)
+			crashAt(point, nth)
+		}
+		_, w, done := openWatchWorld(t, dir)
+		if err := crashWatchWork(context.Background(), w); err != nil {
+			t.Fatal(err)
+		}
+		done()
+		return
+	}
 	if op == "pair-import" || op == "pair-delete" {
 		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
 			nth, _ := strconv.Atoi(n)

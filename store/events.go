@@ -50,10 +50,6 @@ const (
 
 var keyEventSeq = []byte("mevent_seq")
 
-// eventsPerTxn bounds the events (of up to MaxEventAccounts each) one
-// transaction writes, under Badger's transaction size.
-const eventsPerTxn = 8
-
 func wlPrefix(tag byte, wl string) []byte {
 	return append([]byte{tag, byte(len(wl))}, wl...)
 }
@@ -201,6 +197,7 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 	if err != nil {
 		return st, classify("reconcile", err)
 	}
+	w.reach("reconcile-done")
 	st.Segments = len(fresh)
 	st.DurationSeconds = time.Since(start).Seconds()
 	if st.Events > 0 || st.Segments > 0 {
@@ -362,46 +359,79 @@ func (w *Watchlists) events(groups []group, typ string, version uint64, now time
 	return out
 }
 
-// writeEvents appends evs to the outbox, with their exposure records, a
-// few whole events a transaction.
+// writeEvents appends evs to the outbox, with their exposure records,
+// whole events a transaction, as many as fit in half of Badger's batch.
 func (w *Watchlists) writeEvents(ctx context.Context, evs []pendingEvent) error {
-	for part := range slices.Chunk(evs, eventsPerTxn) {
+	budget, count := w.db.MaxBatchSize()/2, w.db.MaxBatchCount()/2
+	for len(evs) > 0 {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := w.db.Update(func(txn *badger.Txn) error {
-			seq, err := getUint64(txn, keyEventSeq)
-			if err != nil {
-				return err
+		n, size, entries := 0, int64(0), int64(0)
+		for n < len(evs) {
+			s, c := evs[n].cost()
+			if n > 0 && (size+s > budget || entries+c > count) {
+				break
 			}
-			for _, e := range part {
-				seq++
-				v := append(append(append([]byte{byte(len(e.wl))}, e.wl...), byte(len(e.id))), e.id...)
-				if err := txn.Set(seqKey(tagOutbox, nil, seq), append(v, e.body...)); err != nil {
-					return err
-				}
-				if err := txn.Set(seqKey(tagWLIndex, wlPrefix(0, e.wl)[1:], seq), nil); err != nil {
-					return err
-				}
-				for _, k := range e.set {
-					if err := txn.Set(k, []byte(e.breach)); err != nil {
-						return err
-					}
-				}
-				for _, k := range e.del {
-					if err := txn.Delete(k); err != nil {
-						return err
-					}
-				}
-			}
-			return txn.Set(keyEventSeq, binary.BigEndian.AppendUint64(nil, seq))
-		})
-		if err != nil {
-			return classify("write events", err)
+			size, entries = size+s, entries+c
+			n++
 		}
+		if size > budget || entries > count {
+			return fmt.Errorf("an event of %d bytes does not fit in a Badger transaction: raise the memtable size", size)
+		}
+		if err := w.writeTxn(evs[:n]); err != nil {
+			return err
+		}
+		evs = evs[n:]
 		w.reach("events-written")
 	}
 	return nil
+}
+
+// cost estimates the bytes and entries an event takes in a transaction
+// (Badger's own estimate adds a few bytes of metadata an entry).
+func (e *pendingEvent) cost() (int64, int64) {
+	const perEntry = 32
+	size := int64(len(e.body)+2*len(e.wl)+len(e.id)+64) + 2*perEntry
+	for _, k := range e.set {
+		size += int64(len(k)+len(e.breach)) + perEntry
+	}
+	for _, k := range e.del {
+		size += int64(len(k)) + perEntry
+	}
+	return size, int64(2 + len(e.set) + len(e.del))
+}
+
+// writeTxn writes evs in one transaction.
+func (w *Watchlists) writeTxn(evs []pendingEvent) error {
+	err := w.db.Update(func(txn *badger.Txn) error {
+		seq, err := getUint64(txn, keyEventSeq)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			seq++
+			v := append(append(append([]byte{byte(len(e.wl))}, e.wl...), byte(len(e.id))), e.id...)
+			if err := txn.Set(seqKey(tagOutbox, nil, seq), append(v, e.body...)); err != nil {
+				return err
+			}
+			if err := txn.Set(seqKey(tagWLIndex, wlPrefix(0, e.wl)[1:], seq), nil); err != nil {
+				return err
+			}
+			for _, k := range e.set {
+				if err := txn.Set(k, []byte(e.breach)); err != nil {
+					return err
+				}
+			}
+			for _, k := range e.del {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+		return txn.Set(keyEventSeq, binary.BigEndian.AppendUint64(nil, seq))
+	})
+	return classify("write events", err)
 }
 
 // parseOutbox reads an outbox value.

@@ -35,6 +35,9 @@ type Watchlists struct {
 // whose events are computed against emails.
 func OpenWatchlists(ctx context.Context, dir string, emails *Store, opts Options) (*Watchlists, error) {
 	w := &Watchlists{emails: emails}
+	// An event of 1,000 accounts and its records (about 200 KB) must fit
+	// in one transaction: 15% of the memtable.
+	opts.MemTableSize = max(opts.MemTableSize, 4<<20)
 	if err := w.open(ctx, dir, watchKind, opts); err != nil {
 		return nil, err
 	}

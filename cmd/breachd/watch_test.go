@@ -87,7 +87,7 @@ func (r *eventReceiver) setDown(down bool) {
 // deleted and the daemon killed with SIGKILL while the "removed" events
 // wait; restarted, and the receiver back, every one arrives, a repeat only
 // under its id. The same events page through 'breachctl watch events'.
-// BREACHD_WATCH_SCALE=full runs the sizes (1M watched, a 1.29M-row
+// WATCH_E2E_SCALE=full runs the sizes (1M watched, a 1.29M-row
 // breach, 20 s down): make watch-e2e.
 func TestWatchEndToEnd(t *testing.T) {
 	if testing.Short() {
@@ -95,7 +95,7 @@ func TestWatchEndToEnd(t *testing.T) {
 	}
 	t.Parallel()
 	watched, rows, downFor := 20_000, 30_000, 2*time.Second
-	if os.Getenv("BREACHD_WATCH_SCALE") == "full" {
+	if os.Getenv("WATCH_E2E_SCALE") == "full" {
 		watched, rows, downFor = 1_000_000, 1_290_000, 20*time.Second
 	}
 	const overlap = 1000
