@@ -172,6 +172,8 @@ type Daemon struct {
 	keys      *auth.Keyring
 	authn     *auth.Authenticator // nil without TLS
 
+	// closers run after the background work stops.
+	closers []func()
 	// onCommit are called after each change of the email corpus commits
 	// (the publisher's kick, the watchlists' reconciliation).
 	onCommit []func()
@@ -596,13 +598,21 @@ func (d *Daemon) publish() error {
 // stopped daemon left) and what delivers them.
 func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus.Registerer) error {
 	c := d.cfg
-	o.ExpectedKeys = 1 << 20
+	o.ExpectedKeys = 1 << 22 // 4M accounts before the filter first grows (7 MB)
 	var err error
 	if d.watch, err = store.OpenWatchlists(ctx, store.WatchDir(c.Data), d.emails, o); err != nil {
 		return fmt.Errorf("watchlists: %w", err)
 	}
-	d.svc.OpenWatchlists(d.watch, webhook.Endpoints(c.Watch.Webhooks))
-	sender := webhook.New(d.watch, c.Watch.Webhooks, webhook.Options{Logger: d.log, RetryFor: c.Watch.RetryFor, Registerer: reg})
+	targets := webhook.Hooks(c.Watch.Webhooks, nil)
+	if c.Replication.Publish != "" {
+		o := c.Replication.NATS
+		o.URL, o.Logger = c.Replication.Publish, d.log
+		t := natsrepl.NewEventTarget(o)
+		targets = append(targets, t)
+		d.closers = append(d.closers, t.Close)
+	}
+	d.svc.OpenWatchlists(d.watch, webhook.Names(targets))
+	sender := webhook.New(d.watch, targets, webhook.Options{Logger: d.log, RetryFor: c.Watch.RetryFor, Registerer: reg})
 	d.background(sender.Run)
 	exposures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_watch_exposures_total",
 		Help: "Watched accounts reported in exposure events, by type (added, removed)."}, []string{"type"})
@@ -822,6 +832,9 @@ func (d *Daemon) stop(ctx context.Context) error {
 		}
 		d.cancel()
 		d.bg.Wait()
+		for _, fn := range d.closers {
+			fn()
+		}
 		var errs []error
 		if d.watch != nil {
 			if e := d.watch.Close(); e != nil {

@@ -168,29 +168,8 @@ type conn struct {
 // connect reaches the cluster; create makes the buckets if missing (the
 // publisher), otherwise they must exist (a follower waits for them).
 func connect(ctx context.Context, name string, o Options, create bool) (*conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
-		nats.RetryOnFailedConnect(true)}
-	switch {
-	case o.CredsFile != "" && o.Token != "":
-		return nil, errors.New("nats: a credentials file or a token, not both")
-	case o.CredsFile != "":
-		opts = append(opts, nats.UserCredentials(o.CredsFile))
-	case o.Token != "":
-		opts = append(opts, nats.Token(o.Token))
-	}
-	if o.CAFile != "" {
-		opts = append(opts, nats.RootCAs(o.CAFile))
-	}
-	if o.CertFile != "" {
-		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
-	}
-	nc, err := nats.Connect(o.URL, opts...)
+	nc, js, err := dial(name, o)
 	if err != nil {
-		return nil, fmt.Errorf("nats %s: %w", o.URL, err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	c := &conn{nc: nc}
@@ -212,6 +191,36 @@ func connect(ctx context.Context, name string, o Options, create bool) (*conn, e
 		return nil, fmt.Errorf("nats buckets %s and %s: %w", o.ObjectBucket, o.KVBucket, err)
 	}
 	return c, nil
+}
+
+// dial connects to o's cluster, as name, with o's credentials.
+func dial(name string, o Options) (*nats.Conn, jetstream.JetStream, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.RetryOnFailedConnect(true)}
+	switch {
+	case o.CredsFile != "" && o.Token != "":
+		return nil, nil, errors.New("nats: a credentials file or a token, not both")
+	case o.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	case o.Token != "":
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.CAFile != "" {
+		opts = append(opts, nats.RootCAs(o.CAFile))
+	}
+	if o.CertFile != "" {
+		opts = append(opts, nats.ClientCert(o.CertFile, o.KeyFile))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nats %s: %w", o.URL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
 }
 
 // get reads the entry at key. Get is answered by any replica of the bucket

@@ -265,7 +265,9 @@ func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
 			return err
 		}
 		err := c.db.Update(func(txn *badger.Txn) error {
-			return setSegment(txn, imp.seg, imp.breach.Name, false)
+			// Since 0: the stream writer's rows carry versions of
+			// their own, older than this transaction.
+			return setSegment(txn, imp.seg, imp.breach.Name, false, 0)
 		})
 		if err != nil {
 			return classify("begin import", err)

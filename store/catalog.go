@@ -54,13 +54,16 @@ type segmentRecord struct {
 	// Since is a Badger version older than every row the import wrote (the
 	// read timestamp of the transaction that recorded it), so that an
 	// abandoned import is collected by reading only what changed after it
-	// (collectSegment). 0 in records written before it was kept.
+	// (collectSegment), and a committed one's rows are found by reading
+	// only what changed after it (the watchlists' diff, events.go). 0: not
+	// known (records written before it was kept, a bulk load's rows).
 	Since uint64 `json:"since,omitempty"`
 }
 
-// setSegment records segment id as an import of breach, committed or not.
-func setSegment(txn *badger.Txn, id uint32, breach string, committed bool) error {
-	v, err := json.Marshal(segmentRecord{Breach: breach, Committed: committed, Since: txn.ReadTs()})
+// setSegment records segment id as an import of breach, committed or not,
+// whose rows were all written after Badger version since (0: unknown).
+func setSegment(txn *badger.Txn, id uint32, breach string, committed bool, since uint64) error {
+	v, err := json.Marshal(segmentRecord{Breach: breach, Committed: committed, Since: since})
 	if err != nil {
 		return err
 	}

@@ -1,13 +1,14 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -215,53 +216,46 @@ func parseExposure(k []byte) (wl string, d []byte, seg uint32, err error) {
 	return string(k[2:n]), k[n : n+breachd.DigestSize], binary.BigEndian.Uint32(k[n+breachd.DigestSize:]), nil
 }
 
-// diff merges the email rows (sorted) with the watchlist rows (sorted):
-// each account on a watchlist whose email row holds a fresh segment is an
-// exposure of that segment's breach. The side behind catches up by Next,
-// and by Seek once it has stepped a few times without reaching the other:
-// the cost follows the smaller corpus, not the larger.
+// diff finds the watched accounts of the fresh segments. It reads the
+// email rows written since the oldest fresh segment began (Badger's
+// SinceTs: only the new breach's rows and their neighbours in the tables
+// they share, in digest order), keeps those that hold a fresh segment,
+// tests each against the watch corpus's filter, and reads the watchlist
+// row of only those the filter lets through. Its cost follows the new
+// rows, not the watchlists: a breach of 1.29M rows against 10M watched
+// accounts reads 1.29M rows and about as many filter words, where a merge
+// of the two sorted corpora would read 11M rows.
 func (w *Watchlists) diff(ctx context.Context, emails *Store, ecat, wcat *catalog, fresh map[uint32]string) ([]group, error) {
 	etxn, wtxn := emails.snapshot(ecat), w.snapshot(wcat)
 	defer etxn.Discard()
 	defer wtxn.Discard()
-	ei := etxn.NewIterator(badger.IteratorOptions{Prefix: []byte{emails.kind.tag}})
+	since, err := segmentsSince(etxn, fresh)
+	if err != nil {
+		return nil, classify("reconcile", err)
+	}
+	wf := w.filter.Load()
+	ei := etxn.NewIterator(badger.IteratorOptions{Prefix: []byte{emails.kind.tag}, SinceTs: since})
 	defer ei.Close()
-	wi := wtxn.NewIterator(badger.IteratorOptions{Prefix: []byte{w.kind.tag}})
-	defer wi.Close()
 	groups := map[groupKey]*group{}
 	var order []*group
 	var segs []uint32
 	var wls []*breachd.CatalogEntry
+	var key []byte
 	p := emails.pacer()
 	steps := 0
-	const seekAfter = 8
-	advance := func(it *badger.Iterator, behind *int, to []byte) {
-		if *behind++; *behind > seekAfter {
-			it.Seek(to)
-			*behind = 0
-			return
-		}
-		it.Next()
-	}
-	var eBehind, wBehind int
-	ei.Rewind()
-	wi.Rewind()
-	for ei.Valid() && wi.Valid() {
+	for ei.Rewind(); ei.Valid(); ei.Next() {
 		if steps++; steps%4096 == 0 {
 			if err := p.step(ctx); err != nil {
 				return nil, err
 			}
 		}
-		ek, wk := ei.Item().Key(), wi.Item().Key()
-		switch c := bytes.Compare(ek[1:], wk[1:]); {
-		case c < 0:
-			advance(ei, &eBehind, append([]byte{emails.kind.tag}, wk[1:]...))
-			continue
-		case c > 0:
-			advance(wi, &wBehind, append([]byte{w.kind.tag}, ek[1:]...))
-			continue
+		ek := ei.Item().Key()
+		if len(ek) != 1+breachd.DigestSize {
+			return nil, fmt.Errorf("%w: email key of %d bytes", ErrCorrupt, len(ek))
 		}
-		eBehind, wBehind = 0, 0
+		if !wf.test(ek[1:]) {
+			continue // on no watchlist
+		}
 		segs = segs[:0]
 		if err := ei.Item().Value(func(v []byte) error {
 			if !emails.kind.validValue(v) {
@@ -276,30 +270,36 @@ func (w *Watchlists) diff(ctx context.Context, emails *Store, ecat, wcat *catalo
 		}); err != nil {
 			return nil, err
 		}
-		if len(segs) > 0 {
-			var err error
-			if err = wi.Item().Value(func(v []byte) error {
-				wls, err = wcat.resolve(wls[:0], v)
-				return err
-			}); err != nil {
-				return nil, err
-			}
-			d := slices.Clone(ek[1:])
-			for _, seg := range segs {
-				for _, wl := range wls {
-					k := groupKey{wl: wl.Name, breach: fresh[seg], seg: seg}
-					g := groups[k]
-					if g == nil {
-						g = &group{groupKey: k}
-						groups[k] = g
-						order = append(order, g)
-					}
-					g.accounts = append(g.accounts, d)
+		if len(segs) == 0 {
+			continue
+		}
+		key = w.kind.rowKey(key[:0], ek[1:])
+		item, err := wtxn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			continue // the filter's false positive, or taken off
+		}
+		if err != nil {
+			return nil, classify("reconcile", err)
+		}
+		if err := item.Value(func(v []byte) error {
+			wls, err = wcat.resolve(wls[:0], v)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		d := slices.Clone(ek[1:])
+		for _, seg := range segs {
+			for _, wl := range wls {
+				k := groupKey{wl: wl.Name, breach: fresh[seg], seg: seg}
+				g := groups[k]
+				if g == nil {
+					g = &group{groupKey: k}
+					groups[k] = g
+					order = append(order, g)
 				}
+				g.accounts = append(g.accounts, d)
 			}
 		}
-		ei.Next()
-		wi.Next()
 	}
 	return sortGroups(order), nil
 }
@@ -320,6 +320,30 @@ func sortGroups(order []*group) []group {
 		out[i] = *g
 	}
 	return out
+}
+
+// segmentsSince returns a Badger version older than every row of the
+// segments named: the oldest of their records' Since, or 0.
+func segmentsSince(txn *badger.Txn, segs map[uint32]string) (uint64, error) {
+	since := uint64(math.MaxUint64)
+	for seg := range segs {
+		item, err := txn.Get(segmentKey(seg))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		var r segmentRecord
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+			return 0, fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+		}
+		since = min(since, r.Since)
+	}
+	if since == math.MaxUint64 {
+		return 0, nil
+	}
+	return since, nil
 }
 
 // pendingEvent is an event to write, with the exposure records it adds

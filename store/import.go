@@ -172,6 +172,9 @@ type importTx struct {
 	// added counts the keys that did not hold this breach before: its
 	// catalogue count grows by as many.
 	added uint64
+	// since is a Badger version older than every row of the segment (0
+	// for a bulk load's, whose stream writer sets versions of its own).
+	since uint64
 }
 
 func (c *corpus) beginImport(ctx context.Context, b breachd.Breach, expected uint64) (*importTx, error) {
@@ -224,7 +227,8 @@ func (imp *importTx) newSegment(ctx context.Context) error {
 				return err
 			}
 			imp.mine[imp.seg] = true
-			return setSegment(txn, imp.seg, b.Name, false)
+			imp.since = txn.ReadTs()
+			return setSegment(txn, imp.seg, b.Name, false, imp.since)
 		})
 		if err == nil {
 			imp.recorded = true
@@ -488,7 +492,7 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		if err != nil {
 			return err
 		}
-		if err := setSegment(txn, imp.seg, imp.breach.Name, true); err != nil {
+		if err := setSegment(txn, imp.seg, imp.breach.Name, true, imp.since); err != nil {
 			return err
 		}
 		if imp.wiped { // the bulk load wiped the corpus, its counter too

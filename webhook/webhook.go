@@ -32,16 +32,44 @@ type Outbox interface {
 	LastEvent(ctx context.Context) (uint64, error)
 }
 
+// Target is where events go: a webhook endpoint (Hook), or another
+// transport's (natsrepl.EventTarget). Send returns nil once the target
+// has the event.
+type Target interface {
+	Name() string // its cursor's key, and its name in logs and metrics
+	Send(ctx context.Context, e breachd.OutboxEvent) error
+}
+
 // Endpoint is a receiver of events.
 type Endpoint struct {
 	URL    string
 	Secret []byte // the signing key (see ParseSecret)
 }
 
+// hook is a webhook endpoint as a Target.
+type hook struct {
+	ep     Endpoint
+	client *http.Client
+}
+
+// Hooks returns the endpoints as targets, posting with client (nil: a
+// client with a 10 s timeout).
+func Hooks(eps []Endpoint, client *http.Client) []Target {
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	out := make([]Target, len(eps))
+	for i, ep := range eps {
+		out[i] = &hook{ep: ep, client: client}
+	}
+	return out
+}
+
+func (h *hook) Name() string { return Name(h.ep.URL) }
+
 // Options tune delivery; the zero value is usable.
 type Options struct {
 	Logger *slog.Logger
-	Client *http.Client // default: a client with a 10 s timeout
 	// RetryFor is how long an event is retried before it is
 	// dead-lettered (default 24 h); MinBackoff and MaxBackoff bound the
 	// waits between attempts (default 1 s and 5 min), which double.
@@ -51,22 +79,19 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Sender delivers the outbox to its endpoints.
+// Sender delivers the outbox to its targets.
 type Sender struct {
-	out  Outbox
-	eps  []Endpoint
-	o    Options
-	kick []chan struct{}
-	m    *metrics
+	out     Outbox
+	targets []Target
+	o       Options
+	kick    []chan struct{}
+	m       *metrics
 }
 
-// New returns a sender of out's events to eps; Run delivers.
-func New(out Outbox, eps []Endpoint, o Options) *Sender {
+// New returns a sender of out's events to targets; Run delivers.
+func New(out Outbox, targets []Target, o Options) *Sender {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Client == nil {
-		o.Client = &http.Client{Timeout: 10 * time.Second}
 	}
 	if o.RetryFor == 0 {
 		o.RetryFor = 24 * time.Hour
@@ -80,18 +105,18 @@ func New(out Outbox, eps []Endpoint, o Options) *Sender {
 	if o.Poll == 0 {
 		o.Poll = 5 * time.Second
 	}
-	s := &Sender{out: out, eps: eps, o: o, m: newMetrics(o.Registerer)}
-	for range eps {
+	s := &Sender{out: out, targets: targets, o: o, m: newMetrics(o.Registerer)}
+	for range targets {
 		s.kick = append(s.kick, make(chan struct{}, 1))
 	}
 	return s
 }
 
-// Endpoints returns the names the cursors are kept under, one per endpoint.
-func Endpoints(eps []Endpoint) []string {
-	out := make([]string, len(eps))
-	for i, ep := range eps {
-		out[i] = Name(ep.URL)
+// Names returns the names the targets' cursors are kept under.
+func Names(targets []Target) []string {
+	out := make([]string, len(targets))
+	for i, t := range targets {
+		out[i] = t.Name()
 	}
 	return out
 }
@@ -117,22 +142,22 @@ func (s *Sender) Kick() {
 	}
 }
 
-// Run delivers until ctx ends, one goroutine per endpoint.
+// Run delivers until ctx ends, one goroutine per target.
 func (s *Sender) Run(ctx context.Context) {
 	var wg sync.WaitGroup
-	for i, ep := range s.eps {
+	for i, t := range s.targets {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.endpoint(ctx, ep, s.kick[i])
+			s.target(ctx, t, s.kick[i])
 		}()
 	}
 	wg.Wait()
 }
 
-// endpoint delivers to one endpoint, in order.
-func (s *Sender) endpoint(ctx context.Context, ep Endpoint, kick <-chan struct{}) {
-	name := Name(ep.URL)
+// target delivers to one target, in order.
+func (s *Sender) target(ctx context.Context, t Target, kick <-chan struct{}) {
+	name := t.Name()
 	log := s.o.Logger.With("endpoint", name)
 	for ctx.Err() == nil {
 		cursor, err := s.out.Cursor(ctx, name)
@@ -147,7 +172,7 @@ func (s *Sender) endpoint(ctx context.Context, ep Endpoint, kick <-chan struct{}
 			s.m.backlog.WithLabelValues(name).Set(float64(last - min(last, cursor)))
 		}
 		for _, e := range evs {
-			if !s.deliver(ctx, ep, name, e, log) {
+			if !s.deliver(ctx, t, name, e, log) {
 				return
 			}
 		}
@@ -164,13 +189,13 @@ func (s *Sender) endpoint(ctx context.Context, ep Endpoint, kick <-chan struct{}
 	}
 }
 
-// deliver sends e until ep accepts it or RetryFor passes (then it is a
+// deliver sends e until t accepts it or RetryFor passes (then it is a
 // dead letter), and records either; false when ctx ended first.
-func (s *Sender) deliver(ctx context.Context, ep Endpoint, name string, e breachd.OutboxEvent, log *slog.Logger) bool {
+func (s *Sender) deliver(ctx context.Context, t Target, name string, e breachd.OutboxEvent, log *slog.Logger) bool {
 	first := time.Now()
 	wait := s.o.MinBackoff
 	for attempt := 1; ; attempt++ {
-		err := s.post(ctx, ep, e)
+		err := t.Send(ctx, e)
 		if ctx.Err() != nil {
 			return false
 		}
@@ -210,8 +235,9 @@ func (s *Sender) deliver(ctx context.Context, ep Endpoint, name string, e breach
 	}
 }
 
-// post sends one event; an error unless the endpoint answered 2xx.
-func (s *Sender) post(ctx context.Context, ep Endpoint, e breachd.OutboxEvent) error {
+// Send posts one event; an error unless the endpoint answered 2xx.
+func (h *hook) Send(ctx context.Context, e breachd.OutboxEvent) error {
+	ep := h.ep
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(e.Body))
 	if err != nil {
 		return err
@@ -221,7 +247,7 @@ func (s *Sender) post(ctx context.Context, ep Endpoint, e breachd.OutboxEvent) e
 	req.Header.Set("webhook-id", e.ID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
 	req.Header.Set("webhook-signature", Sign(ep.Secret, e.ID, ts, e.Body))
-	resp, err := s.o.Client.Do(req)
+	resp, err := h.client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

@@ -107,13 +107,13 @@ func TestDelivery(t *testing.T) {
 	eps := []webhook.Endpoint{{URL: gs.URL + "/hook?token=x", Secret: secret}, {URL: down.URL, Secret: secret}}
 	o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, RetryFor: 300 * time.Millisecond, Poll: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := webhook.New(w, eps, o)
+	s := webhook.New(w, webhook.Hooks(eps, nil), o)
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
 	var ds []breachd.Delivery
 	for {
-		ds, err = w.Deliveries(context.Background(), webhook.Endpoints(eps))
+		ds, err = w.Deliveries(context.Background(), webhook.Names(webhook.Hooks(eps, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,7 +145,7 @@ func TestDelivery(t *testing.T) {
 
 	// Started again: nothing new to send.
 	ctx, cancel = context.WithCancel(context.Background())
-	s = webhook.New(w, eps[:1], o)
+	s = webhook.New(w, webhook.Hooks(eps[:1], nil), o)
 	go func() { s.Run(ctx) }()
 	time.Sleep(200 * time.Millisecond)
 	cancel()

@@ -1,0 +1,120 @@
+package natsrepl_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/natsrepl"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+	"github.com/breachd/breachd/webhook"
+)
+
+// TestEventTarget: a real outbox's events reach JetStream on the
+// watchlist's subject, in order, each once, with its id as Nats-Msg-Id; a
+// sender started again sends nothing twice (its cursor), and a repeat
+// within the duplicate window would be dropped by JetStream.
+func TestEventTarget(t *testing.T) {
+	ctx := context.Background()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	dir := t.TempDir()
+	o := store.DefaultOptions()
+	o.ExpectedKeys = 10000
+	emails, err := store.Open(ctx, store.EmailDir(dir), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emails.Close()
+	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	users := storetest.Digests("users", 2500)
+	w.Create(ctx, "users")
+	if _, err := w.Add(ctx, "users", storetest.Batches(users, 1000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := emails.Import(ctx, storetest.Breach("Sega"), storetest.Batches(users[:2100], 1000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Reconcile(ctx); err != nil || st.Events != 3 {
+		t.Fatalf("Reconcile = %+v, %v", st, err)
+	}
+	target := natsrepl.NewEventTarget(natsrepl.Options{URL: s.ClientURL()})
+	defer target.Close()
+	send := func() {
+		sctx, cancel := context.WithCancel(ctx)
+		sender := webhook.New(w, []webhook.Target{target}, webhook.Options{Poll: 20 * time.Millisecond})
+		done := make(chan struct{})
+		go func() { sender.Run(sctx); close(done) }()
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if c, _ := w.Cursor(ctx, target.Name()); c == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the events did not reach NATS")
+			}
+		}
+		cancel()
+		<-done
+	}
+	send()
+	send() // again: nothing new
+
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	stream, err := js.Stream(ctx, natsrepl.EventStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := stream.Info(ctx)
+	if info.State.Msgs != 3 {
+		t.Fatalf("the stream holds %d events, want 3", info.State.Msgs)
+	}
+	evs, _ := w.EventsAfter(ctx, "", 0, 10)
+	var accounts int
+	for i := range 3 {
+		m, err := stream.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev breachd.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != natsrepl.EventSubjectPrefix+"users" || m.Header.Get(jetstream.MsgIDHeader) != evs[i].ID || ev.ID != evs[i].ID {
+			t.Fatalf("message %d: subject %s, id %s; want event %s", i, m.Subject, m.Header.Get(jetstream.MsgIDHeader), evs[i].ID)
+		}
+		accounts += len(ev.Data.Accounts)
+	}
+	if accounts != 2100 {
+		t.Fatalf("%d accounts on NATS, want 2100", accounts)
+	}
+	// A repeat (a crash between publishing and recording it) is dropped.
+	if err := target.Send(ctx, evs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := stream.Info(ctx); info.State.Msgs != 3 {
+		t.Fatalf("a repeated event was stored again: %d messages", info.State.Msgs)
+	}
+}
