@@ -109,7 +109,7 @@ kratos-e2e:
 
 # watch-e2e runs TestWatchEndToEnd at the issue's sizes: a 1M-account
 # watchlist, a 1.29M-row breach with 1,000 of them, the receiver down 20 s
-# and the daemon killed with SIGKILL meanwhile. make test runs it at 20k/30k.
+# and the daemon killed with SIGKILL meanwhile. make test runs it at 10k/15k.
 watch-e2e:
 	@mkdir -p bench/out; WATCH_E2E_SCALE=full $(GO) test -count=1 -run '^TestWatchEndToEnd$$' -v -timeout 30m ./cmd/breachd > bench/out/watch-e2e.log 2>&1; \
 	  status=$$?; grep -E 'watch_test.go:[0-9]+|^(ok|FAIL|---)' bench/out/watch-e2e.log; exit $$status

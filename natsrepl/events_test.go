@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -23,15 +22,7 @@ import (
 // within the duplicate window would be dropped by JetStream.
 func TestEventTarget(t *testing.T) {
 	ctx := context.Background()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	defer s.Shutdown()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
+	url := startSingle(t).url()
 	dir := t.TempDir()
 	o := store.DefaultOptions()
 	o.ExpectedKeys = 10000
@@ -56,7 +47,7 @@ func TestEventTarget(t *testing.T) {
 	if st, err := w.Reconcile(ctx); err != nil || st.Events != 3 {
 		t.Fatalf("Reconcile = %+v, %v", st, err)
 	}
-	target := natsrepl.NewEventTarget(natsrepl.Options{URL: s.ClientURL()})
+	target := natsrepl.NewEventTarget(natsrepl.Options{URL: url})
 	defer target.Close()
 	send := func() {
 		sctx, cancel := context.WithCancel(ctx)
@@ -77,7 +68,7 @@ func TestEventTarget(t *testing.T) {
 	send()
 	send() // again: nothing new
 
-	nc, err := nats.Connect(s.ClientURL())
+	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}

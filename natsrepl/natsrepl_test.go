@@ -466,7 +466,7 @@ func ready(f *natsrepl.Follower) bool {
 // changed): the publisher's read-back, which is the follower's check,
 // rejects both, saying which object.
 func TestReadBack(t *testing.T) {
-	_, url := cluster(t)
+	url := startSingle(t).url()
 	ctx := context.Background()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -474,12 +474,12 @@ func TestReadBack(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	o := natsrepl.Options{URL: url, Replicas: 3}
-	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: natsrepl.DefaultObjectBucket, Replicas: 3})
+	o := natsrepl.Options{URL: url}
+	obs, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: natsrepl.DefaultObjectBucket})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: natsrepl.DefaultKVBucket, Replicas: 3}); err != nil {
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: natsrepl.DefaultKVBucket}); err != nil {
 		t.Fatal(err)
 	}
 	good := make([]byte, 300<<10) // three chunks

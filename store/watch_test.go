@@ -66,6 +66,7 @@ func hexes(ds []breachd.Digest) []string {
 // events for them; a watchlist sees only imports committed after it; the
 // watchlist operations keep their counts.
 func TestWatchEvents(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
 	emails := open(t, store.EmailDir(dir), options(0))
@@ -84,7 +85,7 @@ func TestWatchEvents(t *testing.T) {
 	if _, err := w.Create(ctx, "staff"); err != nil {
 		t.Fatal(err)
 	}
-	users := append(slices.Clone(old[:500]), storetest.Digests("users", 20000)...)
+	users := append(slices.Clone(old[:500]), storetest.Digests("users", 3000)...)
 	if n, err := w.Add(ctx, "users", storetest.Batches(users, 4096, nil)); err != nil || n != uint64(len(users)) {
 		t.Fatalf("Add = %d, %v", n, err)
 	}
@@ -100,10 +101,10 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("reconcile before any new import: %+v, %v (Old predates the watchlists)", st, err)
 	}
 
-	// Sega: 1,500 of users (all of them staff too) among 50,000 others:
+	// Sega: 1,500 of users (all of them staff too) among 8,000 others:
 	// two events of at most 1,000 accounts for each watchlist.
-	sega := append(storetest.Digests("others", 50000), users[1000:2500]...)
-	importAll(t, emails, storetest.Breach("Sega"), sega, 5000)
+	sega := append(storetest.Digests("others", 8000), users[1000:2500]...)
+	importAll(t, emails, storetest.Breach("Sega"), sega, 2000)
 	st, err = w.Reconcile(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func TestWatchEndToEnd(t *testing.T) {
 		t.Skip("builds and starts a daemon")
 	}
 	t.Parallel()
-	watched, rows, downFor := 20_000, 30_000, 2*time.Second
+	watched, rows, downFor := 10_000, 15_000, time.Second
 	if os.Getenv("WATCH_E2E_SCALE") == "full" {
 		watched, rows, downFor = 1_000_000, 1_290_000, 20*time.Second
 	}
