@@ -212,7 +212,7 @@ func TestWatchEndToEnd(t *testing.T) {
 	})
 	daemon.Process.Signal(syscall.SIGKILL)
 	daemon.Wait()
-	daemon = start()
+	start() // stopped with SIGTERM when the test ends
 	time.Sleep(downFor)
 	recv.setDown(false)
 	waitFor("1,000 removed", func() bool { return recv.count(breachd.EventExposureRemoved) >= overlap })
