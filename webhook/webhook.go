@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -171,6 +172,13 @@ func (s *Sender) target(ctx context.Context, t Target, kick <-chan struct{}) {
 		if last, err := s.out.LastEvent(ctx); err == nil {
 			s.m.backlog.WithLabelValues(name).Set(float64(last - min(last, cursor)))
 		}
+		s.m.lag.WithLabelValues(name).Set(0)
+		if len(evs) > 0 {
+			var head struct{ Time time.Time }
+			if json.Unmarshal(evs[0].Body, &head) == nil && !head.Time.IsZero() {
+				s.m.lag.WithLabelValues(name).Set(time.Since(head.Time).Seconds())
+			}
+		}
 		for _, e := range evs {
 			if !s.deliver(ctx, t, name, e, log) {
 				return
@@ -313,6 +321,7 @@ func ParseSecret(text string) ([]byte, error) {
 type metrics struct {
 	outcomes *prometheus.CounterVec
 	backlog  *prometheus.GaugeVec
+	lag      *prometheus.GaugeVec
 }
 
 func newMetrics(r prometheus.Registerer) *metrics {
@@ -321,9 +330,11 @@ func newMetrics(r prometheus.Registerer) *metrics {
 			Help: "Webhook delivery attempts of exposure events, by endpoint and outcome (delivered, retried, dead_lettered)."}, []string{"endpoint", "outcome"}),
 		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "breachd_watch_delivery_backlog",
 			Help: "Exposure events in the outbox not yet delivered to an endpoint, as of its last read."}, []string{"endpoint"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "breachd_watch_delivery_lag_seconds",
+			Help: "Age of the oldest exposure event not yet delivered to an endpoint, as of its last read of the outbox (0: none waits)."}, []string{"endpoint"}),
 	}
 	if r != nil {
-		r.MustRegister(m.outcomes, m.backlog)
+		r.MustRegister(m.outcomes, m.backlog, m.lag)
 	}
 	return m
 }

@@ -218,16 +218,39 @@ func TestWatchEndToEnd(t *testing.T) {
 	waitFor("1,000 removed", func() bool { return recv.count(breachd.EventExposureRemoved) >= overlap })
 	time.Sleep(300 * time.Millisecond)
 	recv.mu.Lock()
-	defer recv.mu.Unlock()
 	if !mapsEqual(recv.got[breachd.EventExposureRemoved], want) || len(recv.bad) > 0 || len(recv.got[breachd.EventExposureAdded]) != overlap {
 		t.Fatalf("removed: %d accounts; added %d; refused: %v", len(recv.got[breachd.EventExposureRemoved]), len(recv.got[breachd.EventExposureAdded]), recv.bad)
 	}
+	recv.mu.Unlock()
 	if out := ctl("watch", "deliveries"); !strings.Contains(out, "0 pending, 0 dead letters") {
 		t.Fatalf("deliveries: %s", out)
 	}
 	if out := ctl("watch", "list"); !strings.Contains(out, fmt.Sprintf("users  %d", watched)) {
 		t.Fatalf("watch list: %s", out)
 	}
+	// The restarted daemon's metrics, scraped: the removed event
+	// delivered, nothing waiting (the gauges follow the sender's next
+	// read of the outbox).
+	endpoint := fmt.Sprintf(`endpoint="http://%s/hook"`, ln.Addr())
+	wantMetrics := []string{
+		`breachd_watch_deliveries_total{` + endpoint + `,outcome="delivered"} 1`,
+		`breachd_watch_delivery_backlog{` + endpoint + `} 0`,
+		`breachd_watch_delivery_lag_seconds{` + endpoint + `} 0`,
+	}
+	waitFor("the delivery metrics", func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + metrics + "/metrics")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range wantMetrics {
+			if !strings.Contains(string(body), want) {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func mapsEqual(a, b map[string]struct{}) bool {
