@@ -127,6 +127,20 @@ func TestCrashChild(t *testing.T) {
 		p.Close()
 		return
 	}
+	if op == "rekey" {
+		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
+			nth, _ := strconv.Atoi(n)
+			crashAt(point, nth)
+		}
+		key, err := store.ReadIndexKey(os.Getenv("BREACHD_CRASH_KEY"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Rekey(context.Background(), dir, key, options(0)); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if op == "reconcile-added" || op == "reconcile-removed" {
 		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
 			nth, _ := strconv.Atoi(n)

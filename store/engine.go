@@ -161,6 +161,10 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		db.Close()
 		return err
 	}
+	if err := c.checkIndexKey(c.cat.Load().version); err != nil {
+		db.Close()
+		return err
+	}
 	if err := c.loadOrRebuildFilter(ctx); err != nil {
 		db.Close()
 		return err

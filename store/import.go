@@ -495,9 +495,14 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		if err := setSegment(txn, imp.seg, imp.breach.Name, true, imp.since); err != nil {
 			return err
 		}
-		if imp.wiped { // the bulk load wiped the corpus, its counter too
+		if imp.wiped { // the bulk load wiped the corpus, its counter and key id too
 			if err := txn.Set(keyNextSegment, binary.BigEndian.AppendUint64(nil, bulkSegment+1)); err != nil {
 				return err
+			}
+			if k := c.opts.IndexKey; k != nil {
+				if err := txn.Set(keyIndexKeyID, []byte(k.ID())); err != nil {
+					return err
+				}
 			}
 		}
 		if err := txn.Set(breachKey(imp.breach.Name), br); err != nil {

@@ -67,15 +67,20 @@ func legacyFile(name string) bool {
 // (natsrepl.WriterIDFile).
 var dataDirFiles = []string{adminSocketName, "breachd.writer-id"}
 
-// MigrateLayout moves an email corpus kept at the root of dataDir (the
-// layout before 2026-12) into EmailDir(dataDir), and reports whether it
-// moved anything. Every step can be cut short by a crash and is finished by
+// MigrateLayout finishes a rekey a crash cut short (rekey.go), and moves an
+// email corpus kept at the root of dataDir (the layout before 2026-12)
+// into EmailDir(dataDir), and reports whether it moved anything. Every step can be cut short by a crash and is finished by
 // the next call: the files move, one rename each, into a directory that
 // takes the corpus's name in one last rename. It refuses while a process
 // holds the corpus (Badger's lock).
 func MigrateLayout(dataDir string, log *slog.Logger) (bool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(dataDir); err == nil {
+		if err := finishRekey(dataDir, log); err != nil {
+			return false, err
+		}
 	}
 	entries, err := os.ReadDir(dataDir)
 	if errors.Is(err, os.ErrNotExist) {

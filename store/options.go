@@ -59,6 +59,10 @@ type Options struct {
 	// writer's changes, applied with their own versions, are never
 	// shadowed by local ones.
 	Follower bool
+	// IndexKey, if set, keys the corpus (keyed.go): it stores
+	// a keyed SHA-256 of every digest, never the digest. A corpus
+	// keyed with a key opens only with it.
+	IndexKey *IndexKey
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer

@@ -147,6 +147,11 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		return 0, classify("apply backup", err)
 	}
 	cat, err := c.readCatalog()
+	if err == nil {
+		// The writer's keying, now in Badger, must be this replica's:
+		// otherwise every lookup would miss. Refused before it serves.
+		err = c.checkIndexKey(cat.version)
+	}
 	if err != nil {
 		return 0, err
 	}

@@ -51,8 +51,15 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 		var in input
 		for ds, err := range batches {
 			in.keys = in.keys[:0]
-			for i := range ds {
-				in.keys = append(in.keys, ds[i][:]...)
+			if k := s.opts.IndexKey; k != nil {
+				for i := range ds {
+					kd := k.Key(ds[i])
+					in.keys = append(in.keys, kd[:]...)
+				}
+			} else {
+				for i := range ds {
+					in.keys = append(in.keys, ds[i][:]...)
+				}
 			}
 			if !yield(in, err) || err != nil {
 				return
@@ -73,6 +80,9 @@ func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.Catalo
 	// calls that use Badger.
 	if s.closed.Load() {
 		return nil, 0, breachd.ErrClosed
+	}
+	if k := s.opts.IndexKey; k != nil {
+		d = k.Key(d)
 	}
 	cat := s.cat.Load() // before the filter: see corpus.filter
 	// An empty catalogue (before the first import commits) answers no: it
@@ -128,6 +138,13 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 	if len(cat.segments) == 0 {
 		return cat.version, nil
 	}
+	if k := s.opts.IndexKey; k != nil {
+		// Keyed as they come: the positions hit reports are the batch's.
+		kp := keyedPool.Get().(*[]byte)
+		defer keyedPool.Put(kp)
+		*kp = k.keyPacked((*kp)[:0], packed)
+		packed = *kp
+	}
 	mp := maybePool.Get().(*[]int32)
 	defer maybePool.Put(mp)
 	maybe := s.filter.Load().testPacked(packed, (*mp)[:0])
@@ -176,6 +193,9 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 	}
 	return cat.version, nil
 }
+
+// keyedPool holds a keyed corpus's batch of keyed digests.
+var keyedPool = sync.Pool{New: func() any { b := make([]byte, 0, breachd.MaxBatch*breachd.DigestSize); return &b }}
 
 // maybePool holds the positions a batch's filter test lets through.
 var maybePool = sync.Pool{New: func() any { b := make([]int32, 0, breachd.MaxBatch); return &b }}

@@ -61,6 +61,11 @@ func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist
 	if err := b.Validate(); err != nil {
 		return breachd.Watchlist{}, err
 	}
+	if w.emails.Keyed() {
+		// Its rows would have to be keyed too, and its events could then
+		// not name the accounts: not built yet.
+		return breachd.Watchlist{}, breachd.Errorf(breachd.ErrFailedPrecondition, "watchlists cannot follow a keyed index yet (privacy.index_key_file is set)")
+	}
 	done, err := w.takeImportToken(ctx, "creation of watchlist "+name)
 	if err != nil {
 		return breachd.Watchlist{}, err

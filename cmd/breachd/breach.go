@@ -25,10 +25,11 @@ import (
 // target is where a corpus-changing command acts: a corpus directory
 // (daemon stopped) or a running daemon's AdminService.
 type target struct {
-	data    string
-	addr    string
-	dial    client.DialOptions
-	keyFile string
+	data     string
+	addr     string
+	dial     client.DialOptions
+	keyFile  string
+	indexKey string
 }
 
 func (t *target) register(fs *flag.FlagSet) {
@@ -39,6 +40,7 @@ func (t *target) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.dial.CertFile, "cert", "", "with --addr: PEM client certificate for mutual TLS")
 	fs.StringVar(&t.dial.KeyFile, "key", "", "with --addr: PEM key of the client certificate")
 	fs.StringVar(&t.keyFile, "api-key-file", "", "with --addr: file holding an API key with the admin scope (or set BREACHD_API_KEY)")
+	fs.StringVar(&t.indexKey, "index-key", "", "with --data: the index key file of a keyed corpus (the daemon's privacy.index_key_file)")
 }
 
 func (t *target) valid() bool { return (t.data == "") != (t.addr == "") }
@@ -69,6 +71,13 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 	so := store.DefaultOptions()
 	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1 // nothing to share the machine with
+	if t.indexKey != "" {
+		k, err := store.ReadIndexKey(t.indexKey)
+		if err != nil {
+			return nil, err
+		}
+		so.IndexKey = k
+	}
 	dir := store.EmailDir(t.data)
 	so.Follower = follows(dir)
 	st, err := store.Open(ctx, dir, so)

@@ -110,6 +110,9 @@ type config struct {
 		Rules      []policyRule      `yaml:"rules" help:"assessment rules in order; the strictest decision of those that fire is the answer, and each is a reason"`
 		Principals []principalPolicy `yaml:"principals" help:"policies of their own for some principals (each with principal, mode and rules)"`
 	} `yaml:"policy"`
+	Privacy struct {
+		IndexKeyFile string `yaml:"index_key_file" help:"index key file ('breachd keys index create'): the email corpus stores a keyed SHA-256 of each digest, never a digest; a keyed corpus needs it to open ('breachd rekey' keys an existing one)"`
+	} `yaml:"privacy"`
 	Watch struct {
 		Webhooks []webhookConfig `yaml:"webhooks" help:"endpoints that receive exposure events as Standard Webhooks (each with url and secret_file)"`
 		RetryFor duration        `yaml:"retry_for" help:"how long an event is retried at an endpoint before it is dead-lettered (listed by 'breachctl watch deliveries')"`

@@ -10,9 +10,16 @@ import (
 	"time"
 
 	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/store"
 )
 
 const keysUsage = `usage: breachd keys <create|list|revoke> --data DIR [flags]
+       breachd keys index create --out FILE
+
+  index create --out FILE
+         a new index key (privacy.index_key_file, breachd rekey), in a new
+         file (0600) outside the data directory: whoever has the data
+         directory and not the key cannot test addresses against it
 
   create --name NAME --scopes check,bulk,admin [--rate N --burst N] [--out FILE]
          prints the new key once, as the last line, or writes it to FILE
@@ -26,6 +33,9 @@ func keys(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, keysUsage)
 		return errUsage
+	}
+	if args[0] == "index" {
+		return indexKeys(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("breachd keys "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -114,4 +124,28 @@ func joinScopes(sc []auth.Scope) string {
 		s[i] = string(x)
 	}
 	return strings.Join(s, ",")
+}
+
+// indexKeys runs 'breachd keys index create --out FILE'.
+func indexKeys(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprint(stderr, keysUsage)
+		return errUsage
+	}
+	fs := flag.NewFlagSet("breachd keys index create", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "the new key file (created 0600; never overwritten); keep it outside the data directory")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "breachd keys index create: --out FILE is required\n\n%s", keysUsage)
+		return errUsage
+	}
+	k, err := store.GenerateIndexKey(*out)
+	if err != nil {
+		return fmt.Errorf("--out: %w (a key file is never overwritten)", err)
+	}
+	fmt.Fprintf(stdout, "index key %s written to %s\nkeep it outside the data directory, and back it up: a keyed corpus cannot be read without it, nor rekeyed from itself\n", k.ID(), *out)
+	return nil
 }

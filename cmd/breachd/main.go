@@ -42,6 +42,7 @@ commands:
   breach   list the catalogue, delete a breach, or correct its catalogue entry (directly, or through a running daemon)
   replication takeover
            make this writer the one that publishes to NATS (serve's flags: --data, --publish)
+  rekey    key a corpus directory's email corpus with an index key (offline): it then holds no digest
   gc       collect what interrupted imports left in a corpus directory (a daemon does it at start)
   config   print the effective configuration of 'serve' (config print [serve's flags])
 
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return takeover(ctx, args[2:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "gc":
 		return gc(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
+	case "rekey":
+		return rekey(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "config":
 		if len(args) < 2 || args[1] != "print" {
 			fmt.Fprintln(stderr, "usage: breachd config print [--config FILE] [serve's flags]")

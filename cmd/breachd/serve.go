@@ -50,6 +50,13 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	}
 	d.ShutdownTimeout = time.Duration(c.ShutdownTimeout)
 	d.Emails = c.storeOptions()
+	if c.Privacy.IndexKeyFile != "" {
+		k, err := store.ReadIndexKey(c.Privacy.IndexKeyFile)
+		if err != nil {
+			return d, fmt.Errorf("privacy.index_key_file: %w", err)
+		}
+		d.Emails.IndexKey = k
+	}
 	d.Passwords = c.storeOptions()
 	d.Passwords.MemTableSize, d.Passwords.BlockCacheSize = daemon.DefaultConfig().Passwords.MemTableSize, daemon.DefaultConfig().Passwords.BlockCacheSize
 	d.Limits = c.limits()
