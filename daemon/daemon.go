@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -75,6 +76,9 @@ type Watch struct {
 	// RetryFor is how long an event is retried at an endpoint before it is
 	// dead-lettered (0: webhook's default).
 	RetryFor time.Duration
+	// Retention is how long events are kept once every endpoint has had
+	// them (0: 30 days).
+	Retention time.Duration
 }
 
 // pairsCorpus names the pair corpus in replication's buckets.
@@ -614,6 +618,7 @@ func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus
 	d.svc.OpenWatchlists(d.watch, webhook.Names(targets))
 	sender := webhook.New(d.watch, targets, webhook.Options{Logger: d.log, RetryFor: c.Watch.RetryFor, Registerer: reg})
 	d.background(sender.Run)
+	d.background(func(ctx context.Context) { d.pruneEvents(ctx, webhook.Names(targets)) })
 	exposures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_watch_exposures_total",
 		Help: "Watched accounts reported in exposure events, by type (added, removed)."}, []string{"type"})
 	events := prometheus.NewCounter(prometheus.CounterOpts{Name: "breachd_watch_events_total", Help: "Exposure events written to the outbox."})
@@ -655,6 +660,24 @@ func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus
 		}
 	})
 	return nil
+}
+
+// pruneEvents deletes, every hour, the events older than the retention
+// period that every target has had.
+func (d *Daemon) pruneEvents(ctx context.Context, targets []string) {
+	retention := cmp.Or(d.cfg.Watch.Retention, 30*24*time.Hour)
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if _, err := d.watch.PruneEvents(ctx, time.Now().Add(-retention), targets); err != nil && ctx.Err() == nil {
+			d.log.Warn("pruning delivered events failed; retrying in an hour", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Watchlists returns a writer's watchlists (nil on a replica).

@@ -18,6 +18,7 @@ type Watchlists interface {
 	List(ctx context.Context) ([]breachd.Watchlist, error)
 	Delete(ctx context.Context, name string) error
 	EventsAfter(ctx context.Context, watchlist string, after uint64, limit int) ([]breachd.OutboxEvent, error)
+	PrunedUpto(ctx context.Context) (uint64, error)
 	Deliveries(ctx context.Context, endpoints []string) ([]breachd.Delivery, error)
 }
 
@@ -133,7 +134,8 @@ func (s *Service) DeleteWatchlist(ctx context.Context, name string) error {
 }
 
 // WatchEvents returns a page of watchlist name's events after cursor
-// ("" or "0": from the first).
+// ("": from the oldest kept). A cursor older than the events pruned
+// (watch.retention) is refused: events after it are gone.
 func (s *Service) WatchEvents(ctx context.Context, name, cursor string, size int) (EventPage, error) {
 	w, err := s.watchlists()
 	if err != nil {
@@ -147,6 +149,15 @@ func (s *Service) WatchEvents(ctx context.Context, name, cursor string, size int
 		if after, err = strconv.ParseUint(cursor, 10, 64); err != nil {
 			return EventPage{}, breachd.Errorf(breachd.ErrInvalidArgument, "cursor: %s is not a cursor: use the next_cursor of an earlier page, or none to start from the first event", breachd.Quote(cursor))
 		}
+	}
+	if pruned, err := w.PrunedUpto(ctx); err != nil {
+		return EventPage{}, err
+	} else if cursor == "" {
+		after = max(after, pruned) // from the oldest event kept
+	} else if after < pruned {
+		return EventPage{}, breachd.Errorf(breachd.ErrFailedPrecondition,
+			"events after cursor %d up to %d were pruned (older than watch.retention): sweep the watchlist's accounts with 'breachctl check' for what you missed, then go on from cursor %d",
+			after, pruned, pruned)
 	}
 	switch {
 	case size < 0:

@@ -49,7 +49,11 @@ const (
 	tagDead     = 'q'
 )
 
-var keyEventSeq = []byte("mevent_seq")
+var (
+	keyEventSeq = []byte("mevent_seq")
+	// keyPrunedUpto is the position of the newest event pruned.
+	keyPrunedUpto = []byte("mevents_pruned_upto")
+)
 
 func wlPrefix(tag byte, wl string) []byte {
 	return append([]byte{tag, byte(len(wl))}, wl...)
@@ -472,6 +476,16 @@ func parseOutbox(seq uint64, v []byte) (breachd.OutboxEvent, error) {
 	return breachd.OutboxEvent{Seq: seq, Watchlist: wl, ID: string(v[1 : 1+v[0]]), Body: slices.Clone(v[1+v[0]:])}, nil
 }
 
+// PrunedUpto returns the position of the newest event pruned (0: none).
+func (w *Watchlists) PrunedUpto(ctx context.Context) (uint64, error) {
+	var seq uint64
+	err := w.db.View(func(txn *badger.Txn) (err error) {
+		seq, err = getUint64(txn, keyPrunedUpto)
+		return err
+	})
+	return seq, classify("events", err)
+}
+
 // LastEvent returns the position of the newest event (0: none).
 func (w *Watchlists) LastEvent(ctx context.Context) (uint64, error) {
 	var seq uint64
@@ -648,4 +662,76 @@ func (w *Watchlists) deleteKeys(keys [][]byte) error {
 		}
 	}
 	return classify("delete", wb.Flush())
+}
+
+// PruneEvents deletes the events written before cutoff that every one of
+// endpoints has had (delivered or dead-lettered), oldest first, and
+// returns how many. Pull readers ('breachctl watch events') find only what
+// is left: events are kept for a retention period, not for ever.
+func (w *Watchlists) PruneEvents(ctx context.Context, cutoff time.Time, endpoints []string) (int, error) {
+	upto, err := w.LastEvent(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, ep := range endpoints {
+		c, err := w.Cursor(ctx, ep)
+		if err != nil {
+			return 0, err
+		}
+		upto = min(upto, c)
+	}
+	if err := w.acquire(); err != nil {
+		return 0, err
+	}
+	defer w.release()
+	var keys [][]byte
+	err = w.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagOutbox}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			seq := binary.BigEndian.Uint64(it.Item().Key()[1:])
+			if seq > upto {
+				return nil
+			}
+			var head struct {
+				Time time.Time `json:"time"`
+			}
+			var wl string
+			if err := it.Item().Value(func(v []byte) error {
+				e, err := parseOutbox(seq, v)
+				if err != nil {
+					return err
+				}
+				wl = e.Watchlist
+				return json.Unmarshal(e.Body, &head)
+			}); err != nil {
+				return err
+			}
+			if !head.Time.Before(cutoff) {
+				return nil // events are written in time order
+			}
+			keys = append(keys, it.Item().KeyCopy(nil), seqKey(tagWLIndex, wlPrefix(0, wl)[1:], seq))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, classify("prune events", err)
+	}
+	if len(keys) == 0 {
+		return 0, nil
+	}
+	if err := w.deleteKeys(keys); err != nil {
+		return 0, err
+	}
+	last := binary.BigEndian.Uint64(keys[len(keys)-2][1:])
+	err = w.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(keyPrunedUpto, binary.BigEndian.AppendUint64(nil, last))
+	})
+	if err != nil {
+		return 0, classify("prune events", err)
+	}
+	if len(keys) > 0 {
+		w.log.Info("events pruned", "events", len(keys)/2, "before", cutoff)
+	}
+	return len(keys) / 2, nil
 }

@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/service"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -170,5 +173,48 @@ func TestWatchEvents(t *testing.T) {
 	}
 	if wls, _ := w.List(ctx); len(wls) != 1 || wls[0].Name != "users" {
 		t.Fatalf("List = %+v", wls)
+	}
+}
+
+// TestPruneEvents: events are pruned only once every endpoint has had
+// them and they are older than the cutoff; a pull reader's cursor older
+// than what was pruned is refused with what to do, and one without a
+// cursor starts at the oldest event kept.
+func TestPruneEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	emails := open(t, store.EmailDir(dir), options(0))
+	defer emails.Close()
+	w := openWatch(t, store.WatchDir(dir), emails)
+	defer w.Close()
+	users := storetest.Digests("users", 3000)
+	w.Create(ctx, "users")
+	if _, err := w.Add(ctx, "users", storetest.Batches(users, 1000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	importAll(t, emails, storetest.Breach("Sega"), users, 1000) // three events
+	if st, err := w.Reconcile(ctx); err != nil || st.Events != 3 {
+		t.Fatalf("Reconcile = %+v, %v", st, err)
+	}
+	svc := service.New(emails)
+	svc.OpenWatchlists(w, []string{"a", "b"})
+	w.Advance(ctx, "a", 3, nil)
+	w.Advance(ctx, "b", 1, nil)
+	if n, err := w.PruneEvents(ctx, time.Now().Add(-time.Hour), []string{"a", "b"}); err != nil || n != 0 {
+		t.Fatalf("pruned %d events newer than the cutoff (%v)", n, err)
+	}
+	if n, err := w.PruneEvents(ctx, time.Now().Add(time.Hour), []string{"a", "b"}); err != nil || n != 1 {
+		t.Fatalf("pruned %d events, want the one both endpoints had (%v)", n, err)
+	}
+	if _, err := svc.WatchEvents(ctx, "users", "0", 10); !errors.Is(err, breachd.ErrFailedPrecondition) || !strings.Contains(err.Error(), "cursor 1") {
+		t.Fatalf("a cursor before what was pruned: %v", err)
+	}
+	page, err := svc.WatchEvents(ctx, "users", "", 10)
+	if err != nil || len(page.Events) != 2 || page.Events[0].Seq != 2 || page.Next != "3" {
+		t.Fatalf("from the oldest kept: %d events, next %s, %v", len(page.Events), page.Next, err)
+	}
+	if page, err := svc.WatchEvents(ctx, "users", "1", 10); err != nil || len(page.Events) != 2 {
+		t.Fatalf("from cursor 1: %d events, %v", len(page.Events), err)
 	}
 }

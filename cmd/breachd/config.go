@@ -114,8 +114,9 @@ type config struct {
 		IndexKeyFile string `yaml:"index_key_file" help:"index key file ('breachd keys index create'): the email corpus stores a keyed SHA-256 of each digest, never a digest; a keyed corpus needs it to open ('breachd rekey' keys an existing one)"`
 	} `yaml:"privacy"`
 	Watch struct {
-		Webhooks []webhookConfig `yaml:"webhooks" help:"endpoints that receive exposure events as Standard Webhooks (each with url and secret_file)"`
-		RetryFor duration        `yaml:"retry_for" help:"how long an event is retried at an endpoint before it is dead-lettered (listed by 'breachctl watch deliveries')"`
+		Webhooks  []webhookConfig `yaml:"webhooks" help:"endpoints that receive exposure events as Standard Webhooks (each with url and secret_file)"`
+		RetryFor  duration        `yaml:"retry_for" help:"how long an event is retried at an endpoint before it is dead-lettered (listed by 'breachctl watch deliveries')"`
+		Retention duration        `yaml:"retention" help:"how long exposure events are kept once every endpoint has had them; 'breachctl watch events' finds only those (a cursor older is refused)"`
 	} `yaml:"watch"`
 	Import struct {
 		IdleTimeout       duration `yaml:"idle_timeout" help:"end an import stream that sends nothing this long"`
@@ -282,6 +283,7 @@ func defaultConfig() config {
 	c.Replication.ObjectBucket, c.Replication.KVBucket, c.Replication.Replicas = natsrepl.DefaultObjectBucket, natsrepl.DefaultKVBucket, 1
 	c.Replication.MaxLag, c.Replication.MaxDeltas = duration(natsrepl.DefaultMaxLag), natsrepl.DefaultMaxDeltas
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
+	c.Watch.RetryFor, c.Watch.Retention = duration(24*time.Hour), duration(30*24*time.Hour)
 	c.Import.MaxPendingDigests = 4_000_000 // 128 MiB
 	c.Import.DiskReserve = store.DefaultOptions().DiskReserve
 	return c
@@ -595,6 +597,9 @@ func (c *config) validate() error {
 	}
 	if c.Watch.RetryFor < 0 {
 		return bad("watch.retry_for", c.Watch.RetryFor, "a positive duration")
+	}
+	if c.Watch.Retention < 0 {
+		return bad("watch.retention", c.Watch.Retention, "a positive duration")
 	}
 	so := c.storeOptions()
 	if _, err := quota.New(c.quotaLimits(), c.Quota.MaxStreams); err != nil {

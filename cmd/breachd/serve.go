@@ -76,7 +76,7 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	if d.Watch.Webhooks, err = c.webhooks(); err != nil {
 		return d, err
 	}
-	d.Watch.RetryFor = time.Duration(c.Watch.RetryFor)
+	d.Watch.RetryFor, d.Watch.Retention = time.Duration(c.Watch.RetryFor), time.Duration(c.Watch.Retention)
 	d.Replication.Publish, d.Replication.Follow, d.Replication.Advertise = c.Replication.Publish, c.Replication.Follow, c.Replication.Advertise
 	if url := c.Replication.Publish + c.Replication.Follow; url != "" {
 		o, err := c.natsOptions(url, log)
