@@ -170,50 +170,28 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		}()
 	}
 
-	// Stage 4: pair answers with rows, in order, and write the report.
-	var next func() (answer, error, bool)
-	if c.assess {
-		n, stop := iter.Pull2(assessed(ctx, cl, digests, c.at, 8*c.inFlight))
-		defer stop()
-		next = n
-	} else {
-		n, stop := iter.Pull2(cl.CheckDigests(ctx, digests))
-		defer stop()
-		next = func() (answer, error, bool) {
-			r, err, ok := n()
-			return answer{BulkResult: r}, err, ok
+	// Stage 4: pair answers with rows, in order, and write the report. The
+	// answers are ranged over (pushed), not pulled one by one: a pull is a
+	// coroutine switch a row. Each answer's row is in the queue already
+	// (a chunk reaches the writer's queue before its digests reach the
+	// stream); the rows without a digest before it are written on the way.
+	answers := func(yield func(answer, error) bool) {
+		for r, err := range cl.CheckDigests(ctx, digests) {
+			if !yield(answer{BulkResult: r}, err) {
+				return
+			}
 		}
+	}
+	if c.assess {
+		answers = assessed(ctx, cl, digests, c.at, 8*c.inFlight)
 	}
 	var version uint64
 	lastCheckpoint := time.Now()
 	var row outRow
-	for ch := range queue {
-		for i := range ch.rows {
-			r := &ch.rows[i]
-			row = outRow{line: r.Line, value: r.Value, reason: r.Reject}
-			if r.Reject == "" {
-				res, err, ok := next()
-				if !ok {
-					return fmt.Errorf("the daemon's answers ended early")
-				}
-				if err != nil {
-					return bulkError(err, c)
-				}
-				version = res.CorpusVersion
-				row.exposed, row.breaches = res.Exposed, res.BreachNames
-				row.decision, row.wouldBe, row.reasons = res.decision, res.wouldBe, res.reasons
-			}
-			tot.Rows++
-			switch {
-			case row.reason != "":
-				tot.Invalid++
-			case row.exposed:
-				tot.Exposed++
-			}
-			if !c.onlyExposed || row.exposed {
-				rw.row(out.w, &row)
-			}
-		}
+	var cur *chunk // the chunk being written, and its next row
+	next := 0
+	// endChunk records a written chunk's progress.
+	endChunk := func() error {
 		done.Store(tot.Rows)
 		exposed.Store(tot.Exposed)
 		if c.resume && time.Since(lastCheckpoint) > checkpointEvery {
@@ -222,16 +200,81 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 			}
 			lastCheckpoint = time.Now()
 		}
+		return nil
+	}
+	write := func(r *dump.Row, a *answer) {
+		row = outRow{line: r.Line, value: r.Value, reason: r.Reject}
+		if a != nil {
+			version = a.CorpusVersion
+			row.exposed, row.breaches = a.Exposed, a.BreachNames
+			row.decision, row.wouldBe, row.reasons = a.decision, a.wouldBe, a.reasons
+		}
+		tot.Rows++
+		switch {
+		case row.reason != "":
+			tot.Invalid++
+		case row.exposed:
+			tot.Exposed++
+		}
+		if !c.onlyExposed || row.exposed {
+			rw.row(out.w, &row)
+		}
+	}
+	// rowsUpTo writes the rows without a digest up to the next row with one
+	// and returns that row; nil when the queue ended first.
+	rowsUpTo := func() (*dump.Row, error) {
+		for {
+			if cur == nil || next == len(cur.rows) {
+				if cur != nil {
+					if err := endChunk(); err != nil {
+						return nil, err
+					}
+				}
+				var ok bool
+				if cur, ok = <-queue; !ok {
+					return nil, nil
+				}
+				next = 0
+			}
+			r := &cur.rows[next]
+			next++
+			if r.Reject == "" {
+				return r, nil
+			}
+			write(r, nil)
+		}
+	}
+	for a, err := range answers {
+		if err != nil {
+			return bulkError(err, c)
+		}
+		r, werr := rowsUpTo()
+		if werr != nil {
+			return werr
+		}
+		if r == nil {
+			return fmt.Errorf("the daemon answered more digests than were sent")
+		}
+		write(r, &a)
+	}
+	// The rows after the last answer can only be rows without a digest.
+	for {
+		r, err := rowsUpTo()
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			break
+		}
+		if ctx.Err() == nil {
+			return fmt.Errorf("the daemon's answers ended early")
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return bulkError(err, c)
 	}
 	if err := <-readErr; err != nil {
 		return fmt.Errorf("%s: %w", c.file, err)
-	}
-	// The last answers may still be pending only if something went wrong.
-	if _, err, ok := next(); ok && err != nil {
-		return bulkError(err, c)
 	}
 	if err := out.finish(); err != nil {
 		return err
