@@ -512,7 +512,7 @@ var errStopped = errors.New("caller stopped")
 type bulk struct {
 	c     *Client
 	next  func() ([]byte, bool) // the source's next batch, packed; pulled by one sender at a time
-	slots chan struct{}                 // one per batch in flight: bounds pending
+	slots chan struct{}         // one per batch in flight: bounds pending
 
 	mu      sync.Mutex // guards pending and drained
 	pending [][]byte   // batches sent and not yet answered, oldest first
