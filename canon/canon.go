@@ -55,6 +55,20 @@ func Email(raw string) (string, error) {
 
 // Digest returns the SHA-256 of the canonical form of raw.
 func Digest(raw string) (breachd.Digest, error) {
+	// The common case, a plain ASCII address, is lower-cased into a
+	// buffer on the stack and hashed there: no allocation.
+	if s := strings.TrimSpace(raw); isASCII(s) && asciiShape(s) {
+		var buf [maxLocal + 1 + maxDomain]byte
+		b := buf[:len(s)]
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b[i] = c
+		}
+		return sha256.Sum256(b), nil
+	}
 	c, err := Email(raw)
 	if err != nil {
 		return breachd.Digest{}, err
@@ -151,25 +165,34 @@ func isASCII(s string) bool {
 // IDNA machinery. It reports ok=false whenever it is not sure, and the caller
 // falls back to the general path; FuzzEmailFastPath checks both agree.
 func asciiFast(s string) (string, bool) {
+	if !asciiShape(s) {
+		return "", false
+	}
+	return lowerASCII(s), true
+}
+
+// asciiShape reports whether s, ASCII and trimmed, is an address whose
+// canonical form is s lower-cased (asciiFast).
+func asciiShape(s string) bool {
 	at := -1
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c <= ' ' || c == 0x7f || c == ',' {
-			return "", false
+			return false
 		}
 		if c == '@' {
 			if at >= 0 {
-				return "", false
+				return false
 			}
 			at = i
 		}
 	}
 	if at <= 0 || at > maxLocal || at == len(s)-1 {
-		return "", false
+		return false
 	}
 	domain := s[at+1:]
 	if len(domain) > maxDomain || domain[len(domain)-1] == '.' {
-		return "", false
+		return false
 	}
 	// Validate LDH labels: 1-63 of [a-z0-9-], no leading or trailing hyphen,
 	// no hyphens in positions 3-4 (which also excludes "xn--" punycode).
@@ -178,24 +201,21 @@ func asciiFast(s string) (string, bool) {
 		if i < len(domain) && domain[i] != '.' {
 			c := domain[i] | 0x20
 			if !(c >= 'a' && c <= 'z' || domain[i] >= '0' && domain[i] <= '9' || domain[i] == '-') {
-				return "", false
+				return false
 			}
 			continue
 		}
 		label := domain[start:i]
 		if n := len(label); n == 0 || n > 63 || label[0] == '-' || label[n-1] == '-' ||
 			(n >= 4 && label[2] == '-' && label[3] == '-') {
-			return "", false
+			return false
 		}
 		if i < len(domain) {
 			dots++
 		}
 		start = i + 1
 	}
-	if dots == 0 {
-		return "", false
-	}
-	return lowerASCII(s), true
+	return dots > 0
 }
 
 func lowerASCII(s string) string {

@@ -95,8 +95,8 @@ func FuzzEmail(f *testing.F) {
 	})
 }
 
-// FuzzEmailFastPath checks that the ASCII fast path agrees with the general
-// IDNA path it shortcuts, for every input.
+// FuzzEmailFastPath checks that the ASCII fast paths (Email's, and
+// Digest's) agree with the general IDNA path they shortcut, for every input.
 func FuzzEmailFastPath(f *testing.F) {
 	for _, s := range []string{"a@b.c", "A-1@x-y.example", "a@b--c.com", "a@xn--bcher-kva.example", "a@1.2", "a@b.c-", "_@a.b"} {
 		f.Add(s)
@@ -106,6 +106,11 @@ func FuzzEmailFastPath(f *testing.F) {
 		slow, slowErr := canon.EmailGeneral(s)
 		if fast != slow || (fastErr == nil) != (slowErr == nil) {
 			t.Fatalf("Email(%q) = %q, %v; general path = %q, %v", s, fast, fastErr, slow, slowErr)
+		}
+		// Digest's own fast path (no allocation) hashes the same form.
+		d, err := canon.Digest(s)
+		if (err == nil) != (fastErr == nil) || (err == nil && d != canon.Sum(fast)) {
+			t.Fatalf("Digest(%q) = %x, %v; Sum(Email) = %x, %v", s, d, err, canon.Sum(fast), fastErr)
 		}
 	})
 }
