@@ -35,7 +35,8 @@ type Event struct {
 }
 
 // EventData is an event's data: the breach, the email corpus version at
-// which it was computed, and the accounts (hex SHA-256 digests, ascending).
+// which it was computed, and the accounts (hex SHA-256 digests of canonical
+// addresses).
 type EventData struct {
 	Breach        string   `json:"breach"`
 	CorpusVersion uint64   `json:"corpus_version"`

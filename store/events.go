@@ -173,7 +173,20 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 	}
 	// Removed first: each transaction reports whole events and deletes
 	// their records, so what is left after a crash batches the same way.
-	evs := append(w.events(removed, breachd.EventExposureRemoved, ecat.version, now), w.events(added, breachd.EventExposureAdded, ecat.version, now)...)
+	var evs []pendingEvent
+	err = w.db.View(func(txn *badger.Txn) error {
+		name := func(k []byte) ([]byte, error) { return w.account(txn, k) }
+		rm, err := w.events(removed, breachd.EventExposureRemoved, ecat.version, now, name)
+		if err != nil {
+			return err
+		}
+		add, err := w.events(added, breachd.EventExposureAdded, ecat.version, now, name)
+		evs = append(rm, add...)
+		return err
+	})
+	if err != nil {
+		return st, classify("reconcile", err)
+	}
 	if err := w.writeEvents(ctx, evs); err != nil {
 		return st, err
 	}
@@ -360,8 +373,9 @@ type pendingEvent struct {
 	breach string
 }
 
-// events cuts groups into events of at most breachd.MaxEventAccounts.
-func (w *Watchlists) events(groups []group, typ string, version uint64, now time.Time) []pendingEvent {
+// events cuts groups into events of at most breachd.MaxEventAccounts,
+// naming each account by name (its digest, from the watch row's key).
+func (w *Watchlists) events(groups []group, typ string, version uint64, now time.Time, name func([]byte) ([]byte, error)) ([]pendingEvent, error) {
 	var out []pendingEvent
 	for _, g := range groups {
 		for part := range slices.Chunk(g.accounts, breachd.MaxEventAccounts) {
@@ -372,7 +386,11 @@ func (w *Watchlists) events(groups []group, typ string, version uint64, now time
 				Data: breachd.EventData{Breach: g.breach, CorpusVersion: version, Accounts: make([]string, len(part))}}
 			pe := pendingEvent{wl: g.wl, id: ev.ID, breach: g.breach}
 			for i, d := range part {
-				ev.Data.Accounts[i] = hex.EncodeToString(d)
+				a, err := name(d)
+				if err != nil {
+					return nil, err
+				}
+				ev.Data.Accounts[i] = hex.EncodeToString(a)
 				k := exposureKey(g.wl, d, g.seg)
 				if typ == breachd.EventExposureAdded {
 					pe.set = append(pe.set, k)
@@ -384,7 +402,7 @@ func (w *Watchlists) events(groups []group, typ string, version uint64, now time
 			out = append(out, pe)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // writeEvents appends evs to the outbox, with their exposure records,

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -52,6 +54,7 @@ type IndexKey struct {
 	id    string
 	state []byte    // SHA-256's state after the key's block (encoding.BinaryMarshaler)
 	hs    sync.Pool // hash.Hash: SHA-256
+	seal  cipher.AEAD
 }
 
 func newIndexKey(secret []byte) (*IndexKey, error) {
@@ -67,6 +70,14 @@ func newIndexKey(secret []byte) (*IndexKey, error) {
 	}
 	k := &IndexKey{state: state}
 	k.hs.New = func() any { return sha256.New() }
+	sk := sha256.Sum256(append([]byte("breachd watchlist seal v1\x00"), secret...))
+	aesBlock, err := aes.NewCipher(sk[:])
+	if err != nil {
+		return nil, err
+	}
+	if k.seal, err = cipher.NewGCM(aesBlock); err != nil {
+		return nil, err
+	}
 	id := hmac.New(sha256.New, secret)
 	id.Write([]byte("breachd index key id v1"))
 	k.id = hex.EncodeToString(id.Sum(nil)[:8])
@@ -94,6 +105,30 @@ func (k *IndexKey) Key(d breachd.Digest) breachd.Digest {
 	h.Sum(out[:0])
 	k.hs.Put(h)
 	return out
+}
+
+// sealDigest encrypts d under the key (AES-256-GCM, a random nonce first),
+// for a keyed corpus that must still name an account (a watchlist's
+// events).
+func (k *IndexKey) sealDigest(d []byte) []byte {
+	nonce := make([]byte, k.seal.NonceSize(), k.seal.NonceSize()+len(d)+k.seal.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return k.seal.Seal(nonce, nonce, d, nil)
+}
+
+// openDigest decrypts what sealDigest made.
+func (k *IndexKey) openDigest(v []byte) ([]byte, error) {
+	n := k.seal.NonceSize()
+	if len(v) < n {
+		return nil, fmt.Errorf("%w: a sealed digest of %d bytes", ErrCorrupt, len(v))
+	}
+	d, err := k.seal.Open(nil, v[:n], v[n:], nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: a sealed digest does not open with the index key", ErrCorrupt)
+	}
+	return d, nil
 }
 
 // keyPacked appends the keyed forms of the digests packed back to back in

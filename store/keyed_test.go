@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -198,4 +199,66 @@ func TestCrashRekey(t *testing.T) {
 		s.Close()
 		t.Logf("killed at %s: the corpus was %s", point, map[bool]string{true: "keyed", false: "plain"}[keyed])
 	}
+}
+
+// TestKeyedWatchlists: on a keyed corpus, watchlists are keyed too (the
+// diff meets the keyed rows), their events still name each account by its
+// digest, and the watch corpus holds no 8-byte window of a watched
+// account's digest outside the outbox's events.
+func TestKeyedWatchlists(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	data := t.TempDir()
+	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emails, err := openKeyed(t, store.EmailDir(data), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emails.Close()
+	w := openWatch(t, store.WatchDir(data), emails)
+	users := storetest.Digests("users", 3000)
+	if _, err := w.Create(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Add(ctx, "users", storetest.Batches(users, 1000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	// Closed for the search: an open Badger's value log is a large
+	// preallocated file.
+	w.Close()
+	if files := findWindows(t, store.WatchDir(data), windows(users)); len(files) > 0 {
+		t.Fatalf("a keyed watchlist holds windows of its digests in %v", files)
+	}
+	w = openWatch(t, store.WatchDir(data), emails)
+	importAll(t, emails, storetest.Breach("Sega"), append(storetest.Digests("others", 5000), users[:1500]...), 1000)
+	if st, err := w.Reconcile(ctx); err != nil || st.Added != 1500 {
+		t.Fatalf("Reconcile = %+v, %v", st, err)
+	}
+	got, _, _ := exposures(t, w, 0)
+	for _, accounts := range got {
+		slices.Sort(accounts) // in the keyed order
+	}
+	if !slices.Equal(got[breachd.EventExposureAdded+" users Sega"], hexes(users[:1500])) {
+		t.Fatalf("added: %d accounts, not the 1,500 watched in Sega by their digests", len(got[breachd.EventExposureAdded+" users Sega"]))
+	}
+	if n, err := w.Remove(ctx, "users", storetest.Batches(users[:500], 500, nil)); err != nil || n != 500 {
+		t.Fatalf("Remove = %d, %v", n, err)
+	}
+	if _, _, err := emails.DeleteBreach(ctx, "Sega"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ = exposures(t, w, 0)
+	for _, accounts := range got {
+		slices.Sort(accounts)
+	}
+	if !slices.Equal(got[breachd.EventExposureRemoved+" users Sega"], hexes(users[500:1500])) {
+		t.Fatalf("removed: %d accounts, want the 1,000 still watched", len(got[breachd.EventExposureRemoved+" users Sega"]))
+	}
+	w.Close()
 }

@@ -51,7 +51,7 @@ func Rekey(ctx context.Context, dataDir string, key *IndexKey, opts Options) (Re
 	}
 	if n, err := watchlistCount(dataDir, opts); err != nil || n > 0 {
 		if err == nil {
-			err = breachd.Errorf(breachd.ErrFailedPrecondition, "%s holds %d watchlists, which cannot follow a keyed index yet: delete them (breachctl watch delete) before rekeying", dataDir, n)
+			err = breachd.Errorf(breachd.ErrFailedPrecondition, "%s holds %d watchlists of plain digests, which rekey does not convert: delete them (breachctl watch delete), rekey, and create them again (they are keyed from then on)", dataDir, n)
 		}
 		return RekeyStats{}, err
 	}

@@ -61,11 +61,6 @@ func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist
 	if err := b.Validate(); err != nil {
 		return breachd.Watchlist{}, err
 	}
-	if w.emails.Keyed() {
-		// Its rows would have to be keyed too, and its events could then
-		// not name the accounts: not built yet.
-		return breachd.Watchlist{}, breachd.Errorf(breachd.ErrFailedPrecondition, "watchlists cannot follow a keyed index yet (privacy.index_key_file is set)")
-	}
 	done, err := w.takeImportToken(ctx, "creation of watchlist "+name)
 	if err != nil {
 		return breachd.Watchlist{}, err
@@ -152,12 +147,28 @@ func (w *Watchlists) Add(ctx context.Context, name string, batches iter.Seq2[[]b
 	if e == nil {
 		return 0, unknownWatchlist(name)
 	}
+	key := w.emails.opts.IndexKey
 	_, err := w.importBreach(ctx, e.Breach, 0, func(yield func(input, error) bool) {
 		var in input
 		for ds, err := range batches {
 			in.keys = in.keys[:0]
-			for i := range ds {
-				in.keys = append(in.keys, ds[i][:]...)
+			if key != nil && err == nil {
+				// Keyed as the email corpus is, so that the diff meets
+				// them; each with its digest sealed under the key, so that
+				// events can name it. The seals go first: one whose row
+				// never commits names nothing.
+				if err = w.sealAll(key, ds); err != nil {
+					yield(in, err)
+					return
+				}
+				for i := range ds {
+					kd := key.Key(ds[i])
+					in.keys = append(in.keys, kd[:]...)
+				}
+			} else {
+				for i := range ds {
+					in.keys = append(in.keys, ds[i][:]...)
+				}
 			}
 			if !yield(in, err) || err != nil {
 				return
@@ -172,6 +183,43 @@ func (w *Watchlists) Add(ctx context.Context, name string, batches iter.Seq2[[]b
 		return 0, unknownWatchlist(name)
 	}
 	return uint64(max(0, after.AccountCount-e.AccountCount)), nil
+}
+
+// tagSealed holds, on a keyed corpus's watchlists, each account's digest
+// sealed under the index key, by its keyed form: 'k' keyed(32) -> sealed.
+const tagSealed = 'k'
+
+func sealedKey(keyed []byte) []byte { return append([]byte{tagSealed}, keyed...) }
+
+// sealAll records the sealed digests of ds.
+func (w *Watchlists) sealAll(key *IndexKey, ds []breachd.Digest) error {
+	wb := w.db.NewWriteBatch()
+	defer wb.Cancel()
+	for i := range ds {
+		kd := key.Key(ds[i])
+		if err := wb.Set(sealedKey(kd[:]), key.sealDigest(ds[i][:])); err != nil {
+			return classify("watchlist", err)
+		}
+	}
+	return classify("watchlist", wb.Flush())
+}
+
+// account returns the digest events name for a watch row's key: the key
+// itself, or on a keyed corpus the digest sealed for it.
+func (w *Watchlists) account(txn *badger.Txn, k []byte) ([]byte, error) {
+	key := w.emails.opts.IndexKey
+	if key == nil {
+		return k, nil
+	}
+	item, err := txn.Get(sealedKey(k))
+	if err != nil {
+		return nil, fmt.Errorf("%w: a watched account without its sealed digest: %v", ErrCorrupt, err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, err
+	}
+	return key.openDigest(v)
 }
 
 // Remove takes the digests batches yields off watchlist name, one batch
@@ -224,8 +272,13 @@ func (w *Watchlists) forget(ctx context.Context, name string, ds []breachd.Diges
 	err = w.db.Update(func(txn *badger.Txn) error {
 		n := w.kind.entrySize()
 		key := make([]byte, 0, 1+breachd.DigestSize)
+		ik := w.emails.opts.IndexKey
 		for i := range ds {
-			key = w.kind.rowKey(key[:0], ds[i][:])
+			d := ds[i]
+			if ik != nil {
+				d = ik.Key(d)
+			}
+			key = w.kind.rowKey(key[:0], d[:])
 			item, err := txn.Get(key)
 			if err == badger.ErrKeyNotFound {
 				continue
@@ -247,7 +300,7 @@ func (w *Watchlists) forget(ctx context.Context, name string, ds []breachd.Diges
 				continue
 			}
 			removed++
-			if err := dropExposures(txn, name, ds[i]); err != nil {
+			if err := dropExposures(txn, name, d); err != nil {
 				return err
 			}
 			if len(kept) == 0 {
