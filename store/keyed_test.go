@@ -65,8 +65,8 @@ func TestKeyedIndex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	data := t.TempDir()
-	known := storetest.Digests("sega", 3000)
-	unknown := storetest.Digests("nobody", 3000)
+	known := storetest.Digests("sega", 1500)
+	unknown := storetest.Digests("nobody", 1500)
 	s := open(t, store.EmailDir(data), options(0))
 	importAll(t, s, storetest.Breach("Sega"), known, 1000)
 	importAll(t, s, storetest.Breach("Old"), known[:100], 100)
@@ -81,7 +81,7 @@ func TestKeyedIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := store.Rekey(ctx, data, key, options(0))
-	if err != nil || st.Rows != 3000 {
+	if err != nil || st.Rows != 1500 {
 		t.Fatalf("Rekey = %+v, %v", st, err)
 	}
 	if files := findWindows(t, data, ws); len(files) > 0 {
@@ -105,7 +105,7 @@ func TestKeyedIndex(t *testing.T) {
 	wantBreaches(t, s, known[100:], "Sega")
 	wantBreaches(t, s, unknown)
 	var packed []byte
-	for _, d := range append(known[2990:], unknown[:10]...) {
+	for _, d := range append(known[1490:], unknown[:10]...) {
 		packed = append(packed, d[:]...)
 	}
 	var hits []int

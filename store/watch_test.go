@@ -104,9 +104,9 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("reconcile before any new import: %+v, %v (Old predates the watchlists)", st, err)
 	}
 
-	// Sega: 1,500 of users (all of them staff too) among 8,000 others:
+	// Sega: 1,500 of users (all of them staff too) among 3,000 others:
 	// two events of at most 1,000 accounts for each watchlist.
-	sega := append(storetest.Digests("others", 8000), users[1000:2500]...)
+	sega := append(storetest.Digests("others", 3000), users[1000:2500]...)
 	importAll(t, emails, storetest.Breach("Sega"), sega, 2000)
 	st, err = w.Reconcile(ctx)
 	if err != nil {
