@@ -29,10 +29,11 @@ import (
 //	'i' len(wl) wl seq(8)               -> (empty): wl's events, for paging
 //	'c' endpoint                        -> seq(8): the last event an endpoint has had
 //	'q' len(endpoint)(2) endpoint seq(8) -> DeadLetter (JSON)
+//	'k' keyed(32)                       -> sealed digest (a keyed corpus's watchlists: watch.go)
 //
 // A committed email segment with no 'd' mark is new: the accounts of its
-// rows that are on a watchlist (a merge of the two corpora's sorted keys)
-// become "added" events and 'x' records, and the mark is written last. An
+// rows that are on a watchlist (diff: its rows against the watch corpus's
+// filter, then its rows) become "added" events and 'x' records, and the mark is written last. An
 // 'x' record whose segment is no longer committed (its breach deleted)
 // becomes a "removed" event, deleted in the same transaction. So a crash
 // at any point loses no event: the next Reconcile (the daemon runs one at
