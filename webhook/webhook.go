@@ -238,7 +238,13 @@ func (s *Sender) deliver(ctx context.Context, t Target, name string, e breachd.O
 				return false
 			}
 			log.Warn("recording a delivery failed; retrying", "err", aerr)
-			time.Sleep(time.Second)
+			t := time.NewTimer(time.Second)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false
+			case <-t.C:
+			}
 		}
 	}
 }
