@@ -624,13 +624,14 @@ func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus
 	events := prometheus.NewCounter(prometheus.CounterOpts{Name: "breachd_watch_events_total", Help: "Exposure events written to the outbox."})
 	reg.MustRegister(exposures, events)
 	kick := make(chan struct{}, 1)
-	kick <- struct{}{} // at start
-	d.onCommit = append(d.onCommit, func() {
+	reconcile := func() {
 		select {
 		case kick <- struct{}{}:
 		default:
 		}
-	})
+	}
+	reconcile() // at start
+	d.onCommit = append(d.onCommit, reconcile)
 	d.background(func(ctx context.Context) {
 		for {
 			select {
@@ -642,12 +643,7 @@ func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error("computing exposure events failed; retrying at the next commit or in a minute", "err", err)
-					time.AfterFunc(time.Minute, func() {
-						select {
-						case kick <- struct{}{}:
-						default:
-						}
-					})
+					time.AfterFunc(time.Minute, reconcile)
 				}
 				continue
 			}

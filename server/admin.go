@@ -40,12 +40,9 @@ func (s *AdminServer) ImportBreach(stream breachdv1.AdminService_ImportBreachSer
 	batches := importBatches(s, stream, msg, "digests", "breach "+b.Name, func(req *breachdv1.ImportBreachRequest) (part[breachd.Digest], error) {
 		switch p := req.GetPart().(type) {
 		case *breachdv1.ImportBreachRequest_EmailSha256:
-			if err := breachd.ValidateBatch(p.EmailSha256); err != nil {
-				return part[breachd.Digest]{}, inField(msg+".email_sha256", err)
-			}
-			batch = batch[:0]
-			for d := range slices.Chunk(p.EmailSha256, breachd.DigestSize) {
-				batch = append(batch, breachd.Digest(d))
+			var err error
+			if batch, err = digestBatch(msg, p.EmailSha256, batch); err != nil {
+				return part[breachd.Digest]{}, err
 			}
 			return part[breachd.Digest]{items: batch}, nil
 		case *breachdv1.ImportBreachRequest_Commit:
@@ -64,6 +61,19 @@ func (s *AdminServer) ImportBreach(stream breachdv1.AdminService_ImportBreachSer
 		Name: st.Breach, Received: st.Received, Duplicates: st.Duplicates,
 		NewAccounts: st.NewAccounts, KnownAccounts: st.KnownAccounts, CorpusVersion: st.Version,
 	})
+}
+
+// digestBatch checks the field email_sha256 of msg and decodes it into
+// batch, reused.
+func digestBatch(msg string, packed []byte, batch []breachd.Digest) ([]breachd.Digest, error) {
+	if err := breachd.ValidateBatch(packed); err != nil {
+		return batch, inField(msg+".email_sha256", err)
+	}
+	batch = batch[:0]
+	for d := range slices.Chunk(packed, breachd.DigestSize) {
+		batch = append(batch, breachd.Digest(d))
+	}
+	return batch, nil
 }
 
 // DeleteBreach removes a breach from the corpus.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"iter"
-	"slices"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -66,12 +65,9 @@ func (s *WatchServer) change(stream changeStream, method string, use func(contex
 	batches := importBatches(s.streams, stream, msg, "digests", "watchlist "+name.Name, func(req *breachdv1.WatchlistChangeRequest) (part[breachd.Digest], error) {
 		switch p := req.GetPart().(type) {
 		case *breachdv1.WatchlistChangeRequest_EmailSha256:
-			if err := breachd.ValidateBatch(p.EmailSha256); err != nil {
-				return part[breachd.Digest]{}, inField(msg+".email_sha256", err)
-			}
-			batch = batch[:0]
-			for d := range slices.Chunk(p.EmailSha256, breachd.DigestSize) {
-				batch = append(batch, breachd.Digest(d))
+			var err error
+			if batch, err = digestBatch(msg, p.EmailSha256, batch); err != nil {
+				return part[breachd.Digest]{}, err
 			}
 			received += uint64(len(batch))
 			return part[breachd.Digest]{items: batch}, nil

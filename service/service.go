@@ -245,7 +245,7 @@ func parseToken(tok string) (string, error) {
 
 // GetBreach returns one catalogue entry and the corpus version.
 func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error) {
-	if err := validName(name); err != nil {
+	if err := validName(name, "breach"); err != nil {
 		return nil, 0, err
 	}
 	st, err := s.corpus()
@@ -255,13 +255,15 @@ func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogE
 	return st.Breach(ctx, name)
 }
 
-func validName(name string) error {
+// validName checks the name of a noun (a breach, a watchlist: the same
+// rule).
+func validName(name, noun string) error {
 	if name == "" {
-		return breachd.Errorf(breachd.ErrInvalidArgument, "name: empty, want a breach name")
+		return breachd.Errorf(breachd.ErrInvalidArgument, "name: empty, want a %s name", noun)
 	}
 	if breachd.ValidateName(name) != nil {
-		return breachd.Errorf(breachd.ErrInvalidArgument, "name: %s is not a breach name: want 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
-			breachd.Quote(name), breachd.MaxNameLen)
+		return breachd.Errorf(breachd.ErrInvalidArgument, "name: %s is not a %s name: want 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
+			breachd.Quote(name), noun, breachd.MaxNameLen)
 	}
 	return nil
 }
@@ -269,7 +271,7 @@ func validName(name string) error {
 // DeleteBreach removes breach name from every answer at once; accounts no
 // other breach holds are deleted. It returns how many, and the new version.
 func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error) {
-	if err := validName(name); err != nil {
+	if err := validName(name, "breach"); err != nil {
 		return 0, 0, err
 	}
 	st, err := s.writable()

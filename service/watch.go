@@ -48,6 +48,15 @@ type EventPage struct {
 	Next   string
 }
 
+// named returns the watchlists for a call about watchlist name, checked.
+func (s *Service) named(name string) (Watchlists, error) {
+	w, err := s.watchlists()
+	if err != nil {
+		return nil, err
+	}
+	return w, validName(name, "watchlist")
+}
+
 // watchlists returns the watchlists for a call, refused on a replica
 // (only the writer computes and delivers events) or without them.
 func (s *Service) watchlists() (Watchlists, error) {
@@ -61,22 +70,11 @@ func (s *Service) watchlists() (Watchlists, error) {
 	return wt.w, nil
 }
 
-func validWatchlist(name string) error {
-	if breachd.ValidateName(name) != nil {
-		return breachd.Errorf(breachd.ErrInvalidArgument, "name: %s is not a watchlist name: want 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit",
-			breachd.Quote(name), breachd.MaxNameLen)
-	}
-	return nil
-}
-
 // CreateWatchlist makes an empty watchlist, which sees the imports
 // committed from now on.
 func (s *Service) CreateWatchlist(ctx context.Context, name string) (breachd.Watchlist, error) {
-	w, err := s.watchlists()
+	w, err := s.named(name)
 	if err != nil {
-		return breachd.Watchlist{}, err
-	}
-	if err := validWatchlist(name); err != nil {
 		return breachd.Watchlist{}, err
 	}
 	return w.Create(ctx, name)
@@ -86,11 +84,8 @@ func (s *Service) CreateWatchlist(ctx context.Context, name string) (breachd.Wat
 // watchlist, all at once when batches ends without an error; it returns
 // how many were not on it.
 func (s *Service) AddToWatchlist(ctx context.Context, name string, batches iter.Seq2[[]breachd.Digest, error]) (uint64, error) {
-	w, err := s.watchlists()
+	w, err := s.named(name)
 	if err != nil {
-		return 0, err
-	}
-	if err := validWatchlist(name); err != nil {
 		return 0, err
 	}
 	return w.Add(ctx, name, checked(batches, "digests", "watchlist "+name, true))
@@ -99,11 +94,8 @@ func (s *Service) AddToWatchlist(ctx context.Context, name string, batches iter.
 // RemoveFromWatchlist takes batches of digests off a watchlist; it
 // returns how many were on it.
 func (s *Service) RemoveFromWatchlist(ctx context.Context, name string, batches iter.Seq2[[]breachd.Digest, error]) (uint64, error) {
-	w, err := s.watchlists()
+	w, err := s.named(name)
 	if err != nil {
-		return 0, err
-	}
-	if err := validWatchlist(name); err != nil {
 		return 0, err
 	}
 	if _, err := w.Watchlist(ctx, name); err != nil {
@@ -123,11 +115,8 @@ func (s *Service) ListWatchlists(ctx context.Context) ([]breachd.Watchlist, erro
 
 // DeleteWatchlist removes a watchlist; its events stay in the outbox.
 func (s *Service) DeleteWatchlist(ctx context.Context, name string) error {
-	w, err := s.watchlists()
+	w, err := s.named(name)
 	if err != nil {
-		return err
-	}
-	if err := validWatchlist(name); err != nil {
 		return err
 	}
 	return w.Delete(ctx, name)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,7 +349,12 @@ func (c *corpus) snapshot(cat *catalog) *badger.Txn {
 
 // scan calls fn for every key and value under a one-byte keyspace tag.
 func scan(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte{tag}})
+	return scanPrefix(txn, []byte{tag}, fn)
+}
+
+// scanPrefix calls fn for every key and value under prefix.
+func scanPrefix(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: prefix})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
@@ -357,6 +363,26 @@ func scan(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
 		}
 	}
 	return nil
+}
+
+// keysUnder returns copies of the keys under prefix.
+func keysUnder(txn *badger.Txn, prefix []byte) ([][]byte, error) {
+	var keys [][]byte
+	err := scanPrefix(txn, prefix, func(k, _ []byte) error {
+		keys = append(keys, slices.Clone(k))
+		return nil
+	})
+	return keys, err
+}
+
+// readUint64 reads the big-endian uint64 at key (0: none), for op's errors.
+func (c *corpus) readUint64(key []byte, op string) (uint64, error) {
+	var n uint64
+	err := c.db.View(func(txn *badger.Txn) (err error) {
+		n, err = getUint64(txn, key)
+		return err
+	})
+	return n, classify(op, err)
 }
 
 // loadOrRebuildFilter uses the saved filter when it was saved at the corpus

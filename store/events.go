@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -68,13 +69,19 @@ func seqKey(tag byte, prefix []byte, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte{tag}, prefix...), seq)
 }
 
+func outboxKey(seq uint64) []byte { return seqKey(tagOutbox, nil, seq) }
+
+func wlIndexKey(wl string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(wlPrefix(tagWLIndex, wl), seq)
+}
+
+func diffedKey(seg uint32) []byte { return binary.BigEndian.AppendUint32([]byte{tagDiffed}, seg) }
+
 // ReconcileStats counts what a Reconcile wrote.
 type ReconcileStats struct {
-	Segments        int    // email segments diffed
-	Added, Removed  uint64 // exposures
-	Events          int
-	CorpusVersion   uint64 // the email corpus version it reconciled with
-	DurationSeconds float64
+	Segments       int    // email segments diffed
+	Added, Removed uint64 // exposures
+	Events         int
 }
 
 // groupKey names one event series: a watchlist, a breach, a segment of it.
@@ -87,6 +94,37 @@ type groupKey struct {
 type group struct {
 	groupKey
 	accounts [][]byte // digests, ascending
+}
+
+// groups collects accounts by event series.
+type groups struct {
+	by    map[groupKey]*group
+	order []*group
+}
+
+func (gs *groups) add(k groupKey, d []byte) {
+	if gs.by == nil {
+		gs.by = map[groupKey]*group{}
+	}
+	g := gs.by[k]
+	if g == nil {
+		g = &group{groupKey: k}
+		gs.by[k] = g
+		gs.order = append(gs.order, g)
+	}
+	g.accounts = append(g.accounts, d)
+}
+
+// sorted returns the series ordered by watchlist, breach and segment.
+func (gs *groups) sorted() []group {
+	slices.SortFunc(gs.order, func(a, b *group) int {
+		return cmp.Or(strings.Compare(a.wl, b.wl), strings.Compare(a.breach, b.breach), cmp.Compare(a.seg, b.seg))
+	})
+	out := make([]group, len(gs.order))
+	for i, g := range gs.order {
+		out[i] = *g
+	}
+	return out
 }
 
 // Reconcile writes the exposure events that the email corpus's committed
@@ -113,11 +151,10 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 	}
 	defer emails.release()
 	ecat, wcat := emails.cat.Load(), w.cat.Load()
-	st := ReconcileStats{CorpusVersion: ecat.version}
+	var st ReconcileStats
 	marks := map[uint32]string{}
 	var orphans [][]byte // exposure keys of deleted watchlists
-	byGroup := map[groupKey]*group{}
-	var removedOrder []*group
+	var gone groups      // exposures whose segment is no longer committed
 	err := w.db.View(func(txn *badger.Txn) error {
 		if err := scan(txn, tagDiffed, func(k, v []byte) error {
 			marks[binary.BigEndian.Uint32(k[1:])] = string(v)
@@ -137,14 +174,7 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 				orphans = append(orphans, slices.Clone(k)) // a deleted watchlist's: dropped, not reported
 				return nil
 			}
-			gk := groupKey{wl: wl, breach: string(v), seg: seg}
-			g := byGroup[gk]
-			if g == nil {
-				g = &group{groupKey: gk}
-				byGroup[gk] = g
-				removedOrder = append(removedOrder, g)
-			}
-			g.accounts = append(g.accounts, slices.Clone(d))
+			gone.add(groupKey{wl: wl, breach: string(v), seg: seg}, slices.Clone(d))
 			return nil
 		})
 	})
@@ -157,7 +187,7 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 			fresh[seg] = name
 		}
 	}
-	removed := sortGroups(removedOrder)
+	removed := gone.sorted()
 	var added []group
 	if len(fresh) > 0 && len(wcat.byName) > 0 {
 		var err error
@@ -197,13 +227,13 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 	}
 	err = w.db.Update(func(txn *badger.Txn) error {
 		for seg, name := range fresh {
-			if err := txn.Set(binary.BigEndian.AppendUint32([]byte{tagDiffed}, seg), []byte(name)); err != nil {
+			if err := txn.Set(diffedKey(seg), []byte(name)); err != nil {
 				return err
 			}
 		}
 		for seg, name := range marks {
 			if ecat.segNames[seg] != name {
-				if err := txn.Delete(binary.BigEndian.AppendUint32([]byte{tagDiffed}, seg)); err != nil {
+				if err := txn.Delete(diffedKey(seg)); err != nil {
 					return err
 				}
 			}
@@ -218,7 +248,6 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 	}
 	w.reach("reconcile-done")
 	st.Segments = len(fresh)
-	st.DurationSeconds = time.Since(start).Seconds()
 	if st.Events > 0 || st.Segments > 0 {
 		w.log.Info("exposures reconciled", "segments", st.Segments, "added", st.Added, "removed", st.Removed,
 			"events", st.Events, "corpus_version", ecat.version, "duration", time.Since(start))
@@ -254,11 +283,9 @@ func (w *Watchlists) diff(ctx context.Context, emails *Store, ecat, wcat *catalo
 	wf := w.filter.Load()
 	ei := etxn.NewIterator(badger.IteratorOptions{Prefix: []byte{emails.kind.tag}, SinceTs: since})
 	defer ei.Close()
-	groups := map[groupKey]*group{}
-	var order []*group
+	var found groups
 	var segs []uint32
 	var wls []*breachd.CatalogEntry
-	var key []byte
 	p := emails.pacer()
 	steps := 0
 	for ei.Rewind(); ei.Valid(); ei.Next() {
@@ -291,53 +318,24 @@ func (w *Watchlists) diff(ctx context.Context, emails *Store, ecat, wcat *catalo
 		if len(segs) == 0 {
 			continue
 		}
-		key = w.kind.rowKey(key[:0], ek[1:])
-		item, err := wtxn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			continue // the filter's false positive, or taken off
-		}
-		if err != nil {
-			return nil, classify("reconcile", err)
-		}
-		if err := item.Value(func(v []byte) error {
+		on, err := w.get(wtxn, ek[1:], func(v []byte) (err error) {
 			wls, err = wcat.resolve(wls[:0], v)
 			return err
-		}); err != nil {
+		})
+		if err != nil {
 			return nil, err
+		}
+		if !on {
+			continue // the filter's false positive, or taken off
 		}
 		d := slices.Clone(ek[1:])
 		for _, seg := range segs {
 			for _, wl := range wls {
-				k := groupKey{wl: wl.Name, breach: fresh[seg], seg: seg}
-				g := groups[k]
-				if g == nil {
-					g = &group{groupKey: k}
-					groups[k] = g
-					order = append(order, g)
-				}
-				g.accounts = append(g.accounts, d)
+				found.add(groupKey{wl: wl.Name, breach: fresh[seg], seg: seg}, d)
 			}
 		}
 	}
-	return sortGroups(order), nil
-}
-
-// sortGroups orders groups by watchlist, breach and segment.
-func sortGroups(order []*group) []group {
-	slices.SortFunc(order, func(a, b *group) int {
-		if c := strings.Compare(a.wl, b.wl); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.breach, b.breach); c != 0 {
-			return c
-		}
-		return int(a.seg) - int(b.seg)
-	})
-	out := make([]group, len(order))
-	for i, g := range order {
-		out[i] = *g
-	}
-	return out
+	return found.sorted(), nil
 }
 
 // segmentsSince returns a Badger version older than every row of the
@@ -459,10 +457,10 @@ func (w *Watchlists) writeTxn(evs []pendingEvent) error {
 		for _, e := range evs {
 			seq++
 			v := append(append(append([]byte{byte(len(e.wl))}, e.wl...), byte(len(e.id))), e.id...)
-			if err := txn.Set(seqKey(tagOutbox, nil, seq), append(v, e.body...)); err != nil {
+			if err := txn.Set(outboxKey(seq), append(v, e.body...)); err != nil {
 				return err
 			}
-			if err := txn.Set(seqKey(tagWLIndex, wlPrefix(0, e.wl)[1:], seq), nil); err != nil {
+			if err := txn.Set(wlIndexKey(e.wl, seq), nil); err != nil {
 				return err
 			}
 			for _, k := range e.set {
@@ -497,22 +495,12 @@ func parseOutbox(seq uint64, v []byte) (breachd.OutboxEvent, error) {
 
 // PrunedUpto returns the position of the newest event pruned (0: none).
 func (w *Watchlists) PrunedUpto(ctx context.Context) (uint64, error) {
-	var seq uint64
-	err := w.db.View(func(txn *badger.Txn) (err error) {
-		seq, err = getUint64(txn, keyPrunedUpto)
-		return err
-	})
-	return seq, classify("events", err)
+	return w.readUint64(keyPrunedUpto, "events")
 }
 
 // LastEvent returns the position of the newest event (0: none).
 func (w *Watchlists) LastEvent(ctx context.Context) (uint64, error) {
-	var seq uint64
-	err := w.db.View(func(txn *badger.Txn) (err error) {
-		seq, err = getUint64(txn, keyEventSeq)
-		return err
-	})
-	return seq, classify("events", err)
+	return w.readUint64(keyEventSeq, "events")
 }
 
 // EventsAfter returns up to limit events after position after, of
@@ -530,13 +518,13 @@ func (w *Watchlists) EventsAfter(ctx context.Context, wl string, after uint64, l
 		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: wl == ""})
 		defer it.Close()
-		for it.Seek(seqKey(prefix[0], prefix[1:], after+1)); it.Valid() && len(out) < limit; it.Next() {
+		for it.Seek(binary.BigEndian.AppendUint64(slices.Clone(prefix), after+1)); it.Valid() && len(out) < limit; it.Next() {
 			k := it.Item().KeyCopy(nil)
 			seq := binary.BigEndian.Uint64(k[len(k)-8:])
 			item := it.Item()
 			if wl != "" {
 				var err error
-				if item, err = txn.Get(seqKey(tagOutbox, nil, seq)); err != nil {
+				if item, err = txn.Get(outboxKey(seq)); err != nil {
 					return fmt.Errorf("%w: watchlist %s's event %d: %v", ErrCorrupt, wl, seq, err)
 				}
 			}
@@ -555,13 +543,10 @@ func (w *Watchlists) EventsAfter(ctx context.Context, wl string, after uint64, l
 
 // Cursor returns the position of the last event endpoint has had (0: none).
 func (w *Watchlists) Cursor(ctx context.Context, endpoint string) (uint64, error) {
-	var seq uint64
-	err := w.db.View(func(txn *badger.Txn) (err error) {
-		seq, err = getUint64(txn, append([]byte{tagCursor}, endpoint...))
-		return err
-	})
-	return seq, classify("delivery cursor", err)
+	return w.readUint64(cursorKey(endpoint), "delivery cursor")
 }
+
+func cursorKey(endpoint string) []byte { return append([]byte{tagCursor}, endpoint...) }
 
 // Advance records that endpoint has had the event at seq, or, with dead
 // set, that it gave up on it (a dead letter), at once.
@@ -580,7 +565,7 @@ func (w *Watchlists) Advance(ctx context.Context, endpoint string, seq uint64, d
 				return err
 			}
 		}
-		return txn.Set(append([]byte{tagCursor}, endpoint...), binary.BigEndian.AppendUint64(nil, seq))
+		return txn.Set(cursorKey(endpoint), binary.BigEndian.AppendUint64(nil, seq))
 	})
 	return classify("delivery cursor", err)
 }
@@ -621,27 +606,10 @@ func (w *Watchlists) Deliveries(ctx context.Context, endpoints []string) ([]brea
 	return out, nil
 }
 
-// scanPrefix calls fn for every key and value under prefix.
-func scanPrefix(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: prefix})
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		item := it.Item()
-		if err := item.Value(func(v []byte) error { return fn(item.Key(), v) }); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // dropExposures deletes the exposures of digest d on watchlist wl.
 func dropExposures(txn *badger.Txn, wl string, d breachd.Digest) error {
-	prefix := append(wlPrefix(tagExposure, wl), d[:]...)
-	var keys [][]byte
-	if err := scanPrefix(txn, prefix, func(k, _ []byte) error {
-		keys = append(keys, slices.Clone(k))
-		return nil
-	}); err != nil {
+	keys, err := keysUnder(txn, append(wlPrefix(tagExposure, wl), d[:]...))
+	if err != nil {
 		return err
 	}
 	for _, k := range keys {
@@ -659,11 +627,9 @@ func (w *Watchlists) dropWatchlistExposures(ctx context.Context, wl string) erro
 	}
 	defer w.release()
 	var keys [][]byte
-	err := w.db.View(func(txn *badger.Txn) error {
-		return scanPrefix(txn, wlPrefix(tagExposure, wl), func(k, _ []byte) error {
-			keys = append(keys, slices.Clone(k))
-			return nil
-		})
+	err := w.db.View(func(txn *badger.Txn) (err error) {
+		keys, err = keysUnder(txn, wlPrefix(tagExposure, wl))
+		return err
 	})
 	if err != nil {
 		return classify("delete watchlist", err)
@@ -729,7 +695,7 @@ func (w *Watchlists) PruneEvents(ctx context.Context, cutoff time.Time, endpoint
 			if !head.Time.Before(cutoff) {
 				return nil // events are written in time order
 			}
-			keys = append(keys, it.Item().KeyCopy(nil), seqKey(tagWLIndex, wlPrefix(0, wl)[1:], seq))
+			keys = append(keys, it.Item().KeyCopy(nil), wlIndexKey(wl, seq))
 		}
 		return nil
 	})
@@ -749,8 +715,6 @@ func (w *Watchlists) PruneEvents(ctx context.Context, cutoff time.Time, endpoint
 	if err != nil {
 		return 0, classify("prune events", err)
 	}
-	if len(keys) > 0 {
-		w.log.Info("events pruned", "events", len(keys)/2, "before", cutoff)
-	}
+	w.log.Info("events pruned", "events", len(keys)/2, "before", cutoff)
 	return len(keys) / 2, nil
 }

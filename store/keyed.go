@@ -84,26 +84,14 @@ func newIndexKey(secret []byte) (*IndexKey, error) {
 	return k, nil
 }
 
-// hash returns a SHA-256 in the key's state.
-func (k *IndexKey) hash() hash.Hash {
-	h := k.hs.Get().(hash.Hash)
-	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(k.state); err != nil {
-		panic(err) // a state MarshalBinary made: cannot fail
-	}
-	return h
-}
-
 // ID names the key (a function of it that reveals nothing of it), for
 // records and messages.
 func (k *IndexKey) ID() string { return k.id }
 
 // Key returns the keyed form of digest d.
 func (k *IndexKey) Key(d breachd.Digest) breachd.Digest {
-	h := k.hash()
-	h.Write(d[:])
 	var out breachd.Digest
-	h.Sum(out[:0])
-	k.hs.Put(h)
+	k.keyPacked(out[:0], d[:])
 	return out
 }
 
@@ -138,7 +126,7 @@ func (k *IndexKey) keyPacked(dst, packed []byte) []byte {
 	un := h.(encoding.BinaryUnmarshaler)
 	for i := 0; i+breachd.DigestSize <= len(packed); i += breachd.DigestSize {
 		if err := un.UnmarshalBinary(k.state); err != nil {
-			panic(err)
+			panic(err) // a state MarshalBinary made: cannot fail
 		}
 		h.Write(packed[i : i+breachd.DigestSize])
 		dst = h.Sum(dst)

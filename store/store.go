@@ -50,17 +50,7 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	st, err := s.importBreach(ctx, b, 0, func(yield func(input, error) bool) {
 		var in input
 		for ds, err := range batches {
-			in.keys = in.keys[:0]
-			if k := s.opts.IndexKey; k != nil {
-				for i := range ds {
-					kd := k.Key(ds[i])
-					in.keys = append(in.keys, kd[:]...)
-				}
-			} else {
-				for i := range ds {
-					in.keys = append(in.keys, ds[i][:]...)
-				}
-			}
+			in.keys = appendKeys(in.keys[:0], ds, s.opts.IndexKey)
 			if !yield(in, err) || err != nil {
 				return
 			}
@@ -68,6 +58,20 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 	})
 	return breachd.ImportStats{Breach: b.Name, Received: st.Received, Duplicates: st.Duplicates,
 		NewAccounts: st.New, KnownAccounts: st.Known, Version: st.Version}, err
+}
+
+// appendKeys appends the digests ds to dst as rows' keys: keyed with key,
+// if not nil.
+func appendKeys(dst []byte, ds []breachd.Digest, key *IndexKey) []byte {
+	for i := range ds {
+		if key != nil {
+			kd := key.Key(ds[i])
+			dst = append(dst, kd[:]...)
+		} else {
+			dst = append(dst, ds[i][:]...)
+		}
+	}
+	return dst
 }
 
 // Lookup returns the visible breaches that digest d appears in, ordered by

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"iter"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -77,7 +78,8 @@ func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist
 	if old.byName[name] != nil {
 		return breachd.Watchlist{}, breachd.Errorf(breachd.ErrAlreadyExists, "watchlist %s exists: add accounts to it, or delete it first", breachd.Quote(name))
 	}
-	e, err := w.commitEntry(old, newBreachRecord(b, 0), "create watchlist")
+	rec := newBreachRecord(b, 0)
+	e, err := w.commitEntry(old, &rec, "create watchlist", nil)
 	if err != nil {
 		return breachd.Watchlist{}, err
 	}
@@ -85,14 +87,21 @@ func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist
 	return toWatchlist(e), nil
 }
 
-// commitEntry writes rec as a catalogue entry at the next version and
-// publishes it. Callers hold the import token and a call slot.
-func (c *corpus) commitEntry(old *catalog, rec breachRecord, op string) (*breachd.CatalogEntry, error) {
+// commitEntry writes rec as a catalogue entry at the next version, with
+// what rows (if not nil) changes in the same transaction first (it may
+// change rec), and publishes it. Callers hold the import token and a call
+// slot.
+func (c *corpus) commitEntry(old *catalog, rec *breachRecord, op string, rows func(txn *badger.Txn) error) (*breachd.CatalogEntry, error) {
 	version := old.version + 1
 	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	err := c.db.Update(func(txn *badger.Txn) error {
+		if rows != nil {
+			if err := rows(txn); err != nil {
+				return err
+			}
+		}
 		v, err := json.Marshal(rec)
 		if err != nil {
 			return err
@@ -151,25 +160,14 @@ func (w *Watchlists) Add(ctx context.Context, name string, batches iter.Seq2[[]b
 	_, err := w.importBreach(ctx, e.Breach, 0, func(yield func(input, error) bool) {
 		var in input
 		for ds, err := range batches {
-			in.keys = in.keys[:0]
 			if key != nil && err == nil {
 				// Keyed as the email corpus is, so that the diff meets
 				// them; each with its digest sealed under the key, so that
 				// events can name it. The seals go first: one whose row
 				// never commits names nothing.
-				if err = w.sealAll(key, ds); err != nil {
-					yield(in, err)
-					return
-				}
-				for i := range ds {
-					kd := key.Key(ds[i])
-					in.keys = append(in.keys, kd[:]...)
-				}
-			} else {
-				for i := range ds {
-					in.keys = append(in.keys, ds[i][:]...)
-				}
+				err = w.sealAll(key, ds)
 			}
+			in.keys = appendKeys(in.keys[:0], ds, key)
 			if !yield(in, err) || err != nil {
 				return
 			}
@@ -265,30 +263,25 @@ func (w *Watchlists) forget(ctx context.Context, name string, ds []breachd.Diges
 		}
 	}
 	var removed, gone uint64
-	version := old.version + 1
 	rec := newBreachRecord(prev.Breach, prev.AccountCount)
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
-	err = w.db.Update(func(txn *badger.Txn) error {
+	_, err = w.commitEntry(old, &rec, "remove from watchlist", func(txn *badger.Txn) error {
 		n := w.kind.entrySize()
-		key := make([]byte, 0, 1+breachd.DigestSize)
 		ik := w.emails.opts.IndexKey
 		for i := range ds {
 			d := ds[i]
 			if ik != nil {
 				d = ik.Key(d)
 			}
-			key = w.kind.rowKey(key[:0], d[:])
-			item, err := txn.Get(key)
-			if err == badger.ErrKeyNotFound {
+			var v []byte
+			found, err := w.get(txn, d[:], func(val []byte) error {
+				v = slices.Clone(val)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if !found {
 				continue
-			}
-			if err != nil {
-				return err
-			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return err
 			}
 			kept := v[:0:0]
 			for j := 0; j+n <= len(v); j += n {
@@ -303,6 +296,7 @@ func (w *Watchlists) forget(ctx context.Context, name string, ds []breachd.Diges
 			if err := dropExposures(txn, name, d); err != nil {
 				return err
 			}
+			key := w.kind.rowKey(nil, d[:])
 			if len(kept) == 0 {
 				gone++
 				if err := txn.Delete(key); err != nil {
@@ -313,23 +307,12 @@ func (w *Watchlists) forget(ctx context.Context, name string, ds []breachd.Diges
 			}
 		}
 		rec.AccountCount = max(0, rec.AccountCount-int64(removed))
-		br, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if err := txn.Set(breachKey(name), br); err != nil {
-			return err
-		}
-		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
+		return nil
 	})
-	if err == nil {
-		err = w.db.Sync()
-	}
 	if err != nil {
-		return 0, classify("remove from watchlist", err)
+		return 0, err
 	}
 	w.keys.Store(w.keys.Load() - min(gone, w.keys.Load()))
-	w.cat.Store(old.with(version, old.importVersion, name, &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}, 0))
 	return removed, nil
 }
 

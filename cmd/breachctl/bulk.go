@@ -59,6 +59,15 @@ const chunkRows = 4096
 // checkpointEvery is how often a resumable run records its progress.
 var checkpointEvery = time.Second
 
+// dumpOptions says how the input file is read.
+func (c bulkConfig) dumpOptions() dump.Options {
+	opts := dump.Options{Column: c.column}
+	if c.digests {
+		opts.Format = dump.FormatSHA256
+	}
+	return opts
+}
+
 // bulkCheck checks every row of the input and writes a report.
 func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, stderr io.Writer, tty bool) error {
 	start := time.Now()
@@ -68,11 +77,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	}
 	defer in.Close()
 	countIn := &countingReader{r: in}
-	opts := dump.Options{Column: c.column}
-	if c.digests {
-		opts.Format = dump.FormatSHA256
-	}
-	rd, err := dump.NewReader(countIn, opts)
+	rd, err := dump.NewReader(countIn, c.dumpOptions())
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.file, err)
 	}

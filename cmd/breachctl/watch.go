@@ -199,11 +199,7 @@ func changeWatchlist(ctx context.Context, wc breachdv1.WatchServiceClient, sub, 
 			return nil, err
 		}
 		defer f.Close()
-		opts := dump.Options{Column: in.column}
-		if in.digests {
-			opts.Format = dump.FormatSHA256
-		}
-		rd, err := dump.NewReader(f, opts)
+		rd, err := dump.NewReader(f, in.dumpOptions())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", in.file, err)
 		}
