@@ -45,15 +45,18 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.SetOutput(stderr)
 	cc.register(fs)
 	var in bulkConfig
-	since := fs.String("since", "", "events: the cursor to start after (a next_cursor printed before); empty for the first event")
-	cursorFile := fs.String("cursor-file", "", "events: read the cursor from this file if it exists, and write the next one to it (a batch job's bookmark)")
-	limit := fs.Int("limit", 1000, "events: at most this many events")
+	var since, cursorFile string
+	var limit int
 	switch sub {
 	case "add", "remove":
 		fs.StringVar(&in.file, "file", "", "accounts from this file (- for stdin): CSV with a header, or one email a line; gzip is detected")
 		fs.StringVar(&in.column, "column", "email", "CSV column holding the email")
 		fs.BoolVar(&in.digests, "digests", false, "the file holds hex SHA-256 digests of canonical emails, one per line")
-	case "create", "list", "delete", "events", "deliveries":
+	case "events":
+		fs.StringVar(&since, "since", "", "the cursor to start after (a next_cursor printed before); empty for the oldest event kept")
+		fs.StringVar(&cursorFile, "cursor-file", "", "read the cursor from this file if it exists, and write the next one to it (a batch job's bookmark)")
+		fs.IntVar(&limit, "limit", 1000, "at most this many events")
+	case "create", "list", "delete", "deliveries":
 	default:
 		fmt.Fprintf(stderr, "breachctl watch: unknown command %q\n\n%s", sub, watchUsage)
 		return errUsage
@@ -130,7 +133,7 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		}
 		fmt.Fprintf(stdout, "watchlist %s deleted\n", rest[0])
 	case "events":
-		return watchEvents(ctx, wc, cc.timeout, rest[0], *since, *cursorFile, *limit, stdout, stderr, fail)
+		return watchEvents(ctx, wc, cc.timeout, rest[0], since, cursorFile, limit, stdout, stderr, fail)
 	case "deliveries":
 		cctx, cancel := call()
 		defer cancel()
