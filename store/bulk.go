@@ -61,6 +61,9 @@ type bulkLoad struct {
 	// index is the lookup index written in the same pass (indexed kinds,
 	// spill mode); installed once the commit is written.
 	index *indexWriter
+	// side holds the import's side rows (spill mode) until its tables
+	// are written.
+	side sideSpill
 }
 
 // beginBulk starts the bulk load of imp, the first import into c.
@@ -276,13 +279,21 @@ func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
 		return nil
 	}
 	defer bl.end()
+	if err := c.acquire(); err != nil {
+		return err
+	}
+	err := bl.side.writeTo(ctx, c)
+	c.release()
+	if err != nil {
+		return err
+	}
 	buffered := uint64(bl.runs.buffered()) + bl.runs.spilled
 	received, dups := imp.stats.Received, imp.stats.Duplicates
 	imp.stats = importStats{}
 	if err := c.acquire(); err != nil {
 		return err
 	}
-	err := imp.newSegment(ctx)
+	err = imp.newSegment(ctx)
 	c.release()
 	if err == nil {
 		c.log.Info("bulk load over its bound; going on with write batches", "breach", imp.breach.Name,
@@ -367,6 +378,9 @@ func (bl *bulkLoad) finish(ctx context.Context, imp *importTx) error {
 	if err := bl.finishWriter(ctx, c, imp); err != nil {
 		return err
 	}
+	if err := bl.side.writeTo(ctx, c); err != nil {
+		return err
+	}
 	imp.stats.Duplicates = imp.stats.Received - distinct
 	imp.stats.New, imp.added = distinct, distinct
 	c.log.Info("bulk load written", "breach", imp.breach.Name, "keys", distinct, "spilled_runs", len(bl.runs.files), "duration", time.Since(start))
@@ -397,6 +411,7 @@ func (bl *bulkLoad) installIndex(version uint64) {
 // file not installed, a StreamWriter not flushed (nothing written).
 func (bl *bulkLoad) end() {
 	bl.runs.remove()
+	bl.side.remove()
 	if bl.index != nil {
 		bl.index.c.doneWriting(bl.index)
 		bl.index.abort()

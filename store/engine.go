@@ -76,6 +76,7 @@ type corpus struct {
 	importReceived atomic.Uint64 // keys the running import has received
 	pageOutFailed  bool          // pageOutTables said once that it cannot; under the import token
 	imports        *prometheus.CounterVec
+	private        *privateState // a keyed email corpus's (private.go); nil otherwise
 
 	// managed: a replica's Badger, opened in managed mode so that reads
 	// can be pinned to a catalogue's version (see snapshot).
@@ -166,6 +167,10 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		db.Close()
 		return err
 	}
+	if err := c.openPrivate(c.cat.Load().version); err != nil {
+		db.Close()
+		return err
+	}
 	if err := c.loadOrRebuildFilter(ctx); err != nil {
 		db.Close()
 		return err
@@ -184,6 +189,9 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		// Nothing writes temporary files yet: whatever is there, a crash left.
 		c.removeTemps()
 		collect = c.needsCollect()
+	}
+	if c.private != nil {
+		c.goBackground(c.countBuckets)
 	}
 	c.serving.Store(true) // from here, full scans are paced (Options.BackgroundShare)
 	if c.index != nil {
@@ -609,6 +617,7 @@ func (c *corpus) OnCommit(fn func()) { c.committed.Store(&fn) }
 
 // announce tells the subscriber, if any, that a change committed.
 func (c *corpus) announce() {
+	c.kickPrivate()
 	if fn := c.committed.Load(); fn != nil {
 		(*fn)()
 	}

@@ -21,6 +21,10 @@ import (
 type input struct {
 	keys   []byte
 	counts []uint64 // nil for a kind without counts
+	// side are rows written beside the batch's, under other tags, that
+	// the engine neither merges, counts nor filters: a private corpus's
+	// rows (private.go), which answer only through the rows they name.
+	side []sideRow
 }
 
 // importStats counts what an import did, in the engine's words: keys
@@ -294,6 +298,11 @@ func compareRecords(a, b record) int { return bytes.Compare(a.key, b.key) }
 // add stores a batch under the import's pending segment.
 func (imp *importTx) add(ctx context.Context, in input) error {
 	c := imp.c
+	if len(in.side) > 0 {
+		if err := imp.addSide(in.side); err != nil {
+			return err
+		}
+	}
 	if imp.bulk != nil && imp.bulk.mode == bulkSpill {
 		// Buffered as they come: the runs are sorted, and repeats
 		// combined, when they spill and merge.
@@ -377,6 +386,28 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		imp.filter = nf
 	}
 	return nil
+}
+
+// addSide writes side rows: at once, or, in a bulk load, after its
+// tables, since the StreamWriter starts by wiping the corpus.
+func (imp *importTx) addSide(rows []sideRow) error {
+	c := imp.c
+	if imp.bulk != nil && imp.bulk.mode == bulkSpill {
+		return imp.bulk.side.add(c.dir, rows)
+	}
+	if err := c.acquire(); err != nil {
+		return err
+	}
+	defer c.release()
+	if err := c.checkSpace(int64(len(rows))*batchBytesPerKey, "a batch of "+imp.breach.Name); err != nil {
+		return err
+	}
+	keys := make([][]byte, len(rows))
+	vals := make([][]byte, len(rows))
+	for i, r := range rows {
+		keys[i], vals[i] = r.key, r.val
+	}
+	return writeRows(c.db, keys, vals)
 }
 
 // merge returns a row's new value with this import's entry for count, and
@@ -501,6 +532,11 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 			}
 			if k := c.opts.IndexKey; k != nil {
 				if err := txn.Set(keyIndexKeyID, []byte(k.ID())); err != nil {
+					return err
+				}
+			}
+			if c.private != nil && c.private.on.Load() {
+				if err := txn.Set(keyPrivate, []byte{1}); err != nil {
 					return err
 				}
 			}

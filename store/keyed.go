@@ -55,6 +55,8 @@ type IndexKey struct {
 	state []byte    // SHA-256's state after the key's block (encoding.BinaryMarshaler)
 	hs    sync.Pool // hash.Hash: SHA-256
 	seal  cipher.AEAD
+	// private evaluates the OPRF and encrypts buckets (private.go).
+	private *privateKey
 }
 
 func newIndexKey(secret []byte) (*IndexKey, error) {
@@ -76,6 +78,9 @@ func newIndexKey(secret []byte) (*IndexKey, error) {
 		return nil, err
 	}
 	if k.seal, err = cipher.NewGCM(aesBlock); err != nil {
+		return nil, err
+	}
+	if k.private, err = newPrivateKey(secret); err != nil {
 		return nil, err
 	}
 	id := hmac.New(sha256.New, secret)

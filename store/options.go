@@ -63,6 +63,13 @@ type Options struct {
 	// a keyed SHA-256 of every digest, never the digest. A corpus
 	// keyed with a key opens only with it.
 	IndexKey *IndexKey
+	// Private makes a new keyed email corpus private (private.go): every
+	// import writes each account's private row, so that private checks
+	// can answer. A corpus records it; one built without it is refused.
+	Private bool
+	// BucketMin is the fewest accounts every bucket of a private check
+	// holds at the prefix length the corpus advertises.
+	BucketMin int
 	// Registerer receives the corpus gauges (accounts, breaches, version,
 	// filter shape and false positives, import progress). Nil registers none.
 	Registerer prometheus.Registerer
@@ -83,6 +90,7 @@ func DefaultOptions() Options {
 		BulkChunkDigests:  4 << 20, // 128 MiB
 		MemTableSize:      64 << 20,
 		BackgroundShare:   0.5,
+		BucketMin:         100,
 	}
 }
 
@@ -105,6 +113,8 @@ func (o Options) Validate() error {
 		return &breachd.OptionError{Option: "MemTableSize", Value: o.MemTableSize, Want: "1 MiB to 1 GiB"}
 	case o.BulkChunkDigests < 1:
 		return &breachd.OptionError{Option: "BulkChunkDigests", Value: o.BulkChunkDigests, Want: "at least 1"}
+	case o.BucketMin < 1:
+		return &breachd.OptionError{Option: "BucketMin", Value: o.BucketMin, Want: "at least 1 account"}
 	case o.MaxBulkDigests < 0:
 		return &breachd.OptionError{Option: "MaxBulkDigests", Value: o.MaxBulkDigests, Want: "0 (no bound) or more digests"}
 	}

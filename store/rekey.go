@@ -81,7 +81,7 @@ func Rekey(ctx context.Context, dataDir string, key *IndexKey, opts Options) (Re
 	if err != nil {
 		return RekeyStats{}, classify("open "+tmp, err)
 	}
-	st, err := copyKeyed(ctx, db, dst, key)
+	st, err := copyKeyed(ctx, db, dst, key, opts.Private)
 	if err == nil {
 		err = dst.Sync()
 	}
@@ -122,12 +122,26 @@ func Rekey(ctx context.Context, dataDir string, key *IndexKey, opts Options) (Re
 }
 
 // copyKeyed writes every record of db into dst, each row under its keyed
-// digest, and records the key's id. Segment records lose their Since
-// (Badger versions of db, which mean nothing in dst).
-func copyKeyed(ctx context.Context, db, dst *badger.DB, key *IndexKey) (RekeyStats, error) {
+// digest, and records the key's id; with private, it writes every
+// account's private row too (private.go) and records the corpus private.
+// Segment records lose their Since (Badger versions of db, which mean
+// nothing in dst).
+func copyKeyed(ctx context.Context, db, dst *badger.DB, key *IndexKey, private bool) (RekeyStats, error) {
 	var st RekeyStats
 	wb := dst.NewWriteBatch()
 	defer wb.Cancel()
+	var plain []breachd.Digest // a chunk of digests whose private rows are due
+	var keyed []byte
+	flushPrivate := func() error {
+		rows, err := key.private.privateRows(plain, keyed)
+		for _, r := range rows {
+			if err == nil {
+				err = wb.Set(r.key, r.val)
+			}
+		}
+		plain, keyed = plain[:0], keyed[:0]
+		return err
+	}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
@@ -146,6 +160,15 @@ func copyKeyed(ctx context.Context, db, dst *badger.DB, key *IndexKey) (RekeySta
 			switch {
 			case len(k) == 1+breachd.DigestSize && k[0] == emailKind.tag:
 				kd := key.Key(breachd.Digest(k[1:]))
+				if private {
+					plain = append(plain, breachd.Digest(k[1:]))
+					keyed = append(keyed, kd[:]...)
+					if len(plain) == 4096 {
+						if err := flushPrivate(); err != nil {
+							return err
+						}
+					}
+				}
 				k = emailKind.rowKey(k[:0], kd[:])
 				st.Rows++
 			case len(k) > 0 && k[0] == tagSegment:
@@ -169,6 +192,16 @@ func copyKeyed(ctx context.Context, db, dst *badger.DB, key *IndexKey) (RekeySta
 	})
 	if err != nil {
 		return st, err
+	}
+	if len(plain) > 0 {
+		if err := flushPrivate(); err != nil {
+			return st, err
+		}
+	}
+	if private {
+		if err := wb.Set(keyPrivate, []byte{1}); err != nil {
+			return st, err
+		}
 	}
 	if err := wb.Set(keyIndexKeyID, []byte(key.ID())); err != nil {
 		return st, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"container/heap"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -248,4 +249,94 @@ func (h *runHeap) Pop() any {
 func staleSpills(dir string) []string {
 	ps, _ := filepath.Glob(filepath.Join(dir, spillPattern))
 	return ps
+}
+
+// sideSpill buffers a bulk load's side rows (input.side) in a file in the
+// corpus's directory (a run file by its name, so a crash's is removed at
+// the next open), each as its key's and value's lengths (a byte each) and
+// bytes, until the load's tables are written: the StreamWriter begins by
+// wiping the corpus.
+type sideSpill struct {
+	f    *os.File
+	w    *bufio.Writer
+	rows uint64
+}
+
+func (s *sideSpill) add(dir string, rows []sideRow) error {
+	if s.f == nil {
+		f, err := os.CreateTemp(dir, spillPattern)
+		if err != nil {
+			return classify("spill", err)
+		}
+		s.f, s.w = f, bufio.NewWriterSize(f, 1<<20)
+	}
+	for _, r := range rows {
+		s.w.WriteByte(byte(len(r.key)))
+		s.w.Write(r.key)
+		s.w.WriteByte(byte(len(r.val)))
+		if _, err := s.w.Write(r.val); err != nil {
+			return classify("spill", err)
+		}
+	}
+	s.rows += uint64(len(rows))
+	return nil
+}
+
+// writeTo writes the buffered rows to c with write batches, and removes
+// the file.
+func (s *sideSpill) writeTo(ctx context.Context, c *corpus) error {
+	if s.f == nil {
+		return nil
+	}
+	defer s.remove()
+	if err := s.w.Flush(); err != nil {
+		return classify("spill", err)
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return classify("spill", err)
+	}
+	r := bufio.NewReaderSize(s.f, 1<<20)
+	wb := c.db.NewWriteBatch()
+	defer wb.Cancel()
+	field := func() ([]byte, error) {
+		n, err := r.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		b := make([]byte, n)
+		_, err = io.ReadFull(r, b)
+		return b, err
+	}
+	for i := uint64(0); i < s.rows; i++ {
+		if i%65536 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		k, err := field()
+		if err != nil {
+			return classify("read side rows", err)
+		}
+		v, err := field()
+		if err != nil {
+			return classify("read side rows", err)
+		}
+		if err := wb.Set(k, v); err != nil {
+			return classify("write batch", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return classify("write batch", err)
+	}
+	c.reach("bulk-side-written")
+	return nil
+}
+
+// remove deletes the file.
+func (s *sideSpill) remove() {
+	if s.f != nil {
+		s.f.Close()
+		os.Remove(s.f.Name())
+		s.f, s.w, s.rows = nil, nil, 0
+	}
 }

@@ -51,6 +51,10 @@ func (s *Store) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[
 		var in input
 		for ds, err := range batches {
 			in.keys = appendKeys(in.keys[:0], ds, s.opts.IndexKey)
+			in.side = nil
+			if err == nil && s.private != nil && s.private.on.Load() {
+				in.side, err = s.opts.IndexKey.private.privateRows(ds, in.keys)
+			}
 			if !yield(in, err) || err != nil {
 				return
 			}

@@ -1,0 +1,173 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/blind"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+func openPrivate(tb testing.TB, dir string, key *store.IndexKey, k int) *store.Store {
+	tb.Helper()
+	o := options(0)
+	o.IndexKey, o.Private, o.BucketMin = key, true, k
+	return open(tb, dir, o)
+}
+
+// waitBuckets waits until the buckets are counted at the corpus's version.
+func waitBuckets(tb testing.TB, s *store.Store) breachd.PrivateInfo {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := s.PrivateInfo(context.Background())
+		if err == nil && info.CorpusVersion == s.Version() {
+			return info
+		}
+		if err != nil && !errors.Is(err, breachd.ErrUnavailable) {
+			tb.Fatalf("PrivateInfo = %v", err)
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("buckets not counted at version %d: %+v, %v", s.Version(), info, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// privateCheck checks d as a client does, at the advertised prefix length.
+func privateCheck(tb testing.TB, s *store.Store, d breachd.Digest, bits int) ([]*breachd.CatalogEntry, breachd.PrivateAnswer) {
+	tb.Helper()
+	r, err := blind.New(d, bits)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := s.PrivateCheck(context.Background(), r.Query)
+	if err != nil {
+		tb.Fatalf("PrivateCheck = %v", err)
+	}
+	bs, err := r.Match(a)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return bs, a
+}
+
+// checkBuckets checks that every bucket of the digests ds at bits holds at
+// least k of them.
+func checkBuckets(tb testing.TB, ds []breachd.Digest, bits, k int) {
+	tb.Helper()
+	counts := map[uint32]int{}
+	for _, d := range ds {
+		counts[uint32(d[0])<<24|uint32(d[1])<<16|uint32(d[2])<<8|uint32(d[3])]++
+	}
+	byBucket := map[uint32]int{}
+	for p, n := range counts {
+		if bits > 0 {
+			p >>= 32 - bits
+		} else {
+			p = 0
+		}
+		byBucket[p] += n
+	}
+	if len(byBucket) != 1<<bits {
+		tb.Fatalf("%d of %d buckets at %d bits hold accounts", len(byBucket), 1<<bits, bits)
+	}
+	for p, n := range byBucket {
+		if n < k {
+			tb.Fatalf("bucket %x at %d bits holds %d accounts, fewer than %d", p, bits, n, k)
+		}
+	}
+}
+
+// TestPrivateCheck: a private corpus answers private checks exactly as
+// plain ones, through a bulk load, a later import, a delete and a reopen;
+// every bucket at the advertised length holds the minimum; a query at the
+// wrong length is refused with the length to use; the rows hold no window
+// of any digest.
+func TestPrivateCheck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	data := t.TempDir()
+	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 30
+	sega := storetest.Digests("sega", 2000)
+	later := storetest.Digests("later", 800)
+	unknown := storetest.Digests("nobody", 300)
+	s := openPrivate(t, store.EmailDir(data), key, k)
+	importAll(t, s, storetest.Breach("Sega"), sega, 1000)
+	importAll(t, s, storetest.Breach("Later"), append(slices.Clone(sega[:200]), later...), 500)
+
+	same := func(when string, visible []breachd.Digest) {
+		t.Helper()
+		info := waitBuckets(t, s)
+		if info.Accounts != uint64(len(visible)) || info.BucketMin != k || info.PrefixBits < 4 {
+			t.Fatalf("%s: info %+v: want %d accounts", when, info, len(visible))
+		}
+		checkBuckets(t, visible, info.PrefixBits, k)
+		probe := append(append(slices.Clone(sega[:80]), later[:80]...), unknown[:80]...)
+		for i, d := range probe {
+			plain, _, err := s.Lookup(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bits := info.PrefixBits - i%3 // and up to two bits shorter
+			got, a := privateCheck(t, s, d, bits)
+			if !slices.Equal(names(got), names(plain)) {
+				t.Fatalf("%s: digest %d: private %v, plain %v", when, i, names(got), names(plain))
+			}
+			if len(a.Entries) < k && len(visible) >= k || a.PrefixBits != info.PrefixBits {
+				t.Fatalf("%s: a bucket of %d entries at %d bits", when, len(a.Entries), a.PrefixBits)
+			}
+		}
+	}
+	same("after two imports", append(slices.Clone(sega), later...))
+
+	var r *blind.Request
+	for _, bits := range []int{waitBuckets(t, s).PrefixBits + 1, waitBuckets(t, s).PrefixBits - 3} {
+		r, _ = blind.New(sega[0], bits)
+		if _, err := s.PrivateCheck(ctx, r.Query); !errors.Is(err, breachd.ErrFailedPrecondition) {
+			t.Fatalf("a check at %d bits: %v, want FailedPrecondition", bits, err)
+		}
+	}
+	r, _ = blind.New(sega[0], waitBuckets(t, s).PrefixBits)
+	r.Query.Blinded = make([]byte, breachd.PrivateElementSize) // the identity
+	if _, err := s.PrivateCheck(ctx, r.Query); !errors.Is(err, breachd.ErrInvalidArgument) {
+		t.Fatalf("the identity element: %v, want InvalidArgument", err)
+	}
+
+	if _, _, err := s.DeleteBreach(ctx, "Later"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openPrivate(t, store.EmailDir(data), key, k)
+	defer s.Close()
+	same("after deleting Later and reopening", sega)
+
+	s.Close()
+	if files := findWindows(t, data, windows(sega[:1000])); len(files) > 0 {
+		t.Fatalf("files %v hold 8-byte windows of digests", files)
+	}
+	o := options(0)
+	o.IndexKey, o.Private = key, true
+	plainDir := t.TempDir()
+	p := open(t, plainDir, func() store.Options { o := options(0); o.IndexKey = key; return o }())
+	importAll(t, p, storetest.Breach("Sega"), sega[:10], 10)
+	p.Close()
+	if _, err := store.Open(ctx, plainDir, o); !errors.Is(err, store.ErrIndexKey) {
+		t.Fatalf("opening a keyed corpus without private rows, private: %v", err)
+	}
+	p = open(t, plainDir, func() store.Options { o := options(0); o.IndexKey = key; return o }())
+	defer p.Close()
+	if _, err := p.PrivateInfo(ctx); !errors.Is(err, store.ErrPrivateOff) {
+		t.Fatalf("PrivateInfo on a corpus not private: %v", err)
+	}
+}
