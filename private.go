@@ -1,6 +1,10 @@
 package breachd
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
 
 // A private check (docs/PRIVATE-LOOKUP.md) asks whether an account is
 // exposed without telling the server which: the client sends a short prefix
@@ -74,6 +78,27 @@ type PrivateAnswer struct {
 	CorpusVersion uint64
 }
 
+// Breaches returns the distinct breaches the answer's entries name,
+// ordered by name, and each one's index in that order: how the wire forms
+// list them once and number them.
+func (a PrivateAnswer) Breaches() ([]*CatalogEntry, map[*CatalogEntry]uint32) {
+	index := map[*CatalogEntry]uint32{}
+	var bs []*CatalogEntry
+	for _, e := range a.Entries {
+		for _, b := range e.Breaches {
+			if _, ok := index[b]; !ok {
+				index[b] = 0
+				bs = append(bs, b)
+			}
+		}
+	}
+	slices.SortFunc(bs, func(x, y *CatalogEntry) int { return strings.Compare(x.Name, y.Name) })
+	for i, b := range bs {
+		index[b] = uint32(i)
+	}
+	return bs, index
+}
+
 // PrivateInfo is what a client needs before a private check.
 type PrivateInfo struct {
 	// PrefixBits is the prefix length to send: every bucket of that length
@@ -104,3 +129,21 @@ func PrefixOf(d Digest, bits int) []byte {
 	}
 	return p
 }
+
+// MinPaddedSize is the smallest size class of a private check's answer.
+const MinPaddedSize = 1 << 10
+
+// PaddedSize returns the size class of an answer of n bytes: the least
+// power of two at least n and MinPaddedSize. A private check's answer, in
+// every encoding, is padded to exactly its class, so that its length tells
+// nothing of the bucket but the class.
+func PaddedSize(n int) int {
+	c := MinPaddedSize
+	for c < n {
+		c <<= 1
+	}
+	return c
+}
+
+// PrivateSuite names the OPRF suite of private checks (RFC 9497).
+const PrivateSuite = "ristretto255-SHA512"

@@ -13,6 +13,7 @@ type UseCase string
 const (
 	UseCheck           UseCase = "check"            // one account
 	UseCheckBulk       UseCase = "check-bulk"       // a stream of batches of accounts
+	UseCheckPrivate    UseCase = "check-private"    // one account, the server learning only its bucket
 	UseCatalogue       UseCase = "catalogue"        // the breach catalogue
 	UseCheckPassword   UseCase = "check-password"   // one password hash
 	UsePasswordRange   UseCase = "password-range"   // the hashes under a prefix (k-anonymity)
@@ -53,6 +54,7 @@ type Rule struct {
 var Policy = map[UseCase]Rule{
 	UseCheck:           {Scope: ScopeCheck, Cost: PerCall},
 	UseCheckBulk:       {Scope: ScopeBulk, Cost: PerItem},
+	UseCheckPrivate:    {Scope: ScopeCheck, Cost: PerCall},
 	UseCatalogue:       {Scope: ScopeCheck, Cost: PerCall, Public: true},
 	UseCheckPassword:   {Scope: ScopeCheck, Cost: PerCall},
 	UsePasswordRange:   {Scope: ScopeCheck, Cost: PerCall, Public: true},

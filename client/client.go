@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -70,6 +71,9 @@ type Client struct {
 	pw     breachdv1.PasswordServiceClient
 	assess breachdv1.AssessServiceClient
 	opts   options
+	// prefixBits is the private checks' prefix length the daemon last
+	// gave, plus one (0: not asked yet).
+	prefixBits atomic.Int32
 }
 
 type options struct {

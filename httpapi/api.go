@@ -84,6 +84,8 @@ func New(svc *service.Service, o Options) (*API, error) {
 		{"GET /api/v3/dataclasses", "dataclasses", auth.UseCatalogue, a.dataClasses},
 		{"GET /api/v3/latestbreach", "latestbreach", auth.UseCatalogue, a.latestBreach},
 		{"POST /v1/assess", "assess", auth.UseAssess, a.assess},
+		{"GET /v1/private/info", "private-info", auth.UseCheckPrivate, a.privateInfo},
+		{"POST /v1/private/check", "private-check", auth.UseCheckPrivate, a.privateCheck},
 		{"POST /v1/hooks/kratos", "kratos", auth.UseAssess, a.kratosHook},
 	} {
 		rule, err := auth.RuleFor(r.uc, r.name)

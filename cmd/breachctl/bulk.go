@@ -31,6 +31,7 @@ type bulkConfig struct {
 	failOnExposed bool
 	failOnInvalid bool
 	maxInvalid    float64 // the share of invalid rows above which the run fails
+	private       bool    // private checks (client.CheckPrivateDigests)
 	batch         int
 	inFlight      int
 	// assess asks the daemon's policy about every row (unary Assess, in
@@ -181,7 +182,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	// (a chunk reaches the writer's queue before its digests reach the
 	// stream); the rows without a digest before it are written on the way.
 	answers := func(yield func(answer, error) bool) {
-		for r, err := range cl.CheckDigests(ctx, digests) {
+		check := cl.CheckDigests
+		if c.private {
+			check = cl.CheckPrivateDigests
+		}
+		for r, err := range check(ctx, digests) {
 			if !yield(answer{BulkResult: r}, err) {
 				return
 			}

@@ -175,6 +175,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.IntVar(&bc.inFlight, "in-flight", 4, "stream batches awaiting answers at once")
 	fs.BoolVar(&bc.assess, "assess", false, "with --file: ask the daemon's policy about every row (AssessService, without passwords) and report its decision, what enforcing would answer and the rules that fired")
 	assessAt := fs.String("context", "login", "with --assess: signup, login or password_change")
+	fs.BoolVar(&bc.private, "private", false, "private checks (docs/PRIVATE-LOOKUP.md): the daemon learns only a short prefix of each digest, never the digest; --in-flight of them run at once")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: breachctl check [flags] EMAIL...\n       breachctl check [flags] --file PATH [--out PATH]\n\nFlags:")
 		fs.PrintDefaults()
@@ -191,6 +192,9 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		return errUsage
 	case bc.format != "csv" && bc.format != "jsonl":
 		fmt.Fprintf(stderr, "breachctl check: unknown --report-format %q: want csv or jsonl\n", bc.format)
+		return errUsage
+	case bc.assess && bc.private:
+		fmt.Fprintln(stderr, "breachctl check: --assess and --private do not go together: an assessment names the account")
 		return errUsage
 	case bc.assess && bc.file == "":
 		fmt.Fprintln(stderr, "breachctl check: --assess is for sweeps (--file); for one account use breachctl assess")
@@ -224,7 +228,11 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	var invalid int64
 	for _, email := range fs.Args() {
 		cctx, cancel := context.WithTimeout(ctx, cc.timeout)
-		r, err := cl.Check(cctx, email)
+		check := cl.Check
+		if bc.private {
+			check = cl.CheckPrivate
+		}
+		r, err := check(cctx, email)
 		cancel()
 		if errors.Is(err, canon.ErrInvalidEmail) {
 			fmt.Fprintf(stdout, "%s: %v\n", email, err)

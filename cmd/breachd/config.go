@@ -111,7 +111,9 @@ type config struct {
 		Principals []principalPolicy `yaml:"principals" help:"policies of their own for some principals (each with principal, mode and rules)"`
 	} `yaml:"policy"`
 	Privacy struct {
-		IndexKeyFile string `yaml:"index_key_file" help:"index key file ('breachd keys index create'): the email corpus stores a keyed SHA-256 of each digest, never a digest; a keyed corpus needs it to open ('breachd rekey' keys an existing one)"`
+		IndexKeyFile   string `yaml:"index_key_file" help:"index key file ('breachd keys index create'): the email corpus stores a keyed SHA-256 of each digest, never a digest; a keyed corpus needs it to open ('breachd rekey' keys an existing one)"`
+		PrivateLookups bool   `yaml:"private_lookups" help:"answer private checks (docs/PRIVATE-LOOKUP.md; needs index_key_file): a new corpus is built with a private row per account (an OPRF evaluation each, about 95 µs of CPU), and one built without is refused ('breachd rekey --private' converts a plain one)"`
+		BucketMin      int    `yaml:"bucket_min" help:"the fewest accounts every bucket of a private check holds: the prefix length advertised is the longest that keeps every bucket at least this full"`
 	} `yaml:"privacy"`
 	Watch struct {
 		Webhooks  []webhookConfig `yaml:"webhooks" help:"endpoints that receive exposure events as Standard Webhooks (each with url and secret_file)"`
@@ -258,6 +260,7 @@ func defaultConfig() config {
 	c.TLS.ClientAuth = string(certs.RequireClientCert)
 	c.Auth.APIKeys = true
 	c.Auth.KeysReload = duration(2 * time.Second)
+	c.Privacy.BucketMin = so.BucketMin
 	c.Auth.Reflection = true
 	c.Quota.Rate, c.Quota.Burst = 1000, 20_000
 	c.Quota.MaxStreams = 8
@@ -569,6 +572,10 @@ func (c *config) validate() error {
 		return bad("tls.client_ca", c.TLS.ClientCA, "tls.cert and tls.key as well: mutual TLS is TLS")
 	case c.TLS.ClientAuth != string(certs.RequireClientCert) && c.TLS.ClientAuth != string(certs.VerifyIfGiven):
 		return bad("tls.client_auth", c.TLS.ClientAuth, "require or verify-if-given")
+	case c.Privacy.PrivateLookups && c.Privacy.IndexKeyFile == "":
+		return bad("privacy.private_lookups", true, "privacy.index_key_file as well: the private lookup key is the index key's")
+	case c.Privacy.BucketMin < 1:
+		return bad("privacy.bucket_min", c.Privacy.BucketMin, "at least 1 account")
 	case c.Auth.KeysReload < duration(100*time.Millisecond):
 		return bad("auth.keys_reload", c.Auth.KeysReload, "at least 100ms")
 	case c.Quota.MaxStreamWait < 0:

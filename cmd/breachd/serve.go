@@ -57,6 +57,7 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		}
 		d.Emails.IndexKey = k
 	}
+	d.Emails.Private, d.Emails.BucketMin = c.Privacy.PrivateLookups, c.Privacy.BucketMin
 	d.Passwords = c.storeOptions()
 	d.Passwords.MemTableSize, d.Passwords.BlockCacheSize = daemon.DefaultConfig().Passwords.MemTableSize, daemon.DefaultConfig().Passwords.BlockCacheSize
 	d.Limits = c.limits()

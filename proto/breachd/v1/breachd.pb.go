@@ -251,6 +251,347 @@ func (PasswordStatus) EnumDescriptor() ([]byte, []int) {
 	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{3}
 }
 
+type GetPrivateLookupInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrivateLookupInfoRequest) Reset() {
+	*x = GetPrivateLookupInfoRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrivateLookupInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrivateLookupInfoRequest) ProtoMessage() {}
+
+func (x *GetPrivateLookupInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrivateLookupInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetPrivateLookupInfoRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{0}
+}
+
+type PrivateLookupInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The prefix length to send: every bucket of that many bits holds at
+	// least bucket_min accounts (a corpus of fewer has one bucket, at 0 bits).
+	PrefixBits uint32 `protobuf:"varint,1,opt,name=prefix_bits,json=prefixBits,proto3" json:"prefix_bits,omitempty"`
+	BucketMin  uint32 `protobuf:"varint,2,opt,name=bucket_min,json=bucketMin,proto3" json:"bucket_min,omitempty"`
+	// Accounts of the smallest bucket at prefix_bits, and of the corpus.
+	SmallestBucket uint64 `protobuf:"varint,3,opt,name=smallest_bucket,json=smallestBucket,proto3" json:"smallest_bucket,omitempty"`
+	Accounts       uint64 `protobuf:"varint,4,opt,name=accounts,proto3" json:"accounts,omitempty"`
+	// The corpus version the buckets were counted at.
+	CorpusVersion uint64 `protobuf:"varint,5,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	// The OPRF suite (RFC 9497): "ristretto255-SHA512".
+	Suite string `protobuf:"bytes,6,opt,name=suite,proto3" json:"suite,omitempty"`
+	// The bytes of each entry's value: the first bytes of the OPRF output.
+	ValueSize     uint32 `protobuf:"varint,7,opt,name=value_size,json=valueSize,proto3" json:"value_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivateLookupInfo) Reset() {
+	*x = PrivateLookupInfo{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivateLookupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivateLookupInfo) ProtoMessage() {}
+
+func (x *PrivateLookupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivateLookupInfo.ProtoReflect.Descriptor instead.
+func (*PrivateLookupInfo) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PrivateLookupInfo) GetPrefixBits() uint32 {
+	if x != nil {
+		return x.PrefixBits
+	}
+	return 0
+}
+
+func (x *PrivateLookupInfo) GetBucketMin() uint32 {
+	if x != nil {
+		return x.BucketMin
+	}
+	return 0
+}
+
+func (x *PrivateLookupInfo) GetSmallestBucket() uint64 {
+	if x != nil {
+		return x.SmallestBucket
+	}
+	return 0
+}
+
+func (x *PrivateLookupInfo) GetAccounts() uint64 {
+	if x != nil {
+		return x.Accounts
+	}
+	return 0
+}
+
+func (x *PrivateLookupInfo) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
+func (x *PrivateLookupInfo) GetSuite() string {
+	if x != nil {
+		return x.Suite
+	}
+	return ""
+}
+
+func (x *PrivateLookupInfo) GetValueSize() uint32 {
+	if x != nil {
+		return x.ValueSize
+	}
+	return 0
+}
+
+type CheckPrivateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first prefix_bits bits of the digest, most significant first, in
+	// (prefix_bits+7)/8 bytes; the bits after them are zero.
+	Prefix     []byte `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	PrefixBits uint32 `protobuf:"varint,2,opt,name=prefix_bits,json=prefixBits,proto3" json:"prefix_bits,omitempty"`
+	// The digest blinded (RFC 9497 Blind): an encoded ristretto255 element, 32 bytes.
+	BlindedElement []byte `protobuf:"bytes,3,opt,name=blinded_element,json=blindedElement,proto3" json:"blinded_element,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CheckPrivateRequest) Reset() {
+	*x = CheckPrivateRequest{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPrivateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPrivateRequest) ProtoMessage() {}
+
+func (x *CheckPrivateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPrivateRequest.ProtoReflect.Descriptor instead.
+func (*CheckPrivateRequest) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CheckPrivateRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *CheckPrivateRequest) GetPrefixBits() uint32 {
+	if x != nil {
+		return x.PrefixBits
+	}
+	return 0
+}
+
+func (x *CheckPrivateRequest) GetBlindedElement() []byte {
+	if x != nil {
+		return x.BlindedElement
+	}
+	return nil
+}
+
+type CheckPrivateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The blinded element evaluated under the server's key, 32 bytes.
+	EvaluatedElement []byte `protobuf:"bytes,1,opt,name=evaluated_element,json=evaluatedElement,proto3" json:"evaluated_element,omitempty"`
+	// The server's prefix length now.
+	PrefixBits uint32 `protobuf:"varint,2,opt,name=prefix_bits,json=prefixBits,proto3" json:"prefix_bits,omitempty"`
+	// The breaches the entries name, ordered by name.
+	Breaches []*BreachSummary `protobuf:"bytes,3,rep,name=breaches,proto3" json:"breaches,omitempty"`
+	// Every exposed account of the bucket, ordered by value.
+	Entries       []*PrivateEntry `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	CorpusVersion uint64          `protobuf:"varint,5,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
+	// Padding: the encoded response is a power of two bytes long, at least
+	// 1 KiB, so that its length tells nothing of which bucket it answers.
+	Padding       []byte `protobuf:"bytes,15,opt,name=padding,proto3" json:"padding,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPrivateResponse) Reset() {
+	*x = CheckPrivateResponse{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPrivateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPrivateResponse) ProtoMessage() {}
+
+func (x *CheckPrivateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPrivateResponse.ProtoReflect.Descriptor instead.
+func (*CheckPrivateResponse) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *CheckPrivateResponse) GetEvaluatedElement() []byte {
+	if x != nil {
+		return x.EvaluatedElement
+	}
+	return nil
+}
+
+func (x *CheckPrivateResponse) GetPrefixBits() uint32 {
+	if x != nil {
+		return x.PrefixBits
+	}
+	return 0
+}
+
+func (x *CheckPrivateResponse) GetBreaches() []*BreachSummary {
+	if x != nil {
+		return x.Breaches
+	}
+	return nil
+}
+
+func (x *CheckPrivateResponse) GetEntries() []*PrivateEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+func (x *CheckPrivateResponse) GetCorpusVersion() uint64 {
+	if x != nil {
+		return x.CorpusVersion
+	}
+	return 0
+}
+
+func (x *CheckPrivateResponse) GetPadding() []byte {
+	if x != nil {
+		return x.Padding
+	}
+	return nil
+}
+
+type PrivateEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The account's OPRF output, its first value_size bytes.
+	Value []byte `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	// Indexes into CheckPrivateResponse.breaches.
+	Breaches      []uint32 `protobuf:"varint,2,rep,packed,name=breaches,proto3" json:"breaches,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrivateEntry) Reset() {
+	*x = PrivateEntry{}
+	mi := &file_breachd_v1_breachd_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrivateEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrivateEntry) ProtoMessage() {}
+
+func (x *PrivateEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_breachd_v1_breachd_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrivateEntry.ProtoReflect.Descriptor instead.
+func (*PrivateEntry) Descriptor() ([]byte, []int) {
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PrivateEntry) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *PrivateEntry) GetBreaches() []uint32 {
+	if x != nil {
+		return x.Breaches
+	}
+	return nil
+}
+
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SHA-256 of the canonical email address: exactly 32 bytes.
@@ -266,7 +607,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[0]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +619,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[0]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +632,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{0}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckRequest) GetEmailSha256() []byte {
@@ -320,7 +661,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[1]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +673,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[1]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +686,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{1}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckResponse) GetExposed() bool {
@@ -383,7 +724,7 @@ type BreachSummary struct {
 
 func (x *BreachSummary) Reset() {
 	*x = BreachSummary{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[2]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -395,7 +736,7 @@ func (x *BreachSummary) String() string {
 func (*BreachSummary) ProtoMessage() {}
 
 func (x *BreachSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[2]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -408,7 +749,7 @@ func (x *BreachSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachSummary.ProtoReflect.Descriptor instead.
 func (*BreachSummary) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{2}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BreachSummary) GetName() string {
@@ -451,7 +792,7 @@ type CheckStreamRequest struct {
 
 func (x *CheckStreamRequest) Reset() {
 	*x = CheckStreamRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[3]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +804,7 @@ func (x *CheckStreamRequest) String() string {
 func (*CheckStreamRequest) ProtoMessage() {}
 
 func (x *CheckStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[3]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +817,7 @@ func (x *CheckStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckStreamRequest.ProtoReflect.Descriptor instead.
 func (*CheckStreamRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{3}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CheckStreamRequest) GetEmailSha256() []byte {
@@ -512,7 +853,7 @@ type CheckStreamResponse struct {
 
 func (x *CheckStreamResponse) Reset() {
 	*x = CheckStreamResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[4]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -524,7 +865,7 @@ func (x *CheckStreamResponse) String() string {
 func (*CheckStreamResponse) ProtoMessage() {}
 
 func (x *CheckStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[4]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -537,7 +878,7 @@ func (x *CheckStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckStreamResponse.ProtoReflect.Descriptor instead.
 func (*CheckStreamResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{4}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CheckStreamResponse) GetCount() uint32 {
@@ -586,7 +927,7 @@ type BreachSet struct {
 
 func (x *BreachSet) Reset() {
 	*x = BreachSet{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[5]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +939,7 @@ func (x *BreachSet) String() string {
 func (*BreachSet) ProtoMessage() {}
 
 func (x *BreachSet) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[5]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +952,7 @@ func (x *BreachSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachSet.ProtoReflect.Descriptor instead.
 func (*BreachSet) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{5}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *BreachSet) GetNames() []string {
@@ -658,7 +999,7 @@ type Breach struct {
 
 func (x *Breach) Reset() {
 	*x = Breach{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[6]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +1011,7 @@ func (x *Breach) String() string {
 func (*Breach) ProtoMessage() {}
 
 func (x *Breach) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[6]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +1024,7 @@ func (x *Breach) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Breach.ProtoReflect.Descriptor instead.
 func (*Breach) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{6}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Breach) GetName() string {
@@ -853,7 +1194,7 @@ type ListBreachesRequest struct {
 
 func (x *ListBreachesRequest) Reset() {
 	*x = ListBreachesRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[7]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1206,7 @@ func (x *ListBreachesRequest) String() string {
 func (*ListBreachesRequest) ProtoMessage() {}
 
 func (x *ListBreachesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[7]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1219,7 @@ func (x *ListBreachesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreachesRequest.ProtoReflect.Descriptor instead.
 func (*ListBreachesRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{7}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListBreachesRequest) GetPageSize() int32 {
@@ -908,7 +1249,7 @@ type ListBreachesResponse struct {
 
 func (x *ListBreachesResponse) Reset() {
 	*x = ListBreachesResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[8]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -920,7 +1261,7 @@ func (x *ListBreachesResponse) String() string {
 func (*ListBreachesResponse) ProtoMessage() {}
 
 func (x *ListBreachesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[8]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -933,7 +1274,7 @@ func (x *ListBreachesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListBreachesResponse.ProtoReflect.Descriptor instead.
 func (*ListBreachesResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{8}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListBreachesResponse) GetBreaches() []*Breach {
@@ -967,7 +1308,7 @@ type GetBreachRequest struct {
 
 func (x *GetBreachRequest) Reset() {
 	*x = GetBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[9]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1320,7 @@ func (x *GetBreachRequest) String() string {
 func (*GetBreachRequest) ProtoMessage() {}
 
 func (x *GetBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[9]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1333,7 @@ func (x *GetBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBreachRequest.ProtoReflect.Descriptor instead.
 func (*GetBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{9}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetBreachRequest) GetName() string {
@@ -1012,7 +1353,7 @@ type GetBreachResponse struct {
 
 func (x *GetBreachResponse) Reset() {
 	*x = GetBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[10]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1024,7 +1365,7 @@ func (x *GetBreachResponse) String() string {
 func (*GetBreachResponse) ProtoMessage() {}
 
 func (x *GetBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[10]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1037,7 +1378,7 @@ func (x *GetBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBreachResponse.ProtoReflect.Descriptor instead.
 func (*GetBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{10}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetBreachResponse) GetBreach() *Breach {
@@ -1072,7 +1413,7 @@ type ImportPairsRequest struct {
 
 func (x *ImportPairsRequest) Reset() {
 	*x = ImportPairsRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1425,7 @@ func (x *ImportPairsRequest) String() string {
 func (*ImportPairsRequest) ProtoMessage() {}
 
 func (x *ImportPairsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[11]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1438,7 @@ func (x *ImportPairsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPairsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPairsRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{11}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ImportPairsRequest) GetPart() isImportPairsRequest_Part {
@@ -1182,7 +1523,7 @@ type ImportPairsResponse struct {
 
 func (x *ImportPairsResponse) Reset() {
 	*x = ImportPairsResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1535,7 @@ func (x *ImportPairsResponse) String() string {
 func (*ImportPairsResponse) ProtoMessage() {}
 
 func (x *ImportPairsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[12]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1548,7 @@ func (x *ImportPairsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPairsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPairsResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{12}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ImportPairsResponse) GetName() string {
@@ -1259,7 +1600,7 @@ type ImportPasswordsRequest struct {
 
 func (x *ImportPasswordsRequest) Reset() {
 	*x = ImportPasswordsRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1612,7 @@ func (x *ImportPasswordsRequest) String() string {
 func (*ImportPasswordsRequest) ProtoMessage() {}
 
 func (x *ImportPasswordsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[13]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1625,7 @@ func (x *ImportPasswordsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPasswordsRequest.ProtoReflect.Descriptor instead.
 func (*ImportPasswordsRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{13}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ImportPasswordsRequest) GetPart() isImportPasswordsRequest_Part {
@@ -1356,7 +1697,7 @@ type PasswordRelease struct {
 
 func (x *PasswordRelease) Reset() {
 	*x = PasswordRelease{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1709,7 @@ func (x *PasswordRelease) String() string {
 func (*PasswordRelease) ProtoMessage() {}
 
 func (x *PasswordRelease) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[14]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1722,7 @@ func (x *PasswordRelease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasswordRelease.ProtoReflect.Descriptor instead.
 func (*PasswordRelease) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{14}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PasswordRelease) GetKind() HashKind {
@@ -1417,7 +1758,7 @@ type PasswordBatch struct {
 
 func (x *PasswordBatch) Reset() {
 	*x = PasswordBatch{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1770,7 @@ func (x *PasswordBatch) String() string {
 func (*PasswordBatch) ProtoMessage() {}
 
 func (x *PasswordBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[15]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1783,7 @@ func (x *PasswordBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PasswordBatch.ProtoReflect.Descriptor instead.
 func (*PasswordBatch) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{15}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PasswordBatch) GetHashes() []byte {
@@ -1477,7 +1818,7 @@ type ImportPasswordsResponse struct {
 
 func (x *ImportPasswordsResponse) Reset() {
 	*x = ImportPasswordsResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1830,7 @@ func (x *ImportPasswordsResponse) String() string {
 func (*ImportPasswordsResponse) ProtoMessage() {}
 
 func (x *ImportPasswordsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[16]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1843,7 @@ func (x *ImportPasswordsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportPasswordsResponse.ProtoReflect.Descriptor instead.
 func (*ImportPasswordsResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{16}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ImportPasswordsResponse) GetName() string {
@@ -1557,7 +1898,7 @@ type CheckPasswordRequest struct {
 
 func (x *CheckPasswordRequest) Reset() {
 	*x = CheckPasswordRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1569,7 +1910,7 @@ func (x *CheckPasswordRequest) String() string {
 func (*CheckPasswordRequest) ProtoMessage() {}
 
 func (x *CheckPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[17]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1582,7 +1923,7 @@ func (x *CheckPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPasswordRequest.ProtoReflect.Descriptor instead.
 func (*CheckPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{17}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CheckPasswordRequest) GetKind() HashKind {
@@ -1609,7 +1950,7 @@ type CheckPasswordResponse struct {
 
 func (x *CheckPasswordResponse) Reset() {
 	*x = CheckPasswordResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1621,7 +1962,7 @@ func (x *CheckPasswordResponse) String() string {
 func (*CheckPasswordResponse) ProtoMessage() {}
 
 func (x *CheckPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[18]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1634,7 +1975,7 @@ func (x *CheckPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPasswordResponse.ProtoReflect.Descriptor instead.
 func (*CheckPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{18}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CheckPasswordResponse) GetCount() uint64 {
@@ -1662,7 +2003,7 @@ type RangeRequest struct {
 
 func (x *RangeRequest) Reset() {
 	*x = RangeRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +2015,7 @@ func (x *RangeRequest) String() string {
 func (*RangeRequest) ProtoMessage() {}
 
 func (x *RangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[19]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +2028,7 @@ func (x *RangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeRequest.ProtoReflect.Descriptor instead.
 func (*RangeRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{19}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RangeRequest) GetKind() HashKind {
@@ -1717,7 +2058,7 @@ type RangeResponse struct {
 
 func (x *RangeResponse) Reset() {
 	*x = RangeResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1729,7 +2070,7 @@ func (x *RangeResponse) String() string {
 func (*RangeResponse) ProtoMessage() {}
 
 func (x *RangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[20]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1742,7 +2083,7 @@ func (x *RangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeResponse.ProtoReflect.Descriptor instead.
 func (*RangeResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{20}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RangeResponse) GetHashes() []byte {
@@ -1775,7 +2116,7 @@ type DeleteBreachRequest struct {
 
 func (x *DeleteBreachRequest) Reset() {
 	*x = DeleteBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1787,7 +2128,7 @@ func (x *DeleteBreachRequest) String() string {
 func (*DeleteBreachRequest) ProtoMessage() {}
 
 func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[21]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1800,7 +2141,7 @@ func (x *DeleteBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreachRequest.ProtoReflect.Descriptor instead.
 func (*DeleteBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{21}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DeleteBreachRequest) GetName() string {
@@ -1822,7 +2163,7 @@ type DeleteBreachResponse struct {
 
 func (x *DeleteBreachResponse) Reset() {
 	*x = DeleteBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1834,7 +2175,7 @@ func (x *DeleteBreachResponse) String() string {
 func (*DeleteBreachResponse) ProtoMessage() {}
 
 func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[22]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1847,7 +2188,7 @@ func (x *DeleteBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteBreachResponse.ProtoReflect.Descriptor instead.
 func (*DeleteBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{22}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DeleteBreachResponse) GetName() string {
@@ -1881,7 +2222,7 @@ type UpdateBreachRequest struct {
 
 func (x *UpdateBreachRequest) Reset() {
 	*x = UpdateBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2234,7 @@ func (x *UpdateBreachRequest) String() string {
 func (*UpdateBreachRequest) ProtoMessage() {}
 
 func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[23]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2247,7 @@ func (x *UpdateBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBreachRequest.ProtoReflect.Descriptor instead.
 func (*UpdateBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{23}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpdateBreachRequest) GetBreach() *Breach {
@@ -1926,7 +2267,7 @@ type UpdateBreachResponse struct {
 
 func (x *UpdateBreachResponse) Reset() {
 	*x = UpdateBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1938,7 +2279,7 @@ func (x *UpdateBreachResponse) String() string {
 func (*UpdateBreachResponse) ProtoMessage() {}
 
 func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[24]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1951,7 +2292,7 @@ func (x *UpdateBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateBreachResponse.ProtoReflect.Descriptor instead.
 func (*UpdateBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{24}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateBreachResponse) GetBreach() *Breach {
@@ -1982,7 +2323,7 @@ type ImportBreachRequest struct {
 
 func (x *ImportBreachRequest) Reset() {
 	*x = ImportBreachRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2335,7 @@ func (x *ImportBreachRequest) String() string {
 func (*ImportBreachRequest) ProtoMessage() {}
 
 func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[25]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2348,7 @@ func (x *ImportBreachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachRequest.ProtoReflect.Descriptor instead.
 func (*ImportBreachRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{25}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ImportBreachRequest) GetPart() isImportBreachRequest_Part {
@@ -2077,7 +2418,7 @@ type ImportCommit struct {
 
 func (x *ImportCommit) Reset() {
 	*x = ImportCommit{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2089,7 +2430,7 @@ func (x *ImportCommit) String() string {
 func (*ImportCommit) ProtoMessage() {}
 
 func (x *ImportCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[26]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2102,7 +2443,7 @@ func (x *ImportCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportCommit.ProtoReflect.Descriptor instead.
 func (*ImportCommit) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{26}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ImportCommit) GetDigestCount() uint64 {
@@ -2130,7 +2471,7 @@ type ImportBreachResponse struct {
 
 func (x *ImportBreachResponse) Reset() {
 	*x = ImportBreachResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2483,7 @@ func (x *ImportBreachResponse) String() string {
 func (*ImportBreachResponse) ProtoMessage() {}
 
 func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[27]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2496,7 @@ func (x *ImportBreachResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportBreachResponse.ProtoReflect.Descriptor instead.
 func (*ImportBreachResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{27}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ImportBreachResponse) GetName() string {
@@ -2213,7 +2554,7 @@ type AssessRequest struct {
 
 func (x *AssessRequest) Reset() {
 	*x = AssessRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2566,7 @@ func (x *AssessRequest) String() string {
 func (*AssessRequest) ProtoMessage() {}
 
 func (x *AssessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[28]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2579,7 @@ func (x *AssessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssessRequest.ProtoReflect.Descriptor instead.
 func (*AssessRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{28}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AssessRequest) GetEmailSha256() []byte {
@@ -2272,7 +2613,7 @@ type BreachAssessment struct {
 
 func (x *BreachAssessment) Reset() {
 	*x = BreachAssessment{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[29]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2625,7 @@ func (x *BreachAssessment) String() string {
 func (*BreachAssessment) ProtoMessage() {}
 
 func (x *BreachAssessment) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[29]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2638,7 @@ func (x *BreachAssessment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BreachAssessment.ProtoReflect.Descriptor instead.
 func (*BreachAssessment) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{29}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BreachAssessment) GetBreach() *BreachSummary {
@@ -2335,7 +2676,7 @@ type AssessResponse struct {
 
 func (x *AssessResponse) Reset() {
 	*x = AssessResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[30]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2347,7 +2688,7 @@ func (x *AssessResponse) String() string {
 func (*AssessResponse) ProtoMessage() {}
 
 func (x *AssessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[30]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2360,7 +2701,7 @@ func (x *AssessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AssessResponse.ProtoReflect.Descriptor instead.
 func (*AssessResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{30}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AssessResponse) GetDecision() Decision {
@@ -2421,7 +2762,7 @@ type CreateWatchlistRequest struct {
 
 func (x *CreateWatchlistRequest) Reset() {
 	*x = CreateWatchlistRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[31]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2774,7 @@ func (x *CreateWatchlistRequest) String() string {
 func (*CreateWatchlistRequest) ProtoMessage() {}
 
 func (x *CreateWatchlistRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[31]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2787,7 @@ func (x *CreateWatchlistRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWatchlistRequest.ProtoReflect.Descriptor instead.
 func (*CreateWatchlistRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{31}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateWatchlistRequest) GetName() string {
@@ -2468,7 +2809,7 @@ type WatchlistInfo struct {
 
 func (x *WatchlistInfo) Reset() {
 	*x = WatchlistInfo{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[32]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2480,7 +2821,7 @@ func (x *WatchlistInfo) String() string {
 func (*WatchlistInfo) ProtoMessage() {}
 
 func (x *WatchlistInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[32]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2493,7 +2834,7 @@ func (x *WatchlistInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchlistInfo.ProtoReflect.Descriptor instead.
 func (*WatchlistInfo) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{32}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *WatchlistInfo) GetName() string {
@@ -2531,7 +2872,7 @@ type WatchlistChangeRequest struct {
 
 func (x *WatchlistChangeRequest) Reset() {
 	*x = WatchlistChangeRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[33]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2543,7 +2884,7 @@ func (x *WatchlistChangeRequest) String() string {
 func (*WatchlistChangeRequest) ProtoMessage() {}
 
 func (x *WatchlistChangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[33]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2556,7 +2897,7 @@ func (x *WatchlistChangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchlistChangeRequest.ProtoReflect.Descriptor instead.
 func (*WatchlistChangeRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{33}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchlistChangeRequest) GetPart() isWatchlistChangeRequest_Part {
@@ -2632,7 +2973,7 @@ type WatchlistChangeResponse struct {
 
 func (x *WatchlistChangeResponse) Reset() {
 	*x = WatchlistChangeResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[34]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2644,7 +2985,7 @@ func (x *WatchlistChangeResponse) String() string {
 func (*WatchlistChangeResponse) ProtoMessage() {}
 
 func (x *WatchlistChangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[34]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2657,7 +2998,7 @@ func (x *WatchlistChangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchlistChangeResponse.ProtoReflect.Descriptor instead.
 func (*WatchlistChangeResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{34}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *WatchlistChangeResponse) GetName() string {
@@ -2696,7 +3037,7 @@ type ListWatchlistsRequest struct {
 
 func (x *ListWatchlistsRequest) Reset() {
 	*x = ListWatchlistsRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[35]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2708,7 +3049,7 @@ func (x *ListWatchlistsRequest) String() string {
 func (*ListWatchlistsRequest) ProtoMessage() {}
 
 func (x *ListWatchlistsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[35]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2721,7 +3062,7 @@ func (x *ListWatchlistsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWatchlistsRequest.ProtoReflect.Descriptor instead.
 func (*ListWatchlistsRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{35}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{40}
 }
 
 type ListWatchlistsResponse struct {
@@ -2733,7 +3074,7 @@ type ListWatchlistsResponse struct {
 
 func (x *ListWatchlistsResponse) Reset() {
 	*x = ListWatchlistsResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[36]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2745,7 +3086,7 @@ func (x *ListWatchlistsResponse) String() string {
 func (*ListWatchlistsResponse) ProtoMessage() {}
 
 func (x *ListWatchlistsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[36]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2758,7 +3099,7 @@ func (x *ListWatchlistsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWatchlistsResponse.ProtoReflect.Descriptor instead.
 func (*ListWatchlistsResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{36}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListWatchlistsResponse) GetWatchlists() []*WatchlistInfo {
@@ -2777,7 +3118,7 @@ type DeleteWatchlistRequest struct {
 
 func (x *DeleteWatchlistRequest) Reset() {
 	*x = DeleteWatchlistRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[37]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2789,7 +3130,7 @@ func (x *DeleteWatchlistRequest) String() string {
 func (*DeleteWatchlistRequest) ProtoMessage() {}
 
 func (x *DeleteWatchlistRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[37]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2802,7 +3143,7 @@ func (x *DeleteWatchlistRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWatchlistRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWatchlistRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{37}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *DeleteWatchlistRequest) GetName() string {
@@ -2821,7 +3162,7 @@ type DeleteWatchlistResponse struct {
 
 func (x *DeleteWatchlistResponse) Reset() {
 	*x = DeleteWatchlistResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[38]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3174,7 @@ func (x *DeleteWatchlistResponse) String() string {
 func (*DeleteWatchlistResponse) ProtoMessage() {}
 
 func (x *DeleteWatchlistResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[38]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3187,7 @@ func (x *DeleteWatchlistResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWatchlistResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWatchlistResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{38}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *DeleteWatchlistResponse) GetName() string {
@@ -2869,7 +3210,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[39]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2881,7 +3222,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[39]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2894,7 +3235,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{39}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListEventsRequest) GetWatchlist() string {
@@ -2931,7 +3272,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[40]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3284,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[40]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3297,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{40}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListEventsResponse) GetEvents() [][]byte {
@@ -2981,7 +3322,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[41]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2993,7 +3334,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[41]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3006,7 +3347,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{41}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{46}
 }
 
 type ListDeliveriesResponse struct {
@@ -3018,7 +3359,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[42]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3030,7 +3371,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[42]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3043,7 +3384,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{42}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -3068,7 +3409,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[43]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3421,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[43]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3434,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{43}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Delivery) GetEndpoint() string {
@@ -3139,7 +3480,7 @@ type DeadLetter struct {
 
 func (x *DeadLetter) Reset() {
 	*x = DeadLetter{}
-	mi := &file_breachd_v1_breachd_proto_msgTypes[44]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3492,7 @@ func (x *DeadLetter) String() string {
 func (*DeadLetter) ProtoMessage() {}
 
 func (x *DeadLetter) ProtoReflect() protoreflect.Message {
-	mi := &file_breachd_v1_breachd_proto_msgTypes[44]
+	mi := &file_breachd_v1_breachd_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3505,7 @@ func (x *DeadLetter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeadLetter.ProtoReflect.Descriptor instead.
 func (*DeadLetter) Descriptor() ([]byte, []int) {
-	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{44}
+	return file_breachd_v1_breachd_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DeadLetter) GetPosition() uint64 {
@@ -3221,7 +3562,35 @@ var File_breachd_v1_breachd_proto protoreflect.FileDescriptor
 const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\n" +
 	"\x18breachd/v1/breachd.proto\x12\n" +
-	"breachd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n" +
+	"breachd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x1d\n" +
+	"\x1bGetPrivateLookupInfoRequest\"\xf4\x01\n" +
+	"\x11PrivateLookupInfo\x12\x1f\n" +
+	"\vprefix_bits\x18\x01 \x01(\rR\n" +
+	"prefixBits\x12\x1d\n" +
+	"\n" +
+	"bucket_min\x18\x02 \x01(\rR\tbucketMin\x12'\n" +
+	"\x0fsmallest_bucket\x18\x03 \x01(\x04R\x0esmallestBucket\x12\x1a\n" +
+	"\baccounts\x18\x04 \x01(\x04R\baccounts\x12%\n" +
+	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\x12\x14\n" +
+	"\x05suite\x18\x06 \x01(\tR\x05suite\x12\x1d\n" +
+	"\n" +
+	"value_size\x18\a \x01(\rR\tvalueSize\"w\n" +
+	"\x13CheckPrivateRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x1f\n" +
+	"\vprefix_bits\x18\x02 \x01(\rR\n" +
+	"prefixBits\x12'\n" +
+	"\x0fblinded_element\x18\x03 \x01(\fR\x0eblindedElement\"\x90\x02\n" +
+	"\x14CheckPrivateResponse\x12+\n" +
+	"\x11evaluated_element\x18\x01 \x01(\fR\x10evaluatedElement\x12\x1f\n" +
+	"\vprefix_bits\x18\x02 \x01(\rR\n" +
+	"prefixBits\x125\n" +
+	"\bbreaches\x18\x03 \x03(\v2\x19.breachd.v1.BreachSummaryR\bbreaches\x122\n" +
+	"\aentries\x18\x04 \x03(\v2\x18.breachd.v1.PrivateEntryR\aentries\x12%\n" +
+	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\x12\x18\n" +
+	"\apadding\x18\x0f \x01(\fR\apadding\"@\n" +
+	"\fPrivateEntry\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\x12\x1a\n" +
+	"\bbreaches\x18\x02 \x03(\rR\bbreaches\"_\n" +
 	"\fCheckRequest\x12!\n" +
 	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\x12,\n" +
 	"\x12min_corpus_version\x18\x02 \x01(\x04R\x10minCorpusVersion\"\x87\x01\n" +
@@ -3451,12 +3820,14 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x1bPASSWORD_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PASSWORD_STATUS_UNKNOWN\x10\x01\x12\x1b\n" +
 	"\x17PASSWORD_STATUS_EXPOSED\x10\x02\x12\x1f\n" +
-	"\x1bPASSWORD_STATUS_NOT_EXPOSED\x10\x032\xc0\x02\n" +
+	"\x1bPASSWORD_STATUS_NOT_EXPOSED\x10\x032\xf3\x03\n" +
 	"\x0fExposureService\x12<\n" +
 	"\x05Check\x12\x18.breachd.v1.CheckRequest\x1a\x19.breachd.v1.CheckResponse\x12R\n" +
 	"\vCheckStream\x12\x1e.breachd.v1.CheckStreamRequest\x1a\x1f.breachd.v1.CheckStreamResponse(\x010\x01\x12Q\n" +
 	"\fListBreaches\x12\x1f.breachd.v1.ListBreachesRequest\x1a .breachd.v1.ListBreachesResponse\x12H\n" +
-	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse2\xb9\x03\n" +
+	"\tGetBreach\x12\x1c.breachd.v1.GetBreachRequest\x1a\x1d.breachd.v1.GetBreachResponse\x12^\n" +
+	"\x14GetPrivateLookupInfo\x12'.breachd.v1.GetPrivateLookupInfoRequest\x1a\x1d.breachd.v1.PrivateLookupInfo\x12Q\n" +
+	"\fCheckPrivate\x12\x1f.breachd.v1.CheckPrivateRequest\x1a .breachd.v1.CheckPrivateResponse2\xb9\x03\n" +
 	"\fAdminService\x12S\n" +
 	"\fImportBreach\x12\x1f.breachd.v1.ImportBreachRequest\x1a .breachd.v1.ImportBreachResponse(\x01\x12Q\n" +
 	"\fDeleteBreach\x12\x1f.breachd.v1.DeleteBreachRequest\x1a .breachd.v1.DeleteBreachResponse\x12Q\n" +
@@ -3491,136 +3862,147 @@ func file_breachd_v1_breachd_proto_rawDescGZIP() []byte {
 }
 
 var file_breachd_v1_breachd_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_breachd_v1_breachd_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_breachd_v1_breachd_proto_goTypes = []any{
-	(HashKind)(0),                   // 0: breachd.v1.HashKind
-	(AssessContext)(0),              // 1: breachd.v1.AssessContext
-	(Decision)(0),                   // 2: breachd.v1.Decision
-	(PasswordStatus)(0),             // 3: breachd.v1.PasswordStatus
-	(*CheckRequest)(nil),            // 4: breachd.v1.CheckRequest
-	(*CheckResponse)(nil),           // 5: breachd.v1.CheckResponse
-	(*BreachSummary)(nil),           // 6: breachd.v1.BreachSummary
-	(*CheckStreamRequest)(nil),      // 7: breachd.v1.CheckStreamRequest
-	(*CheckStreamResponse)(nil),     // 8: breachd.v1.CheckStreamResponse
-	(*BreachSet)(nil),               // 9: breachd.v1.BreachSet
-	(*Breach)(nil),                  // 10: breachd.v1.Breach
-	(*ListBreachesRequest)(nil),     // 11: breachd.v1.ListBreachesRequest
-	(*ListBreachesResponse)(nil),    // 12: breachd.v1.ListBreachesResponse
-	(*GetBreachRequest)(nil),        // 13: breachd.v1.GetBreachRequest
-	(*GetBreachResponse)(nil),       // 14: breachd.v1.GetBreachResponse
-	(*ImportPairsRequest)(nil),      // 15: breachd.v1.ImportPairsRequest
-	(*ImportPairsResponse)(nil),     // 16: breachd.v1.ImportPairsResponse
-	(*ImportPasswordsRequest)(nil),  // 17: breachd.v1.ImportPasswordsRequest
-	(*PasswordRelease)(nil),         // 18: breachd.v1.PasswordRelease
-	(*PasswordBatch)(nil),           // 19: breachd.v1.PasswordBatch
-	(*ImportPasswordsResponse)(nil), // 20: breachd.v1.ImportPasswordsResponse
-	(*CheckPasswordRequest)(nil),    // 21: breachd.v1.CheckPasswordRequest
-	(*CheckPasswordResponse)(nil),   // 22: breachd.v1.CheckPasswordResponse
-	(*RangeRequest)(nil),            // 23: breachd.v1.RangeRequest
-	(*RangeResponse)(nil),           // 24: breachd.v1.RangeResponse
-	(*DeleteBreachRequest)(nil),     // 25: breachd.v1.DeleteBreachRequest
-	(*DeleteBreachResponse)(nil),    // 26: breachd.v1.DeleteBreachResponse
-	(*UpdateBreachRequest)(nil),     // 27: breachd.v1.UpdateBreachRequest
-	(*UpdateBreachResponse)(nil),    // 28: breachd.v1.UpdateBreachResponse
-	(*ImportBreachRequest)(nil),     // 29: breachd.v1.ImportBreachRequest
-	(*ImportCommit)(nil),            // 30: breachd.v1.ImportCommit
-	(*ImportBreachResponse)(nil),    // 31: breachd.v1.ImportBreachResponse
-	(*AssessRequest)(nil),           // 32: breachd.v1.AssessRequest
-	(*BreachAssessment)(nil),        // 33: breachd.v1.BreachAssessment
-	(*AssessResponse)(nil),          // 34: breachd.v1.AssessResponse
-	(*CreateWatchlistRequest)(nil),  // 35: breachd.v1.CreateWatchlistRequest
-	(*WatchlistInfo)(nil),           // 36: breachd.v1.WatchlistInfo
-	(*WatchlistChangeRequest)(nil),  // 37: breachd.v1.WatchlistChangeRequest
-	(*WatchlistChangeResponse)(nil), // 38: breachd.v1.WatchlistChangeResponse
-	(*ListWatchlistsRequest)(nil),   // 39: breachd.v1.ListWatchlistsRequest
-	(*ListWatchlistsResponse)(nil),  // 40: breachd.v1.ListWatchlistsResponse
-	(*DeleteWatchlistRequest)(nil),  // 41: breachd.v1.DeleteWatchlistRequest
-	(*DeleteWatchlistResponse)(nil), // 42: breachd.v1.DeleteWatchlistResponse
-	(*ListEventsRequest)(nil),       // 43: breachd.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),      // 44: breachd.v1.ListEventsResponse
-	(*ListDeliveriesRequest)(nil),   // 45: breachd.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil),  // 46: breachd.v1.ListDeliveriesResponse
-	(*Delivery)(nil),                // 47: breachd.v1.Delivery
-	(*DeadLetter)(nil),              // 48: breachd.v1.DeadLetter
-	(*timestamppb.Timestamp)(nil),   // 49: google.protobuf.Timestamp
+	(HashKind)(0),                       // 0: breachd.v1.HashKind
+	(AssessContext)(0),                  // 1: breachd.v1.AssessContext
+	(Decision)(0),                       // 2: breachd.v1.Decision
+	(PasswordStatus)(0),                 // 3: breachd.v1.PasswordStatus
+	(*GetPrivateLookupInfoRequest)(nil), // 4: breachd.v1.GetPrivateLookupInfoRequest
+	(*PrivateLookupInfo)(nil),           // 5: breachd.v1.PrivateLookupInfo
+	(*CheckPrivateRequest)(nil),         // 6: breachd.v1.CheckPrivateRequest
+	(*CheckPrivateResponse)(nil),        // 7: breachd.v1.CheckPrivateResponse
+	(*PrivateEntry)(nil),                // 8: breachd.v1.PrivateEntry
+	(*CheckRequest)(nil),                // 9: breachd.v1.CheckRequest
+	(*CheckResponse)(nil),               // 10: breachd.v1.CheckResponse
+	(*BreachSummary)(nil),               // 11: breachd.v1.BreachSummary
+	(*CheckStreamRequest)(nil),          // 12: breachd.v1.CheckStreamRequest
+	(*CheckStreamResponse)(nil),         // 13: breachd.v1.CheckStreamResponse
+	(*BreachSet)(nil),                   // 14: breachd.v1.BreachSet
+	(*Breach)(nil),                      // 15: breachd.v1.Breach
+	(*ListBreachesRequest)(nil),         // 16: breachd.v1.ListBreachesRequest
+	(*ListBreachesResponse)(nil),        // 17: breachd.v1.ListBreachesResponse
+	(*GetBreachRequest)(nil),            // 18: breachd.v1.GetBreachRequest
+	(*GetBreachResponse)(nil),           // 19: breachd.v1.GetBreachResponse
+	(*ImportPairsRequest)(nil),          // 20: breachd.v1.ImportPairsRequest
+	(*ImportPairsResponse)(nil),         // 21: breachd.v1.ImportPairsResponse
+	(*ImportPasswordsRequest)(nil),      // 22: breachd.v1.ImportPasswordsRequest
+	(*PasswordRelease)(nil),             // 23: breachd.v1.PasswordRelease
+	(*PasswordBatch)(nil),               // 24: breachd.v1.PasswordBatch
+	(*ImportPasswordsResponse)(nil),     // 25: breachd.v1.ImportPasswordsResponse
+	(*CheckPasswordRequest)(nil),        // 26: breachd.v1.CheckPasswordRequest
+	(*CheckPasswordResponse)(nil),       // 27: breachd.v1.CheckPasswordResponse
+	(*RangeRequest)(nil),                // 28: breachd.v1.RangeRequest
+	(*RangeResponse)(nil),               // 29: breachd.v1.RangeResponse
+	(*DeleteBreachRequest)(nil),         // 30: breachd.v1.DeleteBreachRequest
+	(*DeleteBreachResponse)(nil),        // 31: breachd.v1.DeleteBreachResponse
+	(*UpdateBreachRequest)(nil),         // 32: breachd.v1.UpdateBreachRequest
+	(*UpdateBreachResponse)(nil),        // 33: breachd.v1.UpdateBreachResponse
+	(*ImportBreachRequest)(nil),         // 34: breachd.v1.ImportBreachRequest
+	(*ImportCommit)(nil),                // 35: breachd.v1.ImportCommit
+	(*ImportBreachResponse)(nil),        // 36: breachd.v1.ImportBreachResponse
+	(*AssessRequest)(nil),               // 37: breachd.v1.AssessRequest
+	(*BreachAssessment)(nil),            // 38: breachd.v1.BreachAssessment
+	(*AssessResponse)(nil),              // 39: breachd.v1.AssessResponse
+	(*CreateWatchlistRequest)(nil),      // 40: breachd.v1.CreateWatchlistRequest
+	(*WatchlistInfo)(nil),               // 41: breachd.v1.WatchlistInfo
+	(*WatchlistChangeRequest)(nil),      // 42: breachd.v1.WatchlistChangeRequest
+	(*WatchlistChangeResponse)(nil),     // 43: breachd.v1.WatchlistChangeResponse
+	(*ListWatchlistsRequest)(nil),       // 44: breachd.v1.ListWatchlistsRequest
+	(*ListWatchlistsResponse)(nil),      // 45: breachd.v1.ListWatchlistsResponse
+	(*DeleteWatchlistRequest)(nil),      // 46: breachd.v1.DeleteWatchlistRequest
+	(*DeleteWatchlistResponse)(nil),     // 47: breachd.v1.DeleteWatchlistResponse
+	(*ListEventsRequest)(nil),           // 48: breachd.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 49: breachd.v1.ListEventsResponse
+	(*ListDeliveriesRequest)(nil),       // 50: breachd.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil),      // 51: breachd.v1.ListDeliveriesResponse
+	(*Delivery)(nil),                    // 52: breachd.v1.Delivery
+	(*DeadLetter)(nil),                  // 53: breachd.v1.DeadLetter
+	(*timestamppb.Timestamp)(nil),       // 54: google.protobuf.Timestamp
 }
 var file_breachd_v1_breachd_proto_depIdxs = []int32{
-	6,  // 0: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
-	9,  // 1: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
-	49, // 2: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
-	49, // 3: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
-	10, // 4: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
-	10, // 5: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
-	10, // 6: breachd.v1.ImportPairsRequest.breach:type_name -> breachd.v1.Breach
-	30, // 7: breachd.v1.ImportPairsRequest.commit:type_name -> breachd.v1.ImportCommit
-	18, // 8: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
-	19, // 9: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
-	30, // 10: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
-	0,  // 11: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
-	10, // 12: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
-	0,  // 13: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
-	0,  // 14: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
-	0,  // 15: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
-	10, // 16: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
-	10, // 17: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
-	10, // 18: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	30, // 19: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	1,  // 20: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
-	6,  // 21: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
-	3,  // 22: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
-	2,  // 23: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
-	2,  // 24: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
-	33, // 25: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
-	49, // 26: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
-	30, // 27: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
-	36, // 28: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
-	47, // 29: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
-	48, // 30: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
-	49, // 31: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
-	49, // 32: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
-	4,  // 33: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	7,  // 34: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	11, // 35: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	13, // 36: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	29, // 37: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	25, // 38: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	27, // 39: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	17, // 40: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
-	15, // 41: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
-	21, // 42: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
-	23, // 43: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
-	32, // 44: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
-	35, // 45: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
-	37, // 46: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
-	37, // 47: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
-	39, // 48: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
-	41, // 49: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
-	43, // 50: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
-	45, // 51: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
-	5,  // 52: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	8,  // 53: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	12, // 54: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	14, // 55: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	31, // 56: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	26, // 57: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	28, // 58: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	20, // 59: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
-	16, // 60: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
-	22, // 61: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
-	24, // 62: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
-	34, // 63: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
-	36, // 64: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
-	38, // 65: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
-	38, // 66: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
-	40, // 67: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
-	42, // 68: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
-	44, // 69: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
-	46, // 70: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
-	52, // [52:71] is the sub-list for method output_type
-	33, // [33:52] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	11, // 0: breachd.v1.CheckPrivateResponse.breaches:type_name -> breachd.v1.BreachSummary
+	8,  // 1: breachd.v1.CheckPrivateResponse.entries:type_name -> breachd.v1.PrivateEntry
+	11, // 2: breachd.v1.CheckResponse.breaches:type_name -> breachd.v1.BreachSummary
+	14, // 3: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
+	54, // 4: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
+	54, // 5: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
+	15, // 6: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
+	15, // 7: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
+	15, // 8: breachd.v1.ImportPairsRequest.breach:type_name -> breachd.v1.Breach
+	35, // 9: breachd.v1.ImportPairsRequest.commit:type_name -> breachd.v1.ImportCommit
+	23, // 10: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
+	24, // 11: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
+	35, // 12: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
+	0,  // 13: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
+	15, // 14: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
+	0,  // 15: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
+	0,  // 16: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
+	0,  // 17: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
+	15, // 18: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
+	15, // 19: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	15, // 20: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	35, // 21: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	1,  // 22: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
+	11, // 23: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
+	3,  // 24: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
+	2,  // 25: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
+	2,  // 26: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
+	38, // 27: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
+	54, // 28: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
+	35, // 29: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
+	41, // 30: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
+	52, // 31: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
+	53, // 32: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
+	54, // 33: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
+	54, // 34: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
+	9,  // 35: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	12, // 36: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	16, // 37: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	18, // 38: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	4,  // 39: breachd.v1.ExposureService.GetPrivateLookupInfo:input_type -> breachd.v1.GetPrivateLookupInfoRequest
+	6,  // 40: breachd.v1.ExposureService.CheckPrivate:input_type -> breachd.v1.CheckPrivateRequest
+	34, // 41: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	30, // 42: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	32, // 43: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	22, // 44: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	20, // 45: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
+	26, // 46: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	28, // 47: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	37, // 48: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
+	40, // 49: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
+	42, // 50: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	42, // 51: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	44, // 52: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
+	46, // 53: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
+	48, // 54: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
+	50, // 55: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
+	10, // 56: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	13, // 57: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	17, // 58: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	19, // 59: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	5,  // 60: breachd.v1.ExposureService.GetPrivateLookupInfo:output_type -> breachd.v1.PrivateLookupInfo
+	7,  // 61: breachd.v1.ExposureService.CheckPrivate:output_type -> breachd.v1.CheckPrivateResponse
+	36, // 62: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	31, // 63: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	33, // 64: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	25, // 65: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	21, // 66: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
+	27, // 67: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	29, // 68: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	39, // 69: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
+	41, // 70: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
+	43, // 71: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	43, // 72: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	45, // 73: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
+	47, // 74: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
+	49, // 75: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
+	51, // 76: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
+	56, // [56:77] is the sub-list for method output_type
+	35, // [35:56] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }
@@ -3628,23 +4010,23 @@ func file_breachd_v1_breachd_proto_init() {
 	if File_breachd_v1_breachd_proto != nil {
 		return
 	}
-	file_breachd_v1_breachd_proto_msgTypes[6].OneofWrappers = []any{}
-	file_breachd_v1_breachd_proto_msgTypes[11].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[11].OneofWrappers = []any{}
+	file_breachd_v1_breachd_proto_msgTypes[16].OneofWrappers = []any{
 		(*ImportPairsRequest_Breach)(nil),
 		(*ImportPairsRequest_Pairs)(nil),
 		(*ImportPairsRequest_Commit)(nil),
 	}
-	file_breachd_v1_breachd_proto_msgTypes[13].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[18].OneofWrappers = []any{
 		(*ImportPasswordsRequest_Release)(nil),
 		(*ImportPasswordsRequest_Batch)(nil),
 		(*ImportPasswordsRequest_Commit)(nil),
 	}
-	file_breachd_v1_breachd_proto_msgTypes[25].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[30].OneofWrappers = []any{
 		(*ImportBreachRequest_Breach)(nil),
 		(*ImportBreachRequest_EmailSha256)(nil),
 		(*ImportBreachRequest_Commit)(nil),
 	}
-	file_breachd_v1_breachd_proto_msgTypes[33].OneofWrappers = []any{
+	file_breachd_v1_breachd_proto_msgTypes[38].OneofWrappers = []any{
 		(*WatchlistChangeRequest_Name)(nil),
 		(*WatchlistChangeRequest_EmailSha256)(nil),
 		(*WatchlistChangeRequest_Commit)(nil),
@@ -3655,7 +4037,7 @@ func file_breachd_v1_breachd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_breachd_v1_breachd_proto_rawDesc), len(file_breachd_v1_breachd_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   45,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

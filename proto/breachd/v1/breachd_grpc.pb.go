@@ -24,10 +24,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExposureService_Check_FullMethodName        = "/breachd.v1.ExposureService/Check"
-	ExposureService_CheckStream_FullMethodName  = "/breachd.v1.ExposureService/CheckStream"
-	ExposureService_ListBreaches_FullMethodName = "/breachd.v1.ExposureService/ListBreaches"
-	ExposureService_GetBreach_FullMethodName    = "/breachd.v1.ExposureService/GetBreach"
+	ExposureService_Check_FullMethodName                = "/breachd.v1.ExposureService/Check"
+	ExposureService_CheckStream_FullMethodName          = "/breachd.v1.ExposureService/CheckStream"
+	ExposureService_ListBreaches_FullMethodName         = "/breachd.v1.ExposureService/ListBreaches"
+	ExposureService_GetBreach_FullMethodName            = "/breachd.v1.ExposureService/GetBreach"
+	ExposureService_GetPrivateLookupInfo_FullMethodName = "/breachd.v1.ExposureService/GetPrivateLookupInfo"
+	ExposureService_CheckPrivate_FullMethodName         = "/breachd.v1.ExposureService/CheckPrivate"
 )
 
 // ExposureServiceClient is the client API for ExposureService service.
@@ -51,6 +53,15 @@ type ExposureServiceClient interface {
 	ListBreaches(ctx context.Context, in *ListBreachesRequest, opts ...grpc.CallOption) (*ListBreachesResponse, error)
 	// GetBreach returns one breach; NOT_FOUND if the name is not in the catalogue.
 	GetBreach(ctx context.Context, in *GetBreachRequest, opts ...grpc.CallOption) (*GetBreachResponse, error)
+	// GetPrivateLookupInfo returns the prefix length private checks use now
+	// (docs/PRIVATE-LOOKUP.md). FAILED_PRECONDITION when the server does not
+	// answer private checks.
+	GetPrivateLookupInfo(ctx context.Context, in *GetPrivateLookupInfoRequest, opts ...grpc.CallOption) (*PrivateLookupInfo, error)
+	// CheckPrivate answers a private check: the server learns the digest's
+	// bucket prefix, never the digest (docs/PRIVATE-LOOKUP.md). A prefix
+	// longer than the server's, or more than 2 bits shorter, is refused with
+	// FAILED_PRECONDITION: ask GetPrivateLookupInfo again.
+	CheckPrivate(ctx context.Context, in *CheckPrivateRequest, opts ...grpc.CallOption) (*CheckPrivateResponse, error)
 }
 
 type exposureServiceClient struct {
@@ -104,6 +115,26 @@ func (c *exposureServiceClient) GetBreach(ctx context.Context, in *GetBreachRequ
 	return out, nil
 }
 
+func (c *exposureServiceClient) GetPrivateLookupInfo(ctx context.Context, in *GetPrivateLookupInfoRequest, opts ...grpc.CallOption) (*PrivateLookupInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PrivateLookupInfo)
+	err := c.cc.Invoke(ctx, ExposureService_GetPrivateLookupInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *exposureServiceClient) CheckPrivate(ctx context.Context, in *CheckPrivateRequest, opts ...grpc.CallOption) (*CheckPrivateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckPrivateResponse)
+	err := c.cc.Invoke(ctx, ExposureService_CheckPrivate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExposureServiceServer is the server API for ExposureService service.
 // All implementations must embed UnimplementedExposureServiceServer
 // for forward compatibility.
@@ -125,6 +156,15 @@ type ExposureServiceServer interface {
 	ListBreaches(context.Context, *ListBreachesRequest) (*ListBreachesResponse, error)
 	// GetBreach returns one breach; NOT_FOUND if the name is not in the catalogue.
 	GetBreach(context.Context, *GetBreachRequest) (*GetBreachResponse, error)
+	// GetPrivateLookupInfo returns the prefix length private checks use now
+	// (docs/PRIVATE-LOOKUP.md). FAILED_PRECONDITION when the server does not
+	// answer private checks.
+	GetPrivateLookupInfo(context.Context, *GetPrivateLookupInfoRequest) (*PrivateLookupInfo, error)
+	// CheckPrivate answers a private check: the server learns the digest's
+	// bucket prefix, never the digest (docs/PRIVATE-LOOKUP.md). A prefix
+	// longer than the server's, or more than 2 bits shorter, is refused with
+	// FAILED_PRECONDITION: ask GetPrivateLookupInfo again.
+	CheckPrivate(context.Context, *CheckPrivateRequest) (*CheckPrivateResponse, error)
 	mustEmbedUnimplementedExposureServiceServer()
 }
 
@@ -146,6 +186,12 @@ func (UnimplementedExposureServiceServer) ListBreaches(context.Context, *ListBre
 }
 func (UnimplementedExposureServiceServer) GetBreach(context.Context, *GetBreachRequest) (*GetBreachResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBreach not implemented")
+}
+func (UnimplementedExposureServiceServer) GetPrivateLookupInfo(context.Context, *GetPrivateLookupInfoRequest) (*PrivateLookupInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPrivateLookupInfo not implemented")
+}
+func (UnimplementedExposureServiceServer) CheckPrivate(context.Context, *CheckPrivateRequest) (*CheckPrivateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckPrivate not implemented")
 }
 func (UnimplementedExposureServiceServer) mustEmbedUnimplementedExposureServiceServer() {}
 func (UnimplementedExposureServiceServer) testEmbeddedByValue()                         {}
@@ -229,6 +275,42 @@ func _ExposureService_GetBreach_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExposureService_GetPrivateLookupInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPrivateLookupInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExposureServiceServer).GetPrivateLookupInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExposureService_GetPrivateLookupInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExposureServiceServer).GetPrivateLookupInfo(ctx, req.(*GetPrivateLookupInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ExposureService_CheckPrivate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckPrivateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExposureServiceServer).CheckPrivate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExposureService_CheckPrivate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExposureServiceServer).CheckPrivate(ctx, req.(*CheckPrivateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExposureService_ServiceDesc is the grpc.ServiceDesc for ExposureService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +329,14 @@ var ExposureService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetBreach",
 			Handler:    _ExposureService_GetBreach_Handler,
+		},
+		{
+			MethodName: "GetPrivateLookupInfo",
+			Handler:    _ExposureService_GetPrivateLookupInfo_Handler,
+		},
+		{
+			MethodName: "CheckPrivate",
+			Handler:    _ExposureService_CheckPrivate_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
