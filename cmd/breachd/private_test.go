@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/blind"
+	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/client"
+	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/synth"
+)
+
+// TestPrivateDaemon: a corpus imported plain, converted by 'breachd rekey
+// --private' and served with privacy.private_lookups: 10,000 known and
+// 10,000 unknown addresses answer the same through plain bulk checks and
+// private checks in bulk (client.CheckPrivateDigests), and 1,000 of each
+// through private checks one at a time (client.CheckPrivate); every bucket
+// at the advertised prefix length holds at least privacy.bucket_min of
+// the corpus's accounts; and answers for random buckets, through gRPC and
+// HTTP, are all of a size class.
+func TestPrivateDaemon(t *testing.T) {
+	t.Parallel()
+	tmp := t.TempDir()
+	data := filepath.Join(tmp, "data")
+	sega := writeCorpus(t, tmp, "SegaPass", synth.Options{Seed: 21, Records: 12000})
+	outsiders := writeCorpus(t, tmp, "Outsiders", synth.Options{Seed: 22, Records: 12000, Domain: "never.example"}).accounts
+	runOK(t, "import", "--data", data, "--manifest", sega.manifest, sega.dump)
+	known, unknown := sega.accounts[:min(10000, len(sega.accounts))], outsiders[:min(10000, len(outsiders))]
+	keyFile := filepath.Join(tmp, "index.key")
+	runOK(t, "keys", "index", "create", "--out", keyFile)
+	if out := runOK(t, "rekey", "--data", data, "--index-key", keyFile, "--private"); !strings.Contains(out, "private_lookups") {
+		t.Fatalf("rekey --private: %s", out)
+	}
+	cfg := filepath.Join(tmp, "breachd.yaml")
+	os.WriteFile(cfg, fmt.Appendf(nil, "privacy:\n  index_key_file: %s\n  private_lookups: true\n  bucket_min: 100\nhttp:\n  addr: 127.0.0.1:0\n", keyFile), 0o600)
+	d := startDaemon(t, data, "--config", cfg)
+	conn := dial(t, d.addr)
+	cl := client.New(conn, client.WithInFlight(4))
+	ctx := t.Context()
+
+	// The buckets, over the whole corpus.
+	var info *breachdv1.PrivateLookupInfo
+	for range 500 { // counted in the background after the start
+		var err error
+		if info, err = cl.PrivateInfo(ctx); err == nil {
+			break
+		}
+	}
+	if info == nil || info.GetBucketMin() != 100 || info.GetPrefixBits() < 5 {
+		t.Fatalf("private lookup info %v", info)
+	}
+	all := map[breachd.Digest]bool{}
+	for _, e := range sega.accounts {
+		dg, err := canon.Digest(e)
+		if err == nil {
+			all[dg] = true
+		}
+	}
+	if info.GetAccounts() != uint64(len(all)) {
+		t.Fatalf("info counts %d accounts, the corpus holds %d", info.GetAccounts(), len(all))
+	}
+	bits := int(info.GetPrefixBits())
+	buckets := map[string]int{}
+	for dg := range all {
+		buckets[string(breachd.PrefixOf(dg, bits))]++
+	}
+	if len(buckets) != 1<<bits {
+		t.Fatalf("%d of %d buckets at %d bits hold accounts", len(buckets), 1<<bits, bits)
+	}
+	for p, n := range buckets {
+		if n < 100 {
+			t.Fatalf("bucket %x holds %d accounts", p, n)
+		}
+	}
+
+	// The same answers, three ways.
+	emails := append(slices.Clone(known), unknown...)
+	plain, _ := checkAll(t, conn, emails)
+	for i, e := range emails {
+		if i%10000 >= 1000 {
+			continue // singles: 1,000 known and 1,000 unknown
+		}
+		r, err := cl.CheckPrivate(ctx, e)
+		if err != nil {
+			t.Fatalf("CheckPrivate(%d) = %v", i, err)
+		}
+		if got := breachNames(r.Breaches); !slices.Equal(got, plain[i]) {
+			t.Fatalf("%s: private %v, plain %v", e, got, plain[i])
+		}
+	}
+	digests := func(yield func(breachd.Digest) bool) {
+		for _, e := range emails {
+			dg, _ := canon.Digest(e)
+			if !yield(dg) {
+				return
+			}
+		}
+	}
+	n := 0
+	for r, err := range cl.CheckPrivateDigests(ctx, digests) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Index != int64(n) || !slices.Equal(r.BreachNames, plain[n]) {
+			t.Fatalf("bulk private %d (%s): %v, plain %v", r.Index, emails[n], r.BreachNames, plain[n])
+		}
+		n++
+	}
+	if n != len(emails) || len(known) < 10000 || len(unknown) < 10000 {
+		t.Fatalf("bulk private answered %d of %d (%d known, %d unknown)", n, len(emails), len(known), len(unknown))
+	}
+
+	// Size classes, gRPC and HTTP.
+	expo := breachdv1.NewExposureServiceClient(conn)
+	sizes := map[int]int{}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100 {
+		var dg breachd.Digest
+		for i := range dg {
+			dg[i] = byte(rng.Uint32())
+		}
+		r, err := blind.New(dg, bits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := expo.CheckPrivate(ctx, &breachdv1.CheckPrivateRequest{Prefix: r.Query.Prefix, PrefixBits: uint32(bits), BlindedElement: r.Query.Blinded})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.GetEntries()) < 100 {
+			t.Fatalf("a bucket answered %d entries", len(resp.GetEntries()))
+		}
+		sizes[proto.Size(resp)]++
+		body, _ := json.Marshal(map[string]any{"prefix": r.Query.Prefix, "prefix_bits": bits, "blinded_element": r.Query.Blinded})
+		hr, err := http.Post(d.http+"/v1/private/check", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(hr.Body)
+		hr.Body.Close()
+		if hr.StatusCode != http.StatusOK || !json.Valid(b) || len(b) != int(hr.ContentLength) {
+			t.Fatalf("POST /v1/private/check = %d %.200s", hr.StatusCode, b)
+		}
+		sizes[len(b)]++
+	}
+	for size := range sizes {
+		if size != breachd.PaddedSize(size) {
+			t.Fatalf("an answer of %d bytes, not a size class; sizes seen %v", size, sizes)
+		}
+	}
+	t.Logf("answer sizes over 100 buckets, gRPC and HTTP: %v", sizes)
+}
+
+func breachNames(bs []client.BreachSummary) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
+}
