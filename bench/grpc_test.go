@@ -167,8 +167,11 @@ func BenchmarkCheckTLSRatio(b *testing.B) {
 }
 
 // round makes 2,000 calls from 64 callers and returns how long they took.
-func round(b *testing.B, call func(i int) error) time.Duration {
-	const callers, calls = 64, 2000
+func round(b *testing.B, call func(i int) error) time.Duration { return roundWith(b, 64, call) }
+
+// roundWith is round with callers callers.
+func roundWith(b *testing.B, callers int, call func(i int) error) time.Duration {
+	const calls = 2000
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()

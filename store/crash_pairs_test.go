@@ -150,7 +150,7 @@ func TestCrashPairs(t *testing.T) {
 	}
 	done()
 
-	runs := max(2*len(crashPairOps), crashRuns(t)/len(crashOps)*2*len(crashPairOps))
+	runs := max(2*len(crashPairOps), crashRuns(t, len(crashOps))/len(crashOps)*2*len(crashPairOps))
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	kills := map[string]int{}
 	for run := range runs {

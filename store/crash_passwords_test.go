@@ -55,7 +55,7 @@ func TestCrashPasswords(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	runs := max(len(crashPasswordOps), crashRuns(t)/len(crashOps)*len(crashPasswordOps))
+	runs := max(len(crashPasswordOps), crashRuns(t, len(crashOps))/len(crashOps)*len(crashPasswordOps))
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
 	kills := map[string]int{}
 	for run := range runs {

@@ -169,7 +169,7 @@ func TestCrashChild(t *testing.T) {
 	case "online-import":
 		// Serve over real gRPC, tell the parent where, and wait for its
 		// import and its kill.
-		o := options(0)
+		o := crashOptions(t)
 		srv := daemontest.Start(t, dir, func(c *daemon.Config) { c.Emails = o }, nil)
 		if err := os.WriteFile(dir+".addr", []byte("unix://"+srv.AdminSocket()), 0o644); err != nil {
 			t.Fatal(err)
@@ -188,7 +188,7 @@ func TestCrashChild(t *testing.T) {
 		}
 		crashAt(point, nth)
 	}
-	s, err := store.Open(context.Background(), store.EmailDir(dir), options(0))
+	s, err := store.Open(context.Background(), store.EmailDir(dir), crashOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,8 @@ func crashAt(point string, nth int) {
 	})
 }
 
-func crashRuns(t *testing.T) int {
+// crashRuns is BREACHD_CRASH_RUNS, or def (one of each operation).
+func crashRuns(t *testing.T, def int) int {
 	if s := os.Getenv("BREACHD_CRASH_RUNS"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil {
@@ -216,10 +217,42 @@ func crashRuns(t *testing.T) int {
 		}
 		return n
 	}
-	return len(crashOps) // one of each
+	return def
 }
 
-func TestCrash(t *testing.T) {
+func TestCrash(t *testing.T) { crashTest(t, crashRuns(t, len(crashOps))) }
+
+// TestCrashPrivate is TestCrash over a keyed, private corpus: each import
+// writes its private rows too, and after every kill private checks answer
+// as plain ones do. make test runs the first four operations.
+func TestCrashPrivate(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "index.key")
+	if _, err := store.GenerateIndexKey(key); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(crashPrivateKey, key) // the children's too
+	crashTest(t, crashRuns(t, 4))
+}
+
+// crashPrivateKey names the environment variable of TestCrashPrivate's
+// key file.
+const crashPrivateKey = "BREACHD_CRASH_PRIVATE_KEY"
+
+// crashOptions are the options of the harness's email corpora: keyed and
+// private under TestCrashPrivate.
+func crashOptions(t *testing.T) store.Options {
+	o := options(0)
+	if f := os.Getenv(crashPrivateKey); f != "" {
+		key, err := store.ReadIndexKey(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.IndexKey, o.Private = key, true
+	}
+	return o
+}
+
+func crashTest(t *testing.T, runs int) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
@@ -233,7 +266,7 @@ func TestCrash(t *testing.T) {
 		pending  bool // an interrupted import left rows to collect
 	}{{"base", []string{"Base"}, false}, {"both", []string{"Base", "Large"}, true}} {
 		dir := filepath.Join(root, "template-"+tc.name)
-		s := open(t, store.EmailDir(dir), options(0))
+		s := open(t, store.EmailDir(dir), crashOptions(t))
 		for _, b := range tc.breaches {
 			importAll(t, s, storetest.Breach(b), crashDigests(b), 5000)
 		}
@@ -261,7 +294,7 @@ func TestCrash(t *testing.T) {
 		tally[op] = &crashTally{}
 	}
 	var slowest time.Duration
-	for run := range crashRuns(t) {
+	for run := range runs {
 		op := crashOps[run%len(crashOps)]
 		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))
 		switch op {
@@ -317,7 +350,7 @@ func TestCrash(t *testing.T) {
 		}
 
 		var logs logtest.Buffer // the background collection logs too
-		o := options(0)
+		o := crashOptions(t)
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 		start := time.Now()
 		s, err := store.Open(context.Background(), store.EmailDir(dir), o)
@@ -473,6 +506,11 @@ func checkAllOrNothing(t *testing.T, s *store.Store, when string) {
 func checkSample(t *testing.T, s *store.Store, name string, want bool) {
 	t.Helper()
 	ds := crashDigests(name)
+	private := os.Getenv(crashPrivateKey) != ""
+	var bits int
+	if private {
+		bits = waitBuckets(t, s).PrefixBits
+	}
 	for i := 1000; i < len(ds); i += 97 { // accounts of this breach alone
 		got, _, err := s.Lookup(context.Background(), ds[i])
 		if err != nil {
@@ -480,6 +518,11 @@ func checkSample(t *testing.T, s *store.Store, name string, want bool) {
 		}
 		if (len(got) > 0) != want {
 			t.Fatalf("account %d of %s exposed = %v, want %v", i, name, len(got) > 0, want)
+		}
+		if private && i%(97*4) == 1000%(97*4) {
+			if pg, _ := privateCheck(t, s, ds[i], bits); !slices.Equal(names(pg), names(got)) {
+				t.Fatalf("account %d of %s: private check %v, plain %v", i, name, names(pg), names(got))
+			}
 		}
 	}
 }

@@ -141,7 +141,7 @@ func TestCrashWatch(t *testing.T) {
 	}
 	done()
 
-	runs := max(2*len(crashWatchOps), crashRuns(t)/len(crashOps)*2*len(crashWatchOps))
+	runs := max(2*len(crashWatchOps), crashRuns(t, len(crashOps))/len(crashOps)*2*len(crashWatchOps))
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 17))
 	points := []string{"events-written:1", "events-written:2", "events-written:3", "reconcile-done:1"}
 	kills := map[string]int{}

@@ -4,8 +4,21 @@ import (
 	"context"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/breachd/breachd"
 )
+
+// PrivateRows counts the private rows in Badger, collected or not.
+func (s *Store) PrivateRows() (int, error) {
+	var n int
+	err := s.db.View(func(txn *badger.Txn) error {
+		keys, err := keysUnder(txn, []byte{tagPrivate})
+		n = len(keys)
+		return err
+	})
+	return n, err
+}
 
 // SetCrashPoint makes the store call f at each named crash point (see
 // reach); the crash harness's child kills itself there.

@@ -26,6 +26,7 @@ type CollectStats struct {
 	Rewritten uint64 // rows that lost segment ids no committed breach owns
 	Deleted   uint64 // rows removed: no committed breach holds them any more
 	TempFiles int    // leftover filter files removed
+	Private   uint64 // private rows removed: their accounts' rows are gone (private.go)
 	// Misattributed lists the breaches that hold more accounts than their
 	// imports counted (a full collection checks every breach): rows a
 	// breach deleted before this release left behind, which an import
@@ -189,6 +190,9 @@ func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64
 	if err != nil {
 		return st, 0, classify("collect", err)
 	}
+	if st.Private, err = c.collectPrivate(ctx, since); err != nil {
+		return st, 0, err
+	}
 	st.Segments = len(pending)
 	if since == 0 {
 		// The scan saw every row with imports held off: the count of
@@ -210,9 +214,9 @@ func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64
 		}
 	}
 	st.TempFiles = c.removeTemps()
-	if st.Segments+st.TempFiles > 0 || st.Rewritten+st.Deleted > 0 {
+	if st.Segments+st.TempFiles > 0 || st.Rewritten+st.Deleted+st.Private > 0 {
 		c.log.Info("collected", "segments", st.Segments, "rewritten", st.Rewritten, "deleted", st.Deleted,
-			"temp_files", st.TempFiles, "full", since == 0, "duration", time.Since(start))
+			"private", st.Private, "temp_files", st.TempFiles, "full", since == 0, "duration", time.Since(start))
 	}
 	return st, wasVisible, nil
 }

@@ -321,7 +321,7 @@ func (c *corpus) countOnce(ctx context.Context) (*breachd.PrivateInfo, error) {
 // call).
 func (c *corpus) eachPrivate(ctx context.Context, txn *badger.Txn, cat *catalog, b uint32, n int, fn func(bucket uint32, value []byte, bs []*breachd.CatalogEntry) error) error {
 	start := binary.BigEndian.AppendUint32([]byte{tagPrivate}, b)
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: start[:1+n/8]})
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: n == 0, PrefetchSize: 256, Prefix: start[:1+n/8]})
 	defer it.Close()
 	var p *pacer
 	if n == 0 {
@@ -371,9 +371,9 @@ func (c *corpus) eachPrivate(ctx context.Context, txn *badger.Txn, cat *catalog,
 		}
 		bs = bs[:0]
 		switch {
-		case !f.test(kd[:]):
-		case v != nil:
+		case v != nil: // no filter test: it costs as much as the find
 			bs, _ = v.find(&kd)
+		case !f.test(kd[:]):
 		default:
 			if _, err := c.get(txn, kd[:], func(val []byte) error {
 				var err error
@@ -391,6 +391,58 @@ func (c *corpus) eachPrivate(ctx context.Context, txn *badger.Txn, cat *catalog,
 		}
 	}
 	return nil
+}
+
+// collectPrivate deletes the private rows whose accounts' rows are gone
+// (collect just deleted them, or an abandoned import never committed
+// them), of those changed after Badger version since (0: all), and
+// returns how many. Callers hold the import token: no import writes
+// private rows meanwhile.
+func (c *corpus) collectPrivate(ctx context.Context, since uint64) (uint64, error) {
+	if c.private == nil {
+		return 0, nil
+	}
+	var n uint64
+	wb := c.db.NewWriteBatch()
+	defer wb.Cancel()
+	txn := c.db.NewTransaction(false)
+	defer txn.Discard()
+	f := c.filter.Load()
+	err := func() error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagPrivate}, SinceTs: since})
+		defer it.Close()
+		p := c.pacer()
+		var i int
+		for it.Rewind(); it.Valid(); it.Next() {
+			if i++; i%4096 == 0 {
+				if err := p.step(ctx); err != nil {
+					return err
+				}
+			}
+			item := it.Item()
+			kd, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			found := false
+			if f.test(kd) {
+				if found, err = c.get(txn, kd, func([]byte) error { return nil }); err != nil {
+					return err
+				}
+			}
+			if !found {
+				n++
+				if err := wb.Delete(item.KeyCopy(nil)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}()
+	if err == nil {
+		err = wb.Flush()
+	}
+	return n, classify("collect private rows", err)
 }
 
 // ErrPrivateOff refuses a private check on a corpus that is not private.

@@ -151,6 +151,12 @@ func TestPrivateCheck(t *testing.T) {
 	s = openPrivate(t, store.EmailDir(data), key, k)
 	defer s.Close()
 	same("after deleting Later and reopening", sega)
+	if _, err := s.Collect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PrivateRows(); err != nil || n != len(sega) {
+		t.Fatalf("%d private rows after the delete's collection (%v), want %d: those of Later's own accounts remain", n, err, len(sega))
+	}
 
 	s.Close()
 	if files := findWindows(t, data, windows(sega[:1000])); len(files) > 0 {
@@ -170,4 +176,39 @@ func TestPrivateCheck(t *testing.T) {
 	if _, err := p.PrivateInfo(ctx); !errors.Is(err, store.ErrPrivateOff) {
 		t.Fatalf("PrivateInfo on a corpus not private: %v", err)
 	}
+}
+
+// BenchmarkPrivateCheck is the corpus's side of a private check (the
+// evaluation, the bucket's read and resolution) at about 200 accounts a
+// bucket, over 100,000 accounts; the blinding is done ahead.
+func BenchmarkPrivateCheck(b *testing.B) {
+	key, err := store.GenerateIndexKey(filepath.Join(b.TempDir(), "index.key"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := openPrivate(b, b.TempDir(), key, 100)
+	defer s.Close()
+	ds := storetest.Digests("bench", 100_000)
+	importAll(b, s, storetest.Breach("Bench"), ds, 10_000)
+	info := waitBuckets(b, s)
+	reqs := make([]breachd.PrivateQuery, 256)
+	for i := range reqs {
+		r, err := blind.New(ds[i*97], info.PrefixBits)
+		if err != nil {
+			b.Fatal(err)
+		}
+		reqs[i] = r.Query
+	}
+	b.ReportAllocs()
+	var entries int
+	i := 0
+	for b.Loop() {
+		a, err := s.PrivateCheck(context.Background(), reqs[i%len(reqs)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		entries += len(a.Entries)
+		i++
+	}
+	b.ReportMetric(float64(entries)/float64(i), "entries/check")
 }
