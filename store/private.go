@@ -220,9 +220,15 @@ func (c *corpus) privateFlag() (bool, error) {
 }
 
 // kickPrivate asks for a count of the buckets (after a change committed).
+// A replica first reads whether it is private: its writer's backup says.
 func (c *corpus) kickPrivate() {
 	if c.private == nil {
 		return
+	}
+	if c.opts.Follower && !c.private.on.Load() {
+		if on, err := c.privateFlag(); err == nil {
+			c.private.on.Store(on)
+		}
 	}
 	select {
 	case c.private.kick <- struct{}{}:
@@ -239,9 +245,6 @@ func (c *corpus) countBuckets(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-p.kick:
-		}
-		if on, err := c.privateFlag(); err == nil {
-			p.on.Store(on) // a replica's comes with its writer's backups
 		}
 		if !p.on.Load() {
 			continue

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -211,4 +212,64 @@ func BenchmarkPrivateCheck(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(entries)/float64(i), "entries/check")
+}
+
+// TestPrivateReplica: a replica fed a private writer's backups (a snapshot,
+// then a delta with an import and a delete) answers private checks as its
+// writer does plain ones, with the buckets counted over what it applied.
+func TestPrivateReplica(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := openPrivate(t, t.TempDir(), key, 20)
+	defer w.Close()
+	fo := options(0)
+	fo.IndexKey, fo.Private, fo.BucketMin, fo.Follower = key, true, 20, true
+	r := open(t, t.TempDir(), fo)
+	defer r.Close()
+	if _, err := r.PrivateInfo(ctx); !errors.Is(err, store.ErrPrivateOff) {
+		t.Fatalf("PrivateInfo on an empty replica: %v, want %v (private once its writer's backup says so)", err, store.ErrPrivateOff)
+	}
+	a, b := storetest.Digests("a", 1500), storetest.Digests("b", 800)
+	var since uint64
+	ship := func() {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		since = info.Upto
+	}
+	same := func(visible int) {
+		t.Helper()
+		info := waitBuckets(t, r)
+		if info.Accounts != uint64(visible) {
+			t.Fatalf("the replica counts %d accounts, want %d", info.Accounts, visible)
+		}
+		for i, d := range append(append(slices.Clone(a[:40]), b[:40]...), storetest.Digests("none", 40)...) {
+			plain, _, err := w.Lookup(ctx, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := privateCheck(t, r, d, info.PrefixBits); !slices.Equal(names(got), names(plain)) {
+				t.Fatalf("digest %d: the replica's private check %v, the writer's plain %v", i, names(got), names(plain))
+			}
+		}
+	}
+	importAll(t, w, storetest.Breach("Alpha"), a, 500)
+	ship()
+	same(len(a))
+	importAll(t, w, storetest.Breach("Beta"), b, 500)
+	if _, _, err := w.DeleteBreach(ctx, "Alpha"); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	same(len(b))
 }
