@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
@@ -14,13 +15,21 @@ import (
 	"github.com/breachd/breachd/daemon"
 	"github.com/breachd/breachd/daemon/daemontest"
 	"github.com/breachd/breachd/quota"
+	"github.com/breachd/breachd/store"
 )
 
 // serveStore serves a real store holding the given emails in breach "Alpha"
 // on 127.0.0.1 and returns its address.
 func serveStore(t *testing.T, emails ...string) string {
 	t.Helper()
-	srv := daemontest.Start(t, t.TempDir(), nil, nil)
+	return serveStoreWith(t, nil, emails...)
+}
+
+// serveStoreWith is serveStore with the daemon's configuration changed by
+// edit (if not nil).
+func serveStoreWith(t *testing.T, edit func(*daemon.Config), emails ...string) string {
+	t.Helper()
+	srv := daemontest.Start(t, t.TempDir(), edit, nil)
 	var ds []breachd.Digest
 	for _, e := range emails {
 		d, err := canon.Digest(e)
@@ -52,6 +61,60 @@ corpus version 1
 `
 	if got := stdout.String(); got != want {
 		t.Fatalf("check output:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+// TestCheckPrivate: check --private answers as check does, for single
+// addresses and for a sweep (the sweep goldens), against a daemon with
+// private lookups; against one without, it says why it cannot.
+func TestCheckPrivate(t *testing.T) {
+	t.Parallel()
+	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveStoreWith(t, func(c *daemon.Config) { c.Emails.IndexKey, c.Emails.Private, c.Emails.BucketMin = key, true, 2 },
+		"alice@example.com", "bob@example.com", "erin@bücher.example")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := run(t.Context(), []string{"check", "--private", "--addr", addr, "nobody@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil {
+			break // the buckets are counted
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("check --private: %v", err)
+		}
+	}
+	var stdout bytes.Buffer
+	if err := run(t.Context(), []string{"check", "--private", "--addr", addr, " Alice@EXAMPLE.com", "carol@example.com"}, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	want := ` Alice@EXAMPLE.com: exposed in 1 breach(es)
+  Alpha (Alpha Inc., 2011-06-17): Email addresses, Names
+carol@example.com: not exposed
+corpus version 1
+`
+	if got := stdout.String(); got != want {
+		t.Fatalf("check --private output:\n%s\nwant:\n%s", got, want)
+	}
+	in := filepath.Join(t.TempDir(), "in.csv")
+	os.WriteFile(in, []byte(strings.ReplaceAll(goldenInput, `\u00fc`, "ü")), 0o644)
+	for _, tt := range []struct {
+		golden string
+		args   []string
+	}{
+		{"check.csv.golden", []string{"--format", "csv"}},
+		{"check.jsonl.golden", []string{"--format", "jsonl"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		args := append([]string{"check", "--private", "--addr", addr, "--file", in}, tt.args...)
+		if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+			t.Fatalf("run = %v\n%s", err, stderr.String())
+		}
+		golden(t, tt.golden, stdout.Bytes()) // the plain sweep's
+	}
+	err = run(t.Context(), []string{"check", "--private", "--addr", serveStore(t, "alice@example.com"), "alice@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "private lookups are off") {
+		t.Fatalf("check --private against a daemon without private lookups: %v", err)
 	}
 }
 
