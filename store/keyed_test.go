@@ -49,6 +49,16 @@ func findWindows(t *testing.T, dir string, ws map[[8]byte]bool) (files []string)
 	return files
 }
 
+// newIndexKey returns a new index key, its file in a temporary directory.
+func newIndexKey(tb testing.TB) *store.IndexKey {
+	tb.Helper()
+	key, err := store.GenerateIndexKey(filepath.Join(tb.TempDir(), "index.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return key
+}
+
 func openKeyed(tb testing.TB, dir string, key *store.IndexKey) (*store.Store, error) {
 	o := options(0)
 	o.IndexKey = key
@@ -76,10 +86,7 @@ func TestKeyedIndex(t *testing.T) {
 		t.Fatal("the plain corpus holds no window of its digests: the search finds nothing")
 	}
 
-	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newIndexKey(t)
 	st, err := store.Rekey(ctx, data, key, options(0))
 	if err != nil || st.Rows != 1500 {
 		t.Fatalf("Rekey = %+v, %v", st, err)
@@ -209,10 +216,7 @@ func TestKeyedWatchlists(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	data := t.TempDir()
-	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newIndexKey(t)
 	emails, err := openKeyed(t, store.EmailDir(data), key)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -95,10 +94,7 @@ func TestPrivateCheck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	data := t.TempDir()
-	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newIndexKey(t)
 	const k = 30
 	sega := storetest.Digests("sega", 2000)
 	later := storetest.Digests("later", 800)
@@ -183,10 +179,7 @@ func TestPrivateCheck(t *testing.T) {
 // evaluation, the bucket's read and resolution) at about 200 accounts a
 // bucket, over 100,000 accounts; the blinding is done ahead.
 func BenchmarkPrivateCheck(b *testing.B) {
-	key, err := store.GenerateIndexKey(filepath.Join(b.TempDir(), "index.key"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := newIndexKey(b)
 	s := openPrivate(b, b.TempDir(), key, 100)
 	defer s.Close()
 	ds := storetest.Digests("bench", 100_000)
@@ -220,10 +213,7 @@ func BenchmarkPrivateCheck(b *testing.B) {
 func TestPrivateReplica(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	key, err := store.GenerateIndexKey(filepath.Join(t.TempDir(), "index.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newIndexKey(t)
 	w := openPrivate(t, t.TempDir(), key, 20)
 	defer w.Close()
 	fo := options(0)
