@@ -24,7 +24,7 @@ func TestEventTarget(t *testing.T) {
 	ctx := context.Background()
 	url := startSingle(t).url()
 	dir := t.TempDir()
-	o := store.DefaultOptions()
+	o := storeOptions()
 	o.ExpectedKeys = 10000
 	emails, err := store.Open(ctx, store.EmailDir(dir), o)
 	if err != nil {

@@ -105,7 +105,7 @@ func newWriter(t *testing.T) *writer {
 	t.Helper()
 	w := &writer{dir: t.TempDir()}
 	var err error
-	if w.st, err = store.Open(t.Context(), w.dir, store.DefaultOptions()); err != nil {
+	if w.st, err = store.Open(t.Context(), w.dir, storeOptions()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.st.Close() })
@@ -140,7 +140,7 @@ func newReplica(t *testing.T, dir string) *replica {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	fo := store.DefaultOptions()
+	fo := storeOptions()
 	fo.Follower = true
 	r := &replica{dir: dir}
 	var err error

@@ -67,6 +67,15 @@ func cluster(t *testing.T) ([]*server.Server, string) {
 	return servers, url
 }
 
+// storeOptions are the corpora's options in these tests: test-sized
+// memtables (the default's 64 MiB arenas are most of a store's start under
+// the race detector) and scans unpaced.
+func storeOptions() store.Options {
+	o := store.DefaultOptions()
+	o.MemTableSize, o.BackgroundShare = 4<<20, 1
+	return o
+}
+
 // waitLeader waits for the JetStream meta group at url to elect a leader.
 func waitLeader(t *testing.T, url string) {
 	t.Helper()
@@ -152,7 +161,7 @@ func TestReplicas(t *testing.T) {
 	o := natsrepl.Options{URL: url, Replicas: 3, Retry: 200 * time.Millisecond}
 
 	wdir := t.TempDir()
-	w, err := store.Open(ctx, wdir, store.DefaultOptions())
+	w, err := store.Open(ctx, wdir, storeOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +180,7 @@ func TestReplicas(t *testing.T) {
 	go func() { defer close(pubDone); pub.Run(pctx) }()
 	defer func() { stopPub(); <-pubDone }()
 
-	fo := store.DefaultOptions()
+	fo := storeOptions()
 	fo.Follower = true
 	var rs []*replica
 	for i := range 2 {
@@ -300,7 +309,7 @@ func TestFollowChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("run by TestReplicaKilled as its child process")
 	}
-	fo := store.DefaultOptions()
+	fo := storeOptions()
 	fo.Follower = true
 	st, err := store.Open(context.Background(), dir, fo)
 	if err != nil {
@@ -316,7 +325,7 @@ func TestReplicaKilled(t *testing.T) {
 	_, url := cluster(t)
 	ctx := context.Background()
 	wdir := t.TempDir()
-	w, err := store.Open(ctx, wdir, store.DefaultOptions())
+	w, err := store.Open(ctx, wdir, storeOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +362,7 @@ func TestReplicaKilled(t *testing.T) {
 		kill(3 + i)
 	}
 
-	fo := store.DefaultOptions()
+	fo := storeOptions()
 	fo.Follower = true
 	r := &replica{dir: rdir}
 	if r.st, err = store.Open(ctx, rdir, fo); err != nil {
@@ -396,7 +405,7 @@ func TestUnreadableCurrent(t *testing.T) {
 	}
 	ctx := t.Context()
 	o := natsrepl.Options{URL: s.ClientURL(), Retry: 100 * time.Millisecond}
-	w, err := store.Open(ctx, t.TempDir(), store.DefaultOptions())
+	w, err := store.Open(ctx, t.TempDir(), storeOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +441,7 @@ func TestUnreadableCurrent(t *testing.T) {
 	if _, err := kv.Put(ctx, "current", []byte("not an entry")); err != nil {
 		t.Fatal(err)
 	}
-	fo := store.DefaultOptions()
+	fo := storeOptions()
 	fo.Follower = true
 	r := &replica{dir: t.TempDir()}
 	if r.st, err = store.Open(ctx, r.dir, fo); err != nil {
