@@ -49,8 +49,8 @@ run: build
 # (NORACE_TESTS: the detector adds nothing to them and slows them ten times),
 # and those tests without it. Nothing is left out: a test is in one job.
 # The names are unique across the packages of NORACE_PKGS and the rest.
-NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts|TestWatchEndToEnd|TestCrashWatch|TestCrashRekey|TestSystemdService|TestKeyedDaemon|TestBoundedHistory|TestPrivateDaemon|TestCrashPrivate
-NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi ./cmd/breachd
+NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts|TestWatchEndToEnd|TestCrashWatch|TestCrashRekey|TestSystemdService|TestKeyedDaemon|TestBoundedHistory|TestPrivateDaemon|TestCrashPrivate|TestImportNothingAccepted|TestBreachCommands|TestEndToEnd|TestRefusalLogSampled|TestMetricsBeyondLoopback|TestResume|TestBulkSweep|TestReplicas|TestReadiness|TestAuthMatrix|TestMetrics|TestMigrateLayout|TestConformanceMatrix
+NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi ./cmd/breachd ./cmd/breachctl
 TEST_TIMEOUT ?= 8m
 test:
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-race test-norace

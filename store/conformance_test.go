@@ -15,8 +15,9 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// TestConformance runs the suite every corpus must pass, over every kind
-// of corpus the engine holds and every way it is fed:
+// TestConformance and TestConformanceMatrix run the suite every corpus
+// must pass, over every kind of corpus the engine holds and every way it
+// is fed:
 //
 //   - email, in six configurations: with a filter small enough that the
 //     imports grow it; with first imports bounded to 500 buffered digests,
@@ -33,59 +34,73 @@ import (
 //     under its own tag and without the lookup index.
 //   - follower: a read replica answering every lookup, fed by Backup and
 //     ApplyBackup after each change made on its writer.
-func TestConformance(t *testing.T) {
-	t.Parallel()
-	t.Run("email", func(t *testing.T) {
-		t.Parallel()
-		for _, tc := range []struct {
-			name    string
-			maxBulk int
-			chunk   int
-			index   store.IndexMode
-		}{
-			{"default", 0, 0, store.IndexBackground}, {"bulk-bounded", 500, 0, store.IndexBackground},
-			{"bulk-spilled", 0, 700, store.IndexBackground}, {"spilled-then-bounded", 3000, 700, store.IndexBackground},
-			{"index-inline", 0, 0, store.IndexInline}, {"index-off", 0, 0, store.IndexOff},
-		} {
-			t.Run(tc.name, func(t *testing.T) {
-				t.Parallel()
-				storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend {
-					o := options(1024)
-					o.MaxBulkDigests, o.Index = tc.maxBulk, tc.index
-					if tc.chunk > 0 {
-						o.BulkChunkDigests = tc.chunk
-					}
-					return open(tb, dir, o)
-				}, true)
-			})
-		}
-	})
-	t.Run("pairs", func(t *testing.T) {
-		t.Parallel()
-		storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend {
-			s, err := store.OpenPairs(context.Background(), dir, options(1024))
-			if err != nil {
-				tb.Fatal(err)
+func TestConformance(t *testing.T) { runConformance(t, true) }
+
+// TestConformanceMatrix runs the suite over the other configurations, in
+// make test's no-race job: the suite over all eleven took about 84 s of
+// the race job's CPU, most of its store package. The race detector checks
+// each code path the configurations share through the ones above: the
+// email kind with its filter growing and its index built in the
+// background or inline, a password kind, and a replica.
+func TestConformanceMatrix(t *testing.T) { runConformance(t, false) }
+
+// conformanceBackend is one configuration of the suite: raced says
+// whether TestConformance (raced) or TestConformanceMatrix runs it.
+type conformanceBackend struct {
+	name  string
+	raced bool
+	open  func(tb testing.TB, dir string) storetest.Backend
+}
+
+func conformanceBackends() []conformanceBackend {
+	var out []conformanceBackend
+	for _, tc := range []struct {
+		name    string
+		raced   bool
+		maxBulk int
+		chunk   int
+		index   store.IndexMode
+	}{
+		{"default", true, 0, 0, store.IndexBackground}, {"bulk-bounded", false, 500, 0, store.IndexBackground},
+		{"bulk-spilled", false, 0, 700, store.IndexBackground}, {"spilled-then-bounded", false, 3000, 700, store.IndexBackground},
+		{"index-inline", true, 0, 0, store.IndexInline}, {"index-off", false, 0, 0, store.IndexOff},
+	} {
+		out = append(out, conformanceBackend{"email/" + tc.name, tc.raced, func(tb testing.TB, dir string) storetest.Backend {
+			o := options(1024)
+			o.MaxBulkDigests, o.Index = tc.maxBulk, tc.index
+			if tc.chunk > 0 {
+				o.BulkChunkDigests = tc.chunk
 			}
-			return s
-		}, true)
-	})
-	for _, k := range breachd.HashKinds {
-		t.Run(k.String(), func(t *testing.T) {
-			t.Parallel()
-			storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend {
-				return &passwordBackend{Passwords: openPw(tb, dir, k, options(1024))}
-			}, true)
-		})
+			return open(tb, dir, o)
+		}})
 	}
-	for _, index := range []store.IndexMode{store.IndexBackground, store.IndexOff} {
-		name := "follower"
-		if index == store.IndexOff {
-			name = "follower-index-off"
+	out = append(out, conformanceBackend{"pairs", false, func(tb testing.TB, dir string) storetest.Backend {
+		s, err := store.OpenPairs(context.Background(), dir, options(1024))
+		if err != nil {
+			tb.Fatal(err)
 		}
-		t.Run(name, func(t *testing.T) {
+		return s
+	}})
+	for _, k := range breachd.HashKinds {
+		out = append(out, conformanceBackend{k.String(), k == breachd.SHA1, func(tb testing.TB, dir string) storetest.Backend {
+			return &passwordBackend{Passwords: openPw(tb, dir, k, options(1024))}
+		}})
+	}
+	out = append(out,
+		conformanceBackend{"follower", true, func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexBackground) }},
+		conformanceBackend{"follower-index-off", false, func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexOff) }})
+	return out
+}
+
+func runConformance(t *testing.T, raced bool) {
+	t.Parallel()
+	for _, b := range conformanceBackends() {
+		if b.raced != raced {
+			continue
+		}
+		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			storetest.Run(t, func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, index) }, true)
+			storetest.Run(t, b.open, true)
 		})
 	}
 }
