@@ -57,17 +57,20 @@ func Email(raw string) (string, error) {
 func Digest(raw string) (breachd.Digest, error) {
 	// The common case, a plain ASCII address, is lower-cased into a
 	// buffer on the stack and hashed there: no allocation.
-	if s := strings.TrimSpace(raw); isASCII(s) && asciiShape(s) {
-		var buf [maxLocal + 1 + maxDomain]byte
+	// One pass classifies and lower-cases each byte by table, without a
+	// branch a byte (a bulk sweep's addresses come at a million a second).
+	var buf [maxLocal + 1 + maxDomain]byte
+	if s := strings.TrimSpace(raw); len(s) <= len(buf) {
 		b := buf[:len(s)]
+		var acc uint8
 		for i := 0; i < len(s); i++ {
 			c := s[i]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			b[i] = c
+			acc |= byteClass[c]
+			b[i] = lowerByte[c]
 		}
-		return sha256.Sum256(b), nil
+		if acc&cOff == 0 && addrShape(s) {
+			return sha256.Sum256(b), nil
+		}
 	}
 	c, err := Email(raw)
 	if err != nil {
@@ -171,51 +174,83 @@ func asciiFast(s string) (string, bool) {
 	return lowerASCII(s), true
 }
 
-// asciiShape reports whether s, ASCII and trimmed, is an address whose
+// asciiShape reports whether s, trimmed, is an ASCII address whose
 // canonical form is s lower-cased (asciiFast).
 func asciiShape(s string) bool {
-	at := -1
+	var acc uint8
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c == 0x7f || c == ',' {
-			return false
-		}
-		if c == '@' {
-			if at >= 0 {
-				return false
-			}
-			at = i
+		acc |= byteClass[s[i]]
+	}
+	return acc&cOff == 0 && addrShape(s)
+}
+
+// Byte classes of the fast path (byteClass).
+const (
+	// cOff: never in a fast-path address: a control, a space, DEL, a comma
+	// or a byte beyond ASCII (the general path judges those).
+	cOff = 1 << iota
+	// cLDH: a letter, digit or hyphen, what a domain's labels hold.
+	cLDH
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := range 256 {
+		switch {
+		case c <= ' ' || c == 0x7f || c == ',' || c >= 0x80:
+			t[c] = cOff
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-':
+			t[c] = cLDH
 		}
 	}
-	if at <= 0 || at > maxLocal || at == len(s)-1 {
+	return t
+}()
+
+// lowerByte lower-cases an ASCII letter, and leaves every other byte.
+var lowerByte = func() (t [256]byte) {
+	for c := range 256 {
+		t[c] = byte(c)
+		if c >= 'A' && c <= 'Z' {
+			t[c] += 'a' - 'A'
+		}
+	}
+	return t
+}()
+
+// addrShape is asciiShape for s whose bytes are all of the fast path's
+// (none cOff): one @ with a local part of 1 to maxLocal bytes before it,
+// and after it a domain of at most maxDomain bytes in two or more labels
+// of LDH bytes (ldhLabel).
+func addrShape(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at > maxLocal {
 		return false
 	}
 	domain := s[at+1:]
-	if len(domain) > maxDomain || domain[len(domain)-1] == '.' {
+	if len(domain) > maxDomain || strings.IndexByte(domain, '@') >= 0 {
 		return false
 	}
-	// Validate LDH labels: 1-63 of [a-z0-9-], no leading or trailing hyphen,
-	// no hyphens in positions 3-4 (which also excludes "xn--" punycode).
 	dots, start := 0, 0
-	for i := 0; i <= len(domain); i++ {
-		if i < len(domain) && domain[i] != '.' {
-			c := domain[i] | 0x20
-			if !(c >= 'a' && c <= 'z' || domain[i] >= '0' && domain[i] <= '9' || domain[i] == '-') {
+	for i := 0; i < len(domain); i++ {
+		c := domain[i]
+		if c == '.' {
+			if !ldhLabel(domain[start:i]) {
 				return false
 			}
-			continue
-		}
-		label := domain[start:i]
-		if n := len(label); n == 0 || n > 63 || label[0] == '-' || label[n-1] == '-' ||
-			(n >= 4 && label[2] == '-' && label[3] == '-') {
+			dots++
+			start = i + 1
+		} else if byteClass[c]&cLDH == 0 {
 			return false
 		}
-		if i < len(domain) {
-			dots++
-		}
-		start = i + 1
 	}
-	return dots > 0
+	return dots > 0 && ldhLabel(domain[start:])
+}
+
+// ldhLabel reports whether a domain label of LDH bytes is 1 to 63 of them,
+// with no leading or trailing hyphen and no hyphens in positions 3-4
+// (which also excludes "xn--" punycode).
+func ldhLabel(l string) bool {
+	n := len(l)
+	return n > 0 && n <= 63 && l[0] != '-' && l[n-1] != '-' && !(n >= 4 && l[2] == '-' && l[3] == '-')
 }
 
 func lowerASCII(s string) string {

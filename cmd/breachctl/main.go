@@ -175,6 +175,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.IntVar(&bc.inFlight, "in-flight", 4, "stream batches awaiting answers at once")
 	fs.BoolVar(&bc.assess, "assess", false, "with --file: ask the daemon's policy about every row (AssessService, without passwords) and report its decision, what enforcing would answer and the rules that fired")
 	assessAt := fs.String("context", "login", "with --assess: signup, login or password_change")
+	cpuProfile := fs.String("cpu-profile", "", "write a CPU profile of the check to this file (go tool pprof): where a sweep's CPU goes")
 	fs.BoolVar(&bc.private, "private", false, "private checks (docs/PRIVATE-LOOKUP.md): the daemon learns only a short prefix of each digest, never the digest; --in-flight of them run at once")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: breachctl check [flags] EMAIL...\n       breachctl check [flags] --file PATH [--out PATH]\n\nFlags:")
@@ -207,6 +208,13 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	if bc.at, err = breachd.ParseAssessContext(*assessAt); err != nil {
 		fmt.Fprintln(stderr, "breachctl check:", err)
 		return errUsage
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	conn, err := cc.dial()
 	if err != nil {

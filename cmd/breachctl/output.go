@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -50,8 +52,7 @@ func (c csvWriter) header(w *bufio.Writer) {
 }
 
 func (c csvWriter) row(w *bufio.Writer, r *outRow) {
-	var b [20]byte
-	w.Write(strconv.AppendInt(b[:0], r.line, 10))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), r.line, 10)) // no allocation a row
 	w.WriteByte(',')
 	writeCSVField(w, r.value)
 	switch {
@@ -94,9 +95,8 @@ type jsonlWriter struct{ assess bool }
 func (jsonlWriter) header(*bufio.Writer) {}
 
 func (j jsonlWriter) row(w *bufio.Writer, r *outRow) {
-	var b [20]byte
 	w.WriteString(`{"line":`)
-	w.Write(strconv.AppendInt(b[:0], r.line, 10))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), r.line, 10)) // no allocation a row
 	w.WriteString(`,"identifier":`)
 	writeJSONString(w, r.value)
 	switch {
@@ -177,4 +177,20 @@ func writeJSONString(w *bufio.Writer, s string) {
 	}
 	w.WriteString(s[start:])
 	w.WriteByte('"')
+}
+
+// startCPUProfile profiles the process's CPU into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
