@@ -224,13 +224,21 @@ func TestCrash(t *testing.T) { crashTest(t, crashRuns(t, len(crashOps))) }
 
 // TestCrashPrivate is TestCrash over a keyed, private corpus: each import
 // writes its private rows too, and after every kill private checks answer
-// as plain ones do. make test runs the first four operations.
+// as plain ones do. make test runs the first four operations, over two thirds
+// of TestCrash's accounts (an OPRF evaluation each); make crash-test's
+// BREACHD_CRASH_LARGE applies as to TestCrash.
 func TestCrashPrivate(t *testing.T) {
 	key := filepath.Join(t.TempDir(), "index.key")
 	if _, err := store.GenerateIndexKey(key); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv(crashPrivateKey, key) // the children's too
+	if os.Getenv("BREACHD_CRASH_LARGE") == "" {
+		t.Setenv("BREACHD_CRASH_LARGE", "20000") // the children read it at start
+		large, base := crashLarge, crashBase
+		crashLarge, crashBase = 20_000, 4_000 // as init reads it
+		t.Cleanup(func() { crashLarge, crashBase = large, base })
+	}
 	crashTest(t, crashRuns(t, 4))
 }
 
