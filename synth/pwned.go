@@ -19,6 +19,10 @@ type PwnedOptions struct {
 	Seed   uint64
 	Hashes int // distinct hashes to write
 	Kind   breachd.HashKind
+	// EveryPrefix spreads each 2.5-byte prefix's hashes over its sixteen
+	// 3-byte prefixes in turn, so that with 16 Mi hashes or more every
+	// 3-byte prefix holds one, as pwnedpass's pwngen requires of its input.
+	EveryPrefix bool
 }
 
 // KnownPasswords are planted in every synthetic password corpus with the
@@ -72,7 +76,7 @@ func WritePwned(w io.Writer, o PwnedOptions) error {
 	for p := range uint64(prefixes) {
 		n := int((p+1)*uint64(o.Hashes)/prefixes - p*uint64(o.Hashes)/prefixes)
 		batch = batch[:0]
-		for range n {
+		for i := range n {
 			var e entry
 			for i := 0; i < size; i += 8 {
 				var b [8]byte
@@ -83,6 +87,9 @@ func WritePwned(w io.Writer, o PwnedOptions) error {
 				copy(e.h[i:size], b[:])
 			}
 			e.h[0], e.h[1], e.h[2] = byte(p>>12), byte(p>>4), byte(p<<4)|e.h[2]&15
+			if o.EveryPrefix {
+				e.h[2] = byte(p<<4) | byte(i%16)
+			}
 			e.n = pareto(r)
 			batch = append(batch, e)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"strings"
 	"testing"
@@ -91,5 +92,40 @@ func BenchmarkGenerate(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		synth.Generate(io.Discard, synth.Options{Seed: 1, Records: 10000})
+	}
+}
+
+// TestEveryPrefix: with EveryPrefix, each 2.5-byte prefix's hashes take
+// its sixteen 3-byte prefixes in turn (so 16Mi hashes cover all 16Mi, as
+// pwngen needs); here a prefix's one hash takes the first. Without it, the
+// low nibbles are random. (The planted known passwords add lines of their
+// own: their prefixes are left out.)
+func TestEveryPrefix(t *testing.T) {
+	t.Parallel()
+	for _, every := range []bool{true, false} {
+		var buf bytes.Buffer
+		if err := synth.WritePwned(&buf, synth.PwnedOptions{Seed: 3, Hashes: 1 << 16, Kind: breachd.SHA1, EveryPrefix: every}); err != nil {
+			t.Fatal(err)
+		}
+		nibbles := make([]uint16, 1<<20) // a bit for each low nibble seen under each 2.5-byte prefix
+		lines := make([]uint8, 1<<20)
+		for line := range bytes.Lines(buf.Bytes()) {
+			var p [3]byte
+			if _, err := hex.Decode(p[:], line[:6]); err != nil {
+				t.Fatal(err)
+			}
+			pre := int(p[0])<<12 | int(p[1])<<4 | int(p[2])>>4
+			nibbles[pre] |= 1 << (p[2] & 15)
+			lines[pre]++
+		}
+		first := 0
+		for pre := range nibbles {
+			if lines[pre] == 1 && nibbles[pre] == 1 {
+				first++
+			}
+		}
+		if every && first < 1<<16-10 || !every && first > 1<<13 {
+			t.Fatalf("EveryPrefix %v: %d of the 64Ki hashes are under their 2.5-byte prefix's first 3-byte prefix", every, first)
+		}
 	}
 }

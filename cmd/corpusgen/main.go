@@ -42,6 +42,7 @@ type config struct {
 	exposed  float64
 	pwned    int
 	kind     string
+	every    bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&c.exposed, "exposed", 0, "with --sweep: percent of the addresses that are in the corpus")
 	fs.IntVar(&c.pwned, "pwned", 0, "write a Pwned-Passwords-shaped corpus of N hashes (HASH:COUNT lines, sorted) instead of a breach dump")
 	fs.StringVar(&c.kind, "kind", "sha1", "with --pwned: sha1 or ntlm")
+	fs.BoolVar(&c.every, "every-prefix", false, "with --pwned: spread the hashes so that every 3-byte prefix holds one (16777216 hashes or more), as pwnedpass's pwngen requires")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: corpusgen [flags]\n\nWrites a synthetic Sega Pass-shaped dump. Flags:")
 		fs.PrintDefaults()
@@ -162,7 +164,7 @@ func pwnedFile(c config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := synth.WritePwned(w, synth.PwnedOptions{Seed: c.seed, Hashes: c.pwned, Kind: k}); err != nil {
+	if err := synth.WritePwned(w, synth.PwnedOptions{Seed: c.seed, Hashes: c.pwned, Kind: k, EveryPrefix: c.every}); err != nil {
 		closeOut()
 		return err
 	}
