@@ -61,17 +61,8 @@ for p in 00000 7A3F1 FFFFF $(for _ in $(seq 20); do printf '%05X ' $((RANDOM * 3
   [ "$a" = "$b" ] || { echo "prefix $p: the servers answer different hashes" >&2; exit 1; }
 done
 
-cat > "$WORK/range.lua" <<'LUA'
-local padding = os.getenv("PADDING")
-math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
-request = function()
-  local headers = { ["User-Agent"] = "wrk" }
-  if padding == "true" then headers["Add-Padding"] = "true" end
-  return wrk.format("GET", string.format("/range/%05X", math.random(0, 1048575)), headers)
-end
-LUA
 load() { # server url padding conns -> requests/s
-  PADDING=$3 wrk -t2 -c"$4" -d"$DURATION" -s "$WORK/range.lua" "$2" > "$WORK/wrk.out"
+  PADDING=$3 wrk -t2 -c"$4" -d"$DURATION" -s bench/range.lua "$2" > "$WORK/wrk.out"
   ! grep -q 'Non-2xx\|Socket errors' "$WORK/wrk.out" || { echo "$1: errors under load" >&2; cat "$WORK/wrk.out" >&2; exit 1; }
   awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.out"
 }

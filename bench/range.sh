@@ -43,15 +43,6 @@ bin/breachd serve --data "$WORK/data" --addr 127.0.0.1:0 --http-addr "127.0.0.1:
 DAEMON=$!
 for _ in $(seq 600); do grep -q serving "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
 
-cat > "$WORK/range.lua" <<'EOF'
-local padding = os.getenv("PADDING")
-math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
-request = function()
-  local headers = { ["User-Agent"] = "wrk" }
-  if padding == "true" then headers["Add-Padding"] = "true" end
-  return wrk.format("GET", string.format("/range/%05X", math.random(0, 1048575)), headers)
-end
-EOF
 
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{ print $14 + $15 }' "/proc/$DAEMON/stat"; }
@@ -59,7 +50,7 @@ cpu() { awk '{ print $14 + $15 }' "/proc/$DAEMON/stat"; }
 for _ in $(seq "$RUNS"); do
   for padded in false true; do
     before=$(cpu)
-    PADDING=$padded wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$WORK/range.lua" "http://127.0.0.1:$port" > "$WORK/wrk.out"
+    PADDING=$padded wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/range.lua "http://127.0.0.1:$port" > "$WORK/wrk.out"
     after=$(cpu)
     reqs=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
     rps=$(awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.out")
