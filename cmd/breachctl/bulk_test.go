@@ -344,3 +344,23 @@ func TestResumeUsage(t *testing.T) {
 		t.Fatalf("--resume with stdin = %v, want errUsage", err)
 	}
 }
+
+// TestWriteJSONString: the report's strings are what encoding/json writes
+// (without HTML escaping), on the plain fast path and off it.
+func TestWriteJSONString(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "alice@example.com", "Sega Pass", `a"b`, `a\b`, "tab\there", "line\nbreak\r",
+		"\x00\x1f\x7f", "bücher@例え.jp", "bad \xff utf-8", "end\xe2\x82"} {
+		var got bytes.Buffer
+		w := bufio.NewWriter(&got)
+		writeJSONString(w, s)
+		w.Flush()
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		enc.Encode(s)
+		if got.String() != strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("writeJSONString(%q) = %s, want %s", s, got.String(), want.String())
+		}
+	}
+}
