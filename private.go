@@ -112,10 +112,16 @@ type PrivateInfo struct {
 	CorpusVersion uint64
 }
 
+// ErrStalePrefix is the kind of a private check whose prefix length is not
+// one the server answers (ErrPrefixBits): the client's is stale. It is a
+// failed precondition (gRPC's FAILED_PRECONDITION); HTTP answers 409, so
+// that a client does not take it for a server to retry later.
+var ErrStalePrefix = NewError(ErrFailedPrecondition, "stale prefix length")
+
 // ErrPrefixBits refuses a private check whose prefix length is not one the
 // server answers; its message gives the length to use.
 func ErrPrefixBits(got, want int) error {
-	return Errorf(ErrFailedPrecondition, "prefix_bits %d: this server answers %d (or up to 2 fewer); ask for the private lookup info again", got, want)
+	return Errorf(ErrStalePrefix, "prefix_bits %d: this server answers %d (or up to 2 fewer); ask for the private lookup info again", got, want)
 }
 
 // PrefixOf returns the first bits bits of d as a private query's prefix.

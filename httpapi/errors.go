@@ -24,6 +24,7 @@ var statusOf = []struct {
 	{breachd.ErrNotFound, http.StatusNotFound},
 	{breachd.ErrUnavailable, http.StatusServiceUnavailable},
 	{breachd.ErrNoSpace, http.StatusInsufficientStorage},
+	{breachd.ErrStalePrefix, http.StatusConflict}, // before its kind's row
 	{breachd.ErrFailedPrecondition, http.StatusServiceUnavailable},
 	{breachd.ErrUnauthenticated, http.StatusUnauthorized},
 	{breachd.ErrPermissionDenied, http.StatusForbidden},

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/breachd/breachd"
@@ -155,6 +157,21 @@ func TestPrivateDaemon(t *testing.T) {
 			t.Fatalf("POST /v1/private/check = %d %.200s", hr.StatusCode, b)
 		}
 		sizes[len(b)]++
+	}
+	// A stale prefix length: gRPC's FAILED_PRECONDITION is HTTP's 409,
+	// not a 503 to retry.
+	r, _ := blind.New(breachd.Digest{}, bits+1)
+	body, _ := json.Marshal(map[string]any{"prefix": r.Query.Prefix, "prefix_bits": bits + 1, "blinded_element": r.Query.Blinded})
+	hr, err := http.Post(d.http+"/v1/private/check", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Body.Close()
+	if hr.StatusCode != http.StatusConflict {
+		t.Fatalf("a check at %d bits over HTTP: %d, want 409", bits+1, hr.StatusCode)
+	}
+	if _, err := expo.CheckPrivate(ctx, &breachdv1.CheckPrivateRequest{Prefix: r.Query.Prefix, PrefixBits: uint32(bits + 1), BlindedElement: r.Query.Blinded}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("a check at %d bits over gRPC: %v, want FailedPrecondition", bits+1, err)
 	}
 	for size := range sizes {
 		if size != breachd.PaddedSize(size) {
