@@ -40,11 +40,9 @@ func (s *Service) PrivateInfo(ctx context.Context) (breachd.PrivateInfo, error) 
 }
 
 // CheckPrivate answers a private check: the evaluation of the query's
-// blinded digest, and every exposed account of its bucket.
+// blinded digest, and every exposed account of its bucket. The corpus
+// checks the query (PrivateQuery.Validate) against its prefix length.
 func (s *Service) CheckPrivate(ctx context.Context, q breachd.PrivateQuery) (breachd.PrivateAnswer, error) {
-	if err := q.Validate(); err != nil {
-		return breachd.PrivateAnswer{}, err
-	}
 	p, err := s.private()
 	if err != nil {
 		return breachd.PrivateAnswer{}, err

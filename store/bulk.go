@@ -61,8 +61,8 @@ type bulkLoad struct {
 	// index is the lookup index written in the same pass (indexed kinds,
 	// spill mode); installed once the commit is written.
 	index *indexWriter
-	// side holds the import's side rows (spill mode) until its tables
-	// are written.
+	// side holds the import's side rows until its tables are written
+	// (finishWriter), or until it leaves for write batches.
 	side sideSpill
 }
 
@@ -231,7 +231,9 @@ func (bl *bulkLoad) flush(ctx context.Context, c *corpus, imp *importTx) error {
 	return nil
 }
 
-// finishWriter writes what is left and closes the StreamWriter.
+// finishWriter writes what is left and closes the StreamWriter, then
+// writes the side rows the load buffered (the StreamWriter began by wiping
+// the corpus: they could not go before).
 func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) error {
 	if err := bl.flush(ctx, c, imp); err != nil {
 		return err
@@ -249,7 +251,7 @@ func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) 
 	if !c.kind.counted {
 		c.pageOutTables()
 	}
-	return nil
+	return bl.side.writeTo(ctx, c)
 }
 
 // leave ends the bulk load part way: a stream is flushed, its segment
@@ -376,9 +378,6 @@ func (bl *bulkLoad) finish(ctx context.Context, imp *importTx) error {
 		distinct++
 	}
 	if err := bl.finishWriter(ctx, c, imp); err != nil {
-		return err
-	}
-	if err := bl.side.writeTo(ctx, c); err != nil {
 		return err
 	}
 	imp.stats.Duplicates = imp.stats.Received - distinct

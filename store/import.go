@@ -298,10 +298,13 @@ func compareRecords(a, b record) int { return bytes.Compare(a.key, b.key) }
 // add stores a batch under the import's pending segment.
 func (imp *importTx) add(ctx context.Context, in input) error {
 	c := imp.c
-	if len(in.side) > 0 {
-		if err := imp.addSide(in.side); err != nil {
+	side := in.side
+	if len(side) > 0 && imp.bulk != nil {
+		// Written after the load's tables (finishWriter), or when it leaves.
+		if err := imp.bulk.side.add(c.dir, side); err != nil {
 			return err
 		}
+		side = nil
 	}
 	if imp.bulk != nil && imp.bulk.mode == bulkSpill {
 		// Buffered as they come: the runs are sorted, and repeats
@@ -326,7 +329,7 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		return err
 	}
 	defer c.release()
-	if err := c.checkSpace(int64(len(rs))*batchBytesPerKey, "a batch of "+imp.breach.Name); err != nil {
+	if err := c.checkSpace(int64(len(rs)+len(side))*batchBytesPerKey, "a batch of "+imp.breach.Name); err != nil {
 		return err
 	}
 	if imp.filter == nil {
@@ -368,6 +371,9 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 	if err != nil {
 		return classify("read batch", err)
 	}
+	for _, r := range side { // in the batch's write: they answer only through its rows
+		keys, vals = append(keys, r.key), append(vals, r.val)
+	}
 	if err := writeRows(c.db, keys, vals); err != nil {
 		return err
 	}
@@ -386,28 +392,6 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		imp.filter = nf
 	}
 	return nil
-}
-
-// addSide writes side rows: at once, or, in a bulk load, after its
-// tables, since the StreamWriter starts by wiping the corpus.
-func (imp *importTx) addSide(rows []sideRow) error {
-	c := imp.c
-	if imp.bulk != nil && imp.bulk.mode == bulkSpill {
-		return imp.bulk.side.add(c.dir, rows)
-	}
-	if err := c.acquire(); err != nil {
-		return err
-	}
-	defer c.release()
-	if err := c.checkSpace(int64(len(rows))*batchBytesPerKey, "a batch of "+imp.breach.Name); err != nil {
-		return err
-	}
-	keys := make([][]byte, len(rows))
-	vals := make([][]byte, len(rows))
-	for i, r := range rows {
-		keys[i], vals[i] = r.key, r.val
-	}
-	return writeRows(c.db, keys, vals)
 }
 
 // merge returns a row's new value with this import's entry for count, and
