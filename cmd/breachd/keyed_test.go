@@ -12,6 +12,19 @@ import (
 	"github.com/breachd/breachd/synth"
 )
 
+// plainCorpus imports a SegaPass breach of about 12,000 accounts (synth
+// seed) offline into tmp/data, plain, and returns the directory, the
+// breach's files, 10,000 of its accounts and 10,000 addresses of no
+// breach (seed+1).
+func plainCorpus(t *testing.T, tmp string, seed uint64) (data string, sega corpusFiles, known, unknown []string) {
+	t.Helper()
+	data = filepath.Join(tmp, "data")
+	sega = writeCorpus(t, tmp, "SegaPass", synth.Options{Seed: seed, Records: 12000})
+	outsiders := writeCorpus(t, tmp, "Outsiders", synth.Options{Seed: seed + 1, Records: 12000, Domain: "never.example"}).accounts
+	runOK(t, "import", "--data", data, "--manifest", sega.manifest, sega.dump)
+	return data, sega, sega.accounts[:min(10000, len(sega.accounts))], outsiders[:min(10000, len(outsiders))]
+}
+
 // TestKeyedDaemon: a corpus imported plain, then keyed by 'breachd keys
 // index create' and 'breachd rekey': the daemon refuses it without the key
 // file, saying what to do; with it (privacy.index_key_file), 10,000 known
@@ -22,11 +35,7 @@ import (
 func TestKeyedDaemon(t *testing.T) {
 	t.Parallel()
 	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	sega := writeCorpus(t, tmp, "SegaPass", synth.Options{Seed: 11, Records: 12000})
-	outsiders := writeCorpus(t, tmp, "Outsiders", synth.Options{Seed: 12, Records: 12000, Domain: "never.example"}).accounts
-	runOK(t, "import", "--data", data, "--manifest", sega.manifest, sega.dump)
-	known, unknown := sega.accounts[:min(10000, len(sega.accounts))], outsiders[:min(10000, len(outsiders))]
+	data, _, known, unknown := plainCorpus(t, tmp, 11)
 	windows := map[[8]byte]bool{}
 	for _, e := range known[:1000] {
 		d := sha256.Sum256([]byte(e))

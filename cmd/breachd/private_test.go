@@ -22,7 +22,6 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
-	"github.com/breachd/breachd/synth"
 )
 
 // TestPrivateDaemon: a corpus imported plain, converted by 'breachd rekey
@@ -36,11 +35,7 @@ import (
 func TestPrivateDaemon(t *testing.T) {
 	t.Parallel()
 	tmp := t.TempDir()
-	data := filepath.Join(tmp, "data")
-	sega := writeCorpus(t, tmp, "SegaPass", synth.Options{Seed: 21, Records: 12000})
-	outsiders := writeCorpus(t, tmp, "Outsiders", synth.Options{Seed: 22, Records: 12000, Domain: "never.example"}).accounts
-	runOK(t, "import", "--data", data, "--manifest", sega.manifest, sega.dump)
-	known, unknown := sega.accounts[:min(10000, len(sega.accounts))], outsiders[:min(10000, len(outsiders))]
+	data, sega, known, unknown := plainCorpus(t, tmp, 21)
 	keyFile := filepath.Join(tmp, "index.key")
 	runOK(t, "keys", "index", "create", "--out", keyFile)
 	if out := runOK(t, "rekey", "--data", data, "--index-key", keyFile, "--private"); !strings.Contains(out, "private_lookups") {
