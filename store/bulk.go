@@ -78,6 +78,16 @@ func (c *corpus) beginBulk(imp *importTx, expected uint64) (*bulkLoad, error) {
 		imp.wiped = true
 		f := newFilter(max(c.opts.ExpectedKeys, expected+expected/4), c.opts.FalsePositiveRate)
 		imp.filter = f
+		if c.index != nil {
+			// The stream's keys come in order: the index is written
+			// beside the tables, holding only the bulk segment's counts.
+			w, err := c.newIndexWriter(expected, []uint32{bulkSegment})
+			if err != nil {
+				bl.end()
+				return nil, err
+			}
+			bl.index = w
+		}
 	}
 	return bl, nil
 }
@@ -191,8 +201,14 @@ func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r recor
 	imp.filter.add(fk[:])
 	// The key and value are copied into the buffer: the scratch is reused.
 	bl.val = k.appendEntry(bl.val[:0], imp.seg, r.count)
-	if bl.index != nil {
-		if err := bl.index.add(r.key, bl.val); err != nil {
+	if w := bl.index; w != nil {
+		var err error
+		if k.counted {
+			err = w.addCount(r.key, r.count)
+		} else {
+			err = w.add(r.key, bl.val)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -223,9 +239,7 @@ func (bl *bulkLoad) flush(ctx context.Context, c *corpus, imp *importTx) error {
 	bl.toWriter <- bl.buf
 	bl.inFlight = true
 	bl.buf, bl.inBuf = z.NewBuffer(bulkBatch*64, "breachd.bulk"), 0
-	if bl.flushes++; bl.flushes%pageOutEvery == 0 && !c.kind.counted {
-		// Email lookups read the filter and the index, never these pages;
-		// password ranges read Badger's tables, which stay cached.
+	if bl.flushes++; bl.flushes%pageOutEvery == 0 && c.lookupsSkipTables() {
 		c.pageOutTables()
 	}
 	return nil
@@ -248,7 +262,7 @@ func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) 
 	if err := sw.Flush(); err != nil {
 		return classify("bulk load", err)
 	}
-	if !c.kind.counted {
+	if c.lookupsSkipTables() {
 		c.pageOutTables()
 	}
 	return bl.side.writeTo(ctx, c)
@@ -261,6 +275,7 @@ func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) 
 func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
 	c := imp.c
 	imp.bulk = nil
+	bl.dropIndex() // it would lack the keys the write batches bring
 	if bl.mode == bulkStream {
 		if err := c.acquire(); err != nil {
 			return err
@@ -360,8 +375,8 @@ func (bl *bulkLoad) finish(ctx context.Context, imp *importTx) error {
 		return err
 	}
 	imp.wiped = true
-	if c.kind.indexed && c.opts.Index != IndexOff {
-		w, err := c.newIndexWriter(n)
+	if c.index != nil {
+		w, err := c.newIndexWriter(n, nil)
 		if err != nil {
 			return err
 		}
@@ -411,11 +426,7 @@ func (bl *bulkLoad) installIndex(version uint64) {
 func (bl *bulkLoad) end() {
 	bl.runs.remove()
 	bl.side.remove()
-	if bl.index != nil {
-		bl.index.c.doneWriting(bl.index)
-		bl.index.abort()
-		bl.index = nil
-	}
+	bl.dropIndex()
 	if bl.sw != nil {
 		bl.stopWriter() // the import is abandoned: its error no longer matters
 		bl.sw.Cancel()
@@ -426,6 +437,22 @@ func (bl *bulkLoad) end() {
 		bl.buf = nil
 	}
 }
+
+// dropIndex drops the index the bulk load was writing, if any.
+func (bl *bulkLoad) dropIndex() {
+	if bl.index != nil {
+		bl.index.c.doneWriting(bl.index)
+		bl.index.abort()
+		bl.index = nil
+	}
+}
+
+// lookupsSkipTables reports whether the tables a bulk load writes are read
+// by no lookup once it commits (the filter and the index answer: emails
+// read Badger only for a pending index, passwords' ranges and counts read
+// the index), so that their pages may go: serving memory is then the
+// index's, not both.
+func (c *corpus) lookupsSkipTables() bool { return !c.kind.counted || c.index != nil }
 
 // pageOutTables pages out the tables a bulk load wrote (see pageOutTables
 // in pageout_linux.go). It is advice: where the kernel cannot take it, the

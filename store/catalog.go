@@ -219,6 +219,11 @@ func (c *catalog) with(version, importVersion uint64, name string, b *breachd.Ca
 	return nc
 }
 
+// segmentIDs returns the committed segments' ids, in ascending order.
+func (c *catalog) segmentIDs() []uint32 {
+	return slices.Sorted(maps.Keys(c.segments))
+}
+
 // resolve appends to dst the visible breaches named by a row value, each
 // once, ordered by name.
 func (c *catalog) resolve(dst []*breachd.CatalogEntry, val []byte) ([]*breachd.CatalogEntry, error) {

@@ -1,11 +1,13 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,13 +16,17 @@ import (
 )
 
 // The crash harness for password corpora: a release import (a first one,
-// streamed into sorted tables, and a later one merged into a corpus that
-// has a release) is SIGKILLed at a random moment; at reopen the release is
-// wholly visible or not at all, every hash answering the count it should,
-// and importing it again completes it. (The email kind's harness is
-// TestCrash; both run the same engine.)
+// streamed into sorted tables, in hash order with its lookup index written
+// in the same pass and installed after the commit, or out of order, leaving
+// the stream for write batches; and a later one merged into a corpus that
+// has a release, its index rebuilt before the import returns) is SIGKILLed
+// at a random moment; at reopen the release is wholly visible or not at
+// all, every hash answering the count it should (from the saved index if it
+// is current, from Badger otherwise, and from an index built then), and
+// importing it again completes it. (The email kind's harness is TestCrash;
+// both run the same engine.)
 
-var crashPasswordOps = []string{"password-first", "password-later"}
+var crashPasswordOps = []string{"password-first", "password-first-sorted", "password-later"}
 
 // crashPasswordRecords is what each release holds: Base 20,000 hashes;
 // Large crashLarge hashes and, at three times their counts, Base's first
@@ -32,10 +38,13 @@ func crashPasswordRecords(name string) []breachd.PasswordRecord {
 	return append(pwRecords(breachd.SHA1, "base", 1000, 3), pwRecords(breachd.SHA1, "large", crashLarge, 2)...)
 }
 
-// crashPasswordWork imports release Large: the child's work, and the
-// parent's after the kill.
-func crashPasswordWork(ctx context.Context, p *store.Passwords) error {
+// crashPasswordWork imports release Large, in hash order for op
+// password-first-sorted: the child's work, and the parent's after the kill.
+func crashPasswordWork(ctx context.Context, p *store.Passwords, op string) error {
 	recs := crashPasswordRecords("Large")
+	if op == "password-first-sorted" {
+		slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	}
 	_, err := p.Import(ctx, release("Large"), uint64(len(recs)), pwBatches(recs, 5000, nil))
 	return err
 }
@@ -67,7 +76,7 @@ func TestCrashPasswords(t *testing.T) {
 		// The child kills itself at a point drawn from the import's
 		// batches and its filter save (a kill from outside mostly lands
 		// after so quick an import).
-		points := []string{"filter-written:1", "filter-renamed:1"}
+		points := []string{"filter-written:1", "filter-renamed:1", "index-written:1", "index-renamed:1"}
 		for b := 1; b*5000 < len(crashPasswordRecords("Large")); b++ {
 			points = append(points, fmt.Sprintf("import-batch:%d", b))
 		}
@@ -81,7 +90,14 @@ func TestCrashPasswords(t *testing.T) {
 		}
 		p := openPw(t, store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, options(0))
 		checkPasswordRelease(t, p, op, fmt.Sprintf("run %d (%s) after the kill", run, op))
-		if err := crashPasswordWork(context.Background(), p); err != nil {
+		if err := p.BuildIndex(context.Background()); err != nil {
+			t.Fatalf("run %d (%s): building the index: %v", run, op, err)
+		}
+		if len(p.Releases()) > 0 && !p.Stats().Index.Current {
+			t.Fatalf("run %d (%s): no current index after BuildIndex", run, op)
+		}
+		checkPasswordRelease(t, p, op, fmt.Sprintf("run %d (%s) after the kill, from the index", run, op))
+		if err := crashPasswordWork(context.Background(), p, op); err != nil {
 			t.Fatalf("run %d (%s): importing again: %v", run, op, err)
 		}
 		checkPasswordRelease(t, p, op, fmt.Sprintf("run %d (%s) after importing again", run, op))

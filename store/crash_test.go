@@ -112,16 +112,18 @@ func TestCrashChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("the crash harness's child process")
 	}
-	if op == "password-first" || op == "password-later" {
+	if strings.HasPrefix(op, "password-") {
 		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
 			nth, _ := strconv.Atoi(n)
 			crashAt(point, nth)
 		}
-		p, err := store.OpenPasswords(context.Background(), store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, options(0))
+		o := options(0)
+		o.Index = store.IndexInline // a later release's index is rebuilt before Import returns
+		p, err := store.OpenPasswords(context.Background(), store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, o)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := crashPasswordWork(context.Background(), p); err != nil {
+		if err := crashPasswordWork(context.Background(), p, op); err != nil {
 			t.Fatal(err)
 		}
 		p.Close()

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"path/filepath"
@@ -49,6 +50,23 @@ import (
 //
 // Memory: 36 bytes a digest plus about one for the directory, in mapped
 // file pages (page cache, reclaimable), none anonymous; disk the same.
+//
+// A counted kind's index (password hashes, magic indexMagicCounted) is the
+// same file with other records and one set:
+//
+//	records  n x (key size - indexSkip + 4) bytes: the key without its first
+//	         indexSkip bytes (the directory, of at least 1<<16 buckets,
+//	         implies them), then the count the catalogue answered (uint32;
+//	         countEscape: too large for the record, read Badger)
+//	sets     one: the segments whose counts it holds
+//
+// It holds only the keys whose count is not 0, so a range is one
+// directory read and one contiguous read of the records: 22 bytes a SHA-1
+// hash, 18 an NTLM one. A count is the highest of the committed entries
+// the catalogue it was built at saw, so the index is current only while
+// every one of those segments is still visible and no import committed
+// since: a deleted release makes it stale (rebuilt), where an email
+// index's sets simply resolve to fewer breaches.
 
 const (
 	indexFile    = "breachd.index"
@@ -58,7 +76,33 @@ const (
 	// indexBucket is the mean number of records per directory bucket: the
 	// records a lookup scans (36 bytes each: two to four cache lines).
 	indexBucket = 4
+
+	indexMagicCounted = "BRPWX001"
+	// indexSkip is the leading key bytes a counted kind's records leave
+	// out; its directory has at least 1<<indexMinCountedBits buckets.
+	indexSkip           = 2
+	indexMinCountedBits = 8 * indexSkip
+	// countEscape in a record says the count did not fit: read Badger.
+	countEscape = math.MaxUint32
 )
+
+// indexLayout is kind k's index file: its magic, the key bytes a record
+// leaves out and the bytes of a record.
+func (k *kind) indexLayout() (magic string, skip, recSize uint64) {
+	if k.counted {
+		return indexMagicCounted, indexSkip, uint64(k.keySize-indexSkip) + 4
+	}
+	return indexMagic, 0, indexRecSize
+}
+
+// indexBits is the directory size of kind k's index of about n records.
+func (k *kind) indexBits(n uint64) uint {
+	b := indexBits(n)
+	if k.counted {
+		b = max(b, indexMinCountedBits)
+	}
+	return b
+}
 
 // index is an open index file. It is immutable; retire unmaps it once no
 // lookup can be reading it.
@@ -66,6 +110,9 @@ type index struct {
 	version uint64 // corpus version it was built at
 	n       uint64
 	bits    uint
+	counted bool   // a counted kind's: records of a key and a count
+	klen    uint64 // a counted record's key bytes
+	rsz     uint64 // a counted record's bytes
 	recs    []byte
 	dir     []byte   // (1<<bits)+1 little-endian uint32
 	sets    [][]byte // membership values, as in Badger
@@ -137,6 +184,64 @@ func (v *view) findBatch(packed []byte, pos []int32, fn func(i int32, bs []*brea
 // compiler keeps them.
 var prefetchSink atomic.Uint64
 
+// findCount returns the count a counted kind's index holds for key, and
+// whether it holds key at all.
+func (x *index) findCount(key []byte) (uint32, bool) {
+	if x.n == 0 {
+		return 0, false
+	}
+	b := x.bucket(key)
+	k := key[indexSkip:]
+	for i, hi := x.dirAt(b), x.dirAt(b+1); i < hi; i++ {
+		r := x.recs[i*x.rsz : (i+1)*x.rsz]
+		switch bytes.Compare(r[:x.klen], k) {
+		case 0:
+			return binary.LittleEndian.Uint32(r[x.klen:]), true
+		case 1:
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// eachInRange calls fn, in ascending order, for every key of a counted
+// kind's index whose first 20 bits are prefix, with the whole key rebuilt
+// in key (its size) and its count. It calls fn for none and reports false
+// if a count of the range did not fit its record: the caller reads Badger.
+func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count uint64)) bool {
+	if x.n == 0 {
+		return true
+	}
+	var lo, hi uint64
+	whole := x.bits >= 20 // every record of the buckets has the prefix
+	if whole {
+		s := x.bits - 20
+		lo, hi = x.dirAt(uint64(prefix)<<s), x.dirAt(uint64(prefix+1)<<s)
+	} else {
+		b := uint64(prefix) >> (20 - x.bits)
+		lo, hi = x.dirAt(b), x.dirAt(b+1)
+	}
+	nib := byte(prefix & 15)
+	recs := x.recs[lo*x.rsz : hi*x.rsz]
+	for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
+		if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && binary.LittleEndian.Uint32(r[x.klen:]) == countEscape {
+			return false
+		}
+	}
+	key[0], key[1] = byte(prefix>>12), byte(prefix>>4)
+	for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
+		r := recs[i : i+x.rsz]
+		if whole || r[0]>>4 == nib {
+			copy(key[indexSkip:], r[:x.klen])
+			fn(key, uint64(binary.LittleEndian.Uint32(r[x.klen:])))
+		}
+	}
+	return true
+}
+
+// dirAt is directory word b: the first record of bucket b.
+func (x *index) dirAt(b uint64) uint64 { return uint64(binary.LittleEndian.Uint32(x.dir[b*4:])) }
+
 // bucket is the directory bucket of the digest at the start of d.
 func (x *index) bucket(d []byte) uint64 { return bucketOf(d, x.bits) }
 
@@ -159,8 +264,8 @@ func indexBits(n uint64) uint {
 
 var errNoIndex = errors.New("no index")
 
-// loadIndex maps the index file in dir and checks its shape.
-func loadIndex(dir string) (*index, error) {
+// loadIndex maps kind k's index file in dir and checks its shape.
+func loadIndex(dir string, k *kind) (*index, error) {
 	f, err := os.Open(filepath.Join(dir, indexFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errNoIndex
@@ -180,7 +285,7 @@ func loadIndex(dir string) (*index, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := parseIndex(m)
+	x, err := parseIndex(m, k)
 	if err != nil {
 		unmapFile(m)
 		return nil, err
@@ -188,20 +293,22 @@ func loadIndex(dir string) (*index, error) {
 	return x, nil
 }
 
-func parseIndex(m []byte) (*index, error) {
+func parseIndex(m []byte, k *kind) (*index, error) {
 	bad := func(what string) (*index, error) {
 		return nil, fmt.Errorf("%w: index file: %s", ErrCorrupt, what)
 	}
-	if string(m[:8]) != indexMagic {
+	magic, skip, rsz := k.indexLayout()
+	if string(m[:8]) != magic {
 		return bad("bad magic")
 	}
 	le := binary.LittleEndian
-	x := &index{version: le.Uint64(m[8:]), n: le.Uint64(m[16:]), bits: uint(le.Uint64(m[24:])), mapped: m}
+	x := &index{version: le.Uint64(m[8:]), n: le.Uint64(m[16:]), bits: uint(le.Uint64(m[24:])), mapped: m,
+		counted: k.counted, rsz: rsz, klen: rsz - 4}
 	nsets, setsOff := le.Uint64(m[32:]), le.Uint64(m[40:])
-	if x.bits > 30 || x.n >= 1<<32 {
+	if x.bits > 30 || x.n >= 1<<32 || x.bits < 8*uint(skip) || k.counted && nsets != 1 {
 		return bad("bad header")
 	}
-	recEnd := indexHdrSize + x.n*indexRecSize
+	recEnd := indexHdrSize + x.n*rsz
 	dirOff := (recEnd + 3) &^ 3
 	dirEnd := dirOff + ((1<<x.bits)+1)*4
 	if dirEnd > setsOff || setsOff > uint64(len(m)) {
@@ -226,31 +333,44 @@ func parseIndex(m []byte) (*index, error) {
 	return x, nil
 }
 
-// indexWriter writes an index file from digests given in ascending order,
-// to a temporary file that install renames into place. The bulk load
-// feeds it as it writes Badger's tables; buildIndex from a Badger snapshot.
+// indexWriter writes an index file from keys given in ascending order, to
+// a temporary file that install renames into place. The bulk load feeds it
+// as it writes Badger's tables; buildIndex from a Badger snapshot.
 type indexWriter struct {
-	c        *corpus // while being written, named so that removeTemps spares it
-	dir      string
-	f        *atomicfile.File
-	bw       *bufio.Writer
-	bits     uint
-	dirWords []uint32
-	setIDs   map[string]uint32
-	sets     [][]byte
-	count    uint64
-	next     uint64 // the next directory bucket to fill
-	rec      [indexRecSize]byte
+	c         *corpus // while being written, named so that removeTemps spares it
+	dir       string
+	f         *atomicfile.File
+	bw        *bufio.Writer
+	kind      *kind
+	magic     string
+	skip, rsz uint64
+	bits      uint // of dirWords, sized for the records expected
+	dirWords  []uint32
+	setIDs    map[string]uint32
+	sets      [][]byte
+	count     uint64
+	next      uint64 // the next directory bucket to fill
+	rec       []byte
 }
 
-// newIndexWriter starts an index of about n digests in dir.
-func newIndexWriter(dir string, n uint64) (*indexWriter, error) {
-	f, err := atomicfile.Create(filepath.Join(dir, indexFile), 0o600)
+// newIndexWriter starts kind k's index of about n keys in dir. A counted
+// kind's holds the counts of segments segs.
+func newIndexWriter(dir string, k *kind, n uint64, segs []uint32) (*indexWriter, error) {
+	f, err := atomicfile.Create(filepath.Join(dir, indexFile), 0o600, atomicfile.AfterRename(func() { reach("index-renamed") }))
 	if err != nil {
 		return nil, err
 	}
-	w := &indexWriter{dir: dir, f: f, bw: bufio.NewWriterSize(f, 1<<20), bits: indexBits(n), setIDs: map[string]uint32{}}
+	w := &indexWriter{dir: dir, f: f, bw: bufio.NewWriterSize(f, 1<<20), kind: k, bits: k.indexBits(n), setIDs: map[string]uint32{}}
+	w.magic, w.skip, w.rsz = k.indexLayout()
+	w.rec = make([]byte, w.rsz)
 	w.dirWords = make([]uint32, (1<<w.bits)+1)
+	if k.counted {
+		var set []byte
+		for _, id := range segs {
+			set = binary.BigEndian.AppendUint32(set, id)
+		}
+		w.sets = [][]byte{set}
+	}
 	if _, err := w.bw.Write(make([]byte, indexHdrSize)); err != nil {
 		w.abort()
 		return nil, err
@@ -260,45 +380,71 @@ func newIndexWriter(dir string, n uint64) (*indexWriter, error) {
 
 // add appends digest d (32 bytes, above the last one) with membership val.
 func (w *indexWriter) add(d, val []byte) error {
-	if w.count >= 1<<32-1 {
-		return errors.New("index: more than 2^32 digests")
-	}
 	id, ok := w.setIDs[string(val)]
 	if !ok {
 		id = uint32(len(w.sets))
 		w.setIDs[string(val)] = id
 		w.sets = append(w.sets, bytes.Clone(val))
 	}
-	copy(w.rec[:], d)
-	binary.LittleEndian.PutUint32(w.rec[breachd.DigestSize:], id)
-	if _, err := w.bw.Write(w.rec[:]); err != nil {
+	return w.put(d, id)
+}
+
+// addCount appends a counted kind's key (above the last one) with count
+// n; a key of count 0 is left out.
+func (w *indexWriter) addCount(key []byte, n uint64) error {
+	if n == 0 {
+		return nil
+	}
+	return w.put(key, uint32(min(n, countEscape)))
+}
+
+func (w *indexWriter) put(key []byte, payload uint32) error {
+	if w.count >= 1<<32-1 {
+		return errors.New("index: more than 2^32 keys")
+	}
+	n := copy(w.rec, key[w.skip:])
+	binary.LittleEndian.PutUint32(w.rec[n:], payload)
+	if _, err := w.bw.Write(w.rec); err != nil {
 		return err
 	}
-	for bucket := bucketOf(d, w.bits); w.next <= bucket; w.next++ {
+	for bucket := bucketOf(key, w.bits); w.next <= bucket; w.next++ {
 		w.dirWords[w.next] = uint32(w.count)
 	}
 	w.count++
 	return nil
 }
 
-// finish writes the directory, the sets and a header naming corpus
-// version v; install then puts the file in place.
+// finish writes the directory, sized for the records written, the sets and
+// a header naming corpus version v; install then puts the file in place.
 func (w *indexWriter) finish(v uint64) error {
 	for ; w.next < uint64(len(w.dirWords)); w.next++ {
 		w.dirWords[w.next] = uint32(w.count)
 	}
+	dir, bits := w.dirWords, w.kind.indexBits(w.count)
+	switch {
+	case bits < w.bits: // fewer records than expected: every 2^k-th word
+		dir = make([]uint32, (1<<bits)+1)
+		for b := range dir {
+			dir[b] = w.dirWords[uint64(b)<<(w.bits-bits)]
+		}
+	case bits > w.bits: // more: read the records back
+		var err error
+		if dir, err = w.rebucket(bits); err != nil {
+			return err
+		}
+	}
 	le := binary.LittleEndian
-	off := uint64(indexHdrSize) + w.count*indexRecSize
+	off := uint64(indexHdrSize) + w.count*w.rsz
 	if pad := (4 - off%4) % 4; pad > 0 {
 		w.bw.Write(make([]byte, pad))
 		off += pad
 	}
 	var w4 [4]byte
-	for _, d := range w.dirWords {
+	for _, d := range dir {
 		le.PutUint32(w4[:], d)
 		w.bw.Write(w4[:])
 	}
-	setsOff := off + uint64(len(w.dirWords))*4
+	setsOff := off + uint64(len(dir))*4
 	for _, s := range w.sets {
 		le.PutUint32(w4[:], uint32(len(s)/4))
 		w.bw.Write(w4[:])
@@ -308,24 +454,64 @@ func (w *indexWriter) finish(v uint64) error {
 		return err
 	}
 	hdr := make([]byte, indexHdrSize)
-	copy(hdr, indexMagic)
+	copy(hdr, w.magic)
 	le.PutUint64(hdr[8:], v)
 	le.PutUint64(hdr[16:], w.count)
-	le.PutUint64(hdr[24:], uint64(w.bits))
+	le.PutUint64(hdr[24:], uint64(bits))
 	le.PutUint64(hdr[32:], uint64(len(w.sets)))
 	le.PutUint64(hdr[40:], setsOff)
-	_, err := w.f.WriteAt(hdr, 0)
-	return err // install syncs it
+	if _, err := w.f.WriteAt(hdr, 0); err != nil {
+		return err
+	}
+	reach("index-written")
+	return nil // install syncs it
+}
+
+// rebucket returns the directory of 1<<bits buckets (more than w.bits) of
+// the records written, reading them back from the file: a stream whose
+// size was not known, or was underestimated.
+func (w *indexWriter) rebucket(bits uint) ([]uint32, error) {
+	if err := w.bw.Flush(); err != nil {
+		return nil, err
+	}
+	out := make([]uint32, (1<<bits)+1)
+	var next, old uint64 // the next bucket to fill; the bucket of record i in dirWords
+	buf := make([]byte, (1<<20)/w.rsz*w.rsz)
+	for i := uint64(0); i < w.count; {
+		m := min(w.count-i, uint64(len(buf))/w.rsz)
+		chunk := buf[:m*w.rsz]
+		if _, err := w.f.ReadAt(chunk, int64(indexHdrSize+i*w.rsz)); err != nil {
+			return nil, err
+		}
+		for j := uint64(0); j < m; j, i = j+1, i+1 {
+			for uint64(w.dirWords[old+1]) <= i {
+				old++
+			}
+			// The record's first 64 key bits: those it left out are
+			// its bucket's first ones.
+			head := binary.BigEndian.Uint64(chunk[j*w.rsz:])
+			if w.skip > 0 {
+				head = old>>(w.bits-uint(8*w.skip))<<(64-8*w.skip) | head>>(8*w.skip)
+			}
+			for b := head >> (64 - bits); next <= b; next++ {
+				out[next] = uint32(i)
+			}
+		}
+	}
+	for ; next < uint64(len(out)); next++ {
+		out[next] = uint32(w.count)
+	}
+	return out, nil
 }
 
 // install puts the finished file in place and opens it. Only once the
 // corpus version it names is committed: an index must never claim a
-// version whose digests it may lack.
+// version whose keys it may lack.
 func (w *indexWriter) install() (*index, error) {
 	if err := w.f.Commit(); err != nil {
 		return nil, err
 	}
-	return loadIndex(w.dir)
+	return loadIndex(w.dir, w.kind)
 }
 
 // indexState is an indexed corpus's lookup index: the view lookups read,
@@ -346,12 +532,13 @@ type indexState struct {
 	writing string
 }
 
-// newIndexWriter starts an index of about n digests, its temporary file
-// named as being written until doneWriting, so that removeTemps spares it.
-func (c *corpus) newIndexWriter(n uint64) (*indexWriter, error) {
+// newIndexWriter starts an index of about n keys (a counted kind's: of
+// the counts of segments segs), its temporary file named as being written
+// until doneWriting, so that removeTemps spares it.
+func (c *corpus) newIndexWriter(n uint64, segs []uint32) (*indexWriter, error) {
 	c.index.tmpMu.Lock()
 	defer c.index.tmpMu.Unlock()
-	w, err := newIndexWriter(c.dir, n)
+	w, err := newIndexWriter(c.dir, c.kind, n, segs)
 	if err != nil {
 		return nil, err
 	}
@@ -386,12 +573,15 @@ func (w *indexWriter) abort() { w.f.Abort() }
 // later), and opens it. About n digests are expected (it sizes
 // the directory). The file replaces the previous one atomically.
 func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index, error) {
-	w, err := c.newIndexWriter(n)
+	w, err := c.newIndexWriter(n, cat.segmentIDs())
 	if err != nil {
 		return nil, err
 	}
 	defer c.doneWriting(w)
 	err = c.eachRow(ctx, cat, 0, func(item *badger.Item, val []byte) error {
+		if c.kind.counted {
+			return w.addCount(item.Key()[1:], cat.count(val))
+		}
 		return w.add(item.Key()[1:], val)
 	})
 	if err == nil {
@@ -428,7 +618,19 @@ type deltaRow struct {
 	breaches []*breachd.CatalogEntry
 }
 
+// errIndexStale says a counted kind's index counted a segment that is no
+// longer visible (a deleted release): its counts may be that segment's.
+var errIndexStale = errors.New("the index counts a deleted segment")
+
 func newView(cat *catalog, x *index, delta map[breachd.Digest]deltaRow) (*view, error) {
+	if x.counted {
+		for s := x.sets[0]; len(s) >= 4; s = s[4:] {
+			if cat.segments[binary.BigEndian.Uint32(s)] == nil {
+				return nil, errIndexStale
+			}
+		}
+		return &view{cat: cat, idx: x}, nil
+	}
 	v := &view{cat: cat, idx: x, sets: make([][]*breachd.CatalogEntry, len(x.sets))}
 	for i, s := range x.sets {
 		bs, err := cat.resolve(nil, s)
@@ -474,7 +676,9 @@ func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
 // replica's apply of a backup that changed the rows in changes (a value, or
 // nil for a row deleted), if the view was current for prev, the catalogue
 // before: the old index and delta plus these changes hold every row at
-// cat. It reports whether it could; otherwise the caller rebuilds.
+// cat. It reports whether it could; otherwise the caller rebuilds. A
+// counted kind's view takes no delta: its caller merges only backups that
+// changed no row.
 func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byte) bool {
 	is := c.index
 	is.viewMu.Lock()
@@ -492,7 +696,9 @@ func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byt
 	}
 	v, err := newView(cat, old.idx, delta)
 	if err != nil {
-		c.log.Warn("merging a backup into the lookup index failed; rebuilding it", "err", err)
+		if !errors.Is(err, errIndexStale) {
+			c.log.Warn("merging a backup into the lookup index failed; rebuilding it", "err", err)
+		}
 		return false
 	}
 	is.view.Store(v)
@@ -598,7 +804,9 @@ func (c *corpus) publishIndex(x *index, built *catalog) bool {
 	}
 	v, err := newView(cat, x, nil)
 	if err != nil {
-		c.log.Warn("index unusable", "err", err)
+		if !errors.Is(err, errIndexStale) {
+			c.log.Warn("index unusable", "err", err)
+		}
 		return false
 	}
 	old := is.current
@@ -694,7 +902,7 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 		return nil
 	}
 	if checkSaved {
-		if x, err := loadIndex(c.dir); err == nil {
+		if x, err := loadIndex(c.dir, c.kind); err == nil {
 			current := x.version >= cat.importVersion
 			unmapFile(x.mapped)
 			if current {
@@ -703,7 +911,8 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 		}
 	}
 	n := c.keys.Load()
-	if err := c.checkSpace(int64(n+n/indexBucket)*indexRecSize, "the lookup index"); err != nil {
+	_, _, rsz := c.kind.indexLayout()
+	if err := c.checkSpace(int64(n*rsz+n/indexBucket*4), "the lookup index"); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -734,7 +943,7 @@ func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 	}
 	slices.SortFunc(keys, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
 	x := v.idx
-	w, err := c.newIndexWriter(x.n + uint64(len(keys)))
+	w, err := c.newIndexWriter(x.n+uint64(len(keys)), nil)
 	if err != nil {
 		return err
 	}
@@ -807,24 +1016,24 @@ func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 }
 
 // BuildIndex writes the lookup index now unless the saved one is current.
-// Offline tools, which open the store with IndexManual, call it after
-// their work so that a daemon starts with a current index.
-func (s *Store) BuildIndex(ctx context.Context) error {
-	if s.readOnly != nil {
-		return s.readOnly
+// Offline tools, which open a corpus with IndexManual, call it after their
+// work so that a daemon starts with a current index.
+func (c *corpus) BuildIndex(ctx context.Context) error {
+	if c.readOnly != nil {
+		return c.readOnly
 	}
-	if s.index == nil {
+	if c.index == nil {
 		return nil
 	}
-	if err := s.acquire(); err != nil {
+	if err := c.acquire(); err != nil {
 		return err
 	}
-	defer s.release()
-	return s.buildIndex(ctx, true)
+	defer c.release()
+	return c.buildIndex(ctx, true)
 }
 
-// IndexMode says when the lookup index of a kind that keeps one (emails)
-// is rebuilt after an import.
+// IndexMode says when the lookup index of a kind that keeps one (emails,
+// password hashes) is rebuilt after an import.
 type IndexMode int
 
 const (
@@ -850,7 +1059,7 @@ func (c *corpus) openIndex(ctx context.Context) {
 		return
 	}
 	cat := c.cat.Load()
-	x, err := loadIndex(c.dir)
+	x, err := loadIndex(c.dir, c.kind)
 	if c.opts.Follower && err == nil {
 		// A replica's saved index may lack rows of backups applied after
 		// it was written: it is rebuilt.

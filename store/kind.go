@@ -26,7 +26,8 @@ type kind struct {
 	// answers the highest count of the visible entries. Otherwise a repeat
 	// is a duplicate and a lookup answers the set of breaches.
 	counted bool
-	// indexed: the lookup index (index.go) serves present lookups.
+	// indexed: the lookup index (index.go) serves present lookups, and a
+	// counted kind's ranges.
 	indexed bool
 	// bulk says how a first import, into an empty corpus, is written.
 	bulk bulkMode
@@ -48,8 +49,8 @@ const (
 
 var (
 	emailKind = &kind{name: "email", tag: 'e', keySize: breachd.DigestSize, indexed: true, bulk: bulkSpill}
-	sha1Kind  = &kind{name: "sha1", tag: 'h', keySize: breachd.SHA1.Size(), counted: true, bulk: bulkStream, spread: true}
-	ntlmKind  = &kind{name: "ntlm", tag: 'h', keySize: breachd.NTLM.Size(), counted: true, bulk: bulkStream, spread: true}
+	sha1Kind  = &kind{name: "sha1", tag: 'h', keySize: breachd.SHA1.Size(), counted: true, indexed: true, bulk: bulkStream, spread: true}
+	ntlmKind  = &kind{name: "ntlm", tag: 'h', keySize: breachd.NTLM.Size(), counted: true, indexed: true, bulk: bulkStream, spread: true}
 	// pairKind holds breachd.PairDigest of an account and a password, in
 	// the breaches of the combolists that carried them: emails' codec
 	// under another tag, without the lookup index (an assessment reads one

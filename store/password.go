@@ -24,6 +24,9 @@ import (
 // into the corpus (hashes it lacks keep their count, counts it raises
 // rise, and a small list imported beside it never lowers one) with no
 // window of wrong answers.
+//
+// Ranges and the counts the filter lets through read the lookup index
+// (index.go, a counted kind's) while it is current, and Badger otherwise.
 type Passwords struct {
 	corpus
 	hashKind breachd.HashKind
@@ -87,6 +90,18 @@ func (p *Passwords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd
 	if len(cat.segments) == 0 || !p.filter.Load().test(fk[:]) {
 		return breachd.PasswordExposure{CorpusVersion: cat.version}, nil
 	}
+	// The index answers while it is current for cat, unless the count did
+	// not fit its record.
+	if v := p.currentView(cat); v != nil {
+		n, ok := v.idx.findCount(h.Bytes())
+		p.index.mu.RUnlock()
+		if !ok {
+			p.falsePositives.Add(1)
+		}
+		if n != countEscape {
+			return breachd.PasswordExposure{Count: uint64(n), CorpusVersion: cat.version}, nil
+		}
+	}
 	if err := p.acquire(); err != nil {
 		return breachd.PasswordExposure{}, err
 	}
@@ -118,6 +133,14 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 	cat := p.cat.Load()
 	if cat.version == 0 {
 		return 0, nil
+	}
+	if v := p.currentView(cat); v != nil {
+		var key [breachd.MaxPasswordHashSize]byte
+		done := v.idx.eachInRange(uint32(prefix), key[:p.kind.keySize], fn)
+		p.index.mu.RUnlock()
+		if done {
+			return cat.version, nil
+		}
 	}
 	tag := p.kind.tag
 	b0, b1, nib := byte(prefix>>12), byte(prefix>>4), byte(prefix&15)

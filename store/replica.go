@@ -113,13 +113,15 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	// newest value of each, or nil where it deletes the row.
 	var changes map[breachd.Digest][]byte
 	var versions map[breachd.Digest]uint64
-	if c.index != nil {
+	if c.index != nil && !c.kind.counted {
 		changes, versions = map[breachd.Digest][]byte{}, map[breachd.Digest]uint64{}
 	}
+	rowsChanged := false // a counted kind's index is rebuilt if any row changed
 	err = loadBackup(ctx, c.db, r, func(kv *pb.KV) {
 		if len(kv.Key) != size || kv.Key[0] != c.kind.tag {
 			return
 		}
+		rowsChanged = true
 		if changes != nil {
 			d := breachd.Digest(kv.Key[1:])
 			if v, seen := versions[d]; !seen || kv.Version > v {
@@ -178,7 +180,7 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	if c.managed {
 		c.db.SetDiscardTs(old.readTs)
 	}
-	if c.index != nil && !c.mergeDelta(old, cat, changes) {
+	if c.index != nil && (c.kind.counted && rowsChanged || !c.mergeDelta(old, cat, changes)) {
 		// Not merged (no view for the catalogue before, or a rebuild
 		// running): the index is rebuilt, never reused, since this
 		// backup's rows may be of an import not yet committed, which

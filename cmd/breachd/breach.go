@@ -91,7 +91,7 @@ func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slo
 		return nil, err
 	}
 	so := store.DefaultOptions()
-	so.Logger = log
+	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1
 	dir := store.PasswordDir(t.data, k)
 	so.Follower = follows(dir)
@@ -328,8 +328,15 @@ func gc(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.
 	return fmt.Errorf("%d breaches answer for accounts their imports did not count", len(cs.Misattributed))
 }
 
+// offlineCorpus is a corpus an offline command opened with
+// store.IndexManual.
+type offlineCorpus interface {
+	BuildIndex(context.Context) error
+	Close() error
+}
+
 // closeOffline brings the lookup index up to date, then closes st.
-func closeOffline(ctx context.Context, st *store.Store, log *slog.Logger) {
+func closeOffline(ctx context.Context, st offlineCorpus, log *slog.Logger) {
 	if err := st.BuildIndex(ctx); err != nil && ctx.Err() == nil {
 		log.Warn("building the lookup index failed; the daemon will build it at start", "err", err)
 	}

@@ -54,11 +54,7 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 		if err != nil {
 			return err
 		}
-		defer func() {
-			if err := pw.Close(); err != nil {
-				log.Error("closing the password corpus failed", "err", err)
-			}
-		}()
+		defer closeOffline(ctx, pw, log)
 		run = pw.Import
 	}
 	var readErr error

@@ -1,0 +1,176 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+)
+
+// TestPasswordIndex follows a password corpus whose lookups and ranges read
+// its lookup index, and checks every answer against a corpus of the same
+// releases without an index (Badger's answers): a first release written by
+// the stream (its index in the same pass, the directory sized from the
+// expected count given, over it, or without one), or out of order (the
+// stream is left, the index built from Badger); a count too large for a
+// record; a second release that raises and adds counts; its delete, which
+// makes the index stale until it is rebuilt; a reopen that loads the saved
+// index; and a replica fed by backups.
+func TestPasswordIndex(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		kind     breachd.HashKind
+		n        int
+		expected uint64
+		sorted   bool
+	}{
+		{"sha1/expected", breachd.SHA1, 3000, 3000, true},
+		{"sha1/over-expected", breachd.SHA1, 3000, 1 << 20, true},
+		{"ntlm/unknown", breachd.NTLM, 3000, 0, true},
+		{"sha1/unsorted", breachd.SHA1, 3000, 3000, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testPasswordIndex(t, tc.kind, tc.n, tc.expected, tc.sorted)
+		})
+	}
+}
+
+// TestPasswordIndexLarge is TestPasswordIndex over more keys than a
+// directory of 1<<16 buckets is sized for, with none expected: the stream
+// writes the directory at 16 bits and rebuilds it at 17 from the records
+// (rebucket). make test runs it in the no-race job.
+func TestPasswordIndexLarge(t *testing.T) {
+	t.Parallel()
+	testPasswordIndex(t, breachd.SHA1, 300_000, 0, true)
+}
+
+func testPasswordIndex(t *testing.T, k breachd.HashKind, n int, expected uint64, sorted bool) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	o := options(0)
+	o.Index = store.IndexInline
+	p := openPw(t, filepath.Join(dir, "indexed"), k, o)
+	defer func() { p.Close() }()
+	ro := options(0)
+	ro.Index = store.IndexOff
+	ref := openPw(t, filepath.Join(dir, "badger"), k, ro)
+	defer ref.Close()
+	fo := options(0)
+	fo.Index, fo.Follower = store.IndexInline, true
+	fol := openPw(t, filepath.Join(dir, "follower"), k, fo)
+	defer fol.Close()
+	var upto uint64
+	ship := func() {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := p.Backup(ctx, &buf, upto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fol.ApplyBackup(ctx, &buf, info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		upto = info.Upto
+	}
+	both := func(rel string, recs []breachd.PasswordRecord, expected uint64) {
+		t.Helper()
+		for _, c := range []*store.Passwords{p, ref} {
+			if _, err := c.Import(ctx, release(rel), expected, pwBatches(recs, 500, nil)); err != nil {
+				t.Fatalf("import %s: %v", rel, err)
+			}
+		}
+		ship()
+	}
+
+	first := pwRecords(k, "first", n, 1)
+	first[n/2].Count = 1<<32 + 7 // over a record's uint32: the index escapes it
+	if sorted {
+		slices.SortFunc(first, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	}
+	both("first", first, expected)
+	probe := append(slices.Clone(first), pwRecords(k, "absent", 200, 1)...)
+	agree(t, "first release", probe, ref, p, fol)
+
+	second := append(pwRecords(k, "first", n/2, 3), pwRecords(k, "second", n/10, 5)...)
+	both("second", second, 0)
+	probe = append(probe, second...)
+	agree(t, "second release", probe, ref, p, fol)
+
+	for _, c := range []*store.Passwords{p, ref} {
+		if _, _, err := c.DeleteBreach(ctx, "second"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ship()
+	agree(t, "second release deleted", probe, ref, p, fol)
+
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	o.Index = store.IndexBackground // loads the saved index; builds none before answering
+	p = openPw(t, filepath.Join(dir, "indexed"), k, o)
+	agree(t, "reopened", probe, ref, p)
+}
+
+// agree checks that the indexed corpora answer every record's hash and the
+// range of its prefix (and of 100 random prefixes) as ref does, reading
+// their indexes.
+func agree(t *testing.T, when string, probe []breachd.PasswordRecord, ref *store.Passwords, indexed ...*store.Passwords) {
+	t.Helper()
+	ctx := context.Background()
+	k := ref.Kind()
+	for _, p := range indexed {
+		if st := p.Stats().Index; !st.Current || st.Digests == 0 {
+			t.Fatalf("%s: index %+v, want a current one", when, st)
+		}
+	}
+	prefixes := map[breachd.RangePrefix]bool{}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100 {
+		prefixes[breachd.RangePrefix(r.Uint32N(1<<20))] = true
+	}
+	var escaped bool
+	for _, rec := range probe {
+		h := breachd.PasswordHash{Kind: k, B: rec.Hash}
+		want, err := ref.Lookup(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		escaped = escaped || want.Count > 1<<32
+		for i, p := range indexed {
+			if got, err := p.Lookup(ctx, h); err != nil || got.Count != want.Count {
+				t.Fatalf("%s: Lookup(%s) = %d, %v; want %d (corpus %d, index %+v)", when, h, got.Count, err, want.Count, i, p.Stats().Index)
+			}
+		}
+		prefixes[breachd.RangePrefix(uint32(rec.Hash[0])<<12|uint32(rec.Hash[1])<<4|uint32(rec.Hash[2])>>4)] = true
+	}
+	if !escaped {
+		t.Fatalf("%s: no count over 2^32 among the answers", when)
+	}
+	type hc struct {
+		h string
+		n uint64
+	}
+	rangeOf := func(c *store.Passwords, pre breachd.RangePrefix) []hc {
+		var out []hc
+		if _, err := c.Range(ctx, pre, func(h []byte, n uint64) { out = append(out, hc{string(h), n}) }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for pre := range prefixes {
+		want := rangeOf(ref, pre)
+		for _, p := range indexed {
+			if got := rangeOf(p, pre); !slices.Equal(got, want) {
+				t.Fatalf("%s: Range(%s) gave %d hashes, want %d (the same, in order)", when, pre, len(got), len(want))
+			}
+		}
+	}
+}
