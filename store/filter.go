@@ -144,21 +144,27 @@ func location(base uint64, src *[3]uint64, i int) uint {
 	return uint(base + (src[i/7]>>(probeBits*(i%7)))&(blockBits-1))
 }
 
-// test reports whether the 32-byte key may be in the filter. Locations are
-// made one at a time and tested on the BloomFilter's bit set, so a digest
-// that is absent costs about two of them: TestLocations would want them all
-// made first and would reduce each modulo the filter's size, a division
-// before every load; that made the absent lookup 25-85% slower (bench/README.md).
+// test reports whether the 32-byte key may be in the filter: its k
+// locations, all in its block, are tested on the BloomFilter's bit set one
+// cache line at a time. TestLocations would reduce each modulo the
+// filter's size, a division before every load; that made the absent
+// lookup 25-85% slower (bench/README.md).
 func (f *filter) test(key []byte) bool {
-	base, src := f.source(key)
-	w := f.words // bf's bit set, read directly: no method call, bound or pointer chain per probe
+	_ = key[31]
+	first := f.blockWord(key)
+	// The key's block, one cache line: bf's bit set, read directly (no
+	// method call, bound or pointer chain per probe).
+	blk := (*[blockWords]uint64)(f.words[first : first+blockWords])
+	src := [3]uint64{binary.LittleEndian.Uint64(key[8:]), binary.LittleEndian.Uint64(key[16:]), binary.LittleEndian.Uint64(key[24:])}
+	// Every probe is tested, without a branch: an absent key's first
+	// clear bit comes at an unpredictable probe, and the mispredicted exit
+	// cost more than the probes after it (absent lookups 71 to 59 ns).
+	var clear uint64
 	for i := range f.k {
-		loc := location(base, &src, i)
-		if w[loc>>6]&(1<<(loc&63)) == 0 {
-			return false
-		}
+		loc := src[i/7] >> (probeBits * (i % 7)) & (blockBits - 1)
+		clear |= ^blk[loc>>6] >> (loc & 63)
 	}
-	return true
+	return clear&1 == 0
 }
 
 // add sets the key's bits. Only for a filter no lookup reads yet. It

@@ -207,3 +207,33 @@ func BenchmarkFilterTest(b *testing.B) {
 func human(n uint64) string {
 	return "keys=" + strconv.FormatFloat(float64(n)/1e6, 'g', 3, 64) + "M"
 }
+
+// TestFilterTestAgrees checks the branch-free test against the definition
+// (every one of the key's k locations set), for every probe count the
+// shapes use: no key added is missed, and no other key answers otherwise.
+func TestFilterTestAgrees(t *testing.T) {
+	t.Parallel()
+	for _, fpr := range []float64{0.05, 0.001, 1e-6} {
+		f := newFilter(5000, fpr)
+		for i := range 5000 {
+			f.add(key('a', i))
+		}
+		var maybe int
+		for i := range 50_000 {
+			k := key('a', i) // the first 5,000 were added
+			base, src := f.source(k)
+			want := true
+			for j := range f.k {
+				loc := location(base, &src, j)
+				want = want && f.words[loc>>6]&(1<<(loc&63)) != 0
+			}
+			if got := f.test(k); got != want || i < 5000 && !got {
+				t.Fatalf("fpr %g, k %d: test(key %d) = %v, want %v", fpr, f.k, i, got, want)
+			}
+			if want {
+				maybe++
+			}
+		}
+		t.Logf("fpr %g: k %d, %d of 45,000 others maybe", fpr, f.k, maybe-5000)
+	}
+}
