@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 )
@@ -18,6 +19,16 @@ func main() {
 	// its owner's alone, as under the unit's UMask=0077: Badger creates
 	// its tables with the umask's mode (0644 by default).
 	syscall.Umask(0o077)
+	if len(os.Args) > 1 && os.Args[1] == "serve" && os.Getenv("GOGC") == "" {
+		// A serving daemon's heap is mostly pointer-free memory its
+		// corpora allocate up front (a 64 MiB Badger memtable arena each,
+		// mostly untouched) and filters: at the default GOGC of 100,
+		// request garbage grows to as much again before a collection,
+		// all of it resident, while marking those arenas costs nothing.
+		// Serving 16.7M password hashes under load: 737 MiB RSS at 100,
+		// 586 at 25, at the same requests/s. GOGC in the environment wins.
+		debug.SetGCPercent(25)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
