@@ -124,7 +124,11 @@ func blockedFPR(blocks uint64, k int, n uint64) float64 {
 
 // blockWord returns the index of the first word of the key's block.
 func (f *filter) blockWord(key []byte) uint64 {
-	hi, _ := bits.Mul64(binary.LittleEndian.Uint64(key), f.blocks)
+	// Big-endian, so that keys added in order (a Pwned Passwords file, a
+	// bulk load's merged runs) fill the filter's blocks in order: with the
+	// little-endian word every add was a cache miss, 15% of a password
+	// import's CPU (format 3; 4 since).
+	hi, _ := bits.Mul64(binary.BigEndian.Uint64(key), f.blocks)
 	return hi * blockWords
 }
 
@@ -224,7 +228,7 @@ func (f *filter) stats(keys uint64) FilterStats {
 const (
 	filterFile    = "breachd.bloom"
 	filterMagic   = "BRDBLOOM"
-	filterFormat  = 3 // 2: header and bare bit set; 1: the BloomFilter with murmur3 hashing
+	filterFormat  = 4 // 3: a key's block from its first word little-endian; 2: header and bare bit set; 1: the BloomFilter with murmur3 hashing
 	filterHdrSize = 8 + 4 + 8 + 8 + 8 + 8 + 8 + 8
 )
 
