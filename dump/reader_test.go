@@ -278,3 +278,77 @@ func FuzzParseManifest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadRows checks the bulk checker's rows against the importer's: for
+// any dump and format, each row ReadRows gives is rejected for the reason
+// Read rejects its line, or its value makes the digest Read gives for it
+// (ReadRows copies unquoted rows' values into one buffer a batch; quoted
+// ones go through the CSV splitter both share).
+func FuzzReadRows(f *testing.F) {
+	f.Add("email,name\na@b.c,x\n\"q\"\"@b.c\",y\nc@d.e\nonly\n,\n", 0)
+	f.Add("user,email\n1,a@example.com\n2\n3,\"b@example.com\"\n4,c@example.com,extra\n", 1)
+	f.Add("a@example.com\n\nB@EXAMPLE.COM\r\nx,y@z.com\n", 2)
+	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3)
+	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1)
+	f.Fuzz(func(t *testing.T, text string, format int) {
+		opts := dump.Options{Format: dump.Format(uint(format) % 4)}
+		a, err := dump.NewReader(strings.NewReader(text), opts)
+		if err != nil {
+			return
+		}
+		b, err := dump.NewReader(strings.NewReader(text), opts)
+		if err != nil {
+			t.Fatalf("the second reader: %v", err)
+		}
+		rejected := map[int64]string{}
+		a.OnReject = func(line int64, reason string) { rejected[line] = reason }
+		var digests []breachd.Digest
+		for buf := make([]breachd.Digest, 0, 5); ; {
+			got, err := a.Read(buf)
+			digests = append(digests, got...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("Read = %v", err)
+			}
+		}
+		for buf := make([]dump.Row, 0, 3); ; {
+			rows, err := b.ReadRows(buf)
+			for _, row := range rows {
+				reason := row.Reject
+				var d breachd.Digest
+				if reason == "" {
+					var err error
+					if b.Format() == dump.FormatSHA256 {
+						d, err = breachd.ParseDigest(strings.TrimSpace(row.Value))
+					} else {
+						d, err = canon.Digest(row.Value)
+					}
+					if err != nil {
+						reason = err.Error()
+					}
+				}
+				if reason != "" {
+					if rejected[row.Line] != reason {
+						t.Fatalf("line %d: ReadRows' row %q rejected for %q, Read's for %q", row.Line, row.Value, reason, rejected[row.Line])
+					}
+					continue
+				}
+				if len(digests) == 0 || digests[0] != d {
+					t.Fatalf("line %d: ReadRows' row %q is not the next digest Read gave", row.Line, row.Value)
+				}
+				digests = digests[1:]
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("ReadRows = %v", err)
+			}
+		}
+		if len(digests) != 0 {
+			t.Fatalf("Read gave %d digests more than ReadRows' rows", len(digests))
+		}
+	})
+}
