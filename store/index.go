@@ -63,10 +63,12 @@ import (
 // It holds only the keys whose count is not 0, so a range is one
 // directory read and one contiguous read of the records: 22 bytes a SHA-1
 // hash, 18 an NTLM one. A count is the highest of the committed entries
-// the catalogue it was built at saw, so the index is current only while
-// every one of those segments is still visible and no import committed
-// since: a deleted release makes it stale (rebuilt), where an email
-// index's sets simply resolve to fewer breaches.
+// the catalogue it was built at saw, so the index answers only for a
+// catalogue whose visible segments are exactly those: a deleted release,
+// or one committed since, makes it stale (rebuilt), where an email
+// index's sets simply resolve to the breaches visible now. (A replica can
+// receive a release's rows before the backup that commits it, which then
+// changes no row.)
 
 const (
 	indexFile    = "breachd.index"
@@ -618,14 +620,23 @@ type deltaRow struct {
 	breaches []*breachd.CatalogEntry
 }
 
-// errIndexStale says a counted kind's index counted a segment that is no
-// longer visible (a deleted release): its counts may be that segment's.
-var errIndexStale = errors.New("the index counts a deleted segment")
+// errIndexStale says a counted kind's index counted other segments than
+// the catalogue's visible ones: a deleted release (its counts may be that
+// release's), or one committed since (on a replica, a release whose rows
+// all came before the backup that committed it, so that no row changed
+// with the commit: its counts are missing).
+var errIndexStale = errors.New("the index counts other segments than the catalogue's")
 
 func newView(cat *catalog, x *index, delta map[breachd.Digest]deltaRow) (*view, error) {
 	if x.counted {
-		for s := x.sets[0]; len(s) >= 4; s = s[4:] {
-			if cat.segments[binary.BigEndian.Uint32(s)] == nil {
+		// Exactly the segments it counted, in the order it lists them.
+		ids := cat.segmentIDs()
+		s := x.sets[0]
+		if len(s) != 4*len(ids) {
+			return nil, errIndexStale
+		}
+		for i, id := range ids {
+			if binary.BigEndian.Uint32(s[4*i:]) != id {
 				return nil, errIndexStale
 			}
 		}

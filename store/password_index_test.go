@@ -116,6 +116,29 @@ func testPasswordIndex(t *testing.T, k breachd.HashKind, n int, expected uint64,
 	probe = append(probe, second...)
 	agree(t, "second release", probe, ref, p, fol)
 
+	// A release whose rows all reach the replica before its commit (a
+	// backup taken while it was pending), the commit then shipping without
+	// a row: the replica's index, built while the release was pending,
+	// must not answer for the catalogue that commits it.
+	third := append(pwRecords(k, "first", n/4, 7), pwRecords(k, "third", n/10, 11)...)
+	if _, err := ref.Import(ctx, release("third"), 0, pwBatches(third, 500, nil)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := p.Import(ctx, release("third"), 0, func(yield func([]breachd.PasswordRecord, error) bool) {
+		for rs := range pwBatches(third, 500, nil) {
+			if !yield(rs, nil) {
+				return
+			}
+		}
+		ship() // every row written, the release pending
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	probe = append(probe, third...)
+	agree(t, "a release shipped before its commit", probe, ref, p, fol)
+
 	for _, c := range []*store.Passwords{p, ref} {
 		if _, _, err := c.DeleteBreach(ctx, "second"); err != nil {
 			t.Fatal(err)
