@@ -58,8 +58,9 @@ type bulkLoad struct {
 	toWriter chan *z.Buffer
 	written  chan error
 	inFlight bool // a buffer is with the writer goroutine
-	// index is the lookup index written in the same pass (indexed kinds,
-	// spill mode); installed once the commit is written.
+	// index is the lookup index written in the same pass (indexed kinds:
+	// a spilled load's merge, a stream as it comes); installed once the
+	// commit is written.
 	index *indexWriter
 	// side holds the import's side rows until its tables are written
 	// (finishWriter), or until it leaves for write batches.

@@ -344,7 +344,6 @@ type indexWriter struct {
 	f         *atomicfile.File
 	bw        *bufio.Writer
 	kind      *kind
-	magic     string
 	skip, rsz uint64
 	bits      uint // of dirWords, sized for the records expected
 	dirWords  []uint32
@@ -363,7 +362,7 @@ func newIndexWriter(dir string, k *kind, n uint64, segs []uint32) (*indexWriter,
 		return nil, err
 	}
 	w := &indexWriter{dir: dir, f: f, bw: bufio.NewWriterSize(f, 1<<20), kind: k, bits: k.indexBits(n), setIDs: map[string]uint32{}}
-	w.magic, w.skip, w.rsz = k.indexLayout()
+	_, w.skip, w.rsz = k.indexLayout()
 	w.rec = make([]byte, w.rsz)
 	w.dirWords = make([]uint32, (1<<w.bits)+1)
 	if k.counted {
@@ -456,7 +455,8 @@ func (w *indexWriter) finish(v uint64) error {
 		return err
 	}
 	hdr := make([]byte, indexHdrSize)
-	copy(hdr, w.magic)
+	magic, _, _ := w.kind.indexLayout()
+	copy(hdr, magic)
 	le.PutUint64(hdr[8:], v)
 	le.PutUint64(hdr[16:], w.count)
 	le.PutUint64(hdr[24:], uint64(bits))
@@ -627,18 +627,34 @@ type deltaRow struct {
 // with the commit: its counts are missing).
 var errIndexStale = errors.New("the index counts other segments than the catalogue's")
 
+// answersFor reports whether x may answer for catalogue cat: built at or
+// after cat's last import and, a counted kind's, over exactly cat's
+// committed segments. newView checks the segments again; the callers that
+// only ask (a rebuild that may be skipped) call this.
+func (x *index) answersFor(cat *catalog) bool {
+	return x.version >= cat.importVersion && (!x.counted || x.countsExactly(cat))
+}
+
+// countsExactly reports whether a counted kind's index counted exactly
+// cat's committed segments (in the order both list them).
+func (x *index) countsExactly(cat *catalog) bool {
+	ids := cat.segmentIDs()
+	s := x.sets[0]
+	if len(s) != 4*len(ids) {
+		return false
+	}
+	for i, id := range ids {
+		if binary.BigEndian.Uint32(s[4*i:]) != id {
+			return false
+		}
+	}
+	return true
+}
+
 func newView(cat *catalog, x *index, delta map[breachd.Digest]deltaRow) (*view, error) {
 	if x.counted {
-		// Exactly the segments it counted, in the order it lists them.
-		ids := cat.segmentIDs()
-		s := x.sets[0]
-		if len(s) != 4*len(ids) {
+		if !x.countsExactly(cat) {
 			return nil, errIndexStale
-		}
-		for i, id := range ids {
-			if binary.BigEndian.Uint32(s[4*i:]) != id {
-				return nil, errIndexStale
-			}
 		}
 		return &view{cat: cat, idx: x}, nil
 	}
@@ -909,12 +925,12 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 	if v != nil && v.cat == cat && v.delta != nil {
 		return c.compactIndex(ctx, v)
 	}
-	if v != nil && v.delta == nil && v.idx.version >= cat.importVersion {
+	if v != nil && v.delta == nil && v.idx.answersFor(cat) {
 		return nil
 	}
 	if checkSaved {
 		if x, err := loadIndex(c.dir, c.kind); err == nil {
-			current := x.version >= cat.importVersion
+			current := x.answersFor(cat)
 			unmapFile(x.mapped)
 			if current {
 				return nil
