@@ -21,31 +21,24 @@ import (
 // record; a second release that raises and adds counts; its delete, which
 // makes the index stale until it is rebuilt; a reopen that loads the saved
 // index; and a replica fed by backups.
-func TestPasswordIndex(t *testing.T) { runPasswordIndex(t, true) }
-
-// TestPasswordIndexShapes runs TestPasswordIndex's other first releases
-// in make test's no-race job: the race detector checks the paths they
-// share through the two above.
-func TestPasswordIndexShapes(t *testing.T) { runPasswordIndex(t, false) }
-
-func runPasswordIndex(t *testing.T, raced bool) {
+//
+// make test runs it in the no-race job: the race detector checks the
+// paths it drives through TestPasswords (counts and ranges read while the
+// index is rebuilt in the background), TestConformance/sha1 and TestIndex.
+func TestPasswordIndex(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name     string
-		raced    bool
 		kind     breachd.HashKind
 		n        int
 		expected uint64
 		sorted   bool
 	}{
-		{"sha1/expected", true, breachd.SHA1, 1200, 1200, true},
-		{"ntlm/unknown", true, breachd.NTLM, 1200, 0, true},
-		{"sha1/over-expected", false, breachd.SHA1, 1200, 1 << 20, true},
-		{"sha1/unsorted", false, breachd.SHA1, 1200, 1200, false},
+		{"sha1/expected", breachd.SHA1, 1200, 1200, true},
+		{"ntlm/unknown", breachd.NTLM, 1200, 0, true},
+		{"sha1/over-expected", breachd.SHA1, 1200, 1 << 20, true},
+		{"sha1/unsorted", breachd.SHA1, 1200, 1200, false},
 	} {
-		if tc.raced != raced {
-			continue
-		}
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			testPasswordIndex(t, tc.kind, tc.n, tc.expected, tc.sorted, false)
