@@ -416,6 +416,9 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		return err
 	}
 	follower := c.Replication.Follow != ""
+	// A published corpus keeps every change its next delta must carry
+	// from the moment it opens (store.Options.Published).
+	published := c.Replication.Publish != ""
 	if follower {
 		// A replica whose corpus could not follow its writer any more
 		// starts again from a snapshot.
@@ -430,13 +433,13 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		}
 	}
 	eo := c.Emails
-	eo.Logger, eo.Registerer, eo.Follower = log, reg, follower
+	eo.Logger, eo.Registerer, eo.Follower, eo.Published = log, reg, follower, published
 	var err error
 	if d.emails, err = store.Open(ctx, store.EmailDir(c.Data), eo); err != nil {
 		return err
 	}
 	po := c.Passwords
-	po.Logger, po.Registerer, po.Follower = log, reg, follower
+	po.Logger, po.Registerer, po.Follower, po.Published = log, reg, follower, published
 	for _, k := range breachd.HashKinds {
 		p, err := store.OpenPasswords(ctx, store.PasswordDir(c.Data, k), k, po)
 		if err != nil {

@@ -94,6 +94,7 @@ func (c *corpus) beginBulk(imp *importTx, expected uint64) (*bulkLoad, error) {
 }
 
 func (bl *bulkLoad) startWriter(c *corpus) error {
+	c.dropHold()
 	sw := c.db.NewStreamWriter()
 	if err := sw.Prepare(); err != nil {
 		return classify("prepare bulk load", err)

@@ -32,6 +32,10 @@ var (
 	// id until they are collected, and a new import given that id would
 	// make them its own at its commit (see allocSegment).
 	keyNextSegment = []byte("mnext_segment")
+	// keyShipped records the Upto of the last Backup (see Backup): a set
+	// whose version stays above it, so that Badger's clock, which restarts
+	// at the highest version it finds, never restarts below an Upto.
+	keyShipped = []byte("mshipped")
 )
 
 // bulkSegment is the segment of a first import's bulk load (bulk.go, and a

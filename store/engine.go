@@ -89,6 +89,12 @@ type corpus struct {
 	// committed, if set, is called after each change commits (the NATS
 	// publisher's kick): see OnCommit.
 	committed atomic.Pointer[func()]
+
+	// held is a read transaction at the start of the last delta Backup
+	// streamed (see hold); nil before the first Backup of a corpus that is
+	// not Published. heldMu guards it.
+	heldMu sync.Mutex
+	held   *badger.Txn
 }
 
 // badgerOptions are the Badger options of a corpus in dir.
@@ -151,6 +157,11 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 			return fmt.Errorf("open %s: %w; and the corpus cannot be opened read-only either: %v", dir, readOnly, err)
 		}
 		return classify("open "+dir, err)
+	}
+	if opts.Published && !opts.Follower && readOnly == nil {
+		// At once: Badger's compactors start inside Open (after a random
+		// delay of up to a second).
+		c.held = db.NewTransaction(false)
 	}
 	c.kind, c.db, c.dir, c.log, c.opts, c.readOnly, c.importSem, c.managed = k, db, dir, log, opts, readOnly, make(chan struct{}, 1), opts.Follower
 	c.imports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_imports_total",
@@ -593,6 +604,7 @@ func (c *corpus) Close() error {
 			return errors.Join(append(errs, fmt.Errorf("close: %w", err))...)
 		}
 	}
+	c.dropHold()
 	if err := c.db.Close(); err != nil {
 		errs = append(errs, classify("close badger", err))
 	}

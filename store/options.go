@@ -59,6 +59,11 @@ type Options struct {
 	// writer's changes, applied with their own versions, are never
 	// shadowed by local ones.
 	Follower bool
+	// Published says replicas follow the corpus by deltas of Backup (the
+	// daemon's NATS publisher): from open, not only from the first
+	// Backup, compactions keep every change newer than the last delta's
+	// start until a delta has carried it (see corpus.hold).
+	Published bool
 	// IndexKey, if set, keys the corpus (keyed.go): it stores
 	// a keyed SHA-256 of every digest, never the digest. A corpus
 	// keyed with a key opens only with it.

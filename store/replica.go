@@ -70,12 +70,72 @@ func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupI
 	// (applied twice, a backup changes nothing).
 	pin := c.db.NewTransaction(false)
 	safe := pin.ReadTs()
-	pin.Discard()
 	if _, err := c.db.Backup(w, since); err != nil {
+		pin.Discard()
 		return BackupInfo{}, classify("backup", err)
+	}
+	c.hold(pin, since > 0)
+	if c.readOnly == nil {
+		// The next delta streams the versions above Upto. After a
+		// restart, Badger hands out versions from the highest it finds;
+		// had compaction dropped every entry of the commits up to Upto
+		// (a collection's last commit deletes only), the first commits
+		// after it would reuse versions at or below Upto, and no delta
+		// would carry them. This set, synced before Upto is handed out,
+		// keeps a version above Upto for good.
+		err := c.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(keyShipped, binary.BigEndian.AppendUint64(nil, safe))
+		})
+		if err == nil {
+			err = c.db.Sync()
+		}
+		if err != nil {
+			return BackupInfo{}, classify("backup", err)
+		}
 	}
 	info.Upto = max(safe, since)
 	return info, nil
+}
+
+// hold keeps read transaction pin open until the next delta Backup, so
+// that the next delta finds every change after pin's read timestamp (its
+// Upto), deletions included. Badger's compactions drop a deleted key's
+// marker, and every version below it, once no reader needs them and no
+// lower level holds the key: a delete compacted away before the next
+// delta streamed would never reach a replica, which went on answering a
+// deleted breach. An open read transaction is the bound compactions
+// respect (in a writer's Badger, versions are discarded only up to the
+// oldest open read). The cost: versions overwritten since the last delta
+// stay on disk until the next one.
+//
+// A delta (advance) moves the hold to pin; a snapshot (since 0) takes it
+// only if there is none, since a publisher's refresh snapshot sits beside
+// a delta chain whose next delta starts from the last delta's Upto, not
+// from the snapshot's.
+func (c *corpus) hold(pin *badger.Txn, advance bool) {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if c.held != nil && !advance {
+		pin.Discard()
+		return
+	}
+	if c.held != nil {
+		c.held.Discard()
+	}
+	c.held = pin
+}
+
+// dropHold discards the hold, if any: before a bulk load, whose Badger
+// StreamWriter replaces the clock an open transaction would report to
+// when discarded (Badger stops the process then). A bulk load is a first
+// import: nothing was published yet, so there is nothing to hold for.
+func (c *corpus) dropHold() {
+	c.heldMu.Lock()
+	defer c.heldMu.Unlock()
+	if c.held != nil {
+		c.held.Discard()
+		c.held = nil
+	}
 }
 
 // ApplyBackup loads a snapshot or delta written by a writer's Backup and

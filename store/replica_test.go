@@ -345,3 +345,77 @@ func TestCorpusDirectoriesPrivate(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaDeleteThroughCompaction ships a delete that Badger's
+// compaction on the writer has already folded away: a breach's catalogue
+// records and rows deleted, then every table compacted before the next
+// delta. The delta must still carry the deletions (Backup holds the
+// versions since the last delta from compaction); before, it carried none
+// of them, and the replica went on answering the deleted breach.
+//
+// The daemon's writer restarts, and publishes its next delta only once it
+// has reconnected: a Published corpus holds from open.
+func TestReplicaDeleteThroughCompaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	wdir := t.TempDir()
+	w := open(t, wdir, options(0))
+	defer func() { w.Close() }()
+	fo := options(0)
+	fo.Follower = true
+	r := open(t, t.TempDir(), fo)
+	defer r.Close()
+	a, b := storetest.Digests("a", 3000), storetest.Digests("b", 2000)
+	importAll(t, w, storetest.Breach("Alpha"), a, 1000)
+	importAll(t, w, storetest.Breach("Beta"), append(b, a[:500]...), 1000)
+	var since uint64
+	ship := func() {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := w.Backup(ctx, &buf, since)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		since = info.Upto
+	}
+	ship()
+	if err := w.CompactNow(); err != nil { // what the rows were written as is compacted: nothing to hold yet
+		t.Fatal(err)
+	}
+	if _, _, err := w.DeleteBreach(ctx, "Beta"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CompactNow(); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	if got, _, _ := r.Breaches(ctx); len(got) != 1 || got[0].Name != "Alpha" {
+		t.Fatalf("replica catalogue after the delete: %v, want [Alpha]", names(got))
+	}
+	wantBreaches(t, r, b)
+	wantBreaches(t, r, a, "Alpha")
+	if rk, wk := r.Stats().Keys, w.Stats().Keys; rk != wk {
+		t.Fatalf("the replica counts %d keys, the writer %d", rk, wk)
+	}
+
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wo := options(0)
+	wo.Published = true
+	w = open(t, wdir, wo)
+	if _, _, err := w.DeleteBreach(ctx, "Alpha"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.CompactNow(); err != nil {
+		t.Fatal(err)
+	}
+	ship()
+	if got, _, _ := r.Breaches(ctx); len(got) != 0 {
+		t.Fatalf("replica catalogue after the writer restarted and deleted Alpha: %v, want none", names(got))
+	}
+	wantBreaches(t, r, a)
+}

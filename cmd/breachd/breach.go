@@ -79,7 +79,7 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 		so.IndexKey = k
 	}
 	dir := store.EmailDir(t.data)
-	so.Follower = follows(dir)
+	so.Follower, so.Published = follows(dir), published(dir)
 	st, err := store.Open(ctx, dir, so)
 	return st, t.lockedError(err)
 }
@@ -94,7 +94,7 @@ func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slo
 	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1
 	dir := store.PasswordDir(t.data, k)
-	so.Follower = follows(dir)
+	so.Follower, so.Published = follows(dir), published(dir)
 	pw, err := store.OpenPasswords(ctx, dir, k, so)
 	return pw, t.lockedError(err)
 }
@@ -113,12 +113,14 @@ func (t *target) service(ctx context.Context, log *slog.Logger, withPairs bool) 
 	so.BackgroundShare = 1
 	_, statErr := os.Stat(store.PairDir(t.data))
 	if !follows(store.EmailDir(t.data)) && (withPairs || statErr == nil) { // a replica holds no pairs
+		so.Published = published(store.PairDir(t.data))
 		pairs, err := store.OpenPairs(ctx, store.PairDir(t.data), so)
 		if err != nil {
 			closeOffline(ctx, emails, log)
 			return nil, nil, t.lockedError(err)
 		}
 		// A combolist's passwords are counted in the SHA-1 corpus.
+		so.Published = published(store.PasswordDir(t.data, breachd.SHA1))
 		pw, err := store.OpenPasswords(ctx, store.PasswordDir(t.data, breachd.SHA1), breachd.SHA1, so)
 		if err != nil {
 			pairs.Close()
@@ -142,6 +144,14 @@ func (t *target) service(ctx context.Context, log *slog.Logger, withPairs bool) 
 // and collections (store.ErrFollower).
 func follows(dir string) bool {
 	_, err := os.Stat(filepath.Join(dir, natsrepl.FollowedFile))
+	return err == nil
+}
+
+// published reports whether the corpus in dir has been published to
+// replicas: an offline change to it must keep what the daemon's next
+// delta carries (store.Options.Published).
+func published(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, natsrepl.PublishedFile))
 	return err == nil
 }
 
