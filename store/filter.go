@@ -163,10 +163,20 @@ func (f *filter) test(key []byte) bool {
 	// Every probe is tested, without a branch: an absent key's first
 	// clear bit comes at an unpredictable probe, and the mispredicted exit
 	// cost more than the probes after it (absent lookups 71 to 59 ns).
+	// Each source word gives its seven 9-bit locations in turn: no
+	// division, shift by a variable or bounds check a probe (58 to 52 ns).
 	var clear uint64
-	for i := range f.k {
-		loc := src[i/7] >> (probeBits * (i % 7)) & (blockBits - 1)
-		clear |= ^blk[loc>>6] >> (loc & 63)
+	n := f.k
+	for _, s := range src {
+		for range min(n, 7) {
+			loc := s & (blockBits - 1)
+			clear |= ^blk[loc>>6] >> (loc & 63)
+			s >>= probeBits
+		}
+		if n <= 7 {
+			break
+		}
+		n -= 7
 	}
 	return clear&1 == 0
 }
