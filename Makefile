@@ -49,7 +49,7 @@ run: build
 # (NORACE_TESTS: the detector adds nothing to them and slows them ten times),
 # and those tests without it. Nothing is left out: a test is in one job.
 # The names are unique across the packages of NORACE_PKGS and the rest.
-NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts|TestWatchEndToEnd|TestCrashWatch|TestCrashRekey|TestSystemdService|TestKeyedDaemon|TestBoundedHistory|TestPrivateDaemon|TestCrashPrivate|TestImportNothingAccepted|TestBreachCommands|TestEndToEnd|TestRefusalLogSampled|TestMetricsBeyondLoopback|TestResume|TestBulkSweep|TestReplicas|TestReadiness|TestAuthMatrix|TestMetrics|TestMigrateLayout|TestConformanceMatrix|TestQuota|TestAdminOnlyOnSocket|TestClientCertificateRequired|TestRangeAnonymousQuota|TestPasswordIndexLarge|TestPasswordIndex
+NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestScripts|TestWatchEndToEnd|TestCrashWatch|TestCrashRekey|TestSystemdService|TestKeyedDaemon|TestBoundedHistory|TestPrivateDaemon|TestCrashPrivate|TestImportNothingAccepted|TestBreachCommands|TestEndToEnd|TestRefusalLogSampled|TestMetricsBeyondLoopback|TestResume|TestBulkSweep|TestReplicas|TestReadiness|TestAuthMatrix|TestMetrics|TestMigrateLayout|TestConformanceMatrix|TestQuota|TestAdminOnlyOnSocket|TestClientCertificateRequired|TestRangeAnonymousQuota|TestPasswordIndexLarge|TestPasswordIndex|TestCrashDelta
 NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi ./cmd/breachd ./cmd/breachctl
 TEST_TIMEOUT ?= 8m
 test:
@@ -84,8 +84,8 @@ bench-growth: build $(TOOLS)/benchstat
 CRASH_RUNS ?= 140
 DELETE_RUNS ?= 20
 crash-test:
-	@mkdir -p bench/out; BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords|TestCrashPairs|TestCrashWatch|TestCrashRekey|TestCrashPrivate)$$' -v -timeout 60m ./store > bench/out/crash.log 2>&1; \
-	  status=$$?; grep -E 'crash(_passwords|_pairs|_watch)?_test|^(ok|FAIL|---)' bench/out/crash.log; [ $$status -eq 0 ] || exit $$status; \
+	@mkdir -p bench/out; BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords|TestCrashPairs|TestCrashWatch|TestCrashRekey|TestCrashPrivate|TestCrashDelta)$$' -v -timeout 60m ./store > bench/out/crash.log 2>&1; \
+	  status=$$?; grep -E 'crash(_passwords|_pairs|_watch|_delta)?_test|^(ok|FAIL|---)' bench/out/crash.log; [ $$status -eq 0 ] || exit $$status; \
 	  BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store > bench/out/delete-crash.log 2>&1; \
 	  status=$$?; grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)' bench/out/delete-crash.log; exit $$status
 

@@ -155,6 +155,16 @@ func TestCrashChild(t *testing.T) {
 		done()
 		return
 	}
+	if op == "delta" {
+		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
+			nth, _ := strconv.Atoi(n)
+			crashAt(point, nth)
+		}
+		if err := crashDeltaWork(context.Background(), dir); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
 	if op == "pair-import" || op == "pair-delete" {
 		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
 			nth, _ := strconv.Atoi(n)

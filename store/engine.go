@@ -307,7 +307,7 @@ func (c *corpus) readCatalog() (*catalog, error) {
 		if importVersion, err = getUint64(txn, keyImportVersion); err != nil {
 			return err
 		}
-		err = scan(txn, tagBreach, func(_ []byte, v []byte) error {
+		err = scanRecords(txn, tagBreach, func(_ []byte, v []byte) error {
 			r, err := parseBreachRecord(v)
 			if err != nil {
 				return err
@@ -318,7 +318,7 @@ func (c *corpus) readCatalog() (*catalog, error) {
 		if err != nil {
 			return err
 		}
-		return scan(txn, tagSegment, func(k []byte, v []byte) error {
+		return scanRecords(txn, tagSegment, func(k []byte, v []byte) error {
 			var r segmentRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
@@ -369,6 +369,18 @@ func (c *corpus) snapshot(cat *catalog) *badger.Txn {
 // scan calls fn for every key and value under a one-byte keyspace tag.
 func scan(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
 	return scanPrefix(txn, []byte{tag}, fn)
+}
+
+// scanRecords calls fn for every catalogue record under tag (a breach's or
+// a segment's), skipping deletion markers: a deleted record's key holds an
+// empty value instead of being deleted (see DeleteBreach).
+func scanRecords(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
+	return scan(txn, tag, func(k, v []byte) error {
+		if len(v) == 0 {
+			return nil
+		}
+		return fn(k, v)
+	})
 }
 
 // scanPrefix calls fn for every key and value under prefix.

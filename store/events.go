@@ -351,8 +351,19 @@ func segmentsSince(txn *badger.Txn, segs map[uint32]string) (uint64, error) {
 			return 0, err
 		}
 		var r segmentRecord
-		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+		deleted := false
+		err = item.Value(func(v []byte) error {
+			deleted = len(v) == 0 // a deletion marker: as if not found
+			if deleted {
+				return nil
+			}
+			return json.Unmarshal(v, &r)
+		})
+		if err != nil {
 			return 0, fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
+		}
+		if deleted {
+			return 0, nil
 		}
 		since = min(since, r.Since)
 	}

@@ -94,3 +94,15 @@ func (c *corpus) CompactNow() error {
 	}
 	return c.db.DropPrefix(junk)
 }
+
+// Rows counts the corpus's rows in Badger, collected or not: a replica's
+// must equal its writer's once a delta has carried every delete.
+func (c *corpus) Rows() (int, error) {
+	var n int
+	err := c.db.View(func(txn *badger.Txn) error {
+		keys, err := keysUnder(txn, []byte{c.kind.tag})
+		n = len(keys)
+		return err
+	})
+	return n, err
+}

@@ -76,7 +76,7 @@ func (c *corpus) collectOutstanding(ctx context.Context) (CollectStats, error) {
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		return scan(txn, tagSegment, func(_, v []byte) error {
+		return scanRecords(txn, tagSegment, func(_, v []byte) error {
 			var r segmentRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
@@ -116,7 +116,7 @@ func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64
 	cat := c.cat.Load()
 	var pending [][]byte
 	err := c.db.View(func(txn *badger.Txn) error {
-		return scan(txn, tagSegment, func(k, v []byte) error {
+		return scanRecords(txn, tagSegment, func(k, v []byte) error {
 			var r segmentRecord
 			if err := json.Unmarshal(v, &r); err != nil {
 				return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
@@ -285,12 +285,19 @@ func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, versio
 	c.saveFilterBeforeCommit(c.filter.Load(), version, c.keys.Load())
 	c.commitMu.Lock()
 	err = c.db.Update(func(txn *badger.Txn) error {
+		// Deletion markers (empty values), not deletes: Badger's
+		// compaction may drop a deleted key's marker, and the versions
+		// below it, before a delta streams it (a writer that restarts
+		// holds nothing from before it opened: see corpus.hold), and a
+		// replica that never learns of the delete answers the breach for
+		// good. A value is never dropped while it is the newest. Segment
+		// ids are never reused, so the markers stay.
 		for id := range gone {
-			if err := txn.Delete(segmentKey(id)); err != nil {
+			if err := txn.Set(segmentKey(id), nil); err != nil {
 				return err
 			}
 		}
-		if err := txn.Delete(breachKey(name)); err != nil {
+		if err := txn.Set(breachKey(name), nil); err != nil {
 			return err
 		}
 		if err := txn.Set(keyCollect, []byte{1}); err != nil {

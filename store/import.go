@@ -214,7 +214,7 @@ func (imp *importTx) newSegment(ctx context.Context) error {
 	for collected := false; ; collected = true {
 		clear(imp.mine)
 		err := c.db.Update(func(txn *badger.Txn) error {
-			err := scan(txn, tagSegment, func(k, v []byte) error {
+			err := scanRecords(txn, tagSegment, func(k, v []byte) error {
 				var r segmentRecord
 				if err := json.Unmarshal(v, &r); err != nil {
 					return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)

@@ -171,7 +171,7 @@ func copyKeyed(ctx context.Context, db, dst *badger.DB, key *IndexKey, private b
 				}
 				k = emailKind.rowKey(k[:0], kd[:])
 				st.Rows++
-			case len(k) > 0 && k[0] == tagSegment:
+			case len(k) > 0 && k[0] == tagSegment && len(v) > 0: // a deletion marker is copied as it is
 				var r segmentRecord
 				if err := json.Unmarshal(v, &r); err != nil {
 					return fmt.Errorf("%w: segment record: %v", ErrCorrupt, err)
@@ -262,7 +262,7 @@ func watchlistCount(dataDir string, opts Options) (int, error) {
 	defer db.Close()
 	n := 0
 	err = db.View(func(txn *badger.Txn) error {
-		return scan(txn, tagBreach, func(_, _ []byte) error { n++; return nil })
+		return scanRecords(txn, tagBreach, func(_, _ []byte) error { n++; return nil })
 	})
 	return n, err
 }

@@ -23,6 +23,12 @@ import (
 // the writer). A replica loads them with those versions, so applying one
 // twice changes nothing, and it never writes corpus rows of its own
 // (Options.Follower), so none of the writer's can be shadowed.
+//
+// A delta holds only what Badger still has: compaction drops a deleted
+// key's marker once no reader needs it. So a delete that must reach the
+// replicas is never a Badger delete alone: catalogue records are replaced
+// by deletion markers (DeleteBreach), and the writer holds compaction back
+// to the last delta's start (hold) for the rows collections delete.
 
 // BackupInfo describes a backup written by Backup.
 type BackupInfo struct {
@@ -75,6 +81,7 @@ func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupI
 		return BackupInfo{}, classify("backup", err)
 	}
 	c.hold(pin, since > 0)
+	c.reach("backup-streamed")
 	if c.readOnly == nil {
 		// The next delta streams the versions above Upto. After a
 		// restart, Badger hands out versions from the highest it finds;
@@ -92,6 +99,7 @@ func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupI
 		if err != nil {
 			return BackupInfo{}, classify("backup", err)
 		}
+		c.reach("backup-shipped")
 	}
 	info.Upto = max(safe, since)
 	return info, nil

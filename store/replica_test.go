@@ -349,8 +349,9 @@ func TestCorpusDirectoriesPrivate(t *testing.T) {
 // TestReplicaDeleteThroughCompaction ships a delete that Badger's
 // compaction on the writer has already folded away: a breach's catalogue
 // records and rows deleted, then every table compacted before the next
-// delta. The delta must still carry the deletions (Backup holds the
-// versions since the last delta from compaction); before, it carried none
+// delta. The delta must still carry the deletions: the catalogue's as
+// markers, which compaction keeps, and the rows' because Backup holds the
+// versions since the last delta from compaction. Before, it carried none
 // of them, and the replica went on answering the deleted breach.
 //
 // The daemon's writer restarts, and publishes its next delta only once it
@@ -400,6 +401,7 @@ func TestReplicaDeleteThroughCompaction(t *testing.T) {
 	if rk, wk := r.Stats().Keys, w.Stats().Keys; rk != wk {
 		t.Fatalf("the replica counts %d keys, the writer %d", rk, wk)
 	}
+	sameRows(t, w, r)
 
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -418,4 +420,22 @@ func TestReplicaDeleteThroughCompaction(t *testing.T) {
 		t.Fatalf("replica catalogue after the writer restarted and deleted Alpha: %v, want none", names(got))
 	}
 	wantBreaches(t, r, a)
+	sameRows(t, w, r)
+}
+
+// sameRows checks that the replica holds as many rows as its writer: the
+// rows a collection deleted are deleted on the replica too.
+func sameRows(t *testing.T, w, r *store.Store) {
+	t.Helper()
+	wn, err := w.Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rn, err := r.Rows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rn != wn {
+		t.Fatalf("the replica holds %d rows, the writer %d", rn, wn)
+	}
 }
