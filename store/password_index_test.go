@@ -90,7 +90,9 @@ func testPasswordIndex(t *testing.T, k breachd.HashKind, n int, expected uint64,
 				t.Fatalf("import %s: %v", rel, err)
 			}
 		}
-		ship()
+		if !firstOnly {
+			ship()
+		}
 	}
 
 	first := pwRecords(k, "first", n, 1)
@@ -100,7 +102,13 @@ func testPasswordIndex(t *testing.T, k breachd.HashKind, n int, expected uint64,
 	}
 	both("first", first, expected)
 	probe := append(slices.Clone(first), pwRecords(k, "absent", 200, 1)...)
-	agree(t, "first release", probe, ref, p, fol)
+	if firstOnly {
+		// The writer's stream is what the large case is for: a replica
+		// builds its index from Badger, sized from the count it is sent.
+		agree(t, "first release", probe, ref, p)
+	} else {
+		agree(t, "first release", probe, ref, p, fol)
+	}
 	reopen := func() {
 		t.Helper()
 		if err := p.Close(); err != nil {
