@@ -13,6 +13,8 @@
 # CONNS connections, alternated within each of RUNS rounds, and reports
 # medians, the ratio breachd/pwnedpass, and each server's RSS after the
 # load. breachd also runs padded (Add-Padding: true); pwnd does not pad.
+# breachd runs twice, over copies of its store: on each HTTP server
+# (http.server: net/http, the default, and fasthttp).
 #
 # Usage: PWNEDPASS_SRC=DIR bash bench/peer-range.sh
 #        SIZE=33554432 CONNS="16 128" RUNS=5 DURATION=10s PWNEDPASS_SRC=DIR bash bench/peer-range.sh
@@ -26,7 +28,7 @@ RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"16 128"}
 WORK=${WORK:-$(mktemp -d)}
-trap 'kill ${PWND:-} ${DAEMON:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill ${PWND:-} ${DAEMON:-} ${FAST:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 (( SIZE >= 16777216 )) || { echo "SIZE must be at least 16777216: pwngen needs every 3-byte prefix" >&2; exit 2; }
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -49,8 +51,13 @@ PWND=$!
 port=$((20000 + RANDOM % 20000))
 bin/breachd serve --data "$WORK/data" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log-level warn > "$WORK/serve.out" &
 DAEMON=$!
+cp -a "$WORK/data" "$WORK/data-fast"
+fport=$((port + 1))
+BREACHD_HTTP_SERVER=fasthttp bin/breachd serve --data "$WORK/data-fast" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$fport" --log-level warn > "$WORK/serve-fast.out" &
+FAST=$!
 for _ in $(seq 600); do
-  grep -q serving "$WORK/serve.out" 2>/dev/null && curl -fs -o /dev/null http://127.0.0.1:8889/range/00000 && break
+  grep -q serving "$WORK/serve.out" 2>/dev/null && grep -q serving "$WORK/serve-fast.out" 2>/dev/null &&
+    curl -fs -o /dev/null http://127.0.0.1:8889/range/00000 && break
   sleep 0.1
 done
 
@@ -58,7 +65,8 @@ done
 for p in 00000 7A3F1 FFFFF $(for _ in $(seq 20); do printf '%05X ' $((RANDOM * 32 + RANDOM % 32)); done); do
   a=$(curl -fs "http://127.0.0.1:8889/range/$p" | tr -d '\r' | cut -d: -f1 | sort)
   b=$(curl -fs -A peer-range "http://127.0.0.1:$port/range/$p" | tr -d '\r' | cut -d: -f1 | sort)
-  [ "$a" = "$b" ] || { echo "prefix $p: the servers answer different hashes" >&2; exit 1; }
+  f=$(curl -fs -A peer-range "http://127.0.0.1:$fport/range/$p" | tr -d '\r' | cut -d: -f1 | sort)
+  [ "$a" = "$b" ] && [ "$a" = "$f" ] || { echo "prefix $p: the servers answer different hashes" >&2; exit 1; }
 done
 
 load() { # server url padding conns -> requests/s
@@ -72,11 +80,14 @@ for _ in $(seq "$RUNS"); do
     echo "pwnd $c $(load pwnd http://127.0.0.1:8889 false "$c")" >> "$WORK/runs.txt"
     echo "breachd $c $(load breachd "http://127.0.0.1:$port" false "$c")" >> "$WORK/runs.txt"
     echo "breachd-padded $c $(load breachd "http://127.0.0.1:$port" true "$c")" >> "$WORK/runs.txt"
+    echo "fast $c $(load breachd-fasthttp "http://127.0.0.1:$fport" false "$c")" >> "$WORK/runs.txt"
+    echo "fast-padded $c $(load breachd-fasthttp "http://127.0.0.1:$fport" true "$c")" >> "$WORK/runs.txt"
   done
 done
 rss() { awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$1/status"; }
 peer_serve_rss=$(rss "$PWND")
 ours_serve_rss=$(rss "$DAEMON")
+fast_serve_rss=$(rss "$FAST")
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 m() { awk -v s="$1" -v c="$2" '$1 == s && $2 == c { print $3 }' "$WORK/runs.txt" | median; }
@@ -92,9 +103,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     p=$(m pwnd "$c"); o=$(m breachd "$c"); op=$(m breachd-padded "$c")
     echo "| /range req/s, $c connections | $p | $o | $(ratio "$o" "$p") |"
     echo "| /range req/s padded (breachd) against unpadded (pwnedpass), $c connections | $p | $op | $(ratio "$op" "$p") |"
+    f=$(m fast "$c"); fp=$(m fast-padded "$c")
+    echo "| /range req/s, $c connections, breachd on fasthttp | $p | $f | $(ratio "$f" "$p") |"
+    echo "| /range req/s padded, $c connections, breachd on fasthttp | $p | $fp | $(ratio "$fp" "$p") |"
   done
   echo "| disk (MiB) | $peer_disk | $ours_disk | $(ratio "$ours_disk" "$peer_disk") |"
   echo "| serving RSS after the load (MiB) | $peer_serve_rss | $ours_serve_rss | $(ratio "$ours_serve_rss" "$peer_serve_rss") |"
+  echo "| serving RSS after the load (MiB), breachd on fasthttp | $peer_serve_rss | $fast_serve_rss | $(ratio "$fast_serve_rss" "$peer_serve_rss") |"
   echo "| building the store from the text file (s) | $peer_secs | $ours_secs | $(ratio "$ours_secs" "$peer_secs") |"
   echo "| peak RSS while building (MiB) | $((peer_rss / 1024)) | $((ours_rss / 1024)) | $(ratio "$ours_rss" "$peer_rss") |"
 } | tee "bench/out/peer-range-$SIZE.md"

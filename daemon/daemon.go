@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -50,6 +51,10 @@ type Config struct {
 	// basic auth) for the metrics listener: required beyond loopback.
 	MetricsWebConfig string
 	HTTPAddr         string // the HTTP face (Have I Been Pwned's API); "" for none
+	// HTTPServer is the HTTP face's server: HTTPServerStd (Go's
+	// net/http, the default) or HTTPServerFast (fasthttp, which answers
+	// /range itself and every other route through net/http's handlers).
+	HTTPServer string
 	// OpenPublic serves the range API and the catalogue over HTTP without
 	// a key, as upstream does.
 	OpenPublic      bool
@@ -153,7 +158,8 @@ type Daemon struct {
 	svcs   *server.Services
 	svc    *service.Service
 	lis    net.Listener
-	http   *http.Server
+	http   *http.Server     // the HTTP face on net/http
+	fast   *fasthttp.Server // or on fasthttp
 	httpLn net.Listener
 	mets   *http.Server
 	metsLn net.Listener
@@ -227,6 +233,9 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (*Daemon, error) {
 	if c.TLS == nil && !loopback(c.Addr) {
 		return nil, fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
 			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
+	}
+	if c.HTTPServer != "" && c.HTTPServer != HTTPServerStd && c.HTTPServer != HTTPServerFast {
+		return nil, fmt.Errorf("http.server = %q: want %s or %s", c.HTTPServer, HTTPServerStd, HTTPServerFast)
 	}
 	if c.MetricsAddr != "" && !loopback(c.MetricsAddr) {
 		if err := checkWebConfig(c.MetricsWebConfig); err != nil {
@@ -396,9 +405,19 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		if httpTLS != nil {
 			ln = tls.NewListener(ln, httpTLS)
 		}
-		d.http = c.Network.httpServer(api, log)
-		d.serveHTTP(d.http, ln, "HTTP listener")
-		log.Info("HTTP API", "addr", d.httpLn.Addr().String(), "tls", httpTLS != nil, "open_public", c.OpenPublic)
+		if c.HTTPServer == HTTPServerFast {
+			d.fast = c.Network.fastServer(api.Fast(), log)
+			go func() {
+				if err := d.fast.Serve(ln); err != nil {
+					d.fail(fmt.Errorf("HTTP listener: %w", err))
+				}
+			}()
+		} else {
+			d.http = c.Network.httpServer(api, log)
+			d.serveHTTP(d.http, ln, "HTTP listener")
+		}
+		log.Info("HTTP API", "addr", d.httpLn.Addr().String(), "tls", httpTLS != nil, "open_public", c.OpenPublic,
+			"server", cmp.Or(c.HTTPServer, HTTPServerStd))
 	}
 	if err := d.openCorpora(ctx, reg); err != nil {
 		return err
@@ -835,6 +854,9 @@ func (d *Daemon) stop(ctx context.Context) error {
 		d.log.Info("shutting down", "timeout", d.cfg.ShutdownTimeout)
 		if d.http != nil {
 			d.http.Shutdown(ctx)
+		}
+		if d.fast != nil {
+			d.fast.ShutdownWithContext(ctx)
 		}
 		if d.svcs != nil {
 			d.svcs.Shutdown(ctx, d.gs, d.log)

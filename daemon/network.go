@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/connlimit"
@@ -69,6 +70,36 @@ func (n Network) Validate() error {
 }
 
 // httpServer returns an HTTP server for h bounded by n.
+// The HTTP face's servers (Config.HTTPServer).
+const (
+	HTTPServerStd  = "net/http"
+	HTTPServerFast = "fasthttp"
+)
+
+// fastServer is the HTTP face's server on fasthttp, within the same
+// limits as httpServer's: fasthttp bounds a request's headers by its read
+// buffer, and has no timeout for the handshake and headers alone: its
+// ReadTimeout covers the TLS handshake, the headers and the body, so it is
+// the handshake timeout (the bodies this face takes are a few KB). Its
+// errors can quote the request (a path holds the account asked about), so
+// they are logged without it.
+func (n Network) fastServer(h fasthttp.RequestHandler, log *slog.Logger) *fasthttp.Server {
+	return &fasthttp.Server{Handler: h, NoDefaultServerHeader: true, NoDefaultContentType: true,
+		ReadTimeout: min(n.HTTPReadTimeout, n.HandshakeTimeout), WriteTimeout: n.HTTPWriteTimeout, IdleTimeout: n.HTTPIdleTimeout,
+		ReadBufferSize: n.HTTPMaxHeaderBytes, MaxRequestBodySize: maxFastBody, Logger: fastLog{log}}
+}
+
+// maxFastBody bounds a request body fasthttp reads before the handler: the
+// largest this face takes is the Kratos hook's 1 MiB (net/http streams
+// bodies to the handlers, which stop reading there themselves).
+const maxFastBody = 1 << 20
+
+type fastLog struct{ log *slog.Logger }
+
+func (l fastLog) Printf(string, ...any) {
+	l.log.Warn("HTTP server error (fasthttp; not quoted: it may hold the request)")
+}
+
 func (n Network) httpServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: n.HandshakeTimeout, ReadTimeout: n.HTTPReadTimeout,
 		WriteTimeout: n.HTTPWriteTimeout, IdleTimeout: n.HTTPIdleTimeout, MaxHeaderBytes: n.HTTPMaxHeaderBytes,

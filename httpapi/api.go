@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
@@ -49,7 +50,8 @@ type API struct {
 	log  *slog.Logger
 	mux  *http.ServeMux
 
-	requests *prometheus.HistogramVec // by route and code
+	requests  *prometheus.HistogramVec // by route and code
+	rangeRule auth.Rule                // who may ask /range, for Fast
 }
 
 // New returns the HTTP face over svc.
@@ -95,6 +97,7 @@ func New(svc *service.Service, o Options) (*API, error) {
 		h := a.guard(r.name, rule, r.h)
 		if r.name == "range" {
 			h = cors(h)
+			a.rangeRule = rule
 		}
 		a.mux.Handle(r.pattern, h)
 	}
@@ -133,38 +136,63 @@ type handler func(w http.ResponseWriter, r *http.Request) int
 func (a *API) guard(route string, rule auth.Rule, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		code, p := a.admit(w, r, route, rule)
-		if code == 0 {
+		var code int
+		if p, err := a.admit(stdRequest{r}, route, rule); err != nil {
+			code = writeError(w, a.log, route, err)
+		} else {
 			if p != nil {
 				r = r.WithContext(auth.NewContext(r.Context(), p))
 			}
 			code = h(w, r)
 		}
-		a.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+		a.observe(route, code, start)
 	})
 }
 
-// admit returns 0 and the caller's principal (nil when it needs none)
-// when the request may go on, or the status of the refusal it wrote.
-func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule auth.Rule) (int, *auth.Principal) {
-	if r.UserAgent() == "" { // as upstream: every caller must say who it is
-		writeJSON(w, http.StatusForbidden, errorBody{StatusCode: 403,
-			Message: "A user agent is required: send a User-Agent header naming your application."})
-		return http.StatusForbidden, nil
+// observe records a request of route answered with code.
+func (a *API) observe(route string, code int, start time.Time) {
+	a.requests.WithLabelValues(route, strconv.Itoa(code)).Observe(time.Since(start).Seconds())
+}
+
+// request is what the guard reads of a request, whichever server carries
+// it: net/http's (stdRequest) or fasthttp's (fastRequest).
+type request interface {
+	userAgent() string
+	header(name string) string
+	remoteAddr() string // host:port
+	tlsState() *tls.ConnectionState
+}
+
+type stdRequest struct{ r *http.Request }
+
+func (q stdRequest) userAgent() string              { return q.r.UserAgent() }
+func (q stdRequest) header(name string) string      { return q.r.Header.Get(name) }
+func (q stdRequest) remoteAddr() string             { return q.r.RemoteAddr }
+func (q stdRequest) tlsState() *tls.ConnectionState { return q.r.TLS }
+
+// errNoUserAgent refuses a request without a User-Agent, as upstream: every
+// caller must say who it is.
+var errNoUserAgent = breachd.Errorf(breachd.ErrPermissionDenied, "A user agent is required: send a User-Agent header naming your application.")
+
+// admit returns the caller's principal (nil when it needs none) when the
+// request may go on, or why it is refused.
+func (a *API) admit(q request, route string, rule auth.Rule) (*auth.Principal, error) {
+	if q.userAgent() == "" {
+		return nil, errNoUserAgent
 	}
 	if a.opts.Authn == nil {
-		return 0, nil
+		return nil, nil
 	}
-	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(r) {
+	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(q) {
 		if a.opts.Anonymous != nil {
-			if err := a.opts.Anonymous.Take(source(r), quota.Limits{}, 1); err != nil {
+			if err := a.opts.Anonymous.Take(source(q.remoteAddr()), quota.Limits{}, 1); err != nil {
 				a.refused(func(rf *auth.Refusals) { rf.OverQuota("-") })
-				return writeError(w, a.log, route, err), nil
+				return nil, err
 			}
 		}
-		return 0, nil
+		return nil, nil
 	}
-	p, err := a.identify(r)
+	p, err := a.identify(q)
 	if err == nil {
 		err = rule.Admit(p, route)
 	}
@@ -174,16 +202,16 @@ func (a *API) admit(w http.ResponseWriter, r *http.Request, route string, rule a
 			principal, reason = p.Name, "permission_denied"
 		}
 		a.refused(func(rf *auth.Refusals) { rf.Unauthorized(reason, principal) })
-		a.log.Warn("request refused", "route", route, "principal", principal, "peer", r.RemoteAddr, "err", err)
-		return writeError(w, a.log, route, err), nil
+		a.log.Warn("request refused", "route", route, "principal", principal, "peer", q.remoteAddr(), "err", err)
+		return nil, err
 	}
 	if rule.Cost == auth.PerCall {
 		if err := a.opts.Quota.Take(p.Name, quota.Limits{Rate: p.Rate, Burst: p.Burst}, 1); err != nil {
 			a.refused(func(rf *auth.Refusals) { rf.OverQuota(p.Name) })
-			return writeError(w, a.log, route, err), nil
+			return nil, err
 		}
 	}
-	return 0, p
+	return p, nil
 }
 
 // refused counts a refusal, if the face counts them.
@@ -195,41 +223,41 @@ func (a *API) refused(count func(*auth.Refusals)) {
 
 // credentialed reports whether the request shows a credential: on an open
 // route it is then charged to its principal rather than its address.
-func (a *API) credentialed(r *http.Request) bool {
-	return r.Header.Get("hibp-api-key") != "" || clientCert(r) != nil
+func (a *API) credentialed(q request) bool {
+	return q.header("hibp-api-key") != "" || clientCert(q.tlsState()) != nil
 }
 
-// source names the request's source address, the key of its anonymous
-// quota.
-func source(r *http.Request) string {
-	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+// source names the source of a request from remote (host:port), the key
+// of its anonymous quota.
+func source(remote string) string {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
 		if src, ok := connlimit.Source(net.TCPAddrFromAddrPort(ap)); ok {
 			return src.String()
 		}
 	}
-	return r.RemoteAddr
+	return remote
 }
 
 // identify finds the caller: a breachd API key in hibp-api-key (where
 // upstream clients put theirs), else a verified client certificate.
-func (a *API) identify(r *http.Request) (*auth.Principal, error) {
-	if key := r.Header.Get("hibp-api-key"); key != "" {
+func (a *API) identify(q request) (*auth.Principal, error) {
+	if key := q.header("hibp-api-key"); key != "" {
 		p, err := a.opts.Authn.FromKey(key)
 		if errors.Is(err, breachd.ErrUnauthenticated) { // worded for this header, not gRPC's
 			err = breachd.Errorf(breachd.ErrUnauthenticated, "Access denied: the hibp-api-key is not a valid breachd API key (revoked, or never created); send a key from 'breachd keys create'")
 		}
 		return p, err
 	}
-	if cert := clientCert(r); cert != nil {
+	if cert := clientCert(q.tlsState()); cert != nil {
 		return a.opts.Authn.FromCert(cert)
 	}
 	return nil, breachd.Errorf(breachd.ErrUnauthenticated,
 		"Access denied due to missing hibp-api-key: send a key from 'breachd keys create' in the hibp-api-key header, or a client certificate")
 }
 
-func clientCert(r *http.Request) *x509.Certificate {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+func clientCert(cs *tls.ConnectionState) *x509.Certificate {
+	if cs == nil || len(cs.VerifiedChains) == 0 || len(cs.VerifiedChains[0]) == 0 {
 		return nil
 	}
-	return r.TLS.VerifiedChains[0][0]
+	return cs.VerifiedChains[0][0]
 }

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
@@ -96,6 +99,23 @@ var knownPasswords = map[string]uint64{"password": 9545824, "123456": 42080000, 
 // with a quota of one call, "slow", and "admin", without the check scope).
 func newFixture(t *testing.T, keyed, openPublic bool, extra ...service.Option) *fixture {
 	t.Helper()
+	return newFixtureOn(t, "net/http", keyed, openPublic, extra...)
+}
+
+// servers are the HTTP face's servers: ServeHTTP on Go's net/http, and
+// Fast on fasthttp.
+var servers = []string{"net/http", "fasthttp"}
+
+// forEachServer runs fn once on each server, as a subtest.
+func forEachServer(t *testing.T, fn func(t *testing.T, server string)) {
+	for _, server := range servers {
+		t.Run(server, func(t *testing.T) { fn(t, server) })
+	}
+}
+
+// newFixtureOn is newFixture on server (one of servers).
+func newFixtureOn(t *testing.T, server string, keyed, openPublic bool, extra ...service.Option) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	logs := &logtest.Buffer{}
@@ -154,6 +174,17 @@ func newFixture(t *testing.T, keyed, openPublic bool, extra ...service.Option) *
 	api, err := httpapi.New(service.New(st, append(opts, extra...)...), ho)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if server == "fasthttp" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := &fasthttp.Server{Handler: api.Fast(), NoDefaultServerHeader: true, NoDefaultContentType: true}
+		go fs.Serve(ln)
+		t.Cleanup(func() { fs.Shutdown() })
+		f.url = "http://" + ln.Addr().String()
+		return f
 	}
 	srv := httptest.NewServer(api)
 	t.Cleanup(srv.Close)
@@ -221,90 +252,94 @@ func ntlmHex(pw string) string {
 // codes, content types, headers and bodies (golden files).
 func TestCompatibility(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, false, true)
-	pw, nt := sha1Hex("password"), ntlmHex("password")
-	for _, tc := range []struct {
-		name, path string
-		hdr        []string
-		code       int
-		ctype      string
-		golden     string // "" for none
-	}{
-		// Pwned Passwords: the range API.
-		{"range", "/range/" + pw[:5], nil, 200, "text/plain", "range-sha1"},
-		{"range lower case", "/range/" + strings.ToLower(pw[:5]), nil, 200, "text/plain", "range-sha1"},
-		{"range ntlm", "/range/" + nt[:5] + "?mode=ntlm", nil, 200, "text/plain", "range-ntlm"},
-		{"range empty prefix", "/range/00000", nil, 200, "text/plain", "range-empty"},
-		{"range too short", "/range/5BAA", nil, 400, "text/plain; charset=utf-8", "range-400"},
-		{"range not hex", "/range/5BAAG", nil, 400, "text/plain; charset=utf-8", "range-400"},
-		{"range too long", "/range/5BAA61", nil, 400, "text/plain; charset=utf-8", "range-400"},
-		{"range bad mode", "/range/5BAA6?mode=md5", nil, 400, "text/plain; charset=utf-8", ""},
-		// The v3 API.
-		{"breachedaccount truncated", "/api/v3/breachedaccount/" + both, nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
-		{"breachedaccount canonicalised", "/api/v3/breachedaccount/" + strings.ToUpper(both), nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
-		{"breachedaccount full", "/api/v3/breachedaccount/" + both + "?truncateResponse=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-full"},
-		{"breachedaccount domain", "/api/v3/breachedaccount/" + both + "?domain=sega.com", nil, 200, "application/json; charset=utf-8", "breachedaccount-domain"},
-		{"breachedaccount verified only", "/api/v3/breachedaccount/" + both + "?includeUnverified=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-verified"},
-		{"breachedaccount filtered to none", "/api/v3/breachedaccount/" + both + "?domain=example.org", nil, 404, "", ""},
-		{"breachedaccount not pwned", "/api/v3/breachedaccount/" + nobody, nil, 404, "", ""},
-		{"breachedaccount malformed", "/api/v3/breachedaccount/not-an-address", nil, 400, "application/json; charset=utf-8", "breachedaccount-400"},
-		{"breachedaccount bad bool", "/api/v3/breachedaccount/" + both + "?truncateResponse=maybe", nil, 400, "application/json; charset=utf-8", ""},
-		{"breaches", "/api/v3/breaches", nil, 200, "application/json; charset=utf-8", "breaches"},
-		{"breaches domain", "/api/v3/breaches?domain=adobe.com", nil, 200, "application/json; charset=utf-8", "breaches-adobe"},
-		{"breaches no match", "/api/v3/breaches?domain=example.org", nil, 200, "application/json; charset=utf-8", "breaches-none"},
-		{"breach", "/api/v3/breach/Adobe", nil, 200, "application/json; charset=utf-8", "breach-adobe"},
-		{"breach unknown", "/api/v3/breach/Nope", nil, 404, "application/json; charset=utf-8", ""},
-		{"dataclasses", "/api/v3/dataclasses", nil, 200, "application/json; charset=utf-8", "dataclasses"},
-		{"latestbreach", "/api/v3/latestbreach", nil, 200, "application/json; charset=utf-8", "latestbreach"},
-		{"unknown route", "/api/v3/pasteaccount/" + both, nil, 404, "application/json; charset=utf-8", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := f.get(t, tc.path, tc.hdr...)
-			if r.code != tc.code {
-				t.Fatalf("GET %s = %d %s, want %d", tc.path, r.code, r.body, tc.code)
-			}
-			if ct := r.h.Get("Content-Type"); ct != tc.ctype && !(tc.ctype == "" && r.code == 404 && len(r.body) == 0) {
-				t.Errorf("Content-Type %q, want %q", ct, tc.ctype)
-			}
-			if tc.golden != "" {
-				golden(t, tc.golden, r.body)
-			}
-			if tc.code == 404 && strings.Contains(tc.path, "breachedaccount") && len(r.body) != 0 {
-				t.Errorf("a 404 for an account has a body (%q); upstream's has none", r.body)
-			}
-		})
-	}
-	// The range answer holds the known password's suffix with its count.
-	r := f.get(t, "/range/"+pw[:5])
-	if !slices.Contains(strings.Split(string(r.body), "\r\n"), pw[5:]+":9545824") {
-		t.Errorf("range %s lacks %s:9545824:\n%s", pw[:5], pw[5:], r.body)
-	}
-	// No request's address or digest reaches the logs.
-	d, _ := canon.Digest(both)
-	for _, secret := range []string{both, strings.ToUpper(both), nobody, d.String(), "example.com"} {
-		if strings.Contains(strings.ToLower(f.logs.String()), strings.ToLower(secret)) {
-			t.Errorf("the logs hold %q:\n%s", secret, f.logs.String())
+	forEachServer(t, func(t *testing.T, server string) {
+		f := newFixtureOn(t, server, false, true)
+		pw, nt := sha1Hex("password"), ntlmHex("password")
+		for _, tc := range []struct {
+			name, path string
+			hdr        []string
+			code       int
+			ctype      string
+			golden     string // "" for none
+		}{
+			// Pwned Passwords: the range API.
+			{"range", "/range/" + pw[:5], nil, 200, "text/plain", "range-sha1"},
+			{"range lower case", "/range/" + strings.ToLower(pw[:5]), nil, 200, "text/plain", "range-sha1"},
+			{"range ntlm", "/range/" + nt[:5] + "?mode=ntlm", nil, 200, "text/plain", "range-ntlm"},
+			{"range empty prefix", "/range/00000", nil, 200, "text/plain", "range-empty"},
+			{"range too short", "/range/5BAA", nil, 400, "text/plain; charset=utf-8", "range-400"},
+			{"range not hex", "/range/5BAAG", nil, 400, "text/plain; charset=utf-8", "range-400"},
+			{"range too long", "/range/5BAA61", nil, 400, "text/plain; charset=utf-8", "range-400"},
+			{"range bad mode", "/range/5BAA6?mode=md5", nil, 400, "text/plain; charset=utf-8", ""},
+			// The v3 API.
+			{"breachedaccount truncated", "/api/v3/breachedaccount/" + both, nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
+			{"breachedaccount canonicalised", "/api/v3/breachedaccount/" + strings.ToUpper(both), nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
+			{"breachedaccount full", "/api/v3/breachedaccount/" + both + "?truncateResponse=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-full"},
+			{"breachedaccount domain", "/api/v3/breachedaccount/" + both + "?domain=sega.com", nil, 200, "application/json; charset=utf-8", "breachedaccount-domain"},
+			{"breachedaccount verified only", "/api/v3/breachedaccount/" + both + "?includeUnverified=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-verified"},
+			{"breachedaccount filtered to none", "/api/v3/breachedaccount/" + both + "?domain=example.org", nil, 404, "", ""},
+			{"breachedaccount not pwned", "/api/v3/breachedaccount/" + nobody, nil, 404, "", ""},
+			{"breachedaccount malformed", "/api/v3/breachedaccount/not-an-address", nil, 400, "application/json; charset=utf-8", "breachedaccount-400"},
+			{"breachedaccount bad bool", "/api/v3/breachedaccount/" + both + "?truncateResponse=maybe", nil, 400, "application/json; charset=utf-8", ""},
+			{"breaches", "/api/v3/breaches", nil, 200, "application/json; charset=utf-8", "breaches"},
+			{"breaches domain", "/api/v3/breaches?domain=adobe.com", nil, 200, "application/json; charset=utf-8", "breaches-adobe"},
+			{"breaches no match", "/api/v3/breaches?domain=example.org", nil, 200, "application/json; charset=utf-8", "breaches-none"},
+			{"breach", "/api/v3/breach/Adobe", nil, 200, "application/json; charset=utf-8", "breach-adobe"},
+			{"breach unknown", "/api/v3/breach/Nope", nil, 404, "application/json; charset=utf-8", ""},
+			{"dataclasses", "/api/v3/dataclasses", nil, 200, "application/json; charset=utf-8", "dataclasses"},
+			{"latestbreach", "/api/v3/latestbreach", nil, 200, "application/json; charset=utf-8", "latestbreach"},
+			{"unknown route", "/api/v3/pasteaccount/" + both, nil, 404, "application/json; charset=utf-8", ""},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				r := f.get(t, tc.path, tc.hdr...)
+				if r.code != tc.code {
+					t.Fatalf("GET %s = %d %s, want %d", tc.path, r.code, r.body, tc.code)
+				}
+				if ct := r.h.Get("Content-Type"); ct != tc.ctype && !(tc.ctype == "" && r.code == 404 && len(r.body) == 0) {
+					t.Errorf("Content-Type %q, want %q", ct, tc.ctype)
+				}
+				if tc.golden != "" {
+					golden(t, tc.golden, r.body)
+				}
+				if tc.code == 404 && strings.Contains(tc.path, "breachedaccount") && len(r.body) != 0 {
+					t.Errorf("a 404 for an account has a body (%q); upstream's has none", r.body)
+				}
+			})
 		}
-	}
+		// The range answer holds the known password's suffix with its count.
+		r := f.get(t, "/range/"+pw[:5])
+		if !slices.Contains(strings.Split(string(r.body), "\r\n"), pw[5:]+":9545824") {
+			t.Errorf("range %s lacks %s:9545824:\n%s", pw[:5], pw[5:], r.body)
+		}
+		// No request's address or digest reaches the logs.
+		d, _ := canon.Digest(both)
+		for _, secret := range []string{both, strings.ToUpper(both), nobody, d.String(), "example.com"} {
+			if strings.Contains(strings.ToLower(f.logs.String()), strings.ToLower(secret)) {
+				t.Errorf("the logs hold %q:\n%s", secret, f.logs.String())
+			}
+		}
+	})
 }
 
 // TestUserAgent: a request without a user agent is refused with 403 on
 // every route, as upstream.
 func TestUserAgent(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, false, true)
-	for _, path := range []string{"/range/5BAA6", "/api/v3/breaches", "/api/v3/breachedaccount/" + both} {
-		req, _ := http.NewRequest("GET", f.url+path, nil)
-		req.Header.Set("User-Agent", "") // sends none
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+	forEachServer(t, func(t *testing.T, server string) {
+		f := newFixtureOn(t, server, false, true)
+		for _, path := range []string{"/range/5BAA6", "/api/v3/breaches", "/api/v3/breachedaccount/" + both} {
+			req, _ := http.NewRequest("GET", f.url+path, nil)
+			req.Header.Set("User-Agent", "") // sends none
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 403 {
+				t.Errorf("GET %s without a user agent = %d, want 403", path, resp.StatusCode)
+			}
 		}
-		resp.Body.Close()
-		if resp.StatusCode != 403 {
-			t.Errorf("GET %s without a user agent = %d, want 403", path, resp.StatusCode)
-		}
-	}
+	})
 }
 
 // TestCORS: pages of any origin may call the range API, as upstream's: its
@@ -313,93 +348,97 @@ func TestUserAgent(t *testing.T) {
 // opened to other origins.
 func TestCORS(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, false, true)
-	req, _ := http.NewRequest("OPTIONS", f.url+"/range/5BAA6", nil)
-	req.Header.Set("Origin", "https://example.org")
-	req.Header.Set("Access-Control-Request-Method", "GET")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
-		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET") {
-		t.Errorf("preflight of /range: %d %v", resp.StatusCode, resp.Header)
-	}
-	for path, want := range map[string]string{"/range/5BAA6": "*", "/range/XYZ": "*", "/api/v3/breaches": ""} {
-		req, _ := http.NewRequest("GET", f.url+path, nil)
-		req.Header.Set("User-Agent", "cors-test")
+	forEachServer(t, func(t *testing.T, server string) {
+		f := newFixtureOn(t, server, false, true)
+		req, _ := http.NewRequest("OPTIONS", f.url+"/range/5BAA6", nil)
+		req.Header.Set("Origin", "https://example.org")
+		req.Header.Set("Access-Control-Request-Method", "GET")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
-			t.Errorf("GET %s (%d): Access-Control-Allow-Origin %q, want %q", path, resp.StatusCode, got, want)
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
+			!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "GET") {
+			t.Errorf("preflight of /range: %d %v", resp.StatusCode, resp.Header)
 		}
-	}
+		for path, want := range map[string]string{"/range/5BAA6": "*", "/range/XYZ": "*", "/api/v3/breaches": ""} {
+			req, _ := http.NewRequest("GET", f.url+path, nil)
+			req.Header.Set("User-Agent", "cors-test")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("Access-Control-Allow-Origin"); got != want {
+				t.Errorf("GET %s (%d): Access-Control-Allow-Origin %q, want %q", path, resp.StatusCode, got, want)
+			}
+		}
+	})
 }
 
 // TestPadding checks Add-Padding over many calls: 800 to 1000 lines, the
 // real ones intact, padding lines of count 0 shaped like real ones and
 // sorted in among them, and sizes that vary.
 func TestPadding(t *testing.T) {
-	f := newFixture(t, false, true)
-	for _, tc := range []struct {
-		mode string
-		hash string
-	}{{"", sha1Hex("password")}, {"?mode=ntlm", ntlmHex("password")}} {
-		sizes := map[int]int{}
-		total := 0
-		const calls = 300
-		for range calls {
-			r := f.get(t, "/range/"+tc.hash[:5]+tc.mode, "Add-Padding", "true")
-			if r.code != 200 {
-				t.Fatalf("padded range = %d", r.code)
-			}
-			lines := strings.Split(string(r.body), "\r\n")
-			if len(lines) < 800 || len(lines) > 1000 {
-				t.Fatalf("a padded answer has %d lines, want 800 to 1000", len(lines))
-			}
-			sizes[len(lines)]++
-			total += len(lines)
-			real, prev := 0, ""
-			for _, l := range lines {
-				suffix, count, ok := strings.Cut(l, ":")
-				if !ok || len(suffix) != len(tc.hash)-5 || strings.ToUpper(suffix) != suffix {
-					t.Fatalf("malformed line %q", l)
+	forEachServer(t, func(t *testing.T, server string) {
+		f := newFixtureOn(t, server, false, true)
+		for _, tc := range []struct {
+			mode string
+			hash string
+		}{{"", sha1Hex("password")}, {"?mode=ntlm", ntlmHex("password")}} {
+			sizes := map[int]int{}
+			total := 0
+			const calls = 300
+			for range calls {
+				r := f.get(t, "/range/"+tc.hash[:5]+tc.mode, "Add-Padding", "true")
+				if r.code != 200 {
+					t.Fatalf("padded range = %d", r.code)
 				}
-				if _, err := hex.DecodeString("0" + suffix); err != nil {
-					t.Fatalf("line %q is not hex", l)
+				lines := strings.Split(string(r.body), "\r\n")
+				if len(lines) < 800 || len(lines) > 1000 {
+					t.Fatalf("a padded answer has %d lines, want 800 to 1000", len(lines))
 				}
-				if suffix < prev {
-					t.Fatalf("lines out of order: %q after %q", suffix, prev)
-				}
-				prev = suffix
-				if count != "0" {
-					real++
-					if suffix != tc.hash[5:] || count != "9545824" {
-						t.Fatalf("unexpected real line %q", l)
+				sizes[len(lines)]++
+				total += len(lines)
+				real, prev := 0, ""
+				for _, l := range lines {
+					suffix, count, ok := strings.Cut(l, ":")
+					if !ok || len(suffix) != len(tc.hash)-5 || strings.ToUpper(suffix) != suffix {
+						t.Fatalf("malformed line %q", l)
+					}
+					if _, err := hex.DecodeString("0" + suffix); err != nil {
+						t.Fatalf("line %q is not hex", l)
+					}
+					if suffix < prev {
+						t.Fatalf("lines out of order: %q after %q", suffix, prev)
+					}
+					prev = suffix
+					if count != "0" {
+						real++
+						if suffix != tc.hash[5:] || count != "9545824" {
+							t.Fatalf("unexpected real line %q", l)
+						}
 					}
 				}
+				if real != 1 {
+					t.Fatalf("%d real lines in a padded answer, want 1", real)
+				}
 			}
-			if real != 1 {
-				t.Fatalf("%d real lines in a padded answer, want 1", real)
+			// 0-200 extra lines drawn uniformly: mean 900, and many sizes.
+			if mean := float64(total) / calls; mean < 880 || mean > 920 {
+				t.Errorf("mode %q: mean padded size %.1f lines, want about 900", tc.mode, mean)
+			}
+			if len(sizes) < 100 {
+				t.Errorf("mode %q: only %d distinct sizes in %d answers: the size says too much", tc.mode, len(sizes), calls)
 			}
 		}
-		// 0-200 extra lines drawn uniformly: mean 900, and many sizes.
-		if mean := float64(total) / calls; mean < 880 || mean > 920 {
-			t.Errorf("mode %q: mean padded size %.1f lines, want about 900", tc.mode, mean)
+		// Unpadded answers are exact and stable.
+		a, b := f.get(t, "/range/5BAA6"), f.get(t, "/range/5BAA6", "Add-Padding", "false")
+		if !bytes.Equal(a.body, b.body) || strings.Contains(string(a.body), ":0") {
+			t.Errorf("unpadded answers differ or hold padding: %q, %q", a.body, b.body)
 		}
-		if len(sizes) < 100 {
-			t.Errorf("mode %q: only %d distinct sizes in %d answers: the size says too much", tc.mode, len(sizes), calls)
-		}
-	}
-	// Unpadded answers are exact and stable.
-	a, b := f.get(t, "/range/5BAA6"), f.get(t, "/range/5BAA6", "Add-Padding", "false")
-	if !bytes.Equal(a.body, b.body) || strings.Contains(string(a.body), ":0") {
-		t.Errorf("unpadded answers differ or hold padding: %q, %q", a.body, b.body)
-	}
+	})
 }
 
 // TestKeys checks identities and quotas: the hibp-api-key header is a
@@ -408,56 +447,58 @@ func TestPadding(t *testing.T) {
 // catalogue are open or keyed by configuration.
 func TestKeys(t *testing.T) {
 	t.Parallel()
-	account := "/api/v3/breachedaccount/" + both
-	t.Run("open public", func(t *testing.T) {
-		f := newFixture(t, true, true)
-		for _, tc := range []struct {
-			path string
-			hdr  []string
-			code int
-		}{
-			{account, nil, 401},
-			{account, []string{"hibp-api-key", "00000000000000000000000000000000"}, 401},
-			{account, []string{"hibp-api-key", f.keys["admin"]}, 403},
-			{account, []string{"hibp-api-key", f.keys["checker"]}, 200},
-			{"/range/5BAA6", nil, 200},
-			{"/api/v3/breaches", nil, 200},
-			{"/api/v3/latestbreach", nil, 200},
-		} {
-			if r := f.get(t, tc.path, tc.hdr...); r.code != tc.code {
-				t.Errorf("GET %s with %d headers = %d %s, want %d", tc.path, len(tc.hdr)/2, r.code, r.body, tc.code)
+	forEachServer(t, func(t *testing.T, server string) {
+		account := "/api/v3/breachedaccount/" + both
+		t.Run("open public", func(t *testing.T) {
+			f := newFixtureOn(t, server, true, true)
+			for _, tc := range []struct {
+				path string
+				hdr  []string
+				code int
+			}{
+				{account, nil, 401},
+				{account, []string{"hibp-api-key", "00000000000000000000000000000000"}, 401},
+				{account, []string{"hibp-api-key", f.keys["admin"]}, 403},
+				{account, []string{"hibp-api-key", f.keys["checker"]}, 200},
+				{"/range/5BAA6", nil, 200},
+				{"/api/v3/breaches", nil, 200},
+				{"/api/v3/latestbreach", nil, 200},
+			} {
+				if r := f.get(t, tc.path, tc.hdr...); r.code != tc.code {
+					t.Errorf("GET %s with %d headers = %d %s, want %d", tc.path, len(tc.hdr)/2, r.code, r.body, tc.code)
+				}
 			}
-		}
-		r := f.get(t, account)
-		golden(t, "breachedaccount-401", r.body)
-		// The quota: one call, then 429 with retry-after in seconds.
-		if r := f.get(t, account, "hibp-api-key", f.keys["slow"]); r.code != 200 {
-			t.Fatalf("first call = %d", r.code)
-		}
-		r = f.get(t, account, "hibp-api-key", f.keys["slow"])
-		if r.code != 429 {
-			t.Fatalf("second call past the quota = %d, want 429", r.code)
-		}
-		secs, err := strconv.Atoi(r.h.Get("Retry-After"))
-		if err != nil || secs < 1 || time.Duration(secs)*time.Second > 2*time.Minute {
-			t.Errorf("Retry-After %q, want whole seconds (about 100)", r.h.Get("Retry-After"))
-		}
-		if !strings.Contains(string(r.body), `"statusCode":429`) || !strings.Contains(string(r.body), "Rate limit is exceeded") {
-			t.Errorf("429 body %s", r.body)
-		}
-		if strings.Contains(f.logs.String(), f.keys["checker"]) || strings.Contains(f.logs.String(), f.keys["admin"]) {
-			t.Error("an API key reached the logs")
-		}
-	})
-	t.Run("keyed public", func(t *testing.T) {
-		f := newFixture(t, true, false)
-		for _, path := range []string{"/range/5BAA6", "/api/v3/breaches", "/api/v3/breach/Adobe"} {
-			if r := f.get(t, path); r.code != 401 {
-				t.Errorf("GET %s without a key = %d, want 401", path, r.code)
+			r := f.get(t, account)
+			golden(t, "breachedaccount-401", r.body)
+			// The quota: one call, then 429 with retry-after in seconds.
+			if r := f.get(t, account, "hibp-api-key", f.keys["slow"]); r.code != 200 {
+				t.Fatalf("first call = %d", r.code)
 			}
-			if r := f.get(t, path, "hibp-api-key", f.keys["checker"]); r.code != 200 {
-				t.Errorf("GET %s with a key = %d, want 200", path, r.code)
+			r = f.get(t, account, "hibp-api-key", f.keys["slow"])
+			if r.code != 429 {
+				t.Fatalf("second call past the quota = %d, want 429", r.code)
 			}
-		}
+			secs, err := strconv.Atoi(r.h.Get("Retry-After"))
+			if err != nil || secs < 1 || time.Duration(secs)*time.Second > 2*time.Minute {
+				t.Errorf("Retry-After %q, want whole seconds (about 100)", r.h.Get("Retry-After"))
+			}
+			if !strings.Contains(string(r.body), `"statusCode":429`) || !strings.Contains(string(r.body), "Rate limit is exceeded") {
+				t.Errorf("429 body %s", r.body)
+			}
+			if strings.Contains(f.logs.String(), f.keys["checker"]) || strings.Contains(f.logs.String(), f.keys["admin"]) {
+				t.Error("an API key reached the logs")
+			}
+		})
+		t.Run("keyed public", func(t *testing.T) {
+			f := newFixtureOn(t, server, true, false)
+			for _, path := range []string{"/range/5BAA6", "/api/v3/breaches", "/api/v3/breach/Adobe"} {
+				if r := f.get(t, path); r.code != 401 {
+					t.Errorf("GET %s without a key = %d, want 401", path, r.code)
+				}
+				if r := f.get(t, path, "hibp-api-key", f.keys["checker"]); r.code != 200 {
+					t.Errorf("GET %s with a key = %d, want 200", path, r.code)
+				}
+			}
+		})
 	})
 }

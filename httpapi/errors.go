@@ -61,24 +61,41 @@ func statusFor(log *slog.Logger, route string, err error) (int, string) {
 // writeError answers with err's status: a JSON error document, and for a
 // quota refusal a retry-after header in whole seconds, as upstream.
 func writeError(w http.ResponseWriter, log *slog.Logger, route string, err error) int {
-	code, msg := statusFor(log, route, err)
-	var ra interface{ RetryAfter() time.Duration }
-	if code == http.StatusTooManyRequests && errors.As(err, &ra) {
-		secs := max(1, int(math.Ceil(ra.RetryAfter().Seconds())))
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		msg = "Rate limit is exceeded. Try again in " + strconv.Itoa(secs) + " seconds."
+	code, msg, retry := refusal(log, route, err)
+	if retry != "" {
+		w.Header().Set("Retry-After", retry)
 	}
 	writeJSON(w, code, errorBody{StatusCode: code, Message: msg})
 	return code
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		code, b = http.StatusInternalServerError, []byte(`{"statusCode":500,"message":"internal error"}`)
+// refusal is the answer to err: its status, its message and, for a quota
+// refusal, the Retry-After value (whole seconds; "" for none).
+func refusal(log *slog.Logger, route string, err error) (code int, msg, retry string) {
+	code, msg = statusFor(log, route, err)
+	var ra interface{ RetryAfter() time.Duration }
+	if code == http.StatusTooManyRequests && errors.As(err, &ra) {
+		retry = strconv.Itoa(max(1, int(math.Ceil(ra.RetryAfter().Seconds()))))
+		msg = "Rate limit is exceeded. Try again in " + retry + " seconds."
 	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	return code, msg, retry
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	code, b := marshalJSON(code, v)
+	w.Header().Set("Content-Type", jsonType)
 	w.Header().Set("X-Content-Type-Options", "nosniff") // a message may quote the request
 	w.WriteHeader(code)
 	w.Write(b)
+}
+
+const jsonType = "application/json; charset=utf-8"
+
+// marshalJSON is v's JSON, or a 500 error document if it has none.
+func marshalJSON(code int, v any) (int, []byte) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return http.StatusInternalServerError, []byte(`{"statusCode":500,"message":"internal error"}`)
+	}
+	return code, b
 }

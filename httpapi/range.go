@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"cmp"
+	"context"
 	"encoding/binary"
 	mathbits "math/bits"
 	"math/rand/v2"
@@ -127,38 +128,13 @@ const headerCorpusVersion = "X-Corpus-Version"
 // corpus that follows the 5 hex characters, upper-case, SUFFIX:COUNT
 // lines separated by CRLF, as text/plain. mode=ntlm asks the NTLM corpus.
 func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
-	const route = "range"
-	prefix, err := breachd.ParseRangePrefix(r.PathValue("prefix"))
-	if err != nil {
-		return writeText(w, http.StatusBadRequest, "The hash prefix was not in a valid format")
-	}
-	kind := breachd.SHA1
-	switch mode := r.URL.Query().Get("mode"); strings.ToLower(mode) {
-	case "", "sha1":
-	case "ntlm":
-		kind = breachd.NTLM
-	default:
-		return writeText(w, http.StatusBadRequest, "The mode "+strconv.Quote(mode)+" is not supported: use sha1 (the default) or ntlm")
-	}
 	sc := scratchPool.Get().(*rangeScratch)
 	defer scratchPool.Put(sc)
-	sc.real = sc.real[:0]
-	version, err := a.svc.PasswordRange(r.Context(), kind, prefix, func(h []byte, n uint64) {
-		e := rangeEntry{n: n}
-		copy(e.hash[:], h)
-		e.key = binary.BigEndian.Uint64(e.hash[2:]) & (1<<60 - 1)
-		sc.real = append(sc.real, e)
-	})
-	if err != nil {
-		code, msg := statusFor(a.log, route, err)
+	version, code, msg := a.rangeAnswer(r.Context(), sc, r.PathValue("prefix"), r.URL.Query().Get("mode"),
+		strings.EqualFold(r.Header.Get("Add-Padding"), "true"))
+	if code != http.StatusOK {
 		return writeText(w, code, msg)
 	}
-	var pool *padLines
-	if strings.EqualFold(r.Header.Get("Add-Padding"), "true") {
-		pool = poolFor(kind)
-		drawPadding(&sc.pick, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
-	}
-	sc.out = writeRange(sc.out[:0], kind, sc.real, pool, &sc.pick)
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
 	h.Set("Content-Length", strconv.Itoa(len(sc.out)))
@@ -166,6 +142,44 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	w.WriteHeader(http.StatusOK)
 	w.Write(sc.out)
 	return http.StatusOK
+}
+
+// rangeAnswer writes the answer for prefix (the path's 5 hex characters)
+// and mode (the query's, "" for SHA-1) to sc.out, padded if asked, and
+// returns the corpus version and 200; or the status and the message to
+// refuse with. Both servers answer through it (rangeHandler, fastRange).
+func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, prefixText, mode string, padded bool) (version uint64, code int, msg string) {
+	const route = "range"
+	prefix, err := breachd.ParseRangePrefix(prefixText)
+	if err != nil {
+		return 0, http.StatusBadRequest, "The hash prefix was not in a valid format"
+	}
+	kind := breachd.SHA1
+	switch strings.ToLower(mode) {
+	case "", "sha1":
+	case "ntlm":
+		kind = breachd.NTLM
+	default:
+		return 0, http.StatusBadRequest, "The mode " + strconv.Quote(mode) + " is not supported: use sha1 (the default) or ntlm"
+	}
+	sc.real = sc.real[:0]
+	version, err = a.svc.PasswordRange(ctx, kind, prefix, func(h []byte, n uint64) {
+		e := rangeEntry{n: n}
+		copy(e.hash[:], h)
+		e.key = binary.BigEndian.Uint64(e.hash[2:]) & (1<<60 - 1)
+		sc.real = append(sc.real, e)
+	})
+	if err != nil {
+		code, msg := statusFor(a.log, route, err)
+		return 0, code, msg
+	}
+	var pool *padLines
+	if padded {
+		pool = poolFor(kind)
+		drawPadding(&sc.pick, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
+	}
+	sc.out = writeRange(sc.out[:0], kind, sc.real, pool, &sc.pick)
+	return version, http.StatusOK, ""
 }
 
 // drawPadding marks n distinct lines of the pool, at random.

@@ -274,10 +274,27 @@ func TestRefusalLogSampled(t *testing.T) {
 }
 
 // TestRangeAnonymousQuota: one address without a key cannot scrape the
-// range API; a key holder is charged to its own quota (finding 5).
+// range API; a key holder is charged to its own quota (finding 5). On
+// both HTTP servers, over TLS.
 func TestRangeAnonymousQuota(t *testing.T) {
 	t.Parallel()
-	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\nquota:\n  anonymous_rate: 1\n  anonymous_burst: 20\n")
+	for _, server := range []string{"net/http", "fasthttp"} { // the HTTP face's servers (http.server)
+		t.Run(server, func(t *testing.T) {
+			testRangeAnonymousQuota(t, server)
+		})
+	}
+}
+
+func testRangeAnonymousQuota(t *testing.T, server string) {
+	s := startSecure(t, "limits:\n  handshake_timeout: 300ms\nhttp:\n  addr: 127.0.0.1:0\n  server: "+server+"\nquota:\n  anonymous_rate: 1\n  anonymous_burst: 20\n")
+	// A connection that never handshakes is closed at the handshake
+	// timeout, as TestIdleConnections checks on the default server.
+	c := dialFrom(t, "127.0.0.2", strings.TrimPrefix(s.http, "https://"))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := c.Read(make([]byte, 1))
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the HTTP listener kept a silent connection open 5s with a handshake timeout of 300ms")
+	}
 	tc := s.clientTLS(t)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
 	get := func(key string, i int) *http.Response {

@@ -31,7 +31,7 @@ func parseServe(args []string, stderr io.Writer) (config, error) {
 func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	d := daemon.DefaultConfig()
 	d.Data, d.Addr, d.Admin, d.MetricsAddr, d.MetricsWebConfig = c.Data, c.Addr, c.Admin, c.MetricsAddr, c.MetricsWebConfig
-	d.HTTPAddr, d.OpenPublic = c.HTTP.Addr, c.HTTP.OpenPublic
+	d.HTTPAddr, d.OpenPublic, d.HTTPServer = c.HTTP.Addr, c.HTTP.OpenPublic, c.HTTP.Server
 	d.AdminSocket, d.AdminSocketGroup = c.AdminSocket, c.AdminSocketGroup
 	if d.AdminSocket == "" && c.Admin && c.TLS.Cert == "" {
 		// Without TLS admin calls go only through the socket: one by
