@@ -69,6 +69,8 @@ series:
 			return m.GetGauge().GetValue(), true
 		case m.GetCounter() != nil:
 			return m.GetCounter().GetValue(), true
+		case m.GetHistogram() != nil: // its count
+			return float64(m.GetHistogram().GetSampleCount()), true
 		}
 	}
 	return 0, false
@@ -332,6 +334,12 @@ func testRangeAnonymousQuota(t *testing.T, server string) {
 	}
 	if r := get(s.keys["checker"], 41); r.StatusCode != 200 {
 		t.Errorf("with a key, over the address's quota: %d, want 200 (charged to the key)", r.StatusCode)
+	}
+	// Every request is in the face's metrics, by route and code.
+	for code, want := range map[string]int{"200": ok + 1, "429": refused} {
+		if v, _ := s.metric(t, "breachd_http_request_duration_seconds", map[string]string{"route": "range", "code": code}); int(v) != want {
+			t.Errorf("breachd_http_request_duration_seconds{route=range,code=%s} counts %v requests, want %d", code, v, want)
+		}
 	}
 	// gRPC health calls from one address share a bucket too (charged as
 	// each stream arrives: Guard.Tap).
