@@ -155,6 +155,10 @@ func (r *Reloader) ServerConfig() *tls.Config { return r.serverConfig("h2") }
 // HTTPServerConfig is ServerConfig for an HTTP listener: HTTP/2 or 1.1.
 func (r *Reloader) HTTPServerConfig() *tls.Config { return r.serverConfig("h2", "http/1.1") }
 
+// HTTP1ServerConfig is ServerConfig for an HTTP listener whose server
+// speaks HTTP/1.1 only (fasthttp): offered h2, a client would speak it.
+func (r *Reloader) HTTP1ServerConfig() *tls.Config { return r.serverConfig("http/1.1") }
+
 func (r *Reloader) serverConfig(protos ...string) *tls.Config {
 	base := &tls.Config{MinVersion: tls.VersionTLS12}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {

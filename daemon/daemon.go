@@ -305,6 +305,9 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		})
 		opts = append(opts, grpc.Creds(credentials.NewTLS(d.tlsFiles.ServerConfig())))
 		httpTLS = d.tlsFiles.HTTPServerConfig()
+		if c.HTTPServer == HTTPServerFast {
+			httpTLS = d.tlsFiles.HTTP1ServerConfig()
+		}
 		if c.Auth.APIKeys {
 			if d.keys, err = auth.OpenKeyring(c.Data, log); err != nil {
 				return err

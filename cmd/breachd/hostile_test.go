@@ -298,7 +298,9 @@ func testRangeAnonymousQuota(t *testing.T, server string) {
 		t.Fatal("the HTTP listener kept a silent connection open 5s with a handshake timeout of 300ms")
 	}
 	tc := s.clientTLS(t)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	// A client that offers HTTP/2, as Kratos's does: the server must
+	// settle on what it speaks (fasthttp: HTTP/1.1 only).
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, ForceAttemptHTTP2: true}}
 	get := func(key string, i int) *http.Response {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/range/%05X", s.http, i), nil)
 		req.Header.Set("User-Agent", "scraper")
