@@ -68,7 +68,32 @@ func TestHIBPClient(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not installed: the hibp client library cannot be run here")
 	}
-	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\n")
+	// Install the pinned library into a scratch copy of the client.
+	js := t.TempDir()
+	for _, f := range []string{"package.json", "package-lock.json", "client.mjs"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "httpapi", "testdata", "hibp-js", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(js, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	install := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
+	install.Dir = js
+	if out, err := install.CombinedOutput(); err != nil {
+		t.Skipf("npm ci failed (no registry reachable?): %v\n%s", err, out)
+	}
+	// On each of the HTTP face's servers (http.server).
+	for _, server := range []string{"net/http", "fasthttp"} {
+		t.Run(server, func(t *testing.T) { testHIBPClient(ctx, t, js, server) })
+	}
+}
+
+func testHIBPClient(ctx context.Context, t *testing.T, js, server string) {
+	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\n  server: "+server+"\n")
 	if s.http == "" {
 		t.Fatal("the daemon did not report its HTTP API")
 	}
@@ -91,24 +116,6 @@ func TestHIBPClient(t *testing.T) {
 		}
 	}
 
-	// Install the pinned library into a scratch copy of the client.
-	js := t.TempDir()
-	for _, f := range []string{"package.json", "package-lock.json", "client.mjs"} {
-		b, err := os.ReadFile(filepath.Join("..", "..", "httpapi", "testdata", "hibp-js", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(js, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	install := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-	install.Dir = js
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Skipf("npm ci failed (no registry reachable?): %v\n%s", err, out)
-	}
 	node := exec.CommandContext(ctx, "node", "client.mjs")
 	node.Dir = js
 	node.Env = append(os.Environ(),
