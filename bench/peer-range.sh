@@ -14,7 +14,7 @@
 # medians, the ratio breachd/pwnedpass, and each server's RSS after the
 # load. breachd also runs padded (Add-Padding: true); pwnd does not pad.
 # breachd runs twice, over copies of its store: on each HTTP server
-# (http.server: net/http, the default, and fasthttp).
+# (http.server: fasthttp, the default, and net/http).
 #
 # Usage: PWNEDPASS_SRC=DIR bash bench/peer-range.sh
 #        SIZE=33554432 CONNS="16 128" RUNS=5 DURATION=10s PWNEDPASS_SRC=DIR bash bench/peer-range.sh
@@ -49,7 +49,7 @@ ours_disk=$(du -sm "$WORK/data" | cut -f1)
 "$WORK/pwnd" --database "$WORK/peer.bin" > "$WORK/pwnd.out" 2>&1 &
 PWND=$!
 port=$((20000 + RANDOM % 20000))
-bin/breachd serve --data "$WORK/data" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log-level warn > "$WORK/serve.out" &
+BREACHD_HTTP_SERVER=net/http bin/breachd serve --data "$WORK/data" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log-level warn > "$WORK/serve.out" &
 DAEMON=$!
 cp -a "$WORK/data" "$WORK/data-fast"
 fport=$((port + 1))
@@ -101,14 +101,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
   echo "|---|---:|---:|---:|"
   for c in $CONNS; do
     p=$(m pwnd "$c"); o=$(m breachd "$c"); op=$(m breachd-padded "$c")
-    echo "| /range req/s, $c connections | $p | $o | $(ratio "$o" "$p") |"
-    echo "| /range req/s padded (breachd) against unpadded (pwnedpass), $c connections | $p | $op | $(ratio "$op" "$p") |"
+    echo "| /range req/s, $c connections, breachd on net/http | $p | $o | $(ratio "$o" "$p") |"
+    echo "| /range req/s padded (breachd on net/http) against unpadded (pwnedpass), $c connections | $p | $op | $(ratio "$op" "$p") |"
     f=$(m fast "$c"); fp=$(m fast-padded "$c")
-    echo "| /range req/s, $c connections, breachd on fasthttp | $p | $f | $(ratio "$f" "$p") |"
+    echo "| /range req/s, $c connections, breachd on fasthttp (the default) | $p | $f | $(ratio "$f" "$p") |"
     echo "| /range req/s padded, $c connections, breachd on fasthttp | $p | $fp | $(ratio "$fp" "$p") |"
   done
   echo "| disk (MiB) | $peer_disk | $ours_disk | $(ratio "$ours_disk" "$peer_disk") |"
-  echo "| serving RSS after the load (MiB) | $peer_serve_rss | $ours_serve_rss | $(ratio "$ours_serve_rss" "$peer_serve_rss") |"
+  echo "| serving RSS after the load (MiB), breachd on net/http | $peer_serve_rss | $ours_serve_rss | $(ratio "$ours_serve_rss" "$peer_serve_rss") |"
   echo "| serving RSS after the load (MiB), breachd on fasthttp | $peer_serve_rss | $fast_serve_rss | $(ratio "$fast_serve_rss" "$peer_serve_rss") |"
   echo "| building the store from the text file (s) | $peer_secs | $ours_secs | $(ratio "$ours_secs" "$peer_secs") |"
   echo "| peak RSS while building (MiB) | $((peer_rss / 1024)) | $((ours_rss / 1024)) | $(ratio "$ours_rss" "$peer_rss") |"

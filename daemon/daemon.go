@@ -51,9 +51,10 @@ type Config struct {
 	// basic auth) for the metrics listener: required beyond loopback.
 	MetricsWebConfig string
 	HTTPAddr         string // the HTTP face (Have I Been Pwned's API); "" for none
-	// HTTPServer is the HTTP face's server: HTTPServerStd (Go's
-	// net/http, the default) or HTTPServerFast (fasthttp, which answers
-	// /range itself and every other route through net/http's handlers).
+	// HTTPServer is the HTTP face's server: HTTPServerFast (fasthttp,
+	// the default, which answers /range itself and every other route
+	// through net/http's handlers) or HTTPServerStd (Go's net/http,
+	// which also speaks HTTP/2 over TLS).
 	HTTPServer string
 	// OpenPublic serves the range API and the catalogue over HTTP without
 	// a key, as upstream does.
@@ -136,7 +137,7 @@ type Replication struct {
 // DefaultConfig returns the configuration of a daemon on loopback.
 func DefaultConfig() Config {
 	c := Config{
-		Addr: "127.0.0.1:7355", Admin: true, OpenPublic: true, ShutdownTimeout: 10 * time.Second,
+		Addr: "127.0.0.1:7355", Admin: true, OpenPublic: true, HTTPServer: HTTPServerFast, ShutdownTimeout: 10 * time.Second,
 		Emails: store.DefaultOptions(), Passwords: store.DefaultOptions(), Limits: server.DefaultTransportLimits(), Network: DefaultNetwork(),
 		ImportIdleTimeout: server.DefaultImportIdleTimeout,
 		Auth:              Auth{APIKeys: true, KeysReload: 2 * time.Second, Reflection: true},

@@ -88,7 +88,7 @@ type config struct {
 	HTTP struct {
 		Addr       string `yaml:"addr" help:"listen address of the HTTP face (Have I Been Pwned's API v3 and the range API); empty for none"`
 		OpenPublic bool   `yaml:"open_public" help:"serve the range API and the breach catalogue over HTTP without a key, as upstream; false requires a key with the check scope"`
-		Server     string `yaml:"server" help:"the HTTP face's server: net/http (Go's; HTTP/2 over TLS) or fasthttp (HTTP/1.1 only; answers /range with 1.3-1.6 times the requests a second on the same cores, and every other route through net/http's handlers)"`
+		Server     string `yaml:"server" help:"the HTTP face's server: fasthttp (HTTP/1.1 only; answers /range with 1.3-1.6 times the requests a second of net/http on the same cores, and every other route through net/http's handlers) or net/http (Go's; HTTP/2 over TLS)"`
 	} `yaml:"http"`
 	Replication struct {
 		Publish      string   `yaml:"publish" help:"NATS URL(s), comma-separated: publish the corpus there for read replicas (this daemon is the writer)"`
@@ -284,7 +284,7 @@ func defaultConfig() config {
 	c.Quota.AnonymousRate, c.Quota.AnonymousBurst = dc.Quota.Anonymous.Rate, dc.Quota.Anonymous.Burst
 	c.Quota.MaxWatches, c.Quota.MaxWatchesAddr = dc.Quota.MaxWatches, dc.Quota.MaxWatchesPerAddress
 	c.HTTP.OpenPublic = true
-	c.HTTP.Server = daemon.HTTPServerStd
+	c.HTTP.Server = daemon.HTTPServerFast
 	c.Replication.ObjectBucket, c.Replication.KVBucket, c.Replication.Replicas = natsrepl.DefaultObjectBucket, natsrepl.DefaultKVBucket, 1
 	c.Replication.MaxLag, c.Replication.MaxDeltas = duration(natsrepl.DefaultMaxLag), natsrepl.DefaultMaxDeltas
 	c.Import.IdleTimeout = duration(server.DefaultImportIdleTimeout)
