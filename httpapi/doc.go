@@ -10,4 +10,10 @@
 // Routes: GET /range/{prefix} (?mode=ntlm, Add-Padding), and under
 // /api/v3: breachedaccount/{account}, breaches, breach/{name},
 // dataclasses, latestbreach.
+//
+// Two servers carry it: Go's net/http (API is an http.Handler), and
+// fasthttp (API.Fast), which answers the range route on its own request
+// and passes every other route to the same http.Handler. Both go through
+// one guard (admit, over a request view), one range answer (rangeAnswer)
+// and one set of metrics.
 package httpapi
