@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test test-race test-norace test-short bench bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe kratos-e2e watch-e2e
+.PHONY: all run build test test-race test-norace test-short bench bench-smoke bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe kratos-e2e watch-e2e
 
 all: build
 
@@ -65,6 +65,12 @@ test-norace:
 # processes killed, no soak, no NATS cluster, no npm client; under a minute.
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# bench-smoke runs every benchmark once, at small sizes: a benchmark that no
+# longer runs (BenchmarkCheckTLSRatio was refused by a quota for two stops)
+# is a defect nothing else shows. .ci/run runs it beside make test.
+bench-smoke:
+	BREACHD_BENCH_KEYS=20000 $(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
 # bench runs the quick set and writes bench/RESULTS.md: Go benchmarks (6 runs,
 # benchstat medians), the corpus import, the load generator and the bulk sweep.
