@@ -31,6 +31,7 @@ WORK=${WORK:-$(mktemp -d)}
 trap 'kill ${PWND:-} ${DAEMON:-} ${FAST:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 (( SIZE >= 16777216 )) || { echo "SIZE must be at least 16777216: pwngen needs every 3-byte prefix" >&2; exit 2; }
 
+mkdir -p bench/out
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 go build -o bin/ ./cmd/...
 cp -a "$PWNEDPASS_SRC" "$WORK/peer"
