@@ -17,6 +17,7 @@
 # Usage: bench/replica.sh      (RUNS=3; needs root for /etc/hosts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p bench/out
 RUNS=${RUNS:-3}
 SIZE=${SIZE:-1290775}
 WORK=${WORK:-$(mktemp -d)}
