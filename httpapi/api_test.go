@@ -379,7 +379,8 @@ func TestCORS(t *testing.T) {
 
 // TestPadding checks Add-Padding over many calls: 800 to 1000 lines, the
 // real ones intact, padding lines of count 0 shaped like real ones and
-// sorted in among them, and sizes that vary.
+// sorted in among them, sizes that vary, and padding drawn from the whole
+// of its pool (8 sets of 1,000 lines a kind).
 func TestPadding(t *testing.T) {
 	forEachServer(t, func(t *testing.T, server string) {
 		f := newFixtureOn(t, server, false, true)
@@ -388,6 +389,7 @@ func TestPadding(t *testing.T) {
 			hash string
 		}{{"", sha1Hex("password")}, {"?mode=ntlm", ntlmHex("password")}} {
 			sizes := map[int]int{}
+			padding := map[string]bool{}
 			total := 0
 			const calls = 300
 			for range calls {
@@ -414,7 +416,9 @@ func TestPadding(t *testing.T) {
 						t.Fatalf("lines out of order: %q after %q", suffix, prev)
 					}
 					prev = suffix
-					if count != "0" {
+					if count == "0" {
+						padding[suffix] = true
+					} else {
 						real++
 						if suffix != tc.hash[5:] || count != "9545824" {
 							t.Fatalf("unexpected real line %q", l)
@@ -431,6 +435,11 @@ func TestPadding(t *testing.T) {
 			}
 			if len(sizes) < 100 {
 				t.Errorf("mode %q: only %d distinct sizes in %d answers: the size says too much", tc.mode, len(sizes), calls)
+			}
+			// An answer keeps about 90% of one set in 8: after 300, a
+			// line never drawn is a broken draw (chance about 0.89^300).
+			if len(padding) != 8000 {
+				t.Errorf("mode %q: %d distinct padding lines in %d answers, want the pool's 8,000", tc.mode, len(padding), calls)
 			}
 		}
 		// Unpadded answers are exact and stable.

@@ -34,29 +34,39 @@ type rangeEntry struct {
 
 type rangeScratch struct {
 	real []rangeEntry
-	pick [padPool / 64]uint64 // the pool lines drawn for this answer, a bit each
-	out  []byte
+	skip [padSetLen/64 + 1]uint64 // the set's lines this answer leaves out, a bit each
+	out  []byte                   // the answer (net/http; fasthttp's is its body buffer)
 }
 
-var scratchPool = sync.Pool{New: func() any {
-	return &rangeScratch{out: make([]byte, 0, 48<<10)}
-}}
+var scratchPool = sync.Pool{New: func() any { return new(rangeScratch) }}
 
-// padPool is how many made-up lines each kind keeps ready. An answer draws
-// its padding from them (distinct lines, in order), so that padding costs
-// a copy a line rather than random hex made on the spot. What padding
-// hides is the answer's size, drawn afresh each time with the runtime's
-// cryptographic generator; the lines carry count 0 and are thrown away,
-// so that they recur across answers tells nothing.
-const padPool = 1 << 12
+// The padding each kind keeps ready: padSets sets of padSetLen made-up
+// lines, the most an answer is padded with. An answer takes one set at
+// random and leaves out as many of its lines, at random, as it needs to:
+// the lines it keeps are runs of the set's text, each copied in one move
+// (one move a line, from a pool of 4,096, was 9 µs of a 35 KB answer's
+// 11). What padding hides is the answer's size, drawn afresh each time
+// with the runtime's cryptographic generator; the lines carry count 0,
+// which gives them away to whoever reads the answer, so that they recur
+// across answers tells nothing more. They spread over the whole suffix
+// space, as random suffixes do.
+const (
+	padSets   = 8
+	padSetLen = padMin + padJitter
+)
 
-// padLines is a kind's pool: lines "SUFFIX:0" of random suffixes, sorted,
-// each width bytes, and each line's key (the suffix's first 60 bits, as
-// rangeEntry.key without the prefix's nibble) for merging with real lines.
+// padLines is a kind's padding: its sets, each padSetLen lines
+// "SUFFIX:0\r\n" of random suffixes, sorted, width bytes each and back to
+// back, and each line's key (the suffix's first 60 bits, as rangeEntry.key
+// without the prefix's nibble) for merging with real lines.
 type padLines struct {
 	width int
-	text  []byte
-	keys  []uint64
+	sets  [padSets]padSet
+}
+
+type padSet struct {
+	text []byte
+	keys []uint64
 }
 
 var pools sync.Map // breachd.HashKind -> *padLines
@@ -66,28 +76,31 @@ func poolFor(k breachd.HashKind) *padLines {
 		return p.(*padLines)
 	}
 	size := k.Size()
+	p := &padLines{width: 2*size - breachd.PrefixHexLen + 2 + 2}
 	type line struct {
 		key  uint64
 		hash [breachd.MaxPasswordHashSize]byte
 	}
-	lines := make([]line, padPool)
-	for i := range lines {
-		for j := 0; j < size; j += 8 {
-			var b [8]byte
-			binary.LittleEndian.PutUint64(b[:], rand.Uint64())
-			copy(lines[i].hash[j:size], b[:])
-		}
-		lines[i].key = binary.BigEndian.Uint64(lines[i].hash[2:]) & (1<<60 - 1)
-	}
-	slices.SortFunc(lines, func(a, b line) int { return cmp.Compare(a.key, b.key) })
-	width := 2*size - breachd.PrefixHexLen + 2
-	p := &padLines{width: width, text: make([]byte, 0, padPool*width), keys: make([]uint64, padPool)}
+	lines := make([]line, padSetLen)
 	var hexBuf [2 * breachd.MaxPasswordHashSize]byte
-	for i, l := range lines {
-		hexUpper(hexBuf[:], l.hash[2:size])
-		p.text = append(p.text, hexBuf[1:2*(size-2)]...)
-		p.text = append(p.text, ':', '0')
-		p.keys[i] = l.key
+	for s := range p.sets {
+		for i := range lines {
+			for j := 0; j < size; j += 8 {
+				var b [8]byte
+				binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+				copy(lines[i].hash[j:size], b[:])
+			}
+			lines[i].key = binary.BigEndian.Uint64(lines[i].hash[2:]) & (1<<60 - 1)
+		}
+		slices.SortFunc(lines, func(a, b line) int { return cmp.Compare(a.key, b.key) })
+		set := padSet{text: make([]byte, 0, padSetLen*p.width), keys: make([]uint64, padSetLen)}
+		for i, l := range lines {
+			hexUpper(hexBuf[:], l.hash[2:size])
+			set.text = append(set.text, hexBuf[1:2*(size-2)]...)
+			set.text = append(set.text, ':', '0', '\r', '\n')
+			set.keys[i] = l.key
+		}
+		p.sets[s] = set
 	}
 	got, _ := pools.LoadOrStore(k, p)
 	return got.(*padLines)
@@ -130,7 +143,10 @@ const headerCorpusVersion = "X-Corpus-Version"
 func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	sc := scratchPool.Get().(*rangeScratch)
 	defer scratchPool.Put(sc)
-	version, code, msg := a.rangeAnswer(r.Context(), sc, r.PathValue("prefix"), r.URL.Query().Get("mode"),
+	var version uint64
+	var code int
+	var msg string
+	sc.out, version, code, msg = a.rangeAnswer(r.Context(), sc, sc.out[:0], r.PathValue("prefix"), r.URL.Query().Get("mode"),
 		strings.EqualFold(r.Header.Get("Add-Padding"), "true"))
 	if code != http.StatusOK {
 		return writeText(w, code, msg)
@@ -144,15 +160,15 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-// rangeAnswer writes the answer for prefix (the path's 5 hex characters)
-// and mode (the query's, "" for SHA-1) to sc.out, padded if asked, and
-// returns the corpus version and 200; or the status and the message to
+// rangeAnswer appends the answer for prefix (the path's 5 hex characters)
+// and mode (the query's, "" for SHA-1) to out, padded if asked, and
+// returns it, the corpus version and 200; or the status and the message to
 // refuse with. Both servers answer through it (rangeHandler, fastRange).
-func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, prefixText, mode string, padded bool) (version uint64, code int, msg string) {
+func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, prefixText, mode string, padded bool) (answer []byte, version uint64, code int, msg string) {
 	const route = "range"
 	prefix, err := breachd.ParseRangePrefix(prefixText)
 	if err != nil {
-		return 0, http.StatusBadRequest, "The hash prefix was not in a valid format"
+		return out, 0, http.StatusBadRequest, "The hash prefix was not in a valid format"
 	}
 	kind := breachd.SHA1
 	switch strings.ToLower(mode) {
@@ -160,7 +176,7 @@ func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, prefixText, mod
 	case "ntlm":
 		kind = breachd.NTLM
 	default:
-		return 0, http.StatusBadRequest, "The mode " + strconv.Quote(mode) + " is not supported: use sha1 (the default) or ntlm"
+		return out, 0, http.StatusBadRequest, "The mode " + strconv.Quote(mode) + " is not supported: use sha1 (the default) or ntlm"
 	}
 	sc.real = sc.real[:0]
 	version, err = a.svc.PasswordRange(ctx, kind, prefix, func(h []byte, n uint64) {
@@ -171,71 +187,107 @@ func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, prefixText, mod
 	})
 	if err != nil {
 		code, msg := statusFor(a.log, route, err)
-		return 0, code, msg
+		return out, 0, code, msg
 	}
-	var pool *padLines
-	if padded {
-		pool = poolFor(kind)
-		drawPadding(&sc.pick, max(0, padMin-len(sc.real))+rand.IntN(padJitter+1))
+	if !padded {
+		return writeRange(out, kind, sc.real, nil, nil), version, http.StatusOK, ""
 	}
-	sc.out = writeRange(sc.out[:0], kind, sc.real, pool, &sc.pick)
-	return version, http.StatusOK, ""
+	pool := poolFor(kind)
+	set := &pool.sets[rand.IntN(padSets)]
+	keep := max(0, padMin-len(sc.real)) + rand.IntN(padJitter+1)
+	clear(sc.skip[:])
+	if leave := padSetLen - keep; leave <= padSetLen/2 {
+		markRandom(&sc.skip, leave)
+	} else { // mark the fewer lines, those kept, and turn the marks over
+		markRandom(&sc.skip, keep)
+		for w := range sc.skip {
+			sc.skip[w] = ^sc.skip[w]
+		}
+	}
+	return writeRange(out, kind, sc.real, set, &sc.skip), version, http.StatusOK, ""
 }
 
-// drawPadding marks n distinct lines of the pool, at random.
-func drawPadding(pick *[padPool / 64]uint64, n int) {
+// markRandom marks n (at most padSetLen) distinct lines of a set, at
+// random: six 10-bit indices from each 64-bit draw of the runtime's
+// generator, those past the set's end drawn again.
+func markRandom(marks *[padSetLen/64 + 1]uint64, n int) {
+	const bits = 10 // the set's 1,000 lines fit in 1,024
 	for n > 0 {
-		i := rand.Uint32() % padPool
-		if w, b := i/64, uint64(1)<<(i%64); pick[w]&b == 0 {
-			pick[w] |= b
-			n--
+		for r, k := rand.Uint64(), 0; k < 64/bits && n > 0; r, k = r>>bits, k+1 {
+			i := r & (1<<bits - 1)
+			if i >= padSetLen {
+				continue
+			}
+			if w, b := i/64, uint64(1)<<(i%64); marks[w]&b == 0 {
+				marks[w] |= b
+				n--
+			}
 		}
 	}
 }
 
-// writeRange appends the lines of real (sorted by key) and, with a pool,
-// of the pool lines marked in pick (which it clears), merged in order and
-// separated by CRLF: each line the hash from its 6th hex digit on,
-// upper-case, ':' and the count.
-func writeRange(out []byte, kind breachd.HashKind, real []rangeEntry, pool *padLines, pick *[padPool / 64]uint64) []byte {
-	size := kind.Size()
-	out = slices.Grow(out, len(real)*(2*size+8))
-	if pool != nil {
-		out = slices.Grow(out, (padMin+padJitter)*(pool.width+2))
+// nextMark returns the first line at or after i that marks holds, or
+// padSetLen.
+func nextMark(marks *[padSetLen/64 + 1]uint64, i int) int {
+	for w := i / 64; w < len(marks); w++ {
+		b := marks[w]
+		if w == i/64 {
+			b &= ^uint64(0) << (i % 64)
+		}
+		if b != 0 {
+			return min(w*64+mathbits.TrailingZeros64(b), padSetLen)
+		}
 	}
+	return padSetLen
+}
+
+// writeRange appends the lines of real (sorted by key) and, with a set,
+// the set's lines that skip does not mark, merged in order and separated
+// by CRLF: each line the hash from its 6th hex digit on, upper-case, ':'
+// and the count. Each line is written with a CRLF after it and the last
+// one is cut off.
+func writeRange(out []byte, kind breachd.HashKind, real []rangeEntry, set *padSet, skip *[padSetLen/64 + 1]uint64) []byte {
+	size, start := kind.Size(), len(out)
+	out = slices.Grow(out, len(real)*(2*size+10))
 	var line [2 * breachd.MaxPasswordHashSize]byte
-	i, w := 0, 0 // the next real line, and the next word of pick
-	var bits uint64
-	for {
-		next := -1 // the next pool line, if any
-		if pool != nil {
-			for bits == 0 && w < len(pick) {
-				bits, pick[w] = pick[w], 0
-				w++
-			}
-			if bits != 0 {
-				next = (w-1)*64 + mathbits.TrailingZeros64(bits)
-			}
-		}
-		if next < 0 && i == len(real) {
-			return out
-		}
-		if len(out) > 0 {
-			out = append(out, '\r', '\n')
-		}
-		if next < 0 || (i < len(real) && real[i].key <= pool.keys[next]) {
-			e := &real[i]
-			i++
-			// The hex of bytes 2 on, less its first digit (the prefix's last).
-			hexUpper(line[:], e.hash[2:size])
-			out = append(out, line[1:2*(size-2)]...)
-			out = append(out, ':')
-			out = strconv.AppendUint(out, e.n, 10)
-			continue
-		}
-		bits &= bits - 1
-		out = append(out, pool.text[next*pool.width:(next+1)*pool.width]...)
+	writeReal := func(e *rangeEntry) {
+		// The hex of bytes 2 on, less its first digit (the prefix's last).
+		hexUpper(line[:], e.hash[2:size])
+		out = append(out, line[1:2*(size-2)]...)
+		out = append(out, ':')
+		out = strconv.AppendUint(out, e.n, 10)
+		out = append(out, '\r', '\n')
 	}
+	if set == nil {
+		for i := range real {
+			writeReal(&real[i])
+		}
+	} else {
+		out = slices.Grow(out, len(set.text))
+		width := len(set.text) / padSetLen
+		p, i := 0, 0 // the next line of the set, and of real
+		for p < padSetLen || i < len(real) {
+			// The run of kept lines from p: up to the next left out, or
+			// to the line the next real one goes before.
+			end, before := nextMark(skip, p), false
+			if i < len(real) {
+				j, _ := slices.BinarySearch(set.keys[p:end], real[i].key)
+				end, before = p+j, p+j < end || end == padSetLen
+			}
+			out = append(out, set.text[p*width:end*width]...)
+			p = end
+			if before {
+				writeReal(&real[i])
+				i++
+			} else {
+				p++ // left out
+			}
+		}
+	}
+	if len(out) > start {
+		out = out[:len(out)-2] // the last line's CRLF
+	}
+	return out
 }
 
 func writeText(w http.ResponseWriter, code int, msg string) int {
