@@ -34,6 +34,7 @@ type Listener struct {
 	mu     sync.Mutex
 	total  int
 	byAddr map[netip.Prefix]*group
+	bare   map[net.Conn]*conn // what Bare's Accept returned, for Closed
 }
 
 // group is the open connections from one source.
@@ -44,7 +45,7 @@ type group struct {
 // Wrap returns ln enforcing lim; refused, if not nil, hears of every
 // connection closed for a cap (for a metric and a sampled log line).
 func Wrap(ln net.Listener, lim Limits, refused func(Reason, netip.Prefix)) *Listener {
-	return &Listener{Listener: ln, lim: lim, refused: refused, byAddr: map[netip.Prefix]*group{}}
+	return &Listener{Listener: ln, lim: lim, refused: refused, byAddr: map[netip.Prefix]*group{}, bare: map[net.Conn]*conn{}}
 }
 
 // Source returns the source a connection's remote address counts against:
@@ -78,7 +79,37 @@ func prefix(ip netip.Addr) netip.Prefix {
 
 // Accept returns the next connection within the caps, closing those over
 // them.
-func (l *Listener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) { return l.accept(false) }
+
+// Bare returns l as a listener whose Accept returns the underlying
+// listener's connections themselves, within the same caps: a *net.TCPConn
+// stays one (fasthttp sends a large answer's header and body in one writev
+// only on those; through a wrapper it copies and writes twice). Closing
+// such a connection does not free its place: its owner calls Closed for
+// each once it is closed, as fasthttp's Server.ConnState reports it.
+// Closing l closes the underlying listener, as Close on Bare's does.
+func (l *Listener) Bare() net.Listener { return bareListener{l} }
+
+type bareListener struct{ *Listener }
+
+func (b bareListener) Accept() (net.Conn, error) { return b.accept(true) }
+
+// Closed frees the place of a connection that Bare's Accept returned, or
+// of a connection over one (a *tls.Conn). It does nothing for any other
+// connection, or the second time.
+func (l *Listener) Closed(c net.Conn) {
+	if nc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = nc.NetConn()
+	}
+	l.mu.Lock()
+	tc := l.bare[c]
+	l.mu.Unlock()
+	if tc != nil {
+		tc.release()
+	}
+}
+
+func (l *Listener) accept(bare bool) (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -87,7 +118,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 		src, hasSrc := Source(c.RemoteAddr())
 		reason := l.admit(src, hasSrc)
 		if reason == "" {
-			return l.track(c, src, hasSrc), nil
+			tc := l.track(c, src, hasSrc, bare)
+			if bare {
+				return c, nil
+			}
+			return tc, nil
 		}
 		c.Close()
 		if l.refused != nil {
@@ -112,8 +147,13 @@ func (l *Listener) admit(src netip.Prefix, hasSrc bool) Reason {
 	return ""
 }
 
-func (l *Listener) track(c net.Conn, src netip.Prefix, hasSrc bool) net.Conn {
-	tc := &conn{Conn: c, l: l, src: src, hasSrc: hasSrc}
+func (l *Listener) track(c net.Conn, src netip.Prefix, hasSrc, bare bool) *conn {
+	tc := &conn{Conn: c, l: l, src: src, hasSrc: hasSrc, bare: bare}
+	if bare {
+		l.mu.Lock()
+		l.bare[c] = tc
+		l.mu.Unlock()
+	}
 	if hasSrc {
 		l.mu.Lock()
 		g := l.byAddr[src]
@@ -131,6 +171,9 @@ func (l *Listener) forget(c *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
+	if c.bare {
+		delete(l.bare, c.Conn)
+	}
 	if !c.hasSrc {
 		return
 	}
@@ -183,19 +226,26 @@ func (l *Listener) CloseFrom(addr net.Addr) int {
 	return len(victims)
 }
 
-// conn is an admitted connection; closing it frees its place once.
+// conn is an admitted connection; closing it frees its place once. Bare's
+// connections are tracked by one, which their owner never sees.
 type conn struct {
 	net.Conn
 	l      *Listener
 	src    netip.Prefix
 	hasSrc bool
+	bare   bool
 	closed atomic.Bool
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
+// release frees the connection's place, once.
+func (c *conn) release() {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.forget(c)
 	}
-	return err
 }

@@ -1,11 +1,13 @@
 package connlimit_test
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 )
 
 // server accepts on a capped loopback listener and keeps what it accepts.
+// On Bare's listener it reports each connection it closes (Closed).
 type server struct {
 	l        *connlimit.Listener
 	mu       sync.Mutex
@@ -20,7 +23,7 @@ type server struct {
 	refused  map[connlimit.Reason]int
 }
 
-func serve(t *testing.T, lim connlimit.Limits) *server {
+func serve(t *testing.T, lim connlimit.Limits, bare bool) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,9 +36,13 @@ func serve(t *testing.T, lim connlimit.Limits) *server {
 		s.mu.Unlock()
 	})
 	t.Cleanup(func() { s.l.Close() })
+	var accept net.Listener = s.l
+	if bare {
+		accept = s.l.Bare()
+	}
 	go func() {
 		for {
-			c, err := s.l.Accept()
+			c, err := accept.Accept()
 			if err != nil {
 				return
 			}
@@ -46,6 +53,9 @@ func serve(t *testing.T, lim connlimit.Limits) *server {
 			go func() {        // closes when the client does
 				io.Copy(io.Discard, c)
 				c.Close()
+				if bare {
+					s.l.Closed(c)
+				}
 			}()
 		}
 	}()
@@ -77,9 +87,21 @@ func isReset(err error) bool {
 	return errors.As(err, &ne)
 }
 
-func TestPerAddress(t *testing.T) {
+// modes runs fn on a Listener and on its Bare listener.
+func modes(t *testing.T, fn func(t *testing.T, bare bool)) {
 	t.Parallel()
-	s := serve(t, connlimit.Limits{Total: 10, PerAddress: 3})
+	for _, bare := range []bool{false, true} {
+		t.Run(map[bool]string{false: "wrapped", true: "bare"}[bare], func(t *testing.T) {
+			t.Parallel()
+			fn(t, bare)
+		})
+	}
+}
+
+func TestPerAddress(t *testing.T) { modes(t, testPerAddress) }
+
+func testPerAddress(t *testing.T, bare bool) {
+	s := serve(t, connlimit.Limits{Total: 10, PerAddress: 3}, bare)
 	var first net.Conn
 	for i := range 3 {
 		c, ok := dial(t, s, "127.0.0.2")
@@ -109,9 +131,10 @@ func TestPerAddress(t *testing.T) {
 	}
 }
 
-func TestTotal(t *testing.T) {
-	t.Parallel()
-	s := serve(t, connlimit.Limits{Total: 2})
+func TestTotal(t *testing.T) { modes(t, testTotal) }
+
+func testTotal(t *testing.T, bare bool) {
+	s := serve(t, connlimit.Limits{Total: 2}, bare)
 	for _, from := range []string{"127.0.0.3", "127.0.0.4"} {
 		if _, ok := dial(t, s, from); !ok {
 			t.Fatalf("a connection from %s refused under the total cap", from)
@@ -124,9 +147,10 @@ func TestTotal(t *testing.T) {
 
 // TestCloseFrom closes the server side of one client's connection and
 // leaves the others alone.
-func TestCloseFrom(t *testing.T) {
-	t.Parallel()
-	s := serve(t, connlimit.Limits{})
+func TestCloseFrom(t *testing.T) { modes(t, testCloseFrom) }
+
+func testCloseFrom(t *testing.T, bare bool) {
+	s := serve(t, connlimit.Limits{}, bare)
 	a, _ := dial(t, s, "127.0.0.6")
 	b, _ := dial(t, s, "127.0.0.6")
 	if n := s.l.CloseFrom(a.LocalAddr()); n != 1 {
@@ -181,5 +205,74 @@ func TestSource(t *testing.T) {
 		if !ok || p.String() != tc.want {
 			t.Errorf("Source(%s) = %v, %v; want %s", tc.addr, p, ok, tc.want)
 		}
+	}
+}
+
+// TestBare checks what Bare's listener adds: its connections are the
+// underlying listener's own (a *net.TCPConn, which fasthttp writes to with
+// writev), a closed one keeps its place until Closed reports it, and
+// Closed finds a connection through a *tls.Conn over it, once.
+func TestBare(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused atomic.Int32
+	l := connlimit.Wrap(ln, connlimit.Limits{Total: 1}, func(connlimit.Reason, netip.Prefix) { refused.Add(1) })
+	t.Cleanup(func() { l.Close() })
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		bl := l.Bare()
+		for {
+			c, err := bl.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	next := func() net.Conn {
+		select {
+		case c := <-accepted:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no connection accepted")
+			return nil
+		}
+	}
+	dial()
+	c := next()
+	if _, ok := c.(*net.TCPConn); !ok {
+		t.Fatalf("Bare's Accept returned a %T, want the listener's own *net.TCPConn", c)
+	}
+	// Closed but not reported: it still holds the only place.
+	c.Close()
+	dial()
+	for deadline := time.Now().Add(5 * time.Second); refused.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a connection over the cap was not refused while the closed one went unreported")
+		}
+	}
+	l.Closed(tls.Server(c, &tls.Config{})) // found through the TLS connection over it
+	if n := l.Total(); n != 0 {
+		t.Fatalf("%d connections open after Closed, want 0", n)
+	}
+	l.Closed(c)      // the second time
+	l.Closed(dial()) // never accepted by l (the client's end)
+	if n := l.Total(); n != 0 {
+		t.Fatalf("%d connections open after Closed again and Closed of a stranger, want 0", n)
+	}
+	next() // the place Closed freed
+	if n := l.Total(); n != 1 {
+		t.Fatalf("%d connections open, want 1", n)
 	}
 }

@@ -372,18 +372,22 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		}
 	}
 
-	if d.lis, err = d.listen(c.Addr, "grpc"); err != nil {
+	lis, err := d.listen(c.Addr, "grpc") // through a variable: a nil *connlimit.Listener is no nil net.Listener
+	if err != nil {
 		return err
 	}
+	d.lis = lis
 	go func() { // NOT_SERVING until the corpus is open
 		if err := d.gs.Serve(d.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			d.fail(fmt.Errorf("gRPC listener: %w", err))
 		}
 	}()
 	if c.MetricsAddr != "" {
-		if d.metsLn, err = d.listen(c.MetricsAddr, "metrics"); err != nil {
+		metsLn, err := d.listen(c.MetricsAddr, "metrics")
+		if err != nil {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
+		d.metsLn = metsLn
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -402,15 +406,20 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 		if err != nil {
 			return err
 		}
-		if d.httpLn, err = d.listen(c.HTTPAddr, "http"); err != nil {
+		capped, err := d.listen(c.HTTPAddr, "http")
+		if err != nil {
 			return fmt.Errorf("HTTP listener: %w", err)
 		}
-		ln := d.httpLn
+		d.httpLn = capped
+		var ln net.Listener = capped
+		if c.HTTPServer == HTTPServerFast {
+			ln = capped.Bare() // fasthttp reports closes to capped.Closed
+		}
 		if httpTLS != nil {
 			ln = tls.NewListener(ln, httpTLS)
 		}
 		if c.HTTPServer == HTTPServerFast {
-			d.fast = c.Network.fastServer(api.Fast(), log)
+			d.fast = c.Network.fastServer(api.Fast(), capped.Closed, log)
 			go func() {
 				if err := d.fast.Serve(ln); err != nil {
 					d.fail(fmt.Errorf("HTTP listener: %w", err))

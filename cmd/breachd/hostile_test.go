@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -503,4 +504,41 @@ func TestClientCertificateRequired(t *testing.T) {
 	if _, err := client.New(s.dial(t, "", true)).CheckDigest(t.Context(), breachd.Digest{}); err != nil {
 		t.Fatalf("with the client certificate: %v", err)
 	}
+}
+
+// TestHTTPConnectionPlaces: on fasthttp (the default) the HTTP face's
+// connections are the listener's own, so that large answers go out in one
+// writev, and fasthttp reports each close to the connection caps. Clients
+// that open a TLS connection, ask a range and hang up, many more than the
+// per-address cap one after another, and connections the server ends
+// itself (no handshake within the timeout) all give their places back.
+func TestHTTPConnectionPlaces(t *testing.T) {
+	t.Parallel()
+	const perAddr = 3
+	s := startSecure(t, fmt.Sprintf("limits:\n  max_connections_per_address: %d\n  handshake_timeout: 300ms\nhttp:\n  addr: 127.0.0.1:0\n", perAddr))
+	base := strings.TrimPrefix(s.http, "https://")
+	tc := s.clientTLS(t)
+	for i := range 5 * perAddr {
+		c := tls.Client(dialFrom(t, "127.0.0.2", base), tc)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /range/5BAA6 HTTP/1.1\r\nHost: breachd\r\nUser-Agent: places-test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d from 127.0.0.2 (cap %d, the earlier ones closed): %v", i+1, perAddr, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("connection %d: /range = %d", i+1, resp.StatusCode)
+		}
+		c.Close()
+	}
+	for range 2 * perAddr { // silent: the server closes each at the handshake timeout
+		c := dialFrom(t, "127.0.0.2", base)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Fatal("a silent connection was answered")
+		}
+	}
+	s.waitMetric(t, "breachd_connections_open", map[string]string{"listener": "http"}, func(v float64) bool { return v == 0 },
+		"0 once every client hung up or was hung up on")
 }
