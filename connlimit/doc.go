@@ -7,4 +7,10 @@
 // It also lets its owner close every connection from one address at once
 // (Listener.CloseFrom): the daemon ends a revoked principal's open streams
 // that way.
+//
+// A Listener's connections are wrapped, so that closing one frees its
+// place. Listener.Bare hands out the underlying connections themselves
+// instead (fasthttp writes a large answer in one writev only to a
+// *net.TCPConn), and its owner reports each close (Listener.Closed), as
+// fasthttp's Server.ConnState does for the HTTP face.
 package connlimit
