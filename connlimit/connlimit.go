@@ -202,30 +202,6 @@ func (l *Listener) Total() int {
 	return l.total
 }
 
-// CloseFrom closes every open connection whose remote address is addr
-// (exactly: host and port), and returns how many it closed.
-func (l *Listener) CloseFrom(addr net.Addr) int {
-	src, ok := Source(addr)
-	if !ok {
-		return 0
-	}
-	want := addr.String()
-	var victims []*conn
-	l.mu.Lock()
-	if g := l.byAddr[src]; g != nil {
-		for c := range g.conns {
-			if c.RemoteAddr().String() == want {
-				victims = append(victims, c)
-			}
-		}
-	}
-	l.mu.Unlock()
-	for _, c := range victims {
-		c.Close()
-	}
-	return len(victims)
-}
-
 // conn is an admitted connection; closing it frees its place once. Bare's
 // connections are tracked by one, which their owner never sees.
 type conn struct {

@@ -145,34 +145,6 @@ func testTotal(t *testing.T, bare bool) {
 	}
 }
 
-// TestCloseFrom closes the server side of one client's connection and
-// leaves the others alone.
-func TestCloseFrom(t *testing.T) { modes(t, testCloseFrom) }
-
-func testCloseFrom(t *testing.T, bare bool) {
-	s := serve(t, connlimit.Limits{}, bare)
-	a, _ := dial(t, s, "127.0.0.6")
-	b, _ := dial(t, s, "127.0.0.6")
-	if n := s.l.CloseFrom(a.LocalAddr()); n != 1 {
-		t.Fatalf("CloseFrom closed %d connections, want 1", n)
-	}
-	a.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := a.Read(make([]byte, 1)); err == nil {
-		t.Fatal("the closed connection still reads")
-	}
-	b.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if _, err := b.Read(make([]byte, 1)); !errors.Is(err, errTimeout(err)) {
-		t.Fatalf("the other connection: %v, want it open (a read timeout)", err)
-	}
-}
-
-func errTimeout(err error) error {
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		return err
-	}
-	return errors.New("not a timeout")
-}
-
 func waitOpen(t *testing.T, s *server, src netip.Prefix, want int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)

@@ -4,10 +4,6 @@
 // cannot take every file descriptor of the daemon and starve everyone else
 // (an idle TLS connection otherwise lives until the handshake times out).
 //
-// It also lets its owner close every connection from one address at once
-// (Listener.CloseFrom): the daemon ends a revoked principal's open streams
-// that way.
-//
 // A Listener's connections are wrapped, so that closing one frees its
 // place. Listener.Bare hands out the underlying connections themselves
 // instead (fasthttp writes a large answer in one writev only to a
