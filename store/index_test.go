@@ -191,3 +191,35 @@ func TestIndexManual(t *testing.T) {
 	}
 	wantBreaches(t, s, b, "Beta")
 }
+
+// TestKeyedLookupAllocs: on a keyed corpus too, lookups allocate nothing,
+// absent or present (keying a digest through hash.Hash made two).
+func TestKeyedLookupAllocs(t *testing.T) { // not parallel: AllocsPerRun counts the whole process's
+	s, err := openKeyed(t, t.TempDir(), newIndexKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ds := storetest.Digests("a", 5000)
+	absent := storetest.Digests("b", 5000)
+	importAll(t, s, storetest.Breach("Alpha"), ds, 5000)
+	waitIndex(t, s)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		ds   []breachd.Digest
+		want int
+	}{{"present", ds, 1}, {"absent", absent, 0}} {
+		i := 0
+		allocs := testing.AllocsPerRun(1000, func() {
+			got, _, err := s.Lookup(ctx, tc.ds[i%len(tc.ds)])
+			if err != nil || len(got) != tc.want {
+				t.Fatalf("%s Lookup = %v, %v", tc.name, got, err)
+			}
+			i++
+		})
+		if allocs > 0 {
+			t.Errorf("a keyed %s lookup allocates %.1f times, want 0", tc.name, allocs)
+		}
+	}
+}

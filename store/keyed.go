@@ -53,7 +53,7 @@ var keyIndexKeyID = []byte("mindex_key_id")
 type IndexKey struct {
 	id    string
 	state []byte    // SHA-256's state after the key's block (encoding.BinaryMarshaler)
-	hs    sync.Pool // hash.Hash: SHA-256
+	hs    sync.Pool // *keyer
 	seal  cipher.AEAD
 	// private evaluates the OPRF and encrypts buckets (private.go).
 	private *privateKey
@@ -71,7 +71,10 @@ func newIndexKey(secret []byte) (*IndexKey, error) {
 		return nil, err
 	}
 	k := &IndexKey{state: state}
-	k.hs.New = func() any { return sha256.New() }
+	k.hs.New = func() any {
+		h := sha256.New()
+		return &keyer{h: h, un: h.(encoding.BinaryUnmarshaler)}
+	}
 	sk := sha256.Sum256(append([]byte("breachd watchlist seal v1\x00"), secret...))
 	aesBlock, err := aes.NewCipher(sk[:])
 	if err != nil {
@@ -93,10 +96,31 @@ func newIndexKey(secret []byte) (*IndexKey, error) {
 // records and messages.
 func (k *IndexKey) ID() string { return k.id }
 
+// keyer is a pooled SHA-256 with room for one digest in and one out:
+// what is passed to hash.Hash's methods escapes, so Key keys a copy held
+// here, and a lookup on a keyed corpus allocates nothing.
+type keyer struct {
+	h   hash.Hash
+	un  encoding.BinaryUnmarshaler
+	in  breachd.Digest
+	out [sha256.Size]byte
+}
+
+// key sets the hash to the key's state and hashes p into sum's room.
+func (ky *keyer) key(state, p []byte, sum []byte) []byte {
+	if err := ky.un.UnmarshalBinary(state); err != nil {
+		panic(err) // a state MarshalBinary made: cannot fail
+	}
+	ky.h.Write(p)
+	return ky.h.Sum(sum)
+}
+
 // Key returns the keyed form of digest d.
 func (k *IndexKey) Key(d breachd.Digest) breachd.Digest {
-	var out breachd.Digest
-	k.keyPacked(out[:0], d[:])
+	ky := k.hs.Get().(*keyer)
+	ky.in = d
+	out := breachd.Digest(ky.key(k.state, ky.in[:], ky.out[:0]))
+	k.hs.Put(ky)
 	return out
 }
 
@@ -127,16 +151,11 @@ func (k *IndexKey) openDigest(v []byte) ([]byte, error) {
 // keyPacked appends the keyed forms of the digests packed back to back in
 // packed to dst.
 func (k *IndexKey) keyPacked(dst, packed []byte) []byte {
-	h := k.hs.Get().(hash.Hash)
-	un := h.(encoding.BinaryUnmarshaler)
+	ky := k.hs.Get().(*keyer)
 	for i := 0; i+breachd.DigestSize <= len(packed); i += breachd.DigestSize {
-		if err := un.UnmarshalBinary(k.state); err != nil {
-			panic(err) // a state MarshalBinary made: cannot fail
-		}
-		h.Write(packed[i : i+breachd.DigestSize])
-		dst = h.Sum(dst)
+		dst = ky.key(k.state, packed[i:i+breachd.DigestSize], dst)
 	}
-	k.hs.Put(h)
+	k.hs.Put(ky)
 	return dst
 }
 
