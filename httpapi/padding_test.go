@@ -21,6 +21,7 @@ import (
 // padding lines of count 0, and the answer has as many lines as the rule
 // says.
 func TestPaddingMerge(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	pw, err := store.OpenPasswords(ctx, store.PasswordDir(t.TempDir(), breachd.SHA1), breachd.SHA1, store.DefaultOptions())
 	if err != nil {
