@@ -238,11 +238,15 @@ func TestBare(t *testing.T) {
 	if n := l.Total(); n != 0 {
 		t.Fatalf("%d connections open after Closed, want 0", n)
 	}
-	l.Closed(c)      // the second time
-	l.Closed(dial()) // never accepted by l (the client's end)
+	l.Closed(c) // the second time
+	stranger, other := net.Pipe()
+	defer other.Close()
+	defer stranger.Close()
+	l.Closed(stranger) // never accepted by l
 	if n := l.Total(); n != 0 {
 		t.Fatalf("%d connections open after Closed again and Closed of a stranger, want 0", n)
 	}
+	dial()
 	next() // the place Closed freed
 	if n := l.Total(); n != 1 {
 		t.Fatalf("%d connections open, want 1", n)
