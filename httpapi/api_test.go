@@ -122,6 +122,7 @@ func newFixtureOn(t *testing.T, server string, keyed, openPublic bool, extra ...
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o := store.DefaultOptions()
 	o.Logger, o.Index = log, store.IndexInline
+	o.MemTableSize = 4 << 20 // a test's corpora are small: Badger's default is for millions of rows
 	st, err := store.Open(ctx, store.EmailDir(dir), o)
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,9 @@ import (
 func TestPaddingMerge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pw, err := store.OpenPasswords(ctx, store.PasswordDir(t.TempDir(), breachd.SHA1), breachd.SHA1, store.DefaultOptions())
+	o := store.DefaultOptions()
+	o.MemTableSize = 4 << 20
+	pw, err := store.OpenPasswords(ctx, store.PasswordDir(t.TempDir(), breachd.SHA1), breachd.SHA1, o)
 	if err != nil {
 		t.Fatal(err)
 	}
