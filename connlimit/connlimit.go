@@ -149,20 +149,18 @@ func (l *Listener) admit(src netip.Prefix, hasSrc bool) Reason {
 
 func (l *Listener) track(c net.Conn, src netip.Prefix, hasSrc, bare bool) *conn {
 	tc := &conn{Conn: c, l: l, src: src, hasSrc: hasSrc, bare: bare}
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if bare {
-		l.mu.Lock()
 		l.bare[c] = tc
-		l.mu.Unlock()
 	}
 	if hasSrc {
-		l.mu.Lock()
 		g := l.byAddr[src]
 		if g == nil {
 			g = &group{conns: map[*conn]struct{}{}}
 			l.byAddr[src] = g
 		}
 		g.conns[tc] = struct{}{}
-		l.mu.Unlock()
 	}
 	return tc
 }

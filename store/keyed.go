@@ -107,7 +107,7 @@ type keyer struct {
 }
 
 // key sets the hash to the key's state and hashes p into sum's room.
-func (ky *keyer) key(state, p []byte, sum []byte) []byte {
+func (ky *keyer) key(state, p, sum []byte) []byte {
 	if err := ky.un.UnmarshalBinary(state); err != nil {
 		panic(err) // a state MarshalBinary made: cannot fail
 	}
