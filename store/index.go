@@ -54,15 +54,22 @@ import (
 // A counted kind's index (password hashes, magic indexMagicCounted) is the
 // same file with other records and one set:
 //
-//	records  n x (key size - indexSkip + 4) bytes: the key without its first
-//	         indexSkip bytes (the directory, of at least 1<<16 buckets,
-//	         implies them), then the count the catalogue answered (uint32;
-//	         countEscape: too large for the record, read Badger)
+//	records  n x (key size - skip + 3) bytes: the key without its first
+//	         skip bytes (the directory implies them), then the count the
+//	         catalogue answered (3 bytes; countEscape3: too large for the
+//	         record, read Badger)
 //	sets     one: the segments whose counts it holds
 //
+// The directory has 1<<16 to 1<<24 buckets (about indexBucket records
+// each, up to 16.7M buckets); skip is 3 at 1<<24 buckets, else 2. A
+// record is then 20 bytes a SHA-1 hash from 33.5M hashes (21 below), 16
+// or 17 an NTLM one, against pwnedpass's 19 (17 key bytes and a 16-bit
+// count that loses precision). Files of the first counted layout
+// (indexMagicCounted1: skip 2, 4-byte counts, any directory) still load.
+//
 // It holds only the keys whose count is not 0, so a range is one
-// directory read and one contiguous read of the records: 22 bytes a SHA-1
-// hash, 18 an NTLM one. A count is the highest of the committed entries
+// directory read and one contiguous read of the records. A count is the
+// highest of the committed entries
 // the catalogue it was built at saw, so the index answers only for a
 // catalogue whose visible segments are exactly those: a deleted release,
 // or one committed since, makes it stale (rebuilt), where an email
@@ -79,29 +86,40 @@ const (
 	// records a lookup scans (36 bytes each: two to four cache lines).
 	indexBucket = 4
 
-	indexMagicCounted = "BRPWX001"
-	// indexSkip is the leading key bytes a counted kind's records leave
-	// out; its directory has at least 1<<indexMinCountedBits buckets.
-	indexSkip           = 2
-	indexMinCountedBits = 8 * indexSkip
-	// countEscape in a record says the count did not fit: read Badger.
-	countEscape = math.MaxUint32
+	indexMagicCounted  = "BRPWX002"
+	indexMagicCounted1 = "BRPWX001" // skip 2, 4-byte counts: still read
+	// A counted kind's directory has 1<<countedMinBits to
+	// 1<<countedMaxBits buckets; its records leave out 2 key bytes, or 3
+	// with 1<<countedMaxBits buckets.
+	countedMinBits = 16
+	countedMaxBits = 24
+	// countEscape is what findCount answers for a count that did not fit
+	// its record (stored as all ones: countEscape3, or countEscape in the
+	// first layout's 4 bytes): read Badger.
+	countEscape  = math.MaxUint32
+	countEscape3 = 1<<24 - 1
 )
 
-// indexLayout is kind k's index file: its magic, the key bytes a record
-// leaves out and the bytes of a record.
-func (k *kind) indexLayout() (magic string, skip, recSize uint64) {
-	if k.counted {
-		return indexMagicCounted, indexSkip, uint64(k.keySize-indexSkip) + 4
+// indexLayout is the shape of kind k's index file with a directory of
+// 1<<bits buckets, as written now: its magic, the key bytes a record
+// leaves out, the bytes of the record's payload (an email's set id, a
+// password's count) and of the whole record.
+func (k *kind) indexLayout(bits uint) (magic string, skip, payload, recSize uint64) {
+	if !k.counted {
+		return indexMagic, 0, 4, indexRecSize
 	}
-	return indexMagic, 0, indexRecSize
+	skip = 2
+	if bits >= countedMaxBits {
+		skip = 3
+	}
+	return indexMagicCounted, skip, 3, uint64(k.keySize) - skip + 3
 }
 
 // indexBits is the directory size of kind k's index of about n records.
 func (k *kind) indexBits(n uint64) uint {
 	b := indexBits(n)
 	if k.counted {
-		b = max(b, indexMinCountedBits)
+		b = min(max(b, countedMinBits), countedMaxBits)
 	}
 	return b
 }
@@ -113,7 +131,9 @@ type index struct {
 	n       uint64
 	bits    uint
 	counted bool   // a counted kind's: records of a key and a count
+	skip    uint64 // the key bytes a counted record leaves out
 	klen    uint64 // a counted record's key bytes
+	cw      uint64 // a counted record's count bytes: 3, or 4 in the first layout
 	rsz     uint64 // a counted record's bytes
 	recs    []byte
 	dir     []byte   // (1<<bits)+1 little-endian uint32
@@ -193,17 +213,30 @@ func (x *index) findCount(key []byte) (uint32, bool) {
 		return 0, false
 	}
 	b := x.bucket(key)
-	k := key[indexSkip:]
+	k := key[x.skip:]
 	for i, hi := x.dirAt(b), x.dirAt(b+1); i < hi; i++ {
 		r := x.recs[i*x.rsz : (i+1)*x.rsz]
 		switch bytes.Compare(r[:x.klen], k) {
 		case 0:
-			return binary.LittleEndian.Uint32(r[x.klen:]), true
+			return x.count(r), true
 		case 1:
 			return 0, false
 		}
 	}
 	return 0, false
+}
+
+// count reads counted record r's count: countEscape if it did not fit.
+func (x *index) count(r []byte) uint32 {
+	if x.cw == 4 {
+		return binary.LittleEndian.Uint32(r[x.klen:])
+	}
+	c := r[x.klen : x.klen+3]
+	n := uint32(c[0]) | uint32(c[1])<<8 | uint32(c[2])<<16
+	if n == countEscape3 {
+		return countEscape
+	}
+	return n
 }
 
 // eachInRange calls fn, in ascending order, for every key of a counted
@@ -214,28 +247,42 @@ func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count
 	if x.n == 0 {
 		return true
 	}
-	var lo, hi uint64
+	var blo, bhi uint64   // the buckets that hold the range
 	whole := x.bits >= 20 // every record of the buckets has the prefix
 	if whole {
 		s := x.bits - 20
-		lo, hi = x.dirAt(uint64(prefix)<<s), x.dirAt(uint64(prefix+1)<<s)
+		blo, bhi = uint64(prefix)<<s, uint64(prefix+1)<<s
 	} else {
-		b := uint64(prefix) >> (20 - x.bits)
-		lo, hi = x.dirAt(b), x.dirAt(b+1)
+		blo = uint64(prefix) >> (20 - x.bits)
+		bhi = blo + 1
 	}
+	lo, hi := x.dirAt(blo), x.dirAt(bhi)
 	nib := byte(prefix & 15)
 	recs := x.recs[lo*x.rsz : hi*x.rsz]
 	for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
-		if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && binary.LittleEndian.Uint32(r[x.klen:]) == countEscape {
+		if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && x.count(r) == countEscape {
 			return false
 		}
 	}
 	key[0], key[1] = byte(prefix>>12), byte(prefix>>4)
+	if x.skip == 3 {
+		// 1<<24 buckets: a record's third key byte is its bucket's last.
+		i := uint64(0)
+		for b := blo; b < bhi; b++ {
+			key[2] = byte(b)
+			for end := (x.dirAt(b+1) - lo) * x.rsz; i < end; i += x.rsz {
+				r := recs[i : i+x.rsz]
+				copy(key[3:], r[:x.klen])
+				fn(key, uint64(x.count(r)))
+			}
+		}
+		return true
+	}
 	for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
 		r := recs[i : i+x.rsz]
 		if whole || r[0]>>4 == nib {
-			copy(key[indexSkip:], r[:x.klen])
-			fn(key, uint64(binary.LittleEndian.Uint32(r[x.klen:])))
+			copy(key[2:], r[:x.klen])
+			fn(key, uint64(x.count(r)))
 		}
 	}
 	return true
@@ -299,17 +346,32 @@ func parseIndex(m []byte, k *kind) (*index, error) {
 	bad := func(what string) (*index, error) {
 		return nil, fmt.Errorf("%w: index file: %s", ErrCorrupt, what)
 	}
-	magic, skip, rsz := k.indexLayout()
-	if string(m[:8]) != magic {
-		return bad("bad magic")
-	}
 	le := binary.LittleEndian
 	x := &index{version: le.Uint64(m[8:]), n: le.Uint64(m[16:]), bits: uint(le.Uint64(m[24:])), mapped: m,
-		counted: k.counted, rsz: rsz, klen: rsz - 4}
+		counted: k.counted}
 	nsets, setsOff := le.Uint64(m[32:]), le.Uint64(m[40:])
-	if x.bits > 30 || x.n >= 1<<32 || x.bits < 8*uint(skip) || k.counted && nsets != 1 {
+	if x.bits > 30 || x.n >= 1<<32 {
 		return bad("bad header")
 	}
+	magic, skip, payload, rsz := k.indexLayout(x.bits)
+	switch string(m[:8]) {
+	case magic:
+		if k.counted && (x.bits < countedMinBits || x.bits > countedMaxBits) {
+			return bad("bad header")
+		}
+	case indexMagicCounted1:
+		if !k.counted || x.bits < countedMinBits {
+			return bad("bad header")
+		}
+		skip, payload = 2, 4
+		rsz = uint64(k.keySize) - skip + payload
+	default:
+		return bad("bad magic")
+	}
+	if k.counted && nsets != 1 {
+		return bad("bad header")
+	}
+	x.skip, x.cw, x.rsz, x.klen = skip, payload, rsz, rsz-payload
 	recEnd := indexHdrSize + x.n*rsz
 	dirOff := (recEnd + 3) &^ 3
 	dirEnd := dirOff + ((1<<x.bits)+1)*4
@@ -344,7 +406,8 @@ type indexWriter struct {
 	f         *atomicfile.File
 	bw        *bufio.Writer
 	kind      *kind
-	skip, rsz uint64
+	skip, rsz uint64 // as indexLayout gave them for bits
+	payload   uint64
 	bits      uint // of dirWords, sized for the records expected
 	dirWords  []uint32
 	setIDs    map[string]uint32
@@ -362,7 +425,7 @@ func newIndexWriter(dir string, k *kind, n uint64, segs []uint32) (*indexWriter,
 		return nil, err
 	}
 	w := &indexWriter{dir: dir, f: f, bw: bufio.NewWriterSize(f, 1<<20), kind: k, bits: k.indexBits(n), setIDs: map[string]uint32{}}
-	_, w.skip, w.rsz = k.indexLayout()
+	_, w.skip, w.payload, w.rsz = k.indexLayout(w.bits)
 	w.rec = make([]byte, w.rsz)
 	w.dirWords = make([]uint32, (1<<w.bits)+1)
 	if k.counted {
@@ -396,15 +459,18 @@ func (w *indexWriter) addCount(key []byte, n uint64) error {
 	if n == 0 {
 		return nil
 	}
-	return w.put(key, uint32(min(n, countEscape)))
+	return w.put(key, uint32(min(n, countEscape3)))
 }
 
+// put appends a record of key with payload, in w.payload bytes.
 func (w *indexWriter) put(key []byte, payload uint32) error {
 	if w.count >= 1<<32-1 {
 		return errors.New("index: more than 2^32 keys")
 	}
 	n := copy(w.rec, key[w.skip:])
-	binary.LittleEndian.PutUint32(w.rec[n:], payload)
+	var p [4]byte
+	binary.LittleEndian.PutUint32(p[:], payload)
+	copy(w.rec[n:], p[:w.payload])
 	if _, err := w.bw.Write(w.rec); err != nil {
 		return err
 	}
@@ -422,6 +488,15 @@ func (w *indexWriter) finish(v uint64) error {
 		w.dirWords[w.next] = uint32(w.count)
 	}
 	dir, bits := w.dirWords, w.kind.indexBits(w.count)
+	if w.kind.counted {
+		// The records left out the key bytes the first directory size
+		// implied: keep a directory that implies as many.
+		if w.skip == 3 {
+			bits = countedMaxBits
+		} else {
+			bits = min(bits, countedMaxBits-1)
+		}
+	}
 	switch {
 	case bits < w.bits: // fewer records than expected: every 2^k-th word
 		dir = make([]uint32, (1<<bits)+1)
@@ -455,7 +530,7 @@ func (w *indexWriter) finish(v uint64) error {
 		return err
 	}
 	hdr := make([]byte, indexHdrSize)
-	magic, _, _ := w.kind.indexLayout()
+	magic, _, _, _ := w.kind.indexLayout(bits)
 	copy(hdr, magic)
 	le.PutUint64(hdr[8:], v)
 	le.PutUint64(hdr[16:], w.count)
@@ -938,7 +1013,7 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 		}
 	}
 	n := c.keys.Load()
-	_, _, rsz := c.kind.indexLayout()
+	_, _, _, rsz := c.kind.indexLayout(c.kind.indexBits(n))
 	if err := c.checkSpace(int64(n*rsz+n/indexBucket*4), "the lookup index"); err != nil {
 		return err
 	}
