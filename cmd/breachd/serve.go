@@ -59,7 +59,7 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 	}
 	d.Emails.Private, d.Emails.BucketMin = c.Privacy.PrivateLookups, c.Privacy.BucketMin
 	d.Passwords = c.storeOptions()
-	d.Passwords.MemTableSize, d.Passwords.BlockCacheSize = daemon.DefaultConfig().Passwords.MemTableSize, daemon.DefaultConfig().Passwords.BlockCacheSize
+	d.Passwords.MemTableSize = daemon.DefaultConfig().Passwords.MemTableSize
 	d.Limits = c.limits()
 	d.ImportIdleTimeout = time.Duration(c.Import.IdleTimeout)
 	if c.TLS.Cert != "" {
