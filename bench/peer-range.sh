@@ -7,8 +7,9 @@
 # in a scratch directory, writes one synthetic SHA-1 corpus of SIZE hashes
 # with every 3-byte prefix present (corpusgen --pwned --every-prefix: pwngen
 # needs them all), and builds each server's store from that same file,
-# timing both (seconds, peak RSS) and measuring each on disk. It checks that
-# both answer the same hashes for a sample of prefixes, then drives
+# timing both (seconds, peak RSS: medians of BUILDS alternated builds) and
+# measuring each on disk. It checks that both answer the same hashes for a
+# sample of prefixes, then drives
 # GET /range/{random 5-hex prefix} at both with wrk (the same Lua script),
 # CONNS connections, alternated within each of RUNS rounds, and reports
 # medians, the ratio breachd/pwnedpass, and each server's RSS after the
@@ -17,7 +18,7 @@
 # (http.server: fasthttp, the default, and net/http).
 #
 # Usage: PWNEDPASS_SRC=DIR bash bench/peer-range.sh
-#        SIZE=33554432 CONNS="16 128" RUNS=5 DURATION=10s PWNEDPASS_SRC=DIR bash bench/peer-range.sh
+#        SIZE=33554432 CONNS="16 128" RUNS=5 BUILDS=3 DURATION=10s PWNEDPASS_SRC=DIR bash bench/peer-range.sh
 # (pwnd listens on :8889, fixed in its source: that port must be free.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,7 @@ cd "$(dirname "$0")/.."
 [ -d "$PWNEDPASS_SRC/cmd/pwnd" ] && [ -d "$PWNEDPASS_SRC/cmd/pwngen" ] || { echo "$PWNEDPASS_SRC: no cmd/pwnd and cmd/pwngen" >&2; exit 2; }
 SIZE=${SIZE:-16777216}
 RUNS=${RUNS:-3}
+BUILDS=${BUILDS:-3}
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-"16 128"}
 WORK=${WORK:-$(mktemp -d)}
@@ -39,11 +41,18 @@ cp -a "$PWNEDPASS_SRC" "$WORK/peer"
 
 bin/corpusgen --pwned "$SIZE" --every-prefix --out "$WORK/pwned.txt"
 echo '{"Name":"PwnedPasswords","Title":"Pwned Passwords (synthetic)"}' > "$WORK/rel.json"
-/usr/bin/time -f "%e %M" -o "$WORK/peer-build" "$WORK/pwngen" "$WORK/peer.bin" < "$WORK/pwned.txt" > /dev/null
-/usr/bin/time -f "%e %M" -o "$WORK/ours-build" bin/breachd import --kind sha1 --data "$WORK/data" --manifest "$WORK/rel.json" "$WORK/pwned.txt" > /dev/null
+# BUILDS alternated builds of each store from the file, the last kept;
+# medians of the seconds and peak RSS.
+: > "$WORK/builds.txt"
+for i in $(seq "$BUILDS"); do
+  rm -rf "$WORK/peer.bin" "$WORK/data"
+  /usr/bin/time -f "peer %e %M" -a -o "$WORK/builds.txt" "$WORK/pwngen" "$WORK/peer.bin" < "$WORK/pwned.txt" > /dev/null
+  /usr/bin/time -f "ours %e %M" -a -o "$WORK/builds.txt" bin/breachd import --kind sha1 --data "$WORK/data" --manifest "$WORK/rel.json" "$WORK/pwned.txt" > /dev/null
+done
 rm -f "$WORK/pwned.txt"
-read -r peer_secs peer_rss < "$WORK/peer-build"
-read -r ours_secs ours_rss < "$WORK/ours-build"
+build_median() { awk -v s="$1" -v f="$2" '$1 == s { print $f }' "$WORK/builds.txt" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+peer_secs=$(build_median peer 2); peer_rss=$(build_median peer 3)
+ours_secs=$(build_median ours 2); ours_rss=$(build_median ours 3)
 peer_disk=$(du -sm "$WORK/peer.bin" | cut -f1)
 ours_disk=$(du -sm "$WORK/data" | cut -f1)
 
@@ -96,7 +105,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 {
   echo "### /range: breachd against pwnedpass, $SIZE synthetic SHA-1 hashes, $(nproc) cores ($(date -u +%Y-%m-%d))"
   echo
-  echo "wrk, random prefixes, $DURATION × $RUNS alternated rounds; medians."
+  echo "wrk, random prefixes, $DURATION × $RUNS alternated rounds; builds: $BUILDS alternated; medians."
   echo
   echo "| figure | pwnedpass | breachd | breachd / pwnedpass |"
   echo "|---|---:|---:|---:|"
