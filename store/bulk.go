@@ -8,6 +8,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/ristretto/v2/z"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/breachd/breachd"
 )
@@ -215,8 +216,7 @@ func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r recor
 		}
 	}
 	bl.key = k.rowKey(bl.key[:0], r.key)
-	bl.kv.Key, bl.kv.Value = bl.key, bl.val
-	badger.KVToBuffer(&bl.kv, bl.buf)
+	putKV(bl.buf, bl.key, bl.val, bl.kv.Version, bl.kv.StreamId)
 	if bl.inBuf++; bl.inBuf == bulkBatch {
 		return bl.flush(ctx, c, imp)
 	}
@@ -463,5 +463,37 @@ func (c *corpus) pageOutTables() {
 	if err := pageOutTables(c.dir); err != nil && !c.pageOutFailed {
 		c.pageOutFailed = true
 		c.log.Info("bulk load keeps its table pages mapped", "reason", err)
+	}
+}
+
+// putKV writes a pb.KV of key, val, version and stream id into buf as
+// badger.KVToBuffer does (the same bytes: TestPutKV), without protobuf's
+// reflection: KVToBuffer was 18% of a 16.7M-hash bulk load's CPU.
+func putKV(buf *z.Buffer, key, val []byte, version uint64, stream uint32) {
+	n := 0
+	if len(key) > 0 {
+		n += 1 + protowire.SizeBytes(len(key))
+	}
+	if len(val) > 0 {
+		n += 1 + protowire.SizeBytes(len(val))
+	}
+	if version != 0 {
+		n += 1 + protowire.SizeVarint(version)
+	}
+	if stream != 0 {
+		n += 1 + protowire.SizeVarint(uint64(stream))
+	}
+	b := buf.SliceAllocate(n)[:0]
+	if len(key) > 0 {
+		b = protowire.AppendBytes(protowire.AppendTag(b, 1, protowire.BytesType), key)
+	}
+	if len(val) > 0 {
+		b = protowire.AppendBytes(protowire.AppendTag(b, 2, protowire.BytesType), val)
+	}
+	if version != 0 {
+		b = protowire.AppendVarint(protowire.AppendTag(b, 4, protowire.VarintType), version)
+	}
+	if stream != 0 {
+		protowire.AppendVarint(protowire.AppendTag(b, 10, protowire.VarintType), uint64(stream))
 	}
 }
