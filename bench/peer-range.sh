@@ -123,3 +123,5 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
   echo "| building the store from the text file (s) | $peer_secs | $ours_secs | $(ratio "$ours_secs" "$peer_secs") |"
   echo "| peak RSS while building (MiB) | $((peer_rss / 1024)) | $((ours_rss / 1024)) | $(ratio "$ours_rss" "$peer_rss") |"
 } | tee "bench/out/peer-range-$SIZE.md"
+# Every round and build, for the spread the medians hide.
+cat "$WORK/runs.txt" "$WORK/builds.txt" > "bench/out/peer-range-$SIZE-runs.txt"
