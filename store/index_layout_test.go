@@ -113,9 +113,10 @@ func TestCountedLayouts(t *testing.T) {
 			for _, k := range keys {
 				byPrefix[prefix(k)] = append(byPrefix[prefix(k)], k)
 			}
-			for range 500 {
-				p := r.Uint32N(1 << 20)
-				byPrefix[p] = byPrefix[p]
+			for range 500 { // and empty ones
+				if p := r.Uint32N(1 << 20); byPrefix[p] == nil {
+					byPrefix[p] = [][]byte{}
+				}
 			}
 			buf := make([]byte, tc.k.keySize)
 			for p, ks := range byPrefix {
