@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,16 +57,20 @@ import (
 //
 //	records  n x (key size - skip + 3) bytes: the key without its first
 //	         skip bytes (the directory implies them), then the count the
-//	         catalogue answered (3 bytes; countEscape3: too large for the
-//	         record, read Badger)
+//	         catalogue answered (3 bytes; countEscape3: too large, see
+//	         the overflow)
 //	sets     one: the segments whose counts it holds
+//	overflow the counts too large for their records: how many (uint32),
+//	         then each one's record number (uint32) and count (uint64),
+//	         in record order
 //
 // The directory has 1<<16 to 1<<24 buckets (about indexBucket records
 // each, up to 16.7M buckets); skip is 3 at 1<<24 buckets, else 2. A
 // record is then 20 bytes a SHA-1 hash from 33.5M hashes (21 below), 16
 // or 17 an NTLM one, against pwnedpass's 19 (17 key bytes and a 16-bit
-// count that loses precision). Files of the first counted layout
-// (indexMagicCounted1: skip 2, 4-byte counts, any directory) still load.
+// count that loses precision); every count is exact. Files of the first
+// counted layout (indexMagicCounted1: skip 2, 4-byte counts whose all
+// ones meant "read Badger", no overflow, any directory) still load.
 //
 // It holds only the keys whose count is not 0, so a range is one
 // directory read and one contiguous read of the records. A count is the
@@ -93,11 +98,15 @@ const (
 	// with 1<<countedMaxBits buckets.
 	countedMinBits = 16
 	countedMaxBits = 24
-	// countEscape is what findCount answers for a count that did not fit
-	// its record (stored as all ones: countEscape3, or countEscape in the
-	// first layout's 4 bytes): read Badger.
-	countEscape  = math.MaxUint32
+	// countEscape3 in a record's 3 bytes sends its count to the overflow;
+	// countEscape in the first layout's 4 bytes sent it to Badger.
 	countEscape3 = 1<<24 - 1
+	countEscape  = math.MaxUint32
+	// countUnknown is what the index answers for a count it does not hold
+	// (a first-layout file's countEscape): read Badger. Above any count
+	// (breachd.MaxPasswordCount).
+	countUnknown = math.MaxUint64
+	overflowSize = 12
 )
 
 // indexLayout is the shape of kind k's index file with a directory of
@@ -135,6 +144,7 @@ type index struct {
 	klen    uint64 // a counted record's key bytes
 	cw      uint64 // a counted record's count bytes: 3, or 4 in the first layout
 	rsz     uint64 // a counted record's bytes
+	over    []byte // a counted index's overflow entries, 12 bytes each
 	recs    []byte
 	dir     []byte   // (1<<bits)+1 little-endian uint32
 	sets    [][]byte // membership values, as in Badger
@@ -206,9 +216,9 @@ func (v *view) findBatch(packed []byte, pos []int32, fn func(i int32, bs []*brea
 // compiler keeps them.
 var prefetchSink atomic.Uint64
 
-// findCount returns the count a counted kind's index holds for key, and
-// whether it holds key at all.
-func (x *index) findCount(key []byte) (uint32, bool) {
+// findCount returns the count a counted kind's index holds for key
+// (countUnknown: read Badger), and whether it holds key at all.
+func (x *index) findCount(key []byte) (uint64, bool) {
 	if x.n == 0 {
 		return 0, false
 	}
@@ -218,7 +228,7 @@ func (x *index) findCount(key []byte) (uint32, bool) {
 		r := x.recs[i*x.rsz : (i+1)*x.rsz]
 		switch bytes.Compare(r[:x.klen], k) {
 		case 0:
-			return x.count(r), true
+			return x.count(i, r), true
 		case 1:
 			return 0, false
 		}
@@ -226,23 +236,39 @@ func (x *index) findCount(key []byte) (uint32, bool) {
 	return 0, false
 }
 
-// count reads counted record r's count: countEscape if it did not fit.
-func (x *index) count(r []byte) uint32 {
+// count reads the count of counted record r, record number i: from the
+// overflow if it did not fit; countUnknown if the index does not hold it.
+func (x *index) count(i uint64, r []byte) uint64 {
 	if x.cw == 4 {
-		return binary.LittleEndian.Uint32(r[x.klen:])
+		if n := binary.LittleEndian.Uint32(r[x.klen:]); n != countEscape {
+			return uint64(n)
+		}
+		return countUnknown
 	}
 	c := r[x.klen : x.klen+3]
-	n := uint32(c[0]) | uint32(c[1])<<8 | uint32(c[2])<<16
-	if n == countEscape3 {
-		return countEscape
+	if n := uint64(c[0]) | uint64(c[1])<<8 | uint64(c[2])<<16; n != countEscape3 {
+		return n
 	}
-	return n
+	return x.overflowCount(i)
+}
+
+// overflowCount returns the count of record i from the overflow:
+// countUnknown if it is not there (not written by this layout: unreachable).
+func (x *index) overflowCount(i uint64) uint64 {
+	le := binary.LittleEndian
+	n := len(x.over) / overflowSize
+	j := sort.Search(n, func(j int) bool { return uint64(le.Uint32(x.over[j*overflowSize:])) >= i })
+	if j < n && uint64(le.Uint32(x.over[j*overflowSize:])) == i {
+		return le.Uint64(x.over[j*overflowSize+4:])
+	}
+	return countUnknown
 }
 
 // eachInRange calls fn, in ascending order, for every key of a counted
 // kind's index whose first 20 bits are prefix, with the whole key rebuilt
 // in key (its size) and its count. It calls fn for none and reports false
-// if a count of the range did not fit its record: the caller reads Badger.
+// if the index does not hold a count of the range (a first-layout file's
+// escape): the caller reads Badger.
 func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count uint64)) bool {
 	if x.n == 0 {
 		return true
@@ -259,9 +285,11 @@ func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count
 	lo, hi := x.dirAt(blo), x.dirAt(bhi)
 	nib := byte(prefix & 15)
 	recs := x.recs[lo*x.rsz : hi*x.rsz]
-	for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
-		if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && x.count(r) == countEscape {
-			return false
+	if x.cw == 4 {
+		for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
+			if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && x.count(0, r) == countUnknown {
+				return false
+			}
 		}
 	}
 	key[0], key[1] = byte(prefix>>12), byte(prefix>>4)
@@ -273,7 +301,7 @@ func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count
 			for end := (x.dirAt(b+1) - lo) * x.rsz; i < end; i += x.rsz {
 				r := recs[i : i+x.rsz]
 				copy(key[3:], r[:x.klen])
-				fn(key, uint64(x.count(r)))
+				fn(key, x.count(lo+i/x.rsz, r))
 			}
 		}
 		return true
@@ -282,7 +310,7 @@ func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count
 		r := recs[i : i+x.rsz]
 		if whole || r[0]>>4 == nib {
 			copy(key[2:], r[:x.klen])
-			fn(key, uint64(x.count(r)))
+			fn(key, x.count(lo+i/x.rsz, r))
 		}
 	}
 	return true
@@ -394,6 +422,12 @@ func parseIndex(m []byte, k *kind) (*index, error) {
 		x.sets = append(x.sets, p[4:4+k:4+k])
 		p = p[4+k:]
 	}
+	if k.counted && x.cw == 3 {
+		if len(p) < 4 || uint64(len(p)-4) != uint64(le.Uint32(p))*overflowSize {
+			return bad("truncated overflow")
+		}
+		x.over = p[4:]
+	}
 	return x, nil
 }
 
@@ -408,7 +442,8 @@ type indexWriter struct {
 	kind      *kind
 	skip, rsz uint64 // as indexLayout gave them for bits
 	payload   uint64
-	bits      uint // of dirWords, sized for the records expected
+	over      []byte // a counted index's overflow entries
+	bits      uint   // of dirWords, sized for the records expected
 	dirWords  []uint32
 	setIDs    map[string]uint32
 	sets      [][]byte
@@ -458,6 +493,10 @@ func (w *indexWriter) add(d, val []byte) error {
 func (w *indexWriter) addCount(key []byte, n uint64) error {
 	if n == 0 {
 		return nil
+	}
+	if n >= countEscape3 {
+		w.over = binary.LittleEndian.AppendUint32(w.over, uint32(w.count))
+		w.over = binary.LittleEndian.AppendUint64(w.over, n)
 	}
 	return w.put(key, uint32(min(n, countEscape3)))
 }
@@ -525,6 +564,11 @@ func (w *indexWriter) finish(v uint64) error {
 		le.PutUint32(w4[:], uint32(len(s)/4))
 		w.bw.Write(w4[:])
 		w.bw.Write(s)
+	}
+	if w.kind.counted {
+		le.PutUint32(w4[:], uint32(len(w.over)/overflowSize))
+		w.bw.Write(w4[:])
+		w.bw.Write(w.over)
 	}
 	if err := w.bw.Flush(); err != nil {
 		return err

@@ -90,16 +90,16 @@ func (p *Passwords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd
 	if len(cat.segments) == 0 || !p.filter.Load().test(fk[:]) {
 		return breachd.PasswordExposure{CorpusVersion: cat.version}, nil
 	}
-	// The index answers while it is current for cat, unless the count did
-	// not fit its record.
+	// The index answers while it is current for cat, unless it does not
+	// hold the count (a first-layout file's too large one).
 	if v := p.currentView(cat); v != nil {
 		n, ok := v.idx.findCount(h.Bytes())
 		p.index.mu.RUnlock()
 		if !ok {
 			p.falsePositives.Add(1)
 		}
-		if n != countEscape {
-			return breachd.PasswordExposure{Count: uint64(n), CorpusVersion: cat.version}, nil
+		if n != countUnknown {
+			return breachd.PasswordExposure{Count: n, CorpusVersion: cat.version}, nil
 		}
 	}
 	if err := p.acquire(); err != nil {
