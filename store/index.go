@@ -295,22 +295,22 @@ func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count
 	key[0], key[1] = byte(prefix>>12), byte(prefix>>4)
 	if x.skip == 3 {
 		// 1<<24 buckets: a record's third key byte is its bucket's last.
-		i := uint64(0)
+		i, j := uint64(0), lo // byte offset in recs, record number
 		for b := blo; b < bhi; b++ {
 			key[2] = byte(b)
-			for end := (x.dirAt(b+1) - lo) * x.rsz; i < end; i += x.rsz {
+			for end := (x.dirAt(b+1) - lo) * x.rsz; i < end; i, j = i+x.rsz, j+1 {
 				r := recs[i : i+x.rsz]
 				copy(key[3:], r[:x.klen])
-				fn(key, x.count(lo+i/x.rsz, r))
+				fn(key, x.count(j, r))
 			}
 		}
 		return true
 	}
-	for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
+	for i, j := uint64(0), lo; i < uint64(len(recs)); i, j = i+x.rsz, j+1 {
 		r := recs[i : i+x.rsz]
 		if whole || r[0]>>4 == nib {
 			copy(key[2:], r[:x.klen])
-			fn(key, x.count(lo+i/x.rsz, r))
+			fn(key, x.count(j, r))
 		}
 	}
 	return true
