@@ -148,7 +148,7 @@ func (l *Listener) admit(src netip.Prefix, hasSrc bool) Reason {
 }
 
 func (l *Listener) track(c net.Conn, src netip.Prefix, hasSrc, bare bool) *conn {
-	tc := &conn{Conn: c, l: l, src: src, hasSrc: hasSrc, bare: bare}
+	tc := &conn{Conn: c, l: l, src: src, hasSrc: hasSrc}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if bare {
@@ -169,9 +169,7 @@ func (l *Listener) forget(c *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
-	if c.bare {
-		delete(l.bare, c.Conn)
-	}
+	delete(l.bare, c.Conn) // a Bare connection's entry; none for the others
 	if !c.hasSrc {
 		return
 	}
@@ -207,7 +205,6 @@ type conn struct {
 	l      *Listener
 	src    netip.Prefix
 	hasSrc bool
-	bare   bool
 	closed atomic.Bool
 }
 

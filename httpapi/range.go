@@ -143,20 +143,18 @@ const headerCorpusVersion = "X-Corpus-Version"
 func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	sc := scratchPool.Get().(*rangeScratch)
 	defer scratchPool.Put(sc)
-	var version uint64
-	var code int
-	var msg string
-	sc.out, version, code, msg = a.rangeAnswer(r.Context(), sc, sc.out[:0], r.PathValue("prefix"), r.URL.Query().Get("mode"),
+	out, version, code, msg := a.rangeAnswer(r.Context(), sc, sc.out[:0], r.PathValue("prefix"), r.URL.Query().Get("mode"),
 		strings.EqualFold(r.Header.Get("Add-Padding"), "true"))
+	sc.out = out // kept with the scratch for the next answer
 	if code != http.StatusOK {
 		return writeText(w, code, msg)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
-	h.Set("Content-Length", strconv.Itoa(len(sc.out)))
+	h.Set("Content-Length", strconv.Itoa(len(out)))
 	h.Set(headerCorpusVersion, strconv.FormatUint(version, 10))
 	w.WriteHeader(http.StatusOK)
-	w.Write(sc.out)
+	w.Write(out)
 	return http.StatusOK
 }
 

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
 	"github.com/dgraph-io/ristretto/v2/z"
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -31,6 +30,13 @@ import (
 //     order; the first batch out of order ends the stream and the rest goes
 //     through write batches, which merge with what was streamed.
 
+// A bulk load's rows are one stream of the StreamWriter, all at Badger
+// version 1.
+const (
+	bulkVersion  = 1
+	bulkStreamID = 1
+)
+
 // bulkBatch is how many rows go to the StreamWriter per buffer.
 const bulkBatch = 1 << 16
 
@@ -52,7 +58,6 @@ type bulkLoad struct {
 	last    []byte // the last key streamed
 	key     []byte // scratch for write
 	val     []byte
-	kv      pb.KV
 	// The StreamWriter takes full buffers on a goroutine of its own, so
 	// that it decodes and writes one buffer while the import fills the
 	// next: toWriter carries them, written reports each's error.
@@ -72,7 +77,7 @@ type bulkLoad struct {
 func (c *corpus) beginBulk(imp *importTx, expected uint64) (*bulkLoad, error) {
 	imp.seg = bulkSegment
 	imp.mine[bulkSegment] = true
-	bl := &bulkLoad{mode: c.kind.bulk, runs: newRuns(c.dir, c.kind), kv: pb.KV{Version: 1, StreamId: 1}}
+	bl := &bulkLoad{mode: c.kind.bulk, runs: newRuns(c.dir, c.kind)}
 	if bl.mode == bulkStream {
 		if err := bl.startWriter(c); err != nil {
 			return nil, err
@@ -216,7 +221,7 @@ func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r recor
 		}
 	}
 	bl.key = k.rowKey(bl.key[:0], r.key)
-	putKV(bl.buf, bl.key, bl.val, bl.kv.Version, bl.kv.StreamId)
+	putKV(bl.buf, bl.key, bl.val, bulkVersion, bulkStreamID)
 	if bl.inBuf++; bl.inBuf == bulkBatch {
 		return bl.flush(ctx, c, imp)
 	}

@@ -285,9 +285,9 @@ func (x *index) eachInRange(prefix uint32, key []byte, fn func(key []byte, count
 	lo, hi := x.dirAt(blo), x.dirAt(bhi)
 	nib := byte(prefix & 15)
 	recs := x.recs[lo*x.rsz : hi*x.rsz]
-	if x.cw == 4 {
+	if x.cw == 4 { // a first-layout file: its escaped counts are Badger's
 		for i := uint64(0); i < uint64(len(recs)); i += x.rsz {
-			if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && x.count(0, r) == countUnknown {
+			if r := recs[i : i+x.rsz]; (whole || r[0]>>4 == nib) && binary.LittleEndian.Uint32(r[x.klen:]) == countEscape {
 				return false
 			}
 		}
