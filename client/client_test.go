@@ -212,7 +212,12 @@ func TestAtLeastWaits(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(client.AtLeast(t.Context(), 2), 30*time.Second)
 	defer cancel()
+	// The checks see version 2 once the import commits, which may be
+	// before its call returns: the connection stays open until it has.
+	imported := make(chan struct{})
+	defer func() { <-imported }()
 	go func() {
+		defer close(imported)
 		time.Sleep(1500 * time.Millisecond)
 		b := breachd.Breach{Name: "Late", Title: "Late", BreachDate: "2020-01-01"}
 		if _, err := c.Import(context.Background(), b, emailBatches([]string{"late@example.com"})); err != nil {
