@@ -26,9 +26,10 @@ import (
 //     runs into the tables, and the lookup index in the same pass. Past
 //     Options.MaxBulkDigests buffered keys it leaves the bulk load for write
 //     batches: memory stays bounded, the corpus is the same.
-//   - bulkStream writes each batch at once while the keys come in ascending
-//     order; the first batch out of order ends the stream and the rest goes
-//     through write batches, which merge with what was streamed.
+//   - bulkStream (password hashes) writes no Badger rows: each batch goes to
+//     the corpus's base (base.go), a counted index file, while the keys come
+//     in ascending order; the first batch out of order puts the base in
+//     place and the rest goes through write batches, which merge with it.
 
 // A bulk load's rows are one stream of the StreamWriter, all at Badger
 // version 1.
@@ -64,10 +65,13 @@ type bulkLoad struct {
 	toWriter chan *z.Buffer
 	written  chan error
 	inFlight bool // a buffer is with the writer goroutine
-	// index is the lookup index written in the same pass (indexed kinds:
-	// a spilled load's merge, a stream as it comes); installed once the
-	// commit is written.
+	// index is the lookup index written in the same pass (an indexed
+	// kind's spilled load's merge); installed once the commit is written.
 	index *indexWriter
+	// base is a stream's base (base.go), written as the keys come;
+	// baseDone once renamed into place, the index's first version then.
+	base     *indexWriter
+	baseDone bool
 	// side holds the import's side rows until its tables are written
 	// (finishWriter), or until it leaves for write batches.
 	side sideSpill
@@ -79,22 +83,23 @@ func (c *corpus) beginBulk(imp *importTx, expected uint64) (*bulkLoad, error) {
 	imp.mine[bulkSegment] = true
 	bl := &bulkLoad{mode: c.kind.bulk, runs: newRuns(c.dir, c.kind)}
 	if bl.mode == bulkStream {
-		if err := bl.startWriter(c); err != nil {
+		// The stream writes the base (base.go), not Badger's rows; the
+		// corpus is wiped as the StreamWriter's Prepare would.
+		c.dropHold()
+		if err := c.dropBase(false); err != nil {
 			return nil, err
+		}
+		if err := c.db.DropAll(); err != nil {
+			return nil, classify("prepare bulk load", err)
 		}
 		imp.wiped = true
 		f := newFilter(max(c.opts.ExpectedKeys, expected+expected/4), c.opts.FalsePositiveRate)
 		imp.filter = f
-		if c.index != nil {
-			// The stream's keys come in order: the index is written
-			// beside the tables, holding only the bulk segment's counts.
-			w, err := c.newIndexWriter(expected, []uint32{bulkSegment})
-			if err != nil {
-				bl.end()
-				return nil, err
-			}
-			bl.index = w
+		w, err := newIndexFileWriter(c.dir, baseFile, c.kind, expected, []uint32{bulkSegment})
+		if err != nil {
+			return nil, classify("prepare bulk load", err)
 		}
+		bl.base = w
 	}
 	return bl, nil
 }
@@ -202,11 +207,25 @@ func (bl *bulkLoad) addKeys(ctx context.Context, imp *importTx, in input) (bool,
 }
 
 // write appends one row to the StreamWriter's buffer, and the filter and
-// index, flushing the buffer when it is full.
+// index, flushing the buffer when it is full; a stream's, to the filter
+// and the base.
 func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r record) error {
 	k := c.kind
 	fk := k.filterKey(r.key)
 	imp.filter.add(fk[:])
+	if w := bl.base; w != nil {
+		if err := w.addCount(r.key, r.count); err != nil {
+			return classify("the bulk load of "+imp.breach.Name, err)
+		}
+		if bl.inBuf++; bl.inBuf == bulkBatch {
+			bl.inBuf = 0
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return c.checkSpace(int64(bulkBatch)*bulkBytesPerKey, "the bulk load of "+imp.breach.Name)
+		}
+		return nil
+	}
 	// The key and value are copied into the buffer: the scratch is reused.
 	bl.val = k.appendEntry(bl.val[:0], imp.seg, r.count)
 	if w := bl.index; w != nil {
@@ -275,20 +294,27 @@ func (bl *bulkLoad) finishWriter(ctx context.Context, c *corpus, imp *importTx) 
 	return bl.side.writeTo(ctx, c)
 }
 
-// leave ends the bulk load part way: a stream is flushed, its segment
-// recorded as pending (so that an abandoned import is collected), and the
-// import goes on with write batches under it; a spilled load takes a
-// segment of its own and replays what it buffered through write batches.
+// leave ends the bulk load part way: a stream's base is put in place (the
+// write batches merge with it), its segment recorded as pending (so that
+// an abandoned import is collected), and the import goes on with write
+// batches under it; a spilled load takes a segment of its own and replays
+// what it buffered through write batches.
 func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
 	c := imp.c
 	imp.bulk = nil
 	bl.dropIndex() // it would lack the keys the write batches bring
 	if bl.mode == bulkStream {
+		defer bl.end()
 		if err := c.acquire(); err != nil {
 			return err
 		}
 		defer c.release()
-		if err := bl.finishWriter(ctx, c, imp); err != nil {
+		// Version 0 in its header: it lacks the write batches' keys, and
+		// must never pass for a lookup index.
+		if err := bl.finishBase(c, imp, 0); err != nil {
+			return err
+		}
+		if err := bl.side.writeTo(ctx, c); err != nil {
 			return err
 		}
 		err := c.db.Update(func(txn *badger.Txn) error {
@@ -362,12 +388,38 @@ func (bl *bulkLoad) replay(ctx context.Context, imp *importTx) error {
 	return flush()
 }
 
+// finishBase puts a stream's base in place and opens it: a commit
+// records it; until then the corpus's version 0 keeps lookups away, and
+// an abandoned import (imp.base) removes it.
+func (bl *bulkLoad) finishBase(c *corpus, imp *importTx, version uint64) error {
+	w := bl.base
+	bl.base = nil
+	if err := w.finish(version); err != nil {
+		w.abort()
+		return classify("the bulk load of "+imp.breach.Name, err)
+	}
+	imp.base = true
+	x, err := w.install()
+	if err != nil {
+		return classify("the bulk load of "+imp.breach.Name, err)
+	}
+	c.setBase(x)
+	bl.baseDone = true
+	return nil
+}
+
 // finish writes a spilled bulk load's rows (the commit calls it, holding a
-// call slot); a stream's were written as they came.
+// call slot), or puts a stream's base in place.
 func (bl *bulkLoad) finish(ctx context.Context, imp *importTx) error {
 	c := imp.c
 	if bl.mode == bulkStream {
-		return bl.finishWriter(ctx, c, imp)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := bl.finishBase(c, imp, imp.old.version+1); err != nil {
+			return err
+		}
+		return bl.side.writeTo(ctx, c)
 	}
 	start := time.Now()
 	// The filter is sized for the keys received (an upper bound on the
@@ -409,14 +461,19 @@ func (bl *bulkLoad) finish(ctx context.Context, imp *importTx) error {
 }
 
 // installIndex installs the index the bulk load wrote, now that its
-// version is committed.
-func (bl *bulkLoad) installIndex(version uint64) {
+// version is committed: a stream's base is that index, linked.
+func (bl *bulkLoad) installIndex(c *corpus, version uint64) {
+	if bl.baseDone && c.index != nil {
+		if err := c.linkBaseIndex(); err != nil {
+			c.log.Warn("linking the first release as the lookup index failed; building it", "err", err)
+		}
+		return
+	}
 	if bl.index == nil {
 		return
 	}
 	w := bl.index
 	bl.index = nil
-	c := w.c
 	defer c.doneWriting(w)
 	if w.finish(version) != nil {
 		w.abort()
@@ -434,6 +491,10 @@ func (bl *bulkLoad) end() {
 	bl.runs.remove()
 	bl.side.remove()
 	bl.dropIndex()
+	if bl.base != nil {
+		bl.base.abort()
+		bl.base = nil
+	}
 	if bl.sw != nil {
 		bl.stopWriter() // the import is abandoned: its error no longer matters
 		bl.sw.Cancel()

@@ -16,17 +16,18 @@ import (
 )
 
 // The crash harness for password corpora: a release import (a first one,
-// streamed into sorted tables, in hash order with its lookup index written
-// in the same pass and installed after the commit, or out of order, leaving
-// the stream for write batches; and a later one merged into a corpus that
-// has a release, its index rebuilt before the import returns) is SIGKILLed
+// streamed into the corpus's base (base.go), in hash order with the base
+// linked as the lookup index after the commit, or out of order, leaving the
+// stream for write batches over the base; and a later one merged into a
+// corpus that has a release, its index rebuilt before the import returns),
+// or the delete of the base's release and its collection, is SIGKILLed
 // at a random moment; at reopen the release is wholly visible or not at
 // all, every hash answering the count it should (from the saved index if it
 // is current, from Badger otherwise, and from an index built then), and
 // importing it again completes it. (The email kind's harness is TestCrash;
 // both run the same engine.)
 
-var crashPasswordOps = []string{"password-first", "password-first-sorted", "password-later"}
+var crashPasswordOps = []string{"password-first", "password-first-sorted", "password-later", "password-delete-base"}
 
 // crashPasswordRecords is what each release holds: Base 20,000 hashes;
 // Large crashLarge hashes and, at three times their counts, Base's first
@@ -39,8 +40,17 @@ func crashPasswordRecords(name string) []breachd.PasswordRecord {
 }
 
 // crashPasswordWork imports release Large, in hash order for op
-// password-first-sorted: the child's work, and the parent's after the kill.
+// password-first-sorted, or deletes release Base, the corpus's base, for
+// op password-delete-base (if it is still there): the child's work, and
+// the parent's after the kill.
 func crashPasswordWork(ctx context.Context, p *store.Passwords, op string) error {
+	if op == "password-delete-base" {
+		if !hasRelease(p, "Base") {
+			return nil
+		}
+		_, _, err := p.DeleteBreach(ctx, "Base")
+		return err
+	}
 	recs := crashPasswordRecords("Large")
 	if op == "password-first-sorted" {
 		slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
@@ -64,20 +74,40 @@ func TestCrashPasswords(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Base, its base (a first release), and Large over it: the template
+	// of op password-delete-base.
+	withLarge := filepath.Join(root, "template-large")
+	copyDir(t, template, withLarge)
+	p = openPw(t, store.PasswordDir(withLarge, breachd.SHA1), breachd.SHA1, options(0))
+	if err := crashPasswordWork(context.Background(), p, "password-later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
 	runs := max(len(crashPasswordOps), crashRuns(t, len(crashOps))/len(crashOps)*len(crashPasswordOps))
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
 	kills := map[string]int{}
 	for run := range runs {
 		op := crashPasswordOps[run%len(crashPasswordOps)]
 		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))
-		if op == "password-later" {
+		switch op {
+		case "password-later":
 			copyDir(t, template, dir)
+		case "password-delete-base":
+			copyDir(t, withLarge, dir)
 		}
 		// The child kills itself at a point drawn from the import's
 		// batches and its filter save (a kill from outside mostly lands
-		// after so quick an import).
+		// after so quick an import), or from the delete's collection.
 		points := []string{"filter-written:1", "filter-renamed:1", "index-written:1", "index-renamed:1"}
-		for b := 1; b*5000 < len(crashPasswordRecords("Large")); b++ {
+		switch op {
+		case "password-first", "password-first-sorted":
+			points = append(points, "base-written:1", "base-renamed:1")
+		case "password-delete-base":
+			points = []string{"delete-committed:1", "collect-row:1", "collect-row:5000", "collect-row:20000", "base-unrecorded:1", "filter-written:1"}
+		}
+		for b := 1; b*5000 < len(crashPasswordRecords("Large")) && op != "password-delete-base"; b++ {
 			points = append(points, fmt.Sprintf("import-batch:%d", b))
 		}
 		point := points[r.IntN(len(points))]
@@ -104,6 +134,14 @@ func TestCrashPasswords(t *testing.T) {
 		if !hasRelease(p, "Large") {
 			t.Fatalf("run %d (%s): Large missing after importing it again", run, op)
 		}
+		// The first release's base, unless it was deleted: once the
+		// collection the open resumed has ended (Collect waits for it).
+		if _, err := p.Collect(context.Background()); err != nil {
+			t.Fatalf("run %d (%s): collect: %v", run, op, err)
+		}
+		if _, err := os.Stat(filepath.Join(store.PasswordDir(dir, breachd.SHA1), "breachd.base")); (err == nil) != (op != "password-delete-base") {
+			t.Fatalf("run %d (%s): a base file: %v", run, op, err == nil)
+		}
 		if err := p.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -127,10 +165,21 @@ func hasRelease(p *store.Passwords, name string) bool {
 func checkPasswordRelease(t *testing.T, p *store.Passwords, op, when string) {
 	t.Helper()
 	want := map[string]uint64{}
-	if op == "password-later" {
-		countsOf(breachd.SHA1, want, crashPasswordRecords("Base"))
-	}
 	large := crashPasswordRecords("Large")
+	probe := large
+	if op == "password-delete-base" {
+		probe = append(slices.Clone(large), crashPasswordRecords("Base")[1000:]...)
+	}
+	switch {
+	case op == "password-later" || op == "password-delete-base" && hasRelease(p, "Base"):
+		countsOf(breachd.SHA1, want, crashPasswordRecords("Base"))
+	case op == "password-delete-base":
+		// Base deleted: its hashes answer nothing, but for those Large
+		// holds too (its first 1,000).
+		for _, rec := range crashPasswordRecords("Base") {
+			want[string(rec.Hash[:breachd.SHA1.Size()])] = 0
+		}
+	}
 	if hasRelease(p, "Large") {
 		for _, rec := range large {
 			h := string(rec.Hash[:breachd.SHA1.Size()])
@@ -145,9 +194,9 @@ func checkPasswordRelease(t *testing.T, p *store.Passwords, op, when string) {
 		}
 	}
 	ctx := context.Background()
-	for i, rec := range large {
+	for i, rec := range probe {
 		if i%17 != 0 && i >= 1000 {
-			continue // a sample of Large's own hashes, and every shared one
+			continue // a sample of Large's own hashes (and Base's), and every shared one
 		}
 		h, _ := breachd.PasswordHashFromBytes(breachd.SHA1, rec.Hash[:breachd.SHA1.Size()])
 		got, err := p.Lookup(ctx, h)
@@ -155,7 +204,7 @@ func checkPasswordRelease(t *testing.T, p *store.Passwords, op, when string) {
 			t.Fatalf("%s: Lookup: %v", when, err)
 		}
 		if w := want[string(rec.Hash[:breachd.SHA1.Size()])]; got.Count != w {
-			t.Fatalf("%s: a hash of Large answers count %d, want %d (Large in the catalogue: %v)", when, got.Count, w, hasRelease(p, "Large"))
+			t.Fatalf("%s: a hash answers count %d, want %d (Large in the catalogue: %v, Base: %v)", when, got.Count, w, hasRelease(p, "Large"), hasRelease(p, "Base"))
 		}
 	}
 }

@@ -12,8 +12,9 @@
 // committed breach, so a "no" from it is final; a "maybe" is confirmed in
 // the lookup index (index.go: a sorted, memory-mapped copy of every digest
 // and its membership) while it is current, and in Badger, the store of
-// record, otherwise. Published filters and catalogues are immutable: an
-// import writes its rows under a new, pending segment id that lookups
+// record, otherwise (a password corpus's first release is a file beside
+// Badger instead of its rows: base.go). Published filters and catalogues
+// are immutable: an import writes its rows under a new, pending segment id that lookups
 // ignore (ids are never reused), adds its keys to a private copy of the
 // filter, and its commit publishes the filter and then the catalogue, each
 // in one atomic store. A breach becomes visible all at once, after every row

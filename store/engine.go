@@ -86,6 +86,8 @@ type corpus struct {
 
 	// index is the lookup index of an indexed kind (index.go); nil otherwise.
 	index *indexState
+	// base is a password corpus's first release, if streamed (base.go).
+	base atomic.Pointer[base]
 	// committed, if set, is called after each change commits (the NATS
 	// publisher's kick): see OnCommit.
 	committed atomic.Pointer[func()]
@@ -181,6 +183,10 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		c.index = &indexState{}
 	}
 	if err := c.loadCatalog(); err != nil {
+		db.Close()
+		return err
+	}
+	if err := c.openBase(); err != nil {
 		db.Close()
 		return err
 	}
@@ -501,11 +507,15 @@ func (c *corpus) rebuildFilter(ctx context.Context, cat *catalog, minCap uint64)
 	if err != nil {
 		return nil, 0, classify("count keys", err)
 	}
+	if b := c.getBase(); b != nil {
+		stored += b.x.n // an upper bound: some are Badger's rows too
+		b.put()
+	}
 	capacity := max(c.opts.ExpectedKeys, 2*stored, minCap)
 	f := newFilter(capacity, c.opts.FalsePositiveRate)
 	var visible uint64
-	err = c.eachRow(ctx, cat, 0, func(item *badger.Item, v []byte) error {
-		fk := c.kind.filterKey(item.Key()[1:])
+	err = c.eachKey(ctx, cat, 0, func(key, v []byte, _ *badger.Item) error {
+		fk := c.kind.filterKey(key)
 		f.add(fk[:])
 		if cat.visible(v) {
 			visible++
@@ -630,6 +640,7 @@ func (c *corpus) Close() error {
 	if err := c.db.Close(); err != nil {
 		errs = append(errs, classify("close badger", err))
 	}
+	c.dropBase(false)
 	return errors.Join(errs...)
 }
 
@@ -715,13 +726,14 @@ func (c *corpus) Stats() Stats {
 	return st
 }
 
-// get reads the value of key's row in txn and calls fn with it (valid
-// during the call); it reports whether the row exists.
+// get reads the value of key's row in txn (or the base's, base.go) and
+// calls fn with it (valid during the call); it reports whether the row
+// exists.
 func (c *corpus) get(txn *badger.Txn, key []byte, fn func(v []byte) error) (bool, error) {
 	var k [1 + 32]byte
 	item, err := txn.Get(c.kind.rowKey(k[:0], key))
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
+		return c.baseRow(key, fn)
 	}
 	if err != nil {
 		return false, classify("get", err)

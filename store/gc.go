@@ -136,7 +136,7 @@ func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64
 	perBreach := map[string]uint64{} // rows answering each breach (a full scan)
 	var seen []string
 	n := c.kind.entrySize()
-	err = c.eachRow(ctx, cat, since, func(item *badger.Item, v []byte) error {
+	err = c.eachKey(ctx, cat, since, func(key, v []byte, item *badger.Item) error {
 		c.reach("collect-row")
 		var kept []byte
 		var dropped, hadGone bool
@@ -160,17 +160,30 @@ func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64
 		if !dropped {
 			return nil
 		}
-		k := item.KeyCopy(nil)
 		if len(kept) == 0 {
 			st.Deleted++
 			if hadGone {
 				wasVisible++
 			}
+		} else {
+			st.Rewritten++
+		}
+		if item == nil {
+			return nil // the base's, whose release is deleted: the file goes below
+		}
+		k := item.KeyCopy(nil)
+		if len(kept) == 0 {
 			return wb.Delete(k)
 		}
-		st.Rewritten++
 		return wb.Set(k, kept)
 	})
+	// A base whose release is deleted goes once its rows are rewritten:
+	// the record with them, the file after (a file without the record is
+	// removed at open).
+	dropBase := since == 0 && c.base.Load() != nil && cat.segNames[bulkSegment] == ""
+	if err == nil && dropBase {
+		err = wb.Delete(keyBase)
+	}
 	if err == nil {
 		for _, k := range pending {
 			if err = wb.Delete(k); err != nil {
@@ -186,6 +199,10 @@ func (c *corpus) collect(ctx context.Context, gone map[uint32]bool, since uint64
 	}
 	if err == nil {
 		err = c.db.Sync()
+	}
+	if err == nil && dropBase {
+		c.reach("base-unrecorded")
+		err = c.dropBase(true)
 	}
 	if err != nil {
 		return st, 0, classify("collect", err)
@@ -228,7 +245,8 @@ func (c *corpus) removeTemps() int {
 	writing := c.writingIndex()
 	tmps, _ := filepath.Glob(filepath.Join(c.dir, filterFile+".tmp*"))
 	idxTmps, _ := filepath.Glob(filepath.Join(c.dir, indexFile+".tmp*"))
-	tmps = append(tmps, idxTmps...)
+	baseTmps, _ := filepath.Glob(filepath.Join(c.dir, baseFile+".tmp*"))
+	tmps = append(append(tmps, idxTmps...), baseTmps...)
 	tmps = append(tmps, staleSpills(c.dir)...)
 	n := 0
 	for _, p := range tmps {

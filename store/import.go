@@ -66,6 +66,13 @@ func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected ui
 		}
 		c.imports.WithLabelValues("abandoned").Inc()
 		c.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
+		if imp.base {
+			// Not recorded: the next open would remove it; so does this.
+			// (Recorded, with the sync failing, the next open decides.)
+			if err := c.dropBase(!imp.baseRecorded); err != nil {
+				c.log.Warn("removing the abandoned import's base failed; the next start removes it", "err", err)
+			}
+		}
 		if imp.seg == 0 || (imp.wiped && !imp.recorded) {
 			done() // nothing recorded: a bulk load's rows name the bulk segment, which only the next bulk load reuses, after wiping the corpus
 			return
@@ -165,7 +172,10 @@ type importTx struct {
 	mine     map[uint32]bool // its segment and the breach's committed ones
 	recorded bool            // its segment's record is written: an abandonment needs collecting
 	wiped    bool            // a bulk load cleared the corpus (its counter too)
-	started  time.Time
+	// base: the stream's base is in place (base.go), for the commit to
+	// record; baseRecorded: the commit's transaction recorded it.
+	base, baseRecorded bool
+	started            time.Time
 	// filter is a private copy of the published filter plus this import's
 	// keys. Commit publishes it; until then no lookup reads it, so it is
 	// written without atomics or locks.
@@ -510,6 +520,11 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		if err := setSegment(txn, imp.seg, imp.breach.Name, true, imp.since); err != nil {
 			return err
 		}
+		if imp.base {
+			if err := txn.Set(keyBase, []byte{1}); err != nil {
+				return err
+			}
+		}
 		if imp.wiped { // the bulk load wiped the corpus, its counter and key id too
 			if err := txn.Set(keyNextSegment, binary.BigEndian.AppendUint64(nil, bulkSegment+1)); err != nil {
 				return err
@@ -534,6 +549,7 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		return txn.Set(keyVersion, binary.BigEndian.AppendUint64(nil, version))
 	})
 	if err == nil {
+		imp.baseRecorded = imp.base
 		err = c.db.Sync()
 	}
 	if err != nil {
@@ -548,7 +564,7 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 	c.cat.Store(nc)
 	c.commitMu.Unlock()
 	if imp.bulk != nil {
-		imp.bulk.installIndex(version)
+		imp.bulk.installIndex(c, version)
 	}
 	c.announce() // replicas need not wait for the index
 	c.refreshView(context.Background(), nc)

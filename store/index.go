@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,8 +32,9 @@ import (
 // and answers with a breach list shared by every digest of the same set, so
 // it allocates nothing.
 //
-// Badger stays the store of record; the index is rebuilt from a Badger
-// snapshot in the background after each import (the file is replaced
+// Badger stays the store of record (with, for a password corpus, its base:
+// base.go); the index is rebuilt from a Badger snapshot in the background
+// after each import (the file is replaced
 // atomically), and used only while it is current: built at a corpus
 // version no older than the last committed import. Deletes and catalogue
 // updates do not make it stale: a set names segments, and each lookup
@@ -342,8 +344,12 @@ func indexBits(n uint64) uint {
 var errNoIndex = errors.New("no index")
 
 // loadIndex maps kind k's index file in dir and checks its shape.
-func loadIndex(dir string, k *kind) (*index, error) {
-	f, err := os.Open(filepath.Join(dir, indexFile))
+func loadIndex(dir string, k *kind) (*index, error) { return loadIndexFile(dir, indexFile, k) }
+
+// loadIndexFile maps file name in dir, an index file of kind k (the lookup
+// index, or a password corpus's base: base.go), and checks its shape.
+func loadIndexFile(dir, name string, k *kind) (*index, error) {
+	f, err := os.Open(filepath.Join(dir, name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, errNoIndex
 	}
@@ -437,6 +443,7 @@ func parseIndex(m []byte, k *kind) (*index, error) {
 type indexWriter struct {
 	c         *corpus // while being written, named so that removeTemps spares it
 	dir       string
+	name      string // the file's: indexFile, or baseFile
 	f         *atomicfile.File
 	bw        *bufio.Writer
 	kind      *kind
@@ -455,11 +462,19 @@ type indexWriter struct {
 // newIndexWriter starts kind k's index of about n keys in dir. A counted
 // kind's holds the counts of segments segs.
 func newIndexWriter(dir string, k *kind, n uint64, segs []uint32) (*indexWriter, error) {
-	f, err := atomicfile.Create(filepath.Join(dir, indexFile), 0o600, atomicfile.AfterRename(func() { reach("index-renamed") }))
+	return newIndexFileWriter(dir, indexFile, k, n, segs)
+}
+
+// newIndexFileWriter is newIndexWriter for file name in dir: the lookup
+// index, or a password corpus's base (base.go). The crash harness's points
+// are named after the file: "index-written", "base-renamed".
+func newIndexFileWriter(dir, name string, k *kind, n uint64, segs []uint32) (*indexWriter, error) {
+	point := strings.TrimPrefix(filepath.Ext(name), ".")
+	f, err := atomicfile.Create(filepath.Join(dir, name), 0o600, atomicfile.AfterRename(func() { reach(point + "-renamed") }))
 	if err != nil {
 		return nil, err
 	}
-	w := &indexWriter{dir: dir, f: f, bw: bufio.NewWriterSize(f, 1<<20), kind: k, bits: k.indexBits(n), setIDs: map[string]uint32{}}
+	w := &indexWriter{dir: dir, name: name, f: f, bw: bufio.NewWriterSize(f, 1<<20), kind: k, bits: k.indexBits(n), setIDs: map[string]uint32{}}
 	_, w.skip, w.payload, w.rsz = k.indexLayout(w.bits)
 	w.rec = make([]byte, w.rsz)
 	w.dirWords = make([]uint32, (1<<w.bits)+1)
@@ -584,7 +599,7 @@ func (w *indexWriter) finish(v uint64) error {
 	if _, err := w.f.WriteAt(hdr, 0); err != nil {
 		return err
 	}
-	reach("index-written")
+	reach(strings.TrimPrefix(filepath.Ext(w.name), ".") + "-written")
 	return nil // install syncs it
 }
 
@@ -632,7 +647,7 @@ func (w *indexWriter) install() (*index, error) {
 	if err := w.f.Commit(); err != nil {
 		return nil, err
 	}
-	return loadIndex(w.dir, w.kind)
+	return loadIndexFile(w.dir, w.name, w.kind)
 }
 
 // indexState is an indexed corpus's lookup index: the view lookups read,
@@ -699,11 +714,11 @@ func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index
 		return nil, err
 	}
 	defer c.doneWriting(w)
-	err = c.eachRow(ctx, cat, 0, func(item *badger.Item, val []byte) error {
+	err = c.eachKey(ctx, cat, 0, func(key, val []byte, _ *badger.Item) error {
 		if c.kind.counted {
-			return w.addCount(item.Key()[1:], cat.count(val))
+			return w.addCount(key, cat.count(val))
 		}
-		return w.add(item.Key()[1:], val)
+		return w.add(key, val)
 	})
 	if err == nil {
 		err = w.finish(cat.version)

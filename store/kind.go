@@ -41,9 +41,9 @@ const (
 	// bulkSpill buffers the keys, spills sorted runs to files and writes
 	// them merged at the commit: for input in no order (emails).
 	bulkSpill bulkMode = iota
-	// bulkStream writes keys straight into sorted tables while they come
-	// in ascending order, as Pwned Passwords files do, and goes on with
-	// write batches from the first key out of order.
+	// bulkStream writes keys straight into the corpus's base (base.go)
+	// while they come in ascending order, as Pwned Passwords files do,
+	// and goes on with write batches from the first key out of order.
 	bulkStream
 )
 

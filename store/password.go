@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -142,6 +143,25 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			return cat.version, nil
 		}
 	}
+	// Badger's rows, merged with the base's that no row shadows (base.go).
+	var fromBase []baseEntry
+	if b := p.getBase(); b != nil {
+		var key [breachd.MaxPasswordHashSize]byte
+		b.x.eachInRange(uint32(prefix), key[:p.kind.keySize], func(k []byte, n uint64) {
+			fromBase = append(fromBase, baseEntry{key: bytes.Clone(k), count: n})
+		})
+		b.put()
+	}
+	var val []byte
+	// below answers the base's keys below limit (nil: all of them).
+	below := func(limit []byte) {
+		for ; len(fromBase) > 0 && (limit == nil || bytes.Compare(fromBase[0].key, limit) < 0); fromBase = fromBase[1:] {
+			val = p.kind.appendEntry(val[:0], bulkSegment, fromBase[0].count)
+			if n := cat.count(val); n > 0 {
+				fn(fromBase[0].key, n)
+			}
+		}
+	}
 	tag := p.kind.tag
 	b0, b1, nib := byte(prefix>>12), byte(prefix>>4), byte(prefix&15)
 	txn := p.snapshot(cat)
@@ -158,6 +178,10 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			if k[3]>>4 != nib {
 				break
 			}
+			below(k[1:])
+			if len(fromBase) > 0 && bytes.Equal(fromBase[0].key, k[1:]) {
+				fromBase = fromBase[1:] // shadowed by the row
+			}
 			var n uint64
 			if err := item.Value(func(v []byte) error { n = cat.count(v); return nil }); err != nil {
 				return err
@@ -171,7 +195,14 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 	if err != nil {
 		return 0, classify("range", err)
 	}
+	below(nil)
 	return cat.version, nil
+}
+
+// baseEntry is a key of the base and its count.
+type baseEntry struct {
+	key   []byte
+	count uint64
 }
 
 // Import adds release rel from batches of records (hashes of this kind,

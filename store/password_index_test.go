@@ -15,7 +15,7 @@ import (
 // TestPasswordIndex follows a password corpus whose lookups and ranges read
 // its lookup index, and checks every answer against a corpus of the same
 // releases without an index (Badger's answers): a first release written by
-// the stream (its index in the same pass, the directory sized from the
+// the stream (its base, linked as the index: the directory sized from the
 // expected count given, over it, or without one), or out of order (the
 // stream is left, the index built from Badger); counts too large for a
 // record; a second release that raises and adds counts; its delete, which

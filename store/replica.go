@@ -80,6 +80,13 @@ func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupI
 		pin.Discard()
 		return BackupInfo{}, classify("backup", err)
 	}
+	if since == 0 {
+		// A snapshot carries the base's rows too (base.go).
+		if err := c.backupBase(ctx, w); err != nil {
+			pin.Discard()
+			return BackupInfo{}, classify("backup", err)
+		}
+	}
 	c.hold(pin, since > 0)
 	c.reach("backup-streamed")
 	if c.readOnly == nil {

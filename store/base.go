@@ -1,0 +1,336 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/breachd/breachd/internal/atomicfile"
+)
+
+// A password corpus's first release, streamed in hash order, is not
+// written to Badger at all: its rows are its base, a counted index file
+// (index.go's layout, 20 or 21 bytes a SHA-1 hash with exact counts) that
+// the stream writes as the keys come, and that the lookup index of the
+// first version is a hard link to. Badger's copy of every hash (about 50
+// bytes a hash beside the index's 21, and most of a first import's time:
+// its StreamWriter decodes every row again on one goroutine) is gone;
+// Badger keeps the catalogue and the rows of later releases.
+//
+// The base is the rows of segment bulkSegment that no Badger row shadows:
+// every reader of rows reads the Badger row of a key if there is one, and
+// the base's entry (bulkSegment, count) otherwise. That is exact because
+// every row written after the base merges the base's entry into itself
+// (an import reads a key's old value through corpus.get, which falls back
+// to the base), so a Badger row of a key the base holds holds the base's
+// entry too, or lost it to a collection because its release was deleted.
+// The readers: corpus.get (a lookup's fallback, an import's merge),
+// Passwords.Range's fallback, eachKey (the filter and index rebuilds, a
+// full collection), and Backup, whose snapshots carry the base's rows at
+// Badger version 1 (below every row that can shadow them), so that a
+// replica's Badger holds what a writer without a base would: replicas
+// never have a base.
+//
+// Lifecycle, and the crash harness's points:
+//   - a first import in hash order writes the base to a temporary file;
+//     at its commit (or when out-of-order input leaves the stream, so that
+//     the write batches that follow merge with it) the file is synced and
+//     renamed into place (base-written, base-renamed), and the commit's
+//     transaction records keyBase. A base without keyBase at open is an
+//     interrupted first import's: removed.
+//   - deleting its release: the delete commits (the base's segment is
+//     invisible from then on), the full collection that follows rewrites
+//     the rows naming it, deletes keyBase, and removes the file.
+const baseFile = "breachd.base"
+
+// keyBase records that the corpus has a base (its presence; the value is
+// unused).
+var keyBase = []byte("mbase")
+
+// base is an open base file. Readers take a reference (corpus.getBase);
+// the last one to drop it unmaps the file.
+type base struct {
+	x    *index
+	refs atomic.Int64 // the corpus's reference, plus one per reader
+}
+
+// getBase returns the base with a reference taken (put it), or nil.
+func (c *corpus) getBase() *base {
+	for {
+		b := c.base.Load()
+		if b == nil {
+			return nil
+		}
+		n := b.refs.Load()
+		if n <= 0 {
+			return nil // dropped meanwhile
+		}
+		if b.refs.CompareAndSwap(n, n+1) {
+			return b
+		}
+	}
+}
+
+// put drops a reference.
+func (b *base) put() {
+	if b.refs.Add(-1) == 0 {
+		unmapFile(b.x.mapped)
+	}
+}
+
+// setBase makes x the corpus's base.
+func (c *corpus) setBase(x *index) {
+	b := &base{x: x}
+	b.refs.Store(1)
+	if old := c.base.Swap(b); old != nil {
+		old.put()
+	}
+}
+
+// dropBase forgets the base (unmapped once no reader holds it) and, with
+// remove, removes its file.
+func (c *corpus) dropBase(remove bool) error {
+	if b := c.base.Swap(nil); b != nil {
+		b.put()
+	}
+	if !remove {
+		return nil
+	}
+	if err := os.Remove(filepath.Join(c.dir, baseFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return atomicfile.SyncDir(c.dir)
+}
+
+// openBase opens the base that the catalogue records, and removes a base
+// file it does not (an interrupted first import's). Open calls it.
+func (c *corpus) openBase() error {
+	if !c.kind.counted || c.opts.Follower {
+		return nil
+	}
+	var recorded bool
+	err := c.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(keyBase)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		recorded = err == nil
+		return err
+	})
+	if err != nil {
+		return classify("load catalogue", err)
+	}
+	if !recorded {
+		if c.readOnly != nil {
+			return nil
+		}
+		return classify("remove an uncommitted base", c.dropBase(true))
+	}
+	x, err := loadIndexFile(c.dir, baseFile, c.kind)
+	if errors.Is(err, errNoIndex) {
+		return fmt.Errorf("%w: the catalogue records the first release's hashes in %s, which is missing", ErrCorrupt, baseFile)
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", baseFile, err)
+	}
+	if x.cw != 3 || !bytes.Equal(x.sets[0], binary.BigEndian.AppendUint32(nil, bulkSegment)) {
+		unmapFile(x.mapped)
+		return fmt.Errorf("%w: %s is not a base of segment %d", ErrCorrupt, baseFile, bulkSegment)
+	}
+	c.setBase(x)
+	return nil
+}
+
+// baseRow calls fn with the base's row value for key, if the base holds
+// it, and reports whether it does.
+func (c *corpus) baseRow(key []byte, fn func(v []byte) error) (bool, error) {
+	b := c.getBase()
+	if b == nil {
+		return false, nil
+	}
+	defer b.put()
+	n, ok := b.x.findCount(key)
+	if !ok {
+		return false, nil
+	}
+	var v [12]byte
+	return true, fn(c.kind.appendEntry(v[:0], bulkSegment, n))
+}
+
+// eachKey calls fn for every key and its row value (valid only during the
+// call), in key order, as eachRow does, and, with since 0, for every key
+// of the base that no row shadows, with its base row and a nil item. It
+// checks ctx and paces as eachRow does.
+func (c *corpus) eachKey(ctx context.Context, cat *catalog, since uint64, fn func(key, val []byte, item *badger.Item) error) error {
+	b := c.getBase()
+	if b == nil || since > 0 {
+		if b != nil {
+			b.put()
+		}
+		return c.eachRow(ctx, cat, since, func(item *badger.Item, v []byte) error {
+			return fn(item.Key()[1:], v, item)
+		})
+	}
+	defer b.put()
+	cur := b.x.cursor(c.kind.keySize)
+	p := c.pacer()
+	var val []byte
+	var i int
+	// below calls fn for the base's keys below limit (nil: all of them).
+	below := func(limit []byte) error {
+		for ; cur.valid() && (limit == nil || bytes.Compare(cur.key, limit) < 0); cur.next() {
+			if i++; i%4096 == 0 {
+				if err := p.step(ctx); err != nil {
+					return err
+				}
+			}
+			val = c.kind.appendEntry(val[:0], bulkSegment, cur.count())
+			if err := fn(cur.key, val, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := c.eachRow(ctx, cat, 0, func(item *badger.Item, v []byte) error {
+		k := item.Key()[1:]
+		if err := below(k); err != nil {
+			return err
+		}
+		if cur.valid() && bytes.Equal(cur.key, k) {
+			cur.next() // shadowed by the row
+		}
+		return fn(k, v, item)
+	})
+	if err != nil {
+		return err
+	}
+	return below(nil)
+}
+
+// backupBase writes the base's rows to w as a backup stream's lists of
+// entries, at Badger version bulkVersion: below every row that shadows
+// them, which a snapshot carries at their own versions.
+func (c *corpus) backupBase(ctx context.Context, w io.Writer) error {
+	b := c.getBase()
+	if b == nil {
+		return nil
+	}
+	defer b.put()
+	const perList = 1 << 14
+	list := &pb.KVList{Kv: make([]*pb.KV, 0, perList)}
+	kvs := make([]pb.KV, perList)
+	flush := func() error {
+		if len(list.Kv) == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		buf, err := proto.Marshal(list)
+		if err != nil {
+			return err
+		}
+		if err := binary.Write(w, binary.LittleEndian, uint64(len(buf))); err != nil {
+			return err
+		}
+		_, err = w.Write(buf)
+		list.Kv = list.Kv[:0]
+		return err
+	}
+	for cur := b.x.cursor(c.kind.keySize); cur.valid(); cur.next() {
+		kv := &kvs[len(list.Kv)]
+		kv.Key = c.kind.rowKey(kv.Key[:0], cur.key)
+		kv.Value = c.kind.appendEntry(kv.Value[:0], bulkSegment, cur.count())
+		kv.Version = bulkVersion
+		list.Kv = append(list.Kv, kv)
+		if len(list.Kv) == perList {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// linkBaseIndex makes the base the lookup index of the version that
+// committed it (the base's header names it): the same file, hard-linked,
+// so no copy.
+func (c *corpus) linkBaseIndex() error {
+	tmp := filepath.Join(c.dir, indexFile+".tmp-base")
+	os.Remove(tmp) // a crash's, if any
+	if err := os.Link(filepath.Join(c.dir, baseFile), tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(c.dir, indexFile)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	reach("index-renamed")
+	if err := atomicfile.SyncDir(c.dir); err != nil {
+		return err
+	}
+	x, err := loadIndex(c.dir, c.kind)
+	if err != nil {
+		return err
+	}
+	if !c.publishIndex(x, nil) {
+		unmapFile(x.mapped)
+	}
+	return nil
+}
+
+// keyCursor walks a counted index's keys in order, rebuilding each whole.
+type keyCursor struct {
+	x   *index
+	i   uint64 // the record
+	b   uint64 // its directory bucket
+	key []byte // its key
+}
+
+// cursor returns a cursor at the first key of counted index x, whose keys
+// are size bytes.
+func (x *index) cursor(size int) *keyCursor {
+	c := &keyCursor{x: x, key: make([]byte, size)}
+	c.load()
+	return c
+}
+
+func (c *keyCursor) valid() bool { return c.i < c.x.n }
+
+func (c *keyCursor) next() {
+	c.i++
+	c.load()
+}
+
+// load rebuilds record i's key: the bytes the record leaves out are its
+// bucket's leading ones.
+func (c *keyCursor) load() {
+	x := c.x
+	if c.i >= x.n {
+		return
+	}
+	for x.dirAt(c.b+1) <= c.i {
+		c.b++
+	}
+	head := c.b >> (x.bits - uint(8*x.skip))
+	for j := int(x.skip) - 1; j >= 0; j-- {
+		c.key[j] = byte(head)
+		head >>= 8
+	}
+	copy(c.key[x.skip:], x.recs[c.i*x.rsz:c.i*x.rsz+x.klen])
+}
+
+// count is the count of the cursor's key.
+func (c *keyCursor) count() uint64 {
+	return c.x.count(c.i, c.x.recs[c.i*c.x.rsz:(c.i+1)*c.x.rsz])
+}

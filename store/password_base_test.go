@@ -1,0 +1,199 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/store"
+)
+
+// TestPasswordBase follows a password corpus whose first release is its
+// base (a file, not Badger's rows), checking every answer against a model
+// of the counts rather than against another corpus (which would have a base
+// too): a first release streamed in order, or out of order (the base, then
+// write batches whose repeats add up); a second release that raises,
+// lowers and adds counts (rows that shadow the base's); an abandoned
+// release; a reopen; a replica fed a snapshot (which carries the base's
+// rows) and deltas; the delete of the base's release (its rows go, the file
+// and its record too, the hashes of the later release stay); and a release
+// imported after that. Lookups and ranges read the lookup index (inline) or
+// Badger and the base (no index).
+func TestPasswordBase(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		sorted bool
+		index  store.IndexMode
+	}{
+		{"in order/index", true, store.IndexInline},
+		{"in order/badger", true, store.IndexOff},
+		{"out of order/index", false, store.IndexInline},
+		{"out of order/badger", false, store.IndexOff},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testPasswordBase(t, tc.sorted, tc.index)
+		})
+	}
+}
+
+func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
+	ctx := context.Background()
+	k := breachd.SHA1
+	dir := t.TempDir()
+	o := options(0)
+	o.Index = mode
+	p := openPw(t, dir, k, o)
+	defer func() { p.Close() }()
+	fo := options(0)
+	fo.Follower, fo.Index = true, mode
+	fol := openPw(t, t.TempDir(), k, fo)
+	defer fol.Close()
+	var upto uint64
+	ship := func() {
+		t.Helper()
+		var buf bytes.Buffer
+		info, err := p.Backup(ctx, &buf, upto)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fol.ApplyBackup(ctx, &buf, info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		upto = info.Upto
+	}
+	hasBase := func() bool {
+		_, err := os.Stat(filepath.Join(dir, "breachd.base"))
+		return err == nil
+	}
+
+	// The first release: counts that fill a record's 3 bytes and go over.
+	first := pwRecords(k, "first", 3000, 1)
+	first[10].Count = 1<<24 - 1
+	first[20].Count = 1<<32 + 7
+	slices.SortFunc(first, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	in := first
+	if !sorted {
+		// The second half, then all of it again: its repeats add up.
+		in = append(slices.Clone(first[1500:]), first...)
+	}
+	want := map[string]uint64{}
+	firstOnly := map[string]uint64{}
+	for _, r := range in {
+		want[string(r.Hash[:k.Size()])] += r.Count
+	}
+	for h, n := range want {
+		firstOnly[h] = n
+	}
+	if _, err := p.Import(ctx, release("first"), 0, pwBatches(in, 700, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !hasBase() {
+		t.Fatal("no base file after the first release")
+	}
+	wantCounts(t, p, k, want, 1)
+	ship() // a snapshot: the base's rows with Badger's
+	wantCounts(t, fol, k, want, 1)
+
+	// The second release: the first 1,000 of the first's hashes at three
+	// times their counts (the rest of the first's keep theirs), 500 at a
+	// count of 1 (the first's higher count answers), 500 new.
+	var second []breachd.PasswordRecord
+	secondOnly := map[string]uint64{}
+	for i, r := range first[:1500] {
+		if i >= 1000 {
+			r.Count = 1
+		}
+		if i < 1000 {
+			r.Count *= 3
+		}
+		second = append(second, r)
+	}
+	second = append(second, pwRecords(k, "second", 500, 5)...)
+	for _, r := range second {
+		h := string(r.Hash[:k.Size()])
+		want[h] = max(want[h], r.Count)
+		secondOnly[h] = r.Count
+	}
+	if _, err := p.Import(ctx, release("second"), 0, pwBatches(second, 400, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Hashes(); got != uint64(len(want)) {
+		t.Fatalf("Hashes() = %d after the second release, want %d", got, len(want))
+	}
+	wantCounts(t, p, k, want, 2)
+
+	// Abandoned: it touches the base's hashes and changes no answer.
+	third := append(slices.Clone(first[2000:]), pwRecords(k, "third", 300, 7)...)
+	for i := range third {
+		third[i].Count += 1000
+	}
+	stop := errors.New("the source failed")
+	if _, err := p.Import(ctx, release("third"), 0, pwBatches(third, 250, stop)); !errors.Is(err, stop) {
+		t.Fatalf("abandoned import: %v, want %v", err, stop)
+	}
+	wantCounts(t, p, k, want, 2)
+	ship()
+	wantCounts(t, fol, k, want, 2)
+
+	reopen := func() {
+		t.Helper()
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p = openPw(t, dir, k, o)
+	}
+	reopen()
+	wantCounts(t, p, k, want, 2)
+	if got := p.Hashes(); got != uint64(len(want)) {
+		t.Fatalf("Hashes() = %d after a reopen, want %d", got, len(want))
+	}
+
+	// Deleting the base's release: the second's hashes answer its counts,
+	// the first's alone answer nothing; the base goes.
+	removed, v, err := p.DeleteBreach(ctx, "first")
+	if err != nil || v != 3 {
+		t.Fatalf("DeleteBreach = %d, %v; want version 3", v, err)
+	}
+	var gone uint64
+	for h := range want {
+		want[h] = secondOnly[h]
+		if _, ok := secondOnly[h]; !ok && firstOnly[h] > 0 {
+			gone++
+		}
+	}
+	if removed != gone {
+		t.Errorf("DeleteBreach removed %d hashes, want %d", removed, gone)
+	}
+	if hasBase() {
+		t.Error("the base file is still there after its release's delete")
+	}
+	wantCounts(t, p, k, want, 3)
+	if got := p.Hashes(); got != uint64(len(secondOnly)) {
+		t.Fatalf("Hashes() = %d after the delete, want %d", got, len(secondOnly))
+	}
+	ship()
+	wantCounts(t, fol, k, want, 3)
+	reopen()
+	wantCounts(t, p, k, want, 3)
+
+	// The first release again: through write batches now.
+	for h, n := range firstOnly {
+		want[h] = max(secondOnly[h], n)
+	}
+	if _, err := p.Import(ctx, release("first"), 0, pwBatches(in, 700, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if hasBase() {
+		t.Error("a later import wrote a base")
+	}
+	wantCounts(t, p, k, want, 4)
+	ship()
+	wantCounts(t, fol, k, want, 4)
+}
