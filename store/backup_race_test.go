@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -28,7 +29,7 @@ func TestBackupsDuringImport(t *testing.T) {
 	defer r.Close()
 	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", 2000), 500)
 
-	ship := shipper(t, w, func() *store.Store { return r })
+	ship := shipper(t, func() backupCorpus { return w }, func() applyCorpus { return r })
 	ship()
 	ds := storetest.Digests("slow", 20000)
 	batches := func(yield func([]breachd.Digest, error) bool) {
@@ -83,25 +84,36 @@ func TestBackupsDuringImport(t *testing.T) {
 	}
 }
 
-// shipper returns a function that takes a backup of w since the last one
-// and applies it to the replica replica() returns, as a publisher and a
-// follower do.
-func shipper(t *testing.T, w *store.Store, replica func() *store.Store) func() {
+// shipper returns a function that takes a backup of the writer w() returns
+// since the last one and applies it to the replica replica() returns, as a
+// publisher and a follower do (either may be reopened between calls).
+func shipper(tb testing.TB, w func() backupCorpus, replica func() applyCorpus) func() {
 	var since uint64
 	return func() {
-		t.Helper()
+		tb.Helper()
 		ctx := context.Background()
 		var buf bytes.Buffer
-		info, err := w.Backup(ctx, &buf, since)
+		info, err := w().Backup(ctx, &buf, since)
 		if err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		if _, err := replica().ApplyBackup(ctx, bytes.NewReader(buf.Bytes()), info.Keys); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		since = info.Upto
 	}
 }
+
+// backupCorpus is a corpus that writes backups, applyCorpus one that
+// applies them: Store and Passwords are both.
+type (
+	backupCorpus interface {
+		Backup(ctx context.Context, w io.Writer, since uint64) (store.BackupInfo, error)
+	}
+	applyCorpus interface {
+		ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint64) (uint64, error)
+	}
+)
 
 // TestReplicaRestartBetweenDeltas: a replica restarted between a delta that
 // brought rows of an import not yet committed (at the same corpus version)
@@ -117,7 +129,7 @@ func TestReplicaRestartBetweenDeltas(t *testing.T) {
 	fo.Follower, fo.Index = true, store.IndexInline
 	rdir := t.TempDir()
 	r := open(t, rdir, fo)
-	ship := shipper(t, w, func() *store.Store { return r }) // r is reopened below
+	ship := shipper(t, func() backupCorpus { return w }, func() applyCorpus { return r }) // r is reopened below
 	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", 1000), 500)
 	ship()
 	ds := storetest.Digests("x", 2000)

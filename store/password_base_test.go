@@ -55,19 +55,7 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
 	fo.Follower, fo.Index = true, mode
 	fol := openPw(t, t.TempDir(), k, fo)
 	defer fol.Close()
-	var upto uint64
-	ship := func() {
-		t.Helper()
-		var buf bytes.Buffer
-		info, err := p.Backup(ctx, &buf, upto)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fol.ApplyBackup(ctx, &buf, info.Keys); err != nil {
-			t.Fatal(err)
-		}
-		upto = info.Upto
-	}
+	ship := shipper(t, func() backupCorpus { return p }, func() applyCorpus { return fol }) // p is reopened below
 	hasBase := func() bool {
 		_, err := os.Stat(filepath.Join(dir, "breachd.base"))
 		return err == nil

@@ -14,12 +14,14 @@ import (
 
 // TestPasswordIndex follows a password corpus whose lookups and ranges read
 // its lookup index, and checks every answer against a corpus of the same
-// releases without an index (Badger's answers): a first release written by
-// the stream (its base, linked as the index: the directory sized from the
+// releases without an index (Badger's and its base's answers; against a
+// model of the counts: TestPasswordBase): a first release written by the
+// stream (its base, linked as the index: the directory sized from the
 // expected count given, over it, or without one), or out of order (the
-// stream is left, the index built from Badger); counts too large for a
-// record; a second release that raises and adds counts; its delete, which
-// makes the index stale until it is rebuilt; a reopen that loads the saved
+// stream is left, the index built from Badger and the base); counts too
+// large for a record; a second release that raises and adds counts; its
+// delete, which makes the index stale until it is rebuilt; a reopen that
+// loads the saved
 // index; and a replica fed by backups. (TestCountedLayouts checks the
 // records of a directory of 1<<24 buckets, which leave out 3 key bytes:
 // its filter would make this test slow.)
@@ -72,19 +74,7 @@ func testPasswordIndex(t *testing.T, k breachd.HashKind, n int, expected uint64,
 	fo.Index, fo.Follower = store.IndexInline, true
 	fol := openPw(t, filepath.Join(dir, "follower"), k, fo)
 	defer fol.Close()
-	var upto uint64
-	ship := func() {
-		t.Helper()
-		var buf bytes.Buffer
-		info, err := p.Backup(ctx, &buf, upto)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fol.ApplyBackup(ctx, &buf, info.Keys); err != nil {
-			t.Fatal(err)
-		}
-		upto = info.Upto
-	}
+	ship := shipper(t, func() backupCorpus { return p }, func() applyCorpus { return fol }) // p is reopened below
 	both := func(rel string, recs []breachd.PasswordRecord, expected uint64) {
 		t.Helper()
 		for _, c := range []*store.Passwords{p, ref} {

@@ -153,19 +153,7 @@ func TestReplicaIndexDelta(t *testing.T) {
 	fo.Follower, fo.Index = true, store.IndexInline
 	r := open(t, t.TempDir(), fo)
 	defer r.Close()
-	var upto uint64
-	ship := func() {
-		t.Helper()
-		var buf bytes.Buffer
-		info, err := w.Backup(ctx, &buf, upto)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
-			t.Fatal(err)
-		}
-		upto = info.Upto
-	}
+	ship := shipper(t, func() backupCorpus { return w }, func() applyCorpus { return r })
 	a, b, c := storetest.Digests("a", 3000), storetest.Digests("b", 2000), storetest.Digests("c", 500)
 	importAll(t, w, storetest.Breach("Alpha"), a, 1000)
 	ship() // the snapshot: the index is built inline
