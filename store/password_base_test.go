@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -184,4 +185,83 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
 	wantCounts(t, p, k, want, 4)
 	ship()
 	wantCounts(t, fol, k, want, 4)
+}
+
+// TestBaseDroppedUnderReaders deletes the base's release while lookups and
+// ranges read Badger and the base (no index) on other goroutines: every
+// answer is the count before the delete or after it, never another, and
+// the base's mapping outlives its last reader (the race detector checks
+// the references; an unmapped read would crash).
+func TestBaseDroppedUnderReaders(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := breachd.SHA1
+	o := options(0)
+	o.Index = store.IndexOff
+	p := openPw(t, t.TempDir(), k, o)
+	defer p.Close()
+	first := pwRecords(k, "first", 2000, 1)
+	slices.SortFunc(first, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	second := pwRecords(k, "first", 500, 3) // the first 500 (unsorted) at three times
+	if _, err := p.Import(ctx, release("first"), 0, pwBatches(first, 500, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Import(ctx, release("second"), 0, pwBatches(second, 500, nil)); err != nil {
+		t.Fatal(err)
+	}
+	before, after := map[string]uint64{}, map[string]uint64{}
+	countsOf(k, before, first)
+	countsOf(k, before, second) // three times: higher
+	countsOf(k, after, second)
+	hashes := make([]breachd.PasswordHash, 0, len(first))
+	for _, r := range first {
+		h, _ := breachd.PasswordHashFromBytes(k, r.Hash[:k.Size()])
+		hashes = append(hashes, h)
+	}
+	stop := make(chan struct{})
+	errs := make(chan error, 2)
+	for g := range 2 {
+		go func() {
+			var err error
+			defer func() { errs <- err }()
+			for i := g; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				h := hashes[i%len(hashes)]
+				got, lerr := p.Lookup(ctx, h)
+				if b, a := before[string(h.Bytes())], after[string(h.Bytes())]; lerr != nil || got.Count != b && got.Count != a {
+					err = fmt.Errorf("Lookup(%s) = %d, %v; want %d (before the delete) or %d (after)", h, got.Count, lerr, b, a)
+					return
+				}
+				pre := breachd.RangePrefix(uint32(h.B[0])<<12 | uint32(h.B[1])<<4 | uint32(h.B[2])>>4)
+				if _, rerr := p.Range(ctx, pre, func(hb []byte, n uint64) {
+					if b, a := before[string(hb)], after[string(hb)]; err == nil && n != b && n != a {
+						err = fmt.Errorf("Range(%s) gave %X:%d; want %d or %d", pre, hb, n, b, a)
+					}
+				}); rerr != nil || err != nil {
+					err = errors.Join(err, rerr)
+					return
+				}
+			}
+		}()
+	}
+	if _, _, err := p.DeleteBreach(ctx, "first"); err != nil {
+		t.Fatal(err)
+	}
+	close(stop)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	wantCounts(t, p, k, func() map[string]uint64 {
+		m := map[string]uint64{}
+		for h := range before {
+			m[h] = after[h]
+		}
+		return m
+	}(), 3)
 }
