@@ -25,9 +25,35 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// cluster starts a real three-node JetStream cluster on loopback.
+// cluster starts a real three-node JetStream cluster on loopback. The
+// cluster ports are reserved by listening and closing, so a parallel test
+// can take one before its node binds it (the node then never comes up,
+// under a loaded make test once): the cluster is started again on other
+// ports, up to three times. (A JetStream cluster node needs its routes
+// configured, so the kernel cannot choose its port.)
 func cluster(t *testing.T) ([]*server.Server, string) {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		servers, err := startCluster(t)
+		if err == nil {
+			var urls []string
+			for _, s := range servers {
+				urls = append(urls, s.ClientURL())
+			}
+			url := strings.Join(urls, ",")
+			waitLeader(t, url)
+			return servers, url
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("starting the NATS cluster again: %v", err)
+	}
+}
+
+// startCluster starts the three nodes on reserved ports and waits for them;
+// on failure it shuts down what it started.
+func startCluster(t *testing.T) ([]*server.Server, error) {
 	ports := make([]int, 3)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -42,7 +68,11 @@ func cluster(t *testing.T) ([]*server.Server, string) {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	var servers []*server.Server
-	var urls []string
+	shutdown := func() {
+		for _, s := range servers {
+			s.Shutdown()
+		}
+	}
 	for i, p := range ports {
 		o := &server.Options{ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true,
 			StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
@@ -50,21 +80,20 @@ func cluster(t *testing.T) ([]*server.Server, string) {
 			Routes:  server.RoutesFromStr(strings.Join(routes, ","))}
 		s, err := server.NewServer(o)
 		if err != nil {
-			t.Fatal(err)
+			shutdown()
+			return nil, err
 		}
 		go s.Start()
 		t.Cleanup(s.Shutdown)
 		servers = append(servers, s)
 	}
-	for _, s := range servers {
+	for i, s := range servers {
 		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatal("a NATS server did not start")
+			shutdown()
+			return nil, fmt.Errorf("NATS node %d did not start", i+1)
 		}
-		urls = append(urls, s.ClientURL())
 	}
-	url := strings.Join(urls, ",")
-	waitLeader(t, url)
-	return servers, url
+	return servers, nil
 }
 
 // storeOptions are the corpora's options in these tests: test-sized
