@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
@@ -333,4 +335,156 @@ func (c *keyCursor) load() {
 // count is the count of the cursor's key.
 func (c *keyCursor) count() uint64 {
 	return c.x.count(c.i, c.x.recs[c.i*c.x.rsz:(c.i+1)*c.x.rsz])
+}
+
+// A base view (a writer's, with a base whose release is committed) answers
+// from the base and an overlay of Badger's rows, instead of an index
+// rewritten after every later release: a small list imported beside a
+// large corpus costs its rows, not another copy of every hash. Past
+// maxOverlayRows rows the rebuild writes a whole index as before.
+//
+// It is exact for the same reason the base is (every row of a key the base
+// holds carries the base's entry): a key's row, if any, answers for it,
+// and the base otherwise. The overlay holds every row of the imports
+// committed by its version; rows written since are an import's, invisible
+// until a commit that makes the view stale, or a collection's, which drops
+// only invisible entries. Values are read against the view's catalogue, so
+// a delete or a correction keeps the view (followCatalog), but for the
+// base's own release: its delete makes the view stale, so that a whole
+// index replaces the base's mapping.
+
+// overlay is a base view's Badger rows, sorted.
+type overlay struct {
+	version uint64   // the corpus version it was read at (see writeIndex)
+	size    int      // key bytes
+	keys    []byte   // packed, ascending
+	offs    []uint32 // row i's value is vals[offs[i]:offs[i+1]]
+	vals    []byte
+}
+
+func (o *overlay) len() int                      { return len(o.offs) - 1 }
+func (o *overlay) key(i int) []byte              { return o.keys[i*o.size : (i+1)*o.size] }
+func (o *overlay) val(i int) []byte              { return o.vals[o.offs[i]:o.offs[i+1]] }
+func rangeOf(key []byte) uint32                  { return uint32(key[0])<<12 | uint32(key[1])<<4 | uint32(key[2])>>4 }
+func (o *overlay) search(f func(i int) bool) int { return sort.Search(o.len(), f) }
+
+// answersFor reports whether a base view with this overlay answers for
+// catalogue cat: no import committed since it was read, the base's
+// release committed (so a base view reads the base's counts as they are).
+func (o *overlay) answersFor(cat *catalog) bool {
+	return o.version >= cat.importVersion && cat.segments[bulkSegment] != nil
+}
+
+// maxOverlayRows is how many rows a base view takes over a base of n keys.
+func (c *corpus) maxOverlayRows(n uint64) int {
+	if c.opts.maxOverlay != 0 {
+		return c.opts.maxOverlay
+	}
+	return int(max(1<<16, min(n/16, 1<<22)))
+}
+
+var errOverlayFull = errors.New("overlay full")
+
+// buildBaseView publishes a base view for cat if the corpus has a base
+// whose release cat commits and Badger holds few enough rows; it reports
+// whether it did. Callers hold acquire.
+func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) {
+	if c.opts.Follower || cat.segments[bulkSegment] == nil {
+		return false, nil
+	}
+	b := c.getBase()
+	if b == nil {
+		return false, nil
+	}
+	limit := c.maxOverlayRows(b.x.n)
+	b.put()
+	if limit < 0 {
+		return false, nil
+	}
+	start := time.Now()
+	o := &overlay{version: cat.version, size: c.kind.keySize, offs: []uint32{0}}
+	err := c.eachRow(ctx, cat, 0, func(item *badger.Item, v []byte) error {
+		if o.len() >= limit {
+			return errOverlayFull
+		}
+		o.keys = append(o.keys, item.Key()[1:]...)
+		o.vals = append(o.vals, v...)
+		o.offs = append(o.offs, uint32(len(o.vals)))
+		return nil
+	})
+	if errors.Is(err, errOverlayFull) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// A mapping of its own: the view's index is retired (unmapped) when
+	// replaced, the base's when dropped.
+	x, err := loadIndexFile(c.dir, baseFile, c.kind)
+	if err != nil {
+		return false, nil // dropped meanwhile: a whole index
+	}
+	is := c.index
+	is.viewMu.Lock()
+	published := false
+	if now := c.cat.Load(); o.answersFor(now) {
+		old := is.current
+		is.view.Store(&view{cat: now, idx: x, over: o})
+		is.current = x
+		if old != nil && old != x {
+			c.retire(old)
+		}
+		published = true
+	}
+	is.viewMu.Unlock()
+	if !published {
+		unmapFile(x.mapped)
+	}
+	c.log.Info("lookup index built over the base", "base", x.n, "rows", o.len(), "corpus_version", o.version,
+		"current", published, "duration", time.Since(start))
+	return true, nil
+}
+
+// count answers a counted kind's key from view v: its count (countUnknown:
+// read Badger) and whether v holds the key at all.
+func (v *view) count(key []byte) (uint64, bool) {
+	o := v.over
+	if o == nil {
+		return v.idx.findCount(key)
+	}
+	if i := o.search(func(i int) bool { return bytes.Compare(o.key(i), key) >= 0 }); i < o.len() && bytes.Equal(o.key(i), key) {
+		return v.cat.count(o.val(i)), true
+	}
+	return v.idx.findCount(key) // the base's release is visible: see overlay.answersFor
+}
+
+// eachInRange is index.eachInRange for view v: a base view merges its
+// overlay's rows of the range, each in place of the base's entry.
+func (v *view) eachInRange(prefix uint32, key []byte, fn func(key []byte, count uint64)) bool {
+	o := v.over
+	if o == nil {
+		return v.idx.eachInRange(prefix, key, fn)
+	}
+	i := o.search(func(i int) bool { return rangeOf(o.key(i)) >= prefix })
+	hi := o.search(func(i int) bool { return rangeOf(o.key(i)) > prefix })
+	row := func() {
+		if n := v.cat.count(o.val(i)); n > 0 {
+			fn(o.key(i), n)
+		}
+		i++
+	}
+	done := v.idx.eachInRange(prefix, key, func(k []byte, n uint64) {
+		for i < hi && bytes.Compare(o.key(i), k) < 0 {
+			row()
+		}
+		if i < hi && bytes.Equal(o.key(i), k) {
+			row() // in place of the base's
+			return
+		}
+		fn(k, n) // the base's release is visible: see overlay.answersFor
+	})
+	for i < hi {
+		row()
+	}
+	return done
 }

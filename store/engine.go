@@ -710,6 +710,8 @@ type IndexStats struct {
 	Version uint64 // corpus version it was built at
 	Sets    int    // distinct membership sets
 	Delta   int    // rows a replica merged in since the index was written
+	// Overlay is a base view's rows over the base (base.go); 0 otherwise.
+	Overlay int
 }
 
 // Stats returns the corpus's size and the filter's shape.

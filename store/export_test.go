@@ -30,6 +30,13 @@ func MakeWords(n uint64) []uint64 { return makeWords(n) }
 
 // WithHook returns o with f called at each named point of the store's work
 // (Store.reach): a test stops, cancels or counts there.
+// WithMaxOverlay bounds the rows a base view takes (below 0: none, every
+// rebuild writes a whole index).
+func WithMaxOverlay(o Options, n int) Options {
+	o.maxOverlay = n
+	return o
+}
+
 func WithHook(o Options, f func(point string)) Options {
 	o.hook = f
 	return o

@@ -747,6 +747,9 @@ type view struct {
 	// delta holds the rows changed since idx was written: each one's value
 	// (nil: the row is gone) and its breaches resolved against cat.
 	delta map[breachd.Digest]deltaRow
+	// over, in a password corpus's base view, is Badger's rows over idx,
+	// the base (base.go).
+	over *overlay
 }
 
 type deltaRow struct {
@@ -939,6 +942,14 @@ func (c *corpus) followCatalog(cat *catalog) bool {
 	if old != nil && old.cat == cat {
 		return true // published for cat already (a bulk load's index)
 	}
+	if old != nil && old.over != nil {
+		if old.over.answersFor(cat) {
+			is.view.Store(&view{cat: cat, idx: old.idx, over: old.over})
+			return true
+		}
+		is.view.Store(nil)
+		return false
+	}
 	if old != nil && old.delta == nil && old.idx.version >= cat.importVersion {
 		if v, err := newView(cat, old.idx, nil); err == nil {
 			is.view.Store(v)
@@ -1004,7 +1015,11 @@ func (c *corpus) indexStats() IndexStats {
 	is.viewMu.Lock()
 	defer is.viewMu.Unlock()
 	if v := is.view.Load(); v != nil {
-		return IndexStats{Current: v.cat == c.cat.Load(), Digests: v.idx.n, Version: v.idx.version, Sets: len(v.idx.sets), Delta: len(v.delta)}
+		st := IndexStats{Current: v.cat == c.cat.Load(), Digests: v.idx.n, Version: v.idx.version, Sets: len(v.idx.sets), Delta: len(v.delta)}
+		if v.over != nil {
+			st.Version, st.Overlay = v.over.version, v.over.len()
+		}
+		return st
 	}
 	return IndexStats{}
 }
@@ -1059,7 +1074,10 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 	if v != nil && v.cat == cat && v.delta != nil {
 		return c.compactIndex(ctx, v)
 	}
-	if v != nil && v.delta == nil && v.idx.answersFor(cat) {
+	if v != nil && v.over != nil && v.over.answersFor(cat) {
+		return nil
+	}
+	if v != nil && v.delta == nil && v.over == nil && v.idx.answersFor(cat) {
 		return nil
 	}
 	if checkSaved {
@@ -1070,6 +1088,9 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 				return nil
 			}
 		}
+	}
+	if ok, err := c.buildBaseView(ctx, cat); ok || err != nil {
+		return err
 	}
 	n := c.keys.Load()
 	_, _, _, rsz := c.kind.indexLayout(c.kind.indexBits(n))
@@ -1245,6 +1266,13 @@ func (c *corpus) openIndex(ctx context.Context) {
 			c.rebuildIndex(ctx)
 		}
 		return
+	}
+	if c.index.view.Load() == nil && cat.version > 0 {
+		// A base view is not saved; built now, it costs a read of its
+		// rows (bounded: maxOverlayRows), not the base's.
+		if _, err := c.buildBaseView(ctx, cat); err != nil {
+			c.log.Warn("building the lookup index over the base failed; building a whole one", "err", err)
+		}
 	}
 	c.goBackground(c.indexLoop)
 	if cat.version > 0 && c.index.view.Load() == nil {

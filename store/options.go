@@ -82,6 +82,9 @@ type Options struct {
 	// hook, set only by tests (export_test.go), is called at each named
 	// point of the store's work (see Store.reach).
 	hook func(point string)
+	// maxOverlay bounds the rows a password corpus's base view takes over
+	// its base (base.go): 0 for the default, below 0 for none (tests).
+	maxOverlay int
 }
 
 // DefaultOptions returns the options the daemon uses unless told otherwise.

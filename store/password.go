@@ -94,7 +94,7 @@ func (p *Passwords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd
 	// The index answers while it is current for cat, unless it does not
 	// hold the count (a first-layout file's too large one).
 	if v := p.currentView(cat); v != nil {
-		n, ok := v.idx.findCount(h.Bytes())
+		n, ok := v.count(h.Bytes())
 		p.index.mu.RUnlock()
 		if !ok {
 			p.falsePositives.Add(1)
@@ -137,7 +137,7 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 	}
 	if v := p.currentView(cat); v != nil {
 		var key [breachd.MaxPasswordHashSize]byte
-		done := v.idx.eachInRange(uint32(prefix), key[:p.kind.keySize], fn)
+		done := v.eachInRange(uint32(prefix), key[:p.kind.keySize], fn)
 		p.index.mu.RUnlock()
 		if done {
 			return cat.version, nil

@@ -23,35 +23,52 @@ import (
 // release; a reopen; a replica fed a snapshot (which carries the base's
 // rows) and deltas; the delete of the base's release (its rows go, the file
 // and its record too, the hashes of the later release stay); and a release
-// imported after that. Lookups and ranges read the lookup index (inline) or
-// Badger and the base (no index).
+// imported after that. Lookups and ranges read the lookup index (inline:
+// over the base, then, the base's release deleted, a whole one; or a whole
+// one throughout) or Badger and the base (no index).
 func TestPasswordBase(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name   string
-		sorted bool
-		index  store.IndexMode
+		name    string
+		sorted  bool
+		index   store.IndexMode
+		overlay bool // a base view: the index over the base
 	}{
-		{"in order/index", true, store.IndexInline},
-		{"in order/badger", true, store.IndexOff},
-		{"out of order/index", false, store.IndexInline},
-		{"out of order/badger", false, store.IndexOff},
+		{"in order/index", true, store.IndexInline, true},
+		{"in order/whole index", true, store.IndexInline, false},
+		{"in order/badger", true, store.IndexOff, false},
+		{"out of order/index", false, store.IndexInline, true},
+		{"out of order/badger", false, store.IndexOff, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			testPasswordBase(t, tc.sorted, tc.index)
+			testPasswordBase(t, tc.sorted, tc.index, tc.overlay)
 		})
 	}
 }
 
-func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
+func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay bool) {
 	ctx := context.Background()
 	k := breachd.SHA1
 	dir := t.TempDir()
 	o := options(0)
 	o.Index = mode
+	if !overlay {
+		o = store.WithMaxOverlay(o, -1)
+	}
 	p := openPw(t, dir, k, o)
 	defer func() { p.Close() }()
+	// viewIs checks the index a lookup reads: over the base (rows over
+	// it), or a whole one.
+	viewIs := func(when string, over bool) {
+		t.Helper()
+		if mode == store.IndexOff {
+			return
+		}
+		if st := p.Stats().Index; !st.Current || (st.Overlay > 0) != over {
+			t.Fatalf("%s: index %+v, want a current one, over the base: %v", when, st, over)
+		}
+	}
 	fo := options(0)
 	fo.Follower, fo.Index = true, mode
 	fol := openPw(t, t.TempDir(), k, fo)
@@ -116,6 +133,7 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
 	if got := p.Hashes(); got != uint64(len(want)) {
 		t.Fatalf("Hashes() = %d after the second release, want %d", got, len(want))
 	}
+	viewIs("second release", overlay)
 	wantCounts(t, p, k, want, 2)
 
 	// Abandoned: it touches the base's hashes and changes no answer.
@@ -139,6 +157,7 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
 		p = openPw(t, dir, k, o)
 	}
 	reopen()
+	viewIs("reopened", overlay)
 	wantCounts(t, p, k, want, 2)
 	if got := p.Hashes(); got != uint64(len(want)) {
 		t.Fatalf("Hashes() = %d after a reopen, want %d", got, len(want))
@@ -163,6 +182,7 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode) {
 	if hasBase() {
 		t.Error("the base file is still there after its release's delete")
 	}
+	viewIs("the base's release deleted", false)
 	wantCounts(t, p, k, want, 3)
 	if got := p.Hashes(); got != uint64(len(secondOnly)) {
 		t.Fatalf("Hashes() = %d after the delete, want %d", got, len(secondOnly))
