@@ -428,12 +428,7 @@ func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) 
 	is.viewMu.Lock()
 	published := false
 	if now := c.cat.Load(); o.answersFor(now) {
-		old := is.current
-		is.view.Store(&view{cat: now, idx: x, over: o})
-		is.current = x
-		if old != nil && old != x {
-			c.retire(old)
-		}
+		c.install(&view{cat: now, idx: x, over: o})
 		published = true
 	}
 	is.viewMu.Unlock()

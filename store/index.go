@@ -981,13 +981,20 @@ func (c *corpus) publishIndex(x *index, built *catalog) bool {
 		}
 		return false
 	}
+	c.install(v)
+	return true
+}
+
+// install publishes view v, retiring the index it replaces. Callers hold
+// viewMu.
+func (c *corpus) install(v *view) {
+	is := c.index
 	old := is.current
 	is.view.Store(v)
-	is.current = x
-	if old != nil && old != x {
+	is.current = v.idx
+	if old != nil && old != v.idx {
 		c.retire(old)
 	}
-	return true
 }
 
 // retire unmaps x once no lookup can still read it: lookups hold mu for
@@ -1178,12 +1185,7 @@ func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 	published := false
 	if is.view.Load() == v {
 		if nv, err := newView(v.cat, nx, nil); err == nil {
-			old := is.current
-			is.view.Store(nv)
-			is.current = nx
-			if old != nil && old != nx {
-				c.retire(old)
-			}
+			c.install(nv)
 			published = true
 		}
 	}
