@@ -428,7 +428,7 @@ func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) 
 	is.viewMu.Lock()
 	published := false
 	if now := c.cat.Load(); o.answersFor(now) {
-		c.install(&view{cat: now, idx: x, over: o})
+		c.installView(&view{cat: now, idx: x, over: o})
 		published = true
 	}
 	is.viewMu.Unlock()

@@ -981,13 +981,13 @@ func (c *corpus) publishIndex(x *index, built *catalog) bool {
 		}
 		return false
 	}
-	c.install(v)
+	c.installView(v)
 	return true
 }
 
-// install publishes view v, retiring the index it replaces. Callers hold
+// installView publishes view v, retiring the index it replaces. Callers hold
 // viewMu.
-func (c *corpus) install(v *view) {
+func (c *corpus) installView(v *view) {
 	is := c.index
 	old := is.current
 	is.view.Store(v)
@@ -1185,7 +1185,7 @@ func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 	published := false
 	if is.view.Load() == v {
 		if nv, err := newView(v.cat, nx, nil); err == nil {
-			c.install(nv)
+			c.installView(nv)
 			published = true
 		}
 	}
