@@ -41,7 +41,10 @@ import (
 // full collection), and Backup, whose snapshots carry the base's rows at
 // Badger version 1 (below every row that can shadow them), so that a
 // replica's Badger holds what a writer without a base would: replicas
-// never have a base.
+// never have a base. (So a row that only repeats the base's entry, as an
+// abandoned import's leaves once collected, must stay a row: deleting it
+// would change no answer on the writer, but leave a replica without the
+// key.)
 //
 // Lifecycle, and the crash harness's points:
 //   - a first import in hash order writes the base to a temporary file;
