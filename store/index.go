@@ -1260,6 +1260,14 @@ func (c *corpus) openIndex(ctx context.Context) {
 	default:
 		c.log.Warn("lookup index unreadable; rebuilding it", "err", err)
 	}
+	if c.index.view.Load() == nil && cat.version > 0 && c.opts.Index != IndexInline {
+		// A base view is not saved; built now, it costs a read of its
+		// rows (bounded: maxOverlayRows), not the base's, and writes
+		// nothing: a corpus opened read-only gets it too.
+		if _, err := c.buildBaseView(ctx, cat); err != nil {
+			c.log.Warn("building the lookup index over the base failed; building a whole one", "err", err)
+		}
+	}
 	if c.readOnly != nil {
 		return
 	}
@@ -1268,13 +1276,6 @@ func (c *corpus) openIndex(ctx context.Context) {
 			c.rebuildIndex(ctx)
 		}
 		return
-	}
-	if c.index.view.Load() == nil && cat.version > 0 {
-		// A base view is not saved; built now, it costs a read of its
-		// rows (bounded: maxOverlayRows), not the base's.
-		if _, err := c.buildBaseView(ctx, cat); err != nil {
-			c.log.Warn("building the lookup index over the base failed; building a whole one", "err", err)
-		}
 	}
 	c.goBackground(c.indexLoop)
 	if cat.version > 0 && c.index.view.Load() == nil {

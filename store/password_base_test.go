@@ -159,6 +159,22 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay b
 	reopen()
 	viewIs("reopened", overlay)
 	wantCounts(t, p, k, want, 2)
+	if mode != store.IndexOff {
+		// Read-only (a disk under the reserve): no index can be written,
+		// a base view needs none.
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ro := o
+		ro.Index, ro.DiskReserve = store.IndexBackground, 1<<62
+		p = openPw(t, dir, k, ro)
+		if p.ReadOnly() == nil {
+			t.Fatal("not opened read-only")
+		}
+		viewIs("reopened read-only", overlay)
+		wantCounts(t, p, k, want, 2)
+		reopen()
+	}
 	if got := p.Hashes(); got != uint64(len(want)) {
 		t.Fatalf("Hashes() = %d after a reopen, want %d", got, len(want))
 	}
