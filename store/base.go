@@ -123,17 +123,9 @@ func (c *corpus) openBase() error {
 	if !c.kind.counted || c.opts.Follower {
 		return nil
 	}
-	var recorded bool
-	err := c.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(keyBase)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		recorded = err == nil
-		return err
-	})
+	recorded, err := c.hasKey(keyBase, "load catalogue")
 	if err != nil {
-		return classify("load catalogue", err)
+		return err
 	}
 	if !recorded {
 		if c.readOnly != nil {
@@ -365,6 +357,19 @@ type overlay struct {
 	vals    []byte
 }
 
+// newOverlay returns an empty overlay of keys of size bytes, read at
+// corpus version v.
+func newOverlay(size int, v uint64) *overlay {
+	return &overlay{version: v, size: size, offs: []uint32{0}}
+}
+
+// add appends key's row (keys come in ascending order); it copies both.
+func (o *overlay) add(key, val []byte) {
+	o.keys = append(o.keys, key...)
+	o.vals = append(o.vals, val...)
+	o.offs = append(o.offs, uint32(len(o.vals)))
+}
+
 func (o *overlay) len() int                      { return len(o.offs) - 1 }
 func (o *overlay) key(i int) []byte              { return o.keys[i*o.size : (i+1)*o.size] }
 func (o *overlay) val(i int) []byte              { return o.vals[o.offs[i]:o.offs[i+1]] }
@@ -395,6 +400,9 @@ func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) 
 	if c.opts.Follower || cat.segments[bulkSegment] == nil {
 		return false, nil
 	}
+	if c.index.overlayFull.Load() == cat.importVersion+1 {
+		return false, nil
+	}
 	b := c.getBase()
 	if b == nil {
 		return false, nil
@@ -405,17 +413,16 @@ func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) 
 		return false, nil
 	}
 	start := time.Now()
-	o := &overlay{version: cat.version, size: c.kind.keySize, offs: []uint32{0}}
+	o := newOverlay(c.kind.keySize, cat.version)
 	err := c.eachRow(ctx, cat, 0, func(item *badger.Item, v []byte) error {
 		if o.len() >= limit {
 			return errOverlayFull
 		}
-		o.keys = append(o.keys, item.Key()[1:]...)
-		o.vals = append(o.vals, v...)
-		o.offs = append(o.offs, uint32(len(o.vals)))
+		o.add(item.Key()[1:], v)
 		return nil
 	})
 	if errors.Is(err, errOverlayFull) {
+		c.index.overlayFull.Store(cat.importVersion + 1)
 		return false, nil
 	}
 	if err != nil {
@@ -463,24 +470,40 @@ func (v *view) eachInRange(prefix uint32, key []byte, fn func(key []byte, count 
 	if o == nil {
 		return v.idx.eachInRange(prefix, key, fn)
 	}
-	i := o.search(func(i int) bool { return rangeOf(o.key(i)) >= prefix })
+	lo := o.search(func(i int) bool { return rangeOf(o.key(i)) >= prefix })
 	hi := o.search(func(i int) bool { return rangeOf(o.key(i)) > prefix })
+	return mergeRange(v.idx, o, lo, hi, v.cat, prefix, key, fn)
+}
+
+// mergeRange calls fn, in ascending order, for the keys of range prefix
+// in base x (nil: none; key is the scratch its keys are rebuilt in) and
+// in rows [i, hi) of o, a row answering in place of the base's entry for
+// its key, each with the count cat answers (keys of count 0 left out). It
+// reports x.eachInRange's answer. A base view's ranges and Passwords.Range's
+// fallback (Badger's rows of the range over the base) both merge so.
+func mergeRange(x *index, o *overlay, i, hi int, cat *catalog, prefix uint32, key []byte, fn func(key []byte, count uint64)) bool {
 	row := func() {
-		if n := v.cat.count(o.val(i)); n > 0 {
+		if n := cat.count(o.val(i)); n > 0 {
 			fn(o.key(i), n)
 		}
 		i++
 	}
-	done := v.idx.eachInRange(prefix, key, func(k []byte, n uint64) {
-		for i < hi && bytes.Compare(o.key(i), k) < 0 {
-			row()
-		}
-		if i < hi && bytes.Equal(o.key(i), k) {
-			row() // in place of the base's
-			return
-		}
-		fn(k, n) // the base's release is visible: see overlay.answersFor
-	})
+	done := true
+	if x != nil {
+		baseVisible := cat.segments[bulkSegment] != nil
+		done = x.eachInRange(prefix, key, func(k []byte, n uint64) {
+			for i < hi && bytes.Compare(o.key(i), k) < 0 {
+				row()
+			}
+			if i < hi && bytes.Equal(o.key(i), k) {
+				row() // in place of the base's
+				return
+			}
+			if baseVisible {
+				fn(k, n)
+			}
+		})
+	}
 	for i < hi {
 		row()
 	}

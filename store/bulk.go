@@ -157,12 +157,21 @@ func (bl *bulkLoad) add(ctx context.Context, imp *importTx, rs []record) (bool, 
 			return false, err
 		}
 		defer c.release()
-		for _, r := range rs {
-			if err := bl.write(ctx, c, imp, r); err != nil {
-				return false, err
-			}
-			bl.last = r.key
+		if err := ctx.Err(); err != nil {
+			return false, err
 		}
+		if err := c.checkSpace(int64(len(rs))*bulkBytesPerKey, "the bulk load of "+imp.breach.Name); err != nil {
+			return false, err
+		}
+		// To the filter and the base (base.go): no Badger row.
+		for _, r := range rs {
+			fk := c.kind.filterKey(r.key)
+			imp.filter.add(fk[:])
+			if err := bl.base.addCount(r.key, r.count); err != nil {
+				return false, classify("the bulk load of "+imp.breach.Name, err)
+			}
+		}
+		bl.last = rs[len(rs)-1].key
 		imp.stats.New += uint64(len(rs))
 		imp.added += uint64(len(rs))
 		return true, nil
@@ -207,25 +216,11 @@ func (bl *bulkLoad) addKeys(ctx context.Context, imp *importTx, in input) (bool,
 }
 
 // write appends one row to the StreamWriter's buffer, and the filter and
-// index, flushing the buffer when it is full; a stream's, to the filter
-// and the base.
+// index, flushing the buffer when it is full.
 func (bl *bulkLoad) write(ctx context.Context, c *corpus, imp *importTx, r record) error {
 	k := c.kind
 	fk := k.filterKey(r.key)
 	imp.filter.add(fk[:])
-	if w := bl.base; w != nil {
-		if err := w.addCount(r.key, r.count); err != nil {
-			return classify("the bulk load of "+imp.breach.Name, err)
-		}
-		if bl.inBuf++; bl.inBuf == bulkBatch {
-			bl.inBuf = 0
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return c.checkSpace(int64(bulkBatch)*bulkBytesPerKey, "the bulk load of "+imp.breach.Name)
-		}
-		return nil
-	}
 	// The key and value are copied into the buffer: the scratch is reused.
 	bl.val = k.appendEntry(bl.val[:0], imp.seg, r.count)
 	if w := bl.index; w != nil {

@@ -422,6 +422,21 @@ func keysUnder(txn *badger.Txn, prefix []byte) ([][]byte, error) {
 	return keys, err
 }
 
+// hasKey reports whether key is set (a flag's or a marker's presence), for
+// op's errors.
+func (c *corpus) hasKey(key []byte, op string) (bool, error) {
+	var set bool
+	err := c.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		set = err == nil
+		return err
+	})
+	return set, classify(op, err)
+}
+
 // readUint64 reads the big-endian uint64 at key (0: none), for op's errors.
 func (c *corpus) readUint64(key []byte, op string) (uint64, error) {
 	var n uint64

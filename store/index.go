@@ -666,6 +666,11 @@ type indexState struct {
 	// a build is writing, named here while it is.
 	tmpMu   sync.Mutex
 	writing string
+	// overlayFull is 1 + the import version at which Badger held more rows
+	// than a base view takes (base.go): the rebuilds at that version write
+	// a whole index without reading them again (open tries first, then the
+	// background rebuild).
+	overlayFull atomic.Uint64
 }
 
 // newIndexWriter starts an index of about n keys (a counted kind's: of

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"iter"
@@ -143,25 +142,8 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			return cat.version, nil
 		}
 	}
-	// Badger's rows, merged with the base's that no row shadows (base.go).
-	var fromBase []baseEntry
-	if b := p.getBase(); b != nil {
-		var key [breachd.MaxPasswordHashSize]byte
-		b.x.eachInRange(uint32(prefix), key[:p.kind.keySize], func(k []byte, n uint64) {
-			fromBase = append(fromBase, baseEntry{key: bytes.Clone(k), count: n})
-		})
-		b.put()
-	}
-	var val []byte
-	// below answers the base's keys below limit (nil: all of them).
-	below := func(limit []byte) {
-		for ; len(fromBase) > 0 && (limit == nil || bytes.Compare(fromBase[0].key, limit) < 0); fromBase = fromBase[1:] {
-			val = p.kind.appendEntry(val[:0], bulkSegment, fromBase[0].count)
-			if n := cat.count(val); n > 0 {
-				fn(fromBase[0].key, n)
-			}
-		}
-	}
+	// Badger's rows of the range, then merged over the base's (base.go).
+	rows := newOverlay(p.kind.keySize, cat.version)
 	tag := p.kind.tag
 	b0, b1, nib := byte(prefix>>12), byte(prefix>>4), byte(prefix&15)
 	txn := p.snapshot(cat)
@@ -178,16 +160,8 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			if k[3]>>4 != nib {
 				break
 			}
-			below(k[1:])
-			if len(fromBase) > 0 && bytes.Equal(fromBase[0].key, k[1:]) {
-				fromBase = fromBase[1:] // shadowed by the row
-			}
-			var n uint64
-			if err := item.Value(func(v []byte) error { n = cat.count(v); return nil }); err != nil {
+			if err := item.Value(func(v []byte) error { rows.add(k[1:], v); return nil }); err != nil {
 				return err
-			}
-			if n > 0 {
-				fn(k[1:], n)
 			}
 		}
 		return nil
@@ -195,14 +169,14 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 	if err != nil {
 		return 0, classify("range", err)
 	}
-	below(nil)
+	var key [breachd.MaxPasswordHashSize]byte
+	var x *index
+	if b := p.getBase(); b != nil {
+		defer b.put()
+		x = b.x
+	}
+	mergeRange(x, rows, 0, rows.len(), cat, uint32(prefix), key[:p.kind.keySize], fn)
 	return cat.version, nil
-}
-
-// baseEntry is a key of the base and its count.
-type baseEntry struct {
-	key   []byte
-	count uint64
 }
 
 // Import adds release rel from batches of records (hashes of this kind,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -300,4 +301,50 @@ func TestBaseDroppedUnderReaders(t *testing.T) {
 		}
 		return m
 	}(), 3)
+}
+
+// TestBaseDeletedBeforeDrop: between the delete of the base's release and
+// the end of its collection, which drops the base, lookups and ranges that
+// read the base (no index) answer its hashes as not exposed.
+func TestBaseDeletedBeforeDrop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := breachd.SHA1
+	first := pwRecords(k, "first", 500, 1)
+	slices.SortFunc(first, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	var p *store.Passwords
+	var checked atomic.Bool
+	var errs []error
+	o := store.WithHook(options(0), func(point string) {
+		if point != "collect-row" || !checked.CompareAndSwap(false, true) {
+			return
+		}
+		for _, r := range first[:50] {
+			h, _ := breachd.PasswordHashFromBytes(k, r.Hash[:k.Size()])
+			if got, err := p.Lookup(ctx, h); err != nil || got.Count != 0 {
+				errs = append(errs, fmt.Errorf("Lookup(%s) = %d, %v during the collection; want 0", h, got.Count, err))
+			}
+			pre := breachd.RangePrefix(uint32(h.B[0])<<12 | uint32(h.B[1])<<4 | uint32(h.B[2])>>4)
+			if _, err := p.Range(ctx, pre, func(hb []byte, n uint64) {
+				errs = append(errs, fmt.Errorf("Range(%s) gave %X:%d during the collection; want nothing", pre, hb, n))
+			}); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	})
+	o.Index = store.IndexOff
+	p = openPw(t, t.TempDir(), k, o)
+	defer p.Close()
+	if _, err := p.Import(ctx, release("first"), 0, pwBatches(first, 500, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.DeleteBreach(ctx, "first"); err != nil {
+		t.Fatal(err)
+	}
+	if !checked.Load() {
+		t.Fatal("the collection read no row")
+	}
+	for _, err := range errs {
+		t.Error(err)
+	}
 }

@@ -207,16 +207,7 @@ func (c *corpus) openPrivate(version uint64) error {
 
 // privateFlag reads whether the corpus records itself private.
 func (c *corpus) privateFlag() (bool, error) {
-	var on bool
-	err := c.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(keyPrivate)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		on = err == nil
-		return err
-	})
-	return on, classify("read private lookups flag", err)
+	return c.hasKey(keyPrivate, "read private lookups flag")
 }
 
 // kickPrivate asks for a count of the buckets (after a change committed).
