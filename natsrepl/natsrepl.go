@@ -132,6 +132,10 @@ type entry struct {
 	Upto      uint64    `json:"upto"`    // the Badger version it reaches: the next delta's Since
 	Version   uint64    `json:"version"` // the corpus version it brings a replica to
 	Keys      uint64    `json:"keys"`    // committed accounts at that version
+	// Published is when the object was complete (uploaded and read back),
+	// so that replicas could fetch it: what a replica's lag is judged
+	// from. (It was stamped before the upload, which under load put
+	// seconds of the writer's upload on the replicas' account.)
 	Published time.Time `json:"published"`
 	// Lineage names the writer's corpus history the entry belongs to: a
 	// snapshot published from scratch starts a new one, and a replica

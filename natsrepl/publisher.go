@@ -236,10 +236,11 @@ func (p *Publisher) snapshot(ctx context.Context, path string, old state, lease 
 	}
 	defer discard(tmp)
 	e := entry{Kind: "snapshot", Object: p.objectName("snapshot", lineage, info.Version, info.Upto), SHA256: sum, Size: size,
-		Upto: info.Upto, Version: info.Version, Keys: info.Keys, Published: time.Now().UTC(), Lineage: lineage, Epoch: lease.Epoch}
+		Upto: info.Upto, Version: info.Version, Keys: info.Keys, Lineage: lineage, Epoch: lease.Epoch}
 	if err := p.put(ctx, e, tmp); err != nil {
 		return err
 	}
+	e.Published = time.Now().UTC() // complete: replicas may fetch it from now
 	// Named as the first link of its lineage's chain, the newest snapshot,
 	// and current.
 	if err := p.putKey(ctx, deltaKey(lineage, 0), e); err != nil {
@@ -268,10 +269,11 @@ func (p *Publisher) delta(ctx context.Context, path string, st *state, lease Lea
 		return nil // Badger changed (a collection) but no answer did: it goes with the next delta
 	}
 	e := entry{Kind: "delta", Object: p.objectName("delta", st.Lineage, info.Version, info.Upto), SHA256: sum, Size: size,
-		Since: st.Upto, Upto: info.Upto, Version: info.Version, Keys: info.Keys, Published: time.Now().UTC(), Lineage: st.Lineage, Epoch: lease.Epoch}
+		Since: st.Upto, Upto: info.Upto, Version: info.Version, Keys: info.Keys, Lineage: st.Lineage, Epoch: lease.Epoch}
 	if err := p.put(ctx, e, tmp); err != nil {
 		return err
 	}
+	e.Published = time.Now().UTC() // complete: replicas may fetch it from now
 	// The object is complete: now name it, and only then make it current.
 	if err := p.putKey(ctx, deltaKey(e.Lineage, e.Since), e); err != nil {
 		return err
@@ -307,10 +309,11 @@ func (p *Publisher) refresh(ctx context.Context, path string, st state, lease Le
 		return nil // a change committed meanwhile: its delta first; the next publish refreshes
 	}
 	e := entry{Kind: "snapshot", Object: p.objectName("snapshot", st.Lineage, info.Version, st.Upto), SHA256: sum, Size: size,
-		Upto: st.Upto, Version: info.Version, Keys: info.Keys, Published: time.Now().UTC(), Lineage: st.Lineage, Epoch: lease.Epoch}
+		Upto: st.Upto, Version: info.Version, Keys: info.Keys, Lineage: st.Lineage, Epoch: lease.Epoch}
 	if err := p.put(ctx, e, tmp); err != nil {
 		return err
 	}
+	e.Published = time.Now().UTC() // complete: replicas may fetch it from now
 	if err := p.putKey(ctx, keySnapshot, e); err != nil {
 		return err
 	}
