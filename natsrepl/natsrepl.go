@@ -124,14 +124,14 @@ func (o *Options) key(k string) string {
 
 // entry is what the key-value bucket says of one backup.
 type entry struct {
-	Kind      string    `json:"kind"` // "snapshot" or "delta"
-	Object    string    `json:"object"`
-	SHA256    string    `json:"sha256"`
-	Size      int64     `json:"size"`
-	Since     uint64    `json:"since"`   // the Badger version it follows (0: a snapshot)
-	Upto      uint64    `json:"upto"`    // the Badger version it reaches: the next delta's Since
-	Version   uint64    `json:"version"` // the corpus version it brings a replica to
-	Keys      uint64    `json:"keys"`    // committed accounts at that version
+	Kind    string `json:"kind"` // "snapshot" or "delta"
+	Object  string `json:"object"`
+	SHA256  string `json:"sha256"`
+	Size    int64  `json:"size"`
+	Since   uint64 `json:"since"`   // the Badger version it follows (0: a snapshot)
+	Upto    uint64 `json:"upto"`    // the Badger version it reaches: the next delta's Since
+	Version uint64 `json:"version"` // the corpus version it brings a replica to
+	Keys    uint64 `json:"keys"`    // committed accounts at that version
 	// Published is when the object was complete (uploaded and read back),
 	// so that replicas could fetch it: what a replica's lag is judged
 	// from. (It was stamped before the upload, which under load put
