@@ -6,10 +6,13 @@ import (
 	"crypto/sha1"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/breachd/breachd"
 )
@@ -63,5 +66,97 @@ func TestBaseReferences(t *testing.T) {
 	b.put()
 	if n := b.refs.Load(); n != 0 {
 		t.Errorf("%d references after the last reader's put, want 0", n)
+	}
+}
+
+// TestSortedGets checks the import's in-order reader against corpus.get
+// over a base, rows shadowing it and keys neither holds: asked in
+// ascending order with gaps of every length (so that it steps, seeks and
+// stands still), then again with keys asked twice and backwards.
+func TestSortedGets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := DefaultOptions()
+	o.Index = IndexOff
+	p, err := OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	hash := func(i int) (h [20]byte) { return sha1.Sum(fmt.Appendf(nil, "sorted-%d", i)) }
+	release := func(name string, from, to, every int) {
+		var recs []breachd.PasswordRecord
+		for i := from; i < to; i += every {
+			h := hash(i)
+			var r breachd.PasswordRecord
+			copy(r.Hash[:], h[:])
+			r.Count = uint64(i%97 + 1)
+			recs = append(recs, r)
+		}
+		slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+		if _, err := p.Import(ctx, breachd.Breach{Name: name, Title: name}, 0, func(yield func([]breachd.PasswordRecord, error) bool) {
+			yield(recs, nil)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release("Base", 0, 3000, 1)     // the base
+	release("Rows", 0, 3600, 7)     // rows over some of its keys, and 86 of their own
+	release("Dense", 1000, 1200, 1) // a stretch where every key has a row
+	if p.getBase() == nil {
+		t.Fatal("no base")
+	}
+	var keys [][]byte
+	for i := range 4000 { // 3,600 to 4,000: held by nobody
+		h := hash(i)
+		keys = append(keys, h[:])
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	type answer struct {
+		found bool
+		val   string
+	}
+	err = p.db.View(func(txn *badger.Txn) error {
+		want := func(key []byte) answer {
+			var a answer
+			found, err := p.get(txn, key, func(v []byte) error { a.val = string(v); return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.found = found
+			return a
+		}
+		check := func(name string, order [][]byte) {
+			g := p.sortedGets(txn)
+			defer g.close()
+			for i, key := range order {
+				var got answer
+				found, err := g.get(key, func(v []byte) error { got.val = string(v); return nil })
+				if err != nil {
+					t.Fatal(err)
+				}
+				got.found = found
+				if w := want(key); got != w {
+					t.Fatalf("%s: key %d of %d: got %+v, want %+v", name, i, len(order), got, w)
+				}
+			}
+		}
+		for gap := 1; gap <= 9; gap++ {
+			var order [][]byte
+			for i := 0; i < len(keys); i += gap {
+				order = append(order, keys[i])
+			}
+			check(fmt.Sprintf("every %d", gap), order)
+		}
+		r := rand.New(rand.NewPCG(1, 2))
+		var order [][]byte
+		for range 3000 {
+			order = append(order, keys[r.IntN(len(keys))]) // repeats, backwards
+		}
+		check("random", order)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
