@@ -158,6 +158,18 @@ type CatalogEntry struct {
 // version. It follows the pages of ListBreaches; if the catalogue changes
 // between two pages it starts again, so the answer is one version's.
 func (c *Client) Breaches(ctx context.Context) ([]CatalogEntry, uint64, error) {
+	return c.catalogue(ctx, breachdv1.HashKind_HASH_KIND_UNSPECIFIED)
+}
+
+// Releases returns the releases of the daemon's password corpus of kind k
+// (a Pwned Passwords download, a password list, a combolist's passwords),
+// ordered by name, and that corpus's version; AccountCount is a release's
+// hashes. Like Breaches, the answer is one version's.
+func (c *Client) Releases(ctx context.Context, k breachd.HashKind) ([]CatalogEntry, uint64, error) {
+	return c.catalogue(ctx, breachdv1.KindFromDomain(k))
+}
+
+func (c *Client) catalogue(ctx context.Context, kind breachdv1.HashKind) ([]CatalogEntry, uint64, error) {
 	for attempt := 0; ; attempt++ {
 		var out []CatalogEntry
 		var version uint64
@@ -166,7 +178,7 @@ func (c *Client) Breaches(ctx context.Context) ([]CatalogEntry, uint64, error) {
 			var resp *breachdv1.ListBreachesResponse
 			err := c.retry(ctx, "ListBreaches", func() error {
 				var err error
-				resp, err = c.expo.ListBreaches(ctx, &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok})
+				resp, err = c.expo.ListBreaches(ctx, &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok, Kind: kind})
 				return err
 			})
 			if err != nil {
@@ -201,6 +213,22 @@ func (c *Client) DeleteBreach(ctx context.Context, name string) (removed, versio
 	resp, err := c.admin.DeleteBreach(ctx, &breachdv1.DeleteBreachRequest{Name: name})
 	if err != nil {
 		return 0, 0, &Error{Op: "DeleteBreach", err: err}
+	}
+	return resp.GetAccountsRemoved(), resp.GetCorpusVersion(), nil
+}
+
+// DeleteRelease removes release name from the daemon's password corpus of
+// kind k (an older Pwned Passwords download, once a newer one is in) and
+// returns the hashes no longer in any release and that corpus's new
+// version. A combolist's release goes with its breach (DeleteBreach). It is
+// not retried.
+func (c *Client) DeleteRelease(ctx context.Context, k breachd.HashKind, name string) (removed, version uint64, err error) {
+	if k.Size() == 0 { // the wire's unspecified kind would name a breach of accounts
+		return 0, 0, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
+	}
+	resp, err := c.admin.DeleteBreach(ctx, &breachdv1.DeleteBreachRequest{Name: name, Kind: breachdv1.KindFromDomain(k)})
+	if err != nil {
+		return 0, 0, &Error{Op: "DeleteRelease", err: err}
 	}
 	return resp.GetAccountsRemoved(), resp.GetCorpusVersion(), nil
 }

@@ -2,11 +2,15 @@ package client_test
 
 import (
 	"context"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
+	"maps"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -245,5 +249,100 @@ func TestAtLeastWaits(t *testing.T) {
 		if r := <-ch; r.err != nil || !r.exposed || r.version < 2 {
 			t.Errorf("%s waiting for version 2: %+v", name, r)
 		}
+	}
+}
+
+// TestReleases lists and deletes password releases through a real daemon:
+// an older download deleted once a newer one is in, a name that is not
+// there, and a combolist's release, which goes only with its breach.
+func TestReleases(t *testing.T) {
+	t.Parallel()
+	d, err := startDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	ctx := t.Context()
+	c := client.New(d.conn)
+	hash := func(pw string) (h [20]byte) { return sha1.Sum([]byte(pw)) }
+	records := func(counts map[string]uint64) iter.Seq2[[]breachd.PasswordRecord, error] {
+		var rs []breachd.PasswordRecord
+		for _, pw := range slices.Sorted(maps.Keys(counts)) {
+			var r breachd.PasswordRecord
+			h := hash(pw)
+			copy(r.Hash[:], h[:])
+			r.Count = counts[pw]
+			rs = append(rs, r)
+		}
+		return func(yield func([]breachd.PasswordRecord, error) bool) { yield(rs, nil) }
+	}
+	release := func(name string) breachd.Breach {
+		return breachd.Breach{Name: name, Title: name, BreachDate: "2026-12-01", DataClasses: []string{"Passwords"}}
+	}
+	for _, r := range []struct {
+		name   string
+		counts map[string]uint64
+	}{
+		{"PP-2026-06", map[string]uint64{"only-old": 3, "both": 10, "old-too": 1}},
+		{"PP-2026-12", map[string]uint64{"both": 12, "only-new": 5}},
+	} {
+		if _, err := c.ImportPasswords(ctx, breachd.SHA1, release(r.name), 0, records(r.counts)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	combo := breachd.Breach{Name: "Combo", Title: "Combo", BreachDate: "2026-11-20", DataClasses: []string{"Email addresses", "Passwords"}}
+	acct, _ := canon.Digest("a@example.com")
+	if _, err := c.ImportPairs(ctx, combo, true, func(yield func([]breachd.PairRecord, error) bool) {
+		yield([]breachd.PairRecord{{Account: acct, Password: hash("combo-pw")}}, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		rs, _, err := c.Releases(ctx, breachd.SHA1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range rs {
+			out = append(out, fmt.Sprintf("%s:%d", r.Name, r.AccountCount))
+		}
+		return out
+	}
+	if got, want := names(), []string{"Combo:1", "PP-2026-06:3", "PP-2026-12:2"}; !slices.Equal(got, want) {
+		t.Fatalf("Releases = %v, want %v", got, want)
+	}
+	removed, version, err := c.DeleteRelease(ctx, breachd.SHA1, "PP-2026-06")
+	if err != nil || removed != 2 {
+		t.Fatalf("DeleteRelease = %d removed, %v; want 2 (only-old, old-too)", removed, err)
+	}
+	for pw, want := range map[string]uint64{"only-old": 0, "old-too": 0, "both": 12, "only-new": 5, "combo-pw": 1} {
+		sum := hash(pw)
+		h, _ := breachd.PasswordHashFromBytes(breachd.SHA1, sum[:])
+		exp, err := c.CheckPassword(ctx, h)
+		if err != nil || exp.Count != want || exp.CorpusVersion != version {
+			t.Errorf("CheckPassword(%s) = %+v, %v; want count %d at version %d", pw, exp, err, want, version)
+		}
+	}
+	if got, want := names(), []string{"Combo:1", "PP-2026-12:2"}; !slices.Equal(got, want) {
+		t.Errorf("Releases after the delete = %v, want %v", got, want)
+	}
+	for _, tc := range []struct {
+		kind breachd.HashKind
+		name string
+		code codes.Code
+		msg  string
+	}{
+		{breachd.SHA1, "PP-2026-06", codes.NotFound, `the sha1 password corpus has no release "PP-2026-06"`},
+		{breachd.SHA1, "Combo", codes.FailedPrecondition, `release "Combo" holds the passwords of the combolist of breach "Combo": delete the breach, and its passwords go with it`},
+		{breachd.SHA1, "", codes.InvalidArgument, "DeleteBreachRequest.name: empty, want a release name"},
+	} {
+		_, _, err := c.DeleteRelease(ctx, tc.kind, tc.name)
+		if s := status.Convert(errors.Unwrap(err)); s.Code() != tc.code || s.Message() != tc.msg {
+			t.Errorf("DeleteRelease(%s, %q) = %v, want %s %q", tc.kind, tc.name, err, tc.code, tc.msg)
+		}
+	}
+	// The breach of accounts is untouched by all of it.
+	if bs, _, err := c.Breaches(ctx); err != nil || len(bs) != 1 || bs[0].Name != "Combo" {
+		t.Errorf("Breaches = %+v, %v; want Combo alone", bs, err)
 	}
 }

@@ -76,9 +76,20 @@ func digestBatch(msg string, packed []byte, batch []breachd.Digest) ([]breachd.D
 	return batch, nil
 }
 
-// DeleteBreach removes a breach from the corpus.
+// DeleteBreach removes a breach from the corpus, or a release from a
+// password corpus.
 func (s *AdminServer) DeleteBreach(ctx context.Context, req *breachdv1.DeleteBreachRequest) (*breachdv1.DeleteBreachResponse, error) {
-	removed, version, err := s.svc.DeleteBreach(ctx, req.GetName())
+	var removed, version uint64
+	var err error
+	if req.GetKind() == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+		removed, version, err = s.svc.DeleteBreach(ctx, req.GetName())
+	} else {
+		k, kerr := kindOf("DeleteBreachRequest", req.GetKind())
+		if kerr != nil {
+			return nil, toStatus(s.log, "DeleteBreach", kerr)
+		}
+		removed, version, err = s.svc.DeleteRelease(ctx, k, req.GetName())
+	}
 	if err != nil {
 		return nil, toStatus(s.log, "DeleteBreach", inMessage("DeleteBreachRequest", err))
 	}

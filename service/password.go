@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"slices"
 	"strings"
@@ -21,8 +22,9 @@ type PasswordCorpus interface {
 	// Import stores a release's records and commits them, all visible at
 	// once, when batches ends without an error; otherwise nothing changes.
 	Import(ctx context.Context, rel breachd.Breach, expected uint64, batches iter.Seq2[[]breachd.PasswordRecord, error]) (breachd.PasswordImportStats, error)
-	// Breach returns a release, and DeleteBreach removes one from every
-	// answer at once (a combolist's, when its breach is deleted).
+	// Breaches lists the releases and Breach returns one; DeleteBreach
+	// removes one from every answer at once.
+	Breaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error)
 	Breach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error)
 	DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error)
 }
@@ -63,6 +65,41 @@ func (s *Service) passwordCorpus(k breachd.HashKind) (PasswordCorpus, error) {
 		return *c, nil
 	}
 	return nil, ErrOpening
+}
+
+// DeleteRelease removes release name of the password corpus of kind k from
+// every answer at once (an older Pwned Passwords download, once a newer one
+// is in): hashes no other release holds are deleted, the others answer the
+// highest count left. It returns how many went, and the corpus's new
+// version. A combolist's release is refused: it goes with its breach
+// (DeleteBreach), whose pairs still count its passwords.
+func (s *Service) DeleteRelease(ctx context.Context, k breachd.HashKind, name string) (removed, version uint64, err error) {
+	if err := validName(name, "release"); err != nil {
+		return 0, 0, err
+	}
+	c, err := s.passwordCorpus(k)
+	if err != nil {
+		return 0, 0, err
+	}
+	if s.readOnly != nil {
+		return 0, 0, s.readOnly()
+	}
+	if err := s.lockChange(ctx, "the delete of "+k.String()+" release "+name); err != nil {
+		return 0, 0, err
+	}
+	defer s.unlockChange()
+	rel, _, err := c.Breach(ctx, name)
+	if errors.Is(err, breachd.ErrNotFound) {
+		return 0, 0, breachd.Errorf(breachd.ErrNotFound, "the %s password corpus has no release %s", k, breachd.Quote(name))
+	}
+	if err != nil {
+		return 0, 0, err
+	}
+	if rel.Pairs != 0 {
+		return 0, 0, breachd.Errorf(breachd.ErrFailedPrecondition,
+			"release %s holds the passwords of the combolist of breach %s: delete the breach, and its passwords go with it", breachd.Quote(name), breachd.Quote(name))
+	}
+	return c.DeleteBreach(ctx, name)
 }
 
 // CheckPassword returns how often the password whose hash is h appears in

@@ -176,6 +176,9 @@ const (
 type PageRequest struct {
 	Size  int
 	Token string
+	// Kind, if not 0, asks for the releases of that password corpus
+	// instead of the breaches of accounts.
+	Kind breachd.HashKind
 }
 
 // BreachPage is one page of the catalogue, ordered by name.
@@ -207,11 +210,7 @@ func (s *Service) ListBreaches(ctx context.Context, req PageRequest) (BreachPage
 	if err != nil {
 		return BreachPage{}, err
 	}
-	st, err := s.corpus()
-	if err != nil {
-		return BreachPage{}, err
-	}
-	all, version, err := st.Breaches(ctx)
+	all, version, err := s.catalogue(ctx, req.Kind)
 	if err != nil {
 		return BreachPage{}, err
 	}
@@ -227,6 +226,23 @@ func (s *Service) ListBreaches(ctx context.Context, req PageRequest) (BreachPage
 		page.NextToken = base64.RawURLEncoding.EncodeToString([]byte(tokenPrefix + all[end-1].Name))
 	}
 	return page, nil
+}
+
+// catalogue returns the breaches of accounts (kind 0) or the releases of
+// the password corpus of kind, with that corpus's version.
+func (s *Service) catalogue(ctx context.Context, kind breachd.HashKind) ([]*breachd.CatalogEntry, uint64, error) {
+	if kind != 0 {
+		c, err := s.passwordCorpus(kind)
+		if err != nil {
+			return nil, 0, err
+		}
+		return c.Breaches(ctx)
+	}
+	st, err := s.corpus()
+	if err != nil {
+		return nil, 0, err
+	}
+	return st.Breaches(ctx)
 }
 
 // parseToken returns the last name of the previous page ("" for none).

@@ -200,6 +200,13 @@ func (t *target) remoteError(err error) error {
 	return fmt.Errorf("daemon at %s: %s", t.addr, status.Convert(err).Message())
 }
 
+func (t *target) remoteErrorOrNil(err error) error {
+	if err == nil {
+		return nil
+	}
+	return t.remoteError(err)
+}
+
 const breachUsage = `usage: breachd breach <list|delete|update> (--data DIR | --addr unix://SOCKET|HOST:PORT [connection flags]) ...
 
   list                     print the catalogue: NAME, accounts, date, one breach a line
@@ -207,6 +214,11 @@ const breachUsage = `usage: breachd breach <list|delete|update> (--data DIR | --
                            other breach are deleted
   update --manifest FILE   correct the catalogue entry of the breach the manifest names
                            (every field but its accounts)
+
+  list --kind sha1|ntlm    the releases of that password corpus instead: NAME, hashes, date
+  delete --kind sha1|ntlm NAME
+                           remove a password release (an older Pwned Passwords download,
+                           once a newer one is imported); hashes in no other release go
 `
 
 func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
@@ -219,10 +231,21 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	var t target
 	t.register(fs)
 	manifest := fs.String("manifest", "", "with update: the corrected breach manifest, JSON")
+	kindName := fs.String("kind", "", "with list or delete: sha1 or ntlm, a password corpus's releases instead of the breaches of accounts")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
+	if *kindName != "" {
+		k, err := breachd.ParseHashKind(*kindName)
+		switch {
+		case err != nil:
+			return err
+		case args[0] == "update":
+			return usage()
+		}
+		return releaseCmd(ctx, args[0], k, &t, fs, stdout, log, usage)
+	}
 	switch {
 	case !t.valid(),
 		args[0] == "list" && (fs.NArg() != 0 || *manifest != ""),
@@ -297,6 +320,67 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		}
 		fmt.Fprintf(stdout, "updated %s; corpus version %d\n", b.Name, version)
 	}
+	return nil
+}
+
+// releaseCmd lists or deletes (cmd) the releases of the password corpus of
+// kind k, at t.
+func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, fs *flag.FlagSet, stdout io.Writer, log *slog.Logger, usage func() error) error {
+	if !t.valid() || cmd == "list" && fs.NArg() != 0 || cmd == "delete" && fs.NArg() != 1 {
+		return usage()
+	}
+	var list func() ([]*breachd.CatalogEntry, error)
+	var del func(name string) (removed, version uint64, err error)
+	if t.addr != "" {
+		c, conn, err := t.connect()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		list = func() ([]*breachd.CatalogEntry, error) {
+			rs, _, err := c.Releases(ctx, k)
+			out := make([]*breachd.CatalogEntry, len(rs))
+			for i, r := range rs {
+				out[i] = &breachd.CatalogEntry{Breach: breachd.Breach{Name: r.Name, BreachDate: r.BreachDate}, AccountCount: r.AccountCount}
+			}
+			return out, t.remoteErrorOrNil(err)
+		}
+		del = func(name string) (uint64, uint64, error) {
+			removed, version, err := c.DeleteRelease(ctx, k, name)
+			return removed, version, t.remoteErrorOrNil(err)
+		}
+	} else {
+		if _, err := os.Stat(store.PasswordDir(t.data, k)); err != nil {
+			return fmt.Errorf("no %s password corpus at %s: %w", k, t.data, err) // never create one to list or change it
+		}
+		pw, err := t.openPasswords(ctx, k, log)
+		if err != nil {
+			return err
+		}
+		defer closeOffline(ctx, pw, log)
+		svc := service.New(nil, service.WithPasswords(k, pw))
+		list = func() ([]*breachd.CatalogEntry, error) {
+			rs, _, err := pw.Breaches(ctx)
+			return rs, err
+		}
+		del = func(name string) (uint64, uint64, error) { return svc.DeleteRelease(ctx, k, name) }
+	}
+	if cmd == "list" {
+		rs, err := list()
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			fmt.Fprintf(stdout, "%s\t%d\t%s\n", r.Name, r.AccountCount, r.BreachDate)
+		}
+		return nil
+	}
+	name := fs.Arg(0)
+	removed, version, err := del(name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deleted %s release %s: %d hashes in no other release removed; corpus version %d\n", k, name, removed, version)
 	return nil
 }
 

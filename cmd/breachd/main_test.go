@@ -292,7 +292,44 @@ func TestBreachCommands(t *testing.T) {
 	if out := runOK(t, "breach", "delete", "--data", data, "Beta"); !regexp.MustCompile(`deleted Beta: \d+ accounts in no other breach removed; corpus version 3`).MatchString(out) {
 		t.Fatalf("breach delete printed %q", out)
 	}
+	// Password releases, --kind: three downloads, the oldest deleted here,
+	// the next through the daemon.
+	for i, lines := range []string{"AAAA:1\nBBBB:2\nCCCC:3\n", "BBBB:4\nDDDD:5\n", "DDDD:6\nEEEE:7\n"} {
+		name := fmt.Sprintf("PP-%d", i+1)
+		rel, file := filepath.Join(tmp, name+".json"), filepath.Join(tmp, name+".txt")
+		var text strings.Builder
+		for _, l := range strings.Split(strings.TrimSpace(lines), "\n") {
+			h, n, _ := strings.Cut(l, ":")
+			fmt.Fprintf(&text, "%s:%s\n", strings.Repeat(h, 10), n) // 40 hex digits
+		}
+		if err := os.WriteFile(rel, []byte(`{"Name":"`+name+`","Title":"`+name+`","BreachDate":"2026-12-01"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(text.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runOK(t, "import", "--kind", "sha1", "--data", data, "--manifest", rel, file)
+	}
+	if out := runOK(t, "breach", "list", "--kind", "sha1", "--data", data); out != "PP-1\t3\t2026-12-01\nPP-2\t2\t2026-12-01\nPP-3\t2\t2026-12-01\n" {
+		t.Fatalf("breach list --kind sha1 printed %q", out)
+	}
+	if out := runOK(t, "breach", "delete", "--kind", "sha1", "--data", data, "PP-1"); out != "deleted sha1 release PP-1: 2 hashes in no other release removed; corpus version 4\n" {
+		t.Fatalf("breach delete --kind sha1 printed %q", out)
+	}
+	if out := runOK(t, "breach", "list", "--data", data); strings.Contains(out, "PP-") {
+		t.Fatalf("breach list (accounts) printed password releases: %q", out)
+	}
 	d := startDaemon(t, data)
+	if out := runOK(t, "breach", "delete", "--kind", "sha1", "--addr", d.admin, "PP-2"); out != "deleted sha1 release PP-2: 1 hashes in no other release removed; corpus version 5\n" {
+		t.Fatalf("breach delete --kind sha1 through the daemon printed %q", out)
+	}
+	if out := runOK(t, "breach", "list", "--kind", "sha1", "--addr", d.admin); out != "PP-3\t2\t2026-12-01\n" {
+		t.Fatalf("breach list --kind sha1 through the daemon printed %q", out)
+	}
+	err := run(t.Context(), []string{"breach", "delete", "--kind", "sha1", "--addr", d.admin, "PP-1"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `the sha1 password corpus has no release "PP-1"`) {
+		t.Fatalf("deleting a release twice = %v", err)
+	}
 	conn := dial(t, d.addr)
 	wantAll(t, conn, "after the delete", b.accounts)
 	wantAll(t, conn, "the other breach", a.accounts, "Alpha")
@@ -327,6 +364,8 @@ func TestUsage(t *testing.T) {
 		{"breach"},
 		{"breach", "delete", "--data", "x"}, // no name
 		{"breach", "update", "--data", "x", "--addr", "y"}, // both targets
+		{"breach", "update", "--kind", "sha1", "--data", "x", "--manifest", "m"},
+		{"breach", "delete", "--kind", "sha1", "--data", "x"}, // no name
 		{"gc"},
 		{"keys", "create", "--data", "x"}, // no name or scopes
 		{"config"},

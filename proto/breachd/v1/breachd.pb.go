@@ -1187,7 +1187,12 @@ type ListBreachesRequest struct {
 	// negative is INVALID_ARGUMENT.
 	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Empty for the first page; otherwise next_page_token from the previous answer.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// HASH_KIND_UNSPECIFIED (the default) lists the breaches of accounts;
+	// HASH_KIND_SHA1 or HASH_KIND_NTLM the releases of that password corpus
+	// (FAILED_PRECONDITION when the daemon serves none), with
+	// corpus_version that corpus's.
+	Kind          HashKind `protobuf:"varint,3,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1234,6 +1239,13 @@ func (x *ListBreachesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListBreachesRequest) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
 }
 
 type ListBreachesResponse struct {
@@ -2108,8 +2120,15 @@ func (x *RangeResponse) GetCorpusVersion() uint64 {
 }
 
 type DeleteBreachRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// HASH_KIND_UNSPECIFIED (the default) deletes a breach of accounts;
+	// HASH_KIND_SHA1 or HASH_KIND_NTLM a release of that password corpus
+	// (an older Pwned Passwords download, once a newer one is imported): its
+	// hashes that no other release holds are deleted, the others answer the
+	// highest count the remaining releases give them. FAILED_PRECONDITION for
+	// the release of a combolist's passwords, which goes with its breach.
+	Kind          HashKind `protobuf:"varint,2,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2151,10 +2170,18 @@ func (x *DeleteBreachRequest) GetName() string {
 	return ""
 }
 
+func (x *DeleteBreachRequest) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
 type DeleteBreachResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// Accounts that were in no other breach, now deleted.
+	// Accounts (for a release: hashes) that were in no other breach, now
+	// deleted.
 	AccountsRemoved uint64 `protobuf:"varint,2,opt,name=accounts_removed,json=accountsRemoved,proto3" json:"accounts_removed,omitempty"`
 	CorpusVersion   uint64 `protobuf:"varint,3,opt,name=corpus_version,json=corpusVersion,proto3" json:"corpus_version,omitempty"`
 	unknownFields   protoimpl.UnknownFields
@@ -3647,11 +3674,12 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x14is_subscription_free\x18\x14 \x01(\bR\x12isSubscriptionFree\x12$\n" +
 	"\x0eis_stealer_log\x18\x15 \x01(\bR\fisStealerLog\x124\n" +
 	"\x13passwords_published\x18\x16 \x01(\bH\x00R\x12passwordsPublished\x88\x01\x01B\x16\n" +
-	"\x14_passwords_published\"Q\n" +
+	"\x14_passwords_published\"{\n" +
 	"\x13ListBreachesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x95\x01\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12(\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\"\x95\x01\n" +
 	"\x14ListBreachesResponse\x12.\n" +
 	"\bbreaches\x18\x01 \x03(\v2\x12.breachd.v1.BreachR\bbreaches\x12%\n" +
 	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\x12&\n" +
@@ -3705,9 +3733,10 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\rRangeResponse\x12\x16\n" +
 	"\x06hashes\x18\x01 \x01(\fR\x06hashes\x12\x16\n" +
 	"\x06counts\x18\x02 \x03(\x04R\x06counts\x12%\n" +
-	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\")\n" +
+	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\"S\n" +
 	"\x13DeleteBreachRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"|\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\"|\n" +
 	"\x14DeleteBreachResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x10accounts_removed\x18\x02 \x01(\x04R\x0faccountsRemoved\x12%\n" +
@@ -3927,82 +3956,84 @@ var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	14, // 3: breachd.v1.CheckStreamResponse.breach_sets:type_name -> breachd.v1.BreachSet
 	54, // 4: breachd.v1.Breach.added_date:type_name -> google.protobuf.Timestamp
 	54, // 5: breachd.v1.Breach.modified_date:type_name -> google.protobuf.Timestamp
-	15, // 6: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
-	15, // 7: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
-	15, // 8: breachd.v1.ImportPairsRequest.breach:type_name -> breachd.v1.Breach
-	35, // 9: breachd.v1.ImportPairsRequest.commit:type_name -> breachd.v1.ImportCommit
-	23, // 10: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
-	24, // 11: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
-	35, // 12: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
-	0,  // 13: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
-	15, // 14: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
-	0,  // 15: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
-	0,  // 16: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
-	0,  // 17: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
-	15, // 18: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
-	15, // 19: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
-	15, // 20: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	35, // 21: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	1,  // 22: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
-	11, // 23: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
-	3,  // 24: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
-	2,  // 25: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
-	2,  // 26: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
-	38, // 27: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
-	54, // 28: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
-	35, // 29: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
-	41, // 30: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
-	52, // 31: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
-	53, // 32: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
-	54, // 33: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
-	54, // 34: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
-	9,  // 35: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	12, // 36: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	16, // 37: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	18, // 38: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	4,  // 39: breachd.v1.ExposureService.GetPrivateLookupInfo:input_type -> breachd.v1.GetPrivateLookupInfoRequest
-	6,  // 40: breachd.v1.ExposureService.CheckPrivate:input_type -> breachd.v1.CheckPrivateRequest
-	34, // 41: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	30, // 42: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	32, // 43: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	22, // 44: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
-	20, // 45: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
-	26, // 46: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
-	28, // 47: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
-	37, // 48: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
-	40, // 49: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
-	42, // 50: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
-	42, // 51: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
-	44, // 52: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
-	46, // 53: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
-	48, // 54: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
-	50, // 55: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
-	10, // 56: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	13, // 57: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	17, // 58: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	19, // 59: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	5,  // 60: breachd.v1.ExposureService.GetPrivateLookupInfo:output_type -> breachd.v1.PrivateLookupInfo
-	7,  // 61: breachd.v1.ExposureService.CheckPrivate:output_type -> breachd.v1.CheckPrivateResponse
-	36, // 62: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	31, // 63: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	33, // 64: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	25, // 65: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
-	21, // 66: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
-	27, // 67: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
-	29, // 68: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
-	39, // 69: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
-	41, // 70: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
-	43, // 71: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
-	43, // 72: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
-	45, // 73: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
-	47, // 74: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
-	49, // 75: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
-	51, // 76: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
-	56, // [56:77] is the sub-list for method output_type
-	35, // [35:56] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	0,  // 6: breachd.v1.ListBreachesRequest.kind:type_name -> breachd.v1.HashKind
+	15, // 7: breachd.v1.ListBreachesResponse.breaches:type_name -> breachd.v1.Breach
+	15, // 8: breachd.v1.GetBreachResponse.breach:type_name -> breachd.v1.Breach
+	15, // 9: breachd.v1.ImportPairsRequest.breach:type_name -> breachd.v1.Breach
+	35, // 10: breachd.v1.ImportPairsRequest.commit:type_name -> breachd.v1.ImportCommit
+	23, // 11: breachd.v1.ImportPasswordsRequest.release:type_name -> breachd.v1.PasswordRelease
+	24, // 12: breachd.v1.ImportPasswordsRequest.batch:type_name -> breachd.v1.PasswordBatch
+	35, // 13: breachd.v1.ImportPasswordsRequest.commit:type_name -> breachd.v1.ImportCommit
+	0,  // 14: breachd.v1.PasswordRelease.kind:type_name -> breachd.v1.HashKind
+	15, // 15: breachd.v1.PasswordRelease.release:type_name -> breachd.v1.Breach
+	0,  // 16: breachd.v1.ImportPasswordsResponse.kind:type_name -> breachd.v1.HashKind
+	0,  // 17: breachd.v1.CheckPasswordRequest.kind:type_name -> breachd.v1.HashKind
+	0,  // 18: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
+	0,  // 19: breachd.v1.DeleteBreachRequest.kind:type_name -> breachd.v1.HashKind
+	15, // 20: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
+	15, // 21: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	15, // 22: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	35, // 23: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	1,  // 24: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
+	11, // 25: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
+	3,  // 26: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
+	2,  // 27: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
+	2,  // 28: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
+	38, // 29: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
+	54, // 30: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
+	35, // 31: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
+	41, // 32: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
+	52, // 33: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
+	53, // 34: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
+	54, // 35: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
+	54, // 36: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
+	9,  // 37: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	12, // 38: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	16, // 39: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	18, // 40: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	4,  // 41: breachd.v1.ExposureService.GetPrivateLookupInfo:input_type -> breachd.v1.GetPrivateLookupInfoRequest
+	6,  // 42: breachd.v1.ExposureService.CheckPrivate:input_type -> breachd.v1.CheckPrivateRequest
+	34, // 43: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	30, // 44: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	32, // 45: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	22, // 46: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	20, // 47: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
+	26, // 48: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	28, // 49: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	37, // 50: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
+	40, // 51: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
+	42, // 52: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	42, // 53: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	44, // 54: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
+	46, // 55: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
+	48, // 56: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
+	50, // 57: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
+	10, // 58: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	13, // 59: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	17, // 60: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	19, // 61: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	5,  // 62: breachd.v1.ExposureService.GetPrivateLookupInfo:output_type -> breachd.v1.PrivateLookupInfo
+	7,  // 63: breachd.v1.ExposureService.CheckPrivate:output_type -> breachd.v1.CheckPrivateResponse
+	36, // 64: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	31, // 65: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	33, // 66: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	25, // 67: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	21, // 68: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
+	27, // 69: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	29, // 70: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	39, // 71: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
+	41, // 72: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
+	43, // 73: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	43, // 74: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	45, // 75: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
+	47, // 76: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
+	49, // 77: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
+	51, // 78: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
+	58, // [58:79] is the sub-list for method output_type
+	37, // [37:58] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }

@@ -373,9 +373,9 @@ type AdminServiceClient interface {
 	// does not match, changes nothing that lookups can see. Re-importing a breach
 	// is idempotent. Imports are serialised: a second one waits for the first.
 	ImportBreach(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportBreachRequest, ImportBreachResponse], error)
-	// DeleteBreach removes a breach from every answer at once; accounts that no
-	// other breach holds are deleted from the corpus. NOT_FOUND if the name is
-	// not in the catalogue.
+	// DeleteBreach removes a breach, or a password release (kind), from every
+	// answer at once; accounts that no other breach holds are deleted from the
+	// corpus. NOT_FOUND if the name is not in the catalogue.
 	DeleteBreach(ctx context.Context, in *DeleteBreachRequest, opts ...grpc.CallOption) (*DeleteBreachResponse, error)
 	// UpdateBreach corrects a breach's catalogue entry: every field but its
 	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
@@ -478,9 +478,9 @@ type AdminServiceServer interface {
 	// does not match, changes nothing that lookups can see. Re-importing a breach
 	// is idempotent. Imports are serialised: a second one waits for the first.
 	ImportBreach(grpc.ClientStreamingServer[ImportBreachRequest, ImportBreachResponse]) error
-	// DeleteBreach removes a breach from every answer at once; accounts that no
-	// other breach holds are deleted from the corpus. NOT_FOUND if the name is
-	// not in the catalogue.
+	// DeleteBreach removes a breach, or a password release (kind), from every
+	// answer at once; accounts that no other breach holds are deleted from the
+	// corpus. NOT_FOUND if the name is not in the catalogue.
 	DeleteBreach(context.Context, *DeleteBreachRequest) (*DeleteBreachResponse, error)
 	// UpdateBreach corrects a breach's catalogue entry: every field but its
 	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
