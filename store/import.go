@@ -355,9 +355,10 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 	var fresh [][]byte // keys not stored before, for the filter
 	err = c.db.View(func(txn *badger.Txn) error {
 		get := func(key []byte, fn func(v []byte) error) (bool, error) { return c.get(txn, key, fn) }
-		if c.kind.counted {
+		if c.kind.counted && len(rs) >= 256 {
 			// rs is sorted. Not for the other kinds: their tables' Bloom
-			// filters make a point read of a key cheaper than a seek.
+			// filters make a point read of a key cheaper than a seek. Nor
+			// for a small batch: an iterator opens every table.
 			g := c.sortedGets(txn)
 			defer g.close()
 			get = g.get
