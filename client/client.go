@@ -243,6 +243,20 @@ func (c *Client) UpdateBreach(ctx context.Context, b breachd.Breach) (breachd.Ca
 	return resp.GetBreach().ToDomain(), resp.GetCorpusVersion(), nil
 }
 
+// UpdateRelease corrects the catalogue entry of a release of the daemon's
+// password corpus of kind k (every field but its hashes) and returns it as
+// stored, with that corpus's new version.
+func (c *Client) UpdateRelease(ctx context.Context, k breachd.HashKind, b breachd.Breach) (breachd.CatalogEntry, uint64, error) {
+	if k.Size() == 0 { // the wire's unspecified kind would name a breach of accounts
+		return breachd.CatalogEntry{}, 0, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
+	}
+	resp, err := c.admin.UpdateBreach(ctx, &breachdv1.UpdateBreachRequest{Breach: breachdv1.BreachFromDomain(&b), Kind: breachdv1.KindFromDomain(k)})
+	if err != nil {
+		return breachd.CatalogEntry{}, 0, &Error{Op: "UpdateRelease", err: err}
+	}
+	return resp.GetBreach().ToDomain(), resp.GetCorpusVersion(), nil
+}
+
 // maxPageSize is the largest catalogue page the server hands out.
 const maxPageSize = 100
 

@@ -101,7 +101,18 @@ func (s *AdminServer) UpdateBreach(ctx context.Context, req *breachdv1.UpdateBre
 	if req.GetBreach() == nil {
 		return nil, toStatus(s.log, "UpdateBreach", breachd.Errorf(breachd.ErrInvalidArgument, "UpdateBreachRequest.breach: missing"))
 	}
-	e, version, err := s.svc.UpdateBreach(ctx, req.GetBreach().ToDomain().Breach)
+	var e *breachd.CatalogEntry
+	var version uint64
+	var err error
+	if req.GetKind() == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+		e, version, err = s.svc.UpdateBreach(ctx, req.GetBreach().ToDomain().Breach)
+	} else {
+		k, kerr := kindOf("UpdateBreachRequest", req.GetKind())
+		if kerr != nil {
+			return nil, toStatus(s.log, "UpdateBreach", kerr)
+		}
+		e, version, err = s.svc.UpdateRelease(ctx, k, req.GetBreach().ToDomain().Breach)
+	}
 	if errors.Is(err, breachd.ErrInvalidBreach) {
 		err = inField("UpdateBreachRequest.breach", err)
 	}

@@ -26,6 +26,7 @@ type PasswordCorpus interface {
 	// removes one from every answer at once.
 	Breaches(ctx context.Context) ([]*breachd.CatalogEntry, uint64, error)
 	Breach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error)
+	UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.CatalogEntry, uint64, error)
 	DeleteBreach(ctx context.Context, name string) (removed, version uint64, err error)
 }
 
@@ -100,6 +101,26 @@ func (s *Service) DeleteRelease(ctx context.Context, k breachd.HashKind, name st
 			"release %s holds the passwords of the combolist of breach %s: delete the breach, and its passwords go with it", breachd.Quote(name), breachd.Quote(name))
 	}
 	return c.DeleteBreach(ctx, name)
+}
+
+// UpdateRelease corrects the catalogue entry of a release of the password
+// corpus of kind k: every field but its hashes.
+func (s *Service) UpdateRelease(ctx context.Context, k breachd.HashKind, b breachd.Breach) (*breachd.CatalogEntry, uint64, error) {
+	if err := b.Validate(); err != nil {
+		return nil, 0, err
+	}
+	c, err := s.passwordCorpus(k)
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.readOnly != nil {
+		return nil, 0, s.readOnly()
+	}
+	e, version, err := c.UpdateBreach(ctx, b)
+	if errors.Is(err, breachd.ErrNotFound) {
+		return nil, version, breachd.Errorf(breachd.ErrNotFound, "the %s password corpus has no release %s", k, breachd.Quote(b.Name))
+	}
+	return e, version, err
 }
 
 // CheckPassword returns how often the password whose hash is h appears in

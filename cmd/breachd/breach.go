@@ -219,6 +219,8 @@ const breachUsage = `usage: breachd breach <list|delete|update> (--data DIR | --
   delete --kind sha1|ntlm NAME
                            remove a password release (an older Pwned Passwords download,
                            once a newer one is imported); hashes in no other release go
+  update --kind sha1|ntlm --manifest FILE
+                           correct a password release's catalogue entry
 `
 
 func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log *slog.Logger) error {
@@ -231,20 +233,17 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 	var t target
 	t.register(fs)
 	manifest := fs.String("manifest", "", "with update: the corrected breach manifest, JSON")
-	kindName := fs.String("kind", "", "with list or delete: sha1 or ntlm, a password corpus's releases instead of the breaches of accounts")
+	kindName := fs.String("kind", "", "sha1 or ntlm: a password corpus's releases instead of the breaches of accounts")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
 	if *kindName != "" {
 		k, err := breachd.ParseHashKind(*kindName)
-		switch {
-		case err != nil:
+		if err != nil {
 			return err
-		case args[0] == "update":
-			return usage()
 		}
-		return releaseCmd(ctx, args[0], k, &t, fs, stdout, log, usage)
+		return releaseCmd(ctx, args[0], k, &t, fs, *manifest, stdout, log, usage)
 	}
 	switch {
 	case !t.valid(),
@@ -325,12 +324,17 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 
 // releaseCmd lists or deletes (cmd) the releases of the password corpus of
 // kind k, at t.
-func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, fs *flag.FlagSet, stdout io.Writer, log *slog.Logger, usage func() error) error {
-	if !t.valid() || cmd == "list" && fs.NArg() != 0 || cmd == "delete" && fs.NArg() != 1 {
+func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, fs *flag.FlagSet, manifest string, stdout io.Writer, log *slog.Logger, usage func() error) error {
+	switch {
+	case !t.valid(),
+		cmd == "list" && (fs.NArg() != 0 || manifest != ""),
+		cmd == "delete" && (fs.NArg() != 1 || manifest != ""),
+		cmd == "update" && (fs.NArg() != 0 || manifest == ""):
 		return usage()
 	}
 	var list func() ([]*breachd.CatalogEntry, error)
 	var del func(name string) (removed, version uint64, err error)
+	var update func(b breachd.Breach) (version uint64, err error)
 	if t.addr != "" {
 		c, conn, err := t.connect()
 		if err != nil {
@@ -349,6 +353,10 @@ func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, 
 			removed, version, err := c.DeleteRelease(ctx, k, name)
 			return removed, version, t.remoteErrorOrNil(err)
 		}
+		update = func(b breachd.Breach) (uint64, error) {
+			_, version, err := c.UpdateRelease(ctx, k, b)
+			return version, t.remoteErrorOrNil(err)
+		}
 	} else {
 		if _, err := os.Stat(store.PasswordDir(t.data, k)); err != nil {
 			return fmt.Errorf("no %s password corpus at %s: %w", k, t.data, err) // never create one to list or change it
@@ -364,8 +372,13 @@ func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, 
 			return rs, err
 		}
 		del = func(name string) (uint64, uint64, error) { return svc.DeleteRelease(ctx, k, name) }
+		update = func(b breachd.Breach) (uint64, error) {
+			_, version, err := svc.UpdateRelease(ctx, k, b)
+			return version, err
+		}
 	}
-	if cmd == "list" {
+	switch cmd {
+	case "list":
 		rs, err := list()
 		if err != nil {
 			return err
@@ -373,6 +386,17 @@ func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, 
 		for _, r := range rs {
 			fmt.Fprintf(stdout, "%s\t%d\t%s\n", r.Name, r.AccountCount, r.BreachDate)
 		}
+		return nil
+	case "update":
+		b, err := dump.ReadManifest(manifest)
+		if err != nil {
+			return err
+		}
+		version, err := update(b)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "updated %s release %s; corpus version %d\n", k, b.Name, version)
 		return nil
 	}
 	name := fs.Arg(0)

@@ -323,7 +323,14 @@ func TestBreachCommands(t *testing.T) {
 	if out := runOK(t, "breach", "delete", "--kind", "sha1", "--addr", d.admin, "PP-2"); out != "deleted sha1 release PP-2: 1 hashes in no other release removed; corpus version 5\n" {
 		t.Fatalf("breach delete --kind sha1 through the daemon printed %q", out)
 	}
-	if out := runOK(t, "breach", "list", "--kind", "sha1", "--addr", d.admin); out != "PP-3\t2\t2026-12-01\n" {
+	fixedRel := filepath.Join(tmp, "pp-3-fixed.json")
+	if err := os.WriteFile(fixedRel, []byte(`{"Name":"PP-3","Title":"PP-3 (corrected)","BreachDate":"2026-12-02"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := runOK(t, "breach", "update", "--kind", "sha1", "--addr", d.admin, "--manifest", fixedRel); out != "updated sha1 release PP-3; corpus version 6\n" {
+		t.Fatalf("breach update --kind sha1 printed %q", out)
+	}
+	if out := runOK(t, "breach", "list", "--kind", "sha1", "--addr", d.admin); out != "PP-3\t2\t2026-12-02\n" {
 		t.Fatalf("breach list --kind sha1 through the daemon printed %q", out)
 	}
 	err := run(t.Context(), []string{"breach", "delete", "--kind", "sha1", "--addr", d.admin, "PP-1"}, io.Discard, io.Discard)
@@ -363,8 +370,8 @@ func TestUsage(t *testing.T) {
 		{"keys"},
 		{"breach"},
 		{"breach", "delete", "--data", "x"}, // no name
-		{"breach", "update", "--data", "x", "--addr", "y"}, // both targets
-		{"breach", "update", "--kind", "sha1", "--data", "x", "--manifest", "m"},
+		{"breach", "update", "--data", "x", "--addr", "y"},    // both targets
+		{"breach", "update", "--kind", "sha1", "--data", "x"}, // no manifest
 		{"breach", "delete", "--kind", "sha1", "--data", "x"}, // no name
 		{"gc"},
 		{"keys", "create", "--data", "x"}, // no name or scopes

@@ -2242,7 +2242,10 @@ func (x *DeleteBreachResponse) GetCorpusVersion() uint64 {
 type UpdateBreachRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The corrected record; account_count is ignored.
-	Breach        *Breach `protobuf:"bytes,1,opt,name=breach,proto3" json:"breach,omitempty"`
+	Breach *Breach `protobuf:"bytes,1,opt,name=breach,proto3" json:"breach,omitempty"`
+	// HASH_KIND_UNSPECIFIED (the default) corrects a breach of accounts;
+	// HASH_KIND_SHA1 or HASH_KIND_NTLM a release of that password corpus.
+	Kind          HashKind `protobuf:"varint,2,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2282,6 +2285,13 @@ func (x *UpdateBreachRequest) GetBreach() *Breach {
 		return x.Breach
 	}
 	return nil
+}
+
+func (x *UpdateBreachRequest) GetKind() HashKind {
+	if x != nil {
+		return x.Kind
+	}
+	return HashKind_HASH_KIND_UNSPECIFIED
 }
 
 type UpdateBreachResponse struct {
@@ -3740,9 +3750,10 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x14DeleteBreachResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x10accounts_removed\x18\x02 \x01(\x04R\x0faccountsRemoved\x12%\n" +
-	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\"A\n" +
+	"\x0ecorpus_version\x18\x03 \x01(\x04R\rcorpusVersion\"k\n" +
 	"\x13UpdateBreachRequest\x12*\n" +
-	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\"i\n" +
+	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12(\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\"i\n" +
 	"\x14UpdateBreachResponse\x12*\n" +
 	"\x06breach\x18\x01 \x01(\v2\x12.breachd.v1.BreachR\x06breach\x12%\n" +
 	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\"\xa4\x01\n" +
@@ -3971,69 +3982,70 @@ var file_breachd_v1_breachd_proto_depIdxs = []int32{
 	0,  // 18: breachd.v1.RangeRequest.kind:type_name -> breachd.v1.HashKind
 	0,  // 19: breachd.v1.DeleteBreachRequest.kind:type_name -> breachd.v1.HashKind
 	15, // 20: breachd.v1.UpdateBreachRequest.breach:type_name -> breachd.v1.Breach
-	15, // 21: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
-	15, // 22: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
-	35, // 23: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
-	1,  // 24: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
-	11, // 25: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
-	3,  // 26: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
-	2,  // 27: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
-	2,  // 28: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
-	38, // 29: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
-	54, // 30: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
-	35, // 31: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
-	41, // 32: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
-	52, // 33: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
-	53, // 34: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
-	54, // 35: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
-	54, // 36: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
-	9,  // 37: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
-	12, // 38: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
-	16, // 39: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
-	18, // 40: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
-	4,  // 41: breachd.v1.ExposureService.GetPrivateLookupInfo:input_type -> breachd.v1.GetPrivateLookupInfoRequest
-	6,  // 42: breachd.v1.ExposureService.CheckPrivate:input_type -> breachd.v1.CheckPrivateRequest
-	34, // 43: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
-	30, // 44: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
-	32, // 45: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
-	22, // 46: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
-	20, // 47: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
-	26, // 48: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
-	28, // 49: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
-	37, // 50: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
-	40, // 51: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
-	42, // 52: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
-	42, // 53: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
-	44, // 54: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
-	46, // 55: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
-	48, // 56: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
-	50, // 57: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
-	10, // 58: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
-	13, // 59: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
-	17, // 60: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
-	19, // 61: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
-	5,  // 62: breachd.v1.ExposureService.GetPrivateLookupInfo:output_type -> breachd.v1.PrivateLookupInfo
-	7,  // 63: breachd.v1.ExposureService.CheckPrivate:output_type -> breachd.v1.CheckPrivateResponse
-	36, // 64: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
-	31, // 65: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
-	33, // 66: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
-	25, // 67: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
-	21, // 68: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
-	27, // 69: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
-	29, // 70: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
-	39, // 71: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
-	41, // 72: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
-	43, // 73: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
-	43, // 74: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
-	45, // 75: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
-	47, // 76: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
-	49, // 77: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
-	51, // 78: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
-	58, // [58:79] is the sub-list for method output_type
-	37, // [37:58] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	0,  // 21: breachd.v1.UpdateBreachRequest.kind:type_name -> breachd.v1.HashKind
+	15, // 22: breachd.v1.UpdateBreachResponse.breach:type_name -> breachd.v1.Breach
+	15, // 23: breachd.v1.ImportBreachRequest.breach:type_name -> breachd.v1.Breach
+	35, // 24: breachd.v1.ImportBreachRequest.commit:type_name -> breachd.v1.ImportCommit
+	1,  // 25: breachd.v1.AssessRequest.context:type_name -> breachd.v1.AssessContext
+	11, // 26: breachd.v1.BreachAssessment.breach:type_name -> breachd.v1.BreachSummary
+	3,  // 27: breachd.v1.BreachAssessment.password_status:type_name -> breachd.v1.PasswordStatus
+	2,  // 28: breachd.v1.AssessResponse.decision:type_name -> breachd.v1.Decision
+	2,  // 29: breachd.v1.AssessResponse.would_be:type_name -> breachd.v1.Decision
+	38, // 30: breachd.v1.AssessResponse.breaches:type_name -> breachd.v1.BreachAssessment
+	54, // 31: breachd.v1.WatchlistInfo.created:type_name -> google.protobuf.Timestamp
+	35, // 32: breachd.v1.WatchlistChangeRequest.commit:type_name -> breachd.v1.ImportCommit
+	41, // 33: breachd.v1.ListWatchlistsResponse.watchlists:type_name -> breachd.v1.WatchlistInfo
+	52, // 34: breachd.v1.ListDeliveriesResponse.deliveries:type_name -> breachd.v1.Delivery
+	53, // 35: breachd.v1.Delivery.dead_letters:type_name -> breachd.v1.DeadLetter
+	54, // 36: breachd.v1.DeadLetter.first_attempt:type_name -> google.protobuf.Timestamp
+	54, // 37: breachd.v1.DeadLetter.last_attempt:type_name -> google.protobuf.Timestamp
+	9,  // 38: breachd.v1.ExposureService.Check:input_type -> breachd.v1.CheckRequest
+	12, // 39: breachd.v1.ExposureService.CheckStream:input_type -> breachd.v1.CheckStreamRequest
+	16, // 40: breachd.v1.ExposureService.ListBreaches:input_type -> breachd.v1.ListBreachesRequest
+	18, // 41: breachd.v1.ExposureService.GetBreach:input_type -> breachd.v1.GetBreachRequest
+	4,  // 42: breachd.v1.ExposureService.GetPrivateLookupInfo:input_type -> breachd.v1.GetPrivateLookupInfoRequest
+	6,  // 43: breachd.v1.ExposureService.CheckPrivate:input_type -> breachd.v1.CheckPrivateRequest
+	34, // 44: breachd.v1.AdminService.ImportBreach:input_type -> breachd.v1.ImportBreachRequest
+	30, // 45: breachd.v1.AdminService.DeleteBreach:input_type -> breachd.v1.DeleteBreachRequest
+	32, // 46: breachd.v1.AdminService.UpdateBreach:input_type -> breachd.v1.UpdateBreachRequest
+	22, // 47: breachd.v1.AdminService.ImportPasswords:input_type -> breachd.v1.ImportPasswordsRequest
+	20, // 48: breachd.v1.AdminService.ImportPairs:input_type -> breachd.v1.ImportPairsRequest
+	26, // 49: breachd.v1.PasswordService.CheckPassword:input_type -> breachd.v1.CheckPasswordRequest
+	28, // 50: breachd.v1.PasswordService.Range:input_type -> breachd.v1.RangeRequest
+	37, // 51: breachd.v1.AssessService.Assess:input_type -> breachd.v1.AssessRequest
+	40, // 52: breachd.v1.WatchService.CreateWatchlist:input_type -> breachd.v1.CreateWatchlistRequest
+	42, // 53: breachd.v1.WatchService.AddToWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	42, // 54: breachd.v1.WatchService.RemoveFromWatchlist:input_type -> breachd.v1.WatchlistChangeRequest
+	44, // 55: breachd.v1.WatchService.ListWatchlists:input_type -> breachd.v1.ListWatchlistsRequest
+	46, // 56: breachd.v1.WatchService.DeleteWatchlist:input_type -> breachd.v1.DeleteWatchlistRequest
+	48, // 57: breachd.v1.WatchService.ListEvents:input_type -> breachd.v1.ListEventsRequest
+	50, // 58: breachd.v1.WatchService.ListDeliveries:input_type -> breachd.v1.ListDeliveriesRequest
+	10, // 59: breachd.v1.ExposureService.Check:output_type -> breachd.v1.CheckResponse
+	13, // 60: breachd.v1.ExposureService.CheckStream:output_type -> breachd.v1.CheckStreamResponse
+	17, // 61: breachd.v1.ExposureService.ListBreaches:output_type -> breachd.v1.ListBreachesResponse
+	19, // 62: breachd.v1.ExposureService.GetBreach:output_type -> breachd.v1.GetBreachResponse
+	5,  // 63: breachd.v1.ExposureService.GetPrivateLookupInfo:output_type -> breachd.v1.PrivateLookupInfo
+	7,  // 64: breachd.v1.ExposureService.CheckPrivate:output_type -> breachd.v1.CheckPrivateResponse
+	36, // 65: breachd.v1.AdminService.ImportBreach:output_type -> breachd.v1.ImportBreachResponse
+	31, // 66: breachd.v1.AdminService.DeleteBreach:output_type -> breachd.v1.DeleteBreachResponse
+	33, // 67: breachd.v1.AdminService.UpdateBreach:output_type -> breachd.v1.UpdateBreachResponse
+	25, // 68: breachd.v1.AdminService.ImportPasswords:output_type -> breachd.v1.ImportPasswordsResponse
+	21, // 69: breachd.v1.AdminService.ImportPairs:output_type -> breachd.v1.ImportPairsResponse
+	27, // 70: breachd.v1.PasswordService.CheckPassword:output_type -> breachd.v1.CheckPasswordResponse
+	29, // 71: breachd.v1.PasswordService.Range:output_type -> breachd.v1.RangeResponse
+	39, // 72: breachd.v1.AssessService.Assess:output_type -> breachd.v1.AssessResponse
+	41, // 73: breachd.v1.WatchService.CreateWatchlist:output_type -> breachd.v1.WatchlistInfo
+	43, // 74: breachd.v1.WatchService.AddToWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	43, // 75: breachd.v1.WatchService.RemoveFromWatchlist:output_type -> breachd.v1.WatchlistChangeResponse
+	45, // 76: breachd.v1.WatchService.ListWatchlists:output_type -> breachd.v1.ListWatchlistsResponse
+	47, // 77: breachd.v1.WatchService.DeleteWatchlist:output_type -> breachd.v1.DeleteWatchlistResponse
+	49, // 78: breachd.v1.WatchService.ListEvents:output_type -> breachd.v1.ListEventsResponse
+	51, // 79: breachd.v1.WatchService.ListDeliveries:output_type -> breachd.v1.ListDeliveriesResponse
+	59, // [59:80] is the sub-list for method output_type
+	38, // [38:59] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_breachd_v1_breachd_proto_init() }

@@ -377,8 +377,9 @@ type AdminServiceClient interface {
 	// answer at once; accounts that no other breach holds are deleted from the
 	// corpus. NOT_FOUND if the name is not in the catalogue.
 	DeleteBreach(ctx context.Context, in *DeleteBreachRequest, opts ...grpc.CallOption) (*DeleteBreachResponse, error)
-	// UpdateBreach corrects a breach's catalogue entry: every field but its
-	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
+	// UpdateBreach corrects a breach's (or, with kind, a password release's)
+	// catalogue entry: every field but its accounts, which only an import
+	// changes. NOT_FOUND for a breach never imported.
 	UpdateBreach(ctx context.Context, in *UpdateBreachRequest, opts ...grpc.CallOption) (*UpdateBreachResponse, error)
 	// ImportPasswords adds one release to a password corpus: the first message
 	// names the kind and the release, then batches of hashes with their counts,
@@ -482,8 +483,9 @@ type AdminServiceServer interface {
 	// answer at once; accounts that no other breach holds are deleted from the
 	// corpus. NOT_FOUND if the name is not in the catalogue.
 	DeleteBreach(context.Context, *DeleteBreachRequest) (*DeleteBreachResponse, error)
-	// UpdateBreach corrects a breach's catalogue entry: every field but its
-	// accounts, which only an import changes. NOT_FOUND for a breach never imported.
+	// UpdateBreach corrects a breach's (or, with kind, a password release's)
+	// catalogue entry: every field but its accounts, which only an import
+	// changes. NOT_FOUND for a breach never imported.
 	UpdateBreach(context.Context, *UpdateBreachRequest) (*UpdateBreachResponse, error)
 	// ImportPasswords adds one release to a password corpus: the first message
 	// names the kind and the release, then batches of hashes with their counts,
