@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -80,10 +81,8 @@ func TestScripts(t *testing.T) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: freeport NAME")
 				}
-				l, err := net.Listen("tcp", "127.0.0.1:0")
+				port, err := reservePort()
 				ts.Check(err)
-				_, port, _ := net.SplitHostPort(l.Addr().String())
-				l.Close()
 				ts.Setenv(args[0], port)
 			},
 			// sleep DURATION: as the README's sessions do, to let a
@@ -158,4 +157,24 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
+}
+
+// reservePort returns a loopback port that was free a moment ago, for a
+// daemon started in another process. It is drawn below the kernel's
+// ephemeral range (ip_local_port_range: 32768 and up by default), from
+// which every port-0 listener and outgoing connection of the tests running
+// beside this one takes its port: a port the kernel handed out and this
+// test released could be taken again before the daemon binds it (a
+// replica's "address already in use", under a loaded make test).
+func reservePort() (string, error) {
+	var err error
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		var l net.Listener
+		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return strconv.Itoa(port), nil
+		}
+	}
+	return "", fmt.Errorf("no free port below the ephemeral range: %w", err)
 }

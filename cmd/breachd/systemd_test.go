@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -118,12 +117,10 @@ func TestSystemdService(t *testing.T) {
 }
 
 func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := reservePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
 	return p
 }
 
