@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -39,12 +40,16 @@ import (
 // The readers: corpus.get (a lookup's fallback, an import's merge),
 // Passwords.Range's fallback, eachKey (the filter and index rebuilds, a
 // full collection), and Backup, whose snapshots carry the base's rows at
-// Badger version 1 (below every row that can shadow them), so that a
-// replica's Badger holds what a writer without a base would: replicas
-// never have a base. (So a row that only repeats the base's entry, as an
-// abandoned import's leaves once collected, must stay a row: deleting it
-// would change no answer on the writer, but leave a replica without the
-// key.)
+// Badger version 1 (below every row that can shadow them), marked
+// (baseStreamID). A replica applying its first snapshot writes the marked
+// rows to a base of its own (baseWriter), so it holds what the writer
+// does; deltas never carry base rows (the base is written only by a first
+// import, at version 0, before any backup). A replica that loaded them as
+// Badger's rows (before this, or applying its snapshot again after a
+// crash) answers the same from them. (So a row that only repeats the
+// base's entry, as an abandoned import's leaves once collected, must stay
+// a row: deleting it would change no answer on the writer, but leave such
+// a replica without the key.)
 //
 // Lifecycle, and the crash harness's points:
 //   - a first import in hash order writes the base to a temporary file;
@@ -55,7 +60,13 @@ import (
 //     interrupted first import's: removed.
 //   - deleting its release: the delete commits (the base's segment is
 //     invisible from then on), the full collection that follows rewrites
-//     the rows naming it, deletes keyBase, and removes the file.
+//     the rows naming it, deletes keyBase, and removes the file. A
+//     replica removes its base when a delta deletes keyBase.
+//   - a replica's base: written as its first snapshot streams, put in
+//     place once Badger holds the rest of it (replica-base-row,
+//     base-renamed); a kill before that leaves a temporary file, removed
+//     at open, and the follower applies the snapshot again before it
+//     serves.
 const baseFile = "breachd.base"
 
 // keyBase records that the corpus has a base (its presence; the value is
@@ -117,15 +128,40 @@ func (c *corpus) dropBase(remove bool) error {
 	return atomicfile.SyncDir(c.dir)
 }
 
+// hasBase reports whether the corpus has a base now.
+func (c *corpus) hasBase() bool {
+	b := c.getBase()
+	if b != nil {
+		b.put()
+	}
+	return b != nil
+}
+
 // openBase opens the base that the catalogue records, and removes a base
 // file it does not (an interrupted first import's). Open calls it.
+//
+// A replica's base is the one it wrote from its first snapshot, if it did
+// (baseWriter; before that, replicas loaded the base's rows into Badger,
+// and still do from a writer that does not mark them): keyBase, the
+// writer's, came with the snapshot, so a recorded base without a file is
+// such a replica's, not a loss.
 func (c *corpus) openBase() error {
-	if !c.kind.counted || c.opts.Follower {
+	if !c.kind.counted {
 		return nil
 	}
 	recorded, err := c.hasKey(keyBase, "load catalogue")
 	if err != nil {
 		return err
+	}
+	if c.opts.Follower && recorded {
+		x, err := loadIndexFile(c.dir, baseFile, c.kind)
+		if errors.Is(err, errNoIndex) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("open %s: %w", baseFile, err)
+		}
+		return c.adoptBase(x)
 	}
 	if !recorded {
 		if c.readOnly != nil {
@@ -140,6 +176,11 @@ func (c *corpus) openBase() error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", baseFile, err)
 	}
+	return c.adoptBase(x)
+}
+
+// adoptBase makes x, just opened, the corpus's base, if it is one.
+func (c *corpus) adoptBase(x *index) error {
 	if x.cw != 3 || !bytes.Equal(x.sets[0], binary.BigEndian.AppendUint32(nil, bulkSegment)) {
 		unmapFile(x.mapped)
 		return fmt.Errorf("%w: %s is not a base of segment %d", ErrCorrupt, baseFile, bulkSegment)
@@ -248,7 +289,7 @@ func (c *corpus) backupBase(ctx context.Context, w io.Writer) error {
 		kv := &kvs[len(list.Kv)]
 		kv.Key = c.kind.rowKey(kv.Key[:0], cur.key)
 		kv.Value = c.kind.appendEntry(kv.Value[:0], bulkSegment, cur.count())
-		kv.Version = bulkVersion
+		kv.Version, kv.StreamId = bulkVersion, baseStreamID
 		list.Kv = append(list.Kv, kv)
 		if len(list.Kv) == perList {
 			if err := flush(); err != nil {
@@ -257,6 +298,82 @@ func (c *corpus) backupBase(ctx context.Context, w io.Writer) error {
 		}
 	}
 	return flush()
+}
+
+// baseStreamID marks the base's rows in a snapshot (backupBase), so that a
+// replica applying it can tell them from Badger's: Badger's own streams
+// number their ranges from 1.
+const baseStreamID = math.MaxUint32
+
+// baseWriter writes a replica's base from a snapshot's base rows, which
+// come last, in key order (backupBase). Other entries (Badger's rows, and
+// every entry of a writer that does not mark its base rows) load as rows.
+type baseWriter struct {
+	c        *corpus
+	expected uint64 // the snapshot's keys: sizes the directory
+	w        *indexWriter
+	last     []byte
+	n        int   // rows written
+	err      error // the first failure: the apply fails with it
+}
+
+// took reports whether kv is a base row, which offer wrote to the base.
+func (b *baseWriter) took(kv *pb.KV) bool {
+	return kv.StreamId == baseStreamID && kv.Version == bulkVersion && len(kv.Key) == 1+b.c.kind.keySize &&
+		len(kv.Value) == b.c.kind.entrySize() && binary.BigEndian.Uint32(kv.Value) == bulkSegment && !deleted(kv)
+}
+
+// offer writes kv to the base if it is a base row.
+func (b *baseWriter) offer(kv *pb.KV) {
+	if b.err != nil || !b.took(kv) {
+		return
+	}
+	key := kv.Key[1:]
+	if b.last != nil && bytes.Compare(key, b.last) <= 0 {
+		b.err = fmt.Errorf("%w: backup: the base's rows out of order", ErrCorrupt)
+		return
+	}
+	b.last = append(b.last[:0], key...)
+	if b.w == nil {
+		if b.w, b.err = newIndexFileWriter(b.c.dir, baseFile, b.c.kind, b.expected, []uint32{bulkSegment}); b.err != nil {
+			b.err = classify("apply backup", b.err)
+			return
+		}
+	}
+	_, n := b.c.kind.entry(kv.Value, 0)
+	if err := b.w.addCount(key, n); err != nil {
+		b.err = classify("apply backup", err)
+	}
+	if b.n++; b.n%4096 == 0 {
+		reach("replica-base-row")
+	}
+}
+
+// install puts the base in place and opens it (header version 0: never an
+// index). Nil b or a snapshot without base rows: nothing to do.
+func (b *baseWriter) install() error {
+	if b == nil || b.w == nil {
+		return nil
+	}
+	w := b.w
+	b.w = nil
+	if err := w.finish(0); err != nil {
+		w.abort()
+		return classify("apply backup", err)
+	}
+	x, err := w.install()
+	if err != nil {
+		return classify("apply backup", err)
+	}
+	b.c.setBase(x)
+	return nil
+}
+
+func (b *baseWriter) abort() {
+	if b != nil && b.w != nil {
+		b.w.abort()
+		b.w = nil
+	}
 }
 
 // linkBaseIndex makes the base the lookup index of the version that
@@ -332,7 +449,8 @@ func (c *keyCursor) count() uint64 {
 	return c.x.count(c.i, c.x.recs[c.i*c.x.rsz:(c.i+1)*c.x.rsz])
 }
 
-// A base view (a writer's, with a base whose release is committed) answers
+// A base view (a corpus's with a base whose release is committed: a
+// writer's, or a replica's that wrote its own) answers
 // from the base and an overlay of Badger's rows, instead of an index
 // rewritten after every later release: a small list imported beside a
 // large corpus costs its rows, not another copy of every hash. Past
@@ -397,7 +515,7 @@ var errOverlayFull = errors.New("overlay full")
 // whose release cat commits and Badger holds few enough rows; it reports
 // whether it did. Callers hold acquire.
 func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) {
-	if c.opts.Follower || cat.segments[bulkSegment] == nil {
+	if cat.segments[bulkSegment] == nil {
 		return false, nil
 	}
 	if c.index.overlayFull.Load() == cat.importVersion+1 {
@@ -437,7 +555,10 @@ func (c *corpus) buildBaseView(ctx context.Context, cat *catalog) (bool, error) 
 	is := c.index
 	is.viewMu.Lock()
 	published := false
-	if now := c.cat.Load(); o.answersFor(now) {
+	// On a replica only for the catalogue the rows were read for: a
+	// backup applied meanwhile may have brought rows without a new import
+	// version (see publishIndex), and it has the view rebuilt.
+	if now := c.cat.Load(); o.answersFor(now) && (!c.opts.Follower || now == cat) {
 		c.installView(&view{cat: now, idx: x, over: o})
 		published = true
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/breachd/breachd"
 )
@@ -158,5 +161,85 @@ func TestSortedGets(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReplicaOfUnmarkedBase: a snapshot whose base rows are not marked (a
+// writer from before replicas kept a base) loads them as Badger's rows, as
+// replicas did then; such a replica has the writer's record of a base and
+// no file, and opens and answers all the same.
+func TestReplicaOfUnmarkedBase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	o := DefaultOptions()
+	o.Index = IndexOff
+	w, err := OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	recs := make([]breachd.PasswordRecord, 2000)
+	for i := range recs {
+		h := sha1.Sum(fmt.Appendf(nil, "unmarked-%d", i))
+		copy(recs[i].Hash[:], h[:])
+		recs[i].Count = uint64(i + 1)
+	}
+	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	if _, err := w.Import(ctx, breachd.Breach{Name: "R", Title: "R"}, 0, func(yield func([]breachd.PasswordRecord, error) bool) {
+		yield(recs, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var snap bytes.Buffer
+	if _, err := w.Backup(ctx, &snap, 0); err != nil {
+		t.Fatal(err)
+	}
+	var old bytes.Buffer // the same stream, its base rows unmarked
+	marked := 0
+	if err := eachList(&snap, func(list *pb.KVList) error {
+		for _, kv := range list.Kv {
+			if kv.StreamId == baseStreamID {
+				kv.StreamId = 0
+				marked++
+			}
+		}
+		buf, err := proto.Marshal(list)
+		if err != nil {
+			return err
+		}
+		old.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(buf))))
+		old.Write(buf)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if marked != len(recs) {
+		t.Fatalf("%d marked base rows in the snapshot, want %d", marked, len(recs))
+	}
+	ro := o
+	ro.Follower = true
+	dir := t.TempDir()
+	r, err := OpenPasswords(ctx, dir, breachd.SHA1, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ApplyBackup(ctx, &old, uint64(len(recs))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, baseFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a base file from unmarked rows: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err = OpenPasswords(ctx, dir, breachd.SHA1, ro); err != nil {
+		t.Fatalf("reopening the replica: %v", err)
+	}
+	defer r.Close()
+	for _, rec := range recs {
+		h, _ := breachd.PasswordHashFromBytes(breachd.SHA1, rec.Hash[:20])
+		if exp, err := r.Lookup(ctx, h); err != nil || exp.Count != rec.Count {
+			t.Fatalf("Lookup = %+v, %v; want count %d", exp, err, rec.Count)
+		}
 	}
 }

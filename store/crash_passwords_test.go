@@ -208,3 +208,86 @@ func checkPasswordRelease(t *testing.T, p *store.Passwords, op, when string) {
 		}
 	}
 }
+
+// TestCrashReplicaBase kills a replica applying its first snapshot of a
+// password corpus with a base: while it writes the base of its own from
+// the snapshot's base rows, once the file is in place, or while it saves
+// its filter. At reopen the replica opens, and applying the snapshot again
+// (as a follower does before it serves) gives every hash its count; so
+// does a reopen after that.
+func TestCrashReplicaBase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	root := t.TempDir()
+	w := openPw(t, filepath.Join(root, "writer"), breachd.SHA1, options(0))
+	base := crashPasswordRecords("Base")
+	slices.SortFunc(base, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	if _, err := w.Import(ctx, release("Base"), uint64(len(base)), pwBatches(base, 5000, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := crashPasswordWork(ctx, w, "password-later"); err != nil { // Large over it: rows that shadow the base
+		t.Fatal(err)
+	}
+	want := map[string]uint64{}
+	countsOf(breachd.SHA1, want, base)
+	for _, rec := range crashPasswordRecords("Large") {
+		h := string(rec.Hash[:breachd.SHA1.Size()])
+		want[h] = max(want[h], rec.Count)
+	}
+	snap := filepath.Join(root, "snapshot")
+	f, err := os.Create(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.Backup(ctx, f, 0)
+	if err == nil {
+		err = f.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	apply := func(p *store.Passwords) {
+		t.Helper()
+		f, err := os.Open(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := p.ApplyBackup(ctx, f, info.Keys); err != nil {
+			t.Fatalf("applying the snapshot: %v", err)
+		}
+	}
+	ro := options(0)
+	ro.Follower = true
+	points := []string{"replica-base-row:1", "replica-base-row:3", "base-renamed:1", "filter-written:1", "filter-renamed:1"}
+	kills := map[string]int{}
+	for run := range max(len(points), crashRuns(t, len(crashOps))/len(crashOps)) {
+		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))
+		point := points[run%len(points)]
+		cmd := crashChild(dir, "replica-snapshot", point)
+		cmd.Env = append(cmd.Env, "BREACHD_CRASH_SNAPSHOT="+snap, fmt.Sprintf("BREACHD_CRASH_KEYS=%d", info.Keys))
+		switch err := cmd.Run(); {
+		case killed(err):
+			kills[point]++
+		case err != nil:
+			t.Fatalf("run %d (%s): child failed: %v", run, point, err)
+		}
+		r := openPw(t, dir, breachd.SHA1, ro)
+		apply(r)
+		wantCounts(t, r, breachd.SHA1, want, info.Version)
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r = openPw(t, dir, breachd.SHA1, ro)
+		wantCounts(t, r, breachd.SHA1, want, info.Version)
+		r.Close()
+		os.RemoveAll(dir)
+	}
+	if len(kills) != len(points) {
+		t.Errorf("killed at %v, want every one of %v", kills, points)
+	}
+}

@@ -129,6 +129,28 @@ func TestCrashChild(t *testing.T) {
 		p.Close()
 		return
 	}
+	if op == "replica-snapshot" {
+		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
+			nth, _ := strconv.Atoi(n)
+			crashAt(point, nth)
+		}
+		o := options(0)
+		o.Follower = true
+		r, err := store.OpenPasswords(context.Background(), dir, breachd.SHA1, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(os.Getenv("BREACHD_CRASH_SNAPSHOT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := strconv.ParseUint(os.Getenv("BREACHD_CRASH_KEYS"), 10, 64)
+		if _, err := r.ApplyBackup(context.Background(), f, keys); err != nil {
+			t.Fatal(err)
+		}
+		r.Close()
+		return
+	}
 	if op == "rekey" {
 		if point, n, ok := strings.Cut(os.Getenv("BREACHD_CRASH_POINT"), ":"); ok {
 			nth, _ := strconv.Atoi(n)

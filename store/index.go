@@ -856,6 +856,15 @@ func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byt
 	if old == nil || old.cat != prev {
 		return false
 	}
+	if old.over != nil {
+		// A base view (a replica's base): kept for a backup that changed
+		// no row (its callers), if no import committed with it.
+		if len(changes) > 0 || !old.over.answersFor(cat) {
+			return false
+		}
+		is.view.Store(&view{cat: cat, idx: old.idx, over: old.over})
+		return true
+	}
 	delta := make(map[breachd.Digest]deltaRow, len(old.delta)+len(changes))
 	for d, r := range old.delta {
 		delta[d] = deltaRow{val: r.val}

@@ -22,7 +22,8 @@ import (
 // write batches whose repeats add up); a second release that raises,
 // lowers and adds counts (rows that shadow the base's); an abandoned
 // release; a reopen; a replica fed a snapshot (which carries the base's
-// rows) and deltas; the delete of the base's release (its rows go, the file
+// rows, which it writes to a base of its own) and deltas, and reopened;
+// the delete of the base's release (its rows go, the file
 // and its record too, the hashes of the later release stay); and a release
 // imported after that. Lookups and ranges read the lookup index (inline:
 // over the base, then, the base's release deleted, a whole one; or a whole
@@ -61,7 +62,7 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay b
 	defer func() { p.Close() }()
 	// viewIs checks the index a lookup reads: over the base (rows over
 	// it), or a whole one.
-	viewIs := func(when string, over bool) {
+	viewOf := func(p *store.Passwords, when string, over bool) {
 		t.Helper()
 		if mode == store.IndexOff {
 			return
@@ -70,15 +71,21 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay b
 			t.Fatalf("%s: index %+v, want a current one, over the base: %v", when, st, over)
 		}
 	}
+	viewIs := func(when string, over bool) { t.Helper(); viewOf(p, when, over) }
 	fo := options(0)
 	fo.Follower, fo.Index = true, mode
-	fol := openPw(t, t.TempDir(), k, fo)
-	defer fol.Close()
-	ship := shipper(t, func() backupCorpus { return p }, func() applyCorpus { return fol }) // p is reopened below
-	hasBase := func() bool {
+	if !overlay {
+		fo = store.WithMaxOverlay(fo, -1)
+	}
+	folDir := t.TempDir()
+	fol := openPw(t, folDir, k, fo)
+	defer func() { fol.Close() }()
+	ship := shipper(t, func() backupCorpus { return p }, func() applyCorpus { return fol }) // p and fol are reopened below
+	baseIn := func(dir string) bool {
 		_, err := os.Stat(filepath.Join(dir, "breachd.base"))
 		return err == nil
 	}
+	hasBase := func() bool { return baseIn(dir) }
 
 	// The first release: counts that fill a record's 3 bytes and go over.
 	first := pwRecords(k, "first", 3000, 1)
@@ -107,6 +114,9 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay b
 	wantCounts(t, p, k, want, 1)
 	ship() // a snapshot: the base's rows with Badger's
 	wantCounts(t, fol, k, want, 1)
+	if !baseIn(folDir) {
+		t.Fatal("the replica wrote no base from the snapshot")
+	}
 
 	// The second release: the first 1,000 of the first's hashes at three
 	// times their counts (the rest of the first's keep theirs), 500 at a
@@ -148,6 +158,13 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay b
 	}
 	wantCounts(t, p, k, want, 2)
 	ship()
+	wantCounts(t, fol, k, want, 2)
+	viewOf(fol, "the replica, the second release shipped", overlay)
+	if err := fol.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fol = openPw(t, folDir, k, fo) // its base again
+	viewOf(fol, "the replica reopened", overlay)
 	wantCounts(t, fol, k, want, 2)
 
 	reopen := func() {
@@ -206,6 +223,9 @@ func testPasswordBase(t *testing.T, sorted bool, mode store.IndexMode, overlay b
 	}
 	ship()
 	wantCounts(t, fol, k, want, 3)
+	if baseIn(folDir) {
+		t.Error("the replica's base file is still there after its release's delete")
+	}
 	reopen()
 	wantCounts(t, p, k, want, 3)
 
@@ -347,4 +367,59 @@ func TestBaseDeletedBeforeDrop(t *testing.T) {
 	for _, err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestReplicaBaseViewThroughDelete: a replica answering from a base view
+// over its own base gets, in a delta of its own, the delete of the base's
+// release before the collection that follows it (the writer publishes
+// between them): its view must not outlive the release, whose hashes the
+// base still holds.
+func TestReplicaBaseViewThroughDelete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	k := breachd.SHA1
+	first := pwRecords(k, "first", 2000, 1)
+	slices.SortFunc(first, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	second := append(slices.Clone(first[:100]), pwRecords(k, "second", 100, 5)...)
+	var ship func()
+	var shipped atomic.Bool
+	o := store.WithHook(options(0), func(point string) {
+		if point == "collect-row" && shipped.CompareAndSwap(false, true) {
+			ship() // the delete committed, its collection not yet written
+		}
+	})
+	o.Index = store.IndexInline
+	w := openPw(t, t.TempDir(), k, o)
+	defer w.Close()
+	ro := options(0)
+	ro.Follower, ro.Index = true, store.IndexInline
+	r := openPw(t, t.TempDir(), k, ro)
+	defer r.Close()
+	ship = shipper(t, func() backupCorpus { return w }, func() applyCorpus { return r })
+	for _, rel := range []struct {
+		name string
+		recs []breachd.PasswordRecord
+	}{{"first", first}, {"second", second}} {
+		if _, err := w.Import(ctx, release(rel.name), 0, pwBatches(rel.recs, 500, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ship()
+	if st := r.Stats().Index; !st.Current || st.Overlay == 0 {
+		t.Fatalf("the replica's index %+v, want a base view", st)
+	}
+	if _, _, err := w.DeleteBreach(ctx, "first"); err != nil {
+		t.Fatal(err)
+	}
+	if !shipped.Load() {
+		t.Fatal("no delta between the delete and its collection")
+	}
+	want := map[string]uint64{}
+	for _, rec := range first {
+		want[string(rec.Hash[:k.Size()])] = 0
+	}
+	countsOf(k, want, second)
+	wantCounts(t, r, k, want, 3)
+	ship()
+	wantCounts(t, r, k, want, 3)
 }
