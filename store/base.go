@@ -64,9 +64,9 @@ import (
 //     replica removes its base when a delta deletes keyBase.
 //   - a replica's base: written as its first snapshot streams, put in
 //     place once Badger holds the rest of it (replica-base-row,
-//     base-renamed); a kill before that leaves a temporary file, removed
-//     at open, and the follower applies the snapshot again before it
-//     serves.
+//     replica-rows-loaded, base-renamed); a kill before that leaves a
+//     temporary file, removed at open, and the follower applies the
+//     snapshot again before it serves, writing the base again.
 const baseFile = "breachd.base"
 
 // keyBase records that the corpus has a base (its presence; the value is

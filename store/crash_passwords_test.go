@@ -211,10 +211,11 @@ func checkPasswordRelease(t *testing.T, p *store.Passwords, op, when string) {
 
 // TestCrashReplicaBase kills a replica applying its first snapshot of a
 // password corpus with a base: while it writes the base of its own from
-// the snapshot's base rows, once the file is in place, or while it saves
-// its filter. At reopen the replica opens, and applying the snapshot again
-// (as a follower does before it serves) gives every hash its count; so
-// does a reopen after that.
+// the snapshot's base rows, once Badger holds the rest (the catalogue: the
+// apply again finds a corpus version), once the file is in place, or
+// while it saves its filter. At reopen the replica opens, and applying the snapshot again
+// (as a follower does before it serves) gives every hash its count, from
+// a base of the replica's own; so does a reopen after that.
 func TestCrashReplicaBase(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
@@ -228,12 +229,15 @@ func TestCrashReplicaBase(t *testing.T) {
 	if _, err := w.Import(ctx, release("Base"), uint64(len(base)), pwBatches(base, 5000, nil)); err != nil {
 		t.Fatal(err)
 	}
-	if err := crashPasswordWork(ctx, w, "password-later"); err != nil { // Large over it: rows that shadow the base
+	// A later release over it: rows that shadow the base's entries (the
+	// base's first 500 hashes at higher counts) and rows of their own.
+	later := append(pwRecords(breachd.SHA1, "base", 500, 3), pwRecords(breachd.SHA1, "later", 500, 2)...)
+	if _, err := w.Import(ctx, release("Later"), 0, pwBatches(later, 500, nil)); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]uint64{}
 	countsOf(breachd.SHA1, want, base)
-	for _, rec := range crashPasswordRecords("Large") {
+	for _, rec := range later {
 		h := string(rec.Hash[:breachd.SHA1.Size()])
 		want[h] = max(want[h], rec.Count)
 	}
@@ -263,7 +267,7 @@ func TestCrashReplicaBase(t *testing.T) {
 	}
 	ro := options(0)
 	ro.Follower = true
-	points := []string{"replica-base-row:1", "replica-base-row:3", "base-renamed:1", "filter-written:1", "filter-renamed:1"}
+	points := []string{"replica-base-row:1", "replica-base-row:3", "replica-rows-loaded:1", "base-renamed:1", "filter-written:1", "filter-renamed:1"}
 	kills := map[string]int{}
 	for run := range max(len(points), crashRuns(t, len(crashOps))/len(crashOps)) {
 		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))
@@ -279,6 +283,9 @@ func TestCrashReplicaBase(t *testing.T) {
 		r := openPw(t, dir, breachd.SHA1, ro)
 		apply(r)
 		wantCounts(t, r, breachd.SHA1, want, info.Version)
+		if _, err := os.Stat(filepath.Join(dir, "breachd.base")); err != nil {
+			t.Fatalf("run %d (%s): no base after the snapshot was applied again: %v", run, point, err)
+		}
 		if err := r.Close(); err != nil {
 			t.Fatal(err)
 		}

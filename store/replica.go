@@ -192,15 +192,17 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		changes, versions = map[breachd.Digest][]byte{}, map[breachd.Digest]uint64{}
 	}
 	rowsChanged := false // a counted kind's index is rebuilt if any row changed
-	// A snapshot into an empty corpus writes the writer's base rows (a
-	// password corpus's first release) to a base of its own, as the writer
-	// holds them, instead of Badger's rows: about 21 bytes a hash instead
-	// of 73, written in order instead of through Badger's memtables. (A
-	// snapshot applied again after a crash finds a corpus version: it
-	// loads them as rows, which answer the same.)
+	// A snapshot writes the writer's base rows (a password corpus's first
+	// release) to a base of the replica's own, as the writer holds them,
+	// instead of Badger's rows: about 21 bytes a hash instead of 73,
+	// written in order instead of through Badger's memtables. Only
+	// snapshots carry them, and a replica applies one only before its
+	// first delta (again, if it was killed part way): it has no base then,
+	// and no Badger row of the base's. (Deltas pay for the filtering too:
+	// their lists are written again for Load.)
 	var bw *baseWriter
 	var keep func(*pb.KV) bool
-	if c.kind.counted && old.version == 0 && !c.hasBase() {
+	if c.kind.counted && !c.hasBase() {
 		bw = &baseWriter{c: c, expected: expectedKeys}
 		keep = func(kv *pb.KV) bool { return !bw.took(kv) }
 	}
@@ -245,6 +247,9 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	}
 	// In place once Badger holds the rest of the snapshot (keyBase with
 	// it): a base file is a whole one.
+	if bw != nil {
+		reach("replica-rows-loaded")
+	}
 	if err := bw.install(); err != nil {
 		return 0, err
 	}
