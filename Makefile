@@ -90,7 +90,7 @@ bench-growth: build $(TOOLS)/benchstat
 CRASH_RUNS ?= 140
 DELETE_RUNS ?= 20
 crash-test:
-	@mkdir -p bench/out; BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords|TestCrashPairs|TestCrashWatch|TestCrashRekey|TestCrashPrivate|TestCrashDelta)$$' -v -timeout 60m ./store > bench/out/crash.log 2>&1; \
+	@mkdir -p bench/out; BREACHD_CRASH_RUNS=$(CRASH_RUNS) BREACHD_CRASH_LARGE=150000 $(GO) test -count=1 -run '^(TestCrash|TestCrashPasswords|TestCrashPairs|TestCrashWatch|TestCrashRekey|TestCrashPrivate|TestCrashDelta|TestCrashReplicaBase)$$' -v -timeout 60m ./store > bench/out/crash.log 2>&1; \
 	  status=$$?; grep -E 'crash(_passwords|_pairs|_watch|_delta)?_test|^(ok|FAIL|---)' bench/out/crash.log; [ $$status -eq 0 ] || exit $$status; \
 	  BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store > bench/out/delete-crash.log 2>&1; \
 	  status=$$?; grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)' bench/out/delete-crash.log; exit $$status
