@@ -7,11 +7,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
@@ -194,25 +198,7 @@ func TestReplicaOfUnmarkedBase(t *testing.T) {
 	if _, err := w.Backup(ctx, &snap, 0); err != nil {
 		t.Fatal(err)
 	}
-	var old bytes.Buffer // the same stream, its base rows unmarked
-	marked := 0
-	if err := eachList(&snap, func(list *pb.KVList) error {
-		for _, kv := range list.Kv {
-			if kv.StreamId == baseStreamID {
-				kv.StreamId = 0
-				marked++
-			}
-		}
-		buf, err := proto.Marshal(list)
-		if err != nil {
-			return err
-		}
-		old.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(buf))))
-		old.Write(buf)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	old, marked := unmarkBase(t, &snap) // the same stream, as an older writer's
 	if marked != len(recs) {
 		t.Fatalf("%d marked base rows in the snapshot, want %d", marked, len(recs))
 	}
@@ -223,7 +209,7 @@ func TestReplicaOfUnmarkedBase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.ApplyBackup(ctx, &old, uint64(len(recs))); err != nil {
+	if _, err := r.ApplyBackup(ctx, old, uint64(len(recs))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, baseFile)); !errors.Is(err, os.ErrNotExist) {
@@ -241,5 +227,109 @@ func TestReplicaOfUnmarkedBase(t *testing.T) {
 		if exp, err := r.Lookup(ctx, h); err != nil || exp.Count != rec.Count {
 			t.Fatalf("Lookup = %+v, %v; want count %d", exp, err, rec.Count)
 		}
+	}
+}
+
+// unmarkBase returns backup stream r with its base rows unmarked, as a
+// writer from before replicas kept a base wrote them, and how many.
+func unmarkBase(tb testing.TB, r io.Reader) (*bytes.Buffer, int) {
+	tb.Helper()
+	var out bytes.Buffer
+	marked := 0
+	if err := eachList(r, func(list *pb.KVList) error {
+		for _, kv := range list.Kv {
+			if kv.StreamId == baseStreamID {
+				kv.StreamId = 0
+				marked++
+			}
+		}
+		buf, err := proto.Marshal(list)
+		if err != nil {
+			return err
+		}
+		out.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(buf))))
+		out.Write(buf)
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return &out, marked
+}
+
+// TestReplicaSnapshotTiming measures a replica's first snapshot of a
+// password corpus of one release (its base): applied as now (the replica
+// writes a base of its own and serves a base view) against the same stream
+// unmarked (the base's rows loaded into Badger, and a whole index built
+// from them, as replicas did before), alternated, each with the lookup
+// index built inline. It runs only with BREACHD_SNAPSHOT_HASHES (the
+// corpus size); bench/README.md records it.
+func TestReplicaSnapshotTiming(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("BREACHD_SNAPSHOT_HASHES"))
+	if n == 0 {
+		t.Skip("set BREACHD_SNAPSHOT_HASHES to a corpus size")
+	}
+	ctx := context.Background()
+	o := DefaultOptions()
+	o.Index = IndexManual
+	w, err := OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	recs := make([]breachd.PasswordRecord, n)
+	for i := range recs {
+		h := sha1.Sum(binary.BigEndian.AppendUint64(nil, uint64(i)))
+		copy(recs[i].Hash[:], h[:])
+		recs[i].Count = uint64(i%1000 + 1)
+	}
+	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	if _, err := w.Import(ctx, breachd.Breach{Name: "R", Title: "R"}, uint64(n), func(yield func([]breachd.PasswordRecord, error) bool) {
+		for chunk := range slices.Chunk(recs, 100_000) {
+			if !yield(chunk, nil) {
+				return
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var snap bytes.Buffer
+	info, err := w.Backup(ctx, &snap, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmarked, _ := unmarkBase(t, bytes.NewReader(snap.Bytes()))
+	ro := DefaultOptions()
+	ro.Follower, ro.Index = true, IndexInline
+	apply := func(stream []byte) (time.Duration, int64) {
+		dir := t.TempDir()
+		r, err := OpenPasswords(ctx, dir, breachd.SHA1, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := r.ApplyBackup(ctx, bytes.NewReader(stream), info.Keys); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		var size int64
+		filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if fi, err := d.Info(); err == nil {
+					size += fi.Size()
+				}
+			}
+			return nil
+		})
+		os.RemoveAll(dir)
+		return took, size
+	}
+	for range 2 {
+		bt, bs := apply(snap.Bytes())
+		rt, rs := apply(unmarked.Bytes())
+		t.Logf("%d hashes: a base of its own %v, %d MiB; rows and a whole index %v, %d MiB (%.1fx the time, %.1fx the disk)",
+			n, bt.Round(time.Millisecond), bs>>20, rt.Round(time.Millisecond), rs>>20, float64(rt)/float64(bt), float64(rs)/float64(bs))
 	}
 }
