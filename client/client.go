@@ -223,10 +223,11 @@ func (c *Client) DeleteBreach(ctx context.Context, name string) (removed, versio
 // version. A combolist's release goes with its breach (DeleteBreach). It is
 // not retried.
 func (c *Client) DeleteRelease(ctx context.Context, k breachd.HashKind, name string) (removed, version uint64, err error) {
-	if k.Size() == 0 { // the wire's unspecified kind would name a breach of accounts
-		return 0, 0, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
+	kind, err := releaseKind(k)
+	if err != nil {
+		return 0, 0, err
 	}
-	resp, err := c.admin.DeleteBreach(ctx, &breachdv1.DeleteBreachRequest{Name: name, Kind: breachdv1.KindFromDomain(k)})
+	resp, err := c.admin.DeleteBreach(ctx, &breachdv1.DeleteBreachRequest{Name: name, Kind: kind})
 	if err != nil {
 		return 0, 0, &Error{Op: "DeleteRelease", err: err}
 	}
@@ -247,14 +248,25 @@ func (c *Client) UpdateBreach(ctx context.Context, b breachd.Breach) (breachd.Ca
 // password corpus of kind k (every field but its hashes) and returns it as
 // stored, with that corpus's new version.
 func (c *Client) UpdateRelease(ctx context.Context, k breachd.HashKind, b breachd.Breach) (breachd.CatalogEntry, uint64, error) {
-	if k.Size() == 0 { // the wire's unspecified kind would name a breach of accounts
-		return breachd.CatalogEntry{}, 0, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
+	kind, err := releaseKind(k)
+	if err != nil {
+		return breachd.CatalogEntry{}, 0, err
 	}
-	resp, err := c.admin.UpdateBreach(ctx, &breachdv1.UpdateBreachRequest{Breach: breachdv1.BreachFromDomain(&b), Kind: breachdv1.KindFromDomain(k)})
+	resp, err := c.admin.UpdateBreach(ctx, &breachdv1.UpdateBreachRequest{Breach: breachdv1.BreachFromDomain(&b), Kind: kind})
 	if err != nil {
 		return breachd.CatalogEntry{}, 0, &Error{Op: "UpdateRelease", err: err}
 	}
 	return resp.GetBreach().ToDomain(), resp.GetCorpusVersion(), nil
+}
+
+// releaseKind returns the wire form of password kind k for a change to a
+// release: refused for any other, since the wire's unspecified kind names
+// the breaches of accounts.
+func releaseKind(k breachd.HashKind) (breachdv1.HashKind, error) {
+	if k.Size() == 0 {
+		return 0, breachd.Errorf(breachd.ErrInvalidArgument, "hash kind %d: want SHA-1 or NTLM", k)
+	}
+	return breachdv1.KindFromDomain(k), nil
 }
 
 // maxPageSize is the largest catalogue page the server hands out.

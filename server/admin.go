@@ -79,15 +79,14 @@ func digestBatch(msg string, packed []byte, batch []breachd.Digest) ([]breachd.D
 // DeleteBreach removes a breach from the corpus, or a release from a
 // password corpus.
 func (s *AdminServer) DeleteBreach(ctx context.Context, req *breachdv1.DeleteBreachRequest) (*breachdv1.DeleteBreachResponse, error) {
+	k, err := optionalKind("DeleteBreachRequest", req.GetKind())
+	if err != nil {
+		return nil, toStatus(s.log, "DeleteBreach", err)
+	}
 	var removed, version uint64
-	var err error
-	if req.GetKind() == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+	if k == 0 {
 		removed, version, err = s.svc.DeleteBreach(ctx, req.GetName())
 	} else {
-		k, kerr := kindOf("DeleteBreachRequest", req.GetKind())
-		if kerr != nil {
-			return nil, toStatus(s.log, "DeleteBreach", kerr)
-		}
 		removed, version, err = s.svc.DeleteRelease(ctx, k, req.GetName())
 	}
 	if err != nil {
@@ -101,16 +100,15 @@ func (s *AdminServer) UpdateBreach(ctx context.Context, req *breachdv1.UpdateBre
 	if req.GetBreach() == nil {
 		return nil, toStatus(s.log, "UpdateBreach", breachd.Errorf(breachd.ErrInvalidArgument, "UpdateBreachRequest.breach: missing"))
 	}
+	k, err := optionalKind("UpdateBreachRequest", req.GetKind())
+	if err != nil {
+		return nil, toStatus(s.log, "UpdateBreach", err)
+	}
 	var e *breachd.CatalogEntry
 	var version uint64
-	var err error
-	if req.GetKind() == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+	if k == 0 {
 		e, version, err = s.svc.UpdateBreach(ctx, req.GetBreach().ToDomain().Breach)
 	} else {
-		k, kerr := kindOf("UpdateBreachRequest", req.GetKind())
-		if kerr != nil {
-			return nil, toStatus(s.log, "UpdateBreach", kerr)
-		}
 		e, version, err = s.svc.UpdateRelease(ctx, k, req.GetBreach().ToDomain().Breach)
 	}
 	if errors.Is(err, breachd.ErrInvalidBreach) {

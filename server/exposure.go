@@ -189,15 +189,11 @@ func (s *ExposureServer) answer(ctx context.Context, packed []byte, min uint64) 
 
 // ListBreaches returns a page of the catalogue.
 func (s *ExposureServer) ListBreaches(ctx context.Context, req *breachdv1.ListBreachesRequest) (*breachdv1.ListBreachesResponse, error) {
-	pr := service.PageRequest{Size: int(req.GetPageSize()), Token: req.GetPageToken()}
-	if req.GetKind() != breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
-		k, err := kindOf("ListBreachesRequest", req.GetKind())
-		if err != nil {
-			return nil, toStatus(s.log, "ListBreaches", err)
-		}
-		pr.Kind = k
+	k, err := optionalKind("ListBreachesRequest", req.GetKind())
+	if err != nil {
+		return nil, toStatus(s.log, "ListBreaches", err)
 	}
-	page, err := s.svc.ListBreaches(ctx, pr)
+	page, err := s.svc.ListBreaches(ctx, service.PageRequest{Size: int(req.GetPageSize()), Token: req.GetPageToken(), Kind: k})
 	if err != nil {
 		return nil, toStatus(s.log, "ListBreaches", inMessage("ListBreachesRequest", err))
 	}

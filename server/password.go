@@ -26,6 +26,15 @@ func kindOf(msg string, k breachdv1.HashKind) (breachd.HashKind, error) {
 	return 0, breachd.Errorf(breachd.ErrInvalidArgument, "%s.kind: %s, want HASH_KIND_SHA1 or HASH_KIND_NTLM", msg, k)
 }
 
+// optionalKind is kindOf for a catalogue call's kind field, where
+// HASH_KIND_UNSPECIFIED (0) names the breaches of accounts.
+func optionalKind(msg string, k breachdv1.HashKind) (breachd.HashKind, error) {
+	if k == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+		return 0, nil
+	}
+	return kindOf(msg, k)
+}
+
 // CheckPassword answers for one password hash.
 func (s *PasswordServer) CheckPassword(ctx context.Context, req *breachdv1.CheckPasswordRequest) (*breachdv1.CheckPasswordResponse, error) {
 	const method = "CheckPassword"

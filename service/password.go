@@ -78,12 +78,9 @@ func (s *Service) DeleteRelease(ctx context.Context, k breachd.HashKind, name st
 	if err := validName(name, "release"); err != nil {
 		return 0, 0, err
 	}
-	c, err := s.passwordCorpus(k)
+	c, err := s.writablePasswords(k)
 	if err != nil {
 		return 0, 0, err
-	}
-	if s.readOnly != nil {
-		return 0, 0, s.readOnly()
 	}
 	if err := s.lockChange(ctx, "the delete of "+k.String()+" release "+name); err != nil {
 		return 0, 0, err
@@ -91,7 +88,7 @@ func (s *Service) DeleteRelease(ctx context.Context, k breachd.HashKind, name st
 	defer s.unlockChange()
 	rel, _, err := c.Breach(ctx, name)
 	if errors.Is(err, breachd.ErrNotFound) {
-		return 0, 0, breachd.Errorf(breachd.ErrNotFound, "the %s password corpus has no release %s", k, breachd.Quote(name))
+		return 0, 0, noRelease(k, name)
 	}
 	if err != nil {
 		return 0, 0, err
@@ -109,18 +106,32 @@ func (s *Service) UpdateRelease(ctx context.Context, k breachd.HashKind, b breac
 	if err := b.Validate(); err != nil {
 		return nil, 0, err
 	}
-	c, err := s.passwordCorpus(k)
+	c, err := s.writablePasswords(k)
 	if err != nil {
 		return nil, 0, err
 	}
-	if s.readOnly != nil {
-		return nil, 0, s.readOnly()
-	}
 	e, version, err := c.UpdateBreach(ctx, b)
 	if errors.Is(err, breachd.ErrNotFound) {
-		return nil, version, breachd.Errorf(breachd.ErrNotFound, "the %s password corpus has no release %s", k, breachd.Quote(b.Name))
+		return nil, version, noRelease(k, b.Name)
 	}
 	return e, version, err
+}
+
+// writablePasswords returns the password corpus of kind k for a change:
+// refused on a replica.
+func (s *Service) writablePasswords(k breachd.HashKind) (PasswordCorpus, error) {
+	c, err := s.passwordCorpus(k)
+	if err != nil {
+		return nil, err
+	}
+	if s.readOnly != nil {
+		return nil, s.readOnly()
+	}
+	return c, nil
+}
+
+func noRelease(k breachd.HashKind, name string) error {
+	return breachd.Errorf(breachd.ErrNotFound, "the %s password corpus has no release %s", k, breachd.Quote(name))
 }
 
 // CheckPassword returns how often the password whose hash is h appears in

@@ -16,7 +16,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/breachd/breachd/internal/atomicfile"
 )
@@ -153,16 +152,6 @@ func (c *corpus) openBase() error {
 	if err != nil {
 		return err
 	}
-	if c.opts.Follower && recorded {
-		x, err := loadIndexFile(c.dir, baseFile, c.kind)
-		if errors.Is(err, errNoIndex) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("open %s: %w", baseFile, err)
-		}
-		return c.adoptBase(x)
-	}
 	if !recorded {
 		if c.readOnly != nil {
 			return nil
@@ -170,17 +159,14 @@ func (c *corpus) openBase() error {
 		return classify("remove an uncommitted base", c.dropBase(true))
 	}
 	x, err := loadIndexFile(c.dir, baseFile, c.kind)
-	if errors.Is(err, errNoIndex) {
+	switch {
+	case errors.Is(err, errNoIndex) && c.opts.Follower:
+		return nil // the base is Badger's rows
+	case errors.Is(err, errNoIndex):
 		return fmt.Errorf("%w: the catalogue records the first release's hashes in %s, which is missing", ErrCorrupt, baseFile)
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("open %s: %w", baseFile, err)
 	}
-	return c.adoptBase(x)
-}
-
-// adoptBase makes x, just opened, the corpus's base, if it is one.
-func (c *corpus) adoptBase(x *index) error {
 	if x.cw != 3 || !bytes.Equal(x.sets[0], binary.BigEndian.AppendUint32(nil, bulkSegment)) {
 		unmapFile(x.mapped)
 		return fmt.Errorf("%w: %s is not a base of segment %d", ErrCorrupt, baseFile, bulkSegment)
@@ -267,6 +253,7 @@ func (c *corpus) backupBase(ctx context.Context, w io.Writer) error {
 	const perList = 1 << 14
 	list := &pb.KVList{Kv: make([]*pb.KV, 0, perList)}
 	kvs := make([]pb.KV, perList)
+	var buf []byte
 	flush := func() error {
 		if len(list.Kv) == 0 {
 			return nil
@@ -274,11 +261,8 @@ func (c *corpus) backupBase(ctx context.Context, w io.Writer) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		buf, err := proto.Marshal(list)
-		if err != nil {
-			return err
-		}
-		if err := binary.Write(w, binary.LittleEndian, uint64(len(buf))); err != nil {
+		var err error
+		if buf, err = appendList(buf[:0], list); err != nil {
 			return err
 		}
 		_, err = w.Write(buf)
@@ -317,27 +301,32 @@ type baseWriter struct {
 	err      error // the first failure: the apply fails with it
 }
 
-// took reports whether kv is a base row, which offer wrote to the base.
+// took reports whether kv is a base row.
 func (b *baseWriter) took(kv *pb.KV) bool {
 	return kv.StreamId == baseStreamID && kv.Version == bulkVersion && len(kv.Key) == 1+b.c.kind.keySize &&
 		len(kv.Value) == b.c.kind.entrySize() && binary.BigEndian.Uint32(kv.Value) == bulkSegment && !deleted(kv)
 }
 
-// offer writes kv to the base if it is a base row.
-func (b *baseWriter) offer(kv *pb.KV) {
-	if b.err != nil || !b.took(kv) {
-		return
+// offer writes kv to the base if it is a base row, and reports whether it
+// is (after a failure too: the apply fails, and no base row goes to
+// Badger).
+func (b *baseWriter) offer(kv *pb.KV) bool {
+	if !b.took(kv) {
+		return false
+	}
+	if b.err != nil {
+		return true
 	}
 	key := kv.Key[1:]
 	if b.last != nil && bytes.Compare(key, b.last) <= 0 {
 		b.err = fmt.Errorf("%w: backup: the base's rows out of order", ErrCorrupt)
-		return
+		return true
 	}
 	b.last = append(b.last[:0], key...)
 	if b.w == nil {
 		if b.w, b.err = newIndexFileWriter(b.c.dir, baseFile, b.c.kind, b.expected, []uint32{bulkSegment}); b.err != nil {
 			b.err = classify("apply backup", b.err)
-			return
+			return true
 		}
 	}
 	_, n := b.c.kind.entry(kv.Value, 0)
@@ -347,6 +336,7 @@ func (b *baseWriter) offer(kv *pb.KV) {
 	if b.n++; b.n%4096 == 0 {
 		reach("replica-base-row")
 	}
+	return true
 }
 
 // install puts the base in place and opens it (header version 0: never an

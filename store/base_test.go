@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha1"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/breachd/breachd"
 )
@@ -39,19 +37,8 @@ func TestBaseReferences(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	recs := make([]breachd.PasswordRecord, 1000)
-	for i := range recs {
-		h := sha1.Sum(fmt.Appendf(nil, "ref-%d", i))
-		copy(recs[i].Hash[:], h[:])
-		recs[i].Count = uint64(i + 1)
-	}
-	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-	_, err = p.Import(ctx, breachd.Breach{Name: "R", Title: "R"}, 0, func(yield func([]breachd.PasswordRecord, error) bool) {
-		yield(recs, nil)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := sha1Records("ref", 0, 1000, 1, func(i int) uint64 { return uint64(i + 1) })
+	importRelease(t, p, "R", recs)
 	b := p.getBase()
 	if b == nil {
 		t.Fatal("no base after a first release in hash order")
@@ -92,20 +79,7 @@ func TestSortedGets(t *testing.T) {
 	defer p.Close()
 	hash := func(i int) (h [20]byte) { return sha1.Sum(fmt.Appendf(nil, "sorted-%d", i)) }
 	release := func(name string, from, to, every int) {
-		var recs []breachd.PasswordRecord
-		for i := from; i < to; i += every {
-			h := hash(i)
-			var r breachd.PasswordRecord
-			copy(r.Hash[:], h[:])
-			r.Count = uint64(i%97 + 1)
-			recs = append(recs, r)
-		}
-		slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-		if _, err := p.Import(ctx, breachd.Breach{Name: name, Title: name}, 0, func(yield func([]breachd.PasswordRecord, error) bool) {
-			yield(recs, nil)
-		}); err != nil {
-			t.Fatal(err)
-		}
+		importRelease(t, p, name, sha1Records("sorted", from, to, every, func(i int) uint64 { return uint64(i%97 + 1) }))
 	}
 	release("Base", 0, 3000, 1)     // the base
 	release("Rows", 0, 3600, 7)     // rows over some of its keys, and 86 of their own
@@ -182,18 +156,8 @@ func TestReplicaOfUnmarkedBase(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	recs := make([]breachd.PasswordRecord, 2000)
-	for i := range recs {
-		h := sha1.Sum(fmt.Appendf(nil, "unmarked-%d", i))
-		copy(recs[i].Hash[:], h[:])
-		recs[i].Count = uint64(i + 1)
-	}
-	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-	if _, err := w.Import(ctx, breachd.Breach{Name: "R", Title: "R"}, 0, func(yield func([]breachd.PasswordRecord, error) bool) {
-		yield(recs, nil)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	recs := sha1Records("unmarked", 0, 2000, 1, func(i int) uint64 { return uint64(i + 1) })
+	importRelease(t, w, "R", recs)
 	var snap bytes.Buffer
 	if _, err := w.Backup(ctx, &snap, 0); err != nil {
 		t.Fatal(err)
@@ -243,13 +207,9 @@ func unmarkBase(tb testing.TB, r io.Reader) (*bytes.Buffer, int) {
 				marked++
 			}
 		}
-		buf, err := proto.Marshal(list)
-		if err != nil {
-			return err
-		}
-		out.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(buf))))
+		buf, err := appendList(nil, list)
 		out.Write(buf)
-		return nil
+		return err
 	}); err != nil {
 		tb.Fatal(err)
 	}
@@ -276,22 +236,7 @@ func TestReplicaSnapshotTiming(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	recs := make([]breachd.PasswordRecord, n)
-	for i := range recs {
-		h := sha1.Sum(binary.BigEndian.AppendUint64(nil, uint64(i)))
-		copy(recs[i].Hash[:], h[:])
-		recs[i].Count = uint64(i%1000 + 1)
-	}
-	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
-	if _, err := w.Import(ctx, breachd.Breach{Name: "R", Title: "R"}, uint64(n), func(yield func([]breachd.PasswordRecord, error) bool) {
-		for chunk := range slices.Chunk(recs, 100_000) {
-			if !yield(chunk, nil) {
-				return
-			}
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	importRelease(t, w, "R", sha1Records("timing", 0, n, 1, func(i int) uint64 { return uint64(i%1000 + 1) }))
 	var snap bytes.Buffer
 	info, err := w.Backup(ctx, &snap, 0)
 	if err != nil {
@@ -331,5 +276,34 @@ func TestReplicaSnapshotTiming(t *testing.T) {
 		rt, rs := apply(unmarked.Bytes())
 		t.Logf("%d hashes: a base of its own %v, %d MiB; rows and a whole index %v, %d MiB (%.1fx the time, %.1fx the disk)",
 			n, bt.Round(time.Millisecond), bs>>20, rt.Round(time.Millisecond), rs>>20, float64(rt)/float64(bt), float64(rs)/float64(bs))
+	}
+}
+
+// sha1Records returns the records of the SHA-1 of "label-i" for i from
+// from to to (excluded) by every, each of count count(i), in hash order.
+func sha1Records(label string, from, to, every int, count func(i int) uint64) []breachd.PasswordRecord {
+	var recs []breachd.PasswordRecord
+	for i := from; i < to; i += every {
+		var r breachd.PasswordRecord
+		h := sha1.Sum(fmt.Appendf(nil, "%s-%d", label, i))
+		copy(r.Hash[:], h[:])
+		r.Count = count(i)
+		recs = append(recs, r)
+	}
+	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
+	return recs
+}
+
+// importRelease imports recs into p as release name, in batches of 100,000.
+func importRelease(tb testing.TB, p *Passwords, name string, recs []breachd.PasswordRecord) {
+	tb.Helper()
+	if _, err := p.Import(context.Background(), breachd.Breach{Name: name, Title: name}, uint64(len(recs)), func(yield func([]breachd.PasswordRecord, error) bool) {
+		for chunk := range slices.Chunk(recs, 100_000) {
+			if !yield(chunk, nil) {
+				return
+			}
+		}
+	}); err != nil {
+		tb.Fatal(err)
 	}
 }

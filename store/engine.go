@@ -756,13 +756,17 @@ func (c *corpus) get(txn *badger.Txn, key []byte, fn func(v []byte) error) (bool
 	if err != nil {
 		return false, classify("get", err)
 	}
-	err = item.Value(func(v []byte) error {
+	return true, c.rowValue(item, fn)
+}
+
+// rowValue calls fn with the value of row item, checked.
+func (c *corpus) rowValue(item *badger.Item, fn func(v []byte) error) error {
+	return item.Value(func(v []byte) error {
 		if !c.kind.validValue(v) {
 			return fmt.Errorf("%w: %s row of %d bytes", ErrCorrupt, c.kind.name, len(v))
 		}
 		return fn(v)
 	})
-	return true, err
 }
 
 // sortedGets reads the rows of keys asked in ascending order, as get does,
@@ -809,13 +813,7 @@ func (g *sortedGets) get(key []byte, fn func(v []byte) error) (bool, error) {
 	if !it.Valid() || !bytes.Equal(it.Item().Key(), rk) {
 		return g.c.baseRow(key, fn)
 	}
-	err := it.Item().Value(func(v []byte) error {
-		if !g.c.kind.validValue(v) {
-			return fmt.Errorf("%w: %s row of %d bytes", ErrCorrupt, g.c.kind.name, len(v))
-		}
-		return fn(v)
-	})
-	return true, err
+	return true, g.c.rowValue(it.Item(), fn)
 }
 
 // badgerLogger routes Badger's logs into slog under one constant message;

@@ -201,18 +201,14 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	// and no Badger row of the base's. (Deltas pay for the filtering too:
 	// their lists are written again for Load.)
 	var bw *baseWriter
-	var keep func(*pb.KV) bool
 	if c.kind.counted && !c.hasBase() {
 		bw = &baseWriter{c: c, expected: expectedKeys}
-		keep = func(kv *pb.KV) bool { return !bw.took(kv) }
 	}
-	err = loadBackup(ctx, c.db, r, func(kv *pb.KV) {
+	err = loadBackup(ctx, c.db, r, bw != nil, func(kv *pb.KV) (load bool) {
 		if len(kv.Key) != size || kv.Key[0] != c.kind.tag {
-			return
+			return true
 		}
-		if bw != nil {
-			bw.offer(kv)
-		}
+		load = bw == nil || !bw.offer(kv)
 		rowsChanged = true
 		if changes != nil {
 			d := breachd.Digest(kv.Key[1:])
@@ -233,7 +229,8 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 			fresh++ // surely new; the few the old filter lets through are not counted
 		}
 		f.add(fk[:])
-	}, keep)
+		return load
+	})
 	if err == nil && bw != nil {
 		err = bw.err
 	}
@@ -322,16 +319,22 @@ func growing(published *filter, empty bool, expectedKeys uint64, fpr float64) (*
 // loadBackup loads a backup stream into db with Badger's Load, which
 // writes the entries with their versions (and moves db's clock past
 // them), calling fn for each entry from a second reader of the same bytes.
-// With keep, only the entries keep accepts are loaded (fn sees them all):
-// the stream is parsed once, and the lists Load reads are written again.
-func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, fn func(*pb.KV), keep func(*pb.KV) bool) error {
+// With filter, only the entries fn says to load are loaded (fn sees them
+// all): the stream is parsed once, and the lists Load reads are written
+// again; without, fn's answer is ignored.
+func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, filter bool, fn func(*pb.KV) (load bool)) error {
 	pr, pw := io.Pipe()
 	parsed := make(chan error, 1)
 	src := io.Reader(ctxReader{ctx, r})
 	in := src // what Load reads
-	if keep == nil {
+	if !filter {
 		go func() {
-			err := eachKV(pr, fn)
+			err := eachList(pr, func(list *pb.KVList) error {
+				for _, kv := range list.Kv {
+					fn(kv)
+				}
+				return nil
+			})
 			io.Copy(io.Discard, pr) // let Load finish whatever happened
 			parsed <- err
 		}()
@@ -342,8 +345,7 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, fn func(*pb.KV)
 			err := eachList(src, func(list *pb.KVList) error {
 				kept := list.Kv[:0]
 				for _, kv := range list.Kv {
-					fn(kv)
-					if keep(kv) {
+					if fn(kv) {
 						kept = append(kept, kv)
 					}
 				}
@@ -352,10 +354,9 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, fn func(*pb.KV)
 				}
 				list.Kv = kept
 				var err error
-				if buf, err = (proto.MarshalOptions{}).MarshalAppend(binary.LittleEndian.AppendUint64(buf[:0], 0), list); err != nil {
+				if buf, err = appendList(buf[:0], list); err != nil {
 					return err
 				}
-				binary.LittleEndian.PutUint64(buf, uint64(len(buf)-8))
 				_, err = pw.Write(buf)
 				return err
 			})
@@ -365,7 +366,7 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, fn func(*pb.KV)
 		in = pr
 	}
 	err := db.Load(in, 16)
-	if keep == nil {
+	if !filter {
 		pw.CloseWithError(err)
 	} else {
 		pr.CloseWithError(err) // the parser stops writing if Load stopped reading
@@ -378,18 +379,20 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, fn func(*pb.KV)
 
 func deleted(kv *pb.KV) bool { return len(kv.Meta) > 0 && kv.Meta[0]&bitDelete != 0 }
 
-// eachKV calls fn for every entry of a backup stream: lists of entries,
-// each after its length (8 bytes, little-endian).
-func eachKV(r io.Reader, fn func(*pb.KV)) error {
-	return eachList(r, func(list *pb.KVList) error {
-		for _, kv := range list.Kv {
-			fn(kv)
-		}
-		return nil
-	})
+// appendList appends list to buf as a backup stream holds it: its length
+// (8 bytes, little-endian), then its encoding. eachList reads it.
+func appendList(buf []byte, list *pb.KVList) ([]byte, error) {
+	n := len(buf)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(binary.LittleEndian.AppendUint64(buf, 0), list)
+	if err != nil {
+		return nil, err
+	}
+	binary.LittleEndian.PutUint64(buf[n:], uint64(len(buf)-n-8))
+	return buf, nil
 }
 
-// eachList calls fn for every list of entries of a backup stream.
+// eachList calls fn for every list of entries of a backup stream: lists,
+// each after its length (8 bytes, little-endian).
 func eachList(r io.Reader, fn func(*pb.KVList) error) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	var buf []byte

@@ -200,13 +200,6 @@ func (t *target) remoteError(err error) error {
 	return fmt.Errorf("daemon at %s: %s", t.addr, status.Convert(err).Message())
 }
 
-func (t *target) remoteErrorOrNil(err error) error {
-	if err == nil {
-		return nil
-	}
-	return t.remoteError(err)
-}
-
 const breachUsage = `usage: breachd breach <list|delete|update> (--data DIR | --addr unix://SOCKET|HOST:PORT [connection flags]) ...
 
   list                     print the catalogue: NAME, accounts, date, one breach a line
@@ -238,12 +231,12 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		return err
 	}
 	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
+	var k breachd.HashKind
 	if *kindName != "" {
-		k, err := breachd.ParseHashKind(*kindName)
-		if err != nil {
+		var err error
+		if k, err = breachd.ParseHashKind(*kindName); err != nil {
 			return err
 		}
-		return releaseCmd(ctx, args[0], k, &t, fs, *manifest, stdout, log, usage)
 	}
 	switch {
 	case !t.valid(),
@@ -252,39 +245,14 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		args[0] == "update" && (fs.NArg() != 0 || *manifest == ""):
 		return usage() // before opening anything
 	}
-	var c *client.Client
-	var svc *service.Service
-	if t.addr != "" {
-		cl, conn, err := t.connect()
-		if err != nil {
-			return err
-		}
-		defer conn.Close()
-		c = cl
-	} else {
-		if _, err := os.Stat(t.data); err != nil {
-			return fmt.Errorf("no corpus at %s: %w", t.data, err) // never create one to list or change it
-		}
-		s, done, err := t.service(ctx, log, false)
-		if err != nil {
-			return err
-		}
-		defer done()
-		svc = s
+	cat, done, err := t.catalogue(ctx, k, log)
+	if err != nil {
+		return err
 	}
+	defer done()
 	switch args[0] {
 	case "list":
-		if c != nil {
-			bs, _, err := c.Breaches(ctx)
-			if err != nil {
-				return t.remoteError(err)
-			}
-			for _, b := range bs {
-				fmt.Fprintf(stdout, "%s\t%d\t%s\n", b.Name, b.AccountCount, b.BreachDate)
-			}
-			return nil
-		}
-		bs, _, err := svc.AllBreaches(ctx)
+		bs, err := cat.list()
 		if err != nil {
 			return err
 		}
@@ -293,119 +261,123 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		}
 	case "delete":
 		name := fs.Arg(0)
-		var removed, version uint64
-		var err error
-		if c != nil {
-			removed, version, err = c.DeleteBreach(ctx, name)
-			if err != nil {
-				return t.remoteError(err)
-			}
-		} else if removed, version, err = svc.DeleteBreach(ctx, name); err != nil {
+		removed, version, err := cat.del(name)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted %s: %d accounts in no other breach removed; corpus version %d\n", name, removed, version)
+		fmt.Fprintf(stdout, "deleted %s%s: %d %s in no other %s removed; corpus version %d\n", cat.noun, name, removed, cat.units, cat.other, version)
 	case "update":
 		b, err := dump.ReadManifest(*manifest)
 		if err != nil {
 			return err
 		}
-		var version uint64
-		if c != nil {
-			if _, version, err = c.UpdateBreach(ctx, b); err != nil {
-				return t.remoteError(err)
-			}
-		} else if _, version, err = svc.UpdateBreach(ctx, b); err != nil {
+		version, err := cat.update(b)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "updated %s; corpus version %d\n", b.Name, version)
+		fmt.Fprintf(stdout, "updated %s%s; corpus version %d\n", cat.noun, b.Name, version)
 	}
 	return nil
 }
 
-// releaseCmd lists or deletes (cmd) the releases of the password corpus of
-// kind k, at t.
-func releaseCmd(ctx context.Context, cmd string, k breachd.HashKind, t *target, fs *flag.FlagSet, manifest string, stdout io.Writer, log *slog.Logger, usage func() error) error {
-	switch {
-	case !t.valid(),
-		cmd == "list" && (fs.NArg() != 0 || manifest != ""),
-		cmd == "delete" && (fs.NArg() != 1 || manifest != ""),
-		cmd == "update" && (fs.NArg() != 0 || manifest == ""):
-		return usage()
+// catalogue is what breach list, delete and update do at a target: to the
+// breaches of accounts, or to the releases of a password corpus.
+type catalogue struct {
+	list   func() ([]*breachd.CatalogEntry, error)
+	del    func(name string) (removed, version uint64, err error)
+	update func(b breachd.Breach) (version uint64, err error)
+	// How the commands word it: "" or "sha1 release "; "accounts" or
+	// "hashes"; "breach" or "release".
+	noun, units, other string
+}
+
+// catalogue returns the catalogue of the breaches of accounts at t (k 0)
+// or of the releases of its password corpus of kind k, and what closes it.
+func (t *target) catalogue(ctx context.Context, k breachd.HashKind, log *slog.Logger) (*catalogue, func(), error) {
+	cat := &catalogue{units: "accounts", other: "breach"}
+	if k != 0 {
+		cat.noun, cat.units, cat.other = k.String()+" release ", "hashes", "release"
 	}
-	var list func() ([]*breachd.CatalogEntry, error)
-	var del func(name string) (removed, version uint64, err error)
-	var update func(b breachd.Breach) (version uint64, err error)
 	if t.addr != "" {
 		c, conn, err := t.connect()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer conn.Close()
-		list = func() ([]*breachd.CatalogEntry, error) {
-			rs, _, err := c.Releases(ctx, k)
-			out := make([]*breachd.CatalogEntry, len(rs))
-			for i, r := range rs {
-				out[i] = &breachd.CatalogEntry{Breach: breachd.Breach{Name: r.Name, BreachDate: r.BreachDate}, AccountCount: r.AccountCount}
+		remote := func(err error) error {
+			if err != nil {
+				return t.remoteError(err)
 			}
-			return out, t.remoteErrorOrNil(err)
+			return nil
 		}
-		del = func(name string) (uint64, uint64, error) {
-			removed, version, err := c.DeleteRelease(ctx, k, name)
-			return removed, version, t.remoteErrorOrNil(err)
+		cat.list = func() ([]*breachd.CatalogEntry, error) {
+			var bs []client.CatalogEntry
+			var err error
+			if k == 0 {
+				bs, _, err = c.Breaches(ctx)
+			} else {
+				bs, _, err = c.Releases(ctx, k)
+			}
+			out := make([]*breachd.CatalogEntry, len(bs))
+			for i, b := range bs {
+				out[i] = &breachd.CatalogEntry{Breach: breachd.Breach{Name: b.Name, BreachDate: b.BreachDate}, AccountCount: b.AccountCount}
+			}
+			return out, remote(err)
 		}
-		update = func(b breachd.Breach) (uint64, error) {
-			_, version, err := c.UpdateRelease(ctx, k, b)
-			return version, t.remoteErrorOrNil(err)
+		cat.del = func(name string) (removed, version uint64, err error) {
+			if k == 0 {
+				removed, version, err = c.DeleteBreach(ctx, name)
+			} else {
+				removed, version, err = c.DeleteRelease(ctx, k, name)
+			}
+			return removed, version, remote(err)
 		}
-	} else {
-		if _, err := os.Stat(store.PasswordDir(t.data, k)); err != nil {
-			return fmt.Errorf("no %s password corpus at %s: %w", k, t.data, err) // never create one to list or change it
+		cat.update = func(b breachd.Breach) (version uint64, err error) {
+			if k == 0 {
+				_, version, err = c.UpdateBreach(ctx, b)
+			} else {
+				_, version, err = c.UpdateRelease(ctx, k, b)
+			}
+			return version, remote(err)
 		}
-		pw, err := t.openPasswords(ctx, k, log)
+		return cat, func() { conn.Close() }, nil
+	}
+	if k == 0 {
+		if _, err := os.Stat(t.data); err != nil {
+			return nil, nil, fmt.Errorf("no corpus at %s: %w", t.data, err) // never create one to list or change it
+		}
+		svc, done, err := t.service(ctx, log, false)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		defer closeOffline(ctx, pw, log)
-		svc := service.New(nil, service.WithPasswords(k, pw))
-		list = func() ([]*breachd.CatalogEntry, error) {
-			rs, _, err := pw.Breaches(ctx)
-			return rs, err
+		cat.list = func() ([]*breachd.CatalogEntry, error) {
+			bs, _, err := svc.AllBreaches(ctx)
+			return bs, err
 		}
-		del = func(name string) (uint64, uint64, error) { return svc.DeleteRelease(ctx, k, name) }
-		update = func(b breachd.Breach) (uint64, error) {
-			_, version, err := svc.UpdateRelease(ctx, k, b)
+		cat.del = func(name string) (uint64, uint64, error) { return svc.DeleteBreach(ctx, name) }
+		cat.update = func(b breachd.Breach) (uint64, error) {
+			_, version, err := svc.UpdateBreach(ctx, b)
 			return version, err
 		}
+		return cat, done, nil
 	}
-	switch cmd {
-	case "list":
-		rs, err := list()
-		if err != nil {
-			return err
-		}
-		for _, r := range rs {
-			fmt.Fprintf(stdout, "%s\t%d\t%s\n", r.Name, r.AccountCount, r.BreachDate)
-		}
-		return nil
-	case "update":
-		b, err := dump.ReadManifest(manifest)
-		if err != nil {
-			return err
-		}
-		version, err := update(b)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "updated %s release %s; corpus version %d\n", k, b.Name, version)
-		return nil
+	if _, err := os.Stat(store.PasswordDir(t.data, k)); err != nil {
+		return nil, nil, fmt.Errorf("no %s password corpus at %s: %w", k, t.data, err)
 	}
-	name := fs.Arg(0)
-	removed, version, err := del(name)
+	pw, err := t.openPasswords(ctx, k, log)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	fmt.Fprintf(stdout, "deleted %s release %s: %d hashes in no other release removed; corpus version %d\n", k, name, removed, version)
-	return nil
+	svc := service.New(nil, service.WithPasswords(k, pw))
+	cat.list = func() ([]*breachd.CatalogEntry, error) {
+		rs, _, err := pw.Breaches(ctx)
+		return rs, err
+	}
+	cat.del = func(name string) (uint64, uint64, error) { return svc.DeleteRelease(ctx, k, name) }
+	cat.update = func(b breachd.Breach) (uint64, error) {
+		_, version, err := svc.UpdateRelease(ctx, k, b)
+		return version, err
+	}
+	return cat, func() { closeOffline(ctx, pw, log) }, nil
 }
 
 // gc collects what interrupted imports and deletes left in a corpus
