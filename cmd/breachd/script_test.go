@@ -28,7 +28,20 @@ import (
 // built once for the scripts.
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"breachd": main})
+	testscript.Main(cleanupTools{m}, map[string]func(){"breachd": main})
+}
+
+// cleanupTools runs the tests, then removes the tools' directory: the
+// three binaries are 60 MB a run, left in the system's temporary directory
+// otherwise.
+type cleanupTools struct{ m *testing.M }
+
+func (c cleanupTools) Run() int {
+	code := c.m.Run()
+	if toolsDir != "" {
+		os.RemoveAll(toolsDir)
+	}
+	return code
 }
 
 var (
