@@ -188,7 +188,8 @@ func TestReplicaChaos(t *testing.T) {
 				ready, _ := r.d.Ready()
 				if u, at, ok := pubs.firstAfter(v); ok && ready && now.Sub(at) > maxLag+time.Second {
 					stale.Add(1)
-					staleMsg.Store(fmt.Sprintf("replica %d SERVING at version %d, %s after version %d was published", i, v, now.Sub(at).Round(time.Millisecond), u))
+					_, during, _ := h.committed(u)
+					staleMsg.Store(fmt.Sprintf("replica %d SERVING at version %d, %s after version %d was published (committed during %q)", i, v, now.Sub(at).Round(time.Millisecond), u, during))
 				}
 			}
 		}

@@ -47,10 +47,14 @@ type Follower struct {
 	// Run's, and the judge's (under judgeMu: the judge also runs on a
 	// ticker of its own, so that a catch-up stuck on a slow download
 	// cannot leave the replica saying it serves while it falls behind).
+	// offerMu orders offers: the watch's, on Run's loop, and the leader
+	// checks', on a goroutine of their own so that a replica learns of a
+	// newer current, and starts its lag clock, while a catch-up runs.
+	offerMu     sync.Mutex
 	judgeMu     sync.Mutex
 	seen        *entry    // the newest current accepted
 	behindSince time.Time // when the replica first fell behind seen (zero: it is not)
-	contact     time.Time // when NATS last answered
+	contact     time.Time // when the stream's leader last told the newest current
 	caughtUp    bool      // it has been current since Run started
 	none        bool      // NATS says nothing is published (no current at all)
 	ignored     string    // the object of the last current ignored for its epoch
@@ -197,8 +201,40 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	every := min(max(f.o.MaxLag/4, 100*time.Millisecond), 5*time.Second)
-	check := time.NewTicker(every)
-	defer check.Stop()
+	// The leader checks: every so often (and at once, so that a replica in
+	// step serves without waiting a tick) the stream's leader is asked for
+	// the newest current. That is the replica's contact with NATS, which
+	// says whether it is current, and it runs beside the loop: a check
+	// made only between catch-ups learnt of a newer current as late as a
+	// slow catch-up ended, and the lag clock, started then, let the
+	// replica serve while stale beyond max_lag (the chaos harness saw 3.2 s
+	// at a max_lag of 2 s). A newer current pokes the loop.
+	poke := make(chan struct{}, 1)
+	checking, stopChecking := context.WithCancel(ctx)
+	var checker sync.WaitGroup
+	checker.Add(1)
+	go func() {
+		defer checker.Done()
+		check := time.NewTicker(every)
+		defer check.Stop()
+		for {
+			if f.checkLeader(checking, c, every) {
+				select {
+				case poke <- struct{}{}:
+				default:
+				}
+			}
+			select {
+			case <-checking.Done():
+				return
+			case <-check.C:
+			}
+		}
+	}()
+	defer func() {
+		stopChecking()
+		checker.Wait()
+	}()
 	values := 0 // the watch's values so far
 	for {
 		select {
@@ -208,7 +244,9 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 			if !ok {
 				return nil
 			}
-			f.touched()
+			// A watch's value is news, not contact: its consumer may sit on
+			// a NATS node that lags, and answer with an older current than
+			// the writer's (contact is the check's, read from the leader).
 			if kve == nil { // the end of the initial values
 				f.judgeMu.Lock()
 				f.none = values == 0
@@ -228,24 +266,11 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 				continue
 			}
 			f.offer(ctx, c, e)
-		case <-check.C:
-			cctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
-			e, err := c.getLatest(cctx, f.o.key(keyCurrent))
-			cancel()
-			switch {
-			case err == nil:
-				f.touched()
-				f.offer(ctx, c, e)
-			case errors.Is(err, jetstream.ErrKeyNotFound):
-				f.touched()
-				f.judgeMu.Lock()
-				f.none = f.seen == nil // nothing published yet
-				f.judgeMu.Unlock()
-			}
+		case <-poke:
 		case <-retry.C:
 		}
-		if f.seen != nil {
-			err := f.catchUp(ctx, c, f.seen)
+		if seen := f.newest(); seen != nil {
+			err := f.catchUp(ctx, c, seen)
 			if re := (*ResyncError)(nil); errors.As(err, &re) {
 				return err
 			}
@@ -260,6 +285,35 @@ func (f *Follower) follow(ctx context.Context, c *conn, w jetstream.KeyWatcher) 
 	}
 }
 
+// checkLeader asks the stream's leader for the newest current and offers
+// it; it reports whether that was news (a current not taken before).
+func (f *Follower) checkLeader(ctx context.Context, c *conn, every time.Duration) bool {
+	cctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
+	e, err := c.getLatest(cctx, f.o.key(keyCurrent))
+	cancel()
+	switch {
+	case err == nil:
+		before := f.newest()
+		if f.offer(ctx, c, e) {
+			f.touched()
+		}
+		return f.newest() != before
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		f.touched()
+		f.judgeMu.Lock()
+		f.none = f.seen == nil // nothing published yet
+		f.judgeMu.Unlock()
+	}
+	return false
+}
+
+// newest returns the newest current accepted, or nil.
+func (f *Follower) newest() *entry {
+	f.judgeMu.Lock()
+	defer f.judgeMu.Unlock()
+	return f.seen
+}
+
 func (f *Follower) touched() {
 	f.judgeMu.Lock()
 	f.contact = time.Now()
@@ -269,17 +323,21 @@ func (f *Follower) touched() {
 
 // offer takes e as the newest current, unless it is one already taken or
 // was published under an older epoch than the writer lease's (a writer
-// that lost the lease).
-func (f *Follower) offer(ctx context.Context, c *conn, e *entry) {
-	if f.seen != nil && (e.Object == f.seen.Object && e.Epoch == f.seen.Epoch ||
-		e.Lineage == f.seen.Lineage && e.Version < f.seen.Version) {
-		return // taken already, or older than what was (a watch behind the leader)
+// that lost the lease). It reports false when it could not tell (the lease
+// unread): then e says nothing of whether this replica is current, and
+// must not count as contact.
+func (f *Follower) offer(ctx context.Context, c *conn, e *entry) bool {
+	f.offerMu.Lock()
+	defer f.offerMu.Unlock()
+	if seen := f.newest(); seen != nil && (e.Object == seen.Object && e.Epoch == seen.Epoch ||
+		e.Lineage == seen.Lineage && e.Version < seen.Version) {
+		return true // taken already, or older than what was (a watch behind the leader)
 	}
 	l, _, err := c.readLease(ctx)
 	if err != nil {
 		f.m.errors.Inc()
 		f.log.Warn("reading the writer lease failed; retrying", "err", err)
-		return
+		return false
 	}
 	if l != nil {
 		f.mu.Lock()
@@ -291,7 +349,7 @@ func (f *Follower) offer(ctx context.Context, c *conn, e *entry) {
 				f.log.Warn("ignoring a corpus entry published by a writer that no longer holds the lease",
 					"entry_epoch", e.Epoch, "lease_epoch", l.Epoch, "holder", l.Writer, "corpus_version", e.Version)
 			}
-			return
+			return true
 		}
 	}
 	f.judgeMu.Lock()
@@ -301,6 +359,7 @@ func (f *Follower) offer(ctx context.Context, c *conn, e *entry) {
 	}
 	f.judgeMu.Unlock()
 	f.m.seen.Set(float64(e.Version))
+	return true
 }
 
 // judge decides whether the replica serves.

@@ -523,6 +523,59 @@ func (s *slowTarget) ApplyBackup(ctx context.Context, r io.Reader, keys uint64) 
 	return s.Store.ApplyBackup(ctx, r, keys)
 }
 
+// TestLearnsWhileCatchingUp: a replica learns of a newer version while a
+// catch-up runs, and its lag clock runs from then: having applied the
+// older version, it does not say it serves while the newer one, published
+// more than max_lag before, is still to come. (Its loop learnt of newer
+// versions only between catch-ups, and started the clock then: the chaos
+// harness saw a replica SERVING 3.2 s after a newer version was published,
+// at a max_lag of 2 s.)
+func TestLearnsWhileCatchingUp(t *testing.T) {
+	t.Parallel()
+	n := startSingle(t)
+	o := natsrepl.Options{URL: n.url(), Retry: 100 * time.Millisecond, MaxLag: 500 * time.Millisecond}
+	w := newWriter(t)
+	w.publish(t, o, "")
+	w.imp(t, "First", storetest.Digests("first", 100))
+	waitFor(t, "version 1 published", func() bool { return n.current() == 1 })
+	r := newReplica(t, "")
+	hold := make(chan struct{}, 1)
+	hold <- struct{}{} // the first version applies at once; each later one waits for a token
+	slow := &slowTarget{Store: r.st, hold: hold}
+	var logs logtest.Buffer
+	fo := o
+	fo.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	f := natsrepl.NewFollower(slow, r.dir, fo)
+	defer func() {
+		if t.Failed() {
+			t.Logf("follower log:\n%s", logs.String())
+		}
+	}()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the replica serving version 1", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 1 })
+
+	w.imp(t, "Second", storetest.Digests("second", 100))
+	waitFor(t, "version 2 published", func() bool { return n.current() == 2 })
+	w.imp(t, "Third", storetest.Digests("third", 100))
+	waitFor(t, "version 3 published", func() bool { return n.current() == 3 })
+	time.Sleep(2 * o.MaxLag) // version 2's catch-up still waits
+	hold <- struct{}{}       // version 2 applies; version 3 will wait
+	waitFor(t, "version 2 applied", func() bool { return r.st.Version() == 2 })
+	for end := time.Now().Add(o.MaxLag); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if ok, _ := f.Ready(); ok && r.st.Version() == 2 {
+			t.Fatalf("the replica says it serves at version 2, %s after version 3 was published (max_lag %s)", 2*o.MaxLag, o.MaxLag)
+		}
+	}
+	close(hold)
+	waitFor(t, "the replica serving version 3", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 3 })
+}
+
 // TestStuckCatchUp: a replica whose catch-up is stuck stops saying it
 // serves once it has been behind for max_lag, during the catch-up, not
 // after it (the chaos harness saw replicas SERVING 5 s past max_lag).
