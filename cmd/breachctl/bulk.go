@@ -9,6 +9,8 @@ import (
 	"iter"
 	"os"
 	"runtime"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,41 @@ type chunk struct {
 	digests []breachd.Digest // per row; meaningful where rows[i].Reject == ""
 	valid   int              // rows with a digest
 	done    chan struct{}    // closed when hashed
+	// The rows' heads in the report (rowWriter.head), back to back: row
+	// i's ends at ends[i]. None with --only-exposed, which writes few rows.
+	heads []byte
+	ends  []int32
+}
+
+// headBufs recycles chunks' heads and ends: a sweep's chunks otherwise
+// allocate 64 bytes a row, which cost more in GC than rendering the heads
+// saved the writer.
+var headBufs sync.Pool
+
+type headBuf struct {
+	heads []byte
+	ends  []int32
+}
+
+// release hands the chunk's heads back for another chunk: the writer is
+// done with them.
+func (ch *chunk) release() {
+	if ch.ends != nil {
+		headBufs.Put(&headBuf{heads: ch.heads[:0], ends: ch.ends[:0]})
+		ch.heads, ch.ends = nil, nil
+	}
+}
+
+// head returns row i's head, or nil if the chunk has none.
+func (ch *chunk) head(i int) []byte {
+	if ch.ends == nil {
+		return nil
+	}
+	start := int32(0)
+	if i > 0 {
+		start = ch.ends[i-1]
+	}
+	return ch.heads[start:ch.ends[i]]
 }
 
 const chunkRows = 4096
@@ -115,15 +152,21 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		defer wg.Done()
 		defer close(toHash)
 		defer close(ordered)
+		stage(ctx, "read")
 		readErr <- readChunks(ctx, rd, skip, toHash, ordered)
 	}()
-	// Stage 2: canonicalise and hash in parallel.
+	// Stage 2: canonicalise, hash and render the rows' heads in parallel.
+	heads := rw
+	if c.onlyExposed {
+		heads = nil
+	}
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			stage(ctx, "hash")
 			for ch := range toHash {
-				hashChunk(ch, c.digests)
+				hashChunk(ch, c.digests, heads)
 			}
 		}()
 	}
@@ -136,6 +179,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		defer wg.Done()
 		defer close(fed)
 		defer close(toStream)
+		stage(ctx, "order")
 		for ch := range ordered {
 			<-ch.done
 			for _, q := range []chan<- *chunk{fed, toStream} {
@@ -150,9 +194,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	queue := make(chan *chunk)
 	go func() {
 		defer wg.Done()
+		stage(ctx, "order")
 		forward(ctx, fed, queue)
 	}()
 	digests := func(yield func(breachd.Digest) bool) {
+		stage(ctx, "send") // on the client's goroutine that sends them
 		for ch := range toStream {
 			if ch.valid == 0 {
 				continue
@@ -195,6 +241,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	if c.assess {
 		answers = assessed(ctx, cl, digests, c.at, 8*c.inFlight)
 	}
+	stage(ctx, "write") // this goroutine, and the client's it starts (but "send")
 	var version uint64
 	lastCheckpoint := time.Now()
 	var row outRow
@@ -212,7 +259,10 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		}
 		return nil
 	}
-	write := func(r *dump.Row, a *answer) {
+	// write writes row i of cur, whose answer is a (nil for a row without
+	// a digest).
+	write := func(i int, a *answer) {
+		r := &cur.rows[i]
 		row = outRow{line: r.Line, value: r.Value, reason: r.Reject}
 		if a != nil {
 			version = a.CorpusVersion
@@ -226,54 +276,64 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		case row.exposed:
 			tot.Exposed++
 		}
-		if !c.onlyExposed || row.exposed {
-			rw.row(out.w, &row)
+		if c.onlyExposed && !row.exposed {
+			return
+		}
+		w := out.w
+		if h := cur.head(i); h != nil {
+			w.Write(h)
+		} else {
+			w.Write(rw.head(w.AvailableBuffer(), &row))
+		}
+		if row.reason == "" {
+			w.Write(rw.tail(w.AvailableBuffer(), &row))
 		}
 	}
 	// rowsUpTo writes the rows without a digest up to the next row with one
-	// and returns that row; nil when the queue ended first.
-	rowsUpTo := func() (*dump.Row, error) {
+	// and returns its index in cur; -1 when the queue ended first.
+	rowsUpTo := func() (int, error) {
 		for {
 			if cur == nil || next == len(cur.rows) {
 				if cur != nil {
+					cur.release()
 					if err := endChunk(); err != nil {
-						return nil, err
+						return -1, err
 					}
 				}
 				var ok bool
 				if cur, ok = <-queue; !ok {
-					return nil, nil
+					return -1, nil
 				}
 				next = 0
 			}
-			r := &cur.rows[next]
+			i := next
 			next++
-			if r.Reject == "" {
-				return r, nil
+			if cur.rows[i].Reject == "" {
+				return i, nil
 			}
-			write(r, nil)
+			write(i, nil)
 		}
 	}
 	for a, err := range answers {
 		if err != nil {
 			return bulkError(err, c)
 		}
-		r, werr := rowsUpTo()
+		i, werr := rowsUpTo()
 		if werr != nil {
 			return werr
 		}
-		if r == nil {
+		if i < 0 {
 			return fmt.Errorf("the daemon answered more digests than were sent")
 		}
-		write(r, &a)
+		write(i, &a)
 	}
 	// The rows after the last answer can only be rows without a digest.
 	for {
-		r, err := rowsUpTo()
+		i, err := rowsUpTo()
 		if err != nil {
 			return err
 		}
-		if r == nil {
+		if i < 0 {
 			break
 		}
 		if ctx.Err() == nil {
@@ -363,26 +423,48 @@ func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordere
 	}
 }
 
-func hashChunk(ch *chunk, hexDigests bool) {
+// hashChunk computes the digests of ch's rows and, with a rowWriter, their
+// heads in the report.
+func hashChunk(ch *chunk, hexDigests bool, rw rowWriter) {
 	ch.digests = make([]breachd.Digest, len(ch.rows))
+	if rw != nil {
+		if b, ok := headBufs.Get().(*headBuf); ok {
+			ch.heads, ch.ends = b.heads, b.ends
+		} else {
+			ch.heads = make([]byte, 0, chunkRows*64)
+		}
+		ch.ends = slices.Grow(ch.ends, len(ch.rows))[:len(ch.rows)]
+	}
+	var row outRow // one for the chunk: a pointer passed to an interface escapes
 	for i := range ch.rows {
 		r := &ch.rows[i]
-		if r.Reject != "" {
-			continue
+		if r.Reject == "" {
+			var err error
+			if hexDigests {
+				ch.digests[i], err = breachd.ParseDigest(strings.TrimSpace(r.Value))
+			} else {
+				ch.digests[i], err = canon.Digest(r.Value)
+			}
+			if err != nil {
+				r.Reject = err.Error()
+			} else {
+				ch.valid++
+			}
 		}
-		var err error
-		if hexDigests {
-			ch.digests[i], err = breachd.ParseDigest(strings.TrimSpace(r.Value))
-		} else {
-			ch.digests[i], err = canon.Digest(r.Value)
+		if rw != nil {
+			row.line, row.value, row.reason = r.Line, r.Value, r.Reject
+			ch.heads = rw.head(ch.heads, &row)
+			ch.ends[i] = int32(len(ch.heads))
 		}
-		if err != nil {
-			r.Reject = err.Error()
-			continue
-		}
-		ch.valid++
 	}
 	close(ch.done)
+}
+
+// stage labels the calling goroutine's CPU profile samples with a stage of
+// the sweep (go tool pprof -tags on a --cpu-profile): goroutines it starts
+// inherit the label.
+func stage(ctx context.Context, name string) {
+	pprof.SetGoroutineLabels(pprof.WithLabels(ctx, pprof.Labels("stage", name)))
 }
 
 // forward passes chunks from in to out through an unbounded queue. The

@@ -62,6 +62,7 @@ func TestBulkGolden(t *testing.T) {
 		{"check.csv.golden", []string{"--format", "csv"}},
 		{"check.jsonl.golden", []string{"--format", "jsonl"}},
 		{"check-only-exposed.csv.golden", []string{"--only-exposed"}},
+		{"check-only-exposed.jsonl.golden", []string{"--only-exposed", "--format", "jsonl"}},
 	} {
 		t.Run(tt.golden, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -345,22 +346,19 @@ func TestResumeUsage(t *testing.T) {
 	}
 }
 
-// TestWriteJSONString: the report's strings are what encoding/json writes
-// (without HTML escaping), on the plain fast path and off it.
-func TestWriteJSONString(t *testing.T) {
+// TestAppendJSONString: the report's strings are what encoding/json
+// writes (without HTML escaping), on the plain fast path and off it.
+func TestAppendJSONString(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"", "alice@example.com", "Sega Pass", `a"b`, `a\b`, "tab\there", "line\nbreak\r",
 		"\x00\x1f\x7f", "bücher@例え.jp", "bad \xff utf-8", "end\xe2\x82"} {
-		var got bytes.Buffer
-		w := bufio.NewWriter(&got)
-		writeJSONString(w, s)
-		w.Flush()
+		got := appendJSONString([]byte("x"), s)
 		var want bytes.Buffer
 		enc := json.NewEncoder(&want)
 		enc.SetEscapeHTML(false)
 		enc.Encode(s)
-		if got.String() != strings.TrimSuffix(want.String(), "\n") {
-			t.Errorf("writeJSONString(%q) = %s, want %s", s, got.String(), want.String())
+		if string(got) != "x"+strings.TrimSuffix(want.String(), "\n") {
+			t.Errorf("appendJSONString(%q) = %s, want %s", s, got[1:], want.String())
 		}
 	}
 }

@@ -23,10 +23,16 @@ type outRow struct {
 	reasons           []string
 }
 
-// rowWriter writes report rows in one format.
+// rowWriter renders report rows in one format. A row's line comes in two
+// parts: its head, what the input row decides (all of the line for a row
+// that could not be checked), rendered by the hashing workers, in
+// parallel; and its tail, the answer, rendered by the writer, in order.
+// Formatting a whole row on the writer made it the sweep's serial stage
+// (bench/README.md).
 type rowWriter interface {
 	header(w *bufio.Writer)
-	row(w *bufio.Writer, r *outRow)
+	head(dst []byte, r *outRow) []byte
+	tail(dst []byte, r *outRow) []byte // only for a checked row (reason == "")
 }
 
 func newRowWriter(format string, assess bool) (rowWriter, error) {
@@ -51,40 +57,47 @@ func (c csvWriter) header(w *bufio.Writer) {
 	w.WriteByte('\n')
 }
 
-func (c csvWriter) row(w *bufio.Writer, r *outRow) {
-	w.Write(strconv.AppendInt(w.AvailableBuffer(), r.line, 10)) // no allocation a row
-	w.WriteByte(',')
-	writeCSVField(w, r.value)
-	switch {
-	case r.reason != "":
-		w.WriteString(",,,")
-		writeCSVField(w, r.reason)
-	case r.exposed:
-		w.WriteString(",yes,")
-		writeCSVField(w, strings.Join(r.breaches, ";"))
-		w.WriteByte(',')
-	default:
-		w.WriteString(",no,,")
+func (c csvWriter) head(dst []byte, r *outRow) []byte {
+	dst = strconv.AppendInt(dst, r.line, 10)
+	dst = append(dst, ',')
+	dst = appendCSVField(dst, r.value)
+	if r.reason == "" {
+		return dst
 	}
+	dst = append(dst, ",,,"...)
+	dst = appendCSVField(dst, r.reason)
 	if c.assess {
-		w.WriteByte(',')
-		w.WriteString(r.decision)
-		w.WriteByte(',')
-		w.WriteString(r.wouldBe)
-		w.WriteByte(',')
-		writeCSVField(w, strings.Join(r.reasons, ";"))
+		dst = append(dst, ",,,"...) // no decision
 	}
-	w.WriteByte('\n')
+	return append(dst, '\n')
 }
 
-func writeCSVField(w *bufio.Writer, s string) {
-	if !strings.ContainsAny(s, ",\"\r\n") {
-		w.WriteString(s)
-		return
+func (c csvWriter) tail(dst []byte, r *outRow) []byte {
+	if r.exposed {
+		dst = append(dst, ",yes,"...)
+		dst = appendCSVField(dst, strings.Join(r.breaches, ";"))
+		dst = append(dst, ',')
+	} else {
+		dst = append(dst, ",no,,"...)
 	}
-	w.WriteByte('"')
-	w.WriteString(strings.ReplaceAll(s, `"`, `""`))
-	w.WriteByte('"')
+	if c.assess {
+		dst = append(dst, ',')
+		dst = append(dst, r.decision...)
+		dst = append(dst, ',')
+		dst = append(dst, r.wouldBe...)
+		dst = append(dst, ',')
+		dst = appendCSVField(dst, strings.Join(r.reasons, ";"))
+	}
+	return append(dst, '\n')
+}
+
+func appendCSVField(dst []byte, s string) []byte {
+	if !strings.ContainsAny(s, ",\"\r\n") {
+		return append(dst, s...)
+	}
+	dst = append(dst, '"')
+	dst = append(dst, strings.ReplaceAll(s, `"`, `""`)...)
+	return append(dst, '"')
 }
 
 // jsonlWriter writes one JSON object per row:
@@ -94,49 +107,54 @@ type jsonlWriter struct{ assess bool }
 
 func (jsonlWriter) header(*bufio.Writer) {}
 
-func (j jsonlWriter) row(w *bufio.Writer, r *outRow) {
-	w.WriteString(`{"line":`)
-	w.Write(strconv.AppendInt(w.AvailableBuffer(), r.line, 10)) // no allocation a row
-	w.WriteString(`,"identifier":`)
-	writeJSONString(w, r.value)
-	switch {
-	case r.reason != "":
-		w.WriteString(`,"error":`)
-		writeJSONString(w, r.reason)
-	case r.exposed:
-		w.WriteString(`,"exposed":true,"breaches":[`)
-		for i, name := range r.breaches {
-			if i > 0 {
-				w.WriteByte(',')
-			}
-			writeJSONString(w, name)
-		}
-		w.WriteByte(']')
-	default:
-		w.WriteString(`,"exposed":false`)
+func (jsonlWriter) head(dst []byte, r *outRow) []byte {
+	dst = append(dst, `{"line":`...)
+	dst = strconv.AppendInt(dst, r.line, 10)
+	dst = append(dst, `,"identifier":`...)
+	dst = appendJSONString(dst, r.value)
+	if r.reason == "" {
+		return dst
 	}
-	if j.assess && r.reason == "" {
-		w.WriteString(`,"decision":`)
-		writeJSONString(w, r.decision)
-		w.WriteString(`,"would_be":`)
-		writeJSONString(w, r.wouldBe)
-		w.WriteString(`,"reasons":[`)
-		for i, name := range r.reasons {
-			if i > 0 {
-				w.WriteByte(',')
-			}
-			writeJSONString(w, name)
-		}
-		w.WriteByte(']')
-	}
-	w.WriteString("}\n")
+	dst = append(dst, `,"error":`...)
+	dst = appendJSONString(dst, r.reason)
+	return append(dst, "}\n"...)
 }
 
-// writeJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD,
-// as encoding/json does.
-func writeJSONString(w *bufio.Writer, s string) {
+func (j jsonlWriter) tail(dst []byte, r *outRow) []byte {
+	if r.exposed {
+		dst = append(dst, `,"exposed":true,"breaches":`...)
+		dst = appendJSONStrings(dst, r.breaches)
+	} else {
+		dst = append(dst, `,"exposed":false`...)
+	}
+	if j.assess {
+		dst = append(dst, `,"decision":`...)
+		dst = appendJSONString(dst, r.decision)
+		dst = append(dst, `,"would_be":`...)
+		dst = appendJSONString(dst, r.wouldBe)
+		dst = append(dst, `,"reasons":`...)
+		dst = appendJSONStrings(dst, r.reasons)
+	}
+	return append(dst, "}\n"...)
+}
+
+// appendJSONStrings appends ss as a JSON array of strings.
+func appendJSONStrings(dst []byte, ss []string) []byte {
+	dst = append(dst, '[')
+	for i, s := range ss {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendJSONString(dst, s)
+	}
+	return append(dst, ']')
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
+func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
-	w.WriteByte('"')
+	dst = append(dst, '"')
 	// The common case, an address or a breach name of printable ASCII
 	// only, is one table lookup a byte and one copy.
 	plain := true
@@ -144,9 +162,8 @@ func writeJSONString(w *bufio.Writer, s string) {
 		plain = plain && jsonPlain[s[i]]
 	}
 	if plain {
-		w.WriteString(s)
-		w.WriteByte('"')
-		return
+		dst = append(dst, s...)
+		return append(dst, '"')
 	}
 	start := 0
 	for i := 0; i < len(s); {
@@ -156,21 +173,19 @@ func writeJSONString(w *bufio.Writer, s string) {
 				i++
 				continue
 			}
-			w.WriteString(s[start:i])
+			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':
-				w.WriteByte('\\')
-				w.WriteByte(c)
+				dst = append(dst, '\\', c)
 			case '\n':
-				w.WriteString(`\n`)
+				dst = append(dst, `\n`...)
 			case '\r':
-				w.WriteString(`\r`)
+				dst = append(dst, `\r`...)
 			case '\t':
-				w.WriteString(`\t`)
+				dst = append(dst, `\t`...)
 			default:
-				w.WriteString(`\u00`)
-				w.WriteByte(hex[c>>4])
-				w.WriteByte(hex[c&0xf])
+				dst = append(dst, `\u00`...)
+				dst = append(dst, hex[c>>4], hex[c&0xf])
 			}
 			i++
 			start = i
@@ -178,16 +193,16 @@ func writeJSONString(w *bufio.Writer, s string) {
 		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		if r == utf8.RuneError && size == 1 {
-			w.WriteString(s[start:i])
-			w.WriteString(`\ufffd`)
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
 			i++
 			start = i
 			continue
 		}
 		i += size
 	}
-	w.WriteString(s[start:])
-	w.WriteByte('"')
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // jsonPlain marks the bytes a JSON string holds as they are: printable
