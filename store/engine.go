@@ -460,6 +460,8 @@ func (c *corpus) loadOrRebuildFilter(ctx context.Context) error {
 	switch {
 	case errors.Is(err, errNoFilter):
 		reason = "no saved filter"
+	case errors.Is(err, errFilterFormat):
+		reason = err.Error() + " (once, after an upgrade)"
 	case err != nil:
 		reason = "saved filter unreadable: " + err.Error()
 	case h.corpusVersion < cat.version:

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -158,10 +159,12 @@ func TestFilterLoadRejects(t *testing.T) {
 		damage func([]byte)
 		want   string
 	}{
-		{"format 2", func(b []byte) { binary.BigEndian.PutUint32(b[8:], 2) }, "format 2, want 4"},
-		// Format 3 chose a key's block by its first word little-endian:
-		// read with today's mapping, it would miss keys it holds.
-		{"format 3", func(b []byte) { binary.BigEndian.PutUint32(b[8:], 3) }, "format 3, want 4"},
+		{"format 2", func(b []byte) { binary.BigEndian.PutUint32(b[8:], 2) }, "format 2, want 5"},
+		// Format 3 chose a key's block by its first word little-endian,
+		// format 4 put nine-bit locations anywhere in the block: read
+		// with today's mapping, either would miss keys it holds.
+		{"format 3", func(b []byte) { binary.BigEndian.PutUint32(b[8:], 3) }, "format 3, want 5"},
+		{"format 4", func(b []byte) { binary.BigEndian.PutUint32(b[8:], 4) }, "format 4, want 5"},
 		{"encoded m", func(b []byte) { binary.BigEndian.PutUint64(b[filterHdrSize:], 512) }, "does not match the header"},
 		{"one bit", func(b []byte) { b[len(b)-100] ^= 1 }, "checksum mismatch"},
 	} {
@@ -224,11 +227,15 @@ func TestFilterTestAgrees(t *testing.T) {
 		var maybe int
 		for i := range 50_000 {
 			k := key('a', i) // the first 5,000 were added
-			base, src := f.source(k)
+			// The definition: location j is in word j%8 of the block the
+			// key's first 8 bytes pick, at the 6 bits j%8 of the 8 bytes
+			// after them in round j/8.
+			blk, _ := bits.Mul64(binary.BigEndian.Uint64(k), f.blocks)
 			want := true
 			for j := range f.k {
-				loc := location(base, &src, j)
-				want = want && f.words[loc>>6]&(1<<(loc&63)) != 0
+				src := binary.LittleEndian.Uint64(k[8+8*(j/8):])
+				bit := src >> (6 * (j % 8)) & 63
+				want = want && f.words[blk*8+uint64(j%8)]&(1<<bit) != 0
 			}
 			if got := f.test(k); got != want || i < 5000 && !got {
 				t.Fatalf("fpr %g, k %d: test(key %d) = %v, want %v", fpr, f.k, i, got, want)

@@ -158,20 +158,20 @@ func TestReopen(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "rebuilding bloom filter"},
-		{"filter of format 3", func(t *testing.T, dir string, _ []byte) {
-			// Written before blocks followed the key's first word
-			// big-endian: refused and rebuilt, never read with today's
-			// mapping (which would miss its keys).
+		{"filter of format 4", func(t *testing.T, dir string, _ []byte) {
+			// Written before a key's locations were one a word (the last
+			// release's filters): refused and rebuilt, never read with
+			// today's mapping (which would miss its keys).
 			p := filepath.Join(dir, "breachd.bloom")
 			buf, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			binary.BigEndian.PutUint32(buf[8:], 3)
+			binary.BigEndian.PutUint32(buf[8:], 4)
 			if err := os.WriteFile(p, buf, 0o644); err != nil {
 				t.Fatal(err)
 			}
-		}, "format 3, want 4"},
+		}, "format 4, want 5"},
 		{"filter stale", func(t *testing.T, dir string, older []byte) {
 			// As after a crash between a write and the filter's save.
 			if err := os.WriteFile(filepath.Join(dir, "breachd.bloom"), older, 0o644); err != nil {
