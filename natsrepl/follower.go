@@ -57,6 +57,7 @@ type Follower struct {
 	contact     time.Time // when the stream's leader last told the newest current
 	caughtUp    bool      // it has been current since Run started
 	none        bool      // NATS says nothing is published (no current at all)
+	unreadable  bool      // the leader's current, at the last check, did not parse
 	ignored     string    // the object of the last current ignored for its epoch
 }
 
@@ -291,6 +292,9 @@ func (f *Follower) checkLeader(ctx context.Context, c *conn, every time.Duration
 	cctx, cancel := context.WithTimeout(ctx, max(every, time.Second))
 	e, err := c.getLatest(cctx, f.o.key(keyCurrent))
 	cancel()
+	f.judgeMu.Lock()
+	f.unreadable = errors.Is(err, errUnreadableEntry)
+	f.judgeMu.Unlock()
 	switch {
 	case err == nil:
 		before := f.newest()
@@ -403,6 +407,10 @@ func (f *Follower) verdict() (bool, string) {
 		// First: while a catch-up runs, the loop asks NATS nothing, and
 		// "no answer" would blame NATS for the replica's own slowness.
 		reason = fmt.Sprintf("%d versions behind the writer for %s (replication.max_lag %s)", seen-v, now.Sub(f.behindSince).Round(time.Second), f.o.MaxLag)
+	case now.Sub(f.contact) > f.o.MaxLag && f.unreadable:
+		// The leader answers, but not with a version this replica can
+		// compare itself with.
+		reason = fmt.Sprintf("the newest corpus entry in NATS is unreadable; not current for %s as far as this replica can tell (replication.max_lag %s)", now.Sub(f.contact).Round(time.Second), f.o.MaxLag)
 	case now.Sub(f.contact) > f.o.MaxLag:
 		reason = fmt.Sprintf("no answer from NATS for %s (replication.max_lag %s)", now.Sub(f.contact).Round(time.Second), f.o.MaxLag)
 	case f.seen == nil && f.none && v > 0:

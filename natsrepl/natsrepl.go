@@ -323,10 +323,13 @@ func (c *conn) read(ctx context.Context, e *entry, w io.Writer) (int64, error) {
 func parseEntry(key string, v []byte) (*entry, error) {
 	var e entry
 	if err := json.Unmarshal(v, &e); err != nil {
-		return nil, fmt.Errorf("entry %s: %w", key, err)
+		return nil, fmt.Errorf("%w: entry %s: %w", errUnreadableEntry, key, err)
 	}
 	return &e, nil
 }
+
+// errUnreadableEntry is an entry in the bucket that does not parse.
+var errUnreadableEntry = errors.New("unreadable corpus entry")
 
 // state is what a writer last published, or what a replica last applied,
 // kept in a small file in the data directory.

@@ -433,7 +433,7 @@ func TestUnreadableCurrent(t *testing.T) {
 		t.Fatal("NATS did not start")
 	}
 	ctx := t.Context()
-	o := natsrepl.Options{URL: s.ClientURL(), Retry: 100 * time.Millisecond}
+	o := natsrepl.Options{URL: s.ClientURL(), Retry: 100 * time.Millisecond, MaxLag: time.Second}
 	w, err := store.Open(ctx, t.TempDir(), storeOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -492,6 +492,19 @@ func TestUnreadableCurrent(t *testing.T) {
 	if got := lookupNames(t, r.st, a[0]); !slices.Equal(got, []string{"Alpha"}) {
 		t.Fatalf("replica answers %v for an Alpha account", got)
 	}
+	// Spoilt again while the replica serves: it cannot tell whether it is
+	// current, so past max_lag it stops serving, and says why.
+	if _, err := kv.Put(ctx, "current", []byte("not an entry")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica to stop serving, naming the unreadable entry", func() bool {
+		ok, why := r.f.Ready()
+		return !ok && strings.Contains(why, "unreadable")
+	})
+	if _, err := kv.Put(ctx, "current", good.Value()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the replica serving again", func() bool { return ready(r.f) && r.st.Version() == 1 })
 }
 
 func ready(f *natsrepl.Follower) bool {
