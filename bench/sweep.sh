@@ -25,7 +25,10 @@ trap 'kill ${DAEMON:-} 2>/dev/null || true; wait 2>/dev/null; rm -rf "$WORK"' EX
 
 go build -o bin/ ./cmd/...
 bin/corpusgen --records "$SIZE" --out "$WORK/corpus.csv" 2>/dev/null
-bin/breachd import --data "$WORK/data" --manifest demo/segapass.manifest.json "$WORK/corpus.csv" | head -1 >&2
+# Its summary line only; not through "| head -1", which under pipefail
+# failed the script with SIGPIPE when import wrote its next line late.
+bin/breachd import --data "$WORK/data" --manifest demo/segapass.manifest.json "$WORK/corpus.csv" > "$WORK/import.out"
+head -1 "$WORK/import.out" >&2
 declare -A WANT
 for p in $RATES; do
   bin/corpusgen --records "$SIZE" --sweep "$ROWS" --exposed "$p" --out "$WORK/sweep-$p.csv" 2> "$WORK/gen-$p.txt"
