@@ -523,6 +523,40 @@ func (s *slowTarget) ApplyBackup(ctx context.Context, r io.Reader, keys uint64) 
 	return s.Store.ApplyBackup(ctx, r, keys)
 }
 
+// startSlowReplica starts a single NATS server, a writer that has
+// published version 1, and a follower of it whose applies wait on hold
+// (slowTarget), and waits for the follower to serve version 1. The
+// follower stops, and its log is shown if the test failed, at cleanup.
+func startSlowReplica(t *testing.T, hold chan struct{}) (*single, natsrepl.Options, *writer, *replica, *slowTarget, *natsrepl.Follower) {
+	n := startSingle(t)
+	o := natsrepl.Options{URL: n.url(), Retry: 100 * time.Millisecond, MaxLag: 500 * time.Millisecond}
+	w := newWriter(t)
+	w.publish(t, o, "")
+	w.imp(t, "First", storetest.Digests("first", 100))
+	waitFor(t, "version 1 published", func() bool { return n.current() == 1 })
+	r := newReplica(t, "")
+	slow := &slowTarget{Store: r.st, hold: hold}
+	var logs logtest.Buffer
+	fo := o
+	fo.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	f := natsrepl.NewFollower(slow, r.dir, fo)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("follower log:\n%s", logs.String())
+		}
+	})
+	waitFor(t, "the replica serving version 1", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 1 })
+	return n, o, w, r, slow, f
+}
+
 // TestLearnsWhileCatchingUp: a replica learns of a newer version while a
 // catch-up runs, and its lag clock runs from then: having applied the
 // older version, it does not say it serves while the newer one, published
@@ -532,33 +566,9 @@ func (s *slowTarget) ApplyBackup(ctx context.Context, r io.Reader, keys uint64) 
 // at a max_lag of 2 s.)
 func TestLearnsWhileCatchingUp(t *testing.T) {
 	t.Parallel()
-	n := startSingle(t)
-	o := natsrepl.Options{URL: n.url(), Retry: 100 * time.Millisecond, MaxLag: 500 * time.Millisecond}
-	w := newWriter(t)
-	w.publish(t, o, "")
-	w.imp(t, "First", storetest.Digests("first", 100))
-	waitFor(t, "version 1 published", func() bool { return n.current() == 1 })
-	r := newReplica(t, "")
 	hold := make(chan struct{}, 1)
 	hold <- struct{}{} // the first version applies at once; each later one waits for a token
-	slow := &slowTarget{Store: r.st, hold: hold}
-	var logs logtest.Buffer
-	fo := o
-	fo.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	f := natsrepl.NewFollower(slow, r.dir, fo)
-	defer func() {
-		if t.Failed() {
-			t.Logf("follower log:\n%s", logs.String())
-		}
-	}()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx)
-	}()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "the replica serving version 1", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 1 })
+	n, o, w, r, _, f := startSlowReplica(t, hold)
 
 	w.imp(t, "Second", storetest.Digests("second", 100))
 	waitFor(t, "version 2 published", func() bool { return n.current() == 2 })
@@ -581,32 +591,9 @@ func TestLearnsWhileCatchingUp(t *testing.T) {
 // after it (the chaos harness saw replicas SERVING 5 s past max_lag).
 func TestStuckCatchUp(t *testing.T) {
 	t.Parallel()
-	n := startSingle(t)
-	o := natsrepl.Options{URL: n.url(), Retry: 100 * time.Millisecond, MaxLag: 500 * time.Millisecond}
-	w := newWriter(t)
-	w.publish(t, o, "")
-	w.imp(t, "First", storetest.Digests("first", 100))
-	waitFor(t, "version 1 published", func() bool { return n.current() == 1 })
-	r := newReplica(t, "")
-	slow := &slowTarget{Store: r.st, hold: make(chan struct{})}
-	close(slow.hold) // the first version applies at once
-	var logs logtest.Buffer
-	fo := o
-	fo.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	f := natsrepl.NewFollower(slow, r.dir, fo)
-	defer func() {
-		if t.Failed() {
-			t.Logf("follower log:\n%s", logs.String())
-		}
-	}()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f.Run(ctx)
-	}()
-	defer func() { cancel(); <-done }()
-	waitFor(t, "the replica serving version 1", func() bool { ok, _ := f.Ready(); return ok && r.st.Version() == 1 })
+	free := make(chan struct{})
+	close(free) // the first version applies at once
+	_, _, w, r, slow, f := startSlowReplica(t, free)
 
 	hold := make(chan struct{})
 	slow.mu.Lock()

@@ -28,15 +28,8 @@ import (
 // lookups and a delete, where the window is too short to hit on purpose.)
 func TestBaseReferences(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	dir := t.TempDir()
-	o := DefaultOptions()
-	o.Index = IndexOff
-	p, err := OpenPasswords(ctx, dir, breachd.SHA1, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openSHA1(t, dir, IndexOff)
 	recs := sha1Records("ref", 0, 1000, 1, func(i int) uint64 { return uint64(i + 1) })
 	importRelease(t, p, "R", recs)
 	b := p.getBase()
@@ -69,14 +62,7 @@ func TestBaseReferences(t *testing.T) {
 // stands still), then again with keys asked twice and backwards.
 func TestSortedGets(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	o := DefaultOptions()
-	o.Index = IndexOff
-	p, err := OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openSHA1(t, t.TempDir(), IndexOff)
 	hash := func(i int) (h [20]byte) { return sha1.Sum(fmt.Appendf(nil, "sorted-%d", i)) }
 	release := func(name string, from, to, every int) {
 		importRelease(t, p, name, sha1Records("sorted", from, to, every, func(i int) uint64 { return uint64(i%97 + 1) }))
@@ -97,7 +83,7 @@ func TestSortedGets(t *testing.T) {
 		found bool
 		val   string
 	}
-	err = p.db.View(func(txn *badger.Txn) error {
+	err := p.db.View(func(txn *badger.Txn) error {
 		want := func(key []byte) answer {
 			var a answer
 			found, err := p.get(txn, key, func(v []byte) error { a.val = string(v); return nil })
@@ -151,11 +137,7 @@ func TestReplicaOfUnmarkedBase(t *testing.T) {
 	ctx := context.Background()
 	o := DefaultOptions()
 	o.Index = IndexOff
-	w, err := OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := openSHA1(t, t.TempDir(), o.Index)
 	recs := sha1Records("unmarked", 0, 2000, 1, func(i int) uint64 { return uint64(i + 1) })
 	importRelease(t, w, "R", recs)
 	var snap bytes.Buffer
@@ -231,11 +213,7 @@ func TestReplicaSnapshotTiming(t *testing.T) {
 	ctx := context.Background()
 	o := DefaultOptions()
 	o.Index = IndexManual
-	w, err := OpenPasswords(ctx, t.TempDir(), breachd.SHA1, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	w := openSHA1(t, t.TempDir(), o.Index)
 	importRelease(t, w, "R", sha1Records("timing", 0, n, 1, func(i int) uint64 { return uint64(i%1000 + 1) }))
 	var snap bytes.Buffer
 	info, err := w.Backup(ctx, &snap, 0)
@@ -292,6 +270,19 @@ func sha1Records(label string, from, to, every int, count func(i int) uint64) []
 	}
 	slices.SortFunc(recs, func(a, b breachd.PasswordRecord) int { return bytes.Compare(a.Hash[:], b.Hash[:]) })
 	return recs
+}
+
+// openSHA1 opens a SHA-1 corpus in dir with the default options but the
+// index mode, closed at the test's end.
+func openSHA1(tb testing.TB, dir string, index IndexMode) *Passwords {
+	o := DefaultOptions()
+	o.Index = index
+	p, err := OpenPasswords(context.Background(), dir, breachd.SHA1, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Close() })
+	return p
 }
 
 // importRelease imports recs into p as release name, in batches of 100,000.
