@@ -55,41 +55,42 @@ type chunk struct {
 	digests []breachd.Digest // per row; meaningful where rows[i].Reject == ""
 	valid   int              // rows with a digest
 	done    chan struct{}    // closed when hashed
-	// The rows' heads in the report (rowWriter.head), back to back: row
-	// i's ends at ends[i]. None with --only-exposed, which writes few rows.
-	heads []byte
-	ends  []int32
+	// The rows' heads in the report (rowWriter.head); nil with
+	// --only-exposed, which writes few rows.
+	heads *headBuf
 }
 
-// headBufs recycles chunks' heads and ends: a sweep's chunks otherwise
-// allocate 64 bytes a row, which cost more in GC than rendering the heads
-// saved the writer.
-var headBufs sync.Pool
-
+// headBuf is a chunk's rows' heads, back to back: row i's ends at
+// ends[i]. Recycled through headBufs: a sweep's chunks otherwise allocate
+// 64 bytes a row, which cost more in GC than rendering the heads saved the
+// writer.
 type headBuf struct {
-	heads []byte
-	ends  []int32
+	text []byte
+	ends []int32
 }
+
+var headBufs sync.Pool
 
 // release hands the chunk's heads back for another chunk: the writer is
 // done with them.
 func (ch *chunk) release() {
-	if ch.ends != nil {
-		headBufs.Put(&headBuf{heads: ch.heads[:0], ends: ch.ends[:0]})
-		ch.heads, ch.ends = nil, nil
+	if ch.heads != nil {
+		headBufs.Put(ch.heads)
+		ch.heads = nil
 	}
 }
 
 // head returns row i's head, or nil if the chunk has none.
 func (ch *chunk) head(i int) []byte {
-	if ch.ends == nil {
+	h := ch.heads
+	if h == nil {
 		return nil
 	}
 	start := int32(0)
 	if i > 0 {
-		start = ch.ends[i-1]
+		start = h.ends[i-1]
 	}
-	return ch.heads[start:ch.ends[i]]
+	return h.text[start:h.ends[i]]
 }
 
 const chunkRows = 4096
@@ -427,13 +428,14 @@ func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordere
 // heads in the report.
 func hashChunk(ch *chunk, hexDigests bool, rw rowWriter) {
 	ch.digests = make([]breachd.Digest, len(ch.rows))
+	var h *headBuf
 	if rw != nil {
-		if b, ok := headBufs.Get().(*headBuf); ok {
-			ch.heads, ch.ends = b.heads, b.ends
-		} else {
-			ch.heads = make([]byte, 0, chunkRows*64)
+		h, _ = headBufs.Get().(*headBuf)
+		if h == nil {
+			h = &headBuf{text: make([]byte, 0, chunkRows*64)}
 		}
-		ch.ends = slices.Grow(ch.ends, len(ch.rows))[:len(ch.rows)]
+		h.text, h.ends = h.text[:0], slices.Grow(h.ends[:0], len(ch.rows))[:len(ch.rows)]
+		ch.heads = h
 	}
 	var row outRow // one for the chunk: a pointer passed to an interface escapes
 	for i := range ch.rows {
@@ -451,10 +453,10 @@ func hashChunk(ch *chunk, hexDigests bool, rw rowWriter) {
 				ch.valid++
 			}
 		}
-		if rw != nil {
+		if h != nil {
 			row.line, row.value, row.reason = r.Line, r.Value, r.Reject
-			ch.heads = rw.head(ch.heads, &row)
-			ch.ends[i] = int32(len(ch.heads))
+			h.text = rw.head(h.text, &row)
+			h.ends[i] = int32(len(h.text))
 		}
 	}
 	close(ch.done)
