@@ -246,9 +246,9 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	// it): a base file is a whole one.
 	if bw != nil {
 		reach("replica-rows-loaded")
-	}
-	if err := bw.install(); err != nil {
-		return 0, err
+		if err := bw.install(); err != nil {
+			return 0, err
+		}
 	}
 	cat, err := c.readCatalog()
 	if err == nil {
@@ -326,7 +326,8 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, filter bool, fn
 	pr, pw := io.Pipe()
 	parsed := make(chan error, 1)
 	src := io.Reader(ctxReader{ctx, r})
-	in := src // what Load reads
+	var in io.Reader           // what Load reads
+	var stop func(error) error // told Load's outcome: stops the other side
 	if !filter {
 		go func() {
 			err := eachList(pr, func(list *pb.KVList) error {
@@ -338,7 +339,7 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, filter bool, fn
 			io.Copy(io.Discard, pr) // let Load finish whatever happened
 			parsed <- err
 		}()
-		in = io.TeeReader(src, pw)
+		in, stop = io.TeeReader(src, pw), pw.CloseWithError
 	} else {
 		go func() {
 			var buf []byte
@@ -363,14 +364,10 @@ func loadBackup(ctx context.Context, db *badger.DB, r io.Reader, filter bool, fn
 			pw.CloseWithError(err) // nil: Load reads to the end
 			parsed <- err
 		}()
-		in = pr
+		in, stop = pr, pr.CloseWithError // the parser stops writing if Load stopped reading
 	}
 	err := db.Load(in, 16)
-	if !filter {
-		pw.CloseWithError(err)
-	} else {
-		pr.CloseWithError(err) // the parser stops writing if Load stopped reading
-	}
+	stop(err)
 	if perr := <-parsed; err == nil {
 		err = perr
 	}
