@@ -83,7 +83,7 @@ func (r *Reader) parsePair(line []byte, scratch []string) (breachd.PairRecord, [
 	var account, password string
 	switch r.format {
 	case FormatCSV:
-		fields, reason := splitCSVReason(line, scratch[:0])
+		fields, reason := splitCSVReason(string(line), scratch[:0])
 		scratch = fields
 		if reason != "" {
 			return p, scratch, reason

@@ -101,7 +101,12 @@ type Reader struct {
 	pairs  bool  // a combolist (NewPairReader)
 	line   int64 // number of the last line read, from 1
 	stats  Stats
-	peeked []byte // first non-blank line, read during detection
+	carry  []byte // ReadBlock: the start of a line after its last block
+	// ReadBlock: the line after the last block is over-long, and the
+	// rest of it is still to be skipped.
+	skipLong bool
+	eof      bool   // ReadBlock met the end of the dump
+	peeked   []byte // first non-blank line, read during detection
 	// long holds the numbers of over-long lines met before the first
 	// usable one, during detection; they are rejected as the first rows.
 	long   []int64
@@ -352,9 +357,10 @@ func (r *Reader) rejectAt(line int64, reason string) {
 }
 
 // field extracts the account field of one row, or a reason it has none.
-func (r *Reader) field(line []byte, scratch []string) (string, []string, string) {
+// It reads only what NewReader decided, so any goroutine may call it.
+func (r *Reader) field(line string, scratch []string) (string, []string, string) {
 	if r.format != FormatCSV {
-		return string(line), scratch, ""
+		return line, scratch, ""
 	}
 	fields, reason := splitCSVReason(line, scratch[:0])
 	if reason != "" {
@@ -368,7 +374,7 @@ func (r *Reader) field(line []byte, scratch []string) (string, []string, string)
 
 // parse turns one row into a digest, or a reason it was rejected.
 func (r *Reader) parse(line []byte, scratch []string) (breachd.Digest, []string, string) {
-	v, scratch, reason := r.field(line, scratch)
+	v, scratch, reason := r.field(string(line), scratch)
 	if reason != "" {
 		return breachd.Digest{}, scratch, reason
 	}
@@ -385,67 +391,43 @@ func (r *Reader) parse(line []byte, scratch []string) (breachd.Digest, []string,
 	return d, scratch, ""
 }
 
-// Row is one data row of a dump: the field that holds the account (the email
-// or hex digest) exactly as written, or why the row has none.
-type Row struct {
-	Line   int64
-	Value  string
-	Reject string // set when the row is malformed (bad CSV, missing column, too long)
-}
-
-// ReadRows fills dst (up to its capacity) with raw rows, leaving validation
-// of the values to the caller; it is for tools that report on every row, such
-// as a bulk checker. It returns io.EOF, with no rows, at the end. Stats count
-// rows read; Accepted and Rejected are left to the caller.
-func (r *Reader) ReadRows(dst []Row) ([]Row, error) {
-	dst = dst[:0]
-	var fields []string
-	for len(dst) < cap(dst) {
-		line, err := r.nextRow()
-		if err == errLongLine {
-			dst = append(dst, Row{Line: r.longAt, Reject: err.Error()})
-			continue
-		}
-		if err != nil {
-			return dst, endOfBatch(len(dst), err)
-		}
-		var row Row
-		row.Line = r.line
-		row.Value, fields, row.Reject = r.field(line, fields)
-		dst = append(dst, row)
-	}
-	return dst, nil
-}
-
 // splitCSV splits one line of RFC 4180 CSV. Quoted fields may contain commas
 // and doubled quotes but not line breaks: a row is a line, so one malformed
 // row can never swallow the rows after it. It reports false for an
 // unterminated quote or text after a closing quote.
 func splitCSV(line []byte, dst []string) ([]string, bool) {
-	fields, reason := splitCSVReason(line, dst)
+	fields, reason := splitCSVReason(string(line), dst)
 	return fields, reason == ""
 }
 
-func splitCSVReason(line []byte, dst []string) ([]string, string) {
+// splitCSVReason is splitCSV with the reason a line is malformed. Fields are
+// substrings of line, but for quoted ones with doubled quotes.
+func splitCSVReason(line string, dst []string) ([]string, string) {
 	for {
 		if len(line) > 0 && line[0] == '"' {
 			var b strings.Builder
 			i := 1
 			for {
-				j := bytes.IndexByte(line[i:], '"')
+				j := strings.IndexByte(line[i:], '"')
 				if j < 0 {
 					return dst, "malformed CSV: unterminated quote"
 				}
-				b.Write(line[i : i+j])
+				if b.Len() == 0 && (i+j+1 == len(line) || line[i+j+1] != '"') {
+					// The common case, no doubled quote: a substring.
+					dst = append(dst, line[i:i+j])
+					i += j + 1
+					break
+				}
+				b.WriteString(line[i : i+j])
 				i += j + 1
 				if i < len(line) && line[i] == '"' {
 					b.WriteByte('"')
 					i++
 					continue
 				}
+				dst = append(dst, b.String())
 				break
 			}
-			dst = append(dst, b.String())
 			if i == len(line) {
 				return dst, ""
 			}
@@ -455,11 +437,11 @@ func splitCSVReason(line []byte, dst []string) ([]string, string) {
 			line = line[i+1:]
 			continue
 		}
-		j := bytes.IndexByte(line, ',')
+		j := strings.IndexByte(line, ',')
 		if j < 0 {
-			return append(dst, string(line)), ""
+			return append(dst, line), ""
 		}
-		dst = append(dst, string(line[:j]))
+		dst = append(dst, line[:j])
 		line = line[j+1:]
 	}
 }

@@ -127,6 +127,23 @@ func TestReader(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, rejs, st, format := readAll(t, strings.NewReader(tt.in), tt.opts)
+			// The same rows come in blocks of any size, with their
+			// line numbers.
+			for _, size := range []int{1, 3, 16, 1 << 18} {
+				rows, f := readBlocks(t, strings.NewReader(tt.in), tt.opts, size)
+				var ds []breachd.Digest
+				var bad []rejection
+				for _, row := range rows {
+					if d, reason := rowDigest(row, f); reason != "" {
+						bad = append(bad, rejection{row.Line, reason})
+					} else {
+						ds = append(ds, d)
+					}
+				}
+				if f != format || !slices.Equal(ds, got) || !slices.Equal(bad, rejs) {
+					t.Errorf("in blocks of %d: %v, %x, %v; want %v, %x, %v", size, f, ds, bad, format, got, rejs)
+				}
+			}
 			if format != tt.wantFormat {
 				t.Errorf("format = %v, want %v", format, tt.wantFormat)
 			}
@@ -279,26 +296,24 @@ func FuzzParseManifest(f *testing.F) {
 	})
 }
 
-// FuzzReadRows checks the bulk checker's rows against the importer's: for
-// any dump and format, each row ReadRows gives is rejected for the reason
-// Read rejects its line, or its value makes the digest Read gives for it
-// (ReadRows copies unquoted rows' values into one buffer a batch; quoted
-// ones go through the CSV splitter both share).
-func FuzzReadRows(f *testing.F) {
-	f.Add("email,name\na@b.c,x\n\"q\"\"@b.c\",y\nc@d.e\nonly\n,\n", 0)
-	f.Add("user,email\n1,a@example.com\n2\n3,\"b@example.com\"\n4,c@example.com,extra\n", 1)
-	f.Add("a@example.com\n\nB@EXAMPLE.COM\r\nx,y@z.com\n", 2)
-	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3)
-	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1)
-	f.Fuzz(func(t *testing.T, text string, format int) {
+// FuzzBlocks checks the bulk checker's rows against the importer's: for
+// any dump, format and block size, each row that ReadBlock's blocks hold is
+// rejected for the reason Read rejects its line, or its value makes the
+// digest Read gives for it. The two read lines differently (ReadBlock cuts
+// blocks at line endings, Rows splits them), and share only the CSV
+// splitter and the format's detection.
+func FuzzBlocks(f *testing.F) {
+	f.Add("email,name\na@b.c,x\n\"q\"\"@b.c\",y\nc@d.e\nonly\n,\n", 0, uint16(5))
+	f.Add("user,email\n1,a@example.com\n2\n3,\"b@example.com\"\n4,c@example.com,extra\n", 1, uint16(1))
+	f.Add("a@example.com\n\nB@EXAMPLE.COM\r\nx,y@z.com\n  \n", 2, uint16(3))
+	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3, uint16(64))
+	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1, uint16(2))
+	f.Add("a@example.com\n"+strings.Repeat("x", dump.MaxLineBytes)+"\n"+strings.Repeat("y", dump.MaxLineBytes-1)+"\nb@example.com", 2, uint16(1000))
+	f.Fuzz(func(t *testing.T, text string, format int, size uint16) {
 		opts := dump.Options{Format: dump.Format(uint(format) % 4)}
 		a, err := dump.NewReader(strings.NewReader(text), opts)
 		if err != nil {
 			return
-		}
-		b, err := dump.NewReader(strings.NewReader(text), opts)
-		if err != nil {
-			t.Fatalf("the second reader: %v", err)
 		}
 		rejected := map[int64]string{}
 		a.OnReject = func(line int64, reason string) { rejected[line] = reason }
@@ -313,42 +328,61 @@ func FuzzReadRows(f *testing.F) {
 				t.Fatalf("Read = %v", err)
 			}
 		}
-		for buf := make([]dump.Row, 0, 3); ; {
-			rows, err := b.ReadRows(buf)
-			for _, row := range rows {
-				reason := row.Reject
-				var d breachd.Digest
-				if reason == "" {
-					var err error
-					if b.Format() == dump.FormatSHA256 {
-						d, err = breachd.ParseDigest(strings.TrimSpace(row.Value))
-					} else {
-						d, err = canon.Digest(row.Value)
-					}
-					if err != nil {
-						reason = err.Error()
-					}
+		rows, f := readBlocks(t, strings.NewReader(text), opts, int(size))
+		for _, row := range rows {
+			d, reason := rowDigest(row, f)
+			if reason != "" {
+				if rejected[row.Line] != reason {
+					t.Fatalf("line %d: the block's row %q rejected for %q, Read's for %q", row.Line, row.Value, reason, rejected[row.Line])
 				}
-				if reason != "" {
-					if rejected[row.Line] != reason {
-						t.Fatalf("line %d: ReadRows' row %q rejected for %q, Read's for %q", row.Line, row.Value, reason, rejected[row.Line])
-					}
-					continue
-				}
-				if len(digests) == 0 || digests[0] != d {
-					t.Fatalf("line %d: ReadRows' row %q is not the next digest Read gave", row.Line, row.Value)
-				}
-				digests = digests[1:]
+				delete(rejected, row.Line)
+				continue
 			}
-			if err == io.EOF {
-				break
+			if len(digests) == 0 || digests[0] != d {
+				t.Fatalf("line %d: the block's row %q is not the next digest Read gave", row.Line, row.Value)
 			}
-			if err != nil {
-				t.Fatalf("ReadRows = %v", err)
-			}
+			digests = digests[1:]
 		}
-		if len(digests) != 0 {
-			t.Fatalf("Read gave %d digests more than ReadRows' rows", len(digests))
+		if len(digests) != 0 || len(rejected) != 0 {
+			t.Fatalf("Read gave %d digests and %d rejections more than the blocks' rows", len(digests), len(rejected))
 		}
 	})
+}
+
+// readBlocks reads a dump's rows through ReadBlock and Rows.
+func readBlocks(tb testing.TB, in io.Reader, opts dump.Options, size int) ([]dump.Row, dump.Format) {
+	tb.Helper()
+	r, err := dump.NewReader(in, opts)
+	if err != nil {
+		tb.Fatalf("NewReader = %v", err)
+	}
+	var rows []dump.Row
+	for {
+		b, err := r.ReadBlock(size)
+		if err == io.EOF {
+			return rows, r.Format()
+		}
+		if err != nil {
+			tb.Fatalf("ReadBlock = %v", err)
+		}
+		rows = r.Rows(b, rows)
+	}
+}
+
+// rowDigest is what a bulk checker makes of a row: its digest, or why not.
+func rowDigest(row dump.Row, f dump.Format) (breachd.Digest, string) {
+	if row.Reject != "" {
+		return breachd.Digest{}, row.Reject
+	}
+	var d breachd.Digest
+	var err error
+	if f == dump.FormatSHA256 {
+		d, err = breachd.ParseDigest(strings.TrimSpace(row.Value))
+	} else {
+		d, err = canon.Digest(row.Value)
+	}
+	if err != nil {
+		return d, err.Error()
+	}
+	return d, ""
 }

@@ -49,8 +49,9 @@ type counters struct {
 	Invalid int64 `json:"invalid"` // rows that could not be checked
 }
 
-// chunk is a run of consecutive input rows, hashed by a worker.
+// chunk is a run of consecutive input rows, parsed and hashed by a worker.
 type chunk struct {
+	block   *dump.Block // its lines, until a worker parses them into rows
 	rows    []dump.Row
 	digests []breachd.Digest // per row; meaningful where rows[i].Reject == ""
 	valid   int              // rows with a digest
@@ -93,7 +94,9 @@ func (ch *chunk) head(i int) []byte {
 	return h.text[start:h.ends[i]]
 }
 
-const chunkRows = 4096
+// blockBytes is about how much of the input a chunk holds: 8,000 rows of
+// a list of addresses.
+const blockBytes = 256 << 10
 
 // checkpointEvery is how often a resumable run records its progress.
 var checkpointEvery = time.Second
@@ -144,7 +147,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	defer wg.Wait()
 	defer cancel() // runs before wg.Wait: stops every stage on an early return
 
-	// Stage 1: read rows into chunks, in order.
+	// Stage 1: cut the input into chunks of whole lines, in order.
 	toHash := make(chan *chunk, 2*runtime.GOMAXPROCS(0))
 	ordered := make(chan *chunk, 4*runtime.GOMAXPROCS(0))
 	readErr := make(chan error, 1)
@@ -156,7 +159,8 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		stage(ctx, "read")
 		readErr <- readChunks(ctx, rd, skip, toHash, ordered)
 	}()
-	// Stage 2: canonicalise, hash and render the rows' heads in parallel.
+	// Stage 2: parse, canonicalise, hash and render the rows' heads in
+	// parallel.
 	heads := rw
 	if c.onlyExposed {
 		heads = nil
@@ -167,7 +171,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 			defer wg.Done()
 			stage(ctx, "hash")
 			for ch := range toHash {
-				hashChunk(ch, c.digests, heads)
+				hashChunk(rd, ch, c.digests, heads)
 			}
 		}()
 	}
@@ -397,16 +401,16 @@ func bulkError(err error, c bulkConfig) error {
 	return err
 }
 
+// readChunks cuts the input into chunks, after the rows an earlier run
+// reported, and hands each to a hashing worker and to the ordering stage.
 func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordered chan<- *chunk) error {
+	if err := rd.SkipRows(skip); err != nil {
+		return err
+	}
 	for {
-		ch := &chunk{rows: make([]dump.Row, 0, chunkRows), done: make(chan struct{})}
-		rows, err := rd.ReadRows(ch.rows)
-		if skip > 0 { // already in the report from an earlier run
-			n := min(skip, int64(len(rows)))
-			rows, skip = rows[n:], skip-n
-		}
-		ch.rows = rows
-		if len(rows) > 0 {
+		b, err := rd.ReadBlock(blockBytes)
+		if b != nil {
+			ch := &chunk{block: b, done: make(chan struct{})}
 			for _, q := range []chan<- *chunk{toHash, ordered} {
 				select {
 				case q <- ch:
@@ -424,15 +428,17 @@ func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordere
 	}
 }
 
-// hashChunk computes the digests of ch's rows and, with a rowWriter, their
-// heads in the report.
-func hashChunk(ch *chunk, hexDigests bool, rw rowWriter) {
+// hashChunk parses ch's lines into rows, computes their digests and, with a
+// rowWriter, their heads in the report.
+func hashChunk(rd *dump.Reader, ch *chunk, hexDigests bool, rw rowWriter) {
+	ch.rows = rd.Rows(ch.block, make([]dump.Row, 0, ch.block.Lines()))
+	ch.block = nil
 	ch.digests = make([]breachd.Digest, len(ch.rows))
 	var h *headBuf
 	if rw != nil {
 		h, _ = headBufs.Get().(*headBuf)
 		if h == nil {
-			h = &headBuf{text: make([]byte, 0, chunkRows*64)}
+			h = &headBuf{text: make([]byte, 0, 2*blockBytes)}
 		}
 		h.text, h.ends = h.text[:0], slices.Grow(h.ends[:0], len(ch.rows))[:len(ch.rows)]
 		ch.heads = h
