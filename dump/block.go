@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // Row is one data row of a dump: the field that holds the account (the email
@@ -20,10 +21,8 @@ type Row struct {
 // goroutines can turn them into rows (Rows) while the next is read: a bulk
 // checker parses on every core, in order.
 type Block struct {
-	first []Row  // rows cut before text: read while detecting the format, or an over-long line skipped
-	text  []byte // whole lines; the last may lack its line ending at the end of the dump
-	line  int64  // the number of the line before text's first
-	lines int    // text's line endings
+	first []Row // rows cut before the lines: read while detecting the format, or an over-long line skipped
+	cut
 }
 
 // Lines returns about how many rows the block holds, at most: for sizing
@@ -39,7 +38,6 @@ func (b *Block) Lines() int { return len(b.first) + b.lines + 1 }
 // malformed rows, but unparsed and uncounted (Stats). Do not mix it with
 // Read.
 func (r *Reader) ReadBlock(size int) (*Block, error) {
-	size = max(size, 1)
 	b := &Block{}
 	// Rows NewReader read while detecting the format, unless SkipRows
 	// skipped them.
@@ -53,74 +51,142 @@ func (r *Reader) ReadBlock(size int) (*Block, error) {
 		row.Value, _, row.Reject = r.field(string(line), nil)
 		b.first = append(b.first, row)
 	}
-	if r.skipLong {
-		r.skipLong = false
-		r.line++
-		b.first = append(b.first, Row{Line: r.line, Reject: errLongLine.Error()})
-		if err := r.skipLine(); err != nil {
-			return b, fmt.Errorf("line %d: %w", r.line, err)
-		}
+	var err error
+	b.cut, err = r.cut(size)
+	if b.long > 0 {
+		b.first = append(b.first, Row{Line: b.long, Reject: errLongLine.Error()})
 	}
-	for !r.eof && !r.skipLong && len(b.text) == 0 {
-		// Read on from the start of the line the last block cut: at least
-		// size bytes, and as much again as that start while no line
-		// ending is found, so that an over-long line costs log(its
-		// length) reads, however small size is.
-		buf := make([]byte, len(r.carry)+max(size, len(r.carry)))
-		n := copy(buf, r.carry)
-		m, err := io.ReadFull(r.br, buf[n:])
-		buf = buf[:n+m]
-		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
-			r.eof, r.carry, b.text = true, nil, buf
-		case err != nil:
-			r.eof, r.carry = true, nil
-			b.text = buf[:bytes.LastIndexByte(buf, '\n')+1]
-			r.count(b)
-			return b, fmt.Errorf("line %d: %w", r.line+1, err)
-		default:
-			cut := bytes.LastIndexByte(buf, '\n') + 1
-			b.text, r.carry = buf[:cut], buf[cut:]
-			if len(r.carry) > MaxLineBytes {
-				// Already too long: skip the rest of it on the next call,
-				// after this block's lines.
-				r.carry, r.skipLong = nil, true
-			}
-		}
-	}
-	r.count(b)
-	if len(b.first) == 0 && len(b.text) == 0 {
-		if r.skipLong {
-			return r.ReadBlock(size) // it starts with the over-long line
-		}
+	switch {
+	case err == io.EOF && len(b.first) == 0:
 		return nil, io.EOF
+	case err == io.EOF:
+		return b, nil // the end, on the next call
+	case err != nil:
+		return b, fmt.Errorf("line %d: %w", b.line+int64(b.lines)+1, err)
 	}
 	return b, nil
 }
 
-// count numbers b's lines from the reader's, and moves it past them.
-func (r *Reader) count(b *Block) {
-	b.line, b.lines = r.line, bytes.Count(b.text, []byte{'\n'})
-	r.line += int64(b.lines)
-	if len(b.text) > 0 && b.text[len(b.text)-1] != '\n' {
-		r.line++ // the dump's last line, without its ending
+// lines reads a dump's lines: one at a time (nextLine), or cut into runs of
+// whole lines (cut) for other goroutines to parse.
+type lines struct {
+	br    *bufio.Reader
+	line  int64  // number of the last line read or cut, from 1
+	carry []byte // the start of a line after the last cut
+	// The line after the last cut is over-long, and the rest of it is
+	// still to be skipped.
+	skipLong bool
+	eof      bool // a cut met the end of the dump
+}
+
+// A cut is a run of whole lines.
+type cut struct {
+	text  []byte // whole lines; the last may lack its line ending at the end of the dump
+	line  int64  // the number of the line before text's first
+	lines int    // text's line endings
+	long  int64  // if not 0, the number of an over-long line, before text, skipped
+}
+
+// cut returns the next run of whole lines, about size bytes of them (a line
+// longer than size makes a longer run), or io.EOF at the end. A line longer
+// than MaxLineBytes is skipped, and its number returned before the lines
+// after it. A read error ends the dump: the whole lines before it come with
+// it.
+func (l *lines) cut(size int) (cut, error) {
+	var c cut
+	if l.skipLong {
+		l.skipLong = false
+		l.line++
+		c.long = l.line
+		if err := l.skipLine(); err != nil {
+			c.line = l.line
+			return c, err
+		}
+	}
+	for !l.eof && !l.skipLong && len(c.text) == 0 {
+		// Read on from the start of the line the last cut left: at least
+		// size bytes, and as much again as that start while no line
+		// ending is found, so that an over-long line costs log(its
+		// length) reads, however small size is.
+		buf := textBuf(len(l.carry) + max(size, len(l.carry), 1))
+		n := copy(buf, l.carry)
+		m, err := io.ReadFull(l.br, buf[n:])
+		buf = buf[:n+m]
+		switch {
+		case err == io.EOF || err == io.ErrUnexpectedEOF:
+			l.eof, l.carry, c.text = true, nil, buf
+		case err != nil:
+			l.eof, l.carry = true, nil
+			c.text = buf[:bytes.LastIndexByte(buf, '\n')+1]
+			l.count(&c)
+			return c, err
+		default:
+			end := bytes.LastIndexByte(buf, '\n') + 1
+			// The carry is copied out: the text's buffer is recycled
+			// once parsed, on another goroutine.
+			c.text, l.carry = buf[:end], append(l.carry[:0], buf[end:]...)
+			if len(l.carry) > MaxLineBytes {
+				// Already too long: skip the rest of it on the next call,
+				// after these lines.
+				l.carry, l.skipLong = nil, true
+			}
+		}
+	}
+	l.count(&c)
+	if c.long == 0 && len(c.text) == 0 {
+		if l.skipLong {
+			return l.cut(size) // it starts with the over-long line
+		}
+		return c, io.EOF
+	}
+	return c, nil
+}
+
+// texts recycles cuts' texts once parsed: a dump is read through a few
+// blocks' worth of memory, not as much garbage as its size.
+var texts sync.Pool
+
+// textBuf returns a buffer of n bytes, recycled if one is at hand.
+func textBuf(n int) []byte {
+	if b, ok := texts.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n)
+}
+
+// release hands c's text back for another cut: nothing refers to it any
+// more.
+func (c *cut) release() {
+	if cap(c.text) > 0 {
+		t := c.text[:0]
+		texts.Put(&t)
+	}
+	c.text = nil
+}
+
+// count numbers c's lines, and moves past them.
+func (l *lines) count(c *cut) {
+	c.line, c.lines = l.line, bytes.Count(c.text, []byte{'\n'})
+	l.line += int64(c.lines)
+	if len(c.text) > 0 && c.text[len(c.text)-1] != '\n' {
+		l.line++ // the dump's last line, without its ending
 	}
 }
 
 // skipLine reads to the end of the line it is in.
-func (r *Reader) skipLine() error {
+func (l *lines) skipLine() error {
 	for {
-		_, err := r.br.ReadSlice('\n')
+		_, err := l.br.ReadSlice('\n')
 		switch err {
 		case nil:
 			return nil
 		case io.EOF:
-			r.eof = true
+			l.eof = true
 			return nil
 		case bufio.ErrBufferFull:
 			continue
 		}
-		r.eof = true
+		l.eof = true
 		return err
 	}
 }
@@ -131,6 +197,7 @@ func (r *Reader) skipLine() error {
 func (r *Reader) Rows(b *Block, dst []Row) []Row {
 	dst = append(dst, b.first...)
 	text := string(b.text)
+	b.release()
 	line := b.line
 	var fields []string
 	for len(text) > 0 {

@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -46,30 +48,59 @@ func ParsePasswordFormat(s string) (PasswordFormat, error) {
 }
 
 // PasswordReader reads password records of one kind from a file, a
-// directory of files (read in name order), or a stream.
+// directory of files (read in name order), or a stream. Its lines are
+// parsed on every core and handed out in order: a Pwned Passwords download
+// is a billion lines, and the import that writes them is one goroutine.
 type PasswordReader struct {
-	kind   breachd.HashKind
-	format PasswordFormat
-	files  []string // still to open, for a directory
-	src    io.Reader
-	sc     *bufio.Scanner
-	closer io.Closer
-	name   string // the file being read, for messages
-	prefix []byte // its 5-character prefix, from its name, if any
-	line   int64
-	stats  Stats
+	kind       breachd.HashKind
+	format     PasswordFormat
+	files      []string // to read, for a path; nil for a stream
+	src        io.Reader
+	blockBytes int
+
+	// Set by the first Read, which starts the goroutines that cut and
+	// parse blocks; Close stops them.
+	ordered chan *passwordBlock
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closed  bool
+
+	cur   *passwordBlock // the block being handed out
+	stats Stats
+	err   error // what ended the dump; io.EOF at its end
 	// OnReject, if set, is called for each rejected line with the file,
-	// its line number and why. The line itself is never passed on.
+	// its line number and why, in the dump's order, from Read's goroutine.
+	// The line itself is never passed on.
 	OnReject func(file string, line int64, reason string)
+}
+
+var errClosed = errors.New("read after Close")
+
+// passwordBlock is a run of whole lines of one file, parsed by a worker.
+type passwordBlock struct {
+	name   string // the file, for messages
+	prefix []byte // its 5-character prefix, from its name, if any
+	cut
+	err  error                    // what ended the dump after these lines, if anything
+	done chan struct{}            // closed when parsed:
+	recs []breachd.PasswordRecord // those Read has still to hand out
+	all  []breachd.PasswordRecord // recycled once handed out
+	rejs []passwordReject
+	rows int64
+}
+
+type passwordReject struct {
+	line   int64
+	reason string
 }
 
 // NewPasswordReader reads path (a file, "-" for r, or a directory of
 // files). Gzip is detected in each file.
 func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordFormat) (*PasswordReader, error) {
-	pr := &PasswordReader{kind: k, format: f}
+	pr := &PasswordReader{kind: k, format: f, blockBytes: 256 << 10}
 	switch fi, err := os.Stat(path); {
 	case path == "-":
-		pr.src, pr.name = r, "stdin"
+		pr.src = r
 	case err != nil:
 		return nil, err
 	case fi.IsDir():
@@ -95,45 +126,113 @@ func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordF
 // Stats returns what has been read so far.
 func (pr *PasswordReader) Stats() Stats { return pr.stats }
 
-// Close closes the file being read.
+// Close stops reading, and closes the file being read.
 func (pr *PasswordReader) Close() error {
-	if pr.closer != nil {
-		err := pr.closer.Close()
-		pr.closer = nil
-		return err
+	if pr.stop != nil && !pr.closed {
+		pr.closed = true
+		close(pr.stop)
+		pr.wg.Wait()
 	}
 	return nil
 }
 
-// open moves to the next file; io.EOF when none is left.
-func (pr *PasswordReader) open() error {
-	pr.Close()
+// start starts the goroutines: one cuts the files into blocks, in order,
+// and GOMAXPROCS parse them.
+func (pr *PasswordReader) start() {
+	n := runtime.GOMAXPROCS(0)
+	jobs := make(chan *passwordBlock, n)
+	pr.ordered, pr.stop = make(chan *passwordBlock, 2*n), make(chan struct{})
+	pr.wg.Add(1 + n)
+	go func() {
+		defer pr.wg.Done()
+		defer close(jobs)
+		defer close(pr.ordered)
+		pr.cutAll(jobs)
+	}()
+	for range n {
+		go func() {
+			defer pr.wg.Done()
+			for b := range jobs {
+				pr.parse(b)
+			}
+		}()
+	}
+}
+
+// cutAll cuts every file into blocks and hands each to a worker and to
+// Read, until the end, an error or Close. The last block carries what
+// ended the dump.
+func (pr *PasswordReader) cutAll(jobs chan<- *passwordBlock) {
+	send := func(b *passwordBlock) bool {
+		b.done = make(chan struct{})
+		for _, q := range []chan<- *passwordBlock{jobs, pr.ordered} { // a worker first: Read waits for it
+			select {
+			case q <- b:
+			case <-pr.stop:
+				return false
+			}
+		}
+		return true
+	}
+	for {
+		name, prefix, in, err := pr.open()
+		if err != nil {
+			send(&passwordBlock{err: err})
+			return
+		}
+		src := lines{br: in}
+		for {
+			b := &passwordBlock{name: name, prefix: prefix}
+			b.cut, err = src.cut(pr.blockBytes)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				b.err = fmt.Errorf("%s: %w", name, err)
+			}
+			if !send(b) || err != nil { // (the worker may set b.err now)
+				pr.closeFile(in)
+				return
+			}
+		}
+		pr.closeFile(in)
+	}
+}
+
+// open opens the next file: its name, its 5-character prefix if its name is
+// one, and its lines, decompressed. io.EOF when none is left.
+func (pr *PasswordReader) open() (string, []byte, *bufio.Reader, error) {
+	var name string
+	var prefix []byte
 	var in io.Reader
 	switch {
 	case pr.src != nil:
-		in, pr.src = pr.src, nil
+		name, in, pr.src = "stdin", pr.src, nil
 	case len(pr.files) > 0:
 		f, err := os.Open(pr.files[0])
 		if err != nil {
-			return err
+			return "", nil, nil, err
 		}
-		pr.name, pr.files, pr.closer, in = pr.files[0], pr.files[1:], f, f
-		pr.prefix = nil
-		base := filepath.Base(pr.name)
+		name, pr.files, in = pr.files[0], pr.files[1:], f
+		base := filepath.Base(name)
 		if stem := base[:len(base)-len(filepath.Ext(base))]; len(stem) == breachd.PrefixHexLen && isHex([]byte(stem)) {
-			pr.prefix = bytes.ToUpper([]byte(stem))
+			prefix = bytes.ToUpper([]byte(stem))
 		}
 	default:
-		return io.EOF
+		return "", nil, nil, io.EOF
 	}
 	br, err := gunzipped(in)
 	if err != nil {
-		return fmt.Errorf("%s: %w", pr.name, err)
+		pr.closeFile(in)
+		return "", nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
-	pr.sc = bufio.NewScanner(br)
-	pr.sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes)
-	pr.line = 0
-	return nil
+	return name, prefix, br, nil
+}
+
+func (pr *PasswordReader) closeFile(in io.Reader) {
+	if c, ok := in.(io.Closer); ok && c != os.Stdin {
+		c.Close()
+	}
 }
 
 func isHex(b []byte) bool {
@@ -147,65 +246,126 @@ func isHex(b []byte) bool {
 
 // Read fills dst (up to its capacity) with the next records and returns
 // them; io.EOF after the last. Malformed lines are counted, reported to
-// OnReject and skipped; a read error ends the dump.
+// OnReject and skipped; a read error, or a line longer than MaxLineBytes,
+// ends the dump.
 func (pr *PasswordReader) Read(dst []breachd.PasswordRecord) ([]breachd.PasswordRecord, error) {
 	dst = dst[:0]
+	if pr.closed {
+		return dst, errClosed
+	}
+	if pr.ordered == nil {
+		pr.start()
+	}
 	for len(dst) < cap(dst) {
-		if pr.sc == nil {
-			if err := pr.open(); err != nil {
-				return dst, err
+		if pr.cur == nil || len(pr.cur.recs) == 0 {
+			if pr.cur != nil && pr.cur.err != nil {
+				pr.err = pr.cur.err
 			}
-		}
-		if !pr.sc.Scan() {
-			err := pr.sc.Err()
-			pr.sc = nil
-			if errors.Is(err, bufio.ErrTooLong) {
-				return dst, fmt.Errorf("%s: line %d is longer than %d bytes: is this a password dump?", pr.name, pr.line+1, MaxLineBytes)
+			if pr.cur != nil && cap(pr.cur.all) > 0 {
+				recordBufs.Put(&pr.cur.all)
 			}
-			if err != nil {
-				return dst, fmt.Errorf("%s: %w", pr.name, err)
+			pr.cur = nil
+			if pr.err != nil {
+				return dst, pr.err
+			}
+			b, ok := <-pr.ordered
+			if !ok {
+				pr.err = io.EOF
+				return dst, pr.err
+			}
+			<-b.done
+			pr.cur, b.all = b, b.recs
+			pr.stats.Rows += b.rows
+			pr.stats.Accepted += int64(len(b.recs))
+			pr.stats.Rejected += int64(len(b.rejs))
+			for _, r := range b.rejs {
+				if pr.OnReject != nil {
+					pr.OnReject(b.name, r.line, r.reason)
+				}
 			}
 			continue
 		}
-		pr.line++
-		line := bytes.TrimSuffix(pr.sc.Bytes(), []byte{'\r'})
+		n := min(cap(dst)-len(dst), len(pr.cur.recs))
+		dst = append(dst, pr.cur.recs[:n]...)
+		pr.cur.recs = pr.cur.recs[n:]
+	}
+	return dst, nil
+}
+
+// parse turns b's lines into records and rejections. A line longer than
+// MaxLineBytes ends the dump there: a password dump has none.
+func (pr *PasswordReader) parse(b *passwordBlock) {
+	defer close(b.done)
+	defer b.release()
+	tooLong := func(line int64) error {
+		return fmt.Errorf("%s: line %d is longer than %d bytes: is this a password dump?", b.name, line, MaxLineBytes)
+	}
+	if b.long > 0 {
+		b.err = tooLong(b.long)
+		return
+	}
+	b.recs = recordBuf(b.lines + 1)
+	text, n := b.text, b.line
+	for len(text) > 0 {
+		var line []byte
+		if i := bytes.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i+1], text[i+1:]
+		} else {
+			line, text = text, nil
+		}
+		n++
+		if len(line) > MaxLineBytes {
+			b.err = tooLong(n)
+			return
+		}
+		// A line ending is a newline after up to two carriage returns.
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte{'\r'}), []byte{'\r'})
 		if pr.format == PasswordHashes {
 			line = bytes.TrimSpace(line)
 		}
 		if len(line) == 0 {
 			continue
 		}
-		pr.stats.Rows++
 		var rec breachd.PasswordRecord
 		var reason string
 		if pr.format == PasswordPlain {
 			rec, reason = pr.plain(line)
 		} else {
-			rec, reason = pr.hashLine(line)
+			rec, reason = pr.hashLine(b.prefix, line)
 		}
-		switch {
-		case reason == "padding":
-			pr.stats.Rows-- // a count of 0: padding, not a row
-		case reason != "":
-			pr.stats.Rejected++
-			if pr.OnReject != nil {
-				pr.OnReject(pr.name, pr.line, reason)
-			}
+		switch reason {
+		case "padding": // a count of 0: padding, not a row
+		case "":
+			b.rows++
+			b.recs = append(b.recs, rec)
 		default:
-			pr.stats.Accepted++
-			dst = append(dst, rec)
+			b.rows++
+			b.rejs = append(b.rejs, passwordReject{n, reason})
 		}
 	}
-	return dst, nil
+}
+
+// recordBufs recycles blocks' records once Read has copied them out.
+var recordBufs sync.Pool
+
+// recordBuf returns an empty slice of n records' capacity, recycled if one is
+// at hand.
+func recordBuf(n int) []breachd.PasswordRecord {
+	if b, ok := recordBufs.Get().(*[]breachd.PasswordRecord); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]breachd.PasswordRecord, 0, n)
 }
 
 // hashLine parses HASH[:COUNT], or SUFFIX[:COUNT] in a per-prefix file.
-func (pr *PasswordReader) hashLine(line []byte) (breachd.PasswordRecord, string) {
+func (pr *PasswordReader) hashLine(prefix, line []byte) (breachd.PasswordRecord, string) {
 	var rec breachd.PasswordRecord
 	hash, count, hasCount := bytes.Cut(line, []byte{':'})
 	want := 2 * pr.kind.Size()
-	if len(hash) == want-breachd.PrefixHexLen && pr.prefix != nil {
-		hash = append(slices.Clone(pr.prefix), hash...)
+	var full [2 * breachd.MaxPasswordHashSize]byte
+	if len(hash) == want-breachd.PrefixHexLen && prefix != nil {
+		hash = append(append(full[:0], prefix...), hash...)
 	}
 	if len(hash) != want {
 		return rec, fmt.Sprintf("a %s hash has %d hex characters, this one %d", pr.kind, want, len(hash))

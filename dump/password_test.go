@@ -1,13 +1,17 @@
 package dump_test
 
 import (
+	"bytes"
+	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/dump"
@@ -15,11 +19,25 @@ import (
 
 func readPasswords(t *testing.T, path string, in string, k breachd.HashKind, f dump.PasswordFormat) ([]breachd.PasswordRecord, dump.Stats, []string) {
 	t.Helper()
+	recs, st, rejects, err := readPasswordBlocks(t, path, in, k, f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs, st, rejects
+}
+
+// readPasswordBlocks reads a password dump whose lines are cut into blocks
+// of size bytes (0: the default), to its end or its error.
+func readPasswordBlocks(t *testing.T, path string, in string, k breachd.HashKind, f dump.PasswordFormat, size int) ([]breachd.PasswordRecord, dump.Stats, []string, error) {
+	t.Helper()
 	rd, err := dump.NewPasswordReader(path, strings.NewReader(in), k, f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rd.Close()
+	if size > 0 {
+		dump.SetBlockBytes(rd, size)
+	}
 	var rejects []string
 	rd.OnReject = func(file string, line int64, reason string) {
 		rejects = append(rejects, fmt.Sprintf("%s:%d %s", filepath.Base(file), line, reason))
@@ -30,10 +48,10 @@ func readPasswords(t *testing.T, path string, in string, k breachd.HashKind, f d
 		rs, err := rd.Read(buf)
 		out = append(out, rs...)
 		if err == io.EOF {
-			return out, rd.Stats(), rejects
+			return out, rd.Stats(), rejects, nil
 		}
 		if err != nil {
-			t.Fatal(err)
+			return out, rd.Stats(), rejects, err
 		}
 	}
 }
@@ -82,5 +100,80 @@ func TestPasswordReader(t *testing.T) {
 	}
 	if _, _, rejects := readPasswords(t, "-", "caf\xe9\n", breachd.NTLM, dump.PasswordPlain); len(rejects) != 1 {
 		t.Errorf("invalid UTF-8 for NTLM: rejects %q, want 1", rejects)
+	}
+}
+
+// TestPasswordReaderBlocks: the lines are parsed in blocks on every core;
+// wherever the blocks' edges fall, the records, the rejected lines' numbers,
+// the counts and a long line's error are the same, in the dump's order.
+func TestPasswordReaderBlocks(t *testing.T) {
+	t.Parallel()
+	const h = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
+	long := strings.Repeat("7", dump.MaxLineBytes)
+	for _, tc := range []struct {
+		name, in string
+		format   dump.PasswordFormat
+		recs     int
+		rejects  []string // file:line reason, shortened to file:line
+		err      string
+		plain    []string // the passwords of a plain dump's records, in order
+	}{
+		{"hashes", h + ":3\r\n\n  " + h + ":1  \r\r\nzz\n" + h[:39] + "1:0\n" + h + "\n" + h + ":x", dump.PasswordHashes, 3, []string{"stdin:4", "stdin:7"}, "", nil},
+		{"plain", "password\r\n p \n\n\r\nhunter2\r\r\nlast", dump.PasswordPlain, 4, nil, "", []string{"password", " p ", "hunter2", "last"}},
+		{"longest line", long[1:] + "\n" + h + ":1\n", dump.PasswordHashes, 1, []string{"stdin:1"}, "", nil},
+		{"long line ends the dump", h + ":1\n" + long + "\n" + h + ":2\n", dump.PasswordHashes, 1, nil, "stdin: line 2 is longer than 65536 bytes", nil},
+		{"long last line", "p\n" + long + "1", dump.PasswordPlain, 1, nil, "stdin: line 2 is longer", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want, wantSt, _, _ := readPasswordBlocks(t, "-", tc.in, breachd.SHA1, tc.format, 0)
+			for i, pw := range tc.plain {
+				if h := sha1.Sum([]byte(pw)); i >= len(want) || !bytes.Equal(want[i].Hash[:sha1.Size], h[:]) {
+					t.Errorf("record %d is not the SHA-1 of %q", i, pw)
+				}
+			}
+			for _, size := range []int{0, 1, 2, 5, 64, 70000} {
+				recs, st, rejects, err := readPasswordBlocks(t, "-", tc.in, breachd.SHA1, tc.format, size)
+				for i, r := range rejects {
+					rejects[i], _, _ = strings.Cut(r, " ")
+				}
+				if len(recs) != tc.recs || !slices.Equal(recs, want) || st != wantSt || !slices.Equal(rejects, tc.rejects) {
+					t.Errorf("blocks of %d: %d records, stats %+v, rejects %q; want %d, %+v, %q", size, len(recs), st, rejects, tc.recs, wantSt, tc.rejects)
+				}
+				if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+					t.Errorf("blocks of %d: error %v, want %q", size, err, tc.err)
+				}
+			}
+		})
+	}
+}
+
+// TestPasswordReaderClose: Close stops the goroutines that read ahead, and
+// a Read after it fails rather than look like the end of the dump.
+func TestPasswordReaderClose(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "big.txt")
+	if err := os.WriteFile(path, []byte(strings.Repeat("5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:1\n", 100000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rd, err := dump.NewPasswordReader(path, nil, breachd.SHA1, dump.PasswordHashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump.SetBlockBytes(rd, 4096)
+	if recs, err := rd.Read(make([]breachd.PasswordRecord, 0, 10)); len(recs) != 10 || err != nil {
+		t.Fatalf("Read = %d records, %v", len(recs), err)
+	}
+	done := make(chan struct{})
+	go func() {
+		rd.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: the reading goroutines did not stop")
+	}
+	if _, err := rd.Read(make([]breachd.PasswordRecord, 0, 10)); err == nil || err == io.EOF {
+		t.Fatalf("Read after Close = %v, want an error", err)
 	}
 }

@@ -92,21 +92,15 @@ type Stats struct {
 
 // Reader reads account digests from a dump.
 type Reader struct {
-	br     *bufio.Reader
+	lines
 	opts   Options
 	format Format
 	col    int // CSV: index of the email column
 	pwCol  int // a combolist's CSV: index of the password column, -1 if none
 	header []string
-	pairs  bool  // a combolist (NewPairReader)
-	line   int64 // number of the last line read, from 1
+	pairs  bool // a combolist (NewPairReader)
 	stats  Stats
-	carry  []byte // ReadBlock: the start of a line after its last block
-	// ReadBlock: the line after the last block is over-long, and the
-	// rest of it is still to be skipped.
-	skipLong bool
-	eof      bool   // ReadBlock met the end of the dump
-	peeked   []byte // first non-blank line, read during detection
+	peeked []byte // first non-blank line, read during detection
 	// long holds the numbers of over-long lines met before the first
 	// usable one, during detection; they are rejected as the first rows.
 	long   []int64
@@ -137,7 +131,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	rd := &Reader{br: br, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != ""}
+	rd := &Reader{lines: lines{br: br}, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != ""}
 	first, err := rd.nextLine()
 	for err == errLongLine {
 		if rd.format == FormatCSV {
@@ -243,7 +237,7 @@ func detect(first []byte, column string) Format {
 
 // nextLine returns the next non-blank line without its line ending. A line
 // longer than MaxLineBytes is returned as errLongLine after skipping it.
-func (r *Reader) nextLine() ([]byte, error) {
+func (r *lines) nextLine() ([]byte, error) {
 	for {
 		line, err := r.br.ReadSlice('\n')
 		if len(line) == 0 && err != nil {
