@@ -1,7 +1,6 @@
 package dump
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
@@ -175,64 +174,77 @@ func (pr *PasswordReader) cutAll(jobs chan<- *passwordBlock) {
 		return true
 	}
 	for {
-		name, prefix, in, err := pr.open()
-		if err != nil {
+		f, err := pr.open()
+		if err != nil { // io.EOF at the end
 			send(&passwordBlock{err: err})
 			return
 		}
-		src := lines{br: in}
-		for {
-			b := &passwordBlock{name: name, prefix: prefix}
-			b.cut, err = src.cut(pr.blockBytes)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.err = fmt.Errorf("%s: %w", name, err)
-			}
-			if !send(b) || err != nil { // (the worker may set b.err now)
-				pr.closeFile(in)
-				return
-			}
+		if !pr.cutFile(f, send) {
+			return
 		}
-		pr.closeFile(in)
 	}
 }
 
-// open opens the next file: its name, its 5-character prefix if its name is
-// one, and its lines, decompressed. io.EOF when none is left.
-func (pr *PasswordReader) open() (string, []byte, *bufio.Reader, error) {
-	var name string
-	var prefix []byte
+// cutFile cuts one file into blocks and sends them, and closes it. It
+// reports whether the dump goes on.
+func (pr *PasswordReader) cutFile(f *passwordFile, send func(*passwordBlock) bool) bool {
+	defer f.close()
+	for {
+		b := &passwordBlock{name: f.name, prefix: f.prefix}
+		var err error
+		b.cut, err = f.cut(pr.blockBytes)
+		if err == io.EOF {
+			return true
+		}
+		if err != nil {
+			b.err = fmt.Errorf("%s: %w", f.name, err)
+		}
+		if !send(b) || err != nil { // (the worker may set b.err now)
+			return false
+		}
+	}
+}
+
+// passwordFile is one file of a dump being cut into blocks.
+type passwordFile struct {
+	name   string // for messages
+	prefix []byte // its 5-character prefix, from its name, if any
+	lines
+	file *os.File // nil for the stream
+}
+
+func (f *passwordFile) close() {
+	if f.file != nil {
+		f.file.Close()
+	}
+}
+
+// open opens the next file, decompressed; io.EOF when none is left.
+func (pr *PasswordReader) open() (*passwordFile, error) {
+	f := &passwordFile{}
 	var in io.Reader
 	switch {
 	case pr.src != nil:
-		name, in, pr.src = "stdin", pr.src, nil
+		f.name, in, pr.src = "stdin", pr.src, nil
 	case len(pr.files) > 0:
-		f, err := os.Open(pr.files[0])
+		file, err := os.Open(pr.files[0])
 		if err != nil {
-			return "", nil, nil, err
+			return nil, err
 		}
-		name, pr.files, in = pr.files[0], pr.files[1:], f
-		base := filepath.Base(name)
+		f.name, pr.files, in, f.file = pr.files[0], pr.files[1:], file, file
+		base := filepath.Base(f.name)
 		if stem := base[:len(base)-len(filepath.Ext(base))]; len(stem) == breachd.PrefixHexLen && isHex([]byte(stem)) {
-			prefix = bytes.ToUpper([]byte(stem))
+			f.prefix = bytes.ToUpper([]byte(stem))
 		}
 	default:
-		return "", nil, nil, io.EOF
+		return nil, io.EOF
 	}
-	br, err := gunzipped(in)
-	if err != nil {
-		pr.closeFile(in)
-		return "", nil, nil, fmt.Errorf("%s: %w", name, err)
+	var err error
+	if f.br, err = gunzipped(in); err != nil {
+		f.close()
+		return nil, fmt.Errorf("%s: %w", f.name, err)
 	}
-	return name, prefix, br, nil
-}
-
-func (pr *PasswordReader) closeFile(in io.Reader) {
-	if c, ok := in.(io.Closer); ok && c != os.Stdin {
-		c.Close()
-	}
+	return f, nil
 }
 
 func isHex(b []byte) bool {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -175,5 +176,36 @@ func TestPasswordReaderClose(t *testing.T) {
 	}
 	if _, err := rd.Read(make([]breachd.PasswordRecord, 0, 10)); err == nil || err == io.EOF {
 		t.Fatalf("Read after Close = %v, want an error", err)
+	}
+}
+
+// TestPasswordReaderClosesFiles: each file of a directory is closed once
+// read. A Pwned Passwords download is a million per-prefix files: one
+// descriptor left open a file ends an import at the process's limit.
+func TestPasswordReaderClosesFiles(t *testing.T) {
+	dir := t.TempDir()
+	const files = 500
+	for i := range files {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%05X.txt", i)), []byte("1E4C9B93F3F0682250B6CF8331B7EE68FD8:2\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func() int {
+		fds, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("cannot count open files: %v", err)
+		}
+		return len(fds)
+	}
+	// No collection meanwhile: a lost *os.File's finalizer would close it.
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	before := open()
+	recs, st, _ := readPasswords(t, dir, "", breachd.SHA1, dump.PasswordHashes)
+	if len(recs) != files || st.Accepted != files {
+		t.Fatalf("%d records, stats %+v; want %d", len(recs), st, files)
+	}
+	// Not t.Parallel: other tests' files would blur the count.
+	if after := open(); after-before > files/10 {
+		t.Fatalf("%d files open after reading %d, %d before", after, files, before)
 	}
 }
