@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
@@ -56,6 +57,7 @@ type PasswordReader struct {
 	files      []string // to read, for a path; nil for a stream
 	src        io.Reader
 	blockBytes int
+	buf        *bufio.Reader // reads each file in turn
 
 	// Set by the first Read, which starts the goroutines that cut and
 	// parse blocks; Close stops them.
@@ -239,8 +241,16 @@ func (pr *PasswordReader) open() (*passwordFile, error) {
 	default:
 		return nil, io.EOF
 	}
+	// One buffer for every file: a Pwned Passwords download is a million
+	// files of 30 KB, and a buffer of its own each cost 256 KiB of
+	// zeroing a file (the import's time, four times over).
+	if pr.buf == nil {
+		pr.buf = bufio.NewReaderSize(in, 256<<10)
+	} else {
+		pr.buf.Reset(in)
+	}
 	var err error
-	if f.br, err = gunzipped(in); err != nil {
+	if f.br, err = gunzip(pr.buf); err != nil {
 		f.close()
 		return nil, fmt.Errorf("%s: %w", f.name, err)
 	}

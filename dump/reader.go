@@ -62,7 +62,12 @@ func ParseFormat(s string) (Format, error) {
 
 // gunzipped buffers r, decompressing it if it starts with gzip's magic.
 func gunzipped(r io.Reader) (*bufio.Reader, error) {
-	br := bufio.NewReaderSize(r, 256<<10)
+	return gunzip(bufio.NewReaderSize(r, 256<<10))
+}
+
+// gunzip returns br, or a reader of its decompressed text if it starts with
+// gzip's magic.
+func gunzip(br *bufio.Reader) (*bufio.Reader, error) {
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		zr, err := gzip.NewReader(br)
 		if err != nil {
