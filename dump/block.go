@@ -110,10 +110,10 @@ func (l *lines) cut(size int) (cut, error) {
 		// length) reads, however small size is.
 		buf := textBuf(len(l.carry) + max(size, len(l.carry), 1))
 		n := copy(buf, l.carry)
-		m, err := io.ReadFull(l.br, buf[n:])
+		m, err := fill(l.br, buf[n:])
 		buf = buf[:n+m]
 		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
+		case err == io.EOF:
 			l.eof, l.carry, c.text = true, nil, buf
 		case err != nil:
 			l.eof, l.carry = true, nil
@@ -140,6 +140,21 @@ func (l *lines) cut(size int) (cut, error) {
 		return c, io.EOF
 	}
 	return c, nil
+}
+
+// fill reads into all of buf, unless the text ends first (io.EOF) or a
+// read fails. Not io.ReadFull: its io.ErrUnexpectedEOF for a short text
+// would hide a truncated gzip stream's own.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 // texts recycles cuts' texts once parsed: a dump is read through a few

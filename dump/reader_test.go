@@ -386,3 +386,53 @@ func rowDigest(row dump.Row, f dump.Format) (breachd.Digest, string) {
 	}
 	return d, ""
 }
+
+// TestTruncatedGzip: a gzip stream cut short is an error, whether read row
+// by row or in blocks, never a dump that ends early: the rows after the cut
+// would be missing from an import, or a sweep's report, without a word.
+func TestTruncatedGzip(t *testing.T) {
+	t.Parallel()
+	var z bytes.Buffer
+	zw := gzip.NewWriter(&z)
+	for i := range 2000 {
+		fmt.Fprintf(zw, "user%d@example.com\n", i)
+	}
+	zw.Close()
+	cut := z.Bytes()[:z.Len()/2]
+	r, err := dump.NewReader(bytes.NewReader(cut), dump.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for buf := make([]breachd.Digest, 0, 100); ; {
+		_, err = r.Read(buf)
+		if err != nil {
+			break
+		}
+	}
+	if err == io.EOF || !strings.Contains(err.Error(), "unexpected EOF") {
+		t.Errorf("Read of a truncated gzip stream ended with %v, want unexpected EOF", err)
+	}
+	r, err = dump.NewReader(bytes.NewReader(cut), dump.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err = r.ReadBlock(1 << 10)
+		if err != nil {
+			break
+		}
+	}
+	if err == io.EOF || !strings.Contains(err.Error(), "unexpected EOF") {
+		t.Errorf("ReadBlock of a truncated gzip stream ended with %v, want unexpected EOF", err)
+	}
+	var p bytes.Buffer
+	zw = gzip.NewWriter(&p)
+	for i := range 2000 {
+		fmt.Fprintf(zw, "%040X:%d\n", i, i+1)
+	}
+	zw.Close()
+	_, _, _, err = readPasswordBlocks(t, "-", string(p.Bytes()[:p.Len()/2]), breachd.SHA1, dump.PasswordHashes, 1<<10)
+	if err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
+		t.Errorf("a truncated gzip password dump ended with %v, want unexpected EOF", err)
+	}
+}
