@@ -20,7 +20,10 @@
 // in one atomic store. A breach becomes visible all at once, after every row
 // is stored, while lookups go on being answered without locks. A replica's
 // reads are pinned to the Badger version of the catalogue they answer for,
-// so a delta it applies is visible all at once too.
+// so a delta it applies is visible all at once too. A read of rows or of
+// the base that a change committed under (a delete's collection rewrites
+// and drops what the catalogue before still names) runs again under the
+// new catalogue (corpus.readStable): an answer is always its version's.
 //
 // A data directory holds one directory per corpus (layout.go: EmailDir,
 // PasswordDir); MigrateLayout moves a corpus of the layout before 2026-12.

@@ -383,6 +383,38 @@ func (c *corpus) snapshot(cat *catalog) *badger.Txn {
 	return c.db.NewTransaction(false)
 }
 
+// readStable runs read, which reads rows (and the base) as catalogue cat
+// describes them, and returns the catalogue its result is right for. A
+// reader loads its catalogue before it reads, and a change may commit in
+// between: a delete's collection then rewrites the rows and drops the base
+// that the catalogue before it still names, since a writer reads the latest
+// rows and no base is versioned (nor, on a replica, the versions compaction
+// may drop behind the catalogue before last). An answer read so would be
+// the new version's, given as the old one's. So while the catalogue has
+// changed by the time read returns, read runs again under the new one:
+// every answer is its version's. A change takes milliseconds to commit and
+// a read microseconds, so a second read is rare. read must start afresh
+// each time, and hand nothing out before readStable returns.
+func (c *corpus) readStable(ctx context.Context, cat *catalog, read func(txn *badger.Txn, cat *catalog) error) (*catalog, error) {
+	for {
+		c.reach("read-at-catalogue")
+		txn := c.snapshot(cat)
+		err := read(txn, cat)
+		txn.Discard()
+		if err != nil {
+			return cat, err
+		}
+		now := c.cat.Load()
+		if now == cat {
+			return cat, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return cat, err
+		}
+		cat = now
+	}
+}
+
 // scan calls fn for every key and value under a one-byte keyspace tag.
 func scan(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
 	return scanPrefix(txn, []byte{tag}, fn)

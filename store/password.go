@@ -107,14 +107,17 @@ func (p *Passwords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd
 	}
 	defer p.release()
 	var n uint64
-	txn := p.snapshot(cat)
-	defer txn.Discard()
-	found, err := p.get(txn, h.Bytes(), func(v []byte) error { n = cat.count(v); return nil })
-	if !found && err == nil {
-		p.falsePositives.Add(1)
-	}
+	var found bool
+	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) (err error) {
+		n = 0
+		found, err = p.get(txn, h.Bytes(), func(v []byte) error { n = cat.count(v); return nil })
+		return err
+	})
 	if err != nil {
 		return breachd.PasswordExposure{}, err
+	}
+	if !found {
+		p.falsePositives.Add(1)
 	}
 	return breachd.PasswordExposure{Count: n, CorpusVersion: cat.version}, nil
 }
@@ -142,13 +145,18 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			return cat.version, nil
 		}
 	}
-	// Badger's rows of the range, then merged over the base's (base.go).
-	rows := newOverlay(p.kind.keySize, cat.version)
+	// Badger's rows of the range, then merged over the base's (base.go),
+	// kept until the read is known to be cat's (readStable).
+	type hit struct {
+		key [breachd.MaxPasswordHashSize]byte
+		n   uint64
+	}
+	var hits []hit
 	tag := p.kind.tag
 	b0, b1, nib := byte(prefix>>12), byte(prefix>>4), byte(prefix&15)
-	txn := p.snapshot(cat)
-	defer txn.Discard()
-	err := func() error {
+	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
+		hits = hits[:0]
+		rows := newOverlay(p.kind.keySize, cat.version)
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{tag, b0, b1}})
 		defer it.Close()
 		for it.Seek([]byte{tag, b0, b1, nib << 4}); it.Valid(); it.Next() {
@@ -164,18 +172,25 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 				return err
 			}
 		}
+		var key [breachd.MaxPasswordHashSize]byte
+		var x *index
+		if b := p.getBase(); b != nil {
+			defer b.put()
+			x = b.x
+		}
+		mergeRange(x, rows, 0, rows.len(), cat, uint32(prefix), key[:p.kind.keySize], func(k []byte, n uint64) {
+			h := hit{n: n}
+			copy(h.key[:], k)
+			hits = append(hits, h)
+		})
 		return nil
-	}()
+	})
 	if err != nil {
 		return 0, classify("range", err)
 	}
-	var key [breachd.MaxPasswordHashSize]byte
-	var x *index
-	if b := p.getBase(); b != nil {
-		defer b.put()
-		x = b.x
+	for i := range hits {
+		fn(hits[i].key[:p.kind.keySize], hits[i].n)
 	}
-	mergeRange(x, rows, 0, rows.len(), cat, uint32(prefix), key[:p.kind.keySize], fn)
 	return cat.version, nil
 }
 

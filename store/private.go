@@ -489,22 +489,24 @@ func (s *Store) PrivateCheck(ctx context.Context, q breachd.PrivateQuery) (breac
 	}
 	defer s.release()
 	cat := s.cat.Load()
-	ans.CorpusVersion = cat.version
 	if len(cat.segments) == 0 {
+		ans.CorpusVersion = cat.version
 		return ans, nil
 	}
-	txn := s.snapshot(cat)
-	defer txn.Discard()
-	err = s.eachPrivate(ctx, txn, cat, b, q.PrefixBits, func(_ uint32, value []byte, bs []*breachd.CatalogEntry) error {
-		var e breachd.PrivateEntry
-		copy(e.Value[:], value)
-		e.Breaches = slices.Clone(bs)
-		ans.Entries = append(ans.Entries, e)
-		return nil
+	cat, err = s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
+		ans.Entries = ans.Entries[:0]
+		return s.eachPrivate(ctx, txn, cat, b, q.PrefixBits, func(_ uint32, value []byte, bs []*breachd.CatalogEntry) error {
+			var e breachd.PrivateEntry
+			copy(e.Value[:], value)
+			e.Breaches = slices.Clone(bs)
+			ans.Entries = append(ans.Entries, e)
+			return nil
+		})
 	})
 	if err != nil {
 		return breachd.PrivateAnswer{}, err
 	}
+	ans.CorpusVersion = cat.version
 	slices.SortFunc(ans.Entries, func(a, b breachd.PrivateEntry) int { return bytes.Compare(a.Value[:], b.Value[:]) })
 	return ans, nil
 }

@@ -111,10 +111,15 @@ func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.Catalo
 		return nil, 0, err
 	}
 	defer s.release()
-	txn := s.snapshot(cat)
-	defer txn.Discard()
-	bs, err := s.confirm(txn, cat, d[:], nil)
-	return bs, cat.version, err
+	var bs []*breachd.CatalogEntry
+	cat, err := s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) (err error) {
+		bs, err = s.confirm(txn, cat, d[:], nil)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return bs, cat.version, nil
 }
 
 // confirm reads a filter "maybe" in Badger and appends its breaches to dst.
@@ -181,23 +186,41 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 		return 0, err
 	}
 	defer s.release()
-	txn := s.snapshot(cat)
-	defer txn.Discard()
-	var buf []*breachd.CatalogEntry
-	for j, i := range maybe {
-		if j%256 == 0 {
-			if err := ctx.Err(); err != nil {
-				return 0, err
+	// The hits are kept until the read is known to be cat's (readStable):
+	// each one's entries, back to back in all, ending at its end.
+	type found struct {
+		i   int32
+		end int
+	}
+	var hits []found
+	var all []*breachd.CatalogEntry
+	cat, err := s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
+		hits, all = hits[:0], all[:0]
+		for j, i := range maybe {
+			if j%256 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			var err error
+			n := len(all)
+			all, err = s.confirm(txn, cat, packed[int(i)*breachd.DigestSize:(int(i)+1)*breachd.DigestSize], all)
+			if err != nil {
+				return err
+			}
+			if len(all) > n {
+				hits = append(hits, found{i, len(all)})
 			}
 		}
-		var err error
-		buf, err = s.confirm(txn, cat, packed[int(i)*breachd.DigestSize:(int(i)+1)*breachd.DigestSize], buf[:0])
-		if err != nil {
-			return 0, err
-		}
-		if len(buf) > 0 {
-			hit(int(i), buf)
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	start := 0
+	for _, h := range hits {
+		hit(int(h.i), all[start:h.end])
+		start = h.end
 	}
 	return cat.version, nil
 }
