@@ -3,6 +3,7 @@ package store_test
 import (
 	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,43 @@ func TestStaleCatalogueRead(t *testing.T) {
 			t.Errorf("at version %d (before the delete) the account answers %v, want Gone", version, names(bs))
 		case version > before && len(bs) > 0:
 			t.Errorf("at version %d (after the delete) the account answers %v, want none", version, names(bs))
+		}
+	})
+	// A batch read across an import: the new breach's accounts were not
+	// in the filter the batch was tested against; under the import's
+	// version they must answer it.
+	t.Run("email batch across an import", func(t *testing.T) {
+		t.Parallel()
+		var h heldRead
+		s := open(t, t.TempDir(), h.options(noIndex()))
+		defer s.Close()
+		old := storetest.Digests("old", 500)
+		fresh := storetest.Digests("fresh", 500)
+		importAll(t, s, storetest.Breach("Old"), old, 100)
+		_, before, err := s.Lookup(t.Context(), old[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var packed []byte
+		for _, d := range []breachd.Digest{old[3], fresh[5]} {
+			packed = append(packed, d[:]...)
+		}
+		got := map[int][]string{}
+		var version uint64
+		h.across(t, func() {
+			version, err = s.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) {
+				got[i] = names(bs)
+			})
+		}, func() error {
+			_, err := s.Import(t.Context(), storetest.Breach("Fresh"), storetest.Batches(fresh, 100, nil))
+			return err
+		})
+		want := map[int][]string{0: {"Old"}}
+		if version > before {
+			want[1] = []string{"Fresh"}
+		}
+		if err != nil || !maps.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("LookupBatch at version %d (the import's is %d) = %v, %v; want %v", version, before+1, got, err, want)
 		}
 	})
 	for _, read := range []string{"lookup", "range"} {

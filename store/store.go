@@ -194,8 +194,15 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 	}
 	var hits []found
 	var all []*breachd.CatalogEntry
+	first := cat
 	cat, err := s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
 		hits, all = hits[:0], all[:0]
+		if cat != first {
+			// A change committed: its keys are in the filter published
+			// before cat, not in the one tested above.
+			maybe = s.filter.Load().testPacked(packed, maybe[:0])
+			*mp = maybe
+		}
 		for j, i := range maybe {
 			if j%256 == 0 {
 				if err := ctx.Err(); err != nil {
