@@ -245,7 +245,6 @@ func (r *Reader) SkipRows(n int64) error {
 		_, err := r.nextRow()
 		switch {
 		case err == io.EOF:
-			r.eof = true
 			return nil
 		case err != nil && err != errLongLine:
 			return err

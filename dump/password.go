@@ -161,8 +161,8 @@ func (pr *PasswordReader) start() {
 }
 
 // cutAll cuts every file into blocks and hands each to a worker and to
-// Read, until the end, an error or Close. The last block carries what
-// ended the dump.
+// Read, until the end, an error or Close. A block that carries an error is
+// the last; at the end, Read finds the queue closed.
 func (pr *PasswordReader) cutAll(jobs chan<- *passwordBlock) {
 	send := func(b *passwordBlock) bool {
 		b.done = make(chan struct{})
@@ -177,7 +177,10 @@ func (pr *PasswordReader) cutAll(jobs chan<- *passwordBlock) {
 	}
 	for {
 		f, err := pr.open()
-		if err != nil { // io.EOF at the end
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
 			send(&passwordBlock{err: err})
 			return
 		}
@@ -280,30 +283,8 @@ func (pr *PasswordReader) Read(dst []breachd.PasswordRecord) ([]breachd.Password
 	}
 	for len(dst) < cap(dst) {
 		if pr.cur == nil || len(pr.cur.recs) == 0 {
-			if pr.cur != nil && pr.cur.err != nil {
-				pr.err = pr.cur.err
-			}
-			if pr.cur != nil && cap(pr.cur.all) > 0 {
-				recordBufs.Put(&pr.cur.all)
-			}
-			pr.cur = nil
-			if pr.err != nil {
-				return dst, pr.err
-			}
-			b, ok := <-pr.ordered
-			if !ok {
-				pr.err = io.EOF
-				return dst, pr.err
-			}
-			<-b.done
-			pr.cur, b.all = b, b.recs
-			pr.stats.Rows += b.rows
-			pr.stats.Accepted += int64(len(b.recs))
-			pr.stats.Rejected += int64(len(b.rejs))
-			for _, r := range b.rejs {
-				if pr.OnReject != nil {
-					pr.OnReject(b.name, r.line, r.reason)
-				}
+			if err := pr.next(); err != nil {
+				return dst, err
 			}
 			continue
 		}
@@ -312,6 +293,40 @@ func (pr *PasswordReader) Read(dst []breachd.PasswordRecord) ([]breachd.Password
 		pr.cur.recs = pr.cur.recs[n:]
 	}
 	return dst, nil
+}
+
+// next is done with the block being handed out and takes the next one,
+// counting its lines and reporting its rejections. It returns what ended
+// the dump, once it has ended.
+func (pr *PasswordReader) next() error {
+	if b := pr.cur; b != nil {
+		pr.cur = nil
+		if cap(b.all) > 0 {
+			recordBufs.Put(&b.all)
+		}
+		if b.err != nil {
+			pr.err = b.err
+		}
+	}
+	if pr.err != nil {
+		return pr.err
+	}
+	b, ok := <-pr.ordered
+	if !ok {
+		pr.err = io.EOF
+		return pr.err
+	}
+	<-b.done
+	pr.cur, b.all = b, b.recs
+	pr.stats.Rows += b.rows
+	pr.stats.Accepted += int64(len(b.recs))
+	pr.stats.Rejected += int64(len(b.rejs))
+	if pr.OnReject != nil {
+		for _, r := range b.rejs {
+			pr.OnReject(b.name, r.line, r.reason)
+		}
+	}
+	return nil
 }
 
 // parse turns b's lines into records and rejections. A line longer than

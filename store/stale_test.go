@@ -36,6 +36,14 @@ func (h *heldRead) options(o store.Options) store.Options {
 	})
 }
 
+// emails opens an email corpus whose reads h holds, without the lookup
+// index: reads go to Badger.
+func (h *heldRead) emails(t *testing.T) *store.Store {
+	s := open(t, t.TempDir(), h.options(noIndex()))
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // across runs read on another goroutine, holds it there while change runs,
 // then lets it read and waits for it.
 func (h *heldRead) across(t *testing.T, read func(), change func() error) {
@@ -67,8 +75,7 @@ func TestStaleCatalogueRead(t *testing.T) {
 	t.Run("email rows", func(t *testing.T) {
 		t.Parallel()
 		var h heldRead
-		s := open(t, t.TempDir(), h.options(noIndex()))
-		defer s.Close()
+		s := h.emails(t)
 		gone := storetest.Digests("gone", 500)
 		importAll(t, s, storetest.Breach("Gone"), gone, 100)
 		importAll(t, s, storetest.Breach("Other"), storetest.Digests("other", 500), 100)
@@ -97,8 +104,7 @@ func TestStaleCatalogueRead(t *testing.T) {
 	t.Run("email batch across an import", func(t *testing.T) {
 		t.Parallel()
 		var h heldRead
-		s := open(t, t.TempDir(), h.options(noIndex()))
-		defer s.Close()
+		s := h.emails(t)
 		old := storetest.Digests("old", 500)
 		fresh := storetest.Digests("fresh", 500)
 		importAll(t, s, storetest.Breach("Old"), old, 100)
