@@ -150,51 +150,12 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 		return ReconcileStats{}, err
 	}
 	defer emails.release()
-	ecat, wcat := emails.cat.Load(), w.cat.Load()
 	var st ReconcileStats
-	marks := map[uint32]string{}
-	var orphans [][]byte // exposure keys of deleted watchlists
-	var gone groups      // exposures whose segment is no longer committed
-	err := w.db.View(func(txn *badger.Txn) error {
-		if err := scan(txn, tagDiffed, func(k, v []byte) error {
-			marks[binary.BigEndian.Uint32(k[1:])] = string(v)
-			return nil
-		}); err != nil {
-			return err
-		}
-		return scan(txn, tagExposure, func(k, v []byte) error {
-			wl, d, seg, err := parseExposure(k)
-			if err != nil {
-				return err
-			}
-			if ecat.segNames[seg] == string(v) && wcat.byName[wl] != nil {
-				return nil
-			}
-			if wcat.byName[wl] == nil {
-				orphans = append(orphans, slices.Clone(k)) // a deleted watchlist's: dropped, not reported
-				return nil
-			}
-			gone.add(groupKey{wl: wl, breach: string(v), seg: seg}, slices.Clone(d))
-			return nil
-		})
-	})
+	p, err := w.plan(ctx, emails)
 	if err != nil {
-		return st, classify("reconcile", err)
+		return st, err
 	}
-	fresh := map[uint32]string{}
-	for seg, name := range ecat.segNames {
-		if marks[seg] != name {
-			fresh[seg] = name
-		}
-	}
-	removed := gone.sorted()
-	var added []group
-	if len(fresh) > 0 && len(wcat.byName) > 0 {
-		var err error
-		if added, err = w.diff(ctx, emails, ecat, wcat, fresh); err != nil {
-			return st, err
-		}
-	}
+	ecat, marks, fresh, added, removed := p.ecat, p.marks, p.fresh, p.added, p.removed
 	now := time.Now().UTC()
 	for _, g := range added {
 		st.Added += uint64(len(g.accounts))
@@ -222,7 +183,7 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 		return st, err
 	}
 	st.Events = len(evs)
-	if err := w.deleteKeys(orphans); err != nil {
+	if err := w.deleteKeys(p.orphans); err != nil {
 		return st, err
 	}
 	err = w.db.Update(func(txn *badger.Txn) error {
@@ -253,6 +214,86 @@ func (w *Watchlists) reconcile(ctx context.Context) (ReconcileStats, error) {
 			"events", st.Events, "corpus_version", ecat.version, "duration", time.Since(start))
 	}
 	return st, nil
+}
+
+// reconcilePlan is what a reconcile writes, as of the email catalogue
+// ecat.
+type reconcilePlan struct {
+	ecat           *catalog
+	marks, fresh   map[uint32]string // segments diffed before; committed ones not yet diffed
+	orphans        [][]byte          // exposure keys of deleted watchlists
+	added, removed []group
+}
+
+// plan reads what reconcile is to write. The diff reads the rows of the
+// fresh segments as they are, not as ecat has them: a delete that commits
+// meanwhile, and the collection it hands off, could leave it some of a
+// deleted breach's rows (their accounts would get no "added" event, nor
+// the "removed" that the others get next time). So while a fresh segment
+// has left the email catalogue by the end, plan starts again under the
+// new one, as corpus.readStable does for lookups. Callers hold the import
+// token, so the watch corpus's own catalogue cannot change.
+func (w *Watchlists) plan(ctx context.Context, emails *Store) (reconcilePlan, error) {
+	for {
+		p := reconcilePlan{ecat: emails.cat.Load(), marks: map[uint32]string{}, fresh: map[uint32]string{}}
+		w.reach("reconcile-at-catalogue")
+		ecat, wcat := p.ecat, w.cat.Load()
+		var gone groups // exposures whose segment is no longer committed
+		err := w.db.View(func(txn *badger.Txn) error {
+			if err := scan(txn, tagDiffed, func(k, v []byte) error {
+				p.marks[binary.BigEndian.Uint32(k[1:])] = string(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+			return scan(txn, tagExposure, func(k, v []byte) error {
+				wl, d, seg, err := parseExposure(k)
+				if err != nil {
+					return err
+				}
+				if ecat.segNames[seg] == string(v) && wcat.byName[wl] != nil {
+					return nil
+				}
+				if wcat.byName[wl] == nil {
+					p.orphans = append(p.orphans, slices.Clone(k)) // a deleted watchlist's: dropped, not reported
+					return nil
+				}
+				gone.add(groupKey{wl: wl, breach: string(v), seg: seg}, slices.Clone(d))
+				return nil
+			})
+		})
+		if err != nil {
+			return p, classify("reconcile", err)
+		}
+		for seg, name := range ecat.segNames {
+			if p.marks[seg] != name {
+				p.fresh[seg] = name
+			}
+		}
+		p.removed = gone.sorted()
+		if len(p.fresh) > 0 && len(wcat.byName) > 0 {
+			if p.added, err = w.diff(ctx, emails, ecat, wcat, p.fresh); err != nil {
+				return p, err
+			}
+		}
+		if !p.freshGone(emails.cat.Load()) {
+			return p, nil
+		}
+	}
+}
+
+// freshGone reports whether a fresh segment is no longer committed in cat.
+// Only that makes a diff stale: an import committed meanwhile adds a
+// segment the diff ignores and the next reconcile reads, and a delete of
+// another segment changes none of the fresh segments' entries. (A retry
+// on every change could go on for ever under a stream of imports.)
+func (p *reconcilePlan) freshGone(cat *catalog) bool {
+	for seg, name := range p.fresh {
+		if cat.segNames[seg] != name {
+			return true
+		}
+	}
+	return false
 }
 
 func parseExposure(k []byte) (wl string, d []byte, seg uint32, err error) {

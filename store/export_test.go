@@ -20,6 +20,21 @@ func (s *Store) PrivateRows() (int, error) {
 	return n, err
 }
 
+// RowEntries returns the number of entries in d's latest row in Badger,
+// whatever the catalogue says of them: 0 once a collection has removed
+// the row.
+func (s *Store) RowEntries(d breachd.Digest) (int, error) {
+	var n int
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := s.get(txn, d[:], func(v []byte) error {
+			n = len(v) / s.kind.entrySize()
+			return nil
+		})
+		return err
+	})
+	return n, err
+}
+
 // SetCrashPoint makes the store call f at each named crash point (see
 // reach); the crash harness's child kills itself there.
 func SetCrashPoint(f func(name string)) { crashPoint = f }
@@ -28,8 +43,6 @@ func SetCrashPoint(f func(name string)) { crashPoint = f }
 // pages advised), for the floor benchmark.
 func MakeWords(n uint64) []uint64 { return makeWords(n) }
 
-// WithHook returns o with f called at each named point of the store's work
-// (Store.reach): a test stops, cancels or counts there.
 // WithMaxOverlay bounds the rows a base view takes (below 0: none, every
 // rebuild writes a whole index).
 func WithMaxOverlay(o Options, n int) Options {
@@ -37,6 +50,8 @@ func WithMaxOverlay(o Options, n int) Options {
 	return o
 }
 
+// WithHook returns o with f called at each named point of the store's work
+// (Store.reach): a test stops, cancels or counts there.
 func WithHook(o Options, f func(point string)) Options {
 	o.hook = f
 	return o

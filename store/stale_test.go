@@ -2,21 +2,25 @@ package store_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// heldRead holds a read at "read-at-catalogue" (its catalogue loaded,
-// nothing read yet) while a change runs.
+// heldRead holds a read at point, "read-at-catalogue" if empty (its
+// catalogue loaded, nothing read yet), while a change runs.
 type heldRead struct {
+	point        string
 	armed        atomic.Bool
 	once         sync.Once
 	held, resume chan struct{}
@@ -27,7 +31,7 @@ type heldRead struct {
 func (h *heldRead) options(o store.Options) store.Options {
 	h.held, h.resume = make(chan struct{}), make(chan struct{})
 	return store.WithHook(o, func(point string) {
-		if point == "read-at-catalogue" && h.armed.Load() {
+		if point == cmp.Or(h.point, "read-at-catalogue") && h.armed.Load() {
 			h.once.Do(func() {
 				close(h.held)
 				<-h.resume
@@ -183,5 +187,91 @@ func TestStaleCatalogueRead(t *testing.T) {
 				t.Errorf("%s at version %d (after the delete) = count %d, want 0", read, version, count)
 			}
 		})
+	}
+}
+
+// TestReconcileAcrossDelete holds an exposure reconcile after it loaded the
+// email catalogue, while a breach it has not yet seen is deleted and the
+// first batch of the delete's collection has removed some of its rows.
+// The breach's watched accounts must get all of its "added" events or
+// none, and "removed" events for just those added. (Before, the reconcile
+// read the half-collected rows under the catalogue that still held the
+// breach: the first batch's accounts got no event, the others an "added"
+// and then a "removed".)
+func TestReconcileAcrossDelete(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := t.TempDir()
+	// The collection is held past its first batch: about 6,500 rows with
+	// the tests' 4 MiB memtable, committed while the next are read.
+	const holdAt = 9000
+	var rows atomic.Int64
+	var collecting atomic.Bool
+	held, resume := make(chan struct{}), make(chan struct{})
+	var resumed sync.Once
+	release := func() { resumed.Do(func() { close(resume) }) }
+	emails := open(t, store.EmailDir(dir), store.WithHook(options(0), func(point string) {
+		if point == "collect-row" && collecting.Load() && rows.Add(1) == holdAt {
+			close(held)
+			<-resume
+		}
+	}))
+	defer emails.Close()
+	defer release() // before the Close: a failure must not leave the collection held
+	h := heldRead{point: "reconcile-at-catalogue"}
+	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, h.options(options(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	importAll(t, emails, storetest.Breach("Base"), storetest.Digests("base", 1000), 1000)
+	if _, err := w.Create(ctx, "users"); err != nil {
+		t.Fatal(err)
+	}
+	gone := storetest.Digests("gone", 10000)
+	if _, err := w.Add(ctx, "users", storetest.Batches(gone, 4096, nil)); err != nil {
+		t.Fatal(err)
+	}
+	importAll(t, emails, storetest.Breach("Gone"), gone, 5000)
+	first := slices.MinFunc(gone, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
+
+	deleted := make(chan error, 1)
+	h.across(t, func() {
+		_, err = w.Reconcile(context.Background())
+	}, func() error {
+		collecting.Store(true)
+		go func() {
+			_, _, err := emails.DeleteBreach(context.Background(), "Gone")
+			deleted <- err
+		}()
+		<-held
+		// The first batch commits in the background: wait until the
+		// first of the breach's rows is gone.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			n, err := emails.RowEntries(first)
+			if err != nil || n == 0 {
+				return err
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the collection's first batch never showed: the first row still holds %d entries", n)
+			}
+		}
+	})
+	release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-deleted; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _, _ := exposures(t, w, 0)
+	added, removed := got[breachd.EventExposureAdded+" users Gone"], got[breachd.EventExposureRemoved+" users Gone"]
+	slices.Sort(added)
+	slices.Sort(removed)
+	if len(added) != 0 && len(added) != len(gone) || !slices.Equal(added, removed) {
+		t.Errorf("the deleted breach's %d watched accounts: %d added, %d removed; want all added and removed, or none", len(gone), len(added), len(removed))
 	}
 }
