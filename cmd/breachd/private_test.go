@@ -98,9 +98,11 @@ func TestPrivateDaemon(t *testing.T) {
 			t.Fatalf("%s: private %v, plain %v", e, got, plain[i])
 		}
 	}
+	// In bulk, every fifth address: 4,000 private checks, in order.
+	const stride = 5
 	digests := func(yield func(breachd.Digest) bool) {
-		for _, e := range emails {
-			dg, _ := canon.Digest(e)
+		for i := 0; i < len(emails); i += stride {
+			dg, _ := canon.Digest(emails[i])
 			if !yield(dg) {
 				return
 			}
@@ -111,13 +113,13 @@ func TestPrivateDaemon(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.Index != int64(n) || !slices.Equal(r.BreachNames, plain[n]) {
-			t.Fatalf("bulk private %d (%s): %v, plain %v", r.Index, emails[n], r.BreachNames, plain[n])
+		if i := n * stride; r.Index != int64(n) || !slices.Equal(r.BreachNames, plain[i]) {
+			t.Fatalf("bulk private %d (%s): %v, plain %v", r.Index, emails[i], r.BreachNames, plain[i])
 		}
 		n++
 	}
-	if n != len(emails) || len(known) < 10000 || len(unknown) < 10000 {
-		t.Fatalf("bulk private answered %d of %d (%d known, %d unknown)", n, len(emails), len(known), len(unknown))
+	if want := (len(emails) + stride - 1) / stride; n != want || len(known) < 10000 || len(unknown) < 10000 {
+		t.Fatalf("bulk private answered %d of %d (%d known, %d unknown)", n, want, len(known), len(unknown))
 	}
 
 	// Size classes, gRPC and HTTP.
