@@ -227,11 +227,8 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		}()
 	}
 
-	// Stage 4: pair answers with rows, in order, and write the report. The
-	// answers are ranged over (pushed), not pulled one by one: a pull is a
-	// coroutine switch a row. Each answer's row is in the queue already
-	// (a chunk reaches the writer's queue before its digests reach the
-	// stream); the rows without a digest before it are written on the way.
+	// Stage 4: pair answers with rows, in order, and write the report
+	// (report.run).
 	answers := func(yield func(answer, error) bool) {
 		check := cl.CheckDigests
 		if c.private {
@@ -247,107 +244,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		answers = assessed(ctx, cl, digests, c.at, 8*c.inFlight)
 	}
 	stage(ctx, "write") // this goroutine, and the client's it starts (but "send")
-	var version uint64
-	lastCheckpoint := time.Now()
-	var row outRow
-	var cur *chunk // the chunk being written, and its next row
-	next := 0
-	// endChunk records a written chunk's progress.
-	endChunk := func() error {
-		done.Store(tot.Rows)
-		exposed.Store(tot.Exposed)
-		if c.resume && time.Since(lastCheckpoint) > checkpointEvery {
-			if err := out.checkpoint(tot, version); err != nil {
-				return err
-			}
-			lastCheckpoint = time.Now()
-		}
-		return nil
+	rep := &report{c: c, out: out, rw: rw, queue: queue, tot: tot, lastCheckpoint: time.Now(), done: &done, exposed: &exposed}
+	if err := rep.run(ctx, answers); err != nil {
+		return err
 	}
-	// write writes row i of cur, whose answer is a (nil for a row without
-	// a digest).
-	write := func(i int, a *answer) {
-		r := &cur.rows[i]
-		row = outRow{line: r.Line, value: r.Value, reason: r.Reject}
-		if a != nil {
-			version = a.CorpusVersion
-			row.exposed, row.breaches = a.Exposed, a.BreachNames
-			row.decision, row.wouldBe, row.reasons = a.decision, a.wouldBe, a.reasons
-		}
-		tot.Rows++
-		switch {
-		case row.reason != "":
-			tot.Invalid++
-		case row.exposed:
-			tot.Exposed++
-		}
-		if c.onlyExposed && !row.exposed {
-			return
-		}
-		w := out.w
-		if h := cur.head(i); h != nil {
-			w.Write(h)
-		} else {
-			w.Write(rw.head(w.AvailableBuffer(), &row))
-		}
-		if row.reason == "" {
-			w.Write(rw.tail(w.AvailableBuffer(), &row))
-		}
-	}
-	// rowsUpTo writes the rows without a digest up to the next row with one
-	// and returns its index in cur; -1 when the queue ended first.
-	rowsUpTo := func() (int, error) {
-		for {
-			if cur == nil || next == len(cur.rows) {
-				if cur != nil {
-					cur.release()
-					if err := endChunk(); err != nil {
-						return -1, err
-					}
-				}
-				var ok bool
-				if cur, ok = <-queue; !ok {
-					return -1, nil
-				}
-				next = 0
-			}
-			i := next
-			next++
-			if cur.rows[i].Reject == "" {
-				return i, nil
-			}
-			write(i, nil)
-		}
-	}
-	for a, err := range answers {
-		if err != nil {
-			return bulkError(err, c)
-		}
-		i, werr := rowsUpTo()
-		if werr != nil {
-			return werr
-		}
-		if i < 0 {
-			return fmt.Errorf("the daemon answered more digests than were sent")
-		}
-		write(i, &a)
-	}
-	// The rows after the last answer can only be rows without a digest.
-	for {
-		i, err := rowsUpTo()
-		if err != nil {
-			return err
-		}
-		if i < 0 {
-			break
-		}
-		if ctx.Err() == nil {
-			return fmt.Errorf("the daemon's answers ended early")
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return bulkError(err, c)
-	}
+	tot, version := rep.tot, rep.version
 	if err := <-readErr; err != nil {
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
@@ -368,6 +269,129 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		return errExposed
 	}
 	return nil
+}
+
+// report is the writer stage: it pairs answers with rows, in order, writes
+// the report and checkpoints it. Each answer's row is in the queue already
+// (a chunk reaches the writer's queue before its digests reach the
+// stream); the rows without a digest before it are written on the way.
+type report struct {
+	c              bulkConfig
+	out            *output
+	rw             rowWriter
+	queue          <-chan *chunk
+	tot            counters
+	version        uint64
+	lastCheckpoint time.Time
+	done, exposed  *atomic.Int64 // progress
+	cur            *chunk        // the chunk being written, and its next row
+	next           int
+	row            outRow
+}
+
+// run writes the report of answers, which it ranges over (pushed, not
+// pulled one by one: a pull is a coroutine switch a row). A checkpoint
+// covers every row before it: the run stops at the first row with a digest
+// that has no answer, before any later row is written or counted. (It
+// once went on, after a cancelled stream ended without an error, writing
+// the next rows without a digest and checkpointing them: a resumed report
+// then held those rows twice and lacked the ones passed over.)
+func (r *report) run(ctx context.Context, answers iter.Seq2[answer, error]) error {
+	for a, err := range answers {
+		if err != nil {
+			return bulkError(err, r.c)
+		}
+		i, werr := r.rowsUpTo()
+		if werr != nil {
+			return werr
+		}
+		if i < 0 {
+			return fmt.Errorf("the daemon answered more digests than were sent")
+		}
+		r.write(i, &a)
+	}
+	// The rows after the last answer can only be rows without a digest.
+	i, err := r.rowsUpTo()
+	switch {
+	case err != nil:
+		return err
+	case ctx.Err() != nil:
+		return bulkError(ctx.Err(), r.c)
+	case i >= 0:
+		return fmt.Errorf("the daemon's answers ended early")
+	}
+	return nil
+}
+
+// endChunk records a written chunk's progress.
+func (r *report) endChunk() error {
+	r.done.Store(r.tot.Rows)
+	r.exposed.Store(r.tot.Exposed)
+	if r.c.resume && time.Since(r.lastCheckpoint) > checkpointEvery {
+		if err := r.out.checkpoint(r.tot, r.version); err != nil {
+			return err
+		}
+		r.lastCheckpoint = time.Now()
+	}
+	return nil
+}
+
+// write writes row i of cur, whose answer is a (nil for a row without a
+// digest).
+func (r *report) write(i int, a *answer) {
+	in := &r.cur.rows[i]
+	r.row = outRow{line: in.Line, value: in.Value, reason: in.Reject}
+	row := &r.row
+	if a != nil {
+		r.version = a.CorpusVersion
+		row.exposed, row.breaches = a.Exposed, a.BreachNames
+		row.decision, row.wouldBe, row.reasons = a.decision, a.wouldBe, a.reasons
+	}
+	r.tot.Rows++
+	switch {
+	case row.reason != "":
+		r.tot.Invalid++
+	case row.exposed:
+		r.tot.Exposed++
+	}
+	if r.c.onlyExposed && !row.exposed {
+		return
+	}
+	w := r.out.w
+	if h := r.cur.head(i); h != nil {
+		w.Write(h)
+	} else {
+		w.Write(r.rw.head(w.AvailableBuffer(), row))
+	}
+	if row.reason == "" {
+		w.Write(r.rw.tail(w.AvailableBuffer(), row))
+	}
+}
+
+// rowsUpTo writes the rows without a digest up to the next row with one
+// and returns its index in cur; -1 when the queue ended first.
+func (r *report) rowsUpTo() (int, error) {
+	for {
+		if r.cur == nil || r.next == len(r.cur.rows) {
+			if r.cur != nil {
+				r.cur.release()
+				if err := r.endChunk(); err != nil {
+					return -1, err
+				}
+			}
+			var ok bool
+			if r.cur, ok = <-r.queue; !ok {
+				return -1, nil
+			}
+			r.next = 0
+		}
+		i := r.next
+		r.next++
+		if r.cur.rows[i].Reject == "" {
+			return i, nil
+		}
+		r.write(i, nil)
+	}
 }
 
 var (

@@ -12,10 +12,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
 	"github.com/breachd/breachd/synth"
 )
@@ -335,6 +337,56 @@ func TestResume(t *testing.T) {
 	}
 	if _, err := os.Stat(checkpointPath(out)); !os.IsNotExist(err) {
 		t.Fatalf("checkpoint left behind after completion: %v", err)
+	}
+}
+
+// TestReportStopsAtUnanswered: when the answers end (a cancelled stream
+// ends without an error) before a row with a digest, the writer stops
+// there. A checkpoint after it would count the rows without a digest
+// written past the gap, and a resumed report would hold them twice and
+// lack the rows passed over. Deterministic: TestResume hit it about once
+// in a hundred loaded runs.
+func TestReportStopsAtUnanswered(t *testing.T) {
+	t.Parallel()
+	for _, cancelled := range []bool{true, false} {
+		t.Run(fmt.Sprintf("cancelled=%v", cancelled), func(t *testing.T) {
+			dir := t.TempDir()
+			input := filepath.Join(dir, "in.txt")
+			os.WriteFile(input, []byte("x\n"), 0o644)
+			c := bulkConfig{file: input, out: filepath.Join(dir, "report.csv"), format: "csv", resume: true}
+			out, err := openOutput(c, 2, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer out.close()
+			rw, _ := newRowWriter("csv", false)
+			ok, bad := func(n int64) dump.Row { return dump.Row{Line: n, Value: fmt.Sprintf("a%d@example.com", n)} },
+				func(n int64) dump.Row { return dump.Row{Line: n, Value: "x", Reject: "not an address"} }
+			queue := make(chan *chunk, 2)
+			queue <- &chunk{rows: []dump.Row{ok(1), bad(2), ok(3), bad(4)}}
+			queue <- &chunk{rows: []dump.Row{bad(5), ok(6)}}
+			close(queue)
+			ctx, cancel := context.WithCancel(t.Context())
+			if cancelled {
+				cancel()
+			}
+			defer cancel()
+			var done, exposed atomic.Int64
+			// (No lastCheckpoint: every chunk's end is checkpointed.)
+			rep := &report{c: c, out: out, rw: rw, queue: queue, done: &done, exposed: &exposed}
+			err = rep.run(ctx, func(yield func(answer, error) bool) {
+				yield(answer{BulkResult: client.BulkResult{Index: 0}}, nil) // row 1's, then the end
+			})
+			if err == nil {
+				t.Fatal("the run succeeded without an answer for row 3")
+			}
+			if rep.tot.Rows != 2 {
+				t.Errorf("%d rows counted, want 2 (the rows before row 3)", rep.tot.Rows)
+			}
+			if cp, err := readCheckpoint(checkpointPath(c.out)); err == nil && cp.Totals.Rows != 2 {
+				t.Errorf("the checkpoint counts %d rows; the report holds rows 1 and 2 before the gap", cp.Totals.Rows)
+			}
+		})
 	}
 }
 
