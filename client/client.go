@@ -477,7 +477,9 @@ type BulkResult struct {
 // as told, opens a new stream and sends the unanswered batches again: a long
 // sweep is paced, not failed. Any other failure is yielded once, as the last
 // pair, after every answer that arrived before it; callers that need to
-// survive a lost connection resume from the last index they received.
+// survive a lost connection resume from the last index they received. An
+// iteration that ends without an error answered every digest: one whose
+// ctx ends first ends with CANCELED (or DEADLINE_EXCEEDED).
 //
 // digests is read from a goroutine of CheckDigests' own, ahead of the
 // answers; after an early end it is read at most up to its next digest.
@@ -489,9 +491,13 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 		// not waited for: a source blocked on its own input (a pipe) would
 		// hold up the caller's error.
 		batches := make(chan []byte, c.opts.inFlight)
+		var packed atomic.Int64 // the source's count once every digest of it is handed over
+		packed.Store(-1)
 		go func() {
 			defer close(batches)
-			pack(ctx, digests, c.opts.batch, batches)
+			if n, all := pack(ctx, digests, c.opts.batch, batches); all {
+				packed.Store(n)
+			}
 		}()
 		next := func() ([]byte, bool) {
 			select {
@@ -510,7 +516,17 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 				base += int64(n)
 				return ok
 			})
-			if err == nil || errors.Is(err, errStopped) {
+			if errors.Is(err, errStopped) {
+				return
+			}
+			if err == nil {
+				// The stream ends when the batches do, and they end early
+				// when ctx does: only an answer for every digest is the end.
+				if packed.Load() == base {
+					return
+				}
+				err = &Error{Op: "CheckStream", err: status.FromContextError(context.Cause(ctx)).Err()}
+				yield(BulkResult{}, err)
 				return
 			}
 			delay, quota := RetryDelay(err)
@@ -538,14 +554,16 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 
 // pack packs the digests into batches of n, each a new slice (a message
 // owns its slice until answered), and sends them to out until the source
-// ends or ctx does. A goroutine of its own, handing over whole batches:
-// pulling the source one digest at a time (iter.Pull) cost a coroutine
-// switch a digest, about a tenth of a sweep's CPU in the CLI.
-func pack(ctx context.Context, digests iter.Seq[breachd.Digest], n int, out chan<- []byte) {
+// ends or ctx does. It returns how many digests it handed over, and
+// whether that is all of the source. A goroutine of its own, handing over
+// whole batches: pulling the source one digest at a time (iter.Pull) cost
+// a coroutine switch a digest, about a tenth of a sweep's CPU in the CLI.
+func pack(ctx context.Context, digests iter.Seq[breachd.Digest], n int, out chan<- []byte) (sent int64, all bool) {
 	packed := make([]byte, 0, n*breachd.DigestSize)
 	send := func() bool {
 		select {
 		case out <- packed:
+			sent += int64(len(packed) / breachd.DigestSize)
 			packed = make([]byte, 0, n*breachd.DigestSize)
 			return true
 		case <-ctx.Done():
@@ -555,12 +573,10 @@ func pack(ctx context.Context, digests iter.Seq[breachd.Digest], n int, out chan
 	for d := range digests {
 		packed = append(packed, d[:]...)
 		if len(packed) == cap(packed) && !send() {
-			return
+			return sent, false
 		}
 	}
-	if len(packed) > 0 {
-		send()
-	}
+	return sent, len(packed) == 0 || send()
 }
 
 // errStopped ends a stream whose caller stopped iterating.

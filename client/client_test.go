@@ -72,6 +72,47 @@ func TestCheckDigestsOrderAndCount(t *testing.T) {
 	}
 }
 
+// TestCheckDigestsCancelled: a sweep whose context ends between batches,
+// every batch sent answered, ends with the context's error, not as if the
+// source had ended. A caller must not take a cut sweep for a whole one (the
+// bulk CLI once checkpointed past such an end).
+func TestCheckDigestsCancelled(t *testing.T) {
+	t.Parallel()
+	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
+	defer stop()
+	c := client.New(conn, client.WithBatchSize(10), client.WithInFlight(1))
+	for range 20 {
+		ctx, cancel := context.WithCancel(t.Context())
+		source := func(yield func(breachd.Digest) bool) {
+			for i := range 30 {
+				if i == 10 {
+					<-ctx.Done() // the first batch is answered and the sweep cancelled
+				}
+				if !yield(sha256.Sum256([]byte{byte(i)})) {
+					return
+				}
+			}
+		}
+		n := 0
+		var last error
+		for _, err := range c.CheckDigests(ctx, source) {
+			if err != nil {
+				last = err
+				break
+			}
+			if n++; n == 10 {
+				cancel()
+			}
+		}
+		cancel()
+		// Batches packed after the cancel may still be answered, before
+		// the stream's end reaches them; all 30 answered end cleanly.
+		if n < 10 || n == 30 && last != nil || n < 30 && status.Code(last) != codes.Canceled {
+			t.Fatalf("a sweep cancelled after 10 of 30 digests: %d answers, then %v; want CANCELED after the 10th, or all 30", n, last)
+		}
+	}
+}
+
 func TestCheckInvalidEmail(t *testing.T) {
 	t.Parallel()
 	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -137,6 +138,7 @@ func (c *Client) CheckPrivateDigests(ctx context.Context, digests iter.Seq[breac
 		}
 		work := make(chan *job)
 		order := make(chan *job, c.opts.inFlight)
+		var cut atomic.Bool // the producer stopped before the source's end
 		for range c.opts.inFlight {
 			wg.Go(func() {
 				for j := range work {
@@ -155,6 +157,7 @@ func (c *Client) CheckPrivateDigests(ctx context.Context, digests iter.Seq[breac
 				select {
 				case order <- j:
 				case <-ctx.Done():
+					cut.Store(true)
 					return
 				}
 				select {
@@ -179,6 +182,9 @@ func (c *Client) CheckPrivateDigests(ctx context.Context, digests iter.Seq[breac
 			if !yield(br, nil) {
 				return
 			}
+		}
+		if cut.Load() { // every job queued was answered, but not the whole source
+			yield(BulkResult{}, &Error{Op: "CheckPrivate", err: status.FromContextError(ctx.Err()).Err()})
 		}
 	}
 }

@@ -652,8 +652,12 @@ func assessed(ctx context.Context, cl *client.Client, digests iter.Seq[breachd.D
 				yield(answer{}, err)
 				return
 			case <-ctx.Done():
+				yield(answer{}, ctx.Err())
 				return
 			}
+		}
+		if err := ctx.Err(); err != nil { // the producer stopped early
+			yield(answer{}, err)
 		}
 	}
 }
