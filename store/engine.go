@@ -34,8 +34,11 @@ type corpus struct {
 	kind *kind
 	db   *badger.DB
 	dir  string
-	log  *slog.Logger
-	opts Options
+	// dirInfo is dir as opened: Close checks that it is still there (see
+	// dirGone).
+	dirInfo os.FileInfo
+	log     *slog.Logger
+	opts    Options
 
 	// Published state. Each is replaced whole and never changed once
 	// stored, so lookups read it without locks. A commit stores the filter
@@ -158,8 +161,12 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 			"dir", dir, "reserve_mib", opts.DiskReserve>>20)
 	}
 	removeEmptyLogs(dir, log)
+	dirInfo, err := os.Stat(dir)
+	if err != nil {
+		return classify("open "+dir, err)
+	}
+	c.dirInfo = dirInfo
 	var db *badger.DB
-	var err error
 	if opts.Follower {
 		db, err = badger.OpenManaged(bo)
 	} else {
@@ -676,6 +683,10 @@ func (c *corpus) Close() error {
 	if c.index != nil {
 		c.closeIndex()
 	}
+	if err := c.dirGone(); err != nil {
+		c.log.Error("the data directory was removed or replaced under the open corpus: Badger cannot flush its memtable there and would retry for ever, so it is left open; what it held since its last flush went with the directory", "dir", c.dir)
+		return err
+	}
 	var errs []error
 	if c.readOnly == nil {
 		if err := c.saveFilter(); err != nil {
@@ -692,6 +703,18 @@ func (c *corpus) Close() error {
 	}
 	c.dropBase(false)
 	return errors.Join(errs...)
+}
+
+// dirGone returns an error if the corpus's directory is no longer the one
+// it opened: removed (an operator's rm -r, a test's cleanup) or replaced.
+// Badger's Close would then retry its memtable flush every second, for
+// ever (dgraph-io/badger#664), and a daemon told to stop would hang.
+func (c *corpus) dirGone() error {
+	fi, err := os.Stat(c.dir)
+	if err == nil && os.SameFile(fi, c.dirInfo) {
+		return nil
+	}
+	return fmt.Errorf("close: the data directory %s is gone or replaced since the corpus was opened; not flushing to it", c.dir)
 }
 
 // ReadOnly returns why the corpus was opened read-only (a nearly full disk,

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/store/storetest"
@@ -140,5 +142,40 @@ func fill(t *testing.T, ballast, dir string, leave int64) {
 	size := fi.Size() + int64(st.Bavail)*int64(st.Bsize) - leave
 	if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
 		t.Fatalf("filling %s: %v", dir, err)
+	}
+}
+
+// TestCloseWithoutDataDir: a corpus whose directory was removed or replaced
+// while it was open closes with an error naming the directory. Badger's
+// own Close would retry its memtable flush into the missing directory
+// every second, for ever (dgraph-io/badger#664): a daemon told to stop
+// hung.
+func TestCloseWithoutDataDir(t *testing.T) {
+	t.Parallel()
+	for _, how := range []string{"removed", "replaced"} {
+		t.Run(how, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "emails")
+			s := open(t, dir, options(0))
+			importAll(t, s, storetest.Breach("A"), storetest.Digests("a", 1000), 1000)
+			if err := os.Rename(dir, dir+".old"); err != nil {
+				t.Fatal(err)
+			}
+			if how == "replaced" {
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- s.Close() }()
+			select {
+			case err := <-closed:
+				if err == nil || !strings.Contains(err.Error(), dir) {
+					t.Fatalf("Close = %v; want an error naming %s", err, dir)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Close hangs")
+			}
+		})
 	}
 }
