@@ -18,27 +18,30 @@ import (
 )
 
 // heldRead holds a read at point, "read-at-catalogue" if empty (its
-// catalogue loaded, nothing read yet), while a change runs.
+// catalogue loaded, nothing read yet), while a change runs: the at-th to
+// get there once armed (the first if at is 0).
 type heldRead struct {
 	point        string
+	at           int64
 	armed        atomic.Bool
-	once         sync.Once
+	reached      atomic.Int64
+	resumed      sync.Once
 	held, resume chan struct{}
 }
 
-// options returns o with the hook that holds the first read to get there
-// once armed.
+// options returns o with the hook that holds the read.
 func (h *heldRead) options(o store.Options) store.Options {
 	h.held, h.resume = make(chan struct{}), make(chan struct{})
 	return store.WithHook(o, func(point string) {
-		if point == cmp.Or(h.point, "read-at-catalogue") && h.armed.Load() {
-			h.once.Do(func() {
-				close(h.held)
-				<-h.resume
-			})
+		if point == cmp.Or(h.point, "read-at-catalogue") && h.armed.Load() && h.reached.Add(1) == max(h.at, 1) {
+			close(h.held)
+			<-h.resume
 		}
 	})
 }
+
+// release lets the held read go on (once; a no-op after).
+func (h *heldRead) release() { h.resumed.Do(func() { close(h.resume) }) }
 
 // emails opens an email corpus whose reads h holds, without the lookup
 // index: reads go to Badger.
@@ -60,7 +63,7 @@ func (h *heldRead) across(t *testing.T, read func(), change func() error) {
 	}()
 	<-h.held
 	err := change()
-	close(h.resume)
+	h.release()
 	<-done
 	if err != nil {
 		t.Fatal(err)
@@ -204,20 +207,10 @@ func TestReconcileAcrossDelete(t *testing.T) {
 	dir := t.TempDir()
 	// The collection is held past its first batch: about 6,500 rows with
 	// the tests' 4 MiB memtable, committed while the next are read.
-	const holdAt = 9000
-	var rows atomic.Int64
-	var collecting atomic.Bool
-	held, resume := make(chan struct{}), make(chan struct{})
-	var resumed sync.Once
-	release := func() { resumed.Do(func() { close(resume) }) }
-	emails := open(t, store.EmailDir(dir), store.WithHook(options(0), func(point string) {
-		if point == "collect-row" && collecting.Load() && rows.Add(1) == holdAt {
-			close(held)
-			<-resume
-		}
-	}))
+	collection := heldRead{point: "collect-row", at: 9000}
+	emails := open(t, store.EmailDir(dir), collection.options(options(0)))
 	defer emails.Close()
-	defer release() // before the Close: a failure must not leave the collection held
+	defer collection.release() // before the Close: a failure must not leave the collection held
 	h := heldRead{point: "reconcile-at-catalogue"}
 	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, h.options(options(0)))
 	if err != nil {
@@ -239,12 +232,12 @@ func TestReconcileAcrossDelete(t *testing.T) {
 	h.across(t, func() {
 		_, err = w.Reconcile(context.Background())
 	}, func() error {
-		collecting.Store(true)
+		collection.armed.Store(true)
 		go func() {
 			_, _, err := emails.DeleteBreach(context.Background(), "Gone")
 			deleted <- err
 		}()
-		<-held
+		<-collection.held
 		// The first batch commits in the background: wait until the
 		// first of the breach's rows is gone.
 		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
@@ -257,7 +250,7 @@ func TestReconcileAcrossDelete(t *testing.T) {
 			}
 		}
 	})
-	release()
+	collection.release()
 	if err != nil {
 		t.Fatal(err)
 	}
