@@ -333,7 +333,7 @@ func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
 		return err
 	}
 	buffered := uint64(bl.runs.buffered()) + bl.runs.spilled
-	received, dups := imp.stats.Received, imp.stats.Duplicates
+	received := imp.stats.Received
 	imp.stats = importStats{}
 	if err := c.acquire(); err != nil {
 		return err
@@ -345,10 +345,10 @@ func (bl *bulkLoad) leave(ctx context.Context, imp *importTx) error {
 			"buffered", buffered, "max_bulk_digests", c.opts.MaxBulkDigests, "segment", imp.seg)
 		err = bl.replay(ctx, imp)
 	}
-	// The replay counted only distinct keys: the repeats among the
-	// buffered ones were duplicates already counted.
+	// The replay wrote each buffered key once, as new, known or already
+	// in the breach: the rest of what was received were repeats.
 	imp.stats.Received = received
-	imp.stats.Duplicates += dups
+	imp.stats.Duplicates = received - imp.stats.New - imp.stats.Known
 	return err
 }
 

@@ -1,0 +1,291 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+)
+
+// randomHistory runs a random sequence of imports (new breaches and more
+// accounts for known ones), interrupted imports, deletes, corrections and
+// reopens over a small pool of accounts, and after each step checks every
+// account, the catalogue and the version against a model. The sequence
+// comes from a seed, drawn afresh each run and named in any failure;
+// BREACHD_HISTORY_SEED=N runs seed N again.
+func randomHistory(t *testing.T, open Opener) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("BREACHD_HISTORY_SEED=%q: %v", s, err)
+		}
+	}
+	h := &history{t: t, rng: rand.New(rand.NewPCG(seed, 0x6272656163686400)), seed: seed,
+		pool: Digests("history", 2000), in: map[int]map[string]bool{}, breaches: map[string]*modelBreach{}}
+	dir := t.TempDir()
+	b := open(t, dir)
+	defer func() { b.Close() }()
+	const steps = 40
+	for h.step = range steps {
+		switch r := h.rng.IntN(100); {
+		case r < 45:
+			h.importSome(b)
+		case r < 55:
+			h.interruptedImport(b)
+		case r < 72:
+			h.delete(b)
+		case r < 85:
+			h.update(b)
+		default:
+			if err := b.Close(); err != nil {
+				h.fatalf("Close = %v", err)
+			}
+			b = open(t, dir)
+			h.did("reopen")
+		}
+		h.check(b)
+	}
+}
+
+// history is the model of a corpus: which accounts (indices into pool) are
+// in which breaches, each breach's title, and the version.
+type history struct {
+	t        *testing.T
+	rng      *rand.Rand
+	seed     uint64
+	step     int
+	steps    []string // what each step did, for a failure's message
+	pool     []breachd.Digest
+	in       map[int]map[string]bool
+	breaches map[string]*modelBreach
+	version  uint64
+}
+
+type modelBreach struct {
+	title    string
+	accounts int
+}
+
+var historyNames = []string{"Alpha", "Beta", "Gamma", "Delta", "Epsilon"}
+
+func (h *history) did(format string, a ...any) {
+	h.steps = append(h.steps, fmt.Sprintf(format, a...))
+}
+
+func (h *history) fatalf(format string, a ...any) {
+	h.t.Helper()
+	h.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", h.seed, h.seed, h.step, h.steps,
+		fmt.Sprintf(format, a...))
+}
+
+// sample picks up to n accounts of the pool, some of them twice.
+func (h *history) sample(n int) []int {
+	out := make([]int, 1+h.rng.IntN(n))
+	for i := range out {
+		if i > 0 && h.rng.IntN(20) == 0 {
+			out[i] = out[h.rng.IntN(i)]
+		} else {
+			out[i] = h.rng.IntN(len(h.pool))
+		}
+	}
+	return out
+}
+
+func (h *history) record(name string) breachd.Breach {
+	r := Breach(name)
+	if m := h.breaches[name]; m != nil {
+		r.Title = m.title
+	}
+	return r
+}
+
+func (h *history) digests(idx []int) []breachd.Digest {
+	out := make([]breachd.Digest, len(idx))
+	for i, j := range idx {
+		out[i] = h.pool[j]
+	}
+	return out
+}
+
+func (h *history) importSome(b Backend) {
+	h.t.Helper()
+	name := historyNames[h.rng.IntN(len(historyNames))]
+	idx := h.sample(800)
+	h.did("import %d accounts into %s", len(idx), name)
+	st, err := b.Import(context.Background(), h.record(name), Batches(h.digests(idx), 1+h.rng.IntN(300), nil))
+	if err != nil {
+		h.fatalf("Import = %v", err)
+	}
+	var fresh, known int
+	seen := map[int]bool{}
+	for _, j := range idx {
+		if seen[j] {
+			continue
+		}
+		seen[j] = true
+		switch {
+		case len(h.in[j]) == 0:
+			fresh++
+		case !h.in[j][name]:
+			known++
+		}
+	}
+	h.version++
+	want := breachd.ImportStats{Breach: name, Received: uint64(len(idx)), NewAccounts: uint64(fresh), KnownAccounts: uint64(known),
+		Duplicates: uint64(len(idx) - fresh - known), Version: h.version}
+	if st != want {
+		h.fatalf("Import stats = %+v, want %+v", st, want)
+	}
+	m := h.breaches[name]
+	if m == nil {
+		m = &modelBreach{title: Breach(name).Title}
+		h.breaches[name] = m
+	}
+	for j := range seen {
+		if h.in[j] == nil {
+			h.in[j] = map[string]bool{}
+		}
+		if !h.in[j][name] {
+			h.in[j][name] = true
+			m.accounts++
+		}
+	}
+}
+
+func (h *history) interruptedImport(b Backend) {
+	h.t.Helper()
+	name := historyNames[h.rng.IntN(len(historyNames))]
+	idx := h.sample(800)
+	ds := h.digests(idx)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var err error
+	if h.rng.IntN(2) == 0 {
+		h.did("import %d accounts into %s, then a source error", len(idx), name)
+		_, err = b.Import(ctx, h.record(name), Batches(ds, 1+h.rng.IntN(300), errors.New("the source failed")))
+	} else {
+		h.did("import %d accounts into %s, cancelled", len(idx), name)
+		_, err = b.Import(ctx, h.record(name), func(yield func([]breachd.Digest, error) bool) {
+			if yield(ds[:len(ds)/2], nil) {
+				cancel()
+				yield(ds[len(ds)/2:], nil)
+			}
+		})
+	}
+	if err == nil {
+		h.fatalf("an interrupted Import = nil, want an error")
+	}
+}
+
+func (h *history) delete(b Backend) {
+	h.t.Helper()
+	name := historyNames[h.rng.IntN(len(historyNames))]
+	h.did("delete %s", name)
+	removed, v, err := b.DeleteBreach(context.Background(), name)
+	if h.breaches[name] == nil {
+		if !errors.Is(err, breachd.ErrNotFound) {
+			h.fatalf("DeleteBreach(%s), not in the catalogue, = %v, want ErrNotFound", name, err)
+		}
+		return
+	}
+	var only uint64
+	for _, bs := range h.in {
+		if bs[name] {
+			delete(bs, name)
+			if len(bs) == 0 {
+				only++
+			}
+		}
+	}
+	delete(h.breaches, name)
+	h.version++
+	if err != nil || removed != only || v != h.version {
+		h.fatalf("DeleteBreach(%s) = %d, %d, %v; want %d removed at version %d", name, removed, v, err, only, h.version)
+	}
+}
+
+func (h *history) update(b Backend) {
+	h.t.Helper()
+	name := historyNames[h.rng.IntN(len(historyNames))]
+	r := h.record(name)
+	r.Title = fmt.Sprintf("%s, corrected at step %d", name, h.step)
+	h.did("correct %s", name)
+	e, v, err := b.UpdateBreach(context.Background(), r)
+	m := h.breaches[name]
+	if m == nil {
+		if !errors.Is(err, breachd.ErrNotFound) {
+			h.fatalf("UpdateBreach(%s), not in the catalogue, = %v, want ErrNotFound", name, err)
+		}
+		return
+	}
+	m.title = r.Title
+	h.version++
+	if err != nil || e.Title != r.Title || e.AccountCount != int64(m.accounts) || v != h.version {
+		h.fatalf("UpdateBreach(%s) = %+v, %d, %v; want its new title, %d accounts, version %d", name, e, v, err, m.accounts, h.version)
+	}
+}
+
+// check asks for every account of the pool in one batch and a sample one
+// by one, and for the catalogue, and compares each answer with the model.
+func (h *history) check(b Backend) {
+	h.t.Helper()
+	want := func(j int) []string { return slices.Sorted(maps.Keys(h.in[j])) }
+	list, v, err := b.Breaches(context.Background())
+	if err != nil || v != h.version {
+		h.fatalf("Breaches = version %d, %v; want version %d", v, err, h.version)
+	}
+	var got []string
+	for _, e := range list {
+		got = append(got, e.Name)
+		m := h.breaches[e.Name]
+		if m == nil || e.Title != m.title || e.AccountCount != int64(m.accounts) {
+			h.fatalf("catalogue entry %s: %q, %d accounts; want %+v", e.Name, e.Title, e.AccountCount, m)
+		}
+	}
+	if wantNames := slices.Sorted(maps.Keys(h.breaches)); !slices.Equal(got, wantNames) {
+		h.fatalf("catalogue = %v, want %v", got, wantNames)
+	}
+	for c := 0; c < len(h.pool); c += breachd.MaxBatch {
+		end := min(c+breachd.MaxBatch, len(h.pool))
+		packed := make([]byte, 0, (end-c)*breachd.DigestSize)
+		for _, d := range h.pool[c:end] {
+			packed = append(packed, d[:]...)
+		}
+		next := c
+		v, err := b.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) {
+			for ; next < c+i; next++ {
+				if len(h.in[next]) > 0 {
+					h.fatalf("LookupBatch: account %d not exposed, want %v", next, want(next))
+				}
+			}
+			if got := names(bs); !slices.Equal(got, want(c+i)) {
+				h.fatalf("LookupBatch: account %d in %v, want %v", c+i, got, want(c+i))
+			}
+			next = c + i + 1
+		})
+		if err != nil || v != h.version {
+			h.fatalf("LookupBatch = version %d, %v; want version %d", v, err, h.version)
+		}
+		for ; next < end; next++ {
+			if len(h.in[next]) > 0 {
+				h.fatalf("LookupBatch: account %d not exposed, want %v", next, want(next))
+			}
+		}
+	}
+	for range 40 {
+		j := h.rng.IntN(len(h.pool))
+		bs, v, err := b.Lookup(context.Background(), h.pool[j])
+		if err != nil || v != h.version || !slices.Equal(names(bs), want(j)) {
+			h.fatalf("Lookup(account %d) = %v at version %d, %v; want %v at version %d", j, names(bs), v, err, want(j), h.version)
+		}
+	}
+}
