@@ -15,13 +15,16 @@ import (
 	"github.com/breachd/breachd"
 )
 
-// randomHistory runs a random sequence of imports (new breaches and more
+// History runs a random sequence of imports (new breaches and more
 // accounts for known ones), interrupted imports, deletes, corrections and
 // reopens over a small pool of accounts, and after each step checks every
 // account, the catalogue and the version against a model. The sequence
 // comes from a seed, drawn afresh each run and named in any failure;
 // BREACHD_HISTORY_SEED=N runs seed N again.
-func randomHistory(t *testing.T, open Opener) {
+//
+// Unlike Run's invariants it checks one goroutine's answers: it runs in
+// make test's no-race job.
+func History(t *testing.T, open Opener) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
 		var err error

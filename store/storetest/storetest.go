@@ -42,7 +42,6 @@ func Run(t *testing.T, open Opener, concurrent bool) {
 		{"InterruptedImportChangesNothing", interruptedImport},
 		{"ReopenKeepsEverything", reopen},
 		{"DeleteIsAtomicAndKept", deleteBreach},
-		{"RandomHistory", randomHistory},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if concurrent {
