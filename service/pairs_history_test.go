@@ -1,0 +1,333 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/service"
+	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
+)
+
+// TestPairHistory runs a random sequence of the changes that span the
+// email, pair and SHA-1 corpora (combolists, with their passwords counted
+// or not; breaches of accounts only; deletes, corrections, imports that
+// fail, reopens) and after each one assesses accounts with passwords
+// against a model: a breach imported with its passwords says whether the
+// account's password is among its pairs, any other says nothing, and a
+// password's count is the highest any counted import of a live combolist
+// gave it. The sequence comes from a seed drawn afresh each run and named
+// in any failure; BREACHD_HISTORY_SEED=N runs seed N again.
+func TestPairHistory(t *testing.T) {
+	t.Parallel()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("BREACHD_HISTORY_SEED=%q: %v", s, err)
+		}
+	}
+	h := &pairHistory{t: t, rng: rand.New(rand.NewPCG(seed, 0x7061697273)), seed: seed,
+		accounts: storetest.Digests("pair-history", 300), breaches: map[string]*pairBreach{}}
+	dir := t.TempDir()
+	h.open(dir)
+	defer h.close()
+	for h.step = range 40 {
+		switch x := h.rng.IntN(100); {
+		case x < 35:
+			h.importPairs()
+		case x < 50:
+			h.importAccounts()
+		case x < 60:
+			h.failedImport()
+		case x < 78:
+			h.delete()
+		case x < 88:
+			h.update()
+		default:
+			h.close()
+			h.open(dir)
+			h.did("reopen")
+		}
+		h.check()
+	}
+}
+
+// pairHistory is the model: each breach's accounts, whether it holds their
+// passwords and which pairs (account, password index), and the counts its
+// counted imports gave each password.
+type pairHistory struct {
+	t        *testing.T
+	rng      *rand.Rand
+	seed     uint64
+	step     int
+	steps    []string
+	accounts []breachd.Digest
+	breaches map[string]*pairBreach
+	svc      *service.Service
+	closers  []func() error
+}
+
+type pairBreach struct {
+	combolist bool
+	title     string
+	accounts  map[int]bool
+	pairs     map[[2]int]bool
+	counts    map[int]uint64 // nil: no counted import
+}
+
+var pairHistoryNames = []string{"Combo", "Sega", "Stealer", "Mix"}
+
+const pairHistoryPasswords = 25
+
+func (h *pairHistory) open(dir string) {
+	h.t.Helper()
+	o := store.DefaultOptions()
+	o.ExpectedKeys, o.MemTableSize = 1024, 4<<20
+	ctx := context.Background()
+	emails, err := store.Open(ctx, store.EmailDir(dir), o)
+	if err != nil {
+		h.fatalf("%v", err)
+	}
+	pairs, err := store.OpenPairs(ctx, store.PairDir(dir), o)
+	if err != nil {
+		h.fatalf("%v", err)
+	}
+	pw, err := store.OpenPasswords(ctx, store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, o)
+	if err != nil {
+		h.fatalf("%v", err)
+	}
+	h.closers = []func() error{emails.Close, pairs.Close, pw.Close}
+	h.svc = service.New(emails, service.WithPairs(pairs), service.WithPasswords(breachd.SHA1, pw))
+}
+
+func (h *pairHistory) close() {
+	var errs []error
+	for _, c := range h.closers {
+		errs = append(errs, c())
+	}
+	h.closers = nil
+	if err := errors.Join(errs...); err != nil {
+		h.fatalf("Close = %v", err)
+	}
+}
+
+func (h *pairHistory) did(format string, a ...any) {
+	h.steps = append(h.steps, fmt.Sprintf(format, a...))
+}
+
+func (h *pairHistory) fatalf(format string, a ...any) {
+	h.t.Helper()
+	h.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", h.seed, h.seed, h.step, h.steps,
+		fmt.Sprintf(format, a...))
+}
+
+func (h *pairHistory) name() string { return pairHistoryNames[h.rng.IntN(len(pairHistoryNames))] }
+
+func (h *pairHistory) record(name string) breachd.Breach {
+	b := breachd.Breach{Name: name, Title: name}
+	if m := h.breaches[name]; m != nil {
+		b.Title = m.title
+	}
+	return b
+}
+
+// pairList draws up to 120 pairs of the pool (an account may come twice,
+// with another password or the same one).
+func (h *pairHistory) pairList() [][2]int {
+	out := make([][2]int, 1+h.rng.IntN(120))
+	for i := range out {
+		out[i] = [2]int{h.rng.IntN(len(h.accounts)), h.rng.IntN(pairHistoryPasswords)}
+	}
+	return out
+}
+
+func (h *pairHistory) records(ps [][2]int) []breachd.PairRecord {
+	out := make([]breachd.PairRecord, len(ps))
+	for i, p := range ps {
+		out[i] = breachd.PairRecord{Account: h.accounts[p[0]], Password: pwSHA1(p[1])}
+	}
+	return out
+}
+
+func pairBatches(rs []breachd.PairRecord, end error) func(func([]breachd.PairRecord, error) bool) {
+	return func(yield func([]breachd.PairRecord, error) bool) {
+		for c := range slices.Chunk(rs, 16) {
+			if !yield(c, nil) {
+				return
+			}
+		}
+		if end != nil {
+			yield(nil, end)
+		}
+	}
+}
+
+func (h *pairHistory) importPairs() {
+	h.t.Helper()
+	name, ps, counted := h.name(), h.pairList(), h.rng.IntN(2) == 0
+	h.did("combolist of %d pairs into %s (passwords counted %v)", len(ps), name, counted)
+	var opts []service.PairOption
+	if counted {
+		opts = append(opts, service.CountPasswords())
+	}
+	_, err := h.svc.ImportPairs(context.Background(), h.record(name), pairBatches(h.records(ps), nil), opts...)
+	m := h.breaches[name]
+	if m != nil && !m.combolist {
+		if !errors.Is(err, breachd.ErrFailedPrecondition) {
+			h.fatalf("a combolist into %s, a breach of accounts only: %v, want FAILED_PRECONDITION", name, err)
+		}
+		return
+	}
+	if err != nil {
+		h.fatalf("ImportPairs = %v", err)
+	}
+	if m == nil {
+		m = &pairBreach{combolist: true, title: name, accounts: map[int]bool{}, pairs: map[[2]int]bool{}}
+		h.breaches[name] = m
+	}
+	occurrences := map[int]uint64{}
+	for _, p := range ps {
+		m.accounts[p[0]], m.pairs[p] = true, true
+		occurrences[p[1]]++
+	}
+	if counted {
+		if m.counts == nil {
+			m.counts = map[int]uint64{}
+		}
+		for pw, n := range occurrences {
+			m.counts[pw] = max(m.counts[pw], n)
+		}
+	}
+}
+
+func (h *pairHistory) importAccounts() {
+	h.t.Helper()
+	name := h.name()
+	idx := make([]int, 1+h.rng.IntN(120))
+	ds := make([]breachd.Digest, len(idx))
+	for i := range idx {
+		idx[i] = h.rng.IntN(len(h.accounts))
+		ds[i] = h.accounts[idx[i]]
+	}
+	h.did("%d accounts into %s", len(idx), name)
+	_, err := h.svc.Import(context.Background(), h.record(name), storetest.Batches(ds, 16, nil))
+	m := h.breaches[name]
+	if m != nil && m.combolist {
+		if !errors.Is(err, breachd.ErrFailedPrecondition) {
+			h.fatalf("accounts only into %s, a combolist: %v, want FAILED_PRECONDITION", name, err)
+		}
+		return
+	}
+	if err != nil {
+		h.fatalf("Import = %v", err)
+	}
+	if m == nil {
+		m = &pairBreach{title: name, accounts: map[int]bool{}}
+		h.breaches[name] = m
+	}
+	for _, j := range idx {
+		m.accounts[j] = true
+	}
+}
+
+func (h *pairHistory) failedImport() {
+	h.t.Helper()
+	name, ps := h.name(), h.pairList()
+	h.did("combolist of %d pairs into %s, then a read error", len(ps), name)
+	if _, err := h.svc.ImportPairs(context.Background(), h.record(name), pairBatches(h.records(ps), errors.New("the dump is truncated")),
+		service.CountPasswords()); err == nil {
+		h.fatalf("a combolist whose reader failed: ImportPairs = nil, want an error")
+	}
+}
+
+func (h *pairHistory) delete() {
+	h.t.Helper()
+	name := h.name()
+	h.did("delete %s", name)
+	_, _, err := h.svc.DeleteBreach(context.Background(), name)
+	if h.breaches[name] == nil {
+		if !errors.Is(err, breachd.ErrNotFound) {
+			h.fatalf("DeleteBreach(%s), unknown, = %v, want NOT_FOUND", name, err)
+		}
+		return
+	}
+	if err != nil {
+		h.fatalf("DeleteBreach(%s) = %v", name, err)
+	}
+	delete(h.breaches, name)
+}
+
+func (h *pairHistory) update() {
+	h.t.Helper()
+	name := h.name()
+	b := h.record(name)
+	b.Title = fmt.Sprintf("%s, corrected at step %d", name, h.step)
+	h.did("correct %s", name)
+	_, _, err := h.svc.UpdateBreach(context.Background(), b)
+	m := h.breaches[name]
+	if m == nil {
+		if !errors.Is(err, breachd.ErrNotFound) {
+			h.fatalf("UpdateBreach(%s), unknown, = %v, want NOT_FOUND", name, err)
+		}
+		return
+	}
+	if err != nil {
+		h.fatalf("UpdateBreach(%s) = %v", name, err)
+	}
+	m.title = b.Title
+}
+
+// check assesses 120 accounts, most with a password, against the model.
+func (h *pairHistory) check() {
+	h.t.Helper()
+	for range 120 {
+		j, pw, asked := h.rng.IntN(len(h.accounts)), h.rng.IntN(pairHistoryPasswords), h.rng.IntN(8) != 0
+		req := breachd.AssessRequest{Account: h.accounts[j], HasPassword: asked}
+		if asked {
+			req.Password = pwSHA1(pw)
+		}
+		a, err := h.svc.Assess(context.Background(), req)
+		if err != nil {
+			h.fatalf("Assess = %v", err)
+		}
+		got := map[string]string{}
+		for _, b := range a.Breaches {
+			got[b.Name] = b.Password.String()
+			if m := h.breaches[b.Name]; m != nil && b.Title != m.title {
+				h.fatalf("account %d: breach %s titled %q, want %q", j, b.Name, b.Title, m.title)
+			}
+		}
+		want := map[string]string{}
+		var count uint64
+		for _, name := range slices.Sorted(maps.Keys(h.breaches)) {
+			m := h.breaches[name]
+			if asked {
+				count = max(count, m.counts[pw])
+			}
+			if !m.accounts[j] {
+				continue
+			}
+			switch st := breachd.PasswordUnknown; {
+			case !asked || !m.combolist:
+				want[name] = st.String()
+			case m.pairs[[2]int{j, pw}]:
+				want[name] = breachd.PasswordExposed.String()
+			default:
+				want[name] = breachd.PasswordNotExposed.String()
+			}
+		}
+		if !maps.Equal(got, want) || a.PasswordCount != count {
+			h.fatalf("account %d with password %d (asked %v): %v, count %d; want %v, count %d", j, pw, asked, got, a.PasswordCount, want, count)
+		}
+	}
+}
