@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/service"
@@ -29,19 +26,12 @@ import (
 // in any failure; BREACHD_HISTORY_SEED=N runs seed N again.
 func TestPairHistory(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("BREACHD_HISTORY_SEED=%q: %v", s, err)
-		}
-	}
-	h := &pairHistory{t: t, rng: rand.New(rand.NewPCG(seed, 0x7061697273)), seed: seed,
-		accounts: storetest.Digests("pair-history", 300), breaches: map[string]*pairBreach{}}
+	steps, rng := storetest.NewSteps(t, 0x7061697273)
+	h := &pairHistory{Steps: steps, t: t, rng: rng, accounts: storetest.Digests("pair-history", 300), breaches: map[string]*pairBreach{}}
 	dir := t.TempDir()
 	h.open(dir)
 	defer h.close()
-	for h.step = range 40 {
+	for h.Step = range 40 {
 		switch x := h.rng.IntN(100); {
 		case x < 35:
 			h.importPairs()
@@ -56,7 +46,7 @@ func TestPairHistory(t *testing.T) {
 		default:
 			h.close()
 			h.open(dir)
-			h.did("reopen")
+			h.Did("reopen")
 		}
 		h.check()
 	}
@@ -66,11 +56,9 @@ func TestPairHistory(t *testing.T) {
 // passwords and which pairs (account, password index), and the counts its
 // counted imports gave each password.
 type pairHistory struct {
+	*storetest.Steps
 	t        *testing.T
 	rng      *rand.Rand
-	seed     uint64
-	step     int
-	steps    []string
 	accounts []breachd.Digest
 	breaches map[string]*pairBreach
 	svc      *service.Service
@@ -96,15 +84,15 @@ func (h *pairHistory) open(dir string) {
 	ctx := context.Background()
 	emails, err := store.Open(ctx, store.EmailDir(dir), o)
 	if err != nil {
-		h.fatalf("%v", err)
+		h.Fatalf("%v", err)
 	}
 	pairs, err := store.OpenPairs(ctx, store.PairDir(dir), o)
 	if err != nil {
-		h.fatalf("%v", err)
+		h.Fatalf("%v", err)
 	}
 	pw, err := store.OpenPasswords(ctx, store.PasswordDir(dir, breachd.SHA1), breachd.SHA1, o)
 	if err != nil {
-		h.fatalf("%v", err)
+		h.Fatalf("%v", err)
 	}
 	h.closers = []func() error{emails.Close, pairs.Close, pw.Close}
 	h.svc = service.New(emails, service.WithPairs(pairs), service.WithPasswords(breachd.SHA1, pw))
@@ -117,18 +105,8 @@ func (h *pairHistory) close() {
 	}
 	h.closers = nil
 	if err := errors.Join(errs...); err != nil {
-		h.fatalf("Close = %v", err)
+		h.Fatalf("Close = %v", err)
 	}
-}
-
-func (h *pairHistory) did(format string, a ...any) {
-	h.steps = append(h.steps, fmt.Sprintf(format, a...))
-}
-
-func (h *pairHistory) fatalf(format string, a ...any) {
-	h.t.Helper()
-	h.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", h.seed, h.seed, h.step, h.steps,
-		fmt.Sprintf(format, a...))
 }
 
 func (h *pairHistory) name() string { return pairHistoryNames[h.rng.IntN(len(pairHistoryNames))] }
@@ -175,7 +153,7 @@ func pairBatches(rs []breachd.PairRecord, end error) func(func([]breachd.PairRec
 func (h *pairHistory) importPairs() {
 	h.t.Helper()
 	name, ps, counted := h.name(), h.pairList(), h.rng.IntN(2) == 0
-	h.did("combolist of %d pairs into %s (passwords counted %v)", len(ps), name, counted)
+	h.Did("combolist of %d pairs into %s (passwords counted %v)", len(ps), name, counted)
 	var opts []service.PairOption
 	if counted {
 		opts = append(opts, service.CountPasswords())
@@ -184,12 +162,12 @@ func (h *pairHistory) importPairs() {
 	m := h.breaches[name]
 	if m != nil && !m.combolist {
 		if !errors.Is(err, breachd.ErrFailedPrecondition) {
-			h.fatalf("a combolist into %s, a breach of accounts only: %v, want FAILED_PRECONDITION", name, err)
+			h.Fatalf("a combolist into %s, a breach of accounts only: %v, want FAILED_PRECONDITION", name, err)
 		}
 		return
 	}
 	if err != nil {
-		h.fatalf("ImportPairs = %v", err)
+		h.Fatalf("ImportPairs = %v", err)
 	}
 	if m == nil {
 		m = &pairBreach{combolist: true, title: name, accounts: map[int]bool{}, pairs: map[[2]int]bool{}}
@@ -219,17 +197,17 @@ func (h *pairHistory) importAccounts() {
 		idx[i] = h.rng.IntN(len(h.accounts))
 		ds[i] = h.accounts[idx[i]]
 	}
-	h.did("%d accounts into %s", len(idx), name)
+	h.Did("%d accounts into %s", len(idx), name)
 	_, err := h.svc.Import(context.Background(), h.record(name), storetest.Batches(ds, 16, nil))
 	m := h.breaches[name]
 	if m != nil && m.combolist {
 		if !errors.Is(err, breachd.ErrFailedPrecondition) {
-			h.fatalf("accounts only into %s, a combolist: %v, want FAILED_PRECONDITION", name, err)
+			h.Fatalf("accounts only into %s, a combolist: %v, want FAILED_PRECONDITION", name, err)
 		}
 		return
 	}
 	if err != nil {
-		h.fatalf("Import = %v", err)
+		h.Fatalf("Import = %v", err)
 	}
 	if m == nil {
 		m = &pairBreach{title: name, accounts: map[int]bool{}}
@@ -243,26 +221,26 @@ func (h *pairHistory) importAccounts() {
 func (h *pairHistory) failedImport() {
 	h.t.Helper()
 	name, ps := h.name(), h.pairList()
-	h.did("combolist of %d pairs into %s, then a read error", len(ps), name)
+	h.Did("combolist of %d pairs into %s, then a read error", len(ps), name)
 	if _, err := h.svc.ImportPairs(context.Background(), h.record(name), pairBatches(h.records(ps), errors.New("the dump is truncated")),
 		service.CountPasswords()); err == nil {
-		h.fatalf("a combolist whose reader failed: ImportPairs = nil, want an error")
+		h.Fatalf("a combolist whose reader failed: ImportPairs = nil, want an error")
 	}
 }
 
 func (h *pairHistory) delete() {
 	h.t.Helper()
 	name := h.name()
-	h.did("delete %s", name)
+	h.Did("delete %s", name)
 	_, _, err := h.svc.DeleteBreach(context.Background(), name)
 	if h.breaches[name] == nil {
 		if !errors.Is(err, breachd.ErrNotFound) {
-			h.fatalf("DeleteBreach(%s), unknown, = %v, want NOT_FOUND", name, err)
+			h.Fatalf("DeleteBreach(%s), unknown, = %v, want NOT_FOUND", name, err)
 		}
 		return
 	}
 	if err != nil {
-		h.fatalf("DeleteBreach(%s) = %v", name, err)
+		h.Fatalf("DeleteBreach(%s) = %v", name, err)
 	}
 	delete(h.breaches, name)
 }
@@ -271,18 +249,18 @@ func (h *pairHistory) update() {
 	h.t.Helper()
 	name := h.name()
 	b := h.record(name)
-	b.Title = fmt.Sprintf("%s, corrected at step %d", name, h.step)
-	h.did("correct %s", name)
+	b.Title = fmt.Sprintf("%s, corrected at step %d", name, h.Step)
+	h.Did("correct %s", name)
 	_, _, err := h.svc.UpdateBreach(context.Background(), b)
 	m := h.breaches[name]
 	if m == nil {
 		if !errors.Is(err, breachd.ErrNotFound) {
-			h.fatalf("UpdateBreach(%s), unknown, = %v, want NOT_FOUND", name, err)
+			h.Fatalf("UpdateBreach(%s), unknown, = %v, want NOT_FOUND", name, err)
 		}
 		return
 	}
 	if err != nil {
-		h.fatalf("UpdateBreach(%s) = %v", name, err)
+		h.Fatalf("UpdateBreach(%s) = %v", name, err)
 	}
 	m.title = b.Title
 }
@@ -298,13 +276,13 @@ func (h *pairHistory) check() {
 		}
 		a, err := h.svc.Assess(context.Background(), req)
 		if err != nil {
-			h.fatalf("Assess = %v", err)
+			h.Fatalf("Assess = %v", err)
 		}
 		got := map[string]string{}
 		for _, b := range a.Breaches {
 			got[b.Name] = b.Password.String()
 			if m := h.breaches[b.Name]; m != nil && b.Title != m.title {
-				h.fatalf("account %d: breach %s titled %q, want %q", j, b.Name, b.Title, m.title)
+				h.Fatalf("account %d: breach %s titled %q, want %q", j, b.Name, b.Title, m.title)
 			}
 		}
 		want := map[string]string{}
@@ -327,7 +305,7 @@ func (h *pairHistory) check() {
 			}
 		}
 		if !maps.Equal(got, want) || a.PasswordCount != count {
-			h.fatalf("account %d with password %d (asked %v): %v, count %d; want %v, count %d", j, pw, asked, got, a.PasswordCount, want, count)
+			h.Fatalf("account %d with password %d (asked %v): %v, count %d; want %v, count %d", j, pw, asked, got, a.PasswordCount, want, count)
 		}
 	}
 }

@@ -4,18 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/store"
+	"github.com/breachd/breachd/store/storetest"
 )
 
 // TestPasswordHistory runs a random sequence of password releases (first
@@ -29,13 +26,6 @@ import (
 // and named in any failure; BREACHD_HISTORY_SEED=N runs seed N again.
 func TestPasswordHistory(t *testing.T) {
 	t.Parallel()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("BREACHD_HISTORY_SEED=%q: %v", s, err)
-		}
-	}
 	for _, tc := range []struct {
 		name    string
 		index   store.IndexMode
@@ -46,7 +36,7 @@ func TestPasswordHistory(t *testing.T) {
 			t.Parallel()
 			o := options(0)
 			o.Index, o.MaxBulkDigests = tc.index, tc.maxBulk
-			runPasswordHistory(t, seed, o)
+			runPasswordHistory(t, o)
 		})
 	}
 }
@@ -54,12 +44,10 @@ func TestPasswordHistory(t *testing.T) {
 // pwHistory is the model: the pool's hashes, and the committed imports,
 // each a release's name and the count it gives each hash it holds.
 type pwHistory struct {
+	*storetest.Steps
 	t        *testing.T
 	k        breachd.HashKind
 	rng      *rand.Rand
-	seed     uint64
-	step     int
-	steps    []string
 	pool     []breachd.PasswordHash
 	prefixes []breachd.RangePrefix
 	imports  []pwImport
@@ -71,10 +59,11 @@ type pwImport struct {
 	counts  map[int]uint64
 }
 
-func runPasswordHistory(t *testing.T, seed uint64, o store.Options) {
+func runPasswordHistory(t *testing.T, o store.Options) {
 	ctx := context.Background()
 	k := breachd.SHA1
-	h := &pwHistory{t: t, k: k, rng: rand.New(rand.NewPCG(seed, 0x7077686973746f72)), seed: seed}
+	rec, rng := storetest.NewSteps(t, 0x7077686973746f72)
+	h := &pwHistory{Steps: rec, t: t, k: k, rng: rng}
 	// 900 hashes under 6 prefixes, so that each range holds about 150.
 	for range 6 {
 		h.prefixes = append(h.prefixes, breachd.RangePrefix(h.rng.IntN(1<<20)))
@@ -106,15 +95,15 @@ func runPasswordHistory(t *testing.T, seed uint64, o store.Options) {
 		var buf bytes.Buffer
 		info, err := w.Backup(ctx, &buf, since)
 		if err != nil {
-			h.fatalf("Backup = %v", err)
+			h.Fatalf("Backup = %v", err)
 		}
 		if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
-			h.fatalf("ApplyBackup = %v", err)
+			h.Fatalf("ApplyBackup = %v", err)
 		}
 		since = info.Upto
 	}
 	const steps = 24
-	for h.step = range steps {
+	for h.Step = range steps {
 		switch x := h.rng.IntN(100); {
 		case x < 50:
 			h.importSome(w)
@@ -124,10 +113,10 @@ func runPasswordHistory(t *testing.T, seed uint64, o store.Options) {
 			h.delete(w)
 		default:
 			if err := errors.Join(w.Close(), r.Close()); err != nil {
-				h.fatalf("Close = %v", err)
+				h.Fatalf("Close = %v", err)
 			}
 			w, r = openPw(t, wdir, k, o), openPw(t, rdir, k, ro)
-			h.did("reopen")
+			h.Did("reopen")
 		}
 		ship()
 		h.check("writer", w)
@@ -136,16 +125,6 @@ func runPasswordHistory(t *testing.T, seed uint64, o store.Options) {
 }
 
 var pwHistoryReleases = []string{"PP-1", "PP-2", "PP-3", "PP-4"}
-
-func (h *pwHistory) did(format string, a ...any) {
-	h.steps = append(h.steps, fmt.Sprintf(format, a...))
-}
-
-func (h *pwHistory) fatalf(format string, a ...any) {
-	h.t.Helper()
-	h.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", h.seed, h.seed, h.step, h.steps,
-		fmt.Sprintf(format, a...))
-}
 
 // records draws up to n records of the pool, some hashes repeated, in
 // the order of the pool (a first import streams them into a base) or not.
@@ -182,10 +161,10 @@ func (h *pwHistory) importSome(p *store.Passwords) {
 	h.t.Helper()
 	name := pwHistoryReleases[h.rng.IntN(len(pwHistoryReleases))]
 	rs, counts, sorted := h.records(400)
-	h.did("import %d hashes (in order %v) into %s", len(rs), sorted, name)
+	h.Did("import %d hashes (in order %v) into %s", len(rs), sorted, name)
 	st, err := p.Import(context.Background(), release(name), 0, pwBatches(rs, 1+h.rng.IntN(250), nil))
 	if err != nil {
-		h.fatalf("Import = %v", err)
+		h.Fatalf("Import = %v", err)
 	}
 	var fresh uint64
 	for j := range counts {
@@ -195,7 +174,7 @@ func (h *pwHistory) importSome(p *store.Passwords) {
 	}
 	h.version++
 	if st.Received != uint64(len(rs)) || st.NewHashes != fresh || st.Version != h.version {
-		h.fatalf("Import stats = %+v; want %d received, %d new, version %d", st, len(rs), fresh, h.version)
+		h.Fatalf("Import stats = %+v; want %d received, %d new, version %d", st, len(rs), fresh, h.version)
 	}
 	h.imports = append(h.imports, pwImport{release: name, counts: counts})
 }
@@ -204,21 +183,21 @@ func (h *pwHistory) interruptedImport(p *store.Passwords) {
 	h.t.Helper()
 	name := pwHistoryReleases[h.rng.IntN(len(pwHistoryReleases))]
 	rs, _, sorted := h.records(400)
-	h.did("import %d hashes (in order %v) into %s, then a source error", len(rs), sorted, name)
+	h.Did("import %d hashes (in order %v) into %s, then a source error", len(rs), sorted, name)
 	if _, err := p.Import(context.Background(), release(name), 0, pwBatches(rs, 1+h.rng.IntN(250), errors.New("the source failed"))); err == nil {
-		h.fatalf("an interrupted Import = nil, want an error")
+		h.Fatalf("an interrupted Import = nil, want an error")
 	}
 }
 
 func (h *pwHistory) delete(p *store.Passwords) {
 	h.t.Helper()
 	name := pwHistoryReleases[h.rng.IntN(len(pwHistoryReleases))]
-	h.did("delete %s", name)
+	h.Did("delete %s", name)
 	removed, v, err := p.DeleteBreach(context.Background(), name)
 	kept := slices.DeleteFunc(slices.Clone(h.imports), func(im pwImport) bool { return im.release == name })
 	if len(kept) == len(h.imports) {
 		if !errors.Is(err, breachd.ErrNotFound) {
-			h.fatalf("DeleteBreach(%s), not a release, = %v, want ErrNotFound", name, err)
+			h.Fatalf("DeleteBreach(%s), not a release, = %v, want ErrNotFound", name, err)
 		}
 		return
 	}
@@ -237,7 +216,7 @@ func (h *pwHistory) delete(p *store.Passwords) {
 	}
 	h.version++
 	if err != nil || removed != uint64(before-after) || v != h.version {
-		h.fatalf("DeleteBreach(%s) = %d, %d, %v; want %d removed at version %d", name, removed, v, err, before-after, h.version)
+		h.Fatalf("DeleteBreach(%s) = %d, %d, %v; want %d removed at version %d", name, removed, v, err, before-after, h.version)
 	}
 }
 
@@ -261,19 +240,19 @@ func (h *pwHistory) check(who string, p *store.Passwords) {
 		}
 		got, err := p.Lookup(ctx, ph)
 		if err != nil || got.Count != n || got.CorpusVersion != h.version {
-			h.fatalf("%s: Lookup(hash %d) = %+v, %v; want count %d at version %d", who, j, got, err, n, h.version)
+			h.Fatalf("%s: Lookup(hash %d) = %+v, %v; want count %d at version %d", who, j, got, err, n, h.version)
 		}
 	}
 	for _, pre := range h.prefixes {
 		var got []string
 		v, err := p.Range(ctx, pre, func(hash []byte, n uint64) {
 			if want[string(hash)] != n {
-				h.fatalf("%s: Range(%s) gave %X:%d, want count %d", who, pre, hash, n, want[string(hash)])
+				h.Fatalf("%s: Range(%s) gave %X:%d, want count %d", who, pre, hash, n, want[string(hash)])
 			}
 			got = append(got, string(hash))
 		})
 		if err != nil || (v != h.version && h.version > 0) {
-			h.fatalf("%s: Range(%s) = version %d, %v; want version %d", who, pre, v, err, h.version)
+			h.Fatalf("%s: Range(%s) = version %d, %v; want version %d", who, pre, v, err, h.version)
 		}
 		var exp []string
 		for hs := range want {
@@ -283,7 +262,7 @@ func (h *pwHistory) check(who string, p *store.Passwords) {
 		}
 		slices.Sort(exp)
 		if !slices.Equal(got, exp) {
-			h.fatalf("%s: Range(%s) gave %d hashes, want %d (in order)", who, pre, len(got), len(exp))
+			h.Fatalf("%s: Range(%s) gave %d hashes, want %d (in order)", who, pre, len(got), len(exp))
 		}
 	}
 	rels := map[string]map[int]bool{}
@@ -299,10 +278,10 @@ func (h *pwHistory) check(who string, p *store.Passwords) {
 	for _, r := range p.Releases() {
 		names = append(names, r.Name)
 		if r.Hashes != uint64(len(rels[r.Name])) {
-			h.fatalf("%s: release %s carries %d hashes, want %d", who, r.Name, r.Hashes, len(rels[r.Name]))
+			h.Fatalf("%s: release %s carries %d hashes, want %d", who, r.Name, r.Hashes, len(rels[r.Name]))
 		}
 	}
 	if wantNames := slices.Sorted(maps.Keys(rels)); !slices.Equal(names, wantNames) {
-		h.fatalf("%s: releases %v, want %v", who, names, wantNames)
+		h.Fatalf("%s: releases %v, want %v", who, names, wantNames)
 	}
 }

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
-	"time"
 
 	"github.com/breachd/breachd"
 )
@@ -20,25 +17,18 @@ import (
 // reopens over a small pool of accounts, and after each step checks every
 // account, the catalogue and the version against a model. The sequence
 // comes from a seed, drawn afresh each run and named in any failure;
-// BREACHD_HISTORY_SEED=N runs seed N again.
+// BREACHD_HISTORY_SEED=N runs seed N again (Steps).
 //
 // Unlike Run's invariants it checks one goroutine's answers: it runs in
 // make test's no-race job.
 func History(t *testing.T, open Opener) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("BREACHD_HISTORY_SEED=%q: %v", s, err)
-		}
-	}
-	h := &history{t: t, rng: rand.New(rand.NewPCG(seed, 0x6272656163686400)), seed: seed,
-		pool: Digests("history", 2000), in: map[int]map[string]bool{}, breaches: map[string]*modelBreach{}}
+	rec, rng := NewSteps(t, 0x6272656163686400)
+	h := &history{Steps: rec, t: t, rng: rng, pool: Digests("history", 2000), in: map[int]map[string]bool{}, breaches: map[string]*modelBreach{}}
 	dir := t.TempDir()
 	b := open(t, dir)
 	defer func() { b.Close() }()
 	const steps = 40
-	for h.step = range steps {
+	for h.Step = range steps {
 		switch r := h.rng.IntN(100); {
 		case r < 45:
 			h.importSome(b)
@@ -50,10 +40,10 @@ func History(t *testing.T, open Opener) {
 			h.update(b)
 		default:
 			if err := b.Close(); err != nil {
-				h.fatalf("Close = %v", err)
+				h.Fatalf("Close = %v", err)
 			}
 			b = open(t, dir)
-			h.did("reopen")
+			h.Did("reopen")
 		}
 		h.check(b)
 	}
@@ -62,11 +52,9 @@ func History(t *testing.T, open Opener) {
 // history is the model of a corpus: which accounts (indices into pool) are
 // in which breaches, each breach's title, and the version.
 type history struct {
+	*Steps
 	t        *testing.T
 	rng      *rand.Rand
-	seed     uint64
-	step     int
-	steps    []string // what each step did, for a failure's message
 	pool     []breachd.Digest
 	in       map[int]map[string]bool
 	breaches map[string]*modelBreach
@@ -79,16 +67,6 @@ type modelBreach struct {
 }
 
 var historyNames = []string{"Alpha", "Beta", "Gamma", "Delta", "Epsilon"}
-
-func (h *history) did(format string, a ...any) {
-	h.steps = append(h.steps, fmt.Sprintf(format, a...))
-}
-
-func (h *history) fatalf(format string, a ...any) {
-	h.t.Helper()
-	h.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", h.seed, h.seed, h.step, h.steps,
-		fmt.Sprintf(format, a...))
-}
 
 // sample picks up to n accounts of the pool, some of them twice.
 func (h *history) sample(n int) []int {
@@ -123,10 +101,10 @@ func (h *history) importSome(b Backend) {
 	h.t.Helper()
 	name := historyNames[h.rng.IntN(len(historyNames))]
 	idx := h.sample(800)
-	h.did("import %d accounts into %s", len(idx), name)
+	h.Did("import %d accounts into %s", len(idx), name)
 	st, err := b.Import(context.Background(), h.record(name), Batches(h.digests(idx), 1+h.rng.IntN(300), nil))
 	if err != nil {
-		h.fatalf("Import = %v", err)
+		h.Fatalf("Import = %v", err)
 	}
 	var fresh, known int
 	seen := map[int]bool{}
@@ -146,7 +124,7 @@ func (h *history) importSome(b Backend) {
 	want := breachd.ImportStats{Breach: name, Received: uint64(len(idx)), NewAccounts: uint64(fresh), KnownAccounts: uint64(known),
 		Duplicates: uint64(len(idx) - fresh - known), Version: h.version}
 	if st != want {
-		h.fatalf("Import stats = %+v, want %+v", st, want)
+		h.Fatalf("Import stats = %+v, want %+v", st, want)
 	}
 	m := h.breaches[name]
 	if m == nil {
@@ -173,10 +151,10 @@ func (h *history) interruptedImport(b Backend) {
 	defer cancel()
 	var err error
 	if h.rng.IntN(2) == 0 {
-		h.did("import %d accounts into %s, then a source error", len(idx), name)
+		h.Did("import %d accounts into %s, then a source error", len(idx), name)
 		_, err = b.Import(ctx, h.record(name), Batches(ds, 1+h.rng.IntN(300), errors.New("the source failed")))
 	} else {
-		h.did("import %d accounts into %s, cancelled", len(idx), name)
+		h.Did("import %d accounts into %s, cancelled", len(idx), name)
 		_, err = b.Import(ctx, h.record(name), func(yield func([]breachd.Digest, error) bool) {
 			if yield(ds[:len(ds)/2], nil) {
 				cancel()
@@ -185,18 +163,18 @@ func (h *history) interruptedImport(b Backend) {
 		})
 	}
 	if err == nil {
-		h.fatalf("an interrupted Import = nil, want an error")
+		h.Fatalf("an interrupted Import = nil, want an error")
 	}
 }
 
 func (h *history) delete(b Backend) {
 	h.t.Helper()
 	name := historyNames[h.rng.IntN(len(historyNames))]
-	h.did("delete %s", name)
+	h.Did("delete %s", name)
 	removed, v, err := b.DeleteBreach(context.Background(), name)
 	if h.breaches[name] == nil {
 		if !errors.Is(err, breachd.ErrNotFound) {
-			h.fatalf("DeleteBreach(%s), not in the catalogue, = %v, want ErrNotFound", name, err)
+			h.Fatalf("DeleteBreach(%s), not in the catalogue, = %v, want ErrNotFound", name, err)
 		}
 		return
 	}
@@ -212,7 +190,7 @@ func (h *history) delete(b Backend) {
 	delete(h.breaches, name)
 	h.version++
 	if err != nil || removed != only || v != h.version {
-		h.fatalf("DeleteBreach(%s) = %d, %d, %v; want %d removed at version %d", name, removed, v, err, only, h.version)
+		h.Fatalf("DeleteBreach(%s) = %d, %d, %v; want %d removed at version %d", name, removed, v, err, only, h.version)
 	}
 }
 
@@ -220,20 +198,20 @@ func (h *history) update(b Backend) {
 	h.t.Helper()
 	name := historyNames[h.rng.IntN(len(historyNames))]
 	r := h.record(name)
-	r.Title = fmt.Sprintf("%s, corrected at step %d", name, h.step)
-	h.did("correct %s", name)
+	r.Title = fmt.Sprintf("%s, corrected at step %d", name, h.Step)
+	h.Did("correct %s", name)
 	e, v, err := b.UpdateBreach(context.Background(), r)
 	m := h.breaches[name]
 	if m == nil {
 		if !errors.Is(err, breachd.ErrNotFound) {
-			h.fatalf("UpdateBreach(%s), not in the catalogue, = %v, want ErrNotFound", name, err)
+			h.Fatalf("UpdateBreach(%s), not in the catalogue, = %v, want ErrNotFound", name, err)
 		}
 		return
 	}
 	m.title = r.Title
 	h.version++
 	if err != nil || e.Title != r.Title || e.AccountCount != int64(m.accounts) || v != h.version {
-		h.fatalf("UpdateBreach(%s) = %+v, %d, %v; want its new title, %d accounts, version %d", name, e, v, err, m.accounts, h.version)
+		h.Fatalf("UpdateBreach(%s) = %+v, %d, %v; want its new title, %d accounts, version %d", name, e, v, err, m.accounts, h.version)
 	}
 }
 
@@ -244,18 +222,18 @@ func (h *history) check(b Backend) {
 	want := func(j int) []string { return slices.Sorted(maps.Keys(h.in[j])) }
 	list, v, err := b.Breaches(context.Background())
 	if err != nil || v != h.version {
-		h.fatalf("Breaches = version %d, %v; want version %d", v, err, h.version)
+		h.Fatalf("Breaches = version %d, %v; want version %d", v, err, h.version)
 	}
 	var got []string
 	for _, e := range list {
 		got = append(got, e.Name)
 		m := h.breaches[e.Name]
 		if m == nil || e.Title != m.title || e.AccountCount != int64(m.accounts) {
-			h.fatalf("catalogue entry %s: %q, %d accounts; want %+v", e.Name, e.Title, e.AccountCount, m)
+			h.Fatalf("catalogue entry %s: %q, %d accounts; want %+v", e.Name, e.Title, e.AccountCount, m)
 		}
 	}
 	if wantNames := slices.Sorted(maps.Keys(h.breaches)); !slices.Equal(got, wantNames) {
-		h.fatalf("catalogue = %v, want %v", got, wantNames)
+		h.Fatalf("catalogue = %v, want %v", got, wantNames)
 	}
 	for c := 0; c < len(h.pool); c += breachd.MaxBatch {
 		end := min(c+breachd.MaxBatch, len(h.pool))
@@ -267,20 +245,20 @@ func (h *history) check(b Backend) {
 		v, err := b.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) {
 			for ; next < c+i; next++ {
 				if len(h.in[next]) > 0 {
-					h.fatalf("LookupBatch: account %d not exposed, want %v", next, want(next))
+					h.Fatalf("LookupBatch: account %d not exposed, want %v", next, want(next))
 				}
 			}
 			if got := names(bs); !slices.Equal(got, want(c+i)) {
-				h.fatalf("LookupBatch: account %d in %v, want %v", c+i, got, want(c+i))
+				h.Fatalf("LookupBatch: account %d in %v, want %v", c+i, got, want(c+i))
 			}
 			next = c + i + 1
 		})
 		if err != nil || v != h.version {
-			h.fatalf("LookupBatch = version %d, %v; want version %d", v, err, h.version)
+			h.Fatalf("LookupBatch = version %d, %v; want version %d", v, err, h.version)
 		}
 		for ; next < end; next++ {
 			if len(h.in[next]) > 0 {
-				h.fatalf("LookupBatch: account %d not exposed, want %v", next, want(next))
+				h.Fatalf("LookupBatch: account %d not exposed, want %v", next, want(next))
 			}
 		}
 	}
@@ -288,7 +266,7 @@ func (h *history) check(b Backend) {
 		j := h.rng.IntN(len(h.pool))
 		bs, v, err := b.Lookup(context.Background(), h.pool[j])
 		if err != nil || v != h.version || !slices.Equal(names(bs), want(j)) {
-			h.fatalf("Lookup(account %d) = %v at version %d, %v; want %v at version %d", j, names(bs), v, err, want(j), h.version)
+			h.Fatalf("Lookup(account %d) = %v at version %d, %v; want %v at version %d", j, names(bs), v, err, want(j), h.version)
 		}
 	}
 }

@@ -1,0 +1,45 @@
+package storetest
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Steps is a random history's record: its seed, drawn afresh each run
+// (BREACHD_HISTORY_SEED=N runs seed N again), and what each step did, so
+// that a failure says how to replay it and what led to it.
+type Steps struct {
+	t    *testing.T
+	Seed uint64
+	Step int
+	did  []string
+}
+
+// NewSteps returns the record of a history and its random source; stream
+// tells histories that share a seed apart.
+func NewSteps(t *testing.T, stream uint64) (*Steps, *rand.Rand) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("BREACHD_HISTORY_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("BREACHD_HISTORY_SEED=%q: %v", s, err)
+		}
+	}
+	return &Steps{t: t, Seed: seed}, rand.New(rand.NewPCG(seed, stream))
+}
+
+// Did records what the current step does.
+func (s *Steps) Did(format string, a ...any) {
+	s.did = append(s.did, fmt.Sprintf(format, a...))
+}
+
+// Fatalf fails the test with the seed, the steps so far and the message.
+func (s *Steps) Fatalf(format string, a ...any) {
+	s.t.Helper()
+	s.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", s.Seed, s.Seed, s.Step, s.did,
+		fmt.Sprintf(format, a...))
+}
