@@ -30,6 +30,8 @@ import (
 //   - sha1 and ntlm: password corpora, whose releases are the suite's
 //     breaches; an account's digest is cut to the hash's length, and its
 //     breaches are the releases whose entries hold it.
+//   - email, rekeyed at its first reopen: each check after a reopen reads
+//     a keyed corpus made from the plain one the steps before built.
 //   - pairs: the digests of email+password pairs, the email kind's codec
 //     under its own tag and without the lookup index.
 //   - follower: a read replica answering every lookup, fed by Backup and
@@ -76,6 +78,7 @@ func conformanceBackends() []conformanceBackend {
 			return open(tb, dir, o)
 		}})
 	}
+	out = append(out, conformanceBackend{"email/rekeyed-at-reopen", false, openRekeyed})
 	out = append(out, conformanceBackend{"pairs", false, func(tb testing.TB, dir string) storetest.Backend {
 		s, err := store.OpenPairs(context.Background(), dir, options(1024))
 		if err != nil {
@@ -110,6 +113,37 @@ func runConformance(t *testing.T, raced bool) {
 			})
 		}
 	}
+}
+
+// openRekeyed opens the email corpus of data directory dir plain the first
+// time, and rekeys it at the first reopen: every check after a reopen
+// reads a corpus rekeyed from what the steps before it built.
+func openRekeyed(tb testing.TB, dir string) storetest.Backend {
+	tb.Helper()
+	keyFile := filepath.Join(dir, "index.key")
+	o := options(1024)
+	switch _, err := os.Stat(keyFile); {
+	case err == nil:
+		key, err := store.ReadIndexKey(keyFile)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		o.IndexKey = key
+	case errors.Is(err, os.ErrNotExist):
+		if _, err := os.Stat(store.EmailDir(dir)); err == nil {
+			key, err := store.GenerateIndexKey(keyFile)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			if _, err := store.Rekey(context.Background(), dir, key, o); err != nil {
+				tb.Fatalf("Rekey = %v", err)
+			}
+			o.IndexKey = key
+		}
+	default:
+		tb.Fatal(err)
+	}
+	return open(tb, store.EmailDir(dir), o)
 }
 
 // passwordBackend runs the suite on a password corpus: an account is the
