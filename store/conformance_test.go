@@ -155,21 +155,37 @@ func (p *passwordBackend) Lookup(ctx context.Context, d breachd.Digest) ([]*brea
 	return p.BreachesOf(ctx, d[:])
 }
 
+// LookupBatch looks the digests up one by one, again until every answer
+// is of one version, as a batch's are.
 func (p *passwordBackend) LookupBatch(ctx context.Context, packed []byte, hit func(int, []*breachd.CatalogEntry)) (uint64, error) {
-	var version uint64
-	for i := 0; i < len(packed)/breachd.DigestSize; i++ {
-		bs, v, err := p.BreachesOf(ctx, packed[i*breachd.DigestSize:])
-		if err != nil {
-			return 0, err
+	type answer struct {
+		i  int
+		bs []*breachd.CatalogEntry
+	}
+	for {
+		var version uint64
+		var hits []answer
+		same := true
+		for i := 0; i < len(packed)/breachd.DigestSize && same; i++ {
+			bs, v, err := p.BreachesOf(ctx, packed[i*breachd.DigestSize:])
+			if err != nil {
+				return 0, err
+			}
+			if i == 0 {
+				version = v
+			}
+			same = v == version
+			if len(bs) > 0 {
+				hits = append(hits, answer{i, bs})
+			}
 		}
-		if i == 0 {
-			version = v
-		}
-		if len(bs) > 0 {
-			hit(i, bs)
+		if same {
+			for _, h := range hits {
+				hit(h.i, h.bs)
+			}
+			return version, nil
 		}
 	}
-	return version, nil
 }
 
 func (p *passwordBackend) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {

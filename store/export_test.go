@@ -76,14 +76,18 @@ func (p *Passwords) BreachesOf(ctx context.Context, key []byte) ([]*breachd.Cata
 	}
 	defer p.release()
 	var bs []*breachd.CatalogEntry
-	txn := p.snapshot(cat)
-	defer txn.Discard()
-	_, err := p.get(txn, key, func(v []byte) error {
-		var err error
-		bs, err = cat.resolve(nil, v)
+	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
+		_, err := p.get(txn, key, func(v []byte) error {
+			var err error
+			bs, err = cat.resolve(nil, v)
+			return err
+		})
 		return err
 	})
-	return bs, cat.version, err
+	if err != nil {
+		return nil, 0, err
+	}
+	return bs, cat.version, nil
 }
 
 // RebuildIndexFromBadger writes and opens (then drops) an index of the

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -19,25 +22,28 @@ import (
 // comes from a seed, drawn afresh each run and named in any failure;
 // BREACHD_HISTORY_SEED=N runs seed N again (Steps).
 //
-// Unlike Run's invariants it checks one goroutine's answers: it runs in
-// make test's no-race job.
+// Each change runs while two goroutines look accounts up, whose every
+// answer must be the model's at the version it names, the one before the
+// change or after it. It runs in make test's no-race job: the race
+// detector checks the same paths through Run's concurrent invariants.
 func History(t *testing.T, open Opener) {
 	rec, rng := NewSteps(t, 0x6272656163686400)
 	h := &history{Steps: rec, t: t, rng: rng, pool: Digests("history", 2000), in: map[int]map[string]bool{}, breaches: map[string]*modelBreach{}}
 	dir := t.TempDir()
 	b := open(t, dir)
 	defer func() { b.Close() }()
+	h.snapshot()
 	const steps = 40
 	for h.Step = range steps {
 		switch r := h.rng.IntN(100); {
 		case r < 45:
-			h.importSome(b)
+			h.whileReading(b, h.importSome)
 		case r < 55:
-			h.interruptedImport(b)
+			h.whileReading(b, h.interruptedImport)
 		case r < 72:
-			h.delete(b)
+			h.whileReading(b, h.delete)
 		case r < 85:
-			h.update(b)
+			h.whileReading(b, h.update)
 		default:
 			if err := b.Close(); err != nil {
 				h.Fatalf("Close = %v", err)
@@ -46,6 +52,99 @@ func History(t *testing.T, open Opener) {
 			h.Did("reopen")
 		}
 		h.check(b)
+	}
+}
+
+// snapshot records what every account of the pool answers at the model's
+// version: its breaches' names and titles.
+func (h *history) snapshot() {
+	if h.answers == nil {
+		h.answers = map[uint64][]string{}
+	}
+	at := make([]string, len(h.pool))
+	for j := range h.pool {
+		for _, name := range slices.Sorted(maps.Keys(h.in[j])) {
+			at[j] += name + ": " + h.breaches[name].title + "; "
+		}
+	}
+	h.answers[h.version] = at
+}
+
+// answer renders an answer as snapshot does.
+func answer(bs []*breachd.CatalogEntry) string {
+	var s string
+	for _, b := range bs {
+		s += b.Name + ": " + b.Title + "; "
+	}
+	return s
+}
+
+// whileReading runs a step while two goroutines look accounts up, one by
+// one and in batches, and then checks that each answer is the one the
+// model gives at the version it names, and that version is the one before
+// the step or after it.
+func (h *history) whileReading(b Backend, step func(Backend)) {
+	h.t.Helper()
+	type seen struct {
+		account int
+		version uint64
+		answer  string
+	}
+	before := h.version
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	got := make([][]seen, 2)
+	errs := make([]error, 2)
+	for g := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(h.Seed, uint64(g)))
+			for i := 0; !stop.Load(); i++ {
+				if i%8 == 7 { // a batch of 64 accounts in a row
+					from := r.IntN(len(h.pool) - 64)
+					packed := make([]byte, 0, 64*breachd.DigestSize)
+					for _, d := range h.pool[from : from+64] {
+						packed = append(packed, d[:]...)
+					}
+					hits := map[int]string{}
+					v, err := b.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) { hits[from+i] = answer(bs) })
+					if err != nil {
+						errs[g] = err
+						return
+					}
+					for j := from; j < from+64; j++ {
+						got[g] = append(got[g], seen{j, v, hits[j]})
+					}
+				} else {
+					j := r.IntN(len(h.pool))
+					bs, v, err := b.Lookup(context.Background(), h.pool[j])
+					if err != nil {
+						errs[g] = err
+						return
+					}
+					got[g] = append(got[g], seen{j, v, answer(bs)})
+				}
+				runtime.Gosched() // let the step run
+			}
+		}()
+	}
+	step(b)
+	stop.Store(true)
+	wg.Wait()
+	h.snapshot()
+	if err := errors.Join(errs...); err != nil {
+		h.Fatalf("a lookup during the step: %v", err)
+	}
+	for _, ss := range got {
+		for _, s := range ss {
+			if s.version < before || s.version > h.version {
+				h.Fatalf("an answer during the step at version %d, want %d to %d", s.version, before, h.version)
+			}
+			if want := h.answers[s.version][s.account]; s.answer != want {
+				h.Fatalf("during the step, account %d answered %q at version %d, want %q", s.account, s.answer, s.version, want)
+			}
+		}
 	}
 }
 
@@ -59,6 +158,7 @@ type history struct {
 	in       map[int]map[string]bool
 	breaches map[string]*modelBreach
 	version  uint64
+	answers  map[uint64][]string // what each account answers, by version
 }
 
 type modelBreach struct {
