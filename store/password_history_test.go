@@ -7,7 +7,10 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -20,7 +23,9 @@ import (
 // it; more hashes for a known release), interrupted imports, deletes and
 // reopens, on a writer and on a replica fed a backup after each step, and
 // checks after each step every hash's count, the ranges of its prefixes
-// and the releases against a model: a hash answers the highest count of
+// and the releases against a model, and every count and range read while
+// a change or a backup is applied against the model at the version the
+// read names: a hash answers the highest count of
 // the committed imports that hold it, the counts of its repeats within
 // one import added. The sequence comes from a seed drawn afresh each run
 // and named in any failure; BREACHD_HISTORY_SEED=N runs seed N again.
@@ -52,6 +57,8 @@ type pwHistory struct {
 	prefixes []breachd.RangePrefix
 	imports  []pwImport
 	version  uint64
+	index    map[string]int      // a pool hash's index, by its bytes
+	counts   map[uint64][]uint64 // every hash's count, by version
 }
 
 type pwImport struct {
@@ -86,7 +93,7 @@ func runPasswordHistory(t *testing.T, o store.Options) {
 	ro.Follower = true
 	w, r := openPw(t, wdir, k, o), openPw(t, rdir, k, ro)
 	defer func() { w.Close(); r.Close() }()
-	var since uint64
+	var since, shipped uint64 // the last backup's end, and the version it brought the replica to
 	ship := func() {
 		t.Helper()
 		if h.version == 0 {
@@ -97,20 +104,27 @@ func runPasswordHistory(t *testing.T, o store.Options) {
 		if err != nil {
 			h.Fatalf("Backup = %v", err)
 		}
-		if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
-			h.Fatalf("ApplyBackup = %v", err)
-		}
-		since = info.Upto
+		h.whileReading("replica", r, shipped, func() {
+			if _, err := r.ApplyBackup(ctx, &buf, info.Keys); err != nil {
+				h.Fatalf("ApplyBackup = %v", err)
+			}
+		})
+		since, shipped = info.Upto, h.version
 	}
+	h.index = map[string]int{}
+	for j, ph := range h.pool {
+		h.index[string(ph.Bytes())] = j
+	}
+	h.snapshot()
 	const steps = 24
 	for h.Step = range steps {
 		switch x := h.rng.IntN(100); {
 		case x < 50:
-			h.importSome(w)
+			h.whileReading("writer", w, h.version, func() { h.importSome(w) })
 		case x < 60:
-			h.interruptedImport(w)
+			h.whileReading("writer", w, h.version, func() { h.interruptedImport(w) })
 		case x < 85:
-			h.delete(w)
+			h.whileReading("writer", w, h.version, func() { h.delete(w) })
 		default:
 			if err := errors.Join(w.Close(), r.Close()); err != nil {
 				h.Fatalf("Close = %v", err)
@@ -118,10 +132,116 @@ func runPasswordHistory(t *testing.T, o store.Options) {
 			w, r = openPw(t, wdir, k, o), openPw(t, rdir, k, ro)
 			h.Did("reopen")
 		}
+		h.snapshot()
 		ship()
 		h.check("writer", w)
 		h.check("replica", r)
 	}
+}
+
+// snapshot records every hash's count at the model's version.
+func (h *pwHistory) snapshot() {
+	if h.counts == nil {
+		h.counts = map[uint64][]uint64{}
+	}
+	at := make([]uint64, len(h.pool))
+	for j := range h.pool {
+		at[j] = h.count(j)
+	}
+	h.counts[h.version] = at
+}
+
+// whileReading runs step (a change on the writer, or a backup applied to
+// the replica) while two goroutines read p, hashes one by one and whole
+// ranges, and then checks that each answer is the model's at the version
+// it names, from before (p's version before the step) to the model's
+// after it. A range is checked whole: its hashes and their counts.
+func (h *pwHistory) whileReading(who string, p *store.Passwords, before uint64, step func()) {
+	h.t.Helper()
+	type seen struct {
+		account int // -1: a range
+		prefix  breachd.RangePrefix
+		version uint64
+		count   uint64
+		hashes  map[int]uint64
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	got := make([][]seen, 2)
+	errs := make([]error, 2)
+	for g := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(h.Seed, uint64(g)))
+			for i := 0; !stop.Load(); i++ {
+				if i%8 == 7 {
+					pre := h.prefixes[r.IntN(len(h.prefixes))]
+					s := seen{account: -1, prefix: pre, hashes: map[int]uint64{}}
+					v, err := p.Range(context.Background(), pre, func(hash []byte, n uint64) {
+						j, ok := h.index[string(hash)]
+						if !ok {
+							j = -1 - len(s.hashes) // not in the pool: reported below
+						}
+						s.hashes[j] = n
+					})
+					if err != nil {
+						errs[g] = err
+						return
+					}
+					s.version = v
+					got[g] = append(got[g], s)
+				} else {
+					j := r.IntN(len(h.pool))
+					e, err := p.Lookup(context.Background(), h.pool[j])
+					if err != nil {
+						errs[g] = err
+						return
+					}
+					got[g] = append(got[g], seen{account: j, version: e.CorpusVersion, count: e.Count})
+				}
+				runtime.Gosched() // let the step run
+			}
+		}()
+	}
+	step()
+	stop.Store(true)
+	wg.Wait()
+	h.snapshot()
+	if err := errors.Join(errs...); err != nil {
+		h.Fatalf("%s: a read during the step: %v", who, err)
+	}
+	for _, ss := range got {
+		for _, s := range ss {
+			at := h.counts[s.version]
+			if s.version < before || s.version > h.version || at == nil {
+				if s.version == 0 && s.account == -1 && len(s.hashes) == 0 {
+					continue // an empty corpus's range names no version
+				}
+				h.Fatalf("%s: a read during the step at version %d, want %d to %d", who, s.version, before, h.version)
+			}
+			if s.account >= 0 {
+				if s.count != at[s.account] {
+					h.Fatalf("%s: during the step, hash %d counted %d at version %d, want %d", who, s.account, s.count, s.version, at[s.account])
+				}
+				continue
+			}
+			want := map[int]uint64{}
+			for j, ph := range h.pool {
+				if at[j] > 0 && rangeOf(ph) == s.prefix {
+					want[j] = at[j]
+				}
+			}
+			if !maps.Equal(s.hashes, want) {
+				h.Fatalf("%s: during the step, Range(%s) gave %d hashes at version %d, want %d (or other counts)", who, s.prefix, len(s.hashes), s.version, len(want))
+			}
+		}
+	}
+}
+
+func rangeOf(ph breachd.PasswordHash) breachd.RangePrefix {
+	b := ph.Bytes()
+	return breachd.RangePrefix(uint32(b[0])<<12 | uint32(b[1])<<4 | uint32(b[2])>>4)
 }
 
 var pwHistoryReleases = []string{"PP-1", "PP-2", "PP-3", "PP-4"}
