@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/blind"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -32,6 +34,9 @@ import (
 //     breaches are the releases whose entries hold it.
 //   - email, rekeyed at its first reopen: each check after a reopen reads
 //     a keyed corpus made from the plain one the steps before built.
+//   - private: a keyed corpus with private rows, every lookup a private
+//     check as a client makes it; its random history only, with 64
+//     accounts checked a step (a check is two group operations a side).
 //   - pairs: the digests of email+password pairs, the email kind's codec
 //     under its own tag and without the lookup index.
 //   - follower: a read replica answering every lookup, fed by Backup and
@@ -51,9 +56,13 @@ func TestConformanceMatrix(t *testing.T) { runConformance(t, false) }
 // conformanceBackend is one configuration of the suite: raced says
 // whether TestConformance (raced) or TestConformanceMatrix runs it.
 type conformanceBackend struct {
-	name  string
-	raced bool
-	open  func(tb testing.TB, dir string) storetest.Backend
+	name    string
+	raced   bool
+	open    func(tb testing.TB, dir string) storetest.Backend
+	history storetest.HistoryOptions
+	// historyOnly: the backend's lookups are too costly for Run's
+	// thousands (a private check is about 0.2 ms of group operations).
+	historyOnly bool
 }
 
 func conformanceBackends() []conformanceBackend {
@@ -69,7 +78,7 @@ func conformanceBackends() []conformanceBackend {
 		{"bulk-spilled", false, 0, 700, store.IndexBackground}, {"spilled-then-bounded", false, 3000, 700, store.IndexBackground},
 		{"index-inline", true, 0, 0, store.IndexInline}, {"index-off", false, 0, 0, store.IndexOff},
 	} {
-		out = append(out, conformanceBackend{"email/" + tc.name, tc.raced, func(tb testing.TB, dir string) storetest.Backend {
+		out = append(out, conformanceBackend{name: "email/" + tc.name, raced: tc.raced, open: func(tb testing.TB, dir string) storetest.Backend {
 			o := options(1024)
 			o.MaxBulkDigests, o.Index = tc.maxBulk, tc.index
 			if tc.chunk > 0 {
@@ -78,8 +87,8 @@ func conformanceBackends() []conformanceBackend {
 			return open(tb, dir, o)
 		}})
 	}
-	out = append(out, conformanceBackend{"email/rekeyed-at-reopen", false, openRekeyed})
-	out = append(out, conformanceBackend{"pairs", false, func(tb testing.TB, dir string) storetest.Backend {
+	out = append(out, conformanceBackend{name: "email/rekeyed-at-reopen", raced: false, open: openRekeyed})
+	out = append(out, conformanceBackend{name: "pairs", raced: false, open: func(tb testing.TB, dir string) storetest.Backend {
 		s, err := store.OpenPairs(context.Background(), dir, options(1024))
 		if err != nil {
 			tb.Fatal(err)
@@ -87,20 +96,22 @@ func conformanceBackends() []conformanceBackend {
 		return s
 	}})
 	for _, k := range breachd.HashKinds {
-		out = append(out, conformanceBackend{k.String(), k == breachd.SHA1, func(tb testing.TB, dir string) storetest.Backend {
+		out = append(out, conformanceBackend{name: k.String(), raced: k == breachd.SHA1, open: func(tb testing.TB, dir string) storetest.Backend {
 			return &passwordBackend{Passwords: openPw(tb, dir, k, options(1024))}
 		}})
 	}
+	out = append(out, conformanceBackend{name: "private", open: openPrivateBackend,
+		history: storetest.HistoryOptions{Checked: 64}, historyOnly: true})
 	out = append(out,
-		conformanceBackend{"follower", true, func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexBackground) }},
-		conformanceBackend{"follower-index-off", false, func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexOff) }})
+		conformanceBackend{name: "follower", raced: true, open: func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexBackground) }},
+		conformanceBackend{name: "follower-index-off", raced: false, open: func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexOff) }})
 	return out
 }
 
 func runConformance(t *testing.T, raced bool) {
 	t.Parallel()
 	for _, b := range conformanceBackends() {
-		if b.raced == raced {
+		if b.raced == raced && !b.historyOnly {
 			t.Run(b.name, func(t *testing.T) {
 				t.Parallel()
 				storetest.Run(t, b.open, true)
@@ -109,7 +120,7 @@ func runConformance(t *testing.T, raced bool) {
 		if !raced { // every backend's random history, unraced
 			t.Run(b.name+"/RandomHistory", func(t *testing.T) {
 				t.Parallel()
-				storetest.History(t, b.open)
+				storetest.History(t, b.open, b.history)
 			})
 		}
 	}
@@ -146,18 +157,60 @@ func openRekeyed(tb testing.TB, dir string) storetest.Backend {
 	return open(tb, store.EmailDir(dir), o)
 }
 
-// passwordBackend runs the suite on a password corpus: an account is the
-// first bytes of its digest, imported with a count of 1, and it is "in" the
-// releases whose committed entries hold it.
-type passwordBackend struct{ *store.Passwords }
+// privateBackend runs the suite on a private corpus (keyed, with private
+// rows), answering every lookup with a private check as a client makes it:
+// blinded at the prefix length the corpus advertises, then matched.
+type privateBackend struct{ *store.Store }
 
-func (p *passwordBackend) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.CatalogEntry, uint64, error) {
-	return p.BreachesOf(ctx, d[:])
+func openPrivateBackend(tb testing.TB, dir string) storetest.Backend {
+	tb.Helper()
+	keyFile := filepath.Join(dir, "index.key")
+	key, err := store.ReadIndexKey(keyFile)
+	if errors.Is(err, os.ErrNotExist) {
+		key, err = store.GenerateIndexKey(keyFile)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	o := options(1024)
+	o.IndexKey, o.Private, o.BucketMin = key, true, 4
+	return &privateBackend{open(tb, store.EmailDir(dir), o)}
 }
 
-// LookupBatch looks the digests up one by one, again until every answer
-// is of one version, as a batch's are.
-func (p *passwordBackend) LookupBatch(ctx context.Context, packed []byte, hit func(int, []*breachd.CatalogEntry)) (uint64, error) {
+func (p *privateBackend) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.CatalogEntry, uint64, error) {
+	for {
+		info, err := p.PrivateInfo(ctx)
+		if errors.Is(err, breachd.ErrUnavailable) { // the buckets' first count, at open
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		r, err := blind.New(d, info.PrefixBits)
+		if err != nil {
+			return nil, 0, err
+		}
+		a, err := p.PrivateCheck(ctx, r.Query)
+		if errors.Is(err, breachd.ErrStalePrefix) { // recounted since PrivateInfo
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		bs, err := r.Match(a)
+		return bs, a.CorpusVersion, err
+	}
+}
+
+func (p *privateBackend) LookupBatch(ctx context.Context, packed []byte, hit func(int, []*breachd.CatalogEntry)) (uint64, error) {
+	return oneByOne(ctx, packed, hit, p.Lookup)
+}
+
+// oneByOne answers a batch through lookup, one digest at a time, and again
+// until every answer is of one version, as a batch's are.
+func oneByOne(ctx context.Context, packed []byte, hit func(int, []*breachd.CatalogEntry),
+	lookup func(context.Context, breachd.Digest) ([]*breachd.CatalogEntry, uint64, error)) (uint64, error) {
 	type answer struct {
 		i  int
 		bs []*breachd.CatalogEntry
@@ -167,7 +220,7 @@ func (p *passwordBackend) LookupBatch(ctx context.Context, packed []byte, hit fu
 		var hits []answer
 		same := true
 		for i := 0; i < len(packed)/breachd.DigestSize && same; i++ {
-			bs, v, err := p.BreachesOf(ctx, packed[i*breachd.DigestSize:])
+			bs, v, err := lookup(ctx, breachd.Digest(packed[i*breachd.DigestSize:]))
 			if err != nil {
 				return 0, err
 			}
@@ -186,6 +239,19 @@ func (p *passwordBackend) LookupBatch(ctx context.Context, packed []byte, hit fu
 			return version, nil
 		}
 	}
+}
+
+// passwordBackend runs the suite on a password corpus: an account is the
+// first bytes of its digest, imported with a count of 1, and it is "in" the
+// releases whose committed entries hold it.
+type passwordBackend struct{ *store.Passwords }
+
+func (p *passwordBackend) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.CatalogEntry, uint64, error) {
+	return p.BreachesOf(ctx, d[:])
+}
+
+func (p *passwordBackend) LookupBatch(ctx context.Context, packed []byte, hit func(int, []*breachd.CatalogEntry)) (uint64, error) {
+	return oneByOne(ctx, packed, hit, p.Lookup)
 }
 
 func (p *passwordBackend) Import(ctx context.Context, b breachd.Breach, batches iter.Seq2[[]breachd.Digest, error]) (breachd.ImportStats, error) {
