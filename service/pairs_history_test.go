@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -22,8 +25,10 @@ import (
 // against a model: a breach imported with its passwords says whether the
 // account's password is among its pairs, any other says nothing, and a
 // password's count is the highest any counted import of a live combolist
-// gave it. The sequence comes from a seed drawn afresh each run and named
-// in any failure; BREACHD_HISTORY_SEED=N runs seed N again.
+// gave it. Each change runs while two goroutines assess accounts, whose
+// every part must be the model's before the change or after it. The
+// sequence comes from a seed drawn afresh each run and named in any
+// failure; BREACHD_HISTORY_SEED=N runs seed N again.
 func TestPairHistory(t *testing.T) {
 	t.Parallel()
 	steps, rng := storetest.NewSteps(t, 0x7061697273)
@@ -34,15 +39,15 @@ func TestPairHistory(t *testing.T) {
 	for h.Step = range 40 {
 		switch x := h.rng.IntN(100); {
 		case x < 35:
-			h.importPairs()
+			h.whileAssessing(h.importPairs)
 		case x < 50:
-			h.importAccounts()
+			h.whileAssessing(h.importAccounts)
 		case x < 60:
-			h.failedImport()
+			h.whileAssessing(h.failedImport)
 		case x < 78:
-			h.delete()
+			h.whileAssessing(h.delete)
 		case x < 88:
-			h.update()
+			h.whileAssessing(h.update)
 		default:
 			h.close()
 			h.open(dir)
@@ -265,45 +270,123 @@ func (h *pairHistory) update() {
 	m.title = b.Title
 }
 
+// expect is what an assessment of account j, with password pw if asked,
+// says under breaches: each breach's password status, and the count.
+func expect(breaches map[string]*pairBreach, j, pw int, asked bool) (map[string]string, uint64) {
+	want := map[string]string{}
+	var count uint64
+	for name, m := range breaches {
+		if asked {
+			count = max(count, m.counts[pw])
+		}
+		if !m.accounts[j] {
+			continue
+		}
+		switch {
+		case !asked || !m.combolist:
+			want[name] = breachd.PasswordUnknown.String()
+		case m.pairs[[2]int{j, pw}]:
+			want[name] = breachd.PasswordExposed.String()
+		default:
+			want[name] = breachd.PasswordNotExposed.String()
+		}
+	}
+	return want, count
+}
+
+func (h *pairHistory) assess(j, pw int, asked bool) (map[string]string, *breachd.Assessment, error) {
+	req := breachd.AssessRequest{Account: h.accounts[j], HasPassword: asked}
+	if asked {
+		req.Password = pwSHA1(pw)
+	}
+	a, err := h.svc.Assess(context.Background(), req)
+	got := map[string]string{}
+	for _, b := range a.Breaches {
+		got[b.Name] = b.Password.String()
+	}
+	return got, &a, err
+}
+
+// whileAssessing runs a step while two goroutines assess accounts, and
+// then checks each assessment against the model before the step and
+// after it. A change spans corpora that commit one after another, so
+// the parts of one answer may differ in which they show: its breaches
+// are one or the other's (the email corpus commits at once), each
+// breach's status is one or the other's, and so is the count.
+func (h *pairHistory) whileAssessing(step func()) {
+	h.t.Helper()
+	before := map[string]*pairBreach{}
+	for name, m := range h.breaches {
+		c := *m
+		c.accounts, c.pairs, c.counts = maps.Clone(m.accounts), maps.Clone(m.pairs), maps.Clone(m.counts)
+		before[name] = &c
+	}
+	type seen struct {
+		j, pw int
+		asked bool
+		got   map[string]string
+		count uint64
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	got := make([][]seen, 2)
+	errs := make([]error, 2)
+	for g := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(h.Seed, uint64(g)))
+			for !stop.Load() {
+				s := seen{j: r.IntN(len(h.accounts)), pw: r.IntN(pairHistoryPasswords), asked: r.IntN(8) != 0}
+				m, a, err := h.assess(s.j, s.pw, s.asked)
+				if err != nil {
+					errs[g] = err
+					return
+				}
+				s.got, s.count = m, a.PasswordCount
+				got[g] = append(got[g], s)
+				runtime.Gosched() // let the step run
+			}
+		}()
+	}
+	step()
+	stop.Store(true)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		h.Fatalf("Assess during the step = %v", err)
+	}
+	for _, ss := range got {
+		for _, s := range ss {
+			wantBefore, countBefore := expect(before, s.j, s.pw, s.asked)
+			wantAfter, countAfter := expect(h.breaches, s.j, s.pw, s.asked)
+			names := slices.Sorted(maps.Keys(s.got))
+			ok := slices.Equal(names, slices.Sorted(maps.Keys(wantBefore))) || slices.Equal(names, slices.Sorted(maps.Keys(wantAfter)))
+			for name, st := range s.got {
+				ok = ok && (st == wantBefore[name] || st == wantAfter[name])
+			}
+			if !ok || (s.count != countBefore && s.count != countAfter) {
+				h.Fatalf("during the step, account %d with password %d (asked %v): %v, count %d; want %v, count %d, or %v, count %d",
+					s.j, s.pw, s.asked, s.got, s.count, wantBefore, countBefore, wantAfter, countAfter)
+			}
+		}
+	}
+}
+
 // check assesses 120 accounts, most with a password, against the model.
 func (h *pairHistory) check() {
 	h.t.Helper()
 	for range 120 {
 		j, pw, asked := h.rng.IntN(len(h.accounts)), h.rng.IntN(pairHistoryPasswords), h.rng.IntN(8) != 0
-		req := breachd.AssessRequest{Account: h.accounts[j], HasPassword: asked}
-		if asked {
-			req.Password = pwSHA1(pw)
-		}
-		a, err := h.svc.Assess(context.Background(), req)
+		got, a, err := h.assess(j, pw, asked)
 		if err != nil {
 			h.Fatalf("Assess = %v", err)
 		}
-		got := map[string]string{}
 		for _, b := range a.Breaches {
-			got[b.Name] = b.Password.String()
 			if m := h.breaches[b.Name]; m != nil && b.Title != m.title {
 				h.Fatalf("account %d: breach %s titled %q, want %q", j, b.Name, b.Title, m.title)
 			}
 		}
-		want := map[string]string{}
-		var count uint64
-		for _, name := range slices.Sorted(maps.Keys(h.breaches)) {
-			m := h.breaches[name]
-			if asked {
-				count = max(count, m.counts[pw])
-			}
-			if !m.accounts[j] {
-				continue
-			}
-			switch st := breachd.PasswordUnknown; {
-			case !asked || !m.combolist:
-				want[name] = st.String()
-			case m.pairs[[2]int{j, pw}]:
-				want[name] = breachd.PasswordExposed.String()
-			default:
-				want[name] = breachd.PasswordNotExposed.String()
-			}
-		}
+		want, count := expect(h.breaches, j, pw, asked)
 		if !maps.Equal(got, want) || a.PasswordCount != count {
 			h.Fatalf("account %d with password %d (asked %v): %v, count %d; want %v, count %d", j, pw, asked, got, a.PasswordCount, want, count)
 		}
