@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -327,47 +324,24 @@ func (h *pairHistory) whileAssessing(step func()) {
 		got   map[string]string
 		count uint64
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	got := make([][]seen, 2)
-	errs := make([]error, 2)
-	for g := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(h.Seed, uint64(g)))
-			for !stop.Load() {
-				s := seen{j: r.IntN(len(h.accounts)), pw: r.IntN(pairHistoryPasswords), asked: r.IntN(8) != 0}
-				m, a, err := h.assess(s.j, s.pw, s.asked)
-				if err != nil {
-					errs[g] = err
-					return
-				}
-				s.got, s.count = m, a.PasswordCount
-				got[g] = append(got[g], s)
-				runtime.Gosched() // let the step run
-			}
-		}()
-	}
-	step()
-	stop.Store(true)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		h.Fatalf("Assess during the step = %v", err)
-	}
-	for _, ss := range got {
-		for _, s := range ss {
-			wantBefore, countBefore := expect(before, s.j, s.pw, s.asked)
-			wantAfter, countAfter := expect(h.breaches, s.j, s.pw, s.asked)
-			names := slices.Sorted(maps.Keys(s.got))
-			ok := slices.Equal(names, slices.Sorted(maps.Keys(wantBefore))) || slices.Equal(names, slices.Sorted(maps.Keys(wantAfter)))
-			for name, st := range s.got {
-				ok = ok && (st == wantBefore[name] || st == wantAfter[name])
-			}
-			if !ok || (s.count != countBefore && s.count != countAfter) {
-				h.Fatalf("during the step, account %d with password %d (asked %v): %v, count %d; want %v, count %d, or %v, count %d",
-					s.j, s.pw, s.asked, s.got, s.count, wantBefore, countBefore, wantAfter, countAfter)
-			}
+	got := storetest.ReadWhile(h.Steps, step, func(r *rand.Rand, see func(seen)) error {
+		s := seen{j: r.IntN(len(h.accounts)), pw: r.IntN(pairHistoryPasswords), asked: r.IntN(8) != 0}
+		m, a, err := h.assess(s.j, s.pw, s.asked)
+		s.got, s.count = m, a.PasswordCount
+		see(s)
+		return err
+	})
+	for _, s := range got {
+		wantBefore, countBefore := expect(before, s.j, s.pw, s.asked)
+		wantAfter, countAfter := expect(h.breaches, s.j, s.pw, s.asked)
+		names := slices.Sorted(maps.Keys(s.got))
+		ok := slices.Equal(names, slices.Sorted(maps.Keys(wantBefore))) || slices.Equal(names, slices.Sorted(maps.Keys(wantAfter)))
+		for name, st := range s.got {
+			ok = ok && (st == wantBefore[name] || st == wantAfter[name])
+		}
+		if !ok || (s.count != countBefore && s.count != countAfter) {
+			h.Fatalf("during the step, account %d with password %d (asked %v): %v, count %d; want %v, count %d, or %v, count %d",
+				s.j, s.pw, s.asked, s.got, s.count, wantBefore, countBefore, wantAfter, countAfter)
 		}
 	}
 }

@@ -7,10 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -165,76 +162,49 @@ func (h *pwHistory) whileReading(who string, p *store.Passwords, before uint64, 
 		count   uint64
 		hashes  map[int]uint64
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	got := make([][]seen, 2)
-	errs := make([]error, 2)
-	for g := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(h.Seed, uint64(g)))
-			for i := 0; !stop.Load(); i++ {
-				if i%8 == 7 {
-					pre := h.prefixes[r.IntN(len(h.prefixes))]
-					s := seen{account: -1, prefix: pre, hashes: map[int]uint64{}}
-					v, err := p.Range(context.Background(), pre, func(hash []byte, n uint64) {
-						j, ok := h.index[string(hash)]
-						if !ok {
-							j = -1 - len(s.hashes) // not in the pool: reported below
-						}
-						s.hashes[j] = n
-					})
-					if err != nil {
-						errs[g] = err
-						return
-					}
-					s.version = v
-					got[g] = append(got[g], s)
-				} else {
-					j := r.IntN(len(h.pool))
-					e, err := p.Lookup(context.Background(), h.pool[j])
-					if err != nil {
-						errs[g] = err
-						return
-					}
-					got[g] = append(got[g], seen{account: j, version: e.CorpusVersion, count: e.Count})
+	got := storetest.ReadWhile(h.Steps, step, func(r *rand.Rand, see func(seen)) error {
+		if r.IntN(8) == 7 {
+			pre := h.prefixes[r.IntN(len(h.prefixes))]
+			s := seen{account: -1, prefix: pre, hashes: map[int]uint64{}}
+			v, err := p.Range(context.Background(), pre, func(hash []byte, n uint64) {
+				j, ok := h.index[string(hash)]
+				if !ok {
+					j = -1 - len(s.hashes) // not in the pool: never in the model's
 				}
-				runtime.Gosched() // let the step run
-			}
-		}()
-	}
-	step()
-	stop.Store(true)
-	wg.Wait()
+				s.hashes[j] = n
+			})
+			s.version = v
+			see(s)
+			return err
+		}
+		j := r.IntN(len(h.pool))
+		e, err := p.Lookup(context.Background(), h.pool[j])
+		see(seen{account: j, version: e.CorpusVersion, count: e.Count})
+		return err
+	})
 	h.snapshot()
-	if err := errors.Join(errs...); err != nil {
-		h.Fatalf("%s: a read during the step: %v", who, err)
-	}
-	for _, ss := range got {
-		for _, s := range ss {
-			at := h.counts[s.version]
-			if s.version < before || s.version > h.version || at == nil {
-				if s.version == 0 && s.account == -1 && len(s.hashes) == 0 {
-					continue // an empty corpus's range names no version
-				}
-				h.Fatalf("%s: a read during the step at version %d, want %d to %d", who, s.version, before, h.version)
+	for _, s := range got {
+		at := h.counts[s.version]
+		if s.version < before || s.version > h.version || at == nil {
+			if s.version == 0 && s.account == -1 && len(s.hashes) == 0 {
+				continue // an empty corpus's range names no version
 			}
-			if s.account >= 0 {
-				if s.count != at[s.account] {
-					h.Fatalf("%s: during the step, hash %d counted %d at version %d, want %d", who, s.account, s.count, s.version, at[s.account])
-				}
-				continue
+			h.Fatalf("%s: a read during the step at version %d, want %d to %d", who, s.version, before, h.version)
+		}
+		if s.account >= 0 {
+			if s.count != at[s.account] {
+				h.Fatalf("%s: during the step, hash %d counted %d at version %d, want %d", who, s.account, s.count, s.version, at[s.account])
 			}
-			want := map[int]uint64{}
-			for j, ph := range h.pool {
-				if at[j] > 0 && rangeOf(ph) == s.prefix {
-					want[j] = at[j]
-				}
+			continue
+		}
+		want := map[int]uint64{}
+		for j, ph := range h.pool {
+			if at[j] > 0 && rangeOf(ph) == s.prefix {
+				want[j] = at[j]
 			}
-			if !maps.Equal(s.hashes, want) {
-				h.Fatalf("%s: during the step, Range(%s) gave %d hashes at version %d, want %d (or other counts)", who, s.prefix, len(s.hashes), s.version, len(want))
-			}
+		}
+		if !maps.Equal(s.hashes, want) {
+			h.Fatalf("%s: during the step, Range(%s) gave %d hashes at version %d, want %d (or other counts)", who, s.prefix, len(s.hashes), s.version, len(want))
 		}
 	}
 }

@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -91,59 +88,38 @@ func (h *history) whileReading(b Backend, step func(Backend)) {
 		answer  string
 	}
 	before := h.version
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	got := make([][]seen, 2)
-	errs := make([]error, 2)
-	for g := range got {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(h.Seed, uint64(g)))
-			for i := 0; !stop.Load(); i++ {
-				if i%8 == 7 { // a batch of 64 accounts in a row
-					from := r.IntN(len(h.pool) - 64)
-					packed := make([]byte, 0, 64*breachd.DigestSize)
-					for _, d := range h.pool[from : from+64] {
-						packed = append(packed, d[:]...)
-					}
-					hits := map[int]string{}
-					v, err := b.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) { hits[from+i] = answer(bs) })
-					if err != nil {
-						errs[g] = err
-						return
-					}
-					for j := from; j < from+64; j++ {
-						got[g] = append(got[g], seen{j, v, hits[j]})
-					}
-				} else {
-					j := r.IntN(len(h.pool))
-					bs, v, err := b.Lookup(context.Background(), h.pool[j])
-					if err != nil {
-						errs[g] = err
-						return
-					}
-					got[g] = append(got[g], seen{j, v, answer(bs)})
-				}
-				runtime.Gosched() // let the step run
+	got := ReadWhile(h.Steps, func() { step(b) }, func(r *rand.Rand, see func(seen)) error {
+		if r.IntN(8) == 7 { // a batch of 64 accounts in a row
+			from := r.IntN(len(h.pool) - 64)
+			packed := make([]byte, 0, 64*breachd.DigestSize)
+			for _, d := range h.pool[from : from+64] {
+				packed = append(packed, d[:]...)
 			}
-		}()
-	}
-	step(b)
-	stop.Store(true)
-	wg.Wait()
+			hits := map[int]string{}
+			v, err := b.LookupBatch(context.Background(), packed, func(i int, bs []*breachd.CatalogEntry) { hits[from+i] = answer(bs) })
+			if err != nil {
+				return err
+			}
+			for j := from; j < from+64; j++ {
+				see(seen{j, v, hits[j]})
+			}
+			return nil
+		}
+		j := r.IntN(len(h.pool))
+		bs, v, err := b.Lookup(context.Background(), h.pool[j])
+		if err != nil {
+			return err
+		}
+		see(seen{j, v, answer(bs)})
+		return nil
+	})
 	h.snapshot()
-	if err := errors.Join(errs...); err != nil {
-		h.Fatalf("a lookup during the step: %v", err)
-	}
-	for _, ss := range got {
-		for _, s := range ss {
-			if s.version < before || s.version > h.version {
-				h.Fatalf("an answer during the step at version %d, want %d to %d", s.version, before, h.version)
-			}
-			if want := h.answers[s.version][s.account]; s.answer != want {
-				h.Fatalf("during the step, account %d answered %q at version %d, want %q", s.account, s.answer, s.version, want)
-			}
+	for _, s := range got {
+		if s.version < before || s.version > h.version {
+			h.Fatalf("an answer during the step at version %d, want %d to %d", s.version, before, h.version)
+		}
+		if want := h.answers[s.version][s.account]; s.answer != want {
+			h.Fatalf("during the step, account %d answered %q at version %d, want %q", s.account, s.answer, s.version, want)
 		}
 	}
 }

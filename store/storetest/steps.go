@@ -1,10 +1,14 @@
 package storetest
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -42,4 +46,38 @@ func (s *Steps) Fatalf(format string, a ...any) {
 	s.t.Helper()
 	s.t.Fatalf("seed %d (BREACHD_HISTORY_SEED=%d reruns it), step %d of %q:\n%s", s.Seed, s.Seed, s.Step, s.did,
 		fmt.Sprintf(format, a...))
+}
+
+// ReadWhile runs step while two goroutines read, each calling read in a
+// loop with a random source of its own (from the seed) until step has
+// returned, then returns everything the reads saw (passed to see), for
+// the caller to check against its model. A read's error fails the test.
+func ReadWhile[T any](s *Steps, step func(), read func(r *rand.Rand, see func(T)) error) []T {
+	s.t.Helper()
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	seen := make([][]T, 2)
+	errs := make([]error, 2)
+	for g := range seen {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(s.Seed, uint64(g)))
+			see := func(v T) { seen[g] = append(seen[g], v) }
+			for !stop.Load() {
+				if err := read(r, see); err != nil {
+					errs[g] = err
+					return
+				}
+				runtime.Gosched() // let the step run
+			}
+		}()
+	}
+	step()
+	stop.Store(true)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		s.Fatalf("a read during the step: %v", err)
+	}
+	return append(seen[0], seen[1]...)
 }
