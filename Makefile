@@ -17,7 +17,7 @@ BENCHSTAT_VERSION          := v0.0.0-20260908200009-22c9c6c9d4da
 
 PROTO_FILES := proto/breachd/v1/breachd.proto
 
-.PHONY: all run build test test-race test-norace test-short bench bench-smoke bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test soak replica-chaos probe kratos-e2e watch-e2e
+.PHONY: all run build test test-race test-norace test-short bench bench-smoke bench-growth fuzz proto proto-check lint tidy-check clean tools verify-unit crash-test history-soak soak replica-chaos probe kratos-e2e watch-e2e
 
 all: build
 
@@ -94,6 +94,14 @@ crash-test:
 	  status=$$?; grep -E 'crash(_passwords|_pairs|_watch|_delta)?_test|^(ok|FAIL|---)' bench/out/crash.log; [ $$status -eq 0 ] || exit $$status; \
 	  BREACHD_DELETE_RUNS=$(DELETE_RUNS) $(GO) test -count=1 -run '^(TestDeleteThroughDaemon|TestDeletedBreachNeverComesBack)$$' -v -timeout 30m ./store > bench/out/delete-crash.log 2>&1; \
 	  status=$$?; grep -E '^(ok|FAIL|--- FAIL|--- PASS: TestDelete)' bench/out/delete-crash.log; exit $$status
+
+# history-soak runs the random histories HISTORY_RUNS times each, every run
+# with a new seed (docs/TESTING.md): a failure names its seed, and
+# BREACHD_HISTORY_SEED=N replays it. make test runs each once.
+HISTORY_RUNS ?= 20
+history-soak:
+	$(GO) test -count=$(HISTORY_RUNS) -run '^(TestConformanceMatrix|TestPasswordHistory|TestWatchHistory)$$' -timeout 60m ./store
+	$(GO) test -count=$(HISTORY_RUNS) -run '^TestPairHistory$$' -timeout 30m ./service
 
 # replica-chaos runs a writer and two replicas (real daemons) on a real
 # three-node JetStream cluster for CHAOS, under checks that ask for minimum
