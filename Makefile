@@ -49,7 +49,7 @@ run: build
 # (NORACE_TESTS: the detector adds nothing to them and slows them ten times),
 # and those tests without it. Nothing is left out: a test is in one job.
 # The names are unique across the packages of NORACE_PKGS and the rest.
-NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestPaddingMerge|TestScripts|TestWatchEndToEnd|TestCrashWatch|TestCrashRekey|TestSystemdService|TestKeyedDaemon|TestBoundedHistory|TestPrivateDaemon|TestCrashPrivate|TestImportNothingAccepted|TestBreachCommands|TestEndToEnd|TestRefusalLogSampled|TestMetricsBeyondLoopback|TestResume|TestBulkSweep|TestReplicas|TestReadiness|TestAuthMatrix|TestMetrics|TestMigrateLayout|TestConformanceMatrix|TestQuota|TestAdminOnlyOnSocket|TestClientCertificateRequired|TestRangeAnonymousQuota|TestHTTPConnectionPlaces|TestPasswordIndexLarge|TestPasswordIndex|TestPasswordBase|TestCrashDelta|TestReplicaDeleteThroughCompaction|TestCountedLayouts|TestCrashReplicaBase|TestPasswordHistory|TestWatchHistory
+NORACE_TESTS := TestReloadIdentities|TestAssessEndToEnd|TestReplicaDaemons|TestHIBPClient|TestCrash|TestCrashPasswords|TestCrashPairs|TestBackupsDuringImport|TestMigrateLayoutKilled|TestDiskFull|TestFilterRates|TestBulkPagesOutTables|TestReplicaKilled|TestReplicaChaos|TestSoak|TestRun|TestPadding|TestPaddingMerge|TestScripts|TestWatchEndToEnd|TestCrashWatch|TestCrashRekey|TestSystemdService|TestKeyedDaemon|TestBoundedHistory|TestPrivateDaemon|TestCrashPrivate|TestImportNothingAccepted|TestBreachCommands|TestEndToEnd|TestRefusalLogSampled|TestMetricsBeyondLoopback|TestResume|TestBulkSweep|TestReplicas|TestReadiness|TestAuthMatrix|TestMetrics|TestMigrateLayout|TestConformanceMatrix|TestQuota|TestAdminOnlyOnSocket|TestClientCertificateRequired|TestRangeAnonymousQuota|TestHTTPConnectionPlaces|TestPasswordIndexLarge|TestPasswordIndex|TestPasswordBase|TestCrashDelta|TestReplicaDeleteThroughCompaction|TestCountedLayouts|TestCrashReplicaBase|TestPasswordHistory|TestWatchHistory|TestWatchWhileChanging
 NORACE_PKGS  := ./store ./natsrepl ./bench/loadgen ./httpapi ./cmd/breachd ./cmd/breachctl
 TEST_TIMEOUT ?= 8m
 test:
@@ -100,7 +100,7 @@ crash-test:
 # BREACHD_HISTORY_SEED=N replays it. make test runs each once.
 HISTORY_RUNS ?= 20
 history-soak:
-	$(GO) test -count=$(HISTORY_RUNS) -run '^(TestConformanceMatrix|TestPasswordHistory|TestWatchHistory)$$' -timeout 60m ./store
+	$(GO) test -count=$(HISTORY_RUNS) -run '^(TestConformanceMatrix|TestPasswordHistory|TestWatchHistory|TestWatchWhileChanging)$$' -timeout 60m ./store
 	$(GO) test -count=$(HISTORY_RUNS) -run '^TestPairHistory$$' -timeout 30m ./service
 
 # replica-chaos runs a writer and two replicas (real daemons) on a real
