@@ -117,10 +117,10 @@ func (c *corpus) Backup(ctx context.Context, w io.Writer, since uint64) (BackupI
 // Badger's stream goroutines takes a 32 MiB buffer, and so does each key
 // range it reads (a corpus has some dozens): with the default 8, a delta
 // of ten rows allocated 545 MB and took 23-35 ms on 2 cores, against 68 MB
-// and 6 ms with one (BenchmarkBackup), and a writer's heap grew by up to
+// and 6-13 ms with one (BenchmarkBackup), and a writer's heap grew by up to
 // the buffers in flight. A delta reads on one goroutine; a snapshot, which
 // reads the whole corpus, on up to 8 (on 2 cores, a 2M-row snapshot took
-// 3.4 s on one and 2.1-2.3 s on two or eight).
+// 3.4 s on one, 2.1-2.3 s on two and 2.2-2.8 s on eight).
 func backupStream(db *badger.DB, since uint64) *badger.Stream {
 	st := db.NewStream()
 	st.LogPrefix, st.SinceTs = "DB.Backup", since
