@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -59,35 +58,20 @@ func checkEvents(t *testing.T, w *store.Watchlists, when string, removed bool) {
 	users, staff, _ := watchWorld()
 	byID := map[string]string{}
 	got := map[string]map[string]bool{}
-	var after uint64
-	for {
-		evs, err := w.EventsAfter(context.Background(), "", after, 100)
-		if err != nil {
-			t.Fatal(err)
+	eachEvent(t, w, 0, 100, func(_ breachd.OutboxEvent, ev breachd.Event) {
+		content := ev.Type + ev.Subject + ev.Data.Breach + strings.Join(ev.Data.Accounts, ",")
+		if prev, ok := byID[ev.ID]; ok && prev != content {
+			t.Fatalf("%s: event %s repeated with other content", when, ev.ID)
 		}
-		if len(evs) == 0 {
-			break
+		byID[ev.ID] = content
+		k := ev.Type + " " + ev.Subject + " " + ev.Data.Breach
+		if got[k] == nil {
+			got[k] = map[string]bool{}
 		}
-		for _, e := range evs {
-			var ev breachd.Event
-			if err := json.Unmarshal(e.Body, &ev); err != nil {
-				t.Fatal(err)
-			}
-			content := ev.Type + ev.Subject + ev.Data.Breach + strings.Join(ev.Data.Accounts, ",")
-			if prev, ok := byID[ev.ID]; ok && prev != content {
-				t.Fatalf("%s: event %s repeated with other content", when, ev.ID)
-			}
-			byID[ev.ID] = content
-			k := ev.Type + " " + ev.Subject + " " + ev.Data.Breach
-			if got[k] == nil {
-				got[k] = map[string]bool{}
-			}
-			for _, a := range ev.Data.Accounts {
-				got[k][a] = true
-			}
-			after = e.Seq
+		for _, a := range ev.Data.Accounts {
+			got[k][a] = true
 		}
-	}
+	})
 	want := map[string][]string{
 		breachd.EventExposureAdded + " Users Sega": hexes(users[:12000]),
 		breachd.EventExposureAdded + " Staff Sega": hexes(staff[:3000]),

@@ -132,3 +132,6 @@ func (c *corpus) Rows() (int, error) {
 	})
 	return n, err
 }
+
+// RangeOf returns the range prefix (the first 20 bits) of a hash key.
+func RangeOf(key []byte) breachd.RangePrefix { return breachd.RangePrefix(rangeOf(key)) }

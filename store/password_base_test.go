@@ -293,7 +293,7 @@ func TestBaseDroppedUnderReaders(t *testing.T) {
 					err = fmt.Errorf("Lookup(%s) = %d, %v; want %d (before the delete) or %d (after)", h, got.Count, lerr, b, a)
 					return
 				}
-				pre := breachd.RangePrefix(uint32(h.B[0])<<12 | uint32(h.B[1])<<4 | uint32(h.B[2])>>4)
+				pre := store.RangeOf(h.B[:])
 				if _, rerr := p.Range(ctx, pre, func(hb []byte, n uint64) {
 					if b, a := before[string(hb)], after[string(hb)]; err == nil && n != b && n != a {
 						err = fmt.Errorf("Range(%s) gave %X:%d; want %d or %d", pre, hb, n, b, a)
@@ -344,7 +344,7 @@ func TestBaseDeletedBeforeDrop(t *testing.T) {
 			if got, err := p.Lookup(ctx, h); err != nil || got.Count != 0 {
 				errs = append(errs, fmt.Errorf("Lookup(%s) = %d, %v during the collection; want 0", h, got.Count, err))
 			}
-			pre := breachd.RangePrefix(uint32(h.B[0])<<12 | uint32(h.B[1])<<4 | uint32(h.B[2])>>4)
+			pre := store.RangeOf(h.B[:])
 			if _, err := p.Range(ctx, pre, func(hb []byte, n uint64) {
 				errs = append(errs, fmt.Errorf("Range(%s) gave %X:%d during the collection; want nothing", pre, hb, n))
 			}); err != nil {

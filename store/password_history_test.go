@@ -199,7 +199,7 @@ func (h *pwHistory) whileReading(who string, p *store.Passwords, before uint64, 
 		}
 		want := map[int]uint64{}
 		for j, ph := range h.pool {
-			if at[j] > 0 && rangeOf(ph) == s.prefix {
+			if at[j] > 0 && store.RangeOf(ph.Bytes()) == s.prefix {
 				want[j] = at[j]
 			}
 		}
@@ -207,11 +207,6 @@ func (h *pwHistory) whileReading(who string, p *store.Passwords, before uint64, 
 			h.Fatalf("%s: during the step, Range(%s) gave %d hashes at version %d, want %d (or other counts)", who, s.prefix, len(s.hashes), s.version, len(want))
 		}
 	}
-}
-
-func rangeOf(ph breachd.PasswordHash) breachd.RangePrefix {
-	b := ph.Bytes()
-	return breachd.RangePrefix(uint32(b[0])<<12 | uint32(b[1])<<4 | uint32(b[2])>>4)
 }
 
 var pwHistoryReleases = []string{"PP-1", "PP-2", "PP-3", "PP-4"}
@@ -346,7 +341,7 @@ func (h *pwHistory) check(who string, p *store.Passwords) {
 		}
 		var exp []string
 		for hs := range want {
-			if breachd.RangePrefix(uint32(hs[0])<<12|uint32(hs[1])<<4|uint32(hs[2])>>4) == pre {
+			if store.RangeOf([]byte(hs)) == pre {
 				exp = append(exp, hs)
 			}
 		}

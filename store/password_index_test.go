@@ -197,7 +197,7 @@ func agree(t *testing.T, when string, probe []breachd.PasswordRecord, ref *store
 				}
 			}
 		}
-		prefixes[breachd.RangePrefix(uint32(rec.Hash[0])<<12|uint32(rec.Hash[1])<<4|uint32(rec.Hash[2])>>4)] = true
+		prefixes[store.RangeOf(rec.Hash[:])] = true
 	}
 	if wrong > 0 {
 		t.FailNow()

@@ -65,7 +65,7 @@ func wantCounts(tb testing.TB, p *store.Passwords, k breachd.HashKind, want map[
 			tb.Fatalf("Lookup(%s) = %+v, %v; want count %d at version %d", h, got, err, n, version)
 		}
 		if len(prefixes) < 50 {
-			prefixes[breachd.RangePrefix(uint32(hs[0])<<12|uint32(hs[1])<<4|uint32(hs[2])>>4)] = true
+			prefixes[store.RangeOf([]byte(hs))] = true
 		}
 	}
 	for pre := range prefixes {
@@ -81,7 +81,7 @@ func wantCounts(tb testing.TB, p *store.Passwords, k breachd.HashKind, want map[
 		}
 		var exp []string
 		for hs, n := range want {
-			if n > 0 && breachd.RangePrefix(uint32(hs[0])<<12|uint32(hs[1])<<4|uint32(hs[2])>>4) == pre {
+			if n > 0 && store.RangeOf([]byte(hs)) == pre {
 				exp = append(exp, hs)
 			}
 		}

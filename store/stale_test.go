@@ -171,7 +171,7 @@ func TestStaleCatalogueRead(t *testing.T) {
 					count, version = e.Count, e.CorpusVersion
 					return
 				}
-				pre := breachd.RangePrefix(uint32(h.B[0])<<12 | uint32(h.B[1])<<4 | uint32(h.B[2])>>4)
+				pre := store.RangeOf(h.B[:])
 				version, err = p.Range(context.Background(), pre, func(hb []byte, n uint64) {
 					if bytes.Equal(hb, h.Bytes()) {
 						count = n

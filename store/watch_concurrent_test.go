@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -135,32 +134,17 @@ func TestWatchWhileChanging(t *testing.T) {
 		index[hex.EncodeToString(d[:])] = j
 	}
 	added, removed := map[string]int{}, map[string]int{} // by breach and account
-	var after uint64
-	for {
-		evs, err := w.EventsAfter(ctx, "", after, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(evs) == 0 {
-			break
-		}
-		for _, e := range evs {
-			var ev breachd.Event
-			if err := json.Unmarshal(e.Body, &ev); err != nil {
-				t.Fatal(err)
+	eachEvent(t, w, 0, 100, func(_ breachd.OutboxEvent, ev breachd.Event) {
+		for _, a := range ev.Data.Accounts {
+			k := fmt.Sprintf("%s %d", ev.Data.Breach, index[a])
+			switch ev.Type {
+			case breachd.EventExposureAdded:
+				added[k]++
+			case breachd.EventExposureRemoved:
+				removed[k]++
 			}
-			for _, a := range ev.Data.Accounts {
-				k := fmt.Sprintf("%s %d", ev.Data.Breach, index[a])
-				switch ev.Type {
-				case breachd.EventExposureAdded:
-					added[k]++
-				case breachd.EventExposureRemoved:
-					removed[k]++
-				}
-			}
-			after = e.Seq
 		}
-	}
+	})
 	for _, im := range imports {
 		_, alive := live[im.breach]
 		reported := -1 // whether this import's watched accounts were reported added: all or none

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -315,29 +314,15 @@ func (h *watchHistory) check() {
 	for j, d := range h.pool {
 		index[hex.EncodeToString(d[:])] = j
 	}
-	for {
-		evs, err := h.w.EventsAfter(context.Background(), "", h.after, 50)
-		if err != nil {
-			h.Fatalf("EventsAfter = %v", err)
-		}
-		if len(evs) == 0 {
-			break
-		}
-		for _, e := range evs {
-			var ev breachd.Event
-			if err := json.Unmarshal(e.Body, &ev); err != nil {
-				h.Fatalf("event %d: %v", e.Seq, err)
+	h.after = eachEvent(h.t, h.w, h.after, 50, func(e breachd.OutboxEvent, ev breachd.Event) {
+		for _, a := range ev.Data.Accounts {
+			j, ok := index[a]
+			if !ok {
+				h.Fatalf("event %d names an account that is not in the pool", e.Seq)
 			}
-			for _, a := range ev.Data.Accounts {
-				j, ok := index[a]
-				if !ok {
-					h.Fatalf("event %d names an account that is not in the pool", e.Seq)
-				}
-				h.got[fmt.Sprintf("%s %s %s %d", ev.Type, ev.Subject, ev.Data.Breach, j)]++
-			}
-			h.after = e.Seq
+			h.got[fmt.Sprintf("%s %s %s %d", ev.Type, ev.Subject, ev.Data.Breach, j)]++
 		}
-	}
+	})
 	if !maps.Equal(h.got, h.want) {
 		var extra, missing []string
 		for k, n := range h.got {

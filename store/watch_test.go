@@ -25,34 +25,44 @@ func openWatch(tb testing.TB, dir string, emails *store.Store) *store.Watchlists
 	return w
 }
 
+// eachEvent calls fn with every event after position after, in order,
+// read limit at a time and parsed, and returns the last one's position.
+func eachEvent(tb testing.TB, w *store.Watchlists, after uint64, limit int, fn func(e breachd.OutboxEvent, ev breachd.Event)) uint64 {
+	tb.Helper()
+	for {
+		evs, err := w.EventsAfter(context.Background(), "", after, limit)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return after
+		}
+		for _, e := range evs {
+			var ev breachd.Event
+			if err := json.Unmarshal(e.Body, &ev); err != nil {
+				tb.Fatalf("event %d: %v", e.Seq, err)
+			}
+			fn(e, ev)
+			after = e.Seq
+		}
+	}
+}
+
 // exposures reads every event after after, and returns the accounts of
 // each (type, watchlist, breach), with how many events carried them.
 func exposures(tb testing.TB, w *store.Watchlists, after uint64) (map[string][]string, int, uint64) {
 	tb.Helper()
 	got := map[string][]string{}
 	n := 0
-	for {
-		evs, err := w.EventsAfter(context.Background(), "", after, 7)
-		if err != nil {
-			tb.Fatal(err)
+	after = eachEvent(tb, w, after, 7, func(e breachd.OutboxEvent, ev breachd.Event) {
+		if ev.ID != e.ID || ev.Subject != e.Watchlist || ev.SpecVersion != "1.0" || len(ev.Data.Accounts) > breachd.MaxEventAccounts {
+			tb.Fatalf("event %d: %+v", e.Seq, ev)
 		}
-		if len(evs) == 0 {
-			return got, n, after
-		}
-		for _, e := range evs {
-			var ev breachd.Event
-			if err := json.Unmarshal(e.Body, &ev); err != nil {
-				tb.Fatal(err)
-			}
-			if ev.ID != e.ID || ev.Subject != e.Watchlist || ev.SpecVersion != "1.0" || len(ev.Data.Accounts) > breachd.MaxEventAccounts {
-				tb.Fatalf("event %d: %+v", e.Seq, ev)
-			}
-			k := ev.Type + " " + ev.Subject + " " + ev.Data.Breach
-			got[k] = append(got[k], ev.Data.Accounts...)
-			after = e.Seq
-			n++
-		}
-	}
+		k := ev.Type + " " + ev.Subject + " " + ev.Data.Breach
+		got[k] = append(got[k], ev.Data.Accounts...)
+		n++
+	})
+	return got, n, after
 }
 
 func hexes(ds []breachd.Digest) []string {
