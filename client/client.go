@@ -525,7 +525,7 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 				if packed.Load() == base {
 					return
 				}
-				err = &Error{Op: "CheckStream", err: status.FromContextError(context.Cause(ctx)).Err()}
+				err = &Error{Op: "CheckStream", err: status.FromContextError(ctx.Err()).Err()}
 				yield(BulkResult{}, err)
 				return
 			}
