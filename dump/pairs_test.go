@@ -116,3 +116,54 @@ func TestPairReaderNoPasswordColumn(t *testing.T) {
 		t.Fatal("an email import of a combolist format was accepted")
 	}
 }
+
+// FuzzPairReader: a combolist row of any account and password, in each
+// format, is accepted or rejected (the reader never fails on content, and
+// its counts add up), and no rejection quotes the password.
+func FuzzPairReader(f *testing.F) {
+	f.Add("LSchmidt@Hotmail.com", "hunter2", "no-separator", 0)
+	f.Add("a@b.com", "pa:ss word", "3,,x@example.com", 1)
+	f.Add("\"a@b.com", "x\"y", "4,\"unterminated,y@example.com", 1)
+	f.Add(strings.Repeat("ab", 32), "zz", "abc:def", 2)
+	f.Fuzz(func(t *testing.T, account, password, other string, format int) {
+		const mark = "Zq9" // starts and ends every password; nothing else holds it
+		if strings.Contains(account+other, mark[:1]) {
+			return
+		}
+		password = mark + password + mark
+		var text string
+		switch uint(format) % 3 {
+		case 0:
+			text = account + ":" + password + "\n" + other
+		case 1:
+			text = "email,password\n" + account + "," + password + "\n" + other
+		case 2:
+			text = fmt.Sprintf("%x:%s\n%s", sha1.Sum([]byte(account)), password, other)
+		}
+		r, err := dump.NewPairReader(strings.NewReader(text), dump.PairOptions{})
+		if err != nil {
+			return // a header problem is reported up front
+		}
+		var rejected int64
+		r.OnReject = func(_ int64, reason string) {
+			rejected++
+			if strings.Contains(reason, mark) {
+				t.Fatalf("a rejection quotes the password: %q", reason)
+			}
+		}
+		var n int64
+		for buf := make([]breachd.PairRecord, 0, 3); ; {
+			got, err := r.ReadPairs(buf)
+			n += int64(len(got))
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("ReadPairs = %v", err)
+			}
+		}
+		if st := r.Stats(); st.Accepted != n || st.Rejected != rejected || st.Rows != st.Accepted+st.Rejected {
+			t.Fatalf("stats %+v, %d pairs, %d rejections", st, n, rejected)
+		}
+	})
+}

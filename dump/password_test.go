@@ -251,3 +251,41 @@ func BenchmarkPasswordFiles(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*files), "ns/file")
 }
+
+// FuzzPasswordBlocks: wherever the blocks' edges fall, any password dump
+// reads as it does in the default blocks (the records, the rejected lines'
+// numbers and reasons, the counts, the error), every row is accepted or
+// rejected, and each record of a HASH:COUNT dump is a hash its text holds.
+func FuzzPasswordBlocks(f *testing.F) {
+	const h = "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8"
+	f.Add(h+":3\r\n\n  "+h+":1  \r\r\nzz\n"+h[:39]+"1:0\n"+h+"\n"+h+":x", false, false, uint16(3))
+	f.Add("password\r\n p \n\n\r\nhunter2\r\r\nlast", true, true, uint16(1))
+	f.Add(strings.Repeat("7", dump.MaxLineBytes)+"\n"+h+":1\n", false, false, uint16(700))
+	f.Add("8846F7EAEE8FB117AD06BDD830B7586C:12\n8846f7eaee8fb117ad06bdd830b7586c\n", false, true, uint16(9))
+	f.Fuzz(func(t *testing.T, text string, plain, ntlm bool, size uint16) {
+		format, k := dump.PasswordHashes, breachd.SHA1
+		if plain {
+			format = dump.PasswordPlain
+		}
+		if ntlm {
+			k = breachd.NTLM
+		}
+		want, wantSt, wantRejects, wantErr := readPasswordBlocks(t, "-", text, k, format, 0)
+		recs, st, rejects, err := readPasswordBlocks(t, "-", text, k, format, 1+int(size))
+		if !slices.Equal(recs, want) || st != wantSt || !slices.Equal(rejects, wantRejects) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Fatalf("blocks of %d bytes: %d records, stats %+v, rejects %q, error %v; in the default blocks %d, %+v, %q, %v",
+				1+int(size), len(recs), st, rejects, err, len(want), wantSt, wantRejects, wantErr)
+		}
+		if int64(len(want)) != wantSt.Accepted || int64(len(wantRejects)) != wantSt.Rejected || wantSt.Rows != wantSt.Accepted+wantSt.Rejected {
+			t.Fatalf("stats %+v, %d records, %d rejections", wantSt, len(want), len(wantRejects))
+		}
+		if format == dump.PasswordHashes {
+			upper := strings.ToUpper(text)
+			for _, r := range want {
+				if x := hexOf(r, k); !strings.Contains(upper, x) {
+					t.Fatalf("record %s is not in the dump", x)
+				}
+			}
+		}
+	})
+}
