@@ -257,6 +257,14 @@ func (c *corpus) countBuckets(ctx context.Context) {
 // countOnce counts the visible accounts of every bucket at every prefix
 // length in one pass over the private rows (sorted by bucket), and
 // returns the longest length at which every bucket holds BucketMin.
+//
+// It is the one reader of rows not under readStable, on purpose: a full
+// count takes seconds, paced, and readStable would count again after every
+// commit in that time, never finishing under a steady stream of imports.
+// A change committed while it counts can only make it count too few for
+// its version (a delete's collection takes rows the version still shows;
+// an import's rows are under segments the version does not name), so a
+// shorter prefix, larger buckets; and every commit asks for a new count.
 func (c *corpus) countOnce(ctx context.Context) (*breachd.PrivateInfo, error) {
 	if err := c.acquire(); err != nil {
 		return nil, err
