@@ -54,7 +54,7 @@ type fixture struct {
 	keys map[string]string // principal -> API key
 }
 
-func manifest(t *testing.T, js string) breachd.Breach {
+func manifest(t testing.TB, js string) breachd.Breach {
 	t.Helper()
 	b, err := dump.ParseManifest(strings.NewReader(js))
 	if err != nil {
@@ -63,7 +63,7 @@ func manifest(t *testing.T, js string) breachd.Breach {
 	return b
 }
 
-func digests(t *testing.T, emails ...string) func(func([]breachd.Digest, error) bool) {
+func digests(t testing.TB, emails ...string) func(func([]breachd.Digest, error) bool) {
 	var ds []breachd.Digest
 	for _, e := range emails {
 		d, err := canon.Digest(e)
@@ -115,6 +115,28 @@ func forEachServer(t *testing.T, fn func(t *testing.T, server string)) {
 
 // newFixtureOn is newFixture on server (one of servers).
 func newFixtureOn(t *testing.T, server string, keyed, openPublic bool, extra ...service.Option) *fixture {
+	t.Helper()
+	api, f := newAPI(t, keyed, openPublic, extra...)
+	if server == "fasthttp" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := &fasthttp.Server{Handler: api.Fast(), NoDefaultServerHeader: true, NoDefaultContentType: true}
+		go fs.Serve(ln)
+		t.Cleanup(func() { fs.Shutdown() })
+		f.url = "http://" + ln.Addr().String()
+		return f
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+// newAPI is the HTTP face of newFixture's corpus, not yet served (the
+// fixture's url is empty).
+func newAPI(t testing.TB, keyed, openPublic bool, extra ...service.Option) (*httpapi.API, *fixture) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -176,21 +198,7 @@ func newFixtureOn(t *testing.T, server string, keyed, openPublic bool, extra ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	if server == "fasthttp" {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		fs := &fasthttp.Server{Handler: api.Fast(), NoDefaultServerHeader: true, NoDefaultContentType: true}
-		go fs.Serve(ln)
-		t.Cleanup(func() { fs.Shutdown() })
-		f.url = "http://" + ln.Addr().String()
-		return f
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	f.url = srv.URL
-	return f
+	return api, f
 }
 
 type reply struct {
@@ -272,6 +280,7 @@ func TestCompatibility(t *testing.T) {
 			{"range not hex", "/range/5BAAG", nil, 400, "text/plain; charset=utf-8", "range-400"},
 			{"range too long", "/range/5BAA61", nil, 400, "text/plain; charset=utf-8", "range-400"},
 			{"range bad mode", "/range/5BAA6?mode=md5", nil, 400, "text/plain; charset=utf-8", ""},
+			{"range malformed query", "/range/5BAA6?mode=ntlm;x", nil, 400, "text/plain; charset=utf-8", ""},
 			// The v3 API.
 			{"breachedaccount truncated", "/api/v3/breachedaccount/" + both, nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
 			{"breachedaccount canonicalised", "/api/v3/breachedaccount/" + strings.ToUpper(both), nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},

@@ -63,7 +63,7 @@ func (a *API) fastRange(ctx *fasthttp.RequestCtx, prefix string) {
 	// taken and handed back: a padded answer is about 35 KB, and SetBody
 	// would copy it there from a buffer of ours once more.
 	body := ctx.Response.SwapBody(nil)[:0]
-	body, version, code, msg := a.rangeAnswer(c, sc, body, prefix, string(ctx.QueryArgs().Peek("mode")),
+	body, version, code, msg := a.rangeAnswer(c, sc, body, prefix, string(ctx.URI().QueryString()),
 		bytes.EqualFold(ctx.Request.Header.Peek("Add-Padding"), []byte("true")))
 	ctx.SetStatusCode(code)
 	if code != http.StatusOK {

@@ -7,6 +7,7 @@ import (
 	mathbits "math/bits"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -143,7 +144,7 @@ const headerCorpusVersion = "X-Corpus-Version"
 func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 	sc := scratchPool.Get().(*rangeScratch)
 	defer scratchPool.Put(sc)
-	out, version, code, msg := a.rangeAnswer(r.Context(), sc, sc.out[:0], r.PathValue("prefix"), r.URL.Query().Get("mode"),
+	out, version, code, msg := a.rangeAnswer(r.Context(), sc, sc.out[:0], r.PathValue("prefix"), r.URL.RawQuery,
 		strings.EqualFold(r.Header.Get("Add-Padding"), "true"))
 	sc.out = out // kept with the scratch for the next answer
 	if code != http.StatusOK {
@@ -159,14 +160,26 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 }
 
 // rangeAnswer appends the answer for prefix (the path's 5 hex characters)
-// and mode (the query's, "" for SHA-1) to out, padded if asked, and
-// returns it, the corpus version and 200; or the status and the message to
-// refuse with. Both servers answer through it (rangeHandler, fastRange).
-func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, prefixText, mode string, padded bool) (answer []byte, version uint64, code int, msg string) {
+// and the request's raw query (its mode: "" for SHA-1) to out, padded if
+// asked, and returns it, the corpus version and 200; or the status and the
+// message to refuse with. Both servers answer through it (rangeHandler,
+// fastRange), and it reads the query itself, so that they read it alike: a
+// query that does not parse (a ';' between pairs, a bad escape) is refused,
+// where net/http's Query would drop the pair and answer SHA-1 to a request
+// that may have asked NTLM.
+func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, prefixText, query string, padded bool) (answer []byte, version uint64, code int, msg string) {
 	const route = "range"
 	prefix, err := breachd.ParseRangePrefix(prefixText)
 	if err != nil {
 		return out, 0, http.StatusBadRequest, "The hash prefix was not in a valid format"
+	}
+	var mode string
+	if query != "" {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return out, 0, http.StatusBadRequest, "The query is malformed (" + err.Error() + "): use ?mode=ntlm, or none for SHA-1"
+		}
+		mode = q.Get("mode")
 	}
 	kind := breachd.SHA1
 	switch strings.ToLower(mode) {
