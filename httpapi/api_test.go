@@ -291,6 +291,8 @@ func TestCompatibility(t *testing.T) {
 			{"breachedaccount not pwned", "/api/v3/breachedaccount/" + nobody, nil, 404, "", ""},
 			{"breachedaccount malformed", "/api/v3/breachedaccount/not-an-address", nil, 400, "application/json; charset=utf-8", "breachedaccount-400"},
 			{"breachedaccount bad bool", "/api/v3/breachedaccount/" + both + "?truncateResponse=maybe", nil, 400, "application/json; charset=utf-8", ""},
+			{"breachedaccount malformed query", "/api/v3/breachedaccount/" + both + "?includeUnverified=false;x", nil, 400, "application/json; charset=utf-8", ""},
+			{"breaches malformed query", "/api/v3/breaches?domain=adobe.com;x", nil, 400, "application/json; charset=utf-8", ""},
 			{"breaches", "/api/v3/breaches", nil, 200, "application/json; charset=utf-8", "breaches"},
 			{"breaches domain", "/api/v3/breaches?domain=adobe.com", nil, 200, "application/json; charset=utf-8", "breaches-adobe"},
 			{"breaches no match", "/api/v3/breaches?domain=example.org", nil, 200, "application/json; charset=utf-8", "breaches-none"},

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -85,9 +86,22 @@ func models(es []*breachd.CatalogEntry) []breachModel {
 	return out
 }
 
+// query parses a request's raw query, refusing one that does not parse (a
+// ';' between pairs, a bad escape): Request.URL.Query drops the pairs it
+// cannot read, and a dropped filter (domain=, includeUnverified=false,
+// mode=ntlm) would answer a wider question than the one asked. Every route
+// reads its query through it, on both servers.
+func query(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "the query is malformed (%v): write name=value pairs, percent-encoded, joined by ampersands", err)
+	}
+	return q, nil
+}
+
 // boolParam reads an optional true/false query parameter, either case.
-func boolParam(r *http.Request, name string, def bool) (bool, error) {
-	v := r.URL.Query().Get(name)
+func boolParam(q url.Values, name string, def bool) (bool, error) {
+	v := q.Get(name)
 	if v == "" {
 		return def, nil
 	}
@@ -115,15 +129,19 @@ func (a *API) breachedAccount(w http.ResponseWriter, r *http.Request) int {
 		return writeError(w, a.log, route, breachd.Errorf(breachd.ErrInvalidArgument,
 			"the account does not comply with an acceptable format: want an email address"))
 	}
-	trunc, err := boolParam(r, "truncateResponse", true)
+	q, err := query(r.URL.RawQuery)
 	if err != nil {
 		return writeError(w, a.log, route, err)
 	}
-	unverified, err := boolParam(r, "includeUnverified", true)
+	trunc, err := boolParam(q, "truncateResponse", true)
 	if err != nil {
 		return writeError(w, a.log, route, err)
 	}
-	domain := r.URL.Query().Get("domain")
+	unverified, err := boolParam(q, "includeUnverified", true)
+	if err != nil {
+		return writeError(w, a.log, route, err)
+	}
+	domain := q.Get("domain")
 	exp, err := a.svc.Check(r.Context(), d)
 	if err != nil {
 		return writeError(w, a.log, route, err)
@@ -155,9 +173,13 @@ func (a *API) breachedAccount(w http.ResponseWriter, r *http.Request) int {
 // domain (domain=) or by spam-list flag (IsSpamList=).
 func (a *API) breaches(w http.ResponseWriter, r *http.Request) int {
 	const route = "breaches"
-	domain := r.URL.Query().Get("domain")
-	spam := r.URL.Query().Get("IsSpamList")
-	wantSpam, err := boolParam(r, "IsSpamList", false)
+	q, err := query(r.URL.RawQuery)
+	if err != nil {
+		return writeError(w, a.log, route, err)
+	}
+	domain := q.Get("domain")
+	spam := q.Get("IsSpamList")
+	wantSpam, err := boolParam(q, "IsSpamList", false)
 	if err != nil {
 		return writeError(w, a.log, route, err)
 	}

@@ -63,8 +63,12 @@ const kratosBlocked = 4_090_001
 // kratosHook answers POST /v1/hooks/kratos.
 func (a *API) kratosHook(w http.ResponseWriter, r *http.Request) int {
 	const route = "kratos"
+	q, err := query(r.URL.RawQuery)
+	if err != nil {
+		return writeError(w, a.log, route, err)
+	}
 	var at breachd.AssessContext
-	switch flow := r.URL.Query().Get("flow"); flow {
+	switch flow := q.Get("flow"); flow {
 	case "registration":
 		at = breachd.ContextSignup
 	case "login":

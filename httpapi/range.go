@@ -7,7 +7,6 @@ import (
 	mathbits "math/bits"
 	"math/rand/v2"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -163,21 +162,20 @@ func (a *API) rangeHandler(w http.ResponseWriter, r *http.Request) int {
 // and the request's raw query (its mode: "" for SHA-1) to out, padded if
 // asked, and returns it, the corpus version and 200; or the status and the
 // message to refuse with. Both servers answer through it (rangeHandler,
-// fastRange), and it reads the query itself, so that they read it alike: a
-// query that does not parse (a ';' between pairs, a bad escape) is refused,
-// where net/http's Query would drop the pair and answer SHA-1 to a request
-// that may have asked NTLM.
-func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, prefixText, query string, padded bool) (answer []byte, version uint64, code int, msg string) {
+// fastRange), and it reads the query itself (query), so that they read it
+// alike.
+func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, prefixText, rawQuery string, padded bool) (answer []byte, version uint64, code int, msg string) {
 	const route = "range"
 	prefix, err := breachd.ParseRangePrefix(prefixText)
 	if err != nil {
 		return out, 0, http.StatusBadRequest, "The hash prefix was not in a valid format"
 	}
 	var mode string
-	if query != "" {
-		q, err := url.ParseQuery(query)
+	if rawQuery != "" {
+		q, err := query(rawQuery)
 		if err != nil {
-			return out, 0, http.StatusBadRequest, "The query is malformed (" + err.Error() + "): use ?mode=ntlm, or none for SHA-1"
+			code, msg := statusFor(a.log, route, err)
+			return out, 0, code, msg
 		}
 		mode = q.Get("mode")
 	}
