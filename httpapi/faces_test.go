@@ -13,31 +13,41 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// FuzzRangeFaces: any GET /range the HTTP face may meet is answered alike
-// by its two servers, net/http's (ServeHTTP) and fasthttp's (Fast, which
-// answers /range with code of its own: its own reading of the path, the
-// query and the Add-Padding header): the same status and body, or for a
-// padded answer (random) the same real lines, every line a suffix and a
-// count. The handlers are called in process, on one corpus.
-func FuzzRangeFaces(f *testing.F) {
+// FuzzFaces: any GET the HTTP face may meet is answered alike by its two
+// servers, net/http's (ServeHTTP) and fasthttp's (Fast, which answers
+// /range with code of its own, its own reading of the path, the query and
+// the Add-Padding header, and every other route through fasthttpadaptor):
+// the same status and body, or for a padded /range answer (random) the
+// same real lines, every line a suffix and a count. The handlers are
+// called in process, on one corpus.
+func FuzzFaces(f *testing.F) {
 	api, _ := newAPI(f, false, false)
 	fast := api.Fast()
-	f.Add("5BAA6", "", "")
-	f.Add("5baa6", "mode=ntlm", "true")
-	f.Add("8846F", "mode=NTLM&mode=sha1", "TRUE")
-	f.Add("5BAA61", "", "false")
-	f.Add("", "mode=", "")
-	f.Add("5BAA6", "mode=ntlm;x", "")
-	f.Add("5BAA6", "mode=%6etlm", "")
-	f.Add("5BAA6", "mode=md5", "true ")
-	f.Add("zzzzz", "x=1&mode=ntlm", "")
-	f.Fuzz(func(t *testing.T, prefix, query, padding string) {
+	routes := []string{"/range/", "/api/v3/breachedaccount/", "/api/v3/breach/", "/api/v3/breaches"}
+	f.Add(0, "5BAA6", "", "")
+	f.Add(0, "5baa6", "mode=ntlm", "true")
+	f.Add(0, "8846F", "mode=NTLM&mode=sha1", "TRUE")
+	f.Add(0, "5BAA61", "", "false")
+	f.Add(0, "", "mode=", "")
+	f.Add(0, "5BAA6", "mode=ntlm;x", "")
+	f.Add(0, "5BAA6", "mode=%6etlm", "")
+	f.Add(0, "5BAA6", "mode=md5", "true ")
+	f.Add(0, "zzzzz", "x=1&mode=ntlm", "")
+	f.Add(1, both, "truncateResponse=false&domain=adobe.com", "")
+	f.Add(1, adobeOnly, "includeUnverified=false;x", "")
+	f.Add(2, "Adobe", "", "")
+	f.Add(3, "", "domain=adobe.com&IsSpamList=false", "")
+	f.Fuzz(func(t *testing.T, route int, prefix, query, padding string) {
 		// Characters that make a server rewrite or cut the path, or that
 		// no request line or header carries, are each server's own affair.
-		if strings.ContainsAny(prefix, "/?#%.\\") || !printable(prefix) || !printable(query) || strings.Contains(query, "#") || !printable(padding) {
+		if strings.ContainsAny(prefix, "/?#%\\") || prefix == "." || prefix == ".." || !printable(prefix) || !printable(query) || strings.Contains(query, "#") || !printable(padding) {
 			return
 		}
-		uri := "/range/" + prefix
+		uri := routes[uint(route)%uint(len(routes))]
+		if strings.HasSuffix(uri, "/") {
+			uri += prefix
+		}
+		rangeRoute := strings.HasPrefix(uri, "/range/")
 		if query != "" {
 			uri += "?" + query
 		}
@@ -69,7 +79,7 @@ func FuzzRangeFaces(f *testing.F) {
 		if stdCode != fastCode {
 			t.Fatalf("GET %s (Add-Padding %q): net/http %d %q, fasthttp %d %q", uri, padding, stdCode, stdBody, fastCode, fastBody)
 		}
-		if stdCode != http.StatusOK {
+		if stdCode != http.StatusOK || !rangeRoute {
 			if !bytes.Equal(bytes.TrimSpace(stdBody), bytes.TrimSpace(fastBody)) {
 				t.Fatalf("GET %s: %d, net/http says %q, fasthttp %q", uri, stdCode, stdBody, fastBody)
 			}
