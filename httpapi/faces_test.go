@@ -35,12 +35,16 @@ func FuzzFaces(f *testing.F) {
 	f.Add(0, "zzzzz", "x=1&mode=ntlm", "")
 	f.Add(1, both, "truncateResponse=false&domain=adobe.com", "")
 	f.Add(1, adobeOnly, "includeUnverified=false;x", "")
+	f.Add(1, "both%40example.com", "", "")
+	f.Add(0, "%35BAA6", "", "")
 	f.Add(2, "Adobe", "", "")
 	f.Add(3, "", "domain=adobe.com&IsSpamList=false", "")
 	f.Fuzz(func(t *testing.T, route int, prefix, query, padding string) {
-		// Characters that make a server rewrite or cut the path, or that
-		// no request line or header carries, are each server's own affair.
-		if strings.ContainsAny(prefix, "/?#%\\") || prefix == "." || prefix == ".." || !printable(prefix) || !printable(query) || strings.Contains(query, "#") || !printable(padding) {
+		// A segment that makes a server rewrite or cut the path ('/', '.',
+		// '..', '?', '#', '\\'), and bytes no request line or header
+		// carries, are each server's own affair. Escapes are not: both
+		// decode them.
+		if strings.ContainsAny(prefix, "/?#\\") || prefix == "." || prefix == ".." || !printable(prefix) || !printable(query) || strings.Contains(query, "#") || !printable(padding) {
 			return
 		}
 		uri := routes[uint(route)%uint(len(routes))]
