@@ -56,6 +56,9 @@ func (c *Client) AssessDigest(ctx context.Context, d breachd.Digest, passwordSHA
 	err := c.retry(ctx, "Assess", func() error {
 		var err error
 		resp, err = c.assess.Assess(ctx, req)
+		if err == nil {
+			err = behind(ctx, resp.GetCorpusVersion())
+		}
 		return err
 	})
 	if err != nil {

@@ -179,6 +179,9 @@ func (c *Client) catalogue(ctx context.Context, kind breachdv1.HashKind) ([]Cata
 			err := c.retry(ctx, "ListBreaches", func() error {
 				var err error
 				resp, err = c.expo.ListBreaches(ctx, &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok, Kind: kind})
+				if err == nil && kind == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+					err = behind(ctx, resp.GetCorpusVersion())
+				}
 				return err
 			})
 			if err != nil {
@@ -725,14 +728,30 @@ type minVersionKey struct{}
 // maxVersionWait caps the backoff of a call waiting for a version.
 const maxVersionWait = 2 * time.Second
 
-// AtLeast returns a context whose checks must be answered from corpus
-// version v or later: a read replica that is behind answers UNAVAILABLE,
-// and the call (unary, or the stream of CheckDigests) is retried with
-// backoff until ctx ends, on the next replica when the client balances
-// over several (a dns:/// target). Use it to read your own write: pass the
-// version an import returned, and give ctx the deadline you can wait.
+// AtLeast returns a context whose reads of the email corpus must be
+// answered from its version v or later: Check, CheckDigest(s),
+// CheckPrivate, CheckPrivateDigest(s), Assess, AssessDigest and Breaches.
+// A read replica that is behind answers UNAVAILABLE (or, for the calls
+// whose request cannot say so, answers from an older version, which the
+// client treats alike), and the call (unary, or the stream of
+// CheckDigests) is retried with backoff until ctx ends, on the next
+// replica when the client balances over several (a dns:/// target). Use it
+// to read your own write: pass the version a breach import (Import,
+// ImportPairs) or delete returned, and give ctx the deadline you can wait.
+// Password corpora have versions of their own: CheckPassword,
+// PasswordRange and Releases do not look at it.
 func AtLeast(ctx context.Context, v uint64) context.Context {
 	return context.WithValue(ctx, minVersionKey{}, v)
+}
+
+// behind is the error for an answer of the email corpus read at version v
+// when ctx asks for a later one (AtLeast): UNAVAILABLE, as a replica's own
+// refusal of a Check, which retry waits out.
+func behind(ctx context.Context, v uint64) error {
+	if m := minVersion(ctx); v < m {
+		return status.Errorf(codes.Unavailable, "answered from corpus version %d, before the %d asked for (a replica catching up)", v, m)
+	}
+	return nil
 }
 
 func minVersion(ctx context.Context) uint64 {

@@ -249,10 +249,21 @@ func TestAtLeastWaits(t *testing.T) {
 	c := client.New(conn)
 	late, _ := canon.Digest("late@example.com")
 
-	short, cancel := context.WithTimeout(client.AtLeast(t.Context(), 2), 500*time.Millisecond)
-	defer cancel()
-	if _, err := c.CheckDigest(short, late); status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(client.AtLeast(t.Context(), 2), 500*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	if _, err := c.CheckDigest(short(), late); status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
 		t.Fatalf("a check for a version that never comes: %v", err)
+	}
+	// The calls whose requests cannot name a version: the client compares
+	// the answer's. Before, they answered from version 1.
+	if a, err := c.AssessDigest(short(), late, nil, breachd.ContextSignup); status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
+		t.Fatalf("an assessment for a version that never comes: %+v, %v", a, err)
+	}
+	if _, v, err := c.Breaches(short()); status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
+		t.Fatalf("the catalogue for a version that never comes: version %d, %v", v, err)
 	}
 
 	ctx, cancel := context.WithTimeout(client.AtLeast(t.Context(), 2), 30*time.Second)
@@ -274,7 +285,15 @@ func TestAtLeastWaits(t *testing.T) {
 		version uint64
 		err     error
 	}
-	unary, streamed := make(chan result, 1), make(chan result, 1)
+	unary, streamed, assessed, listed := make(chan result, 1), make(chan result, 1), make(chan result, 1), make(chan result, 1)
+	go func() {
+		a, err := c.AssessDigest(ctx, late, nil, breachd.ContextSignup)
+		assessed <- result{len(a.Breaches) > 0, a.CorpusVersion, err}
+	}()
+	go func() {
+		bs, v, err := c.Breaches(ctx)
+		listed <- result{slices.ContainsFunc(bs, func(b client.CatalogEntry) bool { return b.Name == "Late" }), v, err}
+	}()
 	go func() {
 		res, err := c.CheckDigest(ctx, late)
 		unary <- result{res.Exposed, res.CorpusVersion, err}
@@ -286,7 +305,7 @@ func TestAtLeastWaits(t *testing.T) {
 		}
 		streamed <- r
 	}()
-	for name, ch := range map[string]chan result{"CheckDigest": unary, "CheckDigests": streamed} {
+	for name, ch := range map[string]chan result{"CheckDigest": unary, "CheckDigests": streamed, "AssessDigest": assessed, "Breaches": listed} {
 		if r := <-ch; r.err != nil || !r.exposed || r.version < 2 {
 			t.Errorf("%s waiting for version 2: %+v", name, r)
 		}

@@ -68,6 +68,9 @@ func (c *Client) CheckPrivateDigest(ctx context.Context, d breachd.Digest) (Resu
 		err = c.retry(ctx, "CheckPrivate", func() error {
 			var err error
 			resp, err = c.expo.CheckPrivate(ctx, &breachdv1.CheckPrivateRequest{Prefix: r.Query.Prefix, PrefixBits: uint32(bits), BlindedElement: r.Query.Blinded})
+			if err == nil {
+				err = behind(ctx, resp.GetCorpusVersion())
+			}
 			return err
 		})
 		if status.Code(err) == codes.FailedPrecondition && !refreshed {

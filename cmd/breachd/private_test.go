@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -97,6 +99,17 @@ func TestPrivateDaemon(t *testing.T) {
 		if got := breachNames(r.Breaches); !slices.Equal(got, plain[i]) {
 			t.Fatalf("%s: private %v, plain %v", e, got, plain[i])
 		}
+	}
+	// Read-your-writes: the answer's version is the one asked for, or
+	// the check waits (here, for a version that never comes).
+	pr, err := cl.CheckPrivate(client.AtLeast(ctx, 1), known[0])
+	if err != nil || pr.CorpusVersion == 0 {
+		t.Fatalf("CheckPrivate at its version = %+v, %v", pr, err)
+	}
+	short, cancel := context.WithTimeout(client.AtLeast(ctx, pr.CorpusVersion+1), 300*time.Millisecond)
+	defer cancel()
+	if r, err := cl.CheckPrivate(short, known[0]); status.Code(err) != codes.DeadlineExceeded && status.Code(err) != codes.Unavailable {
+		t.Fatalf("CheckPrivate for a version that never comes = %+v, %v", r, err)
 	}
 	// In bulk, every fifth address: 4,000 private checks, in order.
 	const stride = 5
