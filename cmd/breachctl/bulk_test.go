@@ -390,11 +390,26 @@ func TestReportStopsAtUnanswered(t *testing.T) {
 	}
 }
 
-func TestResumeUsage(t *testing.T) {
+// TestCheckUsage: flags that cannot go together, or that do not apply to
+// the run, are refused before anything is read or dialled, never ignored.
+func TestCheckUsage(t *testing.T) {
 	t.Parallel()
-	err := run(t.Context(), []string{"check", "--resume", "--file", "-", "--out", "x"}, &bytes.Buffer{}, &bytes.Buffer{})
-	if err != errUsage {
-		t.Fatalf("--resume with stdin = %v, want errUsage", err)
+	for _, args := range [][]string{
+		{"--resume", "--file", "-", "--out", "x"},
+		{"--file", "x.csv", "--context", "signup"},
+		{"--file", "x.csv", "--digests", "--column", "mail"},
+		{"--column", "mail", "a@example.com"},
+		{"--out", "report.csv", "a@example.com"},
+		{"--only-exposed", "a@example.com"},
+		{"--assess", "--private", "--file", "x.csv"},
+		{"--assess", "a@example.com"},
+		{"--file", "x.csv", "--max-invalid", "2"},
+		{"--file", "x.csv", "--report-format", "xml"},
+	} {
+		var stderr bytes.Buffer
+		if err := run(t.Context(), append([]string{"check", "--addr", "127.0.0.1:1"}, args...), &bytes.Buffer{}, &stderr); err != errUsage || stderr.Len() == 0 {
+			t.Errorf("check %q = %v (%q), want errUsage with a reason", args, err, stderr.String())
+		}
 	}
 }
 

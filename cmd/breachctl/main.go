@@ -184,6 +184,8 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	switch {
 	case bc.file == "" && fs.NArg() == 0, bc.file != "" && fs.NArg() > 0:
 		fs.Usage()
@@ -199,6 +201,17 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		return errUsage
 	case bc.assess && bc.file == "":
 		fmt.Fprintln(stderr, "breachctl check: --assess is for sweeps (--file); for one account use breachctl assess")
+		return errUsage
+	case set["context"] && !bc.assess:
+		// A flag that does not apply is refused, not ignored: the run
+		// would answer another question than the one asked.
+		fmt.Fprintln(stderr, "breachctl check: --context is for --assess: without it, a check has no policy to ask")
+		return errUsage
+	case set["column"] && bc.digests:
+		fmt.Fprintln(stderr, "breachctl check: --column and --digests do not go together: --digests reads one digest a line, no CSV")
+		return errUsage
+	case (set["column"] || set["digests"] || set["out"] || set["only-exposed"] || set["report-format"] || set["format"]) && bc.file == "":
+		fmt.Fprintln(stderr, "breachctl check: --column, --digests, --out, --only-exposed and --report-format are for sweeps (--file); addresses on the command line are checked one by one, each answer printed")
 		return errUsage
 	case !(bc.maxInvalid >= 0 && bc.maxInvalid <= 1):
 		fmt.Fprintf(stderr, "breachctl check: invalid --max-invalid %v: want a share from 0 to 1\n", bc.maxInvalid)
