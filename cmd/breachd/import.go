@@ -68,6 +68,18 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	// A flag that does not apply is refused, not ignored: a combolist
+	// imported without --kind pairs would lose its passwords with no word.
+	case (set["password-column"] || set["count-passwords"]) && kind != "pairs":
+		fmt.Fprintln(stderr, "breachd import: --password-column and --count-passwords are for combolists: add --kind pairs")
+		return c, errUsage
+	case set["column"] && kind != "" && kind != "pairs":
+		fmt.Fprintf(stderr, "breachd import: --column is for CSV dumps of accounts; a --kind %s dump has HASH:COUNT lines or passwords\n", kind)
+		return c, errUsage
+	}
 	var err error
 	if kind == "pairs" {
 		c.pairs = true

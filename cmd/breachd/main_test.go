@@ -379,6 +379,9 @@ func TestUsage(t *testing.T) {
 		{"import", "--data", "x", "dump"}, // no manifest
 		{"import", "--data", "x", "--addr", "y", "--manifest", "m", "d"}, // both targets
 		{"import", "--data", "x", "--manifest", "m", "--format", "xml", "d"},
+		{"import", "--data", "x", "--manifest", "m", "--count-passwords", "d"},               // a combolist without --kind pairs
+		{"import", "--data", "x", "--manifest", "m", "--password-column", "pw", "d"},         // the same
+		{"import", "--kind", "sha1", "--data", "x", "--manifest", "m", "--column", "e", "d"}, // no CSV column in hashes
 	}
 	for _, args := range tests {
 		err := run(t.Context(), args, io.Discard, io.Discard)
