@@ -584,8 +584,6 @@ func (c *config) validate() error {
 		return bad("quota.max_stream_wait", c.Quota.MaxStreamWait, "0 or a positive duration")
 	case c.Replication.Publish != "" && c.Replication.Follow != "":
 		return bad("replication.follow", c.Replication.Follow, "empty when replication.publish is set: a daemon is the writer or a replica, not both")
-	case c.Replication.Follow != "" && len(c.Watch.Webhooks) > 0:
-		return bad("watch.webhooks", fmt.Sprintf("%d endpoints", len(c.Watch.Webhooks)), "none on a replica (replication.follow): the writer computes exposure events and delivers them; configure the endpoints there")
 	case c.Replication.Replicas < 1 || c.Replication.Replicas > 5:
 		return bad("replication.replicas", c.Replication.Replicas, "1 to 5")
 	case c.Replication.MaxLag < duration(time.Second):

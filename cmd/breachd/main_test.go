@@ -393,12 +393,6 @@ func TestUsage(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	t.Parallel()
-	// A replica never computes exposure events: endpoints there would wait
-	// for ever, with no word.
-	replicaWithWebhooks := filepath.Join(t.TempDir(), "replica.yaml")
-	if err := os.WriteFile(replicaWithWebhooks, []byte("replication:\n  follow: nats://127.0.0.1:4222\nwatch:\n  webhooks:\n    - url: https://hooks.example/breachd\n      secret_file: /run/secrets/hook\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -410,7 +404,6 @@ func TestInvalidOptions(t *testing.T) {
 		{[]string{"serve"}, "invalid data"},
 		{[]string{"serve", "--data", t.TempDir(), "--addr", "0.0.0.0:0"}, "refusing to listen on 0.0.0.0:0 without TLS and authentication"},
 		{[]string{"serve", "--data", t.TempDir(), "--tls-cert", "c.pem"}, "invalid tls.key"},
-		{[]string{"serve", "--data", t.TempDir(), "--config", replicaWithWebhooks}, "invalid watch.webhooks = 1 endpoints"},
 	} {
 		err := run(t.Context(), tc.args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
