@@ -494,6 +494,13 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 	d.svc.OpenPairs(d.pairs)
 	switch {
 	case follower:
+		if n := len(c.Watch.Webhooks); n > 0 {
+			// One configuration often serves the writer and its replicas
+			// (the role picked by --publish or --follow): not an error,
+			// but the endpoints get nothing from here.
+			d.log.Warn("watch.webhooks is set on a replica: only the writer computes and delivers exposure events; these endpoints get them from the writer or not at all",
+				"endpoints", n)
+		}
 		d.follow()
 	case c.Replication.Publish != "":
 		if err := d.publish(); err != nil {
