@@ -390,24 +390,29 @@ func TestReportStopsAtUnanswered(t *testing.T) {
 	}
 }
 
-// TestCheckUsage: flags that cannot go together, or that do not apply to
-// the run, are refused before anything is read or dialled, never ignored.
-func TestCheckUsage(t *testing.T) {
+// TestUsageRefusals: flags that cannot go together, or that do not apply
+// to the run, are refused before anything is read or dialled, never
+// ignored.
+func TestUsageRefusals(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
-		{"--resume", "--file", "-", "--out", "x"},
-		{"--file", "x.csv", "--context", "signup"},
-		{"--file", "x.csv", "--digests", "--column", "mail"},
-		{"--column", "mail", "a@example.com"},
-		{"--out", "report.csv", "a@example.com"},
-		{"--only-exposed", "a@example.com"},
-		{"--assess", "--private", "--file", "x.csv"},
-		{"--assess", "a@example.com"},
-		{"--file", "x.csv", "--max-invalid", "2"},
-		{"--file", "x.csv", "--report-format", "xml"},
+		{"check", "--resume", "--file", "-", "--out", "x"},
+		{"check", "--file", "x.csv", "--context", "signup"},
+		{"check", "--file", "x.csv", "--digests", "--column", "mail"},
+		{"check", "--column", "mail", "a@example.com"},
+		{"check", "--out", "report.csv", "a@example.com"},
+		{"check", "--only-exposed", "a@example.com"},
+		{"check", "--assess", "--private", "--file", "x.csv"},
+		{"check", "--assess", "a@example.com"},
+		{"check", "--file", "x.csv", "--max-invalid", "2"},
+		{"check", "--file", "x.csv", "--report-format", "xml"},
+		{"watch", "add", "users", "--digests", "a@example.com"},
+		{"watch", "remove", "users", "--column", "mail", "a@example.com"},
+		{"watch", "add", "users", "--file", "x.csv", "--digests", "--column", "mail"},
+		{"health", "--service", "breachd.v1.ExposureService", "--readyz", "http://127.0.0.1:1/readyz"},
 	} {
 		var stderr bytes.Buffer
-		if err := run(t.Context(), append([]string{"check", "--addr", "127.0.0.1:1"}, args...), &bytes.Buffer{}, &stderr); err != errUsage || stderr.Len() == 0 {
+		if err := run(t.Context(), append(args, "--addr", "127.0.0.1:1"), &bytes.Buffer{}, &stderr); err != errUsage || stderr.Len() == 0 {
 			t.Errorf("check %q = %v (%q), want errUsage with a reason", args, err, stderr.String())
 		}
 	}

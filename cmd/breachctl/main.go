@@ -331,7 +331,9 @@ func health(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
+	if fs.NArg() > 0 || (*readyz != "" && *service != "") {
+		// /readyz answers for the daemon as a whole: a --service beside it
+		// would be ignored, and its probe pass for a service not serving.
 		fmt.Fprintln(stderr, "usage: breachctl health [--addr HOST:PORT] [--service NAME] | --readyz URL")
 		return errUsage
 	}

@@ -79,6 +79,12 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	case (sub == "add" || sub == "remove") && (in.file == "") == (len(rest) == 1):
 		fmt.Fprintf(stderr, "breachctl watch %s: give --file PATH or email addresses, not both\n", sub)
 		return errUsage
+	case (sub == "add" || sub == "remove") && in.file == "" && (in.digests || in.column != "email"):
+		fmt.Fprintf(stderr, "breachctl watch %s: --column and --digests are for --file; addresses on the command line are emails\n", sub)
+		return errUsage
+	case in.digests && in.column != "email":
+		fmt.Fprintf(stderr, "breachctl watch %s: --column and --digests do not go together: --digests reads one digest a line, no CSV\n", sub)
+		return errUsage
 	case sub != "add" && sub != "remove" && len(rest) > 1, !needName && len(rest) > 0:
 		fmt.Fprintf(stderr, "breachctl watch %s: unexpected arguments %q\n", sub, rest)
 		return errUsage
