@@ -45,6 +45,19 @@ func (t *target) register(fs *flag.FlagSet) {
 
 func (t *target) valid() bool { return (t.data == "") != (t.addr == "") }
 
+// misplaced names the flags given for the other kind of target, which
+// would be ignored ("" if none): an --index-key given with --addr, say,
+// would leave its user believing the daemon read it.
+func (t *target) misplaced() string {
+	switch {
+	case t.data != "" && (t.dial.TLS || t.dial.CAFile != "" || t.dial.CertFile != "" || t.dial.KeyFile != "" || t.keyFile != ""):
+		return "--tls, --ca, --cert, --key and --api-key-file are for --addr: with --data nothing is dialled"
+	case t.addr != "" && t.indexKey != "":
+		return "--index-key is for --data: a daemon reads its own (privacy.index_key_file)"
+	}
+	return ""
+}
+
 // connect returns a client of the daemon at t.addr.
 func (t *target) connect() (*client.Client, *grpc.ClientConn, error) {
 	var err error
@@ -231,6 +244,10 @@ func breachCmd(ctx context.Context, args []string, stdout, stderr io.Writer, log
 		return err
 	}
 	usage := func() error { fmt.Fprint(stderr, breachUsage); return errUsage }
+	if why := t.misplaced(); why != "" {
+		fmt.Fprintln(stderr, "breachd breach:", why)
+		return errUsage
+	}
 	var k breachd.HashKind
 	if *kindName != "" {
 		var err error

@@ -112,6 +112,10 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		fmt.Fprintf(stderr, "breachd import: invalid --batch %d: want 1 to %d\n", c.batch, breachd.MaxBatch)
 		return c, errUsage
 	}
+	if why := c.misplaced(); why != "" {
+		fmt.Fprintln(stderr, "breachd import:", why)
+		return c, errUsage
+	}
 	if fs.NArg() != 1 || c.manifest == "" || !c.valid() {
 		fs.Usage()
 		return c, errUsage

@@ -382,6 +382,10 @@ func TestUsage(t *testing.T) {
 		{"import", "--data", "x", "--manifest", "m", "--count-passwords", "d"},               // a combolist without --kind pairs
 		{"import", "--data", "x", "--manifest", "m", "--password-column", "pw", "d"},         // the same
 		{"import", "--kind", "sha1", "--data", "x", "--manifest", "m", "--column", "e", "d"}, // no CSV column in hashes
+		{"import", "--data", "x", "--api-key-file", "k", "--manifest", "m", "d"},             // nothing dialled
+		{"import", "--addr", "unix:///x.sock", "--index-key", "k", "--manifest", "m", "d"},   // the daemon reads its own
+		{"breach", "list", "--data", "x", "--ca", "ca.pem"},
+		{"breach", "delete", "--addr", "unix:///x.sock", "--index-key", "k", "Alpha"},
 	}
 	for _, args := range tests {
 		err := run(t.Context(), args, io.Discard, io.Discard)
