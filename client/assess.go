@@ -48,7 +48,7 @@ func (c *Client) Assess(ctx context.Context, email, password string, at breachd.
 // AssessDigest is Assess for an account's digest and its password's SHA-1
 // (nil: none).
 func (c *Client) AssessDigest(ctx context.Context, d breachd.Digest, passwordSHA1 *[breachd.PasswordSHA1Size]byte, at breachd.AssessContext) (Assessment, error) {
-	req := &breachdv1.AssessRequest{EmailSha256: d[:], Context: breachdv1.ContextFromDomain(at)}
+	req := &breachdv1.AssessRequest{EmailSha256: d[:], Context: breachdv1.ContextFromDomain(at), MinCorpusVersion: minVersion(ctx)}
 	if passwordSHA1 != nil {
 		req.PasswordSha1 = passwordSHA1[:]
 	}

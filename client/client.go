@@ -178,7 +178,11 @@ func (c *Client) catalogue(ctx context.Context, kind breachdv1.HashKind) ([]Cata
 			var resp *breachdv1.ListBreachesResponse
 			err := c.retry(ctx, "ListBreaches", func() error {
 				var err error
-				resp, err = c.expo.ListBreaches(ctx, &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok, Kind: kind})
+				req := &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok, Kind: kind}
+				if kind == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+					req.MinCorpusVersion = minVersion(ctx) // AtLeast is the email corpus's
+				}
+				resp, err = c.expo.ListBreaches(ctx, req)
 				if err == nil && kind == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
 					err = behind(ctx, resp.GetCorpusVersion())
 				}
@@ -731,11 +735,12 @@ const maxVersionWait = 2 * time.Second
 // AtLeast returns a context whose reads of the email corpus must be
 // answered from its version v or later: Check, CheckDigest(s),
 // CheckPrivate, CheckPrivateDigest(s), Assess, AssessDigest and Breaches.
-// A read replica that is behind answers UNAVAILABLE (or, for the calls
-// whose request cannot say so, answers from an older version, which the
-// client treats alike), and the call (unary, or the stream of
-// CheckDigests) is retried with backoff until ctx ends, on the next
-// replica when the client balances over several (a dns:/// target). Use it
+// A read replica that is behind answers UNAVAILABLE (a daemon older than
+// this client, which does not read the minimum of Assess, CheckPrivate and
+// ListBreaches, answers from its version, which the client treats alike),
+// and the call (unary, or the stream of CheckDigests) is retried with
+// backoff until ctx ends, on the next replica when the client balances
+// over several (a dns:/// target). Use it
 // to read your own write: pass the version a breach import (Import,
 // ImportPairs) or delete returned, and give ctx the deadline you can wait.
 // Password corpora have versions of their own: CheckPassword,

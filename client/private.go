@@ -67,7 +67,8 @@ func (c *Client) CheckPrivateDigest(ctx context.Context, d breachd.Digest) (Resu
 		var resp *breachdv1.CheckPrivateResponse
 		err = c.retry(ctx, "CheckPrivate", func() error {
 			var err error
-			resp, err = c.expo.CheckPrivate(ctx, &breachdv1.CheckPrivateRequest{Prefix: r.Query.Prefix, PrefixBits: uint32(bits), BlindedElement: r.Query.Blinded})
+			resp, err = c.expo.CheckPrivate(ctx, &breachdv1.CheckPrivateRequest{Prefix: r.Query.Prefix, PrefixBits: uint32(bits), BlindedElement: r.Query.Blinded,
+				MinCorpusVersion: minVersion(ctx)})
 			if err == nil {
 				err = behind(ctx, resp.GetCorpusVersion())
 			}

@@ -6,6 +6,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/auth"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/service"
 )
 
 // AssessServer implements breachdv1.AssessServiceServer over the use cases.
@@ -27,6 +28,9 @@ func (s *AssessServer) Assess(ctx context.Context, req *breachdv1.AssessRequest)
 		ar.Principal = p.Name
 	}
 	a, err := s.exposure.svc.Assess(ctx, ar)
+	if err == nil {
+		err = service.AtLeast(a.CorpusVersion, req.GetMinCorpusVersion())
+	}
 	if err != nil {
 		return nil, toStatus(s.exposure.log, method, err)
 	}

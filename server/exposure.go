@@ -194,6 +194,9 @@ func (s *ExposureServer) ListBreaches(ctx context.Context, req *breachdv1.ListBr
 		return nil, toStatus(s.log, "ListBreaches", err)
 	}
 	page, err := s.svc.ListBreaches(ctx, service.PageRequest{Size: int(req.GetPageSize()), Token: req.GetPageToken(), Kind: k})
+	if err == nil {
+		err = service.AtLeast(page.CorpusVersion, req.GetMinCorpusVersion())
+	}
 	if err != nil {
 		return nil, toStatus(s.log, "ListBreaches", inMessage("ListBreachesRequest", err))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/breachd/breachd"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
+	"github.com/breachd/breachd/service"
 )
 
 // GetPrivateLookupInfo returns the prefix length private checks use now.
@@ -25,6 +26,9 @@ func (s *ExposureServer) GetPrivateLookupInfo(ctx context.Context, _ *breachdv1.
 func (s *ExposureServer) CheckPrivate(ctx context.Context, req *breachdv1.CheckPrivateRequest) (*breachdv1.CheckPrivateResponse, error) {
 	q := breachd.PrivateQuery{Prefix: req.GetPrefix(), PrefixBits: int(min(req.GetPrefixBits(), 1<<16)), Blinded: req.GetBlindedElement()}
 	a, err := s.svc.CheckPrivate(ctx, q)
+	if err == nil {
+		err = service.AtLeast(a.CorpusVersion, req.GetMinCorpusVersion())
+	}
 	if err != nil {
 		return nil, toStatus(s.log, "CheckPrivate", err)
 	}

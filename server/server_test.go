@@ -546,3 +546,36 @@ func TestAssessInvalid(t *testing.T) {
 		t.Errorf("Assess of an exposed account = %v", resp)
 	}
 }
+
+// TestMinCorpusVersion: every read of the email corpus that names a
+// minimum version is refused UNAVAILABLE (a replica that has not caught
+// up) below it, and answered at or above it. (Private checks' share of it
+// is cmd/breachd's TestPrivateDaemon: they need a keyed corpus.)
+func TestMinCorpusVersion(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 10, server.Options{})
+	as := breachdv1.NewAssessServiceClient(f.conn)
+	d := digests("a", 1)[0]
+	for _, tt := range []struct {
+		name string
+		call func(min uint64) error
+	}{
+		{"Check", func(min uint64) error {
+			_, err := f.expo.Check(t.Context(), &breachdv1.CheckRequest{EmailSha256: d[:], MinCorpusVersion: min})
+			return err
+		}},
+		{"Assess", func(min uint64) error {
+			_, err := as.Assess(t.Context(), &breachdv1.AssessRequest{EmailSha256: d[:], MinCorpusVersion: min})
+			return err
+		}},
+		{"ListBreaches", func(min uint64) error {
+			_, err := f.expo.ListBreaches(t.Context(), &breachdv1.ListBreachesRequest{MinCorpusVersion: min})
+			return err
+		}},
+	} {
+		if err := tt.call(1); err != nil {
+			t.Errorf("%s at the corpus's version: %v", tt.name, err)
+		}
+		wantCode(t, tt.call(2), codes.Unavailable, "behind the version 2 asked for")
+	}
+}

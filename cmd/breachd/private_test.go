@@ -152,6 +152,10 @@ func TestPrivateDaemon(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := expo.CheckPrivate(ctx, &breachdv1.CheckPrivateRequest{Prefix: r.Query.Prefix, PrefixBits: uint32(bits), BlindedElement: r.Query.Blinded,
+			MinCorpusVersion: resp.GetCorpusVersion() + 1}); status.Code(err) != codes.Unavailable {
+			t.Fatalf("a private check asking a version beyond the daemon's = %v, want UNAVAILABLE", err)
+		}
 		if len(resp.GetEntries()) < 100 {
 			t.Fatalf("a bucket answered %d entries", len(resp.GetEntries()))
 		}

@@ -393,8 +393,10 @@ type CheckPrivateRequest struct {
 	PrefixBits uint32 `protobuf:"varint,2,opt,name=prefix_bits,json=prefixBits,proto3" json:"prefix_bits,omitempty"`
 	// The digest blinded (RFC 9497 Blind): an encoded ristretto255 element, 32 bytes.
 	BlindedElement []byte `protobuf:"bytes,3,opt,name=blinded_element,json=blindedElement,proto3" json:"blinded_element,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// As CheckRequest.min_corpus_version.
+	MinCorpusVersion uint64 `protobuf:"varint,4,opt,name=min_corpus_version,json=minCorpusVersion,proto3" json:"min_corpus_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckPrivateRequest) Reset() {
@@ -446,6 +448,13 @@ func (x *CheckPrivateRequest) GetBlindedElement() []byte {
 		return x.BlindedElement
 	}
 	return nil
+}
+
+func (x *CheckPrivateRequest) GetMinCorpusVersion() uint64 {
+	if x != nil {
+		return x.MinCorpusVersion
+	}
+	return 0
 }
 
 type CheckPrivateResponse struct {
@@ -1192,9 +1201,11 @@ type ListBreachesRequest struct {
 	// HASH_KIND_SHA1 or HASH_KIND_NTLM the releases of that password corpus
 	// (FAILED_PRECONDITION when the daemon serves none), with
 	// corpus_version that corpus's.
-	Kind          HashKind `protobuf:"varint,3,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Kind HashKind `protobuf:"varint,3,opt,name=kind,proto3,enum=breachd.v1.HashKind" json:"kind,omitempty"`
+	// As CheckRequest.min_corpus_version, of the corpus listed (kind's).
+	MinCorpusVersion uint64 `protobuf:"varint,4,opt,name=min_corpus_version,json=minCorpusVersion,proto3" json:"min_corpus_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ListBreachesRequest) Reset() {
@@ -1246,6 +1257,13 @@ func (x *ListBreachesRequest) GetKind() HashKind {
 		return x.Kind
 	}
 	return HashKind_HASH_KIND_UNSPECIFIED
+}
+
+func (x *ListBreachesRequest) GetMinCorpusVersion() uint64 {
+	if x != nil {
+		return x.MinCorpusVersion
+	}
+	return 0
 }
 
 type ListBreachesResponse struct {
@@ -2583,10 +2601,13 @@ type AssessRequest struct {
 	// SHA-256 of the canonical email address: exactly 32 bytes.
 	EmailSha256 []byte `protobuf:"bytes,1,opt,name=email_sha256,json=emailSha256,proto3" json:"email_sha256,omitempty"`
 	// SHA-1 of the password: empty, or exactly 20 bytes.
-	PasswordSha1  []byte        `protobuf:"bytes,2,opt,name=password_sha1,json=passwordSha1,proto3" json:"password_sha1,omitempty"`
-	Context       AssessContext `protobuf:"varint,3,opt,name=context,proto3,enum=breachd.v1.AssessContext" json:"context,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PasswordSha1 []byte        `protobuf:"bytes,2,opt,name=password_sha1,json=passwordSha1,proto3" json:"password_sha1,omitempty"`
+	Context      AssessContext `protobuf:"varint,3,opt,name=context,proto3,enum=breachd.v1.AssessContext" json:"context,omitempty"`
+	// As CheckRequest.min_corpus_version (the email corpus's: the version a
+	// breach import returns).
+	MinCorpusVersion uint64 `protobuf:"varint,4,opt,name=min_corpus_version,json=minCorpusVersion,proto3" json:"min_corpus_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AssessRequest) Reset() {
@@ -2638,6 +2659,13 @@ func (x *AssessRequest) GetContext() AssessContext {
 		return x.Context
 	}
 	return AssessContext_ASSESS_CONTEXT_UNSPECIFIED
+}
+
+func (x *AssessRequest) GetMinCorpusVersion() uint64 {
+	if x != nil {
+		return x.MinCorpusVersion
+	}
+	return 0
 }
 
 type BreachAssessment struct {
@@ -3611,12 +3639,13 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x0ecorpus_version\x18\x05 \x01(\x04R\rcorpusVersion\x12\x14\n" +
 	"\x05suite\x18\x06 \x01(\tR\x05suite\x12\x1d\n" +
 	"\n" +
-	"value_size\x18\a \x01(\rR\tvalueSize\"w\n" +
+	"value_size\x18\a \x01(\rR\tvalueSize\"\xa5\x01\n" +
 	"\x13CheckPrivateRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x1f\n" +
 	"\vprefix_bits\x18\x02 \x01(\rR\n" +
 	"prefixBits\x12'\n" +
-	"\x0fblinded_element\x18\x03 \x01(\fR\x0eblindedElement\"\x90\x02\n" +
+	"\x0fblinded_element\x18\x03 \x01(\fR\x0eblindedElement\x12,\n" +
+	"\x12min_corpus_version\x18\x04 \x01(\x04R\x10minCorpusVersion\"\x90\x02\n" +
 	"\x14CheckPrivateResponse\x12+\n" +
 	"\x11evaluated_element\x18\x01 \x01(\fR\x10evaluatedElement\x12\x1f\n" +
 	"\vprefix_bits\x18\x02 \x01(\rR\n" +
@@ -3684,12 +3713,13 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"\x14is_subscription_free\x18\x14 \x01(\bR\x12isSubscriptionFree\x12$\n" +
 	"\x0eis_stealer_log\x18\x15 \x01(\bR\fisStealerLog\x124\n" +
 	"\x13passwords_published\x18\x16 \x01(\bH\x00R\x12passwordsPublished\x88\x01\x01B\x16\n" +
-	"\x14_passwords_published\"{\n" +
+	"\x14_passwords_published\"\xa9\x01\n" +
 	"\x13ListBreachesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12(\n" +
-	"\x04kind\x18\x03 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\"\x95\x01\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x14.breachd.v1.HashKindR\x04kind\x12,\n" +
+	"\x12min_corpus_version\x18\x04 \x01(\x04R\x10minCorpusVersion\"\x95\x01\n" +
 	"\x14ListBreachesResponse\x12.\n" +
 	"\bbreaches\x18\x01 \x03(\v2\x12.breachd.v1.BreachR\bbreaches\x12%\n" +
 	"\x0ecorpus_version\x18\x02 \x01(\x04R\rcorpusVersion\x12&\n" +
@@ -3772,11 +3802,12 @@ const file_breachd_v1_breachd_proto_rawDesc = "" +
 	"duplicates\x12!\n" +
 	"\fnew_accounts\x18\x04 \x01(\x04R\vnewAccounts\x12%\n" +
 	"\x0eknown_accounts\x18\x05 \x01(\x04R\rknownAccounts\x12%\n" +
-	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion\"\x8c\x01\n" +
+	"\x0ecorpus_version\x18\x06 \x01(\x04R\rcorpusVersion\"\xba\x01\n" +
 	"\rAssessRequest\x12!\n" +
 	"\femail_sha256\x18\x01 \x01(\fR\vemailSha256\x12#\n" +
 	"\rpassword_sha1\x18\x02 \x01(\fR\fpasswordSha1\x123\n" +
-	"\acontext\x18\x03 \x01(\x0e2\x19.breachd.v1.AssessContextR\acontext\"\x8a\x01\n" +
+	"\acontext\x18\x03 \x01(\x0e2\x19.breachd.v1.AssessContextR\acontext\x12,\n" +
+	"\x12min_corpus_version\x18\x04 \x01(\x04R\x10minCorpusVersion\"\x8a\x01\n" +
 	"\x10BreachAssessment\x121\n" +
 	"\x06breach\x18\x01 \x01(\v2\x19.breachd.v1.BreachSummaryR\x06breach\x12C\n" +
 	"\x0fpassword_status\x18\x02 \x01(\x0e2\x1a.breachd.v1.PasswordStatusR\x0epasswordStatus\"\xb1\x02\n" +
