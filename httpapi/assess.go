@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"io"
 	"net/http"
 
 	"github.com/breachd/breachd"
@@ -74,9 +72,8 @@ func (a *API) assess(w http.ResponseWriter, r *http.Request) int {
 func decodeAssess(r *http.Request) (breachd.AssessRequest, error) {
 	var ar breachd.AssessRequest
 	var in assessRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxAssessBody))
-	dec.DisallowUnknownFields() // a "password" field must never be taken
-	if err := dec.Decode(&in); err != nil {
+	// Strict: a "password" field must never be taken.
+	if err := decodeBody(r.Body, maxAssessBody, &in, true); err != nil {
 		return ar, breachd.Errorf(breachd.ErrInvalidArgument,
 			"the body is not an assessment: want JSON with email (or email_sha256), optional password_sha1 (hex SHA-1; never the password) and context")
 	}

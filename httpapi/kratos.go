@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"time"
 
@@ -78,7 +77,7 @@ func (a *API) kratosHook(w http.ResponseWriter, r *http.Request) int {
 			"flow %s: put ?flow=registration or ?flow=login in the web hook's url", breachd.Quote(flow)))
 	}
 	var in kratosRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&in); err != nil {
+	if err := decodeBody(r.Body, 1<<20, &in, false); err != nil {
 		return writeError(w, a.log, route, breachd.Errorf(breachd.ErrInvalidArgument,
 			"the body is not the hook's JSON: render {\"email\": ctx.identity.traits.email, \"metadata_admin\": ctx.identity.metadata_admin} (deploy/kratos/breachd.jsonnet)"))
 	}

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,5 +75,32 @@ func TestKratosHook(t *testing.T) {
 	}
 	if code, _ := post("settings", `{"email":"`+nobody+`"}`); code != http.StatusBadRequest {
 		t.Errorf("an unknown flow: %d, want 400", code)
+	}
+}
+
+// TestJSONBodiesWhole: a JSON route reads its whole body: a second object
+// or stray bytes after the first is refused (400), never ignored. Before,
+// the Kratos hook and /v1/assess answered for the first address of
+// {"email":A}{"email":B} and dropped the rest. (/v1/private/check reads
+// through the same decodeBody; this fixture serves no private lookups.)
+func TestJSONBodiesWhole(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, false, false)
+	for _, tt := range []struct{ path, body string }{
+		{"/v1/hooks/kratos?flow=login", `{"email":"` + nobody + `"}{"email":"` + adobeOnly + `"}`},
+		{"/v1/hooks/kratos?flow=login", `{"email":"` + nobody + `"} x`},
+		{"/v1/assess", `{"email":"` + nobody + `","context":"login"}{"email":"` + adobeOnly + `","context":"login"}`},
+	} {
+		req, _ := http.NewRequest("POST", f.url+tt.path, strings.NewReader(tt.body))
+		req.Header.Set("User-Agent", "breachd-test")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("POST %s with more after its JSON: %d %s, want 400", tt.path, resp.StatusCode, b)
+		}
 	}
 }

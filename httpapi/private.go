@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -70,9 +69,7 @@ func (a *API) privateInfo(w http.ResponseWriter, r *http.Request) int {
 func (a *API) privateCheck(w http.ResponseWriter, r *http.Request) int {
 	const route = "private-check"
 	var in privateCheckRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxPrivateBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
+	if err := decodeBody(r.Body, maxPrivateBody, &in, true); err != nil {
 		return writeError(w, a.log, route, breachd.Errorf(breachd.ErrInvalidArgument,
 			`the body is not {"prefix": base64, "prefix_bits": n, "blinded_element": base64}: %v`, err))
 	}
