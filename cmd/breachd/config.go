@@ -360,6 +360,12 @@ func loadConfig(name string, args []string, stderr io.Writer, env func(string) s
 			msg := goTypes.ReplaceAllString(err.Error(), "")
 			return c, fmt.Errorf("config %s: %s (the keys are those of 'breachd config print')", *file, msg)
 		}
+		// A second document (after "---") would be read by nothing:
+		// refused, as a misspelt key is.
+		var more yaml.Node
+		if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: more than one YAML document; breachd reads one: merge them", *file)
+		}
 	}
 	if err := walkKeys(&c, "", func(key string, v reflect.Value) error {
 		if s := env(envName(key)); s != "" {

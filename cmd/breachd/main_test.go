@@ -452,6 +452,14 @@ func TestConfigSources(t *testing.T) {
 	if _, err := loadConfig("t", []string{"--config", file}, io.Discard, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "field rat not found") {
 		t.Fatalf("misspelt key: %v, want an error naming it", err)
 	}
+	write("data: x\n---\nquota:\n  rate: 5\n")
+	if _, err := loadConfig("t", []string{"--config", file}, io.Discard, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "more than one YAML document") {
+		t.Fatalf("a second document: %v, want an error saying only one is read", err)
+	}
+	write("# only a comment\n")
+	if _, err := loadConfig("t", []string{"--config", file}, io.Discard, func(string) string { return "" }); err != nil {
+		t.Fatalf("a file of comments: %v", err)
+	}
 	env = map[string]string{"BREACHD_QUOTA_RATE": "fast"}
 	if _, err := loadConfig("t", nil, io.Discard, func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "invalid quota.rate (BREACHD_QUOTA_RATE)") {
 		t.Fatalf("bad env value: %v", err)
