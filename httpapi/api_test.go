@@ -281,10 +281,13 @@ func TestCompatibility(t *testing.T) {
 			{"range too long", "/range/5BAA61", nil, 400, "text/plain; charset=utf-8", "range-400"},
 			{"range bad mode", "/range/5BAA6?mode=md5", nil, 400, "text/plain; charset=utf-8", ""},
 			{"range malformed query", "/range/5BAA6?mode=ntlm;x", nil, 400, "text/plain; charset=utf-8", ""},
+			{"range mode twice", "/range/5BAA6?mode=ntlm&mode=sha1", nil, 400, "text/plain; charset=utf-8", ""},
 			// The v3 API.
 			{"breachedaccount truncated", "/api/v3/breachedaccount/" + both, nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
 			{"breachedaccount canonicalised", "/api/v3/breachedaccount/" + strings.ToUpper(both), nil, 200, "application/json; charset=utf-8", "breachedaccount-truncated"},
 			{"breachedaccount full", "/api/v3/breachedaccount/" + both + "?truncateResponse=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-full"},
+			{"breachedaccount parameter in any case", "/api/v3/breachedaccount/" + both + "?TruncateResponse=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-full"},
+			{"breachedaccount parameter twice", "/api/v3/breachedaccount/" + both + "?truncateResponse=false&truncateresponse=true", nil, 400, "application/json; charset=utf-8", ""},
 			{"breachedaccount domain", "/api/v3/breachedaccount/" + both + "?domain=sega.com", nil, 200, "application/json; charset=utf-8", "breachedaccount-domain"},
 			{"breachedaccount verified only", "/api/v3/breachedaccount/" + both + "?includeUnverified=false", nil, 200, "application/json; charset=utf-8", "breachedaccount-verified"},
 			{"breachedaccount filtered to none", "/api/v3/breachedaccount/" + both + "?domain=example.org", nil, 404, "", ""},
