@@ -170,6 +170,7 @@ func (c *Client) Releases(ctx context.Context, k breachd.HashKind) ([]CatalogEnt
 }
 
 func (c *Client) catalogue(ctx context.Context, kind breachdv1.HashKind) ([]CatalogEntry, uint64, error) {
+	email := kind == breachdv1.HashKind_HASH_KIND_UNSPECIFIED // AtLeast is the email corpus's
 	for attempt := 0; ; attempt++ {
 		var out []CatalogEntry
 		var version uint64
@@ -179,11 +180,11 @@ func (c *Client) catalogue(ctx context.Context, kind breachdv1.HashKind) ([]Cata
 			err := c.retry(ctx, "ListBreaches", func() error {
 				var err error
 				req := &breachdv1.ListBreachesRequest{PageSize: maxPageSize, PageToken: tok, Kind: kind}
-				if kind == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
-					req.MinCorpusVersion = minVersion(ctx) // AtLeast is the email corpus's
+				if email {
+					req.MinCorpusVersion = minVersion(ctx)
 				}
 				resp, err = c.expo.ListBreaches(ctx, req)
-				if err == nil && kind == breachdv1.HashKind_HASH_KIND_UNSPECIFIED {
+				if err == nil && email {
 					err = behind(ctx, resp.GetCorpusVersion())
 				}
 				return err
@@ -740,9 +741,9 @@ const maxVersionWait = 2 * time.Second
 // ListBreaches, answers from its version, which the client treats alike),
 // and the call (unary, or the stream of CheckDigests) is retried with
 // backoff until ctx ends, on the next replica when the client balances
-// over several (a dns:/// target). Use it
-// to read your own write: pass the version a breach import (Import,
-// ImportPairs) or delete returned, and give ctx the deadline you can wait.
+// over several (a dns:/// target). Use it to read your own write: pass the
+// version a breach import (Import, ImportPairs) or delete returned, and
+// give ctx the deadline you can wait.
 // Password corpora have versions of their own: CheckPassword,
 // PasswordRange and Releases do not look at it.
 func AtLeast(ctx context.Context, v uint64) context.Context {

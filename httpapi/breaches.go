@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"maps"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,40 +83,6 @@ func models(es []*breachd.CatalogEntry) []breachModel {
 		out = append(out, modelOf(e))
 	}
 	return out
-}
-
-// params are a request's query parameters: one value each, by name in
-// any case (upstream's API reads truncateResponse and truncateresponse
-// alike).
-type params map[string]string
-
-// Get returns the value of the parameter name, in any case ("" if none).
-func (p params) Get(name string) string { return p[strings.ToLower(name)] }
-
-// query parses a request's raw query, refusing one that does not parse (a
-// ';' between pairs, a bad escape) or that names a parameter twice:
-// Request.URL.Query drops the pairs it cannot read and keeps every value,
-// and a dropped or shadowed filter (domain=, includeUnverified=false,
-// mode=ntlm) would answer another question than the one asked. Every
-// route reads its query through it, on both servers.
-func query(raw string) (params, error) {
-	if raw == "" {
-		return nil, nil
-	}
-	q, err := url.ParseQuery(raw)
-	if err != nil {
-		return nil, breachd.Errorf(breachd.ErrInvalidArgument, "the query is malformed (%v): write name=value pairs, percent-encoded, joined by ampersands", err)
-	}
-	p := make(params, len(q))
-	for _, name := range slices.Sorted(maps.Keys(q)) { // the same error for the same query
-		vs := q[name]
-		key := strings.ToLower(name)
-		if _, twice := p[key]; twice || len(vs) > 1 {
-			return nil, breachd.Errorf(breachd.ErrInvalidArgument, "the query names %s more than once: give each parameter once", breachd.Quote(name))
-		}
-		p[key] = vs[0]
-	}
-	return p, nil
 }
 
 // boolParam reads an optional true/false query parameter, either case.

@@ -14,6 +14,7 @@
 // Two servers carry it: Go's net/http (API is an http.Handler), and
 // fasthttp (API.Fast), which answers the range route on its own request
 // and passes every other route to the same http.Handler. Both go through
-// one guard (admit, over a request view), one range answer (rangeAnswer)
-// and one set of metrics.
+// one guard (admit, over a request view), one range answer (rangeAnswer),
+// one reading of queries and JSON bodies (request.go) and one set of
+// metrics.
 package httpapi

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -91,25 +90,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 const jsonType = "application/json; charset=utf-8"
-
-// decodeBody reads one JSON value from body (at most limit bytes) into v.
-// What follows it (a second object, stray bytes) is an error, not ignored:
-// a body read in part answers a request other than the one sent, and a
-// proxy that read the rest would disagree about what was asked. With
-// strict, so is a field v does not have.
-func decodeBody(body io.Reader, limit int64, v any, strict bool) error {
-	dec := json.NewDecoder(io.LimitReader(body, limit))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("more follows the JSON object")
-	}
-	return nil
-}
 
 // marshalJSON is v's JSON, or a 500 error document if it has none.
 func marshalJSON(code int, v any) (int, []byte) {

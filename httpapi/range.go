@@ -170,15 +170,12 @@ func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, pre
 	if err != nil {
 		return out, 0, http.StatusBadRequest, "The hash prefix was not in a valid format"
 	}
-	var mode string
-	if rawQuery != "" {
-		q, err := query(rawQuery)
-		if err != nil {
-			code, msg := statusFor(a.log, route, err)
-			return out, 0, code, msg
-		}
-		mode = q.Get("mode")
+	q, err := query(rawQuery)
+	if err != nil {
+		code, msg := statusFor(a.log, route, err)
+		return out, 0, code, msg
 	}
+	mode := q.Get("mode")
 	kind := breachd.SHA1
 	switch strings.ToLower(mode) {
 	case "", "sha1":

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/breachd/breachd"
-	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
 
@@ -32,11 +31,8 @@ func TestWatchWhileChanging(t *testing.T) {
 	t.Parallel()
 	rec, rng := storetest.NewSteps(t, 0x77636f6e63)
 	ctx := context.Background()
-	dir := t.TempDir()
-	emails := open(t, store.EmailDir(dir), options(0))
-	defer emails.Close()
-	w := openWatch(t, store.WatchDir(dir), emails)
-	defer w.Close()
+	emails, w, done := openWatchWorld(t, t.TempDir())
+	defer done()
 	pool := storetest.Digests("watch-concurrent", 20000)
 	watched := map[int]bool{}
 	if _, err := w.Create(ctx, "users"); err != nil {

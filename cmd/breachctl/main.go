@@ -184,8 +184,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := flagsSet(fs)
 	switch {
 	case bc.file == "" && fs.NArg() == 0, bc.file != "" && fs.NArg() > 0:
 		fs.Usage()
@@ -318,6 +317,14 @@ func writeBreaches(w io.Writer, bs []client.CatalogEntry, version uint64) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d breaches, corpus version %d\n", len(bs), version)
+}
+
+// flagsSet returns the names of the flags given on fs's command line, so
+// that one that does not apply to the run is refused, not ignored.
+func flagsSet(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
 }
 
 // health asks the gRPC health service, for container and probe checks.

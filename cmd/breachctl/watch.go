@@ -71,6 +71,7 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		return err
 	}
 	rest = append(rest, fs.Args()...)
+	set := flagsSet(fs)
 	needName := sub != "list" && sub != "deliveries"
 	switch {
 	case needName && len(rest) == 0:
@@ -79,10 +80,10 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	case (sub == "add" || sub == "remove") && (in.file == "") == (len(rest) == 1):
 		fmt.Fprintf(stderr, "breachctl watch %s: give --file PATH or email addresses, not both\n", sub)
 		return errUsage
-	case (sub == "add" || sub == "remove") && in.file == "" && (in.digests || in.column != "email"):
+	case in.file == "" && (set["digests"] || set["column"]):
 		fmt.Fprintf(stderr, "breachctl watch %s: --column and --digests are for --file; addresses on the command line are emails\n", sub)
 		return errUsage
-	case in.digests && in.column != "email":
+	case set["column"] && in.digests:
 		fmt.Fprintf(stderr, "breachctl watch %s: --column and --digests do not go together: --digests reads one digest a line, no CSV\n", sub)
 		return errUsage
 	case sub != "add" && sub != "remove" && len(rest) > 1, !needName && len(rest) > 0:

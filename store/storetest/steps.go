@@ -59,9 +59,7 @@ func ReadWhile[T any](s *Steps, step func(), read func(r *rand.Rand, see func(T)
 	seen := make([][]T, 2)
 	errs := make([]error, 2)
 	for g := range seen {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			r := rand.New(rand.NewPCG(s.Seed, uint64(g)))
 			see := func(v T) { seen[g] = append(seen[g], v) }
 			for !stop.Load() {
@@ -71,7 +69,7 @@ func ReadWhile[T any](s *Steps, step func(), read func(r *rand.Rand, see func(T)
 				}
 				runtime.Gosched() // let the step run
 			}
-		}()
+		})
 	}
 	step()
 	stop.Store(true)
