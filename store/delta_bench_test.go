@@ -96,3 +96,30 @@ func BenchmarkBackup(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSmallImport measures a ten-account import into a corpus whose
+// filter is sized for many keys (BREACHD_BENCH_FILTER_KEYS, 50M by
+// default: about 110 MiB of filter): what every small breach added to a
+// large corpus pays beside its rows, in time and in memory allocated.
+func BenchmarkSmallImport(b *testing.B) {
+	capacity := uint64(50_000_000)
+	if s := os.Getenv("BREACHD_BENCH_FILTER_KEYS"); s != "" {
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			b.Fatalf("BREACHD_BENCH_FILTER_KEYS: %v", err)
+		}
+		capacity = n
+	}
+	o := store.DefaultOptions()
+	o.BackgroundShare, o.ExpectedKeys = 1, capacity
+	s := open(b, b.TempDir(), o)
+	defer s.Close()
+	importAll(b, s, storetest.Breach("Base"), storetest.Digests("base", 10_000), 10_000)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		name := "Small" + strconv.Itoa(i)
+		importAll(b, s, storetest.Breach(name), storetest.Digests(name, 10), 10)
+	}
+}

@@ -40,13 +40,20 @@ type corpus struct {
 	log     *slog.Logger
 	opts    Options
 
-	// Published state. Each is replaced whole and never changed once
-	// stored, so lookups read it without locks. A commit stores the filter
-	// before the catalogue, and lookups load the catalogue before the
-	// filter: a lookup that sees a segment also sees its keys.
+	// Published state, read by lookups without locks. The catalogue is
+	// replaced whole and never changed once stored. The filter only gains
+	// bits in place (filter.addLive), under the import token, or is
+	// replaced whole. A commit adds its keys to the filter or stores a new
+	// one before it stores the catalogue, and lookups load the catalogue
+	// before the filter: a lookup that sees a segment also sees its keys.
 	filter atomic.Pointer[filter]
 	cat    atomic.Pointer[catalog]
 	keys   atomic.Uint64 // distinct keys with an entry of a committed segment
+	// strays counts keys that changes which never committed (an abandoned
+	// import, a failed apply) added to the published filter, since it was
+	// last replaced: they raise its false-positive rate as keys do, so
+	// they count toward its growth. Forgotten at a restart.
+	strays atomic.Uint64
 
 	importSem chan struct{} // holds one token while a change (import, delete, collection, a replica's apply) runs
 	// commitMu is held for writing while a change's catalogue commits (its

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 )
 
@@ -109,33 +110,48 @@ func TestFilterSaveLoad(t *testing.T) {
 	}
 }
 
-// TestFilterClone checks that a clone holds everything its source does and
-// that adding to it leaves the source, which lookups may be reading, as it was.
-func TestFilterClone(t *testing.T) {
+// TestFilterAddLive checks that addLive sets exactly the bits add does,
+// and that lookups reading the filter while it adds (the race detector
+// watches) never miss a key added before they began, and see each key
+// from the moment its add returned.
+func TestFilterAddLive(t *testing.T) {
 	t.Parallel()
-	f := newFilter(4000, 0.001)
-	for i := range 2000 {
-		f.add(key('p', i))
-	}
-	c, err := f.clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2000 {
-		if !c.test(key('p', i)) {
-			t.Fatalf("clone lost key %d", i)
+	for _, fpr := range []float64{0.05, 0.001, 1e-6} { // 8, 16 and 24 probes
+		private, live := newFilter(4000, fpr), newFilter(4000, fpr)
+		for i := range 2000 {
+			private.add(key('p', i))
+			live.addLive(key('p', i))
 		}
-	}
-	before := append([]uint64(nil), f.words...)
-	for i := range 2000 {
-		c.add(key('q', i))
-	}
-	if !slices.Equal(before, f.words) {
-		t.Fatal("adding to the clone changed the source filter")
-	}
-	for i := range 2000 {
-		if !c.test(key('q', i)) {
-			t.Fatalf("clone lost added key %d", i)
+		if !slices.Equal(private.words, live.words) {
+			t.Fatalf("fpr %g: addLive set other bits than add", fpr)
+		}
+		var added atomic.Int64 // keys 'q' 0..added-1 are in
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range 2000 {
+				live.addLive(key('q', i))
+				added.Store(int64(i + 1))
+			}
+		}()
+		for reading := true; reading; {
+			select {
+			case <-done:
+				reading = false
+			default:
+			}
+			n := int(added.Load())
+			for _, k := range [][]byte{key('p', n%2000), key('q', max(n-1, 0))} {
+				if n > 0 && !live.test(k) {
+					t.Fatalf("fpr %g: a key added before the read was missed", fpr)
+				}
+			}
+		}
+		for i := range 2000 {
+			private.add(key('q', i))
+		}
+		if !slices.Equal(private.words, live.words) {
+			t.Fatalf("fpr %g: the live filter differs from the private one after the same adds", fpr)
 		}
 	}
 }

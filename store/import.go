@@ -66,6 +66,9 @@ func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected ui
 		}
 		c.imports.WithLabelValues("abandoned").Inc()
 		c.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
+		if imp.live {
+			c.strays.Add(imp.stats.New) // in the published filter, never committed
+		}
 		if imp.base {
 			// Not recorded: the next open would remove it; so does this.
 			// (Recorded, with the sync failing, the next open decides.)
@@ -176,10 +179,12 @@ type importTx struct {
 	// record; baseRecorded: the commit's transaction recorded it.
 	base, baseRecorded bool
 	started            time.Time
-	// filter is a private copy of the published filter plus this import's
-	// keys. Commit publishes it; until then no lookup reads it, so it is
-	// written without atomics or locks.
+	// filter holds every committed key and this import's: the published
+	// filter itself, added to in place (live), or a new one filled
+	// privately (a bulk load's, or one rebuilt larger), which commit
+	// publishes.
 	filter *filter
+	live   bool
 	// bulk is the first import's bulk load (bulk.go), while it lasts.
 	bulk  *bulkLoad
 	stats importStats
@@ -343,11 +348,7 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		return err
 	}
 	if imp.filter == nil {
-		f, err := c.filter.Load().clone()
-		if err != nil {
-			return err
-		}
-		imp.filter = f
+		imp.filter, imp.live = c.filter.Load(), true
 	}
 	f, cat := imp.filter, imp.old
 	keys := make([][]byte, 0, len(rs))
@@ -365,9 +366,9 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		}
 		for _, r := range rs {
 			var old []byte
-			// The private filter holds every committed key and this
-			// import's own: a "no" means nothing to merge with. (Rows of
-			// an abandoned import may be missed; they were never visible
+			// The filter holds every committed key and this import's
+			// own: a "no" means nothing to merge with. (Rows of an
+			// abandoned import may be missed; they were never visible
 			// and are simply replaced.)
 			fk := c.kind.filterKey(r.key)
 			if f.test(fk[:]) {
@@ -399,16 +400,20 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 	c.reach("import-batch")
 	for _, k := range fresh {
 		fk := c.kind.filterKey(k)
-		f.add(fk[:])
+		if imp.live {
+			f.addLive(fk[:])
+		} else {
+			f.add(fk[:])
+		}
 	}
 	// Keep the false-positive rate near its target as the corpus grows: the
 	// rebuilt filter holds every stored key, this import's included.
-	if total := c.keys.Load() + imp.stats.New; total > f.cap+f.cap/2 {
+	if total := c.keys.Load() + c.strays.Load() + imp.stats.New; total > f.cap+f.cap/2 {
 		nf, _, err := c.rebuildFilter(ctx, cat, 2*total)
 		if err != nil {
 			return err
 		}
-		imp.filter = nf
+		imp.filter, imp.live = nf, false
 	}
 	return nil
 }
@@ -567,7 +572,9 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 	}
 	// Publish: the filter first, so that a lookup that sees the new
 	// catalogue also sees the new keys.
-	c.filter.Store(newFilter)
+	if c.filter.Swap(newFilter) != newFilter {
+		c.strays.Store(0) // a new filter: rebuilt from the rows, or a first import's
+	}
 	c.keys.Store(newKeys)
 	nc := old.with(version, version, rec.Name, &breachd.CatalogEntry{Breach: rec.Breach, AccountCount: rec.AccountCount}, imp.seg)
 	c.cat.Store(nc)

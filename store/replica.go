@@ -197,11 +197,16 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	defer c.release()
 	start := time.Now()
 	old, oldFilter := c.cat.Load(), c.filter.Load()
-	f, err := growing(oldFilter, old.version == 0, expectedKeys, c.opts.FalsePositiveRate)
-	if err != nil {
-		return 0, err
-	}
+	f, live := growing(oldFilter, old.version == 0, expectedKeys, c.opts.FalsePositiveRate)
+	applied := false
 	var rows, fresh uint64
+	if live {
+		defer func() {
+			if !applied {
+				c.strays.Add(fresh) // in the published filter, never committed
+			}
+		}()
+	}
 	size := 1 + c.kind.keySize
 	// The rows the backup changes, for the lookup index (mergeDelta): the
 	// newest value of each, or nil where it deletes the row.
@@ -247,7 +252,11 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		if !oldFilter.test(fk[:]) {
 			fresh++ // surely new; the few the old filter lets through are not counted
 		}
-		f.add(fk[:])
+		if live {
+			f.addLive(fk[:])
+		} else {
+			f.add(fk[:])
+		}
 		return load
 	})
 	if err == nil && bw != nil {
@@ -284,7 +293,7 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		// abandoned imports' rows included, where fresh only adds.
 		keys = expectedKeys
 	}
-	if keys > f.cap+f.cap/2 {
+	if keys+c.strays.Load() > f.cap+f.cap/2 {
 		if f, _, err = c.rebuildFilter(ctx, cat, 2*keys); err != nil {
 			return 0, err
 		}
@@ -292,7 +301,10 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	c.saveFilterBeforeCommit(f, cat.version, keys)
 	// Publish: the filter first, so that a lookup that sees the new
 	// catalogue also sees the new keys.
-	c.filter.Store(f)
+	applied = true
+	if c.filter.Swap(f) != f {
+		c.strays.Store(0) // a new filter
+	}
 	c.keys.Store(keys)
 	c.cat.Store(cat) // its readTs covers every entry loaded: the delta is visible at once
 	if c.hasBase() {
@@ -325,14 +337,15 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	return cat.version, nil
 }
 
-// growing returns the filter a backup is added to: a private copy of the
-// published one, or, for an empty corpus whose backup brings more keys than
-// it was sized for, a new one sized for them.
-func growing(published *filter, empty bool, expectedKeys uint64, fpr float64) (*filter, error) {
+// growing returns the filter a backup is added to, and whether it is the
+// published one (added to in place: live): the published one, or, for an
+// empty corpus whose backup brings more keys than it was sized for, a new
+// one sized for them.
+func growing(published *filter, empty bool, expectedKeys uint64, fpr float64) (*filter, bool) {
 	if empty && expectedKeys > published.cap {
-		return newFilter(expectedKeys+expectedKeys/4, fpr), nil
+		return newFilter(expectedKeys+expectedKeys/4, fpr), false
 	}
-	return published.clone()
+	return published, true
 }
 
 // loadBackup loads a backup stream into db with Badger's Load, which
