@@ -165,9 +165,10 @@ func TestCrashPairs(t *testing.T) {
 				points = append(points, fmt.Sprintf("import-batch:%d", b))
 			}
 			// The filter saves of the release's, the pairs' and the
-			// emails' commits, in that order.
+			// emails' commits, in that order: whole, or logged.
 			for n := 1; n <= 3; n++ {
-				points = append(points, fmt.Sprintf("filter-written:%d", n), fmt.Sprintf("filter-renamed:%d", n))
+				points = append(points, fmt.Sprintf("filter-written:%d", n), fmt.Sprintf("filter-renamed:%d", n),
+					fmt.Sprintf("filter-log-torn:%d", n), fmt.Sprintf("filter-logged:%d", n))
 			}
 		} else {
 			copyDir(t, withCombo, dir)

@@ -100,12 +100,12 @@ func TestCrashPasswords(t *testing.T) {
 		// The child kills itself at a point drawn from the import's
 		// batches and its filter save (a kill from outside mostly lands
 		// after so quick an import), or from the delete's collection.
-		points := []string{"filter-written:1", "filter-renamed:1", "index-written:1", "index-renamed:1"}
+		points := []string{"filter-written:1", "filter-renamed:1", "filter-log-torn:1", "filter-logged:1", "index-written:1", "index-renamed:1"}
 		switch op {
 		case "password-first", "password-first-sorted":
 			points = append(points, "base-written:1", "base-renamed:1")
 		case "password-delete-base":
-			points = []string{"delete-committed:1", "collect-row:1", "collect-row:5000", "collect-row:20000", "base-unrecorded:1", "filter-written:1"}
+			points = []string{"delete-committed:1", "collect-row:1", "collect-row:5000", "collect-row:20000", "base-unrecorded:1", "filter-written:1", "filter-logged:1"}
 		}
 		for b := 1; b*5000 < len(crashPasswordRecords("Large")) && op != "password-delete-base"; b++ {
 			points = append(points, fmt.Sprintf("import-batch:%d", b))
@@ -267,7 +267,7 @@ func TestCrashReplicaBase(t *testing.T) {
 	}
 	ro := options(0)
 	ro.Follower = true
-	points := []string{"replica-base-row:1", "replica-base-row:3", "replica-rows-loaded:1", "base-renamed:1", "filter-written:1", "filter-renamed:1"}
+	points := []string{"replica-base-row:1", "replica-base-row:3", "replica-rows-loaded:1", "base-renamed:1", "filter-written:1", "filter-renamed:1", "filter-logged:1"}
 	kills := map[string]int{}
 	for run := range max(len(points), crashRuns(t, len(crashOps))/len(crashOps)) {
 		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))

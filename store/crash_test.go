@@ -51,14 +51,19 @@ func init() {
 
 // The operations a run kills. online-import is a serving daemon (the real
 // gRPC server) taking an import from client.Import; filter-save is a later
-// import whose process kills itself inside the filter save, at one of
-// crashPoints (a kill from outside rarely lands there).
+// import whose process kills itself inside the filter's whole save, at one
+// of crashPoints (a kill from outside rarely lands there), and filter-log
+// one that kills itself inside its record in the filter's log, or after
+// it, before the commit (logPoints).
 // delete-import is a delete killed at a row of its collection (or of the
 // collection at open before it), after which another breach is imported
 // at once: none of the deleted breach's accounts may answer under it.
-var crashOps = []string{"first-import", "later-import", "delete", "collect", "online-import", "filter-save", "delete-import"}
+var crashOps = []string{"first-import", "later-import", "delete", "collect", "online-import", "filter-save", "filter-log", "delete-import"}
 
-var crashPoints = []string{"filter-written", "filter-renamed"}
+var (
+	crashPoints = []string{"filter-written", "filter-renamed"}
+	logPoints   = []string{"filter-log-torn", "filter-logged"}
+)
 
 // crashWindow is the range of kill times per operation: about as long as
 // the child takes (it starts, opens the store, works), so that most kills
@@ -87,7 +92,7 @@ func crashDigests(name string) []breachd.Digest {
 // crashWork is what a run does, in the child, or again after the kill.
 func crashWork(ctx context.Context, s *store.Store, op string) error {
 	switch op {
-	case "first-import", "later-import", "online-import", "filter-save":
+	case "first-import", "later-import", "online-import", "filter-save", "filter-log":
 		_, err := s.Import(ctx, storetest.Breach("Large"), storetest.Batches(crashDigests("Large"), 5000, nil))
 		return err
 	case "delete", "delete-import":
@@ -210,7 +215,7 @@ func TestCrashChild(t *testing.T) {
 		}
 		time.Sleep(time.Minute)
 		t.Fatal("not killed within a minute")
-	case "filter-save", "delete-import", "abandon":
+	case "filter-save", "filter-log", "delete-import", "abandon":
 		// BREACHD_CRASH_POINT is a point's name, or name:N for its Nth reach.
 		point, nth := os.Getenv("BREACHD_CRASH_POINT"), 1
 		if name, n, ok := strings.Cut(point, ":"); ok {
@@ -222,7 +227,14 @@ func TestCrashChild(t *testing.T) {
 		}
 		crashAt(point, nth)
 	}
-	s, err := store.Open(context.Background(), store.EmailDir(dir), crashOptions(t))
+	o := crashOptions(t)
+	switch op {
+	case "filter-save":
+		o = store.WithFilterLog(o, -1) // saved whole
+	case "filter-log":
+		o = store.WithFilterLog(o, 1<<30) // logged
+	}
+	s, err := store.Open(context.Background(), store.EmailDir(dir), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,12 +354,15 @@ func crashTest(t *testing.T, runs int) {
 		switch op {
 		case "first-import":
 			// an empty store
-		case "later-import", "online-import", "filter-save":
+		case "later-import", "online-import", "filter-save", "filter-log":
 			copyDir(t, templates["base"], dir)
 		default:
 			copyDir(t, templates["both"], dir)
 		}
 		point := crashPoints[r.IntN(len(crashPoints))]
+		if op == "filter-log" {
+			point = logPoints[r.IntN(len(logPoints))]
+		}
 		if op == "delete-import" {
 			point = fmt.Sprintf("collect-row:%d", 1+r.IntN(collectRows))
 		}
@@ -364,7 +379,7 @@ func crashTest(t *testing.T, runs int) {
 			} else {
 				tally[op].finished++
 			}
-		case "filter-save":
+		case "filter-save", "filter-log":
 			if err := <-done; !killed(err) {
 				t.Fatalf("run %d (%s): the child did not die at %s: %v", run, op, point, err)
 			}
@@ -401,6 +416,11 @@ func crashTest(t *testing.T, runs int) {
 		}
 		slowest = max(slowest, time.Since(start))
 		if strings.Contains(logs.String(), "rebuilding bloom filter") {
+			if op == "filter-log" {
+				// The record is synced before the commit, and a torn
+				// one is its change's, which never committed.
+				t.Fatalf("run %d (%s at %s): the filter was rebuilt: %s", run, op, point, logs.String())
+			}
 			tally[op].rebuilt++
 		} else {
 			tally[op].loaded++

@@ -54,6 +54,10 @@ type corpus struct {
 	// last replaced: they raise its false-positive rate as keys do, so
 	// they count toward its growth. Forgotten at a restart.
 	strays atomic.Uint64
+	// saved is what the data directory holds of the filter (filterlog.go);
+	// saveMu guards it.
+	saveMu sync.Mutex
+	saved  savedFilter
 
 	importSem chan struct{} // holds one token while a change (import, delete, collection, a replica's apply) runs
 	// commitMu is held for writing while a change's catalogue commits (its
@@ -500,7 +504,14 @@ func (c *corpus) readUint64(key []byte, op string) (uint64, error) {
 // interrupted import left behind (invisible, since never committed) do not
 // make it stale.
 func (c *corpus) loadOrRebuildFilter(ctx context.Context) error {
-	f, h, err := loadFilter(c.dir)
+	f, h, id, err := loadFilter(c.dir)
+	var logSize int64
+	if err == nil {
+		var logErr error
+		if h, logSize, logErr = replayFilterLog(c.dir, f, id, h); logErr != nil {
+			err = fmt.Errorf("its log: %w", logErr)
+		}
+	}
 	cat := c.cat.Load()
 	reason := ""
 	switch {
@@ -519,6 +530,7 @@ func (c *corpus) loadOrRebuildFilter(ctx context.Context) error {
 	}
 	if reason == "" {
 		c.filter.Store(f)
+		c.saved = savedFilter{f: f, id: id, logSize: logSize}
 		c.keys.Store(h.keys)
 		if h.corpusVersion > cat.version {
 			// Saved for a commit that a crash stopped: the filter holds more
@@ -529,7 +541,7 @@ func (c *corpus) loadOrRebuildFilter(ctx context.Context) error {
 				c.keys.Store(0)
 			}
 		}
-		c.log.Info("bloom filter loaded", "keys", h.keys)
+		c.log.Info("bloom filter loaded", "keys", h.keys, "log_bytes", logSize)
 		return nil
 	}
 	if cat.version == 0 { // nothing committed: nothing to rebuild from
@@ -641,8 +653,43 @@ func (c *corpus) saveFilter() error {
 // version and all before (it never loses a bit), so after a crash on either
 // side of the commit the saved filter is still valid and no rebuild is
 // needed.
+//
+// A filter saved before (the published one, added to in place) is saved
+// as a record of the blocks changed since, appended to the log beside the
+// last whole save (filterlog.go), unless the log would pass its limit; a
+// new filter, or one whose log is full, is saved whole.
 func (c *corpus) saveFilterAt(f *filter, v, keys uint64) error {
-	return f.save(c.dir, filterHeader{corpusVersion: v, keys: keys})
+	c.saveMu.Lock()
+	defer c.saveMu.Unlock()
+	sv := &c.saved
+	if sv.f == f && max(sv.logSize, filterLogHdrSize)+logRecordSize(len(f.dirty)) <= c.filterLogLimit(f) {
+		size, err := appendFilterLog(c.dir, sv.id, sv.logSize, f, v, keys)
+		if err != nil {
+			sv.f = nil // the next save is whole
+			return fmt.Errorf("append to the filter log: %w", err)
+		}
+		sv.logSize = size
+		f.saved()
+		return nil
+	}
+	id, err := f.save(c.dir, filterHeader{corpusVersion: v, keys: keys})
+	if err != nil {
+		sv.f = nil
+		return err
+	}
+	*sv = savedFilter{f: f, id: id}
+	f.saved()
+	return removeFilterLog(c.dir)
+}
+
+// filterLogLimit is the size past which f's log is not appended to, and
+// the filter is saved whole: a quarter of the filter, so that loading
+// reads at most 1.25 times it.
+func (c *corpus) filterLogLimit(f *filter) int64 {
+	if c.opts.filterLog != 0 {
+		return c.opts.filterLog
+	}
+	return int64(f.blocks * blockBits / 8 / 4)
 }
 
 // saveFilterBeforeCommit is saveFilterAt for a change about to commit: a

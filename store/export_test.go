@@ -50,6 +50,13 @@ func WithMaxOverlay(o Options, n int) Options {
 	return o
 }
 
+// WithFilterLog bounds the filter's log in bytes (below 0: none, every
+// save writes the whole filter).
+func WithFilterLog(o Options, n int64) Options {
+	o.filterLog = n
+	return o
+}
+
 // WithHook returns o with f called at each named point of the store's work
 // (Store.reach): a test stops, cancels or counts there.
 func WithHook(o Options, f func(point string)) Options {

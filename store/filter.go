@@ -56,6 +56,12 @@ type filter struct {
 	cap    uint64  // keys the filter was sized for
 	fpr    float64 // target false-positive rate at cap
 
+	// dirty lists, once each (marked in dirtySet, a bit a block), the
+	// blocks addLive changed since the filter was last saved: the next
+	// save logs them (filterlog.go). Only the change holding the import
+	// token touches them.
+	dirty    []uint64
+	dirtySet []uint64
 }
 
 const (
@@ -215,10 +221,15 @@ func (f *filter) addLive(key []byte) {
 	_ = key[31]
 	blk := f.block(key)
 	m := f.masks(key)
+	changed := false
 	for w := range blk {
 		if atomic.LoadUint64(&blk[w])&m[w] != m[w] {
 			atomic.OrUint64(&blk[w], m[w])
+			changed = true
 		}
+	}
+	if changed {
+		f.markDirty(f.blockWord(key) / blockWords)
 	}
 }
 
@@ -303,10 +314,11 @@ func (h filterHeader) fileSize() int64 {
 }
 
 // save replaces the saved filter (atomicfile: a crash leaves the old one
-// or the new one, whole).
-func (f *filter) save(dir string, h filterHeader) error {
+// or the new one, whole), and returns what names this save.
+func (f *filter) save(dir string, h filterHeader) (filterID, error) {
 	h.capacity, h.fpr, h.blocks, h.k = f.cap, f.fpr, f.blocks, uint64(f.k)
-	return atomicfile.Write(filepath.Join(dir, filterFile), 0o600, func(w io.Writer) error {
+	id := filterID{version: h.corpusVersion}
+	err := atomicfile.Write(filepath.Join(dir, filterFile), 0o600, func(w io.Writer) error {
 		crc := crc32.New(castagnoli)
 		bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 1<<20)
 		if _, err := bw.Write(h.marshal()); err != nil {
@@ -319,9 +331,11 @@ func (f *filter) save(dir string, h filterHeader) error {
 			return err
 		}
 		reach("filter-written")
-		_, err := w.Write(binary.BigEndian.AppendUint32(nil, crc.Sum32()))
+		id.crc = crc.Sum32()
+		_, err := w.Write(binary.BigEndian.AppendUint32(nil, id.crc))
 		return err
 	}, atomicfile.AfterRename(func() { reach("filter-renamed") }))
+	return id, err
 }
 
 // crashPoint is nil except in the crash harness's child process (set
@@ -343,24 +357,29 @@ var (
 // loadFilter reads a saved filter and its header, verifying the checksum as
 // it streams the file. The library's ReadFrom decodes the filter; the bits
 // are then copied into 2 MiB-aligned memory (see makeWords).
-func loadFilter(dir string) (*filter, filterHeader, error) {
+func loadFilter(dir string) (*filter, filterHeader, filterID, error) {
+	f, h, crc, err := readFilter(dir)
+	return f, h, filterID{version: h.corpusVersion, crc: crc}, err
+}
+
+func readFilter(dir string) (*filter, filterHeader, uint32, error) {
 	var h filterHeader
 	file, err := os.Open(filepath.Join(dir, filterFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, h, errNoFilter
+		return nil, h, 0, errNoFilter
 	}
 	if err != nil {
-		return nil, h, err
+		return nil, h, 0, err
 	}
 	defer file.Close()
 	crc := crc32.New(castagnoli)
 	r := io.TeeReader(bufio.NewReaderSize(file, 1<<20), crc)
 	b := make([]byte, filterHdrSize)
 	if _, err := io.ReadFull(r, b); err != nil || string(b[:8]) != filterMagic {
-		return nil, h, errors.New("not a filter file")
+		return nil, h, 0, errors.New("not a filter file")
 	}
 	if v := binary.BigEndian.Uint32(b[8:]); v != filterFormat {
-		return nil, h, fmt.Errorf("%w: format %d, want %d", errFilterFormat, v, filterFormat)
+		return nil, h, 0, fmt.Errorf("%w: format %d, want %d", errFilterFormat, v, filterFormat)
 	}
 	h.corpusVersion = binary.BigEndian.Uint64(b[12:])
 	h.keys = binary.BigEndian.Uint64(b[20:])
@@ -369,28 +388,28 @@ func loadFilter(dir string) (*filter, filterHeader, error) {
 	h.blocks = binary.BigEndian.Uint64(b[44:])
 	h.k = binary.BigEndian.Uint64(b[52:])
 	if h.k < blockWords || h.k > maxProbes || h.k%blockWords != 0 || h.blocks == 0 || h.blocks > 1<<40 {
-		return nil, h, fmt.Errorf("bad shape: %d blocks, %d probes", h.blocks, h.k)
+		return nil, h, 0, fmt.Errorf("bad shape: %d blocks, %d probes", h.blocks, h.k)
 	}
 	// The size check comes before decoding, so a corrupt length inside the
 	// encoding can never make ReadFrom allocate more than the file holds.
 	if st, err := file.Stat(); err != nil || st.Size() != h.fileSize() {
-		return nil, h, errors.New("truncated or oversized")
+		return nil, h, 0, errors.New("truncated or oversized")
 	}
 	var read bloom.BloomFilter
 	if _, err := read.ReadFrom(r); err != nil {
-		return nil, h, fmt.Errorf("decode: %w", err)
+		return nil, h, 0, fmt.Errorf("decode: %w", err)
 	}
 	if read.Cap() != uint(h.blocks*blockBits) || read.K() != uint(h.k) {
-		return nil, h, fmt.Errorf("encoded shape m=%d k=%d does not match the header", read.Cap(), read.K())
+		return nil, h, 0, fmt.Errorf("encoded shape m=%d k=%d does not match the header", read.Cap(), read.K())
 	}
 	var sum [4]byte
 	want := crc.Sum32()
 	if _, err := io.ReadFull(r, sum[:]); err != nil || binary.BigEndian.Uint32(sum[:]) != want {
-		return nil, h, errors.New("checksum mismatch")
+		return nil, h, 0, errors.New("checksum mismatch")
 	}
 	f := filterOver(makeWords(h.blocks*blockWords), h.blocks, int(h.k), h.capacity, h.fpr)
 	if err := f.bf.Merge(&read); err != nil {
-		return nil, h, fmt.Errorf("copy bloom filter: %w", err)
+		return nil, h, 0, fmt.Errorf("copy bloom filter: %w", err)
 	}
-	return f, h, nil
+	return f, h, want, nil
 }

@@ -90,10 +90,10 @@ func TestFilterSaveLoad(t *testing.T) {
 	for i := range 5000 {
 		f.add(key('p', i))
 	}
-	if err := f.save(dir, filterHeader{corpusVersion: 7, keys: 5000}); err != nil {
+	if _, err := f.save(dir, filterHeader{corpusVersion: 7, keys: 5000}); err != nil {
 		t.Fatal(err)
 	}
-	g, h, err := loadFilter(dir)
+	g, h, _, err := loadFilter(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestFilterLoadRejects(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	f := newFilter(5000, 0.001)
-	if err := f.save(dir, filterHeader{corpusVersion: 1}); err != nil {
+	if _, err := f.save(dir, filterHeader{corpusVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, filterFile)
@@ -190,7 +190,7 @@ func TestFilterLoadRejects(t *testing.T) {
 			if err := os.WriteFile(p, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if _, _, err := loadFilter(dir); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if _, _, _, err := loadFilter(dir); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("loadFilter = %v, want an error containing %q", err, tc.want)
 			}
 		})
@@ -261,5 +261,105 @@ func TestFilterTestAgrees(t *testing.T) {
 			}
 		}
 		t.Logf("fpr %g: k %d, %d of 45,000 others maybe", fpr, f.k, maybe-5000)
+	}
+}
+
+// TestFilterLogTorn saves a filter whole, logs two changes, and loads the
+// log cut at every byte of the second record and at some of the first:
+// the load ends at the last whole record, with its version and every key
+// it holds, and an append after a cut one is read back whole.
+func TestFilterLogTorn(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f := newFilter(20000, 0.001)
+	for i := range 1000 {
+		f.add(key('a', i))
+	}
+	id, err := f.save(dir, filterHeader{corpusVersion: 1, keys: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := func(size int64, prefix byte, v uint64) int64 {
+		for i := range 300 {
+			f.addLive(key(prefix, i))
+		}
+		size, err := appendFilterLog(dir, id, size, f, v, 1000+300*(v-1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.saved()
+		return size
+	}
+	first := logged(0, 'b', 2)
+	second := logged(first, 'c', 3)
+	whole, err := os.ReadFile(filepath.Join(dir, filterLogFile))
+	if err != nil || int64(len(whole)) != second {
+		t.Fatalf("log of %d bytes, want %d: %v", len(whole), second, err)
+	}
+	load := func(cut int64) (*filter, filterHeader, int64) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, filterLogFile), whole[:cut], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g, h, gid, err := loadFilter(dir)
+		if err != nil || gid != id {
+			t.Fatalf("load: %v (id %+v, want %+v)", err, gid, id)
+		}
+		h, end, err := replayFilterLog(dir, g, gid, h)
+		if err != nil {
+			t.Fatalf("cut at %d: %v", cut, err)
+		}
+		return g, h, end
+	}
+	holds := func(g *filter, prefix byte) bool {
+		for i := range 300 {
+			if !g.test(key(prefix, i)) {
+				return false
+			}
+		}
+		return true
+	}
+	cuts := []int64{0, filterLogHdrSize - 1, filterLogHdrSize, filterLogHdrSize + 10, first - 1}
+	for c := first; c <= second; c++ { // every byte near its ends, some between
+		if c < first+40 || c > second-40 || c%97 == 0 {
+			cuts = append(cuts, c)
+		}
+	}
+	for _, cut := range cuts {
+		g, h, end := load(cut)
+		switch {
+		case cut == second:
+			if h.corpusVersion != 3 || h.keys != 1600 || end != second || !holds(g, 'b') || !holds(g, 'c') {
+				t.Fatalf("whole log: version %d, keys %d, end %d", h.corpusVersion, h.keys, end)
+			}
+		case cut >= first:
+			if h.corpusVersion != 2 || h.keys != 1300 || end != first || !holds(g, 'b') {
+				t.Fatalf("cut at %d: version %d, keys %d, end %d; want the first record's", cut, h.corpusVersion, h.keys, end)
+			}
+		default:
+			if h.corpusVersion != 1 || h.keys != 1000 || (end != 0 && end != filterLogHdrSize) {
+				t.Fatalf("cut at %d: version %d, keys %d, end %d; want the whole save's", cut, h.corpusVersion, h.keys, end)
+			}
+		}
+		if !holds(g, 'a') {
+			t.Fatalf("cut at %d: the whole save's keys lost", cut)
+		}
+	}
+	// An append after a torn record (its change never committed) cuts it
+	// off.
+	g, _, end := load(second - 5)
+	for i := range 300 {
+		g.addLive(key('d', i))
+	}
+	size, err := appendFilterLog(dir, id, end, g, 3, 1600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, h, _, err := loadFilter(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, got, err := replayFilterLog(dir, g, id, h); err != nil || got != size || h.corpusVersion != 3 || !holds(g, 'b') || !holds(g, 'd') {
+		t.Fatalf("after an append over a torn record: end %d (want %d), version %d, %v", got, size, h.corpusVersion, err)
 	}
 }

@@ -85,6 +85,9 @@ type Options struct {
 	// maxOverlay bounds the rows a password corpus's base view takes over
 	// its base (base.go): 0 for the default, below 0 for none (tests).
 	maxOverlay int
+	// filterLog bounds the filter's log (filterlog.go) in bytes: 0 for the
+	// default, below 0 for none, every save whole (tests).
+	filterLog int64
 }
 
 // DefaultOptions returns the options the daemon uses unless told otherwise.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"log/slog"
 	"math"
 	"os"
@@ -177,6 +178,32 @@ func TestReopen(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(dir, "breachd.bloom"), older, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			if err := os.Remove(filepath.Join(dir, "breachd.bloom.log")); err != nil {
+				t.Fatal(err)
+			}
+		}, "rebuilding bloom filter"},
+		{"filter as Alpha saved it, with its log", func(t *testing.T, dir string, older []byte) {
+			// Beta's keys were logged, not saved whole: the same file.
+			if err := os.WriteFile(filepath.Join(dir, "breachd.bloom"), older, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "bloom filter loaded"},
+		{"log torn in its last record", func(t *testing.T, dir string, _ []byte) {
+			// Close's record (no blocks): Beta's commit's is whole.
+			damageLog(t, dir, func(b []byte) []byte { return b[:len(b)-3] })
+		}, "bloom filter loaded"},
+		{"log torn in Beta's record", func(t *testing.T, dir string, _ []byte) {
+			damageLog(t, dir, func(b []byte) []byte { return b[:len(b)/2] })
+		}, "rebuilding bloom filter"},
+		{"log damaged", func(t *testing.T, dir string, _ []byte) {
+			damageLog(t, dir, func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b })
+		}, "rebuilding bloom filter"},
+		{"log of another save", func(t *testing.T, dir string, _ []byte) {
+			damageLog(t, dir, func(b []byte) []byte {
+				b[19] ^= 1 // the save's checksum
+				binary.BigEndian.PutUint32(b[20:], crc32.Checksum(b[:20], crc32.MakeTable(crc32.Castagnoli)))
+				return b
+			})
 		}, "rebuilding bloom filter"},
 	}
 	for _, tt := range tests {
@@ -191,6 +218,9 @@ func TestReopen(t *testing.T) {
 			importAll(t, s, storetest.Breach("Beta"), b, 500)
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
+			}
+			if fi, err := os.Stat(filepath.Join(dir, "breachd.bloom.log")); err != nil || fi.Size() < 1000 {
+				t.Fatalf("no filter log of Beta's keys: %v", err)
 			}
 			tt.damage(t, dir, older)
 
@@ -207,6 +237,19 @@ func TestReopen(t *testing.T) {
 				t.Fatalf("Stats() after reopen = %+v", st)
 			}
 		})
+	}
+}
+
+// damageLog rewrites the filter log in dir with what f makes of it.
+func damageLog(t *testing.T, dir string, f func([]byte) []byte) {
+	t.Helper()
+	p := filepath.Join(dir, "breachd.bloom.log")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, f(b), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 
