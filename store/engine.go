@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -662,7 +663,7 @@ func (c *corpus) saveFilterAt(f *filter, v, keys uint64) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
 	sv := &c.saved
-	if sv.f == f && max(sv.logSize, filterLogHdrSize)+logRecordSize(len(f.dirty)) <= c.filterLogLimit(f) {
+	if sv.f == f && f.nDirty < math.MaxUint32 && max(sv.logSize, filterLogHdrSize)+logRecordSize(f.nDirty) <= c.filterLogLimit(f) {
 		size, err := appendFilterLog(c.dir, sv.id, sv.logSize, f, v, keys)
 		if err != nil {
 			sv.f = nil // the next save is whole

@@ -56,12 +56,12 @@ type filter struct {
 	cap    uint64  // keys the filter was sized for
 	fpr    float64 // target false-positive rate at cap
 
-	// dirty lists, once each (marked in dirtySet, a bit a block), the
-	// blocks addLive changed since the filter was last saved: the next
-	// save logs them (filterlog.go). Only the change holding the import
-	// token touches them.
-	dirty    []uint64
-	dirtySet []uint64
+	// dirty marks, a bit a block, the blocks addLive changed since the
+	// filter was last saved (1/512 of the filter's size), and nDirty
+	// counts them: the next save logs them (filterlog.go). Only the change
+	// holding the import token touches them.
+	dirty  []uint64
+	nDirty int
 }
 
 const (

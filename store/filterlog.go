@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 
@@ -63,21 +64,31 @@ type savedFilter struct {
 
 // markDirty records that block b changed since the last save.
 func (f *filter) markDirty(b uint64) {
-	if f.dirtySet == nil {
-		f.dirtySet = make([]uint64, (f.blocks+63)/64)
+	if f.dirty == nil {
+		f.dirty = make([]uint64, (f.blocks+63)/64)
 	}
-	if f.dirtySet[b/64]&(1<<(b%64)) == 0 {
-		f.dirtySet[b/64] |= 1 << (b % 64)
-		f.dirty = append(f.dirty, b)
+	if f.dirty[b/64]&(1<<(b%64)) == 0 {
+		f.dirty[b/64] |= 1 << (b % 64)
+		f.nDirty++
+	}
+}
+
+// eachDirty calls fn for each changed block, in order.
+func (f *filter) eachDirty(fn func(b uint64)) {
+	for i, w := range f.dirty {
+		for w != 0 {
+			fn(uint64(i)*64 + uint64(bits.TrailingZeros64(w)))
+			w &= w - 1
+		}
 	}
 }
 
 // saved forgets the changed blocks: a save holds them.
 func (f *filter) saved() {
-	for _, b := range f.dirty {
-		f.dirtySet[b/64] = 0
+	if f.nDirty > 0 {
+		clear(f.dirty)
+		f.nDirty = 0
 	}
-	f.dirty = f.dirty[:0]
 }
 
 // appendFilterLog appends a record of f's changed blocks, for corpus
@@ -113,19 +124,18 @@ func appendFilterLog(dir string, id filterID, size int64, f *filter, v, keys uin
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(file, crc), 1<<20)
 	var head [logRecordHead]byte
-	binary.BigEndian.PutUint32(head[0:], uint32(len(f.dirty)))
+	binary.BigEndian.PutUint32(head[0:], uint32(f.nDirty))
 	binary.BigEndian.PutUint64(head[4:], v)
 	binary.BigEndian.PutUint64(head[12:], keys)
 	bw.Write(head[:])
 	var blk [logBlockSize]byte
-	for _, b := range f.dirty {
+	f.eachDirty(func(b uint64) {
 		binary.BigEndian.PutUint64(blk[:], b)
-		words := f.words[b*blockWords : (b+1)*blockWords]
-		for w, x := range words {
+		for w, x := range f.words[b*blockWords : (b+1)*blockWords] {
 			binary.LittleEndian.PutUint64(blk[8+8*w:], x)
 		}
 		bw.Write(blk[:])
-	}
+	})
 	if err := bw.Flush(); err != nil {
 		return 0, err
 	}
@@ -142,7 +152,7 @@ func appendFilterLog(dir string, id filterID, size int64, f *filter, v, keys uin
 		}
 	}
 	reach("filter-logged")
-	return size + logRecordSize(len(f.dirty)), nil
+	return size + logRecordSize(f.nDirty), nil
 }
 
 // replayFilterLog ORs into f, loaded from the whole save id, the records
