@@ -73,13 +73,15 @@ func conformanceBackends() []conformanceBackend {
 		maxBulk int
 		chunk   int
 		index   store.IndexMode
+		delta   int // an index's delta bound: imports over it rebuild, views over it compact
 	}{
-		{"default", true, 0, 0, store.IndexBackground}, {"bulk-bounded", false, 500, 0, store.IndexBackground},
-		{"bulk-spilled", false, 0, 700, store.IndexBackground}, {"spilled-then-bounded", false, 3000, 700, store.IndexBackground},
-		{"index-inline", true, 0, 0, store.IndexInline}, {"index-off", false, 0, 0, store.IndexOff},
+		{"default", true, 0, 0, store.IndexBackground, 0}, {"bulk-bounded", false, 500, 0, store.IndexBackground, 0},
+		{"bulk-spilled", false, 0, 700, store.IndexBackground, 0}, {"spilled-then-bounded", false, 3000, 700, store.IndexBackground, 0},
+		{"index-inline", true, 0, 0, store.IndexInline, 0}, {"index-off", false, 0, 0, store.IndexOff, 0},
+		{"small-delta", false, 0, 0, store.IndexBackground, 40}, {"small-delta-inline", false, 0, 0, store.IndexInline, 40},
 	} {
 		out = append(out, conformanceBackend{name: "email/" + tc.name, raced: tc.raced, open: func(tb testing.TB, dir string) storetest.Backend {
-			o := options(1024)
+			o := store.WithMaxDelta(options(1024), tc.delta)
 			o.MaxBulkDigests, o.Index = tc.maxBulk, tc.index
 			if tc.chunk > 0 {
 				o.BulkChunkDigests = tc.chunk

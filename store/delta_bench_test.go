@@ -123,3 +123,37 @@ func BenchmarkSmallImport(b *testing.B) {
 		importAll(b, s, storetest.Breach(name), storetest.Digests(name, 10), 10)
 	}
 }
+
+// TestWriterIndexTiming measures how long a writer's lookup index is not
+// current after an import (present lookups confirm in Badger meanwhile),
+// and how long until its file is current again, for an import of ten
+// accounts and one of 1% of the corpus. It runs only with
+// BREACHD_DELTA_KEYS (the corpus size): bench/README.md records it.
+func TestWriterIndexTiming(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("BREACHD_DELTA_KEYS"))
+	if n == 0 {
+		t.Skip("set BREACHD_DELTA_KEYS to a corpus size")
+	}
+	o := store.DefaultOptions()
+	o.BackgroundShare = 1
+	w := open(t, t.TempDir(), o)
+	defer w.Close()
+	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", n), 10_000)
+	waitIndex(t, w)
+	for i, size := range []int{10, max(n/100, 1000)} {
+		name := "Delta" + strconv.Itoa(i)
+		ds := append(storetest.Digests("base", size/2), storetest.Digests(name, size-size/2)...)
+		importAll(t, w, storetest.Breach(name), ds, 10_000)
+		start := time.Now()
+		stale := time.Duration(0)
+		for !w.Stats().Index.Current {
+			time.Sleep(time.Millisecond)
+			stale = time.Since(start)
+		}
+		for w.Stats().Index.Delta != 0 {
+			time.Sleep(time.Millisecond)
+		}
+		t.Logf("an import of %d accounts (half of them new) over %d: the index not current for %v after it returned; its file current after %v",
+			size, n, stale, time.Since(start))
+	}
+}

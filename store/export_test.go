@@ -50,6 +50,15 @@ func WithMaxOverlay(o Options, n int) Options {
 	return o
 }
 
+// WithMaxDelta bounds the rows a lookup index's delta takes before it is
+// compacted, and an import keeps for it; deltas are kept between imports
+// until they pass it (not compacted after each), so that deletes, updates
+// and imports meet views with deltas.
+func WithMaxDelta(o Options, n int) Options {
+	o.maxDelta = n
+	return o
+}
+
 // WithFilterLog bounds the filter's log in bytes (below 0: none, every
 // save writes the whole filter).
 func WithFilterLog(o Options, n int64) Options {

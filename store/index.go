@@ -33,15 +33,16 @@ import (
 // it allocates nothing.
 //
 // Badger stays the store of record (with, for a password corpus, its base:
-// base.go); the index is rebuilt from a Badger snapshot in the background
-// after each import (the file is replaced
-// atomically), and used only while it is current: built at a corpus
-// version no older than the last committed import. Deletes and catalogue
-// updates do not make it stale: a set names segments, and each lookup
-// resolves them against the catalogue it loaded, so a deleted breach's
-// segments simply resolve to nothing. Until a rebuild after an import
-// completes, lookups confirm in Badger as before. A crash leaves at worst
-// a stale index (unused) or a temporary file (collected).
+// base.go); the index is built from a Badger snapshot in the background
+// (the file is replaced atomically), and used only while it is current:
+// built at a corpus version no older than the last committed import, or
+// followed by the rows of every import since (a view's delta, below).
+// Deletes and catalogue updates do not make it stale: a set names
+// segments, and each lookup resolves them against the catalogue it
+// loaded, so a deleted breach's segments simply resolve to nothing. Until
+// a rebuild after an import that could not be merged completes, lookups
+// confirm in Badger as before. A crash leaves at worst a stale index
+// (unused) or a temporary file (collected).
 //
 // File layout, little-endian:
 //
@@ -740,11 +741,13 @@ func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index
 // every answer (callers must not change them). A lookup uses the view only
 // if its catalogue is the one the lookup loaded.
 //
-// On a replica, the rows each applied backup changed are merged into the
-// view as a delta over the index (mergeDelta), in time proportional to the
-// backup, instead of a rebuild from Badger after every apply; when the
-// delta grows large, the index is rewritten from itself and the delta
-// (compactIndex), still without reading Badger.
+// The rows each import wrote (up to a bound), and on a replica the rows
+// each applied backup changed, are merged into the view as a delta over
+// the index (mergeDelta), in time proportional to the change, instead of
+// a rebuild from Badger after every one; when the delta grows large, the
+// index is rewritten from itself and the delta (compactIndex), still
+// without reading Badger. The delta lives in memory: a restart rebuilds
+// an index it left stale.
 type view struct {
 	cat  *catalog
 	idx  *index
@@ -842,12 +845,13 @@ func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
 }
 
 // mergeDelta makes the view follow catalogue cat, just published by a
-// replica's apply of a backup that changed the rows in changes (a value, or
-// nil for a row deleted), if the view was current for prev, the catalogue
-// before: the old index and delta plus these changes hold every row at
-// cat. It reports whether it could; otherwise the caller rebuilds. A
-// counted kind's view takes no delta: its caller merges only backups that
-// changed no row.
+// replica's apply of a backup, or by an import's commit, that changed the
+// rows in changes (a value, or nil for a row deleted), if the view was
+// current for prev, the catalogue before: the old index and delta plus
+// these changes hold every row at cat (the change held the import token
+// since prev, so nothing else wrote a row meanwhile). It reports whether
+// it could; otherwise the caller rebuilds. A counted kind's view takes no
+// delta: its caller merges only backups that changed no row.
 func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byte) bool {
 	is := c.index
 	is.viewMu.Lock()
@@ -880,7 +884,7 @@ func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byt
 		return false
 	}
 	is.view.Store(v)
-	if uint64(len(delta)) > max(old.idx.n/16, 1<<16) {
+	if len(delta) > c.maxDeltaRows(old.idx.n) {
 		// Compact: rewrite the index with its delta (outside viewMu).
 		defer func() {
 			if c.opts.Index == IndexInline {
@@ -896,6 +900,15 @@ func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byt
 		}()
 	}
 	return true
+}
+
+// maxDeltaRows is how many rows a view's delta over an index of n keys
+// takes before it is compacted.
+func (c *corpus) maxDeltaRows(n uint64) int {
+	if c.opts.maxDelta > 0 {
+		return c.opts.maxDelta
+	}
+	return int(max(n/16, 1<<16))
 }
 
 // dropIndexView makes lookups confirm in Badger until an index is built
@@ -966,6 +979,18 @@ func (c *corpus) followCatalog(cat *catalog) bool {
 	}
 	if old != nil && old.delta == nil && old.idx.version >= cat.importVersion {
 		if v, err := newView(cat, old.idx, nil); err == nil {
+			is.view.Store(v)
+			return true
+		}
+	}
+	if old != nil && old.delta != nil && old.cat.importVersion >= cat.importVersion {
+		// Merged imports (mergeDelta), none since: the same rows,
+		// resolved against cat.
+		delta := make(map[breachd.Digest]deltaRow, len(old.delta))
+		for d, r := range old.delta {
+			delta[d] = deltaRow{val: r.val}
+		}
+		if v, err := newView(cat, old.idx, delta); err == nil {
 			is.view.Store(v)
 			return true
 		}
@@ -1135,8 +1160,8 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 	return nil
 }
 
-// compactIndex writes a new index from the view's index and delta (a
-// replica's merged backups), merging the two sorted sequences, and
+// compactIndex writes a new index from the view's index and delta (merged
+// imports, or a replica's backups), merging the two sorted sequences, and
 // publishes it: no Badger read. Callers hold acquire.
 func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 	start := time.Now()

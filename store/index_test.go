@@ -35,11 +35,27 @@ func waitIndex(tb testing.TB, s *store.Store, logs ...*logtest.Buffer) store.Ind
 	}
 }
 
+// waitCompacted waits for the lookup index to be current without a delta.
+func waitCompacted(tb testing.TB, s *store.Store, logs *logtest.Buffer) store.IndexStats {
+	tb.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if ix := s.Stats().Index; ix.Current && ix.Delta == 0 {
+			return ix
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("the lookup index is not compacted after 30s: %+v\n%s", s.Stats().Index, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestIndex follows the lookup index through the life of a corpus: built
-// in the background after an import, exact; kept current through a delete
-// and a catalogue update (the deleted breach resolves to nothing); stale
-// after the next import until rebuilt; loaded, not rebuilt, at reopen; and
-// rebuilt when its file is damaged or older than the corpus.
+// in the background after an import, exact; the next import's rows merged
+// into it at the commit, then compacted into a new file; kept current
+// through a delete and a catalogue update (the deleted breach resolves to
+// nothing); loaded, not rebuilt, at reopen; and rebuilt when its file is
+// damaged or older than the corpus.
 func TestIndex(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -58,11 +74,18 @@ func TestIndex(t *testing.T) {
 	wantBreaches(t, s, storetest.Digests("outsider", 5000))
 
 	importAll(t, s, storetest.Breach("Beta"), append(append([]breachd.Digest{}, shared...), b...), 5000)
-	// Until the rebuild the answers come from Badger; either way exact.
+	// The import's rows are merged into the index at its commit (a
+	// delta), then the file is rewritten from the two; either way exact.
+	if ix := s.Stats().Index; !ix.Current || (ix.Delta != 6000 && ix.Version != 2) {
+		t.Fatalf("index at the second import's commit = %+v, want it current, with its 6000 rows merged", ix)
+	}
 	wantBreaches(t, s, shared, "Alpha", "Beta")
-	ix = waitIndex(t, s)
+	ix = waitCompacted(t, s, &logs)
 	if ix.Digests != 25_000 || ix.Version != 2 || ix.Sets != 3 {
 		t.Fatalf("index after the second import = %+v, want 25000 digests in 3 sets at version 2", ix)
+	}
+	if strings.Contains(logs.String(), `"lookup index built" digests=25000`) {
+		t.Errorf("the second import's index was rebuilt from Badger, not compacted:\n%s", logs.String())
 	}
 	wantBreaches(t, s, shared, "Alpha", "Beta")
 	wantBreaches(t, s, b, "Beta")
@@ -152,7 +175,8 @@ func TestIndexLookupAllocs(t *testing.T) { // not parallel: AllocsPerRun counts 
 
 // TestIndexManual is the offline tools' mode: a first import's bulk load
 // writes the index in the same pass (current at once, no rebuild); a later
-// import leaves it stale until BuildIndex, which a daemon then loads.
+// import's rows are merged into it, and BuildIndex writes the file from the
+// two (no Badger read), which a daemon then loads.
 func TestIndexManual(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -169,15 +193,18 @@ func TestIndexManual(t *testing.T) {
 		t.Errorf("the bulk load's index was rebuilt from Badger:\n%s", logs.String())
 	}
 	importAll(t, s, storetest.Breach("Beta"), append(append([]breachd.Digest{}, a[:10]...), b...), 5000)
-	if s.Stats().Index.Current {
-		t.Fatal("the index is current after a later import in manual mode")
+	if ix := s.Stats().Index; !ix.Current || ix.Delta != 3010 {
+		t.Fatalf("after a later import in manual mode: index %+v, want current with its 3010 rows merged", ix)
 	}
 	wantBreaches(t, s, a[:10], "Alpha", "Beta")
 	if err := s.BuildIndex(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ix := s.Stats().Index; !ix.Current || ix.Digests != 13_000 {
+	if ix := s.Stats().Index; !ix.Current || ix.Digests != 13_000 || ix.Delta != 0 {
 		t.Fatalf("after BuildIndex: index %+v, want current with 13000 digests", ix)
+	}
+	if strings.Contains(logs.String(), "lookup index built") || !strings.Contains(logs.String(), "lookup index compacted") {
+		t.Errorf("BuildIndex read Badger instead of compacting:\n%s", logs.String())
 	}
 	wantBreaches(t, s, a[:10], "Alpha", "Beta")
 	if err := s.Close(); err != nil {

@@ -85,6 +85,11 @@ type Options struct {
 	// maxOverlay bounds the rows a password corpus's base view takes over
 	// its base (base.go): 0 for the default, below 0 for none (tests).
 	maxOverlay int
+	// maxDelta bounds the rows a lookup index's delta takes before it is
+	// compacted, and an import keeps for it (index.go), and keeps deltas
+	// between imports until they pass it: 0 for the default, a delta
+	// compacted after every import (tests).
+	maxDelta int
 	// filterLog bounds the filter's log (filterlog.go) in bytes: 0 for the
 	// default, below 0 for none, every save whole (tests).
 	filterLog int64
