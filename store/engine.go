@@ -531,7 +531,7 @@ func (c *corpus) loadOrRebuildFilter(ctx context.Context) error {
 	}
 	if reason == "" {
 		c.filter.Store(f)
-		c.saved = savedFilter{f: f, id: id, logSize: logSize}
+		c.saved = savedFilter{f: f, id: id, logSize: logSize, version: h.corpusVersion, keys: h.keys}
 		c.keys.Store(h.keys)
 		if h.corpusVersion > cat.version {
 			// Saved for a commit that a crash stopped: the filter holds more
@@ -663,13 +663,16 @@ func (c *corpus) saveFilterAt(f *filter, v, keys uint64) error {
 	c.saveMu.Lock()
 	defer c.saveMu.Unlock()
 	sv := &c.saved
+	if sv.f == f && f.nDirty == 0 && sv.version == v && sv.keys == keys {
+		return nil
+	}
 	if sv.f == f && f.nDirty < math.MaxUint32 && max(sv.logSize, filterLogHdrSize)+logRecordSize(f.nDirty) <= c.filterLogLimit(f) {
 		size, err := appendFilterLog(c.dir, sv.id, sv.logSize, f, v, keys)
 		if err != nil {
 			sv.f = nil // the next save is whole
 			return fmt.Errorf("append to the filter log: %w", err)
 		}
-		sv.logSize = size
+		sv.logSize, sv.version, sv.keys = size, v, keys
 		f.saved()
 		return nil
 	}
@@ -678,7 +681,7 @@ func (c *corpus) saveFilterAt(f *filter, v, keys uint64) error {
 		sv.f = nil
 		return err
 	}
-	*sv = savedFilter{f: f, id: id}
+	*sv = savedFilter{f: f, id: id, version: v, keys: keys}
 	f.saved()
 	return removeFilterLog(c.dir)
 }

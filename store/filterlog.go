@@ -60,6 +60,10 @@ type savedFilter struct {
 	f       *filter  // nil: the next save writes the whole filter
 	id      filterID // the whole save the log extends
 	logSize int64    // the log's valid bytes; 0: no log yet
+	// version and keys are what the last save recorded: a save that
+	// would record them again with no block changed (a Close after no
+	// change) writes nothing.
+	version, keys uint64
 }
 
 // markDirty records that block b changed since the last save.
