@@ -851,12 +851,46 @@ func (c *corpus) Stats() Stats {
 	keys := c.keys.Load()
 	lsm, vlog := c.db.Size()
 	fs := c.filter.Load().stats(keys)
+	fs.EstimatedFPR = c.estimatedFPR()
 	fs.FalsePositives = c.falsePositives.Load()
 	st := Stats{Keys: keys, Version: cat.version, Breaches: len(cat.sorted), Filter: fs, LSMBytes: lsm, VLogSize: vlog}
 	if c.index != nil {
 		st.Index = c.indexStats()
 	}
 	return st
+}
+
+// dropStrays rebuilds the published filter, at its size, from the stored
+// keys when changes that never committed left more keys in it than an
+// eighth of the committed ones (and at least 4,096): each is a false
+// positive, a Badger read, until then. An abandoned import's collection
+// calls it, holding the import token and acquire, once its rows are gone.
+func (c *corpus) dropStrays(ctx context.Context) error {
+	strays, keys := c.strays.Load(), c.keys.Load()
+	if strays < max(keys/8, 4096) {
+		return nil
+	}
+	cat := c.cat.Load()
+	old := c.filter.Load()
+	f, _, err := c.rebuildFilter(ctx, cat, old.cap)
+	if err != nil {
+		return err
+	}
+	if err := c.saveFilterAt(f, cat.version, keys); err != nil {
+		c.log.Warn("saving the rebuilt bloom filter failed; the one saved before still holds every key", "err", err)
+	}
+	c.filter.Store(f) // it holds every stored key: a superset of the committed ones
+	c.strays.Store(0)
+	c.log.Info("bloom filter rebuilt without an abandoned change's keys", "strays", strays, "keys", keys)
+	return nil
+}
+
+// estimatedFPR is the published filter's model false-positive rate at the
+// keys it holds: the committed ones, and the strays of changes that never
+// committed.
+func (c *corpus) estimatedFPR() float64 {
+	f := c.filter.Load()
+	return blockedFPR(f.blocks, f.k, c.keys.Load()+c.strays.Load())
 }
 
 // get reads the value of key's row in txn (or the base's, base.go) and

@@ -261,7 +261,8 @@ type FilterStats struct {
 	Capacity  uint64  // keys it was sized for
 	TargetFPR float64 // false-positive rate it was sized for at Capacity
 	Keys      uint64  // distinct committed digests it holds
-	// EstimatedFPR is the theoretical false-positive rate at Keys.
+	// EstimatedFPR is the theoretical false-positive rate at Keys and
+	// the keys of abandoned changes the filter holds.
 	EstimatedFPR float64
 	// FalsePositives counts lookups since Open that the filter passed to
 	// Badger for a digest that is not stored.

@@ -66,9 +66,7 @@ func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected ui
 		}
 		c.imports.WithLabelValues("abandoned").Inc()
 		c.log.Warn("import abandoned", "breach", b.Name, "received", imp.stats.Received)
-		if imp.live {
-			c.strays.Add(imp.stats.New) // in the published filter, never committed
-		}
+		c.strays.Add(imp.strayed) // in the published filter, never committed
 		if imp.base {
 			// Not recorded: the next open would remove it; so does this.
 			// (Recorded, with the sync failing, the next open decides.)
@@ -83,8 +81,10 @@ func (c *corpus) importBreach(ctx context.Context, b breachd.Breach, expected ui
 		// Its rows are collected now, by the store: the next change waits
 		// for that, and a Close leaves it to the next open.
 		c.handOff(done, "collecting an abandoned import", func(ctx context.Context) error {
-			_, err := c.collectOutstanding(ctx)
-			return err
+			if _, err := c.collectOutstanding(ctx); err != nil {
+				return err
+			}
+			return c.dropStrays(ctx)
 		})
 	}()
 	for in, err := range batches {
@@ -185,6 +185,9 @@ type importTx struct {
 	// publishes.
 	filter *filter
 	live   bool
+	// strayed counts the keys added to the published filter (live): the
+	// strays they become if the import never commits.
+	strayed uint64
 	// changes are the rows this import wrote, by key, with their values,
 	// kept for the lookup index (an indexed kind's, not a counted one's):
 	// its commit merges them into the current view (mergeDelta), so the
@@ -418,6 +421,9 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		} else {
 			f.add(fk[:])
 		}
+	}
+	if imp.live {
+		imp.strayed += uint64(len(fresh))
 	}
 	// Keep the false-positive rate near its target as the corpus grows: the
 	// rebuilt filter holds every stored key, this import's included.

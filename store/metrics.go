@@ -18,10 +18,7 @@ func (c *corpus) registerMetrics(reg prometheus.Registerer) error {
 		gauge("breachd_corpus_version", "The corpus version: it grows by one with every committed change.", func() float64 { return float64(c.cat.Load().version) }),
 		gauge("breachd_bloom_filter_size_bytes", "Size of the Bloom filter's bit set.", func() float64 { return float64(c.filter.Load().blocks * blockBits / 8) }),
 		gauge("breachd_bloom_filter_capacity_keys", "Keys the Bloom filter was sized for.", func() float64 { return float64(c.filter.Load().cap) }),
-		gauge("breachd_bloom_filter_estimated_fpr", "The Bloom filter's model false-positive rate at its current number of keys.", func() float64 {
-			f := c.filter.Load()
-			return blockedFPR(f.blocks, f.k, c.keys.Load())
-		}),
+		gauge("breachd_bloom_filter_estimated_fpr", "The Bloom filter's model false-positive rate at its current number of keys (with those of abandoned imports it holds).", c.estimatedFPR),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "breachd_bloom_false_positives_total", ConstLabels: labels,
 			Help: "Lookups the Bloom filter passed to Badger for a key that is not stored."}, func() float64 { return float64(c.falsePositives.Load()) }),
 		gauge("breachd_import_running", "1 while an import is running, else 0.", func() float64 {

@@ -253,6 +253,46 @@ func damageLog(t *testing.T, dir string, f func([]byte) []byte) {
 	}
 }
 
+// TestStrays: the keys an abandoned import added to the published filter
+// count toward its false-positive rate and its growth, though no breach
+// holds them; when they are many, its collection rebuilds the filter
+// without them, and their lookups stop costing Badger reads.
+func TestStrays(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		capacity uint64 // the filter's, before
+		gone     int    // keys the abandoned import adds
+	}{
+		{"few: counted toward growth", 1024, 1200},
+		{"many: dropped", 20_000, 6000},
+		{"the import grew the filter: its first keys counted", 1024, 6000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t, t.TempDir(), options(tc.capacity))
+			defer s.Close()
+			importAll(t, s, storetest.Breach("Seed"), storetest.Digests("seed", 10), 10)
+			before := s.Stats().Filter
+			gone := storetest.Digests("gone", tc.gone)
+			if _, err := s.Import(context.Background(), storetest.Breach("Gone"), storetest.Batches(gone, 400, errors.New("the source failed"))); err == nil {
+				t.Fatal("an import whose source failed committed")
+			}
+			// The next import waits for the abandoned one's collection.
+			importAll(t, s, storetest.Breach("Next"), storetest.Digests("next", 400), 400)
+			after := s.Stats().Filter
+			if after.EstimatedFPR > after.TargetFPR {
+				t.Fatalf("after the next import: %+v, want the filter at its target rate (it was %+v)", after, before)
+			}
+			wantBreaches(t, s, storetest.Digests("next", 400), "Next")
+			wantBreaches(t, s, gone)
+			if fp := s.Stats().Filter.FalsePositives - after.FalsePositives; fp > uint64(tc.gone)/20 {
+				t.Fatalf("%d of the abandoned import's %d keys passed the filter", fp, tc.gone)
+			}
+		})
+	}
+}
+
 func TestFilterGrows(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
