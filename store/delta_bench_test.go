@@ -126,7 +126,8 @@ func BenchmarkSmallImport(b *testing.B) {
 
 // TestWriterIndexTiming measures how long a writer's lookup index is not
 // current after an import (present lookups confirm in Badger meanwhile),
-// and how long until its file is current again, for an import of ten
+// and how long until its file is current again (the compaction waits for
+// imports to pause, 5 s, first), for an import of ten
 // accounts and one of 1% of the corpus. It runs only with
 // BREACHD_DELTA_KEYS (the corpus size): bench/README.md records it.
 func TestWriterIndexTiming(t *testing.T) {

@@ -59,6 +59,13 @@ func WithMaxDelta(o Options, n int) Options {
 	return o
 }
 
+// WithIndexSettle sets how long a lookup index's delta waits for changes
+// to pause before it is compacted.
+func WithIndexSettle(o Options, d time.Duration) Options {
+	o.indexSettle = d
+	return o
+}
+
 // WithFilterLog bounds the filter's log in bytes (below 0: none, every
 // save writes the whole filter).
 func WithFilterLog(o Options, n int64) Options {

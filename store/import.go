@@ -620,14 +620,9 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		c.refreshView(context.Background(), nc)
 	} else if c.opts.maxDelta == 0 {
 		// Current at once; the file is rewritten from the index and the
-		// delta (no Badger read), so that a restart loads it. (Tests with
-		// a delta bound keep deltas until they pass it.)
-		switch c.opts.Index {
-		case IndexInline:
-			c.rebuildIndex(context.Background())
-		case IndexBackground:
-			c.kickIndex()
-		}
+		// delta (no Badger read). (Tests with a delta bound keep deltas
+		// until they pass it.)
+		c.compactSoon(context.Background())
 	}
 	imp.stats.Version = version
 	c.log.Info("import committed", "breach", rec.Name, "received", imp.stats.Received,

@@ -662,6 +662,10 @@ type indexState struct {
 	viewMu  sync.Mutex
 	current *index        // the index of the view, or the last published one; under viewMu
 	kick    chan struct{} // asks indexLoop for a rebuild
+	// settle asks indexLoop to compact a view's delta once no change has
+	// merged another for a while (Options.indexSettle): a burst of small
+	// changes costs one rewrite of the file.
+	settle chan struct{}
 	// Index builds run beside collections (which hold only the import
 	// token against changes): removeTemps leaves alone the temporary file
 	// a build is writing, named here while it is.
@@ -744,10 +748,11 @@ func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index
 // The rows each import wrote (up to a bound), and on a replica the rows
 // each applied backup changed, are merged into the view as a delta over
 // the index (mergeDelta), in time proportional to the change, instead of
-// a rebuild from Badger after every one; when the delta grows large, the
-// index is rewritten from itself and the delta (compactIndex), still
-// without reading Badger. The delta lives in memory: a restart rebuilds
-// an index it left stale.
+// a rebuild from Badger after every one; once changes pause
+// (compactSoon), or when the delta grows large, the index is rewritten
+// from itself and the delta (compactIndex), still without reading Badger.
+// The delta lives in memory: a restart before that rebuilds the index it
+// left stale.
 type view struct {
 	cat  *catalog
 	idx  *index
@@ -1088,17 +1093,45 @@ func (c *corpus) kickIndex() {
 
 // indexLoop rebuilds the index whenever kicked, until ctx ends.
 func (c *corpus) indexLoop(ctx context.Context) {
+	var quiet <-chan time.Time // armed by settle, again by each
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.index.kick:
+		case <-c.index.settle:
+			quiet = time.After(c.opts.settleAfter())
+			continue
+		case <-quiet:
 		}
+		quiet = nil
 		if c.acquire() != nil {
 			return
 		}
 		c.rebuildIndex(ctx)
 		c.release()
+	}
+}
+
+// compactSoon has a view's delta, just merged, written into the file:
+// at once with IndexInline, once changes pause with IndexBackground, so
+// that a restart loads the index instead of rebuilding it from Badger.
+// Callers hold acquire.
+func (c *corpus) compactSoon(ctx context.Context) {
+	switch c.opts.Index {
+	case IndexInline:
+		c.rebuildIndex(ctx)
+	case IndexBackground:
+		c.settleIndex()
+	}
+}
+
+// settleIndex asks indexLoop to compact the view's delta once changes
+// pause (nothing without the loop: IndexInline, IndexManual).
+func (c *corpus) settleIndex() {
+	select {
+	case c.index.settle <- struct{}{}:
+	default:
 	}
 }
 
@@ -1278,6 +1311,7 @@ const (
 // and starts the rebuilding loop (or, with IndexInline, rebuilds at once).
 func (c *corpus) openIndex(ctx context.Context) {
 	c.index.kick = make(chan struct{}, 1)
+	c.index.settle = make(chan struct{}, 1)
 	if c.opts.Index == IndexManual {
 		return
 	}

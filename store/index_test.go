@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -249,4 +250,43 @@ func TestKeyedLookupAllocs(t *testing.T) { // not parallel: AllocsPerRun counts 
 			t.Errorf("a keyed %s lookup allocates %.1f times, want 0", tc.name, allocs)
 		}
 	}
+}
+
+// TestIndexSettle: a writer's merged imports wait for changes to pause
+// before their delta is compacted (here never: an hour), answering from
+// the index and its delta meanwhile; a restart in that window rebuilds the
+// index from Badger, exact.
+func TestIndexSettle(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	var logs logtest.Buffer
+	o := store.WithIndexSettle(options(0), time.Hour)
+	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	s := open(t, dir, o)
+	a := storetest.Digests("a", 5000)
+	importAll(t, s, storetest.Breach("Alpha"), a, 5000)
+	waitIndex(t, s)
+	var sizes int
+	for i, n := range []int{10, 300, 20} {
+		name := fmt.Sprintf("Small%d", i)
+		importAll(t, s, storetest.Breach(name), append(storetest.Digests(name, n), a[i]), 1000)
+		sizes += n + 1
+		if ix := s.Stats().Index; !ix.Current || ix.Delta != sizes {
+			t.Fatalf("after %s: index %+v, want current with a delta of %d rows", name, ix, sizes)
+		}
+		wantBreaches(t, s, storetest.Digests(name, n), name)
+	}
+	wantBreaches(t, s, a[:1], "Alpha", "Small0")
+	if strings.Contains(logs.String(), "lookup index compacted") {
+		t.Fatalf("compacted before changes paused:\n%s", logs.String())
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir, options(0))
+	defer s.Close()
+	waitIndex(t, s)
+	wantBreaches(t, s, a[:1], "Alpha", "Small0")
+	wantBreaches(t, s, a[1:2], "Alpha", "Small1")
+	wantBreaches(t, s, storetest.Digests("Small2", 20), "Small2")
 }

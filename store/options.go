@@ -2,6 +2,7 @@ package store
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -90,9 +91,24 @@ type Options struct {
 	// between imports until they pass it: 0 for the default, a delta
 	// compacted after every import (tests).
 	maxDelta int
+	// indexSettle is how long no change may merge into the lookup index's
+	// delta before it is compacted (compactSoon): 0 for the default,
+	// defaultIndexSettle (tests shorten it).
+	indexSettle time.Duration
 	// filterLog bounds the filter's log (filterlog.go) in bytes: 0 for the
 	// default, below 0 for none, every save whole (tests).
 	filterLog int64
+}
+
+// defaultIndexSettle is how long a lookup index's delta waits for the
+// changes merging into it to pause before it is compacted.
+const defaultIndexSettle = 5 * time.Second
+
+func (o Options) settleAfter() time.Duration {
+	if o.indexSettle > 0 {
+		return o.indexSettle
+	}
+	return defaultIndexSettle
 }
 
 // DefaultOptions returns the options the daemon uses unless told otherwise.

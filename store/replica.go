@@ -330,6 +330,10 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		// backup's rows may be of an import not yet committed, which
 		// the delta that commits it will not bring again.
 		c.dropIndexView(context.Background())
+	} else if c.index != nil && len(changes) > 0 {
+		// Merged: written into the file once deltas pause, so that a
+		// restart loads the index instead of rebuilding it from Badger.
+		c.settleIndex()
 	}
 	c.announce()
 	c.log.Info("backup applied", "rows", rows, "new_keys", fresh, "corpus_version", cat.version,

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/internal/logtest"
@@ -30,6 +31,7 @@ func options(n uint64) store.Options {
 	o := store.DefaultOptions()
 	o.MemTableSize = 4 << 20
 	o.BackgroundShare = 1
+	o = store.WithIndexSettle(o, 20*time.Millisecond)
 	if n > 0 {
 		o.ExpectedKeys = n
 	}
