@@ -13,12 +13,15 @@
 // the lookup index (index.go: a sorted, memory-mapped copy of every digest
 // and its membership) while it is current, and in Badger, the store of
 // record, otherwise (a password corpus's first release is a file beside
-// Badger instead of its rows: base.go). Published filters and catalogues
-// are immutable: an import writes its rows under a new, pending segment id that lookups
-// ignore (ids are never reused), adds its keys to a private copy of the
-// filter, and its commit publishes the filter and then the catalogue, each
-// in one atomic store. A breach becomes visible all at once, after every row
-// is stored, while lookups go on being answered without locks. A replica's
+// Badger instead of its rows: base.go). Published catalogues are
+// immutable, and published filters only gain bits: an import writes its
+// rows under a new, pending segment id that lookups ignore (ids are never
+// reused), adds its keys to the published filter in place (filter.go; a
+// superset is exact, every "maybe" being confirmed), and its commit
+// publishes the catalogue in one atomic store. A breach becomes visible
+// all at once, after every row is stored, while lookups go on being
+// answered without locks. The filter is saved whole, then as a log of the
+// blocks each change set (filterlog.go). A replica's
 // reads are pinned to the Badger version of the catalogue they answer for,
 // so a delta it applies is visible all at once too. A read of rows or of
 // the base that a change committed under (a delete's collection rewrites
