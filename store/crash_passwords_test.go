@@ -267,7 +267,7 @@ func TestCrashReplicaBase(t *testing.T) {
 	}
 	ro := options(0)
 	ro.Follower = true
-	points := []string{"replica-base-row:1", "replica-base-row:3", "replica-rows-loaded:1", "base-renamed:1", "filter-written:1", "filter-renamed:1", "filter-logged:1"}
+	points := []string{"replica-base-row:1", "replica-base-row:3", "replica-rows-loaded:1", "base-renamed:1", "filter-written:1", "filter-renamed:1"}
 	kills := map[string]int{}
 	for run := range max(len(points), crashRuns(t, len(crashOps))/len(crashOps)) {
 		dir := filepath.Join(root, fmt.Sprintf("run-%d", run))
