@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/store"
@@ -289,4 +291,45 @@ func TestIndexSettle(t *testing.T) {
 	wantBreaches(t, s, a[:1], "Alpha", "Small0")
 	wantBreaches(t, s, a[1:2], "Alpha", "Small1")
 	wantBreaches(t, s, storetest.Digests("Small2", 20), "Small2")
+}
+
+// TestDeltaAndLogGauges: the gauges of what a small import leaves beside
+// the files it would have rewritten before: the rows merged into the
+// lookup index (until its compaction, held off here), and the filter's
+// log; a whole save (a first import) leaves neither.
+func TestDeltaAndLogGauges(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	o := store.WithIndexSettle(options(100_000), time.Hour)
+	o.Registerer = reg
+	s := open(t, t.TempDir(), o)
+	defer s.Close()
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no gauge %s", name)
+		return 0
+	}
+	importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 5000), 5000)
+	waitIndex(t, s)
+	if d, l := gauge("breachd_index_delta_rows"), gauge("breachd_bloom_filter_log_bytes"); d != 0 || l != 0 {
+		t.Fatalf("after a first import: delta %v rows, log %v bytes; want both 0", d, l)
+	}
+	importAll(t, s, storetest.Breach("Beta"), storetest.Digests("b", 30), 30)
+	if d := gauge("breachd_index_delta_rows"); d != 30 {
+		t.Errorf("after 30 accounts imported: delta %v rows, want 30", d)
+	}
+	// About one block a new key: a record of 24 + 72 bytes a block + 4,
+	// after the log's 24-byte header.
+	if l := gauge("breachd_bloom_filter_log_bytes"); l < 24+24+72*25+4 || l > 24+24+72*30+4 {
+		t.Errorf("after 30 accounts imported: log %v bytes, want a record of 25 to 30 blocks", l)
+	}
 }

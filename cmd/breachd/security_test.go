@@ -502,6 +502,8 @@ func TestMetrics(t *testing.T) {
 		{"breachd_corpus_version", map[string]string{"kind": "email"}, 1, 1},
 		{"breachd_bloom_filter_size_bytes", map[string]string{"kind": "email"}, 1, 1e12},
 		{"breachd_bloom_filter_estimated_fpr", map[string]string{"kind": "email"}, 0, 0.001},
+		{"breachd_bloom_filter_log_bytes", map[string]string{"kind": "email"}, 0, 0}, // a first import saves whole
+		{"breachd_index_delta_rows", map[string]string{"kind": "email"}, 0, 0},
 		// The password corpora export the same gauges (nothing imported).
 		{"breachd_corpus_accounts", map[string]string{"kind": "sha1"}, 0, 0},
 		{"breachd_corpus_version", map[string]string{"kind": "ntlm"}, 0, 0},
