@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,11 +179,25 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		return classify("open "+dir, err)
 	}
 	c.dirInfo = dirInfo
-	var db *badger.DB
-	if opts.Follower {
-		db, err = badger.OpenManaged(bo)
-	} else {
-		db, err = badger.Open(bo)
+	openDB := func() (*badger.DB, error) {
+		if opts.Follower {
+			return badger.OpenManaged(bo)
+		}
+		return badger.Open(bo)
+	}
+	db, err := openDB()
+	// Badger releases its lock (a flock of the directory) by closing the
+	// directory's file, and a process that forks (a supervisor, a test
+	// spawning children) shares that file with its child until the child
+	// execs: a corpus closed an instant before can still be locked.
+	// Retried for about a second.
+	for wait := 10 * time.Millisecond; err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") && wait <= 640*time.Millisecond; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		db, err = openDB()
 	}
 	if err != nil {
 		if readOnly != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -380,6 +381,31 @@ func TestImportsAreSerialised(t *testing.T) {
 	if st := importAll(t, s, storetest.Breach("Beta"), storetest.Digests("b", 10), 10); st.Version != 2 {
 		t.Fatalf("Import after the first = %+v, want version 2", st)
 	}
+}
+
+// TestLockHeldAnInstant: a corpus whose lock is still held for an instant
+// after its Close (a forked child shares Badger's locked directory file
+// until it execs; here a lock of the test's own, released after 50 ms)
+// opens.
+func TestLockHeldAnInstant(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, dir, options(0))
+	importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 10), 10)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(dir) // Badger flocks the directory (LOCK holds its pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, func() { f.Close() })
+	s = open(t, dir, options(0))
+	defer s.Close()
+	wantBreaches(t, s, storetest.Digests("a", 10), "Alpha")
 }
 
 func TestErrors(t *testing.T) {
