@@ -213,6 +213,16 @@ func (f *filter) add(key []byte) {
 	}
 }
 
+// put sets the key's bits: with addLive if the filter is published (live),
+// with add if no lookup reads it yet.
+func (f *filter) put(key []byte, live bool) {
+	if live {
+		f.addLive(key)
+	} else {
+		f.add(key)
+	}
+}
+
 // addLive sets the key's bits in a published filter, which lookups read
 // meanwhile. Only the change holding the import token calls it, so adds
 // never race each other; a word whose bits are all set already (every

@@ -416,11 +416,7 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 	c.reach("import-batch")
 	for _, k := range fresh {
 		fk := c.kind.filterKey(k)
-		if imp.live {
-			f.addLive(fk[:])
-		} else {
-			f.add(fk[:])
-		}
+		f.put(fk[:], imp.live)
 	}
 	if imp.live {
 		imp.strayed += uint64(len(fresh))

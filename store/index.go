@@ -849,6 +849,16 @@ func (v *view) find(d *breachd.Digest) ([]*breachd.CatalogEntry, bool) {
 	return v.sets[id], true
 }
 
+// rows returns a copy of the view's delta without its resolved breaches
+// (newView resolves them against another catalogue), with room for more.
+func (v *view) rows(more int) map[breachd.Digest]deltaRow {
+	delta := make(map[breachd.Digest]deltaRow, len(v.delta)+more)
+	for d, r := range v.delta {
+		delta[d] = deltaRow{val: r.val}
+	}
+	return delta
+}
+
 // mergeDelta makes the view follow catalogue cat, just published by a
 // replica's apply of a backup, or by an import's commit, that changed the
 // rows in changes (a value, or nil for a row deleted), if the view was
@@ -874,10 +884,7 @@ func (c *corpus) mergeDelta(prev, cat *catalog, changes map[breachd.Digest][]byt
 		is.view.Store(&view{cat: cat, idx: old.idx, over: old.over})
 		return true
 	}
-	delta := make(map[breachd.Digest]deltaRow, len(old.delta)+len(changes))
-	for d, r := range old.delta {
-		delta[d] = deltaRow{val: r.val}
-	}
+	delta := old.rows(len(changes))
 	for d, v := range changes {
 		delta[d] = deltaRow{val: v}
 	}
@@ -991,11 +998,7 @@ func (c *corpus) followCatalog(cat *catalog) bool {
 	if old != nil && old.delta != nil && old.cat.importVersion >= cat.importVersion {
 		// Merged imports (mergeDelta), none since: the same rows,
 		// resolved against cat.
-		delta := make(map[breachd.Digest]deltaRow, len(old.delta))
-		for d, r := range old.delta {
-			delta[d] = deltaRow{val: r.val}
-		}
-		if v, err := newView(cat, old.idx, delta); err == nil {
+		if v, err := newView(cat, old.idx, old.rows(0)); err == nil {
 			is.view.Store(v)
 			return true
 		}

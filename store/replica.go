@@ -252,11 +252,7 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		if !oldFilter.test(fk[:]) {
 			fresh++ // surely new; the few the old filter lets through are not counted
 		}
-		if live {
-			f.addLive(fk[:])
-		} else {
-			f.add(fk[:])
-		}
+		f.put(fk[:], live)
 		return load
 	})
 	if err == nil && bw != nil {
