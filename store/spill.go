@@ -11,7 +11,6 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
-	"sort"
 
 	"github.com/breachd/breachd"
 )
@@ -65,7 +64,7 @@ func (r *runs) addKeys(keys []byte, counts []uint64) {
 // (capped), or a repeat is dropped.
 func (r *runs) sortBuffer() {
 	ks, counted := r.keySize, r.counted
-	sort.Sort(recSorter{b: r.buf, size: r.recSize, key: ks, tmp: make([]byte, r.recSize)})
+	sortRecords(r.buf, r.recSize, ks)
 	out := r.buf[:0]
 	for i := 0; i < len(r.buf); i += r.recSize {
 		rec := r.buf[i : i+r.recSize]
@@ -81,28 +80,109 @@ func (r *runs) sortBuffer() {
 	r.buf = out
 }
 
-// recSorter sorts fixed-size records by their key prefix.
-type recSorter struct {
-	b         []byte
-	size, key int
-	tmp       []byte
+// sortRecords sorts b's records (size bytes each) by their first key
+// bytes, in place: most significant byte first, each byte's 256 buckets
+// permuted in place (American flag sort), down to runs of at most
+// insertionMax records, which insertion sort finishes. Keys are hashes, so
+// each byte spreads the records evenly: 4M records (a chunk) take three
+// passes, 4 to 5 times faster than the comparison sort through
+// sort.Interface that took a quarter of a first import's CPU
+// (BenchmarkSortRecords). Keys sharing a long prefix (a crafted dump of
+// digests) take a pass a shared byte, at most key of them.
+func sortRecords(b []byte, size, key int) {
+	sortRecordsFrom(b, size, key, 0, make([]byte, 2*size))
 }
 
-func (s recSorter) Len() int { return len(s.b) / s.size }
-func (s recSorter) Less(i, j int) bool {
-	a, b := s.b[i*s.size:i*s.size+s.key], s.b[j*s.size:j*s.size+s.key]
-	// Keys are hashes, uniformly random: the first 8 bytes almost always
-	// decide, as one integer comparison.
-	if x, y := binary.BigEndian.Uint64(a), binary.BigEndian.Uint64(b); x != y {
-		return x < y
+// insertionMax is the most records insertion sort orders: a pass over
+// fewer costs more in its counts than it saves.
+const insertionMax = 16
+
+// sortRecordsFrom sorts records whose keys agree before byte depth;
+// scratch holds two records.
+func sortRecordsFrom(b []byte, size, key, depth int, scratch []byte) {
+	n := len(b) / size
+	if n <= insertionMax || depth == key {
+		insertionSort(b, size, key, depth, scratch[:size])
+		return
 	}
-	return bytes.Compare(a[8:], b[8:]) < 0
+	var count [256]int
+	for i := depth; i < len(b); i += size {
+		count[b[i]]++
+	}
+	// next[v] is the next record of bucket v not yet known to belong
+	// there; end[v] is the bucket's end.
+	var next, end [256]int
+	at := 0
+	for v, c := range count {
+		next[v] = at
+		at += c
+		end[v] = at
+	}
+	hand, spare := scratch[:size], scratch[size:]
+	for v := range 256 {
+		for next[v] < end[v] {
+			i := next[v]
+			if int(b[i*size+depth]) == v {
+				next[v]++
+				continue
+			}
+			// Lift record i and carry it round its cycle: each record
+			// met goes to its bucket's next place, until one that
+			// belongs at i comes back.
+			copy(hand, b[i*size:(i+1)*size])
+			for {
+				d := hand[depth]
+				if int(d) == v {
+					break
+				}
+				j := next[d]
+				next[d]++
+				rj := b[j*size : (j+1)*size]
+				move(spare, rj)
+				move(rj, hand)
+				hand, spare = spare, hand
+			}
+			copy(b[i*size:(i+1)*size], hand)
+			next[v]++
+		}
+	}
+	at = 0
+	for _, c := range count {
+		if c > 1 {
+			sortRecordsFrom(b[at*size:(at+c)*size], size, key, depth+1, scratch)
+		}
+		at += c
+	}
 }
-func (s recSorter) Swap(i, j int) {
-	a, b := s.b[i*s.size:(i+1)*s.size], s.b[j*s.size:(j+1)*s.size]
-	copy(s.tmp, a)
-	copy(a, b)
-	copy(b, s.tmp)
+
+// insertionSort sorts a few records whose keys agree before byte depth.
+func insertionSort(b []byte, size, key, depth int, tmp []byte) {
+	for i := size; i < len(b); i += size {
+		k := b[i+depth : i+key]
+		j := i
+		for j > 0 && bytes.Compare(b[j-size+depth:j-size+key], k) > 0 {
+			j -= size
+		}
+		if j < i {
+			copy(tmp, b[i:i+size])
+			copy(b[j+size:i+size], b[j:i])
+			copy(b[j:j+size], tmp)
+		}
+	}
+}
+
+// move copies a record to dst, a word at a time when its size allows:
+// inline, where copy calls memmove, which took a third of the sort for
+// 32-byte records.
+func move(dst, src []byte) {
+	if len(src)%8 != 0 {
+		copy(dst, src)
+		return
+	}
+	_ = dst[len(src)-1]
+	for i := 0; i < len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:]))
+	}
 }
 
 // spill sorts the buffer and writes it to a new run file.
