@@ -21,8 +21,15 @@ type Row struct {
 // goroutines can turn them into rows (Rows) while the next is read: a bulk
 // checker parses on every core, in order.
 type Block struct {
-	first []Row // rows cut before the lines: read while detecting the format, or an over-long line skipped
+	first []firstRow // rows cut before the lines: read while detecting the format, or an over-long line skipped
 	cut
+}
+
+// firstRow is a row a block holds before its lines: its line, or why it
+// has none.
+type firstRow struct {
+	line         int64
+	text, reject string
 }
 
 // Lines returns about how many rows the block holds, at most: for sizing
@@ -44,17 +51,15 @@ func (r *Reader) ReadBlock(size int) (*Block, error) {
 	for len(r.long) > 0 || r.peeked != nil {
 		line, err := r.nextRow()
 		if err == errLongLine {
-			b.first = append(b.first, Row{Line: r.longAt, Reject: err.Error()})
+			b.first = append(b.first, firstRow{line: r.longAt, reject: err.Error()})
 			continue
 		}
-		row := Row{Line: r.line}
-		row.Value, _, row.Reject = r.field(string(line), nil)
-		b.first = append(b.first, row)
+		b.first = append(b.first, firstRow{line: r.line, text: string(line)})
 	}
 	var err error
 	b.cut, err = r.cut(size)
 	if b.long > 0 {
-		b.first = append(b.first, Row{Line: b.long, Reject: errLongLine.Error()})
+		b.first = append(b.first, firstRow{line: b.long, reject: errLongLine.Error()})
 	}
 	switch {
 	case err == io.EOF && len(b.first) == 0:
@@ -210,11 +215,28 @@ func (l *lines) skipLine() error {
 // other goroutines may call it while ReadBlock reads on. The rows' values
 // are substrings of one copy of the block's text.
 func (r *Reader) Rows(b *Block, dst []Row) []Row {
-	dst = append(dst, b.first...)
+	var fields []string
+	eachLine(b, func(line int64, text, reject string) {
+		row := Row{Line: line, Reject: reject}
+		if reject == "" {
+			row.Value, fields, row.Reject = r.field(text, fields[:0])
+		}
+		dst = append(dst, row)
+	})
+	return dst
+}
+
+// eachLine calls fn with each of b's rows, in order: its number and line,
+// without its line ending, or why it has none (an over-long line). The
+// lines are substrings of one copy of the block's text, whose buffer goes
+// back for another block.
+func eachLine(b *Block, fn func(line int64, text, reject string)) {
+	for _, f := range b.first {
+		fn(f.line, f.text, f.reject)
+	}
 	text := string(b.text)
 	b.release()
 	line := b.line
-	var fields []string
 	for len(text) > 0 {
 		var l string
 		if i := strings.IndexByte(text, '\n'); i >= 0 {
@@ -224,18 +246,15 @@ func (r *Reader) Rows(b *Block, dst []Row) []Row {
 		}
 		line++
 		if len(l) > MaxLineBytes {
-			dst = append(dst, Row{Line: line, Reject: errLongLine.Error()})
+			fn(line, "", errLongLine.Error())
 			continue
 		}
 		l = strings.TrimRight(l, "\r\n")
 		if strings.TrimSpace(l) == "" {
 			continue
 		}
-		row := Row{Line: line}
-		row.Value, fields, row.Reject = r.field(l, fields[:0])
-		dst = append(dst, row)
+		fn(line, l, "")
 	}
-	return dst
 }
 
 // SkipRows reads past the next n rows, as a resumed run does past the rows

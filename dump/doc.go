@@ -9,8 +9,10 @@
 // hashed as they are read and never kept. A manifest is a breach's (or a
 // release's) record in Have I Been Pwned's breach model.
 //
-// Dumps are large, so their lines can be parsed on every core: one goroutine
-// cuts the text into blocks of whole lines, which others parse, in order
-// (Reader.ReadBlock and Rows for a bulk checker; PasswordReader does it
-// itself). A row is a line, even in CSV, so a cut needs no parser state.
+// Dumps are large, so their lines are parsed on every core: one goroutine
+// cuts the text into blocks of whole lines, which others parse, in order.
+// Reader.Read, ReadPairs and PasswordReader.Read do it themselves
+// (parallel.go; Close stops them); Reader.ReadBlock and Rows hand the
+// blocks to a bulk checker, which hashes on its own workers. A row is a
+// line, even in CSV, so a cut needs no parser state.
 package dump

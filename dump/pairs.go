@@ -74,16 +74,16 @@ func detectPairs(first []byte, column, pwColumn string) Format {
 // and returns it; io.EOF, with no pairs, at the end. Rejected rows are
 // counted and reported to OnReject.
 func (r *Reader) ReadPairs(dst []breachd.PairRecord) ([]breachd.PairRecord, error) {
-	return readInto(r, dst, r.parsePair)
+	return readParallel(r, dst, r.parsePair)
 }
 
 // parsePair turns one combolist row into a pair, or a reason it was rejected.
-func (r *Reader) parsePair(line []byte, scratch []string) (breachd.PairRecord, []string, string) {
+func (r *Reader) parsePair(line string, scratch []string) (breachd.PairRecord, []string, string) {
 	var p breachd.PairRecord
 	var account, password string
 	switch r.format {
 	case FormatCSV:
-		fields, reason := splitCSVReason(string(line), scratch[:0])
+		fields, reason := splitCSVReason(line, scratch[:0])
 		scratch = fields
 		if reason != "" {
 			return p, scratch, reason
@@ -93,11 +93,11 @@ func (r *Reader) parsePair(line []byte, scratch []string) (breachd.PairRecord, [
 		}
 		account, password = fields[r.col], fields[r.pwCol]
 	default:
-		a, b, ok := bytes.Cut(line, []byte{':'})
+		a, b, ok := strings.Cut(line, ":")
 		if !ok {
 			return p, scratch, "no ':' between the account and its password"
 		}
-		account, password = string(a), string(b)
+		account, password = a, b
 	}
 	if password == "" {
 		return p, scratch, "empty password"

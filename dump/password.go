@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -60,45 +57,28 @@ type PasswordReader struct {
 	buf        *bufio.Reader // reads each file in turn
 
 	// Set by the first Read, which starts the goroutines that cut and
-	// parse blocks; Close stops them.
-	ordered chan *passwordBlock
-	stop    chan struct{}
-	wg      sync.WaitGroup
-	closed  bool
+	// parse blocks (parallel.go); Close stops them.
+	par    *parallel[*passwordBlock, breachd.PasswordRecord]
+	closed bool
 
-	cur   *passwordBlock // the block being handed out
 	stats Stats
-	err   error // what ended the dump; io.EOF at its end
 	// OnReject, if set, is called for each rejected line with the file,
 	// its line number and why, in the dump's order, from Read's goroutine.
 	// The line itself is never passed on.
 	OnReject func(file string, line int64, reason string)
 }
 
-var errClosed = errors.New("read after Close")
-
-// passwordBlock is a run of whole lines of one file, parsed by a worker.
+// passwordBlock is a run of whole lines of one file.
 type passwordBlock struct {
 	name   string // the file, for messages
 	prefix []byte // its 5-character prefix, from its name, if any
 	cut
-	err  error                    // what ended the dump after these lines, if anything
-	done chan struct{}            // closed when parsed:
-	recs []breachd.PasswordRecord // those Read has still to hand out
-	all  []breachd.PasswordRecord // recycled once handed out
-	rejs []passwordReject
-	rows int64
-}
-
-type passwordReject struct {
-	line   int64
-	reason string
 }
 
 // NewPasswordReader reads path (a file, "-" for r, or a directory of
 // files). Gzip is detected in each file.
 func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordFormat) (*PasswordReader, error) {
-	pr := &PasswordReader{kind: k, format: f, blockBytes: 256 << 10}
+	pr := &PasswordReader{kind: k, format: f, blockBytes: parseBlockBytes}
 	switch fi, err := os.Stat(path); {
 	case path == "-":
 		pr.src = r
@@ -129,59 +109,23 @@ func (pr *PasswordReader) Stats() Stats { return pr.stats }
 
 // Close stops reading, and closes the file being read.
 func (pr *PasswordReader) Close() error {
-	if pr.stop != nil && !pr.closed {
-		pr.closed = true
-		close(pr.stop)
-		pr.wg.Wait()
+	if pr.par != nil && !pr.closed {
+		pr.par.close()
 	}
+	pr.closed = true
 	return nil
 }
 
-// start starts the goroutines: one cuts the files into blocks, in order,
-// and GOMAXPROCS parse them.
-func (pr *PasswordReader) start() {
-	n := runtime.GOMAXPROCS(0)
-	jobs := make(chan *passwordBlock, n)
-	pr.ordered, pr.stop = make(chan *passwordBlock, 2*n), make(chan struct{})
-	pr.wg.Add(1 + n)
-	go func() {
-		defer pr.wg.Done()
-		defer close(jobs)
-		defer close(pr.ordered)
-		pr.cutAll(jobs)
-	}()
-	for range n {
-		go func() {
-			defer pr.wg.Done()
-			for b := range jobs {
-				pr.parse(b)
-			}
-		}()
-	}
-}
-
-// cutAll cuts every file into blocks and hands each to a worker and to
-// Read, until the end, an error or Close. A block that carries an error is
-// the last; at the end, Read finds the queue closed.
-func (pr *PasswordReader) cutAll(jobs chan<- *passwordBlock) {
-	send := func(b *passwordBlock) bool {
-		b.done = make(chan struct{})
-		for _, q := range []chan<- *passwordBlock{jobs, pr.ordered} { // a worker first: Read waits for it
-			select {
-			case q <- b:
-			case <-pr.stop:
-				return false
-			}
-		}
-		return true
-	}
+// cutAll cuts every file into blocks and sends them, until the end, an
+// error or Close. A block that carries an error is the last.
+func (pr *PasswordReader) cutAll(send func(*passwordBlock, error) bool) {
 	for {
 		f, err := pr.open()
 		if err == io.EOF {
 			return
 		}
 		if err != nil {
-			send(&passwordBlock{err: err})
+			send(&passwordBlock{}, err)
 			return
 		}
 		if !pr.cutFile(f, send) {
@@ -192,7 +136,7 @@ func (pr *PasswordReader) cutAll(jobs chan<- *passwordBlock) {
 
 // cutFile cuts one file into blocks and sends them, and closes it. It
 // reports whether the dump goes on.
-func (pr *PasswordReader) cutFile(f *passwordFile, send func(*passwordBlock) bool) bool {
+func (pr *PasswordReader) cutFile(f *passwordFile, send func(*passwordBlock, error) bool) bool {
 	defer f.close()
 	for {
 		b := &passwordBlock{name: f.name, prefix: f.prefix}
@@ -202,9 +146,9 @@ func (pr *PasswordReader) cutFile(f *passwordFile, send func(*passwordBlock) boo
 			return true
 		}
 		if err != nil {
-			b.err = fmt.Errorf("%s: %w", f.name, err)
+			err = fmt.Errorf("%s: %w", f.name, err)
 		}
-		if !send(b) || err != nil { // (the worker may set b.err now)
+		if !send(b, err) || err != nil {
 			return false
 		}
 	}
@@ -274,74 +218,39 @@ func isHex(b []byte) bool {
 // OnReject and skipped; a read error, or a line longer than MaxLineBytes,
 // ends the dump.
 func (pr *PasswordReader) Read(dst []breachd.PasswordRecord) ([]breachd.PasswordRecord, error) {
-	dst = dst[:0]
 	if pr.closed {
-		return dst, errClosed
+		return dst[:0], errClosed
 	}
-	if pr.ordered == nil {
-		pr.start()
+	if pr.par == nil {
+		pr.par = startParallel(pr.cutAll, pr.parse)
 	}
-	for len(dst) < cap(dst) {
-		if pr.cur == nil || len(pr.cur.recs) == 0 {
-			if err := pr.next(); err != nil {
-				return dst, err
+	return pr.par.read(dst, func(b *parsed[*passwordBlock, breachd.PasswordRecord]) {
+		pr.stats.Rows += b.rows
+		pr.stats.Accepted += int64(len(b.items))
+		pr.stats.Rejected += int64(len(b.rejs))
+		if pr.OnReject != nil {
+			for _, r := range b.rejs {
+				pr.OnReject(b.in.name, r.line, r.reason)
 			}
-			continue
 		}
-		n := min(cap(dst)-len(dst), len(pr.cur.recs))
-		dst = append(dst, pr.cur.recs[:n]...)
-		pr.cur.recs = pr.cur.recs[n:]
-	}
-	return dst, nil
+	})
 }
 
-// next is done with the block being handed out and takes the next one,
-// counting its lines and reporting its rejections. It returns what ended
-// the dump, once it has ended.
-func (pr *PasswordReader) next() error {
-	if b := pr.cur; b != nil {
-		pr.cur = nil
-		if cap(b.all) > 0 {
-			recordBufs.Put(&b.all)
-		}
-		if b.err != nil {
-			pr.err = b.err
-		}
-	}
-	if pr.err != nil {
-		return pr.err
-	}
-	b, ok := <-pr.ordered
-	if !ok {
-		pr.err = io.EOF
-		return pr.err
-	}
-	<-b.done
-	pr.cur, b.all = b, b.recs
-	pr.stats.Rows += b.rows
-	pr.stats.Accepted += int64(len(b.recs))
-	pr.stats.Rejected += int64(len(b.rejs))
-	if pr.OnReject != nil {
-		for _, r := range b.rejs {
-			pr.OnReject(b.name, r.line, r.reason)
-		}
-	}
-	return nil
-}
-
-// parse turns b's lines into records and rejections. A line longer than
-// MaxLineBytes ends the dump there: a password dump has none.
-func (pr *PasswordReader) parse(b *passwordBlock) {
-	defer close(b.done)
+// parse turns a block's lines into records and rejections. A line longer
+// than MaxLineBytes ends the dump there: a password dump has none.
+func (pr *PasswordReader) parse(p *parsed[*passwordBlock, breachd.PasswordRecord]) {
+	b := p.in
 	defer b.release()
 	tooLong := func(line int64) error {
 		return fmt.Errorf("%s: line %d is longer than %d bytes: is this a password dump?", b.name, line, MaxLineBytes)
 	}
 	if b.long > 0 {
-		b.err = tooLong(b.long)
+		p.err = tooLong(b.long)
 		return
 	}
-	b.recs = recordBuf(b.lines + 1)
+	if p.items == nil {
+		p.items = make([]breachd.PasswordRecord, 0, b.lines+1)
+	}
 	text, n := b.text, b.line
 	for len(text) > 0 {
 		var line []byte
@@ -352,7 +261,7 @@ func (pr *PasswordReader) parse(b *passwordBlock) {
 		}
 		n++
 		if len(line) > MaxLineBytes {
-			b.err = tooLong(n)
+			p.err = tooLong(n)
 			return
 		}
 		// A line ending is a newline after up to two carriage returns.
@@ -374,25 +283,13 @@ func (pr *PasswordReader) parse(b *passwordBlock) {
 		switch reason {
 		case "padding": // a count of 0: padding, not a row
 		case "":
-			b.rows++
-			b.recs = append(b.recs, rec)
+			p.rows++
+			p.items = append(p.items, rec)
 		default:
-			b.rows++
-			b.rejs = append(b.rejs, passwordReject{n, reason})
+			p.rows++
+			p.rejs = append(p.rejs, rejectedRow{n, reason})
 		}
 	}
-}
-
-// recordBufs recycles blocks' records once Read has copied them out.
-var recordBufs sync.Pool
-
-// recordBuf returns an empty slice of n records' capacity, recycled if one is
-// at hand.
-func recordBuf(n int) []breachd.PasswordRecord {
-	if b, ok := recordBufs.Get().(*[]breachd.PasswordRecord); ok && cap(*b) >= n {
-		return (*b)[:0]
-	}
-	return make([]breachd.PasswordRecord, 0, n)
 }
 
 // hashLine parses HASH[:COUNT], or SUFFIX[:COUNT] in a per-prefix file.

@@ -148,34 +148,72 @@ func TestPasswordReaderBlocks(t *testing.T) {
 	}
 }
 
-// TestPasswordReaderClose: Close stops the goroutines that read ahead, and
-// a Read after it fails rather than look like the end of the dump.
-func TestPasswordReaderClose(t *testing.T) {
+// TestReaderClose: Close stops the goroutines that read ahead, of a
+// password dump's reader and of a breach dump's, and a Read after it fails
+// rather than look like the end of the dump.
+func TestReaderClose(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "big.txt")
-	if err := os.WriteFile(path, []byte(strings.Repeat("5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:1\n", 100000)), 0o644); err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	write := func(name, line string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(strings.Repeat(line, 100000)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
 	}
-	rd, err := dump.NewPasswordReader(path, nil, breachd.SHA1, dump.PasswordHashes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dump.SetBlockBytes(rd, 4096)
-	if recs, err := rd.Read(make([]breachd.PasswordRecord, 0, 10)); len(recs) != 10 || err != nil {
-		t.Fatalf("Read = %d records, %v", len(recs), err)
-	}
-	done := make(chan struct{})
-	go func() {
-		rd.Close()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not return: the reading goroutines did not stop")
-	}
-	if _, err := rd.Read(make([]breachd.PasswordRecord, 0, 10)); err == nil || err == io.EOF {
-		t.Fatalf("Read after Close = %v, want an error", err)
+	pwPath := write("pw.txt", "5BAA61E4C9B93F3F0682250B6CF8331B7EE68FD8:1\n")
+	emailPath := write("emails.txt", "someone@example.com\n")
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T) (read func() (int, error), close func() error)
+	}{
+		{"passwords", func(t *testing.T) (func() (int, error), func() error) {
+			rd, err := dump.NewPasswordReader(pwPath, nil, breachd.SHA1, dump.PasswordHashes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dump.SetBlockBytes(rd, 4096)
+			return func() (int, error) {
+				recs, err := rd.Read(make([]breachd.PasswordRecord, 0, 10))
+				return len(recs), err
+			}, rd.Close
+		}},
+		{"emails", func(t *testing.T) (func() (int, error), func() error) {
+			f, err := os.Open(emailPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			rd, err := dump.NewReader(f, dump.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dump.SetReadBlockBytes(rd, 4096)
+			return func() (int, error) {
+				ds, err := rd.Read(make([]breachd.Digest, 0, 10))
+				return len(ds), err
+			}, rd.Close
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			read, closeReader := tc.open(t)
+			if n, err := read(); n != 10 || err != nil {
+				t.Fatalf("Read = %d records, %v", n, err)
+			}
+			done := make(chan struct{})
+			go func() {
+				closeReader()
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Close did not return: the reading goroutines did not stop")
+			}
+			if _, err := read(); err == nil || err == io.EOF {
+				t.Fatalf("Read after Close = %v, want an error", err)
+			}
+		})
 	}
 }
 

@@ -110,9 +110,19 @@ type Reader struct {
 	// usable one, during detection; they are rejected as the first rows.
 	long   []int64
 	longAt int64 // number of the over-long line nextRow just skipped
-	// OnReject, if set, is called for each rejected row. Reasons never
-	// contain the row's content.
+	// OnReject, if set, is called for each rejected row, in the dump's
+	// order, from the goroutine that calls Read (or ReadPairs): a block's
+	// rejections as Read takes the block, before its items. Reasons
+	// never contain the row's content.
 	OnReject func(line int64, reason string)
+
+	// The first Read (or ReadPairs) starts the goroutines that cut and
+	// parse the dump (parallel.go): par is their *parallelRead of the
+	// items read, and Close stops them.
+	par        any
+	stop       func()
+	closed     bool
+	blockBytes int // the size of the blocks cut; 0 for parseBlockBytes
 }
 
 // ErrNoColumn is returned when a CSV header lacks the email column.
@@ -274,32 +284,29 @@ func (r *lines) nextLine() ([]byte, error) {
 
 var errLongLine = errors.New("line longer than 64 KiB")
 
-// nextRow returns the next data row's line, counting it (a too-long line,
-// returned as errLongLine, counts too). It returns io.EOF at the end.
+// nextRow returns the next data row's line, or errLongLine for a line too
+// long to be one (skipped), or io.EOF at the end. It does not count them:
+// its callers do (Stats).
 func (r *Reader) nextRow() ([]byte, error) {
 	if len(r.long) > 0 {
 		r.longAt, r.long = r.long[0], r.long[1:]
-		r.stats.Rows++
 		return nil, errLongLine
 	}
 	if r.peeked != nil {
 		line := r.peeked
 		r.peeked = nil
-		r.stats.Rows++
 		return line, nil
 	}
 	line, err := r.nextLine()
 	switch {
 	case err == errLongLine:
 		r.longAt = r.line
-		r.stats.Rows++
 		return nil, err
 	case err == io.EOF:
 		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("line %d: %w", r.line, err)
 	}
-	r.stats.Rows++
 	return line, nil
 }
 
@@ -314,28 +321,33 @@ func endOfBatch(n int, err error) error {
 
 // Read fills dst (up to its capacity) with digests of accepted rows and
 // returns it. It returns io.EOF, with no digests, at the end of the dump.
-// Rejected rows are counted and reported to OnReject; they never stop a read.
+// Rejected rows are counted and reported to OnReject; they never stop a
+// read. The rows are parsed on every core (parallel.go): Close stops the
+// goroutines of a dump not read to its end.
 func (r *Reader) Read(dst []breachd.Digest) ([]breachd.Digest, error) {
-	return readInto(r, dst, r.parse)
+	return readParallel(r, dst, r.parse)
 }
 
-// readInto fills dst (up to its capacity) with the items parse makes of
-// accepted rows; a row parse gives a reason for is rejected.
-func readInto[T any](r *Reader, dst []T, parse func(line []byte, scratch []string) (T, []string, string)) ([]T, error) {
+// readSerial is Read on the caller's goroutine, line by line (nextRow),
+// with parse: a reading of the dump independent of the blocks', which the
+// tests hold Read's and the bulk checker's against (FuzzBlocks).
+func readSerial[T any](r *Reader, dst []T, parse func(line string, scratch []string) (T, []string, string)) ([]T, error) {
 	dst = dst[:0]
 	var fields []string
 	for len(dst) < cap(dst) {
 		line, err := r.nextRow()
 		if err == errLongLine {
+			r.stats.Rows++
 			r.rejectAt(r.longAt, err.Error())
 			continue
 		}
 		if err != nil {
 			return dst, endOfBatch(len(dst), err)
 		}
+		r.stats.Rows++
 		var x T
 		var reason string
-		x, fields, reason = parse(line, fields)
+		x, fields, reason = parse(string(line), fields)
 		if reason != "" {
 			r.reject(reason)
 			continue
@@ -371,9 +383,10 @@ func (r *Reader) field(line string, scratch []string) (string, []string, string)
 	return fields[r.col], fields, ""
 }
 
-// parse turns one row into a digest, or a reason it was rejected.
-func (r *Reader) parse(line []byte, scratch []string) (breachd.Digest, []string, string) {
-	v, scratch, reason := r.field(string(line), scratch)
+// parse turns one row into a digest, or a reason it was rejected. It
+// reads only what NewReader decided, so any goroutine may call it.
+func (r *Reader) parse(line string, scratch []string) (breachd.Digest, []string, string) {
+	v, scratch, reason := r.field(line, scratch)
 	if reason != "" {
 		return breachd.Digest{}, scratch, reason
 	}

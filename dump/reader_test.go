@@ -26,6 +26,7 @@ func readAll(tb testing.TB, in io.Reader, opts dump.Options) ([]breachd.Digest, 
 	if err != nil {
 		tb.Fatalf("NewReader = %v", err)
 	}
+	defer r.Close()
 	var rejs []rejection
 	r.OnReject = func(line int64, reason string) { rejs = append(rejs, rejection{line, reason}) }
 	var all []breachd.Digest
@@ -296,12 +297,15 @@ func FuzzParseManifest(f *testing.F) {
 	})
 }
 
-// FuzzBlocks checks the bulk checker's rows against the importer's: for
-// any dump, format and block size, each row that ReadBlock's blocks hold is
-// rejected for the reason Read rejects its line, or its value makes the
-// digest Read gives for it. The two read lines differently (ReadBlock cuts
-// blocks at line endings, Rows splits them), and share only the CSV
-// splitter and the format's detection.
+// FuzzBlocks checks the two readings of a dump in blocks against a
+// reading line by line (ReadSerial), for any dump, format and block size:
+// Read's (blocks parsed on every core) gives the same digests, the same
+// rejections (line and reason, in order) and the same counts; and each row
+// that ReadBlock's blocks hold (the bulk checker's) is rejected for the
+// reason the line is, or its value makes the digest the line does. The
+// line-by-line reading and the blocks' cut lines differently (ReadSlice
+// against cut and eachLine), and share only the CSV splitter and the
+// format's detection.
 func FuzzBlocks(f *testing.F) {
 	f.Add("email,name\na@b.c,x\n\"q\"\"@b.c\",y\nc@d.e\nonly\n,\n", 0, uint16(5))
 	f.Add("user,email\n1,a@example.com\n2\n3,\"b@example.com\"\n4,c@example.com,extra\n", 1, uint16(1))
@@ -311,22 +315,43 @@ func FuzzBlocks(f *testing.F) {
 	f.Add("a@example.com\n"+strings.Repeat("x", dump.MaxLineBytes)+"\n"+strings.Repeat("y", dump.MaxLineBytes-1)+"\nb@example.com", 2, uint16(1000))
 	f.Fuzz(func(t *testing.T, text string, format int, size uint16) {
 		opts := dump.Options{Format: dump.Format(uint(format) % 4)}
-		a, err := dump.NewReader(strings.NewReader(text), opts)
-		if err != nil {
+		read := func(read func(*dump.Reader, []breachd.Digest) ([]breachd.Digest, error), blockBytes int) ([]breachd.Digest, []rejection, dump.Stats, bool) {
+			r, err := dump.NewReader(strings.NewReader(text), opts)
+			if err != nil {
+				return nil, nil, dump.Stats{}, false
+			}
+			defer r.Close()
+			dump.SetReadBlockBytes(r, blockBytes)
+			var rejs []rejection
+			r.OnReject = func(line int64, reason string) { rejs = append(rejs, rejection{line, reason}) }
+			var digests []breachd.Digest
+			for buf := make([]breachd.Digest, 0, 5); ; {
+				got, err := read(r, buf)
+				digests = append(digests, got...)
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatalf("Read = %v", err)
+				}
+			}
+			return digests, rejs, r.Stats(), true
+		}
+		digests, rejs, stats, ok := read(dump.ReadSerial, 0)
+		if !ok {
 			return
 		}
+		pd, prejs, pstats, _ := read((*dump.Reader).Read, int(size))
+		if !slices.Equal(pd, digests) || !slices.Equal(prejs, rejs) || pstats != stats {
+			t.Fatalf("Read in blocks of %d: %d digests, rejections %v, %+v; line by line: %d digests, rejections %v, %+v",
+				size, len(pd), prejs, pstats, len(digests), rejs, stats)
+		}
+		if stats.Rows != stats.Accepted+stats.Rejected || stats.Accepted != int64(len(digests)) || stats.Rejected != int64(len(rejs)) {
+			t.Fatalf("stats %+v, %d digests, %d rejections", stats, len(digests), len(rejs))
+		}
 		rejected := map[int64]string{}
-		a.OnReject = func(line int64, reason string) { rejected[line] = reason }
-		var digests []breachd.Digest
-		for buf := make([]breachd.Digest, 0, 5); ; {
-			got, err := a.Read(buf)
-			digests = append(digests, got...)
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				t.Fatalf("Read = %v", err)
-			}
+		for _, j := range rejs {
+			rejected[j.Line] = j.Reason
 		}
 		rows, f := readBlocks(t, strings.NewReader(text), opts, int(size))
 		for _, row := range rows {

@@ -45,6 +45,7 @@ func newLoad(ctx context.Context, c config) (*load, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.corpus, err)
 		}
+		defer rd.Close()
 		buf := make([]breachd.Digest, 0, breachd.MaxBatch)
 		for len(l.present) < maxPresent {
 			ds, err := rd.Read(buf)

@@ -213,6 +213,7 @@ func changeWatchlist(ctx context.Context, wc breachdv1.WatchServiceClient, sub, 
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", in.file, err)
 		}
+		defer rd.Close()
 		rejected := 0
 		rd.OnReject = func(line int64, reason string) {
 			if rejected++; rejected <= 10 {

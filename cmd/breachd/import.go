@@ -176,6 +176,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
+	defer rd.Close()
 	samples := keepRejects(rd)
 
 	var run importer
@@ -327,6 +328,7 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 	if err != nil {
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
+	defer rd.Close()
 	samples := keepRejects(rd)
 	var run func(context.Context, breachd.Breach, iter.Seq2[[]breachd.PairRecord, error]) (breachd.PairImportStats, error)
 	if c.addr != "" {
