@@ -185,19 +185,9 @@ func (c *corpus) open(ctx context.Context, dir string, k *kind, opts Options) er
 		}
 		return badger.Open(bo)
 	}
-	db, err := openDB()
-	// Badger releases its lock (a flock of the directory) by closing the
-	// directory's file, and a process that forks (a supervisor, a test
-	// spawning children) shares that file with its child until the child
-	// execs: a corpus closed an instant before can still be locked.
-	// Retried for about a second.
-	for wait := 10 * time.Millisecond; err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") && wait <= 640*time.Millisecond; wait *= 2 {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		db, err = openDB()
+	db, err := openLocked(ctx, openDB)
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
 	}
 	if err != nil {
 		if readOnly != nil {
@@ -1037,4 +1027,23 @@ func (p *pacer) step(ctx context.Context) error {
 	}
 	p.mark = time.Now()
 	return nil
+}
+
+// openLocked opens a Badger directory with open, retrying for about a
+// second while another holds its lock. Badger releases its lock (a flock
+// of the directory) by closing the directory's file, and a process that
+// forks (a supervisor, a test spawning children) shares that file with its
+// child until the child execs: a corpus closed an instant before can
+// still be locked.
+func openLocked(ctx context.Context, open func() (*badger.DB, error)) (*badger.DB, error) {
+	db, err := open()
+	for wait := 10 * time.Millisecond; err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock") && wait <= 640*time.Millisecond; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		db, err = open()
+	}
+	return db, err
 }

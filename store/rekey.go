@@ -49,13 +49,13 @@ func Rekey(ctx context.Context, dataDir string, key *IndexKey, opts Options) (Re
 	if _, err := os.Stat(src); err != nil {
 		return RekeyStats{}, fmt.Errorf("no email corpus in %s: %w", dataDir, err)
 	}
-	if n, err := watchlistCount(dataDir, opts); err != nil || n > 0 {
+	if n, err := watchlistCount(ctx, dataDir, opts); err != nil || n > 0 {
 		if err == nil {
 			err = breachd.Errorf(breachd.ErrFailedPrecondition, "%s holds %d watchlists of plain digests, which rekey does not convert: delete them (breachctl watch delete), rekey, and create them again (they are keyed from then on)", dataDir, n)
 		}
 		return RekeyStats{}, err
 	}
-	db, err := badger.Open(badgerOptions(src, opts).WithReadOnly(false))
+	db, err := openLocked(ctx, func() (*badger.DB, error) { return badger.Open(badgerOptions(src, opts).WithReadOnly(false)) })
 	if err != nil {
 		return RekeyStats{}, classify("open "+src, err)
 	}
@@ -250,12 +250,12 @@ func finishRekey(dataDir string, log *slog.Logger) error {
 }
 
 // watchlistCount returns how many watchlists dataDir holds.
-func watchlistCount(dataDir string, opts Options) (int, error) {
+func watchlistCount(ctx context.Context, dataDir string, opts Options) (int, error) {
 	dir := WatchDir(dataDir)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
-	db, err := badger.Open(badgerOptions(dir, opts))
+	db, err := openLocked(ctx, func() (*badger.DB, error) { return badger.Open(badgerOptions(dir, opts)) })
 	if err != nil {
 		return 0, classify("open "+dir, err)
 	}

@@ -386,26 +386,44 @@ func TestImportsAreSerialised(t *testing.T) {
 // TestLockHeldAnInstant: a corpus whose lock is still held for an instant
 // after its Close (a forked child shares Badger's locked directory file
 // until it execs; here a lock of the test's own, released after 50 ms)
-// opens.
+// opens, and rekeys ('breachd rekey' run as the daemon stops).
 func TestLockHeldAnInstant(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	s := open(t, dir, options(0))
-	importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 10), 10)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name string
+		use  func(t *testing.T, data string)
+	}{
+		{"open", func(t *testing.T, data string) {
+			s := open(t, store.EmailDir(data), options(0))
+			defer s.Close()
+			wantBreaches(t, s, storetest.Digests("a", 10), "Alpha")
+		}},
+		{"rekey", func(t *testing.T, data string) {
+			if st, err := store.Rekey(t.Context(), data, newIndexKey(t), options(0)); err != nil || st.Rows != 10 {
+				t.Fatalf("Rekey = %+v, %v", st, err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			data := t.TempDir()
+			dir := store.EmailDir(data)
+			s := open(t, dir, options(0))
+			importAll(t, s, storetest.Breach("Alpha"), storetest.Digests("a", 10), 10)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(dir) // Badger flocks the directory (LOCK holds its pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+				t.Fatal(err)
+			}
+			time.AfterFunc(50*time.Millisecond, func() { f.Close() })
+			tc.use(t, data)
+		})
 	}
-	f, err := os.Open(dir) // Badger flocks the directory (LOCK holds its pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
-	time.AfterFunc(50*time.Millisecond, func() { f.Close() })
-	s = open(t, dir, options(0))
-	defer s.Close()
-	wantBreaches(t, s, storetest.Digests("a", 10), "Alpha")
 }
 
 func TestErrors(t *testing.T) {
