@@ -458,7 +458,7 @@ func scanRecords(txn *badger.Txn, tag byte, fn func(k, v []byte) error) error {
 
 // scanPrefix calls fn for every key and value under prefix.
 func scanPrefix(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: prefix})
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()
@@ -620,7 +620,7 @@ func (c *corpus) eachRow(ctx context.Context, cat *catalog, since uint64, fn fun
 	txn := c.snapshot(cat)
 	defer txn.Discard()
 	return func() error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{c.kind.tag}, SinceTs: since})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{c.kind.tag}, SinceTs: since})
 		defer it.Close()
 		var i int
 		p := c.pacer()

@@ -568,7 +568,7 @@ func (w *Watchlists) EventsAfter(ctx context.Context, wl string, after uint64, l
 		if wl != "" {
 			prefix = wlPrefix(tagWLIndex, wl)
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: wl == ""})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		for it.Seek(binary.BigEndian.AppendUint64(slices.Clone(prefix), after+1)); it.Valid() && len(out) < limit; it.Next() {
 			k := it.Item().KeyCopy(nil)
@@ -723,7 +723,7 @@ func (w *Watchlists) PruneEvents(ctx context.Context, cutoff time.Time, endpoint
 	defer w.release()
 	var keys [][]byte
 	err = w.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagOutbox}, PrefetchValues: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagOutbox}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			seq := binary.BigEndian.Uint64(it.Item().Key()[1:])

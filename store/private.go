@@ -323,7 +323,7 @@ func (c *corpus) countOnce(ctx context.Context) (*breachd.PrivateInfo, error) {
 // call).
 func (c *corpus) eachPrivate(ctx context.Context, txn *badger.Txn, cat *catalog, b uint32, n int, fn func(bucket uint32, value []byte, bs []*breachd.CatalogEntry) error) error {
 	start := binary.BigEndian.AppendUint32([]byte{tagPrivate}, b)
-	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: n == 0, PrefetchSize: 256, Prefix: start[:1+n/8]})
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: start[:1+n/8]})
 	defer it.Close()
 	var p *pacer
 	if n == 0 {
@@ -411,7 +411,7 @@ func (c *corpus) collectPrivate(ctx context.Context, since uint64) (uint64, erro
 	defer txn.Discard()
 	f := c.filter.Load()
 	err := func() error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: []byte{tagPrivate}, SinceTs: since})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{tagPrivate}, SinceTs: since})
 		defer it.Close()
 		p := c.pacer()
 		var i int

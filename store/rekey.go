@@ -143,7 +143,7 @@ func copyKeyed(ctx context.Context, db, dst *badger.DB, key *IndexKey, private b
 		return err
 	}
 	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256})
+		it := txn.NewIterator(badger.IteratorOptions{})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			if st.Rows%65536 == 0 {
