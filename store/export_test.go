@@ -100,6 +100,7 @@ func (p *Passwords) BreachesOf(ctx context.Context, key []byte) ([]*breachd.Cata
 	defer p.release()
 	var bs []*breachd.CatalogEntry
 	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
+		bs = nil // afresh: a read again may find no row (a collection deleted it)
 		_, err := p.get(txn, key, func(v []byte) error {
 			var err error
 			bs, err = cat.resolve(nil, v)
