@@ -26,7 +26,7 @@
 // so a delta it applies is visible all at once too. A read of rows or of
 // the base that a change committed under (a delete's collection rewrites
 // and drops what the catalogue before still names) runs again under the
-// new catalogue (corpus.readStable): an answer is always its version's.
+// new catalogue (readStable): an answer is always its version's.
 //
 // A data directory holds one directory per corpus (layout.go: EmailDir,
 // PasswordDir); MigrateLayout moves a corpus of the layout before 2026-12.

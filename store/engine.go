@@ -417,23 +417,26 @@ func (c *corpus) snapshot(cat *catalog) *badger.Txn {
 // the new version's, given as the old one's. So while the catalogue has
 // changed by the time read returns, read runs again under the new one:
 // every answer is its version's. A change takes milliseconds to commit and
-// a read microseconds, so a second read is rare. read must start afresh
-// each time, and hand nothing out before readStable returns.
-func (c *corpus) readStable(ctx context.Context, cat *catalog, read func(txn *badger.Txn, cat *catalog) error) (*catalog, error) {
+// a read microseconds, so a second read is rare. readStable returns what
+// read's last run returned: nothing of a run under an older catalogue
+// reaches the answer (a read that added to a variable outside it kept a
+// row a collection had since deleted: e046aa0), and read hands nothing out
+// itself.
+func readStable[T any](ctx context.Context, c *corpus, cat *catalog, read func(txn *badger.Txn, cat *catalog) (T, error)) (T, *catalog, error) {
 	for {
 		c.reach("read-at-catalogue")
 		txn := c.snapshot(cat)
-		err := read(txn, cat)
+		x, err := read(txn, cat)
 		txn.Discard()
 		if err != nil {
-			return cat, err
+			return x, cat, err
 		}
 		now := c.cat.Load()
 		if now == cat {
-			return cat, nil
+			return x, cat, nil
 		}
 		if err := ctx.Err(); err != nil {
-			return cat, err
+			return x, cat, err
 		}
 		cat = now
 	}

@@ -231,7 +231,7 @@ type reconcilePlan struct {
 // deleted breach's rows (their accounts would get no "added" event, nor
 // the "removed" that the others get next time). So while a fresh segment
 // has left the email catalogue by the end, plan starts again under the
-// new one, as corpus.readStable does for lookups. Callers hold the import
+// new one, as readStable does for lookups. Callers hold the import
 // token, so the watch corpus's own catalogue cannot change.
 func (w *Watchlists) plan(ctx context.Context, emails *Store) (reconcilePlan, error) {
 	for {

@@ -98,15 +98,12 @@ func (p *Passwords) BreachesOf(ctx context.Context, key []byte) ([]*breachd.Cata
 		return nil, 0, err
 	}
 	defer p.release()
-	var bs []*breachd.CatalogEntry
-	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
-		bs = nil // afresh: a read again may find no row (a collection deleted it)
-		_, err := p.get(txn, key, func(v []byte) error {
-			var err error
+	bs, cat, err := readStable(ctx, &p.corpus, cat, func(txn *badger.Txn, cat *catalog) (bs []*breachd.CatalogEntry, err error) {
+		_, err = p.get(txn, key, func(v []byte) error {
 			bs, err = cat.resolve(nil, v)
 			return err
 		})
-		return err
+		return bs, err
 	})
 	if err != nil {
 		return nil, 0, err

@@ -106,20 +106,21 @@ func (p *Passwords) Lookup(ctx context.Context, h breachd.PasswordHash) (breachd
 		return breachd.PasswordExposure{}, err
 	}
 	defer p.release()
-	var n uint64
-	var found bool
-	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) (err error) {
-		n = 0
-		found, err = p.get(txn, h.Bytes(), func(v []byte) error { n = cat.count(v); return nil })
-		return err
+	type read struct {
+		n     uint64
+		found bool
+	}
+	r, cat, err := readStable(ctx, &p.corpus, cat, func(txn *badger.Txn, cat *catalog) (r read, err error) {
+		r.found, err = p.get(txn, h.Bytes(), func(v []byte) error { r.n = cat.count(v); return nil })
+		return r, err
 	})
 	if err != nil {
 		return breachd.PasswordExposure{}, err
 	}
-	if !found {
+	if !r.found {
 		p.falsePositives.Add(1)
 	}
-	return breachd.PasswordExposure{Count: n, CorpusVersion: cat.version}, nil
+	return breachd.PasswordExposure{Count: r.n, CorpusVersion: cat.version}, nil
 }
 
 // Range calls fn, in ascending order, for every hash whose first 20 bits
@@ -151,11 +152,10 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 		key [breachd.MaxPasswordHashSize]byte
 		n   uint64
 	}
-	var hits []hit
 	tag := p.kind.tag
 	b0, b1, nib := byte(prefix>>12), byte(prefix>>4), byte(prefix&15)
-	cat, err := p.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
-		hits = hits[:0]
+	hits, cat, err := readStable(ctx, &p.corpus, cat, func(txn *badger.Txn, cat *catalog) ([]hit, error) {
+		var hits []hit
 		rows := newOverlay(p.kind.keySize, cat.version)
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte{tag, b0, b1}})
 		defer it.Close()
@@ -163,13 +163,13 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			item := it.Item()
 			k := item.Key()
 			if len(k) != 1+p.kind.keySize {
-				return fmt.Errorf("%w: hash key of %d bytes", ErrCorrupt, len(k))
+				return nil, fmt.Errorf("%w: hash key of %d bytes", ErrCorrupt, len(k))
 			}
 			if k[3]>>4 != nib {
 				break
 			}
 			if err := item.Value(func(v []byte) error { rows.add(k[1:], v); return nil }); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		var key [breachd.MaxPasswordHashSize]byte
@@ -183,7 +183,7 @@ func (p *Passwords) Range(ctx context.Context, prefix breachd.RangePrefix, fn fu
 			copy(h.key[:], k)
 			hits = append(hits, h)
 		})
-		return nil
+		return hits, nil
 	})
 	if err != nil {
 		return 0, classify("range", err)

@@ -501,15 +501,16 @@ func (s *Store) PrivateCheck(ctx context.Context, q breachd.PrivateQuery) (breac
 		ans.CorpusVersion = cat.version
 		return ans, nil
 	}
-	cat, err = s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
-		ans.Entries = ans.Entries[:0]
-		return s.eachPrivate(ctx, txn, cat, b, q.PrefixBits, func(_ uint32, value []byte, bs []*breachd.CatalogEntry) error {
+	ans.Entries, cat, err = readStable(ctx, &s.corpus, cat, func(txn *badger.Txn, cat *catalog) ([]breachd.PrivateEntry, error) {
+		var entries []breachd.PrivateEntry
+		err := s.eachPrivate(ctx, txn, cat, b, q.PrefixBits, func(_ uint32, value []byte, bs []*breachd.CatalogEntry) error {
 			var e breachd.PrivateEntry
 			copy(e.Value[:], value)
 			e.Breaches = slices.Clone(bs)
-			ans.Entries = append(ans.Entries, e)
+			entries = append(entries, e)
 			return nil
 		})
+		return entries, err
 	})
 	if err != nil {
 		return breachd.PrivateAnswer{}, err

@@ -74,7 +74,7 @@ func (h *heldRead) across(t *testing.T, read func(), change func() error) {
 // before it reads, while a delete commits and its collection rewrites the
 // rows (an email corpus) or drops the base (a password corpus). The answer
 // must be its version's: the deleted breach's under the version before the
-// delete, or none under the delete's. (Before corpus.readStable, the read
+// delete, or none under the delete's. (Before readStable, the read
 // found the collected rows or no base, and answered "not exposed" under the
 // version before the delete.)
 func TestStaleCatalogueRead(t *testing.T) {

@@ -111,10 +111,8 @@ func (s *Store) Lookup(ctx context.Context, d breachd.Digest) ([]*breachd.Catalo
 		return nil, 0, err
 	}
 	defer s.release()
-	var bs []*breachd.CatalogEntry
-	cat, err := s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) (err error) {
-		bs, err = s.confirm(txn, cat, d[:], nil)
-		return err
+	bs, cat, err := readStable(ctx, &s.corpus, cat, func(txn *badger.Txn, cat *catalog) ([]*breachd.CatalogEntry, error) {
+		return s.confirm(txn, cat, d[:], nil)
 	})
 	if err != nil {
 		return nil, 0, err
@@ -192,11 +190,12 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 		i   int32
 		end int
 	}
-	var hits []found
-	var all []*breachd.CatalogEntry
+	type read struct {
+		hits []found
+		all  []*breachd.CatalogEntry
+	}
 	first := cat
-	cat, err := s.readStable(ctx, cat, func(txn *badger.Txn, cat *catalog) error {
-		hits, all = hits[:0], all[:0]
+	r, cat, err := readStable(ctx, &s.corpus, cat, func(txn *badger.Txn, cat *catalog) (r read, err error) {
 		if cat != first {
 			// A change committed: its keys are in the filter published
 			// before cat, not in the one tested above.
@@ -206,27 +205,26 @@ func (s *Store) LookupBatch(ctx context.Context, packed []byte, hit func(i int, 
 		for j, i := range maybe {
 			if j%256 == 0 {
 				if err := ctx.Err(); err != nil {
-					return err
+					return r, err
 				}
 			}
-			var err error
-			n := len(all)
-			all, err = s.confirm(txn, cat, packed[int(i)*breachd.DigestSize:(int(i)+1)*breachd.DigestSize], all)
+			n := len(r.all)
+			r.all, err = s.confirm(txn, cat, packed[int(i)*breachd.DigestSize:(int(i)+1)*breachd.DigestSize], r.all)
 			if err != nil {
-				return err
+				return r, err
 			}
-			if len(all) > n {
-				hits = append(hits, found{i, len(all)})
+			if len(r.all) > n {
+				r.hits = append(r.hits, found{i, len(r.all)})
 			}
 		}
-		return nil
+		return r, nil
 	})
 	if err != nil {
 		return 0, err
 	}
 	start := 0
-	for _, h := range hits {
-		hit(int(h.i), all[start:h.end])
+	for _, h := range r.hits {
+		hit(int(h.i), r.all[start:h.end])
 		start = h.end
 	}
 	return cat.version, nil
