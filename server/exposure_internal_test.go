@@ -1,6 +1,7 @@
 package server
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/breachd/breachd"
@@ -23,5 +24,30 @@ func TestSummariesBounded(t *testing.T) {
 	s.summaries.Range(func(any, any) bool { n++; return true })
 	if n > maxSummaries {
 		t.Errorf("%d summaries cached after %d entries, want at most %d", n, 3*maxSummaries, maxSummaries)
+	}
+}
+
+// TestPoolStopWhileRunning: a stream's receiving goroutine can outlive its
+// handler and hand work to the pool as the server stops it; stop must not
+// race that hand-over (it closed the work channel, and make test's race
+// detector once caught a send to it), and work handed over after stop is
+// refused.
+func TestPoolStopWhileRunning(t *testing.T) {
+	t.Parallel()
+	for range 50 {
+		p := newPool(2)
+		never := make(chan struct{})
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for p.run(never, func() {}) {
+				}
+			})
+		}
+		p.stop()
+		wg.Wait() // every sender saw the pool stop
+		if p.run(never, func() { t.Error("work ran after stop") }) {
+			t.Fatal("run after stop = true")
+		}
 	}
 }
