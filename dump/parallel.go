@@ -168,7 +168,7 @@ func readParallel[T any](r *Reader, dst []T, parse func(line string, scratch []s
 				b.items = append(b.items, x)
 			})
 		})
-		r.par, r.stop = p, p.close
+		r.par = p
 	}
 	dst, err := p.read(dst, func(b *parsed[*Block, T]) {
 		r.stats.Rows += b.rows
@@ -182,12 +182,8 @@ func readParallel[T any](r *Reader, dst []T, parse func(line string, scratch []s
 
 // cutBlocks cuts r's dump into blocks (ReadBlock) and sends them.
 func (r *Reader) cutBlocks(send func(*Block, error) bool) {
-	size := r.blockBytes
-	if size == 0 {
-		size = parseBlockBytes
-	}
 	for {
-		b, err := r.ReadBlock(size)
+		b, err := r.ReadBlock(r.blockBytes)
 		if b == nil { // the end (ReadBlock returns a block with any other error)
 			return
 		}
@@ -201,8 +197,8 @@ func (r *Reader) cutBlocks(send func(*Block, error) bool) {
 // (they end by themselves at its end). It does not close what the dump is
 // read from.
 func (r *Reader) Close() error {
-	if !r.closed && r.stop != nil {
-		r.stop()
+	if !r.closed && r.par != nil {
+		r.par.close()
 	}
 	r.closed = true
 	return nil

@@ -117,12 +117,11 @@ type Reader struct {
 	OnReject func(line int64, reason string)
 
 	// The first Read (or ReadPairs) starts the goroutines that cut and
-	// parse the dump (parallel.go): par is their *parallelRead of the
-	// items read, and Close stops them.
-	par        any
-	stop       func()
+	// parse the dump (parallel.go): par is their *parallel[*Block, T], T
+	// the items read, and Close stops them.
+	par        interface{ close() }
 	closed     bool
-	blockBytes int // the size of the blocks cut; 0 for parseBlockBytes
+	blockBytes int // the size of the blocks cut
 }
 
 // ErrNoColumn is returned when a CSV header lacks the email column.
@@ -146,7 +145,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	rd := &Reader{lines: lines{br: br}, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != ""}
+	rd := &Reader{lines: lines{br: br}, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
 	first, err := rd.nextLine()
 	for err == errLongLine {
 		if rd.format == FormatCSV {

@@ -87,9 +87,10 @@ type Options struct {
 	// its base (base.go): 0 for the default, below 0 for none (tests).
 	maxOverlay int
 	// maxDelta bounds the rows a lookup index's delta takes before it is
-	// compacted, and an import keeps for it (index.go), and keeps deltas
-	// between imports until they pass it: 0 for the default, a delta
-	// compacted after every import (tests).
+	// compacted, and the rows an import keeps for it (index.go): 0 for the
+	// default (maxDeltaRows), whose deltas are also compacted once changes
+	// pause. Set (tests), deltas are kept across imports until they pass
+	// it, so that histories meet delta views.
 	maxDelta int
 	// indexSettle is how long no change may merge into the lookup index's
 	// delta before it is compacted (compactSoon): 0 for the default,
