@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
-	mathbits "math/bits"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -34,22 +33,23 @@ type rangeEntry struct {
 
 type rangeScratch struct {
 	real []rangeEntry
-	skip [padSetLen/64 + 1]uint64 // the set's lines this answer leaves out, a bit each
-	out  []byte                   // the answer (net/http; fasthttp's is its body buffer)
+	out  []byte // the answer (net/http; fasthttp's is its body buffer)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(rangeScratch) }}
 
 // The padding each kind keeps ready: padSets sets of padSetLen made-up
 // lines, the most an answer is padded with. An answer takes one set at
-// random and leaves out as many of its lines, at random, as it needs to:
-// the lines it keeps are runs of the set's text, each copied in one move
-// (one move a line, from a pool of 4,096, was 9 µs of a 35 KB answer's
-// 11). What padding hides is the answer's size, drawn afresh each time
-// with the runtime's cryptographic generator; the lines carry count 0,
-// which gives them away to whoever reads the answer, so that they recur
-// across answers tells nothing more. They spread over the whole suffix
-// space, as random suffixes do.
+// random, and from it a window of as many lines as it needs, starting at a
+// random line and wrapping round the set's end: at most two runs of the
+// set's text, each copied in one move, whatever the answer's size. (Leaving
+// out lines at random instead, a run between each two, made a 35 KB
+// answer's padding cost 6 µs of its daemon's 20; bench/README.md.) What
+// padding hides is the answer's size, drawn afresh each time with the
+// runtime's cryptographic generator; the lines carry count 0, which gives
+// them away to whoever reads the answer, so that they recur across answers,
+// and which of a set's lines an answer leaves out, tell nothing more. They
+// spread over the whole suffix space, as random suffixes do.
 const (
 	padSets   = 8
 	padSetLen = padMin + padJitter
@@ -196,101 +196,61 @@ func (a *API) rangeAnswer(ctx context.Context, sc *rangeScratch, out []byte, pre
 		return out, 0, code, msg
 	}
 	if !padded {
-		return writeRange(out, kind, sc.real, nil, nil), version, http.StatusOK, ""
+		return writeRange(out, kind, sc.real, nil, 0, 0), version, http.StatusOK, ""
 	}
-	pool := poolFor(kind)
-	set := &pool.sets[rand.IntN(padSets)]
+	set := &poolFor(kind).sets[rand.IntN(padSets)]
 	keep := max(0, padMin-len(sc.real)) + rand.IntN(padJitter+1)
-	clear(sc.skip[:])
-	if leave := padSetLen - keep; leave <= padSetLen/2 {
-		markRandom(&sc.skip, leave)
-	} else { // mark the fewer lines, those kept, and turn the marks over
-		markRandom(&sc.skip, keep)
-		for w := range sc.skip {
-			sc.skip[w] = ^sc.skip[w]
-		}
-	}
-	return writeRange(out, kind, sc.real, set, &sc.skip), version, http.StatusOK, ""
-}
-
-// markRandom marks n (at most padSetLen) distinct lines of a set, at
-// random: six 10-bit indices from each 64-bit draw of the runtime's
-// generator, those past the set's end drawn again.
-func markRandom(marks *[padSetLen/64 + 1]uint64, n int) {
-	const bits = 10 // the set's 1,000 lines fit in 1,024
-	for n > 0 {
-		for r, k := rand.Uint64(), 0; k < 64/bits && n > 0; r, k = r>>bits, k+1 {
-			i := r & (1<<bits - 1)
-			if i >= padSetLen {
-				continue
-			}
-			if w, b := i/64, uint64(1)<<(i%64); marks[w]&b == 0 {
-				marks[w] |= b
-				n--
-			}
-		}
-	}
-}
-
-// nextMark returns the first line at or after i that marks holds, or
-// padSetLen.
-func nextMark(marks *[padSetLen/64 + 1]uint64, i int) int {
-	for w := i / 64; w < len(marks); w++ {
-		b := marks[w]
-		if w == i/64 {
-			b &= ^uint64(0) << (i % 64)
-		}
-		if b != 0 {
-			return min(w*64+mathbits.TrailingZeros64(b), padSetLen)
-		}
-	}
-	return padSetLen
+	return writeRange(out, kind, sc.real, set, rand.IntN(padSetLen), keep), version, http.StatusOK, ""
 }
 
 // writeRange appends the lines of real (sorted by key) and, with a set,
-// the set's lines that skip does not mark, merged in order and separated
-// by CRLF: each line the hash from its 6th hex digit on, upper-case, ':'
-// and the count. Each line is written with a CRLF after it and the last
-// one is cut off.
-func writeRange(out []byte, kind breachd.HashKind, real []rangeEntry, set *padSet, skip *[padSetLen/64 + 1]uint64) []byte {
-	size, start := kind.Size(), len(out)
+// keep (at most padSetLen) of the set's lines from its line start on,
+// wrapping round its end, merged in order and separated by CRLF: each line
+// the hash from its 6th hex digit on, upper-case, ':' and the count. Each
+// line is written with a CRLF after it and the last one is cut off.
+func writeRange(out []byte, kind breachd.HashKind, real []rangeEntry, set *padSet, start, keep int) []byte {
+	size, first := kind.Size(), len(out)
 	out = slices.Grow(out, len(real)*(2*size+10))
 	var line [2 * breachd.MaxPasswordHashSize]byte
-	writeReal := func(e *rangeEntry) {
+	i := 0 // the next line of real
+	writeReal := func() {
 		// The hex of bytes 2 on, less its first digit (the prefix's last).
-		hexUpper(line[:], e.hash[2:size])
+		hexUpper(line[:], real[i].hash[2:size])
 		out = append(out, line[1:2*(size-2)]...)
 		out = append(out, ':')
-		out = strconv.AppendUint(out, e.n, 10)
+		out = strconv.AppendUint(out, real[i].n, 10)
 		out = append(out, '\r', '\n')
+		i++
 	}
-	if set == nil {
-		for i := range real {
-			writeReal(&real[i])
-		}
-	} else {
-		out = slices.Grow(out, len(set.text))
+	// pad writes the set's lines [lo, hi) and the real lines that go
+	// before line hi: one move a run between two real lines.
+	pad := func(lo, hi int) {
 		width := len(set.text) / padSetLen
-		p, i := 0, 0 // the next line of the set, and of real
-		for p < padSetLen || i < len(real) {
-			// The run of kept lines from p: up to the next left out, or
-			// to the line the next real one goes before.
-			end, before := nextMark(skip, p), false
+		for lo < hi {
+			j := hi
 			if i < len(real) {
-				j, _ := slices.BinarySearch(set.keys[p:end], real[i].key)
-				end, before = p+j, p+j < end || end == padSetLen
+				k, _ := slices.BinarySearch(set.keys[lo:hi], real[i].key)
+				j = lo + k
 			}
-			out = append(out, set.text[p*width:end*width]...)
-			p = end
-			if before {
-				writeReal(&real[i])
-				i++
-			} else {
-				p++ // left out
+			out = append(out, set.text[lo*width:j*width]...)
+			if lo = j; j < hi {
+				writeReal()
 			}
 		}
 	}
-	if len(out) > start {
+	if set != nil {
+		out = slices.Grow(out, keep*len(set.text)/padSetLen)
+		if wrap := start + keep - padSetLen; wrap > 0 { // the window's two runs, in order
+			pad(0, wrap)
+			pad(start, padSetLen)
+		} else {
+			pad(start, start+keep)
+		}
+	}
+	for i < len(real) {
+		writeReal()
+	}
+	if len(out) > first {
 		out = out[:len(out)-2] // the last line's CRLF
 	}
 	return out
