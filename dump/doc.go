@@ -15,4 +15,8 @@
 // (parallel.go; Close stops them); Reader.ReadBlock and Rows hand the
 // blocks to a bulk checker, which hashes on its own workers. A row is a
 // line, even in CSV, so a cut needs no parser state.
+//
+// Open and Stdin open what the commands read: a file, or standard input,
+// whose reads end when the command is interrupted even if the pipe or
+// terminal it reads has nothing to say (input.go).
 package dump

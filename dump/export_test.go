@@ -1,6 +1,11 @@
 package dump
 
-import "github.com/breachd/breachd"
+import (
+	"context"
+	"io"
+
+	"github.com/breachd/breachd"
+)
 
 // SetBlockBytes sets the size of the blocks pr's lines are cut into, so
 // that tests can put block edges anywhere.
@@ -15,3 +20,7 @@ func ReadSerial(r *Reader, dst []breachd.Digest) ([]breachd.Digest, error) {
 // SetReadBlockBytes sets the size of the blocks r's Read cuts its dump
 // into, so that tests can put block edges anywhere.
 func SetReadBlockBytes(r *Reader, n int) { r.blockBytes = n }
+
+// Input is Stdin for descriptor fd, read through plain when it cannot be
+// opened afresh: for tests, which cannot give the process another stdin.
+func Input(ctx context.Context, fd int, plain io.Reader) io.ReadCloser { return input(ctx, fd, plain) }

@@ -7,13 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/dump"
 )
 
 // assess asks the daemon what to do about one account at sign-in. The
@@ -41,7 +41,7 @@ func assess(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 		fmt.Fprintln(stderr, "breachctl assess:", err)
 		return errUsage
 	}
-	password, err := readPassword(*pwFile)
+	password, err := readPassword(ctx, *pwFile)
 	if err != nil {
 		return err
 	}
@@ -79,19 +79,15 @@ func assess(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 }
 
 // readPassword returns the first line of file (- for stdin; "" for none).
-func readPassword(file string) (string, error) {
+func readPassword(ctx context.Context, file string) (string, error) {
 	if file == "" {
 		return "", nil
 	}
-	in := io.Reader(os.Stdin)
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return "", err
-		}
-		defer f.Close()
-		in = f
+	in, _, err := dump.Open(ctx, file)
+	if err != nil {
+		return "", err
 	}
+	defer in.Close()
 	line, err := bufio.NewReader(in).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"os"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -113,7 +112,7 @@ func (c bulkConfig) dumpOptions() dump.Options {
 // bulkCheck checks every row of the input and writes a report.
 func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, stderr io.Writer, tty bool) error {
 	start := time.Now()
-	in, size, err := openInput(c.file)
+	in, size, err := dump.Open(ctx, c.file)
 	if err != nil {
 		return err
 	}
@@ -121,6 +120,9 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	countIn := &countingReader{r: in}
 	rd, err := dump.NewReader(countIn, c.dumpOptions())
 	if err != nil {
+		if ctx.Err() != nil { // interrupted while it waited for the first rows
+			return bulkError(ctx.Err(), c)
+		}
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
 	rw, err := newRowWriter(c.format, c.assess)
@@ -246,6 +248,9 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	stage(ctx, "write") // this goroutine, and the client's it starts (but "send")
 	rep := &report{c: c, out: out, rw: rw, queue: queue, tot: tot, lastCheckpoint: time.Now(), done: &done, exposed: &exposed}
 	if err := rep.run(ctx, answers); err != nil {
+		if ctx.Err() != nil { // interrupted: say so, not how the stream ended
+			return bulkError(ctx.Err(), c)
+		}
 		return err
 	}
 	tot, version := rep.tot, rep.version
@@ -528,22 +533,6 @@ func forward(ctx context.Context, in <-chan *chunk, out chan<- *chunk) {
 			return
 		}
 	}
-}
-
-func openInput(path string) (io.ReadCloser, int64, error) {
-	if path == "-" {
-		return io.NopCloser(os.Stdin), 0, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, fi.Size(), nil
 }
 
 type countingReader struct {

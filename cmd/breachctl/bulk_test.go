@@ -434,3 +434,44 @@ func TestAppendJSONString(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckStdinInterrupted: a sweep of stdin stops when interrupted, also
+// while the pipe it reads is idle. Ctrl-C used to wait for the pipe's next
+// bytes: for ever, if its writer had nothing more to say. Not parallel: it
+// gives the process another stdin.
+func TestCheckStdinInterrupted(t *testing.T) {
+	addr := serveStore(t, "alice@example.com")
+	for _, tc := range []struct{ name, written string }{
+		{"before any row", ""}, // the reader waits to detect the format
+		{"after some rows", "email\nalice@example.com\nbob@example.com\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			defer w.Close()
+			r.Fd() // blocking, as a shell leaves stdin
+			old := os.Stdin
+			os.Stdin = r
+			defer func() { os.Stdin = old }()
+			w.WriteString(tc.written)
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"check", "--addr", addr, "--file", "-", "--out", filepath.Join(t.TempDir(), "out.csv")}, &bytes.Buffer{}, &bytes.Buffer{})
+			}()
+			time.Sleep(200 * time.Millisecond)
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("run = %v, want context.Canceled", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("check still runs 10 s after it was interrupted")
+			}
+		})
+	}
+}

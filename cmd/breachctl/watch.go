@@ -204,7 +204,7 @@ func changeWatchlist(ctx context.Context, wc breachdv1.WatchServiceClient, sub, 
 			return nil, err
 		}
 	} else {
-		f, _, err := openInput(in.file)
+		f, _, err := dump.Open(ctx, in.file)
 		if err != nil {
 			return nil, err
 		}

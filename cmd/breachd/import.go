@@ -8,7 +8,6 @@ import (
 	"io"
 	"iter"
 	"log/slog"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -137,17 +136,19 @@ type rejected struct {
 }
 
 // openImport reads an import's manifest and opens its dump (a file, or
-// stdin for "-").
-func openImport(c importConfig) (breachd.Breach, io.ReadCloser, error) {
+// stdin for "-", whose reads end when ctx does).
+func openImport(ctx context.Context, c importConfig) (breachd.Breach, io.ReadCloser, error) {
 	b, err := dump.ReadManifest(c.manifest)
 	if err != nil {
 		return b, nil, err
 	}
-	if c.dump == "-" {
-		return b, io.NopCloser(os.Stdin), nil
-	}
-	f, err := os.Open(c.dump)
+	f, _, err := dump.Open(ctx, c.dump)
 	return b, f, err
+}
+
+// interrupted is the error of an import that ctx's end stopped.
+func interrupted(ctx context.Context, name string) error {
+	return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", name, ctx.Err())
 }
 
 // keepRejects makes rd keep its first rejected rows (rejectSamples of them)
@@ -167,13 +168,16 @@ var errNoRows = errors.New("no row of the dump was accepted")
 
 func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	b, in, err := openImport(c)
+	b, in, err := openImport(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	rd, err := dump.NewReader(in, dump.Options{Format: c.format, Column: c.column})
 	if err != nil {
+		if ctx.Err() != nil { // while it waited for the first rows
+			return interrupted(ctx, b.Name)
+		}
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
 	defer rd.Close()
@@ -206,10 +210,10 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s).\n"+
 			"Check with 'breachctl breaches --addr %s' (the breach is listed and the corpus version has grown if it was); importing again is safe, it is idempotent",
 			b.Name, c.addr, status.Convert(err).Message(), c.addr)
+	case err != nil && ctx.Err() != nil: // first: the dump's reads end with ctx too
+		return interrupted(ctx, b.Name)
 	case err != nil && readErr != nil:
 		return fmt.Errorf("import of %s stopped; nothing was made visible: %w", b.Name, readErr)
-	case err != nil && ctx.Err() != nil:
-		return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", b.Name, ctx.Err())
 	case err != nil:
 		if c.addr != "" {
 			err = c.remoteError(err)
@@ -319,13 +323,16 @@ func printSummary(w io.Writer, name, dump string, rd *dump.Reader, st breachd.Im
 // password (service.Service.ImportPairs).
 func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slog.Logger) error {
 	start := time.Now()
-	b, in, err := openImport(c)
+	b, in, err := openImport(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
 	rd, err := dump.NewPairReader(in, dump.PairOptions{Format: c.format, Column: c.column, PasswordColumn: c.pwColumn})
 	if err != nil {
+		if ctx.Err() != nil {
+			return interrupted(ctx, b.Name)
+		}
 		return fmt.Errorf("%s: %w", c.dump, err)
 	}
 	defer rd.Close()
@@ -366,10 +373,10 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s)",
 			b.Name, c.addr, status.Convert(err).Message())
+	case err != nil && ctx.Err() != nil:
+		return interrupted(ctx, b.Name)
 	case err != nil && readErr != nil:
 		return fmt.Errorf("import of %s stopped; nothing was made visible: %w", b.Name, readErr)
-	case err != nil && ctx.Err() != nil:
-		return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", b.Name, ctx.Err())
 	case err != nil:
 		return fmt.Errorf("import of %s failed; nothing was made visible: %w", b.Name, err)
 	}

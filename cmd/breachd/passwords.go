@@ -28,7 +28,13 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 	if err != nil {
 		return err
 	}
-	rd, err := dump.NewPasswordReader(c.dump, os.Stdin, c.kind, c.pwFormat)
+	stdin := io.Reader(nil)
+	if c.dump == "-" {
+		in := dump.Stdin(ctx)
+		defer in.Close()
+		stdin = in
+	}
+	rd, err := dump.NewPasswordReader(c.dump, stdin, c.kind, c.pwFormat)
 	if err != nil {
 		return err
 	}
@@ -74,10 +80,10 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 			msg += "\n  rejected " + s
 		}
 		return errors.New(msg)
+	case err != nil && ctx.Err() != nil: // first: the dump's reads end with ctx too
+		return interrupted(ctx, rel.Name)
 	case err != nil && readErr != nil:
 		return fmt.Errorf("import of %s stopped; nothing was made visible: %w", rel.Name, readErr)
-	case err != nil && ctx.Err() != nil:
-		return fmt.Errorf("import of %s interrupted; nothing was made visible, run it again: %w", rel.Name, ctx.Err())
 	case err != nil:
 		if c.addr != "" {
 			err = c.remoteError(err)

@@ -1,0 +1,158 @@
+package dump_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/breachd/breachd/dump"
+)
+
+// within runs f and returns its error, and fails the test if f has not
+// returned 10 s later (a read nothing woke).
+func within(t *testing.T, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("still waiting 10 s later")
+		return nil
+	}
+}
+
+// readWithin reads r to its end or error, within 10 s.
+func readWithin(t *testing.T, r io.Reader) (got string, err error) {
+	t.Helper()
+	err = within(t, func() error {
+		b, err := io.ReadAll(r)
+		got = string(b)
+		return err
+	})
+	return got, err
+}
+
+// TestStdin reads standard input's stand-ins: a pipe (what a shell's "|"
+// gives) and a regular file (its "<"). A pipe whose writer is idle, the
+// read that held up Ctrl-C, ends when the context does; data already in
+// a pipe whose writer has gone is read to its end; the descriptor given
+// keeps its blocking mode and stays open; a regular file is read as it is.
+func TestStdin(t *testing.T) {
+	t.Parallel()
+	pipe := func(t *testing.T) (r, w *os.File, fd int) {
+		t.Helper()
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(); w.Close() })
+		return r, w, int(r.Fd()) // Fd: blocking, as a shell leaves stdin
+	}
+	// idle is a pipe no one writes to, read through Input with a context
+	// cancelled 50 ms on.
+	idle := func(t *testing.T) io.Reader {
+		r, _, fd := pipe(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		in := dump.Input(ctx, fd, r)
+		t.Cleanup(func() { in.Close() })
+		time.AfterFunc(50*time.Millisecond, cancel)
+		return in
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"idle pipe, cancelled", func(t *testing.T) {
+			if _, err := readWithin(t, idle(t)); !errors.Is(err, context.Canceled) {
+				t.Fatalf("read = %v, want context.Canceled", err)
+			}
+		}},
+		{"idle pipe under the dump reader, cancelled", func(t *testing.T) {
+			in := idle(t)
+			err := within(t, func() error {
+				rd, err := dump.NewReader(in, dump.Options{}) // waits for the first bytes to detect the format
+				if err == nil {
+					rd.Close()
+				}
+				return err
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("NewReader = %v, want context.Canceled", err)
+			}
+		}},
+		{"pipe read to its end", func(t *testing.T) {
+			r, w, fd := pipe(t)
+			in := dump.Input(context.Background(), fd, r)
+			defer in.Close()
+			go func() {
+				w.Write([]byte("a@example.com\n"))
+				time.Sleep(20 * time.Millisecond)
+				w.Write([]byte("b@example.com\n"))
+				w.Close()
+			}()
+			if got, err := readWithin(t, in); err != nil || got != "a@example.com\nb@example.com\n" {
+				t.Fatalf("read %q, %v", got, err)
+			}
+		}},
+		{"pipe whose writer has gone", func(t *testing.T) {
+			r, w, fd := pipe(t)
+			w.Write([]byte("left in the pipe\n"))
+			w.Close()
+			in := dump.Input(context.Background(), fd, r)
+			defer in.Close()
+			if got, err := readWithin(t, in); err != nil || got != "left in the pipe\n" {
+				t.Fatalf("read %q, %v", got, err)
+			}
+		}},
+		{"the descriptor keeps its mode and stays open", func(t *testing.T) {
+			r, w, fd := pipe(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			in := dump.Input(ctx, fd, r)
+			cancel()
+			in.Close()
+			flags, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFL, 0)
+			if errno != 0 || flags&syscall.O_NONBLOCK != 0 {
+				t.Fatalf("the descriptor's flags %#x (errno %v): non-blocking", flags, errno)
+			}
+			w.Write([]byte("x"))
+			var b [1]byte
+			if n, err := r.Read(b[:]); n != 1 || err != nil {
+				t.Fatalf("reading the descriptor after Close: %d, %v", n, err)
+			}
+		}},
+		{"regular file, cancelled", func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "dump.txt")
+			if err := os.WriteFile(name, []byte("a@example.com\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.Open(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			in := dump.Input(ctx, int(f.Fd()), f)
+			defer in.Close()
+			var b [4]byte
+			if n, err := in.Read(b[:]); n != 4 || err != nil {
+				t.Fatalf("read %d, %v", n, err)
+			}
+			cancel()
+			if _, err := in.Read(b[:]); !errors.Is(err, context.Canceled) {
+				t.Fatalf("read after cancel = %v, want context.Canceled", err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t)
+		})
+	}
+}
