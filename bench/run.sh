@@ -2,7 +2,7 @@
 # bench/run.sh: the quick benchmark set behind `make bench`. It writes
 # bench/RESULTS.md: the machine, the commands, benchstat medians with their
 # spread over COUNT runs, the import of the Sega-shaped corpus, the load
-# generator's report and the bulk sweeps. About 10 minutes on 2 cores.
+# generator's report and the bulk sweeps. About 20 minutes on 2 cores.
 #
 # Usage: bench/run.sh [COUNT]   (default 6 runs per Go benchmark)
 set -euo pipefail
