@@ -19,6 +19,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/internal/grpccodec"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
@@ -607,7 +608,9 @@ type bulk struct {
 func (b *bulk) stream(ctx context.Context, onAnswer func(n int, resp *breachdv1.CheckStreamResponse) bool) error {
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	st, err := b.c.expo.CheckStream(sctx)
+	// grpccodec on any connection: grpc-go's codec clears a 1 MiB buffer
+	// for each batch of more than 32 KiB it marshals.
+	st, err := b.c.expo.CheckStream(sctx, grpc.ForceCodecV2(grpccodec.Codec))
 	if err != nil {
 		return &Error{Op: "CheckStream", err: err}
 	}

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/breachd/breachd/internal/grpccodec"
 )
 
 // DialOptions say how to reach a daemon.
@@ -54,7 +56,8 @@ func Dial(addr string, o DialOptions) (*grpc.ClientConn, error) {
 	// dns:///replicas.example:7355 target, calls spread over the replicas,
 	// and a retried call goes to the next one. Daemons close connections
 	// after a maximum age, so clients re-resolve as replicas come and go.
-	opts = append(opts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`))
+	opts = append(opts, grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(grpccodec.Codec))) // as CheckStream's, below
 	return grpc.NewClient(addr, opts...)
 }
 

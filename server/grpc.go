@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/internal/grpccodec"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 	"github.com/breachd/breachd/service"
 )
@@ -92,9 +93,12 @@ func (l TransportLimits) Validate() error {
 	return nil
 }
 
-// ServerOptions returns the grpc.ServerOptions that apply l.
+// ServerOptions returns the grpc.ServerOptions that apply l, and breachd's
+// protobuf codec (grpccodec: grpc-go's, without clearing 1 MiB for each
+// bulk batch).
 func (l TransportLimits) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(grpccodec.Codec),
 		grpc.MaxRecvMsgSize(l.MaxRecvMsgSize),
 		grpc.MaxSendMsgSize(l.MaxSendMsgSize),
 		grpc.MaxConcurrentStreams(l.MaxConcurrentStreams),
