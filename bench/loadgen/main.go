@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,7 +109,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer d.stop()
 		c.addr = d.addr
 		if c.adminAddr == "" { // a daemon without TLS takes admin calls on its socket
-			c.adminAddr = "unix://" + store.AdminSocket(c.data)
+			if c.adminAddr, err = adminTarget(c.data); err != nil {
+				return err
+			}
 		}
 	}
 	l, err := newLoad(ctx, c)
@@ -120,4 +123,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return l.soak(ctx, stdout, d)
 	}
 	return l.report(ctx, stdout, d)
+}
+
+// adminTarget is the gRPC target of the admin socket of a daemon serving
+// data: absolute, since gRPC reads unix://bench/out/... as the authority
+// "bench" (make soak's churn was refused so, its --data being relative).
+func adminTarget(data string) (string, error) {
+	abs, err := filepath.Abs(data)
+	if err != nil {
+		return "", err
+	}
+	return "unix://" + store.AdminSocket(abs), nil
 }

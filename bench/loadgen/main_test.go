@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,9 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/daemon/daemontest"
+	"github.com/breachd/breachd/store"
 )
 
 // TestRun drives a real in-process daemon holding the accounts of a small
@@ -120,5 +127,43 @@ func TestSoak(t *testing.T) {
 	}
 	if !regexp.MustCompile(`churn: [1-9]\d* imports, [1-9]\d* deletes`).MatchString(out.String()) {
 		t.Errorf("no breach was both imported and deleted during the soak")
+	}
+}
+
+// TestAdminTarget reaches a daemon's admin socket through the target
+// adminTarget gives for a relative data directory, as make soak passes
+// it: unix://data/breachd.sock was read as authority "data", and every
+// import of the soak's churn was refused. Not parallel: it changes the
+// working directory.
+func TestAdminTarget(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.Mkdir("data", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs("data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", store.AdminSocket(abs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	go gs.Serve(ln)
+	defer gs.Stop()
+	target, err := adminTarget("data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("%s: %v", target, err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("health through %s: %v", target, err)
 	}
 }
