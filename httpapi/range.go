@@ -48,8 +48,10 @@ var scratchPool = sync.Pool{New: func() any { return new(rangeScratch) }}
 // padding hides is the answer's size, drawn afresh each time with the
 // runtime's cryptographic generator; the lines carry count 0, which gives
 // them away to whoever reads the answer, so that they recur across answers,
-// and which of a set's lines an answer leaves out, tell nothing more. They
-// spread over the whole suffix space, as random suffixes do.
+// and which of a set's lines an answer leaves out, tell nothing more. A
+// set's lines spread over the whole suffix space, as random suffixes do;
+// the window of a prefix with few real lines (800 or more of the 1,000)
+// spans at least four fifths of it.
 const (
 	padSets   = 8
 	padSetLen = padMin + padJitter
