@@ -19,6 +19,7 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
+	"github.com/breachd/breachd/internal/stdintest"
 	"github.com/breachd/breachd/synth"
 )
 
@@ -446,17 +447,7 @@ func TestCheckStdinInterrupted(t *testing.T) {
 		{"after some rows", "email\nalice@example.com\nbob@example.com\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			defer w.Close()
-			r.Fd() // blocking, as a shell leaves stdin
-			old := os.Stdin
-			os.Stdin = r
-			defer func() { os.Stdin = old }()
-			w.WriteString(tc.written)
+			stdintest.Pipe(t).WriteString(tc.written)
 			ctx, cancel := context.WithCancel(t.Context())
 			done := make(chan error, 1)
 			go func() {
