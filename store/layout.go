@@ -29,8 +29,16 @@ import (
 func EmailDir(dataDir string) string { return filepath.Join(dataDir, "emails") }
 
 // AdminSocket is where a daemon serving dataDir keeps its admin socket
-// unless configured otherwise (the only admin path of a daemon without TLS).
-func AdminSocket(dataDir string) string { return filepath.Join(dataDir, adminSocketName) }
+// unless configured otherwise (the only admin path of a daemon without TLS):
+// an absolute path, so that the gRPC target "unix://" + it works from any
+// directory (gRPC reads unix://data/... as the authority "data"). Relative
+// only if the working directory cannot be found.
+func AdminSocket(dataDir string) string {
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
+	return filepath.Join(dataDir, adminSocketName)
+}
 
 const adminSocketName = "breachd.sock"
 

@@ -177,13 +177,7 @@ func (t *target) lockedError(err error) error {
 }
 
 // socket is where a daemon serving t.data keeps its admin socket by default.
-func (t *target) socket() string {
-	abs, err := filepath.Abs(t.data)
-	if err != nil {
-		abs = t.data
-	}
-	return store.AdminSocket(abs)
-}
+func (t *target) socket() string { return store.AdminSocket(t.data) }
 
 // checkOwner refuses, run as root, a data directory another user owns (a
 // service's, as systemd's DynamicUser and StateDirectory make it): files
