@@ -16,6 +16,13 @@ const DigestSize = 32
 // message never approaches a transport's size limit.
 const MaxBatch = 10_000
 
+// BatchLimitHeader is the response header in which a bulk check stream
+// (ExposureService.CheckStream) tells its client the most digests a batch
+// may carry: MaxBatch, or fewer where the caller's quota would refuse a
+// batch that large. It is sent when the stream opens; clients size their
+// batches by it.
+const BatchLimitHeader = "breachd-batch-limit"
+
 // Digest is the SHA-256 of a canonical email address (see package canon). It is
 // the only form in which an account is ever stored or sent over the wire.
 type Digest [DigestSize]byte

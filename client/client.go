@@ -7,6 +7,7 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -87,9 +88,13 @@ type options struct {
 // Option configures a Client.
 type Option func(*options)
 
-// WithBatchSize sets how many digests the bulk call packs per message
-// (default 2,000). Values outside 1 to breachd.MaxBatch, which the server
-// would refuse, are clamped to that range.
+// WithBatchSize sets how many digests the bulk call packs per message.
+// Values outside 1 to breachd.MaxBatch, which the server would refuse, are
+// clamped to that range, and a batch larger than the daemon's limit for
+// the caller (breachd.BatchLimitHeader) is sent split. By default the call
+// packs 2,000 a message until the daemon's first answer gives its limit,
+// then up to 8,000: a fifth less CPU in the daemon than 2,000, and the
+// quota's bound where that is lower.
 func WithBatchSize(n int) Option {
 	return func(o *options) { o.batch = max(1, min(n, breachd.MaxBatch)) }
 }
@@ -107,7 +112,7 @@ func WithRetries(n int, base time.Duration) Option {
 
 // New returns a client over conn (typically a *grpc.ClientConn from grpc.NewClient).
 func New(conn grpc.ClientConnInterface, opts ...Option) *Client {
-	o := options{batch: 2000, inFlight: 4, retries: 3, backoff: 100 * time.Millisecond}
+	o := options{inFlight: 4, retries: 3, backoff: 100 * time.Millisecond}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -500,14 +505,6 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 		// not waited for: a source blocked on its own input (a pipe) would
 		// hold up the caller's error.
 		batches := make(chan []byte, c.opts.inFlight)
-		var packed atomic.Int64 // the source's count once every digest of it is handed over
-		packed.Store(-1)
-		go func() {
-			defer close(batches)
-			if n, all := pack(ctx, digests, c.opts.batch, batches); all {
-				packed.Store(n)
-			}
-		}()
 		next := func() ([]byte, bool) {
 			select {
 			case p, ok := <-batches:
@@ -517,6 +514,14 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 			}
 		}
 		b := &bulk{c: c, next: next, slots: make(chan struct{}, c.opts.inFlight)}
+		var packed atomic.Int64 // the source's count once every digest of it is handed over
+		packed.Store(-1)
+		go func() {
+			defer close(batches)
+			if n, all := pack(ctx, digests, b.size, batches); all {
+				packed.Store(n)
+			}
+		}()
 		var base int64
 		wait := c.opts.backoff
 		for {
@@ -541,6 +546,10 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 			delay, quota := RetryDelay(err)
 			switch {
 			case quota:
+			case status.Code(err) == codes.ResourceExhausted && b.oversized():
+				// A batch over the limit the stream's header gave was
+				// refused (WithBatchSize): the next stream sends it split.
+				delay = 0
 			case status.Code(err) == codes.Unavailable && minVersion(ctx) > 0:
 				// Waiting for a replica to reach the version asked for
 				// (AtLeast), until ctx ends: the unanswered batches go again.
@@ -561,19 +570,19 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 	}
 }
 
-// pack packs the digests into batches of n, each a new slice (a message
-// owns its slice until answered), and sends them to out until the source
-// ends or ctx does. It returns how many digests it handed over, and
+// pack packs the digests into batches of size() each, a new slice each (a
+// message owns its slice until answered), and sends them to out until the
+// source ends or ctx does. It returns how many digests it handed over, and
 // whether that is all of the source. A goroutine of its own, handing over
 // whole batches: pulling the source one digest at a time (iter.Pull) cost
 // a coroutine switch a digest, about a tenth of a sweep's CPU in the CLI.
-func pack(ctx context.Context, digests iter.Seq[breachd.Digest], n int, out chan<- []byte) (sent int64, all bool) {
-	packed := make([]byte, 0, n*breachd.DigestSize)
+func pack(ctx context.Context, digests iter.Seq[breachd.Digest], size func() int, out chan<- []byte) (sent int64, all bool) {
+	packed := make([]byte, 0, size()*breachd.DigestSize)
 	send := func() bool {
 		select {
 		case out <- packed:
 			sent += int64(len(packed) / breachd.DigestSize)
-			packed = make([]byte, 0, n*breachd.DigestSize)
+			packed = make([]byte, 0, size()*breachd.DigestSize)
 			return true
 		case <-ctx.Done():
 			return false
@@ -596,10 +605,82 @@ type bulk struct {
 	c     *Client
 	next  func() ([]byte, bool) // the source's next batch, packed; pulled by one sender at a time
 	slots chan struct{}         // one per batch in flight: bounds pending
+	// limit is the most digests a message may carry, from the last
+	// stream's header (breachd.BatchLimitHeader); 0 until one gives it.
+	limit atomic.Int64
 
 	mu      sync.Mutex // guards pending and drained
-	pending [][]byte   // batches sent and not yet answered, oldest first
+	pending []piece    // messages sent and not yet answered, oldest first
 	drained bool       // the source is exhausted
+}
+
+// piece is one message's share of a packed batch: a batch larger than the
+// daemon's limit goes in several. The batch holds one slot, which the
+// answer to its last piece frees.
+type piece struct {
+	packed []byte
+	last   bool
+}
+
+// Batch sizes without WithBatchSize: the first until the daemon gives its
+// limit, then the limit up to the second.
+const (
+	firstBatch = 2000
+	autoBatch  = 8000
+)
+
+// size is the number of digests the packer puts in its next batch.
+func (b *bulk) size() int {
+	limit, n := int(b.limit.Load()), b.c.opts.batch
+	switch {
+	case n > 0 && limit > 0:
+		return min(n, limit)
+	case n > 0:
+		return n
+	case limit > 0:
+		return min(autoBatch, limit)
+	}
+	return firstBatch
+}
+
+// split cuts p into pieces of at most the daemon's limit.
+func (b *bulk) split(p piece) []piece {
+	n := int(b.limit.Load()) * breachd.DigestSize
+	if n == 0 || len(p.packed) <= n {
+		return []piece{p}
+	}
+	var ps []piece
+	for c := range slices.Chunk(p.packed, n) {
+		ps = append(ps, piece{packed: c})
+	}
+	ps[len(ps)-1].last = p.last
+	return ps
+}
+
+// oversized reports whether a message awaiting its answer is larger than
+// the daemon's limit.
+func (b *bulk) oversized() bool {
+	n := int(b.limit.Load()) * breachd.DigestSize
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return n > 0 && slices.ContainsFunc(b.pending, func(p piece) bool { return len(p.packed) > n })
+}
+
+// learn takes the daemon's batch limit from the stream's header, once the
+// header is in (after the first Recv). A daemon that gives none (older than
+// the header) leaves the sizes as they were.
+func (b *bulk) learn(st grpc.ClientStream) {
+	md, err := st.Header()
+	if err != nil {
+		return
+	}
+	v := md.Get(breachd.BatchLimitHeader)
+	if len(v) == 0 {
+		return
+	}
+	if n, err := strconv.Atoi(v[0]); err == nil && n > 0 {
+		b.limit.Store(int64(min(n, breachd.MaxBatch)))
+	}
 }
 
 // stream runs one stream: it sends the pending batches again, then new
@@ -618,19 +699,27 @@ func (b *bulk) stream(ctx context.Context, onAnswer func(n int, resp *breachdv1.
 	defer wg.Wait()
 	defer cancel() // runs first: stops the sender
 	b.mu.Lock()
-	resend := slices.Clone(b.pending)
+	var resend []piece // split to the limit the last stream gave
+	for _, p := range b.pending {
+		resend = append(resend, b.split(p)...)
+	}
+	b.pending = slices.Clone(resend)
 	b.mu.Unlock()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		b.send(sctx, st, resend)
 	}()
-	for {
+	for first := true; ; first = false {
 		resp, err := st.Recv()
+		if first {
+			b.learn(st)
+		}
 		b.mu.Lock()
 		var head []byte
+		last := false
 		if len(b.pending) > 0 {
-			head = b.pending[0]
+			head, last = b.pending[0].packed, b.pending[0].last
 		}
 		b.mu.Unlock()
 		switch {
@@ -653,7 +742,9 @@ func (b *bulk) stream(ctx context.Context, onAnswer func(n int, resp *breachdv1.
 		b.mu.Lock()
 		b.pending = b.pending[1:]
 		b.mu.Unlock()
-		<-b.slots
+		if last {
+			<-b.slots
+		}
 		if !onAnswer(n, resp) {
 			return errStopped
 		}
@@ -663,9 +754,9 @@ func (b *bulk) stream(ctx context.Context, onAnswer func(n int, resp *breachdv1.
 // send sends again the batches of an earlier stream, then packs the
 // source's digests into batches and sends them, waiting for a free slot for
 // each; it closes the sending side when the source is exhausted.
-func (b *bulk) send(ctx context.Context, st grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse], resend [][]byte) {
-	for _, packed := range resend {
-		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed, MinCorpusVersion: minVersion(ctx)}) != nil {
+func (b *bulk) send(ctx context.Context, st grpc.BidiStreamingClient[breachdv1.CheckStreamRequest, breachdv1.CheckStreamResponse], resend []piece) {
+	for _, p := range resend {
+		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: p.packed, MinCorpusVersion: minVersion(ctx)}) != nil {
 			return // the receiver reports the stream's status
 		}
 	}
@@ -692,11 +783,14 @@ func (b *bulk) send(ctx context.Context, st grpc.BidiStreamingClient[breachdv1.C
 			<-b.slots
 			continue // drained: close on the next turn
 		}
+		ps := b.split(piece{packed: packed, last: true})
 		b.mu.Lock()
-		b.pending = append(b.pending, packed)
+		b.pending = append(b.pending, ps...)
 		b.mu.Unlock()
-		if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: packed, MinCorpusVersion: minVersion(ctx)}) != nil {
-			return
+		for _, p := range ps {
+			if st.Send(&breachdv1.CheckStreamRequest{EmailSha256: p.packed, MinCorpusVersion: minVersion(ctx)}) != nil {
+				return
+			}
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
+	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
 func TestCheckDigestsOrderAndCount(t *testing.T) {
@@ -70,6 +72,103 @@ func TestCheckDigestsOrderAndCount(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCheckDigestsBatchSizes: by default a sweep sends 2,000 digests a
+// message until the daemon's first answer gives its limit (MaxBatch for a
+// daemon without quotas), then 8,000; WithBatchSize is kept as given.
+// The sizes are what the connection's interceptor saw go out.
+func TestCheckDigestsBatchSizes(t *testing.T) {
+	t.Parallel()
+	d, err := startDemo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.stop()
+	var present []string
+	for i := range 500 {
+		present = append(present, fmt.Sprintf("user%d@example.com", i))
+	}
+	if _, err := client.New(d.conn).Import(t.Context(), breachd.Breach{Name: "Alpha", Title: "Alpha", BreachDate: "2011-06-17"}, emailBatches(present)); err != nil {
+		t.Fatal(err)
+	}
+	var ds []breachd.Digest
+	for i := range 60_000 {
+		if i%100 == 0 {
+			dg, _ := canon.Digest(present[i/100%len(present)])
+			ds = append(ds, dg)
+		} else {
+			ds = append(ds, sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(i))))
+		}
+	}
+	for _, tc := range []struct {
+		name  string
+		opts  []client.Option
+		check func(sizes []int) bool
+	}{
+		{"default", nil, func(sizes []int) bool {
+			// 2,000 each until the first answer; after it the packer's
+			// next batch and every one after it (but the last) is 8,000.
+			i := 0
+			for i < len(sizes) && sizes[i] == 2000 {
+				i++
+			}
+			rest := sizes[i:]
+			return i >= 1 && i <= 12 && len(rest) >= 2 && !slices.ContainsFunc(rest[:len(rest)-1], func(n int) bool { return n != 8000 })
+		}},
+		{"WithBatchSize(777)", []client.Option{client.WithBatchSize(777)}, func(sizes []int) bool {
+			return !slices.ContainsFunc(sizes[:len(sizes)-1], func(n int) bool { return n != 777 })
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var sizes []int
+			record := func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				st, err := streamer(ctx, desc, cc, method, opts...)
+				return &sizeRecorder{ClientStream: st, record: func(n int) { mu.Lock(); sizes = append(sizes, n); mu.Unlock() }}, err
+			}
+			conn, err := grpc.NewClient("unix://"+d.srv.AdminSocket(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithStreamInterceptor(record))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			n := 0
+			for r, err := range client.New(conn, tc.opts...).CheckDigests(t.Context(), slices.Values(ds)) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Index != int64(n) || r.Exposed != (n%100 == 0) {
+					t.Fatalf("result %d = %+v", n, r)
+				}
+				n++
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if n != len(ds) || sum(sizes) != len(ds) || !tc.check(sizes) {
+				t.Fatalf("%d answers; messages of %v digests", n, sizes)
+			}
+		})
+	}
+}
+
+// sizeRecorder records the digest count of each bulk message sent.
+type sizeRecorder struct {
+	grpc.ClientStream
+	record func(int)
+}
+
+func (s *sizeRecorder) SendMsg(m any) error {
+	if req, ok := m.(*breachdv1.CheckStreamRequest); ok {
+		s.record(len(req.GetEmailSha256()) / breachd.DigestSize)
+	}
+	return s.ClientStream.SendMsg(m)
+}
+
+func sum(xs []int) (n int) {
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 // TestCheckDigestsCancelled: a sweep whose context ends between batches,

@@ -123,10 +123,7 @@ func New(def Limits, maxStreams int, opts ...Option) (*Limiter, error) {
 // bucket returns the principal's bucket, made (or remade, when its limits
 // changed, as after a key was re-created) with own limits, or the defaults.
 func (l *Limiter) bucket(name string, own Limits) *bucket {
-	lim := l.def
-	if own.Rate > 0 && own.Burst > 0 {
-		lim = own
-	}
+	lim := l.limits(own)
 	if v, ok := l.buckets.Load(name); ok && v.(*bucket).limits == lim {
 		return v.(*bucket)
 	}
@@ -137,6 +134,14 @@ func (l *Limiter) bucket(name string, own Limits) *bucket {
 		}
 	}
 	return b
+}
+
+// limits returns a principal's own limits, or the defaults if it has none.
+func (l *Limiter) limits(own Limits) Limits {
+	if own.Rate > 0 && own.Burst > 0 {
+		return own
+	}
+	return l.def
 }
 
 // minSweep is the number of buckets below which none are dropped.
@@ -166,6 +171,20 @@ func (l *Limiter) sweep() {
 // Buckets returns the number of buckets held (principals or addresses
 // seen recently).
 func (l *Limiter) Buckets() int { return int(l.count.Load()) }
+
+// MaxCost returns the largest cost one caller can count on Wait taking
+// with maxWait, again and again, for a principal with limits own (or the
+// defaults): the burst, or what the bucket refills in maxWait if that is
+// less. A bulk stream sized to it is paced by its quota, never refused
+// by it (unless several of the principal's streams share the bucket).
+func (l *Limiter) MaxCost(own Limits, maxWait time.Duration) int {
+	lim := l.limits(own)
+	n := lim.Burst
+	if maxWait > 0 {
+		n = min(n, int(min(lim.Rate*maxWait.Seconds(), float64(n))))
+	}
+	return max(1, n)
+}
 
 // Take charges cost tokens to the principal now, or refuses with an
 // *ExceededError saying when they will be there. A cost above the burst can

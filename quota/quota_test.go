@@ -140,6 +140,65 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// TestMaxCost: the cost MaxCost names is paced, never refused, by a
+// bucket that is already empty; one more is refused at once.
+func TestMaxCost(t *testing.T) {
+	t.Parallel()
+	def := quota.Limits{Rate: 1000, Burst: 20_000}
+	for _, tc := range []struct {
+		name    string
+		own     quota.Limits
+		maxWait time.Duration
+		want    int
+	}{
+		{"the defaults: 5s of refill", quota.Limits{}, 5 * time.Second, 5000},
+		{"own limits: the burst is less", quota.Limits{Rate: 1000, Burst: 2000}, 5 * time.Second, 2000},
+		{"own limits: 3s of refill", quota.Limits{Rate: 700, Burst: 9000}, 3 * time.Second, 2100},
+		{"no wait: the burst", quota.Limits{}, 0, 20_000},
+		{"a trickle: at least one", quota.Limits{Rate: 0.1, Burst: 10}, 5 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			clock := newFakeClock()
+			l, err := quota.New(def, 2, quota.WithClock(clock))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := l.MaxCost(tc.own, tc.maxWait)
+			if n != tc.want {
+				t.Fatalf("MaxCost = %d, want %d", n, tc.want)
+			}
+			if tc.maxWait == 0 || tc.want == 1 {
+				return
+			}
+			lim := def
+			if tc.own != (quota.Limits{}) {
+				lim = tc.own
+			}
+			burst, refill := lim.Burst, time.Duration(float64(n)/lim.Rate*float64(time.Second))
+			if err := l.Take("p", tc.own, burst); err != nil {
+				t.Fatalf("emptying the bucket: %v", err)
+			}
+			if err := l.Wait(t.Context(), "p", tc.own, n+1, tc.maxWait); !errors.Is(err, breachd.ErrQuotaExceeded) {
+				t.Fatalf("Wait(MaxCost+1) on an empty bucket = %v, want a refusal", err)
+			}
+			for i := range 3 { // again and again: each waits, none is refused
+				done := make(chan error, 1)
+				go func() { done <- l.Wait(t.Context(), "p", tc.own, n, tc.maxWait) }()
+				select {
+				case err := <-done:
+					t.Fatalf("Wait(MaxCost) %d on an empty bucket = %v at once, want a wait", i, err)
+				case <-clock.waiting:
+				}
+				clock.Advance(refill) // just what it waits for: the bucket is empty again
+				if err := <-done; err != nil {
+					t.Fatalf("Wait(MaxCost) %d = %v", i, err)
+				}
+			}
+		})
+	}
+}
+
 func TestStreams(t *testing.T) {
 	t.Parallel()
 	l, _ := quota.New(quota.Limits{Rate: 1, Burst: 1}, 2)

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
@@ -96,6 +98,11 @@ func (s *ExposureServer) summary(b *breachd.CatalogEntry) *breachdv1.BreachSumma
 func (s *ExposureServer) CheckStream(stream breachdv1.ExposureService_CheckStreamServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
+	// The batch limit goes out at once, before any answer: a client learns
+	// it while its first batches are on their way.
+	if err := stream.SendHeader(metadata.Pairs(breachd.BatchLimitHeader, strconv.Itoa(batchLimit(ctx)))); err != nil {
+		return toStatus(s.log, "CheckStream", err)
+	}
 	type job struct {
 		err  error // a receive error: ends the stream when its turn comes
 		resp *breachdv1.CheckStreamResponse
@@ -160,6 +167,25 @@ func (s *ExposureServer) CheckStream(stream breachdv1.ExposureService_CheckStrea
 		}
 		batches++
 	}
+}
+
+type batchLimitKey struct{}
+
+// withBatchLimit records in ctx that a bulk stream's batches should carry
+// at most n digests (the caller's quota: Guard).
+func withBatchLimit(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, batchLimitKey{}, n)
+}
+
+// batchLimit is the most digests a batch of the stream with ctx should
+// carry: breachd.MaxBatch, or the caller's quota's bound if less. Clients
+// learn it from the stream's header (breachd.BatchLimitHeader).
+func batchLimit(ctx context.Context) int {
+	n, ok := ctx.Value(batchLimitKey{}).(int)
+	if !ok {
+		return breachd.MaxBatch
+	}
+	return max(1, min(n, breachd.MaxBatch))
 }
 
 func (s *ExposureServer) drained(batches int) error {

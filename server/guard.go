@@ -269,6 +269,9 @@ func (g *Guard) streamQuota(srv any, ss grpc.ServerStream, info *grpc.StreamServ
 	defer release()
 	ctx, cancel := context.WithCancelCause(ss.Context())
 	defer cancel(nil)
+	if info.FullMethod == breachdv1.ExposureService_CheckStream_FullMethodName {
+		ctx = withBatchLimit(ctx, g.quota.MaxCost(limits(p), g.opts.MaxStreamWait))
+	}
 	ls := &liveStream{p: p, cancel: cancel}
 	g.mu.Lock()
 	g.live[ls] = struct{}{}

@@ -406,6 +406,8 @@ func TestUsageRefusals(t *testing.T) {
 		{"check", "--assess", "--private", "--file", "x.csv"},
 		{"check", "--assess", "a@example.com"},
 		{"check", "--file", "x.csv", "--max-invalid", "2"},
+		{"check", "--file", "x.csv", "--batch", "0"},
+		{"check", "--file", "x.csv", "--batch", "10001"},
 		{"check", "--file", "x.csv", "--report-format", "xml"},
 		{"watch", "add", "users", "--digests", "a@example.com"},
 		{"watch", "remove", "users", "--column", "mail", "a@example.com"},

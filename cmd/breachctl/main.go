@@ -171,7 +171,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.BoolVar(&bc.failOnExposed, "fail-on-exposed", false, "exit with status 3 when any account is exposed")
 	fs.BoolVar(&bc.failOnInvalid, "fail-on-invalid", false, "exit with status 4 when any row is invalid")
 	fs.Float64Var(&bc.maxInvalid, "max-invalid", 0.5, "exit with status 4 when more than this share of rows is invalid (a misread input), 0 to 1; a run where every row is invalid always does")
-	fs.IntVar(&bc.batch, "batch", 2000, "digests per stream message (at most 10000)")
+	fs.IntVar(&bc.batch, "batch", 0, "digests per stream message, 1 to 10000 (default: 2000 until the daemon says how many it takes for your quota, then that, up to 8000)")
 	fs.IntVar(&bc.inFlight, "in-flight", 4, "stream batches awaiting answers at once")
 	fs.BoolVar(&bc.assess, "assess", false, "with --file: ask the daemon's policy about every row (AssessService, without passwords) and report its decision, what enforcing would answer and the rules that fired")
 	assessAt := fs.String("context", "login", "with --assess: signup, login or password_change")
@@ -212,6 +212,9 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	case (set["column"] || set["digests"] || set["out"] || set["only-exposed"] || set["report-format"] || set["format"]) && bc.file == "":
 		fmt.Fprintln(stderr, "breachctl check: --column, --digests, --out, --only-exposed and --report-format are for sweeps (--file); addresses on the command line are checked one by one, each answer printed")
 		return errUsage
+	case set["batch"] && (bc.batch < 1 || bc.batch > breachd.MaxBatch):
+		fmt.Fprintf(stderr, "breachctl check: invalid --batch %d: want 1 to %d digests a message\n", bc.batch, breachd.MaxBatch)
+		return errUsage
 	case !(bc.maxInvalid >= 0 && bc.maxInvalid <= 1):
 		fmt.Fprintf(stderr, "breachctl check: invalid --max-invalid %v: want a share from 0 to 1\n", bc.maxInvalid)
 		return errUsage
@@ -233,7 +236,11 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		return err
 	}
 	defer conn.Close()
-	cl := client.New(conn, client.WithBatchSize(bc.batch), client.WithInFlight(bc.inFlight))
+	opts := []client.Option{client.WithInFlight(bc.inFlight)}
+	if set["batch"] {
+		opts = append(opts, client.WithBatchSize(bc.batch))
+	}
+	cl := client.New(conn, opts...)
 	if bc.file != "" {
 		if err := bulkCheck(ctx, bc, cl, stdout, stderr, isTerminal(stderr)); err != nil {
 			if errors.Is(err, errExposed) || errors.Is(err, errInvalid) {

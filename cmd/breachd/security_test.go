@@ -345,6 +345,10 @@ func TestQuota(t *testing.T) {
 	if _, err := st.Recv(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("a batch over the burst = %v, want RESOURCE_EXHAUSTED saying so", err)
 	}
+	// The stream's header said so first: the most a batch may carry.
+	if md, _ := st.Header(); !slices.Equal(md.Get(breachd.BatchLimitHeader), []string{fmt.Sprint(burst)}) {
+		t.Fatalf("the stream's %s header = %q, want the burst, %d", breachd.BatchLimitHeader, md.Get(breachd.BatchLimitHeader), burst)
+	}
 
 	// A principal may hold max_streams streams at once (a key whose bucket
 	// is large: only the stream cap may refuse).
@@ -387,8 +391,13 @@ func TestQuota(t *testing.T) {
 
 	// The client library waits for RetryInfo instead of failing: unary
 	// calls, and a bulk sweep whose stream is refused again and again.
+	// Its batches fit the limit the stream's header gives (the burst):
+	// by default, and when asked for larger ones, the first batch, sent
+	// before the header is in, is refused as larger than the burst and
+	// sent again split.
 	const pacedBurst = 10
-	cl := client.New(s.waitForKey(t, paced), client.WithRetries(0, time.Millisecond), client.WithBatchSize(pacedBurst), client.WithInFlight(2))
+	pacedConn := s.waitForKey(t, paced)
+	cl := client.New(pacedConn, client.WithRetries(0, time.Millisecond), client.WithInFlight(2))
 	for i := range 3 * pacedBurst {
 		if _, err := cl.CheckDigest(t.Context(), [32]byte{byte(i)}); err != nil {
 			t.Fatalf("client call %d at the quota = %v, want it to wait and succeed", i, err)
@@ -399,18 +408,21 @@ func TestQuota(t *testing.T) {
 	for _, e := range emails {
 		ds = append(ds, sha256.Sum256([]byte(e)))
 	}
-	n := 0
-	for r, err := range cl.CheckDigests(t.Context(), slices.Values(ds)) {
-		if err != nil {
-			t.Fatalf("bulk sweep at the quota failed after %d answers: %v", n, err)
+	for _, batch := range []client.Option{client.WithInFlight(2), client.WithBatchSize(3 * pacedBurst)} {
+		cl := client.New(pacedConn, client.WithRetries(0, time.Millisecond), client.WithInFlight(2), batch)
+		n := 0
+		for r, err := range cl.CheckDigests(t.Context(), slices.Values(ds)) {
+			if err != nil {
+				t.Fatalf("bulk sweep at the quota failed after %d answers: %v", n, err)
+			}
+			if r.Index != int64(n) || r.Exposed != (n < 60) {
+				t.Fatalf("answer %d = %+v", n, r)
+			}
+			n++
 		}
-		if r.Index != int64(n) || r.Exposed != (n < 60) {
-			t.Fatalf("answer %d = %+v", n, r)
+		if n != len(ds) {
+			t.Fatalf("%d answers for %d digests", n, len(ds))
 		}
-		n++
-	}
-	if n != len(ds) {
-		t.Fatalf("%d answers for %d digests", n, len(ds))
 	}
 }
 

@@ -46,7 +46,9 @@ type ExposureServiceClient interface {
 	// CheckStream checks batches of digests in bulk. Each request carries one
 	// batch; the server answers each batch, in order, with one response. Send
 	// several batches ahead to keep the pipe full; HTTP/2 flow control bounds how
-	// far ahead a client can get.
+	// far ahead a client can get. The response header breachd-batch-limit, sent
+	// when the stream opens, is the most digests a batch may carry for the
+	// caller: 10,000, or fewer where its quota would refuse a larger batch.
 	CheckStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[CheckStreamRequest, CheckStreamResponse], error)
 	// ListBreaches returns the breach catalogue, ordered by name, a page at a
 	// time (AIP-158): follow next_page_token until it is empty.
@@ -149,7 +151,9 @@ type ExposureServiceServer interface {
 	// CheckStream checks batches of digests in bulk. Each request carries one
 	// batch; the server answers each batch, in order, with one response. Send
 	// several batches ahead to keep the pipe full; HTTP/2 flow control bounds how
-	// far ahead a client can get.
+	// far ahead a client can get. The response header breachd-batch-limit, sent
+	// when the stream opens, is the most digests a batch may carry for the
+	// caller: 10,000, or fewer where its quota would refuse a larger batch.
 	CheckStream(grpc.BidiStreamingServer[CheckStreamRequest, CheckStreamResponse]) error
 	// ListBreaches returns the breach catalogue, ordered by name, a page at a
 	// time (AIP-158): follow next_page_token until it is empty.
