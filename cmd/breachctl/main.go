@@ -9,9 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
+	"github.com/breachd/breachd/internal/interrupt"
 )
 
 // Exit codes.
@@ -35,7 +34,7 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupt.Context() // a second Ctrl-C ends the process at once
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	switch {

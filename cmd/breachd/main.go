@@ -8,10 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
 	"syscall"
+
+	"github.com/breachd/breachd/internal/interrupt"
 )
 
 func main() {
@@ -31,7 +32,7 @@ func main() {
 		// environment wins.
 		debug.SetGCPercent(10)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interrupt.Context() // a second Ctrl-C ends the process at once
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	switch {
