@@ -17,6 +17,6 @@
 // line, even in CSV, so a cut needs no parser state.
 //
 // Open and Stdin open what the commands read: a file, or standard input,
-// whose reads end when the command is interrupted even if the pipe or
-// terminal it reads has nothing to say (input.go).
+// whose reads end when the command is interrupted even if the pipe, named
+// pipe or terminal it reads has nothing to say (input.go).
 package dump

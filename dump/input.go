@@ -13,12 +13,14 @@ import (
 
 // Open opens the dump at path for reading, or standard input for "-"
 // (Stdin), and returns its size in bytes: 0 for standard input, which
-// has none to tell.
+// has none to tell. A named pipe (a FIFO) or a device is read as Stdin
+// reads a pipe: once ctx is done its reads end with ctx's error, and so
+// does the wait of a FIFO's open for its first writer.
 func Open(ctx context.Context, path string) (io.ReadCloser, int64, error) {
 	if path == "-" {
 		return Stdin(ctx), 0, nil
 	}
-	f, err := os.Open(path)
+	f, err := openFile(ctx, path)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -27,7 +29,47 @@ func Open(ctx context.Context, path string) (io.ReadCloser, int64, error) {
 		f.Close()
 		return nil, 0, err
 	}
-	return f, fi.Size(), nil
+	if fi.Mode().IsRegular() {
+		return f, fi.Size(), nil
+	}
+	if w := wakeup(ctx, f); w != nil {
+		return w, 0, nil
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{&ctxReader{ctx: ctx, r: f}, f}, 0, nil
+}
+
+// openFile opens path for reading. The open of a FIFO waits for a writer
+// to open it; it runs on a goroutine of its own, so that the caller stops
+// waiting when ctx ends. That goroutine ends with the open: when a writer
+// comes (it then closes the file), or with the process, which is on its
+// way out when ctx ends.
+func openFile(ctx context.Context, path string) (*os.File, error) {
+	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		return os.Open(path)
+	}
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		f, err := os.Open(path)
+		done <- opened{f, err}
+	}()
+	select {
+	case o := <-done:
+		return o.f, o.err
+	case <-ctx.Done():
+		go func() {
+			if o := <-done; o.f != nil {
+				o.f.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
 }
 
 // Stdin returns standard input to read a dump from; once ctx is done its
@@ -52,16 +94,28 @@ func Stdin(ctx context.Context) io.ReadCloser {
 // input is Stdin for descriptor fd, read through plain when it cannot be
 // opened afresh.
 func input(ctx context.Context, fd int, plain io.Reader) io.ReadCloser {
-	f := reopen(fd)
-	if f == nil {
-		return io.NopCloser(&ctxReader{ctx: ctx, r: plain})
+	if f := reopen(fd); f != nil {
+		if w := wakeup(ctx, f); w != nil {
+			return w
+		}
+		f.Close()
+	}
+	return io.NopCloser(&ctxReader{ctx: ctx, r: plain})
+}
+
+// wakeup returns f, whose reads end with ctx's error once ctx is done, if
+// Go's poller takes f (a pipe, a terminal, not a regular file); nil if not.
+// A descriptor the poller does not take (some devices) cannot be woken.
+func wakeup(ctx context.Context, f *os.File) *wakeable {
+	if f.SetReadDeadline(time.Time{}) != nil {
+		return nil
 	}
 	wake := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
 	return &wakeable{ctx: ctx, f: f, wake: wake}
 }
 
 // reopen opens descriptor fd afresh if it is a pipe or a terminal, in
-// non-blocking mode and registered with the poller; nil otherwise.
+// non-blocking mode; nil otherwise.
 func reopen(fd int) *os.File {
 	if runtime.GOOS != "linux" || fd < 0 {
 		return nil
@@ -79,17 +133,12 @@ func reopen(fd int) *os.File {
 	if err != nil {
 		return nil
 	}
-	f := os.NewFile(uintptr(nfd), "/dev/stdin")
-	// A descriptor the poller does not take (some devices) cannot be woken;
-	// its reads might also fail with EAGAIN.
-	if f.SetReadDeadline(time.Time{}) != nil {
-		f.Close()
-		return nil
-	}
-	return f
+	// A descriptor the poller does not take (some devices) cannot be woken
+	// (wakeup); its reads might also fail with EAGAIN: the caller closes it.
+	return os.NewFile(uintptr(nfd), "/dev/stdin")
 }
 
-// wakeable reads a file opened afresh; once ctx is done, reads end with
+// wakeable reads a pipe or a terminal; once ctx is done, reads end with
 // its error.
 type wakeable struct {
 	ctx  context.Context
@@ -105,7 +154,7 @@ func (w *wakeable) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Close closes the file opened afresh (standard input stays open).
+// Close closes the file (standard input, opened afresh, stays open).
 func (w *wakeable) Close() error {
 	w.wake()
 	return w.f.Close()

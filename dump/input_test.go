@@ -156,3 +156,112 @@ func TestStdin(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenFIFO opens named pipes by path, as "breachctl check --file
+// FIFO" does: the open's wait for a writer and a read of an idle writer
+// both end when the context does (both held up Ctrl-C before); a FIFO
+// whose writer writes and leaves is read to its end.
+func TestOpenFIFO(t *testing.T) {
+	t.Parallel()
+	fifo := func(t *testing.T) string {
+		t.Helper()
+		name := filepath.Join(t.TempDir(), "fifo")
+		if err := syscall.Mkfifo(name, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return name
+	}
+	// writer opens name for writing (which waits for a reader) and hands
+	// the file over.
+	writer := func(t *testing.T, name string) <-chan *os.File {
+		t.Helper()
+		ch := make(chan *os.File, 1)
+		go func() {
+			w, err := os.OpenFile(name, os.O_WRONLY, 0)
+			if err != nil {
+				t.Error(err)
+				close(ch)
+				return
+			}
+			t.Cleanup(func() { w.Close() })
+			ch <- w
+		}()
+		return ch
+	}
+	for _, tc := range []struct {
+		name string
+		run  func(t *testing.T)
+	}{
+		{"no writer, cancelled", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			name := fifo(t)
+			err := within(t, func() error {
+				in, _, err := dump.Open(ctx, name)
+				if err == nil {
+					in.Close()
+				}
+				return err
+			})
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("Open = %v, want context.Canceled", err)
+			}
+			w := writer(t, name) // the abandoned open ends when a writer comes
+			if got := <-w; got == nil {
+				t.Fatal("no writer")
+			}
+		}},
+		{"idle writer, cancelled", func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			name := fifo(t)
+			writer(t, name)
+			in, size, err := dump.Open(ctx, name)
+			if err != nil || size != 0 {
+				t.Fatalf("Open = size %d, %v", size, err)
+			}
+			defer in.Close()
+			time.AfterFunc(50*time.Millisecond, cancel)
+			if _, err := readWithin(t, in); !errors.Is(err, context.Canceled) {
+				t.Fatalf("read = %v, want context.Canceled", err)
+			}
+		}},
+		{"read to its end", func(t *testing.T) {
+			name := fifo(t)
+			w := writer(t, name)
+			go func() {
+				f := <-w
+				f.Write([]byte("a@example.com\n"))
+				time.Sleep(20 * time.Millisecond)
+				f.Write([]byte("b@example.com\n"))
+				f.Close()
+			}()
+			in, _, err := dump.Open(context.Background(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			if got, err := readWithin(t, in); err != nil || got != "a@example.com\nb@example.com\n" {
+				t.Fatalf("read %q, %v", got, err)
+			}
+		}},
+		{"regular file", func(t *testing.T) {
+			name := filepath.Join(t.TempDir(), "dump.txt")
+			if err := os.WriteFile(name, []byte("a@example.com\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			in, size, err := dump.Open(context.Background(), name)
+			if err != nil || size != 14 {
+				t.Fatalf("Open = size %d, %v; want 14", size, err)
+			}
+			defer in.Close()
+			if _, ok := in.(*os.File); !ok {
+				t.Fatalf("a regular file is read as %T, want *os.File", in)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t)
+		})
+	}
+}
