@@ -51,8 +51,9 @@ func ParsePasswordFormat(s string) (PasswordFormat, error) {
 type PasswordReader struct {
 	kind       breachd.HashKind
 	format     PasswordFormat
-	files      []string // to read, for a path; nil for a stream
-	src        io.Reader
+	files      []string  // to read, for a path; nil for a stream
+	src        io.Reader // the stream read, if not files
+	srcName    string    // its name in messages
 	blockBytes int
 	buf        *bufio.Reader // reads each file in turn
 
@@ -76,12 +77,14 @@ type passwordBlock struct {
 }
 
 // NewPasswordReader reads path (a file, "-" for r, or a directory of
-// files). Gzip is detected in each file.
+// files). For a path that is neither a regular file nor a directory (a
+// named pipe) it reads r, which the caller opened (with Open, whose reads
+// end with the command). Gzip is detected in each file.
 func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordFormat) (*PasswordReader, error) {
 	pr := &PasswordReader{kind: k, format: f, blockBytes: parseBlockBytes}
 	switch fi, err := os.Stat(path); {
 	case path == "-":
-		pr.src = r
+		pr.src, pr.srcName = r, "stdin"
 	case err != nil:
 		return nil, err
 	case fi.IsDir():
@@ -98,6 +101,8 @@ func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordF
 		if len(pr.files) == 0 {
 			return nil, fmt.Errorf("%s: no files in the directory", path)
 		}
+	case !fi.Mode().IsRegular() && r != nil:
+		pr.src, pr.srcName = r, path
 	default:
 		pr.files = []string{path}
 	}
@@ -174,7 +179,7 @@ func (pr *PasswordReader) open() (*passwordFile, error) {
 	var in io.Reader
 	switch {
 	case pr.src != nil:
-		f.name, in, pr.src = "stdin", pr.src, nil
+		f.name, in, pr.src = pr.srcName, pr.src, nil
 	case len(pr.files) > 0:
 		file, err := os.Open(pr.files[0])
 		if err != nil {

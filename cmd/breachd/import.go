@@ -143,6 +143,9 @@ func openImport(ctx context.Context, c importConfig) (breachd.Breach, io.ReadClo
 		return b, nil, err
 	}
 	f, _, err := dump.Open(ctx, c.dump)
+	if err != nil && ctx.Err() != nil { // a FIFO's open waited for a writer
+		return b, nil, interrupted(ctx, b.Name)
+	}
 	return b, f, err
 }
 

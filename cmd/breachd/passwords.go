@@ -29,8 +29,16 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 		return err
 	}
 	stdin := io.Reader(nil)
-	if c.dump == "-" {
-		in := dump.Stdin(ctx)
+	if fi, err := os.Stat(c.dump); c.dump == "-" || err == nil && !fi.IsDir() && !fi.Mode().IsRegular() {
+		// Standard input, or a named pipe: opened so that its reads (and
+		// a FIFO's wait for a writer) end when ctx does.
+		in, _, err := dump.Open(ctx, c.dump)
+		if err != nil {
+			if ctx.Err() != nil {
+				return interrupted(ctx, rel.Name)
+			}
+			return err
+		}
 		defer in.Close()
 		stdin = in
 	}
