@@ -30,6 +30,9 @@ LOAD=$($LOADGEN)
 echo "== sweep" >&2
 SWEEP=$(RUNS=5 bash bench/sweep.sh)
 
+echo "== CLI scaling" >&2
+SCALING=$(RUNS=5 bash bench/cli-scaling.sh)
+
 # Sections below the marker in the current file (measured by hand or by
 # other scripts, each saying how) are kept.
 MARKER='<!-- Sections below are kept by bench/run.sh: each names the command that made it. -->'
@@ -72,6 +75,13 @@ KEPT=$(awk -v m="$MARKER" 'f; $0 == m { f = 1 }' bench/RESULTS.md 2>/dev/null ||
   echo "machine serving copies of the 1.29M corpus, with the lookup index and without it (\`--index=false\`)."
   echo
   echo "$SWEEP"
+  echo
+  echo "## The CLI from GOMAXPROCS=1 to 2"
+  echo
+  echo "Command: \`RUNS=5 bash bench/cli-scaling.sh\` (see the script for why p1 and p2 are what this 2-core machine can"
+  echo "measure of issue 21's \"GOMAXPROCS=2 vs 1, the daemon on its own core\")."
+  echo
+  echo "$SCALING"
   echo
   echo "$MARKER"
   echo "$KEPT"
