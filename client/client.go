@@ -498,6 +498,33 @@ type BulkResult struct {
 // digests is read from a goroutine of CheckDigests' own, ahead of the
 // answers; after an early end it is read at most up to its next digest.
 func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Digest]) iter.Seq2[BulkResult, error] {
+	return c.CheckDigestRuns(ctx, func(yield func(DigestRun) bool) {
+		// Each digest handed over as it comes (a run of one, its slice
+		// reused: the packer copies a run before asking for the next), so
+		// a batch leaves as soon as its last digest is there.
+		one := make([]breachd.Digest, 1)
+		for d := range digests {
+			if one[0] = d; !yield(DigestRun{Digests: one}) {
+				return
+			}
+		}
+	})
+}
+
+// DigestRun is a run of digests for CheckDigestRuns.
+type DigestRun struct {
+	Digests []breachd.Digest // copied before the next run is asked for: the source may reuse it
+	// Flush sends the digests held so far at once, in a batch cut short,
+	// rather than waiting for more to fill it: for a source that may wait
+	// a long time for its next digests (a live feed).
+	Flush bool
+}
+
+// CheckDigestRuns is CheckDigests over runs of digests: the runs' digests
+// are packed into batches as CheckDigests packs them, and a run with Flush
+// ends the batch it is in, so that its answers come without waiting for
+// more. Results are indexed across the runs, from 0.
+func (c *Client) CheckDigestRuns(ctx context.Context, runs iter.Seq[DigestRun]) iter.Seq2[BulkResult, error] {
 	return func(yield func(BulkResult, error) bool) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
@@ -518,7 +545,7 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 		packed.Store(-1)
 		go func() {
 			defer close(batches)
-			if n, all := pack(ctx, digests, b.size, batches); all {
+			if n, all := pack(ctx, runs, b.size, batches); all {
 				packed.Store(n)
 			}
 		}()
@@ -570,13 +597,14 @@ func (c *Client) CheckDigests(ctx context.Context, digests iter.Seq[breachd.Dige
 	}
 }
 
-// pack packs the digests into batches of size() each, a new slice each (a
-// message owns its slice until answered), and sends them to out until the
-// source ends or ctx does. It returns how many digests it handed over, and
+// pack packs the runs' digests into batches of size() each, a new slice
+// each (a message owns its slice until answered), and sends them to out
+// until the source ends or ctx does; a run with Flush sends the batch it
+// ends as it is. It returns how many digests it handed over, and
 // whether that is all of the source. A goroutine of its own, handing over
 // whole batches: pulling the source one digest at a time (iter.Pull) cost
 // a coroutine switch a digest, about a tenth of a sweep's CPU in the CLI.
-func pack(ctx context.Context, digests iter.Seq[breachd.Digest], size func() int, out chan<- []byte) (sent int64, all bool) {
+func pack(ctx context.Context, runs iter.Seq[DigestRun], size func() int, out chan<- []byte) (sent int64, all bool) {
 	packed := make([]byte, 0, size()*breachd.DigestSize)
 	send := func() bool {
 		select {
@@ -588,9 +616,14 @@ func pack(ctx context.Context, digests iter.Seq[breachd.Digest], size func() int
 			return false
 		}
 	}
-	for d := range digests {
-		packed = append(packed, d[:]...)
-		if len(packed) == cap(packed) && !send() {
+	for run := range runs {
+		for _, d := range run.Digests {
+			packed = append(packed, d[:]...)
+			if len(packed) == cap(packed) && !send() {
+				return sent, false
+			}
+		}
+		if run.Flush && len(packed) > 0 && !send() {
 			return sent, false
 		}
 	}

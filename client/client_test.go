@@ -171,6 +171,48 @@ func sum(xs []int) (n int) {
 	return n
 }
 
+// TestCheckDigestRunsFlush: a run with Flush is answered before the source
+// gives more: the source here waits for those answers before its next
+// run, so a client that held the digests back to fill a batch would never
+// answer (the test's 10 s deadline).
+func TestCheckDigestRunsFlush(t *testing.T) {
+	t.Parallel()
+	present, _ := canon.Digest("a@example.com")
+	conn, stop := demoServer(map[string][]string{"Alpha": {"a@example.com"}})
+	defer stop()
+	answered := make(chan int, 16)
+	runs := func(yield func(client.DigestRun) bool) {
+		for i := range 3 {
+			run := []breachd.Digest{present, sha256.Sum256([]byte{byte(i)}), present}
+			if !yield(client.DigestRun{Digests: run, Flush: true}) {
+				return
+			}
+			select { // the live feed's pause: until this run is answered
+			case <-answered:
+			case <-time.After(10 * time.Second):
+				t.Error("a flushed run was not answered within 10 s")
+				return
+			}
+		}
+		yield(client.DigestRun{Digests: []breachd.Digest{present}}) // no Flush: sent at the end
+	}
+	n := 0
+	for r, err := range client.New(conn).CheckDigestRuns(t.Context(), runs) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Index != int64(n) || r.Exposed != (n%3 != 1 || n == 9) {
+			t.Fatalf("result %d = %+v", n, r)
+		}
+		if n++; n%3 == 0 {
+			answered <- n
+		}
+	}
+	if n != 10 {
+		t.Fatalf("%d answers, want 10", n)
+	}
+}
+
 // TestCheckDigestsCancelled: a sweep whose context ends between batches,
 // every batch sent answered, ends with the context's error, not as if the
 // source had ended. A caller must not take a cut sweep for a whole one (the

@@ -32,6 +32,11 @@ type firstRow struct {
 	text, reject string
 }
 
+// Stalled reports whether the block was cut short because its input had
+// nothing more to give at that moment (a live feed on a pipe, Idle): its
+// rows should be answered now, not when more come.
+func (b *Block) Stalled() bool { return b.stalled }
+
 // Lines returns about how many rows the block holds, at most: for sizing
 // what Rows appends to.
 func (b *Block) Lines() int { return len(b.first) + b.lines + 1 }
@@ -55,6 +60,13 @@ func (r *Reader) ReadBlock(size int) (*Block, error) {
 			continue
 		}
 		b.first = append(b.first, firstRow{line: r.line, text: string(line)})
+	}
+	if len(b.first) > 0 && r.idle != nil && r.br.Buffered() == 0 && r.idle() {
+		// A live feed paused right after the rows read while detecting
+		// its format: they go now.
+		b.stalled = true
+		r.count(&b.cut)
+		return b, nil
 	}
 	var err error
 	b.cut, err = r.cut(size)
@@ -82,6 +94,17 @@ type lines struct {
 	// still to be skipped.
 	skipLong bool
 	eof      bool // a cut met the end of the dump
+	// idle, if set, reports that a read of the input now would wait (a
+	// pipe or terminal with nothing more in it: Idle): a cut then ends at
+	// the whole lines it has, rather than wait to fill its size.
+	idle func() bool
+}
+
+// Idle is implemented by inputs that can tell that a read would wait for
+// more (Open and Stdin's pipes and terminals): the blocks of a live feed
+// are cut when it pauses, not when they are full.
+type Idle interface {
+	Idle() bool
 }
 
 // A cut is a run of whole lines.
@@ -90,6 +113,8 @@ type cut struct {
 	line  int64  // the number of the line before text's first
 	lines int    // text's line endings
 	long  int64  // if not 0, the number of an over-long line, before text, skipped
+	// stalled: cut short, the input idle (lines.idle)
+	stalled bool
 }
 
 // cut returns the next run of whole lines, about size bytes of them (a line
@@ -115,7 +140,8 @@ func (l *lines) cut(size int) (cut, error) {
 		// length) reads, however small size is.
 		buf := textBuf(len(l.carry) + max(size, len(l.carry), 1))
 		n := copy(buf, l.carry)
-		m, err := fill(l.br, buf[n:])
+		m, err := l.fill(buf, n)
+		c.stalled = err == nil && n+m < len(buf)
 		buf = buf[:n+m]
 		switch {
 		case err == io.EOF:
@@ -145,6 +171,28 @@ func (l *lines) cut(size int) (cut, error) {
 		return c, io.EOF
 	}
 	return c, nil
+}
+
+// fill reads into buf[from:], all of it unless the text ends first
+// (io.EOF), a read fails, or the input is idle once buf holds a whole line
+// (a live feed's pause). It returns how many bytes it read.
+func (l *lines) fill(buf []byte, from int) (int, error) {
+	if l.idle == nil {
+		return fill(l.br, buf[from:])
+	}
+	n, whole := from, false
+	for n < len(buf) {
+		m, err := l.br.Read(buf[n:])
+		whole = whole || bytes.IndexByte(buf[n:n+m], '\n') >= 0
+		n += m
+		if err != nil {
+			return n - from, err
+		}
+		if whole && l.br.Buffered() == 0 && l.idle() {
+			break // a live feed's pause: its whole lines go now
+		}
+	}
+	return n - from, nil
 }
 
 // fill reads into all of buf, unless the text ends first (io.EOF) or a

@@ -18,5 +18,8 @@
 //
 // Open and Stdin open what the commands read: a file, or standard input,
 // whose reads end when the command is interrupted even if the pipe, named
-// pipe or terminal it reads has nothing to say (input.go).
+// pipe or terminal it reads has nothing to say (input.go). Such an input
+// tells when it is idle (Idle), and ReadBlock then cuts a block at the
+// whole lines it has (Block.Stalled): a bulk checker answers a live feed at
+// each of its pauses.
 package dump

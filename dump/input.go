@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Open opens the dump at path for reading, or standard input for "-"
@@ -152,6 +154,22 @@ func (w *wakeable) Read(p []byte) (int, error) {
 		err = w.ctx.Err()
 	}
 	return n, err
+}
+
+// Idle reports whether a read now would wait: nothing is there to read
+// and a writer is (a pipe's writer that has gone is not idle: the read
+// returns its end at once). It implements Idle.
+func (w *wakeable) Idle() bool {
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	idle := false
+	rc.Control(func(fd uintptr) {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		idle = err == nil && n == 0
+	})
+	return idle
 }
 
 // Close closes the file (standard input, opened afresh, stays open).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -263,5 +264,84 @@ func TestOpenFIFO(t *testing.T) {
 			t.Parallel()
 			tc.run(t)
 		})
+	}
+}
+
+// TestLiveFeed: a pipe whose writer pauses is cut into blocks at the
+// pause, marked Stalled, instead of waiting for a full block or the end;
+// a file's blocks are full. The writer stays open throughout: a reader
+// that waited to fill its block would not return (10 s).
+func TestLiveFeed(t *testing.T) {
+	t.Parallel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	in := dump.Input(context.Background(), int(r.Fd()), r)
+	defer in.Close()
+	w.WriteString("email\nalice@example.com\n")
+	var rd *dump.Reader
+	if err := within(t, func() (err error) { rd, err = dump.NewReader(in, dump.Options{}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	block := func(want ...string) {
+		t.Helper()
+		var b *dump.Block
+		if err := within(t, func() (err error) { b, err = rd.ReadBlock(256 << 10); return err }); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, row := range rd.Rows(b, nil) {
+			got = append(got, row.Value)
+		}
+		if !slices.Equal(got, want) || !b.Stalled() {
+			t.Fatalf("block of %q (stalled %v), want %q, stalled", got, b.Stalled(), want)
+		}
+	}
+	block("alice@example.com") // the row read with the header
+	w.WriteString("bob@example.com\ncarol@exa")
+	block("bob@example.com") // whole lines only
+	w.WriteString("mple.com\ndave@example.com\n")
+	block("carol@example.com", "dave@example.com")
+	w.WriteString("erin@example.com\n")
+	w.Close()
+	var rows []string
+	for {
+		b, err := rd.ReadBlock(256 << 10)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range rd.Rows(b, nil) {
+			rows = append(rows, row.Value)
+		}
+	}
+	if !slices.Equal(rows, []string{"erin@example.com"}) {
+		t.Fatalf("after the writer closed: %q", rows)
+	}
+
+	// A file's blocks are as large as asked, never stalled.
+	name := filepath.Join(t.TempDir(), "dump.txt")
+	if err := os.WriteFile(name, []byte("email\na@example.com\nb@example.com\nc@example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := dump.Open(context.Background(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	frd, err := dump.NewReader(f, dump.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frd.Close()
+	b, err := frd.ReadBlock(256 << 10)
+	if err != nil || b.Stalled() || len(frd.Rows(b, nil)) != 3 {
+		t.Fatalf("a file's first block: %v, stalled %v", err, b != nil && b.Stalled())
 	}
 }

@@ -60,11 +60,6 @@ func ParseFormat(s string) (Format, error) {
 	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails, sha256, or for pairs combo or pair-hashes", s)
 }
 
-// gunzipped buffers r, decompressing it if it starts with gzip's magic.
-func gunzipped(r io.Reader) (*bufio.Reader, error) {
-	return gunzip(bufio.NewReaderSize(r, 256<<10))
-}
-
 // gunzip returns br, or a reader of its decompressed text if it starts with
 // gzip's magic.
 func gunzip(br *bufio.Reader) (*bufio.Reader, error) {
@@ -141,11 +136,16 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if opts.Column == "" {
 		opts.Column = "email"
 	}
-	br, err := gunzipped(r)
+	plain := bufio.NewReaderSize(r, 256<<10)
+	br, err := gunzip(plain)
 	if err != nil {
 		return nil, err
 	}
-	rd := &Reader{lines: lines{br: br}, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
+	var idle func() bool
+	if i, ok := r.(Idle); ok && br == plain { // not through gzip's buffers
+		idle = i.Idle
+	}
+	rd := &Reader{lines: lines{br: br, idle: idle}, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
 	first, err := rd.nextLine()
 	for err == errLongLine {
 		if rd.format == FormatCSV {

@@ -52,9 +52,14 @@ type counters struct {
 type chunk struct {
 	block   *dump.Block // its lines, until a worker parses them into rows
 	rows    []dump.Row
-	digests []breachd.Digest // per row; meaningful where rows[i].Reject == ""
-	valid   int              // rows with a digest
-	done    chan struct{}    // closed when hashed
+	digests []breachd.Digest // of the rows with one (Reject == ""), in order
+	// lastValid is the index of the last row with a digest, -1 if none.
+	lastValid int
+	// stalled: the input paused after the chunk (a live feed,
+	// dump.Block.Stalled): its answers are asked for and its rows written
+	// out at once, not when more rows come.
+	stalled bool
+	done    chan struct{} // closed when hashed
 	// The rows' heads in the report (rowWriter.head); nil with
 	// --only-exposed, which writes few rows.
 	heads *headBuf
@@ -204,14 +209,20 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		stage(ctx, "order")
 		forward(ctx, fed, queue)
 	}()
-	digests := func(yield func(breachd.Digest) bool) {
+	// The digests go to the stream a chunk's run at a time; a stalled
+	// chunk's run is sent at once (Flush).
+	runs := func(yield func(client.DigestRun) bool) {
 		stage(ctx, "send") // on the client's goroutine that sends them
 		for ch := range toStream {
-			if ch.valid == 0 {
-				continue
+			if (len(ch.digests) > 0 || ch.stalled) && !yield(client.DigestRun{Digests: ch.digests, Flush: ch.stalled}) {
+				return
 			}
-			for i := range ch.rows {
-				if ch.rows[i].Reject == "" && !yield(ch.digests[i]) {
+		}
+	}
+	digests := func(yield func(breachd.Digest) bool) {
+		for run := range runs {
+			for _, d := range run.Digests {
+				if !yield(d) {
 					return
 				}
 			}
@@ -232,11 +243,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	// Stage 4: pair answers with rows, in order, and write the report
 	// (report.run).
 	answers := func(yield func(answer, error) bool) {
-		check := cl.CheckDigests
+		check := cl.CheckDigestRuns(ctx, runs)
 		if c.private {
-			check = cl.CheckPrivateDigests
+			check = cl.CheckPrivateDigests(ctx, digests)
 		}
-		for r, err := range check(ctx, digests) {
+		for r, err := range check {
 			if !yield(answer{BulkResult: r}, err) {
 				return
 			}
@@ -314,6 +325,15 @@ func (r *report) run(ctx context.Context, answers iter.Seq2[answer, error]) erro
 			return fmt.Errorf("the daemon answered more digests than were sent")
 		}
 		r.write(i, &a)
+		if r.cur.stalled && i == r.cur.lastValid {
+			// A live feed paused after this chunk: its last rows, and
+			// the report so far, go out now. A write error stays in the
+			// writer, for the report's end.
+			for ; r.next < len(r.cur.rows); r.next++ {
+				r.write(r.next, nil)
+			}
+			r.out.w.Flush()
+		}
 	}
 	// The rows after the last answer can only be rows without a digest.
 	i, err := r.rowsUpTo()
@@ -461,8 +481,8 @@ func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordere
 // rowWriter, their heads in the report.
 func hashChunk(rd *dump.Reader, ch *chunk, hexDigests bool, rw rowWriter) {
 	ch.rows = rd.Rows(ch.block, make([]dump.Row, 0, ch.block.Lines()))
-	ch.block = nil
-	ch.digests = make([]breachd.Digest, len(ch.rows))
+	ch.stalled, ch.block = ch.block.Stalled(), nil
+	ch.digests, ch.lastValid = make([]breachd.Digest, 0, len(ch.rows)), -1
 	var h *headBuf
 	if rw != nil {
 		h, _ = headBufs.Get().(*headBuf)
@@ -476,16 +496,17 @@ func hashChunk(rd *dump.Reader, ch *chunk, hexDigests bool, rw rowWriter) {
 	for i := range ch.rows {
 		r := &ch.rows[i]
 		if r.Reject == "" {
+			var d breachd.Digest
 			var err error
 			if hexDigests {
-				ch.digests[i], err = breachd.ParseDigest(strings.TrimSpace(r.Value))
+				d, err = breachd.ParseDigest(strings.TrimSpace(r.Value))
 			} else {
-				ch.digests[i], err = canon.Digest(r.Value)
+				d, err = canon.Digest(r.Value)
 			}
 			if err != nil {
 				r.Reject = err.Error()
 			} else {
-				ch.valid++
+				ch.digests, ch.lastValid = append(ch.digests, d), i
 			}
 		}
 		if h != nil {
@@ -544,6 +565,12 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// Idle passes on the input's dump.Idle: a live feed is cut at its pauses.
+func (c *countingReader) Idle() bool {
+	i, ok := c.r.(dump.Idle)
+	return ok && i.Idle()
 }
 
 // progress redraws one status line on stderr until ctx is done.

@@ -468,3 +468,50 @@ func TestCheckStdinInterrupted(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckLiveFeed: rows from a pipe whose writer pauses are answered and
+// written out at each pause, not when a block fills or the pipe closes:
+// 'producer | breachctl check --file -' follows a live feed. The writer
+// stays open until the end; a sweep that waited for more would write
+// nothing (the 10 s deadline). Not parallel: it gives the process another
+// stdin.
+func TestCheckLiveFeed(t *testing.T) {
+	addr := serveStore(t, "alice@example.com", "carol@example.com")
+	w := stdintest.Pipe(t)
+	out := filepath.Join(t.TempDir(), "out.jsonl")
+	done := make(chan error, 1)
+	go func() {
+		done <- run(t.Context(), []string{"check", "--addr", addr, "--file", "-", "--format", "jsonl", "--out", out}, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	// report waits for the report to hold n lines, and returns them.
+	report := func(n int) []string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(out)
+			if lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(b) > 0 && len(lines) >= n {
+				return lines
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10 s the report holds %q, want %d rows", b, n)
+			}
+			time.Sleep(10 * time.Millisecond) // polls a file another goroutine writes
+		}
+	}
+	w.WriteString("email\nalice@example.com\nbob@example.com\n")
+	report(2)
+	w.WriteString("not an address\ncarol@example.com\ndave@exa")
+	report(4) // whole lines only
+	w.WriteString("mple.com\n")
+	got := report(5)
+	w.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{`"alice@example.com","exposed":true`, `"bob@example.com","exposed":false`, `"not an address"`,
+		`"carol@example.com","exposed":true`, `"dave@example.com","exposed":false`} {
+		if i >= len(got) || !strings.Contains(got[i], want) {
+			t.Fatalf("report row %d: %q, want it to hold %s", i+1, got, want)
+		}
+	}
+}
