@@ -93,7 +93,7 @@ type Option func(*options)
 // clamped to that range, and a batch larger than the daemon's limit for
 // the caller (breachd.BatchLimitHeader) is sent split. By default the call
 // packs 2,000 a message until the daemon's first answer gives its limit,
-// then up to 8,000: a fifth less CPU in the daemon than 2,000, and the
+// then up to 8,000: about a tenth less CPU in the daemon than 2,000, and the
 // quota's bound where that is lower.
 func WithBatchSize(n int) Option {
 	return func(o *options) { o.batch = max(1, min(n, breachd.MaxBatch)) }
