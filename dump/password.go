@@ -3,6 +3,7 @@ package dump
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -54,6 +55,7 @@ type PasswordReader struct {
 	files      []string  // to read, for a path; nil for a stream
 	src        io.Reader // the stream read, if not files
 	srcName    string    // its name in messages
+	srcCloser  io.Closer // closes src, if the reader opened it
 	blockBytes int
 	buf        *bufio.Reader // reads each file in turn
 
@@ -76,15 +78,19 @@ type passwordBlock struct {
 	cut
 }
 
-// NewPasswordReader reads path (a file, "-" for r, or a directory of
-// files). For a path that is neither a regular file nor a directory (a
-// named pipe) it reads r, which the caller opened (with Open, whose reads
-// end with the command). Gzip is detected in each file.
-func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordFormat) (*PasswordReader, error) {
+// NewPasswordReader reads path: a file, a directory of files, or "-" for
+// r, or for standard input if r is nil. Standard input and a path that is
+// neither a regular file nor a directory (a named pipe) are opened with
+// Stdin and Open: their reads, and a FIFO's wait for a writer, end when
+// ctx does. Gzip is detected in each file.
+func NewPasswordReader(ctx context.Context, path string, r io.Reader, k breachd.HashKind, f PasswordFormat) (*PasswordReader, error) {
 	pr := &PasswordReader{kind: k, format: f, blockBytes: parseBlockBytes}
 	switch fi, err := os.Stat(path); {
-	case path == "-":
+	case path == "-" && r != nil:
 		pr.src, pr.srcName = r, "stdin"
+	case path == "-":
+		in := Stdin(ctx)
+		pr.src, pr.srcName, pr.srcCloser = in, "stdin", in
 	case err != nil:
 		return nil, err
 	case fi.IsDir():
@@ -101,8 +107,12 @@ func NewPasswordReader(path string, r io.Reader, k breachd.HashKind, f PasswordF
 		if len(pr.files) == 0 {
 			return nil, fmt.Errorf("%s: no files in the directory", path)
 		}
-	case !fi.Mode().IsRegular() && r != nil:
-		pr.src, pr.srcName = r, path
+	case !fi.Mode().IsRegular():
+		in, _, err := Open(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		pr.src, pr.srcName, pr.srcCloser = in, path, in
 	default:
 		pr.files = []string{path}
 	}
@@ -116,6 +126,9 @@ func (pr *PasswordReader) Stats() Stats { return pr.stats }
 func (pr *PasswordReader) Close() error {
 	if pr.par != nil && !pr.closed {
 		pr.par.close()
+	}
+	if pr.srcCloser != nil && !pr.closed {
+		pr.srcCloser.Close()
 	}
 	pr.closed = true
 	return nil

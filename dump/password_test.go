@@ -31,7 +31,7 @@ func readPasswords(t *testing.T, path string, in string, k breachd.HashKind, f d
 // of size bytes (0: the default), to its end or its error.
 func readPasswordBlocks(t *testing.T, path string, in string, k breachd.HashKind, f dump.PasswordFormat, size int) ([]breachd.PasswordRecord, dump.Stats, []string, error) {
 	t.Helper()
-	rd, err := dump.NewPasswordReader(path, strings.NewReader(in), k, f)
+	rd, err := dump.NewPasswordReader(t.Context(), path, strings.NewReader(in), k, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestReaderClose(t *testing.T) {
 		open func(t *testing.T) (read func() (int, error), close func() error)
 	}{
 		{"passwords", func(t *testing.T) (func() (int, error), func() error) {
-			rd, err := dump.NewPasswordReader(pwPath, nil, breachd.SHA1, dump.PasswordHashes)
+			rd, err := dump.NewPasswordReader(t.Context(), pwPath, nil, breachd.SHA1, dump.PasswordHashes)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -267,7 +267,7 @@ func BenchmarkPasswordFiles(b *testing.B) {
 	buf := make([]breachd.PasswordRecord, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		rd, err := dump.NewPasswordReader(dir, nil, breachd.SHA1, dump.PasswordHashes)
+		rd, err := dump.NewPasswordReader(b.Context(), dir, nil, breachd.SHA1, dump.PasswordHashes)
 		if err != nil {
 			b.Fatal(err)
 		}

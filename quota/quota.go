@@ -180,8 +180,8 @@ func (l *Limiter) Buckets() int { return int(l.count.Load()) }
 func (l *Limiter) MaxCost(own Limits, maxWait time.Duration) int {
 	lim := l.limits(own)
 	n := lim.Burst
-	if maxWait > 0 {
-		n = min(n, int(min(lim.Rate*maxWait.Seconds(), float64(n))))
+	if refill := lim.Rate * maxWait.Seconds(); maxWait > 0 && refill < float64(n) {
+		n = int(refill)
 	}
 	return max(1, n)
 }

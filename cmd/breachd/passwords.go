@@ -28,22 +28,11 @@ func importPasswords(ctx context.Context, c importConfig, stdout io.Writer, log 
 	if err != nil {
 		return err
 	}
-	stdin := io.Reader(nil)
-	if fi, err := os.Stat(c.dump); c.dump == "-" || err == nil && !fi.IsDir() && !fi.Mode().IsRegular() {
-		// Standard input, or a named pipe: opened so that its reads (and
-		// a FIFO's wait for a writer) end when ctx does.
-		in, _, err := dump.Open(ctx, c.dump)
-		if err != nil {
-			if ctx.Err() != nil {
-				return interrupted(ctx, rel.Name)
-			}
-			return err
-		}
-		defer in.Close()
-		stdin = in
-	}
-	rd, err := dump.NewPasswordReader(c.dump, stdin, c.kind, c.pwFormat)
+	rd, err := dump.NewPasswordReader(ctx, c.dump, nil, c.kind, c.pwFormat)
 	if err != nil {
+		if ctx.Err() != nil { // a FIFO's open waited for a writer
+			return interrupted(ctx, rel.Name)
+		}
 		return err
 	}
 	defer rd.Close()
