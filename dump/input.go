@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/breachd/breachd/internal/interrupt"
 )
 
 // Open opens the dump at path for reading, or standard input for "-"
@@ -22,7 +24,7 @@ func Open(ctx context.Context, path string) (io.ReadCloser, int64, error) {
 	if path == "-" {
 		return Stdin(ctx), 0, nil
 	}
-	f, err := openFile(ctx, path)
+	f, err := interrupt.OpenFile(ctx, path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -41,37 +43,6 @@ func Open(ctx context.Context, path string) (io.ReadCloser, int64, error) {
 		io.Reader
 		io.Closer
 	}{&ctxReader{ctx: ctx, r: f}, f}, 0, nil
-}
-
-// openFile opens path for reading. The open of a FIFO waits for a writer
-// to open it; it runs on a goroutine of its own, so that the caller stops
-// waiting when ctx ends. That goroutine ends with the open: when a writer
-// comes (it then closes the file), or with the process, which is on its
-// way out when ctx ends.
-func openFile(ctx context.Context, path string) (*os.File, error) {
-	if fi, err := os.Stat(path); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
-		return os.Open(path)
-	}
-	type opened struct {
-		f   *os.File
-		err error
-	}
-	done := make(chan opened, 1)
-	go func() {
-		f, err := os.Open(path)
-		done <- opened{f, err}
-	}()
-	select {
-	case o := <-done:
-		return o.f, o.err
-	case <-ctx.Done():
-		go func() {
-			if o := <-done; o.f != nil {
-				o.f.Close()
-			}
-		}()
-		return nil, ctx.Err()
-	}
 }
 
 // Stdin returns standard input to read a dump from; once ctx is done its

@@ -135,7 +135,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		return err
 	}
 
-	out, err := openOutput(c, size, stdout)
+	out, err := openOutput(ctx, c, size, stdout)
 	if err != nil {
 		return err
 	}
@@ -269,6 +269,9 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
 	if err := out.finish(); err != nil {
+		if ctx.Err() != nil { // a pipe's writes end when interrupted
+			return bulkError(ctx.Err(), c)
+		}
 		return err
 	}
 	cancel()

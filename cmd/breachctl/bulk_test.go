@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,7 +356,7 @@ func TestReportStopsAtUnanswered(t *testing.T) {
 			input := filepath.Join(dir, "in.txt")
 			os.WriteFile(input, []byte("x\n"), 0o644)
 			c := bulkConfig{file: input, out: filepath.Join(dir, "report.csv"), format: "csv", resume: true}
-			out, err := openOutput(c, 2, nil)
+			out, err := openOutput(context.Background(), c, 2, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -513,5 +514,85 @@ func TestCheckLiveFeed(t *testing.T) {
 		if i >= len(got) || !strings.Contains(got[i], want) {
 			t.Fatalf("report row %d: %q, want it to hold %s", i+1, got, want)
 		}
+	}
+}
+
+// TestCheckOutFIFO: a report written to a named pipe. With a reader it is
+// written whole; without one, or with a reader that stops reading, the
+// sweep still stops when interrupted. It used to open the pipe for reading
+// and writing (so its open never waited, nor did a reader's going away end
+// it), and then wait for ever, past Ctrl-C, once the pipe was full.
+func TestCheckOutFIFO(t *testing.T) {
+	t.Parallel()
+	addr := serveStore(t, "alice@example.com")
+	in := filepath.Join(t.TempDir(), "in.csv")
+	var b strings.Builder
+	b.WriteString("email\n")
+	const rows = 5000 // a report of well over a pipe's 64 KiB
+	for i := range rows {
+		fmt.Fprintf(&b, "user%d@example.com\n", i)
+	}
+	if err := os.WriteFile(in, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		reader string // "all", "idle" or "none"
+	}{{"read whole", "all"}, {"reader idle", "idle"}, {"no reader", "none"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			fifo := filepath.Join(t.TempDir(), "report")
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Skipf("no named pipes here: %v", err)
+			}
+			read := make(chan int, 1)
+			switch tc.reader {
+			case "all":
+				go func() {
+					f, err := os.Open(fifo)
+					if err != nil {
+						read <- -1
+						return
+					}
+					defer f.Close()
+					n := 0
+					for s := bufio.NewScanner(f); s.Scan(); {
+						n++
+					}
+					read <- n
+				}()
+			case "idle":
+				f, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, []string{"check", "--addr", addr, "--file", in, "--out", fifo}, &bytes.Buffer{}, &bytes.Buffer{})
+			}()
+			if tc.reader == "all" {
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if n := <-read; n != rows+1 {
+					t.Fatalf("the reader read %d lines, want %d", n, rows+1)
+				}
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+			cancel()
+			select {
+			case err := <-done:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("run = %v, want context.Canceled", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("check still runs 10 s after it was interrupted")
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,8 +11,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/breachd/breachd/internal/atomicfile"
+	"github.com/breachd/breachd/internal/interrupt"
 )
 
 // A resumable run keeps a checkpoint next to its report: how many input rows
@@ -50,8 +53,9 @@ func fingerprint(c bulkConfig, size int64) (string, error) {
 
 // output is the report file (or stdout) with its checkpoint.
 type output struct {
-	f        *os.File // nil for stdout
-	unsynced bool     // f is not a regular file: never fsync it
+	f        *os.File    // nil for stdout
+	unsynced bool        // f is not a regular file: never fsync it
+	stopWake func() bool // ends the wake of f's writes at ctx's end (nil if none)
 	cw       *countingWriter
 	w        *bufio.Writer
 	cpPath   string // "" when not resumable
@@ -59,7 +63,11 @@ type output struct {
 	resumed  counters
 }
 
-func openOutput(c bulkConfig, inSize int64, stdout io.Writer) (*output, error) {
+// openOutput opens the report: stdout for "-", or c.out, resumed where
+// its checkpoint says when c.resume. A report that is not a regular file
+// (a named pipe, say) is written until ctx ends: its open, and a write
+// its reader leaves waiting, end then.
+func openOutput(ctx context.Context, c bulkConfig, inSize int64, stdout io.Writer) (*output, error) {
 	if c.out == "-" {
 		cw := &countingWriter{w: stdout}
 		return &output{cw: cw, w: newBuffered(cw)}, nil
@@ -100,13 +108,17 @@ func openOutput(c bulkConfig, inSize int64, stdout io.Writer) (*output, error) {
 			return nil, fmt.Errorf("resume: %w", err)
 		}
 	}
-	f, err := os.Create(c.out)
+	f, err := interrupt.OpenFile(ctx, c.out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o666)
 	if err != nil {
 		return nil, err
 	}
 	o.f = f
 	if fi, err := f.Stat(); err == nil && !fi.Mode().IsRegular() {
 		o.unsynced = true // /dev/null, a pipe: fsync fails with EINVAL and means nothing
+		// A pipe's writes wait for its reader; once ctx ends they fail
+		// at once (os.File puts a pipe in Go's poller, so a deadline
+		// wakes them), the flush at close included.
+		o.stopWake = context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Unix(1, 0)) })
 	}
 	o.cw = &countingWriter{w: f}
 	o.w = newBuffered(o.cw)
@@ -173,6 +185,9 @@ func (o *output) sync() error {
 // last checkpoint either way) and closes the file.
 func (o *output) close() {
 	o.w.Flush()
+	if o.stopWake != nil {
+		o.stopWake()
+	}
 	if o.f != nil {
 		o.f.Close()
 	}
