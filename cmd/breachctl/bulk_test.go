@@ -458,14 +458,7 @@ func TestCheckStdinInterrupted(t *testing.T) {
 			}()
 			time.Sleep(200 * time.Millisecond)
 			cancel()
-			select {
-			case err := <-done:
-				if !errors.Is(err, context.Canceled) {
-					t.Fatalf("run = %v, want context.Canceled", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("check still runs 10 s after it was interrupted")
-			}
+			expectInterrupted(t, done)
 		})
 	}
 }
@@ -585,14 +578,21 @@ func TestCheckOutFIFO(t *testing.T) {
 			}
 			time.Sleep(300 * time.Millisecond)
 			cancel()
-			select {
-			case err := <-done:
-				if !errors.Is(err, context.Canceled) {
-					t.Fatalf("run = %v, want context.Canceled", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("check still runs 10 s after it was interrupted")
-			}
+			expectInterrupted(t, done)
 		})
+	}
+}
+
+// expectInterrupted waits for a run that was just interrupted to end with
+// context.Canceled.
+func expectInterrupted(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("run = %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("check still runs 10 s after it was interrupted")
 	}
 }
