@@ -257,7 +257,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		answers = assessed(ctx, cl, digests, c.at, 8*c.inFlight)
 	}
 	stage(ctx, "write") // this goroutine, and the client's it starts (but "send")
-	rep := &report{c: c, out: out, rw: rw, queue: queue, tot: tot, lastCheckpoint: time.Now(), done: &done, exposed: &exposed}
+	rep := &report{c: c, out: out, rw: rw, queue: queue, tot: tot, version: out.resumedVersion, lastCheckpoint: time.Now(), done: &done, exposed: &exposed}
 	if err := rep.run(ctx, answers); err != nil {
 		if ctx.Err() != nil { // interrupted: say so, not how the stream ended
 			return bulkError(ctx.Err(), c)
@@ -279,8 +279,12 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	if tty {
 		fmt.Fprint(stderr, "\r\033[K")
 	}
-	fmt.Fprintf(stderr, "checked %d rows: %d exposed, %d invalid, in %s (%d rows/s), corpus version %d\n",
-		tot.Rows, tot.Exposed, tot.Invalid, elapsed.Round(time.Millisecond), int64(float64(tot.Rows-skip)/elapsed.Seconds()), version)
+	fmt.Fprintf(stderr, "checked %d rows: %d exposed, %d invalid, in %s (%d rows/s)",
+		tot.Rows, tot.Exposed, tot.Invalid, elapsed.Round(time.Millisecond), int64(float64(tot.Rows-skip)/elapsed.Seconds()))
+	if tot.Invalid < tot.Rows { // some row was answered
+		fmt.Fprintf(stderr, ", corpus version %d", version)
+	}
+	fmt.Fprintln(stderr)
 	if err := c.checkInvalid(tot.Rows, tot.Invalid); err != nil {
 		return err
 	}
@@ -433,6 +437,8 @@ var (
 func (c bulkConfig) checkInvalid(rows, invalid int64) error {
 	hint := "is the input what you meant? A CSV needs a header naming the email column (--column); pass --digests for hex SHA-256 digests"
 	switch {
+	case c.file == "" && invalid == rows: // addresses on the command line, each one's reason printed
+		return fmt.Errorf("%w: no address given is valid, so nothing was checked; each one's reason is above", errInvalid)
 	case rows == 0:
 		return fmt.Errorf("%w: the input has no rows; %s", errInvalid, hint)
 	case invalid == rows:

@@ -145,7 +145,7 @@ func TestMisreadInput(t *testing.T) {
 		{"under a raised threshold", []string{"--file", write("dirty2.txt", "lschmidt@hotmail.com\nx\ny\n"), "--max-invalid", "0.7"}, nil, "lschmidt@hotmail.com,yes"},
 		{"fail on invalid", []string{"--file", write("one.txt", "lschmidt@hotmail.com\nx\nnobody@example.com\n"), "--fail-on-invalid"}, errInvalid, "1 of 3 rows are invalid (--fail-on-invalid)"},
 		{"empty", []string{"--file", write("empty.txt", "")}, errInvalid, "the input has no rows"},
-		{"single invalid address", []string{"7,lschmidt@hotmail.com"}, errInvalid, "every one of the 1 rows is invalid"},
+		{"single invalid address", []string{"7,lschmidt@hotmail.com"}, errInvalid, "no address given is valid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -155,6 +155,9 @@ func TestMisreadInput(t *testing.T) {
 			}
 			if all := fmt.Sprint(err) + stdout.String(); !strings.Contains(all, tc.say) {
 				t.Fatalf("run = %v with report\n%s\nwant it to say %q", err, stdout.String(), tc.say)
+			}
+			if errors.Is(err, errInvalid) && strings.Contains(stdout.String(), "corpus version") {
+				t.Fatalf("nothing was checked, yet the run names a corpus version:\n%s", stdout.String())
 			}
 		})
 	}
@@ -339,6 +342,52 @@ func TestResume(t *testing.T) {
 	}
 	if _, err := os.Stat(checkpointPath(out)); !os.IsNotExist(err) {
 		t.Fatalf("checkpoint left behind after completion: %v", err)
+	}
+}
+
+// TestResumeKeepsVersion: a resumed run whose remaining rows are all
+// invalid (none answered this time) still names the corpus version its
+// earlier rows were answered at, in its summary and its checkpoint; it
+// said 0.
+func TestResumeKeepsVersion(t *testing.T) {
+	t.Parallel()
+	addr := serveStore(t, "alice@example.com")
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(in, []byte("alice@example.com\nbob@example.com\nx\ny\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out.csv")
+	args := []string{"check", "--addr", addr, "--file", in, "--out", out, "--max-invalid", "1"}
+	if err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	// As if a resumable run had stopped after its first two rows.
+	report, _ := os.ReadFile(out)
+	lines := strings.SplitAfter(string(report), "\n")
+	head := strings.Join(lines[:3], "") // the header and two rows
+	if err := os.WriteFile(out, []byte(head), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := bulkConfig{file: in, column: "email", format: "csv"}
+	fp, err := fingerprint(c, int64(len("alice@example.com\nbob@example.com\nx\ny\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, _ := json.Marshal(checkpoint{Fingerprint: fp, OutBytes: int64(len(head)), Totals: counters{Rows: 2, Exposed: 1}, CorpusVersion: 1})
+	if err := os.WriteFile(checkpointPath(out), cp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if err := run(t.Context(), append(args, "--resume"), &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatal(err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "resuming at input row 3") || !strings.Contains(stderr.String(), "checked 4 rows: 1 exposed, 2 invalid") ||
+		!strings.Contains(stderr.String(), "corpus version 1\n") {
+		t.Fatalf("the resumed run said %q, want it to resume at row 3 and name corpus version 1", stderr.String())
+	}
+	if got, _ := os.ReadFile(out); !bytes.Equal(got, report) {
+		t.Fatalf("resumed report:\n%s\nwant:\n%s", got, report)
 	}
 }
 

@@ -279,7 +279,9 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 			fmt.Fprintf(stdout, "  %s (%s, %s): %s\n", b.Name, b.Title, b.BreachDate, strings.Join(b.DataClasses, ", "))
 		}
 	}
-	fmt.Fprintf(stdout, "corpus version %d\n", version)
+	if invalid < int64(fs.NArg()) { // not when no address was asked about
+		fmt.Fprintf(stdout, "corpus version %d\n", version)
+	}
 	if err := bc.checkInvalid(int64(fs.NArg()), invalid); err != nil {
 		return err
 	}

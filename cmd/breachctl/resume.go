@@ -53,14 +53,15 @@ func fingerprint(c bulkConfig, size int64) (string, error) {
 
 // output is the report file (or stdout) with its checkpoint.
 type output struct {
-	f        *os.File    // nil for stdout
-	unsynced bool        // f is not a regular file: never fsync it
-	stopWake func() bool // ends the wake of f's writes at ctx's end (nil if none)
-	cw       *countingWriter
-	w        *bufio.Writer
-	cpPath   string // "" when not resumable
-	fp       string
-	resumed  counters
+	f              *os.File    // nil for stdout
+	unsynced       bool        // f is not a regular file: never fsync it
+	stopWake       func() bool // ends the wake of f's writes at ctx's end (nil if none)
+	cw             *countingWriter
+	w              *bufio.Writer
+	cpPath         string // "" when not resumable
+	fp             string
+	resumed        counters
+	resumedVersion uint64 // the corpus version the resumed rows were answered at
 }
 
 // openOutput opens the report: stdout for "-", or c.out, resumed where
@@ -98,7 +99,7 @@ func openOutput(ctx context.Context, c bulkConfig, inSize int64, stdout io.Write
 				f.Close()
 				return nil, fmt.Errorf("resume: %w", err)
 			}
-			o.f, o.resumed = f, cp.Totals
+			o.f, o.resumed, o.resumedVersion = f, cp.Totals, cp.CorpusVersion
 			o.cw = &countingWriter{w: f, n: cp.OutBytes}
 			o.w = newBuffered(o.cw)
 			return o, nil
