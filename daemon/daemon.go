@@ -483,6 +483,11 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		d.passwords[k] = p
 		d.svc.OpenPasswords(k, p)
 		log.Info("password corpus", "kind", k.String(), "hashes", p.Hashes(), "corpus_version", p.Version(), "releases", len(p.Releases()))
+		if k == breachd.SHA1 && c.HTTPAddr != "" && !follower && len(p.Releases()) == 0 {
+			// Exact for an empty corpus, but a Pwned Passwords client
+			// (Kratos) would take every password as never seen.
+			log.Warn("the sha1 password corpus has no release: /range answers every prefix with no hashes until one is imported (breachd import --kind sha1)")
+		}
 	}
 	// The pair corpus: a password corpus's memory, sized like the email
 	// corpus (a combolist has about as many pairs as accounts).
