@@ -1,7 +1,8 @@
 // Package dump reads what is imported: breach dumps, password dumps and
-// manifests. A breach dump is a CSV file with a named email column, a list
-// of emails one per line, or a list of hex SHA-256 digests one per line,
-// optionally gzip-compressed; the reader turns each row into an account
+// manifests. A breach dump is a CSV file with a named email column (its
+// fields separated by commas, or by semicolons or tabs, as its header's
+// are), a list of emails one per line, or a list of hex SHA-256 digests
+// one per line, optionally gzip-compressed; the reader turns each row into an account
 // digest or a rejection with its line number and reason, and nothing else
 // from a dump (names, dates of birth, passwords) leaves it. A password dump
 // is HASH:COUNT lines (one file, or a directory of per-prefix files, as the

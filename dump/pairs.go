@@ -60,10 +60,12 @@ func detectPairs(first []byte, column, pwColumn string) Format {
 			return FormatPairHashes
 		}
 	}
-	if fields, ok := splitCSV(first, nil); ok && len(fields) > 1 {
-		for _, f := range fields {
-			if f = strings.TrimSpace(f); strings.EqualFold(f, column) || strings.EqualFold(f, pwColumn) {
-				return FormatCSV
+	for _, sep := range separators {
+		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
+			for _, f := range fields {
+				if f = strings.TrimSpace(f); strings.EqualFold(f, column) || strings.EqualFold(f, pwColumn) {
+					return FormatCSV
+				}
 			}
 		}
 	}
@@ -83,7 +85,7 @@ func (r *Reader) parsePair(line string, scratch []string) (breachd.PairRecord, [
 	var account, password string
 	switch r.format {
 	case FormatCSV:
-		fields, reason := splitCSVReason(line, scratch[:0])
+		fields, reason := splitCSVReason(line, r.sep, scratch[:0])
 		scratch = fields
 		if reason != "" {
 			return p, scratch, reason

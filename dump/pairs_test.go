@@ -49,6 +49,12 @@ func TestPairReader(t *testing.T) {
 			rejs:   []rejection{{4, "empty password"}, {5, "malformed CSV: unterminated quote"}},
 		},
 		{
+			name:   "semicolon-separated CSV",
+			in:     "email;password\nlschmidt@hotmail.com;hunter2\nbob@example.com;\"pa:ss word\"\n",
+			format: dump.FormatCSV,
+			want:   []breachd.PairRecord{lena, bob},
+		},
+		{
 			name:   "CSV with other column names",
 			in:     "mail,pw\nlschmidt@hotmail.com,hunter2\n",
 			opts:   dump.PairOptions{Format: dump.FormatCSV, Column: "mail", PasswordColumn: "pw"},

@@ -21,7 +21,10 @@ type Format int
 const (
 	// FormatAuto detects the format from the first non-blank line.
 	FormatAuto Format = iota
-	// FormatCSV is comma-separated with a header row naming the columns.
+	// FormatCSV is comma-separated with a header row naming the columns;
+	// a header whose fields are separated by semicolons or tabs instead
+	// (a spreadsheet's export in many locales, a TSV) sets the separator
+	// of every row.
 	FormatCSV
 	// FormatEmails is one email address per line.
 	FormatEmails
@@ -98,6 +101,7 @@ type Reader struct {
 	col    int // CSV: index of the email column
 	pwCol  int // a combolist's CSV: index of the password column, -1 if none
 	header []string
+	sep    byte // a CSV's field separator: ',', ';' or '\t'
 	pairs  bool // a combolist (NewPairReader)
 	stats  Stats
 	peeked []byte // first non-blank line, read during detection
@@ -145,7 +149,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if i, ok := r.(Idle); ok && br == plain { // not through gzip's buffers
 		idle = i.Idle
 	}
-	rd := &Reader{lines: lines{br: br, idle: idle}, opts: opts, format: opts.Format, pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
+	rd := &Reader{lines: lines{br: br, idle: idle}, opts: opts, format: opts.Format, sep: ',', pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
 	first, err := rd.nextLine()
 	for err == errLongLine {
 		if rd.format == FormatCSV {
@@ -169,7 +173,8 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		rd.format = detect(first, opts.Column)
 	}
 	if rd.format == FormatCSV {
-		fields, ok := splitCSV(first, nil)
+		rd.sep = separator(first, opts.Column, pwColumn)
+		fields, ok := splitCSV(first, rd.sep, nil)
 		if !ok {
 			return nil, fmt.Errorf("line %d: malformed CSV header", rd.line)
 		}
@@ -222,11 +227,37 @@ func noColumnFlag(fields []string, column, flag, what, like string) error {
 		ErrNoColumn, column, strings.Join(cols, ", "), hint)
 }
 
+// separators are the field separators a CSV header may use, in the order
+// they are tried.
+var separators = []byte{',', ';', '\t'}
+
+// separator returns the field separator of CSV header first: the first of
+// separators that splits it into fields one of which names column (or
+// pwColumn, if set), else the first that splits it into two or more
+// fields, else a comma.
+func separator(first []byte, column, pwColumn string) byte {
+	for _, sep := range separators {
+		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
+			for _, f := range fields {
+				if f = strings.TrimSpace(f); strings.EqualFold(f, column) || pwColumn != "" && strings.EqualFold(f, pwColumn) {
+					return sep
+				}
+			}
+		}
+	}
+	for _, sep := range separators {
+		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
+			return sep
+		}
+	}
+	return ','
+}
+
 // detect tells the format from the first non-blank line. A line of two or
-// more comma-separated fields without an "@" is a CSV header, whether or
-// not it names the email column (which NewReader then requires): a
-// user-base export with another column name must fail, never be read as
-// one address per line.
+// more fields (separated by commas, semicolons or tabs) without an "@" is
+// a CSV header, whether or not it names the email column (which NewReader
+// then requires): a user-base export with another column name, or another
+// separator, must fail, never be read as one address per line.
 func detect(first []byte, column string) Format {
 	if len(bytes.TrimSpace(first)) == 2*breachd.DigestSize {
 		if _, err := hex.DecodeString(string(bytes.TrimSpace(first))); err == nil {
@@ -236,14 +267,16 @@ func detect(first []byte, column string) Format {
 	if strings.EqualFold(string(bytes.TrimSpace(first)), column) {
 		return FormatCSV // a one-column CSV: just the header
 	}
-	if fields, ok := splitCSV(first, nil); ok && len(fields) > 1 {
-		for _, f := range fields {
-			if strings.EqualFold(strings.TrimSpace(f), column) {
+	for _, sep := range separators {
+		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
+			for _, f := range fields {
+				if strings.EqualFold(strings.TrimSpace(f), column) {
+					return FormatCSV
+				}
+			}
+			if bytes.IndexByte(first, '@') < 0 {
 				return FormatCSV
 			}
-		}
-		if bytes.IndexByte(first, '@') < 0 {
-			return FormatCSV
 		}
 	}
 	return FormatEmails
@@ -372,7 +405,7 @@ func (r *Reader) field(line string, scratch []string) (string, []string, string)
 	if r.format != FormatCSV {
 		return line, scratch, ""
 	}
-	fields, reason := splitCSVReason(line, scratch[:0])
+	fields, reason := splitCSVReason(line, r.sep, scratch[:0])
 	if reason != "" {
 		return "", fields, reason
 	}
@@ -402,18 +435,19 @@ func (r *Reader) parse(line string, scratch []string) (breachd.Digest, []string,
 	return d, scratch, ""
 }
 
-// splitCSV splits one line of RFC 4180 CSV. Quoted fields may contain commas
-// and doubled quotes but not line breaks: a row is a line, so one malformed
-// row can never swallow the rows after it. It reports false for an
-// unterminated quote or text after a closing quote.
-func splitCSV(line []byte, dst []string) ([]string, bool) {
-	fields, reason := splitCSVReason(string(line), dst)
+// splitCSV splits one line of RFC 4180 CSV whose fields are separated by
+// sep. Quoted fields may contain sep and doubled quotes but not line
+// breaks: a row is a line, so one malformed row can never swallow the rows
+// after it. It reports false for an unterminated quote or text after a
+// closing quote.
+func splitCSV(line []byte, sep byte, dst []string) ([]string, bool) {
+	fields, reason := splitCSVReason(string(line), sep, dst)
 	return fields, reason == ""
 }
 
 // splitCSVReason is splitCSV with the reason a line is malformed. Fields are
 // substrings of line, but for quoted ones with doubled quotes.
-func splitCSVReason(line string, dst []string) ([]string, string) {
+func splitCSVReason(line string, sep byte, dst []string) ([]string, string) {
 	for {
 		if len(line) > 0 && line[0] == '"' {
 			var b strings.Builder
@@ -442,13 +476,13 @@ func splitCSVReason(line string, dst []string) ([]string, string) {
 			if i == len(line) {
 				return dst, ""
 			}
-			if line[i] != ',' {
+			if line[i] != sep {
 				return dst, "malformed CSV: text after a closing quote"
 			}
 			line = line[i+1:]
 			continue
 		}
-		j := strings.IndexByte(line, ',')
+		j := strings.IndexByte(line, sep)
 		if j < 0 {
 			return append(dst, line), ""
 		}

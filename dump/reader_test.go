@@ -86,6 +86,26 @@ func TestReader(t *testing.T) {
 			want:       []string{"o@example.com"},
 		},
 		{
+			name:       "semicolon-separated, a spreadsheet's export",
+			in:         "id;email;name\r\n1;A@Example.com;\"Smith; Ann\"\r\n2;bad;x\r\n3;b@example.com;Bob, Jr\r\n4,c@example.com,Cy\r\n",
+			wantFormat: dump.FormatCSV,
+			want:       []string{"a@example.com", "b@example.com"},
+			wantRej:    []int64{3, 5}, // a row in commas is one field, not the email column
+		},
+		{
+			name:       "tab-separated, other column",
+			in:         "user\tmail\nann\tc@example.org\n",
+			opts:       dump.Options{Column: "mail"},
+			wantFormat: dump.FormatCSV,
+			want:       []string{"c@example.org"},
+		},
+		{
+			name:       "commas before semicolons",
+			in:         "id,email,notes;more\n1,d@example.com,a;b\n",
+			wantFormat: dump.FormatCSV,
+			want:       []string{"d@example.com"},
+		},
+		{
 			name:       "emails with BOM and blank lines",
 			in:         "\xef\xbb\xbfOne@Example.com\n\n  two@example.com  \nnot an email\nthree@example.com",
 			wantFormat: dump.FormatEmails,
@@ -208,6 +228,8 @@ func TestReaderNoColumn(t *testing.T) {
 		{"user-base export", "user_id,email_address\n7,lschmidt@hotmail.com\n", dump.FormatAuto, `no column named "email"; its columns are "user_id", "email_address": pass --column email_address`},
 		{"breach dump", "id,name,mail\n1,Ann,ann@example.com\n", dump.FormatAuto, `pass --column mail`},
 		{"no likely column", "id,name,address\n1,Ann,ann@example.com\n", dump.FormatAuto, `name the column that holds the address with --column`},
+		{"semicolon export", "user_id;email_address\n7;lschmidt@hotmail.com\n", dump.FormatAuto, `its columns are "user_id", "email_address": pass --column email_address`},
+		{"tab-separated export", "user_id\tmail\n7\tlschmidt@hotmail.com\n", dump.FormatAuto, `pass --column mail`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := dump.NewReader(strings.NewReader(tc.in), dump.Options{Format: tc.format})
