@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
 )
@@ -55,6 +56,9 @@ func assess(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 	email := fs.Arg(0)
 	a, err := client.New(conn).Assess(cctx, email, password, actx)
 	if err != nil {
+		if errors.Is(err, canon.ErrInvalidEmail) { // an invalid row, as check's: exit status 4
+			return fmt.Errorf("%s: %w", email, err)
+		}
 		if s, ok := status.FromError(err); ok {
 			return fmt.Errorf("assess against %s: %s", cc.addr, s.Message())
 		}

@@ -116,4 +116,9 @@ func TestAssessCommand(t *testing.T) {
 	if err := run(t.Context(), []string{"assess", "--addr", addr, "--context", "logout", "a@b.c"}, &stdout, &stderr); err == nil {
 		t.Error("an unknown context was accepted")
 	}
+	// An invalid address is an invalid row (exit status 4), as check's,
+	// not a connection or server error.
+	if err := run(t.Context(), []string{"assess", "--addr", addr, "not an address"}, &stdout, &stderr); exitCode(err) != exitInvalid || !strings.Contains(err.Error(), "invalid email") {
+		t.Errorf("assess of an invalid address = %v (exit status %d), want status %d saying why", err, exitCode(err), exitInvalid)
+	}
 }

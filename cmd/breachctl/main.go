@@ -37,19 +37,26 @@ func main() {
 	ctx, stop := interrupt.Context() // a second Ctrl-C ends the process at once
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	code := exitCode(err)
+	if code == exitInvalid || code == exitError {
+		fmt.Fprintln(os.Stderr, "breachctl:", err)
+	}
+	os.Exit(code)
+}
+
+// exitCode is the exit status for run's error.
+func exitCode(err error) int {
 	switch {
 	case err == nil:
-		os.Exit(exitOK)
+		return exitOK
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, errUsage):
-		os.Exit(exitUsage)
+		return exitUsage
 	case errors.Is(err, errExposed):
-		os.Exit(exitExposed)
-	case errors.Is(err, errInvalid), errors.Is(err, dump.ErrNoColumn):
-		fmt.Fprintln(os.Stderr, "breachctl:", err)
-		os.Exit(exitInvalid)
+		return exitExposed
+	case errors.Is(err, errInvalid), errors.Is(err, dump.ErrNoColumn), errors.Is(err, canon.ErrInvalidEmail):
+		return exitInvalid
 	default:
-		fmt.Fprintln(os.Stderr, "breachctl:", err)
-		os.Exit(exitError)
+		return exitError
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,32 @@ func TestTLSAndAPIKey(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"health", "--readyz", "http://" + srv.MetricsAddr() + "/nothing"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 		t.Fatal("health --readyz of a URL that is not ready succeeded")
+	}
+}
+
+// TestWatchAddInvalidAddress: an invalid address among those given to
+// 'watch add' changes nothing and is an invalid row (exit status 4), not
+// a daemon's error (it was status 1, reported as the daemon's).
+func TestWatchAddInvalidAddress(t *testing.T) {
+	t.Parallel()
+	srv := daemontest.Start(t, t.TempDir(), nil, nil)
+	admin := "unix://" + srv.AdminSocket()
+	ctl := func(args ...string) (string, error) {
+		var stdout, stderr bytes.Buffer
+		err := run(t.Context(), append([]string{"--addr", admin}, args...), &stdout, &stderr)
+		return stdout.String() + stderr.String(), err
+	}
+	if out, err := ctl("watch", "create", "users"); err != nil {
+		t.Fatal(err, out)
+	}
+	out, err := ctl("watch", "add", "users", "alice@example.com", "not an address")
+	if exitCode(err) != exitInvalid || !strings.Contains(err.Error(), "not an address: invalid email") {
+		t.Fatalf("watch add with an invalid address = %v (exit status %d), want status %d naming it\n%s", err, exitCode(err), exitInvalid, out)
+	}
+	if out, err := ctl("watch", "list"); err != nil || !regexp.MustCompile(`(?m)^users +0 `).MatchString(out) {
+		t.Fatalf("watch list = %v\n%s\nwant users with 0 accounts", err, out)
+	}
+	if out, err := ctl("watch", "add", "users", "alice@example.com"); err != nil || !strings.Contains(out, "1 accounts on it") {
+		t.Fatalf("watch add = %v\n%s", err, out)
 	}
 }

@@ -111,6 +111,9 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		fmt.Fprintf(stdout, "watchlist %s created: it sees the imports committed from now on\n", w.GetName())
 	case "add", "remove":
 		resp, err := changeWatchlist(ctx, wc, sub, rest[0], in, rest[1:], stderr)
+		if errors.Is(err, canon.ErrInvalidEmail) { // an invalid row (exit status 4), not the daemon's
+			return err
+		}
 		if err != nil {
 			return fail(err)
 		}
@@ -196,7 +199,7 @@ func changeWatchlist(ctx context.Context, wc breachdv1.WatchServiceClient, sub, 
 		for _, e := range emails {
 			d, err := canon.Digest(e)
 			if err != nil {
-				return nil, breachd.Errorf(breachd.ErrInvalidArgument, "%s: %v", e, err)
+				return nil, fmt.Errorf("%s: %w (nothing was changed)", e, err)
 			}
 			ds = append(ds, d)
 		}
