@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"slices"
 	"time"
 
@@ -191,10 +192,13 @@ type importTx struct {
 	// changes are the rows this import wrote, by key, with their values,
 	// kept for the lookup index (an indexed kind's, not a counted one's):
 	// its commit merges them into the current view (mergeDelta), so the
-	// index answers at once instead of after a rebuild from Badger. Nil
-	// when not kept, or past changeLimit (then the commit rebuilds).
+	// index answers at once instead of after a rebuild from Badger. Past
+	// changeLimit they are spilled to runs, oldest first, which the
+	// commit has merged with the index file (changes.go). Nil when not
+	// kept, or past maxChangeRuns (then the commit rebuilds).
 	changes     map[breachd.Digest][]byte
 	changeLimit int
+	runs        []*os.File
 	// bulk is the first import's bulk load (bulk.go), while it lasts.
 	bulk  *bulkLoad
 	stats importStats
@@ -441,10 +445,30 @@ func (imp *importTx) keep(key, val []byte) {
 	}
 	d := breachd.Digest(key)
 	if _, ok := imp.changes[d]; !ok && len(imp.changes) >= imp.changeLimit {
-		imp.changes = nil // a rebuild after the commit
-		return
+		var f *os.File
+		var err error
+		if len(imp.runs) < maxChangeRuns {
+			f, err = spillChanges(imp.c.dir, imp.changes)
+		}
+		if f == nil {
+			if err != nil {
+				imp.c.log.Warn("spilling an import's rows for the lookup index failed; it will be rebuilt", "err", err)
+			}
+			imp.dropChanges() // a rebuild after the commit
+			return
+		}
+		imp.runs = append(imp.runs, f)
+		clear(imp.changes)
 	}
 	imp.changes[d] = val
+}
+
+// dropChanges stops keeping the rows for the lookup index.
+func (imp *importTx) dropChanges() {
+	for _, f := range imp.runs {
+		f.Close()
+	}
+	imp.runs, imp.changes = nil, nil
 }
 
 // merge returns a row's new value with this import's entry for count, and
@@ -612,7 +636,12 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		imp.bulk.installIndex(c, version)
 	}
 	c.announce() // replicas need not wait for the index
-	if imp.bulk != nil || imp.changes == nil || !c.mergeDelta(old, nc, imp.changes) {
+	if len(imp.runs) > 0 {
+		// Over the delta bound: merged with the index file, by the next
+		// build.
+		c.mergeLater(old, nc, imp.runs, imp.changes)
+		imp.runs = nil
+	} else if imp.bulk != nil || imp.changes == nil || !c.mergeDelta(old, nc, imp.changes) {
 		c.refreshView(context.Background(), nc)
 	} else if c.opts.maxDelta == 0 {
 		// Current at once; the file is rewritten from the index and the
@@ -628,9 +657,10 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 }
 
 // end releases what the import holds that outlives neither a commit nor an
-// abandonment: a bulk load's buffers and files.
+// abandonment: a bulk load's buffers and files, runs not handed over.
 func (imp *importTx) end() {
 	if imp.bulk != nil {
 		imp.bulk.end()
 	}
+	imp.dropChanges()
 }

@@ -11,7 +11,6 @@ import (
 	"math/bits"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -660,7 +659,14 @@ type indexState struct {
 	view    atomic.Pointer[view]
 	mu      sync.RWMutex
 	viewMu  sync.Mutex
-	current *index        // the index of the view, or the last published one; under viewMu
+	current *index // the index of the view, or the last published one; under viewMu
+	// pending is an import's rows to merge into the index at the next
+	// build (changes.go); under viewMu. Its base view's index is current.
+	pending *pendingMerge
+	// buildMu makes builds one at a time: a build reads the index it
+	// replaces (a merge, a compaction), which another's publishing would
+	// unmap.
+	buildMu sync.Mutex
 	kick    chan struct{} // asks indexLoop for a rebuild
 	// settle asks indexLoop to compact a view's delta once no change has
 	// merged another for a while (Options.indexSettle): a burst of small
@@ -1058,6 +1064,10 @@ func (c *corpus) closeIndex() {
 	is.viewMu.Lock()
 	defer is.viewMu.Unlock()
 	is.view.Store(nil)
+	if is.pending != nil {
+		is.pending.close()
+		is.pending = nil
+	}
 	if is.current != nil {
 		c.retire(is.current)
 		is.current = nil
@@ -1148,9 +1158,26 @@ func (c *corpus) rebuildIndex(ctx context.Context) {
 }
 
 func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
+	c.index.buildMu.Lock()
+	defer c.index.buildMu.Unlock()
 	cat := c.cat.Load()
 	if cat.version == 0 {
 		return nil
+	}
+	if p := c.takePending(); p != nil {
+		// An import's rows over its delta bound: merged with the index
+		// it began from, unless another import committed since.
+		var err error
+		if p.cat.importVersion == cat.importVersion {
+			err = c.mergeRuns(ctx, p, cat)
+		}
+		p.close()
+		if err == nil && p.cat.importVersion == cat.importVersion || ctx.Err() != nil {
+			return err
+		}
+		if err != nil {
+			c.log.Warn("merging an import into the lookup index failed; rebuilding it from the corpus", "err", err)
+		}
 	}
 	v := c.index.view.Load()
 	if v != nil && v.cat == cat && v.delta != nil {
@@ -1197,59 +1224,11 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 }
 
 // compactIndex writes a new index from the view's index and delta (merged
-// imports, or a replica's backups), merging the two sorted sequences, and
-// publishes it: no Badger read. Callers hold acquire.
+// imports, or a replica's backups), merging the two sorted sequences
+// (writeMerged), and publishes it: no Badger read. Callers hold acquire.
 func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 	start := time.Now()
-	keys := make([]breachd.Digest, 0, len(v.delta))
-	for d := range v.delta {
-		keys = append(keys, d)
-	}
-	slices.SortFunc(keys, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
-	x := v.idx
-	w, err := c.newIndexWriter(x.n+uint64(len(keys)), nil)
-	if err != nil {
-		return err
-	}
-	defer c.doneWriting(w)
-	j := 0
-	for i := uint64(0); i < x.n && err == nil; i++ {
-		if i%(1<<16) == 0 {
-			if err = ctx.Err(); err != nil {
-				break
-			}
-		}
-		rec := x.recs[i*indexRecSize : (i+1)*indexRecSize]
-		for ; j < len(keys) && bytes.Compare(keys[j][:], rec[:breachd.DigestSize]) < 0 && err == nil; j++ {
-			if r := v.delta[keys[j]]; r.val != nil {
-				err = w.add(keys[j][:], r.val)
-			}
-		}
-		if err != nil {
-			break
-		}
-		if j < len(keys) && bytes.Equal(keys[j][:], rec[:breachd.DigestSize]) {
-			if r := v.delta[keys[j]]; r.val != nil {
-				err = w.add(keys[j][:], r.val)
-			}
-			j++
-			continue
-		}
-		err = w.add(rec[:breachd.DigestSize], x.sets[binary.LittleEndian.Uint32(rec[breachd.DigestSize:])])
-	}
-	for ; j < len(keys) && err == nil; j++ {
-		if r := v.delta[keys[j]]; r.val != nil {
-			err = w.add(keys[j][:], r.val)
-		}
-	}
-	if err == nil {
-		err = w.finish(v.cat.version)
-	}
-	if err != nil {
-		w.abort()
-		return err
-	}
-	nx, err := w.install()
+	nx, merged, err := c.writeMerged(ctx, v.cat.version, v.idx.n+uint64(len(v.delta)), &indexRows{x: v.idx}, deltaRows(v.delta))
 	if err != nil {
 		return err
 	}
@@ -1269,7 +1248,7 @@ func (c *corpus) compactIndex(ctx context.Context, v *view) error {
 		unmapFile(nx.mapped)
 		c.kickIndex() // the view moved on: compact it
 	}
-	c.log.Info("lookup index compacted", "digests", nx.n, "merged", len(keys), "corpus_version", nx.version,
+	c.log.Info("lookup index compacted", "digests", nx.n, "merged", merged, "corpus_version", nx.version,
 		"current", published, "duration", time.Since(start))
 	return nil
 }

@@ -333,3 +333,67 @@ func TestDeltaAndLogGauges(t *testing.T) {
 		t.Errorf("after 30 accounts imported: log %v bytes, want a record of 25 to 30 blocks", l)
 	}
 }
+
+// TestIndexMergedOverDelta: an import over the delta bound, whose rows
+// are spilled in runs, has its rows merged with the index file (no Badger
+// read): a key's newest row wins (the import's over the view's delta, the
+// delta's over the file), and every answer is exact. Past the
+// runs' bound, and when another import commits before the merge, the
+// index is rebuilt from Badger instead, still exact.
+func TestIndexMergedOverDelta(t *testing.T) {
+	t.Parallel()
+	for name, mode := range map[string]store.IndexMode{"inline": store.IndexInline, "background": store.IndexBackground} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var logs logtest.Buffer
+			o := store.WithMaxDelta(options(0), 100)
+			o.Logger, o.Index = slog.New(slog.NewTextHandler(&logs, nil)), mode
+			s := open(t, t.TempDir(), o)
+			defer s.Close()
+			a, b, c := storetest.Digests("a", 3000), storetest.Digests("b", 800), storetest.Digests("c", 50)
+			importAll(t, s, storetest.Breach("Alpha"), a, 1000)
+			waitIndex(t, s, &logs)
+			// A small import first: a delta in the view, under its bound.
+			importAll(t, s, storetest.Breach("Gamma"), append(append([]breachd.Digest{}, a[:20]...), c...), 100)
+			if ix := s.Stats().Index; mode == store.IndexInline && ix.Delta != 70 {
+				t.Fatalf("after a small import the index = %+v, want its 70 rows as a delta", ix)
+			}
+			// Beta: 800 new rows and 300 of Alpha's (20 of them Gamma's
+			// too), in batches of 100, some sent twice in batches far
+			// apart (duplicates: no row changes twice): 10 runs.
+			var rows []breachd.Digest
+			rows = append(rows, a[:300]...)
+			rows = append(rows, b...)
+			rows = append(rows, a[:50]...)
+			rows = append(rows, b[:50]...)
+			logs.Reset()
+			importAll(t, s, storetest.Breach("Beta"), rows, 100)
+			ix := waitIndex(t, s, &logs)
+			if ix.Digests != 3850 || ix.Delta != 0 {
+				t.Fatalf("index after Beta = %+v, want 3850 digests, no delta", ix)
+			}
+			if !strings.Contains(logs.String(), `"lookup index merged"`) || strings.Contains(logs.String(), `"lookup index built"`) {
+				t.Fatalf("Beta's rows were not merged with the index file:\n%s", logs.String())
+			}
+			wantBreaches(t, s, a[:20], "Alpha", "Beta", "Gamma")
+			wantBreaches(t, s, a[20:300], "Alpha", "Beta")
+			wantBreaches(t, s, a[300:], "Alpha")
+			wantBreaches(t, s, b, "Beta")
+			wantBreaches(t, s, c, "Gamma")
+			wantBreaches(t, s, storetest.Digests("outsider", 1000))
+
+			// Past the runs' bound (17 runs of 100): rebuilt from Badger.
+			d := storetest.Digests("d", 1800)
+			logs.Reset()
+			importAll(t, s, storetest.Breach("Delta"), d, 100)
+			if ix := waitIndex(t, s, &logs); ix.Digests != 5650 {
+				t.Fatalf("index after Delta = %+v, want 5650 digests", ix)
+			}
+			if !strings.Contains(logs.String(), `"lookup index built"`) {
+				t.Fatalf("an import past the runs' bound was not rebuilt from Badger:\n%s", logs.String())
+			}
+			wantBreaches(t, s, d, "Delta")
+			wantBreaches(t, s, b, "Beta")
+		})
+	}
+}
