@@ -41,16 +41,21 @@ func spillChanges(dir string, m map[breachd.Digest][]byte) (*os.File, error) {
 		return nil, err
 	}
 	os.Remove(f.Name()) // the open file is the run: nothing for a crash to leave
-	keys := make([]breachd.Digest, 0, len(m))
-	for d := range m {
-		keys = append(keys, d)
+	// Sorted as records of a key and its value's number, by radix
+	// (sortRecords): a third of the time of a comparison sort.
+	const recSize = breachd.DigestSize + 4
+	recs := make([]byte, 0, len(m)*recSize)
+	vals := make([][]byte, 0, len(m))
+	for d, v := range m {
+		recs = binary.BigEndian.AppendUint32(append(recs, d[:]...), uint32(len(vals)))
+		vals = append(vals, v)
 	}
-	slices.SortFunc(keys, func(a, b breachd.Digest) int { return bytes.Compare(a[:], b[:]) })
+	sortRecords(recs, recSize, breachd.DigestSize)
 	w := bufio.NewWriterSize(f, 1<<20)
 	var n [binary.MaxVarintLen64]byte
-	for _, d := range keys {
-		v := m[d]
-		w.Write(d[:])
+	for r := recs; len(r) > 0; r = r[recSize:] {
+		v := vals[binary.BigEndian.Uint32(r[breachd.DigestSize:])]
+		w.Write(r[:breachd.DigestSize])
 		w.Write(n[:binary.PutUvarint(n[:], uint64(len(v)))])
 		w.Write(v)
 	}

@@ -444,7 +444,7 @@ func (imp *importTx) keep(key, val []byte) {
 		return
 	}
 	d := breachd.Digest(key)
-	if _, ok := imp.changes[d]; !ok && len(imp.changes) >= imp.changeLimit {
+	if len(imp.changes) >= imp.changeLimit && !hasKey(imp.changes, d) {
 		var f *os.File
 		var err error
 		if len(imp.runs) < maxChangeRuns {
@@ -461,6 +461,11 @@ func (imp *importTx) keep(key, val []byte) {
 		clear(imp.changes)
 	}
 	imp.changes[d] = val
+}
+
+func hasKey(m map[breachd.Digest][]byte, d breachd.Digest) bool {
+	_, ok := m[d]
+	return ok
 }
 
 // dropChanges stops keeping the rows for the lookup index.
