@@ -141,7 +141,7 @@ func TestWriterIndexTiming(t *testing.T) {
 	defer w.Close()
 	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", n), 10_000)
 	waitIndex(t, w)
-	for i, size := range []int{10, max(n/100, 1000)} {
+	for i, size := range []int{10, max(n/100, 1000), n / 4} { // the last over the delta bound: spilled runs
 		name := "Delta" + strconv.Itoa(i)
 		ds := append(storetest.Digests("base", size/2), storetest.Digests(name, size-size/2)...)
 		importAll(t, w, storetest.Breach(name), ds, 10_000)
