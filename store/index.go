@@ -758,7 +758,9 @@ func (c *corpus) writeIndex(ctx context.Context, cat *catalog, n uint64) (*index
 // (compactSoon), or when the delta grows large, the index is rewritten
 // from itself and the delta (compactIndex), still without reading Badger.
 // The delta lives in memory: a restart before that rebuilds the index it
-// left stale.
+// left stale. An import's rows past the bound are spilled to runs and
+// merged with the file by the next build (changes.go), still without
+// reading Badger.
 type view struct {
 	cat  *catalog
 	idx  *index
