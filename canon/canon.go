@@ -125,9 +125,17 @@ func split(s string) (local, domain string, err error) {
 	}
 	// A comma is a list separator in mail headers and CSV; in an address it
 	// may only stand inside a quoted local part. "7,ann@example.com" is a
-	// row of two fields, never one address.
-	if strings.IndexByte(local, ',') >= 0 && !(len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"') {
-		return "", "", invalid("comma in an unquoted local part (a list or a CSV row, not one address)")
+	// row of two fields, never one address. Nor may the other specials
+	// of RFC 5322 stand outside quotes: "mailto:ann@example.com" is a
+	// link, "Ann<ann@example.com" a display name cut short; answering for
+	// them would answer "not exposed" for an address nobody has.
+	if quoted := len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"'; !quoted {
+		if strings.IndexByte(local, ',') >= 0 {
+			return "", "", invalid("comma in an unquoted local part (a list or a CSV row, not one address)")
+		}
+		if strings.ContainsAny(local, localSpecials) {
+			return "", "", invalid(`special character in an unquoted local part, one of ( ) : ; < > [ ] \ " (a mailto: link, a display name or markup, not one address)`)
+		}
 	}
 	domain = strings.TrimSuffix(domain, ".")
 	if domain == "" {
@@ -184,10 +192,15 @@ func asciiShape(s string) bool {
 	return acc&cOff == 0 && addrShape(s)
 }
 
+// localSpecials are the specials of RFC 5322 but the comma, the dot and
+// the @, which an unquoted local part cannot hold (split).
+const localSpecials = `():;<>[]\"`
+
 // Byte classes of the fast path (byteClass).
 const (
 	// cOff: never in a fast-path address: a control, a space, DEL, a comma
-	// or a byte beyond ASCII (the general path judges those).
+	// or another special (localSpecials), or a byte beyond ASCII (the
+	// general path judges those).
 	cOff = 1 << iota
 	// cLDH: a letter, digit or hyphen, what a domain's labels hold.
 	cLDH
@@ -196,7 +209,7 @@ const (
 var byteClass = func() (t [256]uint8) {
 	for c := range 256 {
 		switch {
-		case c <= ' ' || c == 0x7f || c == ',' || c >= 0x80:
+		case c <= ' ' || c == 0x7f || c == ',' || c >= 0x80 || strings.IndexByte(localSpecials, byte(c)) >= 0:
 			t[c] = cOff
 		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-':
 			t[c] = cLDH
