@@ -141,6 +141,11 @@ func split(s string) (local, domain string, err error) {
 	if domain == "" {
 		return "", "", invalid("empty domain")
 	}
+	if strings.HasSuffix(domain, ".") {
+		// IDNA takes a second trailing dot for the root's: the form
+		// would keep one, a digest no address has.
+		return "", "", invalid("bad domain: empty label at its end")
+	}
 	return local, domain, nil
 }
 
