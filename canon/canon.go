@@ -122,6 +122,13 @@ func split(s string) (local, domain string, err error) {
 		if unicode.IsSpace(r) || unicode.IsControl(r) {
 			return "", "", invalid("white space or control character in local part")
 		}
+		// An invisible formatting character (a zero-width space, a byte
+		// order mark mid-file, a soft hyphen, a bidi control) is copied
+		// text, not part of an address: kept, it would give a digest no
+		// address has. The joiners stay, which some scripts need.
+		if unicode.Is(unicode.Cf, r) && r != '\u200c' && r != '\u200d' {
+			return "", "", invalid(fmt.Sprintf("invisible formatting character U+%04X in local part (copied text, not one address)", r))
+		}
 	}
 	// A comma is a list separator in mail headers and CSV; in an address it
 	// may only stand inside a quoted local part. "7,ann@example.com" is a
