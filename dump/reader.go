@@ -11,6 +11,9 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/text/encoding/unicode"
+	"golang.org/x/text/transform"
+
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
 )
@@ -74,6 +77,19 @@ func gunzip(br *bufio.Reader) (*bufio.Reader, error) {
 		br = bufio.NewReaderSize(zr, 256<<10)
 	}
 	return br, nil
+}
+
+// fromUTF16 returns br, or a reader of its text in UTF-8 if it starts with
+// a UTF-16 byte order mark: a spreadsheet's "Unicode text" export (tab-
+// separated UTF-16), which would otherwise be read as bytes with a NUL
+// between each two, no row valid.
+func fromUTF16(br *bufio.Reader) *bufio.Reader {
+	bom, _ := br.Peek(2)
+	if len(bom) < 2 || !(bom[0] == 0xff && bom[1] == 0xfe || bom[0] == 0xfe && bom[1] == 0xff) {
+		return br
+	}
+	dec := unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder()
+	return bufio.NewReaderSize(transform.NewReader(br, dec), 256<<10)
 }
 
 // MaxLineBytes is the longest line a dump may have; longer lines are rejected.
@@ -145,6 +161,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
+	br = fromUTF16(br)
 	var idle func() bool
 	if i, ok := r.(Idle); ok && br == plain { // not through gzip's buffers
 		idle = i.Idle

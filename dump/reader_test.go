@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf16"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
@@ -98,6 +99,19 @@ func TestReader(t *testing.T) {
 			opts:       dump.Options{Column: "mail"},
 			wantFormat: dump.FormatCSV,
 			want:       []string{"c@example.org"},
+		},
+		{
+			name:       "UTF-16, little-endian, tab-separated: a spreadsheet's Unicode text",
+			in:         utf16Text(true, "Name\tEmail\r\nAnn\tA@Example.com\r\nBob\tbad\r\nCy\tc@example.org\r\n"),
+			wantFormat: dump.FormatCSV,
+			want:       []string{"a@example.com", "c@example.org"},
+			wantRej:    []int64{3},
+		},
+		{
+			name:       "UTF-16, big-endian, one address a line",
+			in:         utf16Text(false, "b@example.com\nhans@straße.de\n"),
+			wantFormat: dump.FormatEmails,
+			want:       []string{"b@example.com", "hans@straße.de"},
 		},
 		{
 			name:       "commas before semicolons",
@@ -482,4 +496,21 @@ func TestTruncatedGzip(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
 		t.Errorf("a truncated gzip password dump ended with %v, want unexpected EOF", err)
 	}
+}
+
+// utf16Text is s in UTF-16 with a byte order mark, little- or big-endian.
+func utf16Text(little bool, s string) string {
+	var b []byte
+	put := func(u uint16) {
+		if little {
+			b = append(b, byte(u), byte(u>>8))
+		} else {
+			b = append(b, byte(u>>8), byte(u))
+		}
+	}
+	put(0xfeff)
+	for _, u := range utf16.Encode([]rune(s)) {
+		put(u)
+	}
+	return string(b)
 }
