@@ -129,8 +129,9 @@ func (c *corpus) takePending() *pendingMerge {
 
 // mergeRuns writes the index of p's rows (writeMerged: its base view's
 // index and delta, its runs and its rest) and publishes it for catalogue
-// cat, the current one, whose last import is p's. Callers hold acquire.
-func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) error {
+// cat, the current one, whose last import is p's; it reports whether it
+// published it. Callers hold acquire.
+func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) (bool, error) {
 	start := time.Now()
 	x := p.base.idx
 	srcs := []rowSource{&indexRows{x: x}, deltaRows(p.base.delta)}
@@ -144,11 +145,11 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) e
 	srcs = append(srcs, mapRows(p.rest, func(v []byte) []byte { return v }))
 	_, _, _, rsz := c.kind.indexLayout(c.kind.indexBits(total))
 	if err := c.checkSpace(int64(total*rsz+total/indexBucket*4), "the lookup index"); err != nil {
-		return err
+		return false, err
 	}
 	nx, merged, err := c.writeMerged(ctx, p.cat.version, total, srcs...)
 	if err != nil {
-		return err
+		return false, err
 	}
 	published := c.publishIndex(nx, cat)
 	if !published {
@@ -156,7 +157,7 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) e
 	}
 	c.log.Info("lookup index merged", "digests", nx.n, "merged", merged, "runs", len(p.runs), "corpus_version", nx.version,
 		"current", published, "duration", time.Since(start))
-	return nil
+	return published, nil
 }
 
 // writeMerged writes and installs an index, naming corpus version, of

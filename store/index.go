@@ -1168,13 +1168,15 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 	}
 	if p := c.takePending(); p != nil {
 		// An import's rows over its delta bound: merged with the index
-		// it began from, unless another import committed since.
+		// it began from, unless another import committed since. If not
+		// published, the build goes on from Badger.
+		var published bool
 		var err error
 		if p.cat.importVersion == cat.importVersion {
-			err = c.mergeRuns(ctx, p, cat)
+			published, err = c.mergeRuns(ctx, p, cat)
 		}
 		p.close()
-		if err == nil && p.cat.importVersion == cat.importVersion || ctx.Err() != nil {
+		if published || ctx.Err() != nil {
 			return err
 		}
 		if err != nil {
