@@ -129,6 +129,13 @@ func split(s string) (local, domain string, err error) {
 		if unicode.Is(unicode.Cf, r) && r != '\u200c' && r != '\u200d' {
 			return "", "", invalid(fmt.Sprintf("invisible formatting character U+%04X in local part (copied text, not one address)", r))
 		}
+		// A full-width form of an ASCII character (typed with an input
+		// method's full-width mode) is not the character: "ａｌｉｃｅ"
+		// would give a digest no address has. IDNA maps them in the
+		// domain; a local part has no such mapping.
+		if r >= 0xff01 && r <= 0xff5e {
+			return "", "", invalid(fmt.Sprintf("full-width character U+%04X in local part (an input method's full-width mode: type the address in ASCII)", r))
+		}
 	}
 	// A comma is a list separator in mail headers and CSV; in an address it
 	// may only stand inside a quoted local part. "7,ann@example.com" is a
