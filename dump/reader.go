@@ -142,6 +142,9 @@ type Reader struct {
 // ErrNoColumn is returned when a CSV header lacks the email column.
 var ErrNoColumn = errors.New("no email column")
 
+// ErrNotText is returned for input that is not text: a ZIP archive.
+var ErrNotText = errors.New("not a text dump")
+
 // NewReader detects compression and format, reads the CSV header if any, and
 // returns a Reader positioned at the first data row.
 func NewReader(r io.Reader, opts Options) (*Reader, error) {
@@ -160,6 +163,10 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	br, err := gunzip(plain)
 	if err != nil {
 		return nil, err
+	}
+	if magic, _ := br.Peek(4); string(magic) == "PK\x03\x04" {
+		// Read as text, a ZIP's bytes are rows that are all invalid.
+		return nil, fmt.Errorf("%w: the input is a ZIP archive (an .xlsx spreadsheet?): export it as CSV, or unzip it", ErrNotText)
 	}
 	br = fromUTF16(br)
 	var idle func() bool

@@ -1,6 +1,7 @@
 package dump_test
 
 import (
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -261,6 +262,26 @@ func TestReaderNoColumn(t *testing.T) {
 	ds, rej, _, _ = readAll(t, strings.NewReader("ann@example.com\n7,lschmidt@hotmail.com\nbob@example.com\n"), dump.Options{})
 	if len(ds) != 2 || len(rej) != 1 || rej[0].Line != 2 || !strings.Contains(rej[0].Reason, "comma") {
 		t.Fatalf("emails with a CSV row: %d digests, rejections %v; want line 2 rejected for its comma", len(ds), rej)
+	}
+}
+
+// TestReaderZIP: a spreadsheet (.xlsx, a ZIP archive) is refused up
+// front, saying what it is, rather than read as rows all invalid.
+func TestReaderZIP(t *testing.T) {
+	t.Parallel()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	f, _ := zw.Create("xl/worksheets/sheet1.xml")
+	f.Write([]byte("<worksheet>alice@example.com</worksheet>"))
+	zw.Close()
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	gw.Write(buf.Bytes())
+	gw.Close()
+	for _, in := range [][]byte{buf.Bytes(), gz.Bytes()} {
+		if _, err := dump.NewReader(bytes.NewReader(in), dump.Options{}); !errors.Is(err, dump.ErrNotText) || !strings.Contains(err.Error(), "ZIP archive") {
+			t.Errorf("NewReader of a ZIP = %v, want it refused as one", err)
+		}
 	}
 }
 

@@ -146,6 +146,7 @@ func TestMisreadInput(t *testing.T) {
 		{"fail on invalid", []string{"--file", write("one.txt", "lschmidt@hotmail.com\nx\nnobody@example.com\n"), "--fail-on-invalid"}, errInvalid, "1 of 3 rows are invalid (--fail-on-invalid)"},
 		{"empty", []string{"--file", write("empty.txt", "")}, errInvalid, "the input has no rows"},
 		{"single invalid address", []string{"7,lschmidt@hotmail.com"}, errInvalid, "no address given is valid"},
+		{"a spreadsheet", []string{"--file", write("users.xlsx", "PK\x03\x04\x14\x00\x00\x00rest of a zip")}, dump.ErrNotText, "export it as CSV"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
@@ -155,6 +156,9 @@ func TestMisreadInput(t *testing.T) {
 			}
 			if all := fmt.Sprint(err) + stdout.String(); !strings.Contains(all, tc.say) {
 				t.Fatalf("run = %v with report\n%s\nwant it to say %q", err, stdout.String(), tc.say)
+			}
+			if tc.wantErr != nil && tc.wantErr != errExposed && exitCode(err) != exitInvalid {
+				t.Fatalf("run = %v: exit status %d, want %d", err, exitCode(err), exitInvalid)
 			}
 			if errors.Is(err, errInvalid) && strings.Contains(stdout.String(), "corpus version") {
 				t.Fatalf("nothing was checked, yet the run names a corpus version:\n%s", stdout.String())

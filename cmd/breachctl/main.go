@@ -53,7 +53,7 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.Is(err, errExposed):
 		return exitExposed
-	case errors.Is(err, errInvalid), errors.Is(err, dump.ErrNoColumn), errors.Is(err, canon.ErrInvalidEmail):
+	case errors.Is(err, errInvalid), errors.Is(err, dump.ErrNoColumn), errors.Is(err, dump.ErrNotText), errors.Is(err, canon.ErrInvalidEmail):
 		return exitInvalid
 	default:
 		return exitError
