@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,4 +159,65 @@ func TestWriterIndexTiming(t *testing.T) {
 		t.Logf("an import of %d accounts (half of them new) over %d: the index not current for %v after it returned; its file current after %v",
 			size, n, stale, time.Since(start))
 	}
+}
+
+// TestReplicaSnapshotHeap measures a replica's Go heap while it applies a
+// first snapshot of BREACHD_DELTA_KEYS accounts (peak heap in use, read
+// every 20 ms): bench/README.md records it. The snapshot's rows are not
+// kept for the lookup index, which has no view to merge them into.
+func TestReplicaSnapshotHeap(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("BREACHD_DELTA_KEYS"))
+	if n == 0 {
+		t.Skip("set BREACHD_DELTA_KEYS to a corpus size")
+	}
+	ctx := t.Context()
+	wo := store.DefaultOptions()
+	wo.BackgroundShare = 1
+	w := open(t, t.TempDir(), wo)
+	defer w.Close()
+	importAll(t, w, storetest.Breach("Base"), storetest.Digests("base", n), 10_000)
+	snapshot, err := os.CreateTemp(t.TempDir(), "snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := w.Backup(ctx, snapshot, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	ro := store.DefaultOptions()
+	ro.Follower, ro.Index, ro.BackgroundShare = true, store.IndexInline, 1
+	r := open(t, t.TempDir(), ro)
+	defer r.Close()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var peak atomic.Uint64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			peak.Store(max(peak.Load(), m.HeapInuse))
+		}
+	}()
+	snapshot.Seek(0, io.SeekStart)
+	start := time.Now()
+	_, err = r.ApplyBackup(ctx, snapshot, info.Keys)
+	close(stop)
+	<-sampled
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a snapshot of %d accounts applied (index built inline) in %v; Go heap in use: %d MiB before, %d MiB at its peak",
+		n, time.Since(start), before.HeapInuse>>20, peak.Load()>>20)
 }

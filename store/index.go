@@ -947,6 +947,13 @@ func (c *corpus) dropIndexView(ctx context.Context) {
 	}
 }
 
+// viewCurrentFor reports whether the view answers for catalogue cat now
+// (a change that began at cat may merge its rows into it: mergeDelta).
+func (c *corpus) viewCurrentFor(cat *catalog) bool {
+	v := c.index.view.Load()
+	return v != nil && v.cat == cat
+}
+
 // currentView returns the view if it answers for catalogue cat, holding
 // the index's read lock (the caller calls c.index.mu.RUnlock when done);
 // otherwise nil, with the lock released.

@@ -212,7 +212,10 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	// newest value of each, or nil where it deletes the row.
 	var changes map[breachd.Digest][]byte
 	var versions map[breachd.Digest]uint64
-	if c.index != nil && !c.kind.counted {
+	if c.index != nil && !c.kind.counted && c.viewCurrentFor(old) {
+		// Only a view current for the catalogue before takes them; a
+		// first snapshot's (every row of the corpus) would hold them all
+		// in memory for nothing.
 		changes, versions = map[breachd.Digest][]byte{}, map[breachd.Digest]uint64{}
 	}
 	rowsChanged := false // a counted kind's index is rebuilt if any row changed
