@@ -323,11 +323,15 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	if c.managed {
 		c.db.SetDiscardTs(old.readTs)
 	}
-	if c.index != nil && (c.kind.counted && rowsChanged || !c.mergeDelta(old, cat, changes)) {
-		// Not merged (no view for the catalogue before, or a rebuild
-		// running): the index is rebuilt, never reused, since this
-		// backup's rows may be of an import not yet committed, which
-		// the delta that commits it will not bring again.
+	if c.index != nil && (rowsChanged && (c.kind.counted || changes == nil) || !c.mergeDelta(old, cat, changes)) {
+		// Not merged (no view for the catalogue before, rows not kept
+		// for it, or a rebuild running): the index is rebuilt, never
+		// reused, since this backup's rows may be of an import not yet
+		// committed, which the delta that commits it will not bring
+		// again. (Rows not kept must never reach mergeDelta, which takes
+		// nil for a backup that changed none: a view that became
+		// current for the catalogue before while the backup applied
+		// would then answer without them.)
 		c.dropIndexView(context.Background())
 	} else if c.index != nil && len(changes) > 0 {
 		// Merged: written into the file once deltas pause, so that a

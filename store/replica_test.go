@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -426,4 +427,57 @@ func sameRows(t *testing.T, w, r *store.Store) {
 	if rn != wn {
 		t.Fatalf("the replica holds %d rows, the writer %d", rn, wn)
 	}
+}
+
+// TestReplicaViewCurrentMidApply: a backup applied while the replica's
+// index had no current view keeps no rows for it; if a build makes the
+// view current for the catalogue before while the backup applies, the
+// backup's rows must still reach the index (a rebuild), never a view
+// published without them, which would answer "not exposed" for them. Not
+// parallel: it sets the store's crash-point hook.
+func TestReplicaViewCurrentMidApply(t *testing.T) {
+	ctx := t.Context()
+	// Set before any store runs (the hook is a plain variable), armed
+	// only while the delta applies.
+	var r *store.Store
+	var armed, built atomic.Bool
+	store.SetCrashPoint(func(name string) {
+		if armed.Load() && strings.HasPrefix(name, "filter-") && built.CompareAndSwap(false, true) {
+			if err := r.BuildIndex(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	defer store.SetCrashPoint(nil) // after the stores close
+	w := open(t, t.TempDir(), options(0))
+	defer w.Close()
+	fo := options(0)
+	fo.Follower, fo.Index = true, store.IndexManual // builds only when asked
+	r = open(t, t.TempDir(), fo)
+	defer r.Close()
+	ship := shipper(t, func() backupCorpus { return w }, func() applyCorpus { return r })
+	a, b := storetest.Digests("a", 3000), storetest.Digests("b", 200)
+	importAll(t, w, storetest.Breach("Alpha"), a, 1000)
+	ship() // no view: nothing builds one
+	if r.Stats().Index.Current {
+		t.Fatal("a manual index is current after the snapshot")
+	}
+	importAll(t, w, storetest.Breach("Beta"), b, 1000)
+	// While the delta applies, before it publishes, build the index: of
+	// the catalogue before the delta.
+	armed.Store(true)
+	ship()
+	armed.Store(false)
+	if !built.Load() {
+		t.Fatal("the delta's apply passed no filter crash point: the test built nothing mid-apply")
+	}
+	wantBreaches(t, r, b, "Beta")
+	wantBreaches(t, r, a, "Alpha")
+	if err := r.BuildIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Stats().Index.Current {
+		t.Fatalf("the index is not current after a build: %+v", r.Stats().Index)
+	}
+	wantBreaches(t, r, b, "Beta")
 }
