@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"time"
@@ -32,10 +33,103 @@ import (
 // the import wrote) the commit rebuilds the index from Badger.
 const maxChangeRuns = 16
 
+// keptRows are the rows a change (an import, a replica's backup) writes,
+// kept for the lookup index: in memory up to limit keys, then spilled to
+// runs (at most maxChangeRuns), and given up past them or on a failed
+// spill (rows nil: the index is rebuilt). On a replica each row's version
+// is kept too, and a key's row is its highest version's.
+type keptRows struct {
+	dir      string
+	limit    int
+	rows     map[breachd.Digest][]byte // nil: not kept
+	versions map[breachd.Digest]uint64 // a replica's; nil on a writer
+	runs     []*os.File                // oldest first
+	log      *slog.Logger
+}
+
+// newKeptRows keeps up to limit rows in memory, with their versions if
+// versioned.
+func newKeptRows(c *corpus, limit int, versioned bool) *keptRows {
+	k := &keptRows{dir: c.dir, limit: limit, rows: map[breachd.Digest][]byte{}, log: c.log}
+	if versioned {
+		k.versions = map[breachd.Digest]uint64{}
+	}
+	return k
+}
+
+// kept reports whether every row added so far is kept.
+func (k *keptRows) kept() bool { return k != nil && k.rows != nil }
+
+// spilled reports whether some of them are in runs.
+func (k *keptRows) spilled() bool { return k != nil && len(k.runs) > 0 }
+
+// add keeps d's row val (nil: deleted) of version (0 on a writer).
+func (k *keptRows) add(d breachd.Digest, val []byte, version uint64) {
+	if k.rows == nil {
+		return
+	}
+	if len(k.rows) >= k.limit && !k.has(d) {
+		var f *os.File
+		var err error
+		if len(k.runs) < maxChangeRuns {
+			f, err = spillChanges(k.dir, k.rows, k.versions)
+		}
+		if f == nil {
+			if err != nil {
+				k.log.Warn("spilling changed rows for the lookup index failed; it will be rebuilt", "err", err)
+			}
+			k.drop()
+			return
+		}
+		k.runs = append(k.runs, f)
+		clear(k.rows)
+		clear(k.versions)
+	}
+	if k.versions != nil {
+		if v, seen := k.versions[d]; seen && version <= v {
+			return
+		}
+		k.versions[d] = version
+	}
+	k.rows[d] = val
+}
+
+func (k *keptRows) has(d breachd.Digest) bool {
+	_, ok := k.rows[d]
+	return ok
+}
+
+// drop stops keeping rows, and closes the runs.
+func (k *keptRows) drop() {
+	if k == nil {
+		return
+	}
+	for _, f := range k.runs {
+		f.Close()
+	}
+	k.runs, k.rows, k.versions = nil, nil, nil
+}
+
+// handOver gives the rows to the index: merged at once into the view as
+// its delta (mergeDelta) while they are in memory, handed to the next
+// build (mergeLater) once spilled. It reports false when the view could
+// not take them (the caller rebuilds). The runs belong to the index from
+// then on. Callers hold acquire.
+func (k *keptRows) handOver(c *corpus, prev, cat *catalog) bool {
+	if len(k.runs) > 0 {
+		c.mergeLater(prev, cat, k.runs, k.rows, k.versions)
+		k.runs = nil
+		return true
+	}
+	return c.mergeDelta(prev, cat, k.rows)
+}
+
 // spillChanges writes the rows of m, sorted by key, to an unlinked
-// temporary file in dir, each as its key, its value's length (uvarint) and
-// its value, and returns the file, rewound.
-func spillChanges(dir string, m map[breachd.Digest][]byte) (*os.File, error) {
+// temporary file in dir, each as its key, its version (uvarint: versions
+// gives it, on a replica; 0 on a writer), its value's length plus one
+// (uvarint; 0 for nil, a row deleted) and its value, and returns the
+// file, rewound.
+func spillChanges(dir string, m map[breachd.Digest][]byte, versions map[breachd.Digest]uint64) (*os.File, error) {
 	f, err := os.CreateTemp(dir, "breachd.changes.*")
 	if err != nil {
 		return nil, err
@@ -54,9 +148,15 @@ func spillChanges(dir string, m map[breachd.Digest][]byte) (*os.File, error) {
 	w := bufio.NewWriterSize(f, 1<<20)
 	var n [binary.MaxVarintLen64]byte
 	for r := recs; len(r) > 0; r = r[recSize:] {
+		d := breachd.Digest(r[:breachd.DigestSize])
 		v := vals[binary.BigEndian.Uint32(r[breachd.DigestSize:])]
-		w.Write(r[:breachd.DigestSize])
-		w.Write(n[:binary.PutUvarint(n[:], uint64(len(v)))])
+		w.Write(d[:])
+		w.Write(n[:binary.PutUvarint(n[:], versions[d])])
+		if v == nil {
+			w.Write(n[:binary.PutUvarint(n[:], 0)])
+			continue
+		}
+		w.Write(n[:binary.PutUvarint(n[:], uint64(len(v))+1)])
 		w.Write(v)
 	}
 	err = w.Flush()
@@ -76,10 +176,11 @@ func spillChanges(dir string, m map[breachd.Digest][]byte) (*os.File, error) {
 // another), the import's run files, oldest first, and its last rows still
 // in memory (rest), which together make the rows at catalogue cat.
 type pendingMerge struct {
-	base *view
-	runs []*os.File
-	rest map[breachd.Digest][]byte
-	cat  *catalog
+	base         *view
+	runs         []*os.File
+	rest         map[breachd.Digest][]byte
+	restVersions map[breachd.Digest]uint64 // a replica's; nil on a writer
+	cat          *catalog
 }
 
 func (p *pendingMerge) close() {
@@ -88,12 +189,13 @@ func (p *pendingMerge) close() {
 	}
 }
 
-// mergeLater hands the rows of an import over its delta bound (runs and
-// rest) to the next index build, if the view was current for prev, the
-// catalogue before the import's commit published cat; lookups confirm in
-// Badger until that build publishes the merged index. Otherwise it closes
-// the runs, and the build reads Badger. Callers hold acquire.
-func (c *corpus) mergeLater(prev, cat *catalog, runs []*os.File, rest map[breachd.Digest][]byte) {
+// mergeLater hands the rows of a change over its delta bound (an import's
+// or a replica's backup's: runs and rest, with rest's versions on a
+// replica) to the next index build, if the view was current for prev, the
+// catalogue before the change published cat; lookups confirm in Badger
+// until that build publishes the merged index. Otherwise it closes the
+// runs, and the build reads Badger. Callers hold acquire.
+func (c *corpus) mergeLater(prev, cat *catalog, runs []*os.File, rest map[breachd.Digest][]byte, restVersions map[breachd.Digest]uint64) {
 	is := c.index
 	is.viewMu.Lock()
 	if old := is.pending; old != nil {
@@ -101,7 +203,7 @@ func (c *corpus) mergeLater(prev, cat *catalog, runs []*os.File, rest map[breach
 		is.pending = nil
 	}
 	if v := is.view.Load(); v != nil && v.cat == prev && v.over == nil {
-		is.pending = &pendingMerge{base: v, runs: runs, rest: rest, cat: cat}
+		is.pending = &pendingMerge{base: v, runs: runs, rest: rest, restVersions: restVersions, cat: cat}
 	} else {
 		for _, f := range runs {
 			f.Close()
@@ -128,10 +230,12 @@ func (c *corpus) takePending() *pendingMerge {
 }
 
 // mergeRuns writes the index of p's rows (writeMerged: its base view's
-// index and delta, its runs and its rest) and publishes it for catalogue
-// cat, the current one, whose last import is p's; it reports whether it
-// published it. Callers hold acquire.
-func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) (bool, error) {
+// index and delta, its runs and its rest), the rows at p.cat, and
+// publishes it (publishIndex: on a writer for any catalogue with no import
+// since p.cat, on a replica for p.cat only, whose rows any backup since
+// may have changed); it reports whether it published it. Callers hold
+// acquire.
+func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge) (bool, error) {
 	start := time.Now()
 	x := p.base.idx
 	srcs := []rowSource{&indexRows{x: x}, deltaRows(p.base.delta)}
@@ -142,7 +246,9 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) (
 			total += uint64(fi.Size()) / (breachd.DigestSize + 2) // at most
 		}
 	}
-	srcs = append(srcs, mapRows(p.rest, func(v []byte) []byte { return v }))
+	rest := mapRows(p.rest, func(v []byte) []byte { return v })
+	rest.withVersions(p.restVersions)
+	srcs = append(srcs, rest)
 	_, _, _, rsz := c.kind.indexLayout(c.kind.indexBits(total))
 	if err := c.checkSpace(int64(total*rsz+total/indexBucket*4), "the lookup index"); err != nil {
 		return false, err
@@ -151,7 +257,7 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) (
 	if err != nil {
 		return false, err
 	}
-	published := c.publishIndex(nx, cat)
+	published := c.publishIndex(nx, p.cat)
 	if !published {
 		unmapFile(nx.mapped)
 	}
@@ -162,9 +268,11 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge, cat *catalog) (
 
 // writeMerged writes and installs an index, naming corpus version, of
 // about total keys, from sorted sources of rows, oldest first: of a key's
-// rows the newest source's is taken (a nil value: the row is gone). It
-// returns the index and the number of rows taken from a source other than
-// the first (the index merged into).
+// rows the one of the highest version is taken, of the newest source among
+// equals (a nil value: the row is gone). Versions are a replica's Badger
+// versions of its backups' rows, 0 elsewhere, so on a writer the newest
+// source wins. It returns the index and the number of rows taken from a
+// source other than the first (the index merged into).
 func (c *corpus) writeMerged(ctx context.Context, version, total uint64, srcs ...rowSource) (*index, int, error) {
 	w, err := c.newIndexWriter(total, nil)
 	if err != nil {
@@ -193,7 +301,7 @@ func (c *corpus) writeMerged(ctx context.Context, version, total uint64, srcs ..
 			switch c := bytes.Compare(k, key); {
 			case top < 0 || c < 0:
 				key, top = k, i
-			case c == 0:
+			case c == 0 && s.version() >= srcs[top].version():
 				top = i
 			}
 		}
@@ -240,6 +348,7 @@ type rowSource interface {
 	next()
 	key() []byte
 	val() []byte
+	version() uint64
 	err() error
 }
 
@@ -260,12 +369,14 @@ func (s *indexRows) val() []byte {
 	rec := s.x.recs[(s.i-1)*indexRecSize : s.i*indexRecSize]
 	return s.x.sets[binary.LittleEndian.Uint32(rec[breachd.DigestSize:])]
 }
-func (s *indexRows) err() error { return nil }
+func (s *indexRows) version() uint64 { return 0 }
+func (s *indexRows) err() error      { return nil }
 
-// sortedRows are a map's rows, sorted.
+// sortedRows are a map's rows, sorted, with their versions if given.
 type sortedRows struct {
 	keys []breachd.Digest
 	vals [][]byte
+	vers []uint64
 	i    int
 }
 
@@ -291,12 +402,31 @@ func (s *sortedRows) key() []byte {
 }
 func (s *sortedRows) val() []byte { return s.vals[s.i] }
 func (s *sortedRows) err() error  { return nil }
+func (s *sortedRows) version() uint64 {
+	if s.vers == nil {
+		return 0
+	}
+	return s.vers[s.i]
+}
+
+// withVersions gives the rows their versions (nil: none).
+func (s *sortedRows) withVersions(versions map[breachd.Digest]uint64) {
+	if versions == nil {
+		return
+	}
+	s.vers = make([]uint64, len(s.keys))
+	for i, d := range s.keys {
+		s.vers[i] = versions[d]
+	}
+}
 
 // runRows are a run file's rows (spillChanges).
 type runRows struct {
 	r    *bufio.Reader
 	k    [breachd.DigestSize]byte
-	v    []byte
+	ver  uint64
+	v    []byte // nil: the row is gone
+	buf  []byte
 	done bool
 	e    error
 }
@@ -312,12 +442,24 @@ func (s *runRows) next() {
 		}
 		return
 	}
-	n, err := binary.ReadUvarint(s.r)
+	var err error
+	s.ver, err = binary.ReadUvarint(s.r)
+	var n uint64
+	if err == nil {
+		n, err = binary.ReadUvarint(s.r)
+	}
 	if err == nil && n > 1<<20 {
 		err = errors.New("a value longer than 1 MiB")
 	}
-	if err == nil {
-		s.v = slices.Grow(s.v[:0], int(n))[:n]
+	switch {
+	case err != nil:
+	case n == 0:
+		s.v = nil
+	case n == 1:
+		s.v = []byte{}
+	default:
+		s.buf = slices.Grow(s.buf[:0], int(n-1))[:n-1]
+		s.v = s.buf
 		_, err = io.ReadFull(s.r, s.v)
 	}
 	if err != nil {
@@ -331,5 +473,6 @@ func (s *runRows) key() []byte {
 	}
 	return s.k[:]
 }
-func (s *runRows) val() []byte { return s.v }
-func (s *runRows) err() error  { return s.e }
+func (s *runRows) val() []byte     { return s.v }
+func (s *runRows) version() uint64 { return s.ver }
+func (s *runRows) err() error      { return s.e }

@@ -106,7 +106,10 @@ func conformanceBackends() []conformanceBackend {
 		history: storetest.HistoryOptions{Checked: 64}, historyOnly: true})
 	out = append(out,
 		conformanceBackend{name: "follower", raced: true, open: func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexBackground) }},
-		conformanceBackend{name: "follower-index-off", raced: false, open: func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexOff) }})
+		conformanceBackend{name: "follower-index-off", raced: false, open: func(tb testing.TB, dir string) storetest.Backend { return openFollower(tb, dir, store.IndexOff) }},
+		conformanceBackend{name: "follower-small-delta", raced: false, open: func(tb testing.TB, dir string) storetest.Backend {
+			return openFollowerDelta(tb, dir, store.IndexInline, 40)
+		}})
 	return out
 }
 
@@ -284,8 +287,14 @@ type followerBackend struct {
 }
 
 func openFollower(tb testing.TB, dir string, index store.IndexMode) storetest.Backend {
+	return openFollowerDelta(tb, dir, index, 0)
+}
+
+// openFollowerDelta is openFollower with the follower's delta bound set
+// (0: the default): a backup over it is spilled to runs.
+func openFollowerDelta(tb testing.TB, dir string, index store.IndexMode, delta int) storetest.Backend {
 	tb.Helper()
-	fo := options(1024)
+	fo := store.WithMaxDelta(options(1024), delta)
 	fo.Follower, fo.Index = true, index
 	f := &followerBackend{writer: open(tb, filepath.Join(dir, "writer"), options(1024)), state: filepath.Join(dir, "upto")}
 	f.Store = open(tb, filepath.Join(dir, "follower"), fo)

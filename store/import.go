@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"os"
 	"slices"
 	"time"
 
@@ -189,16 +188,13 @@ type importTx struct {
 	// strayed counts the keys added to the published filter (live): the
 	// strays they become if the import never commits.
 	strayed uint64
-	// changes are the rows this import wrote, by key, with their values,
-	// kept for the lookup index (an indexed kind's, not a counted one's):
-	// its commit merges them into the current view (mergeDelta), so the
-	// index answers at once instead of after a rebuild from Badger. Past
-	// changeLimit they are spilled to runs, oldest first, which the
-	// commit has merged with the index file (changes.go). Nil when not
-	// kept, or past maxChangeRuns (then the commit rebuilds).
-	changes     map[breachd.Digest][]byte
-	changeLimit int
-	runs        []*os.File
+	// kept are the rows this import wrote, kept for the lookup index (an
+	// indexed kind's, not a counted one's): its commit merges them into
+	// the current view (mergeDelta), so the index answers at once instead
+	// of after a rebuild from Badger; past a view's delta bound they are
+	// spilled to runs, which the next build merges with the index file
+	// (changes.go). Nil, or not kept(), when the commit rebuilds.
+	kept *keptRows
 	// bulk is the first import's bulk load (bulk.go), while it lasts.
 	bulk  *bulkLoad
 	stats importStats
@@ -365,8 +361,7 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 		imp.filter, imp.live = c.filter.Load(), true
 		if c.index != nil && !c.kind.counted && imp.bulk == nil {
 			// As many as a view's delta takes before it is compacted.
-			imp.changeLimit = c.maxDeltaRows(c.keys.Load())
-			imp.changes = make(map[breachd.Digest][]byte, min(len(rs), imp.changeLimit))
+			imp.kept = newKeptRows(c, c.maxDeltaRows(c.keys.Load()), false)
 		}
 	}
 	f, cat := imp.filter, imp.old
@@ -438,42 +433,11 @@ func (imp *importTx) add(ctx context.Context, in input) error {
 }
 
 // keep records that the import wrote val as key's row, for the lookup
-// index, until it has written more rows than a view's delta takes.
+// index.
 func (imp *importTx) keep(key, val []byte) {
-	if imp.changes == nil {
-		return
+	if imp.kept != nil {
+		imp.kept.add(breachd.Digest(key), val, 0)
 	}
-	d := breachd.Digest(key)
-	if len(imp.changes) >= imp.changeLimit && !hasKey(imp.changes, d) {
-		var f *os.File
-		var err error
-		if len(imp.runs) < maxChangeRuns {
-			f, err = spillChanges(imp.c.dir, imp.changes)
-		}
-		if f == nil {
-			if err != nil {
-				imp.c.log.Warn("spilling an import's rows for the lookup index failed; it will be rebuilt", "err", err)
-			}
-			imp.dropChanges() // a rebuild after the commit
-			return
-		}
-		imp.runs = append(imp.runs, f)
-		clear(imp.changes)
-	}
-	imp.changes[d] = val
-}
-
-func hasKey(m map[breachd.Digest][]byte, d breachd.Digest) bool {
-	_, ok := m[d]
-	return ok
-}
-
-// dropChanges stops keeping the rows for the lookup index.
-func (imp *importTx) dropChanges() {
-	for _, f := range imp.runs {
-		f.Close()
-	}
-	imp.runs, imp.changes = nil, nil
 }
 
 // merge returns a row's new value with this import's entry for count, and
@@ -641,14 +605,11 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 		imp.bulk.installIndex(c, version)
 	}
 	c.announce() // replicas need not wait for the index
-	if len(imp.runs) > 0 {
-		// Over the delta bound: merged with the index file, by the next
-		// build.
-		c.mergeLater(old, nc, imp.runs, imp.changes)
-		imp.runs = nil
-	} else if imp.bulk != nil || imp.changes == nil || !c.mergeDelta(old, nc, imp.changes) {
+	switch spilled := imp.kept.spilled(); {
+	case imp.bulk != nil || !imp.kept.kept() || !imp.kept.handOver(c, old, nc):
 		c.refreshView(context.Background(), nc)
-	} else if c.opts.maxDelta == 0 {
+	case spilled: // merged with the index file by the next build
+	case c.opts.maxDelta == 0:
 		// Current at once; the file is rewritten from the index and the
 		// delta (no Badger read). (Tests with a delta bound keep deltas
 		// until they pass it.)
@@ -667,5 +628,5 @@ func (imp *importTx) end() {
 	if imp.bulk != nil {
 		imp.bulk.end()
 	}
-	imp.dropChanges()
+	imp.kept.drop()
 }

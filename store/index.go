@@ -1174,13 +1174,14 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 		return nil
 	}
 	if p := c.takePending(); p != nil {
-		// An import's rows over its delta bound: merged with the index
-		// it began from, unless another import committed since. If not
+		// An import's (or a backup's) rows over its delta bound: merged
+		// with the index it began from, unless another import committed
+		// since (on a replica: unless any backup applied since). If not
 		// published, the build goes on from Badger.
 		var published bool
 		var err error
-		if p.cat.importVersion == cat.importVersion {
-			published, err = c.mergeRuns(ctx, p, cat)
+		if p.cat == cat || !c.opts.Follower && p.cat.importVersion == cat.importVersion {
+			published, err = c.mergeRuns(ctx, p)
 		}
 		p.close()
 		if published || ctx.Err() != nil {

@@ -208,16 +208,18 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		}()
 	}
 	size := 1 + c.kind.keySize
-	// The rows the backup changes, for the lookup index (mergeDelta): the
-	// newest value of each, or nil where it deletes the row.
-	var changes map[breachd.Digest][]byte
-	var versions map[breachd.Digest]uint64
+	// The rows the backup changes, for the lookup index: the newest
+	// version of each, nil where it deletes the row; merged into the view
+	// (mergeDelta), or past a view's delta bound spilled to runs and
+	// merged with the index file by the next build (changes.go). Only a
+	// view current for the catalogue before takes them: a first
+	// snapshot's (every row of the corpus) would be held in memory for
+	// nothing.
+	var kept *keptRows
 	if c.index != nil && !c.kind.counted && c.viewCurrentFor(old) {
-		// Only a view current for the catalogue before takes them; a
-		// first snapshot's (every row of the corpus) would hold them all
-		// in memory for nothing.
-		changes, versions = map[breachd.Digest][]byte{}, map[breachd.Digest]uint64{}
+		kept = newKeptRows(c, c.maxDeltaRows(c.keys.Load()), true)
 	}
+	defer kept.drop()    // what was not handed over
 	rowsChanged := false // a counted kind's index is rebuilt if any row changed
 	// A snapshot writes the writer's base rows (a password corpus's first
 	// release) to a base of the replica's own, as the writer holds them,
@@ -237,15 +239,12 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		}
 		load = bw == nil || !bw.offer(kv)
 		rowsChanged = true
-		if changes != nil {
-			d := breachd.Digest(kv.Key[1:])
-			if v, seen := versions[d]; !seen || kv.Version > v {
-				versions[d] = kv.Version
-				changes[d] = nil
-				if !deleted(kv) {
-					changes[d] = bytes.Clone(kv.Value)
-				}
+		if kept != nil {
+			var val []byte
+			if !deleted(kv) {
+				val = bytes.Clone(kv.Value)
 			}
+			kept.add(breachd.Digest(kv.Key[1:]), val, kv.Version)
 		}
 		if deleted(kv) {
 			return
@@ -323,7 +322,7 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 	if c.managed {
 		c.db.SetDiscardTs(old.readTs)
 	}
-	if c.index != nil && (rowsChanged && (c.kind.counted || changes == nil) || !c.mergeDelta(old, cat, changes)) {
+	if c.index != nil {
 		// Not merged (no view for the catalogue before, rows not kept
 		// for it, or a rebuild running): the index is rebuilt, never
 		// reused, since this backup's rows may be of an import not yet
@@ -332,11 +331,23 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		// nil for a backup that changed none: a view that became
 		// current for the catalogue before while the backup applied
 		// would then answer without them.)
-		c.dropIndexView(context.Background())
-	} else if c.index != nil && len(changes) > 0 {
-		// Merged: written into the file once deltas pause, so that a
-		// restart loads the index instead of rebuilding it from Badger.
-		c.settleIndex()
+		var merged bool
+		switch {
+		case kept == nil: // a counted kind's, or no view at the start
+			merged = !rowsChanged && c.mergeDelta(old, cat, nil)
+		case kept.kept():
+			spilled, n := kept.spilled(), len(kept.rows)
+			merged = kept.handOver(c, old, cat)
+			if merged && !spilled && n > 0 {
+				// Merged: written into the file once deltas pause, so
+				// that a restart loads the index instead of rebuilding
+				// it from Badger.
+				c.settleIndex()
+			}
+		}
+		if !merged {
+			c.dropIndexView(context.Background())
+		}
 	}
 	c.announce()
 	c.log.Info("backup applied", "rows", rows, "new_keys", fresh, "corpus_version", cat.version,

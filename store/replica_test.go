@@ -481,3 +481,50 @@ func TestReplicaViewCurrentMidApply(t *testing.T) {
 	}
 	wantBreaches(t, r, b, "Beta")
 }
+
+// TestReplicaMergedOverDelta: a backup that changes more rows than the
+// replica's delta bound is spilled in runs and merged with the index file,
+// deleted rows included (a delete's collection), the newest version of a
+// row winning; every answer is exact and the index current after.
+func TestReplicaMergedOverDelta(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	w := open(t, t.TempDir(), options(0))
+	defer w.Close()
+	var logs logtest.Buffer
+	fo := store.WithMaxDelta(options(0), 100)
+	fo.Follower, fo.Index, fo.Logger = true, store.IndexInline, slog.New(slog.NewTextHandler(&logs, nil))
+	r := open(t, t.TempDir(), fo)
+	defer r.Close()
+	ship := shipper(t, func() backupCorpus { return w }, func() applyCorpus { return r })
+	a, b := storetest.Digests("a", 1000), storetest.Digests("b", 800)
+	importAll(t, w, storetest.Breach("Alpha"), a, 1000)
+	ship() // the snapshot: the index built inline
+	importAll(t, w, storetest.Breach("Beta"), append(slices.Clone(b), a[:300]...), 100)
+	logs.Reset()
+	ship() // 1,100 rows changed: 11 runs
+	if !strings.Contains(logs.String(), `msg="lookup index merged"`) || !strings.Contains(logs.String(), "current=true") {
+		t.Fatalf("Beta's backup was not merged with the index file:\n%s", logs.String())
+	}
+	if st := r.Stats().Index; !st.Current || st.Delta != 0 {
+		t.Fatalf("after the merge the index is %+v, want current with no delta", st)
+	}
+	wantBreaches(t, r, a[:300], "Alpha", "Beta")
+	wantBreaches(t, r, a[300:], "Alpha")
+	wantBreaches(t, r, b, "Beta")
+	// The delete's collection rewrites the shared rows and deletes
+	// Alpha's own: 1,000 rows, deletions among them, in runs again.
+	if _, _, err := w.DeleteBreach(ctx, "Alpha"); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	ship()
+	if !r.Stats().Index.Current {
+		t.Fatalf("after the delete's backup the index is not current: %+v\n%s", r.Stats().Index, logs.String())
+	}
+	wantBreaches(t, r, a[:300], "Beta")
+	wantBreaches(t, r, a[300:])
+	wantBreaches(t, r, b, "Beta")
+	wantBreaches(t, r, storetest.Digests("outsider", 500))
+	t.Log(logs.String())
+}
