@@ -60,14 +60,8 @@ func detectPairs(first []byte, column, pwColumn string) Format {
 			return FormatPairHashes
 		}
 	}
-	for _, sep := range separators {
-		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
-			for _, f := range fields {
-				if f = strings.TrimSpace(f); strings.EqualFold(f, column) || strings.EqualFold(f, pwColumn) {
-					return FormatCSV
-				}
-			}
-		}
+	if _, named, _ := headerSeparator(first, column, pwColumn); named {
+		return FormatCSV
 	}
 	return FormatCombo
 }

@@ -197,7 +197,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		rd.format = detect(first, opts.Column)
 	}
 	if rd.format == FormatCSV {
-		rd.sep = separator(first, opts.Column, pwColumn)
+		rd.sep, _, _ = headerSeparator(first, opts.Column, pwColumn)
 		fields, ok := splitCSV(first, rd.sep, nil)
 		if !ok {
 			return nil, fmt.Errorf("line %d: malformed CSV header", rd.line)
@@ -255,26 +255,29 @@ func noColumnFlag(fields []string, column, flag, what, like string) error {
 // they are tried.
 var separators = []byte{',', ';', '\t'}
 
-// separator returns the field separator of CSV header first: the first of
-// separators that splits it into fields one of which names column (or
-// pwColumn, if set), else the first that splits it into two or more
-// fields, else a comma.
-func separator(first []byte, column, pwColumn string) byte {
-	for _, sep := range separators {
-		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
-			for _, f := range fields {
-				if f = strings.TrimSpace(f); strings.EqualFold(f, column) || pwColumn != "" && strings.EqualFold(f, pwColumn) {
-					return sep
+// headerSeparator returns the field separator of a CSV header, first:
+// the first of separators that splits it into two or more fields one of
+// which is one of names (named; empty names are none), else the first that
+// splits it into two or more (split), else a comma.
+func headerSeparator(first []byte, names ...string) (sep byte, named, split bool) {
+	sep = ','
+	for _, s := range separators {
+		fields, ok := splitCSV(first, s, nil)
+		if !ok || len(fields) < 2 {
+			continue
+		}
+		if !split {
+			sep, split = s, true
+		}
+		for _, f := range fields {
+			for _, name := range names {
+				if name != "" && strings.EqualFold(strings.TrimSpace(f), name) {
+					return s, true, true
 				}
 			}
 		}
 	}
-	for _, sep := range separators {
-		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
-			return sep
-		}
-	}
-	return ','
+	return sep, false, split
 }
 
 // detect tells the format from the first non-blank line. A line of two or
@@ -291,17 +294,8 @@ func detect(first []byte, column string) Format {
 	if strings.EqualFold(string(bytes.TrimSpace(first)), column) {
 		return FormatCSV // a one-column CSV: just the header
 	}
-	for _, sep := range separators {
-		if fields, ok := splitCSV(first, sep, nil); ok && len(fields) > 1 {
-			for _, f := range fields {
-				if strings.EqualFold(strings.TrimSpace(f), column) {
-					return FormatCSV
-				}
-			}
-			if bytes.IndexByte(first, '@') < 0 {
-				return FormatCSV
-			}
-		}
+	if _, named, split := headerSeparator(first, column); named || split && bytes.IndexByte(first, '@') < 0 {
+		return FormatCSV
 	}
 	return FormatEmails
 }
