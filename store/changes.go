@@ -16,9 +16,9 @@ import (
 	"github.com/breachd/breachd"
 )
 
-// An import keeps the rows it writes for the lookup index (importTx.keep)
-// so that its commit merges them into the view instead of rebuilding the
-// index from Badger (about 0.5 µs a key of the whole corpus, against 0.08
+// An import keeps the rows it writes for the lookup index (keptRows), and
+// a replica the rows a backup changes, so that the commit merges them into
+// the view instead of rebuilding the index from Badger (about 0.5 µs a key of the whole corpus, against 0.08
 // for a merge of the index file with the changed rows). Up to a view's
 // delta bound they stay in memory and the view takes them as its delta
 // (mergeDelta). Past it they are spilled, the bound's worth at a time, to
@@ -112,13 +112,14 @@ func (k *keptRows) drop() {
 
 // handOver gives the rows to the index: merged at once into the view as
 // its delta (mergeDelta) while they are in memory, handed to the next
-// build (mergeLater) once spilled. It reports false when the view could
-// not take them (the caller rebuilds). The runs belong to the index from
-// then on. Callers hold acquire.
+// build (mergeLater) once spilled; k is left empty then, the rows and runs
+// being the index's. It reports false when the view could not take them
+// (the caller rebuilds). Callers hold acquire.
 func (k *keptRows) handOver(c *corpus, prev, cat *catalog) bool {
 	if len(k.runs) > 0 {
-		c.mergeLater(prev, cat, k.runs, k.rows, k.versions)
-		k.runs = nil
+		moved := *k
+		k.runs, k.rows, k.versions = nil, nil, nil
+		c.mergeLater(prev, cat, &moved)
 		return true
 	}
 	return c.mergeDelta(prev, cat, k.rows)
@@ -170,44 +171,34 @@ func spillChanges(dir string, m map[breachd.Digest][]byte, versions map[breachd.
 	return f, nil
 }
 
-// pendingMerge is an import's rows waiting to be merged into the index
-// (mergeRuns): the view current before the import (base; its index stays
+// pendingMerge is a change's rows waiting to be merged into the index
+// (mergeRuns): the view current before the change (base; its index stays
 // mapped, being the last one published, until the merge publishes
-// another), the import's run files, oldest first, and its last rows still
-// in memory (rest), which together make the rows at catalogue cat.
+// another) and the change's spilled rows, which together make the rows at
+// catalogue cat.
 type pendingMerge struct {
-	base         *view
-	runs         []*os.File
-	rest         map[breachd.Digest][]byte
-	restVersions map[breachd.Digest]uint64 // a replica's; nil on a writer
-	cat          *catalog
-}
-
-func (p *pendingMerge) close() {
-	for _, f := range p.runs {
-		f.Close()
-	}
+	base *view
+	rows *keptRows
+	cat  *catalog
 }
 
 // mergeLater hands the rows of a change over its delta bound (an import's
-// or a replica's backup's: runs and rest, with rest's versions on a
-// replica) to the next index build, if the view was current for prev, the
-// catalogue before the change published cat; lookups confirm in Badger
-// until that build publishes the merged index. Otherwise it closes the
-// runs, and the build reads Badger. Callers hold acquire.
-func (c *corpus) mergeLater(prev, cat *catalog, runs []*os.File, rest map[breachd.Digest][]byte, restVersions map[breachd.Digest]uint64) {
+// or a replica's backup's) to the next index build, if the view was
+// current for prev, the catalogue before the change published cat;
+// lookups confirm in Badger until that build publishes the merged index.
+// Otherwise it drops them, and the build reads Badger. Callers hold
+// acquire.
+func (c *corpus) mergeLater(prev, cat *catalog, rows *keptRows) {
 	is := c.index
 	is.viewMu.Lock()
 	if old := is.pending; old != nil {
-		old.close() // never built: another import committed since
+		old.rows.drop() // never built: another change committed since
 		is.pending = nil
 	}
 	if v := is.view.Load(); v != nil && v.cat == prev && v.over == nil {
-		is.pending = &pendingMerge{base: v, runs: runs, rest: rest, restVersions: restVersions, cat: cat}
+		is.pending = &pendingMerge{base: v, rows: rows, cat: cat}
 	} else {
-		for _, f := range runs {
-			f.Close()
-		}
+		rows.drop()
 	}
 	is.view.Store(nil)
 	is.viewMu.Unlock()
@@ -230,7 +221,8 @@ func (c *corpus) takePending() *pendingMerge {
 }
 
 // mergeRuns writes the index of p's rows (writeMerged: its base view's
-// index and delta, its runs and its rest), the rows at p.cat, and
+// index and delta, its runs and the rows still in memory), the rows at
+// p.cat, and
 // publishes it (publishIndex: on a writer for any catalogue with no import
 // since p.cat, on a replica for p.cat only, whose rows any backup since
 // may have changed); it reports whether it published it. Callers hold
@@ -239,15 +231,15 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge) (bool, error) {
 	start := time.Now()
 	x := p.base.idx
 	srcs := []rowSource{&indexRows{x: x}, deltaRows(p.base.delta)}
-	total := x.n + uint64(len(p.base.delta)+len(p.rest))
-	for _, f := range p.runs {
+	total := x.n + uint64(len(p.base.delta)+len(p.rows.rows))
+	for _, f := range p.rows.runs {
 		srcs = append(srcs, &runRows{r: bufio.NewReaderSize(f, 1<<20)})
 		if fi, err := f.Stat(); err == nil {
 			total += uint64(fi.Size()) / (breachd.DigestSize + 2) // at most
 		}
 	}
-	rest := mapRows(p.rest, func(v []byte) []byte { return v })
-	rest.withVersions(p.restVersions)
+	rest := mapRows(p.rows.rows, func(v []byte) []byte { return v })
+	rest.withVersions(p.rows.versions)
 	srcs = append(srcs, rest)
 	_, _, _, rsz := c.kind.indexLayout(c.kind.indexBits(total))
 	if err := c.checkSpace(int64(total*rsz+total/indexBucket*4), "the lookup index"); err != nil {
@@ -261,7 +253,7 @@ func (c *corpus) mergeRuns(ctx context.Context, p *pendingMerge) (bool, error) {
 	if !published {
 		unmapFile(nx.mapped)
 	}
-	c.log.Info("lookup index merged", "digests", nx.n, "merged", merged, "runs", len(p.runs), "corpus_version", nx.version,
+	c.log.Info("lookup index merged", "digests", nx.n, "merged", merged, "runs", len(p.rows.runs), "corpus_version", nx.version,
 		"current", published, "duration", time.Since(start))
 	return published, nil
 }

@@ -16,25 +16,33 @@ import (
 	"github.com/breachd/breachd/store/storetest"
 )
 
+// replicaPair opens a writer and a replica (its index built inline) for
+// the measurements run with BREACHD_DELTA_KEYS, the corpus size they
+// return; without it they are skipped.
+func replicaPair(t *testing.T) (n int, w, r *store.Store) {
+	n, _ = strconv.Atoi(os.Getenv("BREACHD_DELTA_KEYS"))
+	if n == 0 {
+		t.Skip("set BREACHD_DELTA_KEYS to a corpus size")
+	}
+	wo := store.DefaultOptions()
+	wo.BackgroundShare = 1
+	w = open(t, t.TempDir(), wo)
+	t.Cleanup(func() { w.Close() })
+	ro := store.DefaultOptions()
+	ro.Follower, ro.Index, ro.BackgroundShare = true, store.IndexInline, 1
+	r = open(t, t.TempDir(), ro)
+	t.Cleanup(func() { r.Close() })
+	return n, w, r
+}
+
 // TestReplicaDeltaTiming measures what a replica spends on its lookup index
 // after applying a backup: merging the backup's rows into the index (now)
 // against rebuilding the index from Badger (before). It runs only with
 // BREACHD_DELTA_KEYS (the corpus size; the delta is 1%, at least 1,000
 // rows): bench/README.md records it at 10M keys.
 func TestReplicaDeltaTiming(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("BREACHD_DELTA_KEYS"))
-	if n == 0 {
-		t.Skip("set BREACHD_DELTA_KEYS to a corpus size")
-	}
+	n, w, r := replicaPair(t)
 	ctx := t.Context()
-	wo := store.DefaultOptions()
-	wo.BackgroundShare = 1
-	w := open(t, t.TempDir(), wo)
-	defer w.Close()
-	ro := store.DefaultOptions()
-	ro.Follower, ro.Index, ro.BackgroundShare = true, store.IndexInline, 1
-	r := open(t, t.TempDir(), ro)
-	defer r.Close()
 	var upto uint64
 	ship := func() time.Duration {
 		var buf bytes.Buffer
@@ -166,23 +174,13 @@ func TestWriterIndexTiming(t *testing.T) {
 // TestReplicaSnapshotHeap measures a replica's Go heap while it applies a
 // first snapshot of BREACHD_DELTA_KEYS accounts, then a delta of a
 // quarter as many (over the index's delta bound): peak heap in use, read
-// every 20 ms, with GOGC at 20. bench/README.md records it. The snapshot's rows are not
-// kept for the lookup index, which has no view to merge them into; the
-// delta's are kept up to the bound and spilled past it.
+// every 20 ms, with GOGC at 20. bench/README.md records it. The
+// snapshot's rows are not kept for the lookup index, which has no view to
+// merge them into; the delta's are kept up to the bound and spilled past
+// it.
 func TestReplicaSnapshotHeap(t *testing.T) {
-	n, _ := strconv.Atoi(os.Getenv("BREACHD_DELTA_KEYS"))
-	if n == 0 {
-		t.Skip("set BREACHD_DELTA_KEYS to a corpus size")
-	}
+	n, w, r := replicaPair(t)
 	ctx := t.Context()
-	wo := store.DefaultOptions()
-	wo.BackgroundShare = 1
-	w := open(t, t.TempDir(), wo)
-	defer w.Close()
-	ro := store.DefaultOptions()
-	ro.Follower, ro.Index, ro.BackgroundShare = true, store.IndexInline, 1
-	r := open(t, t.TempDir(), ro)
-	defer r.Close()
 	// A collection after each fifth of growth, so that heap in use follows
 	// the live heap rather than the collector's pace.
 	defer debug.SetGCPercent(debug.SetGCPercent(20))

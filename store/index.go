@@ -660,7 +660,7 @@ type indexState struct {
 	mu      sync.RWMutex
 	viewMu  sync.Mutex
 	current *index // the index of the view, or the last published one; under viewMu
-	// pending is an import's rows to merge into the index at the next
+	// pending is a change's rows to merge into the index at the next
 	// build (changes.go); under viewMu. Its base view's index is current.
 	pending *pendingMerge
 	// buildMu makes builds one at a time: a build reads the index it
@@ -1074,7 +1074,7 @@ func (c *corpus) closeIndex() {
 	defer is.viewMu.Unlock()
 	is.view.Store(nil)
 	if is.pending != nil {
-		is.pending.close()
+		is.pending.rows.drop()
 		is.pending = nil
 	}
 	if is.current != nil {
@@ -1183,7 +1183,7 @@ func (c *corpus) buildIndex(ctx context.Context, checkSaved bool) error {
 		if p.cat == cat || !c.opts.Follower && p.cat.importVersion == cat.importVersion {
 			published, err = c.mergeRuns(ctx, p)
 		}
-		p.close()
+		p.rows.drop()
 		if published || ctx.Err() != nil {
 			return err
 		}
