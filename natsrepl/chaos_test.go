@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"slices"
 	"sort"
@@ -25,6 +24,7 @@ import (
 	"github.com/breachd/breachd/daemon"
 	"github.com/breachd/breachd/daemon/daemontest"
 	"github.com/breachd/breachd/internal/logtest"
+	"github.com/breachd/breachd/internal/porttest"
 	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/store/storetest"
 )
@@ -657,13 +657,16 @@ type chaosCluster struct {
 
 func newChaosCluster(t *testing.T) *chaosCluster {
 	t.Helper()
+	// A node restarts on the ports it had, so they are reserved below
+	// the ephemeral range: a port the kernel hands out could be taken by
+	// another test's connection while its node is down (or before it
+	// first starts), and the node would never start.
 	free := func() int {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := porttest.Reserve()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
+		return p
 	}
 	c := &chaosCluster{}
 	var routes, urls []string

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"slices"
@@ -20,17 +19,17 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/internal/logtest"
+	"github.com/breachd/breachd/internal/porttest"
 	"github.com/breachd/breachd/natsrepl"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/store/storetest"
 )
 
-// cluster starts a real three-node JetStream cluster on loopback. The
-// cluster ports are reserved by listening and closing, so a parallel test
-// can take one before its node binds it (the node then never comes up,
-// under a loaded make test once): the cluster is started again on other
-// ports, up to three times. (A JetStream cluster node needs its routes
-// configured, so the kernel cannot choose its port.)
+// cluster starts a real three-node JetStream cluster on loopback. A
+// JetStream cluster node needs its routes configured, so the kernel cannot
+// choose its cluster port: the ports are reserved below the ephemeral range
+// (porttest), and should one still be taken before its node binds it, the
+// cluster is started again on other ports, up to three times.
 func cluster(t *testing.T) ([]*server.Server, string) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -56,12 +55,11 @@ func cluster(t *testing.T) ([]*server.Server, string) {
 func startCluster(t *testing.T) ([]*server.Server, error) {
 	ports := make([]int, 3)
 	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := porttest.Reserve()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		ports[i] = p
 	}
 	var routes []string
 	for _, p := range ports {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
+	"github.com/breachd/breachd/internal/porttest"
 )
 
 // The README's walkthroughs run as scripts (testdata/script/*.txtar, the
@@ -94,9 +93,9 @@ func TestScripts(t *testing.T) {
 				if neg || len(args) != 1 {
 					ts.Fatalf("usage: freeport NAME")
 				}
-				port, err := reservePort()
+				port, err := porttest.Reserve()
 				ts.Check(err)
-				ts.Setenv(args[0], port)
+				ts.Setenv(args[0], strconv.Itoa(port))
 			},
 			// sleep DURATION: as the README's sessions do, to let a
 			// daemon's periodic reload (keys) happen.
@@ -170,24 +169,4 @@ func TestScripts(t *testing.T) {
 			},
 		},
 	})
-}
-
-// reservePort returns a loopback port that was free a moment ago, for a
-// daemon started in another process. It is drawn below the kernel's
-// ephemeral range (ip_local_port_range: 32768 and up by default), from
-// which every port-0 listener and outgoing connection of the tests running
-// beside this one takes its port: a port the kernel handed out and this
-// test released could be taken again before the daemon binds it (a
-// replica's "address already in use", under a loaded make test).
-func reservePort() (string, error) {
-	var err error
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
-		var l net.Listener
-		if l, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return strconv.Itoa(port), nil
-		}
-	}
-	return "", fmt.Errorf("no free port below the ephemeral range: %w", err)
 }

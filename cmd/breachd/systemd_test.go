@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/internal/logtest"
+	"github.com/breachd/breachd/internal/porttest"
 	"github.com/breachd/breachd/store"
 )
 
@@ -116,12 +118,13 @@ func TestSystemdService(t *testing.T) {
 	})
 }
 
+// freePort reserves a loopback port for a daemon in another process.
 func freePort(t *testing.T) string {
-	p, err := reservePort()
+	p, err := porttest.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return strconv.Itoa(p)
 }
 
 // runProcess starts cmd, a 'breachd serve' with its metrics listener on
