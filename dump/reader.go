@@ -92,6 +92,44 @@ func fromUTF16(br *bufio.Reader) *bufio.Reader {
 	return bufio.NewReaderSize(transform.NewReader(br, dec), 256<<10)
 }
 
+// fromClassicMac returns br, or a reader of its text with each carriage
+// return made a line feed if its lines end in a carriage return alone:
+// Excel for Mac's "Macintosh Comma Separated" export, which would
+// otherwise be read as one line, one invalid row. It looks only at what
+// the first read brought (never waiting for more: a live feed's first line
+// may be all there is), and decides there: a carriage return followed by
+// anything but a line feed, and no line feed.
+func fromClassicMac(br *bufio.Reader) *bufio.Reader {
+	if _, err := br.Peek(1); err != nil {
+		return br
+	}
+	head, _ := br.Peek(br.Buffered())
+	if bytes.IndexByte(head, '\n') >= 0 {
+		return br
+	}
+	i := bytes.IndexByte(head, '\r')
+	if i < 0 || i == len(head)-1 {
+		return br // no carriage return, or one a line feed may follow
+	}
+	return bufio.NewReaderSize(crLines{br}, 256<<10)
+}
+
+// crLines reads r with each carriage return made a line feed.
+type crLines struct{ r io.Reader }
+
+func (c crLines) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for b := p[:n]; ; {
+		i := bytes.IndexByte(b, '\r')
+		if i < 0 {
+			break
+		}
+		b[i] = '\n'
+		b = b[i+1:]
+	}
+	return n, err
+}
+
 // MaxLineBytes is the longest line a dump may have; longer lines are rejected.
 const MaxLineBytes = 64 << 10
 
@@ -168,7 +206,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		// Read as text, a ZIP's bytes are rows that are all invalid.
 		return nil, fmt.Errorf("%w: the input is a ZIP archive (an .xlsx spreadsheet?): export it as CSV, or unzip it", ErrNotText)
 	}
-	br = fromUTF16(br)
+	br = fromClassicMac(fromUTF16(br))
 	var idle func() bool
 	if i, ok := r.(Idle); ok && br == plain { // not through gzip's buffers
 		idle = i.Idle

@@ -115,6 +115,25 @@ func TestReader(t *testing.T) {
 			want:       []string{"b@example.com", "hans@straße.de"},
 		},
 		{
+			name:       "carriage returns alone: Excel for Mac's Macintosh CSV",
+			in:         "Name,Email\rAnn,A@Example.com\rBob,bad\r\rCy,c@example.org\r",
+			wantFormat: dump.FormatCSV,
+			want:       []string{"a@example.com", "c@example.org"},
+			wantRej:    []int64{3},
+		},
+		{
+			name:       "carriage returns alone, one address a line, no last one",
+			in:         "b@example.com\rd@example.com",
+			wantFormat: dump.FormatEmails,
+			want:       []string{"b@example.com", "d@example.com"},
+		},
+		{
+			name:       "UTF-16 with carriage returns alone",
+			in:         utf16Text(true, "Email\rb@example.com\r"),
+			wantFormat: dump.FormatCSV,
+			want:       []string{"b@example.com"},
+		},
+		{
 			name:       "commas before semicolons",
 			in:         "id,email,notes;more\n1,d@example.com,a;b\n",
 			wantFormat: dump.FormatCSV,
@@ -369,6 +388,7 @@ func FuzzBlocks(f *testing.F) {
 	f.Add("a@example.com\n\nB@EXAMPLE.COM\r\nx,y@z.com\n  \n", 2, uint16(3))
 	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3, uint16(64))
 	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1, uint16(2))
+	f.Add("email,name\ra@b.c,x\r\"q\r@b.c\",y\r\rc@d.e", 0, uint16(4))
 	f.Add("a@example.com\n"+strings.Repeat("x", dump.MaxLineBytes)+"\n"+strings.Repeat("y", dump.MaxLineBytes-1)+"\nb@example.com", 2, uint16(1000))
 	f.Fuzz(func(t *testing.T, text string, format int, size uint16) {
 		opts := dump.Options{Format: dump.Format(uint(format) % 4)}
