@@ -2,8 +2,10 @@
 // manifests. A breach dump is a CSV file with a named email column (its
 // fields separated by commas, or by semicolons or tabs, as its header's
 // are), a list of emails one per line, or a list of hex SHA-256 digests
-// one per line, optionally gzip-compressed, in UTF-8 or UTF-16 with a
-// byte order mark; the reader turns each row into an account
+// one per line, optionally compressed (gzip, zstd or bzip2), in UTF-8 or
+// UTF-16 with a byte order mark, its lines ended by LF, CRLF or CR alone;
+// archives, xz and documents (.xls, PDF) are refused up front, saying what
+// to do. The reader turns each row into an account
 // digest or a rejection with its line number and reason, and nothing else
 // from a dump (names, dates of birth, passwords) leaves it. A password dump
 // is HASH:COUNT lines (one file, or a directory of per-prefix files, as the

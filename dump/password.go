@@ -215,7 +215,7 @@ func (pr *PasswordReader) open() (*passwordFile, error) {
 		pr.buf.Reset(in)
 	}
 	var err error
-	if f.br, err = gunzip(pr.buf); err != nil {
+	if f.br, err = decompress(pr.buf); err != nil {
 		f.close()
 		return nil, fmt.Errorf("%s: %w", f.name, err)
 	}

@@ -3,6 +3,7 @@ package dump
 import (
 	"bufio"
 	"bytes"
+	"compress/bzip2"
 	"compress/gzip"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/text/encoding/unicode"
 	"golang.org/x/text/transform"
 
@@ -66,17 +68,75 @@ func ParseFormat(s string) (Format, error) {
 	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails, sha256, or for pairs combo or pair-hashes", s)
 }
 
-// gunzip returns br, or a reader of its decompressed text if it starts with
-// gzip's magic.
-func gunzip(br *bufio.Reader) (*bufio.Reader, error) {
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+// decompress returns br, or a reader of the text it holds compressed:
+// gzip, zstd or bzip2, told by their magic numbers. Input that is an
+// archive or a document rather than text, before or after decompression,
+// is refused with ErrNotText, saying what to do: read as text its bytes
+// would be rows all invalid, or worse, a CSV header and rows read from
+// inside a tar's blocks.
+func decompress(br *bufio.Reader) (*bufio.Reader, error) {
+	switch {
+	case startsWith(br, "\x1f\x8b"):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		br = bufio.NewReaderSize(zr, 256<<10)
+	case startsWith(br, "\x28\xb5\x2f\xfd"):
+		// One decoder, in step with the reads: no goroutines of its
+		// own, so nothing to close.
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		br = bufio.NewReaderSize(zr, 256<<10)
+	case startsWith(br, "BZh") && isBzip2(br):
+		br = bufio.NewReaderSize(bzip2.NewReader(br), 256<<10)
+	}
+	for _, n := range notText {
+		if startsWith(br, n.magic) {
+			return nil, fmt.Errorf("%w: the input is %s", ErrNotText, n.what)
+		}
+	}
+	// A tar's magic is at byte 257: looked for only in what the first
+	// read brought, so a live feed's first line is never held back.
+	if head, _ := br.Peek(br.Buffered()); len(head) >= 262 && string(head[257:262]) == "ustar" {
+		return nil, fmt.Errorf("%w: the input is a tar archive: extract it (tar -xf), or pipe one file of it (tar -xOf ARCHIVE FILE | ... -)", ErrNotText)
 	}
 	return br, nil
+}
+
+// notText are the magic numbers of inputs that are not text, and what to
+// do with each.
+var notText = []struct{ magic, what string }{
+	{"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?): export it as CSV, or unzip it"},
+	{"7z\xbc\xaf\x27\x1c", "a 7-Zip archive: extract it (7z x), or pipe one file of it (7z e -so ARCHIVE FILE | ... -)"},
+	{"Rar!\x1a\x07", "a RAR archive: extract it"},
+	{"\xfd7zXZ\x00", "xz-compressed: decompress it, or pipe it (xz -dc FILE | ... -)"},
+	{"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls) or another Office document: export it as CSV"},
+	{"%PDF-", "a PDF document: export its table as CSV"},
+}
+
+// startsWith reports whether br's input starts with magic. It waits for
+// more input only while what has come so far could still be magic's start,
+// so a live feed's first line, shorter than a magic number, is not held
+// back.
+func startsWith(br *bufio.Reader, magic string) bool {
+	br.Peek(1) // one read, if none has been
+	head, _ := br.Peek(min(len(magic), br.Buffered()))
+	if !strings.HasPrefix(magic, string(head)) {
+		return false
+	}
+	head, _ = br.Peek(len(magic))
+	return string(head) == magic
+}
+
+// isBzip2 reports whether br, which starts with "BZh", is a bzip2 stream:
+// a block size digit, then a block's or the end's magic.
+func isBzip2(br *bufio.Reader) bool {
+	head, _ := br.Peek(10)
+	return len(head) == 10 && '1' <= head[3] && head[3] <= '9' &&
+		(string(head[4:]) == "\x31\x41\x59\x26\x53\x59" || string(head[4:]) == "\x17\x72\x45\x38\x50\x90")
 }
 
 // fromUTF16 returns br, or a reader of its text in UTF-8 if it starts with
@@ -180,7 +240,8 @@ type Reader struct {
 // ErrNoColumn is returned when a CSV header lacks the email column.
 var ErrNoColumn = errors.New("no email column")
 
-// ErrNotText is returned for input that is not text: a ZIP archive.
+// ErrNotText is returned for input that is not text: an archive (ZIP,
+// 7-Zip, RAR, tar), xz-compressed, or a document (.xls, PDF).
 var ErrNotText = errors.New("not a text dump")
 
 // NewReader detects compression and format, reads the CSV header if any, and
@@ -198,13 +259,9 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		opts.Column = "email"
 	}
 	plain := bufio.NewReaderSize(r, 256<<10)
-	br, err := gunzip(plain)
+	br, err := decompress(plain)
 	if err != nil {
 		return nil, err
-	}
-	if magic, _ := br.Peek(4); string(magic) == "PK\x03\x04" {
-		// Read as text, a ZIP's bytes are rows that are all invalid.
-		return nil, fmt.Errorf("%w: the input is a ZIP archive (an .xlsx spreadsheet?): export it as CSV, or unzip it", ErrNotText)
 	}
 	br = fromClassicMac(fromUTF16(br))
 	var idle func() bool

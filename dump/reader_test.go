@@ -1,16 +1,20 @@
 package dump_test
 
 import (
+	"archive/tar"
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
@@ -226,15 +230,51 @@ func TestReader(t *testing.T) {
 	}
 }
 
-func TestReaderGzip(t *testing.T) {
+// compressedUsers returns a CSV of 10,000 accounts, user0@example.com to
+// user9999@example.com, compressed by kind: gzip and zstd made here,
+// bzip2 read from testdata (made by bzip2 -1, blocks of 100 kB, so two
+// blocks; Go has no bzip2 writer).
+func compressedUsers(t *testing.T, kind string) []byte {
+	t.Helper()
+	var text bytes.Buffer
+	text.WriteString("email\n")
+	for i := range 10000 {
+		fmt.Fprintf(&text, "user%d@example.com\n", i)
+	}
+	var z bytes.Buffer
+	switch kind {
+	case "gzip":
+		zw := gzip.NewWriter(&z)
+		zw.Write(text.Bytes())
+		zw.Close()
+	case "zstd":
+		zw, err := zstd.NewWriter(&z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw.Write(text.Bytes())
+		zw.Close()
+	case "bzip2":
+		b, err := os.ReadFile("testdata/users.csv.bz2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		z.Write(b)
+	}
+	return z.Bytes()
+}
+
+// TestReaderCompressed: gzip, zstd and bzip2 are told by their magic and
+// read as the text they hold.
+func TestReaderCompressed(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	fmt.Fprint(zw, "email,name\na@example.com,A\nb@example.com,B\n")
-	zw.Close()
-	got, _, _, format := readAll(t, &buf, dump.Options{})
-	if format != dump.FormatCSV || len(got) != 2 || got[1] != sum(t, "b@example.com") {
-		t.Fatalf("gzip read = %v, %x", format, got)
+	for _, kind := range []string{"gzip", "zstd", "bzip2"} {
+		t.Run(kind, func(t *testing.T) {
+			got, rejs, _, format := readAll(t, bytes.NewReader(compressedUsers(t, kind)), dump.Options{})
+			if format != dump.FormatCSV || len(got) != 10000 || len(rejs) != 0 || got[9999] != sum(t, "user9999@example.com") {
+				t.Fatalf("%s read as %v: %d digests, %d rejected", kind, format, len(got), len(rejs))
+			}
+		})
 	}
 }
 
@@ -285,21 +325,57 @@ func TestReaderNoColumn(t *testing.T) {
 }
 
 // TestReaderZIP: a spreadsheet (.xlsx, a ZIP archive) is refused up
-// front, saying what it is, rather than read as rows all invalid.
-func TestReaderZIP(t *testing.T) {
+// TestReaderNotText: an archive, xz or a document is refused before any
+// row, saying what it is and what to do; compressed by gzip too.
+func TestReaderNotText(t *testing.T) {
 	t.Parallel()
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
+	var zipped bytes.Buffer
+	zw := zip.NewWriter(&zipped)
 	f, _ := zw.Create("xl/worksheets/sheet1.xml")
 	f.Write([]byte("<worksheet>alice@example.com</worksheet>"))
 	zw.Close()
-	var gz bytes.Buffer
-	gw := gzip.NewWriter(&gz)
-	gw.Write(buf.Bytes())
-	gw.Close()
-	for _, in := range [][]byte{buf.Bytes(), gz.Bytes()} {
-		if _, err := dump.NewReader(bytes.NewReader(in), dump.Options{}); !errors.Is(err, dump.ErrNotText) || !strings.Contains(err.Error(), "ZIP archive") {
-			t.Errorf("NewReader of a ZIP = %v, want it refused as one", err)
+	var tarred bytes.Buffer
+	tw := tar.NewWriter(&tarred)
+	body := "email\nalice@example.com\n"
+	tw.WriteHeader(&tar.Header{Name: "users.csv", Mode: 0o600, Size: int64(len(body))})
+	tw.Write([]byte(body))
+	tw.Close()
+	gz := func(b []byte) []byte {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		zw.Write(b)
+		zw.Close()
+		return z.Bytes()
+	}
+	tests := []struct {
+		name, in, want string
+	}{
+		{"xlsx", zipped.String(), "ZIP archive (an .xlsx spreadsheet?): export it as CSV"},
+		{"xlsx in gzip", string(gz(zipped.Bytes())), "ZIP archive"},
+		{"tar", tarred.String(), "tar archive: extract it"},
+		{"tar.gz", string(gz(tarred.Bytes())), "tar archive"},
+		{"7z", "7z\xbc\xaf\x27\x1c\x00\x04rest", "7-Zip archive"},
+		{"rar", "Rar!\x1a\x07\x01\x00rest", "RAR archive"},
+		{"xz", "\xfd7zXZ\x00\x00\x04rest", "xz-compressed: decompress it"},
+		{"xls", "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1rest", "Excel 97-2003 workbook (.xls)"},
+		{"pdf", "%PDF-1.7\n", "PDF document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := dump.NewReader(strings.NewReader(tt.in), dump.Options{})
+			if !errors.Is(err, dump.ErrNotText) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewReader = %v, want ErrNotText saying %q", err, tt.want)
+			}
+			// A password dump's files are each decompressed and checked.
+			if _, _, _, err := readPasswordBlocks(t, "-", tt.in, breachd.SHA1, dump.PasswordHashes, 0); !errors.Is(err, dump.ErrNotText) {
+				t.Fatalf("a password dump: %v, want ErrNotText", err)
+			}
+		})
+	}
+	// Short first lines that begin like a magic number are still read.
+	for _, in := range []string{"BZh@example.com\n", "Rar@example.com\n", "7z@example.com\n"} {
+		if got, _, _, _ := readAll(t, strings.NewReader(in), dump.Options{}); len(got) != 1 {
+			t.Errorf("%q: %d digests, want 1", in, len(got))
 		}
 	}
 }
@@ -489,51 +565,49 @@ func rowDigest(row dump.Row, f dump.Format) (breachd.Digest, string) {
 	return d, ""
 }
 
-// TestTruncatedGzip: a gzip stream cut short is an error, whether read row
-// by row or in blocks, never a dump that ends early: the rows after the cut
-// would be missing from an import, or a sweep's report, without a word.
-func TestTruncatedGzip(t *testing.T) {
+// TestTruncatedCompressed: a compressed stream cut short is an error,
+// whether read row by row or in blocks, never a dump that ends early: the
+// rows after the cut would be missing from an import, or a sweep's report,
+// without a word.
+func TestTruncatedCompressed(t *testing.T) {
 	t.Parallel()
-	var z bytes.Buffer
-	zw := gzip.NewWriter(&z)
-	for i := range 2000 {
-		fmt.Fprintf(zw, "user%d@example.com\n", i)
-	}
-	zw.Close()
-	cut := z.Bytes()[:z.Len()/2]
-	r, err := dump.NewReader(bytes.NewReader(cut), dump.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for buf := make([]breachd.Digest, 0, 100); ; {
-		_, err = r.Read(buf)
+	for _, kind := range []string{"gzip", "zstd", "bzip2"} {
+		z := compressedUsers(t, kind)
+		cut := z[:len(z)*3/4] // past the first block of zstd's and bzip2's
+		r, err := dump.NewReader(bytes.NewReader(cut), dump.Options{})
 		if err != nil {
-			break
+			t.Fatal(err)
 		}
-	}
-	if err == io.EOF || !strings.Contains(err.Error(), "unexpected EOF") {
-		t.Errorf("Read of a truncated gzip stream ended with %v, want unexpected EOF", err)
-	}
-	r, err = dump.NewReader(bytes.NewReader(cut), dump.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_, err = r.ReadBlock(1 << 10)
+		for buf := make([]breachd.Digest, 0, 100); ; {
+			_, err = r.Read(buf)
+			if err != nil {
+				break
+			}
+		}
+		if err == io.EOF {
+			t.Errorf("Read of a truncated %s stream ended with %v, want an error", kind, err)
+		}
+		r, err = dump.NewReader(bytes.NewReader(cut), dump.Options{})
 		if err != nil {
-			break
+			t.Fatal(err)
 		}
-	}
-	if err == io.EOF || !strings.Contains(err.Error(), "unexpected EOF") {
-		t.Errorf("ReadBlock of a truncated gzip stream ended with %v, want unexpected EOF", err)
+		for {
+			_, err = r.ReadBlock(1 << 10)
+			if err != nil {
+				break
+			}
+		}
+		if err == io.EOF {
+			t.Errorf("ReadBlock of a truncated %s stream ended with %v, want an error", kind, err)
+		}
 	}
 	var p bytes.Buffer
-	zw = gzip.NewWriter(&p)
+	zw := gzip.NewWriter(&p)
 	for i := range 2000 {
 		fmt.Fprintf(zw, "%040X:%d\n", i, i+1)
 	}
 	zw.Close()
-	_, _, _, err = readPasswordBlocks(t, "-", string(p.Bytes()[:p.Len()/2]), breachd.SHA1, dump.PasswordHashes, 1<<10)
+	_, _, _, err := readPasswordBlocks(t, "-", string(p.Bytes()[:p.Len()/2]), breachd.SHA1, dump.PasswordHashes, 1<<10)
 	if err == nil || !strings.Contains(err.Error(), "unexpected EOF") {
 		t.Errorf("a truncated gzip password dump ended with %v, want unexpected EOF", err)
 	}
