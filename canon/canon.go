@@ -106,6 +106,13 @@ func split(s string) (local, domain string, err error) {
 	}
 	at := strings.IndexByte(s, '@')
 	if at < 0 {
+		for _, r := range s {
+			// An at sign that is not '@': typed in an input method's
+			// full-width mode, or pasted from a page that shows it so.
+			if r == '\uFF20' || r == '\uFE6B' {
+				return "", "", invalid(fmt.Sprintf("no @: U+%04X is not one (an input method's full-width mode: type the address in ASCII)", r))
+			}
+		}
 		return "", "", invalid("no @")
 	}
 	if strings.IndexByte(s[at+1:], '@') >= 0 {
