@@ -286,13 +286,30 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		return nil, fmt.Errorf("line %d: %w", rd.line, err)
 	}
 	first = bytes.TrimPrefix(first, []byte("\xef\xbb\xbf")) // UTF-8 BOM
+	// Excel's "sep=;" line names the separator of the CSV after it (an
+	// export meant to open in Excel whatever its locale).
+	sep, sepLine := excelSeparator(first)
+	if sepLine && (rd.format == FormatAuto || rd.format == FormatCSV) {
+		if first, err = rd.nextLine(); err != nil {
+			if err == io.EOF || err == errLongLine {
+				return nil, fmt.Errorf("line %d: a %q line with no CSV header after it", rd.line, "sep="+string(sep))
+			}
+			return nil, fmt.Errorf("line %d: %w", rd.line, err)
+		}
+		rd.format = FormatCSV
+	} else {
+		sepLine = false
+	}
 	if rd.format == FormatAuto && rd.pairs {
 		rd.format = detectPairs(first, opts.Column, pwColumn)
 	} else if rd.format == FormatAuto {
 		rd.format = detect(first, opts.Column)
 	}
 	if rd.format == FormatCSV {
-		rd.sep, _, _ = headerSeparator(first, opts.Column, pwColumn)
+		rd.sep = sep
+		if !sepLine {
+			rd.sep, _, _ = headerSeparator(first, opts.Column, pwColumn)
+		}
 		fields, ok := splitCSV(first, rd.sep, nil)
 		if !ok {
 			return nil, fmt.Errorf("line %d: malformed CSV header", rd.line)
@@ -344,6 +361,16 @@ func noColumnFlag(fields []string, column, flag, what, like string) error {
 	}
 	return fmt.Errorf("%w: the CSV header has no column named %q; its columns are %s: %s",
 		ErrNoColumn, column, strings.Join(cols, ", "), hint)
+}
+
+// excelSeparator reads Excel's separator line, "sep=" and one character
+// (the quote, CR and LF excepted): the separator, and true, if line is one.
+func excelSeparator(line []byte) (byte, bool) {
+	line = bytes.TrimRight(line, " ")
+	if len(line) != 5 || !bytes.EqualFold(line[:4], []byte("sep=")) || line[4] == '"' || line[4] == '\r' || line[4] == '\n' {
+		return 0, false
+	}
+	return line[4], true
 }
 
 // separators are the field separators a CSV header may use, in the order

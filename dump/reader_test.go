@@ -119,6 +119,19 @@ func TestReader(t *testing.T) {
 			want:       []string{"b@example.com", "hans@straße.de"},
 		},
 		{
+			name:       "Excel's sep= line",
+			in:         "sep=;\r\nName;Email\r\nSmith, Ann;A@Example.com\r\nBob;bad\r\n",
+			wantFormat: dump.FormatCSV,
+			want:       []string{"a@example.com"},
+			wantRej:    []int64{4},
+		},
+		{
+			name:       "Excel's sep= line, a separator no header would be split by",
+			in:         "\xef\xbb\xbfSEP=|\nemail|name\nb@example.com|Bob; Jr\n",
+			wantFormat: dump.FormatCSV,
+			want:       []string{"b@example.com"},
+		},
+		{
 			name:       "carriage returns alone: Excel for Mac's Macintosh CSV",
 			in:         "Name,Email\rAnn,A@Example.com\rBob,bad\r\rCy,c@example.org\r",
 			wantFormat: dump.FormatCSV,
@@ -275,6 +288,18 @@ func TestReaderCompressed(t *testing.T) {
 				t.Fatalf("%s read as %v: %d digests, %d rejected", kind, format, len(got), len(rejs))
 			}
 		})
+	}
+}
+
+// TestReaderSeparatorLineAlone: Excel's "sep=" line with no header after
+// it is an error saying so, not a header of two columns "sep" and "".
+func TestReaderSeparatorLineAlone(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"sep=;\n", "sep=,\n\n  \n"} {
+		_, err := dump.NewReader(strings.NewReader(in), dump.Options{})
+		if err == nil || !strings.Contains(err.Error(), "line with no CSV header after it") {
+			t.Errorf("NewReader(%q) = %v, want an error about the sep= line", in, err)
+		}
 	}
 }
 
@@ -465,6 +490,7 @@ func FuzzBlocks(f *testing.F) {
 	f.Add(strings.Repeat("ab", 32)+"\nzz\n", 3, uint16(64))
 	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1, uint16(2))
 	f.Add("email,name\ra@b.c,x\r\"q\r@b.c\",y\r\rc@d.e", 0, uint16(4))
+	f.Add("sep=|\nname|email\nx|a@b.c\n\"y|z\"|c@d.e\nonly\n", 0, uint16(3))
 	f.Add("a@example.com\n"+strings.Repeat("x", dump.MaxLineBytes)+"\n"+strings.Repeat("y", dump.MaxLineBytes-1)+"\nb@example.com", 2, uint16(1000))
 	f.Fuzz(func(t *testing.T, text string, format int, size uint16) {
 		opts := dump.Options{Format: dump.Format(uint(format) % 4)}
