@@ -54,11 +54,20 @@ type hook struct {
 }
 
 // Hooks returns the endpoints as targets, posting with client (nil: a
-// client with a 10 s timeout).
+// client with a 10 s timeout). Redirects are never followed, whatever
+// client's policy: an event is delivered only by a 2xx answer to its POST.
 func Hooks(eps []Endpoint, client *http.Client) []Target {
-	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+	c := http.Client{Timeout: 10 * time.Second}
+	if client != nil {
+		c = *client
 	}
+	// Go's client follows a 301, 302 or 303 with a GET and no body, so a
+	// redirected endpoint (http:// to https://, a moved route) that
+	// answers that GET 200 would take the event as delivered when it
+	// never got it; and a 307 or 308 would re-send it, signed, to a host
+	// no one configured. Standard Webhooks senders do not follow them.
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &c
 	out := make([]Target, len(eps))
 	for i, ep := range eps {
 		out[i] = &hook{ep: ep, client: client}
@@ -271,6 +280,10 @@ func (h *hook) Send(ctx context.Context, e breachd.OutboxEvent) error {
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 3 {
+		// Its Location is not named: it may hold a token, as the URL may.
+		return fmt.Errorf("the endpoint answered %s, a redirect, which is not followed: configure the URL it redirects to", resp.Status)
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("the endpoint answered %s", resp.Status)
 	}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,6 +153,60 @@ func TestDelivery(t *testing.T) {
 	cancel()
 	if n := len(good.accepted()); n != 3 {
 		t.Fatalf("a restarted sender delivered again: %d", n)
+	}
+}
+
+// TestRedirectNotFollowed: an endpoint that redirects (as http:// to
+// https:// does) never has an event taken as delivered by the GET Go's
+// client would make of the POST, nor has it re-sent elsewhere: the event
+// is retried, then dead-lettered with a reason that says what to do.
+func TestRedirectNotFollowed(t *testing.T) {
+	w := outbox(t)
+	secret, err := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	reached := 0 // requests at the redirect's target
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		mu.Lock()
+		reached++
+		mu.Unlock()
+	}))
+	defer target.Close()
+	for _, code := range []int{http.StatusFound, http.StatusPermanentRedirect} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			moved := httptest.NewServer(http.RedirectHandler(target.URL+"/hook", code))
+			defer moved.Close()
+			eps := []webhook.Endpoint{{URL: moved.URL + "/hook", Secret: secret}}
+			o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryFor: 100 * time.Millisecond, Poll: 20 * time.Millisecond}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			s := webhook.New(w, webhook.Hooks(eps, &http.Client{Timeout: time.Second}), o)
+			go s.Run(ctx)
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				ds, err := w.Deliveries(context.Background(), webhook.Names(webhook.Hooks(eps, nil)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ds[0].Cursor == 3 {
+					if len(ds[0].DeadLetters) != 3 || !strings.Contains(ds[0].DeadLetters[0].Error, "a redirect, which is not followed") {
+						t.Fatalf("a redirecting endpoint's deliveries: %+v", ds[0])
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("not dead-lettered: %+v", ds[0])
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if reached != 0 {
+		t.Fatalf("the redirect's target was sent %d requests", reached)
 	}
 }
 
