@@ -82,7 +82,8 @@ type passwordBlock struct {
 // r, or for standard input if r is nil. Standard input and a path that is
 // neither a regular file nor a directory (a named pipe) are opened with
 // Stdin and Open: their reads, and a FIFO's wait for a writer, end when
-// ctx does. Gzip is detected in each file.
+// ctx does. Compression (gzip, zstd, bzip2) and UTF-16 with a byte order
+// mark are detected in each file, and a UTF-8 byte order mark dropped.
 func NewPasswordReader(ctx context.Context, path string, r io.Reader, k breachd.HashKind, f PasswordFormat) (*PasswordReader, error) {
 	pr := &PasswordReader{kind: k, format: f, blockBytes: parseBlockBytes}
 	switch fi, err := os.Stat(path); {
@@ -219,6 +220,9 @@ func (pr *PasswordReader) open() (*passwordFile, error) {
 		f.close()
 		return nil, fmt.Errorf("%s: %w", f.name, err)
 	}
+	// A list saved as "Unicode" text: hashed as it is, every password
+	// would be its bytes with a NUL between each two, found by no client.
+	f.br = fromUTF16(f.br)
 	return f, nil
 }
 
@@ -281,6 +285,11 @@ func (pr *PasswordReader) parse(p *parsed[*passwordBlock, breachd.PasswordRecord
 		if len(line) > MaxLineBytes {
 			p.err = tooLong(n)
 			return
+		}
+		if n == 1 {
+			// A UTF-8 byte order mark (a list saved by Notepad) is not
+			// the first password's: "123456" must hash as "123456".
+			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
 		}
 		// A line ending is a newline after up to two carriage returns.
 		line = bytes.TrimSuffix(line, []byte{'\n'})

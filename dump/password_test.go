@@ -99,6 +99,16 @@ func TestPasswordReader(t *testing.T) {
 			t.Errorf("plain %s: %d records, first %s; want 3, %s", tc.k, len(recs), hexOf(recs[0], tc.k), tc.want)
 		}
 	}
+	// A byte order mark, UTF-8 or UTF-16, is not part of the first
+	// password (or hash).
+	for _, in := range []string{"\xef\xbb\xbfpassword\r\n", utf16Text(true, "password\r\n"), utf16Text(false, "password\n")} {
+		if recs, _, _ := readPasswords(t, "-", in, breachd.SHA1, dump.PasswordPlain); len(recs) != 1 || hexOf(recs[0], breachd.SHA1) != pwSHA1 {
+			t.Errorf("plain %q: %d records, want 1 of %s", in, len(recs), pwSHA1)
+		}
+	}
+	if recs, _, _ := readPasswords(t, "-", "\xef\xbb\xbf"+pwSHA1+":3\n", breachd.SHA1, dump.PasswordHashes); len(recs) != 1 || recs[0].Count != 3 {
+		t.Errorf("HASH:COUNT after a byte order mark: %+v", recs)
+	}
 	if _, _, rejects := readPasswords(t, "-", "caf\xe9\n", breachd.NTLM, dump.PasswordPlain); len(rejects) != 1 {
 		t.Errorf("invalid UTF-8 for NTLM: rejects %q, want 1", rejects)
 	}
