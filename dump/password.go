@@ -221,8 +221,9 @@ func (pr *PasswordReader) open() (*passwordFile, error) {
 		return nil, fmt.Errorf("%s: %w", f.name, err)
 	}
 	// A list saved as "Unicode" text: hashed as it is, every password
-	// would be its bytes with a NUL between each two, found by no client.
-	f.br = fromUTF16(f.br)
+	// would be its bytes with a NUL between each two, found by no client;
+	// one whose lines end in CR alone would be one password.
+	f.br = fromClassicMac(fromUTF16(f.br))
 	return f, nil
 }
 

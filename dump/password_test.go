@@ -106,6 +106,9 @@ func TestPasswordReader(t *testing.T) {
 			t.Errorf("plain %q: %d records, want 1 of %s", in, len(recs), pwSHA1)
 		}
 	}
+	if recs, _, _ := readPasswords(t, "-", "password\rhunter2\r", breachd.SHA1, dump.PasswordPlain); len(recs) != 2 || hexOf(recs[0], breachd.SHA1) != pwSHA1 {
+		t.Errorf("plain, lines ending in CR alone: %d records, want 2, the first %s", len(recs), pwSHA1)
+	}
 	if recs, _, _ := readPasswords(t, "-", "\xef\xbb\xbf"+pwSHA1+":3\n", breachd.SHA1, dump.PasswordHashes); len(recs) != 1 || recs[0].Count != 3 {
 		t.Errorf("HASH:COUNT after a byte order mark: %+v", recs)
 	}
