@@ -52,6 +52,8 @@ not-an-email,Nobody
 "dave,with,comma"@example.com,Dave
 alice@example.com,Alice again
 erin@b\u00fccher.example,Erin
+=cmd|'/C calc'!A0,Mallory
+-frank@example.com,Frank
 `
 
 func TestBulkGolden(t *testing.T) {
@@ -75,7 +77,7 @@ func TestBulkGolden(t *testing.T) {
 				t.Fatalf("run = %v\n%s", err, stderr.String())
 			}
 			golden(t, tt.golden, stdout.Bytes())
-			if !strings.Contains(stderr.String(), "checked 8 rows: 4 exposed, 3 invalid") {
+			if !strings.Contains(stderr.String(), "checked 10 rows: 4 exposed, 4 invalid") {
 				t.Errorf("summary = %q", stderr.String())
 			}
 		})

@@ -60,7 +60,7 @@ func (c csvWriter) header(w *bufio.Writer) {
 func (c csvWriter) head(dst []byte, r *outRow) []byte {
 	dst = strconv.AppendInt(dst, r.line, 10)
 	dst = append(dst, ',')
-	dst = appendCSVField(dst, r.value)
+	dst = appendCSVText(dst, r.value)
 	if r.reason == "" {
 		return dst
 	}
@@ -89,6 +89,21 @@ func (c csvWriter) tail(dst []byte, r *outRow) []byte {
 		dst = appendCSVField(dst, strings.Join(r.reasons, ";"))
 	}
 	return append(dst, '\n')
+}
+
+// appendCSVText appends an identifier as written, but for a spreadsheet:
+// one starting with '=', '+', '-', '@', a tab or a carriage return is a
+// formula to Excel, LibreOffice and Google Sheets (OWASP's "CSV
+// injection"; "=cmd|'/C calc'!A0" runs a program), and a user base holds
+// whatever its signups typed (a valid address may start with '=', '+' or
+// '-', and may hold '|', "'" and '!'). Such a value gets a leading "'",
+// which a spreadsheet takes as "text" and does not show. JSON Lines
+// reports carry every identifier as written.
+func appendCSVText(dst []byte, s string) []byte {
+	if s != "" && strings.IndexByte("=+-@\t\r", s[0]) >= 0 {
+		s = "'" + s
+	}
+	return appendCSVField(dst, s)
 }
 
 func appendCSVField(dst []byte, s string) []byte {
