@@ -2,6 +2,8 @@ package natsrepl
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -43,7 +45,12 @@ func (t *EventTarget) Send(ctx context.Context, e breachd.OutboxEvent) error {
 	if err != nil {
 		return err
 	}
-	m := nats.NewMsg(EventSubjectPrefix + e.Watchlist)
+	subject := EventSubjectPrefix + e.Watchlist
+	if strings.HasSuffix(subject, ".") || strings.Contains(subject, "..") {
+		// Published, it would go unanswered until the timeout, every try.
+		return fmt.Errorf("watchlist %s: its name ends in '.' or holds \"..\", so its events have no NATS subject (%q): move its accounts to a watchlist named otherwise", e.Watchlist, subject)
+	}
+	m := nats.NewMsg(subject)
 	m.Data = e.Body
 	m.Header.Set(jetstream.MsgIDHeader, e.ID)
 	m.Header.Set("Content-Type", "application/cloudevents+json")

@@ -3,6 +3,7 @@ package natsrepl_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,24 @@ func TestEventTarget(t *testing.T) {
 	}
 	if info, _ := stream.Info(ctx); info.State.Msgs != 3 {
 		t.Fatalf("a repeated event was stored again: %d messages", info.State.Msgs)
+	}
+}
+
+// TestEventTargetBadSubject: a watchlist made before names were checked
+// for it, whose name ends in '.', gets an error at once that says why,
+// not a publish that waits for an answer that never comes.
+func TestEventTargetBadSubject(t *testing.T) {
+	target := natsrepl.NewEventTarget(natsrepl.Options{URL: startSingle(t).url()})
+	defer target.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for _, name := range []string{"users.", "a..b"} {
+		err := target.Send(ctx, breachd.OutboxEvent{Watchlist: name, ID: "e1", Body: []byte(`{}`)})
+		if err == nil || !strings.Contains(err.Error(), "have no NATS subject") {
+			t.Fatalf("Send for watchlist %q = %v, want an error naming the subject", name, err)
+		}
+	}
+	if err := target.Send(ctx, breachd.OutboxEvent{Watchlist: "users", ID: "e2", Body: []byte(`{}`)}); err != nil {
+		t.Fatalf("Send for watchlist users = %v", err)
 	}
 }

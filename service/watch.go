@@ -4,6 +4,7 @@ import (
 	"context"
 	"iter"
 	"strconv"
+	"strings"
 
 	"github.com/breachd/breachd"
 )
@@ -72,10 +73,21 @@ func (s *Service) watchlists() (Watchlists, error) {
 
 // CreateWatchlist makes an empty watchlist, which sees the imports
 // committed from now on.
+//
+// A watchlist's name is also the end of its events' NATS subject
+// (natsrepl.EventSubjectPrefix): a name that ends in '.' or holds ".." is
+// refused here, where a breach's name may, since a subject with an empty
+// token is no subject, and its every event would wait out the retry period
+// before the events of other watchlists behind it. Watchlists made before
+// keep working, but for that.
 func (s *Service) CreateWatchlist(ctx context.Context, name string) (breachd.Watchlist, error) {
 	w, err := s.named(name)
 	if err != nil {
 		return breachd.Watchlist{}, err
+	}
+	if strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
+		return breachd.Watchlist{}, breachd.Errorf(breachd.ErrInvalidArgument,
+			"name: %s is not a watchlist name: it may not end in '.' or hold \"..\" (its events' NATS subject would have an empty token)", breachd.Quote(name))
 	}
 	return w.Create(ctx, name)
 }

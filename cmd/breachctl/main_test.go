@@ -224,6 +224,12 @@ func TestWatchAddInvalidAddress(t *testing.T) {
 	if out, err := ctl("watch", "create", "users"); err != nil {
 		t.Fatal(err, out)
 	}
+	// A name that would be no NATS subject is refused at creation.
+	for _, name := range []string{"users.", "a..b"} {
+		if out, err := ctl("watch", "create", name); err == nil || !strings.Contains(err.Error(), "may not end in '.' or hold") {
+			t.Fatalf("watch create %s = %v\n%s", name, err, out)
+		}
+	}
 	out, err := ctl("watch", "add", "users", "alice@example.com", "not an address")
 	if exitCode(err) != exitInvalid || !strings.Contains(err.Error(), "not an address: invalid email") {
 		t.Fatalf("watch add with an invalid address = %v (exit status %d), want status %d naming it\n%s", err, exitCode(err), exitInvalid, out)
