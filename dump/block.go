@@ -32,6 +32,10 @@ type firstRow struct {
 	text, reject string
 }
 
+// Live reports whether the dump's blocks may be Stalled: it is read from a
+// pipe or a terminal (Idle), not through a decompressor.
+func (r *Reader) Live() bool { return r.idle != nil }
+
 // Stalled reports whether the block was cut short because its input had
 // nothing more to give at that moment (a live feed on a pipe, Idle): its
 // rows should be answered now, not when more come.

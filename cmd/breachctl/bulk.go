@@ -50,6 +50,7 @@ type counters struct {
 
 // chunk is a run of consecutive input rows, parsed and hashed by a worker.
 type chunk struct {
+	seq     int64       // its place in the input, from 0
 	block   *dump.Block // its lines, until a worker parses them into rows
 	rows    []dump.Row
 	digests []breachd.Digest // of the rows with one (Reject == ""), in order
@@ -183,7 +184,9 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		}()
 	}
 	// Stage 3: hand each hashed chunk, in order, to the writer (through an
-	// unbounded queue, so this never waits for it) and then to the stream.
+	// unbounded queue, so this never waits for it) and then to the stream;
+	// a stalled one is then marked for the writer (a live feed's).
+	stalls := &stallMark{wake: make(chan struct{}, 1)}
 	fed := make(chan *chunk)
 	toStream := make(chan *chunk, 2)
 	wg.Add(2)
@@ -200,6 +203,9 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 				case <-ctx.Done():
 					return
 				}
+			}
+			if ch.stalled {
+				stalls.mark(ch)
 			}
 		}
 	}()
@@ -258,6 +264,11 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 	}
 	stage(ctx, "write") // this goroutine, and the client's it starts (but "send")
 	rep := &report{c: c, out: out, rw: rw, queue: queue, tot: tot, version: out.resumedVersion, lastCheckpoint: time.Now(), done: &done, exposed: &exposed}
+	if rd.Live() {
+		// A pipe or a FIFO: a live feed may pause after rows that need no
+		// answer (invalid ones), which no answer would then bring out.
+		rep.stalls = stalls
+	}
 	if err := rep.run(ctx, answers); err != nil {
 		if ctx.Err() != nil { // interrupted: say so, not how the stream ended
 			return bulkError(ctx.Err(), c)
@@ -310,6 +321,79 @@ type report struct {
 	cur            *chunk        // the chunk being written, and its next row
 	next           int
 	row            outRow
+	// A live feed's (run): its pauses, and while watchStalls runs, the
+	// lock it and the writer take turns under, the chunk it last paused
+	// after whose rows are not all written, and catchUp's error.
+	stalls  *stallMark
+	mu      sync.Mutex
+	stallAt *chunk
+	err     error
+}
+
+// stallMark tells the writer which chunk a live feed last paused after.
+type stallMark struct {
+	latest atomic.Pointer[chunk]
+	wake   chan struct{} // one pending wake-up at most
+}
+
+func (s *stallMark) mark(ch *chunk) {
+	s.latest.Store(ch)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// catchUp writes the rows that need no answer, from the next one to the
+// end of r.stallAt, a chunk the feed paused after, and flushes the report;
+// r.stallAt is then nil. It stops at the first row that waits for an
+// answer (its answer writes it, and the rest then), so rows still go out
+// in order and a checkpoint still covers only rows written. Chunks up to
+// r.stallAt are in the queue already (it was marked after it went there).
+// Under r.mu.
+func (r *report) catchUp(ctx context.Context) error {
+	target := r.stallAt
+	if target == nil {
+		return nil
+	}
+	if r.cur != nil && (r.cur.seq > target.seq || r.cur == target && r.next == len(r.cur.rows)) {
+		r.stallAt = nil // written
+		return nil
+	}
+	for {
+		if r.cur == nil || r.next == len(r.cur.rows) {
+			if r.cur == target {
+				break
+			}
+			if r.cur != nil {
+				r.cur.release()
+				r.cur = nil // written: rowsUpTo takes the next one
+				if err := r.endChunk(); err != nil {
+					return err
+				}
+			}
+			var ok bool
+			select {
+			case r.cur, ok = <-r.queue:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if !ok {
+				r.cur = nil
+				return nil
+			}
+			r.next = 0
+			continue
+		}
+		if r.cur.rows[r.next].Reject == "" {
+			return nil
+		}
+		r.write(r.next, nil)
+		r.next++
+	}
+	r.stallAt = nil
+	r.out.w.Flush() // a write error stays in the writer, for the report's end
+	return nil
 }
 
 // run writes the report of answers, which it ranges over (pushed, not
@@ -320,27 +404,37 @@ type report struct {
 // the next rows without a digest and checkpointing them: a resumed report
 // then held those rows twice and lacked the ones passed over.)
 func (r *report) run(ctx context.Context, answers iter.Seq2[answer, error]) error {
+	stop := func() {}
+	if r.stalls != nil {
+		stop = r.watchStalls(ctx)
+		defer stop()
+	}
 	for a, err := range answers {
 		if err != nil {
 			return bulkError(err, r.c)
 		}
-		i, werr := r.rowsUpTo()
-		if werr != nil {
-			return werr
-		}
-		if i < 0 {
-			return fmt.Errorf("the daemon answered more digests than were sent")
-		}
-		r.write(i, &a)
-		if r.cur.stalled && i == r.cur.lastValid {
-			// A live feed paused after this chunk: its last rows, and
-			// the report so far, go out now. A write error stays in the
-			// writer, for the report's end.
-			for ; r.next < len(r.cur.rows); r.next++ {
-				r.write(r.next, nil)
+		if r.stalls == nil {
+			if err := r.answer(&a); err != nil {
+				return err
 			}
-			r.out.w.Flush()
+			continue
 		}
+		r.mu.Lock()
+		err = r.answer(&a)
+		if err == nil && r.stallAt != nil {
+			err = r.catchUp(ctx) // a pause after rows that waited for this answer
+		}
+		if err == nil {
+			err = r.err
+		}
+		r.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	stop() // the rest is the writer's alone
+	if r.err != nil {
+		return r.err
 	}
 	// The rows after the last answer can only be rows without a digest.
 	i, err := r.rowsUpTo()
@@ -353,6 +447,64 @@ func (r *report) run(ctx context.Context, answers iter.Seq2[answer, error]) erro
 		return fmt.Errorf("the daemon's answers ended early")
 	}
 	return nil
+}
+
+// answer writes the rows up to a's, and a's.
+func (r *report) answer(a *answer) error {
+	i, err := r.rowsUpTo()
+	if err != nil {
+		return err
+	}
+	if i < 0 {
+		return fmt.Errorf("the daemon answered more digests than were sent")
+	}
+	r.write(i, a)
+	if r.cur.stalled && i == r.cur.lastValid {
+		// A live feed paused after this chunk: its last rows, and the
+		// report so far, go out now. A write error stays in the writer,
+		// for the report's end.
+		for ; r.next < len(r.cur.rows); r.next++ {
+			r.write(r.next, nil)
+		}
+		r.out.w.Flush()
+	}
+	return nil
+}
+
+// watchStalls writes, from a goroutine of its own until stop is called,
+// the rows that need no answer up to each pause of a live feed
+// (catchUp): no answer would bring them out, when a pause follows rows
+// all invalid. It and the writer take turns under r.mu: the writer an
+// answer at a time (an uncontended lock; a hand-off of the answers to
+// another goroutine cost the sweep a fifth more CPU).
+func (r *report) watchStalls(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-r.stalls.wake:
+			}
+			r.mu.Lock()
+			if t := r.stalls.latest.Load(); r.stallAt == nil || t.seq > r.stallAt.seq {
+				r.stallAt = t
+			}
+			if err := r.catchUp(ctx); err != nil && r.err == nil && ctx.Err() == nil {
+				r.err = err
+			}
+			r.mu.Unlock()
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
 }
 
 // endChunk records a written chunk's progress.
@@ -465,10 +617,11 @@ func readChunks(ctx context.Context, rd *dump.Reader, skip int64, toHash, ordere
 	if err := rd.SkipRows(skip); err != nil {
 		return err
 	}
-	for {
+	for seq := int64(0); ; {
 		b, err := rd.ReadBlock(blockBytes)
 		if b != nil {
-			ch := &chunk{block: b, done: make(chan struct{})}
+			ch := &chunk{seq: seq, block: b, done: make(chan struct{})}
+			seq++
 			for _, q := range []chan<- *chunk{toHash, ordered} {
 				select {
 				case q <- ch:

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -552,15 +553,79 @@ func TestCheckLiveFeed(t *testing.T) {
 	w.WriteString("not an address\ncarol@example.com\ndave@exa")
 	report(4) // whole lines only
 	w.WriteString("mple.com\n")
-	got := report(5)
+	report(5)
+	// A pause after rows that need no answer: nothing else would write
+	// them out (they waited for the next answer).
+	w.WriteString("still not one\n")
+	got := report(6)
 	w.Close()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []string{`"alice@example.com","exposed":true`, `"bob@example.com","exposed":false`, `"not an address"`,
-		`"carol@example.com","exposed":true`, `"dave@example.com","exposed":false`} {
+		`"carol@example.com","exposed":true`, `"dave@example.com","exposed":false`, `"still not one"`} {
 		if i >= len(got) || !strings.Contains(got[i], want) {
 			t.Fatalf("report row %d: %q, want it to hold %s", i+1, got, want)
+		}
+	}
+}
+
+// TestCheckLiveFeedPauses: a live feed of valid and invalid rows in
+// random runs, pausing after each: after every pause the report holds
+// every row written so far, in order, whatever the mix (a pause after
+// rows all invalid, after a chunk whose answers come later, or both).
+// Not parallel: it gives the process another stdin.
+func TestCheckLiveFeedPauses(t *testing.T) {
+	addr := serveStore(t, "alice@example.com")
+	w := stdintest.Pipe(t)
+	out := filepath.Join(t.TempDir(), "out.jsonl")
+	done := make(chan error, 1)
+	go func() {
+		done <- run(t.Context(), []string{"check", "--addr", addr, "--file", "-", "--format", "jsonl", "--out", out}, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var want []string
+	w.WriteString("email\n")
+	for round := range 40 {
+		var batch strings.Builder
+		for j := range 1 + rng.IntN(4) {
+			var row string
+			switch rng.IntN(3) {
+			case 0:
+				row = fmt.Sprintf("not an address %d.%d", round, j)
+			case 1:
+				row = "alice@example.com"
+			default:
+				row = fmt.Sprintf("user%d.%d@example.com", round, j)
+			}
+			want = append(want, row)
+			batch.WriteString(row + "\n")
+		}
+		w.WriteString(batch.String())
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(out)
+			if n := bytes.Count(b, []byte{'\n'}); n >= len(want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: after 10 s the report holds %q, want %d rows", round, b, len(want))
+			}
+			time.Sleep(5 * time.Millisecond) // polls a file another goroutine writes
+		}
+	}
+	w.Close()
+	if err := <-done; err != nil && !errors.Is(err, errInvalid) {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("the report has %d rows, want %d", len(lines), len(want))
+	}
+	for i, row := range want {
+		if !strings.Contains(lines[i], fmt.Sprintf(`{"line":%d,"identifier":%q`, i+2, row)) {
+			t.Fatalf("report row %d is %s, want %q", i+1, lines[i], row)
 		}
 	}
 }
