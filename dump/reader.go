@@ -6,14 +6,19 @@ import (
 	"compress/bzip2"
 	"compress/gzip"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/klauspost/compress/zstd"
-	"golang.org/x/text/encoding/unicode"
+	xunicode "golang.org/x/text/encoding/unicode"
 	"golang.org/x/text/transform"
 
 	"github.com/breachd/breachd"
@@ -40,6 +45,10 @@ const (
 	// FormatPairHashes is one "hex SHA-256 of the email:hex SHA-1 of the
 	// password" per line (pairs.go).
 	FormatPairHashes
+	// FormatJSONL is one JSON object per line (JSON Lines, a database's
+	// export), the email the string of its field named as a CSV's column
+	// is (Options.Column), at the top level.
+	FormatJSONL
 )
 
 func (f Format) String() string {
@@ -54,18 +63,20 @@ func (f Format) String() string {
 		return "combo"
 	case FormatPairHashes:
 		return "pair-hashes"
+	case FormatJSONL:
+		return "jsonl"
 	}
 	return "auto"
 }
 
 // ParseFormat parses a --format value.
 func ParseFormat(s string) (Format, error) {
-	for _, f := range []Format{FormatAuto, FormatCSV, FormatEmails, FormatSHA256, FormatCombo, FormatPairHashes} {
+	for _, f := range []Format{FormatAuto, FormatCSV, FormatEmails, FormatSHA256, FormatJSONL, FormatCombo, FormatPairHashes} {
 		if s == f.String() {
 			return f, nil
 		}
 	}
-	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails, sha256, or for pairs combo or pair-hashes", s)
+	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails, sha256, jsonl, or for pairs combo or pair-hashes", s)
 }
 
 // decompress returns br, or a reader of the text it holds compressed:
@@ -148,7 +159,7 @@ func fromUTF16(br *bufio.Reader) *bufio.Reader {
 	if len(bom) < 2 || !(bom[0] == 0xff && bom[1] == 0xfe || bom[0] == 0xfe && bom[1] == 0xff) {
 		return br
 	}
-	dec := unicode.UTF16(unicode.LittleEndian, unicode.ExpectBOM).NewDecoder()
+	dec := xunicode.UTF16(xunicode.LittleEndian, xunicode.ExpectBOM).NewDecoder()
 	return bufio.NewReaderSize(transform.NewReader(br, dec), 256<<10)
 }
 
@@ -216,9 +227,11 @@ type Reader struct {
 	pwCol  int // a combolist's CSV: index of the password column, -1 if none
 	header []string
 	sep    byte // a CSV's field separator: ',', ';' or '\t'
-	pairs  bool // a combolist (NewPairReader)
-	stats  Stats
-	peeked []byte // first non-blank line, read during detection
+	// jsonRow is JSON Lines' row type (jsonRowType), nil for a map
+	jsonRow reflect.Type
+	pairs   bool // a combolist (NewPairReader)
+	stats   Stats
+	peeked  []byte // first non-blank line, read during detection
 	// long holds the numbers of over-long lines met before the first
 	// usable one, during detection; they are rejected as the first rows.
 	long   []int64
@@ -328,8 +341,83 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		}
 		return rd, nil
 	}
+	if rd.format == FormatJSONL {
+		rd.jsonRow = jsonRowType(opts.Column)
+		// The first object is a row; it must have the field, or every
+		// row would be rejected.
+		if _, reason := jsonField(string(first), opts.Column, rd.jsonRow); reason != "" {
+			var keys map[string]json.RawMessage
+			if json.Unmarshal(first, &keys) != nil {
+				return nil, fmt.Errorf("line %d: %s", rd.line, reason)
+			}
+			if _, ok := lookupFold(keys, opts.Column); !ok {
+				return nil, noField(slices.Sorted(maps.Keys(keys)), opts.Column)
+			}
+		}
+	}
 	rd.peeked = first
 	return rd, nil
+}
+
+// jsonRowType is the struct a JSON Lines row is decoded into, for column:
+// one *string field tagged with its name, so that encoding/json skips the
+// row's other fields without keeping them (half the CPU of a map of them)
+// and matches the name as it matches a struct's: exactly, else without
+// regard to case. Nil for a name a tag cannot carry (jsonField then
+// decodes a map).
+func jsonRowType(column string) reflect.Type {
+	for _, c := range column {
+		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
+			return nil // encoding/json would ignore the tag
+		}
+	}
+	return reflect.StructOf([]reflect.StructField{{Name: "V", Type: reflect.TypeFor[*string](), Tag: reflect.StructTag("json:" + strconv.Quote(column))}})
+}
+
+// jsonField returns the string of line's top-level field named column, or
+// a reason there is none, decoding it into a value of rowType (from
+// jsonRowType; nil: a map). The reason never holds the row's content.
+func jsonField(line, column string, rowType reflect.Type) (string, string) {
+	if rowType != nil {
+		p := reflect.New(rowType)
+		if err := json.Unmarshal([]byte(line), p.Interface()); err != nil {
+			if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
+				return "", fmt.Sprintf("the %q field is not a string", column)
+			}
+			return "", "malformed JSON: not one object"
+		}
+		v := p.Elem().Field(0).Interface().(*string)
+		if v == nil {
+			return "", fmt.Sprintf("no %q field", column)
+		}
+		return *v, ""
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(line), &fields); err != nil {
+		return "", "malformed JSON: not one object"
+	}
+	raw, ok := lookupFold(fields, column)
+	if !ok {
+		return "", fmt.Sprintf("no %q field", column)
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Sprintf("the %q field is not a string", column)
+	}
+	return v, ""
+}
+
+// lookupFold finds key in m, exactly, else without regard to case.
+func lookupFold(m map[string]json.RawMessage, key string) (json.RawMessage, bool) {
+	if v, ok := m[key]; ok {
+		return v, true
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v, true
+		}
+	}
+	return nil, false
 }
 
 // Format returns the format being read (detected, if it was FormatAuto).
@@ -344,9 +432,20 @@ func noColumn(fields []string, column string) error {
 	return noColumnFlag(fields, column, "--column", "the address", "mail")
 }
 
+// noField is noColumn for JSON Lines: the first object's fields.
+func noField(fields []string, column string) error {
+	return noNamed("the first JSON object has no field named", "its fields are", fields, column, "--column", "the address", "mail")
+}
+
 // noColumnFlag is noColumn for the column of flag, which holds what,
 // suggesting the one column whose name contains like.
 func noColumnFlag(fields []string, column, flag, what, like string) error {
+	return noNamed("the CSV header has no column named", "its columns are", fields, column, flag, what, like)
+}
+
+// noNamed explains that what was read (has) lacks column: its fields
+// (are), and the one to name with flag if one's name contains like.
+func noNamed(has, are string, fields []string, column, flag, what, like string) error {
 	cols := make([]string, len(fields))
 	var mail []string
 	for i, f := range fields {
@@ -359,8 +458,7 @@ func noColumnFlag(fields []string, column, flag, what, like string) error {
 	if len(mail) == 1 {
 		hint = "pass " + flag + " " + mail[0]
 	}
-	return fmt.Errorf("%w: the CSV header has no column named %q; its columns are %s: %s",
-		ErrNoColumn, column, strings.Join(cols, ", "), hint)
+	return fmt.Errorf("%w: %s %q; %s %s: %s", ErrNoColumn, has, column, are, strings.Join(cols, ", "), hint)
 }
 
 // excelSeparator reads Excel's separator line, "sep=" and one character
@@ -402,12 +500,16 @@ func headerSeparator(first []byte, names ...string) (sep byte, named, split bool
 	return sep, false, split
 }
 
-// detect tells the format from the first non-blank line. A line of two or
+// detect tells the format from the first non-blank line. A JSON object is
+// JSON Lines. A line of two or
 // more fields (separated by commas, semicolons or tabs) without an "@" is
 // a CSV header, whether or not it names the email column (which NewReader
 // then requires): a user-base export with another column name, or another
 // separator, must fail, never be read as one address per line.
 func detect(first []byte, column string) Format {
+	if t := bytes.TrimSpace(first); len(t) > 0 && t[0] == '{' && json.Valid(t) {
+		return FormatJSONL
+	}
 	if len(bytes.TrimSpace(first)) == 2*breachd.DigestSize {
 		if _, err := hex.DecodeString(string(bytes.TrimSpace(first))); err == nil {
 			return FormatSHA256
@@ -542,6 +644,10 @@ func (r *Reader) rejectAt(line int64, reason string) {
 // field extracts the account field of one row, or a reason it has none.
 // It reads only what NewReader decided, so any goroutine may call it.
 func (r *Reader) field(line string, scratch []string) (string, []string, string) {
+	if r.format == FormatJSONL {
+		v, reason := jsonField(line, r.opts.Column, r.jsonRow)
+		return v, scratch, reason
+	}
 	if r.format != FormatCSV {
 		return line, scratch, ""
 	}

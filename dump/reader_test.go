@@ -132,6 +132,34 @@ func TestReader(t *testing.T) {
 			want:       []string{"b@example.com"},
 		},
 		{
+			name: "JSON Lines: a database's export",
+			in: `{"_id":{"$oid":"5f1"},"Email":"A@Example.com","name":"Ann","dob":"1980-01-01"}` + "\n" +
+				`{"_id":2,"email":"b@example.com","email_verified":true}` + "\n" +
+				`{"_id":3,"name":"no address"}` + "\n" +
+				`{"_id":4,"email":null}` + "\n" +
+				`{"_id":5,"email":"bad"}` + "\n" +
+				`not json` + "\n" +
+				`{"_id":7,"email":"c@example.org","tags":["a,b"]}` + "\n",
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"a@example.com", "b@example.com", "c@example.org"},
+			wantRej:    []int64{3, 4, 5, 6},
+		},
+		{
+			name:       "JSON Lines, a field name no struct tag can carry",
+			in:         `{"e,mail":"E@example.com"}` + "\n" + `{"E,MAIL":"f@example.com","x":1}` + "\n" + `{"e,mail":5}` + "\n",
+			opts:       dump.Options{Column: "e,mail"},
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"e@example.com", "f@example.com"},
+			wantRej:    []int64{3},
+		},
+		{
+			name:       "JSON Lines, another field",
+			in:         `{"mail":"d@example.com"}` + "\n",
+			opts:       dump.Options{Column: "mail", Format: dump.FormatJSONL},
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"d@example.com"},
+		},
+		{
 			name:       "carriage returns alone: Excel for Mac's Macintosh CSV",
 			in:         "Name,Email\rAnn,A@Example.com\rBob,bad\r\rCy,c@example.org\r",
 			wantFormat: dump.FormatCSV,
@@ -300,6 +328,26 @@ func TestReaderSeparatorLineAlone(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "line with no CSV header after it") {
 			t.Errorf("NewReader(%q) = %v, want an error about the sep= line", in, err)
 		}
+	}
+}
+
+// TestReaderJSONLNoField: JSON Lines whose first object lacks the email
+// field fail before any row, naming its fields and the flag to pass; rows
+// are rejected with reasons that never hold their content.
+func TestReaderJSONLNoField(t *testing.T) {
+	t.Parallel()
+	_, err := dump.NewReader(strings.NewReader(`{"id":1,"user_mail":"a@example.com","name":"Ann"}`+"\n"), dump.Options{})
+	if !errors.Is(err, dump.ErrNoColumn) || !strings.Contains(err.Error(), `the first JSON object has no field named "email"; its fields are "id", "name", "user_mail": pass --column user_mail`) {
+		t.Fatalf("NewReader = %v", err)
+	}
+	_, rejs, _, _ := readAll(t, strings.NewReader(`{"email":"a@example.com"}`+"\n"+`{"email":{"secret":"a@example.com"}}`+"\n"+`{"email":"a@example.com"`+"\n"), dump.Options{})
+	for _, r := range rejs {
+		if strings.Contains(r.Reason, "secret") || strings.Contains(r.Reason, "example") {
+			t.Errorf("line %d: reason %q holds the row", r.Line, r.Reason)
+		}
+	}
+	if len(rejs) != 2 || rejs[0].Reason != `the "email" field is not a string` || rejs[1].Reason != "malformed JSON: not one object" {
+		t.Fatalf("rejections %+v", rejs)
 	}
 }
 
@@ -491,6 +539,7 @@ func FuzzBlocks(f *testing.F) {
 	f.Add("\"unterminated\n,,,\n\"a\"x,b\n", 1, uint16(2))
 	f.Add("email,name\ra@b.c,x\r\"q\r@b.c\",y\r\rc@d.e", 0, uint16(4))
 	f.Add("sep=|\nname|email\nx|a@b.c\n\"y|z\"|c@d.e\nonly\n", 0, uint16(3))
+	f.Add("{\"email\":\"a@b.c\",\"n\":[1]}\n{\"Email\":\"x\"}\n{\"email\":7}\nnot json\n{}\n", 0, uint16(2))
 	f.Add("a@example.com\n"+strings.Repeat("x", dump.MaxLineBytes)+"\n"+strings.Repeat("y", dump.MaxLineBytes-1)+"\nb@example.com", 2, uint16(1000))
 	f.Fuzz(func(t *testing.T, text string, format int, size uint16) {
 		opts := dump.Options{Format: dump.Format(uint(format) % 4)}

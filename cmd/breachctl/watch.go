@@ -50,7 +50,7 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	switch sub {
 	case "add", "remove":
 		fs.StringVar(&in.file, "file", "", "accounts from this file (- for stdin): CSV with a header, or one email a line; gzip is detected")
-		fs.StringVar(&in.column, "column", "email", "CSV column holding the email")
+		fs.StringVar(&in.column, "column", "email", "CSV column (or JSON Lines field) holding the email")
 		fs.BoolVar(&in.digests, "digests", false, "the file holds hex SHA-256 digests of canonical emails, one per line")
 	case "events":
 		fs.StringVar(&since, "since", "", "the cursor to start after (a next_cursor printed before); empty for the oldest event kept")
