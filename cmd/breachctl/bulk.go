@@ -131,7 +131,7 @@ func bulkCheck(ctx context.Context, c bulkConfig, cl *client.Client, stdout, std
 		}
 		return fmt.Errorf("%s: %w", c.file, err)
 	}
-	rw, err := newRowWriter(c.format, c.assess)
+	rw, err := newRowWriter(c.format, c.assess, c.out == "-" && isTerminal(stdout))
 	if err != nil {
 		return err
 	}

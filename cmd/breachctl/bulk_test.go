@@ -417,7 +417,7 @@ func TestReportStopsAtUnanswered(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer out.close()
-			rw, _ := newRowWriter("csv", false)
+			rw, _ := newRowWriter("csv", false, false)
 			ok, bad := func(n int64) dump.Row { return dump.Row{Line: n, Value: fmt.Sprintf("a%d@example.com", n)} },
 				func(n int64) dump.Row { return dump.Row{Line: n, Value: "x", Reject: "not an address"} }
 			queue := make(chan *chunk, 2)
@@ -491,6 +491,26 @@ func TestAppendJSONString(t *testing.T) {
 		enc.Encode(s)
 		if string(got) != "x"+strings.TrimSuffix(want.String(), "\n") {
 			t.Errorf("appendJSONString(%q) = %s, want %s", s, got[1:], want.String())
+		}
+	}
+}
+
+// TestPrintable: what a CSV report to a terminal shows of a row: the row
+// itself, but a control character, a rune no terminal shows or a byte
+// that is not UTF-8 written as an escape, so no row reaches the terminal
+// as an escape sequence.
+func TestPrintable(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"alice@example.com", "alice@example.com"},
+		{`a"b c@例え.jp`, `a"b c@例え.jp`},
+		{"\x1b]0;owned\x07x@y.z", `\x1b]0;owned\ax@y.z`},
+		{"\u009b31mred", `\u009b31mred`},
+		{"bad \xff", `bad \xff`},
+		{"zero\u200bwidth", `zero\u200bwidth`},
+	} {
+		if got := printable(tt.in); got != tt.want {
+			t.Errorf("printable(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -35,10 +36,12 @@ type rowWriter interface {
 	tail(dst []byte, r *outRow) []byte // only for a checked row (reason == "")
 }
 
-func newRowWriter(format string, assess bool) (rowWriter, error) {
+// newRowWriter returns the writer of format's rows; terminal says the
+// report goes to one.
+func newRowWriter(format string, assess, terminal bool) (rowWriter, error) {
 	switch format {
 	case "csv":
-		return csvWriter{assess: assess}, nil
+		return csvWriter{assess: assess, terminal: terminal}, nil
 	case "jsonl":
 		return jsonlWriter{assess: assess}, nil
 	}
@@ -47,7 +50,7 @@ func newRowWriter(format string, assess bool) (rowWriter, error) {
 
 // csvWriter writes: line,identifier,exposed,breaches,error (breaches joined
 // by ';'), and with assess decision,would_be,reasons (joined by ';').
-type csvWriter struct{ assess bool }
+type csvWriter struct{ assess, terminal bool }
 
 func (c csvWriter) header(w *bufio.Writer) {
 	w.WriteString("line,identifier,exposed,breaches,error")
@@ -60,7 +63,11 @@ func (c csvWriter) header(w *bufio.Writer) {
 func (c csvWriter) head(dst []byte, r *outRow) []byte {
 	dst = strconv.AppendInt(dst, r.line, 10)
 	dst = append(dst, ',')
-	dst = appendCSVText(dst, r.value)
+	v := r.value
+	if c.terminal {
+		v = printable(v)
+	}
+	dst = appendCSVText(dst, v)
 	if r.reason == "" {
 		return dst
 	}
@@ -104,6 +111,18 @@ func appendCSVText(dst []byte, s string) []byte {
 		s = "'" + s
 	}
 	return appendCSVField(dst, s)
+}
+
+// printable returns s, or, if it holds a control character, a rune no
+// terminal shows or bytes that are not UTF-8, s with those written as Go
+// escapes (\x1b): a report written to a terminal must not hand it an
+// escape sequence from a row (a title, a hyperlink, the clipboard).
+func printable(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) }) {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 func appendCSVField(dst []byte, s string) []byte {
