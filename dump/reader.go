@@ -47,7 +47,7 @@ const (
 	FormatPairHashes
 	// FormatJSONL is one JSON object per line (JSON Lines, a database's
 	// export), the email the string of its field named as a CSV's column
-	// is (Options.Column), at the top level.
+	// is (Options.Column): a dotted path for a nested one.
 	FormatJSONL
 )
 
@@ -350,8 +350,8 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 			if json.Unmarshal(first, &keys) != nil {
 				return nil, fmt.Errorf("line %d: %s", rd.line, reason)
 			}
-			if _, ok := lookupFold(keys, opts.Column); !ok {
-				return nil, noField(slices.Sorted(maps.Keys(keys)), opts.Column)
+			if !jsonHas(first, opts.Column) {
+				return nil, noField(slices.Sorted(maps.Keys(keys)), opts.Column, jsonHint(first, opts.Column))
 			}
 		}
 	}
@@ -359,46 +359,80 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	return rd, nil
 }
 
+// A JSON Lines column is a path: its dot-separated names lead from the
+// top-level object through nested ones to the string ("_source.email", an
+// Elasticsearch dump's). Each name matches a key as encoding/json matches
+// a struct's field: exactly, else without regard to case.
+
 // jsonRowType is the struct a JSON Lines row is decoded into, for column:
-// one *string field tagged with its name, so that encoding/json skips the
-// row's other fields without keeping them (half the CPU of a map of them)
-// and matches the name as it matches a struct's: exactly, else without
-// regard to case. Nil for a name a tag cannot carry (jsonField then
-// decodes a map).
+// nested structs of one pointer field each, tagged with the path's names,
+// a *string at the end, so that encoding/json skips the row's other
+// fields without keeping them (half the CPU of a map of them). Nil if a
+// name is one a tag cannot carry (jsonField then decodes maps).
 func jsonRowType(column string) reflect.Type {
 	for _, c := range column {
 		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
 			return nil // encoding/json would ignore the tag
 		}
 	}
-	return reflect.StructOf([]reflect.StructField{{Name: "V", Type: reflect.TypeFor[*string](), Tag: reflect.StructTag("json:" + strconv.Quote(column))}})
+	names := strings.Split(column, ".")
+	t := reflect.TypeFor[*string]()
+	for i := len(names) - 1; i >= 0; i-- {
+		if names[i] == "" {
+			return nil
+		}
+		t = reflect.StructOf([]reflect.StructField{{Name: "V", Type: t, Tag: reflect.StructTag("json:" + strconv.Quote(names[i]))}})
+		if i > 0 {
+			t = reflect.PointerTo(t)
+		}
+	}
+	return t
 }
 
-// jsonField returns the string of line's top-level field named column, or
-// a reason there is none, decoding it into a value of rowType (from
-// jsonRowType; nil: a map). The reason never holds the row's content.
+// jsonField returns the string at column's path in line, or a reason
+// there is none, decoding it into a value of rowType (from jsonRowType;
+// nil: maps). The reason never holds the row's content.
 func jsonField(line, column string, rowType reflect.Type) (string, string) {
 	if rowType != nil {
 		p := reflect.New(rowType)
 		if err := json.Unmarshal([]byte(line), p.Interface()); err != nil {
 			if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
-				return "", fmt.Sprintf("the %q field is not a string", column)
+				if strings.EqualFold(te.Field, column) {
+					return "", fmt.Sprintf("the %q field is not a string", column)
+				}
+				return "", fmt.Sprintf("the %q field is not an object", te.Field)
 			}
 			return "", "malformed JSON: not one object"
 		}
-		v := p.Elem().Field(0).Interface().(*string)
-		if v == nil {
+		v := p.Elem()
+		for {
+			f := v.Field(0)
+			if f.IsNil() {
+				return "", fmt.Sprintf("no %q field", column)
+			}
+			if s, ok := f.Interface().(*string); ok {
+				return *s, ""
+			}
+			v = f.Elem()
+		}
+	}
+	raw := json.RawMessage(line)
+	names := strings.Split(column, ".")
+	if len(names) > 1 && slices.Contains(names, "") {
+		names = []string{column} // not a path: a name with a stray dot
+	}
+	for i, name := range names {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			if i == 0 {
+				return "", "malformed JSON: not one object"
+			}
+			return "", fmt.Sprintf("the %q field is not an object", strings.Join(names[:i], "."))
+		}
+		var ok bool
+		if raw, ok = lookupFold(fields, name); !ok || string(raw) == "null" {
 			return "", fmt.Sprintf("no %q field", column)
 		}
-		return *v, ""
-	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(line), &fields); err != nil {
-		return "", "malformed JSON: not one object"
-	}
-	raw, ok := lookupFold(fields, column)
-	if !ok {
-		return "", fmt.Sprintf("no %q field", column)
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -420,6 +454,47 @@ func lookupFold(m map[string]json.RawMessage, key string) (json.RawMessage, bool
 	return nil, false
 }
 
+// jsonHas reports whether line, a JSON object, has column's path as
+// keys, whatever their values (a first row's null email is that row's
+// rejection, not the dump's): false only where an object lacks a name.
+func jsonHas(line []byte, column string) bool {
+	raw := json.RawMessage(line)
+	names := strings.Split(column, ".")
+	if len(names) > 1 && slices.Contains(names, "") {
+		names = []string{column}
+	}
+	for _, name := range names {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(raw, &fields) != nil {
+			return true // not an object: that row's rejection
+		}
+		var ok bool
+		if raw, ok = lookupFold(fields, name); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonHint names, for a first object without column, the path to pass
+// instead if column is found one level down ("_source.email"), else "".
+func jsonHint(first []byte, column string) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(first, &top) != nil {
+		return ""
+	}
+	for _, k := range slices.Sorted(maps.Keys(top)) {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(top[k], &inner) != nil {
+			continue
+		}
+		if _, ok := lookupFold(inner, column); ok {
+			return k + "." + column
+		}
+	}
+	return ""
+}
+
 // Format returns the format being read (detected, if it was FormatAuto).
 func (r *Reader) Format() Format { return r.format }
 
@@ -432,9 +507,14 @@ func noColumn(fields []string, column string) error {
 	return noColumnFlag(fields, column, "--column", "the address", "mail")
 }
 
-// noField is noColumn for JSON Lines: the first object's fields.
-func noField(fields []string, column string) error {
-	return noNamed("the first JSON object has no field named", "its fields are", fields, column, "--column", "the address", "mail")
+// noField is noColumn for JSON Lines: the first object's fields, and the
+// path to pass if the field was found one level down (path, else "").
+func noField(fields []string, column, path string) error {
+	err := noNamed("the first JSON object has no field named", "its fields are", fields, column, "--column", "the address", "mail")
+	if path != "" {
+		return fmt.Errorf("%w (it has %s: pass --column %s)", err, path, path)
+	}
+	return err
 }
 
 // noColumnFlag is noColumn for the column of flag, which holds what,

@@ -145,6 +145,33 @@ func TestReader(t *testing.T) {
 			wantRej:    []int64{3, 4, 5, 6},
 		},
 		{
+			name: "JSON Lines, a path: an Elasticsearch dump",
+			in: `{"_index":"users","_id":"1","_source":{"email":"G@example.com","name":"G"}}` + "\n" +
+				`{"_index":"users","_id":"2","_source":{"Email":"h@example.com"}}` + "\n" +
+				`{"_index":"users","_id":"3","_source":"x"}` + "\n" +
+				`{"_index":"users","_id":"4","_source":{"email":["i@example.com"]}}` + "\n" +
+				`{"_index":"users","_id":"5"}` + "\n",
+			opts:       dump.Options{Column: "_source.email"},
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"g@example.com", "h@example.com"},
+			wantRej:    []int64{3, 4, 5},
+		},
+		{
+			name:       "JSON Lines, a path with a name no struct tag can carry",
+			in:         `{"u":{"e,mail":"j@example.com"}}` + "\n" + `{"u":{"e,mail":null}}` + "\n" + `{"u":[1]}` + "\n",
+			opts:       dump.Options{Column: "u.e,mail"},
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"j@example.com"},
+			wantRej:    []int64{2, 3},
+		},
+		{
+			name:       "JSON Lines, a first row's null email is that row's",
+			in:         `{"email":null}` + "\n" + `{"email":"k@example.com"}` + "\n",
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"k@example.com"},
+			wantRej:    []int64{1},
+		},
+		{
 			name:       "JSON Lines, a field name no struct tag can carry",
 			in:         `{"e,mail":"E@example.com"}` + "\n" + `{"E,MAIL":"f@example.com","x":1}` + "\n" + `{"e,mail":5}` + "\n",
 			opts:       dump.Options{Column: "e,mail"},
@@ -348,6 +375,15 @@ func TestReaderJSONLNoField(t *testing.T) {
 	}
 	if len(rejs) != 2 || rejs[0].Reason != `the "email" field is not a string` || rejs[1].Reason != "malformed JSON: not one object" {
 		t.Fatalf("rejections %+v", rejs)
+	}
+	_, rejs, _, _ = readAll(t, strings.NewReader(`{"s":{"email":"a@example.com"}}`+"\n"+`{"s":"x"}`+"\n"+`{"s":{"email":1}}`+"\n"+`{"s":{}}`+"\n"), dump.Options{Column: "s.email"})
+	if len(rejs) != 3 || rejs[0].Reason != `the "s" field is not an object` || rejs[1].Reason != `the "s.email" field is not a string` || rejs[2].Reason != `no "s.email" field` {
+		t.Fatalf("a path's rejections %+v", rejs)
+	}
+	// An Elasticsearch dump: the hint names the path.
+	_, err = dump.NewReader(strings.NewReader(`{"_index":"u","_source":{"Email":"a@example.com"}}`+"\n"), dump.Options{})
+	if !errors.Is(err, dump.ErrNoColumn) || !strings.Contains(err.Error(), "(it has _source.email: pass --column _source.email)") {
+		t.Fatalf("NewReader of an Elasticsearch dump = %v", err)
 	}
 }
 
