@@ -37,6 +37,10 @@ var profile = idna.New(
 // Email returns the canonical form of raw: surrounding white space trimmed,
 // NFC-normalised, lower-cased, and the domain in its IDNA ASCII form. It
 // rejects input that is not an address (see docs/canonical-email.md).
+// notUTF8 is the reason for bytes that are not UTF-8, saying where such
+// text usually comes from.
+const notUTF8 = "not valid UTF-8 (text in a legacy code page, such as a spreadsheet's plain CSV: export it as CSV UTF-8)"
+
 func Email(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
 	if isASCII(s) {
@@ -45,7 +49,7 @@ func Email(raw string) (string, error) {
 		}
 	} else {
 		if !utf8.ValidString(s) {
-			return "", invalid("not valid UTF-8")
+			return "", invalid(notUTF8)
 		}
 		s = norm.NFC.String(s)
 	}

@@ -11,7 +11,7 @@ import (
 func EmailGeneral(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
 	if !utf8.ValidString(s) {
-		return "", invalid("not valid UTF-8")
+		return "", invalid(notUTF8)
 	}
 	return slow(strings.ToLower(norm.NFC.String(s)))
 }
