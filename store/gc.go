@@ -331,6 +331,7 @@ func (c *corpus) DeleteBreach(ctx context.Context, name string) (removed, versio
 		return 0, old.version, classify("delete breach", err)
 	}
 	nc := old.with(version, old.importVersion, name, nil, 0)
+	c.privateRemoving(old, nc)
 	c.cat.Store(nc) // the breach is gone from every answer from here
 	c.commitMu.Unlock()
 	c.announce() // replicas need not wait for the index

@@ -163,6 +163,55 @@ type privateState struct {
 	on      atomic.Bool
 	buckets atomic.Pointer[breachd.PrivateInfo]
 	kick    chan struct{} // a count is wanted
+	// mu orders a count's result against a removal (privateRemoving):
+	// a count of a catalogue older than removedAt, the version of the
+	// last change that removed accounts, is not stored.
+	mu        sync.Mutex
+	removedAt uint64
+}
+
+// privateRemoving is called before the catalogue nc replaces old, a change
+// that may remove accounts (a delete; on a replica, any backup applied):
+// their buckets shrink the moment nc is published, and the prefix length
+// counted before could then narrow a check to fewer than BucketMin
+// accounts until the next count, which takes seconds at scale. So the
+// count stands only if its smallest bucket stays at BucketMin after losing
+// every account of the breaches nc lacks (at most their AccountCount;
+// digests are uniform, but this bound holds whatever the spread); else
+// private checks wait for the count (errCounting), never answer at a
+// prefix that may be too long. The count of old's version or earlier
+// that may be running is not stored when it ends.
+func (c *corpus) privateRemoving(old, nc *catalog) {
+	p := c.private
+	if p == nil || !p.on.Load() {
+		return
+	}
+	var removed uint64
+	for name, b := range old.byName {
+		if n := nc.byName[name]; n == nil {
+			removed += uint64(max(b.AccountCount, 0))
+		} else if n.AccountCount < b.AccountCount {
+			removed += uint64(b.AccountCount - n.AccountCount)
+		}
+	}
+	if removed == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removedAt = nc.version
+	info := p.buckets.Load()
+	switch {
+	case info == nil:
+	case info.SmallestBucket >= uint64(info.BucketMin)+removed:
+		bound := *info
+		bound.SmallestBucket -= removed
+		p.buckets.Store(&bound)
+	default:
+		p.buckets.Store(nil)
+		c.log.Info("private lookups wait for the buckets' count: the change may leave a bucket under the minimum at the counted prefix length",
+			"prefix_bits", info.PrefixBits, "smallest_bucket", info.SmallestBucket, "accounts_removed_at_most", removed, "corpus_version", nc.version)
+	}
 }
 
 // openPrivate reads whether the corpus is private, records it so if it is
@@ -248,7 +297,17 @@ func (c *corpus) countBuckets(ctx context.Context) {
 			}
 			continue
 		}
-		p.buckets.Store(info)
+		c.reach("private-counted")
+		p.mu.Lock()
+		stale := info.CorpusVersion < p.removedAt
+		if !stale {
+			p.buckets.Store(info)
+		}
+		p.mu.Unlock()
+		if stale {
+			// Accounts were removed since: the count kicked then follows.
+			continue
+		}
 		c.log.Info("private lookup buckets counted", "prefix_bits", info.PrefixBits, "smallest_bucket", info.SmallestBucket,
 			"accounts", info.Accounts, "corpus_version", info.CorpusVersion, "duration", time.Since(start))
 	}

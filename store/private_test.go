@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +173,79 @@ func TestPrivateCheck(t *testing.T) {
 	defer p.Close()
 	if _, err := p.PrivateInfo(ctx); !errors.Is(err, store.ErrPrivateOff) {
 		t.Fatalf("PrivateInfo on a corpus not private: %v", err)
+	}
+}
+
+// TestPrivateDeleteWindow: between a delete's commit and the buckets'
+// next count, the corpus never advertises (nor answers at) a prefix length
+// whose buckets may now hold fewer than BucketMin accounts: the count
+// stands when it still holds whatever the breach took (a small breach),
+// and private checks wait for the count when not. The count is held back
+// here, as it is at scale by its seconds of pacing; on the old code the
+// count before the delete stood, its prefix as long as 1,100 accounts
+// allowed for 400.
+func TestPrivateDeleteWindow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const k = 15
+	sega := storetest.Digests("sega", 800)
+	later := storetest.Digests("later", 300)
+	tiny := storetest.Digests("tiny", 2)
+	var armed atomic.Bool
+	hold := make(chan struct{})
+	o := options(0)
+	o.IndexKey, o.Private, o.BucketMin = newIndexKey(t), true, k
+	o = store.WithHook(o, func(point string) {
+		if point == "private-counted" && armed.Load() {
+			<-hold
+		}
+	})
+	s := open(t, t.TempDir(), o)
+	defer s.Close()
+	defer close(hold) // before Close: the held count ends
+	importAll(t, s, storetest.Breach("Sega"), sega, 300)
+	importAll(t, s, storetest.Breach("Later"), append(slices.Clone(sega[:100]), later...), 200)
+	importAll(t, s, storetest.Breach("Tiny"), tiny, 10)
+	before := waitBuckets(t, s)
+	armed.Store(true)
+
+	// A breach of two accounts: the count stands, its bound lowered.
+	if _, _, err := s.DeleteBreach(ctx, "Tiny"); err != nil {
+		t.Fatal(err)
+	}
+	visible := append(slices.Clone(sega), later...)
+	info, err := s.PrivateInfo(ctx)
+	switch {
+	case before.SmallestBucket >= k+2:
+		if err != nil || info.PrefixBits != before.PrefixBits || info.SmallestBucket != before.SmallestBucket-2 {
+			t.Fatalf("after deleting two accounts: %+v, %v; want the count of %+v at 2 fewer", info, err, before)
+		}
+		checkBuckets(t, visible, info.PrefixBits, k)
+	case !errors.Is(err, breachd.ErrUnavailable):
+		t.Fatalf("after deleting two accounts from a smallest bucket of %d: %+v, %v; want Unavailable", before.SmallestBucket, info, err)
+	}
+
+	// Sega: 700 of the 1,100 accounts go. Checks wait for the count.
+	if _, _, err := s.DeleteBreach(ctx, "Sega"); err != nil {
+		t.Fatal(err)
+	}
+	visible = append(slices.Clone(sega[:100]), later...)
+	if info, err := s.PrivateInfo(ctx); err == nil {
+		checkBuckets(t, visible, info.PrefixBits, k) // fails on a stale count
+		t.Fatalf("after deleting 800 accounts: %+v; want Unavailable until the count", info)
+	} else if !errors.Is(err, breachd.ErrUnavailable) {
+		t.Fatal(err)
+	}
+	r, _ := blind.New(later[0], before.PrefixBits)
+	if _, err := s.PrivateCheck(ctx, r.Query); !errors.Is(err, breachd.ErrUnavailable) {
+		t.Fatalf("a check at the old prefix length: %v, want Unavailable", err)
+	}
+	armed.Store(false)
+	hold <- struct{}{} // the held count: of an older version, not stored
+	after := waitBuckets(t, s)
+	checkBuckets(t, visible, after.PrefixBits, k)
+	if after.Accounts != uint64(len(visible)) {
+		t.Fatalf("counted %+v, want %d accounts", after, len(visible))
 	}
 }
 

@@ -304,6 +304,7 @@ func (c *corpus) ApplyBackup(ctx context.Context, r io.Reader, expectedKeys uint
 		c.strays.Store(0) // a new filter
 	}
 	c.keys.Store(keys)
+	c.privateRemoving(c.cat.Load(), cat)
 	c.cat.Store(cat) // its readTs covers every entry loaded: the delta is visible at once
 	if c.hasBase() {
 		// The writer deleted its base with the base's release (the delete
