@@ -200,6 +200,10 @@ func (p *privateBackend) Lookup(ctx context.Context, d breachd.Digest) ([]*breac
 		if errors.Is(err, breachd.ErrStalePrefix) { // recounted since PrivateInfo
 			continue
 		}
+		if errors.Is(err, breachd.ErrUnavailable) { // a delete since: checks wait for the count
+			time.Sleep(time.Millisecond)
+			continue
+		}
 		if err != nil {
 			return nil, 0, err
 		}
