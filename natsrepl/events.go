@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/breachd/breachd"
+	"github.com/breachd/breachd/webhook"
 )
 
 // Exposure events on NATS: the writer publishes each event of its outbox
@@ -48,7 +49,10 @@ func (t *EventTarget) Send(ctx context.Context, e breachd.OutboxEvent) error {
 	subject := EventSubjectPrefix + e.Watchlist
 	if strings.HasSuffix(subject, ".") || strings.Contains(subject, "..") {
 		// Published, it would go unanswered until the timeout, every try.
-		return fmt.Errorf("watchlist %s: its name ends in '.' or holds \"..\", so its events have no NATS subject (%q): move its accounts to a watchlist named otherwise", e.Watchlist, subject)
+		// Undeliverable: dead-lettered at once, not retried while the
+		// other watchlists' events wait behind it.
+		return fmt.Errorf("%w: watchlist %s: its name ends in '.' or holds \"..\", so its events have no NATS subject (%q): move its accounts to a watchlist named otherwise",
+			webhook.ErrUndeliverable, e.Watchlist, subject)
 	}
 	m := nats.NewMsg(subject)
 	m.Data = e.Body

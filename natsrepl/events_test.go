@@ -112,20 +112,60 @@ func TestEventTarget(t *testing.T) {
 }
 
 // TestEventTargetBadSubject: a watchlist made before names were checked
-// for it, whose name ends in '.', gets an error at once that says why,
-// not a publish that waits for an answer that never comes.
+// for it, whose name ends in '.', has no NATS subject. Its events are
+// dead-lettered at the first attempt, saying why, and the events behind
+// them go out at once: they used to wait out each of its events' retry
+// period (a publish nobody answers), 24 hours by default.
 func TestEventTargetBadSubject(t *testing.T) {
-	target := natsrepl.NewEventTarget(natsrepl.Options{URL: startSingle(t).url()})
-	defer target.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-	defer cancel()
-	for _, name := range []string{"users.", "a..b"} {
-		err := target.Send(ctx, breachd.OutboxEvent{Watchlist: name, ID: "e1", Body: []byte(`{}`)})
-		if err == nil || !strings.Contains(err.Error(), "have no NATS subject") {
-			t.Fatalf("Send for watchlist %q = %v, want an error naming the subject", name, err)
+	ctx := context.Background()
+	url := startSingle(t).url()
+	dir := t.TempDir()
+	o := storeOptions()
+	o.ExpectedKeys = 10000
+	emails, err := store.Open(ctx, store.EmailDir(dir), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emails.Close()
+	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	users := storetest.Digests("users", 100)
+	for _, name := range []string{"old.", "users"} { // the store takes what the service now refuses
+		if _, err := w.Create(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Add(ctx, name, storetest.Batches(users, 100, nil)); err != nil {
+			t.Fatal(err)
 		}
 	}
-	if err := target.Send(ctx, breachd.OutboxEvent{Watchlist: "users", ID: "e2", Body: []byte(`{}`)}); err != nil {
-		t.Fatalf("Send for watchlist users = %v", err)
+	if _, err := emails.Import(ctx, storetest.Breach("Sega"), storetest.Batches(users, 100, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := w.Reconcile(ctx); err != nil || st.Events != 2 {
+		t.Fatalf("Reconcile = %+v, %v", st, err)
+	}
+	target := natsrepl.NewEventTarget(natsrepl.Options{URL: url})
+	defer target.Close()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sender := webhook.New(w, []webhook.Target{target}, webhook.Options{Poll: 20 * time.Millisecond, RetryFor: time.Hour, MinBackoff: time.Second})
+	go sender.Run(sctx)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, _ := w.Cursor(ctx, target.Name()); c == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the events did not go out: the bad subject's event held them up")
+		}
+	}
+	ds, err := w.Deliveries(ctx, []string{target.Name()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dl := ds[0].DeadLetters; len(dl) != 1 || dl[0].Watchlist != "old." || dl[0].Attempts != 1 || !strings.Contains(dl[0].Error, "have no NATS subject") {
+		t.Fatalf("dead letters %+v, want old.'s one event, at its first attempt, saying why", dl)
 	}
 }

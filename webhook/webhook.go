@@ -41,6 +41,11 @@ type Target interface {
 	Send(ctx context.Context, e breachd.OutboxEvent) error
 }
 
+// ErrUndeliverable marks a Send error that no retry can mend (an event
+// the target can never take): the event is dead-lettered at once, rather
+// than retried for RetryFor while every later event waits behind it.
+var ErrUndeliverable = errors.New("undeliverable")
+
 // Endpoint is a receiver of events.
 type Endpoint struct {
 	URL    string
@@ -220,10 +225,10 @@ func (s *Sender) deliver(ctx context.Context, t Target, name string, e breachd.O
 		switch {
 		case err == nil:
 			s.m.outcomes.WithLabelValues(name, "delivered").Inc()
-		case time.Since(first)+wait > s.o.RetryFor:
+		case errors.Is(err, ErrUndeliverable) || time.Since(first)+wait > s.o.RetryFor:
 			s.m.outcomes.WithLabelValues(name, "dead_lettered").Inc()
 			dead = &breachd.DeadLetter{Seq: e.Seq, ID: e.ID, Watchlist: e.Watchlist, Attempts: attempt, First: first.UTC(), Last: time.Now().UTC(), Error: err.Error()}
-			log.Error("event dead-lettered: the endpoint did not take it within the retry period", "event", e.ID, "attempts", attempt, "err", err)
+			log.Error("event dead-lettered: the endpoint did not take it within the retry period, or never can", "event", e.ID, "attempts", attempt, "err", err)
 		default:
 			s.m.outcomes.WithLabelValues(name, "retried").Inc()
 			log.Warn("event not delivered; retrying", "event", e.ID, "attempt", attempt, "retry", wait, "err", err)
