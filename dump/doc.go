@@ -1,10 +1,11 @@
 // Package dump reads what is imported: breach dumps, password dumps and
 // manifests. A breach dump is a CSV file with a named email column (its
 // fields separated by commas, or by semicolons or tabs, as its header's
-// are), JSON Lines with a named email field, a list of emails one per line, or a list of hex SHA-256 digests
-// one per line, optionally compressed (gzip, zstd or bzip2), in UTF-8 or
-// UTF-16 with a byte order mark, its lines ended by LF, CRLF or CR alone;
-// archives, xz and documents (.xls, PDF) are refused up front, saying what
+// are), JSON Lines with a named email field, a list of emails one per
+// line, or a list of hex SHA-256 digests one per line, optionally
+// compressed (gzip, zstd, bzip2 or xz), in UTF-8 or UTF-16 with a byte
+// order mark, its lines ended by LF, CRLF or CR alone; archives and
+// documents (.xls, PDF) are refused up front, saying what
 // to do. The reader turns each row into an account
 // digest or a rejection with its line number and reason, and nothing else
 // from a dump (names, dates of birth, passwords) leaves it. A password dump

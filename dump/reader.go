@@ -18,6 +18,7 @@ import (
 	"unicode"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 	xunicode "golang.org/x/text/encoding/unicode"
 	"golang.org/x/text/transform"
 
@@ -80,7 +81,7 @@ func ParseFormat(s string) (Format, error) {
 }
 
 // decompress returns br, or a reader of the text it holds compressed:
-// gzip, zstd or bzip2, told by their magic numbers. Input that is an
+// gzip, zstd, bzip2 or xz, told by their magic numbers. Input that is an
 // archive or a document rather than text, before or after decompression,
 // is refused with ErrNotText, saying what to do: read as text its bytes
 // would be rows all invalid, or worse, a CSV header and rows read from
@@ -103,6 +104,12 @@ func decompress(br *bufio.Reader) (*bufio.Reader, error) {
 		br = bufio.NewReaderSize(zr, 256<<10)
 	case startsWith(br, "BZh") && isBzip2(br):
 		br = bufio.NewReaderSize(bzip2.NewReader(br), 256<<10)
+	case startsWith(br, "\xfd7zXZ\x00"):
+		zr, err := xz.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("xz: %w", err)
+		}
+		br = bufio.NewReaderSize(zr, 256<<10)
 	}
 	for _, n := range notText {
 		if startsWith(br, n.magic) {
@@ -123,7 +130,6 @@ var notText = []struct{ magic, what string }{
 	{"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?): export it as CSV, or unzip it"},
 	{"7z\xbc\xaf\x27\x1c", "a 7-Zip archive: extract it (7z x), or pipe one file of it (7z e -so ARCHIVE FILE | ... -)"},
 	{"Rar!\x1a\x07", "a RAR archive: extract it"},
-	{"\xfd7zXZ\x00", "xz-compressed: decompress it, or pipe it (xz -dc FILE | ... -)"},
 	{"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls) or another Office document: export it as CSV"},
 	{"%PDF-", "a PDF document: export its table as CSV"},
 }
@@ -254,7 +260,7 @@ type Reader struct {
 var ErrNoColumn = errors.New("no email column")
 
 // ErrNotText is returned for input that is not text: an archive (ZIP,
-// 7-Zip, RAR, tar), xz-compressed, or a document (.xls, PDF).
+// 7-Zip, RAR, tar) or a document (.xls, PDF).
 var ErrNotText = errors.New("not a text dump")
 
 // NewReader detects compression and format, reads the CSV header if any, and

@@ -15,6 +15,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
@@ -299,7 +300,7 @@ func TestReader(t *testing.T) {
 }
 
 // compressedUsers returns a CSV of 10,000 accounts, user0@example.com to
-// user9999@example.com, compressed by kind: gzip and zstd made here,
+// user9999@example.com, compressed by kind: gzip, zstd and xz made here,
 // bzip2 read from testdata (made by bzip2 -1, blocks of 100 kB, so two
 // blocks; Go has no bzip2 writer).
 func compressedUsers(t *testing.T, kind string) []byte {
@@ -322,6 +323,13 @@ func compressedUsers(t *testing.T, kind string) []byte {
 		}
 		zw.Write(text.Bytes())
 		zw.Close()
+	case "xz":
+		zw, err := xz.NewWriter(&z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw.Write(text.Bytes())
+		zw.Close()
 	case "bzip2":
 		b, err := os.ReadFile("testdata/users.csv.bz2")
 		if err != nil {
@@ -332,11 +340,11 @@ func compressedUsers(t *testing.T, kind string) []byte {
 	return z.Bytes()
 }
 
-// TestReaderCompressed: gzip, zstd and bzip2 are told by their magic and
+// TestReaderCompressed: gzip, zstd, bzip2 and xz are told by their magic and
 // read as the text they hold.
 func TestReaderCompressed(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{"gzip", "zstd", "bzip2"} {
+	for _, kind := range []string{"gzip", "zstd", "bzip2", "xz"} {
 		t.Run(kind, func(t *testing.T) {
 			got, rejs, _, format := readAll(t, bytes.NewReader(compressedUsers(t, kind)), dump.Options{})
 			if format != dump.FormatCSV || len(got) != 10000 || len(rejs) != 0 || got[9999] != sum(t, "user9999@example.com") {
@@ -434,7 +442,7 @@ func TestReaderNoColumn(t *testing.T) {
 }
 
 // TestReaderZIP: a spreadsheet (.xlsx, a ZIP archive) is refused up
-// TestReaderNotText: an archive, xz or a document is refused before any
+// TestReaderNotText: an archive or a document is refused before any
 // row, saying what it is and what to do; compressed by gzip too.
 func TestReaderNotText(t *testing.T) {
 	t.Parallel()
@@ -465,7 +473,6 @@ func TestReaderNotText(t *testing.T) {
 		{"tar.gz", string(gz(tarred.Bytes())), "tar archive"},
 		{"7z", "7z\xbc\xaf\x27\x1c\x00\x04rest", "7-Zip archive"},
 		{"rar", "Rar!\x1a\x07\x01\x00rest", "RAR archive"},
-		{"xz", "\xfd7zXZ\x00\x00\x04rest", "xz-compressed: decompress it"},
 		{"xls", "\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1rest", "Excel 97-2003 workbook (.xls)"},
 		{"pdf", "%PDF-1.7\n", "PDF document"},
 	}
@@ -682,10 +689,13 @@ func rowDigest(row dump.Row, f dump.Format) (breachd.Digest, string) {
 // without a word.
 func TestTruncatedCompressed(t *testing.T) {
 	t.Parallel()
-	for _, kind := range []string{"gzip", "zstd", "bzip2"} {
+	for _, kind := range []string{"gzip", "zstd", "bzip2", "xz"} {
 		z := compressedUsers(t, kind)
 		cut := z[:len(z)*3/4] // past the first block of zstd's and bzip2's
 		r, err := dump.NewReader(bytes.NewReader(cut), dump.Options{})
+		if err != nil && kind == "xz" {
+			continue // an error before the first row (xz's one block): not a dump that ends early
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
