@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -18,6 +19,8 @@ import (
 //     password may contain ':'), as credential-stuffing lists are shared;
 //   - FormatCSV with Options.PasswordColumn: a header naming the email and
 //     password columns;
+//   - FormatJSONL with Options.PasswordColumn: one JSON object a line, the
+//     email and the password strings at their paths (a database's dump);
 //   - FormatPairHashes: "hex SHA-256 of the canonical email:hex SHA-1 of the
 //     password" lines, for pairs hashed before they reach breachd.
 //
@@ -26,7 +29,7 @@ import (
 
 // PairOptions configure a combolist reader.
 type PairOptions struct {
-	Format Format // FormatAuto, FormatCombo, FormatCSV or FormatPairHashes
+	Format Format // FormatAuto, FormatCombo, FormatCSV, FormatJSONL or FormatPairHashes
 	// Column and PasswordColumn name the CSV columns: "email" and
 	// "password" by default.
 	Column, PasswordColumn string
@@ -39,9 +42,9 @@ func NewPairReader(r io.Reader, opts PairOptions) (*Reader, error) {
 		opts.PasswordColumn = "password"
 	}
 	switch opts.Format {
-	case FormatAuto, FormatCombo, FormatCSV, FormatPairHashes:
+	case FormatAuto, FormatCombo, FormatCSV, FormatJSONL, FormatPairHashes:
 	default:
-		return nil, fmt.Errorf("format %s holds no passwords: want auto, combo, csv or pair-hashes", opts.Format)
+		return nil, fmt.Errorf("format %s holds no passwords: want auto, combo, csv, jsonl or pair-hashes", opts.Format)
 	}
 	rd, err := newReader(r, Options{Format: opts.Format, Column: opts.Column}, opts.PasswordColumn)
 	if err != nil {
@@ -55,6 +58,9 @@ func NewPairReader(r io.Reader, opts PairOptions) (*Reader, error) {
 
 // detectPairs tells a combolist's format from its first non-blank line.
 func detectPairs(first []byte, column, pwColumn string) Format {
+	if t := bytes.TrimSpace(first); len(t) > 0 && t[0] == '{' && json.Valid(t) {
+		return FormatJSONL
+	}
 	if a, b, ok := bytes.Cut(bytes.TrimSpace(first), []byte{':'}); ok && len(a) == 2*breachd.DigestSize && len(b) == 2*breachd.PasswordSHA1Size {
 		if _, err := hex.DecodeString(string(a) + string(b)); err == nil {
 			return FormatPairHashes
@@ -88,6 +94,14 @@ func (r *Reader) parsePair(line string, scratch []string) (breachd.PairRecord, [
 			return p, scratch, fmt.Sprintf("missing email or password column: row has %d fields", len(fields))
 		}
 		account, password = fields[r.col], fields[r.pwCol]
+	case FormatJSONL:
+		var reason string
+		if account, reason = jsonField(line, r.opts.Column, r.jsonRow); reason != "" {
+			return p, scratch, reason
+		}
+		if password, reason = jsonField(line, r.pwPath, r.pwRow); reason != "" {
+			return p, scratch, reason
+		}
 	default:
 		a, b, ok := strings.Cut(line, ":")
 		if !ok {

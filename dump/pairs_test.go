@@ -49,6 +49,24 @@ func TestPairReader(t *testing.T) {
 			rejs:   []rejection{{4, "empty password"}, {5, "malformed CSV: unterminated quote"}},
 		},
 		{
+			name: "JSON Lines with email and password fields",
+			in: `{"_id":1,"Email":"lschmidt@hotmail.com","password":"hunter2","name":"Lena"}` + "\n" +
+				`{"_id":2,"email":"bob@example.com","password":"pa:ss word"}` + "\n" +
+				`{"_id":3,"email":"c@example.com","password":123456}` + "\n" +
+				`{"_id":4,"email":"d@example.com"}` + "\n" +
+				`{"_id":5,"email":"e@example.com","password":""}` + "\n",
+			format: dump.FormatJSONL,
+			want:   []breachd.PairRecord{lena, bob},
+			rejs:   []rejection{{3, `the "password" field is not a string`}, {4, `no "password" field`}, {5, "empty password"}},
+		},
+		{
+			name:   "JSON Lines, nested fields named",
+			in:     `{"_source":{"user":{"mail":"lschmidt@hotmail.com"},"pw":"hunter2"}}` + "\n",
+			opts:   dump.PairOptions{Column: "_source.user.mail", PasswordColumn: "_source.pw"},
+			format: dump.FormatJSONL,
+			want:   []breachd.PairRecord{lena},
+		},
+		{
 			name:   "semicolon-separated CSV",
 			in:     "email;password\nlschmidt@hotmail.com;hunter2\nbob@example.com;\"pa:ss word\"\n",
 			format: dump.FormatCSV,
@@ -117,6 +135,15 @@ func TestPairReaderNoPasswordColumn(t *testing.T) {
 	_, err := dump.NewPairReader(strings.NewReader("email,passwd_hash\na@b.com,x\n"), dump.PairOptions{})
 	if !errors.Is(err, dump.ErrNoColumn) || !strings.Contains(err.Error(), "--password-column passwd_hash") {
 		t.Fatalf("a CSV without a password column = %v; want ErrNoColumn naming --password-column passwd_hash", err)
+	}
+	for in, want := range map[string]string{
+		`{"email":"a@b.com","passwd":"x"}`:            "pass --password-column passwd",
+		`{"email":"a@b.com","user":{"password":"x"}}`: "pass --password-column user.password",
+	} {
+		_, err = dump.NewPairReader(strings.NewReader(in+"\n"), dump.PairOptions{})
+		if !errors.Is(err, dump.ErrNoColumn) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("JSON Lines without a password field = %v; want ErrNoColumn saying %q", err, want)
+		}
 	}
 	if _, err := dump.NewReader(strings.NewReader("a@b.com:x\n"), dump.Options{Format: dump.FormatCombo}); err == nil {
 		t.Fatal("an email import of a combolist format was accepted")

@@ -233,11 +233,13 @@ type Reader struct {
 	pwCol  int // a combolist's CSV: index of the password column, -1 if none
 	header []string
 	sep    byte // a CSV's field separator: ',', ';' or '\t'
-	// jsonRow is JSON Lines' row type (jsonRowType), nil for a map
-	jsonRow reflect.Type
-	pairs   bool // a combolist (NewPairReader)
-	stats   Stats
-	peeked  []byte // first non-blank line, read during detection
+	// jsonRow is JSON Lines' row type (jsonRowType), nil for a map; a
+	// combolist's password's path and row type likewise
+	jsonRow, pwRow reflect.Type
+	pwPath         string
+	pairs          bool // a combolist (NewPairReader)
+	stats          Stats
+	peeked         []byte // first non-blank line, read during detection
 	// long holds the numbers of over-long lines met before the first
 	// usable one, during detection; they are rejected as the first rows.
 	long   []int64
@@ -349,15 +351,19 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	}
 	if rd.format == FormatJSONL {
 		rd.jsonRow = jsonRowType(opts.Column)
-		// The first object is a row; it must have the field, or every
-		// row would be rejected.
-		if _, reason := jsonField(string(first), opts.Column, rd.jsonRow); reason != "" {
-			var keys map[string]json.RawMessage
-			if json.Unmarshal(first, &keys) != nil {
-				return nil, fmt.Errorf("line %d: %s", rd.line, reason)
-			}
-			if !jsonHas(first, opts.Column) {
-				return nil, noField(slices.Sorted(maps.Keys(keys)), opts.Column, jsonHint(first, opts.Column))
+		// The first object is a row; it must have the field (and a
+		// combolist's, the password's), or every row would be rejected.
+		var keys map[string]json.RawMessage
+		if err := json.Unmarshal(first, &keys); err != nil {
+			return nil, fmt.Errorf("line %d: malformed JSON: not one object", rd.line)
+		}
+		if !jsonHas(first, opts.Column) {
+			return nil, noField(slices.Sorted(maps.Keys(keys)), opts.Column, "--column", "the address", "mail", jsonHint(first, opts.Column))
+		}
+		if rd.pairs {
+			rd.pwPath, rd.pwRow = pwColumn, jsonRowType(pwColumn)
+			if !jsonHas(first, pwColumn) {
+				return nil, noField(slices.Sorted(maps.Keys(keys)), pwColumn, "--password-column", "the password", "pass", jsonHint(first, pwColumn))
 			}
 		}
 	}
@@ -513,12 +519,12 @@ func noColumn(fields []string, column string) error {
 	return noColumnFlag(fields, column, "--column", "the address", "mail")
 }
 
-// noField is noColumn for JSON Lines: the first object's fields, and the
-// path to pass if the field was found one level down (path, else "").
-func noField(fields []string, column, path string) error {
-	err := noNamed("the first JSON object has no field named", "its fields are", fields, column, "--column", "the address", "mail")
+// noField is noColumnFlag for JSON Lines: the first object's fields, and
+// the path to pass if the field was found one level down (path, else "").
+func noField(fields []string, column, flag, what, like, path string) error {
+	err := noNamed("the first JSON object has no field named", "its fields are", fields, column, flag, what, like)
 	if path != "" {
-		return fmt.Errorf("%w (it has %s: pass --column %s)", err, path, path)
+		return fmt.Errorf("%w (it has %s: pass %s %s)", err, path, flag, path)
 	}
 	return err
 }
