@@ -351,7 +351,14 @@ func (c *corpus) countOnce(ctx context.Context) (*breachd.PrivateInfo, error) {
 			}
 		}
 	}
-	err := c.eachPrivate(ctx, txn, cat, 0, 0, func(b uint32, _ []byte, _ []*breachd.CatalogEntry) error {
+	// Paced while checks are answered from the last count; not while they
+	// wait for this one (the first count, or after a delete may have left
+	// a bucket too small: seconds to minutes at scale, paced).
+	var p *pacer
+	if c.private.buckets.Load() != nil {
+		p = c.pacer()
+	}
+	err := c.eachPrivate(ctx, txn, cat, 0, 0, p, func(b uint32, _ []byte, _ []*breachd.CatalogEntry) error {
 		if accounts > 0 {
 			closeFrom(bits.LeadingZeros32(prev^b) + 1)
 		}
@@ -379,15 +386,11 @@ func (c *corpus) countOnce(ctx context.Context) (*breachd.PrivateInfo, error) {
 // eachPrivate calls fn, in bucket order, for each visible account of the
 // private rows whose buckets' first n bits are b's (n 0: all) in txn,
 // pinned to cat, with its bucket, PRF value and breaches (valid during the
-// call).
-func (c *corpus) eachPrivate(ctx context.Context, txn *badger.Txn, cat *catalog, b uint32, n int, fn func(bucket uint32, value []byte, bs []*breachd.CatalogEntry) error) error {
+// call), pausing as p says (nil: never).
+func (c *corpus) eachPrivate(ctx context.Context, txn *badger.Txn, cat *catalog, b uint32, n int, p *pacer, fn func(bucket uint32, value []byte, bs []*breachd.CatalogEntry) error) error {
 	start := binary.BigEndian.AppendUint32([]byte{tagPrivate}, b)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: start[:1+n/8]})
 	defer it.Close()
-	var p *pacer
-	if n == 0 {
-		p = c.pacer() // a full count
-	}
 	mask := ^uint32(0) << (32 - n) // n 0: shifted by 32, 0
 	f := c.filter.Load()
 	var v *view
@@ -562,7 +565,7 @@ func (s *Store) PrivateCheck(ctx context.Context, q breachd.PrivateQuery) (breac
 	}
 	ans.Entries, cat, err = readStable(ctx, &s.corpus, cat, func(txn *badger.Txn, cat *catalog) ([]breachd.PrivateEntry, error) {
 		var entries []breachd.PrivateEntry
-		err := s.eachPrivate(ctx, txn, cat, b, q.PrefixBits, func(_ uint32, value []byte, bs []*breachd.CatalogEntry) error {
+		err := s.eachPrivate(ctx, txn, cat, b, q.PrefixBits, nil, func(_ uint32, value []byte, bs []*breachd.CatalogEntry) error {
 			var e breachd.PrivateEntry
 			copy(e.Value[:], value)
 			e.Breaches = slices.Clone(bs)
