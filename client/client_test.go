@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
-	"net"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -274,16 +274,13 @@ func TestBreaches(t *testing.T) {
 	}
 }
 
-// TestRetryUnavailable points the client at a port where nothing listens:
+// TestRetryUnavailable points the client at an address where nothing listens:
 // every attempt is UNAVAILABLE, so it retries and then returns a wrapped status.
+// The address is a unix socket that does not exist: a TCP port released
+// for the test could be taken by a server of a test running beside it.
 func TestRetryUnavailable(t *testing.T) {
 	t.Parallel()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
+	addr := "unix://" + filepath.Join(t.TempDir(), "nobody.sock")
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
