@@ -513,8 +513,9 @@ func (c *corpus) collectPrivate(ctx context.Context, since uint64) (uint64, erro
 var ErrPrivateOff = breachd.NewError(breachd.ErrFailedPrecondition,
 	"private lookups are off on this server: its operator turns them on with privacy.index_key_file and privacy.private_lookups (docs/PRIVATE-LOOKUP.md)")
 
-// errCounting answers a private check before the buckets' first count.
-var errCounting = breachd.NewError(breachd.ErrUnavailable, "private lookups start once the buckets are counted: retry shortly")
+// errCounting answers a private check while the buckets are counted: the
+// first count after a start, or after a delete (privateRemoving).
+var errCounting = breachd.NewError(breachd.ErrUnavailable, "private lookups wait for the buckets to be counted (after a start, or a delete that may leave one too small): retry shortly")
 
 // PrivateInfo returns the prefix length private checks use now.
 func (s *Store) PrivateInfo(ctx context.Context) (breachd.PrivateInfo, error) {
