@@ -166,7 +166,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	fs.SetOutput(stderr)
 	cc.register(fs)
 	var bc bulkConfig
-	fs.StringVar(&bc.file, "file", "", "check every row of this file (- for stdin): CSV with a header, or one email per line; gzip is detected")
+	fs.StringVar(&bc.file, "file", "", "check every row of this file (- for stdin): CSV with a header, JSON Lines, or one email per line; gzip, zstd, bzip2, xz and UTF-16 are detected")
 	fs.StringVar(&bc.column, "column", "email", "CSV column (or JSON Lines field) holding the email")
 	fs.BoolVar(&bc.digests, "digests", false, "the file holds hex SHA-256 digests of canonical emails, one per line")
 	fs.StringVar(&bc.out, "out", "-", "report file, - for stdout")

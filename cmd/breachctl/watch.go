@@ -49,7 +49,7 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	var limit int
 	switch sub {
 	case "add", "remove":
-		fs.StringVar(&in.file, "file", "", "accounts from this file (- for stdin): CSV with a header, or one email a line; gzip is detected")
+		fs.StringVar(&in.file, "file", "", "accounts from this file (- for stdin): CSV with a header, JSON Lines, or one email a line; gzip, zstd, bzip2, xz and UTF-16 are detected")
 		fs.StringVar(&in.column, "column", "email", "CSV column (or JSON Lines field) holding the email")
 		fs.BoolVar(&in.digests, "digests", false, "the file holds hex SHA-256 digests of canonical emails, one per line")
 	case "events":

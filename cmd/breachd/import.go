@@ -59,8 +59,9 @@ func parseImport(args []string, stderr io.Writer) (importConfig, error) {
 		fmt.Fprintln(stderr, "usage: breachd import (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE DUMP\n"+
 			"       breachd import --kind pairs (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE COMBOLIST\n"+
 			"       breachd import --kind sha1|ntlm (--data DIR | --addr unix://SOCKET|HOST:PORT) --manifest FILE HASHES\n\n"+
-			"DUMP is a file or - for stdin; gzip is detected. HASHES is a file of HASH:COUNT lines, a directory\n"+
-			"of them (per-prefix files named ABCDE.txt may hold SUFFIX:COUNT lines, as the Pwned Passwords\n"+
+			"DUMP is a file or - for stdin: CSV, JSON Lines, one email a line, or hex digests; gzip, zstd,\n"+
+			"bzip2, xz and UTF-16 are detected. HASHES is a file of HASH:COUNT lines, a directory of them\n"+
+			"(per-prefix files named ABCDE.txt may hold SUFFIX:COUNT lines, as the Pwned Passwords\n"+
 			"downloader writes them), or - for stdin. Flags:")
 		fs.PrintDefaults()
 	}
