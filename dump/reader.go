@@ -3,8 +3,6 @@ package dump
 import (
 	"bufio"
 	"bytes"
-	"compress/bzip2"
-	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,12 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
-	xunicode "golang.org/x/text/encoding/unicode"
-	"golang.org/x/text/transform"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
@@ -78,133 +70,6 @@ func ParseFormat(s string) (Format, error) {
 		}
 	}
 	return 0, fmt.Errorf("unknown format %q: want auto, csv, emails, sha256, jsonl, or for pairs combo or pair-hashes", s)
-}
-
-// decompress returns br, or a reader of the text it holds compressed:
-// gzip, zstd, bzip2 or xz, told by their magic numbers. Input that is an
-// archive or a document rather than text, before or after decompression,
-// is refused with ErrNotText, saying what to do: read as text its bytes
-// would be rows all invalid, or worse, a CSV header and rows read from
-// inside a tar's blocks.
-func decompress(br *bufio.Reader) (*bufio.Reader, error) {
-	switch {
-	case startsWith(br, "\x1f\x8b"):
-		zr, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		br = bufio.NewReaderSize(zr, 256<<10)
-	case startsWith(br, "\x28\xb5\x2f\xfd"):
-		// One decoder, in step with the reads: no goroutines of its
-		// own, so nothing to close.
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		br = bufio.NewReaderSize(zr, 256<<10)
-	case startsWith(br, "BZh") && isBzip2(br):
-		br = bufio.NewReaderSize(bzip2.NewReader(br), 256<<10)
-	case startsWith(br, "\xfd7zXZ\x00"):
-		zr, err := xz.NewReader(br)
-		if err != nil {
-			return nil, fmt.Errorf("xz: %w", err)
-		}
-		br = bufio.NewReaderSize(zr, 256<<10)
-	}
-	for _, n := range notText {
-		if startsWith(br, n.magic) {
-			return nil, fmt.Errorf("%w: the input is %s", ErrNotText, n.what)
-		}
-	}
-	// A tar's magic is at byte 257: looked for only in what the first
-	// read brought, so a live feed's first line is never held back.
-	if head, _ := br.Peek(br.Buffered()); len(head) >= 262 && string(head[257:262]) == "ustar" {
-		return nil, fmt.Errorf("%w: the input is a tar archive: extract it (tar -xf), or pipe one file of it (tar -xOf ARCHIVE FILE | ... -)", ErrNotText)
-	}
-	return br, nil
-}
-
-// notText are the magic numbers of inputs that are not text, and what to
-// do with each.
-var notText = []struct{ magic, what string }{
-	{"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?): export it as CSV, or unzip it"},
-	{"7z\xbc\xaf\x27\x1c", "a 7-Zip archive: extract it (7z x), or pipe one file of it (7z e -so ARCHIVE FILE | ... -)"},
-	{"Rar!\x1a\x07", "a RAR archive: extract it"},
-	{"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls) or another Office document: export it as CSV"},
-	{"%PDF-", "a PDF document: export its table as CSV"},
-}
-
-// startsWith reports whether br's input starts with magic. It waits for
-// more input only while what has come so far could still be magic's start,
-// so a live feed's first line, shorter than a magic number, is not held
-// back.
-func startsWith(br *bufio.Reader, magic string) bool {
-	br.Peek(1) // one read, if none has been
-	head, _ := br.Peek(min(len(magic), br.Buffered()))
-	if !strings.HasPrefix(magic, string(head)) {
-		return false
-	}
-	head, _ = br.Peek(len(magic))
-	return string(head) == magic
-}
-
-// isBzip2 reports whether br, which starts with "BZh", is a bzip2 stream:
-// a block size digit, then a block's or the end's magic.
-func isBzip2(br *bufio.Reader) bool {
-	head, _ := br.Peek(10)
-	return len(head) == 10 && '1' <= head[3] && head[3] <= '9' &&
-		(string(head[4:]) == "\x31\x41\x59\x26\x53\x59" || string(head[4:]) == "\x17\x72\x45\x38\x50\x90")
-}
-
-// fromUTF16 returns br, or a reader of its text in UTF-8 if it starts with
-// a UTF-16 byte order mark: a spreadsheet's "Unicode text" export (tab-
-// separated UTF-16), which would otherwise be read as bytes with a NUL
-// between each two, no row valid.
-func fromUTF16(br *bufio.Reader) *bufio.Reader {
-	bom, _ := br.Peek(2)
-	if len(bom) < 2 || !(bom[0] == 0xff && bom[1] == 0xfe || bom[0] == 0xfe && bom[1] == 0xff) {
-		return br
-	}
-	dec := xunicode.UTF16(xunicode.LittleEndian, xunicode.ExpectBOM).NewDecoder()
-	return bufio.NewReaderSize(transform.NewReader(br, dec), 256<<10)
-}
-
-// fromClassicMac returns br, or a reader of its text with each carriage
-// return made a line feed if its lines end in a carriage return alone:
-// Excel for Mac's "Macintosh Comma Separated" export, which would
-// otherwise be read as one line, one invalid row. It looks only at what
-// the first read brought (never waiting for more: a live feed's first line
-// may be all there is), and decides there: a carriage return followed by
-// anything but a line feed, and no line feed.
-func fromClassicMac(br *bufio.Reader) *bufio.Reader {
-	if _, err := br.Peek(1); err != nil {
-		return br
-	}
-	head, _ := br.Peek(br.Buffered())
-	if bytes.IndexByte(head, '\n') >= 0 {
-		return br
-	}
-	i := bytes.IndexByte(head, '\r')
-	if i < 0 || i == len(head)-1 {
-		return br // no carriage return, or one a line feed may follow
-	}
-	return bufio.NewReaderSize(crLines{br}, 256<<10)
-}
-
-// crLines reads r with each carriage return made a line feed.
-type crLines struct{ r io.Reader }
-
-func (c crLines) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	for b := p[:n]; ; {
-		i := bytes.IndexByte(b, '\r')
-		if i < 0 {
-			break
-		}
-		b[i] = '\n'
-		b = b[i+1:]
-	}
-	return n, err
 }
 
 // MaxLineBytes is the longest line a dump may have; longer lines are rejected.
@@ -371,142 +236,6 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	return rd, nil
 }
 
-// A JSON Lines column is a path: its dot-separated names lead from the
-// top-level object through nested ones to the string ("_source.email", an
-// Elasticsearch dump's). Each name matches a key as encoding/json matches
-// a struct's field: exactly, else without regard to case.
-
-// jsonRowType is the struct a JSON Lines row is decoded into, for column:
-// nested structs of one pointer field each, tagged with the path's names,
-// a *string at the end, so that encoding/json skips the row's other
-// fields without keeping them (half the CPU of a map of them). Nil if a
-// name is one a tag cannot carry (jsonField then decodes maps).
-func jsonRowType(column string) reflect.Type {
-	for _, c := range column {
-		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
-			return nil // encoding/json would ignore the tag
-		}
-	}
-	names := strings.Split(column, ".")
-	t := reflect.TypeFor[*string]()
-	for i := len(names) - 1; i >= 0; i-- {
-		if names[i] == "" {
-			return nil
-		}
-		t = reflect.StructOf([]reflect.StructField{{Name: "V", Type: t, Tag: reflect.StructTag("json:" + strconv.Quote(names[i]))}})
-		if i > 0 {
-			t = reflect.PointerTo(t)
-		}
-	}
-	return t
-}
-
-// jsonField returns the string at column's path in line, or a reason
-// there is none, decoding it into a value of rowType (from jsonRowType;
-// nil: maps). The reason never holds the row's content.
-func jsonField(line, column string, rowType reflect.Type) (string, string) {
-	if rowType != nil {
-		p := reflect.New(rowType)
-		if err := json.Unmarshal([]byte(line), p.Interface()); err != nil {
-			if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
-				if strings.EqualFold(te.Field, column) {
-					return "", fmt.Sprintf("the %q field is not a string", column)
-				}
-				return "", fmt.Sprintf("the %q field is not an object", te.Field)
-			}
-			return "", "malformed JSON: not one object"
-		}
-		v := p.Elem()
-		for {
-			f := v.Field(0)
-			if f.IsNil() {
-				return "", fmt.Sprintf("no %q field", column)
-			}
-			if s, ok := f.Interface().(*string); ok {
-				return *s, ""
-			}
-			v = f.Elem()
-		}
-	}
-	raw := json.RawMessage(line)
-	names := strings.Split(column, ".")
-	if len(names) > 1 && slices.Contains(names, "") {
-		names = []string{column} // not a path: a name with a stray dot
-	}
-	for i, name := range names {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &fields); err != nil {
-			if i == 0 {
-				return "", "malformed JSON: not one object"
-			}
-			return "", fmt.Sprintf("the %q field is not an object", strings.Join(names[:i], "."))
-		}
-		var ok bool
-		if raw, ok = lookupFold(fields, name); !ok || string(raw) == "null" {
-			return "", fmt.Sprintf("no %q field", column)
-		}
-	}
-	var v string
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", fmt.Sprintf("the %q field is not a string", column)
-	}
-	return v, ""
-}
-
-// lookupFold finds key in m, exactly, else without regard to case.
-func lookupFold(m map[string]json.RawMessage, key string) (json.RawMessage, bool) {
-	if v, ok := m[key]; ok {
-		return v, true
-	}
-	for k, v := range m {
-		if strings.EqualFold(k, key) {
-			return v, true
-		}
-	}
-	return nil, false
-}
-
-// jsonHas reports whether line, a JSON object, has column's path as
-// keys, whatever their values (a first row's null email is that row's
-// rejection, not the dump's): false only where an object lacks a name.
-func jsonHas(line []byte, column string) bool {
-	raw := json.RawMessage(line)
-	names := strings.Split(column, ".")
-	if len(names) > 1 && slices.Contains(names, "") {
-		names = []string{column}
-	}
-	for _, name := range names {
-		var fields map[string]json.RawMessage
-		if json.Unmarshal(raw, &fields) != nil {
-			return true // not an object: that row's rejection
-		}
-		var ok bool
-		if raw, ok = lookupFold(fields, name); !ok {
-			return false
-		}
-	}
-	return true
-}
-
-// jsonHint names, for a first object without column, the path to pass
-// instead if column is found one level down ("_source.email"), else "".
-func jsonHint(first []byte, column string) string {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(first, &top) != nil {
-		return ""
-	}
-	for _, k := range slices.Sorted(maps.Keys(top)) {
-		var inner map[string]json.RawMessage
-		if json.Unmarshal(top[k], &inner) != nil {
-			continue
-		}
-		if _, ok := lookupFold(inner, column); ok {
-			return k + "." + column
-		}
-	}
-	return ""
-}
-
 // Format returns the format being read (detected, if it was FormatAuto).
 func (r *Reader) Format() Format { return r.format }
 
@@ -517,16 +246,6 @@ func (r *Reader) Stats() Stats { return r.stats }
 // has, and the one to name with --column if one looks like an address.
 func noColumn(fields []string, column string) error {
 	return noColumnFlag(fields, column, "--column", "the address", "mail")
-}
-
-// noField is noColumnFlag for JSON Lines: the first object's fields, and
-// the path to pass if the field was found one level down (path, else "").
-func noField(fields []string, column, flag, what, like, path string) error {
-	err := noNamed("the first JSON object has no field named", "its fields are", fields, column, flag, what, like)
-	if path != "" {
-		return fmt.Errorf("%w (it has %s: pass %s %s)", err, path, flag, path)
-	}
-	return err
 }
 
 // noColumnFlag is noColumn for the column of flag, which holds what,

@@ -1,0 +1,159 @@
+package dump
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// A JSON Lines column is a path: its dot-separated names lead from the
+// top-level object through nested ones to the string ("_source.email", an
+// Elasticsearch dump's). Each name matches a key as encoding/json matches
+// a struct's field: exactly, else without regard to case.
+
+// jsonRowType is the struct a JSON Lines row is decoded into, for column:
+// nested structs of one pointer field each, tagged with the path's names,
+// a *string at the end, so that encoding/json skips the row's other
+// fields without keeping them (half the CPU of a map of them). Nil if a
+// name is one a tag cannot carry (jsonField then decodes maps).
+func jsonRowType(column string) reflect.Type {
+	for _, c := range column {
+		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
+			return nil // encoding/json would ignore the tag
+		}
+	}
+	names := strings.Split(column, ".")
+	t := reflect.TypeFor[*string]()
+	for i := len(names) - 1; i >= 0; i-- {
+		if names[i] == "" {
+			return nil
+		}
+		t = reflect.StructOf([]reflect.StructField{{Name: "V", Type: t, Tag: reflect.StructTag("json:" + strconv.Quote(names[i]))}})
+		if i > 0 {
+			t = reflect.PointerTo(t)
+		}
+	}
+	return t
+}
+
+// jsonField returns the string at column's path in line, or a reason
+// there is none, decoding it into a value of rowType (from jsonRowType;
+// nil: maps). The reason never holds the row's content.
+func jsonField(line, column string, rowType reflect.Type) (string, string) {
+	if rowType != nil {
+		p := reflect.New(rowType)
+		if err := json.Unmarshal([]byte(line), p.Interface()); err != nil {
+			if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
+				if strings.EqualFold(te.Field, column) {
+					return "", fmt.Sprintf("the %q field is not a string", column)
+				}
+				return "", fmt.Sprintf("the %q field is not an object", te.Field)
+			}
+			return "", "malformed JSON: not one object"
+		}
+		v := p.Elem()
+		for {
+			f := v.Field(0)
+			if f.IsNil() {
+				return "", fmt.Sprintf("no %q field", column)
+			}
+			if s, ok := f.Interface().(*string); ok {
+				return *s, ""
+			}
+			v = f.Elem()
+		}
+	}
+	raw := json.RawMessage(line)
+	names := strings.Split(column, ".")
+	if len(names) > 1 && slices.Contains(names, "") {
+		names = []string{column} // not a path: a name with a stray dot
+	}
+	for i, name := range names {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			if i == 0 {
+				return "", "malformed JSON: not one object"
+			}
+			return "", fmt.Sprintf("the %q field is not an object", strings.Join(names[:i], "."))
+		}
+		var ok bool
+		if raw, ok = lookupFold(fields, name); !ok || string(raw) == "null" {
+			return "", fmt.Sprintf("no %q field", column)
+		}
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return "", fmt.Sprintf("the %q field is not a string", column)
+	}
+	return v, ""
+}
+
+// lookupFold finds key in m, exactly, else without regard to case.
+func lookupFold(m map[string]json.RawMessage, key string) (json.RawMessage, bool) {
+	if v, ok := m[key]; ok {
+		return v, true
+	}
+	for k, v := range m {
+		if strings.EqualFold(k, key) {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+// jsonHas reports whether line, a JSON object, has column's path as
+// keys, whatever their values (a first row's null email is that row's
+// rejection, not the dump's): false only where an object lacks a name.
+func jsonHas(line []byte, column string) bool {
+	raw := json.RawMessage(line)
+	names := strings.Split(column, ".")
+	if len(names) > 1 && slices.Contains(names, "") {
+		names = []string{column}
+	}
+	for _, name := range names {
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(raw, &fields) != nil {
+			return true // not an object: that row's rejection
+		}
+		var ok bool
+		if raw, ok = lookupFold(fields, name); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonHint names, for a first object without column, the path to pass
+// instead if column is found one level down ("_source.email"), else "".
+func jsonHint(first []byte, column string) string {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(first, &top) != nil {
+		return ""
+	}
+	for _, k := range slices.Sorted(maps.Keys(top)) {
+		var inner map[string]json.RawMessage
+		if json.Unmarshal(top[k], &inner) != nil {
+			continue
+		}
+		if _, ok := lookupFold(inner, column); ok {
+			return k + "." + column
+		}
+	}
+	return ""
+}
+
+// noField is noColumnFlag for JSON Lines: the first object's fields, and
+// the path to pass if the field was found one level down (path, else "").
+func noField(fields []string, column, flag, what, like, path string) error {
+	err := noNamed("the first JSON object has no field named", "its fields are", fields, column, flag, what, like)
+	if path != "" {
+		return fmt.Errorf("%w (it has %s: pass %s %s)", err, path, flag, path)
+	}
+	return err
+}
