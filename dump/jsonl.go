@@ -14,25 +14,49 @@ import (
 
 // A JSON Lines column is a path: its dot-separated names lead from the
 // top-level object through nested ones to the string ("_source.email", an
-// Elasticsearch dump's). Each name matches a key as encoding/json matches
-// a struct's field: exactly, else without regard to case.
+// Elasticsearch dump's), unless the first row has a top-level key of that
+// very name, dots and all: then it is that key. Each name matches a key as
+// encoding/json matches a struct's field: exactly, else without regard to
+// case.
 
-// jsonRowType is the struct a JSON Lines row is decoded into, for column:
-// nested structs of one pointer field each, tagged with the path's names,
-// a *string at the end, so that encoding/json skips the row's other
-// fields without keeping them (half the CPU of a map of them). Nil if a
-// name is one a tag cannot carry (jsonField then decodes maps).
-func jsonRowType(column string) reflect.Type {
-	for _, c := range column {
-		if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
-			return nil // encoding/json would ignore the tag
+// jsonPath is where each row's string is: the names from the top-level
+// object down, the type a row is decoded into (nil: maps), and the column
+// as given, for messages.
+type jsonPath struct {
+	column string
+	names  []string
+	row    reflect.Type
+}
+
+// newJSONPath reads column for rows like first (the first row).
+func newJSONPath(column string, first []byte) jsonPath {
+	p := jsonPath{column: column, names: strings.Split(column, ".")}
+	if len(p.names) > 1 {
+		var top map[string]json.RawMessage
+		json.Unmarshal(first, &top) // nil if first is no object
+		if _, literal := lookupFold(top, column); literal || slices.Contains(p.names, "") {
+			p.names = []string{column}
 		}
 	}
-	names := strings.Split(column, ".")
+	p.row = jsonRowType(p.names)
+	return p
+}
+
+// jsonRowType is the struct a row is decoded into for names: nested
+// structs of one pointer field each, tagged with the names, a *string at
+// the end, so that encoding/json skips the row's other fields without
+// keeping them (half the CPU of a map of them). Nil if a name is one a tag
+// cannot carry (jsonField then decodes maps).
+func jsonRowType(names []string) reflect.Type {
 	t := reflect.TypeFor[*string]()
 	for i := len(names) - 1; i >= 0; i-- {
-		if names[i] == "" {
+		if names[i] == "" || strings.ContainsRune(names[i], ',') {
 			return nil
+		}
+		for _, c := range names[i] {
+			if !unicode.IsLetter(c) && !unicode.IsDigit(c) && !strings.ContainsRune("!#$%&()*+-./:;<=>?@[]^_{|}~ ", c) {
+				return nil // encoding/json would ignore the tag
+			}
 		}
 		t = reflect.StructOf([]reflect.StructField{{Name: "V", Type: t, Tag: reflect.StructTag("json:" + strconv.Quote(names[i]))}})
 		if i > 0 {
@@ -42,54 +66,48 @@ func jsonRowType(column string) reflect.Type {
 	return t
 }
 
-// jsonField returns the string at column's path in line, or a reason
-// there is none, decoding it into a value of rowType (from jsonRowType;
-// nil: maps). The reason never holds the row's content.
-func jsonField(line, column string, rowType reflect.Type) (string, string) {
-	if rowType != nil {
-		p := reflect.New(rowType)
-		if err := json.Unmarshal([]byte(line), p.Interface()); err != nil {
+// jsonField returns the string at p in line, or a reason there is none.
+// The reason never holds the row's content.
+func jsonField(line string, p jsonPath) (string, string) {
+	if p.row != nil {
+		v := reflect.New(p.row)
+		if err := json.Unmarshal([]byte(line), v.Interface()); err != nil {
 			if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && te.Field != "" {
-				if strings.EqualFold(te.Field, column) {
-					return "", fmt.Sprintf("the %q field is not a string", column)
+				if strings.EqualFold(te.Field, strings.Join(p.names, ".")) {
+					return "", fmt.Sprintf("the %q field is not a string", p.column)
 				}
 				return "", fmt.Sprintf("the %q field is not an object", te.Field)
 			}
 			return "", "malformed JSON: not one object"
 		}
-		v := p.Elem()
-		for {
-			f := v.Field(0)
+		for e := v.Elem(); ; {
+			f := e.Field(0)
 			if f.IsNil() {
-				return "", fmt.Sprintf("no %q field", column)
+				return "", fmt.Sprintf("no %q field", p.column)
 			}
 			if s, ok := f.Interface().(*string); ok {
 				return *s, ""
 			}
-			v = f.Elem()
+			e = f.Elem()
 		}
 	}
 	raw := json.RawMessage(line)
-	names := strings.Split(column, ".")
-	if len(names) > 1 && slices.Contains(names, "") {
-		names = []string{column} // not a path: a name with a stray dot
-	}
-	for i, name := range names {
+	for i, name := range p.names {
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &fields); err != nil {
 			if i == 0 {
 				return "", "malformed JSON: not one object"
 			}
-			return "", fmt.Sprintf("the %q field is not an object", strings.Join(names[:i], "."))
+			return "", fmt.Sprintf("the %q field is not an object", strings.Join(p.names[:i], "."))
 		}
 		var ok bool
 		if raw, ok = lookupFold(fields, name); !ok || string(raw) == "null" {
-			return "", fmt.Sprintf("no %q field", column)
+			return "", fmt.Sprintf("no %q field", p.column)
 		}
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return "", fmt.Sprintf("the %q field is not a string", column)
+		return "", fmt.Sprintf("the %q field is not a string", p.column)
 	}
 	return v, ""
 }
@@ -107,16 +125,12 @@ func lookupFold(m map[string]json.RawMessage, key string) (json.RawMessage, bool
 	return nil, false
 }
 
-// jsonHas reports whether line, a JSON object, has column's path as
-// keys, whatever their values (a first row's null email is that row's
+// jsonHas reports whether line, a JSON object, has p's names as keys,
+// whatever their values (a first row's null email is that row's
 // rejection, not the dump's): false only where an object lacks a name.
-func jsonHas(line []byte, column string) bool {
+func jsonHas(line []byte, p jsonPath) bool {
 	raw := json.RawMessage(line)
-	names := strings.Split(column, ".")
-	if len(names) > 1 && slices.Contains(names, "") {
-		names = []string{column}
-	}
-	for _, name := range names {
+	for _, name := range p.names {
 		var fields map[string]json.RawMessage
 		if json.Unmarshal(raw, &fields) != nil {
 			return true // not an object: that row's rejection

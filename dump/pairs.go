@@ -96,10 +96,10 @@ func (r *Reader) parsePair(line string, scratch []string) (breachd.PairRecord, [
 		account, password = fields[r.col], fields[r.pwCol]
 	case FormatJSONL:
 		var reason string
-		if account, reason = jsonField(line, r.opts.Column, r.jsonRow); reason != "" {
+		if account, reason = jsonField(line, r.jsonCol); reason != "" {
 			return p, scratch, reason
 		}
-		if password, reason = jsonField(line, r.pwPath, r.pwRow); reason != "" {
+		if password, reason = jsonField(line, r.jsonPw); reason != "" {
 			return p, scratch, reason
 		}
 	default:

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -98,13 +97,11 @@ type Reader struct {
 	pwCol  int // a combolist's CSV: index of the password column, -1 if none
 	header []string
 	sep    byte // a CSV's field separator: ',', ';' or '\t'
-	// jsonRow is JSON Lines' row type (jsonRowType), nil for a map; a
-	// combolist's password's path and row type likewise
-	jsonRow, pwRow reflect.Type
-	pwPath         string
-	pairs          bool // a combolist (NewPairReader)
-	stats          Stats
-	peeked         []byte // first non-blank line, read during detection
+	// JSON Lines: where a row's email is, and a combolist's password
+	jsonCol, jsonPw jsonPath
+	pairs           bool // a combolist (NewPairReader)
+	stats           Stats
+	peeked          []byte // first non-blank line, read during detection
 	// long holds the numbers of over-long lines met before the first
 	// usable one, during detection; they are rejected as the first rows.
 	long   []int64
@@ -215,19 +212,19 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		return rd, nil
 	}
 	if rd.format == FormatJSONL {
-		rd.jsonRow = jsonRowType(opts.Column)
+		rd.jsonCol = newJSONPath(opts.Column, first)
 		// The first object is a row; it must have the field (and a
 		// combolist's, the password's), or every row would be rejected.
 		var keys map[string]json.RawMessage
 		if err := json.Unmarshal(first, &keys); err != nil {
 			return nil, fmt.Errorf("line %d: malformed JSON: not one object", rd.line)
 		}
-		if !jsonHas(first, opts.Column) {
+		if !jsonHas(first, rd.jsonCol) {
 			return nil, noField(slices.Sorted(maps.Keys(keys)), opts.Column, "--column", "the address", "mail", jsonHint(first, opts.Column))
 		}
 		if rd.pairs {
-			rd.pwPath, rd.pwRow = pwColumn, jsonRowType(pwColumn)
-			if !jsonHas(first, pwColumn) {
+			rd.jsonPw = newJSONPath(pwColumn, first)
+			if !jsonHas(first, rd.jsonPw) {
 				return nil, noField(slices.Sorted(maps.Keys(keys)), pwColumn, "--password-column", "the password", "pass", jsonHint(first, pwColumn))
 			}
 		}
@@ -456,7 +453,7 @@ func (r *Reader) rejectAt(line int64, reason string) {
 // It reads only what NewReader decided, so any goroutine may call it.
 func (r *Reader) field(line string, scratch []string) (string, []string, string) {
 	if r.format == FormatJSONL {
-		v, reason := jsonField(line, r.opts.Column, r.jsonRow)
+		v, reason := jsonField(line, r.jsonCol)
 		return v, scratch, reason
 	}
 	if r.format != FormatCSV {

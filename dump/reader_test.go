@@ -173,6 +173,14 @@ func TestReader(t *testing.T) {
 			wantRej:    []int64{1},
 		},
 		{
+			name:       "JSON Lines, a top-level key with a dot: a name, not a path",
+			in:         `{"user.email":"L@example.com","user":{"email":"other@example.com"}}` + "\n" + `{"user.email":"m@example.com"}` + "\n" + `{"user":{"email":"n@example.com"}}` + "\n",
+			opts:       dump.Options{Column: "user.email"},
+			wantFormat: dump.FormatJSONL,
+			want:       []string{"l@example.com", "m@example.com"},
+			wantRej:    []int64{3},
+		},
+		{
 			name:       "JSON Lines, a field name no struct tag can carry",
 			in:         `{"e,mail":"E@example.com"}` + "\n" + `{"E,MAIL":"f@example.com","x":1}` + "\n" + `{"e,mail":5}` + "\n",
 			opts:       dump.Options{Column: "e,mail"},
