@@ -16,7 +16,8 @@ import (
 // Combolists: one account and its password a row, for a pair import.
 //
 //   - FormatCombo: "email:password" lines (the first ':' separates them; a
-//     password may contain ':'), as credential-stuffing lists are shared;
+//     password may contain ':'), as credential-stuffing lists are shared,
+//     or with ';', '|', a tab or a comma, as the first line has it;
 //   - FormatCSV with Options.PasswordColumn: a header naming the email and
 //     password columns;
 //   - FormatJSONL with Options.PasswordColumn: one JSON object a line, the
@@ -72,6 +73,30 @@ func detectPairs(first []byte, column, pwColumn string) Format {
 	return FormatCombo
 }
 
+// comboSeparator tells a combolist's separator from its first line: the
+// byte right after its address's domain, if it is ':' (the usual one),
+// ';', '|', a tab or a comma; else ':'. A domain holds only letters,
+// digits, '-', '.' and non-ASCII letters, so the byte that ends it is the
+// separator, and a password that holds the same byte further on is still
+// read whole (each row is cut at its first separator after the '@'). Decided
+// once, for the whole file, as a CSV's separator is from its header.
+func comboSeparator(first []byte) string {
+	at := bytes.IndexByte(first, '@')
+	if at < 0 {
+		return ":"
+	}
+	for _, c := range first[at+1:] {
+		switch {
+		case c >= 0x80, 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.':
+			continue
+		case c == ':', c == ';', c == '|', c == '\t', c == ',':
+			return string(c)
+		}
+		break
+	}
+	return ":"
+}
+
 // ReadPairs fills dst (up to its capacity) with the pairs of accepted rows
 // and returns it; io.EOF, with no pairs, at the end. Rejected rows are
 // counted and reported to OnReject.
@@ -103,9 +128,17 @@ func (r *Reader) parsePair(line string, scratch []string) (breachd.PairRecord, [
 			return p, scratch, reason
 		}
 	default:
-		a, b, ok := strings.Cut(line, ":")
+		// Cut at the first separator after the address's '@': a local
+		// part may hold '|' (or, quoted, anything), a domain none.
+		at := max(strings.IndexByte(line, '@'), 0)
+		a, b, ok := strings.Cut(line[at:], r.comboSep)
+		a = line[:at] + a
 		if !ok {
-			return p, scratch, "no ':' between the account and its password"
+			sep := "'" + r.comboSep + "'"
+			if r.comboSep == "\t" {
+				sep = "tab"
+			}
+			return p, scratch, "no " + sep + " between the account and its password"
 		}
 		account, password = a, b
 	}

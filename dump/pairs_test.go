@@ -49,6 +49,33 @@ func TestPairReader(t *testing.T) {
 			rejs:   []rejection{{4, "empty password"}, {5, "malformed CSV: unterminated quote"}},
 		},
 		{
+			name:   "combo with semicolons: a password holding one, and a colon, is read whole",
+			in:     "lschmidt@hotmail.com;hunter2\nbob@example.com;pa:ss word\nc@example.com:x;y\n",
+			format: dump.FormatCombo,
+			want:   []breachd.PairRecord{lena, bob},
+			rejs:   []rejection{{3, ""}}, // "c@example.com:x" is no address
+		},
+		{
+			name:   "combo with pipes; a local part may hold one",
+			in:     "lschmidt@hotmail.com|hunter2\nbob@example.com|pa:ss word\nno-separator\na|b@example.com|pw|x\n",
+			format: dump.FormatCombo,
+			want:   []breachd.PairRecord{lena, bob, pair(t, "a|b@example.com", "pw|x")},
+			rejs:   []rejection{{3, "no '|' between the account and its password"}},
+		},
+		{
+			name:   "combo with tabs, IDN domain",
+			in:     "lschmidt@hotmail.com\thunter2\nbob@example.com\tpa:ss word\nhans@bücher.de\t\n",
+			format: dump.FormatCombo,
+			want:   []breachd.PairRecord{lena, bob},
+			rejs:   []rejection{{3, "empty password"}},
+		},
+		{
+			name:   "combo with commas, no header",
+			in:     "lschmidt@hotmail.com,hunter2\nbob@example.com,pa:ss word\n",
+			format: dump.FormatCombo,
+			want:   []breachd.PairRecord{lena, bob},
+		},
+		{
 			name: "JSON Lines with email and password fields",
 			in: `{"_id":1,"Email":"lschmidt@hotmail.com","password":"hunter2","name":"Lena"}` + "\n" +
 				`{"_id":2,"email":"bob@example.com","password":"pa:ss word"}` + "\n" +

@@ -99,7 +99,8 @@ type Reader struct {
 	sep    byte // a CSV's field separator: ',', ';' or '\t'
 	// JSON Lines: where a row's email is, and a combolist's password
 	jsonCol, jsonPw jsonPath
-	pairs           bool // a combolist (NewPairReader)
+	comboSep        string // a combolist's separator (comboSeparator)
+	pairs           bool   // a combolist (NewPairReader)
 	stats           Stats
 	peeked          []byte // first non-blank line, read during detection
 	// long holds the numbers of over-long lines met before the first
@@ -151,7 +152,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if i, ok := r.(Idle); ok && br == plain { // not through gzip's buffers
 		idle = i.Idle
 	}
-	rd := &Reader{lines: lines{br: br, idle: idle}, opts: opts, format: opts.Format, sep: ',', pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
+	rd := &Reader{lines: lines{br: br, idle: idle}, opts: opts, format: opts.Format, sep: ',', comboSep: ":", pwCol: -1, pairs: pwColumn != "", blockBytes: parseBlockBytes}
 	first, err := rd.nextLine()
 	for err == errLongLine {
 		if rd.format == FormatCSV {
@@ -187,6 +188,9 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 		rd.format = detectPairs(first, opts.Column, pwColumn)
 	} else if rd.format == FormatAuto {
 		rd.format = detect(first, opts.Column)
+	}
+	if rd.format == FormatCombo {
+		rd.comboSep = comboSeparator(first)
 	}
 	if rd.format == FormatCSV {
 		rd.sep = sep
