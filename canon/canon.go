@@ -34,13 +34,13 @@ var profile = idna.New(
 	idna.CheckJoiners(true),
 )
 
-// Email returns the canonical form of raw: surrounding white space trimmed,
-// NFC-normalised, lower-cased, and the domain in its IDNA ASCII form. It
-// rejects input that is not an address (see docs/canonical-email.md).
 // notUTF8 is the reason for bytes that are not UTF-8, saying where such
 // text usually comes from.
 const notUTF8 = "not valid UTF-8 (text in a legacy code page, such as a spreadsheet's plain CSV: export it as CSV UTF-8)"
 
+// Email returns the canonical form of raw: surrounding white space trimmed,
+// NFC-normalised, lower-cased, and the domain in its IDNA ASCII form. It
+// rejects input that is not an address (see docs/canonical-email.md).
 func Email(raw string) (string, error) {
 	s := strings.TrimSpace(raw)
 	if isASCII(s) {

@@ -101,8 +101,7 @@ func isBzip2(br *bufio.Reader) bool {
 // separated UTF-16), which would otherwise be read as bytes with a NUL
 // between each two, no row valid.
 func fromUTF16(br *bufio.Reader) *bufio.Reader {
-	bom, _ := br.Peek(2)
-	if len(bom) < 2 || !(bom[0] == 0xff && bom[1] == 0xfe || bom[0] == 0xfe && bom[1] == 0xff) {
+	if !startsWith(br, "\xff\xfe") && !startsWith(br, "\xfe\xff") {
 		return br
 	}
 	dec := xunicode.UTF16(xunicode.LittleEndian, xunicode.ExpectBOM).NewDecoder()

@@ -91,19 +91,14 @@ func jsonField(line string, p jsonPath) (string, string) {
 			e = f.Elem()
 		}
 	}
-	raw := json.RawMessage(line)
-	for i, name := range p.names {
-		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &fields); err != nil {
-			if i == 0 {
-				return "", "malformed JSON: not one object"
-			}
-			return "", fmt.Sprintf("the %q field is not an object", strings.Join(p.names[:i], "."))
-		}
-		var ok bool
-		if raw, ok = lookupFold(fields, name); !ok || string(raw) == "null" {
-			return "", fmt.Sprintf("no %q field", p.column)
-		}
+	raw, i, notObject := walk([]byte(line), p.names)
+	switch {
+	case notObject && i == 0:
+		return "", "malformed JSON: not one object"
+	case notObject:
+		return "", fmt.Sprintf("the %q field is not an object", strings.Join(p.names[:i], "."))
+	case i < len(p.names) || string(raw) == "null":
+		return "", fmt.Sprintf("no %q field", p.column)
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil {
@@ -129,18 +124,27 @@ func lookupFold(m map[string]json.RawMessage, key string) (json.RawMessage, bool
 // whatever their values (a first row's null email is that row's
 // rejection, not the dump's): false only where an object lacks a name.
 func jsonHas(line []byte, p jsonPath) bool {
-	raw := json.RawMessage(line)
-	for _, name := range p.names {
+	_, i, notObject := walk(line, p.names)
+	return i == len(p.names) || notObject // not an object: that row's rejection
+}
+
+// walk follows names from raw, an object, down through nested ones, each
+// name matched by lookupFold. It returns the value the last one names, or
+// where it stopped: the index of the name it could not follow, and whether
+// that was for want of an object to look in (a null one has no keys).
+func walk(raw []byte, names []string) (v json.RawMessage, stopped int, notObject bool) {
+	v = raw
+	for i, name := range names {
 		var fields map[string]json.RawMessage
-		if json.Unmarshal(raw, &fields) != nil {
-			return true // not an object: that row's rejection
+		if json.Unmarshal(v, &fields) != nil {
+			return nil, i, true
 		}
 		var ok bool
-		if raw, ok = lookupFold(fields, name); !ok {
-			return false
+		if v, ok = lookupFold(fields, name); !ok {
+			return nil, i, false
 		}
 	}
-	return true
+	return v, len(names), false
 }
 
 // jsonHint names, for a first object without column, the path to pass

@@ -17,13 +17,11 @@ import (
 	"github.com/breachd/breachd/webhook"
 )
 
-// TestEventTarget: a real outbox's events reach JetStream on the
-// watchlist's subject, in order, each once, with its id as Nats-Msg-Id; a
-// sender started again sends nothing twice (its cursor), and a repeat
-// within the duplicate window would be dropped by JetStream.
-func TestEventTarget(t *testing.T) {
+// openOutbox opens an email corpus and its watchlists (and their outbox)
+// in a directory of the test's, closed when it ends.
+func openOutbox(t *testing.T) (*store.Store, *store.Watchlists) {
+	t.Helper()
 	ctx := context.Background()
-	url := startSingle(t).url()
 	dir := t.TempDir()
 	o := storeOptions()
 	o.ExpectedKeys = 10000
@@ -31,12 +29,23 @@ func TestEventTarget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer emails.Close()
+	t.Cleanup(func() { emails.Close() })
 	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
+	t.Cleanup(func() { w.Close() })
+	return emails, w
+}
+
+// TestEventTarget: a real outbox's events reach JetStream on the
+// watchlist's subject, in order, each once, with its id as Nats-Msg-Id; a
+// sender started again sends nothing twice (its cursor), and a repeat
+// within the duplicate window would be dropped by JetStream.
+func TestEventTarget(t *testing.T) {
+	ctx := context.Background()
+	url := startSingle(t).url()
+	emails, w := openOutbox(t)
 	users := storetest.Digests("users", 2500)
 	w.Create(ctx, "users")
 	if _, err := w.Add(ctx, "users", storetest.Batches(users, 1000, nil)); err != nil {
@@ -119,19 +128,7 @@ func TestEventTarget(t *testing.T) {
 func TestEventTargetBadSubject(t *testing.T) {
 	ctx := context.Background()
 	url := startSingle(t).url()
-	dir := t.TempDir()
-	o := storeOptions()
-	o.ExpectedKeys = 10000
-	emails, err := store.Open(ctx, store.EmailDir(dir), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emails.Close()
-	w, err := store.OpenWatchlists(ctx, store.WatchDir(dir), emails, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	emails, w := openOutbox(t)
 	users := storetest.Digests("users", 100)
 	for _, name := range []string{"old.", "users"} { // the store takes what the service now refuses
 		if _, err := w.Create(ctx, name); err != nil {
