@@ -25,6 +25,7 @@
 #        ROWS=4000000 RUNS=9 bench/cli-scaling.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 RUNS=${RUNS:-5}
 SIZE=${SIZE:-1290775}
 ROWS=${ROWS:-2000000}
@@ -44,7 +45,7 @@ bin/corpusgen --records "$SIZE" --sweep "$ROWS" --exposed 10 --out "$WORK/sweep.
 want=$(awk '{ print $4 }' "$WORK/gen.txt")
 rm -f "$WORK/corpus.csv"
 
-addr=127.0.0.1:$((20000 + RANDOM % 20000))
+addr=127.0.0.1:$(free_port)
 bin/breachd serve --data "$WORK/data" --addr "$addr" --log-level warn > "$WORK/serve.out" &
 DAEMON=$!
 for _ in $(seq 600); do grep -q serving "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done

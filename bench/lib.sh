@@ -1,5 +1,6 @@
-# Shared by bench/run.sh and bench/growth.sh: machine facts and an import
-# measured with /usr/bin/time. Source it; it expects to run from the repo root.
+# Shared by the scripts of bench/: machine facts, an import measured with
+# /usr/bin/time, and free ports. Source it; it expects to run from the repo
+# root.
 
 machine() {
   local cpu mem
@@ -28,4 +29,24 @@ import_row() {
 import_header() {
   echo "| run | rows | wall s | rows/s | MB/s | peak RSS MiB | disk MiB |"
   echo "|---|---:|---:|---:|---:|---:|---:|"
+}
+
+# free_port prints a loopback port nothing listens on, drawn below the
+# kernel's ephemeral range (ip_local_port_range), as internal/porttest does
+# for the tests: a port in that range can be the local port of any
+# outgoing connection on the machine, and a daemon's listen on it then
+# fails ("address already in use"; range.sh's once did).
+free_port() {
+  local low p
+  low=$(awk '{ print $1 }' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 21000 ] || low=32768
+  for _ in $(seq 100); do
+    p=$((20000 + RANDOM % (low - 20000)))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return
+    fi
+  done
+  echo "free_port: no free port below $low" >&2
+  return 1
 }

@@ -22,6 +22,7 @@
 # (pwnd listens on :8889, fixed in its source: that port must be free.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 : "${PWNEDPASS_SRC:?set PWNEDPASS_SRC to a checkout of github.com/tylerchr/pwnedpass}"
 [ -d "$PWNEDPASS_SRC/cmd/pwnd" ] && [ -d "$PWNEDPASS_SRC/cmd/pwngen" ] || { echo "$PWNEDPASS_SRC: no cmd/pwnd and cmd/pwngen" >&2; exit 2; }
 SIZE=${SIZE:-16777216}
@@ -58,11 +59,11 @@ ours_disk=$(du -sm "$WORK/data" | cut -f1)
 
 "$WORK/pwnd" --database "$WORK/peer.bin" > "$WORK/pwnd.out" 2>&1 &
 PWND=$!
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 BREACHD_HTTP_SERVER=net/http bin/breachd serve --data "$WORK/data" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log-level warn > "$WORK/serve.out" &
 DAEMON=$!
 cp -a "$WORK/data" "$WORK/data-fast"
-fport=$((port + 1))
+fport=$(free_port)
 BREACHD_HTTP_SERVER=fasthttp bin/breachd serve --data "$WORK/data-fast" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$fport" --log-level warn > "$WORK/serve-fast.out" &
 FAST=$!
 for _ in $(seq 600); do

@@ -19,6 +19,7 @@
 #        SIZE=100000000 bench/range.sh         100M (4.4 GB dump, ~8 GB data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 SIZE=${SIZE:-10000000}
 RUNS=${RUNS:-3}
 DURATION=${DURATION:-10s}
@@ -38,7 +39,7 @@ echo '{"Name":"PwnedPasswords","Title":"Pwned Passwords (synthetic)"}' > "$WORK/
 read -r secs rss < "$WORK/import-time"
 du_data=$(du -sm "$WORK/data" | cut -f1)
 
-port=$((20000 + RANDOM % 20000))
+port=$(free_port)
 bin/breachd serve --data "$WORK/data" --addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log-level warn > "$WORK/serve.out" &
 DAEMON=$!
 for _ in $(seq 600); do grep -q serving "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done

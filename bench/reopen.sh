@@ -22,7 +22,7 @@ go build -o bin/ ./cmd/...
 # open_duration in seconds and whether the filter was rebuilt, stops it.
 open_time() {
   local log=$WORK/serve.log port
-  port=$(( 20000 + RANDOM % 20000 ))
+  port=$(free_port)
   bin/breachd serve --data "$1" --addr 127.0.0.1:$port --log-level info >"$log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 6000); do

@@ -17,6 +17,7 @@
 # Usage: bench/replica.sh      (RUNS=3; needs root for /etc/hosts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 mkdir -p bench/out
 RUNS=${RUNS:-3}
 SIZE=${SIZE:-1290775}
@@ -28,7 +29,7 @@ command -v nats-server >/dev/null && command -v jq >/dev/null || { apt-get updat
 go build -o bin/ ./cmd/... ./bench/loadgen
 
 ms() { date -d "$1" +%s%3N; }   # RFC 3339 -> milliseconds
-nats_port=$((30000 + RANDOM % 10000))
+nats_port=$(free_port)
 nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$WORK/nats" > "$WORK/nats.log" 2>&1 & PIDS+=($!)
 sleep 1
 url=nats://127.0.0.1:$nats_port

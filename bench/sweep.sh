@@ -16,6 +16,7 @@
 #        SIZE=100000000 RUNS=3 bench/sweep.sh   (about 35 minutes, 30 GB of disk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 RUNS=${RUNS:-5}
 SIZE=${SIZE:-1290775}
 ROWS=${ROWS:-1000000}
@@ -43,7 +44,7 @@ cp -a "$WORK/data" "$WORK/data-noindex"
 declare -A ADDR PID
 start() { # label dir flags...
   local label=$1 dir=$2; shift 2
-  ADDR[$label]=127.0.0.1:$((20000 + RANDOM % 20000))
+  ADDR[$label]=127.0.0.1:$(free_port)
   bin/breachd serve --data "$dir" --addr "${ADDR[$label]}" --log-level warn "$@" > "$WORK/serve-$label.out" &
   PID[$label]=$!
   for _ in $(seq 600); do grep -q serving "$WORK/serve-$label.out" 2>/dev/null && break; sleep 0.1; done

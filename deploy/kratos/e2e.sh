@@ -30,7 +30,7 @@ if [ ! -x "$KRATOS" ]; then
 	rm -rf "$src"
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh # free_port
 GRPC=$(free_port); HTTP=$(free_port); PUB=$(free_port); ADM=$(free_port)
 
 # An evaluation CA and breachd's certificate; Kratos trusts the CA.
