@@ -300,6 +300,7 @@ func TestCompatibility(t *testing.T) {
 			{"breaches domain", "/api/v3/breaches?domain=adobe.com", nil, 200, "application/json; charset=utf-8", "breaches-adobe"},
 			{"breaches no match", "/api/v3/breaches?domain=example.org", nil, 200, "application/json; charset=utf-8", "breaches-none"},
 			{"breach", "/api/v3/breach/Adobe", nil, 200, "application/json; charset=utf-8", "breach-adobe"},
+			{"breach in lower case", "/api/v3/breach/adobe", nil, 200, "application/json; charset=utf-8", "breach-adobe"},
 			{"breach unknown", "/api/v3/breach/Nope", nil, 404, "application/json; charset=utf-8", ""},
 			{"dataclasses", "/api/v3/dataclasses", nil, 200, "application/json; charset=utf-8", "dataclasses"},
 			{"latestbreach", "/api/v3/latestbreach", nil, 200, "application/json; charset=utf-8", "latestbreach"},

@@ -95,6 +95,20 @@ func (s *Service) keepInStep(ctx context.Context, emails Store, name string, wit
 	if err != nil {
 		return 0, err
 	}
+	if e == nil {
+		others, _, err := otherCases(ctx, emails, name)
+		if err != nil {
+			return 0, err
+		}
+		if len(others) > 0 {
+			// Two breaches whose names differ only in case would be two
+			// to every reader of names (Have I Been Pwned's API finds
+			// "adobe" for Adobe): the accounts belong to the one held.
+			return 0, breachd.Errorf(breachd.ErrAlreadyExists,
+				"breach %s: the corpus has %s, a name that differs only in case: import into %s to add these accounts to it, or choose a name of its own",
+				breachd.Quote(name), breachd.Quote(others[0].Name), breachd.Quote(others[0].Name))
+		}
+	}
 	if pairs != nil {
 		p, err := entry(ctx, pairs, name)
 		if err != nil {

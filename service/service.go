@@ -259,7 +259,9 @@ func parseToken(tok string) (string, error) {
 	return name, nil
 }
 
-// GetBreach returns one catalogue entry and the corpus version.
+// GetBreach returns one catalogue entry and the corpus version: the breach
+// of that name, else the one whose name differs from it only in case, as
+// Have I Been Pwned finds them (its clients ask for "linkedin").
 func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogEntry, uint64, error) {
 	if err := validName(name, "breach"); err != nil {
 		return nil, 0, err
@@ -268,7 +270,63 @@ func (s *Service) GetBreach(ctx context.Context, name string) (*breachd.CatalogE
 	if err != nil {
 		return nil, 0, err
 	}
-	return st.Breach(ctx, name)
+	b, v, err := st.Breach(ctx, name)
+	if !errors.Is(err, breachd.ErrNotFound) {
+		return b, v, err
+	}
+	others, v, ferr := otherCases(ctx, st, name)
+	switch {
+	case ferr != nil:
+		return nil, 0, ferr
+	case len(others) == 1:
+		return others[0], v, nil
+	}
+	return nil, 0, unknownBreach(err, others)
+}
+
+// otherCases returns the breaches of st whose names differ from name only
+// in case, and the corpus version. Since names are compared whatever their
+// case (by upstream's API, and by people), an import refuses a new name
+// that differs only in case from one held; a corpus from before that rule
+// may hold more than one.
+func otherCases(ctx context.Context, st Store, name string) ([]*breachd.CatalogEntry, uint64, error) {
+	bs, v, err := st.Breaches(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []*breachd.CatalogEntry
+	for _, b := range bs {
+		if b.Name != name && strings.EqualFold(b.Name, name) {
+			out = append(out, b)
+		}
+	}
+	return out, v, nil
+}
+
+// unknownBreach adds to err, a breach not found, the names that differ from
+// the one asked for only in case: the breach the caller most likely meant.
+func unknownBreach(err error, others []*breachd.CatalogEntry) error {
+	if len(others) == 0 {
+		return err
+	}
+	names := make([]string, len(others))
+	for i, b := range others {
+		names[i] = breachd.Quote(b.Name)
+	}
+	return breachd.Errorf(breachd.ErrUnknownBreach, "%v (names are matched exactly here: the corpus has %s)", err, strings.Join(names, ", "))
+}
+
+// caseTwin checks the name of a change: a missing breach that another
+// differs from only in case gets that one's name in its error.
+func caseTwin(ctx context.Context, st Store, name string, err error) error {
+	if !errors.Is(err, breachd.ErrNotFound) {
+		return err
+	}
+	others, _, ferr := otherCases(ctx, st, name)
+	if ferr != nil {
+		return err
+	}
+	return unknownBreach(err, others)
 }
 
 // validName checks the name of a noun (a breach, a watchlist: the same
@@ -306,6 +364,7 @@ func (s *Service) DeleteBreach(ctx context.Context, name string) (removed, versi
 			_, version, _ = st.Breaches(ctx)
 			return 0, version, nil
 		}
+		return removed, version, caseTwin(ctx, st, name, err)
 	}
 	if err != nil {
 		return removed, version, err
@@ -326,7 +385,8 @@ func (s *Service) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.
 	if err != nil {
 		return nil, 0, err
 	}
-	return st.UpdateBreach(ctx, b)
+	e, v, err := st.UpdateBreach(ctx, b)
+	return e, v, caseTwin(ctx, st, b.Name, err)
 }
 
 // Import adds breach b from batches of 1 to breachd.MaxBatch digests and

@@ -256,3 +256,58 @@ func TestOpeningAndReadOnly(t *testing.T) {
 		t.Fatalf("version %d after refused changes, want 1", v)
 	}
 }
+
+// TestBreachNameCase: names are found whatever their case, as upstream's
+// API finds them, so a new breach may not differ from one held only in
+// case; changes name the breach meant when they miss.
+func TestBreachNameCase(t *testing.T) {
+	t.Parallel()
+	svc, emails, _, _ := pairService(t)
+	ds := storetest.Digests("case", 20)
+	if _, err := svc.Import(t.Context(), breachd.Breach{Name: "LinkedIn", Title: "LinkedIn"}, batches(ds[:10])); err != nil {
+		t.Fatal(err)
+	}
+	refused := []struct {
+		name string
+		run  func(b breachd.Breach) error
+	}{
+		{"emails", func(b breachd.Breach) error { _, err := svc.Import(t.Context(), b, batches(ds[10:])); return err }},
+		{"pairs", func(b breachd.Breach) error {
+			_, err := svc.ImportPairs(t.Context(), b, combolist(ds[10:], nil))
+			return err
+		}},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.run(breachd.Breach{Name: "linkedin", Title: "x"})
+			if !errors.Is(err, breachd.ErrAlreadyExists) || !strings.Contains(err.Error(), `the corpus has "LinkedIn"`) {
+				t.Fatalf("import into linkedin = %v, want ALREADY_EXISTS naming LinkedIn", err)
+			}
+			if bs, v, _ := emails.Breaches(t.Context()); len(bs) != 1 || v != 1 {
+				t.Fatalf("after the refusal: %d breaches at version %d, want LinkedIn alone at 1", len(bs), v)
+			}
+		})
+	}
+	// The name held takes more accounts.
+	if s, err := svc.Import(t.Context(), breachd.Breach{Name: "LinkedIn", Title: "LinkedIn"}, batches(ds[10:])); err != nil || s.NewAccounts != 10 {
+		t.Fatalf("Import into LinkedIn = %+v, %v", s, err)
+	}
+	for _, name := range []string{"LinkedIn", "linkedin", "LINKEDIN"} {
+		if b, _, err := svc.GetBreach(t.Context(), name); err != nil || b.Name != "LinkedIn" || b.AccountCount != 20 {
+			t.Fatalf("GetBreach(%s) = %+v, %v; want LinkedIn with 20 accounts", name, b, err)
+		}
+	}
+	if _, _, err := svc.GetBreach(t.Context(), "Linked-In"); !errors.Is(err, breachd.ErrUnknownBreach) || strings.Contains(err.Error(), "the corpus has") {
+		t.Fatalf("GetBreach(Linked-In) = %v, want an unknown breach with no suggestion", err)
+	}
+	// A change must name the breach exactly: a miss says which it meant.
+	if _, _, err := svc.DeleteBreach(t.Context(), "linkedin"); !errors.Is(err, breachd.ErrUnknownBreach) || !strings.Contains(err.Error(), `the corpus has "LinkedIn"`) {
+		t.Fatalf("DeleteBreach(linkedin) = %v, want unknown, naming LinkedIn", err)
+	}
+	if _, _, err := svc.UpdateBreach(t.Context(), breachd.Breach{Name: "linkedin", Title: "y"}); !errors.Is(err, breachd.ErrNotFound) || !strings.Contains(err.Error(), `the corpus has "LinkedIn"`) {
+		t.Fatalf("UpdateBreach(linkedin) = %v, want not found, naming LinkedIn", err)
+	}
+	if bs, _, _ := emails.Breaches(t.Context()); len(bs) != 1 || bs[0].AccountCount != 20 {
+		t.Fatalf("catalogue after the misses = %+v, want LinkedIn with 20 accounts", bs)
+	}
+}

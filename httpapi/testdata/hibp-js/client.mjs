@@ -35,6 +35,7 @@ await attempt('breachedAccountBadKey', () => breachedAccount(env.ACCOUNT, { ...v
 await attempt('breaches', () => breaches(v3));
 await attempt('breachesOtherDomain', () => breaches({ ...v3, domain: 'example.org' }));
 await attempt('breach', () => breach(env.BREACH, v3));
+await attempt('breachLowerCase', () => breach(env.BREACH.toLowerCase(), v3));
 await attempt('breachUnknown', () => breach('NoSuchBreach', v3));
 await attempt('dataClasses', () => dataClasses(v3));
 await attempt('latestBreach', () => latestBreach(v3));
