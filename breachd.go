@@ -163,8 +163,16 @@ func (b *Breach) Validate() error {
 		return bad("PwnCount is negative")
 	}
 	if b.BreachDate != "" {
-		if _, err := time.Parse(time.DateOnly, b.BreachDate); err != nil {
+		d, err := time.Parse(time.DateOnly, b.BreachDate)
+		if err != nil {
 			return bad("BreachDate %s is not YYYY-MM-DD", Quote(b.BreachDate))
+		}
+		// A breach happened by today: a later date is a typo, which the
+		// policy's breached_within would read as recent for years,
+		// refusing every account of the breach. Tomorrow passes: a
+		// breach dated in a time zone ahead of UTC.
+		if d.After(time.Now().UTC().AddDate(0, 0, 1)) {
+			return bad("BreachDate %s is in the future: it is the day the breach happened (a typo?)", b.BreachDate)
 		}
 	}
 	if len(b.DataClasses) > MaxDataClasses {

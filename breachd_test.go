@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/breachd/breachd"
 )
@@ -70,6 +71,10 @@ func TestBreachValidate(t *testing.T) {
 		{"bad name", breachd.Breach{Name: "a b", Title: "x"}, false},
 		{"no title", breachd.Breach{Name: "a"}, false},
 		{"bad date", breachd.Breach{Name: "a", Title: "x", BreachDate: "17/06/2011"}, false},
+		{"dated today", breachd.Breach{Name: "a", Title: "x", BreachDate: time.Now().UTC().Format(time.DateOnly)}, true},
+		{"dated tomorrow (a zone ahead of UTC)", breachd.Breach{Name: "a", Title: "x", BreachDate: time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)}, true},
+		{"dated the day after", breachd.Breach{Name: "a", Title: "x", BreachDate: time.Now().UTC().AddDate(0, 0, 2).Format(time.DateOnly)}, false},
+		{"a typo for 2026", breachd.Breach{Name: "a", Title: "x", BreachDate: "2062-06-17"}, false},
 		{"negative count", breachd.Breach{Name: "a", Title: "x", PwnCount: -1}, false},
 		{"65-byte name", breachd.Breach{Name: strings.Repeat("n", 65), Title: "x"}, false},
 		{"title at limit", breachd.Breach{Name: "a", Title: strings.Repeat("t", breachd.MaxTitleLen)}, true},
