@@ -48,16 +48,37 @@ type Error struct {
 	err error
 }
 
-func (e *Error) Error() string {
-	msg := status.Convert(e.err).Message()
-	if status.Code(e.err) == codes.Unavailable && (strings.Contains(msg, "certificate required") ||
-		strings.Contains(msg, "bad certificate") || strings.Contains(msg, "broken pipe")) {
+func (e *Error) Error() string { return "breachd " + e.Op + ": " + Explain(e.err) }
+
+// Explain returns the message of err, a call's error, with advice where
+// the call failed in a way the caller's own settings mend: the wrong
+// address, TLS on one side only, a client certificate or an API key the
+// daemon wants. The advice names breachctl's flags and the DialOptions
+// field.
+func Explain(err error) string {
+	st := status.Convert(err)
+	msg := st.Message()
+	switch code := st.Code(); {
+	case code == codes.Unavailable && strings.Contains(msg, "looked like an HTTP/1.1 header"):
+		// grpc-go read an HTTP/1.1 answer where HTTP/2 frames belong.
+		msg += " (this address answers HTTP/1.1, not gRPC: it may be the daemon's HTTP API (http.addr) or its metrics; give its gRPC address, addr)"
+	case code == codes.Unavailable && strings.Contains(msg, "first record does not look like a TLS handshake"):
+		msg += " (the daemon does not serve TLS on this address: dial it without --tls and --ca (DialOptions.TLS, CAFile))"
+	case code == codes.Unavailable && (strings.Contains(msg, "certificate required") ||
+		strings.Contains(msg, "bad certificate") || strings.Contains(msg, "broken pipe")):
 		// What TLS says when the daemon wants a client certificate (TLS
 		// 1.3 may tell it only as a reset or a broken pipe).
 		msg += " (the daemon may require a client certificate: pass --cert and --key (DialOptions.CertFile, KeyFile); " +
 			"API keys without a certificate need tls.client_auth: verify-if-given on the daemon)"
+	case code == codes.Unavailable && (strings.Contains(msg, "error reading server preface: EOF") ||
+		strings.Contains(msg, "connection closed before server preface received")):
+		// A TLS listener closes a connection whose first bytes are not
+		// a TLS handshake.
+		msg += " (the daemon closed the connection before answering: if it serves TLS, dial it with TLS: --ca with its CA, or --tls (DialOptions.CAFile, TLS))"
+	case code == codes.Unauthenticated && strings.HasPrefix(msg, "no credential"):
+		msg += " (breachctl and breachd read the key from --api-key-file FILE or BREACHD_API_KEY; DialOptions.APIKey)"
 	}
-	return "breachd " + e.Op + ": " + msg
+	return msg
 }
 
 // Unwrap returns the gRPC status error.

@@ -59,8 +59,8 @@ func assess(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 		if errors.Is(err, canon.ErrInvalidEmail) { // an invalid row, as check's: exit status 4
 			return fmt.Errorf("%s: %w", email, err)
 		}
-		if s, ok := status.FromError(err); ok {
-			return fmt.Errorf("assess against %s: %s", cc.addr, s.Message())
+		if _, ok := status.FromError(err); ok {
+			return fmt.Errorf("assess against %s: %s", cc.addr, client.Explain(err))
 		}
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
@@ -273,7 +272,7 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("check against %s: %s", cc.addr, status.Convert(err).Message())
+			return fmt.Errorf("check against %s: %s", cc.addr, client.Explain(err))
 		}
 		version = r.CorpusVersion
 		if !r.Exposed {
@@ -318,7 +317,7 @@ func breaches(ctx context.Context, cc connConfig, args []string, stdout, stderr 
 	defer cancel()
 	bs, version, err := client.New(conn).Breaches(cctx)
 	if err != nil {
-		return fmt.Errorf("list breaches at %s: %s", cc.addr, status.Convert(err).Message())
+		return fmt.Errorf("list breaches at %s: %s", cc.addr, client.Explain(err))
 	}
 	writeBreaches(stdout, bs, version)
 	return nil
@@ -371,7 +370,7 @@ func health(ctx context.Context, cc connConfig, args []string, stdout, stderr io
 	defer cancel()
 	resp, err := healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{Service: *service})
 	if err != nil {
-		return fmt.Errorf("health of %s: %s", cc.addr, status.Convert(err).Message())
+		return fmt.Errorf("health of %s: %s", cc.addr, client.Explain(err))
 	}
 	fmt.Fprintln(stdout, resp.GetStatus())
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {

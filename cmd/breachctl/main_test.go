@@ -188,8 +188,25 @@ func TestTLSAndAPIKey(t *testing.T) {
 	}
 	t.Setenv("BREACHD_API_KEY", "")
 	err = run(t.Context(), []string{"check", "--addr", srv.Addr(), "--ca", ca.File, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "no credential") {
-		t.Fatalf("check without a key = %v, want the daemon's 'no credential' message", err)
+	if err == nil || !strings.Contains(err.Error(), "no credential") || !strings.Contains(err.Error(), "--api-key-file") {
+		t.Fatalf("check without a key = %v, want the daemon's 'no credential' message and where the key goes", err)
+	}
+	// The mistakes of a connection's settings each say how to mend them.
+	plain := serveStore(t, "alice@example.com")
+	for _, tc := range []struct{ name, addr, ca, want string }{
+		{"no TLS to a TLS daemon", srv.Addr(), "", "if it serves TLS, dial it with TLS: --ca"},
+		{"TLS to a daemon without", plain, ca.File, "does not serve TLS on this address"},
+		{"the metrics address", srv.MetricsAddr(), "", "answers HTTP/1.1, not gRPC"},
+	} {
+		args := []string{"check", "--addr", tc.addr}
+		if tc.ca != "" {
+			args = append(args, "--ca", tc.ca)
+		}
+		args = append(args, "a@example.com")
+		err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: check = %v, want advice containing %q", tc.name, err, tc.want)
+		}
 	}
 	err = run(t.Context(), []string{"check", "--addr", srv.Addr(), "--api-key-file", keyFile, "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "only sent over TLS") {

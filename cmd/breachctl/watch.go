@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/canon"
+	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
@@ -98,7 +98,7 @@ func watch(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	wc := breachdv1.NewWatchServiceClient(conn)
 	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, cc.timeout) }
 	fail := func(err error) error {
-		return fmt.Errorf("watch %s against %s: %s", sub, cc.addr, status.Convert(err).Message())
+		return fmt.Errorf("watch %s against %s: %s", sub, cc.addr, client.Explain(err))
 	}
 	switch sub {
 	case "create":

@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
@@ -204,7 +203,7 @@ func (t *target) checkOwner() error {
 
 // remoteError words a daemon's refusal.
 func (t *target) remoteError(err error) error {
-	return fmt.Errorf("daemon at %s: %s", t.addr, status.Convert(err).Message())
+	return fmt.Errorf("daemon at %s: %s", t.addr, client.Explain(err))
 }
 
 const breachUsage = `usage: breachd breach <list|delete|update> (--data DIR | --addr unix://SOCKET|HOST:PORT [connection flags]) ...

@@ -12,8 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc/status"
-
 	"github.com/breachd/breachd"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
@@ -213,7 +211,7 @@ func importDump(ctx context.Context, c importConfig, stdout io.Writer, log *slog
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s).\n"+
 			"Check with 'breachctl breaches --addr %s' (the breach is listed and the corpus version has grown if it was); importing again is safe, it is idempotent",
-			b.Name, c.addr, status.Convert(err).Message(), c.addr)
+			b.Name, c.addr, client.Explain(err), c.addr)
 	case err != nil && ctx.Err() != nil: // first: the dump's reads end with ctx too
 		return interrupted(ctx, b.Name)
 	case err != nil && readErr != nil:
@@ -376,7 +374,7 @@ func importPairs(ctx context.Context, c importConfig, stdout io.Writer, log *slo
 		return noRowsError(c, b.Name, rd, *samples)
 	case errors.Is(err, client.ErrOutcomeUnknown):
 		return fmt.Errorf("import of %s through %s: the connection failed after the commit was sent, so whether the breach was committed is unknown (%s)",
-			b.Name, c.addr, status.Convert(err).Message())
+			b.Name, c.addr, client.Explain(err))
 	case err != nil && ctx.Err() != nil:
 		return interrupted(ctx, b.Name)
 	case err != nil && readErr != nil:
