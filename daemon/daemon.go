@@ -666,7 +666,10 @@ func (d *Daemon) watchlists(ctx context.Context, o store.Options, reg prometheus
 		d.closers = append(d.closers, t.Close)
 	}
 	d.svc.OpenWatchlists(d.watch, webhook.Names(targets))
-	sender := webhook.New(d.watch, targets, webhook.Options{Logger: d.log, RetryFor: c.Watch.RetryFor, Registerer: reg})
+	sender, err := webhook.New(d.watch, targets, webhook.Options{Logger: d.log, RetryFor: c.Watch.RetryFor, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("watch.webhooks: %w", err)
+	}
 	d.background(sender.Run)
 	d.background(func(ctx context.Context) { d.pruneEvents(ctx, webhook.Names(targets)) })
 	exposures := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "breachd_watch_exposures_total",

@@ -61,7 +61,10 @@ func TestEventTarget(t *testing.T) {
 	defer target.Close()
 	send := func() {
 		sctx, cancel := context.WithCancel(ctx)
-		sender := webhook.New(w, []webhook.Target{target}, webhook.Options{Poll: 20 * time.Millisecond})
+		sender, err := webhook.New(w, []webhook.Target{target}, webhook.Options{Poll: 20 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
 		done := make(chan struct{})
 		go func() { sender.Run(sctx); close(done) }()
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -148,7 +151,10 @@ func TestEventTargetBadSubject(t *testing.T) {
 	defer target.Close()
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sender := webhook.New(w, []webhook.Target{target}, webhook.Options{Poll: 20 * time.Millisecond, RetryFor: time.Hour, MinBackoff: time.Second})
+	sender, err := webhook.New(w, []webhook.Target{target}, webhook.Options{Poll: 20 * time.Millisecond, RetryFor: time.Hour, MinBackoff: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go sender.Run(sctx)
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, _ := w.Cursor(ctx, target.Name()); c == 2 {

@@ -103,8 +103,18 @@ type Sender struct {
 	m       *metrics
 }
 
-// New returns a sender of out's events to targets; Run delivers.
-func New(out Outbox, targets []Target, o Options) *Sender {
+// New returns a sender of out's events to targets; Run delivers. It
+// refuses two targets of one name: they would share one cursor, and each
+// would skip the events the other took.
+func New(out Outbox, targets []Target, o Options) (*Sender, error) {
+	seen := map[string]int{}
+	for i, t := range targets {
+		if j, ok := seen[t.Name()]; ok {
+			return nil, fmt.Errorf("event targets %d and %d are both %s: an endpoint is known (its delivery cursor, logs and metrics) by its URL without query or credentials, which may hold secrets; give each endpoint a path of its own, or list it once",
+				j+1, i+1, t.Name())
+		}
+		seen[t.Name()] = i
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -124,7 +134,7 @@ func New(out Outbox, targets []Target, o Options) *Sender {
 	for range targets {
 		s.kick = append(s.kick, make(chan struct{}, 1))
 	}
-	return s
+	return s, nil
 }
 
 // Names returns the names the targets' cursors are kept under.

@@ -109,7 +109,7 @@ func TestDelivery(t *testing.T) {
 	eps := []webhook.Endpoint{{URL: gs.URL + "/hook?token=x", Secret: secret}, {URL: down.URL, Secret: secret}}
 	o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, RetryFor: 300 * time.Millisecond, Poll: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := webhook.New(w, webhook.Hooks(eps, nil), o)
+	s := newSender(t, w, webhook.Hooks(eps, nil), o)
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	deadline := time.Now().Add(30 * time.Second)
@@ -147,7 +147,7 @@ func TestDelivery(t *testing.T) {
 
 	// Started again: nothing new to send.
 	ctx, cancel = context.WithCancel(context.Background())
-	s = webhook.New(w, webhook.Hooks(eps[:1], nil), o)
+	s = newSender(t, w, webhook.Hooks(eps[:1], nil), o)
 	go func() { s.Run(ctx) }()
 	time.Sleep(200 * time.Millisecond)
 	cancel()
@@ -182,7 +182,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 			o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryFor: 100 * time.Millisecond, Poll: 20 * time.Millisecond}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			s := webhook.New(w, webhook.Hooks(eps, &http.Client{Timeout: time.Second}), o)
+			s := newSender(t, w, webhook.Hooks(eps, &http.Client{Timeout: time.Second}), o)
 			go s.Run(ctx)
 			deadline := time.Now().Add(30 * time.Second)
 			for {
@@ -229,5 +229,49 @@ func TestSecrets(t *testing.T) {
 	got := webhook.Sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
 	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
 		t.Fatalf("Sign = %s, want %s", got, want)
+	}
+}
+
+func newSender(tb testing.TB, out webhook.Outbox, targets []webhook.Target, o webhook.Options) *webhook.Sender {
+	tb.Helper()
+	s, err := webhook.New(out, targets, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// TestTargetsShareName: two endpoints whose URLs differ only in query or
+// credentials would share one cursor, each skipping what the other took:
+// refused, naming them.
+func TestTargetsShareName(t *testing.T) {
+	t.Parallel()
+	secret, err := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		urls []string
+		ok   bool
+	}{
+		{"distinct paths", []string{"https://h.example/a?token=1", "https://h.example/b?token=2"}, true},
+		{"queries alone differ", []string{"https://h.example/in?tenant=a", "https://h.example/in?tenant=b"}, false},
+		{"credentials alone differ", []string{"https://u:p@h.example/in", "https://v:q@h.example/in"}, false},
+		{"listed twice", []string{"https://h.example/in", "https://h.example/in"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var eps []webhook.Endpoint
+			for _, u := range tc.urls {
+				eps = append(eps, webhook.Endpoint{URL: u, Secret: secret})
+			}
+			_, err := webhook.New(nil, webhook.Hooks(eps, nil), webhook.Options{})
+			if tc.ok != (err == nil) {
+				t.Fatalf("New = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && (!strings.Contains(err.Error(), "targets 1 and 2") || strings.Contains(err.Error(), "tenant") || strings.Contains(err.Error(), ":p@")) {
+				t.Fatalf("New = %v, want targets 1 and 2 named without query or credentials", err)
+			}
+		})
 	}
 }
