@@ -268,9 +268,20 @@ func noNamed(has, are string, fields []string, column, flag, what, like string) 
 	}
 	hint := "name the column that holds " + what + " with " + flag
 	if len(mail) == 1 {
-		hint = "pass " + flag + " " + mail[0]
+		hint = "pass " + flag + " " + shellWord(mail[0])
 	}
 	return fmt.Errorf("%w: %s %q; %s %s: %s", ErrNoColumn, has, column, are, strings.Join(cols, ", "), hint)
+}
+
+// shellWord quotes s for a shell when it holds more than letters, digits
+// and . _ - / : (a column "Email Address" is passed as 'Email Address').
+func shellWord(s string) string {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/:", r)) {
+			return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+		}
+	}
+	return s
 }
 
 // excelSeparator reads Excel's separator line, "sep=" and one character

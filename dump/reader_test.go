@@ -429,6 +429,8 @@ func TestReaderNoColumn(t *testing.T) {
 		{"no likely column", "id,name,address\n1,Ann,ann@example.com\n", dump.FormatAuto, `name the column that holds the address with --column`},
 		{"semicolon export", "user_id;email_address\n7;lschmidt@hotmail.com\n", dump.FormatAuto, `its columns are "user_id", "email_address": pass --column email_address`},
 		{"tab-separated export", "user_id\tmail\n7\tlschmidt@hotmail.com\n", dump.FormatAuto, `pass --column mail`},
+		{"spreadsheet header", "Name,Email Address\nAnn,ann@example.com\n", dump.FormatAuto, `pass --column 'Email Address'`},
+		{"header with a quote", "Name,User's e-mail\nAnn,ann@example.com\n", dump.FormatAuto, `pass --column 'User'\''s e-mail'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := dump.NewReader(strings.NewReader(tc.in), dump.Options{Format: tc.format})
