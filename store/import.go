@@ -529,15 +529,29 @@ func (imp *importTx) commit(ctx context.Context) (importStats, error) {
 	}
 	old := c.cat.Load()
 	rec := newBreachRecord(imp.breach, 0)
+	now := time.Now().UTC().Truncate(time.Second)
 	if prev := old.byName[imp.breach.Name]; prev != nil {
 		rec.AccountCount = prev.AccountCount
 		if prev.Pairs != 0 { // a later import keeps the first one's id
 			rec.Pairs, rec.Breach.Pairs = prev.Pairs, prev.Pairs
 		}
+		// A later import adds to the breach: it was added when first
+		// imported (latestbreach, and the date a policy's
+		// breached_within reads when BreachDate is not given), and is
+		// modified now if it gained accounts; unless the manifest says.
+		if rec.AddedDate.IsZero() {
+			rec.AddedDate = prev.AddedDate
+		}
+		if rec.ModifiedDate.IsZero() {
+			rec.ModifiedDate = prev.ModifiedDate
+			if imp.added > 0 {
+				rec.ModifiedDate = now
+			}
+		}
 	}
 	rec.AccountCount += int64(imp.added)
 	if rec.AddedDate.IsZero() {
-		rec.AddedDate = time.Now().UTC().Truncate(time.Second)
+		rec.AddedDate = now
 	}
 	version := old.version + 1
 	// Saved before the commit at the version it makes (see saveFilterAt):

@@ -702,3 +702,45 @@ func TestEmptyValueLog(t *testing.T) {
 	defer s.Close()
 	wantBreaches(t, s, ds, "Alpha")
 }
+
+// TestImportKeepsAddedDate: a later import into a breach keeps the date it
+// was added (latestbreach and breached_within read it), and marks it
+// modified when it gains accounts; a manifest's own dates stand.
+func TestImportKeepsAddedDate(t *testing.T) {
+	t.Parallel()
+	s := open(t, t.TempDir(), options(0))
+	added := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	ds := storetest.Digests("dates", 30)
+	b := storetest.Breach("Alpha")
+	first := b
+	first.AddedDate = added
+	importAll(t, s, first, ds[:10], 10)
+	entry := func() *breachd.CatalogEntry {
+		t.Helper()
+		e, _, err := s.Breach(t.Context(), "Alpha")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	if e := entry(); !e.AddedDate.Equal(added) || !e.ModifiedDate.IsZero() {
+		t.Fatalf("after the first import: added %v, modified %v; want %v and none", e.AddedDate, e.ModifiedDate, added)
+	}
+	before := time.Now().UTC().Truncate(time.Second)
+	importAll(t, s, b, ds[:20], 10) // ten new accounts, no dates given
+	e := entry()
+	if !e.AddedDate.Equal(added) || e.ModifiedDate.Before(before) || e.AccountCount != 20 {
+		t.Fatalf("after a later import: added %v, modified %v, %d accounts; want %v, at or after %v, 20", e.AddedDate, e.ModifiedDate, e.AccountCount, added, before)
+	}
+	modified := e.ModifiedDate
+	importAll(t, s, b, ds[:20], 10) // nothing new
+	if e := entry(); !e.AddedDate.Equal(added) || !e.ModifiedDate.Equal(modified) {
+		t.Fatalf("after an import of nothing new: added %v, modified %v; want %v, %v", e.AddedDate, e.ModifiedDate, added, modified)
+	}
+	given := b
+	given.AddedDate, given.ModifiedDate = added.AddDate(1, 0, 0), added.AddDate(2, 0, 0)
+	importAll(t, s, given, ds[20:], 10)
+	if e := entry(); !e.AddedDate.Equal(given.AddedDate) || !e.ModifiedDate.Equal(given.ModifiedDate) {
+		t.Fatalf("after an import whose manifest gives its dates: added %v, modified %v; want %v, %v", e.AddedDate, e.ModifiedDate, given.AddedDate, given.ModifiedDate)
+	}
+}
