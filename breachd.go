@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -33,13 +34,30 @@ func (d Digest) String() string { return hex.EncodeToString(d[:]) }
 // ParseDigest parses a 64-character hex SHA-256 digest, upper or lower case.
 func ParseDigest(s string) (Digest, error) {
 	var d Digest
-	if len(s) != 2*DigestSize {
-		return d, fmt.Errorf("%w: got %d hex characters, want %d", ErrInvalidDigest, len(s), 2*DigestSize)
+	if len(s) == 2*DigestSize {
+		if _, err := hex.Decode(d[:], []byte(s)); err == nil {
+			return d, nil
+		}
 	}
-	if _, err := hex.Decode(d[:], []byte(s)); err != nil {
-		return Digest{}, fmt.Errorf("%w: not hex", ErrInvalidDigest)
+	return Digest{}, fmt.Errorf("%w: %s", ErrInvalidDigest, notDigest(s))
+}
+
+// notDigest says why s, which ParseDigest refused, is not 64 hex
+// characters, in the terms of what it most likely is.
+func notDigest(s string) string {
+	want := 2 * DigestSize
+	switch {
+	case len(s) == want+2 && (strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X")):
+		return "a 0x prefix: give the 64 hex characters alone"
+	case len(s) == 44 && strings.HasSuffix(s, "="):
+		return "44 characters ending in '=', base64 perhaps: give the digest in hex (64 characters)"
 	}
-	return d, nil
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return fmt.Sprintf("%d characters, not all hex (%s at character %d), want %d hex characters", len(s), Quote(s[i:i+1]), i+1, want)
+		}
+	}
+	return fmt.Sprintf("got %d hex characters, want %d", len(s), want)
 }
 
 // DigestFromBytes copies a 32-byte slice into a Digest.

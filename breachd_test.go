@@ -1,6 +1,7 @@
 package breachd_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,21 +17,24 @@ func TestParseDigest(t *testing.T) {
 	tests := []struct {
 		name    string
 		in      string
-		wantErr bool
+		wantErr string // what the error says ("" for none)
 	}{
-		{"lower", valid, false},
-		{"upper", strings.ToUpper(valid), false},
-		{"short", valid[:62], true},
-		{"long", valid + "00", true},
-		{"not hex", strings.Repeat("zz", 32), true},
-		{"empty", "", true},
+		{"lower", valid, ""},
+		{"upper", strings.ToUpper(valid), ""},
+		{"short", valid[:62], "got 62 hex characters, want 64"},
+		{"long", valid + "00", "got 66 hex characters, want 64"},
+		{"not hex", strings.Repeat("zz", 32), `64 characters, not all hex ("z" at character 1)`},
+		{"empty", "", "got 0 hex characters"},
+		{"0x prefix", "0x" + valid, "a 0x prefix: give the 64 hex characters alone"},
+		{"base64", base64.StdEncoding.EncodeToString(make([]byte, 32)), "base64 perhaps"},
+		{"a CSV row's comma", valid + ",", `65 characters, not all hex ("," at character 65)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			d, err := breachd.ParseDigest(tt.in)
-			if tt.wantErr {
-				if !errors.Is(err, breachd.ErrInvalidDigest) {
-					t.Fatalf("ParseDigest(%q) error = %v, want ErrInvalidDigest", tt.in, err)
+			if tt.wantErr != "" {
+				if !errors.Is(err, breachd.ErrInvalidDigest) || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseDigest(%q) error = %v, want ErrInvalidDigest saying %q", tt.in, err, tt.wantErr)
 				}
 				return
 			}
