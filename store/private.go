@@ -165,9 +165,12 @@ type privateState struct {
 	kick    chan struct{} // a count is wanted
 	// mu orders a count's result against a removal (privateRemoving):
 	// a count of a catalogue older than removedAt, the version of the
-	// last change that removed accounts, is not stored.
+	// last change that removed accounts, is not stored. counted is
+	// closed, and replaced, when a count is stored: checks waiting for
+	// one wake (waitCount).
 	mu        sync.Mutex
 	removedAt uint64
+	counted   chan struct{}
 }
 
 // privateRemoving is called before the catalogue nc replaces old, a change
@@ -178,8 +181,8 @@ type privateState struct {
 // count stands only if its smallest bucket stays at BucketMin after losing
 // every account of the breaches nc lacks (at most their AccountCount;
 // digests are uniform, but this bound holds whatever the spread); else
-// private checks wait for the count (errCounting), never answer at a
-// prefix that may be too long. The count of old's version or earlier
+// private checks wait for the count (PrivateInfo; refused with errCounting
+// after privateWait), never answer at a prefix that may be too long. The count of old's version or earlier
 // that may be running is not stored when it ends.
 func (c *corpus) privateRemoving(old, nc *catalog) {
 	p := c.private
@@ -224,7 +227,7 @@ func (c *corpus) openPrivate(version uint64) error {
 		}
 		return nil
 	}
-	p := &privateState{kick: make(chan struct{}, 1)}
+	p := &privateState{kick: make(chan struct{}, 1), counted: make(chan struct{})}
 	c.private = p
 	on, err := c.privateFlag()
 	if err != nil {
@@ -302,6 +305,8 @@ func (c *corpus) countBuckets(ctx context.Context) {
 		stale := info.CorpusVersion < p.removedAt
 		if !stale {
 			p.buckets.Store(info)
+			close(p.counted)
+			p.counted = make(chan struct{})
 		}
 		p.mu.Unlock()
 		if stale {
@@ -513,11 +518,20 @@ func (c *corpus) collectPrivate(ctx context.Context, since uint64) (uint64, erro
 var ErrPrivateOff = breachd.NewError(breachd.ErrFailedPrecondition,
 	"private lookups are off on this server: its operator turns them on with privacy.index_key_file and privacy.private_lookups (docs/PRIVATE-LOOKUP.md)")
 
-// errCounting answers a private check while the buckets are counted: the
-// first count after a start, or after a delete (privateRemoving).
+// errCounting answers a private check while the buckets are counted (the
+// first count after a start, or after a delete: privateRemoving) for
+// longer than privateWait.
 var errCounting = breachd.NewError(breachd.ErrUnavailable, "private lookups wait for the buckets to be counted (after a start, or a delete that may leave one too small): retry shortly")
 
-// PrivateInfo returns the prefix length private checks use now.
+// privateWait is how long a private check waits for the buckets' count
+// before it is refused: a count after a delete takes seconds at a few
+// million accounts (a delete of 2M of 3M: done within the delete's own
+// 15 s), and a sign-in flow would rather wait out part of it than fail.
+const privateWait = 10 * time.Second
+
+// PrivateInfo returns the prefix length private checks use now; while the
+// buckets are counted, it waits for the count, up to privateWait or until
+// ctx ends (then errCounting).
 func (s *Store) PrivateInfo(ctx context.Context) (breachd.PrivateInfo, error) {
 	p := s.private
 	if s.closed.Load() {
@@ -526,11 +540,34 @@ func (s *Store) PrivateInfo(ctx context.Context) (breachd.PrivateInfo, error) {
 	if p == nil || !p.on.Load() {
 		return breachd.PrivateInfo{}, ErrPrivateOff
 	}
-	info := p.buckets.Load()
-	if info == nil {
-		return breachd.PrivateInfo{}, errCounting
+	if info := p.buckets.Load(); info != nil {
+		return *info, nil
 	}
-	return *info, nil
+	return s.waitCount(ctx)
+}
+
+// waitCount waits for the buckets' count (see PrivateInfo).
+func (s *Store) waitCount(ctx context.Context) (breachd.PrivateInfo, error) {
+	p := s.private
+	t := time.NewTimer(privateWait)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		info, counted := p.buckets.Load(), p.counted
+		p.mu.Unlock()
+		if info != nil {
+			return *info, nil
+		}
+		select {
+		case <-counted:
+		case <-t.C:
+			return breachd.PrivateInfo{}, errCounting
+		case <-ctx.Done():
+			return breachd.PrivateInfo{}, errCounting
+		case <-s.bgCtx.Done():
+			return breachd.PrivateInfo{}, breachd.ErrClosed
+		}
+	}
 }
 
 // PrivateCheck answers a private check: the evaluation of the blinded

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -225,23 +226,38 @@ func TestPrivateDeleteWindow(t *testing.T) {
 		t.Fatalf("after deleting two accounts from a smallest bucket of %d: %+v, %v; want Unavailable", before.SmallestBucket, info, err)
 	}
 
-	// Sega: 700 of the 1,100 accounts go. Checks wait for the count.
+	// Sega: 700 of the 1,100 accounts go. Checks wait for the count: a
+	// check whose context ends first is refused, Unavailable.
 	if _, _, err := s.DeleteBreach(ctx, "Sega"); err != nil {
 		t.Fatal(err)
 	}
 	visible = append(slices.Clone(sega[:100]), later...)
-	if info, err := s.PrivateInfo(ctx); err == nil {
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if info, err := s.PrivateInfo(short); err == nil {
 		checkBuckets(t, visible, info.PrefixBits, k) // fails on a stale count
 		t.Fatalf("after deleting 800 accounts: %+v; want Unavailable until the count", info)
 	} else if !errors.Is(err, breachd.ErrUnavailable) {
 		t.Fatal(err)
 	}
 	r, _ := blind.New(later[0], before.PrefixBits)
-	if _, err := s.PrivateCheck(ctx, r.Query); !errors.Is(err, breachd.ErrUnavailable) {
+	if _, err := s.PrivateCheck(short, r.Query); !errors.Is(err, breachd.ErrUnavailable) {
 		t.Fatalf("a check at the old prefix length: %v, want Unavailable", err)
 	}
+	// One that can wait is answered by the count.
+	waited := make(chan error, 1)
+	go func() {
+		info, err := s.PrivateInfo(ctx)
+		if err == nil && info.Accounts != uint64(len(visible)) {
+			err = fmt.Errorf("%+v, want the count of %d accounts", info, len(visible))
+		}
+		waited <- err
+	}()
 	armed.Store(false)
 	hold <- struct{}{} // the held count: of an older version, not stored
+	if err := <-waited; err != nil {
+		t.Fatalf("a check waiting for the count: %v", err)
+	}
 	after := waitBuckets(t, s)
 	checkBuckets(t, visible, after.PrefixBits, k)
 	if after.Accounts != uint64(len(visible)) {
