@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -256,5 +258,58 @@ func TestWatchAddInvalidAddress(t *testing.T) {
 	}
 	if out, err := ctl("watch", "add", "users", "alice@example.com"); err != nil || !strings.Contains(out, "1 accounts on it") {
 		t.Fatalf("watch add = %v\n%s", err, out)
+	}
+}
+
+// TestWatchEventsCursorFile: a batch job's bookmark moves past events only
+// once they were written: events that could not be written (a full disk,
+// here /dev/full) are printed again by the next run.
+func TestWatchEventsCursorFile(t *testing.T) {
+	t.Parallel()
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full to stand for a full disk: %v", err)
+	}
+	defer full.Close()
+	srv := daemontest.Start(t, t.TempDir(), nil, nil)
+	admin := "unix://" + srv.AdminSocket()
+	ctl := func(stdout io.Writer, args ...string) error {
+		return run(t.Context(), append([]string{"--addr", admin}, args...), stdout, &bytes.Buffer{})
+	}
+	if err := ctl(io.Discard, "watch", "create", "users"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl(io.Discard, "watch", "add", "users", "alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := canon.Digest("alice@example.com")
+	if _, err := daemontest.Import(t.Context(), srv, breachd.Breach{Name: "Alpha", Title: "Alpha"}, []breachd.Digest{d}); err != nil {
+		t.Fatal(err)
+	}
+	cursorFile := filepath.Join(t.TempDir(), "cursor")
+	var out bytes.Buffer
+	for deadline := time.Now().Add(30 * time.Second); out.Len() == 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no exposure event after the import")
+		}
+		if err := ctl(&out, "watch", "events", "users", "--since", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := out.String()
+
+	if err := ctl(full, "watch", "events", "users", "--cursor-file", cursorFile); err == nil || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("watch events to a full disk = %v, want the write's error", err)
+	}
+	if _, err := os.Stat(cursorFile); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the cursor file after a failed write: %v, want none", err)
+	}
+	out.Reset()
+	if err := ctl(&out, "watch", "events", "users", "--cursor-file", cursorFile); err != nil || out.String() != want {
+		t.Fatalf("watch events after the failure = %v\n%s\nwant the event again:\n%s", err, out.String(), want)
+	}
+	out.Reset()
+	if err := ctl(&out, "watch", "events", "users", "--cursor-file", cursorFile); err != nil || out.Len() != 0 {
+		t.Fatalf("watch events from the bookmark = %v, %q; want nothing new", err, out.String())
 	}
 }

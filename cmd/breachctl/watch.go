@@ -17,6 +17,7 @@ import (
 	"github.com/breachd/breachd/canon"
 	"github.com/breachd/breachd/client"
 	"github.com/breachd/breachd/dump"
+	"github.com/breachd/breachd/internal/atomicfile"
 	breachdv1 "github.com/breachd/breachd/proto/breachd/v1"
 )
 
@@ -270,8 +271,11 @@ func watchEvents(ctx context.Context, wc breachdv1.WatchServiceClient, timeout t
 			return fail(err)
 		}
 		for _, e := range resp.GetEvents() {
-			stdout.Write(e)
-			fmt.Fprintln(stdout)
+			if _, err := fmt.Fprintf(stdout, "%s\n", e); err != nil {
+				// A full disk, a closed pipe: the events were not taken,
+				// so the bookmark stays where it was.
+				return fmt.Errorf("writing the events: %w (the cursor file, if any, still holds the cursor before them)", err)
+			}
 		}
 		n += len(resp.GetEvents())
 		cursor = resp.GetNextCursor()
@@ -280,8 +284,18 @@ func watchEvents(ctx context.Context, wc breachdv1.WatchServiceClient, timeout t
 		}
 	}
 	fmt.Fprintf(stderr, "breachctl: %d events; next cursor %s\n", n, cursor)
-	if cursorFile != "" {
-		if err := os.WriteFile(cursorFile, []byte(cursor+"\n"), 0o600); err != nil {
+	if cursorFile != "" && cursor != since {
+		// The events first, on disk if they went to a file; then the
+		// bookmark past them, whole or not at all: a crash between the
+		// two prints them again next time, never loses them.
+		if f, ok := stdout.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
+				if err := f.Sync(); err != nil {
+					return fmt.Errorf("writing the events: %w (the cursor file still holds the cursor before them)", err)
+				}
+			}
+		}
+		if err := atomicfile.WriteFile(cursorFile, []byte(cursor+"\n"), 0o600); err != nil {
 			return err
 		}
 	}
