@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -542,5 +544,35 @@ func TestReleases(t *testing.T) {
 	// The breach of accounts is untouched by all of it.
 	if bs, _, err := c.Breaches(ctx); err != nil || len(bs) != 1 || bs[0].Name != "Combo" {
 		t.Errorf("Breaches = %+v, %v; want Combo alone", bs, err)
+	}
+}
+
+// TestReadAPIKey: a key file is read however an editor saved it, and one
+// that cannot be read as text says so.
+func TestReadAPIKey(t *testing.T) {
+	t.Parallel()
+	const key = "bd_0123456789abcdef"
+	for _, tc := range []struct {
+		name, content, err string
+	}{
+		{"plain", key + "\n", ""},
+		{"CRLF, spaces", "  " + key + " \r\n", ""},
+		{"Notepad's byte order mark", "\xef\xbb\xbf" + key + "\r\n", ""},
+		{"UTF-16 (PowerShell's >)", "\xff\xfeb\x00d\x00", "is UTF-16 text"},
+		{"empty", "\n", "is empty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "key")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := client.ReadAPIKey(path)
+			if tc.err == "" && (err != nil || got != key) {
+				t.Fatalf("ReadAPIKey = %q, %v; want %q", got, err, key)
+			}
+			if tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
+				t.Fatalf("ReadAPIKey = %q, %v; want an error saying %q", got, err, tc.err)
+			}
+		})
 	}
 }

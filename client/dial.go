@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -112,7 +113,10 @@ func ReadAPIKey(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("API key file: %w", err)
 	}
-	key, _, _ := strings.Cut(string(b), "\n")
+	if bytes.HasPrefix(b, []byte("\xff\xfe")) || bytes.HasPrefix(b, []byte("\xfe\xff")) {
+		return "", fmt.Errorf("API key file %s is UTF-16 text (Windows PowerShell's > writes it): save the key as plain text, UTF-8", path)
+	}
+	key, _, _ := strings.Cut(strings.TrimPrefix(string(b), "\ufeff"), "\n") // a byte order mark: Notepad's
 	if key = strings.TrimSpace(key); key == "" {
 		return "", fmt.Errorf("API key file %s is empty", path)
 	}

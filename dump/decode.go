@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/bzip2"
 	"compress/gzip"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -144,4 +145,23 @@ func (c crLines) Read(p []byte) (int, error) {
 		b = b[i+1:]
 	}
 	return n, err
+}
+
+// FirstLine returns the first line of r, a small text file such as one
+// holding a password, decoded as the readers of dumps decode: a UTF-8 byte
+// order mark dropped, UTF-16 (by its mark) made UTF-8, and the line ended
+// by LF, CRLF or CR, which is not returned. A password file saved by
+// Notepad starts with the mark, one written by Windows PowerShell 5 is
+// UTF-16: hashed as bytes, either is a password no corpus holds.
+func FirstLine(r io.Reader) (string, error) {
+	br := fromUTF16(bufio.NewReader(r))
+	line, err := br.ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", err
+	}
+	line = strings.TrimPrefix(line, "\xef\xbb\xbf")
+	if i := strings.IndexAny(line, "\r\n"); i >= 0 {
+		line = line[:i]
+	}
+	return line, nil
 }

@@ -340,3 +340,24 @@ func FuzzPasswordBlocks(f *testing.F) {
 		}
 	})
 }
+
+// TestFirstLine: a password file is one password however it was saved.
+func TestFirstLine(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, in string }{
+		{"LF", "hunter2 ü\nsecond\n"},
+		{"no line end", "hunter2 ü"},
+		{"CRLF (Notepad)", "hunter2 ü\r\nsecond\r\n"},
+		{"CR alone", "hunter2 ü\rsecond\r"},
+		{"UTF-8 byte order mark (Notepad)", "\xef\xbb\xbfhunter2 ü\r\n"},
+		{"UTF-16LE (Windows PowerShell 5's >)", utf16Text(true, "hunter2 ü\r\n")},
+		{"UTF-16BE", utf16Text(false, "hunter2 ü\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := dump.FirstLine(strings.NewReader(tc.in))
+			if err != nil || got != "hunter2 ü" {
+				t.Fatalf("FirstLine(%q) = %q, %v; want %q", tc.in, got, err, "hunter2 ü")
+			}
+		})
+	}
+}

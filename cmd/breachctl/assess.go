@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -92,11 +91,10 @@ func readPassword(ctx context.Context, file string) (string, error) {
 		return "", err
 	}
 	defer in.Close()
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
+	line, err := dump.FirstLine(in)
+	if err != nil {
 		return "", err
 	}
-	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
 		return "", errors.New("--password-file: the first line is empty")
 	}

@@ -113,6 +113,12 @@ func TestAssessCommand(t *testing.T) {
 			t.Errorf("breachctl assess output lacks %q:\n%s", want, stdout.String())
 		}
 	}
+	// Saved by Notepad (a byte order mark, CRLF): the same password, not
+	// one with the mark hashed in.
+	os.WriteFile(pw, []byte("\xef\xbb\xbfhunter2\r\n"), 0o600)
+	if got, err := readPassword(t.Context(), pw); err != nil || got != "hunter2" {
+		t.Errorf("the password of a file saved by Notepad = %q, %v; want hunter2", got, err)
+	}
 	if err := run(t.Context(), []string{"assess", "--addr", addr, "--context", "logout", "a@b.c"}, &stdout, &stderr); err == nil {
 		t.Error("an unknown context was accepted")
 	}
