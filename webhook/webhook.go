@@ -336,9 +336,14 @@ func Verify(secret []byte, h http.Header, body []byte, tolerance time.Duration) 
 }
 
 // ParseSecret reads a secret as Standard Webhooks writes them: "whsec_"
-// then the base64 key; any other text is the key's bytes.
+// then the base64 key; any other text is the key's bytes. A file saved by
+// Notepad starts with a byte order mark, which is dropped: kept, it made a
+// "whsec_" secret a text one, every signature one the receiver refuses.
 func ParseSecret(text string) ([]byte, error) {
-	text = strings.TrimSpace(text)
+	if strings.HasPrefix(text, "\xff\xfe") || strings.HasPrefix(text, "\xfe\xff") {
+		return nil, errors.New("UTF-16 text (Windows PowerShell's > writes it): save the secret as plain text, UTF-8")
+	}
+	text = strings.TrimSpace(strings.TrimPrefix(text, "\ufeff"))
 	if rest, ok := strings.CutPrefix(text, "whsec_"); ok {
 		key, err := base64.StdEncoding.DecodeString(rest)
 		if err != nil {

@@ -224,11 +224,20 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("ParseSecret(%q) = %v", tt.in, err)
 		}
 	}
-	// The Standard Webhooks specification's own example.
-	key, _ := webhook.ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-	got := webhook.Sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
-	if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
-		t.Fatalf("Sign = %s, want %s", got, want)
+	// The Standard Webhooks specification's own example, and the same
+	// secret in a file saved by Notepad (a byte order mark, CRLF).
+	for _, text := range []string{"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "\ufeffwhsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\r\n"} {
+		key, err := webhook.ParseSecret(text)
+		if err != nil {
+			t.Fatalf("ParseSecret(%q) = %v", text, err)
+		}
+		got := webhook.Sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, []byte(`{"test": 2432232314}`))
+		if want := "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="; got != want {
+			t.Fatalf("Sign with the secret of %q = %s, want %s", text, got, want)
+		}
+	}
+	if _, err := webhook.ParseSecret("\xff\xfew\x00h\x00s\x00e\x00c\x00_\x00"); err == nil || !strings.Contains(err.Error(), "UTF-16") {
+		t.Fatalf("ParseSecret of UTF-16 text = %v, want it named", err)
 	}
 }
 

@@ -701,7 +701,7 @@ func (c *config) natsOptions(url string, log *slog.Logger) (natsrepl.Options, er
 		if err != nil {
 			return o, fmt.Errorf("replication.token_file: %w", err)
 		}
-		o.Token = strings.TrimSpace(string(b))
+		o.Token = strings.TrimSpace(strings.TrimPrefix(string(b), "\ufeff")) // a byte order mark: Notepad's
 	}
 	return o, nil
 }
