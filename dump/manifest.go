@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -35,7 +36,8 @@ func ReadManifest(path string) (breachd.Breach, error) {
 	if err != nil {
 		return breachd.Breach{}, err
 	}
-	b, err := ParseManifest(bytes.NewReader(data))
+	// As an editor saves it: Notepad's byte order mark, or UTF-16.
+	b, err := ParseManifest(fromUTF16(bufio.NewReader(bytes.NewReader(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))))))
 	if err != nil {
 		return b, fmt.Errorf("%s: %w", path, err)
 	}

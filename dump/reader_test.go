@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -559,6 +560,15 @@ func TestParseManifest(t *testing.T) {
 				t.Fatalf("ParseManifest = %v, want ok=%v", err, tt.ok)
 			}
 		})
+	}
+	// A manifest file as an editor saves it.
+	const m = `{"Name":"SegaPass","Title":"Sega Pass ü"}`
+	for name, content := range map[string]string{"plain": m, "Notepad's byte order mark": "\xef\xbb\xbf" + m + "\r\n", "UTF-16": utf16Text(true, m)} {
+		path := filepath.Join(t.TempDir(), "manifest.json")
+		os.WriteFile(path, []byte(content), 0o600)
+		if b, err := dump.ReadManifest(path); err != nil || b.Title != "Sega Pass ü" {
+			t.Errorf("ReadManifest of %s = %+v, %v", name, b, err)
+		}
 	}
 }
 
