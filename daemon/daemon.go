@@ -454,17 +454,27 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 	// A published corpus keeps every change its next delta must carry
 	// from the moment it opens (store.Options.Published).
 	published := c.Replication.Publish != ""
-	if follower {
-		// A replica whose corpus could not follow its writer any more
-		// starts again from a snapshot.
-		dirs := []string{store.EmailDir(c.Data), store.PairDir(c.Data)}
-		for _, k := range breachd.HashKinds {
-			dirs = append(dirs, store.PasswordDir(c.Data, k))
-		}
-		for _, dir := range dirs {
+	dirs := []string{store.EmailDir(c.Data), store.PairDir(c.Data)}
+	for _, k := range breachd.HashKinds {
+		dirs = append(dirs, store.PasswordDir(c.Data, k))
+	}
+	for _, dir := range dirs {
+		if follower {
+			// A replica whose corpus could not follow its writer any
+			// more starts again from a snapshot.
 			if _, err := natsrepl.Reset(dir, log); err != nil {
 				return fmt.Errorf("emptying the replica's corpus in %s: %w", dir, err)
 			}
+			continue
+		}
+		// A replica restarted without replication.follow (a configuration
+		// that lost it) would serve its last version for good, deleted
+		// breaches included, saying it serves; and a backup it was
+		// applying when it stopped would lie in its corpus half loaded,
+		// which imports would build on.
+		if natsrepl.Follows(dir) {
+			return fmt.Errorf("%s holds a read replica's corpus (it has %s), which only its writer's backups change: serve it with replication.follow (--follow) naming the writer's NATS; a writer needs a data directory of its own",
+				dir, natsrepl.FollowedFile)
 		}
 	}
 	eo := c.Emails

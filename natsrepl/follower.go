@@ -64,6 +64,13 @@ type Follower struct {
 // FollowedFile records, in the data directory, what was last applied.
 const FollowedFile = "breachd.follow"
 
+// Follows reports whether dir holds a read replica's corpus (its
+// FollowedFile): one that only its writer's backups may change.
+func Follows(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, FollowedFile))
+	return err == nil
+}
+
 // ResyncError says that the replica's corpus cannot follow the writer's
 // any more (a new writer's history, or deltas it lacks pruned): the
 // replica must start again from a snapshot. Run records it; Reset, called

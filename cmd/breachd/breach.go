@@ -91,7 +91,7 @@ func (t *target) open(ctx context.Context, log *slog.Logger) (*store.Store, erro
 		so.IndexKey = k
 	}
 	dir := store.EmailDir(t.data)
-	so.Follower, so.Published = follows(dir), published(dir)
+	so.Follower, so.Published = natsrepl.Follows(dir), published(dir)
 	st, err := store.Open(ctx, dir, so)
 	return st, t.lockedError(err)
 }
@@ -106,7 +106,7 @@ func (t *target) openPasswords(ctx context.Context, k breachd.HashKind, log *slo
 	so.Logger, so.Index = log, store.IndexManual
 	so.BackgroundShare = 1
 	dir := store.PasswordDir(t.data, k)
-	so.Follower, so.Published = follows(dir), published(dir)
+	so.Follower, so.Published = natsrepl.Follows(dir), published(dir)
 	pw, err := store.OpenPasswords(ctx, dir, k, so)
 	return pw, t.lockedError(err)
 }
@@ -124,7 +124,7 @@ func (t *target) service(ctx context.Context, log *slog.Logger, withPairs bool) 
 	so.Logger = log
 	so.BackgroundShare = 1
 	_, statErr := os.Stat(store.PairDir(t.data))
-	if !follows(store.EmailDir(t.data)) && (withPairs || statErr == nil) { // a replica holds no pairs
+	if !natsrepl.Follows(store.EmailDir(t.data)) && (withPairs || statErr == nil) { // a replica holds no pairs
 		so.Published = published(store.PairDir(t.data))
 		pairs, err := store.OpenPairs(ctx, store.PairDir(t.data), so)
 		if err != nil {
@@ -149,14 +149,6 @@ func (t *target) service(ctx context.Context, log *slog.Logger, withPairs bool) 
 		}, nil
 	}
 	return service.New(emails), func() { closeOffline(ctx, emails, log) }, nil
-}
-
-// follows reports whether dir holds a read replica's corpus, which changes
-// only by its writer's backups: opened as a follower's, it refuses imports
-// and collections (store.ErrFollower).
-func follows(dir string) bool {
-	_, err := os.Stat(filepath.Join(dir, natsrepl.FollowedFile))
-	return err == nil
 }
 
 // published reports whether the corpus in dir has been published to
