@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,7 +59,10 @@ type Config struct {
 	HTTPServer string
 	// OpenPublic serves the range API and the catalogue over HTTP without
 	// a key, as upstream does.
-	OpenPublic      bool
+	OpenPublic bool
+	// TrustedProxies are the reverse proxies in front of the HTTP face
+	// whose X-Forwarded-For names the client (httpapi.Options).
+	TrustedProxies  []netip.Prefix
 	ShutdownTimeout time.Duration // how long calls in flight may take at shutdown
 
 	Emails    store.Options // the email corpus (Logger and Registerer are the daemon's)
@@ -405,7 +409,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	}
 	if c.HTTPAddr != "" {
 		api, err := httpapi.New(d.svc, httpapi.Options{Logger: log, Authn: authn, Quota: limiter, OpenPublic: c.OpenPublic, Registerer: reg,
-			Anonymous: anonymous, Refusals: refusals})
+			Anonymous: anonymous, Refusals: refusals, TrustedProxies: c.TrustedProxies})
 		if err != nil {
 			return err
 		}

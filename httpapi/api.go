@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,12 @@ type Options struct {
 	// Refusals counts refused requests (shared with the gRPC guard);
 	// nil counts nothing.
 	Refusals *auth.Refusals
+	// TrustedProxies are the reverse proxies in front of the face (an
+	// ingress, a load balancer): a request from one of them is charged
+	// (Anonymous) and logged as from the address its X-Forwarded-For
+	// names (clientAddr). Without them every client behind a proxy
+	// would share the proxy's quota.
+	TrustedProxies []netip.Prefix
 }
 
 // API is the HTTP face over a *service.Service.
@@ -159,16 +166,18 @@ func (a *API) observe(route string, code int, start time.Time) {
 type request interface {
 	userAgent() string
 	header(name string) string
-	remoteAddr() string // host:port
+	headerValues(name string) []string // every line of a header
+	remoteAddr() string                // host:port
 	tlsState() *tls.ConnectionState
 }
 
 type stdRequest struct{ r *http.Request }
 
-func (q stdRequest) userAgent() string              { return q.r.UserAgent() }
-func (q stdRequest) header(name string) string      { return q.r.Header.Get(name) }
-func (q stdRequest) remoteAddr() string             { return q.r.RemoteAddr }
-func (q stdRequest) tlsState() *tls.ConnectionState { return q.r.TLS }
+func (q stdRequest) userAgent() string                 { return q.r.UserAgent() }
+func (q stdRequest) header(name string) string         { return q.r.Header.Get(name) }
+func (q stdRequest) headerValues(name string) []string { return q.r.Header.Values(name) }
+func (q stdRequest) remoteAddr() string                { return q.r.RemoteAddr }
+func (q stdRequest) tlsState() *tls.ConnectionState    { return q.r.TLS }
 
 // errNoUserAgent refuses a request without a User-Agent, as upstream: every
 // caller must say who it is.
@@ -185,7 +194,7 @@ func (a *API) admit(q request, route string, rule auth.Rule) (*auth.Principal, e
 	}
 	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(q) {
 		if a.opts.Anonymous != nil {
-			if err := a.opts.Anonymous.Take(source(q.remoteAddr()), quota.Limits{}, 1); err != nil {
+			if err := a.opts.Anonymous.Take(source(a.clientAddr(q)), quota.Limits{}, 1); err != nil {
 				a.refused(func(rf *auth.Refusals) { rf.OverQuota("-") })
 				return nil, err
 			}
@@ -202,7 +211,7 @@ func (a *API) admit(q request, route string, rule auth.Rule) (*auth.Principal, e
 			principal, reason = p.Name, "permission_denied"
 		}
 		a.refused(func(rf *auth.Refusals) { rf.Unauthorized(reason, principal) })
-		a.log.Warn("request refused", "route", route, "principal", principal, "peer", q.remoteAddr(), "err", err)
+		a.log.Warn("request refused", "route", route, "principal", principal, "peer", a.clientAddr(q).String(), "err", err)
 		return nil, err
 	}
 	if rule.Cost == auth.PerCall {
@@ -227,15 +236,64 @@ func (a *API) credentialed(q request) bool {
 	return q.header("hibp-api-key") != "" || clientCert(q.tlsState()) != nil
 }
 
-// source names the source of a request from remote (host:port), the key
-// of its anonymous quota.
-func source(remote string) string {
-	if ap, err := netip.ParseAddrPort(remote); err == nil {
-		if src, ok := connlimit.Source(net.TCPAddrFromAddrPort(ap)); ok {
-			return src.String()
+// source names the source of a request from addr, the key of its
+// anonymous quota (connlimit.Source: an IPv6 /64).
+func source(addr netip.AddrPort) string {
+	if src, ok := connlimit.Source(net.TCPAddrFromAddrPort(addr)); ok {
+		return src.String()
+	}
+	return addr.String()
+}
+
+// clientAddr returns the address a request comes from: its peer's; or,
+// when the peer is a trusted proxy, the nearest address in its
+// X-Forwarded-For that is not one (each proxy appends the address it took
+// the request from, so the entries left of the last untrusted one are the
+// client's to invent). The port is the peer's.
+func (a *API) clientAddr(q request) netip.AddrPort {
+	peer, err := netip.ParseAddrPort(q.remoteAddr())
+	if err != nil || !trusted(a.opts.TrustedProxies, peer.Addr()) {
+		return peer
+	}
+	client := peer.Addr().Unmap()
+	values := q.headerValues("X-Forwarded-For")
+	for i := len(values) - 1; i >= 0; i-- {
+		hops := strings.Split(values[i], ",")
+		for j := len(hops) - 1; j >= 0; j-- {
+			hop, ok := forwardedAddr(hops[j])
+			if !ok {
+				return netip.AddrPortFrom(client, peer.Port()) // no proxy of ours wrote it
+			}
+			client = hop
+			if !trusted(a.opts.TrustedProxies, hop) {
+				return netip.AddrPortFrom(client, peer.Port())
+			}
 		}
 	}
-	return remote
+	return netip.AddrPortFrom(client, peer.Port())
+}
+
+// forwardedAddr reads an X-Forwarded-For entry: an address, or one with a
+// port (some proxies append it).
+func forwardedAddr(s string) (netip.Addr, bool) {
+	s = strings.TrimSpace(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+func trusted(proxies []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // identify finds the caller: a breachd API key in hibp-api-key (where

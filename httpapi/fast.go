@@ -85,5 +85,12 @@ func (q fastRequest) userAgent() string { return string(q.ctx.UserAgent()) }
 func (q fastRequest) header(name string) string {
 	return string(q.ctx.Request.Header.Peek(name))
 }
+func (q fastRequest) headerValues(name string) []string {
+	var out []string
+	for _, v := range q.ctx.Request.Header.PeekAll(name) {
+		out = append(out, string(v))
+	}
+	return out
+}
 func (q fastRequest) remoteAddr() string             { return q.ctx.RemoteAddr().String() }
 func (q fastRequest) tlsState() *tls.ConnectionState { return q.ctx.TLSConnectionState() }

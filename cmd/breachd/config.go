@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -89,6 +90,8 @@ type config struct {
 		Addr       string `yaml:"addr" help:"listen address of the HTTP face (Have I Been Pwned's API v3 and the range API); empty for none"`
 		OpenPublic bool   `yaml:"open_public" help:"serve the range API and the breach catalogue over HTTP without a key, as upstream; false requires a key with the check scope"`
 		Server     string `yaml:"server" help:"the HTTP face's server: fasthttp (HTTP/1.1 only; answers /range with 1.3-1.6 times the requests a second of net/http on the same cores, and every other route through net/http's handlers) or net/http (Go's; HTTP/2 over TLS)"`
+		// TrustedProxies: addresses or CIDR prefixes.
+		TrustedProxies []string `yaml:"trusted_proxies" help:"reverse proxies in front of the HTTP face (addresses or CIDR prefixes, e.g. 10.0.0.0/8): a request from one is charged and logged as from the client its X-Forwarded-For names; empty: X-Forwarded-For is never read"`
 	} `yaml:"http"`
 	Replication struct {
 		Publish      string   `yaml:"publish" help:"NATS URL(s), comma-separated: publish the corpus there for read replicas (this daemon is the writer)"`
@@ -604,6 +607,9 @@ func (c *config) validate() error {
 			return fmt.Errorf("invalid auth.mtls_identities[%d]: %w", i, err)
 		}
 	}
+	if _, err := c.trustedProxies(); err != nil {
+		return err
+	}
 	if _, err := c.policies(); err != nil {
 		return err
 	}
@@ -661,6 +667,24 @@ func (c *config) storeOptions() store.Options {
 type webhookConfig struct {
 	URL        string `yaml:"url" help:"http(s) URL the events are POSTed to"`
 	SecretFile string `yaml:"secret_file" help:"file holding the signing secret (whsec_ and base64, as Standard Webhooks writes them, or 16 or more bytes of text)"`
+}
+
+// trustedProxies are http.trusted_proxies as prefixes (an address is its
+// own /32 or /128).
+func (c *config) trustedProxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, v := range c.HTTP.TrustedProxies {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			a, aerr := netip.ParseAddr(v)
+			if aerr != nil {
+				return nil, fmt.Errorf("invalid http.trusted_proxies[%d] = %q: want an address (10.0.0.7) or a CIDR prefix (10.0.0.0/8)", i, v)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // webhooks are the endpoints of c, their secrets read from their files.

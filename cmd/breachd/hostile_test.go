@@ -9,6 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -555,4 +558,83 @@ func TestHTTPConnectionPlaces(t *testing.T) {
 	}
 	s.waitMetric(t, "breachd_connections_open", map[string]string{"listener": "http"}, func(v float64) bool { return v == 0 },
 		"0 once every client hung up or was hung up on")
+}
+
+// TestRangeBehindProxy: behind a reverse proxy named in
+// http.trusted_proxies (a real one, Go's httputil.ReverseProxy, appending
+// to X-Forwarded-For as nginx's $proxy_add_x_forwarded_for does), each
+// client is charged its own anonymous quota, and what a client writes in
+// X-Forwarded-For itself changes nothing; from an address that is not a
+// trusted proxy, the header is not read at all. On both HTTP servers.
+func TestRangeBehindProxy(t *testing.T) {
+	t.Parallel()
+	for _, server := range []string{"net/http", "fasthttp"} {
+		t.Run(server, func(t *testing.T) { testRangeBehindProxy(t, server) })
+	}
+}
+
+func testRangeBehindProxy(t *testing.T, server string) {
+	const proxyAddr = "127.0.0.3"
+	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\n  server: "+server+"\n  trusted_proxies: ["+proxyAddr+"]\nquota:\n  anonymous_rate: 1\n  anonymous_burst: 10\n")
+	target, err := url.Parse(s.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := func(addr string) *http.Transport {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(addr)}, Timeout: 5 * time.Second}
+		return &http.Transport{DialContext: d.DialContext, TLSClientConfig: s.clientTLS(t)}
+	}
+	proxy := httptest.NewServer(&httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Header["X-Forwarded-For"] = r.In.Header["X-Forwarded-For"] // kept, then appended to
+			r.SetXForwarded()
+		},
+		Transport: from(proxyAddr),
+	})
+	defer proxy.Close()
+	get := func(base, client, xff string) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+"/range/5BAA6", nil)
+		req.Header.Set("User-Agent", "behind-a-proxy")
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := (&http.Client{Transport: from(client)}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Client A spends its burst through the proxy, inventing an address
+	// for each request.
+	ok := 0
+	for i := range 30 {
+		switch code := get(proxy.URL, "127.0.0.5", fmt.Sprintf("198.51.100.%d", i)); code {
+		case 200:
+			ok++
+		case 429:
+		default:
+			t.Fatalf("GET through the proxy = %d", code)
+		}
+	}
+	if ok < 10 || ok > 15 {
+		t.Fatalf("client A through the proxy: %d of 30 answered with a burst of 10 at 1/s; want its own quota, whatever it claims", ok)
+	}
+	// Client B, through the same proxy, has its own.
+	if code := get(proxy.URL, "127.0.0.6", ""); code != 200 {
+		t.Fatalf("client B through the proxy = %d, want 200: charged to client A's or the proxy's quota", code)
+	}
+	// Straight from an address that is no proxy, the header is not read.
+	ok = 0
+	for i := range 30 {
+		if get(s.http, "127.0.0.7", fmt.Sprintf("198.51.100.%d", i)) == 200 {
+			ok++
+		}
+	}
+	if ok > 15 {
+		t.Fatalf("straight from 127.0.0.7 with invented X-Forwarded-For: %d of 30 answered; want the header ignored", ok)
+	}
 }

@@ -71,6 +71,9 @@ func (c *config) daemonConfig(log *slog.Logger) (daemon.Config, error) {
 		Anonymous: c.anonymousLimits(), MaxWatches: c.Quota.MaxWatches, MaxWatchesPerAddress: c.Quota.MaxWatchesAddr}
 	d.Network = c.network()
 	var err error
+	if d.TrustedProxies, err = c.trustedProxies(); err != nil {
+		return d, err
+	}
 	if d.Policy, err = c.policies(); err != nil {
 		return d, err
 	}
