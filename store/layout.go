@@ -50,6 +50,38 @@ func PasswordDir(dataDir string, k breachd.HashKind) string {
 // PairDir is the pair corpus's directory in a data directory.
 func PairDir(dataDir string) string { return filepath.Join(dataDir, "pairs") }
 
+// LockDir takes the lock Badger takes on the corpus in dir, for a change
+// made beside Badger (a migration, a replica's promotion): ErrLocked while
+// a daemon or a command has the corpus open, and none can open it until
+// unlock. Badger's lock is a flock of the directory itself (its LOCK file
+// only holds the process ID). A directory that does not exist has no lock
+// to take.
+func LockDir(dir string) (unlock func(), err error) {
+	d, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("%s: %w", dir, ErrLocked)
+	}
+	return func() { d.Close() }, nil
+}
+
+// ReplicatedDirs are the directories of the corpora a writer publishes to
+// its replicas: the email corpus, the pair corpus and each password
+// corpus (the watchlists stay the writer's).
+func ReplicatedDirs(dataDir string) []string {
+	dirs := []string{EmailDir(dataDir), PairDir(dataDir)}
+	for _, k := range breachd.HashKinds {
+		dirs = append(dirs, PasswordDir(dataDir, k))
+	}
+	return dirs
+}
+
 const migrating = "emails.migrating"
 
 // legacyFile reports whether a name at the root of a data directory is one
@@ -116,12 +148,11 @@ func MigrateLayout(dataDir string, log *slog.Logger) (bool, error) {
 	}
 	// Badger's lock: a daemon of an earlier release serving the corpus at
 	// the root holds it.
-	if lock, err := os.Open(filepath.Join(dataDir, "LOCK")); err == nil {
-		defer lock.Close()
-		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			return false, fmt.Errorf("%s: %w", dataDir, ErrLocked)
-		}
+	unlock, err := LockDir(dataDir)
+	if err != nil {
+		return false, err
 	}
+	defer unlock()
 	tmp := filepath.Join(dataDir, migrating)
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return false, err

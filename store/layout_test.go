@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,6 +174,32 @@ func TestMigrateLayout(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "MANIFEST"), []byte("x"), 0o600)
 	if _, err := MigrateLayout(dir, nil); err == nil {
 		t.Fatal("MigrateLayout with a corpus at the root and in emails/ = nil, want a refusal")
+	}
+}
+
+// TestMigrateLayoutHeld: while a daemon of the old layout holds the corpus
+// at the root open (Badger's lock, a flock of the directory), nothing is
+// moved from under it. (The check locked Badger's LOCK file, which holds
+// only a process ID: it never saw the daemon, and moved its files.)
+func TestMigrateLayoutHeld(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	legacyData(t, dir)
+	o := DefaultOptions()
+	o.MemTableSize = 4 << 20
+	old, err := Open(t.Context(), dir, o) // the old layout's daemon
+	if err != nil {
+		t.Fatal(err)
+	}
+	if moved, err := MigrateLayout(dir, nil); moved || !errors.Is(err, ErrLocked) {
+		t.Fatalf("MigrateLayout beside an open corpus = %v, %v; want ErrLocked", moved, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "MANIFEST")); err != nil {
+		t.Fatalf("Badger's files left the root from under the open corpus: %v", err)
+	}
+	old.Close()
+	if moved, err := MigrateLayout(dir, nil); err != nil || !moved {
+		t.Fatalf("MigrateLayout once it is closed = %v, %v", moved, err)
 	}
 }
 
