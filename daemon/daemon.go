@@ -458,11 +458,7 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 	// A published corpus keeps every change its next delta must carry
 	// from the moment it opens (store.Options.Published).
 	published := c.Replication.Publish != ""
-	dirs := []string{store.EmailDir(c.Data), store.PairDir(c.Data)}
-	for _, k := range breachd.HashKinds {
-		dirs = append(dirs, store.PasswordDir(c.Data, k))
-	}
-	for _, dir := range dirs {
+	for _, dir := range store.ReplicatedDirs(c.Data) {
 		if follower {
 			// A replica whose corpus could not follow its writer any
 			// more starts again from a snapshot.
@@ -477,7 +473,7 @@ func (d *Daemon) openCorpora(ctx context.Context, reg prometheus.Registerer) err
 		// applying when it stopped would lie in its corpus half loaded,
 		// which imports would build on.
 		if natsrepl.Follows(dir) {
-			return fmt.Errorf("%s holds a read replica's corpus (it has %s), which only its writer's backups change: serve it with replication.follow (--follow) naming the writer's NATS; a writer needs a data directory of its own",
+			return fmt.Errorf("%s holds a read replica's corpus (it has %s), which only its writer's backups change: serve it with replication.follow (--follow) naming the writer's NATS; a writer needs a data directory of its own (or, its disk lost, a stopped replica's turned into one by 'breachd replication promote')",
 				dir, natsrepl.FollowedFile)
 		}
 	}

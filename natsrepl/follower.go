@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/breachd/breachd/internal/atomicfile"
 )
 
 // Target is what the follower needs from the replica's corpus.
@@ -474,6 +476,11 @@ func (f *Follower) catchUp(ctx context.Context, c *conn, cur *entry) error {
 		case e.Lineage != cur.Lineage:
 			return fmt.Errorf("the entry %s is of lineage %q, current of %q: the writer is publishing a new history; waiting for it", key, e.Lineage, cur.Lineage)
 		}
+		applying := st
+		applying.Applying = e.Version
+		if err := writeState(path, applying); err != nil {
+			return err
+		}
 		if err := f.apply(ctx, c, e); err != nil {
 			return err
 		}
@@ -513,6 +520,52 @@ func (f *Follower) apply(ctx context.Context, c *conn, e *entry) error {
 	f.m.bytes.Add(float64(n))
 	f.log.Info("corpus followed", "kind", e.Kind, "corpus_version", v, "bytes", n, "duration", time.Since(start))
 	return nil
+}
+
+// Promote turns the read replica's corpus in dir into one a writer may
+// open, for a writer whose own disk was lost: it removes the replica's
+// record of following (FollowedFile), once it is sure the corpus holds a
+// whole version of its writer's, nothing of a backup applied part way. It
+// refuses a replica that must start again from a snapshot, one that was
+// applying a backup when it stopped, and one that never finished its first
+// snapshot: started with --follow, each of them completes what it lacks.
+// A directory without the record (a corpus never published) is left as it
+// is; false says so. Removing the record is the last step: Promote cut
+// short is done again.
+func Promote(dir string) (bool, error) {
+	if !Follows(dir) {
+		return false, nil
+	}
+	if err := CanPromote(dir); err != nil {
+		return false, err
+	}
+	if err := os.Remove(filepath.Join(dir, FollowedFile)); err != nil {
+		return false, err
+	}
+	return true, atomicfile.SyncDir(dir)
+}
+
+// CanPromote reports why Promote would refuse dir, or nil.
+func CanPromote(dir string) error {
+	if !Follows(dir) {
+		return nil
+	}
+	st, err := readState(filepath.Join(dir, FollowedFile))
+	if err != nil {
+		return err
+	}
+	var why string
+	switch {
+	case st.Resync != "":
+		why = fmt.Sprintf("must start again from a snapshot (%s)", st.Resync)
+	case st.Applying != 0:
+		why = fmt.Sprintf("was applying its writer's version %d when it stopped, and holds part of it", st.Applying)
+	case st.Version == 0:
+		why = "never finished its first snapshot"
+	default:
+		return nil
+	}
+	return fmt.Errorf("the replica's corpus in %s %s: start it once more with --follow until it serves, stop it, and promote it again", dir, why)
 }
 
 // Reset empties a replica's data directory if its follower recorded that

@@ -350,6 +350,11 @@ type state struct {
 	// A replica's: why its corpus cannot follow the writer's any more; it
 	// starts again from a snapshot (NeedsResync).
 	Resync string `json:"resync,omitempty"`
+	// A replica's: the version of the backup it is applying, recorded
+	// before it starts and cleared once it is applied. A corpus stopped
+	// part way holds part of that backup (its rows, invisible until its
+	// catalogue), which only applying it again completes (Promote).
+	Applying uint64 `json:"applying,omitempty"`
 }
 
 func readState(path string) (state, error) {

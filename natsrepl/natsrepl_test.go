@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -377,6 +378,7 @@ func TestReplicaKilled(t *testing.T) {
 		time.Sleep(time.Duration(100+rng.IntN(900)) * time.Millisecond)
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
+		promoteCopy(t, rdir, round, a, b)
 	}
 	for i := range 3 {
 		kill(i)
@@ -564,4 +566,59 @@ func TestReadBack(t *testing.T) {
 	if err := natsrepl.ReadBack(ctx, o, "delta-x", good); err != nil {
 		t.Fatalf("put again whole: %v", err)
 	}
+}
+
+// promoteCopy checks what 'breachd replication promote' would make of a
+// killed replica's directory: a copy, if promotable, opens as a writer's
+// corpus at a whole version (Alpha's accounts; and, from version 2,
+// Beta's), and an import into it answers its own accounts alone, never
+// rows of a backup the replica was applying when killed (a directory
+// holding them is refused).
+func promoteCopy(t *testing.T, rdir string, round int, a, b []breachd.Digest) {
+	t.Helper()
+	if err := natsrepl.CanPromote(rdir); err != nil {
+		t.Logf("killed replica %d: not promotable: %v", round, err)
+		return
+	}
+	dir := filepath.Join(t.TempDir(), "promoted")
+	if err := os.CopyFS(dir, os.DirFS(rdir)); err != nil {
+		t.Fatal(err)
+	}
+	if did, err := natsrepl.Promote(dir); err != nil || !did {
+		t.Fatalf("killed replica %d: Promote = %v, %v", round, did, err)
+	}
+	st, err := store.Open(t.Context(), dir, storeOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	v := st.Version()
+	probe := storetest.Digests(fmt.Sprintf("probe%d", round), 500)
+	if _, err := st.Import(t.Context(), storetest.Breach("Probe"), storetest.Batches(probe, 500, nil)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(a); i += 97 {
+		w := []string{"Alpha"}
+		if v >= 2 && i < 1000 {
+			w = []string{"Alpha", "Beta"}
+		}
+		if got := lookupNames(t, st, a[i]); !slices.Equal(got, w) {
+			t.Fatalf("killed replica %d promoted at version %d: account %d of Alpha answers %v, want %v", round, v, i, got, w)
+		}
+	}
+	for i := 0; i < len(b); i += 13 {
+		var w []string
+		if v >= 2 {
+			w = []string{"Beta"}
+		}
+		if got := lookupNames(t, st, b[i]); !slices.Equal(got, w) {
+			t.Fatalf("killed replica %d promoted at version %d: account %d of Beta answers %v, want %v", round, v, i, got, w)
+		}
+	}
+	for _, d := range probe {
+		if got := lookupNames(t, st, d); !slices.Equal(got, []string{"Probe"}) {
+			t.Fatalf("killed replica %d promoted at version %d: a new import's account answers %v", round, v, got)
+		}
+	}
+	t.Logf("killed replica %d: promoted at version %d, exact", round, v)
 }

@@ -5,5 +5,6 @@
 //	breachd keys   create|list|revoke --data DIR ...
 //	breachd breach delete NAME | update --manifest FILE  (--data DIR | --addr ADDR)
 //	breachd gc     --data DIR
+//	breachd replication takeover --data DIR --publish URL | promote --data DIR
 //	breachd config print [serve's flags]
 package main

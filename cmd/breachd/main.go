@@ -56,6 +56,8 @@ commands:
   breach   list the catalogue, delete a breach, or correct its catalogue entry (directly, or through a running daemon)
   replication takeover
            make this writer the one that publishes to NATS (serve's flags: --data, --publish)
+  replication promote
+           turn a stopped read replica's data directory into a writer's, its writer's disk lost (--data)
   rekey    key a corpus directory's email corpus with an index key (offline): it then holds no digest
   gc       collect what interrupted imports left in a corpus directory (a daemon does it at start)
   config   print the effective configuration of 'serve' (config print [serve's flags])
@@ -81,11 +83,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "breach":
 		return breachCmd(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "replication":
-		if len(args) < 2 || args[1] != "takeover" {
-			fmt.Fprintln(stderr, "usage: breachd replication takeover --data DIR --publish NATS_URL [--config FILE]")
-			return errUsage
+		switch {
+		case len(args) >= 2 && args[1] == "takeover":
+			return takeover(ctx, args[2:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
+		case len(args) >= 2 && args[1] == "promote":
+			return promote(args[2:], stdout, stderr)
 		}
-		return takeover(ctx, args[2:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
+		fmt.Fprintln(stderr, "usage: breachd replication takeover --data DIR --publish NATS_URL [--config FILE]\n       breachd replication promote --data DIR")
+		return errUsage
 	case "gc":
 		return gc(ctx, args[1:], stdout, stderr, newLogger(stderr, slog.LevelWarn, false))
 	case "rekey":
