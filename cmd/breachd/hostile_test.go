@@ -575,7 +575,7 @@ func TestRangeBehindProxy(t *testing.T) {
 
 func testRangeBehindProxy(t *testing.T, server string) {
 	const proxyAddr = "127.0.0.3"
-	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\n  server: "+server+"\n  trusted_proxies: ["+proxyAddr+"]\nquota:\n  anonymous_rate: 1\n  anonymous_burst: 10\n")
+	s := startSecure(t, "http:\n  addr: 127.0.0.1:0\n  server: "+server+"\n  trusted_proxies: ["+proxyAddr+"]\nquota:\n  anonymous_rate: 0.05\n  anonymous_burst: 10\n")
 	target, err := url.Parse(s.http)
 	if err != nil {
 		t.Fatal(err)
@@ -620,8 +620,8 @@ func testRangeBehindProxy(t *testing.T, server string) {
 			t.Fatalf("GET through the proxy = %d", code)
 		}
 	}
-	if ok < 10 || ok > 15 {
-		t.Fatalf("client A through the proxy: %d of 30 answered with a burst of 10 at 1/s; want its own quota, whatever it claims", ok)
+	if ok < 10 || ok > 12 { // a token every 20 s: slow machines included
+		t.Fatalf("client A through the proxy: %d of 30 answered with a burst of 10 at 0.05/s; want its own quota, whatever it claims", ok)
 	}
 	// Client B, through the same proxy, has its own.
 	if code := get(proxy.URL, "127.0.0.6", ""); code != 200 {
@@ -634,7 +634,7 @@ func testRangeBehindProxy(t *testing.T, server string) {
 			ok++
 		}
 	}
-	if ok > 15 {
+	if ok > 12 {
 		t.Fatalf("straight from 127.0.0.7 with invented X-Forwarded-For: %d of 30 answered; want the header ignored", ok)
 	}
 }
