@@ -25,7 +25,7 @@ func TestReplicaWebhooksWarned(t *testing.T) {
 	const url = "https://hooks.example/breachd?token=secret"
 	daemontest.Start(t, t.TempDir(), func(c *daemon.Config) {
 		c.Replication.Follow = "nats://127.0.0.1:1" // never reached: the warning comes at start
-		c.Watch.Webhooks = []webhook.Endpoint{{URL: url, Secret: []byte("0123456789abcdef0123")}}
+		c.Watch.Webhooks = []webhook.Endpoint{{URL: url, Secrets: [][]byte{[]byte("0123456789abcdef0123")}}}
 	}, log)
 	out := logs.String()
 	if !strings.Contains(out, "watch.webhooks is set on a replica") || !strings.Contains(out, "endpoints=1") {

@@ -48,8 +48,11 @@ var ErrUndeliverable = errors.New("undeliverable")
 
 // Endpoint is a receiver of events.
 type Endpoint struct {
-	URL    string
-	Secret []byte // the signing key (see ParseSecret)
+	URL string
+	// Secrets are the signing keys (see ParseSecrets): each event is
+	// signed with every one, so that during a rotation a receiver that
+	// knows either the old key or the new one accepts it.
+	Secrets [][]byte
 }
 
 // hook is a webhook endpoint as a Target.
@@ -284,7 +287,11 @@ func (h *hook) Send(ctx context.Context, e breachd.OutboxEvent) error {
 	req.Header.Set("Content-Type", "application/cloudevents+json")
 	req.Header.Set("webhook-id", e.ID)
 	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts, 10))
-	req.Header.Set("webhook-signature", Sign(ep.Secret, e.ID, ts, e.Body))
+	sigs := make([]string, len(ep.Secrets))
+	for i, secret := range ep.Secrets {
+		sigs[i] = Sign(secret, e.ID, ts, e.Body)
+	}
+	req.Header.Set("webhook-signature", strings.Join(sigs, " "))
 	resp, err := h.client.Do(req)
 	if err != nil {
 		var ue *url.Error
@@ -333,6 +340,35 @@ func Verify(secret []byte, h http.Header, body []byte, tolerance time.Duration) 
 		}
 	}
 	return errors.New("webhook: no valid signature")
+}
+
+// MaxSecrets bounds an endpoint's signing keys: a rotation needs two.
+const MaxSecrets = 4
+
+// ParseSecrets reads an endpoint's secret file: one secret a line (see
+// ParseSecret), blank lines skipped. Two lines are a rotation: every event
+// carries a signature under each (space-separated, as Standard Webhooks
+// specifies), so the receiver can move to the new key with no event
+// refused, and the old line goes once it has.
+func ParseSecrets(text string) ([][]byte, error) {
+	var out [][]byte
+	for i, line := range strings.Split(text, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		secret, err := ParseSecret(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		out = append(out, secret)
+	}
+	switch {
+	case len(out) == 0:
+		return nil, errors.New("no secret: want one a line (whsec_ and base64, or 16 or more bytes of text)")
+	case len(out) > MaxSecrets:
+		return nil, fmt.Errorf("%d secrets, want at most %d (a rotation needs two)", len(out), MaxSecrets)
+	}
+	return out, nil
 }
 
 // ParseSecret reads a secret as Standard Webhooks writes them: "whsec_"

@@ -106,7 +106,7 @@ func TestDelivery(t *testing.T) {
 	defer gs.Close()
 	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down", http.StatusBadGateway) }))
 	defer down.Close()
-	eps := []webhook.Endpoint{{URL: gs.URL + "/hook?token=x", Secret: secret}, {URL: down.URL, Secret: secret}}
+	eps := []webhook.Endpoint{{URL: gs.URL + "/hook?token=x", Secrets: [][]byte{secret}}, {URL: down.URL, Secrets: [][]byte{secret}}}
 	o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, RetryFor: 300 * time.Millisecond, Poll: 20 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := newSender(t, w, webhook.Hooks(eps, nil), o)
@@ -178,7 +178,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 		t.Run(strconv.Itoa(code), func(t *testing.T) {
 			moved := httptest.NewServer(http.RedirectHandler(target.URL+"/hook", code))
 			defer moved.Close()
-			eps := []webhook.Endpoint{{URL: moved.URL + "/hook", Secret: secret}}
+			eps := []webhook.Endpoint{{URL: moved.URL + "/hook", Secrets: [][]byte{secret}}}
 			o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, RetryFor: 100 * time.Millisecond, Poll: 20 * time.Millisecond}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -272,7 +272,7 @@ func TestTargetsShareName(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var eps []webhook.Endpoint
 			for _, u := range tc.urls {
-				eps = append(eps, webhook.Endpoint{URL: u, Secret: secret})
+				eps = append(eps, webhook.Endpoint{URL: u, Secrets: [][]byte{secret}})
 			}
 			_, err := webhook.New(nil, webhook.Hooks(eps, nil), webhook.Options{})
 			if tc.ok != (err == nil) {
@@ -282,5 +282,44 @@ func TestTargetsShareName(t *testing.T) {
 				t.Fatalf("New = %v, want targets 1 and 2 named without query or credentials", err)
 			}
 		})
+	}
+}
+
+// TestSecretRotation: with two secrets in its file, an endpoint's events
+// carry a signature under each, so a receiver that knows only the old key
+// and one that knows only the new accept every event; a receiver that
+// knows neither refuses them.
+func TestSecretRotation(t *testing.T) {
+	t.Parallel()
+	secrets, err := webhook.ParseSecrets("\ufeffwhsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\r\n\nanother-secret-of-enough-bytes\n")
+	if err != nil || len(secrets) != 2 {
+		t.Fatalf("ParseSecrets = %d secrets, %v; want 2", len(secrets), err)
+	}
+	w := outbox(t)
+	old, next, neither := &receiver{secret: secrets[0]}, &receiver{secret: secrets[1]}, &receiver{secret: []byte("not-the-secret-at-all")}
+	var eps []webhook.Endpoint
+	for _, r := range []*receiver{old, next, neither} {
+		srv := httptest.NewServer(r)
+		defer srv.Close()
+		eps = append(eps, webhook.Endpoint{URL: srv.URL, Secrets: secrets})
+	}
+	o := webhook.Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, RetryFor: time.Hour, Poll: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go newSender(t, w, webhook.Hooks(eps, nil), o).Run(ctx)
+	for deadline := time.Now().Add(30 * time.Second); len(old.accepted()) < 3 || len(next.accepted()) < 3; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not delivered under rotation: the old key's receiver took %d, the new key's %d", len(old.accepted()), len(next.accepted()))
+		}
+	}
+	neither.mu.Lock()
+	defer neither.mu.Unlock()
+	if old.bad != 0 || next.bad != 0 || len(neither.ids) != 0 || neither.bad == 0 {
+		t.Fatalf("refused: old %d, new %d; the receiver with neither key took %d, refused %d", old.bad, next.bad, len(neither.ids), neither.bad)
+	}
+	for _, in := range []string{"", "\n\n", "a-secret-of-enough-bytes-1\na-secret-of-enough-bytes-2\na-secret-of-enough-bytes-3\na-secret-of-enough-bytes-4\na-secret-of-enough-bytes-5", "a-secret-of-enough-bytes\nshort"} {
+		if _, err := webhook.ParseSecrets(in); err == nil {
+			t.Errorf("ParseSecrets(%q) took it", in)
+		}
 	}
 }

@@ -666,7 +666,7 @@ func (c *config) storeOptions() store.Options {
 // webhookConfig is one endpoint of exposure events.
 type webhookConfig struct {
 	URL        string `yaml:"url" help:"http(s) URL the events are POSTed to"`
-	SecretFile string `yaml:"secret_file" help:"file holding the signing secret (whsec_ and base64, as Standard Webhooks writes them, or 16 or more bytes of text)"`
+	SecretFile string `yaml:"secret_file" help:"file holding the signing secret (whsec_ and base64, as Standard Webhooks writes them, or 16 or more bytes of text); two lines, two secrets, during a rotation: each event is signed with both"`
 }
 
 // trustedProxies are http.trusted_proxies as prefixes (an address is its
@@ -703,11 +703,11 @@ func (c *config) webhooks() ([]webhook.Endpoint, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s.secret_file: %w", key, err)
 		}
-		secret, err := webhook.ParseSecret(string(b))
+		secrets, err := webhook.ParseSecrets(string(b))
 		if err != nil {
 			return nil, fmt.Errorf("invalid %s.secret_file %s: %w", key, w.SecretFile, err)
 		}
-		out = append(out, webhook.Endpoint{URL: w.URL, Secret: secret})
+		out = append(out, webhook.Endpoint{URL: w.URL, Secrets: secrets})
 	}
 	return out, nil
 }
