@@ -224,6 +224,12 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 		fmt.Fprintf(stderr, "breachctl check: invalid --max-invalid %v: want a share from 0 to 1\n", bc.maxInvalid)
 		return errUsage
 	}
+	if sameFile(bc.file, bc.out) {
+		// Opened for the report, the input would be truncated: a user
+		// base read only as far as its first buffer, then gone.
+		fmt.Fprintf(stderr, "breachctl check: --out %s is the input file (--file %s): the report would overwrite it; name another file\n", bc.out, bc.file)
+		return errUsage
+	}
 	var err error
 	if bc.at, err = breachd.ParseAssessContext(*assessAt); err != nil {
 		fmt.Fprintln(stderr, "breachctl check:", err)
@@ -438,4 +444,18 @@ func hash(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "canonical  %s\nsha256     %s\n", c, d)
 	return nil
+}
+
+// sameFile reports whether paths a and b name one existing file (through
+// a link, a relative path or another spelling); "-" is no file.
+func sameFile(a, b string) bool {
+	if a == "" || b == "" || a == "-" || b == "-" {
+		return false
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }

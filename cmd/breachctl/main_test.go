@@ -313,3 +313,31 @@ func TestWatchEventsCursorFile(t *testing.T) {
 		t.Fatalf("watch events from the bookmark = %v, %q; want nothing new", err, out.String())
 	}
 }
+
+// TestCheckOutIsInput: a report named as the input file, by its name or
+// through a link, is refused before anything is opened: the input is
+// left whole (it was truncated by the report's open, then read as far as
+// its first buffer).
+func TestCheckOutIsInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "users.csv")
+	const users = "id,email\n1,alice@example.com\n"
+	if err := os.WriteFile(in, []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.csv")
+	if err := os.Symlink(in, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{in, link, filepath.Join(dir, ".", "users.csv")} {
+		var stderr bytes.Buffer
+		err := run(t.Context(), []string{"check", "--addr", "127.0.0.1:1", "--file", in, "--out", out}, &bytes.Buffer{}, &stderr)
+		if exitCode(err) != exitUsage || !strings.Contains(stderr.String(), "is the input file") {
+			t.Fatalf("--out %s = %v (exit %d)\n%s; want a usage error naming it", out, err, exitCode(err), stderr.String())
+		}
+		if b, _ := os.ReadFile(in); string(b) != users {
+			t.Fatalf("the input after --out %s: %q", out, b)
+		}
+	}
+}
