@@ -62,6 +62,10 @@ func Explain(err error) string {
 	case code == codes.Unavailable && strings.Contains(msg, "looked like an HTTP/1.1 header"):
 		// grpc-go read an HTTP/1.1 answer where HTTP/2 frames belong.
 		msg += " (this address answers HTTP/1.1, not gRPC: it may be the daemon's HTTP API (http.addr) or its metrics; give its gRPC address, addr)"
+	case code == codes.Unavailable && strings.Contains(msg, "certificate signed by unknown authority"):
+		msg += " (pass --ca with the CA that issued the daemon's certificate (DialOptions.CAFile))"
+	case code == codes.Unavailable && strings.Contains(msg, "x509: certificate is valid for"):
+		msg += " (the daemon's certificate does not name the address dialled: dial a name it holds, or give one with --server-name (DialOptions.ServerName))"
 	case code == codes.Unavailable && strings.Contains(msg, "first record does not look like a TLS handshake"):
 		msg += " (the daemon does not serve TLS on this address: dial it without --tls and --ca (DialOptions.TLS, CAFile))"
 	case code == codes.Unavailable && (strings.Contains(msg, "certificate required") ||

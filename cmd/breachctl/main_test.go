@@ -195,15 +195,18 @@ func TestTLSAndAPIKey(t *testing.T) {
 	}
 	// The mistakes of a connection's settings each say how to mend them.
 	plain := serveStore(t, "alice@example.com")
-	for _, tc := range []struct{ name, addr, ca, want string }{
-		{"no TLS to a TLS daemon", srv.Addr(), "", "if it serves TLS, dial it with TLS: --ca"},
-		{"TLS to a daemon without", plain, ca.File, "does not serve TLS on this address"},
-		{"the metrics address", srv.MetricsAddr(), "", "answers HTTP/1.1, not gRPC"},
+	for _, tc := range []struct {
+		name, addr string
+		flags      []string
+		want       string
+	}{
+		{"no TLS to a TLS daemon", srv.Addr(), nil, "if it serves TLS, dial it with TLS: --ca"},
+		{"TLS to a daemon without", plain, []string{"--ca", ca.File}, "does not serve TLS on this address"},
+		{"the metrics address", srv.MetricsAddr(), nil, "answers HTTP/1.1, not gRPC"},
+		{"the system's roots", srv.Addr(), []string{"--tls"}, "pass --ca with the CA that issued"},
+		{"a name the certificate lacks", srv.Addr(), []string{"--ca", ca.File, "--server-name", "elsewhere.example"}, "give one with --server-name"},
 	} {
-		args := []string{"check", "--addr", tc.addr}
-		if tc.ca != "" {
-			args = append(args, "--ca", tc.ca)
-		}
+		args := append([]string{"check", "--addr", tc.addr}, tc.flags...)
 		args = append(args, "a@example.com")
 		err := run(t.Context(), args, &bytes.Buffer{}, &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
