@@ -269,6 +269,16 @@ func (k *Keyring) lookup(h [32]byte) *Principal { return (*k.index.Load())[h] }
 // Len returns the number of keys.
 func (k *Keyring) Len() int { return len(*k.index.Load()) }
 
+// Names reports whether a key identifies the principal name.
+func (k *Keyring) Names(name string) bool {
+	for _, p := range *k.index.Load() {
+		if p.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Watch re-reads the key file every interval until ctx is done, so that a
 // created or revoked key takes effect within that time. A file that cannot
 // be read leaves the keys as they were, and is logged.

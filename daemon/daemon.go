@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -369,6 +370,7 @@ func (d *Daemon) start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	d.warnPolicyPrincipals()
 	svcOpts = append(svcOpts, service.WithPolicy(ps))
 	d.svc = service.New(nil, svcOpts...) // opening: UNAVAILABLE until the corpus is open
 	d.svcs = server.Register(d.gs, d.svc, server.Options{Logger: log, Admin: c.Admin, ImportIdleTimeout: c.ImportIdleTimeout})
@@ -945,4 +947,26 @@ func (d *Daemon) stop(ctx context.Context) error {
 		d.log.Info("stopped")
 	})
 	return err
+}
+
+// warnPolicyPrincipals logs each policy of a principal that no caller can
+// be, when the daemon starts: a misspelt name, or any name on a daemon
+// that identifies no one (no TLS), would leave that principal's calls to
+// the default policy, silently. (A key made later is found then: a
+// warning, not an error.)
+func (d *Daemon) warnPolicyPrincipals() {
+	c := d.cfg
+	for _, name := range slices.Sorted(maps.Keys(c.Policy.ByPrincipal)) {
+		if c.TLS == nil {
+			d.log.Warn("policy.principals: without TLS this daemon identifies no caller, so every assessment gets the default policy", "principal", name)
+			continue
+		}
+		known := d.keys != nil && d.keys.Names(name)
+		for _, id := range c.Auth.Identities {
+			known = known || id.Principal.Name == name
+		}
+		if !known {
+			d.log.Warn("policy.principals: no API key or client certificate identifies this principal (yet): its policy applies to no one until one does", "principal", name)
+		}
+	}
 }

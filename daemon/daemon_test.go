@@ -7,10 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/breachd/breachd/auth"
+	"github.com/breachd/breachd/certs/certstest"
 	"github.com/breachd/breachd/daemon"
 	"github.com/breachd/breachd/daemon/daemontest"
 	"github.com/breachd/breachd/internal/logtest"
 	"github.com/breachd/breachd/natsrepl"
+	"github.com/breachd/breachd/policy"
 	"github.com/breachd/breachd/store"
 	"github.com/breachd/breachd/webhook"
 )
@@ -54,4 +57,47 @@ func TestReplicaDirNeedsFollow(t *testing.T) {
 		t.Fatalf("a writer on a replica's directory: %v, want a refusal naming --follow", err)
 	}
 	daemontest.Start(t, dir, func(c *daemon.Config) { c.Replication.Follow = "nats://127.0.0.1:1" }, nil)
+}
+
+// TestPolicyPrincipalsWarned: a policy of its own for a principal that no
+// caller can be (a misspelt name; any name on a daemon without TLS, which
+// identifies no one) is logged at start, by principal; one that a key
+// identifies is not.
+func TestPolicyPrincipalsWarned(t *testing.T) {
+	t.Parallel()
+	policies := map[string]policy.Policy{"sso": {}, "ssoo": {}}
+	for _, tc := range []struct {
+		name   string
+		tls    bool
+		warned []string
+	}{
+		{"without TLS", false, []string{"principal=sso\n", "principal=ssoo\n"}},
+		{"with TLS and a key for sso", true, []string{"principal=ssoo\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			logs := &logtest.Buffer{}
+			log := slog.New(slog.NewTextHandler(logs, nil))
+			if _, err := auth.CreateKey(dir, "sso", []auth.Scope{auth.ScopeCheck}, 0, 0); err != nil {
+				t.Fatal(err)
+			}
+			daemontest.Start(t, dir, func(c *daemon.Config) {
+				c.Policy.ByPrincipal = policies
+				if tc.tls {
+					ca := certstest.NewCA(t, t.TempDir(), "ca")
+					cert, key, _ := ca.Issue(t, "server", certstest.Server("breachd"))
+					c.TLS = &daemon.TLS{Cert: cert, Key: key}
+				}
+			}, log)
+			out := logs.String()
+			if n := strings.Count(out, "policy.principals:"); n != len(tc.warned) {
+				t.Fatalf("%d warnings, want %d:\n%s", n, len(tc.warned), out)
+			}
+			for _, w := range tc.warned {
+				if !strings.Contains(out, w) {
+					t.Errorf("no warning for %s:\n%s", w, out)
+				}
+			}
+		})
+	}
 }
