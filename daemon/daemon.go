@@ -243,6 +243,11 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
 			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
 	}
+	if len(c.Auth.Identities) > 0 && (c.TLS == nil || c.TLS.ClientCA == "") {
+		// Without a client CA no certificate is asked for: the identities
+		// would map no caller, and their callers be refused as anonymous.
+		return nil, fmt.Errorf("auth.mtls_identities maps client certificates, but none is asked for without tls.client_ca (--client-ca): set the CA that issues them")
+	}
 	if c.HTTPServer != "" && c.HTTPServer != HTTPServerStd && c.HTTPServer != HTTPServerFast {
 		return nil, fmt.Errorf("http.server = %q: want %s or %s", c.HTTPServer, HTTPServerStd, HTTPServerFast)
 	}

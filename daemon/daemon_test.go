@@ -101,3 +101,24 @@ func TestPolicyPrincipalsWarned(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentitiesNeedClientCA: client certificates mapped to principals on
+// a daemon that asks for none (no client CA) are refused at start, saying
+// what to set: they would map no caller, every one refused as anonymous.
+func TestIdentitiesNeedClientCA(t *testing.T) {
+	t.Parallel()
+	ca := certstest.NewCA(t, t.TempDir(), "ca")
+	cert, key, _ := ca.Issue(t, "server", certstest.Server("breachd"))
+	c := daemontest.Config(t.TempDir())
+	c.TLS = &daemon.TLS{Cert: cert, Key: key}
+	c.Auth.Identities = []auth.CertIdentity{{Match: "CN=sso-gateway", Principal: auth.Principal{Name: "sso", Scopes: []auth.Scope{auth.ScopeCheck}}}}
+	if _, err := daemon.Start(t.Context(), c, nil); err == nil || !strings.Contains(err.Error(), "tls.client_ca") {
+		t.Fatalf("identities without a client CA: %v, want a refusal naming tls.client_ca", err)
+	}
+	c.TLS.ClientCA = ca.File
+	d, err := daemon.Start(t.Context(), c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+}
