@@ -243,6 +243,12 @@ func Start(ctx context.Context, c Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("refusing to listen on %s without TLS and authentication: set tls.cert and tls.key (--tls-cert, --tls-key), "+
 			"then create API keys ('breachd keys create') or map client certificates (auth.mtls_identities); or listen on 127.0.0.1", c.Addr)
 	}
+	if len(c.TrustedProxies) > 0 && c.TLS == nil {
+		// Without TLS the face authenticates no one (loopback only): a
+		// proxy in front would serve breachedaccount, which needs a key,
+		// to whomever it serves.
+		return nil, fmt.Errorf("http.trusted_proxies is set, but without TLS the HTTP face authenticates no caller, and a proxy in front would open every route (breachedaccount included) to whomever it serves: set tls.cert and tls.key, and let the proxy connect over TLS")
+	}
 	if len(c.Auth.Identities) > 0 && (c.TLS == nil || c.TLS.ClientCA == "") {
 		// Without a client CA no certificate is asked for: the identities
 		// would map no caller, and their callers be refused as anonymous.

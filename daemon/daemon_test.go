@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,4 +122,16 @@ func TestIdentitiesNeedClientCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.Close()
+}
+
+// TestTrustedProxiesNeedTLS: trusted proxies on a daemon without TLS (whose
+// HTTP face authenticates no one) are refused at start.
+func TestTrustedProxiesNeedTLS(t *testing.T) {
+	t.Parallel()
+	c := daemontest.Config(t.TempDir())
+	c.HTTPAddr = "127.0.0.1:0"
+	c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}
+	if _, err := daemon.Start(t.Context(), c, nil); err == nil || !strings.Contains(err.Error(), "without TLS the HTTP face authenticates no caller") {
+		t.Fatalf("trusted proxies without TLS: %v, want a refusal", err)
+	}
 }
