@@ -192,18 +192,20 @@ func (a *API) admit(q request, route string, rule auth.Rule) (*auth.Principal, e
 	if a.opts.Authn == nil {
 		return nil, nil
 	}
-	if rule.Anonymous(a.opts.OpenPublic) && !a.credentialed(q) {
-		if a.opts.Anonymous != nil {
-			if err := a.opts.Anonymous.Take(source(a.clientAddr(q)), quota.Limits{}, 1); err != nil {
-				a.refused(func(rf *auth.Refusals) { rf.OverQuota("-") })
-				return nil, err
-			}
-		}
-		return nil, nil
+	open := rule.Anonymous(a.opts.OpenPublic)
+	if open && !a.credentialed(q) {
+		return nil, a.anonymous(q)
 	}
 	p, err := a.identify(q)
 	if err == nil {
 		err = rule.Admit(p, route)
+	}
+	if err != nil && open {
+		// Upstream ignores a key on the routes it serves to anyone: a
+		// client configured with its Have I Been Pwned key (or a breachd
+		// key without the scope) sends it to the range API too, and is
+		// served as anyone is, charged to its address.
+		return nil, a.anonymous(q)
 	}
 	if err != nil {
 		principal, reason := "-", "unauthenticated"
@@ -221,6 +223,19 @@ func (a *API) admit(q request, route string, rule auth.Rule) (*auth.Principal, e
 		}
 	}
 	return p, nil
+}
+
+// anonymous charges a request answered without a credential to its
+// source address (Options.Anonymous).
+func (a *API) anonymous(q request) error {
+	if a.opts.Anonymous == nil {
+		return nil
+	}
+	if err := a.opts.Anonymous.Take(source(a.clientAddr(q)), quota.Limits{}, 1); err != nil {
+		a.refused(func(rf *auth.Refusals) { rf.OverQuota("-") })
+		return err
+	}
+	return nil
 }
 
 // refused counts a refusal, if the face counts them.

@@ -488,6 +488,11 @@ func TestKeys(t *testing.T) {
 				{"/range/5BAA6", nil, 200},
 				{"/api/v3/breaches", nil, 200},
 				{"/api/v3/latestbreach", nil, 200},
+				// A key the open routes cannot take (upstream's own, a key
+				// without the scope) is ignored there, as upstream does.
+				{"/range/5BAA6", []string{"hibp-api-key", "00000000000000000000000000000000"}, 200},
+				{"/api/v3/breaches", []string{"hibp-api-key", "00000000000000000000000000000000"}, 200},
+				{"/range/5BAA6", []string{"hibp-api-key", f.keys["admin"]}, 200},
 			} {
 				if r := f.get(t, tc.path, tc.hdr...); r.code != tc.code {
 					t.Errorf("GET %s with %d headers = %d %s, want %d", tc.path, len(tc.hdr)/2, r.code, r.body, tc.code)
