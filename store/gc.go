@@ -392,6 +392,9 @@ func (c *corpus) UpdateBreach(ctx context.Context, b breachd.Breach) (*breachd.C
 	if b.AddedDate.IsZero() {
 		b.AddedDate = prev.AddedDate
 	}
+	if b.ModifiedDate.IsZero() { // a correction is a modification (upstream's ModifiedDate)
+		b.ModifiedDate = time.Now().UTC().Truncate(time.Second)
+	}
 	b.Pairs = prev.Pairs // a correction changes the record, not what the breach holds
 	rec := newBreachRecord(b, prev.AccountCount)
 	version := old.version + 1

@@ -743,4 +743,14 @@ func TestImportKeepsAddedDate(t *testing.T) {
 	if e := entry(); !e.AddedDate.Equal(given.AddedDate) || !e.ModifiedDate.Equal(given.ModifiedDate) {
 		t.Fatalf("after an import whose manifest gives its dates: added %v, modified %v; want %v, %v", e.AddedDate, e.ModifiedDate, given.AddedDate, given.ModifiedDate)
 	}
+	// A correction is a modification; it keeps the date added.
+	before = time.Now().UTC().Truncate(time.Second)
+	corrected := b
+	corrected.Title = "Alpha, corrected"
+	if _, _, err := s.UpdateBreach(t.Context(), corrected); err != nil {
+		t.Fatal(err)
+	}
+	if e := entry(); !e.AddedDate.Equal(given.AddedDate) || e.ModifiedDate.Before(before) || e.Title != "Alpha, corrected" {
+		t.Fatalf("after a correction: added %v, modified %v; want %v, at or after %v", e.AddedDate, e.ModifiedDate, given.AddedDate, before)
+	}
 }
