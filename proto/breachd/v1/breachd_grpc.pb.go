@@ -53,7 +53,9 @@ type ExposureServiceClient interface {
 	// ListBreaches returns the breach catalogue, ordered by name, a page at a
 	// time (AIP-158): follow next_page_token until it is empty.
 	ListBreaches(ctx context.Context, in *ListBreachesRequest, opts ...grpc.CallOption) (*ListBreachesResponse, error)
-	// GetBreach returns one breach; NOT_FOUND if the name is not in the catalogue.
+	// GetBreach returns one breach: the one of that name, else the one whose
+	// name differs only in case (as Have I Been Pwned finds them); NOT_FOUND
+	// if there is none.
 	GetBreach(ctx context.Context, in *GetBreachRequest, opts ...grpc.CallOption) (*GetBreachResponse, error)
 	// GetPrivateLookupInfo returns the prefix length private checks use now
 	// (docs/PRIVATE-LOOKUP.md). FAILED_PRECONDITION when the server does not
@@ -158,7 +160,9 @@ type ExposureServiceServer interface {
 	// ListBreaches returns the breach catalogue, ordered by name, a page at a
 	// time (AIP-158): follow next_page_token until it is empty.
 	ListBreaches(context.Context, *ListBreachesRequest) (*ListBreachesResponse, error)
-	// GetBreach returns one breach; NOT_FOUND if the name is not in the catalogue.
+	// GetBreach returns one breach: the one of that name, else the one whose
+	// name differs only in case (as Have I Been Pwned finds them); NOT_FOUND
+	// if there is none.
 	GetBreach(context.Context, *GetBreachRequest) (*GetBreachResponse, error)
 	// GetPrivateLookupInfo returns the prefix length private checks use now
 	// (docs/PRIVATE-LOOKUP.md). FAILED_PRECONDITION when the server does not
