@@ -689,6 +689,20 @@ func (w *Watchlists) dropWatchlistExposures(ctx context.Context, wl string) erro
 	return w.deleteKeys(keys)
 }
 
+// dropWatchlistIndex deletes the index by name of watchlist wl's events
+// (the events stay); the caller holds a call slot and the import token.
+func (w *Watchlists) dropWatchlistIndex(wl string) error {
+	var keys [][]byte
+	err := w.db.View(func(txn *badger.Txn) (err error) {
+		keys, err = keysUnder(txn, wlPrefix(tagWLIndex, wl))
+		return err
+	})
+	if err != nil {
+		return classify("create watchlist", err)
+	}
+	return w.deleteKeys(keys)
+}
+
 // deleteKeys deletes keys, many a transaction.
 func (w *Watchlists) deleteKeys(keys [][]byte) error {
 	wb := w.db.NewWriteBatch()

@@ -78,6 +78,13 @@ func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist
 	if old.byName[name] != nil {
 		return breachd.Watchlist{}, breachd.Errorf(breachd.ErrAlreadyExists, "watchlist %s exists: add accounts to it, or delete it first", breachd.Quote(name))
 	}
+	// A deleted watchlist's events stay in the outbox for the endpoints,
+	// but the index of them by name goes now: a new watchlist of that
+	// name would list them (events of accounts not on it, before it
+	// existed). Before the record: a crash between leaves no watchlist.
+	if err := w.dropWatchlistIndex(name); err != nil {
+		return breachd.Watchlist{}, err
+	}
 	rec := newBreachRecord(b, 0)
 	e, err := w.commitEntry(old, &rec, "create watchlist", nil)
 	if err != nil {

@@ -228,3 +228,58 @@ func TestPruneEvents(t *testing.T) {
 		t.Fatalf("from cursor 1: %d events, %v", len(page.Events), err)
 	}
 }
+
+// TestWatchlistRecreated: a watchlist deleted and created again under its
+// name lists only its own events, not those of the one deleted (which
+// stay in the outbox for the endpoints).
+func TestWatchlistRecreated(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	emails := open(t, store.EmailDir(dir), options(0))
+	defer emails.Close()
+	w := openWatch(t, store.WatchDir(dir), emails)
+	defer func() { w.Close() }()
+	first, second := storetest.Digests("first", 10), storetest.Digests("second", 10)
+	names := func() []string {
+		t.Helper()
+		evs, err := w.EventsAfter(ctx, "users", 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs {
+			var ev breachd.Event
+			json.Unmarshal(e.Body, &ev)
+			out = append(out, ev.Data.Breach)
+		}
+		return out
+	}
+	for i, tc := range []struct {
+		watched []breachd.Digest
+		breach  string
+	}{{first, "Alpha"}, {second, "Beta"}} {
+		if i > 0 {
+			if err := w.Delete(ctx, "users"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := w.Create(ctx, "users"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Add(ctx, "users", storetest.Batches(tc.watched, 10, nil)); err != nil {
+			t.Fatal(err)
+		}
+		importAll(t, emails, storetest.Breach(tc.breach), tc.watched, 10)
+		if _, err := w.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := names(); !slices.Equal(got, []string{tc.breach}) {
+			t.Fatalf("watchlist users, created %d times: events of %v, want %s's alone", i+1, got, tc.breach)
+		}
+	}
+	// The deleted watchlist's event is still in the outbox.
+	if evs, err := w.EventsAfter(ctx, "", 0, 100); err != nil || len(evs) != 2 {
+		t.Fatalf("the outbox holds %d events (%v), want both", len(evs), err)
+	}
+}

@@ -28,7 +28,7 @@ commands:
   add NAME (--file PATH | EMAIL...) put accounts on it (CSV column, one email a line, --digests; gzip detected)
   remove NAME (--file PATH | EMAIL...) take accounts off it
   list                             every watchlist and its size
-  delete NAME                      remove a watchlist (its events stay)
+  delete NAME                      remove a watchlist (its events stay for the endpoints; one created again lists only its own)
   events NAME [--since CURSOR]     its exposure events after CURSOR, as JSON Lines (CloudEvents 1.0)
   deliveries                       each webhook endpoint's progress and dead letters
 
