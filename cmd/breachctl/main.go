@@ -264,6 +264,8 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	var version uint64
 	var exposed bool
 	var invalid int64
+	out := &stickyWriter{w: stdout}
+	stdout = out
 	for _, email := range fs.Args() {
 		cctx, cancel := context.WithTimeout(ctx, cc.timeout)
 		check := cl.Check
@@ -293,6 +295,11 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	}
 	if invalid < int64(fs.NArg()) { // not when no address was asked about
 		fmt.Fprintf(stdout, "corpus version %d\n", version)
+	}
+	if out.err != nil {
+		// A full disk, a closed pipe: a script reading the answers would
+		// find none, or half, and exit status 0.
+		return fmt.Errorf("writing the answers: %w", out.err)
 	}
 	if err := bc.checkInvalid(int64(fs.NArg()), invalid); err != nil {
 		return err
@@ -458,4 +465,19 @@ func sameFile(a, b string) bool {
 	}
 	fb, err := os.Stat(b)
 	return err == nil && os.SameFile(fa, fb)
+}
+
+// stickyWriter writes to w until a write fails, and keeps that error.
+type stickyWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (s *stickyWriter) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.w.Write(p)
+	s.err = err
+	return n, err
 }

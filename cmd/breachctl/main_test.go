@@ -121,6 +121,22 @@ corpus version 1
 	}
 }
 
+// TestCheckAnswersToFullDisk: answers that cannot be written (a full
+// disk, here /dev/full) fail the run, rather than exit 0 with none.
+func TestCheckAnswersToFullDisk(t *testing.T) {
+	t.Parallel()
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full to stand for a full disk: %v", err)
+	}
+	defer full.Close()
+	addr := serveStore(t, "alice@example.com")
+	err = run(t.Context(), []string{"check", "--addr", addr, "alice@example.com", "bob@example.com"}, full, &bytes.Buffer{})
+	if exitCode(err) != exitError || !strings.Contains(err.Error(), "no space left") {
+		t.Fatalf("check with its answers to a full disk = %v (exit %d), want the write's error", err, exitCode(err))
+	}
+}
+
 func TestCheckNoDaemon(t *testing.T) {
 	t.Parallel()
 	err := run(t.Context(), []string{"check", "--addr", "127.0.0.1:1", "a@example.com"}, &bytes.Buffer{}, &bytes.Buffer{})
