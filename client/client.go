@@ -68,17 +68,19 @@ func Explain(err error) string {
 		msg += " (the daemon's certificate does not name the address dialled: dial a name it holds, or give one with --server-name (DialOptions.ServerName))"
 	case code == codes.Unavailable && strings.Contains(msg, "first record does not look like a TLS handshake"):
 		msg += " (the daemon does not serve TLS on this address: dial it without --tls and --ca (DialOptions.TLS, CAFile))"
-	case code == codes.Unavailable && (strings.Contains(msg, "certificate required") ||
-		strings.Contains(msg, "bad certificate") || strings.Contains(msg, "broken pipe")):
-		// What TLS says when the daemon wants a client certificate (TLS
-		// 1.3 may tell it only as a reset or a broken pipe).
-		msg += " (the daemon may require a client certificate: pass --cert and --key (DialOptions.CertFile, KeyFile); " +
+	case code == codes.Unavailable && (strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate")):
+		// What TLS says when the daemon wants a client certificate.
+		msg += " (the daemon requires a client certificate: pass --cert and --key (DialOptions.CertFile, KeyFile); " +
 			"API keys without a certificate need tls.client_auth: verify-if-given on the daemon)"
-	case code == codes.Unavailable && (strings.Contains(msg, "error reading server preface: EOF") ||
-		strings.Contains(msg, "connection closed before server preface received")):
-		// A TLS listener closes a connection whose first bytes are not
-		// a TLS handshake.
-		msg += " (the daemon closed the connection before answering: if it serves TLS, dial it with TLS: --ca with its CA, or --tls (DialOptions.CAFile, TLS))"
+	case code == codes.Unavailable && (strings.Contains(msg, "error reading server preface") ||
+		strings.Contains(msg, "connection closed before server preface received") || strings.Contains(msg, "broken pipe") ||
+		strings.Contains(msg, "connection reset by peer")):
+		// The daemon closed the connection before a word: a TLS listener
+		// does so to a client speaking plain text (the client reads EOF or
+		// a reset, as the race goes), and (TLS 1.3 telling it only so) to
+		// a TLS client without the certificate it requires.
+		msg += " (the daemon closed the connection before answering: if it serves TLS, dial it with TLS: --ca with its CA, or --tls (DialOptions.CAFile, TLS); " +
+			"if you do, it may require a client certificate: pass --cert and --key (DialOptions.CertFile, KeyFile))"
 	case code == codes.Unauthenticated && strings.HasPrefix(msg, "no credential"):
 		msg += " (breachctl and breachd read the key from --api-key-file FILE or BREACHD_API_KEY; DialOptions.APIKey)"
 	}
