@@ -88,7 +88,10 @@ func keys(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "created key %s with scopes %s; written to %s (mode 0600)\n", *name, joinScopes(sc), *out)
 			return nil
 		}
-		fmt.Fprintf(stdout, "created key %s with scopes %s; store it now, it is not shown again:\n%s\n", *name, joinScopes(sc), key)
+		if _, err := fmt.Fprintf(stdout, "created key %s with scopes %s; store it now, it is not shown again:\n%s\n", *name, joinScopes(sc), key); err != nil {
+			// '> key.txt' on a full disk: the key exists, and nobody has it.
+			return fmt.Errorf("writing the key: %w; the key was created: revoke it ('breachd keys revoke --name %s') and create another (--out FILE writes it to a file)", err, *name)
+		}
 	case "list":
 		ks, err := auth.ListKeys(*data)
 		if err != nil {

@@ -553,6 +553,15 @@ func TestKeysCommands(t *testing.T) {
 	if list := runOK(t, "keys", "list", "--data", dir); strings.Contains(list, "other") {
 		t.Fatalf("a key was created although its --out file could not be:\n%s", list)
 	}
+	// Printed to a full disk ('> key.txt'): the run fails, saying the key
+	// exists and how to revoke it, rather than exit 0 with nobody holding it.
+	if full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0); err == nil {
+		err := run(t.Context(), []string{"keys", "create", "--data", dir, "--name", "lost", "--scopes", "check"}, full, io.Discard)
+		full.Close()
+		if err == nil || !strings.Contains(err.Error(), "keys revoke --name lost") {
+			t.Fatalf("keys create printing to a full disk: %v, want the write's error and how to revoke the key", err)
+		}
+	}
 	if err := run(t.Context(), []string{"keys", "create", "--data", dir, "--name", "signup", "--scopes", "check"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("a second key named signup: %v", err)
 	}
