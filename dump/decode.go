@@ -97,6 +97,18 @@ func isBzip2(br *bufio.Reader) bool {
 		(string(head[4:]) == "\x31\x41\x59\x26\x53\x59" || string(head[4:]) == "\x17\x72\x45\x38\x50\x90")
 }
 
+// text returns br read as text, whoever saved it: UTF-16 (by its mark)
+// made UTF-8, a UTF-8 byte order mark (Notepad's) dropped, and lines ended
+// by a carriage return alone made to end in a line feed. A first line,
+// the first password or the CSV header, is never read with the mark.
+func text(br *bufio.Reader) *bufio.Reader {
+	br = fromUTF16(br)
+	if startsWith(br, "\xef\xbb\xbf") {
+		br.Discard(3)
+	}
+	return fromClassicMac(br)
+}
+
 // fromUTF16 returns br, or a reader of its text in UTF-8 if it starts with
 // a UTF-16 byte order mark: a spreadsheet's "Unicode text" export (tab-
 // separated UTF-16), which would otherwise be read as bytes with a NUL
@@ -154,12 +166,10 @@ func (c crLines) Read(p []byte) (int, error) {
 // Notepad starts with the mark, one written by Windows PowerShell 5 is
 // UTF-16: hashed as bytes, either is a password no corpus holds.
 func FirstLine(r io.Reader) (string, error) {
-	br := fromUTF16(bufio.NewReader(r))
-	line, err := br.ReadString('\n')
+	line, err := text(bufio.NewReader(r)).ReadString('\n')
 	if err != nil && !errors.Is(err, io.EOF) {
 		return "", err
 	}
-	line = strings.TrimPrefix(line, "\xef\xbb\xbf")
 	if i := strings.IndexAny(line, "\r\n"); i >= 0 {
 		line = line[:i]
 	}

@@ -37,7 +37,7 @@ func ReadManifest(path string) (breachd.Breach, error) {
 		return breachd.Breach{}, err
 	}
 	// As an editor saves it: Notepad's byte order mark, or UTF-16.
-	b, err := ParseManifest(fromUTF16(bufio.NewReader(bytes.NewReader(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))))))
+	b, err := ParseManifest(text(bufio.NewReader(bytes.NewReader(data))))
 	if err != nil {
 		return b, fmt.Errorf("%s: %w", path, err)
 	}

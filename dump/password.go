@@ -223,7 +223,7 @@ func (pr *PasswordReader) open() (*passwordFile, error) {
 	// A list saved as "Unicode" text: hashed as it is, every password
 	// would be its bytes with a NUL between each two, found by no client;
 	// one whose lines end in CR alone would be one password.
-	f.br = fromClassicMac(fromUTF16(f.br))
+	f.br = text(f.br)
 	return f, nil
 }
 
@@ -286,11 +286,6 @@ func (pr *PasswordReader) parse(p *parsed[*passwordBlock, breachd.PasswordRecord
 		if len(line) > MaxLineBytes {
 			p.err = tooLong(n)
 			return
-		}
-		if n == 1 {
-			// A UTF-8 byte order mark (a list saved by Notepad) is not
-			// the first password's: "123456" must hash as "123456".
-			line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf"))
 		}
 		// A line ending is a newline after up to two carriage returns.
 		line = bytes.TrimSuffix(line, []byte{'\n'})

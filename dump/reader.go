@@ -147,7 +147,7 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	br = fromClassicMac(fromUTF16(br))
+	br = text(br)
 	var idle func() bool
 	if i, ok := r.(Idle); ok && br == plain { // not through gzip's buffers
 		idle = i.Idle
@@ -169,7 +169,6 @@ func newReader(r io.Reader, opts Options, pwColumn string) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("line %d: %w", rd.line, err)
 	}
-	first = bytes.TrimPrefix(first, []byte("\xef\xbb\xbf")) // UTF-8 BOM
 	// Excel's "sep=;" line names the separator of the CSV after it (an
 	// export meant to open in Excel whatever its locale).
 	sep, sepLine := excelSeparator(first)
