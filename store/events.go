@@ -678,27 +678,19 @@ func (w *Watchlists) dropWatchlistExposures(ctx context.Context, wl string) erro
 		return err
 	}
 	defer w.release()
-	var keys [][]byte
-	err := w.db.View(func(txn *badger.Txn) (err error) {
-		keys, err = keysUnder(txn, wlPrefix(tagExposure, wl))
-		return err
-	})
-	if err != nil {
-		return classify("delete watchlist", err)
-	}
-	return w.deleteKeys(keys)
+	return w.deleteUnder(wlPrefix(tagExposure, wl), "delete watchlist")
 }
 
-// dropWatchlistIndex deletes the index by name of watchlist wl's events
-// (the events stay); the caller holds a call slot and the import token.
-func (w *Watchlists) dropWatchlistIndex(wl string) error {
+// deleteUnder deletes every key under prefix (op names the change, for
+// its error); the caller holds a call slot.
+func (w *Watchlists) deleteUnder(prefix []byte, op string) error {
 	var keys [][]byte
 	err := w.db.View(func(txn *badger.Txn) (err error) {
-		keys, err = keysUnder(txn, wlPrefix(tagWLIndex, wl))
+		keys, err = keysUnder(txn, prefix)
 		return err
 	})
 	if err != nil {
-		return classify("create watchlist", err)
+		return classify(op, err)
 	}
 	return w.deleteKeys(keys)
 }

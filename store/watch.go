@@ -82,7 +82,7 @@ func (w *Watchlists) Create(ctx context.Context, name string) (breachd.Watchlist
 	// but the index of them by name goes now: a new watchlist of that
 	// name would list them (events of accounts not on it, before it
 	// existed). Before the record: a crash between leaves no watchlist.
-	if err := w.dropWatchlistIndex(name); err != nil {
+	if err := w.deleteUnder(wlPrefix(tagWLIndex, name), "create watchlist"); err != nil {
 		return breachd.Watchlist{}, err
 	}
 	rec := newBreachRecord(b, 0)
