@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -264,9 +265,12 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	var version uint64
 	var exposed bool
 	var invalid int64
-	out := &stickyWriter{w: stdout}
+	// Buffered, and flushed before each check: each answer shows as it
+	// comes, and a failed write (a full disk) stays in out for the end.
+	out := bufio.NewWriter(stdout)
 	stdout = out
 	for _, email := range fs.Args() {
+		out.Flush()
 		cctx, cancel := context.WithTimeout(ctx, cc.timeout)
 		check := cl.Check
 		if bc.private {
@@ -296,10 +300,10 @@ func check(ctx context.Context, cc connConfig, args []string, stdout, stderr io.
 	if invalid < int64(fs.NArg()) { // not when no address was asked about
 		fmt.Fprintf(stdout, "corpus version %d\n", version)
 	}
-	if out.err != nil {
+	if err := out.Flush(); err != nil {
 		// A full disk, a closed pipe: a script reading the answers would
 		// find none, or half, and exit status 0.
-		return fmt.Errorf("writing the answers: %w", out.err)
+		return fmt.Errorf("writing the answers: %w", err)
 	}
 	if err := bc.checkInvalid(int64(fs.NArg()), invalid); err != nil {
 		return err
@@ -465,19 +469,4 @@ func sameFile(a, b string) bool {
 	}
 	fb, err := os.Stat(b)
 	return err == nil && os.SameFile(fa, fb)
-}
-
-// stickyWriter writes to w until a write fails, and keeps that error.
-type stickyWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (s *stickyWriter) Write(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	n, err := s.w.Write(p)
-	s.err = err
-	return n, err
 }

@@ -125,13 +125,9 @@ corpus version 1
 // disk, here /dev/full) fail the run, rather than exit 0 with none.
 func TestCheckAnswersToFullDisk(t *testing.T) {
 	t.Parallel()
-	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
-	if err != nil {
-		t.Skipf("no /dev/full to stand for a full disk: %v", err)
-	}
-	defer full.Close()
+	full := devFull(t)
 	addr := serveStore(t, "alice@example.com")
-	err = run(t.Context(), []string{"check", "--addr", addr, "alice@example.com", "bob@example.com"}, full, &bytes.Buffer{})
+	err := run(t.Context(), []string{"check", "--addr", addr, "alice@example.com", "bob@example.com"}, full, &bytes.Buffer{})
 	if exitCode(err) != exitError || !strings.Contains(err.Error(), "no space left") {
 		t.Fatalf("check with its answers to a full disk = %v (exit %d), want the write's error", err, exitCode(err))
 	}
@@ -285,11 +281,7 @@ func TestWatchAddInvalidAddress(t *testing.T) {
 // here /dev/full) are printed again by the next run.
 func TestWatchEventsCursorFile(t *testing.T) {
 	t.Parallel()
-	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
-	if err != nil {
-		t.Skipf("no /dev/full to stand for a full disk: %v", err)
-	}
-	defer full.Close()
+	full := devFull(t)
 	srv := daemontest.Start(t, t.TempDir(), nil, nil)
 	admin := "unix://" + srv.AdminSocket()
 	ctl := func(stdout io.Writer, args ...string) error {
@@ -359,4 +351,16 @@ func TestCheckOutIsInput(t *testing.T) {
 			t.Fatalf("the input after --out %s: %q", out, b)
 		}
 	}
+}
+
+// devFull opens /dev/full, a file every write to fails as on a full disk,
+// closed when the test ends; the test is skipped without one.
+func devFull(t *testing.T) *os.File {
+	t.Helper()
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full to stand for a full disk: %v", err)
+	}
+	t.Cleanup(func() { full.Close() })
+	return full
 }
